@@ -1,0 +1,140 @@
+// moe-bench: prefill and decode speed of a model (a folder or a synthetic config) on this machine, with
+// the achieved memory bandwidth of decode beside the bandwidth this machine measures (STREAM-style):
+// batch-1 decode reads every active weight once per token, so bandwidth is its roofline.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "app/cli/cli_common.h"
+#include "engine/backend/cpu/matmul.h"
+#include "engine/backend/cpu/memory_bandwidth.h"
+#include "engine/common/error.h"
+#include "engine/runtime/session.h"
+
+using namespace moe;
+
+namespace {
+
+const char* kUsage = R"(usage:
+  moe-bench (MODEL_DIR | --synthetic CONFIG.json [--dtype bf16|f16|f32]) [--threads N]
+            [--prompt-tokens 128] [--decode-tokens 64] [--repeats 3] [--bandwidth-mib 512] [--json]
+
+Prints prefill tokens/s and GFLOP/s, decode tokens/s and achieved GB/s (active weights + KV cache read
+per token) against the machine's measured memory bandwidth, the roofline of batch-1 decode.
+)";
+
+// Bytes one decode step reads: every active weight matrix once, plus the KV cache up to `context`.
+double decode_bytes_per_token(const Model& m, int context) {
+  const auto& s = m.spec();
+  const auto& w = m.weights();
+  double b = double(w.lm_head.bytes()) + double(s.hidden) * double(dtype_size(w.embed.dtype));
+  for (int l = 0; l < s.n_layers; ++l) {
+    const auto& L = w.layers[size_t(l)];
+    b += double(L.q.bytes() + L.k.bytes() + L.v.bytes() + L.o.bytes());
+    if (s.layer_is_moe[size_t(l)]) {
+      const auto& e = L.experts[0];
+      b += double(L.router.bytes()) + double(s.moe.top_k) * double(e.gate.bytes() + e.up.bytes() + e.down.bytes());
+      b += double(L.shared.gate.bytes() + L.shared.up.bytes() + L.shared.down.bytes() + L.shared_gate.bytes());
+    } else {
+      b += double(L.mlp.gate.bytes() + L.mlp.up.bytes() + L.mlp.down.bytes());
+    }
+    b += 2.0 * double(s.kv_dim()) * 4.0 * double(context);  // F32 K and V of every cached position
+  }
+  return b;
+}
+
+// Multiply-adds ×2 of one token through the matrices (active experts only), plus attention over `context`.
+double flops_per_token(const Model& m, int context) {
+  const auto z = compute_model_size(m.spec());
+  const auto& s = m.spec();
+  const double matmul = 2.0 * double(z.active_params - z.embedding_params - z.norm_params + (s.tied_embeddings ? z.embedding_params : 0));
+  const double attn = 4.0 * double(s.q_dim()) * double(context) * s.n_layers;
+  return matmul + attn;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc > 1 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  cli::Args args(argc, argv, 1, {"json"});
+  if (auto bad = args.unknown({"synthetic", "dtype", "seed", "synthetic-max-gib", "threads", "prompt-tokens", "decode-tokens",
+                               "repeats", "bandwidth-mib", "json"});
+      !bad.empty()) {
+    std::fprintf(stderr, "error: unknown option --%s\n%s", bad[0].c_str(), kUsage);
+    return 2;
+  }
+  try {
+    using clock = std::chrono::steady_clock;
+    const int threads = int(args.integer_or("threads", 0));
+    const int P = int(args.integer_or("prompt-tokens", 128));
+    const int D = int(args.integer_or("decode-tokens", 64));
+    const int repeats = std::max(1, int(args.integer_or("repeats", 3)));
+    if (P < 1 || D < 1) throw EngineError("", "--prompt-tokens", "prompt and decode token counts must be positive");
+
+    cpu::ThreadPool pool(threads);
+    const auto bw = cpu::measure_memory_bandwidth(pool, size_t(args.integer_or("bandwidth-mib", 512)) << 20, 5);
+    std::fprintf(stderr, "memory bandwidth: read %.1f GB/s, triad %.1f GB/s (%d threads, %s buffers)\n", bw.read_gbps,
+                 bw.triad_gbps, bw.threads, cli::bytes_str(double(bw.buffer_bytes)).c_str());
+
+    const auto t_load = clock::now();
+    auto model = cli::open_model(args);
+    const double load_s = std::chrono::duration<double>(clock::now() - t_load).count();
+    const auto& s = model->spec();
+    std::fprintf(stderr, "model: %s, %s of weights, loaded in %.2f s\n", s.family.c_str(),
+                 cli::bytes_str(double(model->weight_bytes())).c_str(), load_s);
+
+    BackendOptions bo;
+    bo.threads = threads;
+    bo.max_context = P + D + 1;
+    Session session(*model, bo);
+    std::mt19937 rng(7);
+    std::vector<int32_t> prompt(static_cast<size_t>(P));
+    for (auto& t : prompt) t = int32_t(rng() % uint32_t(std::min(s.vocab_size, 32000)));
+
+    double best_prefill = 1e30, best_decode = 1e30;
+    for (int r = 0; r < repeats; ++r) {
+      session.reset();
+      std::vector<float> logits(static_cast<size_t>(s.vocab_size));
+      auto t0 = clock::now();
+      session.backend().forward(prompt, false, logits.data(), nullptr);
+      auto t1 = clock::now();
+      int32_t id = prompt.back();
+      for (int i = 0; i < D; ++i) session.backend().forward(std::span<const int32_t>(&id, 1), false, logits.data(), nullptr);
+      auto t2 = clock::now();
+      best_prefill = std::min(best_prefill, std::chrono::duration<double>(t1 - t0).count());
+      best_decode = std::min(best_decode, std::chrono::duration<double>(t2 - t1).count());
+    }
+    const double prefill_tps = P / best_prefill, decode_tps = D / best_decode;
+    const int mid_context = P + D / 2;
+    const double bytes_tok = decode_bytes_per_token(*model, mid_context);
+    const double decode_gbps = bytes_tok * decode_tps / 1e9;
+    const double prefill_gflops = flops_per_token(*model, P / 2) * P / best_prefill / 1e9;
+    const double roofline_tps = bw.read_gbps * 1e9 / bytes_tok;
+
+    if (args.flag("json")) {
+      nlohmann::json j = {{"family", s.family}, {"backend", session.backend().describe()}, {"threads", bw.threads},
+                          {"weights_bytes", model->weight_bytes()}, {"prompt_tokens", P}, {"decode_tokens", D},
+                          {"prefill_tokens_per_s", prefill_tps}, {"prefill_gflops", prefill_gflops},
+                          {"decode_tokens_per_s", decode_tps}, {"decode_bytes_per_token", bytes_tok},
+                          {"decode_gbps", decode_gbps}, {"stream_read_gbps", bw.read_gbps}, {"stream_triad_gbps", bw.triad_gbps},
+                          {"roofline_fraction", decode_gbps / bw.read_gbps}, {"roofline_tokens_per_s", roofline_tps}};
+      std::cout << j.dump(2) << "\n";
+    } else {
+      std::printf("backend          %s\n", session.backend().describe().c_str());
+      std::printf("prefill          %d tokens: %.1f tokens/s, %.2f GFLOP/s\n", P, prefill_tps, prefill_gflops);
+      std::printf("decode           %d tokens: %.2f tokens/s, %s read per token\n", D, decode_tps, cli::bytes_str(bytes_tok).c_str());
+      std::printf("bandwidth        %.2f GB/s achieved vs %.2f GB/s measured read (%.0f%% of roofline; roofline %.2f tokens/s)\n",
+                  decode_gbps, bw.read_gbps, 100.0 * decode_gbps / bw.read_gbps, roofline_tps);
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,336 @@
+// The CPU forward pass, written once against ModelSpec (SPECS.md §0–§8):
+//   x = embed[tokens]
+//   per layer:  a = RMSNorm(x);  q,k,v = proj(a) (+bias);  q/k norm (per head or whole projection);
+//               clip; RoPE; append k,v to the cache; causal GQA attention; x += o_proj(attn)
+//               m = RMSNorm(x);  x += MoE(m) (router softmax → top-k → renorm? → scale; shared expert)
+//                               or MLP(m) (SwiGLU)
+//   logits = lm_head(RMSNorm(x))
+// Weights are read in place in their stored dtype; activations and accumulation are F32.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "engine/backend/backend.h"
+#include "engine/backend/cpu/matmul.h"
+#include "engine/backend/cpu/thread_pool.h"
+#include "engine/common/error.h"
+#include "engine/model/model.h"
+
+namespace moe {
+namespace {
+
+using cpu::MatrixRef;
+using cpu::ThreadPool;
+
+MatrixRef ref(const WeightMatrix& w) { return MatrixRef{w.data, w.dtype, w.rows, w.cols}; }
+
+// y = w ⊙ x / sqrt(mean(x²) + eps), in place over n values.
+void rmsnorm(float* x, const float* w, int64_t n, float eps) {
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += double(x[i]) * x[i];
+  const float r = 1.0f / std::sqrt(float(ss / double(n)) + eps);
+  for (int64_t i = 0; i < n; ++i) x[i] = x[i] * r * w[i];
+}
+
+float silu(float z) { return z / (1.0f + std::exp(-z)); }
+float sigmoid(float z) { return 1.0f / (1.0f + std::exp(-z)); }
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend(const Model& model, const BackendOptions& opt)
+      : model_(model), s_(model.spec()), w_(model.weights()), pool_(opt.threads) {
+    capacity_ = std::max(1, std::min(opt.max_context, s_.max_positions > 0 ? s_.max_positions : opt.max_context));
+    chunk_ = std::max(1, opt.prefill_chunk);
+    const size_t per_layer = size_t(capacity_) * size_t(s_.kv_dim());
+    k_cache_.assign(size_t(s_.n_layers) * per_layer, 0.0f);
+    v_cache_.assign(size_t(s_.n_layers) * per_layer, 0.0f);
+    // RoPE inverse frequencies, as HF computes them: theta^(-2i/d).
+    const int d = s_.attn.rotary_dim;
+    inv_freq_.resize(size_t(d / 2));
+    for (int i = 0; i < d / 2; ++i) inv_freq_[size_t(i)] = float(1.0 / std::pow(s_.attn.rope_theta, double(2 * i) / double(d)));
+    resize_buffers(chunk_);
+  }
+
+  std::string describe() const override {
+    return "CPU, " + std::to_string(pool_.size()) + " threads, " + cpu::simd_path();
+  }
+  int cached() const override { return n_cached_; }
+  void truncate(int n) override { n_cached_ = std::clamp(n, 0, n_cached_); }
+  int capacity() const override { return capacity_; }
+  size_t kv_cache_bytes_allocated() const override { return (k_cache_.size() + v_cache_.size()) * sizeof(float); }
+  size_t kv_cache_bytes_per_token() const override { return size_t(2) * size_t(s_.n_layers) * size_t(s_.kv_dim()) * sizeof(float); }
+
+  void forward(std::span<const int32_t> tokens, bool all_logits, float* logits, StepObserver* obs) override {
+    if (n_cached_ + int64_t(tokens.size()) > capacity_)
+      throw EngineError("", "context", "the context of " + std::to_string(n_cached_ + tokens.size()) +
+                                           " tokens exceeds the KV cache capacity of " + std::to_string(capacity_));
+    for (int32_t t : tokens)
+      if (t < 0 || t >= s_.vocab_size)
+        throw EngineError("", "token id", "id " + std::to_string(t) + " is outside the vocabulary (" + std::to_string(s_.vocab_size) + ")");
+    const bool routing = obs && obs->wants_routing();
+    for (size_t begin = 0; begin < tokens.size(); begin += size_t(chunk_)) {
+      const int T = int(std::min(tokens.size() - begin, size_t(chunk_)));
+      const bool last_chunk = begin + size_t(T) == tokens.size();
+      float* out = nullptr;
+      if (logits && all_logits) out = logits + begin * size_t(s_.vocab_size);
+      else if (logits && last_chunk) out = logits;
+      run_chunk(tokens.subspan(begin, size_t(T)), int(begin), out, all_logits, routing ? obs : nullptr);
+    }
+  }
+
+ private:
+  void resize_buffers(int T) {
+    const size_t H = size_t(s_.hidden), t = size_t(T);
+    x_.resize(t * H);
+    a_.resize(t * H);
+    q_.resize(t * size_t(s_.q_dim()));
+    k_.resize(t * size_t(s_.kv_dim()));
+    v_.resize(t * size_t(s_.kv_dim()));
+    attn_.resize(t * size_t(s_.q_dim()));
+    y_.resize(t * H);
+    scores_.resize(size_t(pool_.size()) * size_t(capacity_));
+    const size_t ffn = size_t(std::max({s_.dense_ffn, s_.moe.expert_ffn, s_.moe.shared_ffn, 1}));
+    gate_.resize(t * ffn);
+    up_.resize(t * ffn);
+    xe_.resize(t * H);
+    ye_.resize(t * H);
+    router_.resize(t * size_t(std::max(1, s_.moe.n_experts)));
+    slot_token_.resize(t);  // each token selects an expert at most once
+    slot_weight_.resize(t);
+  }
+
+  void run_chunk(std::span<const int32_t> tokens, int first_index, float* logits, bool all_logits, StepObserver* obs) {
+    const int T = int(tokens.size());
+    const int64_t H = s_.hidden;
+    for (int t = 0; t < T; ++t)
+      convert_to_f32(static_cast<const std::byte*>(w_.embed.data) + size_t(tokens[size_t(t)]) * size_t(H) * dtype_size(w_.embed.dtype),
+                     w_.embed.dtype, size_t(H), &x_[size_t(t * H)]);
+    for (int l = 0; l < s_.n_layers; ++l) {
+      attention_block(l, T);
+      if (s_.layer_is_moe[size_t(l)]) moe_block(l, T, first_index, obs);
+      else mlp_block(l, T);
+    }
+    if (!logits) {
+      n_cached_ += T;
+      return;
+    }
+    const int first = all_logits ? 0 : T - 1;
+    const int n = T - first;
+    for (int t = first; t < T; ++t) rmsnorm(&x_[size_t(t * H)], w_.final_norm.data(), H, s_.rms_eps);
+    cpu::matmul(pool_, ref(w_.lm_head), &x_[size_t(first * H)], n, logits);
+    n_cached_ += T;
+  }
+
+  // x += o_proj(attention(RMSNorm(x)))
+  void attention_block(int l, int T) {
+    const auto& L = w_.layers[size_t(l)];
+    const auto& A = s_.attn;
+    const int64_t H = s_.hidden, qd = s_.q_dim(), kvd = s_.kv_dim(), hd = A.head_dim;
+    std::copy(x_.begin(), x_.begin() + T * H, a_.begin());
+    for (int t = 0; t < T; ++t) rmsnorm(&a_[size_t(t * H)], L.attn_norm.data(), H, s_.rms_eps);
+    cpu::matmul(pool_, ref(L.q), a_.data(), T, q_.data());
+    cpu::matmul(pool_, ref(L.k), a_.data(), T, k_.data());
+    cpu::matmul(pool_, ref(L.v), a_.data(), T, v_.data());
+    for (int t = 0; t < T; ++t) {
+      float* q = &q_[size_t(t * qd)];
+      float* k = &k_[size_t(t * kvd)];
+      float* v = &v_[size_t(t * kvd)];
+      if (!L.q_bias.empty()) {
+        for (int64_t i = 0; i < qd; ++i) q[i] += L.q_bias[size_t(i)];
+        for (int64_t i = 0; i < kvd; ++i) k[i] += L.k_bias[size_t(i)];
+        for (int64_t i = 0; i < kvd; ++i) v[i] += L.v_bias[size_t(i)];
+      }
+      if (A.qk_norm == QkNorm::PerHead) {
+        for (int h = 0; h < A.n_heads; ++h) rmsnorm(q + h * hd, L.q_norm.data(), hd, s_.rms_eps);
+        for (int h = 0; h < A.n_kv_heads; ++h) rmsnorm(k + h * hd, L.k_norm.data(), hd, s_.rms_eps);
+      } else if (A.qk_norm == QkNorm::WholeProjection) {
+        rmsnorm(q, L.q_norm.data(), qd, s_.rms_eps);
+        rmsnorm(k, L.k_norm.data(), kvd, s_.rms_eps);
+      }
+      if (A.clip_qkv > 0) {
+        for (float* p : {q, k, v}) {
+          const int64_t n = p == q ? qd : kvd;
+          for (int64_t i = 0; i < n; ++i) p[i] = std::clamp(p[i], -A.clip_qkv, A.clip_qkv);
+        }
+      }
+      const int pos = n_cached_ + t;
+      for (int h = 0; h < A.n_heads; ++h) rope(q + h * hd, pos);
+      for (int h = 0; h < A.n_kv_heads; ++h) rope(k + h * hd, pos);
+      const size_t slot = (size_t(l) * size_t(capacity_) + size_t(pos)) * size_t(kvd);
+      std::memcpy(&k_cache_[slot], k, size_t(kvd) * sizeof(float));
+      std::memcpy(&v_cache_[slot], v, size_t(kvd) * sizeof(float));
+    }
+    // Causal attention, one (token, head) pair per work item.
+    const int group = A.n_heads / A.n_kv_heads;
+    const float scale = 1.0f / std::sqrt(float(hd));
+    const float* kc = &k_cache_[size_t(l) * size_t(capacity_) * size_t(kvd)];
+    const float* vc = &v_cache_[size_t(l) * size_t(capacity_) * size_t(kvd)];
+    const int64_t items = int64_t(T) * A.n_heads;
+    // Work items are split in contiguous chunks, one chunk per pool thread: chunk i uses score row i.
+    std::atomic<int> next_row{0};
+    pool_.parallel_for(items, [&](int64_t b, int64_t e) {
+      float* sc = &scores_[size_t(next_row.fetch_add(1)) * size_t(capacity_)];
+      for (int64_t it = b; it < e; ++it) {
+        const int t = int(it / A.n_heads), h = int(it % A.n_heads);
+        const int kvh = h / group;
+        const int n_keys = n_cached_ + t + 1;
+        const float* q = &q_[size_t(t * qd + h * hd)];
+        float mx = -INFINITY;
+        for (int j = 0; j < n_keys; ++j) {
+          sc[j] = cpu::dot_f32(q, kc + size_t(j) * size_t(kvd) + size_t(kvh * hd), hd) * scale;
+          mx = std::max(mx, sc[j]);
+        }
+        float sum = 0;
+        for (int j = 0; j < n_keys; ++j) {
+          sc[j] = std::exp(sc[j] - mx);
+          sum += sc[j];
+        }
+        float* out = &attn_[size_t(t * qd + h * hd)];
+        std::fill(out, out + hd, 0.0f);
+        const float inv = 1.0f / sum;
+        for (int j = 0; j < n_keys; ++j) cpu::axpy_f32(sc[j] * inv, vc + size_t(j) * size_t(kvd) + size_t(kvh * hd), out, hd);
+      }
+    });
+    cpu::matmul(pool_, ref(L.o), attn_.data(), T, y_.data());
+    for (int64_t i = 0; i < T * H; ++i) x_[size_t(i)] += y_[size_t(i)] + (L.o_bias.empty() ? 0.0f : L.o_bias[size_t(i % H)]);
+  }
+
+  // Rotary embedding of one head at position pos (rotate-half or interleaved pairs).
+  void rope(float* x, int pos) const {
+    const int half = s_.attn.rotary_dim / 2;
+    for (int i = 0; i < half; ++i) {
+      const float angle = float(pos) * inv_freq_[size_t(i)];
+      const float c = std::cos(angle), sn = std::sin(angle);
+      const int a = s_.attn.rope_style == RopeStyle::RotateHalf ? i : 2 * i;
+      const int b = s_.attn.rope_style == RopeStyle::RotateHalf ? i + half : 2 * i + 1;
+      const float x0 = x[a], x1 = x[b];
+      x[a] = x0 * c - x1 * sn;
+      x[b] = x1 * c + x0 * sn;
+    }
+  }
+
+  // The FFN input m = RMSNorm_post(x) for every token of the chunk, into a_.
+  void ffn_norm(int l, int T) {
+    const int64_t H = s_.hidden;
+    std::copy(x_.begin(), x_.begin() + T * H, a_.begin());
+    for (int t = 0; t < T; ++t) rmsnorm(&a_[size_t(t * H)], w_.layers[size_t(l)].ffn_norm.data(), H, s_.rms_eps);
+  }
+
+  // out[n, H] = down( silu(gate·in) ⊙ (up·in) ) for n token rows.
+  void swiglu(const SwiGluWeights& w, const float* in, int n, float* out) {
+    const int64_t I = w.gate.rows;
+    pool_.parallel_for(I, [&](int64_t b, int64_t e) {
+      cpu::matmul_rows(ref(w.gate), in, n, gate_.data(), b, e);
+      cpu::matmul_rows(ref(w.up), in, n, up_.data(), b, e);
+      for (int t = 0; t < n; ++t)
+        for (int64_t r = b; r < e; ++r) {
+          const size_t i = size_t(t * I + r);
+          gate_[i] = silu(gate_[i]) * up_[i];
+        }
+    });
+    cpu::matmul(pool_, ref(w.down), gate_.data(), n, out);
+  }
+
+  void mlp_block(int l, int T) {
+    ffn_norm(l, T);
+    swiglu(w_.layers[size_t(l)].mlp, a_.data(), T, y_.data());
+    for (size_t i = 0; i < size_t(T) * size_t(s_.hidden); ++i) x_[i] += y_[i];
+  }
+
+  void moe_block(int l, int T, int first_index, StepObserver* obs) {
+    const auto& L = w_.layers[size_t(l)];
+    const auto& M = s_.moe;
+    const int64_t H = s_.hidden;
+    const int E = M.n_experts, K = M.top_k;
+    ffn_norm(l, T);
+    cpu::matmul(pool_, ref(L.router), a_.data(), T, router_.data());
+    // Routing per token: scores (softmax or sigmoid over all experts, F32), top-k, renormalise, scale.
+    selected_.assign(size_t(T) * size_t(K), 0);
+    weights_.assign(size_t(T) * size_t(K), 0.0f);
+    std::vector<int32_t> order(static_cast<size_t>(E));
+    for (int t = 0; t < T; ++t) {
+      float* p = &router_[size_t(t) * size_t(E)];
+      if (M.score == RouterScore::Softmax) {
+        const float mx = *std::max_element(p, p + E);
+        float sum = 0;
+        for (int e = 0; e < E; ++e) sum += (p[e] = std::exp(p[e] - mx));
+        for (int e = 0; e < E; ++e) p[e] /= sum;
+      } else {
+        for (int e = 0; e < E; ++e) p[e] = sigmoid(p[e]);
+      }
+      std::iota(order.begin(), order.end(), 0);
+      auto biased = [&](int e) { return p[e] + (L.router_bias.empty() ? 0.0f : L.router_bias[size_t(e)]); };
+      std::partial_sort(order.begin(), order.begin() + K, order.end(),
+                        [&](int a, int b) { return biased(a) > biased(b) || (biased(a) == biased(b) && a < b); });
+      float wsum = 0;
+      for (int j = 0; j < K; ++j) wsum += p[order[size_t(j)]];
+      for (int j = 0; j < K; ++j) {
+        float wj = p[order[size_t(j)]];
+        if (M.renormalize) wj /= wsum;
+        selected_[size_t(t * K + j)] = order[size_t(j)];
+        weights_[size_t(t * K + j)] = wj * M.routed_scale;
+      }
+      if (obs)
+        obs->on_routing(l, first_index + t, std::span<const int32_t>(&selected_[size_t(t * K)], size_t(K)),
+                        std::span<const float>(&weights_[size_t(t * K)], size_t(K)));
+    }
+    // Experts: gather the tokens routed to each expert, run it once over them, scatter-add weighted.
+    std::fill(y_.begin(), y_.begin() + T * H, 0.0f);
+    for (int e = 0; e < E; ++e) {
+      int n = 0;
+      for (int t = 0; t < T; ++t)
+        for (int j = 0; j < K; ++j)
+          if (selected_[size_t(t * K + j)] == e) {
+            std::copy(&a_[size_t(t * H)], &a_[size_t((t + 1) * H)], &xe_[size_t(n * H)]);
+            slot_token_[size_t(n)] = t;
+            slot_weight_[size_t(n)] = weights_[size_t(t * K + j)];
+            ++n;
+          }
+      if (n == 0) continue;
+      swiglu(L.experts[size_t(e)], xe_.data(), n, ye_.data());
+      for (int i = 0; i < n; ++i)
+        cpu::axpy_f32(slot_weight_[size_t(i)], &ye_[size_t(i * H)], &y_[size_t(slot_token_[size_t(i)] * H)], H);
+    }
+    if (M.shared_ffn > 0) {
+      swiglu(L.shared, a_.data(), T, ye_.data());
+      for (int t = 0; t < T; ++t) {
+        float g = 1.0f;
+        if (L.shared_gate) {
+          float z = 0;
+          cpu::matmul_rows(ref(L.shared_gate), &a_[size_t(t * H)], 1, &z, 0, 1);
+          g = sigmoid(z);
+        }
+        cpu::axpy_f32(g, &ye_[size_t(t * H)], &y_[size_t(t * H)], H);
+      }
+    }
+    for (size_t i = 0; i < size_t(T) * size_t(H); ++i) x_[i] += y_[i];
+  }
+
+  const Model& model_;
+  const ModelSpec& s_;
+  const ModelWeights& w_;
+  ThreadPool pool_;
+  int capacity_ = 0;
+  int chunk_ = 0;
+  int n_cached_ = 0;
+  std::vector<float> k_cache_, v_cache_;  // [layer][position][kv_dim]
+  std::vector<float> inv_freq_;
+  // Chunk buffers, [T, width] row-major.
+  std::vector<float> x_, a_, q_, k_, v_, attn_, y_, scores_, gate_, up_, xe_, ye_, router_;
+  std::vector<int32_t> selected_;
+  std::vector<float> weights_;
+  std::vector<int> slot_token_;
+  std::vector<float> slot_weight_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(const Model& model, const BackendOptions& options) {
+  return std::make_unique<CpuBackend>(model, options);
+}
+
+}  // namespace moe

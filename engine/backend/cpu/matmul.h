@@ -1,0 +1,43 @@
+#pragma once
+// Matrix products against weights stored as they are in the checkpoint (F32, F16 or BF16, row-major
+// [out, in], read in place from the mmap). Activations are F32; accumulation is F32.
+// AVX2/FMA/F16C paths are chosen at run time; a scalar path is always there.
+#include <cstdint>
+
+#include "engine/backend/cpu/thread_pool.h"
+#include "engine/common/dtype.h"
+
+namespace moe::cpu {
+
+struct MatrixRef {
+  const void* data = nullptr;
+  DType dtype = DType::F32;
+  int64_t rows = 0;  // out features
+  int64_t cols = 0;  // in features
+};
+
+// y[t, r] = Σ_c W[r, c] · x[t, c] for t < T and r in [row_begin, row_end), on the calling thread.
+// x is [T, cols] contiguous, y is [T, rows] contiguous (only the given rows are written).
+// Each weight row is read once for all T tokens (tokens are processed in small tiles).
+void matmul_rows(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t row_begin, int64_t row_end);
+
+// The same over all rows, split across the pool.
+void matmul(ThreadPool& pool, const MatrixRef& W, const float* x, int64_t T, float* y);
+
+// Σ a[i]·b[i] over n F32 values (SIMD).
+float dot_f32(const float* a, const float* b, int64_t n);
+// y[i] += s · x[i] (SIMD).
+void axpy_f32(float s, const float* x, float* y, int64_t n);
+
+// Which SIMD path matmul_rows uses on this machine ("avx2+fma+f16c" or "scalar").
+const char* simd_path();
+
+// Whether this CPU has AVX2+FMA+F16C (independent of any forcing below).
+bool simd_supported();
+// Forces the portable scalar path (true) or lets the CPU decide (false). The environment variable
+// MOE_FORCE_SCALAR=1 sets the initial value. Meant for tests and benchmarks; not synchronised with
+// matmul calls running at the same moment.
+void set_force_scalar(bool force);
+bool force_scalar();
+
+}  // namespace moe::cpu

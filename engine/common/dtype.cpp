@@ -1,0 +1,106 @@
+#include "engine/common/dtype.h"
+
+#include <cmath>
+
+namespace moe {
+
+namespace {
+struct DTypeInfo {
+  DType type;
+  std::string_view name;
+  size_t size;
+};
+constexpr DTypeInfo kTypes[] = {
+    {DType::BOOL, "BOOL", 1}, {DType::U8, "U8", 1},       {DType::I8, "I8", 1},
+    {DType::I16, "I16", 2},   {DType::U16, "U16", 2},     {DType::I32, "I32", 4},
+    {DType::U32, "U32", 4},   {DType::I64, "I64", 8},     {DType::U64, "U64", 8},
+    {DType::F16, "F16", 2},   {DType::BF16, "BF16", 2},   {DType::F32, "F32", 4},
+    {DType::F64, "F64", 8},   {DType::F8_E4M3, "F8_E4M3", 1}, {DType::F8_E5M2, "F8_E5M2", 1},
+};
+}  // namespace
+
+size_t dtype_size(DType t) {
+  for (const auto& i : kTypes)
+    if (i.type == t) return i.size;
+  return 0;
+}
+
+std::string_view dtype_name(DType t) {
+  for (const auto& i : kTypes)
+    if (i.type == t) return i.name;
+  return "?";
+}
+
+std::optional<DType> parse_dtype(std::string_view s) {
+  for (const auto& i : kTypes)
+    if (i.name == s) return i.type;
+  return std::nullopt;
+}
+
+float f16_to_f32(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu;
+  const uint32_t man = h & 0x3ffu;
+  uint32_t u;
+  if (exp == 0) {
+    if (man == 0) {
+      u = sign;
+    } else {  // subnormal: value = man * 2^-24
+      float f = std::ldexp(float(man), -24);
+      return sign ? -f : f;
+    }
+  } else if (exp == 31) {
+    u = sign | 0x7f800000u | (man << 13);
+  } else {
+    u = sign | ((exp + 112) << 23) | (man << 13);
+  }
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+uint16_t f32_to_f16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const uint16_t sign = uint16_t((u >> 16) & 0x8000u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return sign | 0x7e00u;  // NaN
+  const float a = std::fabs(f);
+  if (a >= 65520.0f) return sign | 0x7c00u;  // overflow → inf
+  if (a < 6.103515625e-05f) {                // subnormal or zero: round(a / 2^-24)
+    const float q = std::nearbyint(a * 16777216.0f);
+    return sign | uint16_t(q);
+  }
+  int e;
+  const float m = std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
+  // mantissa with 10 fraction bits: a = (1 + frac) * 2^(e-1)
+  float scaled = std::nearbyint((m * 2.0f - 1.0f) * 1024.0f);
+  int exp = e - 1 + 15;
+  if (scaled >= 1024.0f) {
+    scaled = 0.0f;
+    ++exp;
+  }
+  if (exp >= 31) return sign | 0x7c00u;
+  return sign | uint16_t(exp << 10) | uint16_t(scaled);
+}
+
+void convert_to_f32(const void* src, DType t, size_t n, float* dst) {
+  switch (t) {
+    case DType::F32:
+      std::memcpy(dst, src, n * 4);
+      return;
+    case DType::BF16: {
+      const auto* s = static_cast<const uint16_t*>(src);
+      for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+      return;
+    }
+    case DType::F16: {
+      const auto* s = static_cast<const uint16_t*>(src);
+      for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+      return;
+    }
+    default:
+      for (size_t i = 0; i < n; ++i) dst[i] = 0.0f;
+  }
+}
+
+}  // namespace moe

@@ -1,0 +1,46 @@
+#pragma once
+// Element types of stored tensors, and the scalar conversions the CPU path needs.
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string_view>
+
+namespace moe {
+
+enum class DType : uint8_t {
+  BOOL, U8, I8, I16, U16, I32, U32, I64, U64, F16, BF16, F32, F64, F8_E4M3, F8_E5M2
+};
+
+// Bytes per element.
+size_t dtype_size(DType t);
+// The safetensors spelling ("BF16", "F32", ...).
+std::string_view dtype_name(DType t);
+// Parses a safetensors dtype string; nullopt for strings we do not know.
+std::optional<DType> parse_dtype(std::string_view s);
+// True for the types the forward pass can read weights in (F32, F16, BF16).
+inline bool is_weight_dtype(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+
+// bf16 → f32: the upper half of an f32.
+inline float bf16_to_f32(uint16_t h) {
+  uint32_t u = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+// f32 → bf16 with round-to-nearest-even (NaN stays NaN).
+inline uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return uint16_t(u >> 16);
+}
+// IEEE half → f32, subnormals included.
+float f16_to_f32(uint16_t h);
+// f32 → IEEE half, round-to-nearest-even.
+uint16_t f32_to_f16(float f);
+
+// Converts n elements of type t at src to f32 (t must be F32, F16 or BF16).
+void convert_to_f32(const void* src, DType t, size_t n, float* dst);
+
+}  // namespace moe

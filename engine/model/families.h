@@ -1,0 +1,20 @@
+#pragma once
+// The family adapters the registry knows (one family_*.cpp each).
+#include <vector>
+
+#include "engine/common/error.h"
+#include "engine/model/family.h"
+
+namespace moe {
+
+FamilyAdapter qwen3_moe_family();
+FamilyAdapter qwen3_family();
+FamilyAdapter qwen2_moe_family();
+FamilyAdapter mixtral_family();
+FamilyAdapter olmoe_family();
+FamilyAdapter llama_family();
+
+// Qwen2-MoE and Qwen3-MoE choose MoE layers with decoder_sparse_step and mlp_only_layers.
+std::vector<bool> qwen_moe_layers(const JsonFields& config, int n_layers, int n_experts);
+
+}  // namespace moe

@@ -1,0 +1,66 @@
+#pragma once
+// A family adapter: how one model_type's config.json maps onto ModelSpec, and what its tensors are
+// called. Adding a family is one short file (family_*.cpp) and one line in the registry; the forward
+// pass and the backends do not change (DESIGN.md: "the model description is data").
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/formats/json_file.h"
+#include "engine/model/model_spec.h"
+
+namespace moe {
+
+// Tensor name patterns; "{L}" is the layer index and "{E}" the expert index. Empty = not in this family.
+struct TensorNaming {
+  std::string embed = "model.embed_tokens.weight";
+  std::string final_norm = "model.norm.weight";
+  std::string lm_head = "lm_head.weight";
+  std::string attn_norm = "model.layers.{L}.input_layernorm.weight";
+  std::string ffn_norm = "model.layers.{L}.post_attention_layernorm.weight";
+  // Projections without the ".weight"/".bias" suffix.
+  std::string q = "model.layers.{L}.self_attn.q_proj";
+  std::string k = "model.layers.{L}.self_attn.k_proj";
+  std::string v = "model.layers.{L}.self_attn.v_proj";
+  std::string o = "model.layers.{L}.self_attn.o_proj";
+  std::string q_norm = "model.layers.{L}.self_attn.q_norm.weight";
+  std::string k_norm = "model.layers.{L}.self_attn.k_norm.weight";
+  std::string router = "model.layers.{L}.mlp.gate.weight";
+  // Routed experts, one tensor per expert (the layout checkpoints are saved in) ...
+  std::string expert_gate = "model.layers.{L}.mlp.experts.{E}.gate_proj.weight";
+  std::string expert_up = "model.layers.{L}.mlp.experts.{E}.up_proj.weight";
+  std::string expert_down = "model.layers.{L}.mlp.experts.{E}.down_proj.weight";
+  // ... or stacked: gate_up [E, 2·I, H] (gate rows first) and down [E, H, I].
+  std::string experts_gate_up = "model.layers.{L}.mlp.experts.gate_up_proj";
+  std::string experts_down = "model.layers.{L}.mlp.experts.down_proj";
+  std::string shared_gate_proj = "model.layers.{L}.mlp.shared_expert.gate_proj.weight";
+  std::string shared_up_proj = "model.layers.{L}.mlp.shared_expert.up_proj.weight";
+  std::string shared_down_proj = "model.layers.{L}.mlp.shared_expert.down_proj.weight";
+  std::string shared_expert_gate = "model.layers.{L}.mlp.shared_expert_gate.weight";
+  std::string mlp_gate = "model.layers.{L}.mlp.gate_proj.weight";
+  std::string mlp_up = "model.layers.{L}.mlp.up_proj.weight";
+  std::string mlp_down = "model.layers.{L}.mlp.down_proj.weight";
+};
+
+struct FamilyAdapter {
+  std::string model_type;    // config.json "model_type"
+  std::string display_name;  // "Qwen3-MoE"
+  // Reads the family-specific fields. The common ones (sizes, heads, eps, rope, vocab, tying) are
+  // already in spec; this sets attention details, MoE settings and spec.layer_is_moe.
+  std::function<void(const JsonFields& config, ModelSpec& spec)> read_config;
+  TensorNaming names;
+};
+
+// The family for a model_type, or nullptr.
+const FamilyAdapter* find_family(const std::string& model_type);
+// Every model_type we support, for error messages and --help.
+std::vector<std::string> supported_model_types();
+
+// Reads the fields every family shares (hidden_size, layers, heads, head_dim, vocab, eps, rope, tying)
+// and dispatches to the family adapter. Throws EngineError naming config.json and the field.
+ModelSpec read_model_spec(const JsonFields& config);
+
+// Replaces "{L}" and "{E}" in a pattern.
+std::string tensor_name(const std::string& pattern, int layer, int expert = -1);
+
+}  // namespace moe

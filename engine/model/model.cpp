@@ -1,0 +1,332 @@
+// Loading a model: config.json → ModelSpec (family adapter), then every tensor the spec needs is looked
+// up by the family's names and checked for dtype and shape before the forward pass may touch it.
+#include "engine/model/model.h"
+
+#include <algorithm>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "engine/common/error.h"
+#include "engine/model/family.h"
+
+namespace moe {
+
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::ostringstream o;
+  o << '[';
+  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
+  o << ']';
+  return o.str();
+}
+
+// Where tensors come from: a checkpoint (checked) or synthetic memory (made to measure).
+class WeightSource {
+ public:
+  virtual ~WeightSource() = default;
+  virtual bool has(const std::string& name) const = 0;
+  // The data of `name`, which must have `shape`; nullptr when absent and not required.
+  virtual const void* get(const std::string& name, const std::vector<int64_t>& shape, bool required, DType& dtype) = 0;
+};
+
+class CheckpointSource : public WeightSource {
+ public:
+  CheckpointSource(const TensorStore& store, std::string config_file) : store_(store), config_(std::move(config_file)) {}
+  bool has(const std::string& name) const override { return store_.find(name) != nullptr; }
+  const void* get(const std::string& name, const std::vector<int64_t>& shape, bool required, DType& dtype) override {
+    const TensorView* t = store_.find(name);
+    if (!t) {
+      if (required) throw EngineError(store_.source(), name, "tensor is missing (config.json implies it with shape " + shape_str(shape) + ")");
+      return nullptr;
+    }
+    used_.insert(name);
+    if (!is_weight_dtype(t->dtype))
+      throw EngineError(t->file, name, "dtype " + std::string(dtype_name(t->dtype)) + " is not supported for weights (F32, F16 or BF16)");
+    if (t->shape != shape)
+      throw EngineError(t->file, name, "shape " + shape_str(t->shape) + " disagrees with " + config_ + ", which implies " + shape_str(shape));
+    dtype = t->dtype;
+    return t->data;
+  }
+  std::vector<std::string> unused() const {
+    std::vector<std::string> out;
+    for (const auto& n : store_.names())
+      if (!used_.count(n)) out.push_back(n);
+    return out;
+  }
+
+ private:
+  const TensorStore& store_;
+  std::string config_;
+  std::set<std::string> used_;
+};
+
+// Synthetic weights: every required tensor is carved from one arena, filled with small random values
+// (norm vectors with ones). Past max_distinct_bytes the arena wraps, so huge shapes alias memory.
+class SyntheticSource : public WeightSource {
+ public:
+  SyntheticSource(DType dtype, size_t capacity) : dtype_(dtype), capacity_(capacity) {}
+  bool has(const std::string&) const override { return false; }  // optional tensors (biases, fused experts) absent
+  const void* get(const std::string& name, const std::vector<int64_t>& shape, bool required, DType& dtype) override {
+    if (!required) return nullptr;
+    size_t n = 1;
+    for (auto d : shape) n *= size_t(d);
+    const bool vector = shape.size() == 1;
+    dtype = vector ? DType::F32 : dtype_;
+    const size_t bytes = (n * dtype_size(dtype) + 63) & ~size_t(63);
+    Piece p{name, vector, bytes, 0};
+    pieces_.push_back(p);
+    total_ += bytes;
+    return nullptr;  // addresses are assigned in place() once the total is known
+  }
+  std::vector<std::pair<std::string, size_t>> layout;  // unused
+  struct Piece {
+    std::string name;
+    bool ones;
+    size_t bytes;
+    size_t offset;
+  };
+  std::vector<Piece> pieces_;
+  size_t total_ = 0;
+  DType dtype_;
+  size_t capacity_;
+};
+
+// Binds every weight of the spec through a source. For synthetic models it runs twice: once to size
+// the arena, once with the addresses.
+class Binder {
+ public:
+  Binder(const ModelSpec& spec, const TensorNaming& names, WeightSource& src) : s_(spec), n_(names), src_(src) {}
+
+  WeightMatrix matrix(const std::string& name, int64_t rows, int64_t cols, bool required = true) {
+    WeightMatrix m;
+    DType dt = DType::F32;
+    m.data = src_.get(name, {rows, cols}, required, dt);
+    m.dtype = dt;
+    m.rows = rows;
+    m.cols = cols;
+    return m;
+  }
+  std::vector<float> vec(const std::string& name, int64_t n, bool required = true) {
+    DType dt = DType::F32;
+    const void* p = src_.get(name, {n}, required, dt);
+    std::vector<float> out;
+    if (p) {
+      out.resize(size_t(n));
+      convert_to_f32(p, dt, size_t(n), out.data());
+    } else if (required) {
+      out.assign(size_t(n), 1.0f);  // synthetic norms
+    }
+    return out;
+  }
+  SwiGluWeights swiglu(const std::string& g, const std::string& u, const std::string& d, int64_t ffn) {
+    return {matrix(g, ffn, s_.hidden), matrix(u, ffn, s_.hidden), matrix(d, s_.hidden, ffn)};
+  }
+
+  ModelWeights bind(ModelSpec& spec_out) {
+    ModelWeights w;
+    const int64_t H = s_.hidden, V = s_.vocab_size;
+    w.embed = matrix(n_.embed, V, H);
+    w.final_norm = vec(n_.final_norm, H);
+    // Tied: lm_head is absent and the embedding is used. Untied but absent is an error.
+    if (s_.tied_embeddings) {
+      w.lm_head = w.embed;
+    } else {
+      w.lm_head = matrix(n_.lm_head, V, H);
+    }
+    const auto& A = s_.attn;
+    const int64_t q = s_.q_dim(), kv = s_.kv_dim();
+    spec_out.attn.qkv_bias = src_.has(tensor_name(n_.q, 0) + ".bias");
+    spec_out.attn.o_bias = src_.has(tensor_name(n_.o, 0) + ".bias");
+    w.layers.resize(s_.n_layers);
+    for (int l = 0; l < s_.n_layers; ++l) {
+      auto& L = w.layers[l];
+      auto name = [l](const std::string& p) { return tensor_name(p, l); };
+      L.attn_norm = vec(name(n_.attn_norm), H);
+      L.ffn_norm = vec(name(n_.ffn_norm), H);
+      L.q = matrix(name(n_.q) + ".weight", q, H);
+      L.k = matrix(name(n_.k) + ".weight", kv, H);
+      L.v = matrix(name(n_.v) + ".weight", kv, H);
+      L.o = matrix(name(n_.o) + ".weight", H, q);
+      if (spec_out.attn.qkv_bias) {
+        L.q_bias = vec(name(n_.q) + ".bias", q);
+        L.k_bias = vec(name(n_.k) + ".bias", kv);
+        L.v_bias = vec(name(n_.v) + ".bias", kv);
+      }
+      if (spec_out.attn.o_bias) L.o_bias = vec(name(n_.o) + ".bias", H);
+      if (A.qk_norm == QkNorm::PerHead) {
+        L.q_norm = vec(name(n_.q_norm), A.head_dim);
+        L.k_norm = vec(name(n_.k_norm), A.head_dim);
+      } else if (A.qk_norm == QkNorm::WholeProjection) {
+        L.q_norm = vec(name(n_.q_norm), q);
+        L.k_norm = vec(name(n_.k_norm), kv);
+      }
+      if (s_.layer_is_moe[l]) {
+        const auto& M = s_.moe;
+        const int64_t E = M.n_experts, I = M.expert_ffn;
+        L.router = matrix(name(n_.router), E, H);
+        L.experts.resize(size_t(E));
+        const std::string fused_gu = name(n_.experts_gate_up), fused_d = name(n_.experts_down);
+        if (!n_.experts_gate_up.empty() && src_.has(fused_gu)) {
+          // Stacked layout: gate_up [E, 2I, H] with the gate rows first, down [E, H, I].
+          DType dt = DType::F32, dt2 = DType::F32;
+          const auto* gu = static_cast<const std::byte*>(src_.get(fused_gu, {E, 2 * I, H}, true, dt));
+          const auto* dn = static_cast<const std::byte*>(src_.get(fused_d, {E, H, I}, true, dt2));
+          const size_t es = dtype_size(dt), es2 = dtype_size(dt2);
+          for (int64_t e = 0; e < E; ++e) {
+            auto& X = L.experts[size_t(e)];
+            X.gate = {gu + size_t(e * 2 * I * H) * es, dt, I, H};
+            X.up = {gu + size_t((e * 2 * I + I) * H) * es, dt, I, H};
+            X.down = {dn + size_t(e * H * I) * es2, dt2, H, I};
+          }
+        } else {
+          for (int64_t e = 0; e < E; ++e) {
+            auto ename = [l, e](const std::string& p) { return tensor_name(p, l, int(e)); };
+            L.experts[size_t(e)] = swiglu(ename(n_.expert_gate), ename(n_.expert_up), ename(n_.expert_down), I);
+          }
+        }
+        if (M.shared_ffn > 0) {
+          L.shared = swiglu(name(n_.shared_gate_proj), name(n_.shared_up_proj), name(n_.shared_down_proj), M.shared_ffn);
+          if (M.shared_gate) L.shared_gate = matrix(name(n_.shared_expert_gate), 1, H);
+        }
+      } else {
+        L.mlp = swiglu(name(n_.mlp_gate), name(n_.mlp_up), name(n_.mlp_down), s_.dense_ffn);
+      }
+    }
+    return w;
+  }
+
+ private:
+  const ModelSpec& s_;
+  const TensorNaming& n_;
+  WeightSource& src_;
+};
+
+size_t count_weight_bytes(const ModelSpec& s, const ModelWeights& w) {
+  size_t b = w.embed.bytes() + (s.tied_embeddings ? 0 : w.lm_head.bytes()) + w.final_norm.size() * 4;
+  for (const auto& L : w.layers) {
+    b += L.q.bytes() + L.k.bytes() + L.v.bytes() + L.o.bytes() + L.router.bytes() + L.shared_gate.bytes();
+    b += (L.attn_norm.size() + L.ffn_norm.size() + L.q_norm.size() + L.k_norm.size() + L.q_bias.size() +
+          L.k_bias.size() + L.v_bias.size() + L.o_bias.size()) * 4;
+    for (const auto* m : {&L.shared, &L.mlp}) b += m->gate.bytes() + m->up.bytes() + m->down.bytes();
+    for (const auto& e : L.experts) b += e.gate.bytes() + e.up.bytes() + e.down.bytes();
+  }
+  return b;
+}
+
+std::filesystem::path config_path_of(const std::filesystem::path& p) {
+  return std::filesystem::is_directory(p) ? p / "config.json" : p;
+}
+
+}  // namespace
+
+Model::~Model() = default;
+
+std::unique_ptr<Model> Model::load(const std::filesystem::path& dir) {
+  if (!std::filesystem::is_directory(dir))
+    throw EngineError(dir.string(), "", "not a folder (expected a Hugging Face checkpoint folder with config.json)");
+  const auto config_file = dir / "config.json";
+  if (!std::filesystem::exists(config_file))
+    throw EngineError(config_file.string(), "", "missing: a checkpoint folder needs config.json");
+  std::unique_ptr<Model> m(new Model());
+  m->dir_ = dir;
+  m->spec_ = read_model_spec(JsonFields::load(config_file));
+  m->store_ = std::make_unique<TensorStore>(TensorStore::open_folder(dir));
+  const FamilyAdapter* f = find_family(m->spec_.model_type);
+  // Tied embeddings: trust the tensors when config.json is silent on it (HF drops default values).
+  if (!JsonFields::load(config_file).has("tie_word_embeddings"))
+    m->spec_.tied_embeddings = !m->store_->find(f->names.lm_head);
+  CheckpointSource src(*m->store_, "config.json");
+  ModelSpec spec = m->spec_;
+  Binder binder(m->spec_, f->names, src);
+  m->weights_ = binder.bind(spec);
+  m->spec_ = spec;
+  m->unused_ = src.unused();
+  m->weight_bytes_ = count_weight_bytes(m->spec_, m->weights_);
+  return m;
+}
+
+std::unique_ptr<Model> Model::synthetic(const std::filesystem::path& config, const SyntheticOptions& opt) {
+  const auto config_file = config_path_of(config);
+  if (!std::filesystem::exists(config_file)) throw EngineError(config_file.string(), "", "config file not found");
+  if (!is_weight_dtype(opt.dtype)) throw EngineError(config_file.string(), "dtype", "synthetic weights must be F32, F16 or BF16");
+  std::unique_ptr<Model> m(new Model());
+  m->synthetic_ = true;
+  m->spec_ = read_model_spec(JsonFields::load(config_file));
+  const FamilyAdapter* f = find_family(m->spec_.model_type);
+
+  // Pass 1: sizes.
+  SyntheticSource sizing(opt.dtype, opt.max_distinct_bytes);
+  ModelSpec spec = m->spec_;
+  Binder(m->spec_, f->names, sizing).bind(spec);
+  const size_t cap = opt.max_distinct_bytes ? std::min(sizing.total_, opt.max_distinct_bytes) : sizing.total_;
+  // The arena must hold the largest single tensor.
+  size_t largest = 0;
+  for (const auto& p : sizing.pieces_) largest = std::max(largest, p.bytes);
+  const size_t arena = std::max(cap, largest);
+  m->synthetic_memory_.reset(new std::byte[arena]);
+  m->synthetic_bytes_ = arena;
+
+  // Fill with small values: uniform in ±0.04 (std ≈ 0.023, like a trained model's init), in parallel.
+  const int threads = opt.threads > 0 ? opt.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  {
+    std::vector<std::thread> pool;
+    const size_t n16 = arena / 2;
+    for (int t = 0; t < threads; ++t) {
+      pool.emplace_back([&, t] {
+        const size_t b = n16 * size_t(t) / size_t(threads), e = n16 * size_t(t + 1) / size_t(threads);
+        std::mt19937_64 rng(opt.seed * 7919 + uint64_t(t));
+        auto* p = reinterpret_cast<uint16_t*>(m->synthetic_memory_.get());
+        if (opt.dtype == DType::F32) {
+          // 4-byte values: fill pairs of halves as whole floats.
+          auto* f32 = reinterpret_cast<float*>(m->synthetic_memory_.get());
+          for (size_t i = b / 2; i < e / 2; ++i) f32[i] = float(int64_t(rng() % 2001) - 1000) * 4e-5f;
+        } else {
+          for (size_t i = b; i < e; ++i) {
+            const float v = float(int64_t(rng() % 2001) - 1000) * 4e-5f;
+            p[i] = opt.dtype == DType::BF16 ? f32_to_bf16(v) : f32_to_f16(v);
+          }
+        }
+      });
+    }
+    for (auto& th : pool) th.join();
+  }
+  // Pass 2: the addresses, wrapping around the arena.
+  class Placed : public WeightSource {
+   public:
+    Placed(std::byte* base, size_t size, DType dt) : base_(base), size_(size), dt_(dt) {}
+    bool has(const std::string&) const override { return false; }
+    const void* get(const std::string&, const std::vector<int64_t>& shape, bool required, DType& dtype) override {
+      if (!required) return nullptr;
+      size_t n = 1;
+      for (auto d : shape) n *= size_t(d);
+      if (shape.size() == 1) {  // norms: ones, converted to F32 by the binder
+        ones_.assign(n, 1.0f);
+        dtype = DType::F32;
+        return ones_.data();
+      }
+      dtype = dt_;
+      const size_t bytes = (n * dtype_size(dt_) + 63) & ~size_t(63);
+      if (cursor_ + bytes > size_) cursor_ = 0;
+      const std::byte* p = base_ + cursor_;
+      cursor_ += bytes;
+      return p;
+    }
+
+   private:
+    std::byte* base_;
+    size_t size_;
+    DType dt_;
+    size_t cursor_ = 0;
+    std::vector<float> ones_;
+  } placed(m->synthetic_memory_.get(), arena, opt.dtype);
+  spec = m->spec_;
+  m->weights_ = Binder(m->spec_, f->names, placed).bind(spec);
+  m->spec_ = spec;
+  m->weight_bytes_ = count_weight_bytes(m->spec_, m->weights_);
+  return m;
+}
+
+}  // namespace moe

@@ -1,0 +1,59 @@
+#pragma once
+// A loaded model: its spec, its weights (in place in the mmap'd checkpoint, or synthetic), and the
+// files that came with it. Loading checks every tensor's presence, dtype and shape against config.json.
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/formats/safetensors.h"
+#include "engine/model/model_spec.h"
+#include "engine/model/weights.h"
+
+namespace moe {
+
+struct SyntheticOptions {
+  DType dtype = DType::BF16;
+  uint64_t seed = 1;
+  // Distinct random bytes are capped at this size; larger models reuse (alias) the same memory for
+  // later tensors, which keeps every access a real DRAM read while fitting in RAM. 0: no cap.
+  size_t max_distinct_bytes = size_t(8) << 30;
+  int threads = 0;  // for filling the memory; 0 = all cores
+};
+
+class Model {
+ public:
+  // A Hugging Face checkpoint folder: config.json + safetensors (single, sharded or several files).
+  static std::unique_ptr<Model> load(const std::filesystem::path& dir);
+  // Random weights of the shape a config.json describes (a file, or a folder holding config.json).
+  static std::unique_ptr<Model> synthetic(const std::filesystem::path& config, const SyntheticOptions& options);
+
+  ~Model();
+  const ModelSpec& spec() const { return spec_; }
+  const ModelWeights& weights() const { return weights_; }
+  const std::filesystem::path& dir() const { return dir_; }  // the folder (empty for synthetic)
+  bool is_synthetic() const { return synthetic_; }
+  // Bytes of weights the forward pass reads (matrices in their stored dtype, plus F32 vectors).
+  size_t weight_bytes() const { return weight_bytes_; }
+  // Bytes of distinct synthetic memory (less than weight_bytes when aliased).
+  size_t synthetic_bytes() const { return synthetic_bytes_; }
+  // Checkpoint tensors no part of the model used (e.g. rotary_emb.inv_freq), for `info`.
+  const std::vector<std::string>& unused_tensors() const { return unused_; }
+
+ private:
+  Model() = default;
+  ModelSpec spec_;
+  ModelWeights weights_;
+  std::filesystem::path dir_;
+  bool synthetic_ = false;
+  size_t weight_bytes_ = 0;
+  size_t synthetic_bytes_ = 0;
+  std::unique_ptr<TensorStore> store_;
+  std::unique_ptr<std::byte[]> synthetic_memory_;
+  std::vector<std::string> unused_;
+  friend class WeightBinder;
+  friend class SyntheticWeights;
+};
+
+}  // namespace moe

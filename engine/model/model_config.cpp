@@ -1,0 +1,105 @@
+// The config.json fields every family shares, then the family adapter.
+#include <algorithm>
+#include <sstream>
+
+#include "engine/common/error.h"
+#include "engine/model/family.h"
+
+namespace moe {
+
+std::string tensor_name(const std::string& pattern, int layer, int expert) {
+  std::string s = pattern;
+  auto replace = [&s](const std::string& key, int value) {
+    for (size_t p = s.find(key); p != std::string::npos; p = s.find(key)) s.replace(p, key.size(), std::to_string(value));
+  };
+  if (layer >= 0) replace("{L}", layer);
+  if (expert >= 0) replace("{E}", expert);
+  return s;
+}
+
+namespace {
+
+// transformers 5 writes RoPE settings as rope_parameters {rope_type, rope_theta, ...}; older configs use
+// rope_theta plus an optional rope_scaling object. Only unscaled ("default") RoPE is implemented; any
+// scaling is refused by name rather than run with the wrong frequencies.
+void read_rope(const JsonFields& c, ModelSpec& s, double family_default_theta) {
+  s.attn.rope_theta = c.number_or("rope_theta", family_default_theta);
+  for (const char* key : {"rope_parameters", "rope_scaling"}) {
+    if (!c.has(key)) continue;
+    const auto& r = c.raw()[key];
+    if (!r.is_object()) throw EngineError(c.file(), key, "expected an object");
+    if (r.contains("rope_theta") && r["rope_theta"].is_number()) s.attn.rope_theta = r["rope_theta"].get<double>();
+    std::string type = "default";
+    for (const char* tk : {"rope_type", "type"})
+      if (r.contains(tk) && r[tk].is_string()) type = r[tk].get<std::string>();
+    if (type != "default")
+      throw EngineError(c.file(), std::string(key) + ".rope_type",
+                        "RoPE scaling '" + type + "' is not supported yet (only unscaled RoPE)");
+  }
+  if (!(s.attn.rope_theta > 0)) throw EngineError(c.file(), "rope_theta", "must be positive");
+}
+
+int positive(const JsonFields& c, const std::string& key, int64_t v) {
+  if (v <= 0 || v > (int64_t(1) << 31)) throw EngineError(c.file(), key, "must be a positive integer, got " + std::to_string(v));
+  return int(v);
+}
+
+}  // namespace
+
+ModelSpec read_model_spec(const JsonFields& c) {
+  const std::string model_type = c.string("model_type");
+  const FamilyAdapter* family = find_family(model_type);
+  if (!family) {
+    std::ostringstream msg;
+    msg << "unknown architecture '" << model_type << "'; supported:";
+    for (const auto& t : supported_model_types()) msg << ' ' << t;
+    throw EngineError(c.file(), "model_type", msg.str());
+  }
+  ModelSpec s;
+  s.model_type = model_type;
+  s.family = family->display_name;
+  s.hidden = positive(c, "hidden_size", c.integer("hidden_size"));
+  s.n_layers = positive(c, "num_hidden_layers", c.integer("num_hidden_layers"));
+  s.vocab_size = positive(c, "vocab_size", c.integer("vocab_size"));
+  s.attn.n_heads = positive(c, "num_attention_heads", c.integer("num_attention_heads"));
+  s.attn.n_kv_heads = positive(c, "num_key_value_heads", c.integer_or("num_key_value_heads", s.attn.n_heads));
+  if (s.attn.n_heads % s.attn.n_kv_heads != 0)
+    throw EngineError(c.file(), "num_key_value_heads",
+                      "num_attention_heads (" + std::to_string(s.attn.n_heads) + ") is not a multiple of it (" +
+                          std::to_string(s.attn.n_kv_heads) + ")");
+  // head_dim comes from config when given (Qwen3: nh·hd ≠ hidden); else hidden / heads.
+  const int64_t hd = c.has("head_dim") ? c.integer("head_dim") : s.hidden / s.attn.n_heads;
+  s.attn.head_dim = positive(c, "head_dim", hd);
+  if (s.attn.head_dim % 2) throw EngineError(c.file(), "head_dim", "must be even for RoPE");
+  s.attn.rotary_dim = s.attn.head_dim;
+  s.dense_ffn = int(c.integer_or("intermediate_size", 0));
+  s.max_positions = int(c.integer_or("max_position_embeddings", 4096));
+  s.rms_eps = float(c.number_or("rms_norm_eps", 1e-6));
+  s.torch_dtype = c.string_or("torch_dtype", c.string_or("dtype", ""));
+  s.tied_embeddings = c.boolean_or("tie_word_embeddings", false);
+  const auto bos = c.integer_list_or_empty("bos_token_id");
+  if (!bos.empty()) s.bos_id = int32_t(bos[0]);
+  for (int64_t e : c.integer_list_or_empty("eos_token_id")) s.eos_ids.push_back(int32_t(e));
+  if (const std::string act = c.string_or("hidden_act", "silu"); act != "silu")
+    throw EngineError(c.file(), "hidden_act", "only SiLU-gated MLPs are supported, got '" + act + "'");
+
+  double default_theta = 10000.0;
+  if (model_type == "mixtral") default_theta = 1e6;
+  read_rope(c, s, default_theta);
+
+  s.layer_is_moe.assign(s.n_layers, false);
+  family->read_config(c, s);
+
+  if (s.moe.n_experts > 0) {
+    if (s.moe.top_k <= 0 || s.moe.top_k > s.moe.n_experts)
+      throw EngineError(c.file(), "num_experts_per_tok",
+                        "must be between 1 and the number of experts (" + std::to_string(s.moe.n_experts) + ")");
+    if (s.moe.expert_ffn <= 0) throw EngineError(c.file(), "moe_intermediate_size", "expert width must be positive");
+  }
+  for (int l = 0; l < s.n_layers; ++l)
+    if (!s.layer_is_moe[l] && s.dense_ffn <= 0)
+      throw EngineError(c.file(), "intermediate_size", "layer " + std::to_string(l) + " is dense but the width is not set");
+  return s;
+}
+
+}  // namespace moe

@@ -1,0 +1,41 @@
+#include "engine/model/model_spec.h"
+
+namespace moe {
+
+ModelSize compute_model_size(const ModelSpec& s) {
+  ModelSize z;
+  const int64_t H = s.hidden;
+  const int64_t q = s.q_dim(), kv = s.kv_dim();
+  int64_t attn = H * q + 2 * H * kv + q * H;
+  if (s.attn.qkv_bias) attn += q + 2 * kv;
+  if (s.attn.o_bias) attn += H;
+  if (s.attn.qk_norm == QkNorm::PerHead) attn += 2 * s.attn.head_dim;
+  if (s.attn.qk_norm == QkNorm::WholeProjection) attn += q + kv;
+  const int64_t expert = 3 * H * int64_t(s.moe.expert_ffn);
+  const int64_t shared = 3 * H * int64_t(s.moe.shared_ffn) + (s.moe.shared_gate ? H : 0);
+  const int64_t dense = 3 * H * int64_t(s.dense_ffn);
+  const int64_t router = H * int64_t(s.moe.n_experts);
+
+  z.embedding_params = int64_t(s.vocab_size) * H;
+  z.lm_head_params = s.tied_embeddings ? 0 : int64_t(s.vocab_size) * H;
+  z.norm_params = H * (2 * int64_t(s.n_layers) + 1);
+  int64_t unused_experts = 0;
+  for (int l = 0; l < s.n_layers; ++l) {
+    z.attention_params += attn;
+    if (s.layer_is_moe[l]) {
+      z.routed_expert_params += expert * s.moe.n_experts;
+      z.shared_expert_params += shared;
+      z.router_params += router;
+      unused_experts += expert * (s.moe.n_experts - s.moe.top_k);
+    } else {
+      z.dense_mlp_params += dense;
+    }
+  }
+  z.total_params = z.embedding_params + z.lm_head_params + z.norm_params + z.attention_params +
+                   z.routed_expert_params + z.shared_expert_params + z.router_params + z.dense_mlp_params;
+  z.active_params = z.total_params - unused_experts;
+  z.kv_values_per_token = 2 * kv * s.n_layers;
+  return z;
+}
+
+}  // namespace moe

@@ -1,0 +1,83 @@
+#pragma once
+// One architecture-neutral description of a decoder-only (MoE) transformer. Every family adapter maps a
+// config.json onto it; the forward pass is written once against it (DESIGN.md, SPECS.md §0).
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace moe {
+
+enum class RopeStyle { RotateHalf, Interleaved };  // NeoX pairs (j, j+d/2) vs adjacent pairs (2i, 2i+1)
+enum class QkNorm { None, PerHead, WholeProjection };  // Qwen3: per head over head_dim; OLMoE: over nh·hd
+enum class RouterScore { Softmax, Sigmoid };
+
+struct AttentionSpec {
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;            // from config (Qwen3: nh·hd may differ from hidden)
+  bool qkv_bias = false;       // Qwen2-MoE: q/k/v have biases (read from the tensors present)
+  bool o_bias = false;
+  QkNorm qk_norm = QkNorm::None;
+  float clip_qkv = 0.0f;       // OLMoE: clamp q, k, v to ±clip after the norms; 0 = off
+  RopeStyle rope_style = RopeStyle::RotateHalf;
+  double rope_theta = 10000.0;
+  int rotary_dim = 0;          // dims of each head that RoPE rotates (head_dim unless partial)
+};
+
+struct MoeSpec {
+  int n_experts = 0;           // routed experts (0: dense model)
+  int top_k = 0;
+  int expert_ffn = 0;          // width of one routed expert
+  bool renormalize = false;    // divide the top-k weights by their sum (norm_topk_prob; Mixtral always)
+  RouterScore score = RouterScore::Softmax;
+  float routed_scale = 1.0f;   // multiplies the routed weights after selection
+  int shared_ffn = 0;          // width of the shared expert (0: none)
+  bool shared_gate = false;    // Qwen2-MoE: shared output × sigmoid(w·x)
+};
+
+struct ModelSpec {
+  std::string model_type;      // config.json model_type, e.g. "qwen3_moe"
+  std::string family;          // display name, e.g. "Qwen3-MoE"
+  int hidden = 0;
+  int n_layers = 0;
+  int vocab_size = 0;          // rows of the embedding / logits (may be padded past the tokenizer)
+  int dense_ffn = 0;           // intermediate_size of dense MLP layers
+  int max_positions = 0;
+  float rms_eps = 1e-6f;
+  bool tied_embeddings = false;
+  std::string torch_dtype;     // as declared in config.json
+  AttentionSpec attn;
+  MoeSpec moe;
+  std::vector<bool> layer_is_moe;  // per layer: routed experts (true) or a dense MLP (false)
+  std::optional<int32_t> bos_id;
+  std::vector<int32_t> eos_ids;    // config.json's eos_token_id (generation_config adds more)
+
+  bool is_moe() const { return moe.n_experts > 0; }
+  int n_moe_layers() const {
+    int n = 0;
+    for (bool b : layer_is_moe) n += b;
+    return n;
+  }
+  int q_dim() const { return attn.n_heads * attn.head_dim; }
+  int kv_dim() const { return attn.n_kv_heads * attn.head_dim; }
+};
+
+// Parameter counts and memory, computed from the spec alone (so they work for synthetic shapes).
+struct ModelSize {
+  int64_t total_params = 0;
+  int64_t active_params = 0;      // per token: everything but the routed experts not selected (the
+                                  // convention of the published "A3B" numbers: embeddings counted)
+  int64_t embedding_params = 0;
+  int64_t attention_params = 0;
+  int64_t routed_expert_params = 0;
+  int64_t shared_expert_params = 0;
+  int64_t dense_mlp_params = 0;
+  int64_t router_params = 0;
+  int64_t norm_params = 0;
+  int64_t lm_head_params = 0;     // 0 when tied
+  int64_t kv_values_per_token = 0;  // K and V over all layers
+};
+ModelSize compute_model_size(const ModelSpec& spec);
+
+}  // namespace moe

@@ -1,0 +1,54 @@
+#pragma once
+// Where every weight of a model lives: pointers into the mmap'd checkpoint (or into synthetic memory),
+// with their stored dtype and PyTorch shape. Small vectors (norms, biases) are copied to F32 at load.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/common/dtype.h"
+
+namespace moe {
+
+// A 2-D weight [rows = out, cols = in], row-major, read in place.
+struct WeightMatrix {
+  const void* data = nullptr;
+  DType dtype = DType::F32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  size_t bytes() const { return size_t(rows * cols) * dtype_size(dtype); }
+  explicit operator bool() const { return data != nullptr; }
+};
+
+struct SwiGluWeights {
+  WeightMatrix gate;  // [ffn, hidden]
+  WeightMatrix up;    // [ffn, hidden]
+  WeightMatrix down;  // [hidden, ffn]
+};
+
+struct LayerWeights {
+  std::vector<float> attn_norm;  // [hidden]
+  std::vector<float> ffn_norm;   // [hidden]
+  WeightMatrix q, k, v;          // [nh·hd, hidden], [nkv·hd, hidden] ×2
+  WeightMatrix o;                // [hidden, nh·hd]
+  std::vector<float> q_bias, k_bias, v_bias, o_bias;  // empty when absent
+  std::vector<float> q_norm, k_norm;  // [hd] (per head) or [nh·hd]/[nkv·hd] (whole projection); empty = none
+
+  // MoE layers
+  WeightMatrix router;                 // [n_experts, hidden]
+  std::vector<float> router_bias;      // selection bias (DeepSeek-V3 style); empty = none
+  std::vector<SwiGluWeights> experts;  // n_experts
+  SwiGluWeights shared;                // shared expert (rows == 0 when absent)
+  WeightMatrix shared_gate;            // [1, hidden] (Qwen2-MoE), empty when absent
+
+  // Dense layers
+  SwiGluWeights mlp;
+};
+
+struct ModelWeights {
+  WeightMatrix embed;              // [vocab, hidden]
+  std::vector<float> final_norm;   // [hidden]
+  WeightMatrix lm_head;            // [vocab, hidden]; the embedding when tied
+  std::vector<LayerWeights> layers;
+};
+
+}  // namespace moe

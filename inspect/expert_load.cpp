@@ -1,0 +1,58 @@
+#include "inspect/expert_load.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace moe::inspect {
+
+ExpertLoad::ExpertLoad(std::vector<int> moe_layers, int n_experts)
+    : layers_(std::move(moe_layers)), n_experts_(n_experts) {
+  clear();
+}
+
+void ExpertLoad::clear() {
+  tokens_.assign(layers_.size(), 0);
+  counts_.assign(layers_.size() * size_t(n_experts_), 0);
+  weights_.assign(layers_.size() * size_t(n_experts_), 0.0);
+}
+
+int ExpertLoad::row_of(int layer) const {
+  auto it = std::find(layers_.begin(), layers_.end(), layer);
+  return it == layers_.end() ? -1 : int(it - layers_.begin());
+}
+
+void ExpertLoad::on_routing(int layer, int, std::span<const int32_t> experts, std::span<const float> weights) {
+  const int row = row_of(layer);
+  if (row < 0) return;
+  tokens_[size_t(row)] += 1;
+  for (size_t j = 0; j < experts.size(); ++j) {
+    const int32_t e = experts[j];
+    if (e < 0 || e >= n_experts_) continue;
+    counts_[size_t(row) * size_t(n_experts_) + size_t(e)] += 1;
+    weights_[size_t(row) * size_t(n_experts_) + size_t(e)] += j < weights.size() ? weights[j] : 0.0;
+  }
+}
+
+double ExpertLoad::share(int row, int expert) const {
+  int64_t total = 0;
+  for (int e = 0; e < n_experts_; ++e) total += count(row, e);
+  return total ? double(count(row, expert)) / double(total) : 0.0;
+}
+
+double ExpertLoad::coefficient_of_variation(int row) const {
+  double mean = 0;
+  for (int e = 0; e < n_experts_; ++e) mean += double(count(row, e));
+  mean /= n_experts_;
+  if (mean == 0) return 0;
+  double var = 0;
+  for (int e = 0; e < n_experts_; ++e) var += (double(count(row, e)) - mean) * (double(count(row, e)) - mean);
+  return std::sqrt(var / n_experts_) / mean;
+}
+
+int ExpertLoad::dead_experts(int row) const {
+  int n = 0;
+  for (int e = 0; e < n_experts_; ++e) n += count(row, e) == 0;
+  return n;
+}
+
+}  // namespace moe::inspect

@@ -1,0 +1,186 @@
+// The CPU engine against Hugging Face transformers, on tiny random checkpoints of every family
+// (tests/make_goldens.py made them; tests/data/models/README.md lists what each case exercises).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <set>
+#include <string>
+
+#include "engine/formats/safetensors.h"
+#include "engine/model/model.h"
+#include "engine/runtime/session.h"
+
+namespace moe {
+namespace {
+
+const std::string kModels = std::string(MOE_TEST_DATA_DIR) + "/models/";
+
+struct Reference {
+  std::vector<int32_t> prompt;
+  std::vector<float> logits;              // [T, V]
+  std::vector<int64_t> topk;              // [n_moe_layers, T, k]
+  std::vector<int64_t> shape_topk;
+  std::vector<int64_t> router_layers;
+  std::vector<int32_t> greedy;
+};
+
+template <typename T>
+std::vector<T> read(const TensorView& v) {
+  std::vector<T> out(size_t(v.numel()));
+  if (v.nbytes) std::memcpy(out.data(), v.data, v.nbytes);
+  return out;
+}
+
+Reference load_reference(const std::string& dir) {
+  auto f = SafetensorsFile::open(dir + "/reference.safetensors");
+  const auto& t = f->tensors();
+  Reference r;
+  for (int64_t id : read<int64_t>(t.at("prompt_ids"))) r.prompt.push_back(int32_t(id));
+  r.logits = read<float>(t.at("logits"));
+  r.topk = read<int64_t>(t.at("router_topk"));
+  r.shape_topk = t.at("router_topk").shape;
+  r.router_layers = read<int64_t>(t.at("router_layers"));
+  for (int64_t id : read<int64_t>(t.at("greedy_ids"))) r.greedy.push_back(int32_t(id));
+  return r;
+}
+
+// Records every routing decision: [layer][token] → selected experts.
+struct RoutingRecorder : StepObserver {
+  std::map<int, std::map<int, std::vector<int32_t>>> chosen;
+  bool wants_routing() const override { return true; }
+  void on_routing(int layer, int token, std::span<const int32_t> experts, std::span<const float>) override {
+    chosen[layer][token].assign(experts.begin(), experts.end());
+  }
+};
+
+class GoldenModel : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GoldenModel, LogitsRoutingAndGreedyMatchTransformers) {
+  const std::string dir = kModels + GetParam();
+  const Reference ref = load_reference(dir);
+  auto model = Model::load(dir);
+  const int V = model->spec().vocab_size;
+  const size_t T = ref.prompt.size();
+  ASSERT_EQ(ref.logits.size(), T * size_t(V));
+
+  BackendOptions opt;
+  opt.threads = 2;
+  opt.prefill_chunk = 5;  // several chunks, so chunked prefill is exercised against the one-pass reference
+  Session session(*model, opt);
+  RoutingRecorder rec;
+  const std::vector<float> logits = session.score(ref.prompt, &rec);
+
+  // Logits: both sides compute in F32 (BF16/F16 cases: the reference upcast the same rounded weights),
+  // so they differ only by summation order: max |ours − ref| ≤ 1e-4 · max |ref| at every position.
+  for (size_t t = 0; t < T; ++t) {
+    float max_ref = 0, max_diff = 0;
+    for (int v = 0; v < V; ++v) {
+      max_ref = std::max(max_ref, std::fabs(ref.logits[t * V + v]));
+      max_diff = std::max(max_diff, std::fabs(logits[t * V + v] - ref.logits[t * V + v]));
+    }
+    EXPECT_LE(max_diff, 1e-4f * max_ref) << "position " << t;
+  }
+
+  // Routing: the same expert set for every MoE layer and token.
+  const int64_t n_layers = ref.shape_topk[0], k = ref.shape_topk[2];
+  ASSERT_EQ(n_layers, model->spec().n_moe_layers());
+  for (int64_t i = 0; i < n_layers; ++i) {
+    const int layer = int(ref.router_layers[size_t(i)]);
+    ASSERT_TRUE(model->spec().layer_is_moe[size_t(layer)]) << "layer " << layer;
+    for (size_t t = 0; t < T; ++t) {
+      std::set<int64_t> want, got;
+      for (int64_t j = 0; j < k; ++j) want.insert(ref.topk[size_t((i * int64_t(T) + int64_t(t)) * k + j)]);
+      for (int32_t e : rec.chosen[layer][int(t)]) got.insert(e);
+      EXPECT_EQ(got, want) << "layer " << layer << " token " << t;
+    }
+  }
+  // Dense layers report no routing.
+  for (int l = 0; l < model->spec().n_layers; ++l)
+    if (!model->spec().layer_is_moe[size_t(l)]) EXPECT_EQ(rec.chosen.count(l), 0u) << "dense layer " << l;
+
+  // Greedy continuation, decoded step by step through the KV cache.
+  GenerateOptions g;
+  g.max_new_tokens = int(ref.greedy.size());
+  g.sampling.greedy = true;
+  const auto r = session.generate(ref.prompt, g);
+  EXPECT_EQ(r.tokens, ref.greedy);
+  EXPECT_EQ(r.reason, StopReason::MaxTokens);
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, GoldenModel,
+                         ::testing::Values("qwen3_moe", "qwen3_moe_sparse_step", "qwen3_dense", "qwen2_moe", "mixtral",
+                                           "olmoe", "llama", "qwen3_moe_bf16", "qwen3_moe_f16", "mixtral_sharded"));
+
+TEST(GoldenModel, SpecReadsTheOddSettings) {
+  auto sparse = Model::load(kModels + "qwen3_moe_sparse_step");
+  // decoder_sparse_step 2 and mlp_only_layers [3]: only layer 1 is MoE.
+  EXPECT_EQ(sparse->spec().layer_is_moe, (std::vector<bool>{false, true, false, false}));
+  EXPECT_FALSE(sparse->spec().moe.renormalize);
+  auto dense = Model::load(kModels + "qwen3_dense");
+  EXPECT_TRUE(dense->spec().tied_embeddings);
+  EXPECT_EQ(dense->weights().lm_head.data, dense->weights().embed.data);
+  auto qwen3 = Model::load(kModels + "qwen3_moe");
+  EXPECT_EQ(qwen3->spec().attn.head_dim, 16);
+  EXPECT_NE(qwen3->spec().q_dim(), qwen3->spec().hidden);
+  EXPECT_EQ(qwen3->spec().attn.qk_norm, QkNorm::PerHead);
+  auto olmoe = Model::load(kModels + "olmoe");
+  EXPECT_EQ(olmoe->spec().attn.qk_norm, QkNorm::WholeProjection);
+  auto qwen2 = Model::load(kModels + "qwen2_moe");
+  EXPECT_TRUE(qwen2->spec().attn.qkv_bias);
+  EXPECT_TRUE(qwen2->spec().moe.shared_gate);
+  EXPECT_TRUE(Model::load(kModels + "mixtral")->spec().moe.renormalize);
+}
+
+TEST(GoldenModel, ReusesTheCachedPrefixAcrossTurns) {
+  const std::string dir = kModels + "qwen3_moe";
+  const Reference ref = load_reference(dir);
+  auto model = Model::load(dir);
+  Session session(*model, BackendOptions{2, 256, 64});
+  GenerateOptions g;
+  g.max_new_tokens = 8;
+  const auto first = session.generate(ref.prompt, g);
+  // Second turn: the first turn's prompt and answer plus more text; only the new part is prefilled,
+  // and the continuation equals a fresh session's.
+  std::vector<int32_t> turn2 = ref.prompt;
+  turn2.insert(turn2.end(), first.tokens.begin(), first.tokens.end());
+  turn2.insert(turn2.end(), {5, 6, 7});
+  const auto second = session.generate(turn2, g);
+  EXPECT_EQ(second.reused_tokens, int(ref.prompt.size() + first.tokens.size() - 1));
+  Session fresh(*model, BackendOptions{1, 256, 3});
+  EXPECT_EQ(fresh.generate(turn2, g).tokens, second.tokens);
+}
+
+TEST(GoldenModel, StopsOnEveryEosIdAndOnRequest) {
+  const std::string dir = kModels + "llama";
+  const Reference ref = load_reference(dir);
+  auto model = Model::load(dir);
+  Session session(*model, BackendOptions{1, 256, 64});
+  GenerateOptions g;
+  g.max_new_tokens = 32;
+  g.stop_ids = {999, ref.greedy[3]};
+  const auto r = session.generate(ref.prompt, g);
+  ASSERT_GE(r.tokens.size(), 1u);
+  EXPECT_EQ(r.reason, StopReason::EndOfSequence);
+  EXPECT_EQ(r.tokens.back(), ref.greedy[3]);
+  g.stop_ids.clear();
+  int seen = 0;
+  const auto stopped = session.generate(ref.prompt, g, [&](const TokenEvent&) { return ++seen < 5; });
+  EXPECT_EQ(stopped.tokens.size(), 5u);
+  EXPECT_EQ(stopped.reason, StopReason::StoppedByUser);
+}
+
+TEST(GoldenModel, PaddedVocabRowsAreNeverSampled) {
+  const std::string dir = kModels + "qwen3_moe";
+  const Reference ref = load_reference(dir);
+  auto model = Model::load(dir);
+  Session session(*model, BackendOptions{1, 256, 64});
+  GenerateOptions g;
+  g.max_new_tokens = 16;
+  g.allowed_vocab = 100;  // as if the tokenizer knew only 100 ids
+  g.sampling.greedy = false;
+  g.sampling.temperature = 1.5f;
+  for (int32_t id : session.generate(ref.prompt, g).tokens) EXPECT_LT(id, 100);
+}
+
+}  // namespace
+}  // namespace moe
