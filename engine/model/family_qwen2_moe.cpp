@@ -13,6 +13,8 @@ FamilyAdapter qwen2_moe_family() {
     s.moe.top_k = int(c.integer("num_experts_per_tok"));
     s.moe.expert_ffn = int(c.integer("moe_intermediate_size"));
     s.moe.renormalize = c.boolean_or("norm_topk_prob", false);
+    s.attn.qkv_bias = c.boolean_or("qkv_bias", true);  // o_proj never has one
+    s.attn.o_bias = false;
     s.moe.shared_ffn = int(c.integer_or("shared_expert_intermediate_size", 0));
     s.moe.shared_gate = s.moe.shared_ffn > 0;
     s.layer_is_moe = qwen_moe_layers(c, s.n_layers, s.moe.n_experts);

@@ -27,7 +27,9 @@ std::string shape_str(const std::vector<int64_t>& s) {
 class WeightSource {
  public:
   virtual ~WeightSource() = default;
-  virtual bool has(const std::string& name) const = 0;
+  // Whether an optional tensor is there; `config_says` is what config.json implies (synthetic weights
+  // follow it, checkpoints answer with what they hold).
+  virtual bool has(const std::string& name, bool config_says = false) const = 0;
   // The data of `name`, which must have `shape`; nullptr when absent and not required.
   virtual const void* get(const std::string& name, const std::vector<int64_t>& shape, bool required, DType& dtype) = 0;
 };
@@ -35,7 +37,7 @@ class WeightSource {
 class CheckpointSource : public WeightSource {
  public:
   CheckpointSource(const TensorStore& store, std::string config_file) : store_(store), config_(std::move(config_file)) {}
-  bool has(const std::string& name) const override { return store_.find(name) != nullptr; }
+  bool has(const std::string& name, bool) const override { return store_.find(name) != nullptr; }
   const void* get(const std::string& name, const std::vector<int64_t>& shape, bool required, DType& dtype) override {
     const TensorView* t = store_.find(name);
     if (!t) {
@@ -63,35 +65,26 @@ class CheckpointSource : public WeightSource {
   std::set<std::string> used_;
 };
 
-// Synthetic weights: every required tensor is carved from one arena, filled with small random values
-// (norm vectors with ones). Past max_distinct_bytes the arena wraps, so huge shapes alias memory.
-class SyntheticSource : public WeightSource {
+// Synthetic weights, first pass: measures the matrices the spec needs (norm vectors become ones in
+// the binder; optional tensors follow config.json). The second pass (in Model::synthetic) places them.
+class SyntheticSizing : public WeightSource {
  public:
-  SyntheticSource(DType dtype, size_t capacity) : dtype_(dtype), capacity_(capacity) {}
-  bool has(const std::string&) const override { return false; }  // optional tensors (biases, fused experts) absent
-  const void* get(const std::string& name, const std::vector<int64_t>& shape, bool required, DType& dtype) override {
-    if (!required) return nullptr;
+  bool has(const std::string&, bool config_says) const override { return config_says; }
+  const void* get(const std::string&, const std::vector<int64_t>& shape, bool required, DType& dtype) override {
+    if (!required || shape.size() == 1) return nullptr;
     size_t n = 1;
     for (auto d : shape) n *= size_t(d);
-    const bool vector = shape.size() == 1;
-    dtype = vector ? DType::F32 : dtype_;
-    const size_t bytes = (n * dtype_size(dtype) + 63) & ~size_t(63);
-    Piece p{name, vector, bytes, 0};
-    pieces_.push_back(p);
+    const size_t bytes = (n * dtype_size(dtype_) + 63) & ~size_t(63);
     total_ += bytes;
-    return nullptr;  // addresses are assigned in place() once the total is known
+    largest_ = std::max(largest_, bytes);
+    return nullptr;
   }
-  std::vector<std::pair<std::string, size_t>> layout;  // unused
-  struct Piece {
-    std::string name;
-    bool ones;
-    size_t bytes;
-    size_t offset;
-  };
-  std::vector<Piece> pieces_;
+  explicit SyntheticSizing(DType dtype) : dtype_(dtype) {}
   size_t total_ = 0;
+  size_t largest_ = 0;
+
+ private:
   DType dtype_;
-  size_t capacity_;
 };
 
 // Binds every weight of the spec through a source. For synthetic models it runs twice: once to size
@@ -138,8 +131,8 @@ class Binder {
     }
     const auto& A = s_.attn;
     const int64_t q = s_.q_dim(), kv = s_.kv_dim();
-    spec_out.attn.qkv_bias = src_.has(tensor_name(n_.q, 0) + ".bias");
-    spec_out.attn.o_bias = src_.has(tensor_name(n_.o, 0) + ".bias");
+    spec_out.attn.qkv_bias = src_.has(tensor_name(n_.q, 0) + ".bias", A.qkv_bias);
+    spec_out.attn.o_bias = src_.has(tensor_name(n_.o, 0) + ".bias", A.o_bias);
     w.layers.resize(s_.n_layers);
     for (int l = 0; l < s_.n_layers; ++l) {
       auto& L = w.layers[l];
@@ -258,14 +251,11 @@ std::unique_ptr<Model> Model::synthetic(const std::filesystem::path& config, con
   const FamilyAdapter* f = find_family(m->spec_.model_type);
 
   // Pass 1: sizes.
-  SyntheticSource sizing(opt.dtype, opt.max_distinct_bytes);
+  SyntheticSizing sizing(opt.dtype);
   ModelSpec spec = m->spec_;
   Binder(m->spec_, f->names, sizing).bind(spec);
   const size_t cap = opt.max_distinct_bytes ? std::min(sizing.total_, opt.max_distinct_bytes) : sizing.total_;
-  // The arena must hold the largest single tensor.
-  size_t largest = 0;
-  for (const auto& p : sizing.pieces_) largest = std::max(largest, p.bytes);
-  const size_t arena = std::max(cap, largest);
+  const size_t arena = std::max(cap, sizing.largest_);  // at least the largest single tensor
   m->synthetic_memory_.reset(new std::byte[arena]);
   m->synthetic_bytes_ = arena;
 
@@ -297,7 +287,7 @@ std::unique_ptr<Model> Model::synthetic(const std::filesystem::path& config, con
   class Placed : public WeightSource {
    public:
     Placed(std::byte* base, size_t size, DType dt) : base_(base), size_(size), dt_(dt) {}
-    bool has(const std::string&) const override { return false; }
+    bool has(const std::string&, bool config_says) const override { return config_says; }
     const void* get(const std::string&, const std::vector<int64_t>& shape, bool required, DType& dtype) override {
       if (!required) return nullptr;
       size_t n = 1;

@@ -52,8 +52,6 @@ class Model {
   std::unique_ptr<TensorStore> store_;
   std::unique_ptr<std::byte[]> synthetic_memory_;
   std::vector<std::string> unused_;
-  friend class WeightBinder;
-  friend class SyntheticWeights;
 };
 
 }  // namespace moe

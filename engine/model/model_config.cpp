@@ -83,6 +83,9 @@ ModelSpec read_model_spec(const JsonFields& c) {
   if (const std::string act = c.string_or("hidden_act", "silu"); act != "silu")
     throw EngineError(c.file(), "hidden_act", "only SiLU-gated MLPs are supported, got '" + act + "'");
 
+  // Biases: Llama/Qwen3 attention_bias covers q, k, v and o. Checkpoints are trusted over this flag
+  // (the loader looks for the tensors); synthetic weights follow it.
+  s.attn.qkv_bias = s.attn.o_bias = c.boolean_or("attention_bias", false);
   double default_theta = 10000.0;
   if (model_type == "mixtral") default_theta = 1e6;
   read_rope(c, s, default_theta);

@@ -1,0 +1,216 @@
+// Bad checkpoints give an EngineError that names the file and the field; nothing crashes.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/common/error.h"
+#include "engine/formats/safetensors.h"
+#include "engine/model/model.h"
+#include "engine/runtime/session.h"
+
+namespace moe {
+namespace {
+
+namespace fs = std::filesystem;
+const fs::path kSource = fs::path(MOE_TEST_DATA_DIR) / "models" / "qwen3_moe";
+
+// A scratch copy of the qwen3_moe checkpoint that each test breaks in its own way.
+class BrokenCheckpoint : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("moe_broken_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    for (const char* f : {"config.json", "generation_config.json", "model.safetensors"}) fs::copy_file(kSource / f, dir_ / f);
+    std::ifstream in(dir_ / "config.json");
+    config_ = nlohmann::json::parse(in);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  void write_config() {
+    std::ofstream(dir_ / "config.json") << config_.dump(2);
+  }
+  // Rewrites model.safetensors through `edit`, which may drop or change tensors.
+  void rewrite_weights(const std::function<void(std::vector<TensorToWrite>&, std::vector<std::vector<std::byte>>&)>& edit) {
+    std::vector<TensorToWrite> tensors;
+    std::vector<std::vector<std::byte>> storage;
+    {
+      auto f = SafetensorsFile::open(kSource / "model.safetensors");
+      for (const auto& [name, v] : f->tensors()) {
+        storage.emplace_back(v.data, v.data + v.nbytes);
+        tensors.push_back({name, v.dtype, v.shape, nullptr, v.nbytes});
+      }
+    }
+    edit(tensors, storage);
+    for (size_t i = 0; i < tensors.size(); ++i)
+      if (!tensors[i].data) tensors[i].data = storage[i].data();
+    write_safetensors(dir_ / "model.safetensors", tensors);
+  }
+  // Loading must fail with an EngineError whose message names `file` and `field`.
+  void expect_error(const std::string& file, const std::string& field) {
+    try {
+      Model::load(dir_);
+      FAIL() << "loaded a broken checkpoint";
+    } catch (const EngineError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(file), std::string::npos) << what;
+      EXPECT_NE(what.find(field), std::string::npos) << what;
+    }
+  }
+
+  fs::path dir_;
+  nlohmann::json config_;
+};
+
+TEST_F(BrokenCheckpoint, MissingConfig) {
+  fs::remove(dir_ / "config.json");
+  expect_error("config.json", "missing");
+}
+
+TEST_F(BrokenCheckpoint, ConfigIsNotJson) {
+  std::ofstream(dir_ / "config.json") << "{\"model_type\": \"qwen3_moe\", ";
+  expect_error("config.json", "");
+}
+
+TEST_F(BrokenCheckpoint, UnknownModelType) {
+  config_["model_type"] = "gpt_bigcode";
+  write_config();
+  expect_error("config.json", "model_type");
+}
+
+TEST_F(BrokenCheckpoint, MissingRequiredField) {
+  config_.erase("hidden_size");
+  write_config();
+  expect_error("config.json", "hidden_size");
+}
+
+TEST_F(BrokenCheckpoint, FieldOfTheWrongType) {
+  config_["num_hidden_layers"] = "three";
+  write_config();
+  expect_error("config.json", "num_hidden_layers");
+}
+
+TEST_F(BrokenCheckpoint, TopKLargerThanTheExperts) {
+  config_["num_experts_per_tok"] = 99;
+  write_config();
+  expect_error("config.json", "num_experts_per_tok");
+}
+
+TEST_F(BrokenCheckpoint, UnsupportedRopeScalingIsRefusedByName) {
+  config_["rope_parameters"] = {{"rope_type", "yarn"}, {"factor", 4.0}, {"rope_theta", 1e6}};
+  write_config();
+  expect_error("config.json", "rope_parameters.rope_type");
+}
+
+TEST_F(BrokenCheckpoint, ShapeDisagreesWithConfig) {
+  config_["moe_intermediate_size"] = 33;  // the expert tensors are [32, 48]
+  write_config();
+  expect_error("model.safetensors", "model.layers.0.mlp.experts.0.gate_proj.weight");
+}
+
+TEST_F(BrokenCheckpoint, HeadDimDisagreesWithConfig) {
+  config_["head_dim"] = 12;
+  write_config();
+  expect_error("model.safetensors", "q_proj.weight");
+}
+
+TEST_F(BrokenCheckpoint, MissingTensor) {
+  rewrite_weights([](auto& tensors, auto& storage) {
+    for (size_t i = 0; i < tensors.size(); ++i)
+      if (tensors[i].name == "model.layers.2.mlp.experts.7.down_proj.weight") {
+        tensors.erase(tensors.begin() + long(i));
+        storage.erase(storage.begin() + long(i));
+        break;
+      }
+  });
+  expect_error(dir_.string(), "model.layers.2.mlp.experts.7.down_proj.weight");
+}
+
+TEST_F(BrokenCheckpoint, WeightOfAnUnsupportedDtype) {
+  rewrite_weights([](auto& tensors, auto&) {
+    for (auto& t : tensors)
+      if (t.name == "model.layers.0.self_attn.o_proj.weight") t.dtype = DType::I32;  // same byte size as F32
+  });
+  expect_error("model.safetensors", "model.layers.0.self_attn.o_proj.weight");
+}
+
+TEST_F(BrokenCheckpoint, UntiedModelWithoutLmHead) {
+  rewrite_weights([](auto& tensors, auto& storage) {
+    for (size_t i = 0; i < tensors.size(); ++i)
+      if (tensors[i].name == "lm_head.weight") {
+        tensors.erase(tensors.begin() + long(i));
+        storage.erase(storage.begin() + long(i));
+        break;
+      }
+  });
+  expect_error(dir_.string(), "lm_head.weight");
+}
+
+TEST_F(BrokenCheckpoint, NotAFolder) {
+  try {
+    Model::load(dir_ / "config.json");
+    FAIL();
+  } catch (const EngineError& e) {
+    EXPECT_NE(std::string(e.what()).find("config.json"), std::string::npos);
+  }
+}
+
+TEST(SessionErrors, TokenOutsideTheVocabularyAndContextOverflow) {
+  auto model = Model::load(kSource);
+  Session session(*model, BackendOptions{1, 8, 4});
+  GenerateOptions g;
+  g.max_new_tokens = 2;
+  EXPECT_THROW(session.generate({1, 2, 100000}, g), EngineError);
+  EXPECT_THROW(session.generate({1, 2, -1}, g), EngineError);
+  EXPECT_THROW(session.generate(std::vector<int32_t>(9, 1), g), EngineError);
+  EXPECT_THROW(session.generate({}, g), EngineError);
+  // After the errors the session still works, and generation stops when the context is full.
+  g.max_new_tokens = 100;
+  const auto r = session.generate({1, 2, 3}, g);
+  EXPECT_EQ(r.reason, StopReason::ContextFull);
+  EXPECT_EQ(r.tokens.size(), 6u);
+}
+
+TEST(SyntheticModel, RealShapesWithoutFiles) {
+  // The shape of the qwen3_moe checkpoint, random weights: same spec, runs, counts match.
+  SyntheticOptions o;
+  o.dtype = DType::BF16;
+  auto synth = Model::synthetic(kSource / "config.json", o);
+  auto real = Model::load(kSource);
+  EXPECT_EQ(synth->spec().n_moe_layers(), real->spec().n_moe_layers());
+  EXPECT_EQ(compute_model_size(synth->spec()).total_params, compute_model_size(real->spec()).total_params);
+  Session s(*synth, BackendOptions{2, 64, 16});
+  GenerateOptions g;
+  g.max_new_tokens = 4;
+  EXPECT_EQ(s.generate({1, 2, 3}, g).tokens.size(), 4u);
+  // A cap smaller than the model makes later tensors share memory, and it still runs.
+  o.max_distinct_bytes = 64 << 10;
+  auto aliased = Model::synthetic(kSource, o);
+  EXPECT_LE(aliased->synthetic_bytes(), size_t(128) << 10);
+  Session s2(*aliased, BackendOptions{2, 64, 16});
+  EXPECT_EQ(s2.generate({1, 2, 3}, g).tokens.size(), 4u);
+}
+
+TEST(ModelSize, PublishedParameterCountsOfRealShapes) {
+  // SPECS.md §13: Qwen3-30B-A3B has 30.53 B parameters, 3.35 B active per token.
+  ModelSpec s;
+  s.hidden = 2048;
+  s.n_layers = 48;
+  s.vocab_size = 151936;
+  s.attn = {32, 4, 128, false, false, QkNorm::PerHead};
+  s.moe.n_experts = 128;
+  s.moe.top_k = 8;
+  s.moe.expert_ffn = 768;
+  s.layer_is_moe.assign(48, true);
+  const auto z = compute_model_size(s);
+  EXPECT_NEAR(double(z.total_params) / 1e9, 30.53, 0.01);
+  EXPECT_NEAR(double(z.active_params) / 1e9, 3.35, 0.01);
+  EXPECT_EQ(z.kv_values_per_token, 49152);
+}
+
+}  // namespace
+}  // namespace moe
