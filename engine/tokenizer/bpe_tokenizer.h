@@ -3,6 +3,7 @@
 //   added tokens (longest match, raw text) → normalizer (NFC …, via utf8proc) → pre-tokenizer splits (PCRE2
 //   regexes from the file) → bytes mapped through the GPT-2 byte↔unicode table → BPE merges by rank → ids.
 // Decoding maps every character of the token strings back to its byte.
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <mutex>

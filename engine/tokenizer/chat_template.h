@@ -41,9 +41,17 @@ class ChatTemplate {
                      std::optional<bool> enable_thinking = std::nullopt) const;
 
  private:
+  std::string render_chatml(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                            std::optional<bool> enable_thinking) const;
+  std::string render_inst(const std::vector<ChatMessage>& messages) const;
+
   ChatFormat format_ = ChatFormat::None;
   std::string bos_;
   std::string eos_;
+  std::string file_;                          // where the template came from, for errors ("" for from_source)
+  std::optional<std::string> default_system_;  // ChatML: system turn added when the chat has none
+  bool tool_turns_as_user_ = false;           // ChatML/Qwen3: role "tool" rendered as <tool_response> in a user turn
+  bool prefill_think_ = false;                // Qwen3 "Thinking" variants: the generation prompt opens <think>
 };
 
 }  // namespace moe

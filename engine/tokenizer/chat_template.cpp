@@ -1,0 +1,296 @@
+// Chat templates recognised by fingerprints in their Jinja source and rendered natively (SPECS.md §10).
+// Each render_* function reproduces what transformers' apply_chat_template(..., tokenize=False) produces for
+// that family's template; tests/data/tokenizers/chat_expected.json holds the goldens.
+#include "engine/tokenizer/chat_template.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "engine/common/error.h"
+#include "engine/formats/json_file.h"
+#include "engine/tokenizer/special_tokens.h"
+#include "engine/tokenizer/utf8.h"
+
+namespace moe {
+
+namespace {
+
+bool contains(std::string_view s, std::string_view needle) { return s.find(needle) != std::string_view::npos; }
+bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+bool ends_with(std::string_view s, std::string_view p) { return s.size() >= p.size() && s.substr(s.size() - p.size()) == p; }
+
+// Python's str.lstrip('\n') / rstrip('\n') / strip('\n').
+std::string_view lstrip_newlines(std::string_view s) {
+  while (!s.empty() && s.front() == '\n') s.remove_prefix(1);
+  return s;
+}
+std::string_view rstrip_newlines(std::string_view s) {
+  while (!s.empty() && s.back() == '\n') s.remove_suffix(1);
+  return s;
+}
+std::string_view strip_newlines(std::string_view s) { return lstrip_newlines(rstrip_newlines(s)); }
+
+// Python's str.strip(): Unicode whitespace on both ends.
+std::string_view python_strip(std::string_view s) {
+  size_t begin = 0;
+  while (begin < s.size()) {
+    size_t k = begin;
+    if (!utf8::is_python_space(utf8::next(s, k))) break;
+    begin = k;
+  }
+  size_t end = s.size();
+  while (end > begin) {
+    size_t start = end - 1;
+    while (start > begin && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) --start;
+    size_t k = start;
+    if (!utf8::is_python_space(utf8::next(s, k))) break;
+    end = start;
+  }
+  return s.substr(begin, end - begin);
+}
+
+// A ChatML template's built-in system prompt, e.g. '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n'
+// inside a string literal: the text between "<|im_start|>system" + newline (written as \n or literally) and
+// "<|im_end|>", provided it is plain text (no quotes or Jinja syntax, i.e. not "... + messages[0].content").
+std::optional<std::string> chatml_default_system(const std::string& src) {
+  constexpr std::string_view kHead = "<|im_start|>system";
+  constexpr std::string_view kEnd = "<|im_end|>";
+  for (size_t at = src.find(kHead); at != std::string::npos; at = src.find(kHead, at + 1)) {
+    size_t p = at + kHead.size();
+    if (src.compare(p, 2, "\\n") == 0) p += 2;
+    else if (p < src.size() && src[p] == '\n') p += 1;
+    else continue;
+    const size_t end = src.find(kEnd, p);
+    if (end == std::string::npos) continue;
+    const std::string_view body(src.data() + p, end - p);
+    if (body.empty() || body.find_first_of("'\"{}+") != std::string_view::npos) continue;
+    std::string text;  // undo the Jinja string escapes that plain text can hold
+    for (size_t i = 0; i < body.size(); ++i) {
+      if (body[i] == '\\' && i + 1 < body.size()) {
+        const char c = body[++i];
+        text.push_back(c == 'n' ? '\n' : c == 't' ? '\t' : c);
+      } else {
+        text.push_back(body[i]);
+      }
+    }
+    return text;
+  }
+  return std::nullopt;
+}
+
+// Thinking-only Qwen3 variants (2507 "Thinking"): the add_generation_prompt block opens a think block by
+// itself instead of offering enable_thinking.
+bool generation_prompt_opens_think(const std::string& src) {
+  const size_t at = src.rfind("add_generation_prompt");
+  if (at == std::string::npos) return false;
+  const std::string_view tail(src.data() + at, src.size() - at);
+  return contains(tail, "<think>") && !contains(tail, "enable_thinking");
+}
+
+std::string read_text_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw EngineError(path.string(), "", "cannot open the file");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+}  // namespace
+
+ChatTemplate ChatTemplate::from_source(const std::string& src, std::string bos_token, std::string eos_token) {
+  ChatTemplate t;
+  t.bos_ = std::move(bos_token);
+  t.eos_ = std::move(eos_token);
+  if (src.empty()) {
+    t.format_ = ChatFormat::None;
+  } else if (contains(src, "<|im_start|>")) {
+    const bool thinking = contains(src, "enable_thinking") || contains(src, "reasoning_content") ||
+                          contains(src, "</think>");
+    t.format_ = thinking ? ChatFormat::Qwen3 : ChatFormat::ChatML;
+    t.tool_turns_as_user_ = contains(src, "<tool_response>");
+    if (thinking) t.prefill_think_ = generation_prompt_opens_think(src);
+    else t.default_system_ = chatml_default_system(src);
+  } else if (contains(src, "[INST]")) {
+    t.format_ = contains(src, "<<SYS>>") ? ChatFormat::Llama2 : ChatFormat::Mistral;
+  } else {
+    t.format_ = ChatFormat::Unknown;
+  }
+  return t;
+}
+
+ChatTemplate ChatTemplate::from_model_dir(const std::filesystem::path& dir) {
+  const auto config_path = dir / "tokenizer_config.json";
+  const auto jinja_path = dir / "chat_template.jinja";  // where newer transformers versions save it
+  std::error_code ec;
+  std::string source, file, bos, eos;
+  if (std::filesystem::exists(config_path, ec)) {
+    file = config_path.string();
+    const nlohmann::json j = load_json_file(config_path);
+    if (!j.is_object()) throw EngineError(file, "", "expected a JSON object");
+    if (j.contains("bos_token")) bos = detail::token_content(j["bos_token"], file, "bos_token").value_or("");
+    if (j.contains("eos_token")) eos = detail::token_content(j["eos_token"], file, "eos_token").value_or("");
+    if (j.contains("chat_template") && !j["chat_template"].is_null()) {
+      const auto& ct = j["chat_template"];
+      if (ct.is_string()) {
+        source = ct.get<std::string>();
+      } else if (ct.is_array()) {
+        // [{"name": "default", "template": "..."}, {"name": "tool_use", ...}]: take "default", else the first.
+        for (size_t i = 0; i < ct.size(); ++i) {
+          const auto& entry = ct[i];
+          if (!entry.is_object() || !entry.contains("template") || !entry["template"].is_string())
+            throw EngineError(file, "chat_template[" + std::to_string(i) + "]", "expected {\"name\", \"template\"}");
+          const bool is_default = entry.contains("name") && entry["name"] == "default";
+          if (source.empty() || is_default) source = entry["template"].get<std::string>();
+          if (is_default) break;
+        }
+      } else {
+        throw EngineError(file, "chat_template", "expected a string or a list of named templates");
+      }
+    }
+  }
+  if (std::filesystem::exists(jinja_path, ec)) {
+    source = read_text_file(jinja_path);
+    file = jinja_path.string();
+  }
+  ChatTemplate t = from_source(source, bos, eos);
+  t.file_ = file;
+  return t;
+}
+
+std::string ChatTemplate::format_name() const {
+  switch (format_) {
+    case ChatFormat::None: return "none";
+    case ChatFormat::Unknown: return "unknown";
+    case ChatFormat::ChatML: return "ChatML";
+    case ChatFormat::Qwen3: return "Qwen3";
+    case ChatFormat::Mistral: return "Mistral";
+    case ChatFormat::Llama2: return "Llama-2";
+  }
+  return "unknown";
+}
+
+std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                                 std::optional<bool> enable_thinking) const {
+  switch (format_) {
+    case ChatFormat::None:
+      throw EngineError(file_, "chat_template", "the model has no chat template");
+    case ChatFormat::Unknown:
+      throw EngineError(file_, "chat_template", "a chat template this engine does not recognise (not executed)");
+    case ChatFormat::ChatML:
+    case ChatFormat::Qwen3:
+      return render_chatml(messages, add_generation_prompt, enable_thinking);
+    case ChatFormat::Mistral:
+    case ChatFormat::Llama2:
+      return render_inst(messages);
+  }
+  return {};
+}
+
+// ChatML, and Qwen3's additions (SPECS.md §10.1): system first; thinking in assistant history kept only after
+// the last real user query; tool results inside user turns; enable_thinking=false prefills an empty think.
+std::string ChatTemplate::render_chatml(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                                        std::optional<bool> enable_thinking) const {
+  const bool qwen3 = format_ == ChatFormat::Qwen3;
+  const size_t n = messages.size();
+  std::string out;
+  auto turn = [&](std::string_view role, std::string_view content) {
+    out.append("<|im_start|>").append(role).append("\n").append(content).append("<|im_end|>\n");
+  };
+  auto tool_turn = [&](size_t i) {
+    if (i == 0 || messages[i - 1].role != "tool") out += "<|im_start|>user";
+    out.append("\n<tool_response>\n").append(messages[i].content).append("\n</tool_response>");
+    if (i + 1 == n || messages[i + 1].role != "tool") out += "<|im_end|>\n";
+  };
+
+  if (!qwen3) {
+    for (size_t i = 0; i < n; ++i) {
+      const ChatMessage& m = messages[i];
+      if (i == 0 && m.role != "system" && default_system_) turn("system", *default_system_);
+      if (m.role == "tool" && tool_turns_as_user_) tool_turn(i);
+      else turn(m.role, m.content);
+    }
+    if (add_generation_prompt) out += "<|im_start|>assistant\n";
+    return out;
+  }
+
+  if (n > 0 && messages[0].role == "system") turn("system", messages[0].content);
+  // The last real user query: a user turn that is not just a wrapped tool result.
+  size_t last_query = n == 0 ? 0 : n - 1;
+  for (size_t i = n; i-- > 0;) {
+    const ChatMessage& m = messages[i];
+    if (m.role == "user" && !(starts_with(m.content, "<tool_response>") && ends_with(m.content, "</tool_response>"))) {
+      last_query = i;
+      break;
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const ChatMessage& m = messages[i];
+    if (m.role == "user" || (m.role == "system" && i != 0)) {
+      turn(m.role, m.content);
+    } else if (m.role == "assistant") {
+      std::string_view content = m.content;
+      std::string_view thought;
+      constexpr std::string_view kClose = "</think>", kOpen = "<think>";
+      if (const size_t first_close = content.find(kClose); first_close != std::string_view::npos) {
+        std::string_view before = rstrip_newlines(content.substr(0, first_close));
+        if (const size_t open = before.rfind(kOpen); open != std::string_view::npos)
+          before = before.substr(open + kOpen.size());
+        thought = lstrip_newlines(before);
+        content = lstrip_newlines(content.substr(content.rfind(kClose) + kClose.size()));
+      }
+      out.append("<|im_start|>").append(m.role).append("\n");
+      if (i > last_query && (i + 1 == n || !thought.empty())) {
+        out.append("<think>\n").append(strip_newlines(thought)).append("\n</think>\n\n").append(lstrip_newlines(content));
+      } else {
+        out.append(content);
+      }
+      out += "<|im_end|>\n";
+    } else if (m.role == "tool") {
+      tool_turn(i);
+    }
+    // Other roles are not rendered by the Qwen3 template.
+  }
+  if (add_generation_prompt) {
+    out += "<|im_start|>assistant\n";
+    if (prefill_think_) out += "<think>\n";
+    else if (enable_thinking.has_value() && !*enable_thinking) out += "<think>\n\n</think>\n\n";
+  }
+  return out;
+}
+
+// [INST] formats. Mistral: one BOS, the system message folded into the first user turn, answers followed by
+// EOS. Llama-2: BOS before every user turn, a <<SYS>> block in the first one, contents stripped. Both require
+// user/assistant alternation after the optional system message, as their templates raise otherwise;
+// add_generation_prompt changes nothing (the prompt already ends with [/INST]).
+std::string ChatTemplate::render_inst(const std::vector<ChatMessage>& messages) const {
+  const bool llama2 = format_ == ChatFormat::Llama2;
+  const bool has_system = !messages.empty() && messages[0].role == "system";
+  const std::string system = has_system ? messages[0].content : std::string();
+  const size_t first = has_system ? 1 : 0;
+  std::string out = llama2 ? std::string() : bos_;
+  for (size_t i = first; i < messages.size(); ++i) {
+    const ChatMessage& m = messages[i];
+    const size_t index = i - first;
+    if ((m.role == "user") != (index % 2 == 0))
+      throw EngineError(file_, "messages[" + std::to_string(i) + "].role",
+                        "after an optional system message, roles must alternate user/assistant (got '" + m.role +
+                            "')");
+    if (llama2) {
+      std::string text = m.content;
+      if (index == 0 && has_system) text = "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + m.content;
+      if (m.role == "user") out.append(bos_).append("[INST] ").append(python_strip(text)).append(" [/INST]");
+      else if (m.role == "assistant") out.append(" ").append(python_strip(text)).append(" ").append(eos_);
+    } else {
+      if (m.role == "user") {
+        out += "[INST] ";
+        if (index == 0 && !system.empty()) out.append(system).append("\n\n");
+        out.append(m.content).append(" [/INST]");
+      } else if (m.role == "assistant") {
+        out.append(" ").append(m.content).append(eos_);
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace moe

@@ -1,0 +1,196 @@
+// Chat templates (SPECS.md §10): recognised by fingerprints, rendered natively, compared with what
+// transformers' apply_chat_template(..., tokenize=False) produced in tests/data/tokenizers/chat_expected.json.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/common/error.h"
+#include "engine/tokenizer/chat_template.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const fs::path kData = fs::path(MOE_TEST_DATA_DIR) / "tokenizers";
+
+const json& goldens() {
+  static const json j = [] {
+    std::ifstream in(kData / "chat_expected.json");
+    return json::parse(in);
+  }();
+  return j;
+}
+
+std::vector<moe::ChatMessage> messages_of(const json& list) {
+  std::vector<moe::ChatMessage> out;
+  for (const auto& m : list) out.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+  return out;
+}
+
+struct ScratchDir {
+  fs::path path;
+  ScratchDir() {
+    static std::atomic<int> counter{0};
+    path = fs::temp_directory_path() /
+           ("moe_chat_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    fs::create_directories(path);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  void write(const std::string& name, const std::string& text) const {
+    std::ofstream(path / name, std::ios::binary) << text;
+  }
+};
+
+moe::ChatTemplate template_for(const json& c) {
+  if (c["template"].is_null()) return moe::ChatTemplate::from_model_dir(kData / c["folder"].get<std::string>());
+  const std::string source = goldens()["templates"][c["template"].get<std::string>()];
+  return moe::ChatTemplate::from_source(source, goldens()["bos_token"], goldens()["eos_token"]);
+}
+
+TEST(ChatTemplate, RendersLikeTransformers) {
+  const auto& cases = goldens()["cases"];
+  ASSERT_GE(cases.size(), 40u);
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c["name"].get<std::string>());
+    const moe::ChatTemplate t = template_for(c);
+    std::optional<bool> thinking;
+    if (c.contains("enable_thinking")) thinking = c["enable_thinking"].get<bool>();
+    EXPECT_EQ(t.render(messages_of(c["messages"]), c["add_generation_prompt"].get<bool>(), thinking),
+              c["expected"].get<std::string>());
+  }
+}
+
+TEST(ChatTemplate, RecognisesTheFormats) {
+  const auto qwen3 = moe::ChatTemplate::from_model_dir(kData / "bpe");
+  EXPECT_EQ(qwen3.format(), moe::ChatFormat::Qwen3);
+  EXPECT_EQ(qwen3.format_name(), "Qwen3");
+  EXPECT_TRUE(qwen3.supports_thinking());
+  const auto mistral = moe::ChatTemplate::from_model_dir(kData / "spm");
+  EXPECT_EQ(mistral.format(), moe::ChatFormat::Mistral);
+  EXPECT_FALSE(mistral.supports_thinking());
+  const auto& templates = goldens()["templates"];
+  EXPECT_EQ(moe::ChatTemplate::from_source(templates["chatml"]).format(), moe::ChatFormat::ChatML);
+  EXPECT_EQ(moe::ChatTemplate::from_source(templates["chatml_no_system"]).format(), moe::ChatFormat::ChatML);
+  EXPECT_EQ(moe::ChatTemplate::from_source(templates["llama2"]).format(), moe::ChatFormat::Llama2);
+  EXPECT_EQ(moe::ChatTemplate::from_source(templates["qwen3_thinking_prefill"]).format(), moe::ChatFormat::Qwen3);
+  EXPECT_EQ(moe::ChatTemplate::from_source("").format(), moe::ChatFormat::None);
+  const auto other = moe::ChatTemplate::from_source("{% for m in messages %}<|user|>{{ m.content }}{% endfor %}");
+  EXPECT_EQ(other.format(), moe::ChatFormat::Unknown);
+  EXPECT_EQ(other.format_name(), "unknown");
+}
+
+TEST(ChatTemplate, Qwen3ThinkingControl) {
+  const auto t = moe::ChatTemplate::from_model_dir(kData / "bpe");
+  const std::vector<moe::ChatMessage> chat = {{"user", "Hi"}};
+  const std::string base = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
+  EXPECT_EQ(t.render(chat, true), base);
+  EXPECT_EQ(t.render(chat, true, true), base);
+  EXPECT_EQ(t.render(chat, true, false), base + "<think>\n\n</think>\n\n");
+  EXPECT_EQ(t.render(chat, false, false), "<|im_start|>user\nHi<|im_end|>\n");
+}
+
+TEST(ChatTemplate, Qwen3DropsThinkingBeforeTheLastQuery) {
+  const auto t = moe::ChatTemplate::from_model_dir(kData / "bpe");
+  const std::vector<moe::ChatMessage> chat = {
+      {"user", "q1"}, {"assistant", "<think>\nold\n</think>\n\na1"}, {"user", "q2"},
+      {"assistant", "<think>\nnew\n</think>\n\na2"}};
+  EXPECT_EQ(t.render(chat, false),
+            "<|im_start|>user\nq1<|im_end|>\n<|im_start|>assistant\na1<|im_end|>\n"
+            "<|im_start|>user\nq2<|im_end|>\n<|im_start|>assistant\n<think>\nnew\n</think>\n\na2<|im_end|>\n");
+}
+
+TEST(ChatTemplate, NoneAndUnknownRefuseToRender) {
+  const std::vector<moe::ChatMessage> chat = {{"user", "Hi"}};
+  EXPECT_THROW(moe::ChatTemplate::from_source("").render(chat, true), moe::EngineError);
+  try {
+    moe::ChatTemplate::from_source("{{ messages }}").render(chat, true);
+    FAIL() << "expected EngineError";
+  } catch (const moe::EngineError& e) {
+    EXPECT_EQ(e.field(), "chat_template");
+  }
+}
+
+TEST(ChatTemplate, InstFormatsRequireAlternation) {
+  for (const char* name : {"llama2"}) {
+    const auto t = moe::ChatTemplate::from_source(goldens()["templates"][name], "<s>", "</s>");
+    try {
+      t.render({{"user", "a"}, {"user", "b"}}, true);
+      FAIL() << "expected EngineError";
+    } catch (const moe::EngineError& e) {
+      EXPECT_EQ(e.field(), "messages[1].role");
+    }
+  }
+  const auto mistral = moe::ChatTemplate::from_model_dir(kData / "spm");
+  EXPECT_THROW(mistral.render({{"system", "s"}, {"assistant", "a"}}, true), moe::EngineError);
+  EXPECT_EQ(mistral.render({}, true), "<s>");
+}
+
+TEST(ChatTemplate, ChatMLDefaultSystemPrompt) {
+  const auto t = moe::ChatTemplate::from_source(goldens()["templates"]["chatml"]);
+  EXPECT_EQ(t.render({{"user", "Hi"}}, true),
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+            "<|im_start|>assistant\n");
+  const auto plain = moe::ChatTemplate::from_source(goldens()["templates"]["chatml_no_system"]);
+  EXPECT_EQ(plain.render({{"user", "Hi"}}, false), "<|im_start|>user\nHi<|im_end|>\n");
+}
+
+TEST(ChatTemplate, FolderVariants) {
+  {
+    ScratchDir dir;  // no tokenizer_config.json
+    EXPECT_EQ(moe::ChatTemplate::from_model_dir(dir.path).format(), moe::ChatFormat::None);
+  }
+  {
+    ScratchDir dir;  // a config without a template
+    dir.write("tokenizer_config.json", R"({"eos_token": "</s>"})");
+    EXPECT_EQ(moe::ChatTemplate::from_model_dir(dir.path).format(), moe::ChatFormat::None);
+  }
+  {
+    ScratchDir dir;  // the list form: the "default" entry is used
+    json cfg = {{"bos_token", {{"content", "<s>"}}},
+                {"eos_token", "</s>"},
+                {"chat_template",
+                 {{{"name", "tool_use"}, {"template", "{{ '<|im_start|>' }}"}},
+                  {{"name", "default"}, {"template", goldens()["templates"]["llama2"]}}}}};
+    dir.write("tokenizer_config.json", cfg.dump());
+    const auto t = moe::ChatTemplate::from_model_dir(dir.path);
+    EXPECT_EQ(t.format(), moe::ChatFormat::Llama2);
+    EXPECT_EQ(t.render({{"user", " hi "}}, true), "<s>[INST] hi [/INST]");
+  }
+  {
+    ScratchDir dir;  // chat_template.jinja (newer transformers) wins over the config
+    dir.write("tokenizer_config.json", R"({"chat_template": "[INST]"})");
+    dir.write("chat_template.jinja", goldens()["templates"]["chatml"].get<std::string>());
+    EXPECT_EQ(moe::ChatTemplate::from_model_dir(dir.path).format(), moe::ChatFormat::ChatML);
+  }
+  {
+    ScratchDir dir;  // broken JSON names the file
+    dir.write("tokenizer_config.json", R"({"chat_template": "x", )");
+    try {
+      moe::ChatTemplate::from_model_dir(dir.path);
+      FAIL() << "expected EngineError";
+    } catch (const moe::EngineError& e) {
+      EXPECT_NE(e.file().find("tokenizer_config.json"), std::string::npos);
+    }
+  }
+  {
+    ScratchDir dir;  // a template of the wrong kind names the field
+    dir.write("tokenizer_config.json", R"({"chat_template": 5})");
+    try {
+      moe::ChatTemplate::from_model_dir(dir.path);
+      FAIL() << "expected EngineError";
+    } catch (const moe::EngineError& e) {
+      EXPECT_EQ(e.field(), "chat_template");
+    }
+  }
+}
+
+}  // namespace
