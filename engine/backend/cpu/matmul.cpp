@@ -1,0 +1,570 @@
+#include "engine/backend/cpu/matmul.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define MOE_HAVE_X86_KERNELS 1
+#include <cpuid.h>
+#include <immintrin.h>
+#else
+#define MOE_HAVE_X86_KERNELS 0
+#endif
+
+// Layout of the work
+// ------------------
+// T = 1 (decode): a streaming GEMV. Four weight rows are read side by side, converted to f32 in
+//   registers and multiplied against the same x vector, with two accumulators per row (eight
+//   independent FMA chains). The four rows come from the four quarters of the row range, so each
+//   of the four read streams runs sequentially through a quarter of the matrix across row
+//   boundaries (long streams for the hardware prefetchers, plus a short software prefetch). Four
+//   adjacent rows instead would restart all four streams at every row end; with short rows (MoE
+//   experts: 1.5 KiB) that cost ~30% of the bandwidth. Each weight byte is read exactly once.
+// T = 2, 3: the same, but each converted weight vector feeds T tokens (4 rows × T accumulators).
+// T ≥ 4 (prefill): tokens are taken in tiles of kTokenTile, columns in blocks of kColBlock, rows in
+//   panels of kRowPanel. Each (token tile, column block, row panel) of weights is converted to f32
+//   once into a 16 KiB stack buffer (L1), and a 4-row × 3-token register-blocked micro-kernel runs
+//   over it for every 3 tokens of the tile (12 accumulators; 7 loads per 12 FMAs). So each weight
+//   element is read and converted once per token tile, the x block of the tile stays in L2 and the
+//   3-token slice in L1.
+
+namespace moe::cpu {
+
+namespace {
+
+constexpr int64_t kRowGroup = 4;      // rows per micro-kernel
+constexpr int64_t kTokGroup = 3;      // tokens per micro-kernel (T > 1)
+constexpr int64_t kTokenTile = 96;    // tokens per tile in the prefill path (multiple of kTokGroup)
+constexpr int64_t kColBlock = 512;    // columns per block in the prefill path (multiple of 8)
+constexpr int64_t kRowPanel = 8;      // rows per converted panel in the prefill path (multiple of 4)
+constexpr int64_t kDirectMaxT = 3;    // T up to this reads the weights directly, without a buffer
+constexpr int64_t kRowAlign = 8;      // chunk boundaries in matmul() are multiples of this
+constexpr int64_t kSerialWork = 32768;  // rows·cols·T below this: no threads
+constexpr int64_t kChunksPerThread = 4;  // matmul() splits rows into up to this many chunks per thread
+constexpr int64_t kMinChunkWork = 131072;  // ... each of at least this many multiply-adds
+
+// ---------------------------------------------------------------------------------------------
+// Path selection
+
+bool cpu_has_avx2_fma_f16c() {
+#if MOE_HAVE_X86_KERNELS
+  __builtin_cpu_init();
+  // __builtin_cpu_supports checks that the OS saves the YMM state; F16C is read from CPUID directly
+  // (leaf 1, ECX bit 29) because not every compiler knows "f16c" as a feature string.
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+#else
+  return false;
+#endif
+}
+
+bool env_force_scalar() {
+  const char* v = std::getenv("MOE_FORCE_SCALAR");
+  return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
+}
+
+// A function-local static, so that calls from other translation units' static initialisers work.
+bool hw_simd() {
+  static const bool has = cpu_has_avx2_fma_f16c();
+  return has;
+}
+// -1: not decided yet (read MOE_FORCE_SCALAR on first use); 0: SIMD if the CPU has it; 1: scalar.
+std::atomic<int> g_force_scalar{-1};
+
+bool use_simd() {
+  int f = g_force_scalar.load(std::memory_order_relaxed);
+  if (f < 0) {
+    f = env_force_scalar() ? 1 : 0;
+    g_force_scalar.store(f, std::memory_order_relaxed);
+  }
+  return f == 0 && hw_simd();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Portable scalar path
+
+// IEEE half → f32 without a call (same results as moe::f16_to_f32, subnormals and inf/NaN included,
+// and independent of the FTZ/DAZ flags).
+inline float half_to_float(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
+  const uint32_t em = h & 0x7fffu;
+  uint32_t u;
+  if (em >= 0x7c00u) {  // inf / NaN
+    u = sign | 0x7f800000u | ((em & 0x3ffu) << 13);
+  } else if (em >= 0x0400u) {  // normal: rebias the exponent by 127 - 15 = 112
+    u = sign | ((em << 13) + (112u << 23));
+  } else {  // zero or subnormal: mantissa · 2^-24, exact in f32
+    const float f = float(em) * 5.9604644775390625e-08f;
+    std::memcpy(&u, &f, 4);
+    u |= sign;
+  }
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+template <DType D>
+inline float load_w(const void* base, int64_t i) {
+  if constexpr (D == DType::F32) {
+    return static_cast<const float*>(base)[i];
+  } else if constexpr (D == DType::BF16) {
+    return bf16_to_f32(static_cast<const uint16_t*>(base)[i]);
+  } else {
+    return half_to_float(static_cast<const uint16_t*>(base)[i]);
+  }
+}
+
+float dot_scalar(const float* a, const float* b, int64_t n) {
+  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += a[i] * b[i];
+    s1 += a[i + 1] * b[i + 1];
+    s2 += a[i + 2] * b[i + 2];
+    s3 += a[i + 3] * b[i + 3];
+  }
+  for (; i < n; ++i) s0 += a[i] * b[i];
+  return (s0 + s1) + (s2 + s3);
+}
+
+template <DType D>
+void matmul_rows_scalar(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
+  const int64_t cols = W.cols, rows = W.rows;
+  const size_t esz = dtype_size(D);
+  const char* base = static_cast<const char*>(W.data);
+  if (T == 1) {
+    for (int64_t r = rb; r < re; ++r) {
+      const void* w = base + size_t(r) * size_t(cols) * esz;
+      float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      int64_t c = 0;
+      for (; c + 4 <= cols; c += 4) {
+        s0 += load_w<D>(w, c) * x[c];
+        s1 += load_w<D>(w, c + 1) * x[c + 1];
+        s2 += load_w<D>(w, c + 2) * x[c + 2];
+        s3 += load_w<D>(w, c + 3) * x[c + 3];
+      }
+      for (; c < cols; ++c) s0 += load_w<D>(w, c) * x[c];
+      y[r] = (s0 + s1) + (s2 + s3);
+    }
+    return;
+  }
+  // T > 1: each row is converted once and reused for every token.
+  thread_local std::vector<float> row;
+  if (D != DType::F32) row.resize(size_t(cols));
+  for (int64_t r = rb; r < re; ++r) {
+    const void* w = base + size_t(r) * size_t(cols) * esz;
+    const float* wf;
+    if constexpr (D == DType::F32) {
+      wf = static_cast<const float*>(w);
+    } else {
+      for (int64_t c = 0; c < cols; ++c) row[size_t(c)] = load_w<D>(w, c);
+      wf = row.data();
+    }
+    for (int64_t t = 0; t < T; ++t) y[t * rows + r] = dot_scalar(wf, x + t * cols, cols);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// AVX2 + FMA + F16C path
+
+#if MOE_HAVE_X86_KERNELS
+#define MOE_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define MOE_AVX2_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
+
+struct F32W {
+  using T = float;
+};
+struct BF16W {
+  using T = uint16_t;
+};
+struct F16W {
+  using T = uint16_t;
+};
+
+MOE_AVX2_INLINE __m256 load8(F32W, const float* p) { return _mm256_loadu_ps(p); }
+MOE_AVX2_INLINE __m256 load8(BF16W, const uint16_t* p) {
+  const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+MOE_AVX2_INLINE __m256 load8(F16W, const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+// Horizontal sum in the order ((v0+v1)+(v2+v3)) + ((v4+v5)+(v6+v7)) — the same order as hsum4, so a
+// row's result does not depend on whether it was computed in a group of 4 or alone (and therefore
+// not on how the rows were split between threads).
+MOE_AVX2_INLINE float hsum(__m256 v) {
+  __m256 s = _mm256_hadd_ps(v, v);
+  s = _mm256_hadd_ps(s, s);
+  return _mm_cvtss_f32(_mm_add_ss(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1)));
+}
+
+// Horizontal sums of four vectors, as one [s0, s1, s2, s3].
+MOE_AVX2_INLINE __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
+  const __m256 ab = _mm256_hadd_ps(a, b);  // a01 a23 b01 b23 | a45 a67 b45 b67
+  const __m256 cd = _mm256_hadd_ps(c, d);
+  const __m256 abcd = _mm256_hadd_ps(ab, cd);  // a0123 b0123 c0123 d0123 | a4567 ...
+  return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+
+// Copies the last n (< 8) elements into zero-padded 8-element buffers so the tail can use full vectors.
+template <class WT>
+MOE_AVX2_INLINE void pad8(const typename WT::T* src, int64_t n, typename WT::T* dst) {
+  for (int i = 0; i < 8; ++i) dst[i] = typename WT::T(0);
+  std::memcpy(dst, src, size_t(n) * sizeof(typename WT::T));
+}
+
+// y_i = W[row_i, :n] · x for R arbitrary rows (T = 1), two accumulators per row. The caller picks
+// rows that lie in R separate, contiguous runs of rows (see matmul_rows_avx2), so each of the R
+// pointers walks memory sequentially across row boundaries: R long streams that the hardware
+// prefetchers follow, plus a software prefetch kPrefetchDistance bytes ahead in each stream.
+// (Prefetches never fault; addresses are computed as integers, so running past the end of the
+// matrix is harmless.)
+constexpr int64_t kPrefetchDistance = 256;
+
+template <class WT, int R>
+MOE_AVX2 void gemv_rows(const typename WT::T* const* w, const float* x, int64_t n, float* const* y) {
+  using ST = typename WT::T;
+  const ST* p[R];
+  __m256 a0[R], a1[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    p[r] = w[r];
+    a0[r] = a1[r] = _mm256_setzero_ps();
+  }
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16) {
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r)
+      _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p[r] + k) + kPrefetchDistance),
+                   _MM_HINT_T0);
+    const __m256 x0 = _mm256_loadu_ps(x + k);
+    const __m256 x1 = _mm256_loadu_ps(x + k + 8);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      a0[r] = _mm256_fmadd_ps(load8(WT{}, p[r] + k), x0, a0[r]);
+      a1[r] = _mm256_fmadd_ps(load8(WT{}, p[r] + k + 8), x1, a1[r]);
+    }
+  }
+  if (k + 8 <= n) {
+    const __m256 x0 = _mm256_loadu_ps(x + k);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) a0[r] = _mm256_fmadd_ps(load8(WT{}, p[r] + k), x0, a0[r]);
+    k += 8;
+  }
+  if (k < n) {
+    alignas(32) float xt[8];
+    pad8<F32W>(x + k, n - k, xt);
+    const __m256 x0 = _mm256_load_ps(xt);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      alignas(16) ST wt[8];
+      pad8<WT>(p[r] + k, n - k, wt);
+      a1[r] = _mm256_fmadd_ps(load8(WT{}, wt), x0, a1[r]);
+    }
+  }
+  if constexpr (R == 4) {
+    alignas(16) float s[4];
+    _mm_store_ps(s, hsum4(_mm256_add_ps(a0[0], a1[0]), _mm256_add_ps(a0[1], a1[1]), _mm256_add_ps(a0[2], a1[2]),
+                          _mm256_add_ps(a0[3], a1[3])));
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) *y[r] = s[r];
+  } else {
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) *y[r] = hsum(_mm256_add_ps(a0[r], a1[r]));
+  }
+}
+
+// y[t·ldy + r] (+)= W[r, :n] · x[t·ldx, :n] for R rows × TT tokens: every converted weight vector is
+// used TT times, every x vector R times; R·TT independent accumulators.
+template <class WT, int R, int TT>
+MOE_AVX2 void micro_kernel(const typename WT::T* w, int64_t ldw, const float* x, int64_t ldx, int64_t n,
+                           float* y, int64_t ldy, bool accumulate) {
+  __m256 acc[R][TT];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int t = 0; t < TT; ++t) acc[r][t] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    __m256 xv[TT];
+#pragma GCC unroll 4
+    for (int t = 0; t < TT; ++t) xv[t] = _mm256_loadu_ps(x + t * ldx + k);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m256 wv = load8(WT{}, w + r * ldw + k);
+#pragma GCC unroll 4
+      for (int t = 0; t < TT; ++t) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+    }
+  }
+  if (k < n) {
+    const int64_t m = n - k;
+    __m256 xv[TT];
+#pragma GCC unroll 4
+    for (int t = 0; t < TT; ++t) {
+      alignas(32) float xt[8];
+      pad8<F32W>(x + t * ldx + k, m, xt);
+      xv[t] = _mm256_load_ps(xt);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      alignas(16) typename WT::T wt[8];
+      pad8<WT>(w + r * ldw + k, m, wt);
+      const __m256 wv = load8(WT{}, wt);
+#pragma GCC unroll 4
+      for (int t = 0; t < TT; ++t) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < TT; ++t) {
+    float* yt = y + t * ldy;
+    if constexpr (R == 4) {
+      __m128 s = hsum4(acc[0][t], acc[1][t], acc[2][t], acc[3][t]);
+      if (accumulate) s = _mm_add_ps(s, _mm_loadu_ps(yt));
+      _mm_storeu_ps(yt, s);
+    } else {
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) yt[r] = (accumulate ? yt[r] : 0.0f) + hsum(acc[r][t]);
+    }
+  }
+}
+
+template <class WT, int R>
+MOE_AVX2_INLINE void micro_kernel_tt(int64_t tt, const typename WT::T* w, int64_t ldw, const float* x,
+                                     int64_t ldx, int64_t n, float* y, int64_t ldy, bool accumulate) {
+  switch (tt) {
+    case 1: micro_kernel<WT, R, 1>(w, ldw, x, ldx, n, y, ldy, accumulate); break;
+    case 2: micro_kernel<WT, R, 2>(w, ldw, x, ldx, n, y, ldy, accumulate); break;
+    default: micro_kernel<WT, R, 3>(w, ldw, x, ldx, n, y, ldy, accumulate); break;
+  }
+}
+
+template <class WT>
+MOE_AVX2 void micro_kernel_any(int64_t rr, int64_t tt, const typename WT::T* w, int64_t ldw, const float* x,
+                               int64_t ldx, int64_t n, float* y, int64_t ldy, bool accumulate) {
+  switch (rr) {
+    case 1: micro_kernel_tt<WT, 1>(tt, w, ldw, x, ldx, n, y, ldy, accumulate); break;
+    case 2: micro_kernel_tt<WT, 2>(tt, w, ldw, x, ldx, n, y, ldy, accumulate); break;
+    case 3: micro_kernel_tt<WT, 3>(tt, w, ldw, x, ldx, n, y, ldy, accumulate); break;
+    default: micro_kernel_tt<WT, 4>(tt, w, ldw, x, ldx, n, y, ldy, accumulate); break;
+  }
+}
+
+// dst[i] = f32(src[i]) for i < n.
+template <class WT>
+MOE_AVX2 void convert_row(const typename WT::T* src, int64_t n, float* dst) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8(WT{}, src + i));
+  if (i < n) {
+    alignas(16) typename WT::T t[8];
+    pad8<WT>(src + i, n - i, t);
+    alignas(32) float f[8];
+    _mm256_store_ps(f, load8(WT{}, t));
+    std::memcpy(dst + i, f, size_t(n - i) * sizeof(float));
+  }
+}
+
+template <class WT>
+MOE_AVX2 void matmul_rows_avx2(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
+  using ST = typename WT::T;
+  const ST* w = static_cast<const ST*>(W.data);
+  const int64_t cols = W.cols, rows = W.rows;
+
+  if (T == 1) {
+    // Rows [rb, re) as 4 contiguous quarters, one row from each per step: 4 long sequential streams.
+    const int64_t m = re - rb, q = m / 4;
+    const ST* wp[4];
+    float* yp[4];
+    for (int64_t i = 0; i < q; ++i) {
+      for (int j = 0; j < 4; ++j) {
+        const int64_t r = rb + j * q + i;
+        wp[j] = w + r * cols;
+        yp[j] = y + r;
+      }
+      gemv_rows<WT, 4>(wp, x, cols, yp);
+    }
+    const int64_t r0 = rb + 4 * q;  // 0..3 rows left
+    for (int j = 0; j < int(re - r0); ++j) {
+      wp[j] = w + (r0 + j) * cols;
+      yp[j] = y + r0 + j;
+    }
+    switch (re - r0) {
+      case 3: gemv_rows<WT, 3>(wp, x, cols, yp); break;
+      case 2: gemv_rows<WT, 2>(wp, x, cols, yp); break;
+      case 1: gemv_rows<WT, 1>(wp, x, cols, yp); break;
+      default: break;
+    }
+    return;
+  }
+
+  if (T <= kDirectMaxT) {
+    // Few tokens: stream the weights once, converting in registers, T accumulators per row.
+    for (int64_t r = rb; r < re; r += kRowGroup) {
+      const int64_t rr = std::min(kRowGroup, re - r);
+      micro_kernel_any<WT>(rr, T, w + r * cols, cols, x, cols, cols, y + r, rows, false);
+    }
+    return;
+  }
+
+  // Prefill: token tiles × column blocks × row panels. A panel (kRowPanel rows × kColBlock columns) is
+  // converted to f32 once per token tile into a stack buffer that stays in L1; then, for every
+  // 3-token group of the tile (its x block also in L1), the 4×3 micro-kernel runs over the panel's
+  // 4-row groups.
+  alignas(32) float buf[kRowPanel * kColBlock];
+  for (int64_t t0 = 0; t0 < T; t0 += kTokenTile) {
+    const int64_t tb = std::min(kTokenTile, T - t0);
+    for (int64_t k0 = 0; k0 < cols; k0 += kColBlock) {
+      const int64_t kc = std::min(kColBlock, cols - k0);
+      const bool acc = k0 > 0;
+      for (int64_t p = rb; p < re; p += kRowPanel) {
+        const int64_t pr = std::min(kRowPanel, re - p);
+        // (F32 weights are copied too: the compact panel is measurably faster than strided rows.)
+        for (int64_t i = 0; i < pr; ++i) convert_row<WT>(w + (p + i) * cols + k0, kc, buf + i * kColBlock);
+        const float* wf = buf;
+        const int64_t ldw = kColBlock;
+        for (int64_t t = 0; t < tb; t += kTokGroup) {
+          const int64_t tt = std::min(kTokGroup, tb - t);
+          const float* xt = x + (t0 + t) * cols + k0;
+          float* yt = y + (t0 + t) * rows + p;
+          for (int64_t g = 0; g < pr; g += kRowGroup)
+            micro_kernel_any<F32W>(std::min(kRowGroup, pr - g), tt, wf + g * ldw, ldw, xt, cols, kc, yt + g, rows, acc);
+        }
+      }
+    }
+  }
+}
+
+MOE_AVX2 float dot_avx2(const float* a, const float* b, int64_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+  }
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  float s = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+MOE_AVX2 void axpy_avx2(float s, const float* x, float* y, int64_t n) {
+  const __m256 sv = _mm256_set1_ps(s);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(sv, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    _mm256_storeu_ps(y + i + 8, _mm256_fmadd_ps(sv, _mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8)));
+  }
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(sv, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += s * x[i];
+}
+#endif  // MOE_HAVE_X86_KERNELS
+
+void check_matrix(const MatrixRef& W, const float* x, int64_t T, const float* y) {
+  if (!is_weight_dtype(W.dtype))
+    throw std::invalid_argument("matmul: weight dtype " + std::string(dtype_name(W.dtype)) +
+                                " is not F32, F16 or BF16");
+  if (W.rows < 0 || W.cols < 0 || T < 0) throw std::invalid_argument("matmul: negative size");
+  if (W.rows > 0 && W.cols > 0 && W.data == nullptr) throw std::invalid_argument("matmul: null weights");
+  if (T > 0 && W.cols > 0 && x == nullptr) throw std::invalid_argument("matmul: null x");
+  if (T > 0 && W.rows > 0 && y == nullptr) throw std::invalid_argument("matmul: null y");
+}
+
+void matmul_rows_unchecked(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
+  if (T <= 0 || rb >= re) return;
+  if (W.cols == 0) {
+    for (int64_t t = 0; t < T; ++t) std::fill(y + t * W.rows + rb, y + t * W.rows + re, 0.0f);
+    return;
+  }
+#if MOE_HAVE_X86_KERNELS
+  if (use_simd()) {
+    switch (W.dtype) {
+      case DType::F32: matmul_rows_avx2<F32W>(W, x, T, y, rb, re); return;
+      case DType::BF16: matmul_rows_avx2<BF16W>(W, x, T, y, rb, re); return;
+      case DType::F16: matmul_rows_avx2<F16W>(W, x, T, y, rb, re); return;
+      default: break;
+    }
+  }
+#endif
+  switch (W.dtype) {
+    case DType::F32: matmul_rows_scalar<DType::F32>(W, x, T, y, rb, re); return;
+    case DType::BF16: matmul_rows_scalar<DType::BF16>(W, x, T, y, rb, re); return;
+    case DType::F16: matmul_rows_scalar<DType::F16>(W, x, T, y, rb, re); return;
+    default: break;
+  }
+}
+
+}  // namespace
+
+void matmul_rows(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t row_begin, int64_t row_end) {
+  check_matrix(W, x, T, y);
+  if (row_begin < 0 || row_end > W.rows || row_begin > row_end)
+    throw std::invalid_argument("matmul_rows: row range [" + std::to_string(row_begin) + ", " +
+                                std::to_string(row_end) + ") outside [0, " + std::to_string(W.rows) + ")");
+  matmul_rows_unchecked(W, x, T, y, row_begin, row_end);
+}
+
+void matmul(ThreadPool& pool, const MatrixRef& W, const float* x, int64_t T, float* y) {
+  check_matrix(W, x, T, y);
+  if (T <= 0 || W.rows == 0) return;
+  const int64_t rows = W.rows;
+  const int64_t blocks = (rows + kRowAlign - 1) / kRowAlign;
+  if (pool.size() == 1 || blocks < 2 || rows * std::max<int64_t>(W.cols, 1) * T < kSerialWork) {
+    matmul_rows_unchecked(W, x, T, y, 0, rows);
+    return;
+  }
+  struct Args {
+    const MatrixRef* W;
+    const float* x;
+    int64_t T;
+    float* y;
+  } args{&W, x, T, y};
+  const Args* a = &args;  // one pointer: the lambda fits std::function's small buffer (no allocation)
+  // A few chunks per thread, claimed dynamically, so a thread slowed down by another process on its
+  // core does not hold everyone up; but no chunk smaller than kMinChunkWork.
+  const int64_t work = rows * std::max<int64_t>(W.cols, 1) * T;
+  const int64_t chunks = std::min<int64_t>({blocks, int64_t(pool.size()) * kChunksPerThread,
+                                            std::max<int64_t>(pool.size(), work / kMinChunkWork)});
+  pool.parallel_for_chunks(blocks, chunks, [a](int64_t b, int64_t e) {
+    matmul_rows_unchecked(*a->W, a->x, a->T, a->y, b * kRowAlign, std::min(e * kRowAlign, a->W->rows));
+  });
+}
+
+float dot_f32(const float* a, const float* b, int64_t n) {
+  if (n <= 0) return 0.0f;
+#if MOE_HAVE_X86_KERNELS
+  if (use_simd()) return dot_avx2(a, b, n);
+#endif
+  return dot_scalar(a, b, n);
+}
+
+void axpy_f32(float s, const float* x, float* y, int64_t n) {
+  if (n <= 0) return;
+#if MOE_HAVE_X86_KERNELS
+  if (use_simd()) {
+    axpy_avx2(s, x, y, n);
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < n; ++i) y[i] += s * x[i];
+}
+
+const char* simd_path() { return use_simd() ? "avx2+fma+f16c" : "scalar"; }
+
+bool simd_supported() { return hw_simd(); }
+
+void set_force_scalar(bool force) { g_force_scalar.store(force ? 1 : 0, std::memory_order_relaxed); }
+
+bool force_scalar() {
+  use_simd();  // resolve the environment variable
+  return g_force_scalar.load(std::memory_order_relaxed) == 1;
+}
+
+}  // namespace moe::cpu

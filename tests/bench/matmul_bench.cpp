@@ -1,0 +1,375 @@
+// Microbenchmark for the CPU backend's bandwidth-bound kernels (plain main, not a gtest):
+//   - STREAM-style read and triad bandwidth (measure_memory_bandwidth), 1 and 2 threads;
+//   - batch-1 GEMV (T = 1) GB/s for BF16 / F16 / F32 on a ~256 MB matrix, 1 and 2 threads, from
+//     anonymous memory and (BF16) from a read-only file mmap as the engine uses it;
+//   - a decode-step-like sequence of MoE-shaped matmuls (4 layers: ~450 MB of BF16 in 116 calls);
+//   - prefill GFLOP/s at T = 64;
+//   - ThreadPool::parallel_for dispatch overhead.
+// Every figure is the best (and median) of several repeats: the machines this runs on are shared.
+//
+// Build (no CMake needed):
+//   g++ -std=c++20 -O2 -I. engine/backend/cpu/{thread_pool,matmul,memory_bandwidth}.cpp
+//       engine/common/dtype.cpp tests/bench/matmul_bench.cpp -pthread -o /tmp/matmul_bench
+// Options: --quick (smaller sizes, fewer repeats), --threads N (largest pool; default 2).
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/backend/cpu/matmul.h"
+#include "engine/backend/cpu/memory_bandwidth.h"
+#include "engine/backend/cpu/thread_pool.h"
+#include "engine/common/dtype.h"
+
+using namespace moe;
+using namespace moe::cpu;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+struct Stats {
+  double best = 0, median = 0;  // seconds
+};
+
+// Runs fn `reps` times (after one warm-up) and returns best and median times.
+Stats time_it(int reps, const std::function<void()>& fn) {
+  fn();
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    const auto a = Clock::now();
+    fn();
+    t.push_back(secs(a, Clock::now()));
+  }
+  std::sort(t.begin(), t.end());
+  return {t.front(), t[t.size() / 2]};
+}
+
+// 2 MiB-aligned anonymous memory with transparent huge pages requested.
+struct Buffer {
+  void* p = nullptr;
+  size_t size = 0;
+  explicit Buffer(size_t bytes) {
+    const size_t align = size_t(2) << 20;
+    size = (bytes + align - 1) / align * align;
+    p = std::aligned_alloc(align, size);
+    if (!p) {
+      std::fprintf(stderr, "out of memory\n");
+      std::exit(1);
+    }
+    madvise(p, size, MADV_HUGEPAGE);
+  }
+  ~Buffer() { std::free(p); }
+};
+
+uint64_t mix(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  return x;
+}
+// Values in [-1, 1), deterministic.
+float value_at(uint64_t i) { return float(int64_t(mix(i) >> 40) - (int64_t(1) << 23)) / float(1 << 23); }
+
+void fill_weights(ThreadPool& pool, void* data, DType dt, int64_t n, uint64_t seed) {
+  pool.parallel_for(n, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const float v = value_at(uint64_t(i) + seed) * 0.05f;
+      if (dt == DType::F32) static_cast<float*>(data)[i] = v;
+      else if (dt == DType::BF16) static_cast<uint16_t*>(data)[i] = f32_to_bf16(v);
+      else static_cast<uint16_t*>(data)[i] = f32_to_f16(v);
+    }
+  });
+}
+
+std::vector<float> make_x(int64_t n, uint64_t seed) {
+  std::vector<float> x(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) x[size_t(i)] = value_at(uint64_t(i) * 7 + seed);
+  return x;
+}
+
+// Other processes on the machine skew every figure; say how busy it was.
+void print_load(const char* when) {
+  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+    char buf[128] = {0};
+    if (std::fgets(buf, sizeof buf, f)) std::printf("load average %s: %s", when, buf);
+    std::fclose(f);
+  }
+}
+
+struct Options {
+  bool quick = false;
+  int max_threads = 2;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+// One bandwidth result, printed with its share of the STREAM read figure at the end of a section.
+struct GbpsResult {
+  std::string label;
+  double best = 0, median = 0;
+};
+
+GbpsResult bench_gemv(const Options& o, ThreadPool& pool, int threads, DType dt, const void* data, int64_t rows,
+                      int64_t cols, const char* where) {
+  const MatrixRef W{data, dt, rows, cols};
+  const auto x = make_x(cols, 1);
+  std::vector<float> y(static_cast<size_t>(rows));
+  const double bytes = double(rows) * double(cols) * double(dtype_size(dt));
+  const Stats s = time_it(o.quick ? 5 : 15, [&] { matmul(pool, W, x.data(), 1, y.data()); });
+  char label[160];
+  std::snprintf(label, sizeof label, "GEMV %-4s %-6s %dT %4.0f MB rows=%-6lld cols=%-6lld", std::string(dtype_name(dt)).c_str(),
+                where, threads, bytes / 1e6, (long long)rows, (long long)cols);
+  return {label, bytes / s.best / 1e9, bytes / s.median / 1e9};
+}
+
+// A decode step of a MoE model, as far as weight traffic goes: per layer q, k, v, o projections,
+// the router, and 8 active experts (gate, up, down), BF16. Every matrix is distinct memory.
+struct DecodeLayerShape {
+  int64_t rows, cols;
+};
+
+GbpsResult bench_decode_sequence(const Options& o, ThreadPool& pool, int threads) {
+  const int64_t hidden = 2048, q_out = 4096, kv_out = 512, experts = 128, expert_ffn = 768, active = 8;
+  std::vector<DecodeLayerShape> layer = {{q_out, hidden}, {kv_out, hidden}, {kv_out, hidden}, {hidden, q_out},
+                                         {experts, hidden}};
+  for (int e = 0; e < active; ++e) {
+    layer.push_back({expert_ffn, hidden});
+    layer.push_back({expert_ffn, hidden});
+    layer.push_back({hidden, expert_ffn});
+  }
+  const int layers = o.quick ? 2 : 4;
+  std::vector<MatrixRef> mats;
+  int64_t total_elems = 0;
+  for (int l = 0; l < layers; ++l)
+    for (auto s : layer) total_elems += s.rows * s.cols;
+  static std::unique_ptr<Buffer> buf;
+  if (!buf) {
+    buf = std::make_unique<Buffer>(size_t(total_elems) * 2);
+    fill_weights(pool, buf->p, DType::BF16, total_elems, 99);
+  }
+  int64_t off = 0;
+  for (int l = 0; l < layers; ++l)
+    for (auto s : layer) {
+      mats.push_back({static_cast<uint16_t*>(buf->p) + off, DType::BF16, s.rows, s.cols});
+      off += s.rows * s.cols;
+    }
+  const auto x = make_x(std::max(hidden, q_out), 3);
+  std::vector<float> y(size_t(std::max(hidden, q_out)));
+  const Stats s = time_it(o.quick ? 10 : 30, [&] {
+    for (const auto& m : mats) matmul(pool, m, x.data(), 1, y.data());
+  });
+  const double bytes = double(total_elems) * 2;
+  char label[160];
+  std::snprintf(label, sizeof label, "decode-like step %dT: %zu matmuls, %.0f MB BF16 (best %.2f ms)", threads,
+                mats.size(), bytes / 1e6, s.best * 1e3);
+  return {label, bytes / s.best / 1e9, bytes / s.median / 1e9};
+}
+
+void bench_prefill(const Options& o, ThreadPool& pool, int threads, DType dt, int64_t T) {
+  const int64_t rows = o.quick ? 2048 : 4096, cols = o.quick ? 2048 : 4096;
+  Buffer w(size_t(rows * cols) * dtype_size(dt));
+  fill_weights(pool, w.p, dt, rows * cols, 5);
+  const MatrixRef W{w.p, dt, rows, cols};
+  const auto x = make_x(T * cols, 2);
+  std::vector<float> y(size_t(T * rows));
+  const Stats s = time_it(o.quick ? 3 : 7, [&] { matmul(pool, W, x.data(), T, y.data()); });
+  const double flop = 2.0 * double(rows) * double(cols) * double(T);
+  std::printf("  prefill %-4s %dT T=%-3lld %lldx%lld: best %6.1f GFLOP/s  median %6.1f GFLOP/s  (%.2f ms)\n",
+              std::string(dtype_name(dt)).c_str(), threads, (long long)T, (long long)rows, (long long)cols,
+              flop / s.best / 1e9, flop / s.median / 1e9, s.best * 1e3);
+}
+
+// Busy work of about `ns` nanoseconds (no sleeping: the point is to compare with compute time).
+void spin_for_ns(double ns) {
+  const auto end = Clock::now() + std::chrono::nanoseconds(int64_t(ns));
+  while (Clock::now() < end) {
+  }
+}
+
+void bench_dispatch(int threads) {
+  ThreadPool pool(threads);
+  const std::thread::id caller = std::this_thread::get_id();
+  std::atomic<int64_t> by_workers{0};
+  const int calls = 20000;
+
+  // (a) An empty job: the pure cost of a call (the caller may well run every chunk itself).
+  std::vector<double> empty;
+  auto nop = [](int64_t, int64_t) {};
+  for (int rep = 0; rep < 7; ++rep) {
+    const auto a = Clock::now();
+    for (int i = 0; i < calls; ++i) pool.parallel_for(threads, nop);
+    empty.push_back(secs(a, Clock::now()) / calls * 1e6);
+  }
+  std::sort(empty.begin(), empty.end());
+
+  // (b) Every chunk takes ~work_us; overhead = time per call − work_us (ideal parallel time), and
+  // the fraction of chunks that ran on a worker shows the job really was shared.
+  for (double work_us : {2.0, 10.0}) {
+    std::vector<double> over;
+    int64_t total_chunks = 0;
+    by_workers = 0;
+    auto fn = [&](int64_t, int64_t) {
+      if (std::this_thread::get_id() != caller) by_workers.fetch_add(1, std::memory_order_relaxed);
+      spin_for_ns(work_us * 1e3);
+    };
+    const int n = 2000;
+    for (int rep = 0; rep < 7; ++rep) {
+      const auto a = Clock::now();
+      for (int i = 0; i < n; ++i) pool.parallel_for(threads, fn);
+      over.push_back(secs(a, Clock::now()) / n * 1e6 - work_us);
+      total_chunks += int64_t(n) * threads;
+    }
+    std::sort(over.begin(), over.end());
+    std::printf("  ThreadPool(%d) chunks of %4.1f us: overhead best %.2f us  median %.2f us per call; "
+                "%.0f%% of chunks ran on workers (ideal %.0f%%)\n",
+                threads, work_us, over.front(), over[over.size() / 2],
+                100.0 * double(by_workers.load()) / double(total_chunks), 100.0 * (threads - 1) / threads);
+  }
+  std::printf("  ThreadPool(%d) empty job: best %.3f us  median %.3f us per call\n", threads, empty.front(),
+              empty[empty.size() / 2]);
+
+  // (c) The worker asleep: a call after an idle pause (wake-up through the condition variable).
+  std::vector<double> cold;
+  for (int rep = 0; rep < 20; ++rep) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    const auto a = Clock::now();
+    pool.parallel_for(threads, [](int64_t, int64_t) { spin_for_ns(20e3); });
+    cold.push_back(secs(a, Clock::now()) * 1e6 - 20);
+  }
+  std::sort(cold.begin(), cold.end());
+  std::printf("  ThreadPool(%d) after 3 ms idle, chunks of 20 us: overhead median %.1f us\n", threads,
+              cold[cold.size() / 2]);
+}
+
+// A read-only private file mapping of `bytes` filled with BF16 weights, as the engine maps checkpoints.
+struct MappedWeights {
+  void* p = MAP_FAILED;
+  size_t size = 0;
+  std::string path;
+  MappedWeights(ThreadPool& pool, size_t bytes) : size(bytes) {
+    char tmpl[] = "/tmp/moe_matmul_bench_XXXXXX";
+    const int fd = mkstemp(tmpl);
+    if (fd < 0) return;
+    path = tmpl;
+    {
+      Buffer b(bytes);
+      fill_weights(pool, b.p, DType::BF16, int64_t(bytes / 2), 17);
+      size_t done = 0;
+      while (done < bytes) {
+        const ssize_t w = write(fd, static_cast<char*>(b.p) + done, bytes - done);
+        if (w <= 0) break;
+        done += size_t(w);
+      }
+      if (done != bytes) {
+        close(fd);
+        return;
+      }
+    }
+    p = mmap(nullptr, bytes, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    close(fd);
+  }
+  ~MappedWeights() {
+    if (p != MAP_FAILED) munmap(p, size);
+    if (!path.empty()) unlink(path.c_str());
+  }
+  bool ok() const { return p != MAP_FAILED; }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--quick")) o.quick = true;
+    else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) o.max_threads = std::max(1, std::atoi(argv[++i]));
+    else {
+      std::fprintf(stderr, "usage: %s [--quick] [--threads N]\n", argv[0]);
+      return 2;
+    }
+  }
+  std::printf("matmul_bench: SIMD path %s, hardware threads %u%s\n", simd_path(), std::thread::hardware_concurrency(),
+              o.quick ? " (quick)" : "");
+  std::printf("All figures: best and median of repeated runs (shared machine: expect noise).\n");
+  print_load("at start");
+
+  const size_t stream_bytes = o.quick ? (size_t(64) << 20) : (size_t(256) << 20);
+  const int64_t big_elems = int64_t((o.quick ? (size_t(64) << 20) : (size_t(256) << 20)) / 2);  // BF16 elements
+
+  std::vector<int> thread_counts;
+  for (int t = 1; t <= o.max_threads; t *= 2) thread_counts.push_back(t);
+  if (thread_counts.back() != o.max_threads) thread_counts.push_back(o.max_threads);
+
+  // Weights: ~256 MB per dtype.
+  ThreadPool init_pool(o.max_threads);
+  const int64_t cols16 = 8192, rows16 = big_elems / cols16;       // BF16 / F16: 256 MB
+  const int64_t cols32 = 8192, rows32 = big_elems / 2 / cols32;   // F32: 256 MB
+  Buffer wb(size_t(rows16 * cols16) * 2), wh(size_t(rows16 * cols16) * 2), wf(size_t(rows32 * cols32) * 4);
+  fill_weights(init_pool, wb.p, DType::BF16, rows16 * cols16, 1);
+  fill_weights(init_pool, wh.p, DType::F16, rows16 * cols16, 2);
+  fill_weights(init_pool, wf.p, DType::F32, rows32 * cols32, 3);
+  MappedWeights mapped(init_pool, size_t(rows16 * cols16) * 2);
+
+  for (int threads : thread_counts) {
+    ThreadPool pool(threads);
+    std::printf("\n== %d thread%s ==\n", threads, threads == 1 ? "" : "s");
+    // STREAM before and after the GEMV runs: the machine may be shared, so the roofline is the best
+    // of both (and a large difference between them says the figures below are noisy).
+    auto stream = [&] {
+      BandwidthResult bw{};
+      for (int rep = 0; rep < 3; ++rep) {  // best of 3 measurements, each itself best of 5
+        const BandwidthResult r = measure_memory_bandwidth(pool, stream_bytes, 5);
+        bw.read_gbps = std::max(bw.read_gbps, r.read_gbps);
+        bw.triad_gbps = std::max(bw.triad_gbps, r.triad_gbps);
+        bw.buffer_bytes = r.buffer_bytes;
+        bw.threads = r.threads;
+      }
+      std::printf("  STREAM %dT (%zu MB buffers): read %.2f GB/s, triad %.2f GB/s\n", bw.threads,
+                  bw.buffer_bytes >> 20, bw.read_gbps, bw.triad_gbps);
+      return bw;
+    };
+    const BandwidthResult bw0 = stream();
+    std::vector<GbpsResult> res;
+    res.push_back(bench_gemv(o, pool, threads, DType::BF16, wb.p, rows16, cols16, "anon"));
+    res.push_back(bench_gemv(o, pool, threads, DType::F16, wh.p, rows16, cols16, "anon"));
+    res.push_back(bench_gemv(o, pool, threads, DType::F32, wf.p, rows32, cols32, "anon"));
+    if (mapped.ok()) res.push_back(bench_gemv(o, pool, threads, DType::BF16, mapped.p, rows16, cols16, "mmap"));
+    res.push_back(bench_decode_sequence(o, pool, threads));
+    if (simd_supported()) {
+      set_force_scalar(true);
+      res.push_back(bench_gemv(o, pool, threads, DType::BF16, wb.p, rows16, cols16, "scalar"));
+      set_force_scalar(false);
+    }
+    const BandwidthResult bw1 = stream();
+    const double roof = std::max(bw0.read_gbps, bw1.read_gbps);
+    for (const auto& r : res)
+      std::printf("  %-62s best %6.2f GB/s (%5.1f%% of STREAM read)  median %6.2f GB/s\n", r.label.c_str(), r.best,
+                  100.0 * r.best / roof, r.median);
+    for (DType dt : {DType::BF16, DType::F16, DType::F32}) bench_prefill(o, pool, threads, dt, 64);
+    if (simd_supported()) {
+      set_force_scalar(true);
+      std::printf("  (scalar path:)");
+      bench_prefill(o, pool, threads, DType::BF16, 64);
+      set_force_scalar(false);
+    }
+  }
+
+  std::printf("\n== ThreadPool dispatch ==\n");
+  for (int threads : thread_counts)
+    if (threads > 1) bench_dispatch(threads);
+  print_load("at end");
+  return 0;
+}

@@ -1,0 +1,339 @@
+// matmul / matmul_rows / dot_f32 / axpy_f32 against a double-precision reference computed on the same
+// (already rounded) weights, on both the SIMD and the scalar path.
+#include "engine/backend/cpu/matmul.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/backend/cpu/memory_bandwidth.h"
+#include "engine/backend/cpu/thread_pool.h"
+#include "engine/common/dtype.h"
+
+namespace moe::cpu {
+namespace {
+
+// Restores the path choice a test changed.
+class ScopedForceScalar {
+ public:
+  explicit ScopedForceScalar(bool force) : saved_(force_scalar()) { set_force_scalar(force); }
+  ~ScopedForceScalar() { set_force_scalar(saved_); }
+
+ private:
+  bool saved_;
+};
+
+// A weight matrix in one storage type, plus its exact f32 values (what the kernels must see).
+struct TestMatrix {
+  DType dtype;
+  int64_t rows, cols;
+  std::vector<uint16_t> half;  // F16 / BF16 storage
+  std::vector<float> f32;      // F32 storage
+  std::vector<float> exact;    // decoded values
+
+  MatrixRef ref() const {
+    return MatrixRef{dtype == DType::F32 ? static_cast<const void*>(f32.data()) : half.data(), dtype, rows, cols};
+  }
+};
+
+TestMatrix make_matrix(DType dt, int64_t rows, int64_t cols, uint32_t seed) {
+  TestMatrix m{dt, rows, cols, {}, {}, {}};
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  const size_t n = size_t(rows * cols);
+  m.exact.resize(n);
+  if (dt == DType::F32) m.f32.resize(n);
+  else m.half.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const float v = dist(rng);
+    if (dt == DType::F32) {
+      m.f32[i] = v;
+      m.exact[i] = v;
+    } else if (dt == DType::BF16) {
+      m.half[i] = f32_to_bf16(v);
+      m.exact[i] = bf16_to_f32(m.half[i]);
+    } else {
+      m.half[i] = f32_to_f16(v);
+      m.exact[i] = f16_to_f32(m.half[i]);
+    }
+  }
+  return m;
+}
+
+std::vector<float> make_x(int64_t T, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+  std::vector<float> x(size_t(T * cols));
+  for (auto& v : x) v = dist(rng);
+  return x;
+}
+
+// Largest |y - ref| / Σ|w·x| over all outputs: the error relative to the magnitude of the products
+// summed (the natural scale for a floating-point dot product; a plain |ref| can be ~0 by cancellation).
+double max_rel_error(const TestMatrix& m, const std::vector<float>& x, int64_t T, const std::vector<float>& y) {
+  double worst = 0;
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t r = 0; r < m.rows; ++r) {
+      double ref = 0, mag = 0;
+      for (int64_t c = 0; c < m.cols; ++c) {
+        const double p = double(m.exact[size_t(r * m.cols + c)]) * double(x[size_t(t * m.cols + c)]);
+        ref += p;
+        mag += std::fabs(p);
+      }
+      const double err = std::fabs(double(y[size_t(t * m.rows + r)]) - ref);
+      worst = std::max(worst, mag > 0 ? err / mag : err);
+    }
+  }
+  return worst;
+}
+
+const DType kDTypes[] = {DType::F32, DType::F16, DType::BF16};
+const int64_t kTokens[] = {1, 2, 3, 5, 17};
+const int64_t kCols[] = {1, 7, 61, 64, 1000};
+
+std::string label(DType dt, int64_t T, int64_t rows, int64_t cols, const char* path) {
+  return std::string(dtype_name(dt)) + " T=" + std::to_string(T) + " rows=" + std::to_string(rows) +
+         " cols=" + std::to_string(cols) + " path=" + path;
+}
+
+void check_all_shapes(bool scalar) {
+  ScopedForceScalar force(scalar);
+  for (DType dt : kDTypes) {
+    for (int64_t cols : kCols) {
+      for (int64_t rows : {int64_t(1), int64_t(5), int64_t(37)}) {
+        const TestMatrix m = make_matrix(dt, rows, cols, uint32_t(rows * 1000 + cols));
+        for (int64_t T : kTokens) {
+          const auto x = make_x(T, cols, uint32_t(T * 7 + cols));
+          std::vector<float> y(size_t(T * rows), std::nanf(""));
+          matmul_rows(m.ref(), x.data(), T, y.data(), 0, rows);
+          EXPECT_LE(max_rel_error(m, x, T, y), 1e-5) << label(dt, T, rows, cols, simd_path());
+        }
+      }
+    }
+  }
+}
+
+TEST(Matmul, MatchesReferenceSimd) {
+  if (!simd_supported()) GTEST_SKIP() << "no AVX2+FMA+F16C on this CPU";
+  check_all_shapes(false);
+}
+
+TEST(Matmul, MatchesReferenceScalar) { check_all_shapes(true); }
+
+TEST(Matmul, SimdPathName) {
+  {
+    ScopedForceScalar force(true);
+    EXPECT_STREQ(simd_path(), "scalar");
+  }
+  {
+    ScopedForceScalar force(false);
+    EXPECT_STREQ(simd_path(), simd_supported() ? "avx2+fma+f16c" : "scalar");
+  }
+}
+
+TEST(Matmul, ScalarAndSimdAgree) {
+  if (!simd_supported()) GTEST_SKIP() << "no AVX2+FMA+F16C on this CPU";
+  for (DType dt : kDTypes) {
+    for (int64_t cols : {int64_t(61), int64_t(64), int64_t(1000), int64_t(1029)}) {
+      const int64_t rows = 37;
+      const TestMatrix m = make_matrix(dt, rows, cols, uint32_t(cols));
+      for (int64_t T : {int64_t(1), int64_t(2), int64_t(3), int64_t(5), int64_t(17), int64_t(50), int64_t(193)}) {
+        const auto x = make_x(T, cols, uint32_t(T + 11));
+        std::vector<float> ys(size_t(T * rows)), yv(size_t(T * rows));
+        {
+          ScopedForceScalar force(true);
+          matmul_rows(m.ref(), x.data(), T, ys.data(), 0, rows);
+        }
+        {
+          ScopedForceScalar force(false);
+          matmul_rows(m.ref(), x.data(), T, yv.data(), 0, rows);
+        }
+        // The two paths sum in different orders: agree to within 2e-5 of Σ|w·x| per output.
+        for (int64_t t = 0; t < T; ++t) {
+          for (int64_t r = 0; r < rows; ++r) {
+            double mag = 0;
+            for (int64_t c = 0; c < cols; ++c)
+              mag += std::fabs(double(m.exact[size_t(r * cols + c)]) * double(x[size_t(t * cols + c)]));
+            const size_t i = size_t(t * rows + r);
+            ASSERT_LE(std::fabs(double(ys[i]) - double(yv[i])), 2e-5 * mag)
+                << label(dt, T, rows, cols, "both") << " t=" << t << " r=" << r;
+          }
+        }
+        // Both against the reference as well.
+        EXPECT_LE(max_rel_error(m, x, T, ys), 1e-5) << label(dt, T, rows, cols, "scalar");
+        EXPECT_LE(max_rel_error(m, x, T, yv), 1e-5) << label(dt, T, rows, cols, "simd");
+      }
+    }
+  }
+}
+
+// Every half value decodes like moe::f16_to_f32 (one column, x = 1, one row per bit pattern).
+TEST(Matmul, F16DecodesEveryBitPattern) {
+  std::vector<uint16_t> w(65536);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = uint16_t(i);
+  const MatrixRef W{w.data(), DType::F16, 65536, 1};
+  const float x = 1.0f;
+  for (bool scalar : {true, false}) {
+    if (!scalar && !simd_supported()) continue;
+    ScopedForceScalar force(scalar);
+    std::vector<float> y(65536);
+    matmul_rows(W, &x, 1, y.data(), 0, 65536);
+    for (size_t i = 0; i < w.size(); ++i) {
+      const float want = f16_to_f32(uint16_t(i));
+      if (std::isnan(want)) {
+        ASSERT_TRUE(std::isnan(y[i])) << "bits " << i << " path " << simd_path();
+      } else {
+        ASSERT_EQ(y[i], want) << "bits " << i << " path " << simd_path();
+      }
+    }
+  }
+}
+
+// Large magnitudes and long rows: still within tolerance (tails of 1..7 columns after 8-wide blocks).
+TEST(Matmul, LongRowsAndTails) {
+  for (bool scalar : {true, false}) {
+    if (!scalar && !simd_supported()) continue;
+    ScopedForceScalar force(scalar);
+    for (DType dt : kDTypes) {
+      for (int64_t cols : {int64_t(511), int64_t(512), int64_t(513), int64_t(1031), int64_t(4099)}) {
+        const TestMatrix m = make_matrix(dt, 9, cols, uint32_t(cols + 3));
+        for (int64_t T : {int64_t(1), int64_t(4), int64_t(49), int64_t(100)}) {  // 100: several token tiles
+          const auto x = make_x(T, cols, uint32_t(cols * 5 + T));
+          std::vector<float> y(size_t(T * 9));
+          matmul_rows(m.ref(), x.data(), T, y.data(), 0, 9);
+          EXPECT_LE(max_rel_error(m, x, T, y), 1e-5) << label(dt, T, 9, cols, simd_path());
+        }
+      }
+    }
+  }
+}
+
+// A row range writes exactly its rows (for every token) and nothing else.
+TEST(Matmul, RowRangeWritesOnlyItsRows) {
+  const float kSentinel = -12345.0f;
+  for (bool scalar : {true, false}) {
+    if (!scalar && !simd_supported()) continue;
+    ScopedForceScalar force(scalar);
+    for (DType dt : kDTypes) {
+      const int64_t rows = 37, cols = 61;
+      const TestMatrix m = make_matrix(dt, rows, cols, 99);
+      for (int64_t T : kTokens) {
+        const auto x = make_x(T, cols, uint32_t(T));
+        std::vector<float> full(size_t(T * rows));
+        matmul_rows(m.ref(), x.data(), T, full.data(), 0, rows);
+        const std::pair<int64_t, int64_t> ranges[] = {{0, 0}, {0, 1}, {3, 4}, {5, 13}, {1, 36}, {30, 37}, {36, 37}};
+        for (auto [b, e] : ranges) {
+          std::vector<float> y(size_t(T * rows), kSentinel);
+          matmul_rows(m.ref(), x.data(), T, y.data(), b, e);
+          for (int64_t t = 0; t < T; ++t) {
+            for (int64_t r = 0; r < rows; ++r) {
+              const float v = y[size_t(t * rows + r)];
+              if (r >= b && r < e) {
+                ASSERT_EQ(v, full[size_t(t * rows + r)]) << label(dt, T, rows, cols, simd_path()) << " r=" << r;
+              } else {
+                ASSERT_EQ(v, kSentinel) << label(dt, T, rows, cols, simd_path()) << " wrote row " << r
+                                        << " outside [" << b << ", " << e << ")";
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Matmul, PooledMatchesSingleThread) {
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for (DType dt : kDTypes) {
+      for (auto [rows, cols] : {std::pair<int64_t, int64_t>{37, 61}, {37, 1000}, {300, 257}, {1024, 64}, {8, 64}}) {
+        const TestMatrix m = make_matrix(dt, rows, cols, uint32_t(rows + cols));
+        for (int64_t T : kTokens) {
+          const auto x = make_x(T, cols, uint32_t(T + rows));
+          std::vector<float> ref(size_t(T * rows)), y(size_t(T * rows), std::nanf(""));
+          matmul_rows(m.ref(), x.data(), T, ref.data(), 0, rows);
+          matmul(pool, m.ref(), x.data(), T, y.data());
+          // Same kernels on the same row groups → bit-identical.
+          for (size_t i = 0; i < y.size(); ++i)
+            ASSERT_EQ(y[i], ref[i]) << label(dt, T, rows, cols, simd_path()) << " threads=" << threads << " i=" << i;
+          EXPECT_LE(max_rel_error(m, x, T, y), 1e-5) << label(dt, T, rows, cols, simd_path());
+        }
+      }
+    }
+  }
+}
+
+TEST(Matmul, ZeroSizes) {
+  ThreadPool pool(2);
+  const TestMatrix m = make_matrix(DType::BF16, 5, 8, 1);
+  const auto x = make_x(3, 8, 2);
+  std::vector<float> y(15, 7.0f);
+  matmul(pool, m.ref(), x.data(), 0, y.data());  // T = 0: nothing written
+  for (float v : y) EXPECT_EQ(v, 7.0f);
+  matmul_rows(m.ref(), x.data(), 3, y.data(), 2, 2);  // empty range
+  for (float v : y) EXPECT_EQ(v, 7.0f);
+  // cols = 0: every output is an empty sum.
+  const MatrixRef empty{m.half.data(), DType::BF16, 5, 0};
+  matmul(pool, empty, x.data(), 3, y.data());
+  for (float v : y) EXPECT_EQ(v, 0.0f);
+}
+
+TEST(Matmul, RejectsBadInput) {
+  const TestMatrix m = make_matrix(DType::F32, 4, 4, 1);
+  const auto x = make_x(1, 4, 1);
+  std::vector<float> y(4);
+  MatrixRef bad = m.ref();
+  bad.dtype = DType::I32;
+  EXPECT_THROW(matmul_rows(bad, x.data(), 1, y.data(), 0, 4), std::invalid_argument);
+  EXPECT_THROW(matmul_rows(m.ref(), x.data(), 1, y.data(), 0, 5), std::invalid_argument);
+  EXPECT_THROW(matmul_rows(m.ref(), x.data(), 1, y.data(), 3, 2), std::invalid_argument);
+  EXPECT_THROW(matmul_rows(m.ref(), x.data(), 1, y.data(), -1, 2), std::invalid_argument);
+}
+
+TEST(Matmul, DotAndAxpy) {
+  for (bool scalar : {true, false}) {
+    if (!scalar && !simd_supported()) continue;
+    ScopedForceScalar force(scalar);
+    for (int64_t n : {0, 1, 7, 8, 9, 31, 32, 33, 100, 1000, 4097}) {
+      const auto a = make_x(1, n, uint32_t(n + 1));
+      const auto b = make_x(1, n, uint32_t(n + 2));
+      double ref = 0, mag = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        ref += double(a[size_t(i)]) * double(b[size_t(i)]);
+        mag += std::fabs(double(a[size_t(i)]) * double(b[size_t(i)]));
+      }
+      EXPECT_LE(std::fabs(dot_f32(a.data(), b.data(), n) - ref), 1e-5 * std::max(mag, 1e-30) + 1e-30)
+          << "n=" << n << " " << simd_path();
+
+      std::vector<float> y = b;
+      y.push_back(42.0f);  // guard element past the end
+      axpy_f32(0.75f, a.data(), y.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        const float want = b[size_t(i)] + 0.75f * a[size_t(i)];
+        ASSERT_NEAR(y[size_t(i)], want, 1e-6f * std::max(1.0f, std::fabs(want))) << "n=" << n << " i=" << i;
+      }
+      EXPECT_EQ(y[size_t(n)], 42.0f);
+    }
+  }
+}
+
+// The STREAM-style measurement runs and reports sane numbers (small buffer: this is not a benchmark).
+TEST(MemoryBandwidth, ReportsPositiveNumbers) {
+  for (int threads : {1, 2}) {
+    ThreadPool pool(threads);
+    const BandwidthResult r = measure_memory_bandwidth(pool, size_t(8) << 20, 2);
+    EXPECT_EQ(r.threads, threads);
+    EXPECT_EQ(r.buffer_bytes, size_t(8) << 20);
+    EXPECT_GT(r.read_gbps, 0.1);
+    EXPECT_GT(r.triad_gbps, 0.1);
+    EXPECT_LT(r.read_gbps, 1e5);
+    EXPECT_LT(r.triad_gbps, 1e5);
+  }
+}
+
+}  // namespace
+}  // namespace moe::cpu
