@@ -554,14 +554,7 @@ void BpeTokenizer::merge_symbols(std::string_view piece, std::vector<int32_t>& o
 }
 
 std::string BpeTokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {
-  std::string bytes;
-  int32_t previous = -1;
-  for (int32_t id : ids) {
-    if (skip_special && is_special(id)) continue;
-    bytes += token_bytes(id, previous);
-    previous = id;
-  }
-  return utf8::lossy(bytes);
+  return detail::decode_token_bytes(*this, ids, skip_special);
 }
 
 std::string BpeTokenizer::token_bytes(int32_t id, int32_t /*previous*/) const {

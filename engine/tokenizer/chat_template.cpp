@@ -32,20 +32,8 @@ std::string_view strip_newlines(std::string_view s) { return lstrip_newlines(rst
 
 // Python's str.strip(): Unicode whitespace on both ends.
 std::string_view python_strip(std::string_view s) {
-  size_t begin = 0;
-  while (begin < s.size()) {
-    size_t k = begin;
-    if (!utf8::is_python_space(utf8::next(s, k))) break;
-    begin = k;
-  }
-  size_t end = s.size();
-  while (end > begin) {
-    size_t start = end - 1;
-    while (start > begin && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) --start;
-    size_t k = start;
-    if (!utf8::is_python_space(utf8::next(s, k))) break;
-    end = start;
-  }
+  const size_t begin = utf8::python_space_after(s, 0);
+  const size_t end = s.size() - utf8::python_space_before(s, begin, s.size());
   return s.substr(begin, end - begin);
 }
 

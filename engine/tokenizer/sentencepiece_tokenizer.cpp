@@ -153,14 +153,7 @@ std::string SentencePieceTokenizer::token_bytes(int32_t id, int32_t previous) co
 }
 
 std::string SentencePieceTokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {
-  std::string bytes;
-  int32_t previous = -1;
-  for (int32_t id : ids) {
-    if (skip_special && is_special(id)) continue;
-    bytes += token_bytes(id, previous);
-    previous = id;
-  }
-  return utf8::lossy(bytes);
+  return detail::decode_token_bytes(*this, ids, skip_special);
 }
 
 std::optional<int32_t> SentencePieceTokenizer::token_to_id(std::string_view token) const {

@@ -5,6 +5,7 @@
 
 #include "engine/common/error.h"
 #include "engine/formats/json_file.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "engine/tokenizer/utf8.h"
 
 namespace moe::detail {
@@ -13,29 +14,6 @@ namespace {
 
 bool is_word_byte(unsigned char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
-}
-
-// Length of the whitespace run ending at `end` / starting at `begin` (Unicode White_Space, as HF strips).
-size_t whitespace_before(std::string_view text, size_t begin_limit, size_t end) {
-  size_t i = end;
-  while (i > begin_limit) {
-    size_t start = i - 1;
-    while (start > begin_limit && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80) --start;
-    size_t k = start;
-    if (!utf8::is_python_space(utf8::next(text, k))) break;
-    i = start;
-  }
-  return end - i;
-}
-
-size_t whitespace_after(std::string_view text, size_t begin) {
-  size_t i = begin;
-  while (i < text.size()) {
-    size_t k = i;
-    if (!utf8::is_python_space(utf8::next(text, k))) break;
-    i = k;
-  }
-  return i - begin;
 }
 
 bool flag(const nlohmann::json& obj, const char* key, const std::string& file, const std::string& field) {
@@ -83,11 +61,11 @@ std::vector<TextPiece> AddedTokenMatcher::split(std::string_view text) const {
       continue;
     }
     size_t plain_end = i;
-    if (hit->lstrip) plain_end -= whitespace_before(text, plain_start, i);
+    if (hit->lstrip) plain_end -= utf8::python_space_before(text, plain_start, i);
     if (plain_end > plain_start) out.push_back({text.substr(plain_start, plain_end - plain_start), -1});
     out.push_back({text.substr(i, hit->content.size()), hit->id});
     i += hit->content.size();
-    if (hit->rstrip) i += whitespace_after(text, i);
+    if (hit->rstrip) i += utf8::python_space_after(text, i);
     plain_start = i;
   }
   if (plain_start < text.size()) out.push_back({text.substr(plain_start), -1});
@@ -166,6 +144,17 @@ TokenizerConfig read_tokenizer_config(const std::filesystem::path& dir) {
     }
   }
   return cfg;
+}
+
+std::string decode_token_bytes(const Tokenizer& tok, std::span<const int32_t> ids, bool skip_special) {
+  std::string bytes;
+  int32_t previous = -1;
+  for (int32_t id : ids) {
+    if (skip_special && tok.is_special(id)) continue;
+    bytes += tok.token_bytes(id, previous);
+    previous = id;
+  }
+  return utf8::lossy(bytes);
 }
 
 }  // namespace moe::detail

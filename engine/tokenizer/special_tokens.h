@@ -1,15 +1,21 @@
 #pragma once
 // Pieces shared by the tokenizer implementations (not part of the public interface): added tokens and how
-// they are cut out of raw text (SPECS.md §9.3), and what tokenizer_config.json says about BOS/EOS.
+// they are cut out of raw text (SPECS.md §9.3), what tokenizer_config.json says about BOS/EOS, and decoding
+// through Tokenizer::token_bytes.
 #include <array>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+namespace moe {
+class Tokenizer;
+}
 
 namespace moe::detail {
 
@@ -67,5 +73,9 @@ struct TokenizerConfig {
 // Reads dir/tokenizer_config.json; a missing file gives present == false. Throws EngineError naming the
 // file and the field for malformed JSON or values of the wrong kind.
 TokenizerConfig read_tokenizer_config(const std::filesystem::path& dir);
+
+// Tokenizer::decode for tokenizers whose output is the concatenation of token_bytes(id, previous id shown):
+// ids flagged special are dropped when skip_special, and invalid UTF-8 in the result becomes U+FFFD.
+std::string decode_token_bytes(const Tokenizer& tok, std::span<const int32_t> ids, bool skip_special);
 
 }  // namespace moe::detail

@@ -133,4 +133,26 @@ bool is_python_space(char32_t cp) {
   }
 }
 
+size_t python_space_before(std::string_view bytes, size_t begin, size_t end) {
+  size_t i = end;
+  while (i > begin) {
+    size_t start = i - 1;
+    while (start > begin && (static_cast<unsigned char>(bytes[start]) & 0xC0) == 0x80) --start;
+    size_t k = start;
+    if (!is_python_space(next(bytes, k))) break;
+    i = start;
+  }
+  return end - i;
+}
+
+size_t python_space_after(std::string_view bytes, size_t begin) {
+  size_t i = begin;
+  while (i < bytes.size()) {
+    size_t k = i;
+    if (!is_python_space(next(bytes, k))) break;
+    i = k;
+  }
+  return i - begin;
+}
+
 }  // namespace moe::utf8

@@ -35,4 +35,11 @@ char32_t next(std::string_view bytes, size_t& i);
 // Python's str.isspace() for one code point (what str.strip() removes by default).
 bool is_python_space(char32_t cp);
 
+// Length in bytes of the run of Python whitespace (is_python_space) that ends at bytes[end], looking no
+// further left than bytes[begin]: what str.rstrip() removes from bytes[begin, end).
+size_t python_space_before(std::string_view bytes, size_t begin, size_t end);
+
+// Length in bytes of the run of Python whitespace that starts at bytes[begin]: what str.lstrip() removes.
+size_t python_space_after(std::string_view bytes, size_t begin);
+
 }  // namespace moe::utf8

@@ -1,29 +1,26 @@
 // Chat templates (SPECS.md §10): recognised by fingerprints, rendered natively, compared with what
 // transformers' apply_chat_template(..., tokenize=False) produced in tests/data/tokenizers/chat_expected.json.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <atomic>
 #include <filesystem>
-#include <fstream>
 
 #include <nlohmann/json.hpp>
 
 #include "engine/common/error.h"
 #include "engine/tokenizer/chat_template.h"
+#include "tests/support/test_support.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+using moe::test::ScratchDir;
+
 namespace {
 
-const fs::path kData = fs::path(MOE_TEST_DATA_DIR) / "tokenizers";
+const fs::path kData = moe::test::tokenizer_data();
 
 const json& goldens() {
-  static const json j = [] {
-    std::ifstream in(kData / "chat_expected.json");
-    return json::parse(in);
-  }();
+  static const json j = moe::test::read_json(kData / "chat_expected.json");
   return j;
 }
 
@@ -32,23 +29,6 @@ std::vector<moe::ChatMessage> messages_of(const json& list) {
   for (const auto& m : list) out.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
   return out;
 }
-
-struct ScratchDir {
-  fs::path path;
-  ScratchDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("moe_chat_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  void write(const std::string& name, const std::string& text) const {
-    std::ofstream(path / name, std::ios::binary) << text;
-  }
-};
 
 moe::ChatTemplate template_for(const json& c) {
   if (c["template"].is_null()) return moe::ChatTemplate::from_model_dir(kData / c["folder"].get<std::string>());

@@ -2,13 +2,12 @@
 #include "engine/formats/json_file.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
-#include <fstream>
 #include <initializer_list>
 #include <string>
 
 #include "engine/common/error.h"
+#include "tests/support/test_support.h"
 
 namespace moe {
 namespace {
@@ -17,21 +16,8 @@ namespace fs = std::filesystem;
 
 class JsonFileTest : public ::testing::Test {
  protected:
-  JsonFileTest() {
-    std::string tmpl = (fs::temp_directory_path() / "moe_json_file_test_XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    dir_ = tmpl;
-  }
-  ~JsonFileTest() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  fs::path put(const std::string& text, const std::string& name = "config.json") {
-    const fs::path p = dir_ / name;
-    std::ofstream(p, std::ios::binary) << text;
-    return p;
-  }
-  fs::path dir_;
+  fs::path put(const std::string& text, const std::string& name = "config.json") { return dir_.write(name, text); }
+  test::ScratchDir dir_;
 };
 
 // `f` must throw EngineError with this file and field, and a message holding every fragment.
@@ -127,7 +113,7 @@ TEST_F(JsonFileTest, MissingFile) {
   const fs::path p = dir_ / "nope.json";
   expect_error([&] { load_json_file(p); }, p.string(), "", {"file not found"});
   expect_error([&] { JsonFields::load(p); }, p.string(), "", {"file not found"});
-  expect_error([&] { load_json_file(dir_); }, dir_.string(), "", {"folder"});
+  expect_error([&] { load_json_file(dir_.path); }, dir_.path.string(), "", {"folder"});
 }
 
 TEST_F(JsonFileTest, ParseErrorsGivePositions) {

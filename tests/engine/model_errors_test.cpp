@@ -2,7 +2,6 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
 
 #include <nlohmann/json.hpp>
 
@@ -10,6 +9,7 @@
 #include "engine/formats/safetensors.h"
 #include "engine/model/model.h"
 #include "engine/runtime/session.h"
+#include "tests/support/test_support.h"
 
 namespace moe {
 namespace {
@@ -21,19 +21,11 @@ const fs::path kSource = fs::path(MOE_TEST_DATA_DIR) / "models" / "qwen3_moe";
 class BrokenCheckpoint : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("moe_broken_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
     for (const char* f : {"config.json", "generation_config.json", "model.safetensors"}) fs::copy_file(kSource / f, dir_ / f);
-    std::ifstream in(dir_ / "config.json");
-    config_ = nlohmann::json::parse(in);
+    config_ = test::read_json(dir_ / "config.json");
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
-  void write_config() {
-    std::ofstream(dir_ / "config.json") << config_.dump(2);
-  }
+  void write_config() { dir_.write("config.json", config_.dump(2)); }
   // Rewrites model.safetensors through `edit`, which may drop or change tensors.
   void rewrite_weights(const std::function<void(std::vector<TensorToWrite>&, std::vector<std::vector<std::byte>>&)>& edit) {
     std::vector<TensorToWrite> tensors;
@@ -50,10 +42,21 @@ class BrokenCheckpoint : public ::testing::Test {
       if (!tensors[i].data) tensors[i].data = storage[i].data();
     write_safetensors(dir_ / "model.safetensors", tensors);
   }
+  // Rewrites model.safetensors without the tensor `name`.
+  void drop_tensor(const std::string& name) {
+    rewrite_weights([&](auto& tensors, auto& storage) {
+      for (size_t i = 0; i < tensors.size(); ++i)
+        if (tensors[i].name == name) {
+          tensors.erase(tensors.begin() + long(i));
+          storage.erase(storage.begin() + long(i));
+          break;
+        }
+    });
+  }
   // Loading must fail with an EngineError whose message names `file` and `field`.
   void expect_error(const std::string& file, const std::string& field) {
     try {
-      Model::load(dir_);
+      Model::load(dir_.path);
       FAIL() << "loaded a broken checkpoint";
     } catch (const EngineError& e) {
       const std::string what = e.what();
@@ -62,7 +65,7 @@ class BrokenCheckpoint : public ::testing::Test {
     }
   }
 
-  fs::path dir_;
+  test::ScratchDir dir_;
   nlohmann::json config_;
 };
 
@@ -72,7 +75,7 @@ TEST_F(BrokenCheckpoint, MissingConfig) {
 }
 
 TEST_F(BrokenCheckpoint, ConfigIsNotJson) {
-  std::ofstream(dir_ / "config.json") << "{\"model_type\": \"qwen3_moe\", ";
+  dir_.write("config.json", "{\"model_type\": \"qwen3_moe\", ");
   expect_error("config.json", "");
 }
 
@@ -119,15 +122,8 @@ TEST_F(BrokenCheckpoint, HeadDimDisagreesWithConfig) {
 }
 
 TEST_F(BrokenCheckpoint, MissingTensor) {
-  rewrite_weights([](auto& tensors, auto& storage) {
-    for (size_t i = 0; i < tensors.size(); ++i)
-      if (tensors[i].name == "model.layers.2.mlp.experts.7.down_proj.weight") {
-        tensors.erase(tensors.begin() + long(i));
-        storage.erase(storage.begin() + long(i));
-        break;
-      }
-  });
-  expect_error(dir_.string(), "model.layers.2.mlp.experts.7.down_proj.weight");
+  drop_tensor("model.layers.2.mlp.experts.7.down_proj.weight");
+  expect_error(dir_.path.string(), "model.layers.2.mlp.experts.7.down_proj.weight");
 }
 
 TEST_F(BrokenCheckpoint, WeightOfAnUnsupportedDtype) {
@@ -139,15 +135,8 @@ TEST_F(BrokenCheckpoint, WeightOfAnUnsupportedDtype) {
 }
 
 TEST_F(BrokenCheckpoint, UntiedModelWithoutLmHead) {
-  rewrite_weights([](auto& tensors, auto& storage) {
-    for (size_t i = 0; i < tensors.size(); ++i)
-      if (tensors[i].name == "lm_head.weight") {
-        tensors.erase(tensors.begin() + long(i));
-        storage.erase(storage.begin() + long(i));
-        break;
-      }
-  });
-  expect_error(dir_.string(), "lm_head.weight");
+  drop_tensor("lm_head.weight");
+  expect_error(dir_.path.string(), "lm_head.weight");
 }
 
 TEST_F(BrokenCheckpoint, NotAFolder) {

@@ -4,11 +4,9 @@
 // EngineError that names the file. Anything else (another exception, a crash, a sanitizer report) fails.
 // The open-ended libFuzzer version is tests/fuzz/safetensors_fuzz.cpp.
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -18,6 +16,7 @@
 
 #include "engine/common/error.h"
 #include "engine/formats/safetensors.h"
+#include "tests/support/test_support.h"
 
 namespace moe {
 namespace {
@@ -27,36 +26,9 @@ namespace fs = std::filesystem;
 constexpr uint64_t kSeed = 0x5afe7e5050ull;
 constexpr int kIterations = 6000;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "moe_safetensors_fuzz_XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
-
-std::string read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_bytes(const fs::path& p, const std::string& bytes) {
-  // A fresh file each time: truncating one in place makes ext4 flush it to disk (auto_da_alloc), which
-  // turns a second of fuzzing into twenty of waiting.
-  std::error_code ec;
-  fs::remove(p, ec);
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), std::streamsize(bytes.size()));
-}
+using test::read_file;
+using test::ScratchDir;
+using test::write_file;  // a fresh file each time: see its comment on ext4
 
 uint64_t header_length(const std::string& bytes) {
   uint64_t n = 0;
@@ -70,7 +42,7 @@ void set_header_length(std::string& bytes, uint64_t n) {
 }
 
 // Small valid files: the seeds every mutation starts from.
-std::vector<std::string> seed_files(const TempDir& dir) {
+std::vector<std::string> seed_files(const ScratchDir& dir) {
   std::vector<std::string> seeds;
   const std::vector<float> f32(12, 0.5f);
   const std::vector<uint16_t> half(6, 0x3c00);
@@ -79,7 +51,7 @@ std::vector<std::string> seed_files(const TempDir& dir) {
   const auto put = [&](const std::vector<TensorToWrite>& tensors, const std::map<std::string, std::string>& meta) {
     const fs::path p = dir / "seed.safetensors";
     write_safetensors(p, tensors, meta);
-    seeds.push_back(read_bytes(p));
+    seeds.push_back(read_file(p));
   };
   put({{"w", DType::F32, {3, 4}, f32.data(), 48}}, {});
   put({{"a", DType::F16, {2, 3}, half.data(), 12},
@@ -347,10 +319,10 @@ void check_opened(const SafetensorsFile& file) {
 }
 
 TEST(SafetensorsFuzz, MutantsOpenCleanlyOrThrowEngineError) {
-  TempDir dir;
+  ScratchDir dir;
   const std::vector<std::string> seeds = seed_files(dir);
   for (const std::string& s : seeds) {  // the seeds themselves are valid
-    write_bytes(dir / "seed_check.safetensors", s);
+    write_file(dir / "seed_check.safetensors", s);
     ASSERT_NO_THROW(SafetensorsFile::open(dir / "seed_check.safetensors"));
   }
 
@@ -359,13 +331,13 @@ TEST(SafetensorsFuzz, MutantsOpenCleanlyOrThrowEngineError) {
   int opened = 0, refused = 0;
   for (int i = 0; i < kIterations; ++i) {
     const std::string bytes = mutator.mutate(seeds[size_t(i) % seeds.size()]);
-    write_bytes(path, bytes);
+    write_file(path, bytes);
     try {
       const auto file = SafetensorsFile::open(path);
       ++opened;
       check_opened(*file);
       if (::testing::Test::HasFatalFailure()) {
-        write_bytes(dir / "failing.safetensors", bytes);
+        write_file(dir / "failing.safetensors", bytes);
         FAIL() << "iteration " << i << ": opened a file whose tensors break the promises";
       }
     } catch (const EngineError& e) {

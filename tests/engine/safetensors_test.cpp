@@ -3,50 +3,23 @@
 #include "engine/formats/safetensors.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <cstring>
-#include <fstream>
 #include <initializer_list>
-#include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "engine/common/error.h"
+#include "tests/support/test_support.h"
 
 namespace moe {
 namespace {
 
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "moe_safetensors_test_XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
-
-std::string read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_bytes(const fs::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), std::streamsize(bytes.size()));
-}
+using test::read_file;
+using test::ScratchDir;
+using test::write_file;
 
 std::string le64(uint64_t v) {
   std::string s(8, '\0');
@@ -59,30 +32,29 @@ std::string raw_file(const std::string& header, size_t data_bytes) {
   return le64(header.size()) + header + std::string(data_bytes, '\0');
 }
 
-// Opening `path` must throw EngineError whose message names the file and contains every fragment.
-void expect_open_error(const fs::path& path, std::initializer_list<std::string> fragments) {
+// Opening `path` with `open` must throw EngineError whose message contains every fragment.
+template <typename Open>
+void expect_engine_error(const Open& open, const fs::path& path, const std::vector<std::string>& fragments) {
   try {
-    SafetensorsFile::open(path);
+    open(path);
     ADD_FAILURE() << "no error for " << path;
   } catch (const EngineError& e) {
     const std::string what = e.what();
-    EXPECT_NE(what.find(path.string()), std::string::npos) << what;
     for (const std::string& f : fragments) EXPECT_NE(what.find(f), std::string::npos) << "'" << f << "' not in: " << what;
   } catch (const std::exception& e) {
     ADD_FAILURE() << "not an EngineError: " << e.what();
   }
 }
 
+// Opening `path` must throw EngineError whose message names the file and contains every fragment.
+void expect_open_error(const fs::path& path, std::initializer_list<std::string> fragments) {
+  std::vector<std::string> all = {path.string()};
+  all.insert(all.end(), fragments);
+  expect_engine_error([](const fs::path& p) { SafetensorsFile::open(p); }, path, all);
+}
+
 void expect_folder_error(const fs::path& dir, std::initializer_list<std::string> fragments) {
-  try {
-    TensorStore::open_folder(dir);
-    ADD_FAILURE() << "no error for " << dir;
-  } catch (const EngineError& e) {
-    const std::string what = e.what();
-    for (const std::string& f : fragments) EXPECT_NE(what.find(f), std::string::npos) << "'" << f << "' not in: " << what;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "not an EngineError: " << e.what();
-  }
+  expect_engine_error([](const fs::path& p) { TensorStore::open_folder(p); }, dir, fragments);
 }
 
 template <typename T>
@@ -94,7 +66,7 @@ TensorToWrite tensor(const std::string& name, DType dtype, std::vector<int64_t> 
 // Round trips
 
 TEST(Safetensors, RoundTripKeepsDtypesShapesBytesAndMetadata) {
-  TempDir dir;
+  ScratchDir dir;
   const std::vector<float> f32 = {1.5f, -2.0f, 3.25f, 0.0f, 1e-30f, -7.0f};
   std::vector<uint16_t> f16, bf16;
   for (float x : {0.5f, -1.0f, 65504.0f, 5.96e-8f}) f16.push_back(f32_to_f16(x));
@@ -144,7 +116,7 @@ TEST(Safetensors, RoundTripKeepsDtypesShapesBytesAndMetadata) {
   EXPECT_EQ(back[2], 0.15625f);
 
   // The header is padded with spaces so the data buffer starts 8-byte aligned, as the reference writes it.
-  const std::string bytes = read_bytes(path);
+  const std::string bytes = read_file(path);
   uint64_t n = 0;
   std::memcpy(&n, bytes.data(), 8);
   EXPECT_EQ(n % 8, 0u);
@@ -152,7 +124,7 @@ TEST(Safetensors, RoundTripKeepsDtypesShapesBytesAndMetadata) {
 }
 
 TEST(Safetensors, WriteReplacesAnExistingFile) {
-  TempDir dir;
+  ScratchDir dir;
   const fs::path path = dir / "t.safetensors";
   const std::vector<float> one = {1, 2, 3}, two = {4};
   write_safetensors(path, {tensor("x", DType::F32, {3}, one)});
@@ -163,7 +135,7 @@ TEST(Safetensors, WriteReplacesAnExistingFile) {
 }
 
 TEST(Safetensors, WriteRefusesBytesThatDoNotMatchTheShape) {
-  TempDir dir;
+  ScratchDir dir;
   const std::vector<float> v = {1, 2, 3};
   const fs::path path = dir / "t.safetensors";
   EXPECT_THROW(write_safetensors(path, {TensorToWrite{"x", DType::F32, {4}, v.data(), 12}}), EngineError);
@@ -175,14 +147,14 @@ TEST(Safetensors, WriteRefusesBytesThatDoNotMatchTheShape) {
 
 TEST(Safetensors, ReadsAFileWrittenByHand) {
   // The layout the Python reference produces: sorted keys, metadata first, header padded with spaces.
-  TempDir dir;
+  ScratchDir dir;
   std::string header =
       R"({"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
   header.append((8 - header.size() % 8) % 8, ' ');
   std::string data(8, '\0');
   const float w[2] = {0.25f, -4.0f};
   std::memcpy(data.data(), w, 8);
-  write_bytes(dir / "h.safetensors", le64(header.size()) + header + data);
+  write_file(dir / "h.safetensors", le64(header.size()) + header + data);
   const auto file = SafetensorsFile::open(dir / "h.safetensors");
   const float* got = reinterpret_cast<const float*>(file->tensors().at("w").data);
   EXPECT_EQ(got[0], 0.25f);
@@ -193,14 +165,14 @@ TEST(Safetensors, ReadsAFileWrittenByHand) {
 // Folders
 
 TEST(TensorStore, LoadsShardsThroughTheIndex) {
-  TempDir dir;
+  ScratchDir dir;
   const std::vector<float> a = {1, 2}, b = {3, 4, 5};
   write_safetensors(dir / "model-00001-of-00002.safetensors", {tensor("a", DType::F32, {2}, a)});
   write_safetensors(dir / "model-00002-of-00002.safetensors", {tensor("b", DType::F32, {3}, b)});
-  write_bytes(dir / "model.safetensors.index.json",
-              R"({"metadata": {"total_size": 20}, "weight_map": {"a": "model-00001-of-00002.safetensors",
+  write_file(dir / "model.safetensors.index.json",
+             R"({"metadata": {"total_size": 20}, "weight_map": {"a": "model-00001-of-00002.safetensors",
                   "b": "model-00002-of-00002.safetensors"}})");
-  const TensorStore store = TensorStore::open_folder(dir.path());
+  const TensorStore store = TensorStore::open_folder(dir.path);
   EXPECT_EQ(store.names(), (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(store.total_bytes(), 20u);
   EXPECT_EQ(reinterpret_cast<const float*>(store.get("b").data)[2], 5.0f);
@@ -211,74 +183,74 @@ TEST(TensorStore, LoadsShardsThroughTheIndex) {
     ADD_FAILURE();
   } catch (const EngineError& e) {
     EXPECT_NE(std::string(e.what()).find("'c'"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find(dir.path().string()), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(dir.path.string()), std::string::npos) << e.what();
   }
 }
 
 TEST(TensorStore, LoadsASingleModelFile) {
-  TempDir dir;
+  ScratchDir dir;
   const std::vector<float> a = {1, 2};
   write_safetensors(dir / "model.safetensors", {tensor("a", DType::F32, {2}, a)});
   write_safetensors(dir / "other.safetensors", {tensor("b", DType::F32, {2}, a)});  // ignored: model.safetensors wins
-  const TensorStore store = TensorStore::open_folder(dir.path());
+  const TensorStore store = TensorStore::open_folder(dir.path);
   EXPECT_EQ(store.names(), (std::vector<std::string>{"a"}));
 }
 
 TEST(TensorStore, FallsBackToEverySafetensorsFile) {
-  TempDir dir;
+  ScratchDir dir;
   const std::vector<float> a = {1, 2};
   write_safetensors(dir / "b.safetensors", {tensor("from_b", DType::F32, {2}, a)});
   write_safetensors(dir / "a.safetensors", {tensor("from_a", DType::F32, {2}, a)});
-  write_bytes(dir / "notes.txt", "not a model");
-  const TensorStore store = TensorStore::open_folder(dir.path());
+  write_file(dir / "notes.txt", "not a model");
+  const TensorStore store = TensorStore::open_folder(dir.path);
   EXPECT_EQ(store.names(), (std::vector<std::string>{"from_a", "from_b"}));
 }
 
 TEST(TensorStore, RefusesATensorDefinedTwice) {
-  TempDir dir;
+  ScratchDir dir;
   const std::vector<float> a = {1, 2};
   write_safetensors(dir / "a.safetensors", {tensor("w", DType::F32, {2}, a)});
   write_safetensors(dir / "b.safetensors", {tensor("w", DType::F32, {2}, a)});
-  expect_folder_error(dir.path(), {"b.safetensors", "'w'", "a.safetensors"});
+  expect_folder_error(dir.path, {"b.safetensors", "'w'", "a.safetensors"});
 }
 
 TEST(TensorStore, EmptyFolderNamesTheFolder) {
-  TempDir dir;
-  expect_folder_error(dir.path(), {dir.path().string(), "no model.safetensors.index.json"});
+  ScratchDir dir;
+  expect_folder_error(dir.path, {dir.path.string(), "no model.safetensors.index.json"});
   expect_folder_error(dir / "missing", {"missing", "not found"});
 }
 
 TEST(TensorStore, IndexNamingAMissingShard) {
-  TempDir dir;
+  ScratchDir dir;
   const std::vector<float> a = {1, 2};
   write_safetensors(dir / "model-00001-of-00002.safetensors", {tensor("a", DType::F32, {2}, a)});
-  write_bytes(dir / "model.safetensors.index.json",
-              R"({"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}})");
-  expect_folder_error(dir.path(),
+  write_file(dir / "model.safetensors.index.json",
+             R"({"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}})");
+  expect_folder_error(dir.path,
                       {"model.safetensors.index.json", "'b'", "model-00002-of-00002.safetensors", "does not exist"});
 }
 
 TEST(TensorStore, TensorListedInTheIndexButAbsentFromItsShard) {
-  TempDir dir;
+  ScratchDir dir;
   const std::vector<float> a = {1, 2};
   write_safetensors(dir / "model-00001-of-00001.safetensors", {tensor("a", DType::F32, {2}, a)});
-  write_bytes(dir / "model.safetensors.index.json",
-              R"({"weight_map": {"a": "model-00001-of-00001.safetensors", "ghost": "model-00001-of-00001.safetensors"}})");
-  expect_folder_error(dir.path(), {"model-00001-of-00001.safetensors", "'ghost'", "absent"});
+  write_file(dir / "model.safetensors.index.json",
+             R"({"weight_map": {"a": "model-00001-of-00001.safetensors", "ghost": "model-00001-of-00001.safetensors"}})");
+  expect_folder_error(dir.path, {"model-00001-of-00001.safetensors", "'ghost'", "absent"});
 }
 
 TEST(TensorStore, IndexErrors) {
-  TempDir dir;
-  write_bytes(dir / "model.safetensors.index.json", R"({"metadata": {}})");
-  expect_folder_error(dir.path(), {"model.safetensors.index.json", "'weight_map'", "missing"});
-  write_bytes(dir / "model.safetensors.index.json", R"({"weight_map": {}})");
-  expect_folder_error(dir.path(), {"model.safetensors.index.json", "'weight_map'", "empty"});
-  write_bytes(dir / "model.safetensors.index.json", R"({"weight_map": {"a": 3}})");
-  expect_folder_error(dir.path(), {"model.safetensors.index.json", "'a'", "integer 3"});
-  write_bytes(dir / "model.safetensors.index.json", R"({"weight_map": {"a": "../outside.safetensors"}})");
-  expect_folder_error(dir.path(), {"model.safetensors.index.json", "'a'", "inside the model folder"});
-  write_bytes(dir / "model.safetensors.index.json", R"({"weight_map": )");
-  expect_folder_error(dir.path(), {"model.safetensors.index.json", "not valid JSON"});
+  ScratchDir dir;
+  write_file(dir / "model.safetensors.index.json", R"({"metadata": {}})");
+  expect_folder_error(dir.path, {"model.safetensors.index.json", "'weight_map'", "missing"});
+  write_file(dir / "model.safetensors.index.json", R"({"weight_map": {}})");
+  expect_folder_error(dir.path, {"model.safetensors.index.json", "'weight_map'", "empty"});
+  write_file(dir / "model.safetensors.index.json", R"({"weight_map": {"a": 3}})");
+  expect_folder_error(dir.path, {"model.safetensors.index.json", "'a'", "integer 3"});
+  write_file(dir / "model.safetensors.index.json", R"({"weight_map": {"a": "../outside.safetensors"}})");
+  expect_folder_error(dir.path, {"model.safetensors.index.json", "'a'", "inside the model folder"});
+  write_file(dir / "model.safetensors.index.json", R"({"weight_map": )");
+  expect_folder_error(dir.path, {"model.safetensors.index.json", "not valid JSON"});
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -289,7 +261,7 @@ class BadSafetensors : public ::testing::Test {
   // Writes `bytes` as bad.safetensors and returns its path.
   fs::path put(const std::string& bytes) {
     const fs::path p = dir_ / "bad.safetensors";
-    write_bytes(p, bytes);
+    write_file(p, bytes);
     return p;
   }
   // A valid two-tensor file's bytes.
@@ -297,9 +269,9 @@ class BadSafetensors : public ::testing::Test {
     const std::vector<float> a(16, 1.0f), b(8, 2.0f);
     const fs::path p = dir_ / "valid.safetensors";
     write_safetensors(p, {tensor("alpha", DType::F32, {4, 4}, a), tensor("beta", DType::F32, {8}, b)});
-    return read_bytes(p);
+    return read_file(p);
   }
-  TempDir dir_;
+  ScratchDir dir_;
 };
 
 TEST_F(BadSafetensors, EmptyAndShorterThanTheLength) {
@@ -452,7 +424,7 @@ TEST_F(BadSafetensors, Metadata) {
 
 TEST_F(BadSafetensors, NotAFile) {
   expect_open_error(dir_ / "nothing.safetensors", {"not found"});
-  expect_open_error(dir_.path(), {"folder"});
+  expect_open_error(dir_.path, {"folder"});
 }
 
 }  // namespace

@@ -4,15 +4,14 @@
 #include "engine/runtime/sampler.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <cmath>
-#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "engine/common/error.h"
+#include "tests/support/test_support.h"
 
 namespace moe {
 namespace {
@@ -320,24 +319,15 @@ TEST(Sampler, NonsenseParametersAreRefusedByName) {
 
 class GenerationConfigTest : public ::testing::Test {
  protected:
-  GenerationConfigTest() {
-    std::string tmpl = (fs::temp_directory_path() / "moe_sampler_test_XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    dir_ = tmpl;
-  }
-  ~GenerationConfigTest() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  void put(const std::string& text) { std::ofstream(dir_ / "generation_config.json") << text; }
+  void put(const std::string& text) { dir_.write("generation_config.json", text); }
   std::string file() const { return (dir_ / "generation_config.json").string(); }
-  fs::path dir_;
+  test::ScratchDir dir_;
 };
 
 TEST_F(GenerationConfigTest, Qwen3ThinkingDefaultsWithAnEosList) {
   put(R"({"bos_token_id": 151643, "do_sample": true, "eos_token_id": [151645, 151643], "pad_token_id": 151643,
           "temperature": 0.6, "top_k": 20, "top_p": 0.95, "transformers_version": "4.51.0"})");
-  const GenerationConfig g = load_generation_config(dir_);
+  const GenerationConfig g = load_generation_config(dir_.path);
   EXPECT_FALSE(g.sampling.greedy);
   EXPECT_FLOAT_EQ(g.sampling.temperature, 0.6f);
   EXPECT_EQ(g.sampling.top_k, 20);
@@ -353,7 +343,7 @@ TEST_F(GenerationConfigTest, Qwen3ThinkingDefaultsWithAnEosList) {
 TEST_F(GenerationConfigTest, EosAsAnIntegerAndNoDoSampleMeansGreedy) {
   put(R"({"bos_token_id": 1, "eos_token_id": 2, "max_new_tokens": 256, "repetition_penalty": 1.1,
           "presence_penalty": 1.5, "min_p": null})");
-  const GenerationConfig g = load_generation_config(dir_);
+  const GenerationConfig g = load_generation_config(dir_.path);
   EXPECT_TRUE(g.sampling.greedy);
   EXPECT_EQ(g.eos_ids, (std::vector<int32_t>{2}));
   EXPECT_EQ(g.bos_id, 1);
@@ -367,11 +357,11 @@ TEST_F(GenerationConfigTest, EosAsAnIntegerAndNoDoSampleMeansGreedy) {
 
 TEST_F(GenerationConfigTest, TemperatureZeroMeansGreedy) {
   put(R"({"do_sample": true, "temperature": 0})");
-  EXPECT_TRUE(load_generation_config(dir_).sampling.greedy);
+  EXPECT_TRUE(load_generation_config(dir_.path).sampling.greedy);
 }
 
 TEST_F(GenerationConfigTest, AbsentFileGivesTheDefaults) {
-  const GenerationConfig g = load_generation_config(dir_);
+  const GenerationConfig g = load_generation_config(dir_.path);
   EXPECT_TRUE(g.sampling.greedy);
   EXPECT_TRUE(g.eos_ids.empty());
   EXPECT_FALSE(g.bos_id.has_value());
@@ -394,7 +384,7 @@ TEST_F(GenerationConfigTest, ErrorsNameTheFileAndTheField) {
     SCOPED_TRACE(text);
     put(text);
     try {
-      load_generation_config(dir_);
+      load_generation_config(dir_.path);
       ADD_FAILURE() << "no error";
     } catch (const EngineError& e) {
       EXPECT_EQ(e.file(), file());
@@ -403,7 +393,7 @@ TEST_F(GenerationConfigTest, ErrorsNameTheFileAndTheField) {
     }
   }
   put("{\"temperature\": 0.6,,}");
-  EXPECT_THROW(load_generation_config(dir_), EngineError);
+  EXPECT_THROW(load_generation_config(dir_.path), EngineError);
 }
 
 }  // namespace

@@ -3,27 +3,21 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
 
 #include <nlohmann/json.hpp>
 
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/tokenizer/utf8.h"
+#include "tests/support/test_support.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
 
-const fs::path kData = fs::path(MOE_TEST_DATA_DIR) / "tokenizers";
+const fs::path kData = moe::test::tokenizer_data();
 
-const json& expected() {
-  static const json j = [] {
-    std::ifstream in(kData / "expected.json");
-    return json::parse(in);
-  }();
-  return j;
-}
+const json& expected() { return moe::test::tokenizer_expected(); }
 
 const moe::Tokenizer& tokenizer(const std::string& name) {
   static const auto bpe = moe::Tokenizer::load(kData / "bpe");
@@ -66,9 +60,7 @@ std::vector<int32_t> byte_ids(const moe::Tokenizer& tok, const std::string& byte
   for (unsigned char b : bytes) {
     std::optional<int32_t> id;
     if (tok.kind() == "SentencePiece BPE") {
-      char name[8];
-      std::snprintf(name, sizeof name, "<0x%02X>", b);
-      id = tok.token_to_id(name);
+      id = tok.token_to_id(moe::test::byte_piece_name(b));
     } else {
       for (int32_t i = 0; i < tok.size() && !id; ++i)
         if (tok.token_bytes(i, -1) == std::string(1, char(b))) id = i;

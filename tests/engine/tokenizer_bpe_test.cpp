@@ -1,54 +1,29 @@
 // Byte-level BPE (SPECS.md §9.1–9.3) against Hugging Face `tokenizers` on the fixed corpus in
 // tests/data/tokenizers/expected.json (made by tests/make_tokenizers.py).
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
-#include <fstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "engine/tokenizer/bpe_tokenizer.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "tests/support/test_support.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+using moe::test::ids_of;
+using moe::test::read_json;
+using moe::test::ScratchDir;
+
 namespace {
 
-const fs::path kData = fs::path(MOE_TEST_DATA_DIR) / "tokenizers";
+const fs::path kData = moe::test::tokenizer_data();
 
-json read_json(const fs::path& p) {
-  std::ifstream in(p);
-  return json::parse(in);
-}
-
-const json& expected() {
-  static const json j = read_json(kData / "expected.json");
-  return j;
-}
-
-std::vector<int32_t> ids_of(const json& a) { return a.get<std::vector<int32_t>>(); }
-
-// A scratch folder per test, removed afterwards.
-struct ScratchDir {
-  fs::path path;
-  ScratchDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("moe_bpe_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  void write(const std::string& name, const std::string& text) const {
-    std::ofstream(path / name, std::ios::binary) << text;
-  }
-};
+const json& expected() { return moe::test::tokenizer_expected(); }
 
 class BpeCorpus : public ::testing::TestWithParam<std::string> {};
 

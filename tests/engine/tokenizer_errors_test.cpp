@@ -1,50 +1,26 @@
 // Broken tokenizer files give an EngineError naming the file and the field, never a crash.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <atomic>
 #include <filesystem>
-#include <fstream>
 #include <random>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "engine/common/error.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "tests/support/test_support.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+using moe::test::read_file;
+using moe::test::ScratchDir;
+
 namespace {
 
-const fs::path kData = fs::path(MOE_TEST_DATA_DIR) / "tokenizers";
+const fs::path kData = moe::test::tokenizer_data();
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-json good_json() { return json::parse(read_file(kData / "bpe" / "tokenizer.json")); }
-
-struct ScratchDir {
-  fs::path path;
-  ScratchDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("moe_tok_err_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  void write(const std::string& name, const std::string& text) const {
-    std::ofstream(path / name, std::ios::binary | std::ios::trunc) << text;
-  }
-};
+json good_json() { return moe::test::read_json(kData / "bpe" / "tokenizer.json"); }
 
 // Loads the folder, expecting an EngineError whose file ends with `file` and whose field is `field`.
 void expect_error(const ScratchDir& dir, const std::string& file, const std::string& field,

@@ -1,51 +1,27 @@
 // SentencePiece BPE with byte fallback (SPECS.md §9.4) against the `sentencepiece` Python library on the fixed
 // corpus in tests/data/tokenizers/expected.json (see tests/make_tokenizers.py for how the references are made).
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <atomic>
 #include <filesystem>
-#include <fstream>
 
 #include <nlohmann/json.hpp>
 
 #include "engine/common/error.h"
 #include "engine/tokenizer/sentencepiece_tokenizer.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "tests/support/test_support.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+using moe::test::ids_of;
+using moe::test::ScratchDir;
+
 namespace {
 
-const fs::path kData = fs::path(MOE_TEST_DATA_DIR) / "tokenizers";
+const fs::path kData = moe::test::tokenizer_data();
 
-const json& expected() {
-  static const json j = [] {
-    std::ifstream in(kData / "expected.json");
-    return json::parse(in);
-  }();
-  return j;
-}
-
-std::vector<int32_t> ids_of(const json& a) { return a.get<std::vector<int32_t>>(); }
-
-struct ScratchDir {
-  fs::path path;
-  ScratchDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("moe_spm_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  void write(const std::string& name, const std::string& text) const {
-    std::ofstream(path / name, std::ios::binary) << text;
-  }
-};
+const json& expected() { return moe::test::tokenizer_expected(); }
 
 TEST(SentencePieceTokenizer, IdsAndDecodeMatchReference) {
   const auto tok = moe::Tokenizer::load(kData / "spm");
@@ -81,8 +57,7 @@ TEST(SentencePieceTokenizer, BytePiecesAreIdThreePlusByte) {
   const auto tok = moe::Tokenizer::load(kData / "spm");
   for (int b = 0; b < 256; ++b) {
     const int32_t id = 3 + b;
-    char name[8];
-    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    const std::string name = moe::test::byte_piece_name(static_cast<unsigned char>(b));
     EXPECT_EQ(tok->id_to_token(id), name);
     EXPECT_EQ(tok->token_bytes(id, 1), std::string(1, char(b))) << name;
   }
