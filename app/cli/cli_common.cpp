@@ -73,7 +73,7 @@ std::vector<std::string> Args::unknown(const std::vector<std::string>& known) co
   return out;
 }
 
-std::unique_ptr<Model> open_model(const Args& args) {
+std::unique_ptr<Model> open_model(const Args& args, bool shape_only) {
   if (auto cfg = args.get("synthetic")) {
     SyntheticOptions o;
     const std::string dt = args.get_or("dtype", "bf16");
@@ -83,6 +83,7 @@ std::unique_ptr<Model> open_model(const Args& args) {
     else throw EngineError("", "--dtype", "expected bf16, f16 or f32, got '" + dt + "'");
     o.seed = uint64_t(args.integer_or("seed", 1));
     o.max_distinct_bytes = size_t(args.number_or("synthetic-max-gib", 8.0) * double(size_t(1) << 30));
+    o.shape_only = shape_only;
     return Model::synthetic(*cfg, o);
   }
   if (args.positional().empty())

@@ -32,7 +32,8 @@ class Args {
 };
 
 // The model a command works on: --synthetic CONFIG (with --dtype), else the first positional folder.
-std::unique_ptr<Model> open_model(const Args& args);
+// shape_only: synthetic models get no memory (for `info`).
+std::unique_ptr<Model> open_model(const Args& args, bool shape_only = false);
 // Human-readable sizes: "1.23 GiB", "12.3 M".
 std::string bytes_str(double bytes);
 std::string count_str(double n);

@@ -73,7 +73,6 @@ json info_json(const Model& m, int context) {
   j["weights_bytes"] = m.weight_bytes();
   j["context"] = context;
   j["memory_needed_bytes"] = m.weight_bytes() + kv_f32 * size_t(context);
-  if (m.is_synthetic()) j["synthetic_distinct_bytes"] = m.synthetic_bytes();
   j["unused_tensors"] = m.unused_tensors();
   return j;
 }
@@ -133,7 +132,7 @@ std::vector<int32_t> parse_ids(const std::string& s) {
 }
 
 int run_info(const cli::Args& args) {
-  auto model = cli::open_model(args);
+  auto model = cli::open_model(args, /*shape_only=*/true);
   const int context = int(args.integer_or("context", 4096));
   std::unique_ptr<Tokenizer> tok;
   std::optional<ChatTemplate> chat;

@@ -72,6 +72,7 @@ class SyntheticSizing : public WeightSource {
   bool has(const std::string&, bool config_says) const override { return config_says; }
   const void* get(const std::string&, const std::vector<int64_t>& shape, bool required, DType& dtype) override {
     if (!required || shape.size() == 1) return nullptr;
+    dtype = dtype_;
     size_t n = 1;
     for (auto d : shape) n *= size_t(d);
     const size_t bytes = (n * dtype_size(dtype_) + 63) & ~size_t(63);
@@ -254,6 +255,12 @@ std::unique_ptr<Model> Model::synthetic(const std::filesystem::path& config, con
   SyntheticSizing sizing(opt.dtype);
   ModelSpec spec = m->spec_;
   Binder(m->spec_, f->names, sizing).bind(spec);
+  if (opt.shape_only) {
+    m->spec_ = spec;
+    m->weights_ = Binder(m->spec_, f->names, sizing).bind(spec);
+    m->weight_bytes_ = count_weight_bytes(m->spec_, m->weights_);
+    return m;
+  }
   const size_t cap = opt.max_distinct_bytes ? std::min(sizing.total_, opt.max_distinct_bytes) : sizing.total_;
   const size_t arena = std::max(cap, sizing.largest_);  // at least the largest single tensor
   m->synthetic_memory_.reset(new std::byte[arena]);

@@ -20,6 +20,9 @@ struct SyntheticOptions {
   // later tensors, which keeps every access a real DRAM read while fitting in RAM. 0: no cap.
   size_t max_distinct_bytes = size_t(8) << 30;
   int threads = 0;  // for filling the memory; 0 = all cores
+  // Describe the shapes only: no memory is allocated and the weights have no data (for `info` on
+  // shapes larger than this machine). Such a model cannot run.
+  bool shape_only = false;
 };
 
 class Model {
@@ -34,6 +37,7 @@ class Model {
   const ModelWeights& weights() const { return weights_; }
   const std::filesystem::path& dir() const { return dir_; }  // the folder (empty for synthetic)
   bool is_synthetic() const { return synthetic_; }
+  bool has_weights() const { return weights_.embed.data != nullptr; }
   // Bytes of weights the forward pass reads (matrices in their stored dtype, plus F32 vectors).
   size_t weight_bytes() const { return weight_bytes_; }
   // Bytes of distinct synthetic memory (less than weight_bytes when aliased).

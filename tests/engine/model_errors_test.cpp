@@ -184,6 +184,19 @@ TEST(SyntheticModel, RealShapesWithoutFiles) {
   EXPECT_EQ(s2.generate({1, 2, 3}, g).tokens.size(), 4u);
 }
 
+TEST(SyntheticModel, ShapeOnlyDescribesWithoutMemoryAndRefusesToRun) {
+  SyntheticOptions o;
+  o.shape_only = true;
+  auto shapes = Model::synthetic(kSource, o);
+  auto real = Model::load(kSource);
+  EXPECT_FALSE(shapes->has_weights());
+  EXPECT_EQ(shapes->synthetic_bytes(), 0u);
+  // BF16 shapes: the matrices take half the bytes of the F32 checkpoint.
+  EXPECT_GT(shapes->weight_bytes(), real->weight_bytes() / 2 - 4096);
+  EXPECT_LT(shapes->weight_bytes(), real->weight_bytes() / 2 + 4096);
+  EXPECT_THROW(Session(*shapes, BackendOptions{}), EngineError);
+}
+
 TEST(ModelSize, PublishedParameterCountsOfRealShapes) {
   // SPECS.md §13: Qwen3-30B-A3B has 30.53 B parameters, 3.35 B active per token.
   ModelSpec s;

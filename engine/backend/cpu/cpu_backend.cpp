@@ -43,6 +43,7 @@ class CpuBackend final : public Backend {
  public:
   CpuBackend(const Model& model, const BackendOptions& opt)
       : model_(model), s_(model.spec()), w_(model.weights()), pool_(opt.threads) {
+    if (!model.has_weights()) throw EngineError("", "weights", "this model describes shapes only and has no weights to run");
     capacity_ = std::max(1, std::min(opt.max_context, s_.max_positions > 0 ? s_.max_positions : opt.max_context));
     chunk_ = std::max(1, opt.prefill_chunk);
     const size_t per_layer = size_t(capacity_) * size_t(s_.kv_dim());
