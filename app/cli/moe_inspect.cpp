@@ -117,6 +117,22 @@ void print_info(const Model& m, int context, const Tokenizer* tok, const ChatTem
   std::printf("backend       CPU (%s)\n", cli::gpu_status().c_str());
 }
 
+// Text for a terminal: control characters other than newline and tab are shown as \xNN, so a
+// model's output can never move the cursor or change the terminal's state.
+std::string terminal_safe(const std::string& text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += char(c);
+    }
+  }
+  return out;
+}
+
 std::vector<int32_t> parse_ids(const std::string& s) {
   std::vector<int32_t> ids;
   std::stringstream ss(s);
@@ -235,7 +251,7 @@ int run_generate(const cli::Args& args) {
       json j = {{"type", "token"}, {"index", ev.index}, {"id", ev.id}, {"text", piece}, {"t", ev.elapsed_s}};
       std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n" << std::flush;
     } else {
-      std::cout << (tok ? piece : std::to_string(ev.id) + " ") << std::flush;
+      std::cout << (tok ? terminal_safe(piece) : std::to_string(ev.id) + " ") << std::flush;
     }
     return true;
   };
@@ -243,7 +259,7 @@ int run_generate(const cli::Args& args) {
   if (stream) {
     std::string tail = stream->flush();
     text += tail;
-    if (!as_json) std::cout << tail;
+    if (!as_json) std::cout << terminal_safe(tail);
   }
   const int n_gen = int(r.tokens.size());
   const double decode_tps = n_gen > 1 && r.decode_s > 0 ? (n_gen - 1) / r.decode_s : 0;
@@ -266,7 +282,7 @@ int run_generate(const cli::Args& args) {
     }
     std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
   } else {
-    std::cout << "\n";
+    std::cout << std::endl;
     std::fprintf(stderr, "[%d tokens, stop: %s; prefill %.1f tok/s, decode %.1f tok/s]\n", n_gen, stop_reason_name(r.reason),
                  prefill_tps, decode_tps);
   }
