@@ -2,7 +2,10 @@
 // (tests/make_goldens.py made them; tests/data/models/README.md lists what each case exercises).
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <thread>
 #include <set>
 #include <string>
 
@@ -180,6 +183,37 @@ TEST(GoldenModel, PaddedVocabRowsAreNeverSampled) {
   g.sampling.greedy = false;
   g.sampling.temperature = 1.5f;
   for (int32_t id : session.generate(ref.prompt, g).tokens) EXPECT_LT(id, 100);
+}
+
+}  // namespace
+}  // namespace moe
+
+namespace moe {
+namespace {
+
+TEST(SessionThreads, StopFromAnotherThreadEndsGeneration) {
+  auto model = Model::load(kModels + "qwen3_moe");
+  Session session(*model, BackendOptions{1, 256, 64});
+  GenerateOptions g;
+  g.max_new_tokens = 200;
+  std::atomic<int> produced{0};
+  std::thread stopper([&] {
+    while (produced.load() < 3) std::this_thread::yield();
+    session.stop();
+  });
+  const auto r = session.generate({1, 2, 3, 4}, g, [&](const TokenEvent&) {
+    produced.fetch_add(1);
+    // Slow the loop down so the other thread's stop lands mid-generation.
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    return true;
+  });
+  stopper.join();
+  EXPECT_EQ(r.reason, StopReason::StoppedByUser);
+  EXPECT_LT(r.tokens.size(), 200u);
+  EXPECT_GE(r.tokens.size(), 3u);
+  // A stop request does not leak into the next generation.
+  g.max_new_tokens = 5;
+  EXPECT_EQ(session.generate({1, 2, 3, 4}, g).tokens.size(), 5u);
 }
 
 }  // namespace
