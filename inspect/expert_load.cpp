@@ -1,7 +1,6 @@
 #include "inspect/expert_load.h"
 
 #include <algorithm>
-#include <cmath>
 
 namespace moe::inspect {
 
@@ -39,20 +38,12 @@ double ExpertLoad::share(int row, int expert) const {
   return total ? double(count(row, expert)) / double(total) : 0.0;
 }
 
-double ExpertLoad::coefficient_of_variation(int row) const {
-  double mean = 0;
-  for (int e = 0; e < n_experts_; ++e) mean += double(count(row, e));
-  mean /= n_experts_;
-  if (mean == 0) return 0;
-  double var = 0;
-  for (int e = 0; e < n_experts_; ++e) var += (double(count(row, e)) - mean) * (double(count(row, e)) - mean);
-  return std::sqrt(var / n_experts_) / mean;
+LoadMeasures ExpertLoad::measures(int row) const {
+  return load_measures(std::span<const int64_t>(&counts_[size_t(row) * size_t(n_experts_)], size_t(n_experts_)));
 }
 
-int ExpertLoad::dead_experts(int row) const {
-  int n = 0;
-  for (int e = 0; e < n_experts_; ++e) n += count(row, e) == 0;
-  return n;
-}
+double ExpertLoad::coefficient_of_variation(int row) const { return measures(row).cv; }
+
+int ExpertLoad::dead_experts(int row) const { return int(measures(row).dead_experts); }
 
 }  // namespace moe::inspect

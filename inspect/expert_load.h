@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/hooks/step_observer.h"
+#include "inspect/routing_stats.h"
 
 namespace moe::inspect {
 
@@ -28,6 +29,8 @@ class ExpertLoad : public StepObserver {
   double coefficient_of_variation(int row) const;
   // Experts of a layer that no token selected.
   int dead_experts(int row) const;
+  // Every load measure of the layer's counts (routing_stats.h).
+  LoadMeasures measures(int row) const;
   void clear();
 
  private:
