@@ -226,11 +226,12 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir) {
     throw EngineError(config_file.string(), "", "missing: a checkpoint folder needs config.json");
   std::unique_ptr<Model> m(new Model());
   m->dir_ = dir;
-  m->spec_ = read_model_spec(JsonFields::load(config_file));
+  const JsonFields config = JsonFields::load(config_file);
+  m->spec_ = read_model_spec(config);
   m->store_ = std::make_unique<TensorStore>(TensorStore::open_folder(dir));
   const FamilyAdapter* f = find_family(m->spec_.model_type);
   // Tied embeddings: trust the tensors when config.json is silent on it (HF drops default values).
-  if (!JsonFields::load(config_file).has("tie_word_embeddings"))
+  if (!config.has("tie_word_embeddings"))
     m->spec_.tied_embeddings = !m->store_->find(f->names.lm_head);
   CheckpointSource src(*m->store_, "config.json");
   ModelSpec spec = m->spec_;

@@ -42,7 +42,7 @@ float sigmoid(float z) { return 1.0f / (1.0f + std::exp(-z)); }
 class CpuBackend final : public Backend {
  public:
   CpuBackend(const Model& model, const BackendOptions& opt)
-      : model_(model), s_(model.spec()), w_(model.weights()), pool_(opt.threads) {
+      : s_(model.spec()), w_(model.weights()), pool_(opt.threads) {
     if (!model.has_weights()) throw EngineError("", "weights", "this model describes shapes only and has no weights to run");
     capacity_ = std::max(1, std::min(opt.max_context, s_.max_positions > 0 ? s_.max_positions : opt.max_context));
     chunk_ = std::max(1, opt.prefill_chunk);
@@ -100,6 +100,7 @@ class CpuBackend final : public Backend {
     xe_.resize(t * H);
     ye_.resize(t * H);
     router_.resize(t * size_t(std::max(1, s_.moe.n_experts)));
+    expert_order_.resize(size_t(std::max(1, s_.moe.n_experts)));
     slot_token_.resize(t);  // each token selects an expert at most once
     slot_weight_.resize(t);
   }
@@ -252,7 +253,7 @@ class CpuBackend final : public Backend {
     // Routing per token: scores (softmax or sigmoid over all experts, F32), top-k, renormalise, scale.
     selected_.assign(size_t(T) * size_t(K), 0);
     weights_.assign(size_t(T) * size_t(K), 0.0f);
-    std::vector<int32_t> order(static_cast<size_t>(E));
+    std::vector<int32_t>& order = expert_order_;
     for (int t = 0; t < T; ++t) {
       float* p = &router_[size_t(t) * size_t(E)];
       if (M.score == RouterScore::Softmax) {
@@ -311,7 +312,6 @@ class CpuBackend final : public Backend {
     for (size_t i = 0; i < size_t(T) * size_t(H); ++i) x_[i] += y_[i];
   }
 
-  const Model& model_;
   const ModelSpec& s_;
   const ModelWeights& w_;
   ThreadPool pool_;
@@ -324,6 +324,7 @@ class CpuBackend final : public Backend {
   std::vector<float> x_, a_, q_, k_, v_, attn_, y_, scores_, gate_, up_, xe_, ye_, router_;
   std::vector<int32_t> selected_;
   std::vector<float> weights_;
+  std::vector<int32_t> expert_order_;  // router scratch: expert ids sorted by score
   std::vector<int> slot_token_;
   std::vector<float> slot_weight_;
 };
