@@ -20,7 +20,23 @@ int ExpertLoad::row_of(int layer) const {
   return it == layers_.end() ? -1 : int(it - layers_.begin());
 }
 
-void ExpertLoad::on_routing(int layer, int, std::span<const int32_t> experts, std::span<const float> weights) {
+HookRequest ExpertLoad::ask() const {
+  HookRequest r;
+  r.routing = true;
+  return r;
+}
+
+void ExpertLoad::observe(const StepRecord& rec) {
+  if (!rec.has_routing()) return;
+  const size_t M = rec.moe_layers.size(), K = size_t(rec.top_k);
+  for (int t = 0; t < rec.n_tokens; ++t)
+    for (size_t m = 0; m < M; ++m) {
+      const size_t at = (size_t(t) * M + m) * K;
+      add(rec.moe_layers[m], std::span<const int32_t>(&rec.expert_ids[at], K), std::span<const float>(&rec.expert_weights[at], K));
+    }
+}
+
+void ExpertLoad::add(int layer, std::span<const int32_t> experts, std::span<const float> weights) {
   const int row = row_of(layer);
   if (row < 0) return;
   tokens_[size_t(row)] += 1;

@@ -15,8 +15,11 @@ class ExpertLoad : public StepObserver {
   // moe_layers: the layer index of every MoE layer (rows of the tables), n_experts: columns.
   ExpertLoad(std::vector<int> moe_layers, int n_experts);
 
-  bool wants_routing() const override { return true; }
-  void on_routing(int layer, int token_index, std::span<const int32_t> experts, std::span<const float> weights) override;
+  // As an observer it asks for routing only, and adds every token of every step.
+  HookRequest ask() const override;
+  void observe(const StepRecord& record) override;
+  // One token's decision in one layer (ids of -1 or out of range are skipped; layers not tracked too).
+  void add(int layer, std::span<const int32_t> experts, std::span<const float> weights);
 
   int n_experts() const { return n_experts_; }
   const std::vector<int>& layers() const { return layers_; }

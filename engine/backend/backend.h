@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 
+#include "engine/hooks/interventions.h"
 #include "engine/hooks/step_observer.h"
 
 namespace moe {
@@ -19,15 +20,28 @@ struct BackendOptions {
   int prefill_chunk = 64;   // tokens per forward call during prefill
 };
 
+// Per-token labels the runtime knows and the backend copies into the step records (same length as the
+// tokens of forward(), or empty).
+struct StepTags {
+  std::span<const uint8_t> phases;  // moe::Phase
+  std::span<const uint8_t> forced;  // 1 = injected by the runtime
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string describe() const = 0;  // e.g. "CPU, 2 threads, avx2+fma+f16c"
 
-  // Runs tokens at positions [cached(), cached()+T) and appends them to the cache.
+  // Runs tokens at positions [cached(), cached()+T) and appends them to the cache, in steps of at most
+  // prefill_chunk tokens. Before each step it asks the observer (if any) what to record, and hands the
+  // StepRecord over after the step (step_observer.h).
   // logits: when all_logits, [T, vocab]; else [vocab] for the last token only. May be null (no head).
   // Throws EngineError when the context would overflow the cache.
-  virtual void forward(std::span<const int32_t> tokens, bool all_logits, float* logits, StepObserver* observer) = 0;
+  virtual void forward(std::span<const int32_t> tokens, bool all_logits, float* logits, StepObserver* observer,
+                       StepTags tags = {}) = 0;
+
+  // Router interventions for the following steps (validated; throws EngineError naming the field).
+  virtual void set_interventions(const Interventions& interventions) = 0;
 
   virtual int cached() const = 0;             // tokens in the KV cache
   virtual void truncate(int n_tokens) = 0;    // keep only the first n tokens (n ≤ cached())

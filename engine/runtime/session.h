@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "engine/backend/backend.h"
+#include "engine/hooks/interventions.h"
+#include "engine/runtime/reasoning.h"
 #include "engine/runtime/sampler.h"
 
 namespace moe {
@@ -22,12 +24,20 @@ struct GenerateOptions {
   SamplingParams sampling;
   std::vector<int32_t> stop_ids;  // ids that end generation (not emitted as text; reported in the result)
   int32_t allowed_vocab = 0;      // ids ≥ this are never sampled (the tokenizer size); 0 = the model vocab
+  std::vector<Phase> prompt_phases;  // phase of each prompt token (tag_prompt_phases); empty = Other
+  // Reasoning control: with thinking tokens, generated tokens are tagged thinking/answer and the budget
+  // in `control` (any thread may change it while generating) cuts thinking. Null: every generated token
+  // is an answer token and nothing is injected.
+  const ThinkingTokens* thinking = nullptr;
+  ThinkingControl* control = nullptr;  // null = unlimited budget
 };
 
 struct TokenEvent {
   int32_t id;
   int index;          // 0 for the first generated token
   double elapsed_s;   // since generate() was called
+  Phase phase = Phase::Answer;
+  bool forced = false;  // injected by the reasoning controller, not sampled
 };
 
 struct GenerationResult {
@@ -37,6 +47,11 @@ struct GenerationResult {
   int reused_tokens = 0;         // of them, found in the cache from the previous turn
   double prefill_s = 0;          // time to the first token's logits (prefill)
   double decode_s = 0;           // time of the decode steps after it
+  std::vector<Phase> phases;     // phase of each generated token
+  std::vector<uint8_t> forced;   // 1 for each injected token
+  std::vector<ForcedStop> forced_stops;
+  int thinking_tokens = 0;       // generated tokens in the thinking phase (forced ones included)
+  double thinking_s = 0;         // time spent generating them
 };
 
 class Session {
@@ -56,6 +71,9 @@ class Session {
 
   void stop() { stop_requested_.store(true); }  // thread-safe; the loop checks it every step
   void reset();                                  // forget the cache
+  // Router interventions from the next step on (validated: throws EngineError naming the field).
+  void set_interventions(const Interventions& interventions);
+  const Interventions& interventions() const { return interventions_; }
   Backend& backend() { return *backend_; }
   const Model& model() const { return model_; }
   const std::vector<int32_t>& cached_tokens() const { return cached_; }
@@ -64,6 +82,8 @@ class Session {
   const Model& model_;
   std::unique_ptr<Backend> backend_;
   std::vector<int32_t> cached_;
+  std::vector<uint8_t> cached_phases_;  // Phase of each cached token
+  Interventions interventions_;
   std::atomic<bool> stop_requested_{false};
 };
 

@@ -50,9 +50,14 @@ Reference load_reference(const std::string& dir) {
 // Records every routing decision: [layer][token] → selected experts.
 struct RoutingRecorder : StepObserver {
   std::map<int, std::map<int, std::vector<int32_t>>> chosen;
-  bool wants_routing() const override { return true; }
-  void on_routing(int layer, int token, std::span<const int32_t> experts, std::span<const float>) override {
-    chosen[layer][token].assign(experts.begin(), experts.end());
+  HookRequest ask() const override { return HookRequest::for_level(HookLevel::Routing); }
+  void observe(const StepRecord& r) override {
+    const size_t M = r.moe_layers.size(), K = size_t(r.top_k);
+    for (int t = 0; t < r.n_tokens; ++t)
+      for (size_t m = 0; m < M; ++m) {
+        const int32_t* ids = &r.expert_ids[(size_t(t) * M + m) * K];
+        chosen[r.moe_layers[m]][r.first_position + t].assign(ids, ids + K);
+      }
   }
 };
 

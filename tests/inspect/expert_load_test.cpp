@@ -12,9 +12,9 @@ TEST(ExpertLoad, CountsSharesWeightsCvAndDeadExperts) {
   ExpertLoad load({0, 2}, 4);
   const float w[] = {0.6f, 0.4f};
   const int32_t t0[] = {0, 1}, t1[] = {0, 2}, t2[] = {0, 1};
-  load.on_routing(0, 0, t0, w);
-  load.on_routing(0, 1, t1, w);
-  load.on_routing(0, 2, t2, w);
+  load.add(0, t0, w);
+  load.add(0, t1, w);
+  load.add(0, t2, w);
   // Layer 0 counts: expert 0 ×3, expert 1 ×2, expert 2 ×1, expert 3 ×0 (6 selections over 3 tokens).
   EXPECT_EQ(load.tokens(0), 3);
   EXPECT_EQ(load.count(0, 0), 3);
@@ -37,9 +37,9 @@ TEST(ExpertLoad, IgnoresLayersAndExpertsItDoesNotTrack) {
   ExpertLoad load({1}, 2);
   const float w[] = {1.0f};
   const int32_t bad[] = {7}, ok[] = {1};
-  load.on_routing(0, 0, ok, w);   // not a tracked layer
-  load.on_routing(1, 0, bad, w);  // expert id out of range
-  load.on_routing(1, 1, ok, w);
+  load.add(0, ok, w);   // not a tracked layer
+  load.add(1, bad, w);  // expert id out of range
+  load.add(1, ok, w);
   EXPECT_EQ(load.tokens(0), 2);
   EXPECT_EQ(load.count(0, 0), 0);
   EXPECT_EQ(load.count(0, 1), 1);
@@ -52,8 +52,8 @@ TEST(ExpertLoad, BalancedRoutingHasZeroCv) {
   ExpertLoad load({0}, 2);
   const float w[] = {1.0f};
   const int32_t a[] = {0}, b[] = {1};
-  load.on_routing(0, 0, a, w);
-  load.on_routing(0, 1, b, w);
+  load.add(0, a, w);
+  load.add(0, b, w);
   EXPECT_DOUBLE_EQ(load.coefficient_of_variation(0), 0.0);
   EXPECT_EQ(load.dead_experts(0), 0);
 }

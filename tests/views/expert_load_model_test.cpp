@@ -14,10 +14,10 @@ class ExpertLoadModelTest : public QObject {
     ExpertLoad load({1, 3}, 4);  // MoE layers 1 and 3, four experts
     const int32_t a[] = {0, 2}, b[] = {2, 3}, c[] = {1, 0};
     const float w[] = {0.75f, 0.25f};
-    load.on_routing(1, 0, a, w);
-    load.on_routing(1, 1, b, w);
-    load.on_routing(3, 0, c, w);
-    load.on_routing(2, 0, c, w);  // not a MoE layer: ignored
+    load.add(1, a, w);
+    load.add(1, b, w);
+    load.add(3, c, w);
+    load.add(2, c, w);  // not a MoE layer: ignored
 
     ExpertLoadModel model;
     QAbstractItemModelTester tester(&model, QAbstractItemModelTester::FailureReportingMode::QtTest);

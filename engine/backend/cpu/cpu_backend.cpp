@@ -8,6 +8,7 @@
 // Weights are read in place in their stored dtype; activations and accumulation are F32.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -18,6 +19,7 @@
 #include "engine/backend/cpu/matmul.h"
 #include "engine/backend/cpu/thread_pool.h"
 #include "engine/common/error.h"
+#include "engine/hooks/interventions.h"
 #include "engine/model/model.h"
 
 namespace moe {
@@ -39,6 +41,10 @@ void rmsnorm(float* x, const float* w, int64_t n, float eps) {
 float silu(float z) { return z / (1.0f + std::exp(-z)); }
 float sigmoid(float z) { return 1.0f / (1.0f + std::exp(-z)); }
 
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 class CpuBackend final : public Backend {
  public:
   CpuBackend(const Model& model, const BackendOptions& opt)
@@ -53,6 +59,9 @@ class CpuBackend final : public Backend {
     const int d = s_.attn.rotary_dim;
     inv_freq_.resize(size_t(d / 2));
     for (int i = 0; i < d / 2; ++i) inv_freq_[size_t(i)] = float(1.0 / std::pow(s_.attn.rope_theta, double(2 * i) / double(d)));
+    for (int l = 0; l < s_.n_layers; ++l)
+      if (s_.layer_is_moe[size_t(l)]) moe_layers_.push_back(l);
+    max_k_ = s_.moe.top_k;
     resize_buffers(chunk_);
   }
 
@@ -65,21 +74,36 @@ class CpuBackend final : public Backend {
   size_t kv_cache_bytes_allocated() const override { return (k_cache_.size() + v_cache_.size()) * sizeof(float); }
   size_t kv_cache_bytes_per_token() const override { return size_t(2) * size_t(s_.n_layers) * size_t(s_.kv_dim()) * sizeof(float); }
 
-  void forward(std::span<const int32_t> tokens, bool all_logits, float* logits, StepObserver* obs) override {
+  void set_interventions(const Interventions& iv) override {
+    iv.validate(s_);
+    iv_ = iv;
+    max_k_ = iv_.max_top_k(s_);
+    resize_buffers(chunk_);
+  }
+
+  void forward(std::span<const int32_t> tokens, bool all_logits, float* logits, StepObserver* obs, StepTags tags) override {
     if (n_cached_ + int64_t(tokens.size()) > capacity_)
       throw EngineError("", "context", "the context of " + std::to_string(n_cached_ + tokens.size()) +
                                            " tokens exceeds the KV cache capacity of " + std::to_string(capacity_));
     for (int32_t t : tokens)
       if (t < 0 || t >= s_.vocab_size)
         throw EngineError("", "token id", "id " + std::to_string(t) + " is outside the vocabulary (" + std::to_string(s_.vocab_size) + ")");
-    const bool routing = obs && obs->wants_routing();
     for (size_t begin = 0; begin < tokens.size(); begin += size_t(chunk_)) {
       const int T = int(std::min(tokens.size() - begin, size_t(chunk_)));
       const bool last_chunk = begin + size_t(T) == tokens.size();
       float* out = nullptr;
       if (logits && all_logits) out = logits + begin * size_t(s_.vocab_size);
       else if (logits && last_chunk) out = logits;
-      run_chunk(tokens.subspan(begin, size_t(T)), int(begin), out, all_logits, routing ? obs : nullptr);
+      // Ask before the step; nothing is computed or copied for a request nobody made.
+      req_ = obs ? obs->ask() : HookRequest{};
+      const bool record = obs && req_.any();
+      const auto t0 = std::chrono::steady_clock::now();
+      if (record) begin_record(tokens.subspan(begin, size_t(T)), tags, begin);
+      run_chunk(tokens.subspan(begin, size_t(T)), out, all_logits, record);
+      if (record) {
+        rec_.step_time_s = seconds_since(t0);
+        obs->observe(rec_);
+      }
     }
   }
 
@@ -100,21 +124,71 @@ class CpuBackend final : public Backend {
     xe_.resize(t * H);
     ye_.resize(t * H);
     router_.resize(t * size_t(std::max(1, s_.moe.n_experts)));
-    expert_order_.resize(size_t(std::max(1, s_.moe.n_experts)));
+    expert_order_.reserve(size_t(std::max(1, s_.moe.n_experts)));
     slot_token_.resize(t);  // each token selects an expert at most once
     slot_weight_.resize(t);
+    selected_.resize(t * size_t(max_k_));
+    weights_.resize(t * size_t(max_k_));
+    topk_scratch_.resize(scores_.size());
   }
 
-  void run_chunk(std::span<const int32_t> tokens, int first_index, float* logits, bool all_logits, StepObserver* obs) {
+  // Sizes the step record for the arrays the request asks for (zeroed; the forward pass fills them).
+  void begin_record(std::span<const int32_t> tokens, const StepTags& tags, size_t offset) {
+    const size_t T = tokens.size(), M = moe_layers_.size(), K = size_t(max_k_), E = size_t(std::max(0, s_.moe.n_experts));
+    const size_t Ln = size_t(s_.n_layers), Hh = size_t(s_.attn.n_heads);
+    rec_.first_position = n_cached_;
+    rec_.n_tokens = int(T);
+    rec_.tokens.assign(tokens.begin(), tokens.end());
+    rec_.phases.assign(T, uint8_t(Phase::Other));
+    rec_.forced.assign(T, 0);
+    for (size_t t = 0; t < T; ++t) {
+      if (offset + t < tags.phases.size()) rec_.phases[t] = tags.phases[offset + t];
+      if (offset + t < tags.forced.size()) rec_.forced[t] = tags.forced[offset + t];
+    }
+    rec_.n_layers = s_.n_layers;
+    rec_.n_heads = s_.attn.n_heads;
+    rec_.n_experts = s_.moe.n_experts;
+    rec_.moe_layers = moe_layers_;
+    rec_.top_k = max_k_;
+    auto size = [](auto& v, bool on, size_t n, auto fill) { on ? v.assign(n, fill) : v.clear(); };
+    const bool has_gate = std::any_of(moe_layers_.begin(), moe_layers_.end(),
+                                      [&](int l) { return bool(w_.layers[size_t(l)].shared_gate); });
+    size(rec_.expert_ids, req_.routing, T * M * K, int32_t(-1));
+    size(rec_.expert_weights, req_.routing, T * M * K, 0.0f);
+    size(rec_.router_entropy, req_.routing, T * M, 0.0f);
+    size(rec_.top1_margin, req_.routing, T * M, 0.0f);
+    size(rec_.shared_gate, req_.routing && has_gate, T * M, 0.0f);
+    size(rec_.router_probs, req_.router_probs, T * M * E, 0.0f);
+    for (auto* v : {&rec_.attn_entropy, &rec_.attn_max, &rec_.attn_topk_mass, &rec_.attn_first_mass})
+      size(*v, req_.attention_stats, T * Ln * Hh, 0.0f);
+    rec_.attention_topk = req_.attention_stats ? req_.attention_topk : 0;
+    size(rec_.hidden_norm, req_.hidden_norms, T * Ln, 0.0f);
+    size(rec_.layer_time_s, req_.layer_times, Ln, 0.0);
+    rec_.attention_rows.clear();
+    for (const auto& r : req_.attention_rows)
+      if (r.layer >= 0 && r.layer < s_.n_layers && r.head >= 0 && r.head < s_.attn.n_heads)
+        rec_.attention_rows.push_back({r.layer, r.head, n_cached_ + int(T) - 1, {}});
+    rec_.step_time_s = 0;
+  }
+
+  void run_chunk(std::span<const int32_t> tokens, float* logits, bool all_logits, bool record) {
     const int T = int(tokens.size());
     const int64_t H = s_.hidden;
     for (int t = 0; t < T; ++t)
       convert_to_f32(static_cast<const std::byte*>(w_.embed.data) + size_t(tokens[size_t(t)]) * size_t(H) * dtype_size(w_.embed.dtype),
                      w_.embed.dtype, size_t(H), &x_[size_t(t * H)]);
     for (int l = 0; l < s_.n_layers; ++l) {
-      attention_block(l, T);
-      if (s_.layer_is_moe[size_t(l)]) moe_block(l, T, first_index, obs);
+      const auto t0 = std::chrono::steady_clock::now();
+      attention_block(l, T, record);
+      if (s_.layer_is_moe[size_t(l)]) moe_block(l, T, record);
       else mlp_block(l, T);
+      if (record && req_.hidden_norms)
+        for (int t = 0; t < T; ++t) {
+          double ss = 0;
+          for (int64_t i = 0; i < H; ++i) ss += double(x_[size_t(t * H + i)]) * x_[size_t(t * H + i)];
+          rec_.hidden_norm[size_t(t) * size_t(s_.n_layers) + size_t(l)] = float(std::sqrt(ss));
+        }
+      if (record && req_.layer_times) rec_.layer_time_s[size_t(l)] = seconds_since(t0);
     }
     if (!logits) {
       n_cached_ += T;
@@ -128,7 +202,7 @@ class CpuBackend final : public Backend {
   }
 
   // x += o_proj(attention(RMSNorm(x)))
-  void attention_block(int l, int T) {
+  void attention_block(int l, int T, bool record) {
     const auto& L = w_.layers[size_t(l)];
     const auto& A = s_.attn;
     const int64_t H = s_.hidden, qd = s_.q_dim(), kvd = s_.kv_dim(), hd = A.head_dim;
@@ -194,11 +268,45 @@ class CpuBackend final : public Backend {
         float* out = &attn_[size_t(t * qd + h * hd)];
         std::fill(out, out + hd, 0.0f);
         const float inv = 1.0f / sum;
+        if (record) record_attention(l, t, h, sc, inv, n_keys, T, &topk_scratch_[size_t(sc - scores_.data())]);
         for (int j = 0; j < n_keys; ++j) cpu::axpy_f32(sc[j] * inv, vc + size_t(j) * size_t(kvd) + size_t(kvh * hd), out, hd);
       }
     });
     cpu::matmul(pool_, ref(L.o), attn_.data(), T, y_.data());
     for (int64_t i = 0; i < T * H; ++i) x_[size_t(i)] += y_[size_t(i)] + (L.o_bias.empty() ? 0.0f : L.o_bias[size_t(i % H)]);
+  }
+
+  // attn.stats and attn.rows of one (token, head): sc holds exp(score - max), inv = 1 / their sum.
+  void record_attention(int l, int t, int h, const float* sc, float inv, int n_keys, int T, float* scratch) {
+    if (req_.attention_stats) {
+      double entropy = 0;
+      float mx = 0;
+      for (int j = 0; j < n_keys; ++j) {
+        const float w = sc[j] * inv;
+        if (w > 0) entropy -= double(w) * std::log(double(w));
+        mx = std::max(mx, w);
+      }
+      const int k = std::min(n_keys, std::max(1, req_.attention_topk));
+      float mass = 0;
+      if (k == n_keys) {
+        mass = 1.0f;
+      } else {
+        std::copy(sc, sc + n_keys, scratch);
+        std::nth_element(scratch, scratch + (k - 1), scratch + n_keys, std::greater<float>());
+        for (int j = 0; j < k; ++j) mass += scratch[j] * inv;
+      }
+      const size_t i = (size_t(t) * size_t(s_.n_layers) + size_t(l)) * size_t(s_.attn.n_heads) + size_t(h);
+      rec_.attn_entropy[i] = float(entropy);
+      rec_.attn_max[i] = mx;
+      rec_.attn_topk_mass[i] = std::min(mass, 1.0f);
+      rec_.attn_first_mass[i] = sc[0] * inv;
+    }
+    if (t == T - 1)
+      for (auto& row : rec_.attention_rows)
+        if (row.layer == l && row.head == h) {
+          row.weights.resize(size_t(n_keys));
+          for (int j = 0; j < n_keys; ++j) row.weights[size_t(j)] = sc[j] * inv;
+        }
   }
 
   // Rotary embedding of one head at position pos (rotate-half or interleaved pairs).
@@ -243,19 +351,29 @@ class CpuBackend final : public Backend {
     for (size_t i = 0; i < size_t(T) * size_t(s_.hidden); ++i) x_[i] += y_[i];
   }
 
-  void moe_block(int l, int T, int first_index, StepObserver* obs) {
+  void moe_block(int l, int T, bool record) {
     const auto& L = w_.layers[size_t(l)];
     const auto& M = s_.moe;
     const int64_t H = s_.hidden;
-    const int E = M.n_experts, K = M.top_k;
+    const int E = M.n_experts;
+    const LayerIntervention* iv = iv_.at(l);
+    const int K = iv && iv->top_k > 0 ? iv->top_k : M.top_k;
+    const int KS = max_k_;  // slots per token in selected_/weights_ (unused slots: -1, weight 0)
     ffn_norm(l, T);
     cpu::matmul(pool_, ref(L.router), a_.data(), T, router_.data());
-    // Routing per token: scores (softmax or sigmoid over all experts, F32), top-k, renormalise, scale.
-    selected_.assign(size_t(T) * size_t(K), 0);
-    weights_.assign(size_t(T) * size_t(K), 0.0f);
+    std::fill(selected_.begin(), selected_.begin() + T * KS, -1);
+    std::fill(weights_.begin(), weights_.begin() + T * KS, 0.0f);
+    const int m = record ? int(std::find(moe_layers_.begin(), moe_layers_.end(), l) - moe_layers_.begin()) : 0;
     std::vector<int32_t>& order = expert_order_;
     for (int t = 0; t < T; ++t) {
       float* p = &router_[size_t(t) * size_t(E)];
+      // Interventions on the logits (interventions.h): user bias, then masks.
+      if (iv) {
+        if (!iv->router_bias.empty())
+          for (int e = 0; e < E; ++e) p[e] += iv->router_bias[size_t(e)];
+        for (int32_t e : iv->masked) p[e] = -INFINITY;
+      }
+      // Scores (softmax or sigmoid over all experts, F32), top-k, renormalise, scale.
       if (M.score == RouterScore::Softmax) {
         const float mx = *std::max_element(p, p + E);
         float sum = 0;
@@ -264,21 +382,28 @@ class CpuBackend final : public Backend {
       } else {
         for (int e = 0; e < E; ++e) p[e] = sigmoid(p[e]);
       }
-      std::iota(order.begin(), order.end(), 0);
+      // Selection: forced experts first, then the best biased scores among the rest (masked excluded).
+      int n_sel = 0;
+      int32_t* sel = &selected_[size_t(t * KS)];
+      if (iv)
+        for (int32_t e : iv->forced)
+          if (std::find(sel, sel + n_sel, e) == sel + n_sel) sel[n_sel++] = e;
+      order.clear();
+      for (int e = 0; e < E; ++e)
+        if (std::find(sel, sel + n_sel, e) == sel + n_sel && !(iv && is_masked(*iv, e))) order.push_back(e);
       auto biased = [&](int e) { return p[e] + (L.router_bias.empty() ? 0.0f : L.router_bias[size_t(e)]); };
-      std::partial_sort(order.begin(), order.begin() + K, order.end(),
+      const int rest = K - n_sel;
+      std::partial_sort(order.begin(), order.begin() + rest, order.end(),
                         [&](int a, int b) { return biased(a) > biased(b) || (biased(a) == biased(b) && a < b); });
+      for (int j = 0; j < rest; ++j) sel[n_sel++] = order[size_t(j)];
       float wsum = 0;
-      for (int j = 0; j < K; ++j) wsum += p[order[size_t(j)]];
+      for (int j = 0; j < K; ++j) wsum += p[sel[j]];
       for (int j = 0; j < K; ++j) {
-        float wj = p[order[size_t(j)]];
-        if (M.renormalize) wj /= wsum;
-        selected_[size_t(t * K + j)] = order[size_t(j)];
-        weights_[size_t(t * K + j)] = wj * M.routed_scale;
+        float wj = p[sel[j]];
+        if (M.renormalize && wsum > 0) wj /= wsum;
+        weights_[size_t(t * KS + j)] = wj * M.routed_scale;
       }
-      if (obs)
-        obs->on_routing(l, first_index + t, std::span<const int32_t>(&selected_[size_t(t * K)], size_t(K)),
-                        std::span<const float>(&weights_[size_t(t * K)], size_t(K)));
+      if (record) record_routing(t, m, p, sel, &weights_[size_t(t * KS)], K);
     }
     // Experts: gather the tokens routed to each expert, run it once over them, scatter-add weighted.
     std::fill(y_.begin(), y_.begin() + T * H, 0.0f);
@@ -286,10 +411,10 @@ class CpuBackend final : public Backend {
       int n = 0;
       for (int t = 0; t < T; ++t)
         for (int j = 0; j < K; ++j)
-          if (selected_[size_t(t * K + j)] == e) {
+          if (selected_[size_t(t * KS + j)] == e) {
             std::copy(&a_[size_t(t * H)], &a_[size_t((t + 1) * H)], &xe_[size_t(n * H)]);
             slot_token_[size_t(n)] = t;
-            slot_weight_[size_t(n)] = weights_[size_t(t * K + j)];
+            slot_weight_[size_t(n)] = weights_[size_t(t * KS + j)];
             ++n;
           }
       if (n == 0) continue;
@@ -305,11 +430,45 @@ class CpuBackend final : public Backend {
           float z = 0;
           cpu::matmul_rows(ref(L.shared_gate), &a_[size_t(t * H)], 1, &z, 0, 1);
           g = sigmoid(z);
+          if (record && req_.routing && !rec_.shared_gate.empty()) rec_.shared_gate[size_t(t) * moe_layers_.size() + size_t(m)] = g;
         }
         cpu::axpy_f32(g, &ye_[size_t(t * H)], &y_[size_t(t * H)], H);
       }
     }
     for (size_t i = 0; i < size_t(T) * size_t(H); ++i) x_[i] += y_[i];
+  }
+
+  static bool is_masked(const LayerIntervention& iv, int e) {
+    return std::find(iv.masked.begin(), iv.masked.end(), e) != iv.masked.end();
+  }
+
+  // router.topk and router.probs of token t in MoE layer ordinal m. p: the scores over all experts.
+  void record_routing(int t, int m, const float* p, const int32_t* sel, const float* w, int K) {
+    const int E = s_.moe.n_experts;
+    const size_t M = moe_layers_.size(), tm = size_t(t) * M + size_t(m);
+    if (req_.routing) {
+      // Selected experts in descending weight order (forced experts may have come first).
+      order_k_.resize(size_t(K));
+      std::iota(order_k_.begin(), order_k_.end(), 0);
+      std::stable_sort(order_k_.begin(), order_k_.end(), [&](int a, int b) { return w[a] > w[b]; });
+      for (int j = 0; j < K; ++j) {
+        rec_.expert_ids[tm * size_t(max_k_) + size_t(j)] = sel[order_k_[size_t(j)]];
+        rec_.expert_weights[tm * size_t(max_k_) + size_t(j)] = w[order_k_[size_t(j)]];
+      }
+      // Entropy / log E and top-1 margin of the distribution renormalised to sum 1 (sigmoid scores do not).
+      double sum = 0;
+      for (int e = 0; e < E; ++e) sum += p[e];
+      double h = 0, p1 = 0, p2 = 0;
+      for (int e = 0; e < E; ++e) {
+        const double q = sum > 0 ? p[e] / sum : 0.0;
+        if (q > 0) h -= q * std::log(q);
+        if (q > p1) p2 = p1, p1 = q;
+        else if (q > p2) p2 = q;
+      }
+      rec_.router_entropy[tm] = E > 1 ? float(h / std::log(double(E))) : 0.0f;
+      rec_.top1_margin[tm] = float(p1 - p2);
+    }
+    if (req_.router_probs) std::copy(p, p + E, &rec_.router_probs[tm * size_t(E)]);
   }
 
   const ModelSpec& s_;
@@ -322,9 +481,16 @@ class CpuBackend final : public Backend {
   std::vector<float> inv_freq_;
   // Chunk buffers, [T, width] row-major.
   std::vector<float> x_, a_, q_, k_, v_, attn_, y_, scores_, gate_, up_, xe_, ye_, router_;
-  std::vector<int32_t> selected_;
+  std::vector<int32_t> selected_;  // [T][max_k_]
   std::vector<float> weights_;
-  std::vector<int32_t> expert_order_;  // router scratch: expert ids sorted by score
+  std::vector<int32_t> expert_order_;  // router scratch: candidate expert ids sorted by score
+  std::vector<int> order_k_;           // record scratch: slots sorted by weight
+  std::vector<float> topk_scratch_;    // attention top-k scratch, one row per pool thread
+  std::vector<int> moe_layers_;        // layer index of each MoE-layer ordinal
+  Interventions iv_;
+  int max_k_ = 0;                      // slots per token in the routing buffers
+  HookRequest req_;                    // what the observer asked for this step
+  StepRecord rec_;                     // reused across steps
   std::vector<int> slot_token_;
   std::vector<float> slot_weight_;
 };

@@ -1,0 +1,60 @@
+#include "engine/runtime/phase_tagger.h"
+
+#include <string>
+#include <string_view>
+
+#include "engine/tokenizer/tokenizer.h"
+
+namespace moe {
+namespace {
+
+struct Marker {
+  std::string_view text;
+  Phase marker;  // phase of the tokens that spell the marker
+  Phase after;   // phase from the next token on
+};
+
+// No marker is a suffix of another, so the order does not matter.
+constexpr Marker kMarkers[] = {
+    {"<|im_start|>system\n", Phase::System, Phase::System},
+    {"<|im_start|>user\n", Phase::User, Phase::User},
+    {"<|im_start|>tool\n", Phase::User, Phase::User},
+    {"<|im_start|>assistant\n", Phase::Answer, Phase::Answer},
+    {"<|im_end|>", Phase::Other, Phase::Other},  // resolved below: the turn's own phase
+    {"<think>", Phase::Thinking, Phase::Thinking},
+    {"</think>", Phase::Thinking, Phase::Answer},
+    {"<</SYS>>", Phase::System, Phase::User},
+    {"<<SYS>>", Phase::System, Phase::System},
+    {"[/INST]", Phase::User, Phase::Answer},
+    {"[INST]", Phase::User, Phase::User},
+};
+
+}  // namespace
+
+std::vector<Phase> tag_prompt_phases(std::span<const int32_t> ids, const Tokenizer& tok) {
+  std::vector<Phase> phases(ids.size(), Phase::Other);
+  std::vector<size_t> starts(ids.size());  // byte offset where each token's text starts
+  std::string text;
+  Phase phase = Phase::Other;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    starts[i] = text.size();
+    text += tok.token_bytes(ids[i], i > 0 ? ids[i - 1] : -1);
+    phases[i] = phase;
+    for (const Marker& m : kMarkers) {
+      if (text.size() < m.text.size() || std::string_view(text).substr(text.size() - m.text.size()) != m.text) continue;
+      // Re-tag the tokens that spell the marker (every token whose bytes reach into it).
+      const size_t begin = text.size() - m.text.size();
+      const Phase marker_phase = m.text == "<|im_end|>" ? phase : m.marker;  // a turn's end is the turn's
+      for (size_t j = i + 1; j-- > 0;) {
+        const size_t end = j == i ? text.size() : starts[j + 1];
+        if (end <= begin) break;
+        phases[j] = marker_phase;
+      }
+      phase = m.after;
+      break;
+    }
+  }
+  return phases;
+}
+
+}  // namespace moe
