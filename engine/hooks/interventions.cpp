@@ -138,6 +138,7 @@ void parse_intervention(const std::string& flag, const std::string& value, const
     LayerIntervention& v = into.layer(l, spec.n_layers);
     if (flag == "--top-k") {
       v.top_k = rest == "all" || rest == "dense" ? spec.moe.n_experts : to_int(flag, value, rest);
+      if (v.top_k < 1) bad(flag, value, "top-k must be at least 1");
     } else if (flag == "--mask" || flag == "--force") {
       auto& ids = flag == "--mask" ? v.masked : v.forced;
       for (std::string_view e : split(rest, ',')) ids.push_back(to_int(flag, value, e));

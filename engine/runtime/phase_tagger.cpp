@@ -40,10 +40,13 @@ std::vector<Phase> tag_prompt_phases(std::span<const int32_t> ids, const Tokeniz
     starts[i] = text.size();
     text += tok.token_bytes(ids[i], i > 0 ? ids[i - 1] : -1);
     phases[i] = phase;
+    // A marker counts when it ends inside this token (a token may carry text past the marker).
+    const size_t token_begin = starts[i];
     for (const Marker& m : kMarkers) {
-      if (text.size() < m.text.size() || std::string_view(text).substr(text.size() - m.text.size()) != m.text) continue;
+      const size_t from = token_begin >= m.text.size() ? token_begin - m.text.size() + 1 : 0;
+      const size_t begin = text.find(m.text, from);
+      if (begin == std::string::npos) continue;
       // Re-tag the tokens that spell the marker (every token whose bytes reach into it).
-      const size_t begin = text.size() - m.text.size();
       const Phase marker_phase = m.text == "<|im_end|>" ? phase : m.marker;  // a turn's end is the turn's
       for (size_t j = i + 1; j-- > 0;) {
         const size_t end = j == i ? text.size() : starts[j + 1];

@@ -1,0 +1,259 @@
+// The hook protocol (ask/observe, levels) and router interventions, on the tiny golden checkpoints.
+// Interventions are checked against transformers (tests/make_intervention_goldens.py): masked experts
+// and the dense mode (top-k = all experts) give transformers' logits.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <string>
+
+#include "engine/common/error.h"
+#include "engine/formats/safetensors.h"
+#include "engine/hooks/interventions.h"
+#include "engine/model/model.h"
+#include "engine/runtime/session.h"
+
+namespace moe {
+namespace {
+
+const std::string kModels = std::string(MOE_TEST_DATA_DIR) + "/models/";
+
+template <typename T>
+std::vector<T> read(const TensorView& v) {
+  std::vector<T> out(size_t(v.numel()));
+  if (v.nbytes) std::memcpy(out.data(), v.data, v.nbytes);
+  return out;
+}
+
+// Keeps every record a level asks for; the level may change between steps.
+struct Recorder : StepObserver {
+  HookLevel level = HookLevel::Routing;
+  std::vector<AttentionRowRequest> rows;
+  std::vector<StepRecord> records;
+  HookRequest ask() const override { return HookRequest::for_level(level, rows); }
+  void observe(const StepRecord& r) override { records.push_back(r); }
+};
+
+// max |a − b| ≤ tol · max |b| per row of V values.
+void expect_logits_near(const std::vector<float>& a, const std::vector<float>& b, int V, float tol) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t t = 0; t < a.size() / size_t(V); ++t) {
+    float mx = 0, diff = 0;
+    for (int v = 0; v < V; ++v) {
+      mx = std::max(mx, std::abs(b[t * size_t(V) + size_t(v)]));
+      diff = std::max(diff, std::abs(a[t * size_t(V) + size_t(v)] - b[t * size_t(V) + size_t(v)]));
+    }
+    EXPECT_LE(diff, tol * mx) << "position " << t;
+  }
+}
+
+std::vector<int32_t> ids_of(const std::vector<int64_t>& v) { return std::vector<int32_t>(v.begin(), v.end()); }
+
+class InterventionGolden : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(InterventionGolden, MaskedExpertsMatchTransformersAndAreNeverSelected) {
+  const std::string dir = kModels + GetParam();
+  auto golden = SafetensorsFile::open(dir + "/interventions.safetensors");
+  const auto& t = golden->tensors();
+  const auto prompt = ids_of(read<int64_t>(t.at("prompt_ids")));
+  const auto mask = nlohmann::json::parse(golden->metadata().at("mask"));
+  auto model = Model::load(dir);
+  const int V = model->spec().vocab_size;
+
+  Interventions iv;
+  for (auto& [layer, experts] : mask.items())
+    iv.layer(std::stoi(layer), model->spec().n_layers).masked = experts.get<std::vector<int32_t>>();
+  BackendOptions opt;
+  opt.threads = 2;
+  opt.prefill_chunk = 5;
+  Session session(*model, opt);
+  session.set_interventions(iv);
+  Recorder rec;
+  const auto logits = session.score(prompt, &rec);
+  expect_logits_near(logits, read<float>(t.at("mask_logits")), V, 1e-4f);
+
+  // The experts transformers selected under the mask, as sets, per MoE layer and token.
+  const auto topk = read<int64_t>(t.at("mask_topk"));
+  const auto& shape = t.at("mask_topk").shape;  // [M, T, k]
+  const size_t M = size_t(shape[0]), T = size_t(shape[1]), K = size_t(shape[2]);
+  ASSERT_EQ(T, prompt.size());
+  for (const StepRecord& r : rec.records) {
+    ASSERT_EQ(r.moe_layers.size(), M);
+    for (int tt = 0; tt < r.n_tokens; ++tt)
+      for (size_t m = 0; m < M; ++m) {
+        std::vector<int32_t> ours(&r.expert_ids[(size_t(tt) * M + m) * K], &r.expert_ids[(size_t(tt) * M + m) * K] + K);
+        std::vector<int32_t> ref;
+        for (size_t j = 0; j < K; ++j) ref.push_back(int32_t(topk[(m * T + size_t(r.first_position + tt)) * K + j]));
+        std::sort(ours.begin(), ours.end());
+        std::sort(ref.begin(), ref.end());
+        EXPECT_EQ(ours, ref) << "layer " << r.moe_layers[m] << " token " << r.first_position + tt;
+        if (const LayerIntervention* li = iv.at(r.moe_layers[m]))
+          for (int32_t e : ours) EXPECT_EQ(std::count(li->masked.begin(), li->masked.end(), e), 0);
+      }
+  }
+}
+
+TEST_P(InterventionGolden, TopKAllExpertsIsTheDenseModeOfTransformers) {
+  const std::string dir = kModels + GetParam();
+  auto golden = SafetensorsFile::open(dir + "/interventions.safetensors");
+  const auto& t = golden->tensors();
+  auto model = Model::load(dir);
+  const ModelSpec& s = model->spec();
+  Interventions iv;
+  parse_intervention("--top-k", "all", s, iv);
+  Session session(*model, BackendOptions{2, 256, 7});
+  session.set_interventions(iv);
+  Recorder rec;
+  const auto logits = session.score(ids_of(read<int64_t>(t.at("prompt_ids"))), &rec);
+  expect_logits_near(logits, read<float>(t.at("dense_logits")), s.vocab_size, 1e-4f);
+  ASSERT_FALSE(rec.records.empty());
+  const StepRecord& r = rec.records.front();
+  EXPECT_EQ(r.top_k, s.moe.n_experts);
+  std::vector<int32_t> first(r.expert_ids.begin(), r.expert_ids.begin() + s.moe.n_experts);
+  std::sort(first.begin(), first.end());
+  std::vector<int32_t> all(size_t(s.moe.n_experts));
+  std::iota(all.begin(), all.end(), 0);
+  EXPECT_EQ(first, all);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, InterventionGolden, ::testing::Values("qwen3_moe", "olmoe"));
+
+TEST(Interventions, ForcedExpertsAreAlwaysSelectedAndBiasMovesTheRouter) {
+  auto model = Model::load(kModels + "qwen3_moe");
+  const ModelSpec& s = model->spec();
+  const std::vector<int32_t> prompt = {5, 17, 42, 99, 123, 7, 64};
+  Interventions iv;
+  parse_intervention("--force", "0:6", s, iv);
+  parse_intervention("--router-bias", "1:3=50", s, iv);  // overwhelming: expert 3 wins every token
+  Session session(*model, BackendOptions{1, 64, 64});
+  session.set_interventions(iv);
+  Recorder rec;
+  session.score(prompt, &rec);
+  const StepRecord& r = rec.records.at(0);
+  const size_t M = r.moe_layers.size(), K = size_t(r.top_k);
+  for (int t = 0; t < r.n_tokens; ++t) {
+    const int32_t* l0 = &r.expert_ids[(size_t(t) * M + 0) * K];
+    const int32_t* l1 = &r.expert_ids[(size_t(t) * M + 1) * K];
+    EXPECT_NE(std::find(l0, l0 + K, 6), l0 + K) << "token " << t;
+    EXPECT_EQ(l1[0], 3) << "token " << t;  // first slot = largest weight
+    EXPECT_GT(r.expert_weights[(size_t(t) * M + 1) * K], 0.99f);
+  }
+  EXPECT_EQ(session.interventions().to_json(), R"({"0":{"forced":[6]},"1":{"router_bias":[0.0,0.0,0.0,50.0,0.0,0.0,0.0,0.0]}})");
+}
+
+TEST(Interventions, InvalidOnesNameTheField) {
+  auto model = Model::load(kModels + "qwen3_moe_sparse_step");  // has dense layers
+  const ModelSpec& s = model->spec();
+  auto message = [&](const std::string& flag, const std::string& value) -> std::string {
+    try {
+      Interventions iv;
+      parse_intervention(flag, value, s, iv);
+      iv.validate(s);
+    } catch (const EngineError& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  int dense = 0;
+  while (s.layer_is_moe[size_t(dense)]) ++dense;
+  EXPECT_NE(message("--mask", std::to_string(dense) + ":1").find("not an MoE layer"), std::string::npos);
+  EXPECT_NE(message("--mask", "all:99").find("interventions.mask"), std::string::npos);
+  EXPECT_NE(message("--top-k", "0").find("--top-k"), std::string::npos);
+  EXPECT_NE(message("--top-k", std::to_string(s.moe.n_experts + 1)).find("interventions.top_k"), std::string::npos);
+  EXPECT_NE(message("--force", "all:0,1,2,3,4,5").find("do not fit top-k"), std::string::npos);
+  EXPECT_NE(message("--mask", "all:0,1,2,3,4").find("leaves fewer than top-k"), std::string::npos);
+  EXPECT_NE(message("--mask", "all:x").find("--mask"), std::string::npos);
+  EXPECT_NE(message("--mask", "1").find("LAYERS:VALUES"), std::string::npos);
+  EXPECT_NE(message("--mask", "99:1").find("outside"), std::string::npos);
+  EXPECT_EQ(message("--mask", "all:1"), "accepted");
+}
+
+TEST(Hooks, LevelsRecordWhatTheyPromiseAndNeverChangeTheLogits) {
+  auto model = Model::load(kModels + "qwen3_moe");
+  const ModelSpec& s = model->spec();
+  const std::vector<int32_t> prompt = {5, 17, 42, 99, 123, 7, 64, 200, 3};
+  Session plain(*model, BackendOptions{2, 64, 4});
+  const auto reference = plain.score(prompt);
+
+  Session session(*model, BackendOptions{2, 64, 4});
+  Recorder rec;
+  rec.level = HookLevel::Off;
+  EXPECT_EQ(session.score(prompt, &rec), reference);
+  EXPECT_TRUE(rec.records.empty());  // nothing asked, nothing handed over
+
+  rec.level = HookLevel::Routing;
+  EXPECT_EQ(session.score(prompt, &rec), reference);
+  ASSERT_EQ(rec.records.size(), 3u);  // chunks of 4, 4, 1
+  EXPECT_EQ(rec.records[1].first_position, 4);
+  EXPECT_EQ(rec.records[2].n_tokens, 1);
+  EXPECT_EQ(rec.records[2].tokens, std::vector<int32_t>{3});
+  const StepRecord& r = rec.records[0];
+  const size_t M = r.moe_layers.size();
+  EXPECT_TRUE(r.router_probs.empty());
+  EXPECT_TRUE(r.attn_entropy.empty());
+  for (size_t i = 0; i < r.router_entropy.size(); ++i) {
+    EXPECT_GT(r.router_entropy[i], 0.0f);
+    EXPECT_LE(r.router_entropy[i], 1.0f + 1e-6f);
+    EXPECT_GE(r.top1_margin[i], 0.0f);
+  }
+  for (size_t i = 0; i + 1 < size_t(r.top_k); ++i) EXPECT_GE(r.expert_weights[i], r.expert_weights[i + 1]);
+
+  rec.records.clear();
+  rec.level = HookLevel::Full;
+  EXPECT_EQ(session.score(prompt, &rec), reference);
+  const StepRecord& f = rec.records.at(0);
+  const size_t E = size_t(s.moe.n_experts), L = size_t(s.n_layers), Hh = size_t(s.attn.n_heads);
+  ASSERT_EQ(f.router_probs.size(), size_t(f.n_tokens) * M * E);
+  for (size_t tm = 0; tm < size_t(f.n_tokens) * M; ++tm) {
+    double sum = 0, p1 = 0;
+    for (size_t e = 0; e < E; ++e) sum += f.router_probs[tm * E + e], p1 = std::max(p1, double(f.router_probs[tm * E + e]));
+    EXPECT_NEAR(sum, 1.0, 1e-5);
+    // The top-1 expert of the record has the largest probability.
+    EXPECT_FLOAT_EQ(f.router_probs[tm * E + size_t(f.expert_ids[tm * size_t(f.top_k)])], float(p1));
+  }
+  ASSERT_EQ(f.attn_entropy.size(), size_t(f.n_tokens) * L * Hh);
+  for (int t = 0; t < f.n_tokens; ++t)
+    for (size_t lh = 0; lh < L * Hh; ++lh) {
+      const size_t i = size_t(t) * L * Hh + lh;
+      const double keys = double(f.first_position + t + 1);
+      EXPECT_GE(f.attn_entropy[i], -1e-6f);
+      EXPECT_LE(f.attn_entropy[i], std::log(keys) + 1e-5);
+      EXPECT_LE(f.attn_max[i], f.attn_topk_mass[i] + 1e-6f);
+      EXPECT_LE(f.attn_topk_mass[i], 1.0f + 1e-6f);
+      EXPECT_GE(f.attn_max[i], 1.0 / keys - 1e-6);
+      if (t == 0) {  // the first token sees only itself
+        EXPECT_FLOAT_EQ(f.attn_first_mass[i], 1.0f);
+        EXPECT_NEAR(f.attn_entropy[i], 0.0f, 1e-6f);
+      }
+    }
+  ASSERT_EQ(f.hidden_norm.size(), size_t(f.n_tokens) * L);
+  for (float n : f.hidden_norm) EXPECT_GT(n, 0.0f);
+  ASSERT_EQ(f.layer_time_s.size(), L);
+  EXPECT_GT(std::accumulate(f.layer_time_s.begin(), f.layer_time_s.end(), 0.0), 0.0);
+}
+
+TEST(Hooks, AttentionRowsOfChosenHeadsSumToOne) {
+  auto model = Model::load(kModels + "qwen3_moe");
+  Session session(*model, BackendOptions{1, 64, 64});
+  Recorder rec;
+  rec.level = HookLevel::AttentionMaps;
+  rec.rows = {{1, 0}, {0, 1}, {99, 0}};  // the last one does not exist: ignored
+  GenerateOptions g;
+  g.max_new_tokens = 3;
+  g.sampling.greedy = true;
+  session.generate({5, 17, 42, 99}, g, {}, &rec);
+  ASSERT_EQ(rec.records.size(), 3u);  // prefill + 2 decode steps (the last token is not run)
+  const StepRecord& d = rec.records.back();
+  ASSERT_EQ(d.attention_rows.size(), 2u);
+  for (const auto& row : d.attention_rows) {
+    EXPECT_EQ(row.position, 5);
+    ASSERT_EQ(row.weights.size(), 6u);
+    EXPECT_NEAR(std::accumulate(row.weights.begin(), row.weights.end(), 0.0), 1.0, 1e-5);
+  }
+}
+
+}  // namespace
+}  // namespace moe

@@ -1,0 +1,189 @@
+// The reasoning controller and the thinking budget (issue 5), and the phases of prompt tokens.
+// Unit tests use made-up ids; the Session tests run the tiny qwen3_moe checkpoint (its tokenizer has
+// <think> and </think>) with a prompt that ends inside a think block, so the model thinks from the
+// first generated token whatever its random weights prefer.
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "engine/model/model.h"
+#include "engine/runtime/phase_tagger.h"
+#include "engine/runtime/reasoning.h"
+#include "engine/runtime/session.h"
+#include "engine/tokenizer/chat_template.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace moe {
+namespace {
+
+const std::string kQwen3 = std::string(MOE_TEST_DATA_DIR) + "/models/qwen3_moe";
+
+ThinkingTokens fake_tokens() {
+  ThinkingTokens t;
+  t.open = 100;
+  t.close = 101;
+  t.early_stop = {7, 8, 101, 9};
+  t.empty_close = {9, 101, 9};
+  return t;
+}
+
+TEST(ReasoningController, CutsAtTheBudgetWithTheEarlyStopText) {
+  const ThinkingTokens t = fake_tokens();
+  ReasoningController c(t, false);
+  EXPECT_TRUE(c.cut(0, false).empty());  // not thinking: nothing to cut
+  EXPECT_EQ(c.advance(5), Phase::Answer);
+  EXPECT_EQ(c.advance(100), Phase::Thinking);
+  EXPECT_EQ(c.cut(0, false), t.empty_close);  // budget 0: nothing thought yet, just close the block
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(c.cut(3, false).empty());
+    EXPECT_EQ(c.advance(20 + i), Phase::Thinking);
+  }
+  EXPECT_EQ(c.thinking_tokens(), 3);
+  EXPECT_EQ(c.cut(3, false), t.early_stop);
+  EXPECT_TRUE(c.cut(-1, false).empty());     // unlimited
+  EXPECT_TRUE(c.cut(10, false).empty());     // raised: thinking goes on
+  EXPECT_EQ(c.cut(10, true), t.early_stop);  // "stop thinking now"
+  for (int32_t id : t.early_stop) c.advance(id);
+  EXPECT_FALSE(c.inside());
+  EXPECT_EQ(c.advance(30), Phase::Answer);
+  EXPECT_TRUE(c.cut(0, true).empty());
+}
+
+TEST(ReasoningController, AModelThatClosesItselfGetsNothingInserted) {
+  const ThinkingTokens t = fake_tokens();
+  ReasoningController c(t, true);  // the prompt opened the block
+  EXPECT_TRUE(c.inside());
+  EXPECT_EQ(c.advance(20), Phase::Thinking);
+  EXPECT_EQ(c.advance(101), Phase::Thinking);  // </think> belongs to the block
+  EXPECT_TRUE(c.cut(0, true).empty());
+  EXPECT_EQ(c.advance(21), Phase::Answer);
+  EXPECT_TRUE(prompt_ends_inside_thinking({1, 100, 5}, t));
+  EXPECT_FALSE(prompt_ends_inside_thinking({1, 100, 5, 101, 9}, t));
+  EXPECT_FALSE(prompt_ends_inside_thinking({1, 2}, t));
+}
+
+struct Fixture {
+  std::unique_ptr<Model> model = Model::load(kQwen3);
+  std::unique_ptr<Tokenizer> tok = Tokenizer::load(kQwen3);
+  ThinkingTokens thinking = thinking_tokens(*tok);
+  std::vector<int32_t> prompt = tok->encode("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n");
+};
+
+TEST(ThinkingBudget, ThinkingNeverExceedsTheBudgetBeforeTheEarlyStopText) {
+  Fixture f;
+  ASSERT_TRUE(f.thinking.available());
+  for (int budget : {0, 1, 5, 12}) {
+    Session session(*f.model, BackendOptions{1, 256, 64});
+    ThinkingControl control;
+    control.budget = budget;
+    GenerateOptions g;
+    g.max_new_tokens = 40;
+    g.sampling.greedy = true;
+    g.thinking = &f.thinking;
+    g.control = &control;
+    const GenerationResult r = session.generate(f.prompt, g);
+    // The prompt opened the block, so thinking starts at once; unless the model closed it itself,
+    // exactly `budget` sampled tokens precede the injected text.
+    const auto close = std::find(r.tokens.begin(), r.tokens.end(), f.thinking.close);
+    ASSERT_NE(close, r.tokens.end()) << "budget " << budget;
+    size_t sampled_thinking = 0;
+    while (sampled_thinking < r.tokens.size() && !r.forced[sampled_thinking]) ++sampled_thinking;
+    ASSERT_EQ(r.forced_stops.size(), 1u) << "budget " << budget;
+    EXPECT_EQ(sampled_thinking, size_t(budget));
+    EXPECT_EQ(r.forced_stops[0].position, int(f.prompt.size()) + budget);
+    EXPECT_EQ(r.forced_stops[0].budget, budget);
+    EXPECT_EQ(r.forced_stops[0].thinking_tokens, budget);
+    const auto& injected = budget == 0 ? f.thinking.empty_close : f.thinking.early_stop;
+    ASSERT_GE(r.tokens.size(), size_t(budget) + injected.size());
+    EXPECT_TRUE(std::equal(injected.begin(), injected.end(), r.tokens.begin() + budget));
+    // Phases: thinking up to and including </think>, answer after.
+    const size_t close_at = size_t(close - r.tokens.begin());
+    for (size_t i = 0; i < r.tokens.size(); ++i)
+      EXPECT_EQ(r.phases[i], i <= close_at ? Phase::Thinking : Phase::Answer) << "token " << i;
+    EXPECT_EQ(r.thinking_tokens, int(close_at) + 1);
+  }
+}
+
+TEST(ThinkingBudget, ALoweredBudgetFromAnotherThreadTakesEffectWithinOneStep) {
+  Fixture f;
+  Session session(*f.model, BackendOptions{1, 256, 64});
+  ThinkingControl control;  // unlimited at first
+  GenerateOptions g;
+  g.max_new_tokens = 60;
+  g.sampling.greedy = true;
+  g.thinking = &f.thinking;
+  g.control = &control;
+
+  // At the 10th token the engine thread hands over to a controller thread, which lowers the budget
+  // below what is already used, and waits until that is done: the very next step must cut.
+  std::mutex mu;
+  std::condition_variable cv;
+  int handed_over_at = -1;
+  bool lowered = false;
+  std::thread controller([&] {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return handed_over_at >= 0; });
+    control.budget.store(4);
+    lowered = true;
+    cv.notify_all();
+  });
+  const GenerationResult r = session.generate(f.prompt, g, [&](const TokenEvent& e) {
+    if (e.index == 9) {
+      std::unique_lock lock(mu);
+      handed_over_at = e.index;
+      cv.notify_all();
+      cv.wait(lock, [&] { return lowered; });
+    }
+    return true;
+  });
+  controller.join();
+  ASSERT_EQ(handed_over_at, 9);
+  ASSERT_EQ(r.forced_stops.size(), 1u);
+  EXPECT_EQ(r.forced_stops[0].position, int(f.prompt.size()) + 10);  // the token right after the hand-over
+  EXPECT_EQ(r.forced_stops[0].budget, 4);
+  EXPECT_EQ(r.forced_stops[0].thinking_tokens, 10);
+  EXPECT_EQ(r.forced[10], 1);
+  EXPECT_EQ(r.forced[9], 0);
+}
+
+TEST(ThinkingBudget, StopThinkingNowIsRecordedAsAUserCut) {
+  Fixture f;
+  Session session(*f.model, BackendOptions{1, 256, 64});
+  ThinkingControl control;
+  GenerateOptions g;
+  g.max_new_tokens = 40;
+  g.thinking = &f.thinking;
+  g.control = &control;
+  const GenerationResult r = session.generate(f.prompt, g, [&](const TokenEvent& e) {
+    if (e.index == 2) control.stop_now.store(true);
+    return true;
+  });
+  ASSERT_EQ(r.forced_stops.size(), 1u);
+  EXPECT_EQ(r.forced_stops[0].budget, -1);
+  EXPECT_EQ(r.forced_stops[0].position, int(f.prompt.size()) + 3);
+  EXPECT_FALSE(control.stop_now.load());  // used up
+}
+
+TEST(PhaseTagger, ChatTurnsAndThinkBlocks) {
+  Fixture f;
+  const ChatTemplate tmpl = ChatTemplate::from_model_dir(kQwen3);
+  const std::string text = tmpl.render({{"system", "Be brief."}, {"user", "Hi"}, {"assistant", "<think>\nhm\n</think>\n\nHello"}, {"user", "Sum?"}}, true, false);
+  const auto ids = f.tok->encode(text);
+  const auto phases = tag_prompt_phases(ids, *f.tok);
+  ASSERT_EQ(phases.size(), ids.size());
+  // Read the phases back as text spans: every byte of a phase's tokens, concatenated.
+  std::string by_phase[kPhaseCount];
+  for (size_t i = 0; i < ids.size(); ++i) by_phase[int(phases[i])] += f.tok->token_bytes(ids[i], i ? ids[i - 1] : -1);
+  EXPECT_EQ(by_phase[int(Phase::System)], "<|im_start|>system\nBe brief.<|im_end|>");
+  EXPECT_EQ(by_phase[int(Phase::User)], "<|im_start|>user\nHi<|im_end|><|im_start|>user\nSum?<|im_end|>");
+  // The last assistant turn before the last user turn keeps no thinking (Qwen3 template), and the
+  // generation prompt in no-think mode carries the empty think block.
+  EXPECT_EQ(by_phase[int(Phase::Thinking)], "<think>\n\n</think>");
+  EXPECT_EQ(by_phase[int(Phase::Answer)], "<|im_start|>assistant\nHello<|im_end|><|im_start|>assistant\n\n\n");
+  EXPECT_EQ(by_phase[int(Phase::Other)], "\n\n\n\n");
+}
+
+}  // namespace
+}  // namespace moe
