@@ -30,6 +30,7 @@ struct Trace {
   std::vector<int32_t> positions;
   std::vector<uint8_t> phases;  // moe::Phase
   std::vector<uint8_t> forced;  // 1 = injected by the runtime
+  std::vector<uint8_t> generated;  // 1 = output of the generation loop (sampled or injected), 0 = prompt
   std::vector<int32_t> step;    // index of the forward step the token ran in
   std::vector<int32_t> segment; // index into `segments` (one per generate/score call)
 

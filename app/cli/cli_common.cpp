@@ -1,5 +1,8 @@
 #include "app/cli/cli_common.h"
 
+#include <cstdlib>
+#include <filesystem>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -19,10 +22,12 @@ Args::Args(int argc, char** argv, int first, const std::vector<std::string>& fla
       std::string name = a.substr(2);
       if (auto eq = name.find('='); eq != std::string::npos) {
         values_[name.substr(0, eq)] = name.substr(eq + 1);
+        every_.emplace_back(name.substr(0, eq), name.substr(eq + 1));
       } else if (std::find(flags.begin(), flags.end(), name) != flags.end()) {
         flags_given_.push_back(name);
       } else if (i + 1 < argc) {
         values_[name] = argv[++i];
+        every_.emplace_back(name, argv[i]);
       } else {
         std::cerr << "error: option --" << name << " needs a value\n";
         std::exit(2);
@@ -31,6 +36,13 @@ Args::Args(int argc, char** argv, int first, const std::vector<std::string>& fla
       positional_.push_back(a);
     }
   }
+}
+
+std::vector<std::string> Args::all(const std::string& name) const {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : every_)
+    if (k == name) out.push_back(v);
+  return out;
 }
 
 bool Args::flag(const std::string& name) const {
@@ -86,9 +98,76 @@ std::unique_ptr<Model> open_model(const Args& args, bool shape_only) {
     o.shape_only = shape_only;
     return Model::synthetic(*cfg, o);
   }
-  if (args.positional().empty())
-    throw EngineError("", "MODEL", "no model given: pass a checkpoint folder, or --synthetic CONFIG.json");
+  if (args.positional().empty()) {
+    const std::filesystem::path demo = default_model_dir();
+    if (!std::filesystem::exists(demo / "config.json"))
+      throw EngineError(demo, "MODEL", "no model given and the bundled demo model is missing: pass a checkpoint folder, or --synthetic CONFIG.json");
+    return Model::load(demo);
+  }
   return Model::load(args.positional()[0]);
+}
+
+std::filesystem::path resources_dir() {
+  if (const char* env = std::getenv("MOE_RESOURCES_DIR"); env && *env) return env;
+  return MOE_RESOURCES_DIR;
+}
+
+std::filesystem::path default_model_dir() { return resources_dir() / "demo" / "moe"; }
+
+SamplingParams sampling_from_args(const Args& args, SamplingParams p) {
+  if (args.flag("greedy")) p.greedy = true;
+  if (args.get("temperature")) {
+    p.temperature = float(args.number_or("temperature", 1.0));
+    p.greedy = p.temperature <= 0;
+  }
+  p.top_k = int(args.integer_or("top-k", p.top_k));
+  p.top_p = float(args.number_or("top-p", p.top_p));
+  p.min_p = float(args.number_or("min-p", p.min_p));
+  p.repetition_penalty = float(args.number_or("repetition-penalty", p.repetition_penalty));
+  p.presence_penalty = float(args.number_or("presence-penalty", p.presence_penalty));
+  p.seed = uint64_t(args.integer_or("seed", int64_t(p.seed)));
+  return p;
+}
+
+bool has_sampling_flags(const Args& args) {
+  for (const char* k : {"temperature", "top-k", "top-p", "min-p", "repetition-penalty", "presence-penalty", "seed"})
+    if (args.get(k)) return true;
+  return args.flag("greedy");
+}
+
+Interventions interventions_from_args(const Args& args, const ModelSpec& spec) {
+  Interventions iv;
+  for (const char* flag : {"mask", "force", "router-top-k", "router-bias"})
+    for (const std::string& v : args.all(flag)) parse_intervention(std::string("--") + flag, v, spec, iv);
+  iv.validate(spec);
+  return iv;
+}
+
+HookLevel hook_level_from_args(const Args& args, HookLevel fallback) {
+  const auto name = args.get("hook-level");
+  if (!name) return fallback;
+  const auto level = parse_hook_level(*name);
+  if (!level) throw EngineError("", "--hook-level", "expected off, routing, full or attention-maps, got '" + *name + "'");
+  return *level;
+}
+
+const std::vector<std::string>& sampling_option_names() {
+  static const std::vector<std::string> names = {"greedy", "temperature", "top-k", "top-p", "min-p", "repetition-penalty",
+                                                 "presence-penalty", "seed"};
+  return names;
+}
+
+const std::vector<std::string>& intervention_option_names() {
+  static const std::vector<std::string> names = {"mask", "force", "router-top-k", "router-bias"};
+  return names;
+}
+
+void progress_bar(int done, int total, const char* unit) {
+  if (total <= 0) return;
+  const int width = 30, filled = std::clamp(done * width / total, 0, width);
+  std::fprintf(stderr, "\r[%s%s] %d/%d %s", std::string(size_t(filled), '#').c_str(), std::string(size_t(width - filled), '.').c_str(),
+               done, total, unit);
+  if (done == total) std::fputc('\n', stderr);
 }
 
 std::string bytes_str(double b) {

@@ -7,7 +7,12 @@
 #include <string>
 #include <vector>
 
+#include <filesystem>
+
+#include "engine/hooks/interventions.h"
+#include "engine/hooks/step_observer.h"
 #include "engine/model/model.h"
+#include "engine/runtime/sampler.h"
 
 namespace moe::cli {
 
@@ -17,7 +22,8 @@ class Args {
  public:
   Args(int argc, char** argv, int first, const std::vector<std::string>& flags);
   bool flag(const std::string& name) const;
-  std::optional<std::string> get(const std::string& name) const;
+  std::optional<std::string> get(const std::string& name) const;  // the last value given
+  std::vector<std::string> all(const std::string& name) const;    // every value given, in order
   std::string get_or(const std::string& name, const std::string& fallback) const;
   double number_or(const std::string& name, double fallback) const;   // exits with a message when not a number
   long long integer_or(const std::string& name, long long fallback) const;
@@ -27,13 +33,32 @@ class Args {
 
  private:
   std::map<std::string, std::string> values_;
+  std::vector<std::pair<std::string, std::string>> every_;
   std::vector<std::string> flags_given_;
   std::vector<std::string> positional_;
 };
 
-// The model a command works on: --synthetic CONFIG (with --dtype), else the first positional folder.
+// The model a command works on: --synthetic CONFIG (with --dtype), else the first positional folder,
+// else the bundled demo model (default_model_dir()).
 // shape_only: synthetic models get no memory (for `info`).
 std::unique_ptr<Model> open_model(const Args& args, bool shape_only = false);
+// resources/ of the source tree (MOE_RESOURCES_DIR in the environment overrides it).
+std::filesystem::path resources_dir();
+std::filesystem::path default_model_dir();  // resources/demo/moe
+
+// Sampling flags (--greedy, --temperature, --top-k, --top-p, --min-p, --repetition-penalty,
+// --presence-penalty, --seed) applied over `base`.
+SamplingParams sampling_from_args(const Args& args, SamplingParams base);
+bool has_sampling_flags(const Args& args);
+const std::vector<std::string>& sampling_option_names();
+// Router interventions: --mask L:E,.. --force L:E,.. --router-top-k [L:]K|all --router-bias L:E=V (repeatable).
+Interventions interventions_from_args(const Args& args, const ModelSpec& spec);
+const std::vector<std::string>& intervention_option_names();
+HookLevel hook_level_from_args(const Args& args, HookLevel fallback);
+
+// A progress bar on stderr, redrawn in place ("[#####.....] 5/10 windows"); a newline when done.
+void progress_bar(int done, int total, const char* unit = "");
+
 // Human-readable sizes: "1.23 GiB", "12.3 M".
 std::string bytes_str(double bytes);
 std::string count_str(double n);

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <iostream>
 #include <random>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -13,6 +14,7 @@
 #include "engine/backend/cpu/memory_bandwidth.h"
 #include "engine/common/error.h"
 #include "engine/runtime/session.h"
+#include "inspect/trace_recorder.h"
 
 using namespace moe;
 
@@ -20,10 +22,13 @@ namespace {
 
 const char* kUsage = R"(usage:
   moe-bench (MODEL_DIR | --synthetic CONFIG.json [--dtype bf16|f16|f32]) [--threads N]
-            [--prompt-tokens 128] [--decode-tokens 64] [--repeats 3] [--bandwidth-mib 512] [--json]
+            [--prompt-tokens 128] [--decode-tokens 64] [--repeats 3] [--bandwidth-mib 512]
+            [--hook-levels off,routing,full] [--json]
 
 Prints prefill tokens/s and GFLOP/s, decode tokens/s and achieved GB/s (active weights + KV cache read
 per token) against the machine's measured memory bandwidth, the roofline of batch-1 decode.
+--hook-levels times decode at each hook level (records appended to a trace store, as the workbench
+does), interleaved within each repeat, and prints each level's cost against off.
 )";
 
 // Bytes one decode step reads: every active weight matrix once, plus the KV cache up to `context`.
@@ -64,7 +69,7 @@ int main(int argc, char** argv) {
   }
   cli::Args args(argc, argv, 1, {"json"});
   if (auto bad = args.unknown({"synthetic", "dtype", "seed", "synthetic-max-gib", "threads", "prompt-tokens", "decode-tokens",
-                               "repeats", "bandwidth-mib", "json"});
+                               "repeats", "bandwidth-mib", "hook-levels", "json"});
       !bad.empty()) {
     std::fprintf(stderr, "error: unknown option --%s\n%s", bad[0].c_str(), kUsage);
     return 2;
@@ -97,18 +102,41 @@ int main(int argc, char** argv) {
     std::vector<int32_t> prompt(static_cast<size_t>(P));
     for (auto& t : prompt) t = int32_t(rng() % uint32_t(std::min(s.vocab_size, 32000)));
 
+    // Hook levels to time; "off" always first (the baseline).
+    std::vector<HookLevel> levels = {HookLevel::Off};
+    for (const std::string& name : [&] {
+           std::vector<std::string> v;
+           std::string item, all = args.get_or("hook-levels", "off");
+           std::stringstream ss(all);
+           while (std::getline(ss, item, ',')) v.push_back(item);
+           return v;
+         }()) {
+      const auto l = parse_hook_level(name);
+      if (!l) throw EngineError("", "--hook-levels", "unknown level '" + name + "'");
+      if (*l != HookLevel::Off) levels.push_back(*l);
+    }
+    std::vector<double> best_level(levels.size(), 1e30);
     double best_prefill = 1e30, best_decode = 1e30;
+    std::vector<float> logits(static_cast<size_t>(s.vocab_size));
     for (int r = 0; r < repeats; ++r) {
-      session.reset();
-      std::vector<float> logits(static_cast<size_t>(s.vocab_size));
-      auto t0 = clock::now();
-      session.backend().forward(prompt, false, logits.data(), nullptr);
-      auto t1 = clock::now();
-      int32_t id = prompt.back();
-      for (int i = 0; i < D; ++i) session.backend().forward(std::span<const int32_t>(&id, 1), false, logits.data(), nullptr);
-      auto t2 = clock::now();
-      best_prefill = std::min(best_prefill, std::chrono::duration<double>(t1 - t0).count());
-      best_decode = std::min(best_decode, std::chrono::duration<double>(t2 - t1).count());
+      for (size_t li = 0; li < levels.size(); ++li) {
+        inspect::TraceStore store;
+        inspect::TraceRecorder recorder(store, levels[li]);
+        StepObserver* obs = levels[li] == HookLevel::Off ? nullptr : &recorder;
+        session.reset();
+        auto t0 = clock::now();
+        session.backend().forward(prompt, false, logits.data(), obs);
+        auto t1 = clock::now();
+        int32_t id = prompt.back();
+        for (int i = 0; i < D; ++i) session.backend().forward(std::span<const int32_t>(&id, 1), false, logits.data(), obs);
+        auto t2 = clock::now();
+        const double decode_s = std::chrono::duration<double>(t2 - t1).count();
+        best_level[li] = std::min(best_level[li], decode_s);
+        if (li == 0) {
+          best_prefill = std::min(best_prefill, std::chrono::duration<double>(t1 - t0).count());
+          best_decode = std::min(best_decode, decode_s);
+        }
+      }
     }
     const double prefill_tps = P / best_prefill, decode_tps = D / best_decode;
     const int mid_context = P + D / 2;
@@ -124,6 +152,10 @@ int main(int argc, char** argv) {
                           {"decode_tokens_per_s", decode_tps}, {"decode_bytes_per_token", bytes_tok},
                           {"decode_gbps", decode_gbps}, {"stream_read_gbps", bw.read_gbps}, {"stream_triad_gbps", bw.triad_gbps},
                           {"roofline_fraction", decode_gbps / bw.read_gbps}, {"roofline_tokens_per_s", roofline_tps}};
+      j["hook_levels"] = nlohmann::json::array();
+      for (size_t li = 0; li < levels.size(); ++li)
+        j["hook_levels"].push_back({{"level", hook_level_name(levels[li])}, {"decode_tokens_per_s", D / best_level[li]},
+                                    {"overhead", best_level[li] / best_level[0] - 1.0}});
       std::cout << j.dump(2) << "\n";
     } else {
       std::printf("backend          %s\n", session.backend().describe().c_str());
@@ -131,6 +163,9 @@ int main(int argc, char** argv) {
       std::printf("decode           %d tokens: %.2f tokens/s, %s read per token\n", D, decode_tps, cli::bytes_str(bytes_tok).c_str());
       std::printf("bandwidth        %.2f GB/s achieved vs %.2f GB/s measured read (%.0f%% of roofline; roofline %.2f tokens/s)\n",
                   decode_gbps, bw.read_gbps, 100.0 * decode_gbps / bw.read_gbps, roofline_tps);
+      for (size_t li = 1; li < levels.size(); ++li)
+        std::printf("hooks %-10s decode %.2f tokens/s, %+.1f%% time against off\n", hook_level_name(levels[li]), D / best_level[li],
+                    100.0 * (best_level[li] / best_level[0] - 1.0));
     }
     return 0;
   } catch (const std::exception& e) {

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/cli/cli_common.h"
+#include "app/cli/commands.h"
 #include "engine/common/error.h"
 #include "engine/model/model.h"
 #include "engine/runtime/session.h"
@@ -18,20 +19,35 @@ using nlohmann::json;
 
 namespace {
 
-const char* kUsage = R"(usage:
-  moe-inspect info     (MODEL_DIR | --synthetic CONFIG.json) [--context N] [--json]
-  moe-inspect generate (MODEL_DIR | --synthetic CONFIG.json) (--prompt TEXT | --chat TEXT | --prompt-ids 1,2,3)
-                       [--system TEXT] [--think | --no-think] [--max-tokens N] [--greedy]
-                       [--temperature T] [--top-k K] [--top-p P] [--min-p P]
-                       [--repetition-penalty R] [--presence-penalty P] [--seed S]
-                       [--threads N] [--context N] [--tokenizer DIR] [--json]
+const char* kUsage = R"(usage: moe-inspect COMMAND [MODEL_DIR | --synthetic CONFIG.json] [options]
+MODEL_DIR defaults to the bundled demo model (resources/demo/moe).
 
-MODEL_DIR is a Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer files).
---synthetic builds random weights of the shape a config.json describes (--dtype bf16|f16|f32), so
-real shapes (Qwen3-30B-A3B, Mixtral 8x7B, ...) can be tried without their files.
---prompt feeds raw text; --chat wraps it in the model's chat template (--think/--no-think for Qwen3).
-Sampling defaults come from the model's generation_config.json; any option given overrides them.
---json prints one JSON object per line: {"type":"token",...} per token, then {"type":"result",...}.
+  info          describe a model                    [--context N] [--json]
+  generate      run a prompt and stream the tokens  (--chat TEXT | --prompt TEXT | --prompt-ids 1,2,3)
+                [--mode think|no-think|auto] [--think | --no-think] [--budget N] [--system TEXT]
+                [--max-tokens N] [--hook-level off|routing|full|attention-maps] [--out TRACE] [--json]
+  trace         generate and save the trace          (as generate) --out TRACE.safetensors
+  eval          accuracy per task and thinking mode  [--tasks A.jsonl,B.jsonl] [--limit N] [--modes think,no-think]
+                [--budget N] [--max-tokens N] [--trace FILE [--hook-level L]] [--csv FILE] [--json]
+  budget-sweep  accuracy against the thinking budget [--budgets 0,8,16,32,64,128,none] (+ eval's options)
+  compare-modes one prompt under two settings        --chat TEXT [--a "mode=think"] [--b "mode=no-think"]
+                settings: mode=..;budget=N;router-top-k=K;mask=L:E;force=L:E;temperature=T;seed=S;greedy
+  corpus        teacher-forced pass over a file: perplexity and routing (resumable)
+                --input FILE.txt|FILE.jsonl --out TRACE [--window N] [--limit N] [--hook-level L]
+  stats         a trace's measures as tables         TRACE [--phase P] [--last N] [--from I] [--to J]
+                [--layer L (co-activation)] [--heads] [--tokenizer DIR] [--csv PREFIX] [--json]
+  compare       two traces side by side              TRACE_A TRACE_B [--phase P] [--csv PREFIX] [--json]
+  cache-sim     expert-cache what-if on a trace      TRACE [--capacities 1,2,4] [--expert-bytes N] [--model DIR]
+
+Sampling (generate, trace, eval, compare-modes): [--greedy] [--temperature T] [--top-k K] [--top-p P]
+  [--min-p P] [--repetition-penalty R] [--presence-penalty P] [--seed S]. Chat turns start from the
+  mode's recommended values (Qwen3: think T 0.6/top-p 0.95/top-k 20, no-think T 0.7/top-p 0.8/top-k 20),
+  raw prompts from generation_config.json; any flag given overrides. eval and budget-sweep are greedy
+  unless sampling flags are given.
+Router interventions (repeatable): --mask LAYERS:E,E  --force LAYERS:E  --router-top-k [LAYERS:]K|all
+  --router-bias LAYERS:E=V   (LAYERS: all, 3, 0-2, 0,2,5).
+Common: [--threads N] [--context N]; --synthetic CONFIG.json [--dtype bf16|f16|f32] runs random weights
+  of a real shape. --json prints JSON (generate: one object per token, then the result).
 )";
 
 std::string layer_list(const ModelSpec& s) {
@@ -119,34 +135,6 @@ void print_info(const Model& m, int context, const Tokenizer* tok, const ChatTem
 
 // Text for a terminal: control characters other than newline and tab are shown as \xNN, so a
 // model's output can never move the cursor or change the terminal's state.
-std::string terminal_safe(const std::string& text) {
-  std::string out;
-  for (unsigned char c : text) {
-    if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += char(c);
-    }
-  }
-  return out;
-}
-
-std::vector<int32_t> parse_ids(const std::string& s) {
-  std::vector<int32_t> ids;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      ids.push_back(int32_t(std::stol(item)));
-    } catch (...) {
-      throw EngineError("", "--prompt-ids", "expected comma-separated integers, got '" + item + "'");
-    }
-  }
-  return ids;
-}
-
 int run_info(const cli::Args& args) {
   auto model = cli::open_model(args, /*shape_only=*/true);
   const int context = int(args.integer_or("context", 4096));
@@ -171,124 +159,6 @@ int run_info(const cli::Args& args) {
   return 0;
 }
 
-int run_generate(const cli::Args& args) {
-  auto model = cli::open_model(args);
-  const auto& spec = model->spec();
-  const bool as_json = args.flag("json");
-
-  std::unique_ptr<Tokenizer> tok;
-  GenerationConfig gen;
-  if (auto dir = args.get("tokenizer")) tok = Tokenizer::load(*dir);
-  else if (!model->is_synthetic()) tok = Tokenizer::load(model->dir());
-  if (!model->is_synthetic()) gen = load_generation_config(model->dir());
-
-  std::vector<int32_t> prompt;
-  std::string rendered;
-  if (auto ids = args.get("prompt-ids")) {
-    prompt = parse_ids(*ids);
-  } else if (auto text = args.get("prompt")) {
-    if (!tok) throw EngineError("", "--prompt", "this model has no tokenizer; use --prompt-ids or --tokenizer DIR");
-    rendered = *text;
-    prompt = tok->encode(rendered, true);
-  } else if (auto chat_text = args.get("chat")) {
-    if (!tok) throw EngineError("", "--chat", "this model has no tokenizer; use --prompt-ids or --tokenizer DIR");
-    const auto tpl = ChatTemplate::from_model_dir(args.get_or("tokenizer", model->dir().string()));
-    std::vector<ChatMessage> msgs;
-    if (auto sys = args.get("system")) msgs.push_back({"system", *sys});
-    msgs.push_back({"user", *chat_text});
-    std::optional<bool> thinking;
-    if (args.flag("think")) thinking = true;
-    if (args.flag("no-think")) thinking = false;
-    rendered = tpl.render(msgs, true, thinking);
-    prompt = tok->encode(rendered, false);
-  } else {
-    throw EngineError("", "--prompt", "give --prompt TEXT, --chat TEXT or --prompt-ids");
-  }
-
-  GenerateOptions opt;
-  opt.max_new_tokens = int(args.integer_or("max-tokens", gen.max_new_tokens > 0 ? gen.max_new_tokens : 128));
-  opt.sampling = gen.sampling;
-  if (args.flag("greedy")) opt.sampling.greedy = true;
-  if (args.get("temperature")) {
-    opt.sampling.temperature = float(args.number_or("temperature", 1.0));
-    opt.sampling.greedy = opt.sampling.temperature <= 0;
-  }
-  opt.sampling.top_k = int(args.integer_or("top-k", opt.sampling.top_k));
-  opt.sampling.top_p = float(args.number_or("top-p", opt.sampling.top_p));
-  opt.sampling.min_p = float(args.number_or("min-p", opt.sampling.min_p));
-  opt.sampling.repetition_penalty = float(args.number_or("repetition-penalty", opt.sampling.repetition_penalty));
-  opt.sampling.presence_penalty = float(args.number_or("presence-penalty", opt.sampling.presence_penalty));
-  opt.sampling.seed = uint64_t(args.integer_or("seed", int64_t(opt.sampling.seed)));
-  // Stop on every end-of-sequence id we know of: generation_config, config.json and the tokenizer's.
-  opt.stop_ids = gen.eos_ids;
-  for (int32_t e : spec.eos_ids) opt.stop_ids.push_back(e);
-  if (tok)
-    for (int32_t e : tok->eos_ids()) opt.stop_ids.push_back(e);
-  if (args.flag("ignore-eos")) opt.stop_ids.clear();
-  if (tok) opt.allowed_vocab = tok->size();
-
-  BackendOptions bo;
-  bo.threads = int(args.integer_or("threads", 0));
-  bo.max_context = int(args.integer_or("context", 4096));
-  Session session(*model, bo);
-  inspect::ExpertLoad load = [&] {
-    std::vector<int> layers;
-    for (int l = 0; l < spec.n_layers; ++l)
-      if (spec.layer_is_moe[size_t(l)]) layers.push_back(l);
-    return inspect::ExpertLoad(layers, spec.moe.n_experts);
-  }();
-
-  if (!as_json) std::fprintf(stderr, "[%s; %zu prompt tokens; %s]\n", session.backend().describe().c_str(), prompt.size(),
-                             opt.sampling.greedy ? "greedy" : "sampling");
-  std::optional<StreamDecoder> stream;
-  if (tok) stream.emplace(*tok, true);
-  std::string text;
-  auto on_token = [&](const TokenEvent& ev) {
-    std::string piece = stream ? stream->push(ev.id) : "";
-    if (std::find(opt.stop_ids.begin(), opt.stop_ids.end(), ev.id) != opt.stop_ids.end()) piece.clear();
-    text += piece;
-    if (as_json) {
-      json j = {{"type", "token"}, {"index", ev.index}, {"id", ev.id}, {"text", piece}, {"t", ev.elapsed_s}};
-      std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n" << std::flush;
-    } else {
-      std::cout << (tok ? terminal_safe(piece) : std::to_string(ev.id) + " ") << std::flush;
-    }
-    return true;
-  };
-  const auto r = session.generate(prompt, opt, on_token, spec.is_moe() ? &load : nullptr);
-  if (stream) {
-    std::string tail = stream->flush();
-    text += tail;
-    if (!as_json) std::cout << terminal_safe(tail);
-  }
-  const int n_gen = int(r.tokens.size());
-  const double decode_tps = n_gen > 1 && r.decode_s > 0 ? (n_gen - 1) / r.decode_s : 0;
-  const double prefill_tps = r.prefill_s > 0 ? (r.prompt_tokens - r.reused_tokens) / r.prefill_s : 0;
-  if (as_json) {
-    json j = {{"type", "result"}, {"prompt_ids", prompt}, {"tokens", r.tokens}, {"text", text},
-              {"stop_reason", stop_reason_name(r.reason)}, {"prompt_tokens", r.prompt_tokens},
-              {"prefill_s", r.prefill_s}, {"decode_s", r.decode_s}, {"prefill_tokens_per_s", prefill_tps},
-              {"decode_tokens_per_s", decode_tps}, {"backend", session.backend().describe()}};
-    if (!rendered.empty()) j["prompt_text"] = rendered;
-    if (spec.is_moe()) {
-      json layers = json::array();
-      for (size_t row = 0; row < load.layers().size(); ++row) {
-        json counts = json::array();
-        for (int e = 0; e < load.n_experts(); ++e) counts.push_back(load.count(int(row), e));
-        layers.push_back({{"layer", load.layers()[row]}, {"tokens", load.tokens(int(row))}, {"counts", counts},
-                          {"cv", load.coefficient_of_variation(int(row))}, {"dead", load.dead_experts(int(row))}});
-      }
-      j["expert_load"] = layers;
-    }
-    std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
-  } else {
-    std::cout << std::endl;
-    std::fprintf(stderr, "[%d tokens, stop: %s; prefill %.1f tok/s, decode %.1f tok/s]\n", n_gen, stop_reason_name(r.reason),
-                 prefill_tps, decode_tps);
-  }
-  return 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -297,21 +167,48 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::string cmd = argv[1];
-  const std::vector<std::string> flags = {"json", "greedy", "think", "no-think", "ignore-eos"};
+  const std::vector<std::string> flags = {"json", "greedy", "think", "no-think", "ignore-eos", "heads"};
   cli::Args args(argc, argv, 2, flags);
   const std::vector<std::string> common = {"synthetic", "dtype", "seed", "synthetic-max-gib", "context", "json", "threads"};
   std::vector<std::string> known = common;
-  if (cmd == "generate")
-    for (const char* k : {"prompt", "chat", "prompt-ids", "system", "think", "no-think", "max-tokens", "greedy", "temperature",
-                          "top-k", "top-p", "min-p", "repetition-penalty", "presence-penalty", "tokenizer", "ignore-eos"})
-      known.push_back(k);
+  auto add = [&](std::initializer_list<const char*> names) {
+    for (const char* k : names) known.push_back(k);
+  };
+  auto add_all = [&](const std::vector<std::string>& names) { known.insert(known.end(), names.begin(), names.end()); };
+  if (cmd == "generate" || cmd == "trace") {
+    add({"prompt", "chat", "prompt-ids", "system", "think", "no-think", "mode", "budget", "max-tokens", "tokenizer", "ignore-eos",
+         "hook-level", "out"});
+    add_all(cli::sampling_option_names());
+    add_all(cli::intervention_option_names());
+  } else if (cmd == "eval" || cmd == "budget-sweep") {
+    add({"tasks", "limit", "modes", "budget", "budgets", "max-tokens", "csv", "trace", "hook-level"});
+    add_all(cli::sampling_option_names());
+    add_all(cli::intervention_option_names());
+  } else if (cmd == "compare-modes") {
+    add({"chat", "a", "b", "max-tokens", "csv"});
+    add_all(cli::sampling_option_names());
+    add_all(cli::intervention_option_names());
+  } else if (cmd == "stats" || cmd == "compare" || cmd == "cache-sim") {
+    known = {"json", "csv", "phase", "last", "from", "to", "layer", "tokenizer", "heads", "capacities", "expert-bytes", "model"};
+  } else if (cmd == "corpus") {
+    add({"input", "out", "window", "hook-level", "limit", "csv"});
+    add_all(cli::intervention_option_names());
+  }
   if (auto bad = args.unknown(known); !bad.empty()) {
     std::fprintf(stderr, "error: unknown option --%s for '%s'\n%s", bad[0].c_str(), cmd.c_str(), kUsage);
     return 2;
   }
   try {
     if (cmd == "info") return run_info(args);
-    if (cmd == "generate") return run_generate(args);
+    if (cmd == "generate") return cli::run_generate(args, false);
+    if (cmd == "trace") return cli::run_generate(args, true);
+    if (cmd == "eval") return cli::run_eval(args, false);
+    if (cmd == "budget-sweep") return cli::run_eval(args, true);
+    if (cmd == "compare-modes") return cli::run_compare_modes(args);
+    if (cmd == "stats") return cli::run_stats(args);
+    if (cmd == "compare") return cli::run_compare(args);
+    if (cmd == "cache-sim") return cli::run_cache_sim(args);
+    if (cmd == "corpus") return cli::run_corpus(args);
     std::fprintf(stderr, "error: unknown command '%s'\n%s", cmd.c_str(), kUsage);
     return 2;
   } catch (const EngineError& e) {

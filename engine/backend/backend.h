@@ -25,6 +25,7 @@ struct BackendOptions {
 struct StepTags {
   std::span<const uint8_t> phases;  // moe::Phase
   std::span<const uint8_t> forced;  // 1 = injected by the runtime
+  bool generated = false;           // the tokens are output the runtime produced (decode), not prompt
 };
 
 class Backend {

@@ -132,11 +132,11 @@ void parse_intervention(const std::string& flag, const std::string& value, const
   const size_t colon = value.find(':');
   std::string_view layers_part = colon == std::string::npos ? std::string_view("all") : std::string_view(value).substr(0, colon);
   std::string_view rest = colon == std::string::npos ? std::string_view(value) : std::string_view(value).substr(colon + 1);
-  if (colon == std::string::npos && flag != "--top-k") bad(flag, value, "expected LAYERS:VALUES, e.g. all:1,2 or 0-3:5");
+  if (colon == std::string::npos && flag != "--router-top-k") bad(flag, value, "expected LAYERS:VALUES, e.g. all:1,2 or 0-3:5");
   const std::vector<int> layers = parse_layers(flag, value, layers_part, spec);
   for (int l : layers) {
     LayerIntervention& v = into.layer(l, spec.n_layers);
-    if (flag == "--top-k") {
+    if (flag == "--router-top-k") {
       v.top_k = rest == "all" || rest == "dense" ? spec.moe.n_experts : to_int(flag, value, rest);
       if (v.top_k < 1) bad(flag, value, "top-k must be at least 1");
     } else if (flag == "--mask" || flag == "--force") {

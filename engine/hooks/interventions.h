@@ -43,8 +43,8 @@ struct Interventions {
 };
 
 // Parses the command-line forms (layers: "all", "3", "0-2", "0,2,5"):
-//   mask:  "LAYERS:E,E,..."   force: "LAYERS:E,..."   top-k: "LAYERS:K" or "K" (all layers)
-//   bias:  "LAYERS:E=VALUE,E=VALUE"
+//   --mask "LAYERS:E,E,..."   --force "LAYERS:E,..."   --router-top-k "LAYERS:K", "K" or "all" (all layers)
+//   --router-bias "LAYERS:E=VALUE,E=VALUE"
 // Each adds to `into`. Throws EngineError(field = the flag) on a malformed value.
 void parse_intervention(const std::string& flag, const std::string& value, const ModelSpec& spec, Interventions& into);
 

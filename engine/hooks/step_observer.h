@@ -54,6 +54,7 @@ struct StepRecord {
   std::vector<int32_t> tokens;  // [T] ids run in this step
   std::vector<uint8_t> phases;  // [T] Phase of each token (filled by the Session; Other when unknown)
   std::vector<uint8_t> forced;  // [T] 1 when the runtime injected the token (thinking budget)
+  std::vector<uint8_t> generated;  // [T] 1 for tokens of the output (sampled or injected), 0 for the prompt
 
   int n_layers = 0, n_heads = 0, n_experts = 0;
   std::vector<int> moe_layers;

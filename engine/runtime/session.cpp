@@ -141,7 +141,7 @@ GenerationResult Session::generate(const std::vector<int32_t>& prompt, const Gen
       r.reason = StopReason::ContextFull;
       break;
     }
-    backend_->forward(step, false, logits.data(), observer, StepTags{step_phases, step_forced});
+    backend_->forward(step, false, logits.data(), observer, StepTags{step_phases, step_forced, true});
     cached_.insert(cached_.end(), step.begin(), step.end());
     cached_phases_.insert(cached_phases_.end(), step_phases.begin(), step_phases.end());
   }

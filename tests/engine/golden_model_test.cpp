@@ -2,6 +2,7 @@
 // (tests/make_goldens.py made them; tests/data/models/README.md lists what each case exercises).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -34,8 +35,8 @@ std::vector<T> read(const TensorView& v) {
   return out;
 }
 
-Reference load_reference(const std::string& dir) {
-  auto f = SafetensorsFile::open(dir + "/reference.safetensors");
+Reference load_reference(const std::string& path) {
+  auto f = SafetensorsFile::open(path);
   const auto& t = f->tensors();
   Reference r;
   for (int64_t id : read<int64_t>(t.at("prompt_ids"))) r.prompt.push_back(int32_t(id));
@@ -63,9 +64,21 @@ struct RoutingRecorder : StepObserver {
 
 class GoldenModel : public ::testing::TestWithParam<std::string> {};
 
+// A case is a folder of tests/data/models/ holding its reference.safetensors, or "demo/NAME": the
+// bundled demo checkpoint resources/demo/NAME with tests/data/demo/NAME.reference.safetensors
+// (tests/make_demo_goldens.py).
+std::pair<std::string, std::string> case_paths(const std::string& name) {
+  if (name.rfind("demo/", 0) == 0) {
+    const std::string demo = name.substr(5);
+    return {std::string(MOE_TEST_DATA_DIR) + "/../../resources/demo/" + demo,
+            std::string(MOE_TEST_DATA_DIR) + "/demo/" + demo + ".reference.safetensors"};
+  }
+  return {kModels + name, kModels + name + "/reference.safetensors"};
+}
+
 TEST_P(GoldenModel, LogitsRoutingAndGreedyMatchTransformers) {
-  const std::string dir = kModels + GetParam();
-  const Reference ref = load_reference(dir);
+  const auto [dir, reference] = case_paths(GetParam());
+  const Reference ref = load_reference(reference);
   auto model = Model::load(dir);
   const int V = model->spec().vocab_size;
   const size_t T = ref.prompt.size();
@@ -117,7 +130,13 @@ TEST_P(GoldenModel, LogitsRoutingAndGreedyMatchTransformers) {
 
 INSTANTIATE_TEST_SUITE_P(Families, GoldenModel,
                          ::testing::Values("qwen3_moe", "qwen3_moe_sparse_step", "qwen3_dense", "qwen2_moe", "mixtral",
-                                           "olmoe", "llama", "qwen3_moe_bf16", "qwen3_moe_f16", "mixtral_sharded"));
+                                           "olmoe", "llama", "qwen3_moe_bf16", "qwen3_moe_f16", "mixtral_sharded",
+                                           "demo/moe", "demo/dense"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           std::replace(n.begin(), n.end(), '/', '_');
+                           return n;
+                         });
 
 TEST(GoldenModel, SpecReadsTheOddSettings) {
   auto sparse = Model::load(kModels + "qwen3_moe_sparse_step");
@@ -141,7 +160,7 @@ TEST(GoldenModel, SpecReadsTheOddSettings) {
 
 TEST(GoldenModel, ReusesTheCachedPrefixAcrossTurns) {
   const std::string dir = kModels + "qwen3_moe";
-  const Reference ref = load_reference(dir);
+  const Reference ref = load_reference(dir + "/reference.safetensors");
   auto model = Model::load(dir);
   Session session(*model, BackendOptions{2, 256, 64});
   GenerateOptions g;
@@ -160,7 +179,7 @@ TEST(GoldenModel, ReusesTheCachedPrefixAcrossTurns) {
 
 TEST(GoldenModel, StopsOnEveryEosIdAndOnRequest) {
   const std::string dir = kModels + "llama";
-  const Reference ref = load_reference(dir);
+  const Reference ref = load_reference(dir + "/reference.safetensors");
   auto model = Model::load(dir);
   Session session(*model, BackendOptions{1, 256, 64});
   GenerateOptions g;
@@ -179,7 +198,7 @@ TEST(GoldenModel, StopsOnEveryEosIdAndOnRequest) {
 
 TEST(GoldenModel, PaddedVocabRowsAreNeverSampled) {
   const std::string dir = kModels + "qwen3_moe";
-  const Reference ref = load_reference(dir);
+  const Reference ref = load_reference(dir + "/reference.safetensors");
   auto model = Model::load(dir);
   Session session(*model, BackendOptions{1, 256, 64});
   GenerateOptions g;

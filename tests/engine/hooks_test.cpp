@@ -103,7 +103,7 @@ TEST_P(InterventionGolden, TopKAllExpertsIsTheDenseModeOfTransformers) {
   auto model = Model::load(dir);
   const ModelSpec& s = model->spec();
   Interventions iv;
-  parse_intervention("--top-k", "all", s, iv);
+  parse_intervention("--router-top-k", "all", s, iv);
   Session session(*model, BackendOptions{2, 256, 7});
   session.set_interventions(iv);
   Recorder rec;
@@ -161,8 +161,8 @@ TEST(Interventions, InvalidOnesNameTheField) {
   while (s.layer_is_moe[size_t(dense)]) ++dense;
   EXPECT_NE(message("--mask", std::to_string(dense) + ":1").find("not an MoE layer"), std::string::npos);
   EXPECT_NE(message("--mask", "all:99").find("interventions.mask"), std::string::npos);
-  EXPECT_NE(message("--top-k", "0").find("--top-k"), std::string::npos);
-  EXPECT_NE(message("--top-k", std::to_string(s.moe.n_experts + 1)).find("interventions.top_k"), std::string::npos);
+  EXPECT_NE(message("--router-top-k", "0").find("--router-top-k"), std::string::npos);
+  EXPECT_NE(message("--router-top-k", std::to_string(s.moe.n_experts + 1)).find("interventions.top_k"), std::string::npos);
   EXPECT_NE(message("--force", "all:0,1,2,3,4,5").find("do not fit top-k"), std::string::npos);
   EXPECT_NE(message("--mask", "all:0,1,2,3,4").find("leaves fewer than top-k"), std::string::npos);
   EXPECT_NE(message("--mask", "all:x").find("--mask"), std::string::npos);

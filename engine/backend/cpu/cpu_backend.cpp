@@ -141,6 +141,7 @@ class CpuBackend final : public Backend {
     rec_.tokens.assign(tokens.begin(), tokens.end());
     rec_.phases.assign(T, uint8_t(Phase::Other));
     rec_.forced.assign(T, 0);
+    rec_.generated.assign(T, tags.generated ? 1 : 0);
     for (size_t t = 0; t < T; ++t) {
       if (offset + t < tags.phases.size()) rec_.phases[t] = tags.phases[offset + t];
       if (offset + t < tags.forced.size()) rec_.forced[t] = tags.forced[offset + t];

@@ -1,0 +1,135 @@
+#include "engine/runtime/conversation.h"
+
+#include <algorithm>
+
+#include "engine/common/error.h"
+#include "engine/model/model.h"
+#include "engine/runtime/phase_tagger.h"
+
+namespace moe {
+
+const char* thinking_mode_name(ThinkingMode mode) {
+  switch (mode) {
+    case ThinkingMode::Think: return "think";
+    case ThinkingMode::NoThink: return "no-think";
+    case ThinkingMode::Auto: return "auto";
+  }
+  return "?";
+}
+
+std::optional<ThinkingMode> parse_thinking_mode(std::string_view name) {
+  for (ThinkingMode m : {ThinkingMode::Think, ThinkingMode::NoThink, ThinkingMode::Auto})
+    if (name == thinking_mode_name(m)) return m;
+  return std::nullopt;
+}
+
+std::optional<bool> latest_soft_switch(const std::vector<ChatMessage>& messages) {
+  for (auto it = messages.rbegin(); it != messages.rend(); ++it) {
+    if (it->role != "user" && it->role != "system") continue;
+    const size_t think = it->content.rfind("/think");
+    const size_t no_think = it->content.rfind("/no_think");
+    if (think == std::string::npos && no_think == std::string::npos) continue;
+    if (think == std::string::npos) return false;
+    if (no_think == std::string::npos) return true;
+    return think > no_think;
+  }
+  return std::nullopt;
+}
+
+std::string render_for_mode(const ChatTemplate& chat, const std::vector<ChatMessage>& messages, ThinkingMode mode) {
+  std::optional<bool> enable_thinking;
+  if (mode == ThinkingMode::Think) enable_thinking = true;
+  if (mode == ThinkingMode::NoThink) enable_thinking = false;
+  return chat.render(messages, true, enable_thinking);
+}
+
+SamplingParams recommended_sampling(const ChatTemplate& chat, const GenerationConfig& gen, bool thinking) {
+  if (!chat.supports_thinking()) return gen.sampling;
+  SamplingParams p = gen.sampling;  // keeps the seed and penalties the checkpoint sets
+  p.greedy = false;
+  p.temperature = thinking ? 0.6f : 0.7f;
+  p.top_p = thinking ? 0.95f : 0.8f;
+  p.top_k = 20;
+  p.min_p = 0.0f;
+  return p;
+}
+
+Conversation::Conversation(const Model& model, const BackendOptions& options, const std::string& early_stop_text)
+    : model_(model),
+      session_(model, options),
+      tok_(Tokenizer::load(model.dir())),
+      chat_(ChatTemplate::from_model_dir(model.dir())),
+      gen_(load_generation_config(model.dir())),
+      thinking_(chat_.supports_thinking() ? moe::thinking_tokens(*tok_, early_stop_text) : ThinkingTokens{}) {}
+
+std::vector<int32_t> Conversation::stop_ids() const {
+  std::vector<int32_t> ids = gen_.eos_ids;
+  for (int32_t e : model_.spec().eos_ids) ids.push_back(e);
+  for (int32_t e : tok_->eos_ids()) ids.push_back(e);
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
+}
+
+TurnResult Conversation::send(const std::string& user_text, const TurnOptions& opt,
+                              const std::function<bool(const TokenEvent&, const std::string&)>& on_token,
+                              StepObserver* observer) {
+  if (opt.mode != ThinkingMode::Auto && !supports_thinking())
+    throw EngineError(model_.dir() / "tokenizer_config.json", "chat_template",
+                      std::string("this model's chat template (") + chat_.format_name() +
+                          ") has no thinking; use mode auto");
+  std::vector<ChatMessage> msgs;
+  if (!system_.empty()) msgs.push_back({"system", system_});
+  msgs.insert(msgs.end(), messages_.begin(), messages_.end());
+  msgs.push_back({"user", user_text});
+
+  TurnResult r;
+  r.effective_thinking = supports_thinking() &&
+                         (opt.mode == ThinkingMode::Auto ? latest_soft_switch(msgs).value_or(true) : opt.mode == ThinkingMode::Think);
+  r.prompt_text = render_for_mode(chat_, msgs, opt.mode);
+  r.prompt_ids = tok_->encode(r.prompt_text, false);
+  r.prompt_phases = tag_prompt_phases(r.prompt_ids, *tok_);
+  r.sampling = opt.sampling ? *opt.sampling : recommended_sampling(chat_, gen_, r.effective_thinking);
+
+  GenerateOptions g;
+  g.max_new_tokens = opt.max_new_tokens;
+  g.sampling = r.sampling;
+  g.stop_ids = stop_ids();
+  g.allowed_vocab = tok_->size();
+  g.prompt_phases = r.prompt_phases;
+  if (supports_thinking()) {
+    g.thinking = &thinking_;
+    g.control = &control_;
+    control_.budget.store(opt.thinking_budget);
+  }
+  StreamDecoder stream(*tok_, true);
+  std::string text;
+  auto each = [&](const TokenEvent& ev) {
+    std::string piece = stream.push(ev.id);
+    if (std::find(g.stop_ids.begin(), g.stop_ids.end(), ev.id) != g.stop_ids.end() && !ev.forced) piece.clear();
+    text += piece;
+    if (ev.phase == Phase::Thinking) {
+      if (ev.id != thinking_.open && ev.id != thinking_.close) r.thinking_text += piece;
+    } else {
+      r.answer_text += piece;
+    }
+    return on_token ? on_token(ev, piece) : true;
+  };
+  r.generation = session_.generate(r.prompt_ids, g, each, observer);
+  const std::string tail = stream.flush();
+  text += tail;
+  r.answer_text += tail;
+  // Trim the blank lines the template puts around the blocks.
+  auto trim = [](std::string& s) {
+    const size_t b = s.find_first_not_of('\n');
+    const size_t e = s.find_last_not_of('\n');
+    s = b == std::string::npos ? "" : s.substr(b, e - b + 1);
+  };
+  trim(r.thinking_text);
+  trim(r.answer_text);
+  messages_.push_back({"user", user_text});
+  messages_.push_back({"assistant", text});
+  return r;
+}
+
+}  // namespace moe

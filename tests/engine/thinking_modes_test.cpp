@@ -1,0 +1,69 @@
+// Thinking modes (issue 5): the prompt the engine renders for think, no-think and auto equals what
+// transformers' apply_chat_template gives for the same messages on the demo model's template
+// (tests/make_demo_chat_goldens.py), token ids included; soft switches follow the latest message;
+// sampling defaults follow the mode.
+#include <gtest/gtest.h>
+
+#include "engine/runtime/conversation.h"
+#include "tests/support/test_support.h"
+
+namespace moe {
+namespace {
+
+const std::string kDemo = std::string(MOE_TEST_DATA_DIR) + "/../../resources/demo/";
+
+std::vector<ChatMessage> messages_of(const nlohmann::json& list) {
+  std::vector<ChatMessage> out;
+  for (const auto& m : list) out.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+  return out;
+}
+
+TEST(ThinkingModes, PromptsEqualTransformersForEveryMode) {
+  const auto golden = test::read_json(std::string(MOE_TEST_DATA_DIR) + "/demo/chat_expected.json");
+  const ChatTemplate chat = ChatTemplate::from_model_dir(kDemo + "tokenizer");
+  ASSERT_TRUE(chat.supports_thinking());
+  const auto tok = Tokenizer::load(kDemo + "tokenizer");
+  ASSERT_EQ(golden["cases"].size(), 18u);
+  for (const auto& c : golden["cases"]) {
+    SCOPED_TRACE(c["name"].get<std::string>());
+    const auto mode = parse_thinking_mode(c["mode"].get<std::string>());
+    ASSERT_TRUE(mode);
+    const std::string text = render_for_mode(chat, messages_of(c["messages"]), *mode);
+    EXPECT_EQ(text, c["expected"].get<std::string>());
+    EXPECT_EQ(tok->encode(text, false), c["ids"].get<std::vector<int32_t>>());
+  }
+}
+
+TEST(ThinkingModes, SoftSwitchesFollowTheLatestMessage) {
+  EXPECT_EQ(latest_soft_switch({{"user", "hi"}}), std::nullopt);
+  EXPECT_EQ(latest_soft_switch({{"user", "x /no_think"}}), false);
+  EXPECT_EQ(latest_soft_switch({{"user", "/think x"}}), true);
+  EXPECT_EQ(latest_soft_switch({{"user", "a /no_think"}, {"assistant", "ok /think"}, {"user", "b /think"}}), true);
+  EXPECT_EQ(latest_soft_switch({{"user", "a /think"}, {"assistant", "ok"}, {"user", "b /no_think"}}), false);
+  // A later message without a switch leaves the earlier one in force; within a message the last wins.
+  EXPECT_EQ(latest_soft_switch({{"user", "a /no_think"}, {"assistant", "ok"}, {"user", "b"}}), false);
+  EXPECT_EQ(latest_soft_switch({{"system", "/think"}, {"user", "x /think then /no_think"}}), false);
+  // Assistant text never switches.
+  EXPECT_EQ(latest_soft_switch({{"assistant", "/no_think"}}), std::nullopt);
+}
+
+TEST(ThinkingModes, SamplingDefaultsFollowTheMode) {
+  const ChatTemplate chat = ChatTemplate::from_model_dir(kDemo + "tokenizer");
+  GenerationConfig gen;
+  gen.sampling.seed = 99;
+  const SamplingParams think = recommended_sampling(chat, gen, true), nothink = recommended_sampling(chat, gen, false);
+  EXPECT_FALSE(think.greedy);
+  EXPECT_FLOAT_EQ(think.temperature, 0.6f);
+  EXPECT_FLOAT_EQ(think.top_p, 0.95f);
+  EXPECT_EQ(think.top_k, 20);
+  EXPECT_FLOAT_EQ(nothink.temperature, 0.7f);
+  EXPECT_FLOAT_EQ(nothink.top_p, 0.8f);
+  EXPECT_EQ(nothink.seed, 99u);
+  // A template without thinking keeps the checkpoint's generation_config.
+  const ChatTemplate plain = ChatTemplate::from_source("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}");
+  gen.sampling.temperature = 0.3f;
+  EXPECT_FLOAT_EQ(recommended_sampling(plain, gen, true).temperature, 0.3f);
+}
+
+}  // namespace
+}  // namespace moe
