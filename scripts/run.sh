@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Installs what is needed, builds, and runs the workbench's engine on a checkpoint this repository ships.
-# Until the window (issue 6) and the trained demo model (issue 3) exist, this runs `moe-inspect` on the
-# tiny random Qwen3-MoE checkpoint the tests use: it shows the engine working, not sensible text.
+# Installs what is needed, builds, and runs the engine on the bundled demo model (resources/demo/moe).
+# Until the window (issue 6) exists, this runs the command-line tool `moe-inspect`: the model thinks
+# through an addition, then answers the same question without thinking, then shows its expert load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 ./scripts/build.sh build
-model=tests/data/models/qwen3_moe
-./build/app/moe-inspect info "$model"
+./build/app/moe-inspect info
 echo
-./build/app/moe-inspect generate "$model" --chat "What is 12 + 30?" --max-tokens 24 --greedy
+./build/app/moe-inspect generate --chat "What is 4821 + 739?" --mode think --greedy
+echo
+./build/app/moe-inspect generate --chat "What is 4821 + 739?" --mode no-think --greedy
+echo
+./build/app/moe-inspect trace --chat "What is 4821 + 739?" --greedy --out build/demo.trace.safetensors > /dev/null
+./build/app/moe-inspect stats build/demo.trace.safetensors | head -8

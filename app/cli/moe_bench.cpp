@@ -119,7 +119,9 @@ int main(int argc, char** argv) {
     double best_prefill = 1e30, best_decode = 1e30;
     std::vector<float> logits(static_cast<size_t>(s.vocab_size));
     for (int r = 0; r < repeats; ++r) {
-      for (size_t li = 0; li < levels.size(); ++li) {
+      // The order of the levels rotates from repeat to repeat, so none always runs first (cold).
+      for (size_t step = 0; step < levels.size(); ++step) {
+        const size_t li = (step + size_t(r)) % levels.size();
         inspect::TraceStore store;
         inspect::TraceRecorder recorder(store, levels[li]);
         StepObserver* obs = levels[li] == HookLevel::Off ? nullptr : &recorder;
@@ -132,7 +134,7 @@ int main(int argc, char** argv) {
         auto t2 = clock::now();
         const double decode_s = std::chrono::duration<double>(t2 - t1).count();
         best_level[li] = std::min(best_level[li], decode_s);
-        if (li == 0) {
+        if (li == 0) {  // off
           best_prefill = std::min(best_prefill, std::chrono::duration<double>(t1 - t0).count());
           best_decode = std::min(best_decode, decode_s);
         }
