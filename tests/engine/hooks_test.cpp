@@ -32,8 +32,13 @@ std::vector<T> read(const TensorView& v) {
 struct Recorder : StepObserver {
   HookLevel level = HookLevel::Routing;
   std::vector<AttentionRowRequest> rows;
+  int attention_topk = 8;
   std::vector<StepRecord> records;
-  HookRequest ask() const override { return HookRequest::for_level(level, rows); }
+  HookRequest ask() const override {
+    HookRequest r = HookRequest::for_level(level, rows);
+    r.attention_topk = attention_topk;
+    return r;
+  }
   void observe(const StepRecord& r) override { records.push_back(r); }
 };
 
@@ -241,6 +246,7 @@ TEST(Hooks, AttentionRowsOfChosenHeadsSumToOne) {
   Recorder rec;
   rec.level = HookLevel::AttentionMaps;
   rec.rows = {{1, 0}, {0, 1}, {99, 0}};  // the last one does not exist: ignored
+  rec.attention_topk = 3;
   GenerateOptions g;
   g.max_new_tokens = 3;
   g.sampling.greedy = true;
@@ -248,10 +254,22 @@ TEST(Hooks, AttentionRowsOfChosenHeadsSumToOne) {
   ASSERT_EQ(rec.records.size(), 3u);  // prefill + 2 decode steps (the last token is not run)
   const StepRecord& d = rec.records.back();
   ASSERT_EQ(d.attention_rows.size(), 2u);
+  const size_t L = size_t(d.n_layers), H = size_t(d.n_heads);
   for (const auto& row : d.attention_rows) {
     EXPECT_EQ(row.position, 5);
     ASSERT_EQ(row.weights.size(), 6u);
     EXPECT_NEAR(std::accumulate(row.weights.begin(), row.weights.end(), 0.0), 1.0, 1e-5);
+    // The statistics of the same head agree with its row: −Σ w log w, max, first-token mass.
+    double entropy = 0;
+    for (float w : row.weights) entropy -= w > 0 ? double(w) * std::log(double(w)) : 0.0;
+    const size_t i = size_t(row.layer) * H + size_t(row.head);  // the step's only token
+    ASSERT_LT(i, L * H);
+    EXPECT_NEAR(d.attn_entropy[i], entropy, 1e-5);
+    EXPECT_FLOAT_EQ(d.attn_max[i], *std::max_element(row.weights.begin(), row.weights.end()));
+    EXPECT_FLOAT_EQ(d.attn_first_mass[i], row.weights[0]);
+    std::vector<float> sorted = row.weights;  // top-k mass, k = 3 of the 6 keys
+    std::sort(sorted.rbegin(), sorted.rend());
+    EXPECT_NEAR(d.attn_topk_mass[i], sorted[0] + sorted[1] + sorted[2], 1e-6);
   }
 }
 

@@ -262,14 +262,22 @@ class CpuBackend final : public Backend {
           mx = std::max(mx, sc[j]);
         }
         float sum = 0;
+        // Σ e^x·x (x = score − max) rides along with the softmax sums when attention statistics are
+        // asked for: the entropy is then log Σe^x − Σe^x·x / Σe^x, with no logarithm per key.
+        double ex_x = 0;
+        const bool stats = record && req_.attention_stats;
         for (int j = 0; j < n_keys; ++j) {
-          sc[j] = std::exp(sc[j] - mx);
+          const float x = sc[j] - mx;
+          sc[j] = std::exp(x);
           sum += sc[j];
+          if (stats) ex_x += double(sc[j]) * double(x);
         }
         float* out = &attn_[size_t(t * qd + h * hd)];
         std::fill(out, out + hd, 0.0f);
         const float inv = 1.0f / sum;
-        if (record) record_attention(l, t, h, sc, inv, n_keys, T, &topk_scratch_[size_t(sc - scores_.data())]);
+        if (record)
+          record_attention(l, t, h, sc, inv, std::log(double(sum)) - ex_x / double(sum), n_keys, T,
+                           &topk_scratch_[size_t(sc - scores_.data())]);
         for (int j = 0; j < n_keys; ++j) cpu::axpy_f32(sc[j] * inv, vc + size_t(j) * size_t(kvd) + size_t(kvh * hd), out, hd);
       }
     });
@@ -277,24 +285,34 @@ class CpuBackend final : public Backend {
     for (int64_t i = 0; i < T * H; ++i) x_[size_t(i)] += y_[size_t(i)] + (L.o_bias.empty() ? 0.0f : L.o_bias[size_t(i % H)]);
   }
 
-  // attn.stats and attn.rows of one (token, head): sc holds exp(score - max), inv = 1 / their sum.
-  void record_attention(int l, int t, int h, const float* sc, float inv, int n_keys, int T, float* scratch) {
+  // attn.stats and attn.rows of one (token, head): sc holds exp(score - max), inv = 1 / their sum,
+  // entropy the row's entropy in nats.
+  void record_attention(int l, int t, int h, const float* sc, float inv, double entropy, int n_keys, int T, float* scratch) {
     if (req_.attention_stats) {
-      double entropy = 0;
-      float mx = 0;
-      for (int j = 0; j < n_keys; ++j) {
-        const float w = sc[j] * inv;
-        if (w > 0) entropy -= double(w) * std::log(double(w));
-        mx = std::max(mx, w);
-      }
+      // The largest weight is exp(0) · inv: the maximum score was subtracted before the exponential.
+      const float mx = inv;
+      entropy = std::max(entropy, 0.0);  // rounding can leave −1e-7 for a one-hot row
       const int k = std::min(n_keys, std::max(1, req_.attention_topk));
       float mass = 0;
       if (k == n_keys) {
         mass = 1.0f;
       } else {
-        std::copy(sc, sc + n_keys, scratch);
-        std::nth_element(scratch, scratch + (k - 1), scratch + n_keys, std::greater<float>());
-        for (int j = 0; j < k; ++j) mass += scratch[j] * inv;
+        // The k largest in one pass: scratch[0..k) kept in ascending order; most keys fail the first
+        // comparison, so this costs about one comparison per key (k is small, 8 by default).
+        std::copy(sc, sc + k, scratch);
+        std::sort(scratch, scratch + k);
+        for (int j = k; j < n_keys; ++j) {
+          const float v = sc[j];
+          if (v <= scratch[0]) continue;
+          int p = 1;
+          while (p < k && scratch[p] < v) {
+            scratch[p - 1] = scratch[p];
+            ++p;
+          }
+          scratch[p - 1] = v;
+        }
+        for (int j = 0; j < k; ++j) mass += scratch[j];
+        mass *= inv;
       }
       const size_t i = (size_t(t) * size_t(s_.n_layers) + size_t(l)) * size_t(s_.attn.n_heads) + size_t(h);
       rec_.attn_entropy[i] = float(entropy);
