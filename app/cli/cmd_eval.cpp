@@ -138,7 +138,8 @@ struct Side {
   Interventions interventions;
 };
 
-Side parse_side(const std::string& spec, const Args& args, const Conversation& conv, const ModelSpec& model) {
+Side parse_side(const std::string& spec, const Args& args, const Conversation& conv, const ModelSpec& model,
+                const std::string& prompt) {
   Side s{spec, {}, interventions_from_args(args, model)};
   s.turn.mode = ThinkingMode::Think;
   s.turn.max_new_tokens = int(args.integer_or("max-tokens", 400));
@@ -164,8 +165,9 @@ Side parse_side(const std::string& spec, const Args& args, const Conversation& c
     }
   }
   s.interventions.validate(model);
-  const bool thinking = conv.supports_thinking() && s.turn.mode != ThinkingMode::NoThink;
-  s.turn.sampling = sampling ? *sampling : sampling_from_args(args, recommended_sampling(conv.chat(), conv.generation_config(), thinking));
+  s.turn.sampling = sampling ? *sampling
+                             : sampling_from_args(args, recommended_sampling(conv.chat(), conv.generation_config(),
+                                                                             conv.will_think(s.turn.mode, prompt)));
   return s;
 }
 
@@ -176,8 +178,8 @@ int run_compare_modes(const Args& args) {
   const auto prompt = args.get("chat");
   if (!prompt) throw EngineError("", "--chat", "compare-modes needs --chat TEXT");
   Conversation conv(*model, backend_options(args));
-  const Side a = parse_side(args.get_or("a", "mode=think"), args, conv, model->spec());
-  const Side b = parse_side(args.get_or("b", "mode=no-think"), args, conv, model->spec());
+  const Side a = parse_side(args.get_or("a", "mode=think"), args, conv, model->spec(), *prompt);
+  const Side b = parse_side(args.get_or("b", "mode=no-think"), args, conv, model->spec(), *prompt);
   inspect::Trace traces[2];
   std::string answers[2], thinking[2];
   int i = 0;
@@ -202,11 +204,7 @@ int run_compare_modes(const Args& args) {
       std::cout << terminal_safe(answers[k]) << "\n\n";
     }
   }
-  std::vector<NamedTable> tables;
-  const char* names[] = {"load_divergence", "tokens_by_phase", "time_by_phase", "first_difference"};
-  const auto ts = inspect::comparison_tables(cmp);
-  for (size_t k = 0; k < ts.size(); ++k) tables.push_back({k < 4 ? names[k] : "table" + std::to_string(k), ts[k]});
-  print_tables(args, tables);
+  print_tables(args, comparison_named_tables(cmp));
   return 0;
 }
 

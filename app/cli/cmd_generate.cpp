@@ -110,10 +110,8 @@ int run_generate(const Args& args, bool trace_command) {
     t.thinking_budget = int(args.integer_or("budget", -1));
     t.max_new_tokens = int(args.integer_or("max-tokens", 512));
     // Sampling: the mode's recommendation, with any flag given on top.
-    std::vector<ChatMessage> msgs = {{"user", *chat_text}};
-    const bool thinking = conv.supports_thinking() &&
-                          (t.mode == ThinkingMode::Auto ? latest_soft_switch(msgs).value_or(true) : t.mode == ThinkingMode::Think);
-    const SamplingParams recommended = recommended_sampling(conv.chat(), conv.generation_config(), thinking);
+    const SamplingParams recommended =
+        recommended_sampling(conv.chat(), conv.generation_config(), conv.will_think(t.mode, *chat_text));
     t.sampling = sampling_from_args(args, recommended);
     backend = conv.session().backend().describe();
     if (!as_json)

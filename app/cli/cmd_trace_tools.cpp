@@ -93,13 +93,16 @@ int run_stats(const Args& args) {
 int run_compare(const Args& args) {
   const auto a = inspect::load_trace(trace_arg(args, 0, "TRACE_A"));
   const auto b = inspect::load_trace(trace_arg(args, 1, "TRACE_B"));
-  const auto cmp = inspect::compare_traces(a, b, filter_from_args(args));
+  print_tables(args, comparison_named_tables(inspect::compare_traces(a, b, filter_from_args(args))));
+  return 0;
+}
+
+std::vector<NamedTable> comparison_named_tables(const inspect::TraceComparison& comparison) {
   const char* names[] = {"load_divergence", "tokens_by_phase", "time_by_phase", "first_difference"};
   std::vector<NamedTable> tables;
-  const auto ts = inspect::comparison_tables(cmp);
+  const auto ts = inspect::comparison_tables(comparison);
   for (size_t k = 0; k < ts.size(); ++k) tables.push_back({k < 4 ? names[k] : "table" + std::to_string(k), ts[k]});
-  print_tables(args, tables);
-  return 0;
+  return tables;
 }
 
 int run_cache_sim(const Args& args) {

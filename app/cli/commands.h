@@ -1,6 +1,8 @@
 #pragma once
 // The moe-inspect subcommands, one file per family of commands.
 #include "app/cli/cli_common.h"
+#include "app/cli/table_output.h"
+#include "inspect/trace_compare.h"
 
 namespace moe::cli {
 
@@ -11,6 +13,9 @@ int run_stats(const Args& args);                            // cmd_trace_tools.c
 int run_compare(const Args& args);                          // cmd_trace_tools.cpp
 int run_cache_sim(const Args& args);                        // cmd_trace_tools.cpp
 int run_corpus(const Args& args);                           // cmd_corpus.cpp
+
+// The tables of a trace comparison, named for --csv (compare and compare-modes).
+std::vector<NamedTable> comparison_named_tables(const inspect::TraceComparison& comparison);
 
 // Text safe for a terminal: control characters other than newline and tab shown as \xNN.
 std::string terminal_safe(const std::string& text);

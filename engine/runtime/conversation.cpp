@@ -71,6 +71,20 @@ std::vector<int32_t> Conversation::stop_ids() const {
   return ids;
 }
 
+std::vector<ChatMessage> Conversation::with_user(const std::string& user_text) const {
+  std::vector<ChatMessage> msgs;
+  if (!system_.empty()) msgs.push_back({"system", system_});
+  msgs.insert(msgs.end(), messages_.begin(), messages_.end());
+  msgs.push_back({"user", user_text});
+  return msgs;
+}
+
+bool Conversation::will_think(ThinkingMode mode, const std::string& user_text) const {
+  if (!supports_thinking()) return false;
+  if (mode != ThinkingMode::Auto) return mode == ThinkingMode::Think;
+  return latest_soft_switch(with_user(user_text)).value_or(true);
+}
+
 TurnResult Conversation::send(const std::string& user_text, const TurnOptions& opt,
                               const std::function<bool(const TokenEvent&, const std::string&)>& on_token,
                               StepObserver* observer) {
@@ -78,15 +92,9 @@ TurnResult Conversation::send(const std::string& user_text, const TurnOptions& o
     throw EngineError(model_.dir() / "tokenizer_config.json", "chat_template",
                       std::string("this model's chat template (") + chat_.format_name() +
                           ") has no thinking; use mode auto");
-  std::vector<ChatMessage> msgs;
-  if (!system_.empty()) msgs.push_back({"system", system_});
-  msgs.insert(msgs.end(), messages_.begin(), messages_.end());
-  msgs.push_back({"user", user_text});
-
   TurnResult r;
-  r.effective_thinking = supports_thinking() &&
-                         (opt.mode == ThinkingMode::Auto ? latest_soft_switch(msgs).value_or(true) : opt.mode == ThinkingMode::Think);
-  r.prompt_text = render_for_mode(chat_, msgs, opt.mode);
+  r.effective_thinking = will_think(opt.mode, user_text);
+  r.prompt_text = render_for_mode(chat_, with_user(user_text), opt.mode);
   r.prompt_ids = tok_->encode(r.prompt_text, false);
   r.prompt_phases = tag_prompt_phases(r.prompt_ids, *tok_);
   r.sampling = opt.sampling ? *opt.sampling : recommended_sampling(chat_, gen_, r.effective_thinking);

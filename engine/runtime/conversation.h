@@ -69,6 +69,10 @@ class Conversation {
                   const std::function<bool(const TokenEvent&, const std::string& piece)>& on_token = {},
                   StepObserver* observer = nullptr);
 
+  // Whether a turn with this user message and mode will think: the mode, or for auto the latest soft
+  // switch of the conversation so far with this message (none: think). False without thinking support.
+  bool will_think(ThinkingMode mode, const std::string& user_text) const;
+
   void set_system(const std::string& text) { system_ = text; }
   void clear() { messages_.clear(); }  // the KV cache is kept: the next prompt reuses what matches
   const std::vector<ChatMessage>& messages() const { return messages_; }
@@ -83,6 +87,7 @@ class Conversation {
   std::vector<int32_t> stop_ids() const;
 
  private:
+  std::vector<ChatMessage> with_user(const std::string& user_text) const;  // system + history + this message
   const Model& model_;
   Session session_;
   std::unique_ptr<Tokenizer> tok_;
