@@ -25,6 +25,7 @@ struct ModelFacts {
   std::string model_type;      // config.json model_type
   int layers = 0;
   int moe_layers = 0;
+  std::vector<int> moe_layer_indices;  // layer index of each MoE layer
   int experts = 0;             // routed experts per MoE layer (0: dense)
   int top_k = 0;
   int shared_experts_ffn = 0;  // width of the shared expert (0: none)
@@ -55,6 +56,7 @@ struct ChatToken {
   Phase phase = Phase::Answer;  // Thinking or Answer
   bool forced = false;      // injected by the thinking budget
   int64_t row = -1;         // row in the trace, -1 until it has run (or when it never runs)
+  int position = -1;        // its position in the sequence (the KV cache slot it takes)
   double elapsed_s = 0;     // since the turn started
 };
 

@@ -49,6 +49,9 @@ class Backend {
   virtual int capacity() const = 0;           // max tokens
   virtual size_t kv_cache_bytes_allocated() const = 0;
   virtual size_t kv_cache_bytes_per_token() const = 0;
+  // Bytes of the backend's other buffers (activations, router and attention scratch, the step record):
+  // the workspace of the memory view. Read it on the thread that runs forward().
+  virtual size_t workspace_bytes() const = 0;
 };
 
 // The CPU backend (always available).

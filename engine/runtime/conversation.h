@@ -75,6 +75,8 @@ class Conversation {
 
   void set_system(const std::string& text) { system_ = text; }
   void clear() { messages_.clear(); }  // the KV cache is kept: the next prompt reuses what matches
+  // Replaces the history (a saved chat reopened); the next turn prefills it.
+  void set_messages(std::vector<ChatMessage> messages) { messages_ = std::move(messages); }
   const std::vector<ChatMessage>& messages() const { return messages_; }
 
   Session& session() { return session_; }

@@ -72,6 +72,16 @@ class CpuBackend final : public Backend {
   void truncate(int n) override { n_cached_ = std::clamp(n, 0, n_cached_); }
   int capacity() const override { return capacity_; }
   size_t kv_cache_bytes_allocated() const override { return (k_cache_.size() + v_cache_.size()) * sizeof(float); }
+  size_t workspace_bytes() const override {
+    size_t floats = inv_freq_.capacity() + weights_.capacity() + topk_scratch_.capacity() + slot_weight_.capacity();
+    for (const auto* b : {&x_, &a_, &q_, &k_, &v_, &attn_, &y_, &scores_, &gate_, &up_, &xe_, &ye_, &router_})
+      floats += b->capacity();
+    size_t ints = selected_.capacity() + expert_order_.capacity() + order_k_.capacity() + slot_token_.capacity();
+    size_t record = rec_.expert_ids.capacity() * 4 + rec_.expert_weights.capacity() * 4 + rec_.router_probs.capacity() * 4 +
+                    (rec_.attn_entropy.capacity() + rec_.attn_max.capacity() + rec_.attn_topk_mass.capacity() +
+                     rec_.attn_first_mass.capacity()) * 4;
+    return floats * sizeof(float) + ints * sizeof(int32_t) + record;
+  }
   size_t kv_cache_bytes_per_token() const override { return size_t(2) * size_t(s_.n_layers) * size_t(s_.kv_dim()) * sizeof(float); }
 
   void set_interventions(const Interventions& iv) override {

@@ -1,0 +1,78 @@
+#include "app/gui/model_facts.h"
+
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+
+#include "engine/model/model.h"
+#include "engine/runtime/conversation.h"
+
+namespace moe::app {
+
+uint64_t device_memory_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  uint64_t kib = 0;
+  std::string unit;
+  while (in >> key >> kib >> unit)
+    if (key == "MemTotal:") return kib * 1024;
+  return 0;
+}
+
+uint64_t process_rss_bytes() {
+  std::ifstream in("/proc/self/statm");
+  uint64_t size = 0, resident = 0;
+  if (!(in >> size >> resident)) return 0;
+  return resident * uint64_t(sysconf(_SC_PAGESIZE));
+}
+
+views::ModelFacts model_facts(const Model& model, Conversation& conversation, int context) {
+  const ModelSpec& s = model.spec();
+  const ModelSize z = compute_model_size(s);
+  views::ModelFacts f;
+  f.path = model.dir().string();
+  f.name = model.dir().filename().string();
+  if (f.name.empty()) f.name = model.dir().parent_path().filename().string();
+  f.family = s.family;
+  f.model_type = s.model_type;
+  f.layers = s.n_layers;
+  f.moe_layers = s.n_moe_layers();
+  for (int l = 0; l < s.n_layers; ++l)
+    if (size_t(l) < s.layer_is_moe.size() && s.layer_is_moe[size_t(l)]) f.moe_layer_indices.push_back(l);
+  f.experts = s.is_moe() ? s.moe.n_experts : 0;
+  f.top_k = s.is_moe() ? s.moe.top_k : 0;
+  f.shared_experts_ffn = s.moe.shared_ffn;
+  f.heads = s.attn.n_heads;
+  f.kv_heads = s.attn.n_kv_heads;
+  f.head_dim = s.attn.head_dim;
+  f.hidden = s.hidden;
+  f.vocab = s.vocab_size;
+  f.total_params = z.total_params;
+  f.active_params = z.active_params;
+  if (f.experts > 0 && f.moe_layers > 0) {
+    f.params_per_expert = z.routed_expert_params / (int64_t(f.experts) * f.moe_layers);
+    f.always_active_params = z.active_params - f.params_per_expert * f.top_k * f.moe_layers;
+  } else {
+    f.always_active_params = z.active_params;
+  }
+  const double bytes_per_param = z.total_params > 0 ? double(model.weight_bytes()) / double(z.total_params) : 0;
+  auto bytes = [&](int64_t params) { return uint64_t(double(params) * bytes_per_param + 0.5); };
+  f.attention_bytes = bytes(z.attention_params);
+  f.routed_expert_bytes = bytes(z.routed_expert_params);
+  f.shared_expert_bytes = bytes(z.shared_expert_params);
+  f.embedding_bytes = bytes(z.embedding_params);
+  const uint64_t parts = f.attention_bytes + f.routed_expert_bytes + f.shared_expert_bytes + f.embedding_bytes;
+  f.other_bytes = model.weight_bytes() > parts ? model.weight_bytes() - parts : 0;
+  Backend& backend = conversation.session().backend();
+  f.kv_bytes_per_token = backend.kv_cache_bytes_per_token();
+  f.context = backend.capacity();
+  f.memory_needed_bytes = model.weight_bytes() + backend.kv_cache_bytes_allocated();
+  f.memory_available_bytes = device_memory_bytes();
+  f.backend = backend.describe();
+  f.chat_format = conversation.chat().format_name();
+  f.supports_thinking = conversation.supports_thinking();
+  (void)context;
+  return f;
+}
+
+}  // namespace moe::app

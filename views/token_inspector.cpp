@@ -1,0 +1,195 @@
+#include "views/token_inspector.h"
+
+#include <QGridLayout>
+#include <QHeaderView>
+#include <QLabel>
+#include <QTableView>
+#include <QToolButton>
+#include <QVBoxLayout>
+
+namespace moe::views {
+
+namespace {
+
+// The token's text with its invisible characters made visible, and its bytes when they are not a
+// whole UTF-8 character (a byte-level token may hold part of one).
+QString visibleText(const std::string& bytes) {
+  QString text = QString::fromUtf8(bytes.data(), qsizetype(bytes.size()));
+  const bool partial = text.contains(QChar::ReplacementCharacter);
+  text.replace(QLatin1Char('\n'), QStringLiteral("↵")).replace(QLatin1Char('\t'), QStringLiteral("→"));
+  QString shown = QStringLiteral("“%1”").arg(text);
+  if (partial) {
+    QStringList hex;
+    for (unsigned char c : bytes) hex << QStringLiteral("%1").arg(c, 2, 16, QLatin1Char('0'));
+    shown += TokenInspector::tr(" (bytes %1, part of a character)").arg(hex.join(QLatin1Char(' ')));
+  }
+  return shown;
+}
+
+}  // namespace
+
+TokenInspector::TokenInspector(TokenSelection* selection, QWidget* parent) : QWidget(parent), selection_(selection) {
+  model_ = new TokenInspectorModel(this);
+
+  summary_ = new QLabel(this);
+  summary_->setWordWrap(true);
+  summary_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  QFont bold = summary_->font();
+  bold.setBold(true);
+  summary_->setFont(bold);
+
+  previous_ = new QToolButton(this);
+  previous_->setArrowType(Qt::LeftArrow);
+  previous_->setToolTip(tr("Previous token (one trace row back)"));
+  next_ = new QToolButton(this);
+  next_->setArrowType(Qt::RightArrow);
+  next_->setToolTip(tr("Next token (one trace row on)"));
+  connect(previous_, &QToolButton::clicked, this, &TokenInspector::selectPrevious);
+  connect(next_, &QToolButton::clicked, this, &TokenInspector::selectNext);
+
+  message_ = new QLabel(this);
+  message_->setWordWrap(true);
+  message_->setForegroundRole(QPalette::PlaceholderText);
+
+  table_ = new QTableView(this);
+  table_->setModel(model_);
+  table_->verticalHeader()->setVisible(false);
+  table_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);  // a few rows: cheap
+  table_->horizontalHeader()->setStretchLastSection(true);
+  table_->setAlternatingRowColors(true);
+  table_->setSelectionBehavior(QAbstractItemView::SelectRows);
+  table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+
+  caption_ = new QLabel(tr("One row per layer. Experts: where the router sent the token, with the gate weights that mix "
+                           "their outputs. Router entropy: 0 = sure of one expert, 1 = undecided between all. "
+                           "Hover a cell for exact values."),
+                        this);
+  caption_->setWordWrap(true);
+  caption_->setForegroundRole(QPalette::PlaceholderText);
+
+  auto* top = new QGridLayout;
+  top->addWidget(summary_, 0, 0);
+  top->addWidget(previous_, 0, 1);
+  top->addWidget(next_, 0, 2);
+  top->setColumnStretch(0, 1);
+  auto* layout = new QVBoxLayout(this);
+  layout->addLayout(top);
+  layout->addWidget(message_);
+  layout->addWidget(table_, 1);
+  layout->addWidget(caption_);
+
+  if (selection_) connect(selection_, &TokenSelection::rowChanged, this, &TokenInspector::onSelectionChanged);
+  refresh();
+}
+
+void TokenInspector::setData(const WorkbenchData& data) {
+  data_ = data;
+  if (!isVisible()) {
+    dirty_ = true;
+    return;
+  }
+  refresh();
+}
+
+void TokenInspector::onSelectionChanged() {
+  if (!isVisible()) {
+    dirty_ = true;
+    return;
+  }
+  refresh();
+}
+
+void TokenInspector::showEvent(QShowEvent* event) {
+  QWidget::showEvent(event);
+  if (dirty_) refresh();
+}
+
+void TokenInspector::bringUpToDate() const {
+  if (dirty_) const_cast<TokenInspector*>(this)->refresh();
+}
+
+void TokenInspector::refresh() {
+  dirty_ = false;
+  const inspect::Trace& trace = *data_.trace;
+  const qint64 row = selection_ ? selection_->row() : -1;
+  const bool in_trace = row >= 0 && row < trace.size();
+  // The rows of a trace never change once written, so a growing trace needs no reset; a shorter one is
+  // another session.
+  if (row != shown_row_ || in_trace != shown_row_in_trace_ || trace.size() < shown_trace_size_) {
+    model_->setToken(data_.trace, row);
+  }
+  shown_row_ = row;
+  shown_row_in_trace_ = in_trace;
+  shown_trace_size_ = trace.size();
+
+  QString summary;
+  QStringList messages;
+  if (trace.size() == 0) {
+    messages << tr("Nothing to inspect yet: send a message, then click one of its tokens.");
+  } else if (row < 0) {
+    messages << tr("No token selected: click a token in the chat or a column of the routing map, or step with the "
+                   "arrows.");
+  } else if (!in_trace) {
+    messages << tr("Row %1 has not run yet.").arg(row);
+  } else {
+    const size_t r = size_t(row);
+    QString origin;
+    if (!trace.generated[r])
+      origin = tr("prompt");
+    else if (trace.forced[r])
+      origin = tr("injected by the runtime (thinking budget)");
+    else
+      origin = tr("generated by the model");
+    summary = tr("Row %1 · %2 · id %3 · position %4 · %5 · %6")
+                  .arg(row)
+                  .arg(visibleText(data_.text_of(row)))
+                  .arg(trace.tokens[r])
+                  .arg(trace.positions[r])
+                  .arg(QString::fromLatin1(phase_name(Phase(trace.phases[r]))))
+                  .arg(origin);
+    if (trace.n_moe() == 0)
+      messages << tr("The model is dense: it has no router, so there are no experts to show.");
+    else if (!model_->hasRouting())
+      messages << tr("This token has no routing (the hook level was off when it ran).");
+    if (!model_->hasAttention() && trace.n_heads > 0)
+      messages << tr("No attention statistics for this token (they are recorded at hook level full).");
+  }
+  const QString message = messages.join(QLatin1Char('\n'));
+  if (summary != summary_->text()) summary_->setText(summary);
+  if (message != message_->text()) message_->setText(message);
+  message_->setVisible(!message.isEmpty());
+  summary_->setVisible(!summary.isEmpty());
+  previous_->setEnabled(trace.size() > 0 && row != 0);
+  next_->setEnabled(trace.size() > 0 && row < trace.size() - 1);
+}
+
+void TokenInspector::selectNext() {
+  const int64_t rows = data_.trace->size();
+  if (!selection_ || rows == 0) return;
+  const qint64 row = selection_->row();
+  selection_->setRow(row < 0 ? 0 : std::min<qint64>(row + 1, rows - 1));
+}
+
+void TokenInspector::selectPrevious() {
+  const int64_t rows = data_.trace->size();
+  if (!selection_ || rows == 0) return;
+  const qint64 row = selection_->row();
+  selection_->setRow(row < 0 ? rows - 1 : std::clamp<qint64>(row - 1, 0, rows - 1));
+}
+
+const TokenInspectorModel* TokenInspector::model() const {
+  bringUpToDate();
+  return model_;
+}
+
+QString TokenInspector::tokenSummary() const {
+  bringUpToDate();
+  return summary_->text();
+}
+
+QString TokenInspector::message() const {
+  bringUpToDate();
+  return message_->text();
+}
+
+}  // namespace moe::views
