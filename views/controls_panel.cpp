@@ -10,6 +10,7 @@
 #include <QLabel>
 #include <QPushButton>
 #include <QSettings>
+#include <QSignalBlocker>
 #include <QSlider>
 #include <QSpinBox>
 #include <QTableWidget>
@@ -28,7 +29,7 @@ std::optional<std::vector<int32_t>> parse_experts(const QString& text, int exper
     bool ok = false;
     const int id = part.trimmed().toInt(&ok);
     if (!ok || id < 0 || id >= experts) {
-      *problem = QObject::tr("'%1' is not an expert id (0 … %2)").arg(part.trimmed()).arg(experts - 1);
+      *problem = QObject::tr("'%1' is not an expert id (0 … %2)").arg(part.trimmed(), QString::number(experts - 1));
       return std::nullopt;
     }
     ids.push_back(id);
@@ -45,6 +46,7 @@ ControlsPanel::ControlsPanel(QWidget* parent) : QWidget(parent) {
   auto* turn = new QGroupBox(tr("Next message"), this);
   auto* turn_form = new QFormLayout(turn);
   mode_ = new QComboBox(turn);
+  mode_->setObjectName(QStringLiteral("mode"));
   mode_->addItem(tr("Think"), QStringLiteral("think"));
   mode_->addItem(tr("No think"), QStringLiteral("no-think"));
   mode_->addItem(tr("Auto (/think, /no_think in the message)"), QStringLiteral("auto"));
@@ -52,6 +54,7 @@ ControlsPanel::ControlsPanel(QWidget* parent) : QWidget(parent) {
                        "closes the think block at once. Auto: the latest /think or /no_think in your messages decides."));
   turn_form->addRow(tr("Mode"), mode_);
   max_tokens_ = new QSpinBox(turn);
+  max_tokens_->setObjectName(QStringLiteral("max_tokens"));
   max_tokens_->setRange(1, 32768);
   max_tokens_->setValue(512);
   max_tokens_->setToolTip(tr("The most tokens the reply may have, thinking included"));
@@ -62,12 +65,15 @@ ControlsPanel::ControlsPanel(QWidget* parent) : QWidget(parent) {
   auto* budget = new QGroupBox(tr("Thinking budget (live)"), this);
   auto* budget_layout = new QVBoxLayout(budget);
   budget_unlimited_ = new QCheckBox(tr("Unlimited"), budget);
+  budget_unlimited_->setObjectName(QStringLiteral("budget_unlimited"));
   budget_unlimited_->setChecked(true);
   auto* slider_row = new QHBoxLayout;
   budget_slider_ = new QSlider(Qt::Horizontal, budget);
+  budget_slider_->setObjectName(QStringLiteral("budget_slider"));
   budget_slider_->setRange(0, 512);
   budget_slider_->setValue(128);
   budget_spin_ = new QSpinBox(budget);
+  budget_spin_->setObjectName(QStringLiteral("budget_spin"));
   budget_spin_->setRange(0, kBudgetMax);
   budget_spin_->setValue(128);
   budget_spin_->setSuffix(tr(" tokens"));
@@ -76,6 +82,7 @@ ControlsPanel::ControlsPanel(QWidget* parent) : QWidget(parent) {
   budget_label_ = new QLabel(budget);
   budget_label_->setWordWrap(true);
   stop_thinking_ = new QPushButton(tr("Stop thinking now"), budget);
+  stop_thinking_->setObjectName(QStringLiteral("stop_thinking"));
   stop_thinking_->setToolTip(tr("Ends the think block at the next token: the model is told to answer from what it has "
                                 "thought so far (the injected text is shown in the chat)."));
   stop_thinking_->setEnabled(false);
@@ -88,6 +95,7 @@ ControlsPanel::ControlsPanel(QWidget* parent) : QWidget(parent) {
   layout->addWidget(budget);
 
   stop_ = new QPushButton(tr("Stop generating"), this);
+  stop_->setObjectName(QStringLiteral("stop"));
   stop_->setEnabled(false);
   layout->addWidget(stop_);
 
@@ -95,38 +103,46 @@ ControlsPanel::ControlsPanel(QWidget* parent) : QWidget(parent) {
   auto* sampling = new QGroupBox(tr("Sampling (next message)"), this);
   auto* sampling_form = new QFormLayout(sampling);
   recommended_ = new QCheckBox(tr("Recommended for the mode"), sampling);
+  recommended_->setObjectName(QStringLiteral("recommended"));
   recommended_->setChecked(true);
   recommended_->setToolTip(tr("Qwen's recommendation: thinking T 0.6, top-p 0.95, top-k 20; no thinking T 0.7, top-p 0.8, "
                               "top-k 20 (other models: their generation_config.json)"));
   sampling_form->addRow(recommended_);
   greedy_ = new QCheckBox(tr("Greedy (always the most likely token)"), sampling);
+  greedy_->setObjectName(QStringLiteral("greedy"));
   sampling_form->addRow(greedy_);
   temperature_ = new QDoubleSpinBox(sampling);
+  temperature_->setObjectName(QStringLiteral("temperature"));
   temperature_->setRange(0.01, 5.0);
   temperature_->setSingleStep(0.05);
   temperature_->setValue(0.6);
   sampling_form->addRow(tr("Temperature"), temperature_);
   top_p_ = new QDoubleSpinBox(sampling);
+  top_p_->setObjectName(QStringLiteral("top_p"));
   top_p_->setRange(0.01, 1.0);
   top_p_->setSingleStep(0.05);
   top_p_->setValue(0.95);
   sampling_form->addRow(tr("Top-p"), top_p_);
   top_k_ = new QSpinBox(sampling);
+  top_k_->setObjectName(QStringLiteral("top_k"));
   top_k_->setRange(0, 1000);
   top_k_->setValue(20);
   top_k_->setSpecialValueText(tr("off"));
   sampling_form->addRow(tr("Top-k"), top_k_);
   min_p_ = new QDoubleSpinBox(sampling);
+  min_p_->setObjectName(QStringLiteral("min_p"));
   min_p_->setRange(0.0, 1.0);
   min_p_->setSingleStep(0.01);
   min_p_->setDecimals(3);
   sampling_form->addRow(tr("Min-p"), min_p_);
   repetition_ = new QDoubleSpinBox(sampling);
+  repetition_->setObjectName(QStringLiteral("repetition_penalty"));
   repetition_->setRange(0.5, 2.0);
   repetition_->setSingleStep(0.05);
   repetition_->setValue(1.0);
   sampling_form->addRow(tr("Repetition penalty"), repetition_);
   seed_ = new QSpinBox(sampling);
+  seed_->setObjectName(QStringLiteral("seed"));
   seed_->setRange(0, 1 << 30);
   sampling_form->addRow(tr("Seed"), seed_);
   layout->addWidget(sampling);
@@ -135,6 +151,7 @@ ControlsPanel::ControlsPanel(QWidget* parent) : QWidget(parent) {
   auto* hooks = new QGroupBox(tr("What the engine records (live)"), this);
   auto* hooks_form = new QFormLayout(hooks);
   hook_level_ = new QComboBox(hooks);
+  hook_level_->setObjectName(QStringLiteral("hook_level"));
   hook_level_->addItem(tr("Off (fastest; no routing shown)"), int(HookLevel::Off));
   hook_level_->addItem(tr("Routing (experts, weights, router entropy)"), int(HookLevel::Routing));
   hook_level_->addItem(tr("Full (+ router distributions, attention statistics, layer times)"), int(HookLevel::Full));
@@ -142,6 +159,7 @@ ControlsPanel::ControlsPanel(QWidget* parent) : QWidget(parent) {
   hook_level_->setCurrentIndex(2);
   hooks_form->addRow(tr("Hook level"), hook_level_);
   pace_ = new QSpinBox(hooks);
+  pace_->setObjectName(QStringLiteral("pace"));
   pace_->setRange(0, 1000);
   pace_->setSpecialValueText(tr("full speed"));
   pace_->setSuffix(tr(" tokens/s"));
@@ -152,10 +170,12 @@ ControlsPanel::ControlsPanel(QWidget* parent) : QWidget(parent) {
   auto* iv = new QGroupBox(tr("Router interventions (live)"), this);
   auto* iv_layout = new QVBoxLayout(iv);
   dense_ = new QCheckBox(tr("Dense: every expert in every MoE layer"), iv);
+  dense_->setObjectName(QStringLiteral("dense"));
   dense_->setToolTip(tr("Sets top-k to the number of experts in every MoE layer: the model runs as a dense model "
                         "(every expert weighted by its router probability)"));
   iv_layout->addWidget(dense_);
   interventions_ = new QTableWidget(0, 3, iv);
+  interventions_->setObjectName(QStringLiteral("interventions"));
   interventions_->setHorizontalHeaderLabels({tr("Mask experts"), tr("Force experts"), tr("Top-k")});
   interventions_->horizontalHeader()->setSectionResizeMode(QHeaderView::Stretch);
   interventions_->setToolTip(tr("Per MoE layer: experts never chosen (mask), experts always chosen (force), as lists "
@@ -168,6 +188,7 @@ ControlsPanel::ControlsPanel(QWidget* parent) : QWidget(parent) {
   iv_buttons->addStretch();
   iv_layout->addLayout(iv_buttons);
   intervention_status_ = new QLabel(iv);
+  intervention_status_->setObjectName(QStringLiteral("intervention_status"));
   intervention_status_->setWordWrap(true);
   iv_layout->addWidget(intervention_status_);
   layout->addWidget(iv);
@@ -286,13 +307,13 @@ QString ControlsPanel::interventionProblem() const {
       QString problem;
       const auto* item = interventions_->item(r, c);
       if (item && !parse_experts(item->text(), experts_, &problem))
-        return tr("layer %1, %2: %3").arg(moe_layers_[size_t(r)]).arg(c == 0 ? tr("mask") : tr("force"), problem);
+        return tr("layer %1, %2: %3").arg(QString::number(moe_layers_[size_t(r)]), c == 0 ? tr("mask") : tr("force"), problem);
     }
     const auto* k = interventions_->item(r, 2);
     bool ok = false;
     const int v = k ? k->text().trimmed().toInt(&ok) : 0;
     if (k && (!ok || v < 0 || v > experts_))
-      return tr("layer %1, top-k: '%2' is not 0 … %3").arg(moe_layers_[size_t(r)]).arg(k->text()).arg(experts_);
+      return tr("layer %1, top-k: '%2' is not 0 … %3").arg(QString::number(moe_layers_[size_t(r)]), k->text(), QString::number(experts_));
   }
   return {};
 }
@@ -343,13 +364,18 @@ void ControlsPanel::setMode(const QString& mode) {
 }
 
 void ControlsPanel::setThinkingBudget(int budget) {
-  if (budget < 0) {
-    budget_unlimited_->setChecked(true);
-    return;
+  {
+    // The spin box, slider and checkbox each report their own step (from unlimited: first "unlimited",
+    // then the value); every emission goes to the engine, so it must hear only the result.
+    const QSignalBlocker quiet(this);
+    if (budget < 0) {
+      budget_unlimited_->setChecked(true);
+    } else {
+      budget_spin_->setValue(std::min(budget, kBudgetMax));  // moves the slider too
+      budget_unlimited_->setChecked(false);
+    }
   }
-  budget_spin_->setValue(std::min(budget, kBudgetMax));  // moves the slider, which emits budgetChanged
-  if (budget_unlimited_->isChecked()) budget_unlimited_->setChecked(false);
-  else emit budgetChanged(thinkingBudget());
+  emit budgetChanged(thinkingBudget());
 }
 
 void ControlsPanel::setHookLevel(HookLevel level) {

@@ -11,7 +11,7 @@ class QProgressBar;
 
 namespace moe::views {
 
-// "1.23 GiB", "512 KiB"; "30.5 B", "3.35 M" (shared by the views that print sizes).
+// "1.23 GiB", "512.0 KiB"; "30.53 B", "3.35 M" (shared by the views that print sizes).
 QString formatBytes(double bytes);
 QString formatCount(double n);
 

@@ -6,6 +6,7 @@
 #include <QMessageBox>
 #include <QSaveFile>
 #include <QSvgGenerator>
+#include <cstdio>
 #include <qcustomplot.h>
 
 namespace moe::views {
@@ -18,14 +19,19 @@ bool fail(QString* error, const QString& message) {
 }
 
 // QCustomPlot writes PNG and PDF to a path directly; to keep the export atomic it writes to a
-// temporary name beside the target, which is renamed into place once complete.
+// temporary name beside the target, which rename(2) then puts in place of the old file in one step
+// (the old file stays whole until then). A failed write removes the temporary file.
 bool renameInto(const QString& tmp, const QString& path, QString* error) {
-  QFile::remove(path);
-  if (!QFile::rename(tmp, path)) {
+  if (std::rename(QFile::encodeName(tmp).constData(), QFile::encodeName(path).constData()) != 0) {
     QFile::remove(tmp);
     return fail(error, QStringLiteral("%1: cannot move the finished file into place").arg(path));
   }
   return true;
+}
+
+bool writeFailed(const QString& tmp, QString* error, const QString& message) {
+  QFile::remove(tmp);
+  return fail(error, message);
 }
 
 }  // namespace
@@ -35,11 +41,11 @@ bool savePlot(QCustomPlot* plot, const QString& path, QString* error) {
   const int w = plot->width(), h = plot->height();
   const QString tmp = path + QStringLiteral(".part");
   if (suffix == QLatin1String("png")) {
-    if (!plot->savePng(tmp, w, h, 2.0)) return fail(error, QStringLiteral("%1: cannot write the PNG").arg(path));
+    if (!plot->savePng(tmp, w, h, 2.0)) return writeFailed(tmp, error, QStringLiteral("%1: cannot write the PNG").arg(path));
     return renameInto(tmp, path, error);
   }
   if (suffix == QLatin1String("pdf")) {
-    if (!plot->savePdf(tmp, w, h)) return fail(error, QStringLiteral("%1: cannot write the PDF").arg(path));
+    if (!plot->savePdf(tmp, w, h)) return writeFailed(tmp, error, QStringLiteral("%1: cannot write the PDF").arg(path));
     return renameInto(tmp, path, error);
   }
   if (suffix == QLatin1String("svg")) {

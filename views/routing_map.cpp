@@ -14,6 +14,7 @@
 #include "inspect/trace_measures.h"
 #include "views/plot_export.h"
 #include "views/plot_style.h"
+#include "views/token_label.h"
 #include "views/token_selection.h"
 
 namespace moe::views {
@@ -53,16 +54,6 @@ QCPColorGradient entropyGradient() {
   gradient.setLevelCount(256);
   gradient.setNanHandling(QCPColorGradient::nhTransparent);
   return gradient;
-}
-
-QString phaseLabel(int phase) { return QString::fromLatin1(phase_name(Phase(std::clamp(phase, 0, kPhaseCount - 1)))); }
-
-// Token text as one visible line (a newline or tab would break the tooltip's layout).
-QString visibleToken(const std::string& text) {
-  QString s = QString::fromUtf8(text.data(), qsizetype(text.size()));
-  s.replace(QLatin1Char('\n'), QStringLiteral("⏎"));
-  s.replace(QLatin1Char('\t'), QStringLiteral("⇥"));
-  return s;
 }
 
 // The data rows that carry MoE ordinal m. A map of one row would have zero height (QCustomPlot draws

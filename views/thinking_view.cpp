@@ -13,6 +13,7 @@
 
 #include "views/plot_export.h"
 #include "views/plot_style.h"
+#include "views/token_label.h"
 #include "views/token_selection.h"
 
 namespace moe::views {
@@ -38,15 +39,6 @@ class CountTicker : public QCPAxisTicker {
     return ticks;
   }
 };
-
-QString phaseLabel(int phase) { return QString::fromLatin1(phase_name(Phase(std::clamp(phase, 0, kPhaseCount - 1)))); }
-
-QString visibleToken(const std::string& text) {
-  QString s = QString::fromUtf8(text.data(), qsizetype(text.size()));
-  s.replace(QLatin1Char('\n'), QStringLiteral("⏎"));
-  s.replace(QLatin1Char('\t'), QStringLiteral("⇥"));
-  return s;
-}
 
 QString formatSeconds(double s) {
   if (!std::isfinite(s)) return QStringLiteral("?");
@@ -307,6 +299,9 @@ void ThinkingView::rebuildTokens() {
     if (t.phase == kThinking) ++thinking_count_;
     t.thinking_so_far = thinking_count_;
     t.time_s = chat_clock ? c.elapsed_s : stepEnd(trace, t.row) - start;
+    // The injected early-stop text is emitted in one burst, microseconds apart on the chat clock:
+    // one arrival, like tokens that share a step, so the rate does not spike to millions per second.
+    if (chat_clock && t.forced && i > 0 && tokens_[i - 1].forced) t.time_s = tokens_[i - 1].time_s;
   }
 
   // Rate over the last kRateWindow timed tokens. Tokens that ran in one step (the injected text, a

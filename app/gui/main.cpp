@@ -11,6 +11,8 @@
 #include <QTimer>
 
 #include "app/gui/main_window.h"
+#include "app/gui/workbench_feed.h"
+#include "views/token_selection.h"
 #include "views/chat_view.h"
 #include "views/controls_panel.h"
 
@@ -33,8 +35,12 @@ int main(int argc, char** argv) {
                             QStringLiteral("What is 4821 + 739?"));
   QCommandLineOption budget(QStringLiteral("budget"), QStringLiteral("Thinking budget for --screenshot"), QStringLiteral("N"), QStringLiteral("-1"));
   QCommandLineOption dark(QStringLiteral("dark"), QStringLiteral("Dark palette for --screenshot"));
+  QCommandLineOption colour(QStringLiteral("colour-layer"), QStringLiteral("For --screenshot: colour the chat's tokens by their first expert at this MoE layer"),
+                            QStringLiteral("N"));
   QCommandLineOption session(QStringLiteral("session-dir"), QStringLiteral("Where the session is saved"), QStringLiteral("DIR"));
-  parser.addOptions({fresh, threads, context, shot, prompt, budget, dark, session});
+  QCommandLineOption raise(QStringLiteral("raise"), QStringLiteral("For --screenshot: docks to bring to the front (comma-separated: thinking, memory-speed, model-card …)"),
+                           QStringLiteral("NAMES"));
+  parser.addOptions({fresh, threads, context, shot, prompt, budget, dark, colour, raise, session});
   parser.process(app);
 
   moe::app::MainWindowOptions options;
@@ -59,6 +65,22 @@ int main(int argc, char** argv) {
       window.sendMessage();
     });
     QObject::connect(&window, &moe::app::MainWindow::turnDone, &window, [&] {
+      // What a user would do next: open the think block, look at the first answer token.
+      window.feed()->refresh();
+      window.chatView()->setThinkingCollapsed(0, false);
+      if (parser.isSet(colour)) {
+        window.chatView()->setColourByExpert(true);
+        window.chatView()->setColourLayer(parser.value(colour).toInt());
+      }
+      const auto& chat = *window.feed()->data().chat;
+      if (!chat.empty())
+        for (const auto& t : chat.back().tokens)
+          if (t.phase == moe::Phase::Answer && t.row >= 0 && !t.forced &&
+              QString::fromStdString(t.piece).trimmed().size() > 1) {  // a word, not a line break
+            window.selection()->setRow(t.row);
+            break;
+          }
+      for (const QString& name : parser.value(raise).split(QLatin1Char(','), Qt::SkipEmptyParts)) window.raiseDock(name);
       // Two feed ticks so every view has drawn the last tokens.
       QTimer::singleShot(300, &window, [&] {
         const bool ok = window.grab().save(file);

@@ -26,6 +26,7 @@
 #include <QStatusBar>
 #include <QStyle>
 #include <QStyleFactory>
+#include <QTimer>
 #include <QToolButton>
 #include <QVBoxLayout>
 
@@ -145,6 +146,7 @@ void MainWindow::buildViews() {
   buttons->addWidget(stop_);
   entry->addLayout(buttons);
   layout->addLayout(entry);
+  centre->setMinimumWidth(440);  // the chat stays readable however the docks are arranged
   setCentralWidget(centre);
   connect(send_, &QPushButton::clicked, this, &MainWindow::sendMessage);
   connect(stop_, &QPushButton::clicked, this, &MainWindow::stopGenerating);
@@ -173,9 +175,13 @@ void MainWindow::buildViews() {
   tabifyDockWidget(load_dock, memory_dock);
   load_dock->raise();
   addDock(inspector_, tr("Token inspector"), QStringLiteral("token-inspector"), Qt::RightDockWidgetArea);
-  resizeDocks({controls_dock}, {320}, Qt::Horizontal);
-  resizeDocks({load_dock}, {440}, Qt::Horizontal);
-  resizeDocks({routing_dock}, {260}, Qt::Vertical);
+  // Dock sizes only take once the window has its size: set them on the first turn of the event loop
+  // (a saved layout, restored later, replaces them).
+  QTimer::singleShot(0, this, [this, controls_dock, load_dock, routing_dock] {
+    if (restored_layout_) return;
+    resizeDocks({controls_dock, load_dock}, {300, 520}, Qt::Horizontal);
+    resizeDocks({routing_dock}, {300}, Qt::Vertical);
+  });
 
   for (views::WorkbenchView* v : std::initializer_list<views::WorkbenchView*>{chat_, controls_, card_, routing_, load_,
                                                                               thinking_, memory_, inspector_})
@@ -405,6 +411,14 @@ void MainWindow::resetLayout() {
   for (QDockWidget* d : docks_) d->setVisible(true);
 }
 
+void MainWindow::raiseDock(const QString& object_name) {
+  for (QDockWidget* d : docks_)
+    if (d->objectName() == object_name) {
+      d->show();
+      d->raise();
+    }
+}
+
 // ---- Recent models, settings --------------------------------------------------------------------------
 
 void MainWindow::addRecent(const QString& path) {
@@ -432,8 +446,8 @@ void MainWindow::saveSettings() {
 
 void MainWindow::restoreSettings() {
   QSettings s;
-  if (!restoreGeometry(s.value(QStringLiteral("window/geometry")).toByteArray())) resize(1500, 920);
-  restoreState(s.value(QStringLiteral("window/state")).toByteArray());
+  if (!restoreGeometry(s.value(QStringLiteral("window/geometry")).toByteArray())) resize(1640, 1000);
+  restored_layout_ = restoreState(s.value(QStringLiteral("window/state")).toByteArray());
   recent_ = s.value(QStringLiteral("recent_models")).toStringList();
   rebuildRecentMenu();
   controls_->restoreSettings(s);

@@ -79,6 +79,7 @@ class MainWindow : public QMainWindow {
   void newChat();
   void setDarkPalette(bool dark);
   void resetLayout();
+  void raiseDock(const QString& object_name);  // "routing-map", "thinking", "expert-load", "memory-speed" …
 
  signals:
   void modelReady(const QString& path);
@@ -130,6 +131,7 @@ class MainWindow : public QMainWindow {
   bool dark_ = false;
   bool loading_ = false;
   bool startup_fallback_done_ = false;
+  bool restored_layout_ = false;
 };
 
 }  // namespace moe::app

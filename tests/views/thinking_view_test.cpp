@@ -199,7 +199,10 @@ class ThinkingViewTest : public QObject {
   void speedCurveFromTheChatClock() {
     const WorkbenchData data = fixture::demoSession();
     std::vector<ChatTurn> chat = *data.chat;
-    for (size_t i = 0; i < chat[0].tokens.size(); ++i) chat[0].tokens[i].elapsed_s = 0.01 * double(i + 1);
+    for (size_t i = 0; i < chat[0].tokens.size(); ++i) {
+      chat[0].tokens[i].elapsed_s = 0.01 * double(i + 1);
+      chat[0].tokens[i].forced = false;  // an injected burst is one arrival: next test
+    }
     TokenSelection selection;
     ThinkingView view(&selection);
     view.show();
@@ -208,6 +211,28 @@ class ThinkingViewTest : public QObject {
     QCPGraph* answer = graphNamed(view.plot(), QStringLiteral("speed while answering"));
     QCOMPARE((answer->data()->constEnd() - 1)->key, chat[0].tokens.back().elapsed_s);
     QCOMPARE((answer->data()->constEnd() - 1)->value, ThinkingView::kRateWindow / (0.01 * ThinkingView::kRateWindow));
+  }
+
+  // The injected early-stop text arrives in one burst (microseconds apart on the chat clock): it counts
+  // as one arrival, so the curve has one point for it, not a spike of millions of tokens a second.
+  void anInjectedBurstIsOneArrival() {
+    const WorkbenchData data = fixture::demoSession();
+    std::vector<ChatTurn> chat = *data.chat;
+    double t = 0;
+    int arrivals = 0;
+    for (size_t i = 0; i < chat[0].tokens.size(); ++i) {
+      const bool burst = chat[0].tokens[i].forced && i > 0 && chat[0].tokens[i - 1].forced;
+      t += burst ? 1e-6 : 0.01;
+      arrivals += !burst;
+      chat[0].tokens[i].elapsed_s = t;
+    }
+    TokenSelection selection;
+    ThinkingView view(&selection);
+    view.show();
+    view.setData(withChat(data, chat, 2));
+    QCOMPARE(view.rateSamples(), arrivals - 1);
+    const double top = view.plot()->axisRect(1)->axis(QCPAxis::atLeft)->range().upper;
+    QVERIFY2(top < 1e4, qPrintable(QString::number(top)));
   }
 
   void clickingATokenSelectsItsRow() {
