@@ -299,18 +299,17 @@ void ThinkingView::rebuildTokens() {
     if (t.phase == kThinking) ++thinking_count_;
     t.thinking_so_far = thinking_count_;
     t.time_s = chat_clock ? c.elapsed_s : stepEnd(trace, t.row) - start;
-    // The injected early-stop text is emitted in one burst, microseconds apart on the chat clock:
-    // one arrival, like tokens that share a step, so the rate does not spike to millions per second.
-    if (chat_clock && t.forced && i > 0 && tokens_[i - 1].forced) t.time_s = tokens_[i - 1].time_s;
   }
 
   // Rate over the last kRateWindow timed tokens. Tokens that ran in one step (the injected text, a
   // batch) share a time: they count as arriving together, so the window always starts at the end of
   // an earlier step, spans at least the whole latest step, and the curve has one point per step.
+  // Injected tokens (the early-stop text) are left out: they arrive in one burst without a decode step
+  // each, and counting them would show the model "decoding" at millions of tokens a second.
   std::vector<size_t> timed;
   timed.reserve(tokens_.size());
   for (size_t i = 0; i < tokens_.size(); ++i)
-    if (std::isfinite(tokens_[i].time_s)) timed.push_back(i);
+    if (std::isfinite(tokens_[i].time_s) && !tokens_[i].forced) timed.push_back(i);
   const auto time_of = [&](size_t k) { return tokens_[timed[k]].time_s; };
   std::vector<size_t> last_same(timed.size());  // in `timed`: the last token with the same time
   for (size_t k = timed.size(); k-- > 0;)
@@ -322,7 +321,7 @@ void ThinkingView::rebuildTokens() {
     const size_t window_start = std::min(k >= size_t(kRateWindow) ? k - kRateWindow : 0, group_first - 1);
     const size_t before = last_same[window_start];
     const double dt = time_of(k) - time_of(before);
-    if (dt > 0) tokens_[timed[k]].rate = double(timed[k] - timed[before]) / dt;
+    if (dt > 0) tokens_[timed[k]].rate = double(k - before) / dt;
   }
 }
 

@@ -64,7 +64,6 @@ EngineWorker::EngineWorker(QObject* parent)
     : QObject(parent),
       store_(std::make_unique<inspect::TraceStore>()),
       recorder_(std::make_unique<inspect::TraceRecorder>(*store_, HookLevel::Routing)) {
-  live_.tokenizer = nullptr;
   session_start_ = std::chrono::steady_clock::now();
   thread_ = std::thread([this] { loop(); });
 }
@@ -123,7 +122,6 @@ void EngineWorker::loadModel(const QString& path, const LoadOptions& options) {
 }
 
 void EngineWorker::send(const TurnRequest& request) {
-  stop_ = false;
   post("", [this, request] { doSend(request); });
 }
 
@@ -153,7 +151,10 @@ void EngineWorker::restore(const QString& session_dir, const LoadOptions& option
 void EngineWorker::cancelLoad() { cancel_load_ = true; }
 
 void EngineWorker::stop() {
-  stop_ = true;
+  {
+    std::lock_guard lock(pace_mutex_);  // so a slow-motion wait cannot miss the wake-up
+    stop_ = true;
+  }
   pace_cv_.notify_all();
 }
 
@@ -161,7 +162,10 @@ void EngineWorker::setThinkingBudget(int budget) { budget_ = budget < 0 ? -1 : b
 void EngineWorker::stopThinkingNow() { stop_thinking_ = true; }
 void EngineWorker::setHookLevel(HookLevel level) { recorder_->set_level(level); }
 void EngineWorker::setPace(double tokens_per_second) {
-  pace_ = tokens_per_second > 0 ? tokens_per_second : 0;
+  {
+    std::lock_guard lock(pace_mutex_);
+    pace_ = tokens_per_second > 0 ? tokens_per_second : 0;
+  }
   pace_cv_.notify_all();
 }
 
@@ -237,7 +241,7 @@ void EngineWorker::doLoad(const QString& path, const LoadOptions& options) {
     auto conversation = std::make_unique<Conversation>(*model, bo);
     std::shared_ptr<const Tokenizer> tokenizer = Tokenizer::load(dir);
     if (cancel_load_) throw Cancelled{};
-    auto facts = std::make_shared<const views::ModelFacts>(model_facts(*model, *conversation, options.context));
+    auto facts = std::make_shared<const views::ModelFacts>(model_facts(*model, *conversation));
 
     // Swap in: the old conversation refers to the old model, so it goes first.
     conversation_.reset();
@@ -349,6 +353,7 @@ void EngineWorker::doSend(const TurnRequest& request) {
   options.sampling = request.sampling;
   budget_ = request.thinking_budget < 0 ? -1 : request.thinking_budget;
   options.thinking_budget = budget_.load();
+  stop_ = false;  // a stop pressed for an earlier turn does not end this one
   stop_thinking_ = false;
   applyPendingInterventions();
 
@@ -379,7 +384,6 @@ void EngineWorker::doSend(const TurnRequest& request) {
   emit turnStarted(turn_index);
 
   const auto start = std::chrono::steady_clock::now();
-  const double session_offset = std::chrono::duration<double>(start - session_start_).count();
   auto last_sample = start;
   int first_position = 0;
   bool previous_forced = false;
@@ -468,7 +472,6 @@ void EngineWorker::doSend(const TurnRequest& request) {
       live.thinking = result.effective_thinking;
     }
   }
-  (void)session_offset;
   touch();
   emit turnFinished(turn_index, QString::fromStdString(stop_reason));
   autosave();

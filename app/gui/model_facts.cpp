@@ -26,7 +26,7 @@ uint64_t process_rss_bytes() {
   return resident * uint64_t(sysconf(_SC_PAGESIZE));
 }
 
-views::ModelFacts model_facts(const Model& model, Conversation& conversation, int context) {
+views::ModelFacts model_facts(const Model& model, Conversation& conversation) {
   const ModelSpec& s = model.spec();
   const ModelSize z = compute_model_size(s);
   views::ModelFacts f;
@@ -71,7 +71,6 @@ views::ModelFacts model_facts(const Model& model, Conversation& conversation, in
   f.backend = backend.describe();
   f.chat_format = conversation.chat().format_name();
   f.supports_thinking = conversation.supports_thinking();
-  (void)context;
   return f;
 }
 
