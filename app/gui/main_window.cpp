@@ -217,7 +217,11 @@ void MainWindow::buildMenus() {
                                                       tr("Trace (*.safetensors)"));
     if (path.isEmpty()) return;
     try {
-      inspect::save_trace(*feed_->data().trace, path.toStdString());
+      // The views' trace leaves out detail spilled to disk in long sessions; the file gets all of it.
+      const LiveView live = worker_->live();
+      const inspect::Trace all = join_restored(
+          live.base_trace.get(), worker_->store().snapshot().materialize(inspect::SpilledDetail::Load));
+      inspect::save_trace(all, path.toStdString());
       status_->setText(tr("Trace saved to %1").arg(path));
     } catch (const std::exception& e) {
       QMessageBox::warning(this, tr("Save trace"), QString::fromStdString(e.what()));

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "app/gui/main_window.h"
+#include "app/gui/workbench_feed.h"
 #include "views/controls_panel.h"
 
 int main(int argc, char** argv) {
@@ -77,8 +78,9 @@ int main(int argc, char** argv) {
   if (gaps.empty()) return 1;
   std::sort(gaps.begin(), gaps.end());
   auto pct = [&](double p) { return gaps[std::min(gaps.size() - 1, size_t(p * double(gaps.size())))]; };
-  std::printf("turns %d, hook level %s, %.1f s, %zu ticks: stall median %lld ms, p99 %lld ms, max %lld ms\n", sent,
-              moe::hook_level_name(level.value_or(moe::HookLevel::Full)), double(clock.elapsed()) / 1000.0, gaps.size(),
+  std::printf("turns %d, hook level %s, %lld trace rows, %.1f s, %zu ticks: stall median %lld ms, p99 %lld ms, max %lld ms\n",
+              sent, moe::hook_level_name(level.value_or(moe::HookLevel::Full)),
+              static_cast<long long>(window.feed()->data().trace->size()), double(clock.elapsed()) / 1000.0, gaps.size(),
               pct(0.5), pct(0.99), gaps.back());
   return rc;
 }
