@@ -10,6 +10,7 @@
 #include <numeric>
 #include <string>
 
+#include "engine/backend/cpu/matmul.h"
 #include "engine/common/error.h"
 #include "engine/formats/safetensors.h"
 #include "engine/hooks/interventions.h"
@@ -270,6 +271,56 @@ TEST(Hooks, AttentionRowsOfChosenHeadsSumToOne) {
     std::vector<float> sorted = row.weights;  // top-k mass, k = 3 of the 6 keys
     std::sort(sorted.rbegin(), sorted.rend());
     EXPECT_NEAR(d.attn_topk_mass[i], sorted[0] + sorted[1] + sorted[2], 1e-6);
+  }
+}
+
+// The same agreement on rows long enough for the vectorised statistics (top-k over blocks of 8 keys,
+// the entropy's sum in double over 16 keys at a time, their tails), on the SIMD and the scalar path,
+// for k = 8 (the default) and k = 5, and for every head of every layer.
+TEST(Hooks, AttentionStatisticsOfLongRowsMatchTheirRows) {
+  auto model = Model::load(kModels + "qwen3_moe");
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 45; ++i) prompt.push_back(int32_t((i * 37 + 11) % 500));
+  struct RestorePath {  // even when an ASSERT below ends the test early
+    bool saved = cpu::force_scalar();
+    ~RestorePath() { cpu::set_force_scalar(saved); }
+  } restore;
+  for (bool scalar : {false, true}) {
+    if (!scalar && !cpu::simd_supported()) continue;
+    cpu::set_force_scalar(scalar);
+    for (int k : {8, 5}) {
+      Session session(*model, BackendOptions{2, 128, 16});
+      Recorder rec;
+      rec.level = HookLevel::AttentionMaps;
+      for (int l = 0; l < model->spec().n_layers; ++l)
+        for (int h = 0; h < model->spec().attn.n_heads; ++h) rec.rows.push_back({l, h});
+      rec.attention_topk = k;
+      GenerateOptions g;
+      g.max_new_tokens = 4;
+      g.sampling.greedy = true;
+      session.generate(prompt, g, {}, &rec);
+      ASSERT_EQ(rec.records.size(), 6u);  // prefill chunks of 16, 16, 13 + 3 decode steps
+      for (const StepRecord& d : rec.records) {
+        const size_t H = size_t(d.n_heads), L = size_t(d.n_layers), last = size_t(d.n_tokens - 1);
+        ASSERT_EQ(d.attention_rows.size(), L * H);
+        for (const auto& row : d.attention_rows) {
+          ASSERT_EQ(row.weights.size(), size_t(row.position) + 1);
+          double entropy = 0;
+          for (float w : row.weights) entropy -= w > 0 ? double(w) * std::log(double(w)) : 0.0;
+          std::vector<float> sorted = row.weights;
+          std::sort(sorted.rbegin(), sorted.rend());
+          double mass = 0;
+          for (int j = 0; j < k; ++j) mass += sorted[size_t(j)];
+          const size_t i = (last * L + size_t(row.layer)) * H + size_t(row.head);  // the step's last token
+          const std::string where = "position " + std::to_string(row.position) + " layer " + std::to_string(row.layer) +
+                                    " head " + std::to_string(row.head) + (scalar ? " scalar" : " simd") + " k " + std::to_string(k);
+          EXPECT_NEAR(d.attn_entropy[i], entropy, 1e-5) << where;
+          EXPECT_FLOAT_EQ(d.attn_max[i], sorted[0]) << where;
+          EXPECT_FLOAT_EQ(d.attn_first_mass[i], row.weights[0]) << where;
+          EXPECT_NEAR(d.attn_topk_mass[i], mass, 1e-6) << where;
+        }
+      }
+    }
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -318,6 +319,59 @@ TEST(Matmul, DotAndAxpy) {
       }
       EXPECT_EQ(y[size_t(n)], 42.0f);
     }
+  }
+}
+
+// dot_f32_f64 keeps double precision: against a sequential double loop only the order of the
+// additions differs (the products of two floats are exact in double).
+TEST(Matmul, DotInDouble) {
+  for (bool scalar : {true, false}) {
+    if (!scalar && !simd_supported()) continue;
+    ScopedForceScalar force(scalar);
+    for (int64_t n : {0, 1, 3, 4, 5, 15, 16, 17, 100, 1000, 4097}) {
+      const auto a = make_x(1, n, uint32_t(n + 3));
+      const auto b = make_x(1, n, uint32_t(n + 4));
+      double ref = 0, mag = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        ref += double(a[size_t(i)]) * double(b[size_t(i)]);
+        mag += std::fabs(double(a[size_t(i)]) * double(b[size_t(i)]));
+      }
+      EXPECT_LE(std::fabs(dot_f32_f64(a.data(), b.data(), n) - ref), 1e-13 * mag + 1e-300) << "n=" << n << " " << simd_path();
+    }
+  }
+}
+
+// topk_sum_f32 gives exactly the sum of the k largest added in ascending order, on both paths: rows
+// in random, ascending (every value a new candidate) and descending order, with ties, every k from 1
+// to past the 8 that one register holds, and lengths around the 8-value blocks.
+TEST(Matmul, TopKSum) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  for (bool scalar : {true, false}) {
+    if (!scalar && !simd_supported()) continue;
+    ScopedForceScalar force(scalar);
+    for (int64_t n : {1, 2, 7, 8, 9, 15, 16, 17, 40, 383, 1000}) {
+      for (int order = 0; order < 4; ++order) {
+        std::vector<float> v(static_cast<size_t>(n));
+        for (auto& x : v) x = order == 3 ? float(rng() % 5) : u(rng);  // order 3: many ties
+        if (order == 1) std::sort(v.begin(), v.end());
+        if (order == 2) std::sort(v.rbegin(), v.rend());
+        std::vector<float> sorted = v;
+        std::sort(sorted.rbegin(), sorted.rend());
+        for (int k : {1, 2, 3, 7, 8, 9, 12}) {
+          if (k > n) continue;
+          float want = 0;
+          for (int j = k - 1; j >= 0; --j) want += sorted[size_t(j)];
+          std::vector<float> scratch(size_t(k) + 1, -1.0f);
+          EXPECT_EQ(topk_sum_f32(v.data(), n, k, scratch.data()), want)
+              << "n=" << n << " k=" << k << " order=" << order << " " << simd_path();
+          EXPECT_EQ(scratch[size_t(k)], -1.0f) << "wrote past k scratch values";
+        }
+      }
+    }
+    float one = 1.0f, s = 0;
+    EXPECT_THROW(topk_sum_f32(&one, 1, 0, &s), std::invalid_argument);
+    EXPECT_THROW(topk_sum_f32(&one, 1, 2, &s), std::invalid_argument);
   }
 }
 

@@ -73,7 +73,7 @@ class CpuBackend final : public Backend {
   int capacity() const override { return capacity_; }
   size_t kv_cache_bytes_allocated() const override { return (k_cache_.size() + v_cache_.size()) * sizeof(float); }
   size_t workspace_bytes() const override {
-    size_t floats = inv_freq_.capacity() + weights_.capacity() + topk_scratch_.capacity() + slot_weight_.capacity();
+    size_t floats = inv_freq_.capacity() + weights_.capacity() + stats_scratch_.capacity() + slot_weight_.capacity();
     for (const auto* b : {&x_, &a_, &q_, &k_, &v_, &attn_, &y_, &scores_, &gate_, &up_, &xe_, &ye_, &router_})
       floats += b->capacity();
     size_t ints = selected_.capacity() + expert_order_.capacity() + order_k_.capacity() + slot_token_.capacity();
@@ -139,7 +139,8 @@ class CpuBackend final : public Backend {
     slot_weight_.resize(t);
     selected_.resize(t * size_t(max_k_));
     weights_.resize(t * size_t(max_k_));
-    topk_scratch_.resize(scores_.size());
+    // Per pool thread: the row's shifted scores (capacity_) and the top-k buffer (k ≤ keys ≤ capacity_).
+    stats_scratch_.resize(2 * scores_.size());
   }
 
   // Sizes the step record for the arrays the request asks for (zeroed; the forward pass fills them).
@@ -175,10 +176,19 @@ class CpuBackend final : public Backend {
     rec_.attention_topk = req_.attention_stats ? req_.attention_topk : 0;
     size(rec_.hidden_norm, req_.hidden_norms, T * Ln, 0.0f);
     size(rec_.layer_time_s, req_.layer_times, Ln, 0.0);
-    rec_.attention_rows.clear();
+    // Rows are overwritten in place (not cleared and pushed back), so each row's weight buffer keeps
+    // its capacity from step to step and a decode step allocates nothing.
+    size_t n_rows = 0;
     for (const auto& r : req_.attention_rows)
-      if (r.layer >= 0 && r.layer < s_.n_layers && r.head >= 0 && r.head < s_.attn.n_heads)
-        rec_.attention_rows.push_back({r.layer, r.head, n_cached_ + int(T) - 1, {}});
+      if (r.layer >= 0 && r.layer < s_.n_layers && r.head >= 0 && r.head < s_.attn.n_heads) {
+        if (n_rows == rec_.attention_rows.size()) rec_.attention_rows.emplace_back();
+        auto& row = rec_.attention_rows[n_rows++];
+        row.layer = r.layer;
+        row.head = r.head;
+        row.position = n_cached_ + int(T) - 1;
+        row.weights.clear();
+      }
+    rec_.attention_rows.resize(n_rows);
     rec_.step_time_s = 0;
   }
 
@@ -195,9 +205,8 @@ class CpuBackend final : public Backend {
       else mlp_block(l, T);
       if (record && req_.hidden_norms)
         for (int t = 0; t < T; ++t) {
-          double ss = 0;
-          for (int64_t i = 0; i < H; ++i) ss += double(x_[size_t(t * H + i)]) * x_[size_t(t * H + i)];
-          rec_.hidden_norm[size_t(t) * size_t(s_.n_layers) + size_t(l)] = float(std::sqrt(ss));
+          const float* xt = &x_[size_t(t * H)];
+          rec_.hidden_norm[size_t(t) * size_t(s_.n_layers) + size_t(l)] = float(std::sqrt(cpu::dot_f32_f64(xt, xt, H)));
         }
       if (record && req_.layer_times) rec_.layer_time_s[size_t(l)] = seconds_since(t0);
     }
@@ -259,8 +268,12 @@ class CpuBackend final : public Backend {
     const int64_t items = int64_t(T) * A.n_heads;
     // Work items are split in contiguous chunks, one chunk per pool thread: chunk i uses score row i.
     std::atomic<int> next_row{0};
+    const bool stats = record && req_.attention_stats;
     pool_.parallel_for(items, [&](int64_t b, int64_t e) {
-      float* sc = &scores_[size_t(next_row.fetch_add(1)) * size_t(capacity_)];
+      const size_t row = size_t(next_row.fetch_add(1));
+      float* sc = &scores_[row * size_t(capacity_)];
+      float* shifted = &stats_scratch_[2 * row * size_t(capacity_)];  // score − max of each key (stats only)
+      float* topk = shifted + capacity_;
       for (int64_t it = b; it < e; ++it) {
         const int t = int(it / A.n_heads), h = int(it % A.n_heads);
         const int kvh = h / group;
@@ -271,23 +284,23 @@ class CpuBackend final : public Backend {
           sc[j] = cpu::dot_f32(q, kc + size_t(j) * size_t(kvd) + size_t(kvh * hd), hd) * scale;
           mx = std::max(mx, sc[j]);
         }
+        // The softmax numerators e^x, x = score − max, and their sum, in the same order at every hook
+        // level (the logits must not depend on the level). With attention statistics asked for, x is
+        // also kept: the entropy needs Σ e^x·x, and accumulating that here, across the call to exp,
+        // would put a double add per key through a register spilled around the call (a profile put
+        // that line at ~3% of a decode step of the demo model); one store per key here and a
+        // vectorised dot product afterwards cost far less.
         float sum = 0;
-        // Σ e^x·x (x = score − max) rides along with the softmax sums when attention statistics are
-        // asked for: the entropy is then log Σe^x − Σe^x·x / Σe^x, with no logarithm per key.
-        double ex_x = 0;
-        const bool stats = record && req_.attention_stats;
         for (int j = 0; j < n_keys; ++j) {
           const float x = sc[j] - mx;
+          if (stats) shifted[j] = x;
           sc[j] = std::exp(x);
           sum += sc[j];
-          if (stats) ex_x += double(sc[j]) * double(x);
         }
         float* out = &attn_[size_t(t * qd + h * hd)];
         std::fill(out, out + hd, 0.0f);
         const float inv = 1.0f / sum;
-        if (record)
-          record_attention(l, t, h, sc, inv, std::log(double(sum)) - ex_x / double(sum), n_keys, T,
-                           &topk_scratch_[size_t(sc - scores_.data())]);
+        if (record) record_attention(l, t, h, sc, shifted, sum, inv, n_keys, T, topk);
         for (int j = 0; j < n_keys; ++j) cpu::axpy_f32(sc[j] * inv, vc + size_t(j) * size_t(kvd) + size_t(kvh * hd), out, hd);
       }
     });
@@ -295,35 +308,22 @@ class CpuBackend final : public Backend {
     for (int64_t i = 0; i < T * H; ++i) x_[size_t(i)] += y_[size_t(i)] + (L.o_bias.empty() ? 0.0f : L.o_bias[size_t(i % H)]);
   }
 
-  // attn.stats and attn.rows of one (token, head): sc holds exp(score - max), inv = 1 / their sum,
-  // entropy the row's entropy in nats.
-  void record_attention(int l, int t, int h, const float* sc, float inv, double entropy, int n_keys, int T, float* scratch) {
+  // attn.stats and attn.rows of one (token, head). sc holds e^x for the row's keys, x = score − max
+  // (kept in `shifted` when statistics are asked for), sum = Σ e^x and inv = 1 / sum; topk is
+  // scratch for the top-k sum.
+  void record_attention(int l, int t, int h, const float* sc, const float* shifted, float sum, float inv, int n_keys,
+                        int T, float* topk) {
     if (req_.attention_stats) {
+      // Entropy from the softmax sums, with no logarithm per key: with w = e^x / S,
+      //   −Σ w log w = log S − Σ e^x·x / S.
+      // Σ e^x·x is accumulated in double (dot_f32_f64), as the fused loop did before.
+      double entropy = std::log(double(sum)) - cpu::dot_f32_f64(sc, shifted, n_keys) / double(sum);
+      entropy = std::max(entropy, 0.0);  // rounding can leave −1e-7 for a one-hot row
       // The largest weight is exp(0) · inv: the maximum score was subtracted before the exponential.
       const float mx = inv;
-      entropy = std::max(entropy, 0.0);  // rounding can leave −1e-7 for a one-hot row
+      // Top-k mass: with no more keys than k it is all of the mass, and no key needs looking at.
       const int k = std::min(n_keys, std::max(1, req_.attention_topk));
-      float mass = 0;
-      if (k == n_keys) {
-        mass = 1.0f;
-      } else {
-        // The k largest in one pass: scratch[0..k) kept in ascending order; most keys fail the first
-        // comparison, so this costs about one comparison per key (k is small, 8 by default).
-        std::copy(sc, sc + k, scratch);
-        std::sort(scratch, scratch + k);
-        for (int j = k; j < n_keys; ++j) {
-          const float v = sc[j];
-          if (v <= scratch[0]) continue;
-          int p = 1;
-          while (p < k && scratch[p] < v) {
-            scratch[p - 1] = scratch[p];
-            ++p;
-          }
-          scratch[p - 1] = v;
-        }
-        for (int j = 0; j < k; ++j) mass += scratch[j];
-        mass *= inv;
-      }
+      const float mass = k == n_keys ? 1.0f : cpu::topk_sum_f32(sc, n_keys, k, topk) * inv;
       const size_t i = (size_t(t) * size_t(s_.n_layers) + size_t(l)) * size_t(s_.attn.n_heads) + size_t(h);
       rec_.attn_entropy[i] = float(entropy);
       rec_.attn_max[i] = mx;
@@ -514,7 +514,7 @@ class CpuBackend final : public Backend {
   std::vector<float> weights_;
   std::vector<int32_t> expert_order_;  // router scratch: candidate expert ids sorted by score
   std::vector<int> order_k_;           // record scratch: slots sorted by weight
-  std::vector<float> topk_scratch_;    // attention top-k scratch, one row per pool thread
+  std::vector<float> stats_scratch_;   // attention statistics scratch, two rows of capacity_ per pool thread
   std::vector<int> moe_layers_;        // layer index of each MoE-layer ordinal
   Interventions iv_;
   int max_k_ = 0;                      // slots per token in the routing buffers

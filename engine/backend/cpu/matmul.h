@@ -1,6 +1,7 @@
 #pragma once
 // Matrix products against weights stored as they are in the checkpoint (F32, F16 or BF16, row-major
 // [out, in], read in place from the mmap). Activations are F32; accumulation is F32.
+// Also the few vector kernels the forward pass and its hooks share (dot, axpy, top-k sum).
 // AVX2/FMA/F16C paths are chosen at run time; a scalar path is always there.
 #include <cstdint>
 
@@ -28,6 +29,19 @@ void matmul(ThreadPool& pool, const MatrixRef& W, const float* x, int64_t T, flo
 float dot_f32(const float* a, const float* b, int64_t n);
 // y[i] += s · x[i] (SIMD).
 void axpy_f32(float s, const float* x, float* y, int64_t n);
+
+// Σ a[i]·b[i] over n F32 values, accumulated in double (SIMD): for statistics that must keep full
+// precision over long rows (attention entropy, hidden-state norms). Each product of two floats is
+// exact in double, so the result differs from a sequential double loop only in the order of the
+// additions.
+double dot_f32_f64(const float* a, const float* b, int64_t n);
+
+// The sum of the k largest of v[0..n), 1 ≤ k ≤ n (NaN-free input; throws std::invalid_argument
+// otherwise). The k values are added in ascending order, so the result is the same on every path,
+// ties or not. scratch: k floats. The SIMD path compares 8 values at a time against the current k-th
+// largest and skips the block when none beats it; for k ≤ 8 the largest 8 live sorted in one register
+// and a block is merged in with a sorting network, without a branch per value.
+float topk_sum_f32(const float* v, int64_t n, int k, float* scratch);
 
 // Which SIMD path matmul_rows uses on this machine ("avx2+fma+f16c" or "scalar").
 const char* simd_path();
