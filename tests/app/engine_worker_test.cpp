@@ -11,6 +11,19 @@ using moe::app::TurnRequest;
 
 namespace {
 
+// The worker emits on its own thread. QSignalSpy connects directly, so its list and its wait() would be
+// touched from two threads; this recorder receives the signals queued on the test's thread instead, as
+// the window does.
+struct Signals : QObject {
+  explicit Signals(EngineWorker& worker) {
+    connect(&worker, &EngineWorker::modelLoaded, this, [this](const QString& p) { loaded << p; }, Qt::QueuedConnection);
+    connect(&worker, &EngineWorker::loadFailed, this, [this](const QString& e) { failed << e; }, Qt::QueuedConnection);
+    connect(&worker, &EngineWorker::engineError, this, [this](const QString& e) { errors << e; }, Qt::QueuedConnection);
+    connect(&worker, &EngineWorker::turnFinished, this, [this](int, const QString& r) { finished << r; }, Qt::QueuedConnection);
+  }
+  QStringList loaded, failed, errors, finished;
+};
+
 QString demoModel() { return QStringLiteral(MOE_SOURCE_DIR "/resources/demo/moe"); }
 
 moe::app::LoadOptions oneThread() {
@@ -26,30 +39,29 @@ class EngineWorkerTest : public QObject {
  private slots:
   void aFolderWithoutConfigIsRefusedByName() {
     EngineWorker worker;
-    QSignalSpy failed(&worker, &EngineWorker::loadFailed);
+    Signals got(worker);
     worker.loadModel(QStringLiteral(MOE_TEST_DATA_DIR "/tokenizers/bpe"), oneThread());
-    QVERIFY(failed.wait(30000));
-    QVERIFY2(failed.at(0).at(0).toString().contains(QStringLiteral("config.json")), qPrintable(failed.at(0).at(0).toString()));
+    QTRY_VERIFY_WITH_TIMEOUT(!got.failed.isEmpty(), 30000);
+    QVERIFY2(got.failed[0].contains(QStringLiteral("config.json")), qPrintable(got.failed[0]));
     QVERIFY(worker.modelPath().isEmpty());
   }
 
   void sendingWithoutAModelSaysSo() {
     EngineWorker worker;
-    QSignalSpy error(&worker, &EngineWorker::engineError);
+    Signals got(worker);
     TurnRequest r;
     r.user_text = "hello";
     worker.send(r);
-    QVERIFY(error.wait(10000));
-    QVERIFY(error.at(0).at(0).toString().contains(QStringLiteral("No model")));
+    QTRY_VERIFY_WITH_TIMEOUT(!got.errors.isEmpty(), 10000);
+    QVERIFY(got.errors[0].contains(QStringLiteral("No model")));
   }
 
   void stopEndsASlowReplyAtOnce() {
     EngineWorker worker;
-    QSignalSpy loaded(&worker, &EngineWorker::modelLoaded);
+    Signals got(worker);
     worker.loadModel(demoModel(), oneThread());
-    QVERIFY(loaded.wait(30000));
+    QTRY_VERIFY_WITH_TIMEOUT(!got.loaded.isEmpty(), 30000);
     worker.setPace(5);  // 5 tokens a second: the reply would take many seconds
-    QSignalSpy finished(&worker, &EngineWorker::turnFinished);
     TurnRequest r;
     r.user_text = "What is 4821 + 739?";
     worker.send(r);
@@ -57,9 +69,9 @@ class EngineWorkerTest : public QObject {
     QElapsedTimer clock;
     clock.start();
     worker.stop();
-    QVERIFY(finished.wait(5000));
+    QTRY_VERIFY_WITH_TIMEOUT(!got.finished.isEmpty(), 5000);
     QVERIFY2(clock.elapsed() < 2000, "the stop waited for the slow-motion pace");
-    QCOMPARE(finished.at(0).at(1).toString(), QStringLiteral("stopped"));
+    QCOMPARE(got.finished[0], QStringLiteral("stopped"));
     const auto turn = worker.live().turns.back();
     QVERIFY(turn.finished);
     QVERIFY(turn.tokens.size() < 20);
@@ -67,11 +79,9 @@ class EngineWorkerTest : public QObject {
 
   void badInterventionsAreReportedAndNotApplied() {
     EngineWorker worker;
-    QSignalSpy loaded(&worker, &EngineWorker::modelLoaded);
+    Signals got(worker);
     worker.loadModel(demoModel(), oneThread());
-    QVERIFY(loaded.wait(30000));
-    QSignalSpy error(&worker, &EngineWorker::engineError);
-    QSignalSpy finished(&worker, &EngineWorker::turnFinished);
+    QTRY_VERIFY_WITH_TIMEOUT(!got.loaded.isEmpty(), 30000);
     moe::Interventions iv;
     iv.layer(1, 4).masked = {99};  // the demo model has 16 experts
     worker.setInterventions(iv);
@@ -80,24 +90,23 @@ class EngineWorkerTest : public QObject {
     r.mode = "no-think";
     r.max_new_tokens = 4;
     worker.send(r);
-    QVERIFY(finished.wait(30000));
-    QVERIFY(error.count() >= 1);
-    QVERIFY2(error.at(0).at(0).toString().contains(QStringLiteral("99")), qPrintable(error.at(0).at(0).toString()));
+    QTRY_VERIFY_WITH_TIMEOUT(!got.finished.isEmpty(), 30000);
+    QVERIFY(!got.errors.isEmpty());
+    QVERIFY2(got.errors[0].contains(QStringLiteral("99")), qPrintable(got.errors[0]));
     QVERIFY(worker.store().size() > 0);  // the turn ran without them
   }
 
   void newChatForgetsTheConversationAndTheTrace() {
     EngineWorker worker;
-    QSignalSpy loaded(&worker, &EngineWorker::modelLoaded);
+    Signals got(worker);
     worker.loadModel(demoModel(), oneThread());
-    QVERIFY(loaded.wait(30000));
-    QSignalSpy finished(&worker, &EngineWorker::turnFinished);
+    QTRY_VERIFY_WITH_TIMEOUT(!got.loaded.isEmpty(), 30000);
     TurnRequest r;
     r.user_text = "What is 1 + 2?";
     r.mode = "no-think";
     r.max_new_tokens = 4;
     worker.send(r);
-    QVERIFY(finished.wait(30000));
+    QTRY_VERIFY_WITH_TIMEOUT(!got.finished.isEmpty(), 30000);
     QCOMPARE(int(worker.live().turns.size()), 1);
     QVERIFY(worker.store().size() > 0);
     worker.newChat();

@@ -77,11 +77,11 @@ class WorkbenchEndToEndTest : public QObject {
     options.load.threads = 1;
     MainWindow window(options);
     window.show();
-    StallMeter stalls;
-    stalls.start();
-
     QSignalSpy ready(&window, &MainWindow::modelReady);
     QVERIFY(ready.wait(60000));
+    // From here on: the chat streams, the views update (the window's first paint is not counted).
+    StallMeter stalls;
+    stalls.start();
     window.controls()->setMode(QStringLiteral("think"));
     window.controls()->setThinkingBudget(-1);
     window.controls()->setPace(40);  // slow motion, so the budget can be changed while it thinks
