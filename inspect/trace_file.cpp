@@ -1,9 +1,6 @@
 #include "inspect/trace_file.h"
 
-#include <unistd.h>
-
 #include <charconv>
-#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -13,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/common/error.h"
+#include "engine/formats/atomic_file.h"
 #include "engine/formats/safetensors.h"
 
 namespace moe::inspect {
@@ -524,22 +522,7 @@ void write_trace_tokens_csv(const Trace& t, const std::filesystem::path& path) {
     }
   }
 
-  // Atomic like the trace file: a temp file beside it, flushed, then renamed over it.
-  const std::string tmp = file + ".tmp";
-  FILE* fp = std::fopen(tmp.c_str(), "wb");
-  if (!fp) fail(file, "", "cannot create " + tmp + ": " + std::strerror(errno));
-  const bool written = std::fwrite(out.data(), 1, out.size(), fp) == out.size() && std::fflush(fp) == 0 &&
-                       ::fsync(fileno(fp)) == 0;
-  const int err = errno;
-  if (std::fclose(fp) != 0 || !written) {
-    std::remove(tmp.c_str());
-    fail(file, "", std::string("cannot write: ") + std::strerror(written ? errno : err));
-  }
-  if (std::rename(tmp.c_str(), file.c_str()) != 0) {
-    const int rename_err = errno;
-    std::remove(tmp.c_str());
-    fail(file, "", "cannot rename " + tmp + " into place: " + std::strerror(rename_err));
-  }
+  write_file_atomically(path, out);
 }
 
 }  // namespace moe::inspect

@@ -22,9 +22,9 @@ QColor readableOn(const QColor& background) {
 
 QString stopReasonText(const std::string& reason) {
   if (reason == "eos") return ChatTurnWidget::tr("finished");
-  if (reason == "max-tokens") return ChatTurnWidget::tr("stopped at the token limit");
+  if (reason == "max_tokens") return ChatTurnWidget::tr("stopped at the token limit");
   if (reason == "stopped") return ChatTurnWidget::tr("stopped by you");
-  if (reason == "context-full") return ChatTurnWidget::tr("stopped: the context is full");
+  if (reason == "context_full") return ChatTurnWidget::tr("stopped: the context is full");
   if (reason.empty()) return ChatTurnWidget::tr("finished");
   return ChatTurnWidget::tr("failed: %1").arg(QString::fromStdString(reason));
 }

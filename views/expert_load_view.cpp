@@ -40,15 +40,10 @@ QCPRange rangeFor(int n) { return n >= 2 ? QCPRange(0, n - 1) : QCPRange(-0.25, 
 // ColorBrewer "Blues": an empty cell is near white, a busy one dark, and both the red marks on dead
 // (white) cells and the orange rings on overloaded (dark) cells stand out.
 QCPColorGradient shareGradient() {
-  QCPColorGradient gradient;
-  gradient.clearColorStops();
-  gradient.setColorStopAt(0.00, QColor(0xf7, 0xfb, 0xff));
-  gradient.setColorStopAt(0.35, QColor(0x6b, 0xae, 0xd6));
-  gradient.setColorStopAt(0.70, QColor(0x21, 0x71, 0xb5));
-  gradient.setColorStopAt(1.00, QColor(0x08, 0x30, 0x6b));
-  gradient.setLevelCount(256);
-  gradient.setNanHandling(QCPColorGradient::nhTransparent);
-  return gradient;
+  return sequentialGradient({{0.00, QColor(0xf7, 0xfb, 0xff)},
+                             {0.35, QColor(0x6b, 0xae, 0xd6)},
+                             {0.70, QColor(0x21, 0x71, 0xb5)},
+                             {1.00, QColor(0x08, 0x30, 0x6b)}});
 }
 
 QSharedPointer<QCPAxisTickerText> expertTicker(int n_experts) {

@@ -11,6 +11,7 @@
 #include <limits>
 #include <qcustomplot.h>
 
+#include "views/model_card_view.h"  // formatCount
 #include "views/plot_export.h"
 #include "views/plot_style.h"
 
@@ -25,18 +26,13 @@ constexpr double kGiB = 1024.0 * kMiB;
 // sliver; it is named in a label instead of drawn.
 constexpr double kDeviceLineReach = 3.0;
 
-QString formatBytes(double bytes) {
+// Sizes in this view's labels: GiB with two decimals, smaller units with one (the memory plot's
+// axis is in MiB or GiB, and its labels read at the same precision).
+QString formatMemory(double bytes) {
   if (bytes >= kGiB) return QObject::tr("%1 GiB").arg(bytes / kGiB, 0, 'f', 2);
   if (bytes >= kMiB) return QObject::tr("%1 MiB").arg(bytes / kMiB, 0, 'f', 1);
   if (bytes >= 1024) return QObject::tr("%1 KiB").arg(bytes / 1024, 0, 'f', 1);
   return QObject::tr("%1 B").arg(qint64(bytes));
-}
-
-QString formatParams(double n) {
-  if (n >= 1e9) return QObject::tr("%1 B").arg(n / 1e9, 0, 'f', 2);
-  if (n >= 1e6) return QObject::tr("%1 M").arg(n / 1e6, 0, 'f', 2);
-  if (n >= 1e3) return QObject::tr("%1 K").arg(n / 1e3, 0, 'f', 1);
-  return QString::number(qint64(n));
 }
 
 QString formatSeconds(double s) {
@@ -438,8 +434,8 @@ void MemorySpeedView::drawMemory() {
     const double y = device_total_ / unit_bytes_;
     device_line_->point1->setCoords(0, y);
     device_line_->point2->setCoords(1, y);
-    device_label_->setText(device_in_reach ? tr("device total %1").arg(formatBytes(device_total_))
-                                           : tr("device total %1 (far above)").arg(formatBytes(device_total_)));
+    device_label_->setText(device_in_reach ? tr("device total %1").arg(formatMemory(device_total_))
+                                           : tr("device total %1 (far above)").arg(formatMemory(device_total_)));
     device_label_->position->setTypeY(device_in_reach ? QCPItemPosition::ptPlotCoords : QCPItemPosition::ptAxisRectRatio);
     device_label_->position->setCoords(0.99, device_in_reach ? y : 0.08);
   }
@@ -515,7 +511,7 @@ void MemorySpeedView::updateLabels() {
     active_detail_->setText(tr("No model loaded"));
   } else {
     const QLocale locale;
-    active_label_->setText(formatParams(double(active_params_)));
+    active_label_->setText(formatCount(double(active_params_)));
     QString detail = model->total_params > 0
                          ? tr("%1 of %2 total (%3%)").arg(locale.toString(active_params_), locale.toString(qint64(model->total_params)))
                                .arg(100.0 * double(active_params_) / double(model->total_params), 0, 'f', 1)
@@ -573,12 +569,12 @@ void MemorySpeedView::updateLabels() {
     const MemorySample& s = data_.memory->back();
     const double share = s.kv_allocated_bytes > 0 ? 100.0 * double(s.kv_used_bytes) / double(s.kv_allocated_bytes) : 0;
     kv_label_->setText(tr("KV cache: %1 used of %2 allocated (%3%)")
-                           .arg(formatBytes(double(s.kv_used_bytes)), formatBytes(double(s.kv_allocated_bytes)))
+                           .arg(formatMemory(double(s.kv_used_bytes)), formatMemory(double(s.kv_allocated_bytes)))
                            .arg(share, 0, 'f', 1));
   } else {
     kv_label_->setText(tr("KV cache: no sample yet"));
   }
-  weights_label_->setText(model ? tr("Weights: %1 in total").arg(formatBytes(double(model->weight_bytes())))
+  weights_label_->setText(model ? tr("Weights: %1 in total").arg(formatMemory(double(model->weight_bytes())))
                                 : tr("Weights: no model loaded"));
 }
 
@@ -624,12 +620,12 @@ void MemorySpeedView::onMemoryHover(QMouseEvent* event) {
   for (int part = kMemoryParts - 1; part >= 0; --part) {
     const uint64_t b = partBytes(part, i);
     total += b;
-    if (b > 0) lines << tr("%1: %2 (%3 bytes)").arg(tr(kPartNames[part]), formatBytes(double(b))).arg(b);
+    if (b > 0) lines << tr("%1: %2 (%3 bytes)").arg(tr(kPartNames[part]), formatMemory(double(b))).arg(b);
   }
-  lines << tr("stacked total: %1").arg(formatBytes(double(total)));
-  if (samples[i].kv_allocated_bytes > 0) lines << tr("KV cache allocated: %1").arg(formatBytes(double(samples[i].kv_allocated_bytes)));
-  if (samples[i].process_rss_bytes > 0) lines << tr("process resident: %1").arg(formatBytes(double(samples[i].process_rss_bytes)));
-  if (std::isfinite(device_total_)) lines << tr("device total: %1").arg(formatBytes(device_total_));
+  lines << tr("stacked total: %1").arg(formatMemory(double(total)));
+  if (samples[i].kv_allocated_bytes > 0) lines << tr("KV cache allocated: %1").arg(formatMemory(double(samples[i].kv_allocated_bytes)));
+  if (samples[i].process_rss_bytes > 0) lines << tr("process resident: %1").arg(formatMemory(double(samples[i].process_rss_bytes)));
+  if (std::isfinite(device_total_)) lines << tr("device total: %1").arg(formatMemory(device_total_));
   QToolTip::showText(event->globalPosition().toPoint(), lines.join(QLatin1Char('\n')), memory_plot_);
 }
 

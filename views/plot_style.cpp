@@ -21,6 +21,15 @@ QColor phaseColor(int phase) {
   }
 }
 
+QCPColorGradient sequentialGradient(std::initializer_list<std::pair<double, QColor>> stops) {
+  QCPColorGradient gradient;
+  gradient.clearColorStops();
+  for (const auto& [position, colour] : stops) gradient.setColorStopAt(position, colour);
+  gradient.setLevelCount(256);
+  gradient.setNanHandling(QCPColorGradient::nhTransparent);
+  return gradient;
+}
+
 bool isDark(const QPalette& palette) { return palette.color(QPalette::Window).lightnessF() < 0.5; }
 
 void applyPlotTheme(QCustomPlot* plot, const QPalette& palette) {

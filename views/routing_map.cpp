@@ -44,16 +44,11 @@ QCPColorGradient categoricalGradient(const QVector<QColor>& colors) {
 
 // Perceptually even, readable in grey and for the common colour-vision deficiencies (viridis stops).
 QCPColorGradient entropyGradient() {
-  QCPColorGradient gradient;
-  gradient.clearColorStops();
-  gradient.setColorStopAt(0.00, QColor(0x44, 0x01, 0x54));
-  gradient.setColorStopAt(0.25, QColor(0x3b, 0x52, 0x8b));
-  gradient.setColorStopAt(0.50, QColor(0x21, 0x91, 0x8c));
-  gradient.setColorStopAt(0.75, QColor(0x5e, 0xc9, 0x62));
-  gradient.setColorStopAt(1.00, QColor(0xfd, 0xe7, 0x25));
-  gradient.setLevelCount(256);
-  gradient.setNanHandling(QCPColorGradient::nhTransparent);
-  return gradient;
+  return sequentialGradient({{0.00, QColor(0x44, 0x01, 0x54)},
+                             {0.25, QColor(0x3b, 0x52, 0x8b)},
+                             {0.50, QColor(0x21, 0x91, 0x8c)},
+                             {0.75, QColor(0x5e, 0xc9, 0x62)},
+                             {1.00, QColor(0xfd, 0xe7, 0x25)}});
 }
 
 // The data rows that carry MoE ordinal m. A map of one row would have zero height (QCustomPlot draws

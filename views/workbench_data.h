@@ -73,7 +73,7 @@ struct ChatTurn {
   double thinking_s = 0;
   std::vector<inspect::ForcedStopRecord> forced_stops;
   bool finished = false;
-  std::string stop_reason;        // "eos", "max-tokens", "stopped", "context-full", or an error
+  std::string stop_reason;        // stop_reason_name(): "eos", "max_tokens", "stopped", "context_full"; or "error: …"
   double time_to_first_token_s = 0;
   double prefill_s = 0, decode_s = 0;
   int prompt_tokens = 0, reused_tokens = 0;

@@ -11,6 +11,7 @@
 
 #include "app/cli/commands.h"
 #include "app/cli/table_output.h"
+#include "engine/formats/atomic_file.h"
 #include "engine/common/error.h"
 #include "engine/runtime/session.h"
 #include "engine/tokenizer/chat_template.h"
@@ -126,9 +127,7 @@ int run_corpus(const Args& args) {
     store.set_metadata_json(json{{"model", model->dir().string()}, {"input", *input}, {"part", part}}.dump());
     inspect::save_trace(store.snapshot(), part_path);
     progress["parts"].push_back({{"file", part_path.filename().string()}, {"nll", nll}, {"predicted", predicted}});
-    const fs::path tmp = progress_path.string() + ".tmp";
-    std::ofstream(tmp) << progress.dump(1);
-    fs::rename(tmp, progress_path);
+    write_file_atomically(progress_path, progress.dump(1));
   }
 
   // Join the parts into one trace.

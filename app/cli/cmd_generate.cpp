@@ -49,10 +49,6 @@ std::vector<int32_t> parse_ids(const std::string& s) {
   return ids;
 }
 
-json sampling_json(const SamplingParams& p) {
-  return {{"greedy", p.greedy}, {"temperature", p.temperature}, {"top_k", p.top_k}, {"top_p", p.top_p}, {"min_p", p.min_p},
-          {"repetition_penalty", p.repetition_penalty}, {"presence_penalty", p.presence_penalty}, {"seed", p.seed}};
-}
 
 }  // namespace
 
@@ -120,7 +116,7 @@ int run_generate(const Args& args, bool trace_command) {
                    t.sampling->greedy ? "greedy" : has_sampling_flags(args) ? "sampling (overridden)" : "sampling (recommended for the mode)");
     settings["mode"] = thinking_mode_name(t.mode);
     settings["budget"] = t.thinking_budget;
-    settings["sampling"] = sampling_json(*t.sampling);
+    settings["sampling"] = json::parse(t.sampling->to_json());
     settings["chat_format"] = conv.chat().format_name();
     store.begin_segment(settings.dump());
     const TurnResult turn = conv.send(*chat_text, t, print_token, &observers);
@@ -156,7 +152,7 @@ int run_generate(const Args& args, bool trace_command) {
     backend = session.backend().describe();
     if (!as_json)
       std::fprintf(stderr, "[%s; %zu prompt tokens; %s]\n", backend.c_str(), prompt.size(), opt.sampling.greedy ? "greedy" : "sampling");
-    settings["sampling"] = sampling_json(opt.sampling);
+    settings["sampling"] = json::parse(opt.sampling.to_json());
     store.begin_segment(settings.dump());
     std::optional<StreamDecoder> stream;
     if (tok) stream.emplace(*tok, true);

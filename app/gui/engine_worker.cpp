@@ -24,16 +24,6 @@ using nlohmann::json;
 
 struct Cancelled {};
 
-const char* stop_reason_text(StopReason r) {
-  switch (r) {
-    case StopReason::EndOfSequence: return "eos";
-    case StopReason::MaxTokens: return "max-tokens";
-    case StopReason::StoppedByUser: return "stopped";
-    case StopReason::ContextFull: return "context-full";
-  }
-  return "";
-}
-
 // A model is a folder; a file inside one (config.json, a safetensors shard, the index) names its folder.
 fs::path model_folder(const QString& path) {
   fs::path p = path.toStdString();
@@ -41,11 +31,6 @@ fs::path model_folder(const QString& path) {
   return p;
 }
 
-json sampling_json(const SamplingParams& s) {
-  return {{"greedy", s.greedy}, {"temperature", s.temperature}, {"top_k", s.top_k}, {"top_p", s.top_p},
-          {"min_p", s.min_p}, {"repetition_penalty", s.repetition_penalty},
-          {"presence_penalty", s.presence_penalty}, {"seed", s.seed}};
-}
 
 }  // namespace
 
@@ -104,13 +89,11 @@ void EngineWorker::loop() {
       r = std::move(queue_.front());
       queue_.pop_front();
     }
-    busy_ = true;
     try {
       r.run();
     } catch (const std::exception& e) {
       emit engineError(QString::fromStdString(e.what()));
     }
-    busy_ = false;
   }
 }
 
@@ -130,19 +113,16 @@ void EngineWorker::newChat() { post("new-chat", [this] { doNewChat(); }); }
 void EngineWorker::restore(const QString& session_dir, const LoadOptions& options) {
   cancel_load_ = false;
   post("load", [this, session_dir, options] {
-    RestoredSession session;
+    SessionFile session;
     try {
-      SessionFile file = load_session(session_dir.toStdString());
-      session.model_path = file.model_path;
-      session.turns = std::move(file.turns);
-      session.trace = std::move(file.trace);
+      session = load_session(session_dir.toStdString());
     } catch (const std::exception& e) {
       emit sessionRestoreFailed(QString::fromStdString(e.what()));
       return;
     }
     doLoad(QString::fromStdString(session.model_path), options);
     if (conversation_ && modelPath() == QString::fromStdString(model_folder(QString::fromStdString(session.model_path)).string()))
-      doRestore(session);
+      doRestore(std::move(session));
   });
 }
 
@@ -291,7 +271,7 @@ void EngineWorker::doNewChat() {
   autosave();
 }
 
-void EngineWorker::doRestore(const RestoredSession& session) {
+void EngineWorker::doRestore(SessionFile session) {
   std::vector<ChatMessage> messages;
   for (const auto& t : session.turns) {
     messages.push_back({"user", t.user_text});
@@ -302,8 +282,8 @@ void EngineWorker::doRestore(const RestoredSession& session) {
   conversation_->set_messages(std::move(messages));
   {
     std::lock_guard lock(live_mutex_);
-    live_.turns = session.turns;
-    live_.base_trace = session.trace.size() > 0 ? std::make_shared<const inspect::Trace>(session.trace) : nullptr;
+    live_.turns = std::move(session.turns);
+    live_.base_trace = session.trace.size() > 0 ? std::make_shared<const inspect::Trace>(std::move(session.trace)) : nullptr;
   }
   touch();
 }
@@ -364,7 +344,7 @@ void EngineWorker::doSend(const TurnRequest& request) {
   turn.thinking_budget = options.thinking_budget;
   const SamplingParams sampling = options.sampling ? *options.sampling
                                                    : recommended_sampling(conv.chat(), conv.generation_config(), turn.thinking);
-  json settings = {{"mode", turn.mode}, {"budget", turn.thinking_budget}, {"sampling", sampling_json(sampling)},
+  json settings = {{"mode", turn.mode}, {"budget", turn.thinking_budget}, {"sampling", json::parse(sampling.to_json())},
                    {"chat_format", conv.chat().format_name()}, {"hook_level", hook_level_name(recorder_->level())},
                    {"interventions", json::parse(conv.session().interventions().to_json())}};
   int64_t base_rows = 0, base_segments = 0;
@@ -381,7 +361,6 @@ void EngineWorker::doSend(const TurnRequest& request) {
     turn_index = int(live_.turns.size()) - 1;
   }
   touch();
-  emit turnStarted(turn_index);
 
   const auto start = std::chrono::steady_clock::now();
   auto last_sample = start;
@@ -437,19 +416,17 @@ void EngineWorker::doSend(const TurnRequest& request) {
     return !stop_.load();
   };
 
-  generating_ = true;
   std::string stop_reason;
   TurnResult result;
   bool ok = false;
   try {
     result = conv.send(request.user_text, options, on_token, recorder_.get());
     ok = true;
-    stop_reason = stop_reason_text(result.generation.reason);
+    stop_reason = stop_reason_name(result.generation.reason);
   } catch (const std::exception& e) {
     stop_reason = std::string("error: ") + e.what();
     emit engineError(QString::fromStdString(e.what()));
   }
-  generating_ = false;
   if (ok)
     for (const ForcedStop& f : result.generation.forced_stops) store_->add_forced_stop({f.position, f.thinking_tokens, f.budget});
   sampleMemory(std::chrono::duration<double>(std::chrono::steady_clock::now() - session_start_).count());

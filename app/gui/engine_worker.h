@@ -27,6 +27,7 @@
 #include "engine/runtime/sampler.h"
 #include "inspect/trace.h"
 #include "inspect/trace_store.h"
+#include "app/gui/session_file.h"
 #include "views/workbench_data.h"
 
 namespace moe {
@@ -52,14 +53,6 @@ struct TurnRequest {
   int max_new_tokens = 512;
   std::optional<SamplingParams> sampling;  // unset: the mode's recommendation
   int thinking_budget = -1;
-};
-
-// A saved chat reopened: the turns as they were shown and the trace they ran, kept as the base of the
-// live trace (rows of the restored turns point into it).
-struct RestoredSession {
-  std::string model_path;
-  std::vector<views::ChatTurn> turns;
-  inspect::Trace trace;
 };
 
 // What the feed copies out of the worker: the chat so far and what it needs to decode rows.
@@ -104,8 +97,6 @@ class EngineWorker : public QObject {
   const inspect::TraceStore& store() const { return *store_; }
   LiveView live() const;
   uint64_t liveVersion() const { return live_version_.load(); }
-  bool busy() const { return busy_.load(); }
-  bool generating() const { return generating_.load(); }
   // The folder of the loaded model (empty before the first load).
   QString modelPath() const;
   // Saves the chat and the trace so far (called on the worker after every turn; also by the app on exit
@@ -116,7 +107,6 @@ class EngineWorker : public QObject {
   void loadProgress(int percent, const QString& stage);
   void modelLoaded(const QString& path);
   void loadFailed(const QString& error);
-  void turnStarted(int turn);
   void turnFinished(int turn, const QString& stop_reason);
   void engineError(const QString& error);
   void sessionSaved(const QString& dir);
@@ -132,7 +122,7 @@ class EngineWorker : public QObject {
   void doLoad(const QString& path, const LoadOptions& options);
   void doSend(const TurnRequest& request);
   void doNewChat();
-  void doRestore(const RestoredSession& session);
+  void doRestore(SessionFile session);
   void applyPendingInterventions();
   void sampleMemory(double t_s);
   void touch();  // a change the feed must see
@@ -157,7 +147,6 @@ class EngineWorker : public QObject {
   std::atomic<int> budget_{-1};
   std::atomic<bool> stop_thinking_{false};
   std::atomic<double> pace_{0};
-  std::atomic<bool> busy_{false}, generating_{false};
   std::mutex pace_mutex_;
   std::condition_variable pace_cv_;  // woken by stop() so slow motion never delays a stop
   std::mutex interventions_mutex_;

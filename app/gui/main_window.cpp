@@ -319,16 +319,9 @@ void MainWindow::connectWorker() {
     status_->setText(tr("The last session could not be restored: %1").arg(error));
     openModel(options_.model_path.isEmpty() ? demoModelPath() : options_.model_path);
   });
-  connect(worker_, &EngineWorker::turnStarted, this, [this] {
-    send_->setEnabled(true);
-    stop_->setEnabled(true);
-    controls_->setGenerating(true);
-  });
   connect(worker_, &EngineWorker::turnFinished, this, [this](int turn, const QString& reason) {
-    feed_->refresh();  // the last tokens, at once
+    feed_->refresh();  // the last tokens at once; the stop buttons follow the chat's state
     status_->setText(tr("Turn %1 finished: %2").arg(turn + 1).arg(reason));
-    stop_->setEnabled(false);
-    controls_->setGenerating(false);
     emit turnDone(turn, reason);
   });
   connect(worker_, &EngineWorker::engineError, this, [this](const QString& error) {

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "engine/common/error.h"
+#include "engine/formats/atomic_file.h"
 #include "inspect/trace_file.h"
 
 namespace moe::app {
@@ -17,19 +18,6 @@ namespace fs = std::filesystem;
 constexpr const char* kChatFile = "chat.json";
 constexpr const char* kTraceFile = "trace.safetensors";
 constexpr int kFormatVersion = 1;
-
-void write_atomically(const fs::path& path, const std::string& bytes) {
-  const fs::path tmp = path.string() + ".part";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), std::streamsize(bytes.size()));
-    out.flush();
-    if (!out) throw EngineError(path.string(), "", "cannot write the file");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) throw EngineError(path.string(), "", "cannot move the new file into place: " + ec.message());
-}
 
 json turn_json(const views::ChatTurn& t) {
   json tokens = json::array();
@@ -140,12 +128,8 @@ void save_session(const fs::path& dir, const SessionFile& session) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw EngineError(dir.string(), "", "cannot create the folder: " + ec.message());
-  const fs::path trace = dir / kTraceFile;
-  const fs::path tmp = trace.string() + ".part";
-  inspect::save_trace(session.trace, tmp);
-  fs::rename(tmp, trace, ec);
-  if (ec) throw EngineError(trace.string(), "", "cannot move the new file into place: " + ec.message());
-  write_atomically(dir / kChatFile, chat_to_json(session.model_path, session.turns));
+  inspect::save_trace(session.trace, dir / kTraceFile);  // atomic (write_safetensors)
+  write_file_atomically(dir / kChatFile, chat_to_json(session.model_path, session.turns));
 }
 
 bool has_session(const fs::path& dir) { return fs::exists(dir / kChatFile); }

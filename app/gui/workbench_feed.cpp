@@ -36,38 +36,40 @@ void WorkbenchFeed::refresh() {
     *trace = live.base_trace ? *live.base_trace : inspect::Trace{};  // shapes differ: show what was restored
   }
 
-  // Row text, decoded once per row; starts over when the rows before are no longer the same.
+  // Rows already seen (those of the last snapshot) are decoded and indexed once: a row never changes
+  // after it is appended, so only new rows are read. Everything starts over when the rows before are
+  // no longer the same (a new chat, another model, a restored session).
   const size_t n = size_t(trace->size());
-  if (!text_ || text_tokenizer_ != live.tokenizer || text_base_ != live.base_trace.get() || n < text_ids_.size() ||
-      !std::equal(text_ids_.begin(), text_ids_.end(), trace->tokens.begin())) {
+  const inspect::Trace& before = *data_.trace;
+  const size_t seen = size_t(before.size());
+  const bool same_rows = text_ && text_tokenizer_ == live.tokenizer && text_base_ == live.base_trace.get() && n >= seen &&
+                         std::equal(before.tokens.begin(), before.tokens.end(), trace->tokens.begin()) &&
+                         std::equal(before.segment.begin(), before.segment.end(), trace->segment.begin());
+  const size_t first_new = same_rows ? seen : 0;
+  if (same_rows) {
+    text_ = std::make_shared<std::vector<std::string>>(*text_);  // views may hold the old one
+  } else {
     text_ = std::make_shared<std::vector<std::string>>();
-    text_ids_.clear();
+    row_of_.clear();
     text_tokenizer_ = live.tokenizer;
     text_base_ = live.base_trace.get();
-  } else {
-    text_ = std::make_shared<std::vector<std::string>>(*text_);  // views may hold the old one
   }
-  for (size_t r = text_ids_.size(); r < n; ++r) {
+  // Chat token → trace row, by (segment, position) of the generated rows.
+  auto key = [](int64_t segment, int64_t position) { return (segment << 32) ^ position; };
+  for (size_t r = first_new; r < n; ++r) {
     const int32_t id = trace->tokens[r];
     const int32_t previous = r > 0 ? trace->tokens[r - 1] : -1;
     std::string piece;
     if (live.tokenizer && id >= 0 && id < live.tokenizer->size()) piece = live.tokenizer->token_bytes(id, previous);
     text_->push_back(std::move(piece));
-    text_ids_.push_back(id);
-  }
-
-  // Chat token → trace row, by (segment, position) of the generated rows.
-  std::unordered_map<int64_t, int64_t> row_of;
-  row_of.reserve(n / 2 + 1);
-  auto key = [](int64_t segment, int64_t position) { return (segment << 32) ^ position; };
-  for (size_t r = 0; r < n; ++r)
     if (r < trace->generated.size() && trace->generated[r] && r < trace->segment.size())
-      row_of[key(trace->segment[r], trace->positions[r])] = int64_t(r);
+      row_of_[key(trace->segment[r], trace->positions[r])] = int64_t(r);
+  }
   for (views::ChatTurn& turn : live.turns)
     for (views::ChatToken& t : turn.tokens) {
       if (t.row >= 0 && t.row < int64_t(n)) continue;  // restored turns come with their rows
-      auto it = row_of.find(key(turn.segment, t.position));
-      t.row = it == row_of.end() ? -1 : it->second;
+      auto it = row_of_.find(key(turn.segment, t.position));
+      t.row = it == row_of_.end() ? -1 : it->second;
     }
 
   views::WorkbenchData d;

@@ -11,6 +11,7 @@
 #include <QObject>
 #include <QTimer>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "views/workbench_data.h"
@@ -45,11 +46,12 @@ class WorkbenchFeed : public QObject {
   std::vector<views::WorkbenchView*> views_;
   views::WorkbenchData data_ = views::WorkbenchData::empty();
   uint64_t seen_store_ = ~0ull, seen_live_ = ~0ull;
-  // Incremental decoding: text of the rows decoded so far, and what they were decoded from.
+  // What was built from the rows of the last snapshot (data_.trace), kept for the next: their text,
+  // what it was decoded with, and the row of each generated token by (segment, position).
   std::shared_ptr<std::vector<std::string>> text_;
   std::shared_ptr<const Tokenizer> text_tokenizer_;
   const void* text_base_ = nullptr;
-  std::vector<int32_t> text_ids_;
+  std::unordered_map<int64_t, int64_t> row_of_;
 };
 
 }  // namespace moe::app

@@ -1,9 +1,5 @@
 #include "engine/formats/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -13,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/common/error.h"
+#include "engine/formats/atomic_file.h"
 #include "engine/formats/json_file.h"
 
 namespace moe {
@@ -232,19 +229,6 @@ Extent parse_entry(const std::string& file, const std::string& tensor_name, cons
   view.nbytes = size_t(*end - *begin);
   view.file = file;
   return Extent{name, *begin, *end};  // the name as messages show it
-}
-
-void write_all(int fd, const void* data, size_t n, const std::string& file) {
-  const auto* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, std::min<size_t>(n, size_t(1) << 30));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      throw EngineError(file, "", std::string("write failed: ") + std::strerror(errno));
-    }
-    p += w;
-    n -= size_t(w);
-  }
 }
 
 }  // namespace
@@ -485,37 +469,9 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
   unsigned char len[8];
   for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(uint64_t(text.size()) >> (8 * i));
 
-  const std::string tmp = file + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail(file, "", "cannot create " + tmp + ": " + std::strerror(errno));
-  try {
-    write_all(fd, len, 8, file);
-    write_all(fd, text.data(), text.size(), file);
-    for (const TensorToWrite& t : tensors)
-      if (t.nbytes > 0) write_all(fd, t.data, t.nbytes, file);
-    if (::fsync(fd) != 0) fail(file, "", std::string("fsync failed: ") + std::strerror(errno));
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  if (::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    fail(file, "", std::string("close failed: ") + std::strerror(err));
-  }
-  if (::rename(tmp.c_str(), file.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    fail(file, "", "cannot rename " + tmp + " into place: " + std::strerror(err));
-  }
-  // Make the rename itself durable; best effort (some file systems refuse fsync on a folder).
-  const std::filesystem::path parent = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  const int dfd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  std::vector<BytesToWrite> parts = {{len, 8}, {text.data(), text.size()}};
+  for (const TensorToWrite& t : tensors) parts.push_back({t.data, t.nbytes});
+  write_file_atomically(path, parts);
 }
 
 }  // namespace moe

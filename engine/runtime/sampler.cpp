@@ -5,9 +5,19 @@
 #include <limits>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "engine/common/error.h"
 
 namespace moe {
+
+std::string SamplingParams::to_json() const {
+  const nlohmann::json j = {{"greedy", greedy},       {"temperature", temperature},
+                            {"top_k", top_k},         {"top_p", top_p},
+                            {"min_p", min_p},         {"repetition_penalty", repetition_penalty},
+                            {"presence_penalty", presence_penalty}, {"seed", seed}};
+  return j.dump();
+}
 
 namespace {
 

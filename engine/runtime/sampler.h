@@ -2,6 +2,7 @@
 // Picking the next token from the logits. Order as in transformers' logits processors:
 // repetition penalty → presence penalty → temperature → top-k → top-p → min-p → draw (SPECS.md §10.4).
 #include <cstdint>
+#include <string>
 #include <filesystem>
 #include <optional>
 #include <random>
@@ -19,6 +20,10 @@ struct SamplingParams {
   float repetition_penalty = 1.0f;  // HF: over prompt and generated ids; logit>0 → /p, else ·p
   float presence_penalty = 0.0f;    // OpenAI/vLLM: minus this once per id seen in the generated output
   uint64_t seed = 0;
+
+  // A JSON object of every field (trace segment settings, chat sessions), e.g.
+  // {"greedy": false, "temperature": 0.6, ...}.
+  std::string to_json() const;
 };
 
 // Defaults a checkpoint ships in generation_config.json.
