@@ -85,8 +85,37 @@ std::vector<std::string> Args::unknown(const std::vector<std::string>& known) co
   return out;
 }
 
+const std::vector<std::string>& device_option_names() {
+  static const std::vector<std::string> names = {"device", "gpu", "threads", "context"};
+  return names;
+}
+
+BackendOptions backend_options_from_args(const Args& args, int context) {
+  BackendOptions bo;
+  bo.threads = int(args.integer_or("threads", 0));
+  bo.max_context = int(args.integer_or("context", context));
+  bo.cuda_device = int(args.integer_or("gpu", 0));
+  const std::string device = args.get_or("device", "auto");
+  if (!parse_device(device, bo.device)) throw EngineError("", "--device", "expected auto, cpu or cuda, got '" + device + "'");
+  return bo;
+}
+
+bool gpu_chosen(const BackendOptions& bo) {
+#ifdef MOE_HAVE_CUDA
+  if (bo.device == Device::Cpu) return false;
+  const auto p = cuda::probe_devices();
+  return bo.cuda_device >= 0 && size_t(bo.cuda_device) < p.devices.size();
+#else
+  (void)bo;
+  return false;
+#endif
+}
+
+void report_device(const std::string& note) { std::fprintf(stderr, "device: %s\n", note.c_str()); }
+
 std::unique_ptr<Model> open_model(const Args& args, bool shape_only) {
   if (auto cfg = args.get("synthetic")) {
+    shape_only = shape_only || gpu_chosen(backend_options_from_args(args, 0));
     SyntheticOptions o;
     const std::string dt = args.get_or("dtype", "bf16");
     if (dt == "bf16") o.dtype = DType::BF16;
@@ -194,14 +223,15 @@ std::string count_str(double n) {
 std::string gpu_status() {
 #ifdef MOE_HAVE_CUDA
   const auto p = cuda::probe_devices();
-  if (p.devices.empty()) return p.problem + "; running on the CPU";
+  if (p.devices.empty()) return p.problem;
   std::string s;
   for (const auto& d : p.devices)
-    s += (s.empty() ? "" : "; ") + d.name + " (sm_" + std::to_string(d.sm_major) + std::to_string(d.sm_minor) + ", " +
-         bytes_str(double(d.total_bytes)) + ")";
-  return s + " found; the CUDA forward pass is not built yet, running on the CPU";
+    s += (s.empty() ? "" : "; ") + std::string("GPU ") + std::to_string(d.index) + ": " + d.name + " (sm_" +
+         std::to_string(d.sm_major) + std::to_string(d.sm_minor) + ", " + bytes_str(double(d.total_bytes)) + ", " +
+         bytes_str(double(d.free_bytes)) + " free)";
+  return s;
 #else
-  return "built without CUDA; running on the CPU";
+  return "built without CUDA";
 #endif
 }
 

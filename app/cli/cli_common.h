@@ -9,6 +9,7 @@
 
 #include <filesystem>
 
+#include "engine/backend/backend.h"
 #include "engine/hooks/interventions.h"
 #include "engine/hooks/step_observer.h"
 #include "engine/model/model.h"
@@ -40,7 +41,8 @@ class Args {
 
 // The model a command works on: --synthetic CONFIG (with --dtype), else the first positional folder,
 // else the bundled demo model (default_model_dir()).
-// shape_only: synthetic models get no memory (for `info`).
+// shape_only: synthetic models get no memory (for `info`). A synthetic model that will run on a GPU
+// gets none either: the CUDA backend makes its random weights on the device.
 std::unique_ptr<Model> open_model(const Args& args, bool shape_only = false);
 // resources/ of the source tree (MOE_RESOURCES_DIR in the environment overrides it).
 std::filesystem::path resources_dir();
@@ -59,10 +61,21 @@ HookLevel hook_level_from_args(const Args& args, HookLevel fallback);
 // A progress bar on stderr, redrawn in place ("[#####.....] 5/10 windows"); a newline when done.
 void progress_bar(int done, int total, const char* unit = "");
 
+// --device auto|cpu|cuda (default auto: the GPU when one works), --gpu N, --threads N and --context N
+// (default `context`). Throws EngineError naming the flag on a bad value.
+BackendOptions backend_options_from_args(const Args& args, int context);
+// Whether a backend made with these options will run on a GPU (a CUDA build with a working device,
+// and not --device cpu).
+bool gpu_chosen(const BackendOptions& options);
+// "device: ..." on stderr: which backend runs, and why when it is not the one asked for.
+void report_device(const std::string& note);
+// The command-line options backend_options_from_args reads.
+const std::vector<std::string>& device_option_names();
+
 // Human-readable sizes: "1.23 GiB", "12.3 M".
 std::string bytes_str(double bytes);
 std::string count_str(double n);
-// "CPU, 2 threads, avx2+fma+f16c" plus what was found of CUDA.
+// What was found of CUDA: the GPUs, or why none can be used.
 std::string gpu_status();
 
 }  // namespace moe::cli

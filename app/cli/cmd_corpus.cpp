@@ -79,10 +79,10 @@ int run_corpus(const Args& args) {
   }
   if (windows.empty()) throw EngineError(*input, "--input", "no text to run");
 
-  BackendOptions bo;
-  bo.threads = int(args.integer_or("threads", 0));
+  BackendOptions bo = backend_options_from_args(args, window);
   bo.max_context = window;
   Session session(*model, bo);
+  report_device(session.device_note());
   session.set_interventions(interventions_from_args(args, model->spec()));
   const HookLevel level = hook_level_from_args(args, HookLevel::Routing);
 

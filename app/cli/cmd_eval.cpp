@@ -45,13 +45,6 @@ std::vector<inspect::TaskRecord> task_records(const Args& args) {
   return all;
 }
 
-BackendOptions backend_options(const Args& args) {
-  BackendOptions bo;
-  bo.threads = int(args.integer_or("threads", 0));
-  bo.max_context = int(args.integer_or("context", 2048));
-  return bo;
-}
-
 // Evaluation defaults to greedy decoding, so accuracies are reproducible; sampling flags override it.
 SamplingParams eval_sampling(const Args& args) {
   SamplingParams p;
@@ -64,7 +57,8 @@ SamplingParams eval_sampling(const Args& args) {
 
 int run_eval(const Args& args, bool budget_sweep) {
   auto model = open_model(args);
-  Conversation conv(*model, backend_options(args));
+  Conversation conv(*model, backend_options_from_args(args, 2048));
+  report_device(conv.session().device_note());
   conv.session().set_interventions(interventions_from_args(args, model->spec()));
   if (!conv.supports_thinking()) throw EngineError(model->dir(), "chat_template", "this model has no thinking to evaluate");
   const auto records = task_records(args);
@@ -177,7 +171,8 @@ int run_compare_modes(const Args& args) {
   auto model = open_model(args);
   const auto prompt = args.get("chat");
   if (!prompt) throw EngineError("", "--chat", "compare-modes needs --chat TEXT");
-  Conversation conv(*model, backend_options(args));
+  Conversation conv(*model, backend_options_from_args(args, 2048));
+  report_device(conv.session().device_note());
   const Side a = parse_side(args.get_or("a", "mode=think"), args, conv, model->spec(), *prompt);
   const Side b = parse_side(args.get_or("b", "mode=no-think"), args, conv, model->spec(), *prompt);
   inspect::Trace traces[2];

@@ -59,9 +59,7 @@ int run_generate(const Args& args, bool trace_command) {
   const auto trace_path = args.get("out");
   if (trace_command && !trace_path) throw EngineError("", "--out", "trace needs --out FILE.safetensors");
 
-  BackendOptions bo;
-  bo.threads = int(args.integer_or("threads", 0));
-  bo.max_context = int(args.integer_or("context", 4096));
+  const BackendOptions bo = backend_options_from_args(args, 4096);
   const Interventions iv = interventions_from_args(args, spec);
   const HookLevel level = hook_level_from_args(args, trace_path ? HookLevel::Full : HookLevel::Routing);
 
@@ -92,6 +90,7 @@ int run_generate(const Args& args, bool trace_command) {
 
   if (auto chat_text = args.get("chat")) {
     Conversation conv(*model, bo);
+    report_device(conv.session().device_note());
     conv.session().set_interventions(iv);
     if (auto sys = args.get("system")) conv.set_system(*sys);
     TurnOptions t;
@@ -148,6 +147,7 @@ int run_generate(const Args& args, bool trace_command) {
     if (args.flag("ignore-eos")) opt.stop_ids.clear();
     if (tok) opt.allowed_vocab = tok->size();
     Session session(*model, bo);
+    report_device(session.device_note());
     session.set_interventions(iv);
     backend = session.backend().describe();
     if (!as_json)

@@ -14,6 +14,9 @@
 #include "engine/backend/cpu/memory_bandwidth.h"
 #include "engine/common/error.h"
 #include "engine/runtime/session.h"
+#ifdef MOE_HAVE_CUDA
+#include "engine/backend/cuda/kernels/fill.cuh"
+#endif
 #include "inspect/trace_recorder.h"
 
 using namespace moe;
@@ -21,18 +24,20 @@ using namespace moe;
 namespace {
 
 const char* kUsage = R"(usage:
-  moe-bench (MODEL_DIR | --synthetic CONFIG.json [--dtype bf16|f16|f32]) [--threads N]
-            [--prompt-tokens 128] [--decode-tokens 64] [--repeats 3] [--bandwidth-mib 512]
-            [--hook-levels off,routing,full] [--json]
+  moe-bench (MODEL_DIR | --synthetic CONFIG.json [--dtype bf16|f16|f32]) [--device auto|cpu|cuda]
+            [--gpu N] [--threads N] [--prompt-tokens 128] [--decode-tokens 64] [--prefill-chunk 64]
+            [--repeats 3] [--bandwidth-mib 512] [--hook-levels off,routing,full] [--json]
 
 Prints prefill tokens/s and GFLOP/s, decode tokens/s and achieved GB/s (active weights + KV cache read
-per token) against the machine's measured memory bandwidth, the roofline of batch-1 decode.
+per token) against the device's measured memory bandwidth (the CPU's STREAM-style read, or the GPU's
+device-to-device copy), the roofline of batch-1 decode. Decode starts after the prompt, so
+--prompt-tokens 4096 measures decode at a 4k context. On a GPU, synthetic weights are made on the GPU.
 --hook-levels times decode at each hook level (records appended to a trace store, as the workbench
 does), interleaved within each repeat, and prints each level's cost against off.
 )";
 
 // Bytes one decode step reads: every active weight matrix once, plus the KV cache up to `context`.
-double decode_bytes_per_token(const Model& m, int context) {
+double decode_bytes_per_token(const Model& m, int context, size_t kv_bytes_per_token) {
   const auto& s = m.spec();
   const auto& w = m.weights();
   double b = double(w.lm_head.bytes()) + double(s.hidden) * double(dtype_size(w.embed.dtype));
@@ -46,9 +51,8 @@ double decode_bytes_per_token(const Model& m, int context) {
     } else {
       b += double(L.mlp.gate.bytes() + L.mlp.up.bytes() + L.mlp.down.bytes());
     }
-    b += 2.0 * double(s.kv_dim()) * 4.0 * double(context);  // F32 K and V of every cached position
   }
-  return b;
+  return b + double(kv_bytes_per_token) * double(context);  // K and V of every cached position, all layers
 }
 
 // Multiply-adds ×2 of one token through the matrices (active experts only), plus attention over `context`.
@@ -68,9 +72,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   cli::Args args(argc, argv, 1, {"json"});
-  if (auto bad = args.unknown({"synthetic", "dtype", "seed", "synthetic-max-gib", "threads", "prompt-tokens", "decode-tokens",
-                               "repeats", "bandwidth-mib", "hook-levels", "json"});
-      !bad.empty()) {
+  std::vector<std::string> known = {"synthetic", "dtype", "seed", "synthetic-max-gib", "prompt-tokens", "decode-tokens",
+                                    "prefill-chunk", "repeats", "bandwidth-mib", "hook-levels", "json"};
+  known.insert(known.end(), cli::device_option_names().begin(), cli::device_option_names().end());
+  if (auto bad = args.unknown(known); !bad.empty()) {
     std::fprintf(stderr, "error: unknown option --%s\n%s", bad[0].c_str(), kUsage);
     return 2;
   }
@@ -82,10 +87,26 @@ int main(int argc, char** argv) {
     const int repeats = std::max(1, int(args.integer_or("repeats", 3)));
     if (P < 1 || D < 1) throw EngineError("", "--prompt-tokens", "prompt and decode token counts must be positive");
 
-    cpu::ThreadPool pool(threads);
-    const auto bw = cpu::measure_memory_bandwidth(pool, size_t(args.integer_or("bandwidth-mib", 512)) << 20, 5);
-    std::fprintf(stderr, "memory bandwidth: read %.1f GB/s, triad %.1f GB/s (%d threads, %s buffers)\n", bw.read_gbps,
-                 bw.triad_gbps, bw.threads, cli::bytes_str(double(bw.buffer_bytes)).c_str());
+    BackendOptions bo = cli::backend_options_from_args(args, P + D + 1);
+    bo.max_context = P + D + 1;
+    bo.prefill_chunk = std::max(1, int(args.integer_or("prefill-chunk", bo.prefill_chunk)));
+    const bool on_gpu = cli::gpu_chosen(bo);
+    const size_t bandwidth_bytes = size_t(args.integer_or("bandwidth-mib", on_gpu ? 2048 : 512)) << 20;
+    cpu::BandwidthResult bw{};
+#ifdef MOE_HAVE_CUDA
+    if (on_gpu) {
+      bw.read_gbps = bw.triad_gbps = cuda::measure_device_bandwidth(bandwidth_bytes);
+      bw.buffer_bytes = bandwidth_bytes;
+      std::fprintf(stderr, "GPU memory bandwidth: copy %.1f GB/s (read + write, %s buffers)\n", bw.read_gbps,
+                   cli::bytes_str(double(bandwidth_bytes)).c_str());
+    }
+#endif
+    if (!on_gpu) {
+      cpu::ThreadPool pool(threads);
+      bw = cpu::measure_memory_bandwidth(pool, bandwidth_bytes, 5);
+      std::fprintf(stderr, "memory bandwidth: read %.1f GB/s, triad %.1f GB/s (%d threads, %s buffers)\n", bw.read_gbps,
+                   bw.triad_gbps, bw.threads, cli::bytes_str(double(bw.buffer_bytes)).c_str());
+    }
 
     const auto t_load = clock::now();
     auto model = cli::open_model(args);
@@ -94,10 +115,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "model: %s, %s of weights, loaded in %.2f s\n", s.family.c_str(),
                  cli::bytes_str(double(model->weight_bytes())).c_str(), load_s);
 
-    BackendOptions bo;
-    bo.threads = threads;
-    bo.max_context = P + D + 1;
     Session session(*model, bo);
+    cli::report_device(session.device_note());
     std::mt19937 rng(7);
     std::vector<int32_t> prompt(static_cast<size_t>(P));
     for (auto& t : prompt) t = int32_t(rng() % uint32_t(std::min(s.vocab_size, 32000)));
@@ -142,7 +161,7 @@ int main(int argc, char** argv) {
     }
     const double prefill_tps = P / best_prefill, decode_tps = D / best_decode;
     const int mid_context = P + D / 2;
-    const double bytes_tok = decode_bytes_per_token(*model, mid_context);
+    const double bytes_tok = decode_bytes_per_token(*model, mid_context, session.backend().kv_cache_bytes_per_token());
     const double decode_gbps = bytes_tok * decode_tps / 1e9;
     const double prefill_gflops = flops_per_token(*model, P / 2) * P / best_prefill / 1e9;
     const double roofline_tps = bw.read_gbps * 1e9 / bytes_tok;

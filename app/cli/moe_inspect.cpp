@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/cli/cli_common.h"
+#include "engine/backend/gpu_memory_plan.h"
 #include "app/cli/commands.h"
 #include "engine/common/error.h"
 #include "engine/model/model.h"
@@ -46,8 +47,10 @@ Sampling (generate, trace, eval, compare-modes): [--greedy] [--temperature T] [-
   unless sampling flags are given.
 Router interventions (repeatable): --mask LAYERS:E,E  --force LAYERS:E  --router-top-k [LAYERS:]K|all
   --router-bias LAYERS:E=V   (LAYERS: all, 3, 0-2, 0,2,5).
-Common: [--threads N] [--context N]; --synthetic CONFIG.json [--dtype bf16|f16|f32] runs random weights
-  of a real shape. --json prints JSON (generate: one object per token, then the result).
+Common: [--device auto|cpu|cuda] [--gpu N] [--threads N] [--context N]; --synthetic CONFIG.json
+  [--dtype bf16|f16|f32] runs random weights of a real shape (made on the GPU when it runs there).
+  --device auto (the default) runs on the GPU when one works, else on the CPU; the line "device: ..."
+  on stderr says which. --json prints JSON (generate: one object per token, then the result).
 )";
 
 std::string layer_list(const ModelSpec& s) {
@@ -55,6 +58,12 @@ std::string layer_list(const ModelSpec& s) {
   std::ostringstream o;
   o << s.n_layers << " (" << moe << " MoE, " << s.n_layers - moe << " dense)";
   return o.str();
+}
+
+// What the CUDA backend would hold for this model and context (weights in their stored dtype, a BF16
+// KV cache for BF16/F16 weights).
+GpuMemoryPlan gpu_plan(const Model& m, int context) {
+  return plan_gpu_memory(m.spec(), GpuPlanOptions{m.weights().embed.dtype, context, BackendOptions{}.prefill_chunk, 0});
 }
 
 json info_json(const Model& m, int context) {
@@ -90,6 +99,10 @@ json info_json(const Model& m, int context) {
   j["context"] = context;
   j["memory_needed_bytes"] = m.weight_bytes() + kv_f32 * size_t(context);
   j["unused_tensors"] = m.unused_tensors();
+  const GpuMemoryPlan plan = gpu_plan(m, context);
+  j["gpu_memory_plan"] = {{"total", plan.total_bytes()}, {"weights", plan.weight_bytes()}, {"kv_cache", plan.kv_cache_bytes},
+                          {"activations", plan.activation_bytes}, {"workspace", plan.workspace_bytes}};
+  for (const auto& u : plan.weights) j["gpu_memory_plan"]["weights_by_part"][u.part] = u.bytes;
   return j;
 }
 
@@ -130,7 +143,12 @@ void print_info(const Model& m, int context, const Tokenizer* tok, const ChatTem
     for (size_t i = 0; i < m.unused_tensors().size() && i < 5; ++i) std::printf(" %s", m.unused_tensors()[i].c_str());
     std::printf("%s\n", m.unused_tensors().size() > 5 ? " ..." : "");
   }
-  std::printf("backend       CPU (%s)\n", cli::gpu_status().c_str());
+  const GpuMemoryPlan plan = gpu_plan(m, context);
+  std::printf("GPU memory    %s for a %d-token context: weights %s, KV cache %s, activations and workspace %s\n",
+              cli::bytes_str(double(plan.total_bytes())).c_str(), plan.capacity, cli::bytes_str(double(plan.weight_bytes())).c_str(),
+              cli::bytes_str(double(plan.kv_cache_bytes)).c_str(),
+              cli::bytes_str(double(plan.activation_bytes + plan.workspace_bytes)).c_str());
+  std::printf("GPUs          %s\n", cli::gpu_status().c_str());
 }
 
 // Text for a terminal: control characters other than newline and tab are shown as \xNN, so a
@@ -169,7 +187,8 @@ int main(int argc, char** argv) {
   const std::string cmd = argv[1];
   const std::vector<std::string> flags = {"json", "greedy", "think", "no-think", "ignore-eos", "heads"};
   cli::Args args(argc, argv, 2, flags);
-  const std::vector<std::string> common = {"synthetic", "dtype", "seed", "synthetic-max-gib", "context", "json", "threads"};
+  std::vector<std::string> common = {"synthetic", "dtype", "seed", "synthetic-max-gib", "json"};
+  common.insert(common.end(), cli::device_option_names().begin(), cli::device_option_names().end());
   std::vector<std::string> known = common;
   auto add = [&](std::initializer_list<const char*> names) {
     for (const char* k : names) known.push_back(k);

@@ -218,7 +218,20 @@ void EngineWorker::doLoad(const QString& path, const LoadOptions& options) {
     BackendOptions bo;
     bo.threads = options.threads;
     bo.max_context = options.context;
-    auto conversation = std::make_unique<Conversation>(*model, bo);
+    bo.device = options.device;
+    // A GPU backend uploads the weights: progress 88 → 98 %, and the cancel button still works.
+    bo.upload_progress = [this](size_t done, size_t total) {
+      emit loadProgress(88 + int(10.0 * double(done) / double(std::max<size_t>(total, 1))),
+                        tr("Uploading the weights to the GPU: %1 of %2 MiB").arg(done >> 20).arg(total >> 20));
+      return !cancel_load_;
+    };
+    std::unique_ptr<Conversation> conversation;
+    try {
+      conversation = std::make_unique<Conversation>(*model, bo);
+    } catch (const EngineError& e) {
+      if (e.field() == "cancelled") throw Cancelled{};
+      throw;
+    }
     std::shared_ptr<const Tokenizer> tokenizer = Tokenizer::load(dir);
     if (cancel_load_) throw Cancelled{};
     auto facts = std::make_shared<const views::ModelFacts>(model_facts(*model, *conversation));

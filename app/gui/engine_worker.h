@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/backend/backend.h"
 #include "engine/hooks/interventions.h"
 #include "engine/runtime/sampler.h"
 #include "inspect/trace.h"
@@ -45,6 +46,7 @@ namespace moe::app {
 struct LoadOptions {
   int threads = 0;      // CPU threads; 0 = all cores
   int context = 4096;   // KV cache tokens
+  Device device = Device::Auto;  // the GPU when one works (the model card says which runs, and why)
 };
 
 struct TurnRequest {

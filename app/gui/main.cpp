@@ -1,10 +1,11 @@
 // moe-workbench: the desktop workbench. Opens the last session (or the bundled demo model on the first
 // start, or the model folder given on the command line).
 //
-//   moe-workbench [MODEL_DIR] [--new-session] [--threads N] [--context N]
+//   moe-workbench [MODEL_DIR] [--new-session] [--device auto|cpu|cuda] [--threads N] [--context N]
 //   moe-workbench --screenshot FILE [--prompt TEXT] [--budget N] [--dark]   (for the README: open the
 //       model, send the prompt, wait for the answer, save the window as an image, quit)
 #include <QApplication>
+#include <cstdio>
 #include <QCommandLineParser>
 #include <QDir>
 #include <QPlainTextEdit>
@@ -29,6 +30,8 @@ int main(int argc, char** argv) {
   parser.addPositionalArgument(QStringLiteral("model"), QStringLiteral("Hugging Face model folder to open"));
   QCommandLineOption fresh(QStringLiteral("new-session"), QStringLiteral("Do not restore the last session"));
   QCommandLineOption threads(QStringLiteral("threads"), QStringLiteral("CPU threads (0 = all cores)"), QStringLiteral("N"), QStringLiteral("0"));
+  QCommandLineOption device(QStringLiteral("device"), QStringLiteral("auto (the GPU when one works), cpu or cuda"),
+                            QStringLiteral("DEVICE"), QStringLiteral("auto"));
   QCommandLineOption context(QStringLiteral("context"), QStringLiteral("KV cache tokens"), QStringLiteral("N"), QStringLiteral("4096"));
   QCommandLineOption shot(QStringLiteral("screenshot"), QStringLiteral("Save the window to FILE after one answer, then quit"), QStringLiteral("FILE"));
   QCommandLineOption prompt(QStringLiteral("prompt"), QStringLiteral("Message for --screenshot"), QStringLiteral("TEXT"),
@@ -40,7 +43,7 @@ int main(int argc, char** argv) {
   QCommandLineOption session(QStringLiteral("session-dir"), QStringLiteral("Where the session is saved"), QStringLiteral("DIR"));
   QCommandLineOption raise(QStringLiteral("raise"), QStringLiteral("For --screenshot: docks to bring to the front (comma-separated: thinking, memory-speed, model-card …)"),
                            QStringLiteral("NAMES"));
-  parser.addOptions({fresh, threads, context, shot, prompt, budget, dark, colour, raise, session});
+  parser.addOptions({fresh, device, threads, context, shot, prompt, budget, dark, colour, raise, session});
   parser.process(app);
 
   moe::app::MainWindowOptions options;
@@ -49,6 +52,10 @@ int main(int argc, char** argv) {
   options.session_dir = parser.value(session);
   options.load.threads = parser.value(threads).toInt();
   options.load.context = parser.value(context).toInt();
+  if (!moe::parse_device(parser.value(device).toStdString(), options.load.device)) {
+    std::fprintf(stderr, "error: --device: expected auto, cpu or cuda, got '%s'\n", qPrintable(parser.value(device)));
+    return 2;
+  }
   if (parser.isSet(shot) && options.model_path.isEmpty()) options.model_path = moe::app::MainWindow::demoModelPath();
 
   moe::app::MainWindow window(options);

@@ -67,8 +67,9 @@ views::ModelFacts model_facts(const Model& model, Conversation& conversation) {
   f.kv_bytes_per_token = backend.kv_cache_bytes_per_token();
   f.context = backend.capacity();
   f.memory_needed_bytes = model.weight_bytes() + backend.kv_cache_bytes_allocated();
-  f.memory_available_bytes = device_memory_bytes();
-  f.backend = backend.describe();
+  // On a GPU the device's memory is what the model must fit in; on the CPU, the machine's.
+  f.memory_available_bytes = backend.is_gpu() ? backend.device_memory().total_bytes : device_memory_bytes();
+  f.backend = conversation.session().device_note();
   f.chat_format = conversation.chat().format_name();
   f.supports_thinking = conversation.supports_thinking();
   return f;

@@ -18,10 +18,14 @@ const char* stop_reason_name(StopReason r) {
   return "?";
 }
 
-Session::Session(const Model& model, const BackendOptions& options)
-    : model_(model), backend_(make_cpu_backend(model, options)) {}
+Session::Session(const Model& model, const BackendOptions& options) : model_(model) {
+  MadeBackend made = make_backend(model, options);
+  backend_ = std::move(made.backend);
+  device_note_ = std::move(made.note);
+}
 
-Session::Session(const Model& model, std::unique_ptr<Backend> backend) : model_(model), backend_(std::move(backend)) {}
+Session::Session(const Model& model, std::unique_ptr<Backend> backend)
+    : model_(model), backend_(std::move(backend)), device_note_(backend_->describe()) {}
 
 void Session::reset() {
   backend_->truncate(0);

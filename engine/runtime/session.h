@@ -5,6 +5,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "engine/backend/backend.h"
@@ -75,12 +76,15 @@ class Session {
   void set_interventions(const Interventions& interventions);
   const Interventions& interventions() const { return interventions_; }
   Backend& backend() { return *backend_; }
+  // Which backend runs, and why when it is not the one asked for (make_backend).
+  const std::string& device_note() const { return device_note_; }
   const Model& model() const { return model_; }
   const std::vector<int32_t>& cached_tokens() const { return cached_; }
 
  private:
   const Model& model_;
   std::unique_ptr<Backend> backend_;
+  std::string device_note_;
   std::vector<int32_t> cached_;
   std::vector<uint8_t> cached_phases_;  // Phase of each cached token
   Interventions interventions_;

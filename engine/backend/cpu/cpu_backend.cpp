@@ -18,6 +18,7 @@
 #include "engine/backend/backend.h"
 #include "engine/backend/cpu/matmul.h"
 #include "engine/backend/cpu/thread_pool.h"
+#include "engine/backend/step_record_setup.h"
 #include "engine/common/error.h"
 #include "engine/hooks/interventions.h"
 #include "engine/model/model.h"
@@ -92,12 +93,7 @@ class CpuBackend final : public Backend {
   }
 
   void forward(std::span<const int32_t> tokens, bool all_logits, float* logits, StepObserver* obs, StepTags tags) override {
-    if (n_cached_ + int64_t(tokens.size()) > capacity_)
-      throw EngineError("", "context", "the context of " + std::to_string(n_cached_ + tokens.size()) +
-                                           " tokens exceeds the KV cache capacity of " + std::to_string(capacity_));
-    for (int32_t t : tokens)
-      if (t < 0 || t >= s_.vocab_size)
-        throw EngineError("", "token id", "id " + std::to_string(t) + " is outside the vocabulary (" + std::to_string(s_.vocab_size) + ")");
+    check_forward_input(tokens, n_cached_, capacity_, s_.vocab_size);
     for (size_t begin = 0; begin < tokens.size(); begin += size_t(chunk_)) {
       const int T = int(std::min(tokens.size() - begin, size_t(chunk_)));
       const bool last_chunk = begin + size_t(T) == tokens.size();
@@ -143,53 +139,10 @@ class CpuBackend final : public Backend {
     stats_scratch_.resize(2 * scores_.size());
   }
 
-  // Sizes the step record for the arrays the request asks for (zeroed; the forward pass fills them).
   void begin_record(std::span<const int32_t> tokens, const StepTags& tags, size_t offset) {
-    const size_t T = tokens.size(), M = moe_layers_.size(), K = size_t(max_k_), E = size_t(std::max(0, s_.moe.n_experts));
-    const size_t Ln = size_t(s_.n_layers), Hh = size_t(s_.attn.n_heads);
-    rec_.first_position = n_cached_;
-    rec_.n_tokens = int(T);
-    rec_.tokens.assign(tokens.begin(), tokens.end());
-    rec_.phases.assign(T, uint8_t(Phase::Other));
-    rec_.forced.assign(T, 0);
-    rec_.generated.assign(T, tags.generated ? 1 : 0);
-    for (size_t t = 0; t < T; ++t) {
-      if (offset + t < tags.phases.size()) rec_.phases[t] = tags.phases[offset + t];
-      if (offset + t < tags.forced.size()) rec_.forced[t] = tags.forced[offset + t];
-    }
-    rec_.n_layers = s_.n_layers;
-    rec_.n_heads = s_.attn.n_heads;
-    rec_.n_experts = s_.moe.n_experts;
-    rec_.moe_layers = moe_layers_;
-    rec_.top_k = max_k_;
-    auto size = [](auto& v, bool on, size_t n, auto fill) { on ? v.assign(n, fill) : v.clear(); };
     const bool has_gate = std::any_of(moe_layers_.begin(), moe_layers_.end(),
                                       [&](int l) { return bool(w_.layers[size_t(l)].shared_gate); });
-    size(rec_.expert_ids, req_.routing, T * M * K, int32_t(-1));
-    size(rec_.expert_weights, req_.routing, T * M * K, 0.0f);
-    size(rec_.router_entropy, req_.routing, T * M, 0.0f);
-    size(rec_.top1_margin, req_.routing, T * M, 0.0f);
-    size(rec_.shared_gate, req_.routing && has_gate, T * M, 0.0f);
-    size(rec_.router_probs, req_.router_probs, T * M * E, 0.0f);
-    for (auto* v : {&rec_.attn_entropy, &rec_.attn_max, &rec_.attn_topk_mass, &rec_.attn_first_mass})
-      size(*v, req_.attention_stats, T * Ln * Hh, 0.0f);
-    rec_.attention_topk = req_.attention_stats ? req_.attention_topk : 0;
-    size(rec_.hidden_norm, req_.hidden_norms, T * Ln, 0.0f);
-    size(rec_.layer_time_s, req_.layer_times, Ln, 0.0);
-    // Rows are overwritten in place (not cleared and pushed back), so each row's weight buffer keeps
-    // its capacity from step to step and a decode step allocates nothing.
-    size_t n_rows = 0;
-    for (const auto& r : req_.attention_rows)
-      if (r.layer >= 0 && r.layer < s_.n_layers && r.head >= 0 && r.head < s_.attn.n_heads) {
-        if (n_rows == rec_.attention_rows.size()) rec_.attention_rows.emplace_back();
-        auto& row = rec_.attention_rows[n_rows++];
-        row.layer = r.layer;
-        row.head = r.head;
-        row.position = n_cached_ + int(T) - 1;
-        row.weights.clear();
-      }
-    rec_.attention_rows.resize(n_rows);
-    rec_.step_time_s = 0;
+    prepare_step_record(rec_, req_, RecordShape{&s_, &moe_layers_, max_k_, has_gate, n_cached_}, tokens, tags, offset);
   }
 
   void run_chunk(std::span<const int32_t> tokens, float* logits, bool all_logits, bool record) {

@@ -1,0 +1,57 @@
+#include "engine/backend/cuda/blas.h"
+
+#include <string>
+
+#include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernels/norm.cuh"
+#include "engine/backend/gpu_memory_plan.h"
+#include "engine/common/error.h"
+
+namespace moe::cuda {
+namespace {
+
+cudaDataType_t cuda_type(DType t) {
+  switch (t) {
+    case DType::BF16: return CUDA_R_16BF;
+    case DType::F16: return CUDA_R_16F;
+    default: return CUDA_R_32F;
+  }
+}
+
+}  // namespace
+
+Blas::Blas(DeviceAllocator& allocator, cudaStream_t stream, void* gemm_in, size_t gemm_in_elements)
+    : stream_(stream), gemm_in_(gemm_in), gemm_in_elements_(gemm_in_elements) {
+  MOE_CUDA_CHECK(cublasCreate(&handle_));
+  try {
+    MOE_CUDA_CHECK(cublasSetStream(handle_, stream_));
+    // No TF32: FP32 weights get FP32 products (CUBLAS_DEFAULT_MATH does not allow TF32).
+    MOE_CUDA_CHECK(cublasSetMathMode(handle_, CUBLAS_DEFAULT_MATH));
+    workspace_ = DeviceBuffer<std::byte>(allocator, kCublasWorkspaceBytes, MemoryPart::Workspace, -1, "the cuBLAS workspace");
+    MOE_CUDA_CHECK(cublasSetWorkspace(handle_, workspace_.get(), kCublasWorkspaceBytes));
+  } catch (...) {
+    cublasDestroy(handle_);
+    throw;
+  }
+}
+
+Blas::~Blas() { cublasDestroy(handle_); }
+
+void Blas::linear(const DeviceMatrix& w, const float* x, int T, float* y, bool accumulate) {
+  const void* input = x;
+  if (w.dtype != DType::F32) {
+    const size_t n = size_t(T) * size_t(w.cols);
+    if (n > gemm_in_elements_)
+      throw EngineError("", "CUDA", "GEMM input of " + std::to_string(n) + " values exceeds its buffer");
+    convert_f32(x, gemm_in_, w.dtype, int64_t(n), stream_);
+    input = gemm_in_;
+  }
+  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  // Row-major W [out, in] is column-major Wᵀ [in, out]: C (column-major [out, T]) = op(Wᵀ)ᵀ · X.
+  const cudaDataType_t t = cuda_type(w.dtype);
+  MOE_CUDA_CHECK(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, int(w.rows), T, int(w.cols), &alpha, w.data, t,
+                              int(w.cols), input, t, int(w.cols), &beta, y, CUDA_R_32F, int(w.rows), CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT));
+}
+
+}  // namespace moe::cuda

@@ -1,0 +1,34 @@
+#pragma once
+// The dense projections through cuBLAS: y[T, out] = x[T, in] · Wᵀ with W [out, in] row-major in its
+// stored dtype. BF16/F16 weights: x is converted to the weight dtype first and cuBLAS multiplies BF16
+// (F16) inputs with FP32 accumulation and FP32 output; F32 weights: plain FP32 GEMM, TF32 off (the
+// parity tests need FP32 exactness). cuBLAS gets its workspace from the allocator, so a decode step
+// can be captured in a CUDA graph.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "engine/backend/cuda/device_allocator.h"
+#include "engine/backend/cuda/device_matrix.h"
+
+namespace moe::cuda {
+
+class Blas {
+ public:
+  // gemm_in: a device buffer of gemm_in_elements in the weight dtype, for the converted inputs.
+  Blas(DeviceAllocator& allocator, cudaStream_t stream, void* gemm_in, size_t gemm_in_elements);
+  ~Blas();
+  Blas(const Blas&) = delete;
+  Blas& operator=(const Blas&) = delete;
+
+  // y = x · Wᵀ (beta = 0) or y += x · Wᵀ (accumulate). x: [T, w.cols], y: [T, w.rows].
+  void linear(const DeviceMatrix& w, const float* x, int T, float* y, bool accumulate = false);
+
+ private:
+  cublasHandle_t handle_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  DeviceBuffer<std::byte> workspace_;
+  void* gemm_in_ = nullptr;
+  size_t gemm_in_elements_ = 0;
+};
+
+}  // namespace moe::cuda

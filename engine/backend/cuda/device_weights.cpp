@@ -1,0 +1,179 @@
+#include "engine/backend/cuda/device_weights.h"
+
+#include <algorithm>
+#include <string>
+
+#include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernels/fill.cuh"
+#include "engine/common/error.h"
+#include "engine/model/model.h"
+
+namespace moe::cuda {
+namespace {
+
+constexpr size_t kPiece = size_t(64) << 20;
+// Synthetic weights: uniform in ±0.04 (std ≈ 0.023), as the CPU's synthetic models.
+constexpr float kSyntheticScale = 0.04f;
+
+class Uploader {
+ public:
+  Uploader(const Model& model, DeviceAllocator& a, cudaStream_t stream, const std::function<bool(size_t, size_t)>& progress)
+      : synthetic_(!model.has_weights()), a_(a), stream_(stream), progress_(progress), total_(model.weight_bytes()) {}
+
+  // One allocation holding the given matrices back to back (each 256-byte aligned); returns their
+  // device views in the same order.
+  std::vector<DeviceMatrix> matrices(MemoryPart part, int layer, const std::string& what,
+                                     const std::vector<const WeightMatrix*>& ms) {
+    size_t bytes = 0;
+    for (const auto* m : ms) bytes += aligned(m->bytes());
+    auto* base = static_cast<std::byte*>(a_.allocate(bytes, part, layer, what));
+    std::vector<DeviceMatrix> out;
+    size_t at = 0;
+    for (const auto* m : ms) {
+      put(base + at, m->data, m->dtype, m->bytes());
+      out.push_back(DeviceMatrix{base + at, m->dtype, m->rows, m->cols});
+      at += aligned(m->bytes());
+    }
+    return out;
+  }
+
+  // Matrices stacked along their rows into one [Σ rows, cols] matrix (q;k;v and gate;up): contiguous,
+  // because a row-major matrix is its rows in order.
+  DeviceMatrix stacked(MemoryPart part, int layer, const std::string& what, const std::vector<const WeightMatrix*>& ms) {
+    const WeightMatrix& first = *ms.front();
+    size_t bytes = 0;
+    int64_t rows = 0;
+    for (const auto* m : ms) {
+      if (m->dtype != first.dtype || m->cols != first.cols)
+        throw EngineError("", what, "the matrices of layer " + std::to_string(layer) + " differ in dtype or width");
+      bytes += m->bytes();
+      rows += m->rows;
+    }
+    auto* base = static_cast<std::byte*>(a_.allocate(bytes, part, layer, what));
+    size_t at = 0;
+    for (const auto* m : ms) {
+      put(base + at, m->data, m->dtype, m->bytes());
+      at += m->bytes();
+    }
+    return DeviceMatrix{base, first.dtype, rows, first.cols};
+  }
+
+  // F32 vectors back to back (each 256-byte aligned); null pointers for empty ones.
+  std::vector<const float*> vectors(MemoryPart part, int layer, const std::string& what,
+                                    const std::vector<const std::vector<float>*>& vs) {
+    size_t bytes = 0;
+    for (const auto* v : vs) bytes += aligned(v->size() * 4);
+    std::vector<const float*> out(vs.size(), nullptr);
+    if (bytes == 0) return out;
+    auto* base = static_cast<std::byte*>(a_.allocate(bytes, part, layer, what));
+    size_t at = 0;
+    for (size_t i = 0; i < vs.size(); ++i) {
+      if (vs[i]->empty()) continue;
+      // Synchronous: the host vectors may be temporaries of the caller's.
+      MOE_CUDA_CHECK(cudaMemcpy(base + at, vs[i]->data(), vs[i]->size() * 4, cudaMemcpyHostToDevice));
+      out[i] = reinterpret_cast<const float*>(base + at);
+      at += aligned(vs[i]->size() * 4);
+      advance(vs[i]->size() * 4);
+    }
+    return out;
+  }
+
+  // The last progress call: everything is there.
+  void finish() {
+    if (progress_) progress_(total_, total_);
+  }
+
+  template <typename T>
+  T* table(MemoryPart part, int layer, const std::string& what, const std::vector<T>& host) {
+    auto* p = static_cast<T*>(a_.allocate(host.size() * sizeof(T), part, layer, what));
+    MOE_CUDA_CHECK(cudaMemcpy(p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+    return p;
+  }
+
+ private:
+  static size_t aligned(size_t n) { return (n + 255) & ~size_t(255); }
+
+  // Copies (or fills) one tensor in pieces, reporting progress between them.
+  void put(std::byte* dst, const void* src, DType dtype, size_t bytes) {
+    if (synthetic_ || !src) {
+      fill_random(dst, dtype, bytes / dtype_size(dtype), 0x5eed0000ull + uint64_t(++tensors_), kSyntheticScale, stream_);
+      advance(bytes);
+      return;
+    }
+    for (size_t at = 0; at < bytes; at += kPiece) {
+      const size_t n = std::min(kPiece, bytes - at);
+      // Pageable (mmap'd) source: the copy is synchronous with respect to the host, so the progress is real.
+      MOE_CUDA_CHECK(cudaMemcpy(dst + at, static_cast<const std::byte*>(src) + at, n, cudaMemcpyHostToDevice));
+      advance(n);
+    }
+  }
+
+  void advance(size_t n) {
+    done_ += n;
+    if (progress_ && !progress_(std::min(done_, total_), total_))
+      throw EngineError("", "cancelled", "loading the weights onto the GPU was cancelled");
+  }
+
+  bool synthetic_;
+  DeviceAllocator& a_;
+  cudaStream_t stream_;
+  const std::function<bool(size_t, size_t)>& progress_;
+  size_t total_ = 0, done_ = 0;
+  uint64_t tensors_ = 0;
+};
+
+}  // namespace
+
+DeviceWeights upload_weights(const Model& model, DeviceAllocator& a, cudaStream_t stream,
+                             const std::function<bool(size_t, size_t)>& progress) {
+  const ModelSpec& s = model.spec();
+  const ModelWeights& w = model.weights();
+  Uploader up(model, a, stream, progress);
+  DeviceWeights d;
+  d.dtype = w.embed.dtype;
+  d.embed = up.matrices(MemoryPart::Embeddings, -1, "the embeddings", {&w.embed})[0];
+  d.head = s.tied_embeddings ? d.embed : up.matrices(MemoryPart::Head, -1, "the LM head", {&w.lm_head})[0];
+  d.final_norm = up.vectors(MemoryPart::Norms, -1, "the final norm", {&w.final_norm})[0];
+  d.layers.resize(size_t(s.n_layers));
+  for (int l = 0; l < s.n_layers; ++l) {
+    const LayerWeights& L = w.layers[size_t(l)];
+    DeviceLayer& D = d.layers[size_t(l)];
+    D.qkv = up.stacked(MemoryPart::Attention, l, "attention q/k/v", {&L.q, &L.k, &L.v});
+    D.o = up.matrices(MemoryPart::Attention, l, "attention output", {&L.o})[0];
+    const auto biases = up.vectors(MemoryPart::Attention, l, "attention biases", {&L.q_bias, &L.k_bias, &L.v_bias, &L.o_bias});
+    D.q_bias = biases[0], D.k_bias = biases[1], D.v_bias = biases[2], D.o_bias = biases[3];
+    const auto norms = up.vectors(MemoryPart::Norms, l, "norms", {&L.attn_norm, &L.ffn_norm, &L.q_norm, &L.k_norm});
+    D.attn_norm = norms[0], D.ffn_norm = norms[1], D.q_norm = norms[2], D.k_norm = norms[3];
+    if (s.layer_is_moe[size_t(l)]) {
+      D.router = up.matrices(MemoryPart::Router, l, "the router", {&L.router})[0];
+      D.router_bias = up.vectors(MemoryPart::Router, l, "the router bias", {&L.router_bias})[0];
+      std::vector<const WeightMatrix*> all;
+      for (const auto& e : L.experts) all.insert(all.end(), {&e.gate, &e.up, &e.down});
+      const auto ms = up.matrices(MemoryPart::RoutedExperts, l, "routed experts", all);
+      const size_t E = L.experts.size();
+      std::vector<const void*> ptrs(3 * E);
+      for (size_t e = 0; e < E; ++e) {
+        ptrs[e] = ms[3 * e].data;
+        ptrs[E + e] = ms[3 * e + 1].data;
+        ptrs[2 * E + e] = ms[3 * e + 2].data;
+      }
+      const void** table = up.table(MemoryPart::RoutedExperts, l, "the expert table", ptrs);
+      D.experts = ExpertTable{table, table + E, table + 2 * E, E ? ms[0].dtype : d.dtype, int(E), s.hidden,
+                              s.moe.expert_ffn};
+      if (L.shared.gate.rows > 0) {
+        D.shared_gate_up = up.stacked(MemoryPart::SharedExperts, l, "shared expert gate/up", {&L.shared.gate, &L.shared.up});
+        D.shared_down = up.matrices(MemoryPart::SharedExperts, l, "shared expert down", {&L.shared.down})[0];
+        if (L.shared_gate.rows > 0)
+          D.shared_gate = up.matrices(MemoryPart::SharedExperts, l, "shared expert gate", {&L.shared_gate})[0];
+      }
+    } else {
+      D.mlp_gate_up = up.stacked(MemoryPart::DenseMlp, l, "MLP gate/up", {&L.mlp.gate, &L.mlp.up});
+      D.mlp_down = up.matrices(MemoryPart::DenseMlp, l, "MLP down", {&L.mlp.down})[0];
+    }
+  }
+  MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  up.finish();
+  return d;
+}
+
+}  // namespace moe::cuda

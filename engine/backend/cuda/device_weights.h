@@ -1,0 +1,57 @@
+#pragma once
+// The model's weights on the GPU, laid out for the kernels: q, k and v concatenated into one [q + 2kv,
+// hidden] matrix (one GEMM per layer), gate and up of the dense MLP and shared expert likewise
+// ([2·ffn, hidden], one GEMM), each layer's routed experts in one block with device tables of their
+// pointers (the expert kernels look experts up by the router's ids on the GPU). Matrices keep the
+// checkpoint's dtype; vectors (norms, biases) are F32. Each block is allocated through the allocator
+// under its part and layer, so the memory view shows where the GiB go.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "engine/backend/cuda/device_allocator.h"
+#include "engine/backend/cuda/device_matrix.h"
+#include "engine/backend/cuda/kernels/experts.cuh"
+
+namespace moe {
+class Model;
+}
+
+namespace moe::cuda {
+
+struct DeviceLayer {
+  DeviceMatrix qkv, o;
+  const float* q_bias = nullptr;  // the three biases are consecutive: q, then k, then v
+  const float* k_bias = nullptr;
+  const float* v_bias = nullptr;
+  const float* o_bias = nullptr;
+  const float* attn_norm = nullptr;
+  const float* ffn_norm = nullptr;
+  const float* q_norm = nullptr;
+  const float* k_norm = nullptr;
+  // MoE layers
+  DeviceMatrix router;
+  const float* router_bias = nullptr;  // selection bias, or null
+  ExpertTable experts;
+  DeviceMatrix shared_gate_up, shared_down, shared_gate;  // empty when absent
+  // Dense layers
+  DeviceMatrix mlp_gate_up, mlp_down;
+};
+
+struct DeviceWeights {
+  DType dtype = DType::BF16;
+  DeviceMatrix embed, head;  // head is the embedding when tied
+  const float* final_norm = nullptr;
+  std::vector<DeviceLayer> layers;
+};
+
+// Uploads (or, for a synthetic model, fills with random values on the GPU) every weight. progress(done,
+// total) is called between pieces of at most 64 MiB; returning false stops with EngineError (field
+// "cancelled"). Throws EngineError naming the tensor group on out of memory, and when q/k/v or gate/up of
+// one layer do not share a dtype.
+DeviceWeights upload_weights(const Model& model, DeviceAllocator& allocator, cudaStream_t stream,
+                             const std::function<bool(size_t, size_t)>& progress);
+
+}  // namespace moe::cuda

@@ -1,0 +1,60 @@
+#pragma once
+// Causal GQA attention over this layer's KV cache, with the per-head statistics the hooks ask for
+// (attn.stats) computed from the online-softmax sums, and single full rows (attn.rows).
+//
+// Statistics of one (token, head) row with weights w_j = e^(s_j − m) / S over keys j ≤ pos:
+//   entropy = log S − Σ e^(s_j − m)(s_j − m) / S   (nats; clamped at 0)
+//   max weight = 1 / S;  first-token mass = w_0;  top-k mass = sum of the k largest w_j (k ≤ kMaxStatsTopK)
+// online_softmax.h holds the running state and its merge, shared with the host tests.
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "engine/common/dtype.h"
+
+namespace moe::cuda {
+
+constexpr int kMaxStatsTopK = 32;
+
+struct AttentionShape {
+  int n_heads = 0, n_kv_heads = 0, head_dim = 0;  // head_dim ≤ 256
+  int capacity = 0;                                // rows of each cache
+  DType kv_dtype = DType::F32;                     // F32 or BF16
+  float scale = 0;                                 // 1 / sqrt(head_dim)
+};
+
+// Where the statistics go (device pointers already offset to this layer): the value of (token t,
+// head h) is at ptr[t · token_stride + h]. A null AttentionStats* means none are asked for.
+struct AttentionStats {
+  float* entropy = nullptr;
+  float* max_weight = nullptr;
+  float* topk_mass = nullptr;
+  float* first_mass = nullptr;
+  int topk = 8;               // 1 … kMaxStatsTopK
+  int64_t token_stride = 0;   // n_layers · n_heads in the StepRecord layout
+};
+
+// Decode: one query token at position pos0[0] (keys 0 … pos0[0], already in the cache). q: [nh·hd],
+// out: [nh·hd]. Split-K: the context is cut into at most max_splits slices per KV head, each slice's
+// partial (max, sums, top-k, weighted values) goes to workspace, and a second kernel merges them. The
+// grid depends only on (shape, max_splits), never on the position, so a CUDA graph replays it.
+size_t attention_decode_workspace_floats(const AttentionShape& shape, int max_splits);
+void attention_decode(const float* q, const void* k_cache, const void* v_cache, const int32_t* pos0,
+                      const AttentionShape& shape, int max_splits, float* workspace, float* out,
+                      const AttentionStats* stats, cudaStream_t stream);
+
+// Prefill: T query tokens, token t at position pos0[0] + t attending to keys 0 … pos0[0] + t (the cache
+// already holds them). q row t at q + t·q_stride; out: [T][nh·hd]. Tiled: a block takes a tile of
+// query tokens of one head and walks the key tiles up to its last token through shared memory.
+void attention_prefill(const float* q, int64_t q_stride, int T, const void* k_cache, const void* v_cache,
+                       const int32_t* pos0, const AttentionShape& shape, float* out, const AttentionStats* stats,
+                       cudaStream_t stream);
+
+// One full row of attention weights (attn.rows): head `head` of the query q_token ([nh·hd], already
+// rotated) at position pos0[0] + t, over keys 0 … pos0[0] + t, written to out_row[0 … pos0[0] + t]. One
+// block; exact softmax (max, exp, sum, divide).
+void attention_row(const float* q_token, const void* k_cache, const int32_t* pos0, int t, int head,
+                   const AttentionShape& shape, float* out_row, cudaStream_t stream);
+
+}  // namespace moe::cuda

@@ -1,0 +1,596 @@
+// Routed experts (experts.cuh): SwiGLU over the experts the router selected, read from device memory.
+//
+// Decode (T = 1), memory-bandwidth bound: one warp per output row, 16-byte streaming weight loads
+// (8 BF16/F16 or 4 F32 per lane per load, several loads in flight per lane), warp-shuffle reductions.
+//   gate_up: grid (ffn / 8, slots), 8 warps per block, x staged in shared memory; each warp computes
+//            row r of gate and of up for its slot's expert and writes h = silu(g)·u.
+//   down:    grid (hidden / 4), 4 warps per block; each warp computes y[r] over the slots in slot order
+//            (two slots' loads in flight at a time), no atomics.
+// Prefill (grouped): the (token, slot) pairs are sorted by expert on the device (a counting sort, stable:
+// by token then slot within an expert), and a list of (expert, pair tile) work items is built there, so
+// the GEMM grids depend only on T·slots and E: blocks past the list's end exit at once.
+//   GEMM: a SIMT tiled kernel (F32 FMA; no tensor cores): block tile 64 weight rows × 16 pairs × 32 k,
+//   shared-memory tiles (weights converted to F32 on the way in), 128 threads, each thread one weight
+//   row × 8 pairs (gate and up: 16 accumulators). Warps whose pairs are all past the expert's count skip
+//   the arithmetic.
+//   combine: y[t] = Σ_k w[t][k] · yp[pair(t, k)] in slot order.
+#include "engine/backend/cuda/kernels/experts.cuh"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "engine/backend/cuda/cuda_check.h"
+
+namespace moe::cuda {
+namespace {
+
+constexpr unsigned kFull = 0xffffffffu;
+
+// ---------------------------------------------------------------------------------------------------
+// Element types: 16-byte chunks and their conversion to F32.
+
+template <typename T>
+struct Elem;
+template <>
+struct Elem<__nv_bfloat16> {
+  static constexpr int kPerChunk = 8;
+  __device__ __forceinline__ static void cvt(const uint4& v, float* f) {
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      f[2 * i] = __uint_as_float(w[i] << 16);
+      f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+  }
+  __device__ __forceinline__ static float one(const __nv_bfloat16* p) {
+    return __uint_as_float(uint32_t(*reinterpret_cast<const unsigned short*>(p)) << 16);
+  }
+};
+template <>
+struct Elem<__half> {
+  static constexpr int kPerChunk = 8;
+  __device__ __forceinline__ static void cvt(const uint4& v, float* f) {
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      __half2 h2;
+      memcpy(&h2, &w[i], 4);
+      const float2 f2 = __half22float2(h2);
+      f[2 * i] = f2.x;
+      f[2 * i + 1] = f2.y;
+    }
+  }
+  __device__ __forceinline__ static float one(const __half* p) { return __half2float(*p); }
+};
+template <>
+struct Elem<float> {
+  static constexpr int kPerChunk = 4;
+  __device__ __forceinline__ static void cvt(const uint4& v, float* f) {
+    f[0] = __uint_as_float(v.x);
+    f[1] = __uint_as_float(v.y);
+    f[2] = __uint_as_float(v.z);
+    f[3] = __uint_as_float(v.w);
+  }
+  __device__ __forceinline__ static float one(const float* p) { return *p; }
+};
+
+// A 16-byte load of weights that are read once: read-only path, not kept in L1 (so x / h stay there).
+__device__ __forceinline__ uint4 ld_stream(const void* p) {
+  uint4 r;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+      : "l"(p));
+  return r;
+}
+
+__device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float silu(float z) { return z / (1.0f + expf(-z)); }
+
+// ---------------------------------------------------------------------------------------------------
+// Decode.
+
+// Lane partial sums of NR dot products over n elements: rows w[r] (weights) against vectors x[r] (F32).
+// Vectorised when every row and vector is 16-byte aligned and n is a multiple of the chunk. Each step
+// issues U chunks per row (predicated past the end) before any is used, so U·NR 16-byte loads are in
+// flight per lane even for short rows (ffn 768 in BF16: 3 chunks per lane).
+template <typename T, int NR>
+__device__ __forceinline__ void warp_dots(const T* const (&w)[NR], const float* const (&x)[NR], int n, int lane,
+                                          float (&acc)[NR]) {
+  constexpr int V = Elem<T>::kPerChunk;
+  constexpr int U = NR == 1 ? 8 : 4;
+  bool vec = n % V == 0;
+#pragma unroll
+  for (int r = 0; r < NR; ++r) vec = vec && aligned16(w[r]) && aligned16(x[r]);
+  if (vec) {
+    const int nc = n / V;
+    for (int c0 = lane; c0 < nc; c0 += 32 * U) {
+      uint4 raw[U][NR];
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+#pragma unroll
+        for (int r = 0; r < NR; ++r)
+          raw[u][r] = c0 + 32 * u < nc ? ld_stream(w[r] + size_t(c0 + 32 * u) * V) : make_uint4(0u, 0u, 0u, 0u);
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int c = c0 + 32 * u;
+        if (c >= nc) break;
+#pragma unroll
+        for (int r = 0; r < NR; ++r) {
+          float wf[V];
+          Elem<T>::cvt(raw[u][r], wf);
+          const float4* xv = reinterpret_cast<const float4*>(x[r] + size_t(c) * V);
+#pragma unroll
+          for (int q = 0; q < V / 4; ++q) {
+            const float4 xx = xv[q];
+            acc[r] += wf[4 * q] * xx.x;
+            acc[r] += wf[4 * q + 1] * xx.y;
+            acc[r] += wf[4 * q + 2] * xx.z;
+            acc[r] += wf[4 * q + 3] * xx.w;
+          }
+        }
+      }
+    }
+  } else {
+    for (int i = lane; i < n; i += 32)
+#pragma unroll
+      for (int r = 0; r < NR; ++r) acc[r] += Elem<T>::one(w[r] + i) * x[r][i];
+  }
+}
+
+constexpr int kGateUpWarps = 8;  // rows per block (one per warp)
+constexpr int kDownWarps = 4;
+
+template <typename T>
+__global__ void __launch_bounds__(kGateUpWarps * 32)
+    gate_up_decode_kernel(ExpertTable tb, const int32_t* __restrict__ selected, const float* __restrict__ x,
+                          float* __restrict__ h) {
+  extern __shared__ __align__(16) float xs[];
+  const int H = tb.hidden, F = tb.ffn;
+  const int k = blockIdx.y;
+  const int e = selected[k];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int r = blockIdx.x * kGateUpWarps + warp;
+  if (e < 0 || e >= tb.n_experts) {  // the same for the whole block
+    if (lane == 0 && r < F) h[size_t(k) * F + r] = 0.0f;
+    return;
+  }
+  for (int i = threadIdx.x; i < H; i += blockDim.x) xs[i] = x[i];
+  __syncthreads();
+  if (r >= F) return;
+  const T* g = static_cast<const T*>(tb.gate[e]) + size_t(r) * H;
+  const T* u = static_cast<const T*>(tb.up[e]) + size_t(r) * H;
+  float acc[2] = {0.0f, 0.0f};
+  const T* const rows[2] = {g, u};
+  const float* const vecs[2] = {xs, xs};
+  warp_dots<T, 2>(rows, vecs, H, lane, acc);
+  const float gs = warp_sum(acc[0]);
+  const float us = warp_sum(acc[1]);
+  if (lane == 0) h[size_t(k) * F + r] = silu(gs) * us;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kDownWarps * 32)
+    down_decode_kernel(ExpertTable tb, const int32_t* __restrict__ selected, const float* __restrict__ weights,
+                       int slots, const float* __restrict__ h, float* __restrict__ y) {
+  const int H = tb.hidden, F = tb.ffn, E = tb.n_experts;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int r = blockIdx.x * kDownWarps + warp;
+  if (r >= H) return;
+  auto valid = [&](int k) {
+    const int e = selected[k];
+    return e >= 0 && e < E;
+  };
+  auto next = [&](int k) {
+    while (k < slots && !valid(k)) ++k;
+    return k;
+  };
+  float acc = 0.0f;
+  int k0 = next(0);
+  while (k0 < slots) {
+    const int k1 = next(k0 + 1);
+    const T* w0 = static_cast<const T*>(tb.down[selected[k0]]) + size_t(r) * F;
+    if (k1 < slots) {
+      const T* w1 = static_cast<const T*>(tb.down[selected[k1]]) + size_t(r) * F;
+      const T* const rows[2] = {w0, w1};
+      const float* const vecs[2] = {h + size_t(k0) * F, h + size_t(k1) * F};
+      float d[2] = {0.0f, 0.0f};
+      warp_dots<T, 2>(rows, vecs, F, lane, d);
+      const float d0 = warp_sum(d[0]), d1 = warp_sum(d[1]);
+      acc += weights[k0] * d0;  // slot order
+      acc += weights[k1] * d1;
+      k0 = next(k1 + 1);
+    } else {
+      const T* const rows[1] = {w0};
+      const float* const vecs[1] = {h + size_t(k0) * F};
+      float d[1] = {0.0f};
+      warp_dots<T, 1>(rows, vecs, F, lane, d);
+      acc += weights[k0] * warp_sum(d[0]);
+      k0 = slots;
+    }
+  }
+  if (lane == 0) y[r] = acc;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Grouping. Workspace layout (ints), P = T·slots, MT = max_tiles(P, E):
+//   inv[P]          (t, k) → pair index, −1 for slots without an expert (first: combine does not know E)
+//   pair_token[P]   pair → token
+//   pair_slot[P]    pair → slot
+//   counts[E]
+//   offsets[E + 1]  exclusive prefix sums of counts (offsets[E] = pairs in all)
+//   n_tiles[1]      work items in the tile list
+//   tile_expert[MT], tile_index[MT]   the work items: (expert, tile of kPairTile pairs within it)
+
+constexpr int kPairTile = 16;   // pairs per GEMM tile (BM)
+constexpr int kRowTile = 64;    // weight rows per GEMM tile (BN)
+constexpr int kKTile = 32;      // reduction depth per shared-memory stage (BK)
+constexpr int kGemmThreads = 128;
+constexpr int kScanThreads = 1024;
+
+__host__ __device__ inline int max_tiles(int P, int E) { return (P + kPairTile - 1) / kPairTile + (E < P ? E : P); }
+
+struct Grouping {
+  int32_t *inv, *pair_token, *pair_slot, *counts, *offsets, *n_tiles, *tile_expert, *tile_index;
+  __host__ __device__ Grouping(const int32_t* g, int P, int E) {
+    int32_t* b = const_cast<int32_t*>(g);
+    const int MT = max_tiles(P, E);
+    inv = b;
+    pair_token = inv + P;
+    pair_slot = pair_token + P;
+    counts = pair_slot + P;
+    offsets = counts + E;
+    n_tiles = offsets + E + 1;
+    tile_expert = n_tiles + 1;
+    tile_index = tile_expert + MT;
+  }
+};
+
+// Exclusive scan of one value per thread over a block of kScanThreads; also returns the total.
+__device__ int block_exclusive_scan(int v, int* warp_sums, int& total) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  int incl = v;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int n = __shfl_up_sync(kFull, incl, o);
+    if (lane >= o) incl += n;
+  }
+  __syncthreads();  // warp_sums free from any earlier use
+  if (lane == 31) warp_sums[warp] = incl;
+  __syncthreads();
+  if (warp == 0) {
+    const int nw = blockDim.x >> 5;
+    int s = lane < nw ? warp_sums[lane] : 0;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int n = __shfl_up_sync(kFull, s, o);
+      if (lane >= o) s += n;
+    }
+    if (lane < nw) warp_sums[lane] = s;  // inclusive over warps
+  }
+  __syncthreads();
+  total = warp_sums[(blockDim.x >> 5) - 1];
+  return incl - v + (warp > 0 ? warp_sums[warp - 1] : 0);
+}
+
+// One block: counts per expert, their offsets, the tile list, and inv = −1 for the empty slots.
+__global__ void __launch_bounds__(kScanThreads)
+    group_count_kernel(const int32_t* __restrict__ selected, int P, int E, int32_t* ws) {
+  __shared__ int cnt[kScanThreads];
+  __shared__ int warp_sums[32];
+  const Grouping G(ws, P, E);
+  const int tid = threadIdx.x;
+  cnt[tid] = 0;
+  __syncthreads();
+  for (int i = tid; i < P; i += blockDim.x) {
+    const int e = selected[i];
+    if (e >= 0 && e < E) atomicAdd(&cnt[e], 1);  // a count: the order of the additions does not matter
+    else G.inv[i] = -1;
+  }
+  __syncthreads();
+  const int c = tid < E ? cnt[tid] : 0;
+  const int nt = (c + kPairTile - 1) / kPairTile;
+  int total = 0, total_tiles = 0;
+  const int off = block_exclusive_scan(c, warp_sums, total);
+  const int toff = block_exclusive_scan(nt, warp_sums, total_tiles);
+  if (tid < E) {
+    G.counts[tid] = c;
+    G.offsets[tid] = off;
+    for (int j = 0; j < nt; ++j) {
+      G.tile_expert[toff + j] = tid;
+      G.tile_index[toff + j] = j;
+    }
+  }
+  if (tid == 0) {
+    G.offsets[E] = total;
+    G.n_tiles[0] = total_tiles;
+  }
+}
+
+// One warp per expert walks the (t, k) entries in order with ballots: each match's rank is the number of
+// earlier matches, so the pairs of an expert are ordered by token, then slot (deterministic).
+constexpr int kScatterWarps = 8;
+__global__ void __launch_bounds__(kScatterWarps * 32)
+    group_scatter_kernel(const int32_t* __restrict__ selected, int P, int slots, int E, int32_t* ws) {
+  const Grouping G(ws, P, E);
+  const int lane = threadIdx.x & 31;
+  const int e = blockIdx.x * kScatterWarps + (threadIdx.x >> 5);
+  if (e >= E) return;
+  int pos = G.offsets[e];
+  const int end = G.offsets[e + 1];
+  const unsigned lt = (1u << lane) - 1u;
+  for (int i0 = 0; i0 < P && pos < end; i0 += 32) {
+    const int i = i0 + lane;
+    const bool hit = i < P && selected[i] == e;
+    const unsigned m = __ballot_sync(kFull, hit);
+    if (hit) {
+      const int pair = pos + __popc(m & lt);
+      G.pair_token[pair] = i / slots;
+      G.pair_slot[pair] = i % slots;
+      G.inv[i] = pair;
+    }
+    pos += __popc(m);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Grouped GEMM: out[pair][n] = f(W_e[n, :] · X[row(pair), :]) for the pairs of one work item.
+//   gate_up (kGLU): W0 = gate, W1 = up, X = x gathered by pair → token, f = silu(g)·u, N = ffn, K = hidden.
+//   down: W0 = down, X = h (row = pair), N = hidden, K = ffn.
+
+constexpr int kXStride = kPairTile + 4;  // floats per k row of the X tile (16-byte aligned rows)
+constexpr int kWStride = kRowTile + 1;   // odd: the transposing stores hit distinct banks
+
+template <typename T>
+__device__ __forceinline__ void load_w_tile(const T* __restrict__ W, int N, int K, int n0, int k0, bool vec,
+                                            float (*Ws)[kWStride]) {
+  constexpr int V = Elem<T>::kPerChunk;
+  constexpr int kChunksPerRow = kKTile / V;
+  constexpr int kChunks = kRowTile * kChunksPerRow;
+#pragma unroll
+  for (int s = 0; s < kChunks / kGemmThreads; ++s) {
+    const int i = threadIdx.x + s * kGemmThreads;
+    const int row = i / kChunksPerRow, kc = (i % kChunksPerRow) * V;
+    const int n = n0 + row, kk = k0 + kc;
+    float f[V];
+    if (n < N && vec && kk < K) {  // K % V == 0: the chunk is whole
+      Elem<T>::cvt(ld_stream(W + size_t(n) * K + kk), f);
+    } else {
+#pragma unroll
+      for (int c = 0; c < V; ++c) f[c] = (n < N && kk + c < K) ? Elem<T>::one(W + size_t(n) * K + kk + c) : 0.0f;
+    }
+#pragma unroll
+    for (int c = 0; c < V; ++c) Ws[kc + c][row] = f[c];
+  }
+}
+
+template <typename T, bool kGLU>
+__global__ void __launch_bounds__(kGemmThreads)
+    grouped_kernel(const void* const* __restrict__ w0_table, const void* const* __restrict__ w1_table, int N, int K,
+                   const int32_t* __restrict__ ws, int P, int E, const float* __restrict__ X, float* __restrict__ out) {
+  __shared__ __align__(16) float Xs[kKTile][kXStride];
+  __shared__ float W0s[kKTile][kWStride];
+  __shared__ float W1s[kGLU ? kKTile : 1][kGLU ? kWStride : 1];
+  __shared__ int xrow[kPairTile];
+
+  const Grouping G(ws, P, E);
+  const int tile = blockIdx.y;
+  if (tile >= G.n_tiles[0]) return;  // past the work list: the whole block
+  const int e = G.tile_expert[tile];
+  const int p0 = G.offsets[e] + G.tile_index[tile] * kPairTile;
+  const int pend = G.offsets[e + 1];
+  const int mcount = min(kPairTile, pend - p0);
+  const int n0 = blockIdx.x * kRowTile;
+
+  const int tid = threadIdx.x;
+  if (tid < kPairTile) xrow[tid] = tid < mcount ? (kGLU ? G.pair_token[p0 + tid] : p0 + tid) : -1;
+
+  const T* W0 = static_cast<const T*>(w0_table[e]);
+  const T* W1 = kGLU ? static_cast<const T*>(w1_table[e]) : nullptr;
+  constexpr int V = Elem<T>::kPerChunk;
+  const bool wvec = K % V == 0 && aligned16(W0) && (!kGLU || aligned16(W1));
+  const bool xvec = K % 4 == 0 && aligned16(X);
+
+  // Thread → (weight row n, pair half): one row, 8 pairs.
+  const int n = tid % kRowTile;
+  const int half = tid / kRowTile;  // warp-uniform (64 threads per half)
+  const bool active = half * 8 < mcount;
+  float acc0[8], acc1[8];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) acc0[j] = acc1[j] = 0.0f;
+
+  __syncthreads();  // xrow
+  for (int k0 = 0; k0 < K; k0 += kKTile) {
+    // X tile: kPairTile rows × kKTile floats = 128 float4 chunks, one per thread; stored transposed.
+    {
+      const int m = tid / (kKTile / 4), kq = (tid % (kKTile / 4)) * 4;
+      const int row = xrow[m], kk = k0 + kq;
+      float f[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      if (row >= 0) {
+        const float* src = X + size_t(row) * K + kk;
+        if (xvec && kk < K) {
+          const float4 v = *reinterpret_cast<const float4*>(src);
+          f[0] = v.x, f[1] = v.y, f[2] = v.z, f[3] = v.w;
+        } else {
+#pragma unroll
+          for (int c = 0; c < 4; ++c)
+            if (kk + c < K) f[c] = src[c];
+        }
+      }
+#pragma unroll
+      for (int c = 0; c < 4; ++c) Xs[kq + c][m] = f[c];
+    }
+    load_w_tile<T>(W0, N, K, n0, k0, wvec, W0s);
+    if constexpr (kGLU) load_w_tile<T>(W1, N, K, n0, k0, wvec, W1s);
+    __syncthreads();
+    if (active) {
+#pragma unroll 8
+      for (int kk = 0; kk < kKTile; ++kk) {
+        const float4 xa = *reinterpret_cast<const float4*>(&Xs[kk][half * 8]);
+        const float4 xb = *reinterpret_cast<const float4*>(&Xs[kk][half * 8 + 4]);
+        const float xv[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+        const float a = W0s[kk][n];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc0[j] += a * xv[j];
+        if constexpr (kGLU) {
+          const float b = W1s[kk][n];
+#pragma unroll
+          for (int j = 0; j < 8; ++j) acc1[j] += b * xv[j];
+        }
+      }
+    }
+    __syncthreads();
+  }
+
+  if (!active || n0 + n >= N) return;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const int m = half * 8 + j;
+    if (m < mcount) out[size_t(p0 + m) * N + n0 + n] = kGLU ? silu(acc0[j]) * acc1[j] : acc0[j];
+  }
+}
+
+__global__ void combine_kernel(const int32_t* __restrict__ inv, const float* __restrict__ weights, int slots,
+                               int hidden, const float* __restrict__ yp, float* __restrict__ y) {
+  const int t = blockIdx.y;
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= hidden) return;
+  float acc = 0.0f;
+  for (int k = 0; k < slots; ++k) {
+    const int pair = inv[size_t(t) * slots + k];
+    if (pair >= 0) acc += weights[size_t(t) * slots + k] * yp[size_t(pair) * hidden + c];
+  }
+  y[size_t(t) * hidden + c] = acc;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Launch helpers.
+
+[[noreturn]] void bad_dtype() { throw_cuda_error("experts", "expert weights must be BF16, F16 or F32", __FILE__, __LINE__); }
+
+// Dynamic shared memory above the 48 KiB default needs an opt-in per kernel (a host-side attribute:
+// no synchronisation, allowed while a stream is being captured).
+template <typename K>
+void allow_smem(K kernel, size_t bytes) {
+  if (bytes > 48 * 1024)
+    MOE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+}
+
+template <typename T>
+void launch_gate_up_decode(const ExpertTable& t, const int32_t* selected, int slots, const float* x, float* h,
+                           cudaStream_t stream) {
+  const size_t smem = size_t(t.hidden) * sizeof(float);
+  allow_smem(gate_up_decode_kernel<T>, smem);
+  const dim3 grid((t.ffn + kGateUpWarps - 1) / kGateUpWarps, slots);
+  gate_up_decode_kernel<T><<<grid, kGateUpWarps * 32, smem, stream>>>(t, selected, x, h);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+template <typename T>
+void launch_down_decode(const ExpertTable& t, const int32_t* selected, const float* weights, int slots,
+                        const float* h, float* y, cudaStream_t stream) {
+  const int grid = (t.hidden + kDownWarps - 1) / kDownWarps;
+  down_decode_kernel<T><<<grid, kDownWarps * 32, 0, stream>>>(t, selected, weights, slots, h, y);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+template <typename T, bool kGLU>
+void launch_grouped(const ExpertTable& t, const void* const* w0, const void* const* w1, int N, int K,
+                    const int32_t* grouping, int P, const float* X, float* out, cudaStream_t stream) {
+  const dim3 grid((N + kRowTile - 1) / kRowTile, max_tiles(P, t.n_experts));
+  grouped_kernel<T, kGLU><<<grid, kGemmThreads, 0, stream>>>(w0, w1, N, K, grouping, P, t.n_experts, X, out);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void experts_gate_up_decode(const ExpertTable& t, const int32_t* selected, int slots, const float* x, float* h,
+                            cudaStream_t stream) {
+  if (slots <= 0 || t.ffn <= 0 || t.hidden <= 0) return;
+  switch (t.dtype) {
+    case DType::BF16: return launch_gate_up_decode<__nv_bfloat16>(t, selected, slots, x, h, stream);
+    case DType::F16: return launch_gate_up_decode<__half>(t, selected, slots, x, h, stream);
+    case DType::F32: return launch_gate_up_decode<float>(t, selected, slots, x, h, stream);
+    default: bad_dtype();
+  }
+}
+
+void experts_down_decode(const ExpertTable& t, const int32_t* selected, const float* weights, int slots,
+                         const float* h, float* y, cudaStream_t stream) {
+  if (t.hidden <= 0) return;
+  switch (t.dtype) {
+    case DType::BF16: return launch_down_decode<__nv_bfloat16>(t, selected, weights, slots, h, y, stream);
+    case DType::F16: return launch_down_decode<__half>(t, selected, weights, slots, h, y, stream);
+    case DType::F32: return launch_down_decode<float>(t, selected, weights, slots, h, y, stream);
+    default: bad_dtype();
+  }
+}
+
+size_t expert_grouping_ints(int T, int slots, int n_experts) {
+  const int P = T * slots;
+  return 3 * size_t(P) + 2 * size_t(n_experts) + 2 + 2 * size_t(max_tiles(P, n_experts));
+}
+
+void group_by_expert(const int32_t* selected, int T, int slots, int n_experts, int32_t* grouping,
+                     cudaStream_t stream) {
+  const int P = T * slots;
+  if (P <= 0 || n_experts <= 0) return;
+  if (n_experts > kScanThreads)
+    throw_cuda_error("group_by_expert", "more than 1024 experts", __FILE__, __LINE__);
+  group_count_kernel<<<1, kScanThreads, 0, stream>>>(selected, P, n_experts, grouping);
+  MOE_CUDA_CHECK_LAUNCH();
+  group_scatter_kernel<<<(n_experts + kScatterWarps - 1) / kScatterWarps, kScatterWarps * 32, 0, stream>>>(
+      selected, P, slots, n_experts, grouping);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void experts_gate_up_grouped(const ExpertTable& t, const int32_t* grouping, int T, int slots, const float* x,
+                             float* h, cudaStream_t stream) {
+  const int P = T * slots;
+  if (P <= 0 || t.n_experts <= 0 || t.ffn <= 0) return;
+  switch (t.dtype) {
+    case DType::BF16:
+      return launch_grouped<__nv_bfloat16, true>(t, t.gate, t.up, t.ffn, t.hidden, grouping, P, x, h, stream);
+    case DType::F16:
+      return launch_grouped<__half, true>(t, t.gate, t.up, t.ffn, t.hidden, grouping, P, x, h, stream);
+    case DType::F32:
+      return launch_grouped<float, true>(t, t.gate, t.up, t.ffn, t.hidden, grouping, P, x, h, stream);
+    default: bad_dtype();
+  }
+}
+
+void experts_down_grouped(const ExpertTable& t, const int32_t* grouping, int T, int slots, const float* h,
+                          float* yp, cudaStream_t stream) {
+  const int P = T * slots;
+  if (P <= 0 || t.n_experts <= 0 || t.hidden <= 0) return;
+  switch (t.dtype) {
+    case DType::BF16:
+      return launch_grouped<__nv_bfloat16, false>(t, t.down, nullptr, t.hidden, t.ffn, grouping, P, h, yp, stream);
+    case DType::F16:
+      return launch_grouped<__half, false>(t, t.down, nullptr, t.hidden, t.ffn, grouping, P, h, yp, stream);
+    case DType::F32:
+      return launch_grouped<float, false>(t, t.down, nullptr, t.hidden, t.ffn, grouping, P, h, yp, stream);
+    default: bad_dtype();
+  }
+}
+
+void experts_combine(const int32_t* grouping, const float* weights, int T, int slots, int hidden, const float* yp,
+                     float* y, cudaStream_t stream) {
+  if (T <= 0 || hidden <= 0) return;
+  constexpr int kThreads = 256;
+  const dim3 grid((hidden + kThreads - 1) / kThreads, T);
+  // inv is the first part of the workspace (Grouping), so no expert count is needed here.
+  combine_kernel<<<grid, kThreads, 0, stream>>>(grouping, weights, slots, hidden, yp, y);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace moe::cuda

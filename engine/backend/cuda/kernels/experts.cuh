@@ -1,0 +1,53 @@
+#pragma once
+// Routed experts on the GPU (SwiGLU: down(silu(gate·x) ⊙ up·x)), reading the router's selection from
+// device memory, so a decode step never waits for the host.
+//   decode (T = 1): matrix-vector products over the k selected experts, gate and up fused with SiLU
+//   prefill: the T·slots (token, expert) pairs are grouped by expert on the GPU (counting sort), each
+//     expert runs one GEMM over its tokens, and each token's outputs are summed in slot order
+//     (deterministic: no atomics on the outputs).
+// Weights are BF16, F16 or F32 (ExpertTable::dtype), activations and accumulation F32.
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "engine/common/dtype.h"
+
+namespace moe::cuda {
+
+// Device arrays of E device pointers (one matrix per expert): gate [ffn, hidden], up [ffn, hidden],
+// down [hidden, ffn], row-major.
+struct ExpertTable {
+  const void* const* gate = nullptr;
+  const void* const* up = nullptr;
+  const void* const* down = nullptr;
+  DType dtype = DType::BF16;
+  int n_experts = 0, hidden = 0, ffn = 0;
+};
+
+// Decode. For each slot k < slots with e = selected[k] ≥ 0: h[k][:] = silu(gate_e·x) ⊙ (up_e·x);
+// h[k] = 0 for −1. x: [hidden], h: [slots][ffn].
+void experts_gate_up_decode(const ExpertTable& t, const int32_t* selected, int slots, const float* x, float* h,
+                            cudaStream_t stream);
+// y[:] = Σ_k weights[k] · (down_e·h[k]) over slots with e ≥ 0, summed in slot order; y is overwritten.
+void experts_down_decode(const ExpertTable& t, const int32_t* selected, const float* weights, int slots,
+                         const float* h, float* y, cudaStream_t stream);
+
+// Prefill. `grouping` is a device workspace of expert_grouping_ints(T, slots, E) ints that
+// group_by_expert fills (its layout is private to experts.cu).
+size_t expert_grouping_ints(int T, int slots, int n_experts);
+void group_by_expert(const int32_t* selected, int T, int slots, int n_experts, int32_t* grouping,
+                     cudaStream_t stream);
+// h[pair][:] = silu(gate_e·x[token]) ⊙ (up_e·x[token]) for every (token, expert e) pair. x: [T][hidden],
+// h: [T·slots][ffn] (pairs beyond the number selected are left untouched).
+void experts_gate_up_grouped(const ExpertTable& t, const int32_t* grouping, int T, int slots, const float* x,
+                             float* h, cudaStream_t stream);
+// yp[pair][:] = down_e·h[pair]. yp: [T·slots][hidden].
+void experts_down_grouped(const ExpertTable& t, const int32_t* grouping, int T, int slots, const float* h,
+                          float* yp, cudaStream_t stream);
+// y[t] = Σ_k weights[t][k] · yp[pair of (t, k)] in slot order (slots with −1 skipped); y: [T][hidden],
+// overwritten.
+void experts_combine(const int32_t* grouping, const float* weights, int T, int slots, int hidden, const float* yp,
+                     float* y, cudaStream_t stream);
+
+}  // namespace moe::cuda

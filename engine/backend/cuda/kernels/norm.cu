@@ -1,0 +1,431 @@
+// Row-wise kernels on F32 activations (contract: norm.cuh).
+//
+// Layout: the row reductions (RMSNorm, the fused residual add + RMSNorm, row L2 norms) and the
+// embedding gather run one block per row; the block strides over the row, with 16-byte loads and
+// stores (float4, or 8 × 16-bit for BF16/F16 embeddings) when the row length and every pointer allow
+// it, and a scalar loop otherwise. The block size follows the row length (one 16-byte unit per thread
+// up to 512 threads), so short rows do not leave most of a block idle and long rows (8192) still
+// have only a few units per thread. Reductions are warp shuffles then one pass over the warp sums in
+// shared memory: deterministic for a given shape. Element-wise kernels (convert_f32,
+// silu_mul_rows) are grid-stride loops.
+//
+// Arithmetic mirrors the CPU backend (cpu_backend.cpp): r = 1 / sqrt(mean(x²) + eps) with IEEE
+// division and square root (no fast-math), out = (x · r) · w, silu(z) = z / (1 + e^−z),
+// sigmoid(z) = 1 / (1 + e^−z), x += y + bias.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernels/norm.cuh"
+
+namespace moe::cuda {
+namespace {
+
+constexpr int kMaxRowBlock = 512;
+
+// Threads for a row of `units` work items (16-byte vectors or scalars): one each, a multiple of 32,
+// between 32 and kMaxRowBlock.
+int row_block(int64_t units) {
+  int64_t b = (units + 31) / 32 * 32;
+  if (b < 32) b = 32;
+  if (b > kMaxRowBlock) b = kMaxRowBlock;
+  return int(b);
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+bool aligned8(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 7u) == 0; }
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum of v over the block (blockDim.x a multiple of 32, every thread calling). sh: ≥ 33 floats.
+// Returns the total to every thread. Called once per kernel (sh is not reused after).
+__device__ __forceinline__ float block_sum(float v, float* sh) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  v = warp_sum(v);
+  if (lane == 0) sh[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float s = lane < nwarps ? sh[lane] : 0.0f;
+    s = warp_sum(s);
+    if (lane == 0) sh[32] = s;
+  }
+  __syncthreads();
+  return sh[32];
+}
+
+// f32 → bf16 bits with round-to-nearest-even, bit-identical to the host's f32_to_bf16 (NaN stays NaN).
+__device__ __forceinline__ uint16_t f32_to_bf16_bits(float f) {
+  uint32_t u = __float_as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return uint16_t(u >> 16);
+}
+__device__ __forceinline__ float bf16_bits_to_f32(uint32_t h) { return __uint_as_float(h << 16); }
+__device__ __forceinline__ float f16_bits_to_f32(uint32_t h) {
+  return __half2float(__ushort_as_half(static_cast<unsigned short>(h)));
+}
+__device__ __forceinline__ uint16_t f32_to_f16_bits(float f) { return __half_as_ushort(__float2half_rn(f)); }
+
+// ---------------------------------------------------------------------------------------------------
+// embed_rows: one block per token.
+
+// SRC: 0 = F32, 1 = BF16, 2 = F16. VEC: 16-byte loads (cols % 4 == 0 for F32, % 8 for 16-bit).
+template <int SRC, bool VEC>
+__global__ void embed_rows_kernel(const void* __restrict__ embed, const int32_t* __restrict__ tokens, int64_t cols,
+                                  float* __restrict__ x) {
+  const int t = blockIdx.x;
+  const int64_t row = int64_t(tokens[t]);
+  float* out = x + int64_t(t) * cols;
+  if constexpr (SRC == 0) {
+    const float* src = static_cast<const float*>(embed) + row * cols;
+    if constexpr (VEC) {
+      const float4* s4 = reinterpret_cast<const float4*>(src);
+      float4* o4 = reinterpret_cast<float4*>(out);
+      for (int64_t i = threadIdx.x; i < cols / 4; i += blockDim.x) o4[i] = __ldg(s4 + i);
+    } else {
+      for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) out[i] = __ldg(src + i);
+    }
+  } else {
+    const uint16_t* src = static_cast<const uint16_t*>(embed) + row * cols;
+    auto cvt = [](uint32_t h) { return SRC == 1 ? bf16_bits_to_f32(h) : f16_bits_to_f32(h); };
+    if constexpr (VEC) {
+      const uint4* s8 = reinterpret_cast<const uint4*>(src);
+      float4* o4 = reinterpret_cast<float4*>(out);
+      for (int64_t i = threadIdx.x; i < cols / 8; i += blockDim.x) {
+        const uint4 u = __ldg(s8 + i);
+        o4[2 * i] = make_float4(cvt(u.x & 0xffffu), cvt(u.x >> 16), cvt(u.y & 0xffffu), cvt(u.y >> 16));
+        o4[2 * i + 1] = make_float4(cvt(u.z & 0xffffu), cvt(u.z >> 16), cvt(u.w & 0xffffu), cvt(u.w >> 16));
+      }
+    } else {
+      for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) out[i] = cvt(uint32_t(__ldg(src + i)));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// rmsnorm_rows: one block per row. out may alias x: each element is read and then written by the
+// same thread, and every read of the first pass precedes the reduction's barrier.
+
+template <bool VEC>
+__global__ void rmsnorm_rows_kernel(const float* x, const float* __restrict__ w, float* out, int n, float eps) {
+  __shared__ float sh[33];
+  const int64_t base = int64_t(blockIdx.x) * n;
+  const float* xr = x + base;
+  float* orow = out + base;
+  float ss = 0.0f;
+  if constexpr (VEC) {
+    const float4* x4 = reinterpret_cast<const float4*>(xr);
+    for (int i = threadIdx.x; i < n / 4; i += blockDim.x) {
+      const float4 v = x4[i];
+      ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+  } else {
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+  }
+  ss = block_sum(ss, sh);
+  const float r = 1.0f / sqrtf(ss / float(n) + eps);
+  if constexpr (VEC) {
+    const float4* x4 = reinterpret_cast<const float4*>(xr);
+    const float4* w4 = reinterpret_cast<const float4*>(w);
+    float4* o4 = reinterpret_cast<float4*>(orow);
+    for (int i = threadIdx.x; i < n / 4; i += blockDim.x) {
+      const float4 v = x4[i], g = __ldg(w4 + i);
+      o4[i] = make_float4(v.x * r * g.x, v.y * r * g.y, v.z * r * g.z, v.w * r * g.w);
+    }
+  } else {
+    for (int i = threadIdx.x; i < n; i += blockDim.x) orow[i] = xr[i] * r * __ldg(w + i);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// add_rmsnorm_rows: x += y + bias, then (w not null) out = RMSNorm(x) · w. One block per row; the
+// updated x is written in the first pass and read back by the same thread in the second.
+
+template <bool VEC>
+__global__ void add_rmsnorm_rows_kernel(float* __restrict__ x, const float* __restrict__ y,
+                                        const float* __restrict__ bias, const float* __restrict__ w,
+                                        float* __restrict__ out, int n, float eps) {
+  __shared__ float sh[33];
+  const int64_t base = int64_t(blockIdx.x) * n;
+  float* xr = x + base;
+  const float* yr = y + base;
+  float ss = 0.0f;
+  if constexpr (VEC) {
+    float4* x4 = reinterpret_cast<float4*>(xr);
+    const float4* y4 = reinterpret_cast<const float4*>(yr);
+    const float4* b4 = reinterpret_cast<const float4*>(bias);
+    for (int i = threadIdx.x; i < n / 4; i += blockDim.x) {
+      float4 a = x4[i];
+      float4 d = y4[i];
+      if (bias) {
+        const float4 b = __ldg(b4 + i);
+        d.x += b.x, d.y += b.y, d.z += b.z, d.w += b.w;
+      }
+      a.x += d.x, a.y += d.y, a.z += d.z, a.w += d.w;
+      x4[i] = a;
+      ss += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w;
+    }
+  } else {
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+      const float d = bias ? yr[i] + __ldg(bias + i) : yr[i];
+      const float a = xr[i] + d;
+      xr[i] = a;
+      ss += a * a;
+    }
+  }
+  if (!w) return;  // uniform over the block: no thread reaches the barrier below
+  ss = block_sum(ss, sh);
+  const float r = 1.0f / sqrtf(ss / float(n) + eps);
+  float* orow = out + base;
+  if constexpr (VEC) {
+    const float4* x4 = reinterpret_cast<const float4*>(xr);
+    const float4* w4 = reinterpret_cast<const float4*>(w);
+    float4* o4 = reinterpret_cast<float4*>(orow);
+    for (int i = threadIdx.x; i < n / 4; i += blockDim.x) {
+      const float4 v = x4[i], g = __ldg(w4 + i);
+      o4[i] = make_float4(v.x * r * g.x, v.y * r * g.y, v.z * r * g.z, v.w * r * g.w);
+    }
+  } else {
+    for (int i = threadIdx.x; i < n; i += blockDim.x) orow[i] = xr[i] * r * __ldg(w + i);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// row_l2_norms: one block per row.
+
+template <bool VEC>
+__global__ void row_l2_norms_kernel(const float* __restrict__ x, int n, float* __restrict__ out, int64_t stride) {
+  __shared__ float sh[33];
+  const float* xr = x + int64_t(blockIdx.x) * n;
+  float ss = 0.0f;
+  if constexpr (VEC) {
+    const float4* x4 = reinterpret_cast<const float4*>(xr);
+    for (int i = threadIdx.x; i < n / 4; i += blockDim.x) {
+      const float4 v = x4[i];
+      ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+  } else {
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+  }
+  ss = block_sum(ss, sh);
+  if (threadIdx.x == 0) out[int64_t(blockIdx.x) * stride] = sqrtf(ss);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// convert_f32: grid-stride over 4-element groups (16-byte loads; 8- or 16-byte stores), then the
+// count % 4 tail. DST: 0 = F32, 1 = BF16, 2 = F16.
+
+template <int DST>
+__device__ __forceinline__ uint16_t to_bits16(float f) {
+  return DST == 1 ? f32_to_bf16_bits(f) : f32_to_f16_bits(f);
+}
+
+template <int DST, bool VEC>
+__global__ void convert_f32_kernel(const float* __restrict__ x, void* __restrict__ out, int64_t count) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  const int64_t tid = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  int64_t done = 0;
+  if constexpr (VEC) {
+    const int64_t nv = count / 4;
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+    for (int64_t i = tid; i < nv; i += stride) {
+      const float4 v = x4[i];
+      if constexpr (DST == 0) {
+        reinterpret_cast<float4*>(out)[i] = v;
+      } else {
+        uint2 p;
+        p.x = uint32_t(to_bits16<DST>(v.x)) | (uint32_t(to_bits16<DST>(v.y)) << 16);
+        p.y = uint32_t(to_bits16<DST>(v.z)) | (uint32_t(to_bits16<DST>(v.w)) << 16);
+        reinterpret_cast<uint2*>(out)[i] = p;
+      }
+    }
+    done = nv * 4;
+  }
+  for (int64_t i = done + tid; i < count; i += stride) {
+    if constexpr (DST == 0) static_cast<float*>(out)[i] = x[i];
+    else static_cast<uint16_t*>(out)[i] = to_bits16<DST>(x[i]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// silu_mul_rows: grid-stride over the T × ffn outputs (in 4-wide groups when VEC).
+
+__device__ __forceinline__ float silu_f(float z) { return z / (1.0f + expf(-z)); }
+
+template <bool VEC>
+__global__ void silu_mul_rows_kernel(const float* __restrict__ gu, int T, int ffn, float* __restrict__ out) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  const int64_t tid = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if constexpr (VEC) {
+    const int64_t nv = ffn / 4, total = int64_t(T) * nv;
+    const float4* g4 = reinterpret_cast<const float4*>(gu);
+    float4* o4 = reinterpret_cast<float4*>(out);
+    for (int64_t i = tid; i < total; i += stride) {
+      const int64_t t = i / nv, j = i - t * nv;
+      const float4 g = g4[t * 2 * nv + j], u = g4[t * 2 * nv + nv + j];
+      o4[i] = make_float4(silu_f(g.x) * u.x, silu_f(g.y) * u.y, silu_f(g.z) * u.z, silu_f(g.w) * u.w);
+    }
+  } else {
+    const int64_t total = int64_t(T) * ffn;
+    for (int64_t i = tid; i < total; i += stride) {
+      const int64_t t = i / ffn, j = i - t * ffn;
+      out[i] = silu_f(gu[t * 2 * ffn + j]) * gu[t * 2 * ffn + ffn + j];
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// add_gated_rows: one block per row.
+
+template <bool VEC>
+__global__ void add_gated_rows_kernel(float* __restrict__ y, const float* __restrict__ ye, const float* __restrict__ z,
+                                      int n, float* __restrict__ gate_out, int64_t gate_stride) {
+  const int64_t t = blockIdx.x;
+  const float g = z ? 1.0f / (1.0f + expf(-z[t])) : 1.0f;
+  if (gate_out && threadIdx.x == 0) gate_out[t * gate_stride] = g;
+  float* yr = y + t * n;
+  const float* er = ye + t * n;
+  if constexpr (VEC) {
+    float4* y4 = reinterpret_cast<float4*>(yr);
+    const float4* e4 = reinterpret_cast<const float4*>(er);
+    for (int i = threadIdx.x; i < n / 4; i += blockDim.x) {
+      float4 a = y4[i];
+      const float4 e = e4[i];
+      a.x += g * e.x, a.y += g * e.y, a.z += g * e.z, a.w += g * e.w;
+      y4[i] = a;
+    }
+  } else {
+    for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] += g * er[i];
+  }
+}
+
+// Blocks for a grid-stride loop over `units` items with `block` threads: enough to cover them,
+// capped (each thread then loops).
+int grid_blocks(int64_t units, int block) {
+  int64_t b = (units + block - 1) / block;
+  if (b < 1) b = 1;
+  if (b > 8192) b = 8192;
+  return int(b);
+}
+
+}  // namespace
+
+void embed_rows(const DeviceMatrix& embed, const int32_t* tokens, int T, float* x, cudaStream_t stream) {
+  if (T <= 0 || embed.cols <= 0) return;
+  const int64_t cols = embed.cols;
+  switch (embed.dtype) {
+    case DType::F32: {
+      const bool vec = cols % 4 == 0 && aligned16(embed.data) && aligned16(x);
+      const int block = row_block(vec ? cols / 4 : cols);
+      if (vec) embed_rows_kernel<0, true><<<T, block, 0, stream>>>(embed.data, tokens, cols, x);
+      else embed_rows_kernel<0, false><<<T, block, 0, stream>>>(embed.data, tokens, cols, x);
+      break;
+    }
+    case DType::BF16:
+    case DType::F16: {
+      const bool vec = cols % 8 == 0 && aligned16(embed.data) && aligned16(x);
+      const int block = row_block(vec ? cols / 8 : cols);
+      if (embed.dtype == DType::BF16) {
+        if (vec) embed_rows_kernel<1, true><<<T, block, 0, stream>>>(embed.data, tokens, cols, x);
+        else embed_rows_kernel<1, false><<<T, block, 0, stream>>>(embed.data, tokens, cols, x);
+      } else {
+        if (vec) embed_rows_kernel<2, true><<<T, block, 0, stream>>>(embed.data, tokens, cols, x);
+        else embed_rows_kernel<2, false><<<T, block, 0, stream>>>(embed.data, tokens, cols, x);
+      }
+      break;
+    }
+    default:
+      throw_cuda_error("embed_rows", "embedding dtype must be F32, F16 or BF16", __FILE__, __LINE__);
+  }
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void rmsnorm_rows(const float* x, const float* w, float* out, int T, int n, float eps, cudaStream_t stream) {
+  if (T <= 0 || n <= 0) return;
+  const bool vec = n % 4 == 0 && aligned16(x) && aligned16(w) && aligned16(out);
+  const int block = row_block(vec ? n / 4 : n);
+  if (vec) rmsnorm_rows_kernel<true><<<T, block, 0, stream>>>(x, w, out, n, eps);
+  else rmsnorm_rows_kernel<false><<<T, block, 0, stream>>>(x, w, out, n, eps);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void add_rmsnorm_rows(float* x, const float* y, const float* bias, const float* w, float* out, int T, int n, float eps,
+                      cudaStream_t stream) {
+  if (T <= 0 || n <= 0) return;
+  const bool vec = n % 4 == 0 && aligned16(x) && aligned16(y) && (!bias || aligned16(bias)) && (!w || aligned16(w)) &&
+                   (!w || aligned16(out));
+  const int block = row_block(vec ? n / 4 : n);
+  if (vec) add_rmsnorm_rows_kernel<true><<<T, block, 0, stream>>>(x, y, bias, w, out, n, eps);
+  else add_rmsnorm_rows_kernel<false><<<T, block, 0, stream>>>(x, y, bias, w, out, n, eps);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void row_l2_norms(const float* x, int T, int n, float* out, int64_t stride, cudaStream_t stream) {
+  if (T <= 0) return;  // n == 0 is fine: the kernel writes ‖empty row‖ = 0
+  const bool vec = n > 0 && n % 4 == 0 && aligned16(x);
+  const int block = row_block(vec ? n / 4 : (n > 0 ? n : 1));
+  if (vec) row_l2_norms_kernel<true><<<T, block, 0, stream>>>(x, n, out, stride);
+  else row_l2_norms_kernel<false><<<T, block, 0, stream>>>(x, n, out, stride);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void convert_f32(const float* x, void* out, DType dtype, int64_t count, cudaStream_t stream) {
+  if (count <= 0) return;
+  constexpr int block = 256;
+  switch (dtype) {
+    case DType::F32: {
+      const bool vec = aligned16(x) && aligned16(out);
+      const int grid = grid_blocks(vec ? count / 4 + 1 : count, block);
+      if (vec) convert_f32_kernel<0, true><<<grid, block, 0, stream>>>(x, out, count);
+      else convert_f32_kernel<0, false><<<grid, block, 0, stream>>>(x, out, count);
+      break;
+    }
+    case DType::BF16: {
+      const bool vec = aligned16(x) && aligned8(out);
+      const int grid = grid_blocks(vec ? count / 4 + 1 : count, block);
+      if (vec) convert_f32_kernel<1, true><<<grid, block, 0, stream>>>(x, out, count);
+      else convert_f32_kernel<1, false><<<grid, block, 0, stream>>>(x, out, count);
+      break;
+    }
+    case DType::F16: {
+      const bool vec = aligned16(x) && aligned8(out);
+      const int grid = grid_blocks(vec ? count / 4 + 1 : count, block);
+      if (vec) convert_f32_kernel<2, true><<<grid, block, 0, stream>>>(x, out, count);
+      else convert_f32_kernel<2, false><<<grid, block, 0, stream>>>(x, out, count);
+      break;
+    }
+    default:
+      throw_cuda_error("convert_f32", "target dtype must be F32, F16 or BF16", __FILE__, __LINE__);
+  }
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void silu_mul_rows(const float* gu, int T, int ffn, float* out, cudaStream_t stream) {
+  if (T <= 0 || ffn <= 0) return;
+  constexpr int block = 256;
+  const bool vec = ffn % 4 == 0 && aligned16(gu) && aligned16(out);
+  const int64_t units = vec ? int64_t(T) * (ffn / 4) : int64_t(T) * ffn;
+  const int grid = grid_blocks(units, block);
+  if (vec) silu_mul_rows_kernel<true><<<grid, block, 0, stream>>>(gu, T, ffn, out);
+  else silu_mul_rows_kernel<false><<<grid, block, 0, stream>>>(gu, T, ffn, out);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void add_gated_rows(float* y, const float* ye, const float* z, int T, int n, float* gate_out, int64_t gate_stride,
+                    cudaStream_t stream) {
+  if (T <= 0) return;
+  const bool vec = n > 0 && n % 4 == 0 && aligned16(y) && aligned16(ye);
+  const int block = row_block(vec ? n / 4 : (n > 0 ? n : 1));
+  if (vec) add_gated_rows_kernel<true><<<T, block, 0, stream>>>(y, ye, z, n, gate_out, gate_stride);
+  else add_gated_rows_kernel<false><<<T, block, 0, stream>>>(y, ye, z, n, gate_out, gate_stride);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace moe::cuda

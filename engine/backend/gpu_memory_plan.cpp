@@ -1,0 +1,102 @@
+#include "engine/backend/gpu_memory_plan.h"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace moe {
+namespace {
+
+std::string gib(size_t bytes) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.2f GiB", double(bytes) / double(size_t(1) << 30));
+  return buf;
+}
+
+}  // namespace
+
+size_t GpuActivations::bytes(size_t wsize) const {
+  const size_t floats = x + a + y + qkv + attn + gate_up + ffn + router_logits + route_weights + expert_h + expert_out +
+                        shared_gate + logits;
+  return floats * 4 + gemm_in * wsize + (selected + tokens) * 4;
+}
+
+size_t GpuMemoryPlan::weight_bytes() const {
+  size_t n = 0;
+  for (const auto& u : weights) n += u.bytes;
+  return n;
+}
+
+std::string GpuMemoryPlan::check_fits(size_t free_bytes) const {
+  if (total_bytes() <= free_bytes) return "";
+  std::string s = "needs " + gib(total_bytes()) + " (weights " + gib(weight_bytes()) + ", KV cache " + gib(kv_cache_bytes) +
+                  " for " + std::to_string(capacity) + " tokens, activations and workspace " +
+                  gib(activation_bytes + workspace_bytes) + ") but the GPU has " + gib(free_bytes) + " free";
+  // Name the largest part, the first thing to offload or shrink.
+  const auto largest = std::max_element(weights.begin(), weights.end(),
+                                        [](const MemoryUse& a, const MemoryUse& b) { return a.bytes < b.bytes; });
+  if (largest != weights.end() && largest->bytes > free_bytes / 2)
+    s += ": the " + largest->part + " alone are " + gib(largest->bytes);
+  else if (kv_cache_bytes > free_bytes / 2)
+    s += ": the KV cache alone is " + gib(kv_cache_bytes) + " (a shorter context needs less)";
+  return s;
+}
+
+GpuMemoryPlan plan_gpu_memory(const ModelSpec& s, const GpuPlanOptions& o) {
+  GpuMemoryPlan p;
+  p.capacity = std::max(1, std::min(o.context, s.max_positions > 0 ? s.max_positions : o.context));
+  p.slots = std::max(1, o.slots > 0 ? o.slots : s.moe.top_k);
+  p.weight_dtype_size = dtype_size(o.weight_dtype);
+  p.kv_dtype_size = o.weight_dtype == DType::F32 ? 4 : 2;
+  const size_t w = p.weight_dtype_size, H = size_t(s.hidden), q = size_t(s.q_dim()), kv = size_t(s.kv_dim());
+  const size_t V = size_t(s.vocab_size), E = size_t(std::max(0, s.moe.n_experts)), L = size_t(s.n_layers);
+  const size_t M = size_t(s.n_moe_layers());
+  const size_t eff = size_t(s.moe.expert_ffn), sff = size_t(s.moe.shared_ffn), dff = size_t(s.dense_ffn);
+
+  // Weights: matrices in the stored dtype, vectors (biases, norms) in F32 — as the backend uploads them.
+  size_t attention = (q + 2 * kv) * H * w + H * q * w;
+  if (s.attn.qkv_bias) attention += (q + 2 * kv) * 4;
+  if (s.attn.o_bias) attention += H * 4;
+  size_t qk_norm = 0;
+  if (s.attn.qk_norm == QkNorm::PerHead) qk_norm = 2 * size_t(s.attn.head_dim) * 4;
+  if (s.attn.qk_norm == QkNorm::WholeProjection) qk_norm = (q + kv) * 4;
+  p.weights.push_back({"embeddings", -1, V * H * w});
+  p.weights.push_back({"attention", -1, L * attention});
+  p.weights.push_back({"router", -1, M * E * H * w});
+  p.weights.push_back({"routed experts", -1, M * E * 3 * eff * H * w});
+  p.weights.push_back({"shared experts", -1, M * (3 * sff * H * w + (s.moe.shared_gate ? H * w : 0))});
+  p.weights.push_back({"dense mlp", -1, (L - M) * 3 * dff * H * w});
+  p.weights.push_back({"norms", -1, (2 * L + 1) * H * 4 + L * qk_norm});
+  p.weights.push_back({"head", -1, s.tied_embeddings ? 0 : V * H * w});
+
+  p.kv_bytes_per_token = 2 * L * kv * p.kv_dtype_size;
+  p.kv_cache_bytes = p.kv_bytes_per_token * size_t(p.capacity);
+
+  const size_t T = size_t(std::max(1, o.prefill_chunk)), K = size_t(p.slots);
+  const size_t ffn = std::max({dff, sff, size_t(1)});
+  GpuActivations& a = p.activations;
+  a.x = a.a = a.y = T * H;
+  a.qkv = T * (q + 2 * kv);
+  a.attn = T * q;
+  a.gemm_in = T * std::max({H, q, ffn, eff});
+  a.gate_up = T * 2 * ffn;
+  a.ffn = T * ffn;
+  a.router_logits = T * std::max<size_t>(E, 1);
+  a.selected = a.route_weights = T * K;
+  a.expert_h = E ? T * K * eff : 0;
+  a.expert_out = E ? T * K * H : 0;
+  a.shared_gate = T;
+  a.logits = T * V;
+  a.tokens = T + 1;
+  p.activation_bytes = a.bytes(w);
+
+  // Workspace: cuBLAS, decode attention partials (m, S, B, top-k scores, values per split and head),
+  // expert grouping, and the step record at the fullest hook level (device side).
+  const size_t nh = size_t(s.attn.n_heads), hd = size_t(s.attn.head_dim);
+  const size_t attention_partials = size_t(kDecodeAttentionSplits) * nh * (hd + 3 + 32) * 4;
+  const size_t grouping = (2 * (E + 1) + 3 * T * K) * 4;
+  const size_t record = T * (M * K * 2 + M * 3 + M * E + 4 * L * nh + L) * 4;
+  p.workspace_bytes = kCublasWorkspaceBytes + attention_partials + grouping + record;
+  return p;
+}
+
+}  // namespace moe

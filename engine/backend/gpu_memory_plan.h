@@ -1,0 +1,70 @@
+#pragma once
+// What the CUDA backend will hold on the device for a model, a context and a prefill chunk — computed
+// from the spec alone, before anything is loaded (so it works for shapes too large for this machine,
+// and on machines without CUDA). The CUDA backend sizes its buffers from the same plan, so the
+// estimate and what the allocator then reports agree (weights and KV cache exactly; the small
+// kernel workspaces within a few MiB).
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "engine/backend/backend.h"
+#include "engine/common/dtype.h"
+#include "engine/model/model_spec.h"
+
+namespace moe {
+
+struct GpuPlanOptions {
+  DType weight_dtype = DType::BF16;  // as stored (F32 checkpoints stay F32)
+  int context = 4096;                // KV cache capacity in tokens (clamped to max_positions)
+  int prefill_chunk = 64;
+  int slots = 0;                     // routing slots per token (0: the model's top-k)
+};
+
+// Activation buffers of one forward chunk of T tokens, in elements (F32 unless said otherwise).
+struct GpuActivations {
+  size_t x = 0, a = 0, y = 0;   // [T, hidden]: residual stream, normed input, block output
+  size_t qkv = 0;               // [T, q + 2·kv]
+  size_t attn = 0;              // [T, q]
+  size_t gemm_in = 0;           // [T, max(hidden, q, ffn)] in the weight dtype: cuBLAS inputs
+  size_t gate_up = 0;           // [T, 2·ffn] dense / shared expert
+  size_t ffn = 0;               // [T, ffn]
+  size_t router_logits = 0;     // [T, E]
+  size_t selected = 0;          // [T, slots] int32
+  size_t route_weights = 0;     // [T, slots]
+  size_t expert_h = 0;          // [T·slots, expert ffn]
+  size_t expert_out = 0;        // [T·slots, hidden]
+  size_t shared_gate = 0;       // [T]
+  size_t logits = 0;            // [T, vocab]
+  size_t tokens = 0;            // [T] int32 + the position
+  size_t bytes(size_t weight_dtype_size) const;
+};
+
+struct GpuMemoryPlan {
+  int capacity = 0;                 // KV cache tokens
+  int slots = 0;
+  size_t weight_dtype_size = 2;
+  size_t kv_dtype_size = 4;         // F32 cache for F32 weights, else BF16
+  std::vector<MemoryUse> weights;   // by part (layer −1: all layers together)
+  size_t kv_cache_bytes = 0;
+  size_t kv_bytes_per_token = 0;
+  GpuActivations activations;
+  size_t activation_bytes = 0;
+  size_t workspace_bytes = 0;       // cuBLAS workspace, attention split-K partials, routing groups, step record
+  size_t weight_bytes() const;
+  size_t total_bytes() const { return weight_bytes() + kv_cache_bytes + activation_bytes + workspace_bytes; }
+
+  // "" when total_bytes() fits in free_bytes; else one line naming what does not fit, e.g.
+  // "needs 61.3 GiB (weights 56.9 GiB, KV cache 0.4 GiB for 4096 tokens, ...) but the GPU has 39.2 GiB
+  // free: the routed experts alone are 54.0 GiB".
+  std::string check_fits(size_t free_bytes) const;
+};
+
+// The cuBLAS workspace the backend gives cuBLAS (Hopper wants 32 MiB).
+constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
+// Split-K slices of decode attention.
+constexpr int kDecodeAttentionSplits = 32;
+
+GpuMemoryPlan plan_gpu_memory(const ModelSpec& spec, const GpuPlanOptions& options);
+
+}  // namespace moe

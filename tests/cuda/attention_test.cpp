@@ -1,0 +1,416 @@
+// Attention kernels (engine/backend/cuda/kernels/attention.cu) against a double-precision reference
+// written here, with the CPU backend's semantics (attention_block + record_attention): s_j = (q_h ·
+// k_{j,kvh}) · scale, kvh = h / (nh / nkv), softmax over keys 0 … pos, out = Σ w_j v_j, and the
+// statistics entropy = −Σ w log w, max weight, w_0, top-k mass (1 when n_keys ≤ k).
+//
+// Inputs are uniform: q in [−2, 2] (scores of std ~0.7, a mildly peaked softmax), k and v in [−1, 1];
+// BF16 caches are rounded on the host first, and the reference reads the rounded values, so both
+// dtypes have the same tolerances. Why the tolerances: a score is an F32 dot product of ≤ 256 terms
+// (absolute error ~1e-7 after the scale), the softmax sums and the weighted values are F32 sums of
+// ≤ 4097 terms (relative error ~1e-6), so outputs (|out| ≤ 1) are within ~2e-7 absolute and the
+// statistics within ~1e-6 relative. The bounds below (5e-6 absolute + 1e-5 relative for outputs,
+// 2e-5 absolute + 1e-5 relative for the entropy, 2e-5 relative for the masses and weights) leave a
+// margin of ~10–25.
+#include "engine/backend/cuda/kernels/attention.cuh"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "engine/common/dtype.h"
+#include "tests/cuda/gpu_test_support.h"
+
+namespace moe::cuda {
+namespace {
+
+using test::DeviceVector;
+using test::random_floats;
+
+constexpr double kOutAbs = 5e-6, kOutRel = 1e-5;
+constexpr double kEntAbs = 2e-5, kEntRel = 1e-5;
+constexpr double kMassRel = 2e-5;
+
+struct Heads {
+  int nh, nkv, hd;
+};
+
+std::string name(const Heads& s, DType dt) {
+  return "nh=" + std::to_string(s.nh) + " nkv=" + std::to_string(s.nkv) + " hd=" + std::to_string(s.hd) + " " +
+         (dt == DType::BF16 ? "bf16" : "f32");
+}
+
+AttentionShape make_shape(const Heads& s, int capacity, DType dt) {
+  AttentionShape a;
+  a.n_heads = s.nh;
+  a.n_kv_heads = s.nkv;
+  a.head_dim = s.hd;
+  a.capacity = capacity;
+  a.kv_dtype = dt;
+  a.scale = 1.0f / std::sqrt(float(s.hd));
+  return a;
+}
+
+// A cache of `rows` rows of nkv·hd values: the bytes the kernel reads and the values they hold.
+struct HostCache {
+  std::vector<float> values;
+  std::vector<uint8_t> bytes;
+};
+
+HostCache make_cache(size_t n, DType dt, uint32_t seed) {
+  HostCache c;
+  c.values = random_floats(n, seed);
+  if (dt == DType::BF16) {
+    c.bytes.resize(n * 2);
+    for (size_t i = 0; i < n; ++i) {
+      const uint16_t b = f32_to_bf16(c.values[i]);
+      c.values[i] = bf16_to_f32(b);
+      std::memcpy(&c.bytes[i * 2], &b, 2);
+    }
+  } else {
+    c.bytes.resize(n * 4);
+    std::memcpy(c.bytes.data(), c.values.data(), n * 4);
+  }
+  return c;
+}
+
+struct RowRef {
+  std::vector<double> out;  // [hd]
+  std::vector<double> w;    // [n_keys]
+  double entropy = 0, max_weight = 0, first_mass = 0;
+  double topk_mass(int topk) const {
+    const int n = int(w.size());
+    const int k = std::min(n, std::max(1, topk));
+    if (k == n) return 1.0;
+    std::vector<double> s = w;
+    std::partial_sort(s.begin(), s.begin() + k, s.end(), std::greater<double>());
+    double m = 0;
+    for (int i = 0; i < k; ++i) m += s[size_t(i)];
+    return std::min(m, 1.0);
+  }
+};
+
+// Head h of query q (its hd values) over keys 0 … n_keys − 1.
+RowRef reference_row(const float* q, const HostCache& K, const HostCache& V, const Heads& s, int h, int n_keys,
+                     float scale) {
+  const int kvh = h / (s.nh / s.nkv);
+  const size_t kvd = size_t(s.nkv) * size_t(s.hd);
+  std::vector<double> sc(static_cast<size_t>(n_keys));
+  double m = -INFINITY;
+  for (int j = 0; j < n_keys; ++j) {
+    const float* k = &K.values[size_t(j) * kvd + size_t(kvh) * size_t(s.hd)];
+    double d = 0;
+    for (int i = 0; i < s.hd; ++i) d += double(q[i]) * double(k[i]);
+    sc[size_t(j)] = d * double(scale);
+    m = std::max(m, sc[size_t(j)]);
+  }
+  RowRef r;
+  r.w.resize(size_t(n_keys));
+  double S = 0;
+  for (int j = 0; j < n_keys; ++j) S += std::exp(sc[size_t(j)] - m);
+  r.out.assign(size_t(s.hd), 0.0);
+  for (int j = 0; j < n_keys; ++j) {
+    const double w = std::exp(sc[size_t(j)] - m) / S;
+    r.w[size_t(j)] = w;
+    if (w > 0) r.entropy -= w * std::log(w);
+    r.max_weight = std::max(r.max_weight, w);
+    const float* v = &V.values[size_t(j) * kvd + size_t(kvh) * size_t(s.hd)];
+    for (int i = 0; i < s.hd; ++i) r.out[size_t(i)] += w * double(v[i]);
+  }
+  r.entropy = std::max(r.entropy, 0.0);
+  r.first_mass = r.w[0];
+  return r;
+}
+
+// Counts mismatches of got[i] against want[i] (|got − want| ≤ abs + rel·|want|), reporting the first.
+void expect_close(const float* got, const double* want, size_t n, double abs_tol, double rel_tol, const std::string& what) {
+  size_t bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double err = std::abs(double(got[i]) - want[i]);
+    if (!(err <= abs_tol + rel_tol * std::abs(want[i]))) {
+      if (bad == 0)
+        ADD_FAILURE() << what << ": element " << i << " is " << got[i] << ", want " << want[i] << " (error " << err << ")";
+      ++bad;
+    }
+  }
+  if (bad > 1) ADD_FAILURE() << what << ": " << bad << " of " << n << " elements out of tolerance";
+}
+
+void expect_stat(float got, double want, double abs_tol, double rel_tol, const std::string& what) {
+  EXPECT_LE(std::abs(double(got) - want), abs_tol + rel_tol * std::abs(want)) << what << ": got " << got << ", want " << want;
+}
+
+// Statistics buffers laid out as a StepRecord: value (t, h) at base[t·token_stride + h], the base
+// offset by a layer; everything else keeps a NaN sentinel.
+struct StatsBuffers {
+  static constexpr int kLayer = 1;
+  int64_t token_stride;
+  size_t size;
+  DeviceVector<float> entropy, max_weight, topk_mass, first_mass;
+  StatsBuffers(int tokens, int nh)
+      : token_stride(3 * int64_t(nh)),
+        size(size_t(tokens) * size_t(3 * nh)),
+        entropy(size),
+        max_weight(size),
+        topk_mass(size),
+        first_mass(size) {
+    const std::vector<float> nan(size, std::numeric_limits<float>::quiet_NaN());
+    for (auto* b : {&entropy, &max_weight, &topk_mass, &first_mass}) b->upload(nan);
+  }
+  AttentionStats view(int nh, int topk) {
+    AttentionStats s;
+    const size_t off = size_t(kLayer) * size_t(nh);
+    s.entropy = entropy.get() + off;
+    s.max_weight = max_weight.get() + off;
+    s.topk_mass = topk_mass.get() + off;
+    s.first_mass = first_mass.get() + off;
+    s.topk = topk;
+    s.token_stride = token_stride;
+    return s;
+  }
+  // Checks (t, h) against ref and that untouched slots kept the sentinel.
+  void check(int tokens, int nh, int topk, const std::function<const RowRef&(int, int)>& ref, const std::string& what) {
+    const auto e = entropy.download(), mx = max_weight.download(), tk = topk_mass.download(), f = first_mass.download();
+    for (int t = 0; t < tokens; ++t)
+      for (int h = 0; h < nh; ++h) {
+        const size_t i = size_t(t) * size_t(token_stride) + size_t(kLayer) * size_t(nh) + size_t(h);
+        const RowRef& r = ref(t, h);
+        const std::string at = what + " t=" + std::to_string(t) + " h=" + std::to_string(h);
+        expect_stat(e[i], r.entropy, kEntAbs, kEntRel, at + " entropy");
+        expect_stat(mx[i], r.max_weight, 0, kMassRel, at + " max weight");
+        expect_stat(f[i], r.first_mass, 1e-12, kMassRel, at + " first mass");
+        expect_stat(tk[i], r.topk_mass(topk), 0, kMassRel, at + " top-" + std::to_string(topk) + " mass");
+        EXPECT_LE(tk[i], 1.0f) << at;
+        EXPECT_GE(e[i], 0.0f) << at;
+      }
+    size_t written = 0;
+    for (size_t i = 0; i < size; ++i) written += std::isnan(e[i]) ? 0 : 1;
+    EXPECT_EQ(written, size_t(tokens) * size_t(nh)) << what << ": statistics written outside their slots";
+  }
+};
+
+const std::vector<Heads> kDecodeHeads = {
+    {16, 4, 64}, {16, 4, 128}, {4, 4, 64}, {4, 4, 128},  // GQA 4:1 and plain MHA
+    {32, 1, 128},                                          // 32 query heads on one KV head: head groups
+    {8, 2, 256},                                           // widest head
+    {6, 2, 72},                                            // head_dim not a power of two
+    {4, 2, 36},                                            // BF16 rows not 16-byte multiples: scalar loads
+};
+
+TEST(AttentionDecode, MatchesReference) {
+  MOE_REQUIRE_GPU();
+  const int capacity = 4100;
+  const int topks[] = {1, 8, 32};
+  int run = 0;
+  for (const Heads& hs : kDecodeHeads)
+    for (DType dt : {DType::F32, DType::BF16}) {
+      const size_t kvd = size_t(hs.nkv) * size_t(hs.hd);
+      const HostCache K = make_cache(size_t(capacity) * kvd, dt, 11), V = make_cache(size_t(capacity) * kvd, dt, 12);
+      DeviceVector<uint8_t> dK(K.bytes), dV(V.bytes);
+      const auto q = random_floats(size_t(hs.nh) * size_t(hs.hd), 13, 2.0f);
+      DeviceVector<float> dq(q), dout(size_t(hs.nh) * size_t(hs.hd));
+      const AttentionShape shape = make_shape(hs, capacity, dt);
+      for (int n_keys : {1, 7, 300, 4097}) {
+        std::vector<RowRef> ref;
+        std::vector<double> ref_out;
+        for (int h = 0; h < hs.nh; ++h) {
+          ref.push_back(reference_row(&q[size_t(h) * size_t(hs.hd)], K, V, hs, h, n_keys, shape.scale));
+          ref_out.insert(ref_out.end(), ref.back().out.begin(), ref.back().out.end());
+        }
+        DeviceVector<int32_t> pos(std::vector<int32_t>{n_keys - 1});
+        for (int splits : {1, 3, 32}) {
+          DeviceVector<float> ws(attention_decode_workspace_floats(shape, splits));
+          const std::string what = name(hs, dt) + " keys=" + std::to_string(n_keys) + " splits=" + std::to_string(splits);
+          // Without statistics.
+          attention_decode(dq.get(), dK.get(), dV.get(), pos.get(), shape, splits, ws.get(), dout.get(), nullptr, nullptr);
+          expect_close(dout.download().data(), ref_out.data(), ref_out.size(), kOutAbs, kOutRel, what + " out");
+          // With statistics (the same output).
+          const int topk = topks[run++ % 3];
+          StatsBuffers sb(1, hs.nh);
+          const AttentionStats st = sb.view(hs.nh, topk);
+          attention_decode(dq.get(), dK.get(), dV.get(), pos.get(), shape, splits, ws.get(), dout.get(), &st, nullptr);
+          expect_close(dout.download().data(), ref_out.data(), ref_out.size(), kOutAbs, kOutRel, what + " out (stats)");
+          sb.check(1, hs.nh, topk, [&](int, int h) -> const RowRef& { return ref[size_t(h)]; }, what);
+        }
+      }
+    }
+}
+
+// Every top-k size on one long row, with peaked scores (q scaled up) so the top-k mass is far from 0
+// and 1, and slices far more numerous than the keys of a few.
+TEST(AttentionDecode, TopKSizesAndPeakedRows) {
+  MOE_REQUIRE_GPU();
+  const Heads hs{8, 2, 128};
+  const int capacity = 2000, n_keys = 1999;
+  for (DType dt : {DType::F32, DType::BF16}) {
+    const size_t kvd = size_t(hs.nkv) * size_t(hs.hd);
+    const HostCache K = make_cache(size_t(capacity) * kvd, dt, 21), V = make_cache(size_t(capacity) * kvd, dt, 22);
+    DeviceVector<uint8_t> dK(K.bytes), dV(V.bytes);
+    const auto q = random_floats(size_t(hs.nh) * size_t(hs.hd), 23, 12.0f);
+    DeviceVector<float> dq(q), dout(size_t(hs.nh) * size_t(hs.hd));
+    const AttentionShape shape = make_shape(hs, capacity, dt);
+    std::vector<RowRef> ref;
+    std::vector<double> ref_out;
+    for (int h = 0; h < hs.nh; ++h) {
+      ref.push_back(reference_row(&q[size_t(h) * size_t(hs.hd)], K, V, hs, h, n_keys, shape.scale));
+      ref_out.insert(ref_out.end(), ref.back().out.begin(), ref.back().out.end());
+    }
+    DeviceVector<int32_t> pos(std::vector<int32_t>{n_keys - 1});
+    for (int splits : {1, 7, 128})
+      for (int topk : {1, 2, 5, 8, 16, 31, 32}) {
+        DeviceVector<float> ws(attention_decode_workspace_floats(shape, splits));
+        StatsBuffers sb(1, hs.nh);
+        const AttentionStats st = sb.view(hs.nh, topk);
+        attention_decode(dq.get(), dK.get(), dV.get(), pos.get(), shape, splits, ws.get(), dout.get(), &st, nullptr);
+        const std::string what = name(hs, dt) + " splits=" + std::to_string(splits) + " topk=" + std::to_string(topk);
+        expect_close(dout.download().data(), ref_out.data(), ref_out.size(), kOutAbs, kOutRel, what + " out");
+        sb.check(1, hs.nh, topk, [&](int, int h) -> const RowRef& { return ref[size_t(h)]; }, what);
+      }
+  }
+}
+
+// The launch depends on the shape only: a captured graph replayed after the position moved on reads
+// the new position from the device.
+TEST(AttentionDecode, GraphReplayFollowsThePosition) {
+  MOE_REQUIRE_GPU();
+  const Heads hs{16, 4, 128};
+  const int capacity = 512, splits = 16;
+  const DType dt = DType::BF16;
+  const size_t kvd = size_t(hs.nkv) * size_t(hs.hd);
+  const HostCache K = make_cache(size_t(capacity) * kvd, dt, 31), V = make_cache(size_t(capacity) * kvd, dt, 32);
+  DeviceVector<uint8_t> dK(K.bytes), dV(V.bytes);
+  const auto q = random_floats(size_t(hs.nh) * size_t(hs.hd), 33, 2.0f);
+  DeviceVector<float> dq(q), dout(size_t(hs.nh) * size_t(hs.hd));
+  const AttentionShape shape = make_shape(hs, capacity, dt);
+  DeviceVector<float> ws(attention_decode_workspace_floats(shape, splits));
+  DeviceVector<int32_t> pos(std::vector<int32_t>{5});
+  StatsBuffers sb(1, hs.nh);
+  const AttentionStats st = sb.view(hs.nh, 8);
+
+  cudaStream_t stream;
+  MOE_CUDA_CHECK(cudaStreamCreate(&stream));  // blocking: ordered after the uploads of pos
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  MOE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  attention_decode(dq.get(), dK.get(), dV.get(), pos.get(), shape, splits, ws.get(), dout.get(), &st, stream);
+  MOE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  MOE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int n_keys : {6, 1, 511, 200}) {
+    pos.upload(std::vector<int32_t>{n_keys - 1});
+    MOE_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+    MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    std::vector<RowRef> ref;
+    std::vector<double> ref_out;
+    for (int h = 0; h < hs.nh; ++h) {
+      ref.push_back(reference_row(&q[size_t(h) * size_t(hs.hd)], K, V, hs, h, n_keys, shape.scale));
+      ref_out.insert(ref_out.end(), ref.back().out.begin(), ref.back().out.end());
+    }
+    const std::string what = "graph keys=" + std::to_string(n_keys);
+    expect_close(dout.download().data(), ref_out.data(), ref_out.size(), kOutAbs, kOutRel, what + " out");
+    sb.check(1, hs.nh, 8, [&](int, int h) -> const RowRef& { return ref[size_t(h)]; }, what);
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+}
+
+TEST(AttentionDecode, RejectsBadArguments) {
+  MOE_REQUIRE_GPU();
+  AttentionShape s = make_shape({8, 3, 64}, 16, DType::F32);  // 8 heads on 3 KV heads
+  EXPECT_ANY_THROW(attention_decode(nullptr, nullptr, nullptr, nullptr, s, 4, nullptr, nullptr, nullptr, nullptr));
+  s = make_shape({8, 2, 64}, 16, DType::F16);
+  EXPECT_ANY_THROW(attention_decode(nullptr, nullptr, nullptr, nullptr, s, 4, nullptr, nullptr, nullptr, nullptr));
+  s = make_shape({8, 2, 64}, 16, DType::F32);
+  EXPECT_ANY_THROW(attention_decode(nullptr, nullptr, nullptr, nullptr, s, 0, nullptr, nullptr, nullptr, nullptr));
+}
+
+struct PrefillCase {
+  Heads heads;
+  int T, pos0;
+};
+
+TEST(AttentionPrefill, MatchesReference) {
+  MOE_REQUIRE_GPU();
+  std::vector<PrefillCase> cases;
+  for (const Heads& hs : {Heads{16, 4, 64}, Heads{16, 4, 128}, Heads{4, 4, 128}, Heads{8, 2, 256}, Heads{6, 2, 72},
+                          Heads{4, 2, 36}})
+    for (int T : {1, 5, 70})
+      for (int pos0 : {0, 37}) cases.push_back({hs, T, pos0});
+  cases.push_back({{8, 2, 128}, 70, 700});  // many key tiles before the diagonal
+  cases.push_back({{8, 2, 256}, 33, 300});
+  const int topks[] = {1, 8, 32};
+  int run = 0;
+  for (const PrefillCase& c : cases)
+    for (DType dt : {DType::F32, DType::BF16}) {
+      const Heads& hs = c.heads;
+      const int capacity = c.pos0 + c.T + 3;
+      const size_t kvd = size_t(hs.nkv) * size_t(hs.hd), qd = size_t(hs.nh) * size_t(hs.hd);
+      const HostCache K = make_cache(size_t(capacity) * kvd, dt, 41), V = make_cache(size_t(capacity) * kvd, dt, 42);
+      DeviceVector<uint8_t> dK(K.bytes), dV(V.bytes);
+      // q rows inside a fused QKV output: row stride nh·hd + 2·nkv·hd.
+      const int64_t q_stride = int64_t(qd + 2 * kvd);
+      const auto q = random_floats(size_t(c.T) * size_t(q_stride), 43, 2.0f);
+      DeviceVector<float> dq(q), dout(size_t(c.T) * qd);
+      DeviceVector<int32_t> pos(std::vector<int32_t>{c.pos0});
+      const AttentionShape shape = make_shape(hs, capacity, dt);
+      std::vector<RowRef> ref;  // [t][h]
+      std::vector<double> ref_out;
+      for (int t = 0; t < c.T; ++t)
+        for (int h = 0; h < hs.nh; ++h) {
+          ref.push_back(reference_row(&q[size_t(t) * size_t(q_stride) + size_t(h) * size_t(hs.hd)], K, V, hs, h,
+                                      c.pos0 + t + 1, shape.scale));
+          ref_out.insert(ref_out.end(), ref.back().out.begin(), ref.back().out.end());
+        }
+      const std::string what = name(hs, dt) + " T=" + std::to_string(c.T) + " pos0=" + std::to_string(c.pos0);
+      attention_prefill(dq.get(), q_stride, c.T, dK.get(), dV.get(), pos.get(), shape, dout.get(), nullptr, nullptr);
+      expect_close(dout.download().data(), ref_out.data(), ref_out.size(), kOutAbs, kOutRel, what + " out");
+
+      const int topk = topks[run++ % 3];
+      StatsBuffers sb(c.T, hs.nh);
+      const AttentionStats st = sb.view(hs.nh, topk);
+      DeviceVector<float> dout2(size_t(c.T) * qd);
+      attention_prefill(dq.get(), q_stride, c.T, dK.get(), dV.get(), pos.get(), shape, dout2.get(), &st, nullptr);
+      expect_close(dout2.download().data(), ref_out.data(), ref_out.size(), kOutAbs, kOutRel, what + " out (stats)");
+      sb.check(c.T, hs.nh, topk,
+               [&](int t, int h) -> const RowRef& { return ref[size_t(t) * size_t(hs.nh) + size_t(h)]; }, what);
+    }
+}
+
+TEST(AttentionRow, MatchesReference) {
+  MOE_REQUIRE_GPU();
+  for (const Heads& hs : {Heads{16, 4, 128}, Heads{4, 4, 64}, Heads{8, 2, 256}, Heads{4, 2, 36}})
+    for (DType dt : {DType::F32, DType::BF16}) {
+      const int capacity = 4100;
+      const size_t kvd = size_t(hs.nkv) * size_t(hs.hd);
+      const HostCache K = make_cache(size_t(capacity) * kvd, dt, 51), V = make_cache(size_t(capacity) * kvd, dt, 52);
+      DeviceVector<uint8_t> dK(K.bytes);
+      const auto q = random_floats(size_t(hs.nh) * size_t(hs.hd), 53, 4.0f);
+      DeviceVector<float> dq(q);
+      const AttentionShape shape = make_shape(hs, capacity, dt);
+      for (int pos0 : {0, 37, 4000})
+        for (int t : {0, 4, 99})
+          for (int head : {0, hs.nh - 1}) {
+            const int n_keys = pos0 + t + 1;
+            DeviceVector<int32_t> pos(std::vector<int32_t>{pos0});
+            DeviceVector<float> drow(size_t(capacity) + 8);
+            drow.upload(std::vector<float>(size_t(capacity) + 8, -7.0f));
+            attention_row(dq.get(), dK.get(), pos.get(), t, head, shape, drow.get(), nullptr);
+            const auto row = drow.download();
+            const RowRef r = reference_row(&q[size_t(head) * size_t(hs.hd)], K, V, hs, head, n_keys, shape.scale);
+            const std::string what = name(hs, dt) + " pos0=" + std::to_string(pos0) + " t=" + std::to_string(t) +
+                                     " head=" + std::to_string(head);
+            // Weights are ≤ 1, each within ~1e-6 relative (score error ~1e-7, F32 sum of ≤ 4100 terms).
+            expect_close(row.data(), r.w.data(), size_t(n_keys), 1e-10, kMassRel, what);
+            EXPECT_EQ(row[size_t(n_keys)], -7.0f) << what << ": wrote past the row";
+          }
+    }
+}
+
+}  // namespace
+}  // namespace moe::cuda

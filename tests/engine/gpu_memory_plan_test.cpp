@@ -1,0 +1,82 @@
+// The GPU memory plan (what the CUDA backend will hold, computed before loading) on the real shape of
+// Qwen3-30B-A3B, against sizes worked out by hand from its config.json — runs everywhere, GPU or not.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "engine/backend/gpu_memory_plan.h"
+#include "engine/model/model.h"
+
+namespace moe {
+namespace {
+
+const std::string kConfigs = std::string(MOE_TEST_DATA_DIR) + "/../../resources/configs/";
+
+ModelSpec spec_of(const std::string& config) {
+  SyntheticOptions o;
+  o.shape_only = true;
+  return Model::synthetic(kConfigs + config, o)->spec();
+}
+
+size_t part(const GpuMemoryPlan& p, const std::string& name) {
+  for (const auto& u : p.weights)
+    if (u.part == name) return u.bytes;
+  ADD_FAILURE() << "no part " << name;
+  return 0;
+}
+
+TEST(GpuMemoryPlan, Qwen3_30B_A3B_InBf16) {
+  const ModelSpec s = spec_of("qwen3-30b-a3b.json");
+  const GpuMemoryPlan p = plan_gpu_memory(s, GpuPlanOptions{DType::BF16, 4096, 64, 0});
+  // 48 layers × 128 experts × (gate, up, down) × 768 × 2048 × 2 bytes.
+  EXPECT_EQ(part(p, "routed experts"), size_t(48) * 128 * 3 * 768 * 2048 * 2);
+  // q (32 × 128) + k, v (4 × 128 each) + o, all × 2048 × 2 bytes, per layer.
+  EXPECT_EQ(part(p, "attention"), size_t(48) * ((4096 + 2 * 512) * 2048 + 2048 * 4096) * 2);
+  EXPECT_EQ(part(p, "embeddings"), size_t(151936) * 2048 * 2);
+  EXPECT_EQ(part(p, "head"), size_t(151936) * 2048 * 2);  // not tied
+  EXPECT_EQ(part(p, "router"), size_t(48) * 128 * 2048 * 2);
+  EXPECT_EQ(part(p, "shared experts"), 0u);
+  EXPECT_EQ(part(p, "dense mlp"), 0u);
+  // Norms in F32: two per layer and the final one over 2048, plus per-head q/k norms of 128.
+  EXPECT_EQ(part(p, "norms"), size_t(97) * 2048 * 4 + size_t(48) * 2 * 128 * 4);
+  // The same total from the parameter count: every parameter in BF16 but the norms, which are F32.
+  const ModelSize z = compute_model_size(s);
+  const size_t qk_norm_params = size_t(48) * 2 * 128;
+  EXPECT_EQ(p.weight_bytes(), size_t(z.total_params - z.norm_params - int64_t(qk_norm_params)) * 2 +
+                                  (size_t(z.norm_params) + qk_norm_params) * 4);
+  // KV cache: BF16 K and V, 48 layers × 4 KV heads × 128, for 4096 tokens.
+  EXPECT_EQ(p.kv_bytes_per_token, size_t(2) * 48 * 512 * 2);
+  EXPECT_EQ(p.kv_cache_bytes, p.kv_bytes_per_token * 4096);
+  EXPECT_EQ(p.capacity, 4096);
+  EXPECT_GE(p.workspace_bytes, kCublasWorkspaceBytes);
+  // Logits of a 64-token chunk dominate the activations: 64 × 151936 F32.
+  EXPECT_GE(p.activation_bytes, size_t(64) * 151936 * 4);
+  EXPECT_LT(p.activation_bytes, size_t(64) * 151936 * 4 + (size_t(16) << 20));
+  EXPECT_EQ(p.total_bytes(), p.weight_bytes() + p.kv_cache_bytes + p.activation_bytes + p.workspace_bytes);
+}
+
+TEST(GpuMemoryPlan, SaysWhatDoesNotFit) {
+  const GpuMemoryPlan p = plan_gpu_memory(spec_of("qwen3-30b-a3b.json"), GpuPlanOptions{DType::BF16, 4096, 64, 0});
+  EXPECT_EQ(p.check_fits(size_t(80) << 30), "");  // an 80 GiB card holds it (57 GiB)
+  const std::string why = p.check_fits(size_t(40) << 30);
+  EXPECT_NE(why.find("40.00 GiB free"), std::string::npos) << why;
+  EXPECT_NE(why.find("the routed experts alone are 54.00 GiB"), std::string::npos) << why;
+}
+
+TEST(GpuMemoryPlan, ContextAndDtype) {
+  const ModelSpec s = spec_of("qwen3-30b-a3b.json");
+  // The context is clamped to the model's max positions (40960).
+  EXPECT_EQ(plan_gpu_memory(s, GpuPlanOptions{DType::BF16, 1 << 20, 64, 0}).capacity, 40960);
+  // F32 weights keep an F32 KV cache (the parity tests' exactness) and double every matrix.
+  const GpuMemoryPlan f32 = plan_gpu_memory(s, GpuPlanOptions{DType::F32, 4096, 64, 0});
+  const GpuMemoryPlan bf16 = plan_gpu_memory(s, GpuPlanOptions{DType::BF16, 4096, 64, 0});
+  EXPECT_EQ(f32.kv_bytes_per_token, 2 * bf16.kv_bytes_per_token);
+  EXPECT_EQ(part(f32, "routed experts"), 2 * part(bf16, "routed experts"));
+  // More routing slots (dense mode through an intervention) grow the expert activations.
+  const GpuMemoryPlan dense_mode = plan_gpu_memory(s, GpuPlanOptions{DType::BF16, 4096, 64, 128});
+  EXPECT_EQ(dense_mode.slots, 128);
+  EXPECT_GT(dense_mode.activation_bytes, bf16.activation_bytes);
+}
+
+}  // namespace
+}  // namespace moe
