@@ -109,6 +109,23 @@ __global__ void embed_rows_kernel(const void* __restrict__ embed, const int32_t*
   }
 }
 
+// The second pass of both norms: orow[i] = xr[i] · r · w[i] (orow may be xr: each element is read and
+// written by the same thread).
+template <bool VEC>
+__device__ __forceinline__ void scale_row(const float* xr, const float* __restrict__ w, float r, float* orow, int n) {
+  if constexpr (VEC) {
+    const float4* x4 = reinterpret_cast<const float4*>(xr);
+    const float4* w4 = reinterpret_cast<const float4*>(w);
+    float4* o4 = reinterpret_cast<float4*>(orow);
+    for (int i = threadIdx.x; i < n / 4; i += blockDim.x) {
+      const float4 v = x4[i], g = __ldg(w4 + i);
+      o4[i] = make_float4(v.x * r * g.x, v.y * r * g.y, v.z * r * g.z, v.w * r * g.w);
+    }
+  } else {
+    for (int i = threadIdx.x; i < n; i += blockDim.x) orow[i] = xr[i] * r * __ldg(w + i);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // rmsnorm_rows: one block per row. out may alias x: each element is read and then written by the
 // same thread, and every read of the first pass precedes the reduction's barrier.
@@ -131,17 +148,7 @@ __global__ void rmsnorm_rows_kernel(const float* x, const float* __restrict__ w,
   }
   ss = block_sum(ss, sh);
   const float r = 1.0f / sqrtf(ss / float(n) + eps);
-  if constexpr (VEC) {
-    const float4* x4 = reinterpret_cast<const float4*>(xr);
-    const float4* w4 = reinterpret_cast<const float4*>(w);
-    float4* o4 = reinterpret_cast<float4*>(orow);
-    for (int i = threadIdx.x; i < n / 4; i += blockDim.x) {
-      const float4 v = x4[i], g = __ldg(w4 + i);
-      o4[i] = make_float4(v.x * r * g.x, v.y * r * g.y, v.z * r * g.z, v.w * r * g.w);
-    }
-  } else {
-    for (int i = threadIdx.x; i < n; i += blockDim.x) orow[i] = xr[i] * r * __ldg(w + i);
-  }
+  scale_row<VEC>(xr, w, r, orow, n);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -184,17 +191,7 @@ __global__ void add_rmsnorm_rows_kernel(float* __restrict__ x, const float* __re
   ss = block_sum(ss, sh);
   const float r = 1.0f / sqrtf(ss / float(n) + eps);
   float* orow = out + base;
-  if constexpr (VEC) {
-    const float4* x4 = reinterpret_cast<const float4*>(xr);
-    const float4* w4 = reinterpret_cast<const float4*>(w);
-    float4* o4 = reinterpret_cast<float4*>(orow);
-    for (int i = threadIdx.x; i < n / 4; i += blockDim.x) {
-      const float4 v = x4[i], g = __ldg(w4 + i);
-      o4[i] = make_float4(v.x * r * g.x, v.y * r * g.y, v.z * r * g.z, v.w * r * g.w);
-    }
-  } else {
-    for (int i = threadIdx.x; i < n; i += blockDim.x) orow[i] = xr[i] * r * __ldg(w + i);
-  }
+  scale_row<VEC>(xr, w, r, orow, n);
 }
 
 // ---------------------------------------------------------------------------------------------------
