@@ -41,9 +41,9 @@ MadeBackend make_backend(const Model& model, const BackendOptions& options) {
   made.note = why + "; running on the CPU (" + made.backend->describe() + ")";
   return made;
 #else
+  // Asked for a GPU, or for whatever works best: say why it is the CPU.
   made.backend = make_cpu_backend(model, options);
-  made.note = options.device == Device::Cuda ? "built without CUDA; running on the CPU (" + made.backend->describe() + ")"
-                                             : made.backend->describe();
+  made.note = "built without CUDA; running on the CPU (" + made.backend->describe() + ")";
   return made;
 #endif
 }
