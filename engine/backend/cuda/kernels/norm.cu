@@ -373,31 +373,23 @@ void row_l2_norms(const float* x, int T, int n, float* out, int64_t stride, cuda
   MOE_CUDA_CHECK_LAUNCH();
 }
 
+// One launch of convert_f32_kernel for target kind K (0: F32, 1: BF16, 2: F16). F32 stores need
+// 16-byte alignment of the output for the vector path, 2-byte types 8-byte alignment.
+template <int K>
+void launch_convert(const float* x, void* out, int64_t count, cudaStream_t stream) {
+  constexpr int block = 256;
+  const bool vec = aligned16(x) && (K == 0 ? aligned16(out) : aligned8(out));
+  const int grid = grid_blocks(vec ? count / 4 + 1 : count, block);
+  if (vec) convert_f32_kernel<K, true><<<grid, block, 0, stream>>>(x, out, count);
+  else convert_f32_kernel<K, false><<<grid, block, 0, stream>>>(x, out, count);
+}
+
 void convert_f32(const float* x, void* out, DType dtype, int64_t count, cudaStream_t stream) {
   if (count <= 0) return;
-  constexpr int block = 256;
   switch (dtype) {
-    case DType::F32: {
-      const bool vec = aligned16(x) && aligned16(out);
-      const int grid = grid_blocks(vec ? count / 4 + 1 : count, block);
-      if (vec) convert_f32_kernel<0, true><<<grid, block, 0, stream>>>(x, out, count);
-      else convert_f32_kernel<0, false><<<grid, block, 0, stream>>>(x, out, count);
-      break;
-    }
-    case DType::BF16: {
-      const bool vec = aligned16(x) && aligned8(out);
-      const int grid = grid_blocks(vec ? count / 4 + 1 : count, block);
-      if (vec) convert_f32_kernel<1, true><<<grid, block, 0, stream>>>(x, out, count);
-      else convert_f32_kernel<1, false><<<grid, block, 0, stream>>>(x, out, count);
-      break;
-    }
-    case DType::F16: {
-      const bool vec = aligned16(x) && aligned8(out);
-      const int grid = grid_blocks(vec ? count / 4 + 1 : count, block);
-      if (vec) convert_f32_kernel<2, true><<<grid, block, 0, stream>>>(x, out, count);
-      else convert_f32_kernel<2, false><<<grid, block, 0, stream>>>(x, out, count);
-      break;
-    }
+    case DType::F32: launch_convert<0>(x, out, count, stream); break;
+    case DType::BF16: launch_convert<1>(x, out, count, stream); break;
+    case DType::F16: launch_convert<2>(x, out, count, stream); break;
     default:
       throw_cuda_error("convert_f32", "target dtype must be F32, F16 or BF16", __FILE__, __LINE__);
   }
