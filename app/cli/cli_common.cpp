@@ -86,7 +86,7 @@ std::vector<std::string> Args::unknown(const std::vector<std::string>& known) co
 }
 
 const std::vector<std::string>& device_option_names() {
-  static const std::vector<std::string> names = {"device", "gpu", "threads", "context"};
+  static const std::vector<std::string> names = {"device", "gpu", "kv-dtype", "threads", "context"};
   return names;
 }
 
@@ -97,6 +97,10 @@ BackendOptions backend_options_from_args(const Args& args, int context) {
   bo.cuda_device = int(args.integer_or("gpu", 0));
   const std::string device = args.get_or("device", "auto");
   if (!parse_device(device, bo.device)) throw EngineError("", "--device", "expected auto, cpu or cuda, got '" + device + "'");
+  const std::string kv = args.get_or("kv-dtype", "f32");
+  if (kv == "f32") bo.kv_dtype = DType::F32;
+  else if (kv == "bf16") bo.kv_dtype = DType::BF16;
+  else throw EngineError("", "--kv-dtype", "expected f32 or bf16, got '" + kv + "'");
   return bo;
 }
 

@@ -25,7 +25,7 @@ namespace {
 
 const char* kUsage = R"(usage:
   moe-bench (MODEL_DIR | --synthetic CONFIG.json [--dtype bf16|f16|f32]) [--device auto|cpu|cuda]
-            [--gpu N] [--threads N] [--prompt-tokens 128] [--decode-tokens 64] [--prefill-chunk 64]
+            [--gpu N] [--kv-dtype f32|bf16] [--threads N] [--prompt-tokens 128] [--decode-tokens 64] [--prefill-chunk 64]
             [--repeats 3] [--bandwidth-mib 512] [--hook-levels off,routing,full] [--json]
 
 Prints prefill tokens/s and GFLOP/s, decode tokens/s and achieved GB/s (active weights + KV cache read

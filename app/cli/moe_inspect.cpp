@@ -47,10 +47,11 @@ Sampling (generate, trace, eval, compare-modes): [--greedy] [--temperature T] [-
   unless sampling flags are given.
 Router interventions (repeatable): --mask LAYERS:E,E  --force LAYERS:E  --router-top-k [LAYERS:]K|all
   --router-bias LAYERS:E=V   (LAYERS: all, 3, 0-2, 0,2,5).
-Common: [--device auto|cpu|cuda] [--gpu N] [--threads N] [--context N]; --synthetic CONFIG.json
+Common: [--device auto|cpu|cuda] [--gpu N] [--kv-dtype f32|bf16] [--threads N] [--context N]; --synthetic CONFIG.json
   [--dtype bf16|f16|f32] runs random weights of a real shape (made on the GPU when it runs there).
   --device auto (the default) runs on the GPU when one works, else on the CPU; the line "device: ..."
-  on stderr says which. --json prints JSON (generate: one object per token, then the result).
+  on stderr says which. --kv-dtype bf16 halves the GPU's KV cache (f32, the default, gives the CPU's
+  numbers). --json prints JSON (generate: one object per token, then the result).
 )";
 
 std::string layer_list(const ModelSpec& s) {
@@ -60,13 +61,13 @@ std::string layer_list(const ModelSpec& s) {
   return o.str();
 }
 
-// What the CUDA backend would hold for this model and context (weights in their stored dtype, a BF16
-// KV cache for BF16/F16 weights).
-GpuMemoryPlan gpu_plan(const Model& m, int context) {
-  return plan_gpu_memory(m.spec(), GpuPlanOptions{m.weights().embed.dtype, context, BackendOptions{}.prefill_chunk, 0});
+// What the CUDA backend would hold for this model and context (weights in their stored dtype, the KV
+// cache in the chosen one).
+GpuMemoryPlan gpu_plan(const Model& m, int context, DType kv_dtype) {
+  return plan_gpu_memory(m.spec(), GpuPlanOptions{m.weights().embed.dtype, context, BackendOptions{}.prefill_chunk, 0, kv_dtype});
 }
 
-json info_json(const Model& m, int context) {
+json info_json(const Model& m, int context, DType kv_dtype) {
   const auto& s = m.spec();
   const auto z = compute_model_size(s);
   json j;
@@ -99,14 +100,14 @@ json info_json(const Model& m, int context) {
   j["context"] = context;
   j["memory_needed_bytes"] = m.weight_bytes() + kv_f32 * size_t(context);
   j["unused_tensors"] = m.unused_tensors();
-  const GpuMemoryPlan plan = gpu_plan(m, context);
+  const GpuMemoryPlan plan = gpu_plan(m, context, kv_dtype);
   j["gpu_memory_plan"] = {{"total", plan.total_bytes()}, {"weights", plan.weight_bytes()}, {"kv_cache", plan.kv_cache_bytes},
                           {"activations", plan.activation_bytes}, {"workspace", plan.workspace_bytes}};
   for (const auto& u : plan.weights) j["gpu_memory_plan"]["weights_by_part"][u.part] = u.bytes;
   return j;
 }
 
-void print_info(const Model& m, int context, const Tokenizer* tok, const ChatTemplate* chat) {
+void print_info(const Model& m, int context, DType kv_dtype, const Tokenizer* tok, const ChatTemplate* chat) {
   const auto& s = m.spec();
   const auto z = compute_model_size(s);
   const size_t kv = size_t(z.kv_values_per_token) * 4;
@@ -143,7 +144,7 @@ void print_info(const Model& m, int context, const Tokenizer* tok, const ChatTem
     for (size_t i = 0; i < m.unused_tensors().size() && i < 5; ++i) std::printf(" %s", m.unused_tensors()[i].c_str());
     std::printf("%s\n", m.unused_tensors().size() > 5 ? " ..." : "");
   }
-  const GpuMemoryPlan plan = gpu_plan(m, context);
+  const GpuMemoryPlan plan = gpu_plan(m, context, kv_dtype);
   std::printf("GPU memory    %s for a %d-token context: weights %s, KV cache %s, activations and workspace %s\n",
               cli::bytes_str(double(plan.total_bytes())).c_str(), plan.capacity, cli::bytes_str(double(plan.weight_bytes())).c_str(),
               cli::bytes_str(double(plan.kv_cache_bytes)).c_str(),
@@ -156,6 +157,7 @@ void print_info(const Model& m, int context, const Tokenizer* tok, const ChatTem
 int run_info(const cli::Args& args) {
   auto model = cli::open_model(args, /*shape_only=*/true);
   const int context = int(args.integer_or("context", 4096));
+  const DType kv_dtype = cli::backend_options_from_args(args, context).kv_dtype;
   std::unique_ptr<Tokenizer> tok;
   std::optional<ChatTemplate> chat;
   if (!model->is_synthetic()) {
@@ -167,12 +169,12 @@ int run_info(const cli::Args& args) {
     }
   }
   if (args.flag("json")) {
-    json j = info_json(*model, context);
+    json j = info_json(*model, context, kv_dtype);
     if (tok) j["tokenizer"] = {{"kind", tok->kind()}, {"size", tok->size()}};
     if (chat) j["chat_format"] = chat->format_name();
     std::cout << j.dump(2) << "\n";
   } else {
-    print_info(*model, context, tok.get(), chat ? &*chat : nullptr);
+    print_info(*model, context, kv_dtype, tok.get(), chat ? &*chat : nullptr);
   }
   return 0;
 }

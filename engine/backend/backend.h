@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/common/dtype.h"
 #include "engine/hooks/interventions.h"
 #include "engine/hooks/step_observer.h"
 
@@ -27,6 +28,9 @@ struct BackendOptions {
   int prefill_chunk = 64;   // tokens per forward call during prefill
   Device device = Device::Cpu;
   int cuda_device = 0;      // which GPU (CUDA device index)
+  // The GPU's KV cache: F32 gives the CPU backend's numbers (the parity tests' tolerances); BF16 halves
+  // the cache's bytes and its share of decode traffic. The CPU backend always caches F32.
+  DType kv_dtype = DType::F32;
   // Called while a GPU backend uploads the weights: (bytes done, bytes in all). Returning false cancels
   // the upload (the backend's constructor then throws EngineError with field "cancelled").
   std::function<bool(size_t, size_t)> upload_progress = {};

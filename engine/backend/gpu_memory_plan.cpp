@@ -46,7 +46,7 @@ GpuMemoryPlan plan_gpu_memory(const ModelSpec& s, const GpuPlanOptions& o) {
   p.capacity = std::max(1, std::min(o.context, s.max_positions > 0 ? s.max_positions : o.context));
   p.slots = std::max(1, o.slots > 0 ? o.slots : s.moe.top_k);
   p.weight_dtype_size = dtype_size(o.weight_dtype);
-  p.kv_dtype_size = o.weight_dtype == DType::F32 ? 4 : 2;
+  p.kv_dtype_size = dtype_size(o.kv_dtype);
   const size_t w = p.weight_dtype_size, H = size_t(s.hidden), q = size_t(s.q_dim()), kv = size_t(s.kv_dim());
   const size_t V = size_t(s.vocab_size), E = size_t(std::max(0, s.moe.n_experts)), L = size_t(s.n_layers);
   const size_t M = size_t(s.n_moe_layers());

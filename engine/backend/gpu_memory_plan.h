@@ -19,6 +19,7 @@ struct GpuPlanOptions {
   int context = 4096;                // KV cache capacity in tokens (clamped to max_positions)
   int prefill_chunk = 64;
   int slots = 0;                     // routing slots per token (0: the model's top-k)
+  DType kv_dtype = DType::F32;       // KV cache: F32 (the CPU backend's numbers) or BF16 (half the bytes)
 };
 
 // Activation buffers of one forward chunk of T tokens, in elements (F32 unless said otherwise).
@@ -44,7 +45,7 @@ struct GpuMemoryPlan {
   int capacity = 0;                 // KV cache tokens
   int slots = 0;
   size_t weight_dtype_size = 2;
-  size_t kv_dtype_size = 4;         // F32 cache for F32 weights, else BF16
+  size_t kv_dtype_size = 4;         // bytes per cached K or V value
   std::vector<MemoryUse> weights;   // by part (layer −1: all layers together)
   size_t kv_cache_bytes = 0;
   size_t kv_bytes_per_token = 0;

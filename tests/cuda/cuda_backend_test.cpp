@@ -148,6 +148,28 @@ TEST_P(CudaParity, LogitsRoutingAndRecordsMatchTheCpu) {
   expect_close(again, want.step_logits[0], tol, "after truncate");
 }
 
+// A BF16 KV cache rounds every cached K and V to 8 bits of mantissa: the prompt and the first decode
+// step stay within the BF16 bound of the CPU's F32 cache. (Later steps are not compared: one rounded
+// router input can flip a near tie, which the F32 default exists to rule out.)
+TEST_P(CudaParity, Bf16KvCacheStaysWithinTheBf16Bound) {
+  MOE_REQUIRE_GPU();
+  auto model = Model::load(case_dir(GetParam()));
+  const int V = model->spec().vocab_size;
+  BackendOptions o;
+  o.threads = 2;
+  o.max_context = 128;
+  o.prefill_chunk = 5;
+  auto cpu = make_cpu_backend(*model, o);
+  o.kv_dtype = DType::BF16;
+  auto gpu = cuda::make_cuda_backend(*model, o);
+  EXPECT_EQ(gpu->kv_cache_bytes_per_token(), cpu->kv_cache_bytes_per_token() / 2);
+  const auto prompt = prompt_of(GetParam());
+  const Outcome want = run(*cpu, prompt, V, 1);
+  const Outcome got = run(*gpu, prompt, V, 1, &want.generated);
+  expect_close(got.prompt_logits, want.prompt_logits, 1e-3, "prompt logits");
+  expect_close(got.step_logits[0], want.step_logits[0], 1e-3, "first decode step");
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, CudaParity,
                          ::testing::Values("qwen3_moe", "qwen3_moe_sparse_step", "qwen3_dense", "qwen2_moe", "mixtral",
                                            "olmoe", "llama", "qwen3_moe_bf16", "qwen3_moe_f16", "mixtral_sharded",

@@ -27,7 +27,7 @@ size_t part(const GpuMemoryPlan& p, const std::string& name) {
 
 TEST(GpuMemoryPlan, Qwen3_30B_A3B_InBf16) {
   const ModelSpec s = spec_of("qwen3-30b-a3b.json");
-  const GpuMemoryPlan p = plan_gpu_memory(s, GpuPlanOptions{DType::BF16, 4096, 64, 0});
+  const GpuMemoryPlan p = plan_gpu_memory(s, GpuPlanOptions{DType::BF16, 4096, 64, 0, DType::BF16});
   // 48 layers × 128 experts × (gate, up, down) × 768 × 2048 × 2 bytes.
   EXPECT_EQ(part(p, "routed experts"), size_t(48) * 128 * 3 * 768 * 2048 * 2);
   // q (32 × 128) + k, v (4 × 128 each) + o, all × 2048 × 2 bytes, per layer.
@@ -67,10 +67,13 @@ TEST(GpuMemoryPlan, ContextAndDtype) {
   const ModelSpec s = spec_of("qwen3-30b-a3b.json");
   // The context is clamped to the model's max positions (40960).
   EXPECT_EQ(plan_gpu_memory(s, GpuPlanOptions{DType::BF16, 1 << 20, 64, 0}).capacity, 40960);
-  // F32 weights keep an F32 KV cache (the parity tests' exactness) and double every matrix.
+  // F32 weights double every matrix; the KV cache is F32 unless BF16 is asked for, whatever the weights.
   const GpuMemoryPlan f32 = plan_gpu_memory(s, GpuPlanOptions{DType::F32, 4096, 64, 0});
   const GpuMemoryPlan bf16 = plan_gpu_memory(s, GpuPlanOptions{DType::BF16, 4096, 64, 0});
-  EXPECT_EQ(f32.kv_bytes_per_token, 2 * bf16.kv_bytes_per_token);
+  const GpuMemoryPlan bf16_kv = plan_gpu_memory(s, GpuPlanOptions{DType::BF16, 4096, 64, 0, DType::BF16});
+  EXPECT_EQ(f32.kv_bytes_per_token, bf16.kv_bytes_per_token);
+  EXPECT_EQ(bf16.kv_bytes_per_token, size_t(2) * 48 * 512 * 4);
+  EXPECT_EQ(bf16.kv_bytes_per_token, 2 * bf16_kv.kv_bytes_per_token);
   EXPECT_EQ(part(f32, "routed experts"), 2 * part(bf16, "routed experts"));
   // More routing slots (dense mode through an intervention) grow the expert activations.
   const GpuMemoryPlan dense_mode = plan_gpu_memory(s, GpuPlanOptions{DType::BF16, 4096, 64, 128});

@@ -109,9 +109,11 @@ class CudaBackend final : public Backend {
       if (s_.layer_is_moe[size_t(l)]) moe_layers_.push_back(l);
     slots_ = std::max(1, s_.moe.top_k);
     chunk_ = std::max(1, opt.prefill_chunk);
-    plan_ = plan_gpu_memory(s_, GpuPlanOptions{model.weights().embed.dtype, opt.max_context, chunk_, slots_});
+    if (opt.kv_dtype != DType::F32 && opt.kv_dtype != DType::BF16)
+      throw EngineError("", "kv_dtype", "the KV cache is F32 or BF16, not " + std::string(dtype_name(opt.kv_dtype)));
+    plan_ = plan_gpu_memory(s_, GpuPlanOptions{model.weights().embed.dtype, opt.max_context, chunk_, slots_, opt.kv_dtype});
     capacity_ = plan_.capacity;
-    kv_dtype_ = plan_.kv_dtype_size == 4 ? DType::F32 : DType::BF16;
+    kv_dtype_ = opt.kv_dtype;
 
     // Before anything is allocated: does it fit at all? (Names what does not.)
     size_t free_b = 0, total_b = 0;
@@ -222,7 +224,7 @@ class CudaBackend final : public Backend {
       const auto t0 = std::chrono::steady_clock::now();
       const auto step_tokens = tokens.subspan(begin, size_t(T));
       if (record)
-        prepare_step_record(rec_, req_, RecordShape{&s_, &moe_layers_, slots_, has_shared_gate_, n_cached_}, step_tokens,
+        prepare_step_record(rec_, req_, RecordShape{&s_, &moe_layers_, moe_layers_.empty() ? 0 : slots_, has_shared_gate_, n_cached_}, step_tokens,
                             tags, begin);
       if (record && !rec_.attention_rows.empty()) ensure_rows(rec_.attention_rows.size());
 
