@@ -21,6 +21,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "engine/backend/cuda/cuda_check.h"
 
@@ -80,9 +81,13 @@ struct Elem<float> {
 // A 16-byte load of weights that are read once: read-only path, not kept in L1 (so x / h stay there).
 __device__ __forceinline__ uint4 ld_stream(const void* p) {
   uint4 r;
+#ifdef __CUDA_ARCH__
   asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
       : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
       : "l"(p));
+#else
+  std::memcpy(&r, p, sizeof(r));  // the host compiler (the CUDA emulator build): the same 16 bytes
+#endif
   return r;
 }
 

@@ -49,11 +49,12 @@ unsigned grid_for(size_t n) { return unsigned(std::min<size_t>((n + 255) / 256, 
 void fill_random(void* data, DType dtype, size_t count, uint64_t seed, float scale, cudaStream_t stream) {
   if (count == 0) return;
   switch (dtype) {
-    case DType::F32: fill_kernel<<<grid_for(count), 256, 0, stream>>>(static_cast<float*>(data), count, seed, scale); break;
+    // Template arguments named at every launch: the CUDA emulator build needs the kernel's address.
+    case DType::F32: fill_kernel<float><<<grid_for(count), 256, 0, stream>>>(static_cast<float*>(data), count, seed, scale); break;
     case DType::BF16:
-      fill_kernel<<<grid_for(count), 256, 0, stream>>>(static_cast<__nv_bfloat16*>(data), count, seed, scale);
+      fill_kernel<__nv_bfloat16><<<grid_for(count), 256, 0, stream>>>(static_cast<__nv_bfloat16*>(data), count, seed, scale);
       break;
-    case DType::F16: fill_kernel<<<grid_for(count), 256, 0, stream>>>(static_cast<__half*>(data), count, seed, scale); break;
+    case DType::F16: fill_kernel<__half><<<grid_for(count), 256, 0, stream>>>(static_cast<__half*>(data), count, seed, scale); break;
     default: return;
   }
   MOE_CUDA_CHECK_LAUNCH();

@@ -1,0 +1,45 @@
+#pragma once
+// How the emulator runs a grid: block after block, each block's threads as cooperative fibers on one OS
+// thread. A thread runs until it must wait for others (__syncthreads, a warp-synchronous intrinsic) or
+// returns; odd blocks run their threads in the reverse order, so a missing barrier shows. Misuse a GPU would punish with a hang or garbage — a barrier some threads never reach, a
+// warp intrinsic whose mask names lanes that have exited, a shuffle from a lane outside the mask — is
+// reported with the kernel, block and thread, and the process aborts.
+#include <vector_types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace moe_emu {
+
+struct GridShape {
+  const char* kernel = "";  // for messages
+  dim3 grid, block;
+  size_t dynamic_shared_bytes = 0;
+};
+
+// Runs body once per thread of the grid (synchronously).
+void run_grid(const GridShape& shape, const std::function<void()>& body);
+
+// ---- what the kernel-side prelude reads and calls, from inside a running thread ----
+struct ThreadPosition {
+  uint3 thread_idx;
+  uint3 block_idx;
+  dim3 block_dim;
+  dim3 grid_dim;
+};
+const ThreadPosition& position();
+unsigned char* dynamic_shared();
+int lane_id();
+
+void sync_block();                  // __syncthreads
+void sync_warp(unsigned mask);      // __syncwarp and the rendezvous of every *_sync intrinsic
+// The value of `bits` held by lane src (which must be in mask), exchanged among the lanes of mask.
+uint64_t exchange(unsigned mask, uint64_t bits, int src);
+unsigned ballot(unsigned mask, bool predicate);
+
+// Reports a kernel bug (with where it happened) and aborts.
+[[noreturn]] void kernel_fault(const std::string& what);
+
+}  // namespace moe_emu
