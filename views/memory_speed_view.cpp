@@ -44,11 +44,13 @@ QString formatSeconds(double s) {
 QString formatRate(double r) { return r > 0 ? QObject::tr("%1 tokens/s").arg(QLocale().toString(r, 'f', r < 100 ? 1 : 0)) : QObject::tr("–"); }
 
 const char* const kPartNames[] = {"embeddings", "attention weights", "routed experts", "shared experts",
-                                  "other weights", "KV cache used", "workspace"};
-// Colours chosen to read as families: weights in cool and neutral tones, the cache warm, scratch grey.
+                                  "other weights", "KV cache used", "activations", "workspace"};
+// Colours chosen to read as families: weights in cool and neutral tones, the cache warm, the
+// activations (what a step computes) green, scratch grey.
 const QColor kPartColours[] = {QColor(0x7f, 0x8c, 0x8d), QColor(0x34, 0x98, 0xdb), QColor(0x8e, 0x44, 0xad),
                                QColor(0xb3, 0x7f, 0xd1), QColor(0x95, 0xa5, 0xa6), QColor(0xe6, 0x7e, 0x22),
-                               QColor(0xbd, 0xc3, 0xc7)};
+                               QColor(0x27, 0xae, 0x60), QColor(0xbd, 0xc3, 0xc7)};
+const QColor kDeviceColour(0xc0, 0x39, 0x2b);
 
 }  // namespace
 
@@ -71,7 +73,8 @@ MemorySpeedView::MemorySpeedView(QWidget* parent) : QWidget(parent) {
   kv_label_ = new QLabel(this);
   kv_label_->setToolTip(tr("Key/value cache: bytes holding tokens now, of the bytes reserved for the context"));
   weights_label_ = new QLabel(this);
-  weights_label_->setToolTip(tr("The model's weights as stored, all parts together"));
+  weights_label_->setToolTip(tr("The model's weights, all parts together: as stored on the CPU (read in place from "
+                                    "the files), as allocated on a GPU"));
   for (QLabel* l : {active_detail_, speed_label_, ttft_label_, kv_label_, weights_label_})
     l->setTextInteractionFlags(Qt::TextSelectableByMouse);
 
@@ -91,6 +94,13 @@ MemorySpeedView::MemorySpeedView(QWidget* parent) : QWidget(parent) {
   memory_plot_->setObjectName(QStringLiteral("memory_by_part"));
   memory_plot_->setMouseTracking(true);
   memory_plot_->xAxis->setLabel(tr("seconds since the session started"));
+  // The other processes' band first, so the stack is drawn over it should the two ever meet.
+  others_ceiling_graph_ = memory_plot_->addGraph();
+  others_ceiling_graph_->setName(tr("device total"));
+  others_ceiling_graph_->removeFromLegend();
+  others_graph_ = memory_plot_->addGraph();
+  others_graph_->setName(tr("used by other processes"));
+  others_graph_->setChannelFillGraph(others_ceiling_graph_);
   kv_allocated_graph_ = memory_plot_->addGraph();
   kv_allocated_graph_->setName(tr("KV cache allocated"));
   rss_graph_ = memory_plot_->addGraph();
@@ -163,21 +173,27 @@ MemorySpeedView::MemorySpeedView(QWidget* parent) : QWidget(parent) {
     inspect::Table table;
     table.title = "Memory by part";
     table.columns = {"t_s", "embedding_bytes", "attention_bytes", "routed_expert_bytes", "shared_expert_bytes",
-                     "other_bytes", "kv_used_bytes", "workspace_bytes", "total_bytes", "kv_allocated_bytes",
-                     "process_rss_bytes"};
+                     "other_bytes", "kv_used_bytes", "activation_bytes", "workspace_bytes", "total_bytes",
+                     "kv_allocated_bytes", "process_rss_bytes", "gpu", "device_total_bytes", "device_free_bytes",
+                     "other_process_bytes"};
     for (size_t i = 0; i < data_.memory->size(); ++i) {
-      std::vector<inspect::Cell> row{inspect::Cell((*data_.memory)[i].t_s, 3)};
+      const MemorySample& s = (*data_.memory)[i];
+      std::vector<inspect::Cell> row{inspect::Cell(s.t_s, 3)};
       uint64_t total = 0;
       for (int part = 0; part < kMemoryParts; ++part) {
         row.emplace_back(int64_t(partBytes(part, i)));
         total += partBytes(part, i);
       }
       row.emplace_back(int64_t(total));
-      row.emplace_back(int64_t((*data_.memory)[i].kv_allocated_bytes));
-      row.emplace_back(int64_t((*data_.memory)[i].process_rss_bytes));
+      for (uint64_t b : {s.kv_allocated_bytes, s.process_rss_bytes, uint64_t(s.gpu), s.device_total_bytes,
+                         s.device_free_bytes, s.other_process_bytes})
+        row.emplace_back(int64_t(b));
       table.add_row(std::move(row));
     }
-    table.notes.push_back("weights are constant; process_rss_bytes 0 = unknown");
+    table.notes.push_back("gpu 1: every part is a device allocation the backend measured; gpu 0: the weights are "
+                          "the model's as stored (read in place from the mapped files) and the activations are "
+                          "part of the workspace");
+    table.notes.push_back("process_rss_bytes (host memory), device_total_bytes, device_free_bytes: 0 = unknown");
     return table;
   });
   enableExportMenu(speed_plot_, QStringLiteral("tokens_per_second"), [this] {
@@ -348,37 +364,54 @@ void MemorySpeedView::updateActiveParams() {
 uint64_t MemorySpeedView::partBytes(int part, size_t sample) const {
   const ModelFacts* m = data_.model.get();
   const MemorySample& s = (*data_.memory)[sample];
+  // A GPU backend's weights are its own allocations, measured; the CPU's are the mapped files, which
+  // only the model description sizes.
   switch (part) {
-    case Embeddings: return m ? m->embedding_bytes : 0;
-    case Attention: return m ? m->attention_bytes : 0;
-    case RoutedExperts: return m ? m->routed_expert_bytes : 0;
-    case SharedExperts: return m ? m->shared_expert_bytes : 0;
-    case OtherWeights: return m ? m->other_bytes : 0;
+    case Embeddings: return s.gpu ? s.embedding_bytes : m ? m->embedding_bytes : 0;
+    case Attention: return s.gpu ? s.attention_bytes : m ? m->attention_bytes : 0;
+    case RoutedExperts: return s.gpu ? s.routed_expert_bytes : m ? m->routed_expert_bytes : 0;
+    case SharedExperts: return s.gpu ? s.shared_expert_bytes : m ? m->shared_expert_bytes : 0;
+    case OtherWeights: return s.gpu ? s.other_weight_bytes : m ? m->other_bytes : 0;
     case KvUsed: return s.kv_used_bytes;
+    case Activations: return s.activation_bytes;
     case Workspace: return s.workspace_bytes;
     default: return 0;
   }
+}
+
+uint64_t MemorySpeedView::weightBytes(size_t sample) const {
+  uint64_t n = 0;
+  for (int part = Embeddings; part <= OtherWeights; ++part) n += partBytes(part, sample);
+  return n;
 }
 
 void MemorySpeedView::drawMemory() {
   const std::vector<MemorySample>& samples = *data_.memory;
   const ModelFacts* model = data_.model.get();
   const size_t n = samples.size();
+  // The latest sample says where the memory lives (a reload starts the samples afresh).
+  const MemorySample* latest = n > 0 ? &samples.back() : nullptr;
+  const bool gpu = latest && latest->gpu;
 
   // A part is drawn when it is ever non-zero; each drawn part stacks on the one drawn below it.
   bool present[kMemoryParts] = {};
   for (int part = 0; part < kMemoryParts; ++part)
     for (size_t i = 0; i < n && !present[part]; ++i) present[part] = partBytes(part, i) > 0;
-  const bool any_rss = std::any_of(samples.begin(), samples.end(), [](const MemorySample& s) { return s.process_rss_bytes > 0; });
+  // The resident set is host memory: beside a GPU's allocations it would compare unlike things.
+  const bool any_rss = !gpu && std::any_of(samples.begin(), samples.end(), [](const MemorySample& s) { return s.process_rss_bytes > 0; });
+  const bool any_others = gpu && std::any_of(samples.begin(), samples.end(), [](const MemorySample& s) { return s.other_process_bytes > 0; });
 
   double top = 0;
   for (size_t i = 0; i < n; ++i) {
     double stack = 0;
     for (int part = 0; part < kMemoryParts; ++part) stack += double(partBytes(part, i));
-    const double weights = model ? double(model->weight_bytes()) : 0;
-    top = std::max({top, stack, weights + double(samples[i].kv_allocated_bytes), double(samples[i].process_rss_bytes)});
+    top = std::max({top, stack, double(weightBytes(i) + samples[i].kv_allocated_bytes),
+                    any_rss ? double(samples[i].process_rss_bytes) : 0.0});
   }
-  device_total_ = model && model->memory_available_bytes > 0 ? double(model->memory_available_bytes) : kNaN;
+  if (gpu && latest->device_total_bytes > 0)
+    device_total_ = double(latest->device_total_bytes);
+  else
+    device_total_ = model && model->memory_available_bytes > 0 ? double(model->memory_available_bytes) : kNaN;
   const bool device_in_reach = std::isfinite(device_total_) && (top == 0 || device_total_ <= top * kDeviceLineReach);
   const double scale_max = std::max(top, device_in_reach ? device_total_ : 0.0);
   unit_bytes_ = scale_max >= kGiB ? kGiB : kMiB;
@@ -410,15 +443,22 @@ void MemorySpeedView::drawMemory() {
   const auto line = [&](QCPGraph* g, bool show, auto value) {
     QVector<QCPGraphData> values;
     if (show)
-      for (size_t i = 0; i < n; ++i) values.append(QCPGraphData(keys[i], value(samples[i]) / unit_bytes_));
+      for (size_t i = 0; i < n; ++i) values.append(QCPGraphData(keys[i], value(i) / unit_bytes_));
     g->data()->set(values, false);
     g->setScatterStyle(points);
     if (!values.isEmpty()) shown.prepend(g);
   };
-  const double weights = model ? double(model->weight_bytes()) : 0;
   const bool any_allocated = std::any_of(samples.begin(), samples.end(), [](const MemorySample& s) { return s.kv_allocated_bytes > 0; });
-  line(kv_allocated_graph_, any_allocated, [&](const MemorySample& s) { return weights + double(s.kv_allocated_bytes); });
-  line(rss_graph_, any_rss, [](const MemorySample& s) { return double(s.process_rss_bytes); });
+  line(kv_allocated_graph_, any_allocated, [&](size_t i) { return double(weightBytes(i) + samples[i].kv_allocated_bytes); });
+  line(rss_graph_, any_rss, [&](size_t i) { return double(samples[i].process_rss_bytes); });
+  // What other processes hold hangs from the device total, so the stack grows towards it and the
+  // engineer sees how close the two are. Drawn only where the device line is.
+  const bool band = any_others && device_in_reach;
+  line(others_graph_, band, [&](size_t i) { return device_total_ - double(std::min<uint64_t>(samples[i].other_process_bytes, uint64_t(device_total_))); });
+  QVector<QCPGraphData> ceiling;
+  if (band)
+    for (size_t i = 0; i < n; ++i) ceiling.append(QCPGraphData(keys[i], device_total_ / unit_bytes_));
+  others_ceiling_graph_->data()->set(ceiling, false);
   memory_series_ = int(shown.size());
   // The legend lists the drawn series top of the stack first, as the eye meets them; it is rebuilt
   // only when the set changes.
@@ -434,8 +474,13 @@ void MemorySpeedView::drawMemory() {
     const double y = device_total_ / unit_bytes_;
     device_line_->point1->setCoords(0, y);
     device_line_->point2->setCoords(1, y);
-    device_label_->setText(device_in_reach ? tr("device total %1").arg(formatMemory(device_total_))
-                                           : tr("device total %1 (far above)").arg(formatMemory(device_total_)));
+    QString text = gpu && !latest->device.empty() ? tr("%1: %2 total").arg(QString::fromStdString(latest->device), formatMemory(device_total_))
+                                                  : tr("device total %1").arg(formatMemory(device_total_));
+    // Out of reach the band is not drawn: the label says what it would have shown.
+    if (gpu && !device_in_reach && latest->other_process_bytes > 0)
+      text += tr(", %1 used by other processes").arg(formatMemory(double(latest->other_process_bytes)));
+    if (!device_in_reach) text += tr(" (far above)");
+    device_label_->setText(text);
     device_label_->position->setTypeY(device_in_reach ? QCPItemPosition::ptPlotCoords : QCPItemPosition::ptAxisRectRatio);
     device_label_->position->setCoords(0.99, device_in_reach ? y : 0.08);
   }
@@ -574,8 +619,14 @@ void MemorySpeedView::updateLabels() {
   } else {
     kv_label_->setText(tr("KV cache: no sample yet"));
   }
-  weights_label_->setText(model ? tr("Weights: %1 in total").arg(formatMemory(double(model->weight_bytes())))
-                                : tr("Weights: no model loaded"));
+  const MemorySample* latest = data_.memory->empty() ? nullptr : &data_.memory->back();
+  if (latest && latest->gpu)
+    weights_label_->setText(tr("Weights: %1 allocated on %2")
+                                .arg(formatMemory(double(latest->weight_bytes())),
+                                     latest->device.empty() ? tr("the GPU") : QString::fromStdString(latest->device)));
+  else
+    weights_label_->setText(model ? tr("Weights: %1 in total").arg(formatMemory(double(model->weight_bytes())))
+                                  : tr("Weights: no model loaded"));
 }
 
 void MemorySpeedView::styleItems() {
@@ -590,9 +641,12 @@ void MemorySpeedView::styleItems() {
   }
   kv_allocated_graph_->setPen(QPen(kPartColours[KvUsed].darker(130), 1.5, Qt::DashLine));
   rss_graph_->setPen(QPen(text, 1.2, Qt::DotLine));
-  const QColor device_colour(0xc0, 0x39, 0x2b);
-  device_line_->setPen(QPen(device_colour, 1.5, Qt::DashDotLine));
-  device_label_->setColor(device_colour);
+  device_line_->setPen(QPen(kDeviceColour, 1.5, Qt::DashDotLine));
+  device_label_->setColor(kDeviceColour);
+  // Hatched in the device line's colour: memory this process cannot have, not a part of its own.
+  others_graph_->setPen(QPen(kDeviceColour, 1.0, Qt::DotLine));
+  others_graph_->setBrush(QBrush(kDeviceColour, Qt::BDiagPattern));
+  others_ceiling_graph_->setPen(Qt::NoPen);
   for (QCPItemText* note : {memory_note_, speed_note_, layer_note_}) note->setColor(muted);
   decode_graph_->setPen(QPen(phaseColor(int(Phase::Answer)), 1.8));
   const QColor multi = phaseColor(int(Phase::User));
@@ -622,10 +676,21 @@ void MemorySpeedView::onMemoryHover(QMouseEvent* event) {
     total += b;
     if (b > 0) lines << tr("%1: %2 (%3 bytes)").arg(tr(kPartNames[part]), formatMemory(double(b))).arg(b);
   }
+  const MemorySample& s = samples[i];
   lines << tr("stacked total: %1").arg(formatMemory(double(total)));
-  if (samples[i].kv_allocated_bytes > 0) lines << tr("KV cache allocated: %1").arg(formatMemory(double(samples[i].kv_allocated_bytes)));
-  if (samples[i].process_rss_bytes > 0) lines << tr("process resident: %1").arg(formatMemory(double(samples[i].process_rss_bytes)));
-  if (std::isfinite(device_total_)) lines << tr("device total: %1").arg(formatMemory(device_total_));
+  if (s.kv_allocated_bytes > 0) lines << tr("KV cache allocated: %1").arg(formatMemory(double(s.kv_allocated_bytes)));
+  if (s.gpu) {
+    lines << tr("weights measured on the GPU (its allocations)");
+    if (s.other_process_bytes > 0)
+      lines << tr("used by other processes: %1 (%2 bytes)").arg(formatMemory(double(s.other_process_bytes))).arg(s.other_process_bytes);
+    if (s.device_free_bytes > 0) lines << tr("free on the device: %1").arg(formatMemory(double(s.device_free_bytes)));
+  } else if (data_.model) {
+    lines << tr("weights as stored (read in place from the mapped files)");
+  }
+  if (s.process_rss_bytes > 0) lines << tr("process resident (host memory): %1").arg(formatMemory(double(s.process_rss_bytes)));
+  if (std::isfinite(device_total_))
+    lines << (s.gpu && !s.device.empty() ? tr("%1 total: %2").arg(QString::fromStdString(s.device), formatMemory(device_total_))
+                                         : tr("device total: %1").arg(formatMemory(device_total_)));
   QToolTip::showText(event->globalPosition().toPoint(), lines.join(QLatin1Char('\n')), memory_plot_);
 }
 

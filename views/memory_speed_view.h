@@ -6,8 +6,12 @@
 //     plus one expert's worth per expert the router selected (summed over the MoE layers), of the
 //     model's total.
 //   - Memory over time, stacked by part: the weights (attention, routed experts, shared experts,
-//     embeddings, other; constant), the KV cache in use and the workspace, with the KV cache
-//     allocated and the device's total as lines.
+//     embeddings, other), the KV cache in use, the activations and the workspace, with the KV cache
+//     allocated and the device's total as lines. On a GPU every part is what the backend's allocator
+//     measured, and a band hanging from the device total shows what other processes hold (the hover
+//     says what is still free). On the CPU the weights are the mapped files, not allocations,
+//     so they come from the model description; the CPU backend does not tell activations from its
+//     workspace, and the process's resident set is drawn as a line.
 //   - Speed: tokens/s of the decode steps over time (one token each), the multi-token steps (the
 //     prompt, injected text) apart; the time to first token of the latest turn; the mean time of each
 //     layer over the steps that recorded layer times.
@@ -54,7 +58,8 @@ class MemorySpeedView : public QWidget, public WorkbenchView {
   double timeToFirstTokenS() const { return ttft_s_; }
   // Graphs with data in the memory plot.
   int memorySeries() const { return memory_series_; }
-  // The device total drawn as a line, in bytes (NaN when the model does not say).
+  // The device total drawn as a line, in bytes: the GPU's as the samples report it, else the
+  // machine's from the model card (NaN when neither says).
   double deviceTotalLine() const { return device_total_; }
   // Bytes per unit of the memory plot's y axis (MiB or GiB, picked from the magnitude).
   double memoryUnitBytes() const { return unit_bytes_; }
@@ -72,7 +77,9 @@ class MemorySpeedView : public QWidget, public WorkbenchView {
 
  private:
   // The weight parts, then what changes over time, bottom of the stack first.
-  enum MemoryPart { Embeddings, Attention, RoutedExperts, SharedExperts, OtherWeights, KvUsed, Workspace, kMemoryParts };
+  enum MemoryPart {
+    Embeddings, Attention, RoutedExperts, SharedExperts, OtherWeights, KvUsed, Activations, Workspace, kMemoryParts
+  };
   // Decode tokens and seconds of one trace segment (one generate call).
   struct SegmentSpeed {
     int64_t decode_tokens = 0;
@@ -92,6 +99,7 @@ class MemorySpeedView : public QWidget, public WorkbenchView {
   void onMemoryHover(QMouseEvent* event);
   void onLayerHover(QMouseEvent* event);
   uint64_t partBytes(int part, size_t sample) const;
+  uint64_t weightBytes(size_t sample) const;
 
   QLabel* active_label_;
   QLabel* active_detail_;
@@ -105,6 +113,8 @@ class MemorySpeedView : public QWidget, public WorkbenchView {
   QCPGraph* memory_graphs_[kMemoryParts];
   QCPGraph* kv_allocated_graph_;
   QCPGraph* rss_graph_;
+  QCPGraph* others_graph_;          // the lower edge of the "other processes" band, filled up to…
+  QCPGraph* others_ceiling_graph_;  // …the device total (not in the legend)
   QCPItemStraightLine* device_line_;
   QCPItemText* device_label_;
   QCPItemText* memory_note_;

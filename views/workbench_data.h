@@ -79,13 +79,31 @@ struct ChatTurn {
   int prompt_tokens = 0, reused_tokens = 0;
 };
 
-// Memory at one moment (the app samples it while generating).
+// Memory at one moment (the app samples it while generating): what the backend holds, by the memory
+// view's parts (the app groups the backend's finer parts into these, app/gui/memory_sample.h), and what
+// the device has.
 struct MemorySample {
   double t_s = 0;                 // seconds since the session started
   uint64_t kv_used_bytes = 0;     // tokens in the cache × bytes per token
   uint64_t kv_allocated_bytes = 0;
-  uint64_t workspace_bytes = 0;   // activations, logits, scratch
-  uint64_t process_rss_bytes = 0; // resident set of the whole process (0: unknown)
+  uint64_t workspace_bytes = 0;   // scratch: router and attention buffers, logits, the step record; on the
+                                  // CPU the activations too (its backend does not tell them apart)
+  uint64_t activation_bytes = 0;  // the hidden states of a step (a GPU backend's own allocation)
+  // The weights the backend allocated. Only a GPU backend has them: the CPU reads the weights in place
+  // from the mapped files, so for it these stay 0 and the view takes the weights from ModelFacts.
+  uint64_t embedding_bytes = 0, attention_bytes = 0, routed_expert_bytes = 0, shared_expert_bytes = 0,
+           other_weight_bytes = 0;  // other: routers, dense MLPs, norms, the untied head
+  uint64_t process_rss_bytes = 0; // resident set of the whole process, host memory (0: unknown)
+  // Where the bytes above live.
+  bool gpu = false;               // they are device (GPU) memory; otherwise the host's
+  std::string device;             // "cpu" or the GPU's name ("": not sampled from a backend)
+  uint64_t device_total_bytes = 0;  // the GPU's memory (0: unknown; the CPU backend does not say)
+  uint64_t device_free_bytes = 0;   // free on the GPU now (0: unknown)
+  uint64_t other_process_bytes = 0; // GPU memory held by other processes and the driver
+
+  uint64_t weight_bytes() const {
+    return embedding_bytes + attention_bytes + routed_expert_bytes + shared_expert_bytes + other_weight_bytes;
+  }
 };
 
 struct WorkbenchData {

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include "app/gui/memory_sample.h"
 #include "app/gui/model_facts.h"
 #include "app/gui/session_file.h"
 #include "engine/common/error.h"
@@ -317,13 +318,11 @@ void EngineWorker::applyPendingInterventions() {
 
 void EngineWorker::sampleMemory(double t_s) {
   views::MemorySample m;
-  m.t_s = t_s;
   if (conversation_) {
-    Backend& b = conversation_->session().backend();
-    m.kv_used_bytes = uint64_t(b.cached()) * b.kv_cache_bytes_per_token();
-    m.kv_allocated_bytes = b.kv_cache_bytes_allocated();
-    m.workspace_bytes = b.workspace_bytes();
+    const Backend& b = conversation_->session().backend();
+    m = memory_sample(b.device_memory(), b.is_gpu());
   }
+  m.t_s = t_s;
   m.process_rss_bytes = process_rss_bytes();
   std::lock_guard lock(live_mutex_);
   live_.memory.push_back(m);

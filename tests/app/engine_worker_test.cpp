@@ -32,6 +32,15 @@ moe::app::LoadOptions oneThread() {
   return o;
 }
 
+// A short no-think turn (four tokens at most).
+TurnRequest shortTurn() {
+  TurnRequest r;
+  r.user_text = "What is 1 + 2?";
+  r.mode = "no-think";
+  r.max_new_tokens = 4;
+  return r;
+}
+
 }  // namespace
 
 class EngineWorkerTest : public QObject {
@@ -85,15 +94,34 @@ class EngineWorkerTest : public QObject {
     moe::Interventions iv;
     iv.layer(1, 4).masked = {99};  // the demo model has 16 experts
     worker.setInterventions(iv);
-    TurnRequest r;
-    r.user_text = "What is 1 + 2?";
-    r.mode = "no-think";
-    r.max_new_tokens = 4;
-    worker.send(r);
+    worker.send(shortTurn());
     QTRY_VERIFY_WITH_TIMEOUT(!got.finished.isEmpty(), 30000);
     QVERIFY(!got.errors.isEmpty());
     QVERIFY2(got.errors[0].contains(QStringLiteral("99")), qPrintable(got.errors[0]));
     QVERIFY(worker.store().size() > 0);  // the turn ran without them
+  }
+
+  // The samples are the backend's own report (Backend::device_memory()): on the CPU its KV cache and
+  // workspace, no weights (they are the mapped files), and the host's resident set.
+  void memoryIsSampledFromTheBackend() {
+    EngineWorker worker;
+    Signals got(worker);
+    worker.loadModel(demoModel(), oneThread());
+    QTRY_VERIFY_WITH_TIMEOUT(!got.loaded.isEmpty(), 30000);
+    worker.send(shortTurn());
+    QTRY_VERIFY_WITH_TIMEOUT(!got.finished.isEmpty(), 30000);
+    const auto live = worker.live();
+    QVERIFY(live.memory.size() >= 2);  // at the load and after the turn
+    const moe::views::MemorySample& s = live.memory.back();
+    QVERIFY(!s.gpu);
+    QCOMPARE(s.device, std::string("cpu"));
+    QCOMPARE(s.kv_allocated_bytes, live.model->kv_bytes_per_token * uint64_t(live.model->context));
+    QVERIFY(s.kv_used_bytes > 0);
+    QCOMPARE(s.kv_used_bytes % live.model->kv_bytes_per_token, uint64_t(0));
+    QVERIFY(s.workspace_bytes > 0);
+    QCOMPARE(s.weight_bytes(), uint64_t(0));
+    QCOMPARE(s.other_process_bytes, uint64_t(0));
+    QVERIFY(s.process_rss_bytes > 0);
   }
 
   void newChatForgetsTheConversationAndTheTrace() {
@@ -101,11 +129,7 @@ class EngineWorkerTest : public QObject {
     Signals got(worker);
     worker.loadModel(demoModel(), oneThread());
     QTRY_VERIFY_WITH_TIMEOUT(!got.loaded.isEmpty(), 30000);
-    TurnRequest r;
-    r.user_text = "What is 1 + 2?";
-    r.mode = "no-think";
-    r.max_new_tokens = 4;
-    worker.send(r);
+    worker.send(shortTurn());
     QTRY_VERIFY_WITH_TIMEOUT(!got.finished.isEmpty(), 30000);
     QCOMPARE(int(worker.live().turns.size()), 1);
     QVERIFY(worker.store().size() > 0);

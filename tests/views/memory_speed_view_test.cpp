@@ -1,5 +1,9 @@
 // The memory & speed view on the recorded demo session. The fixture's model card has no sizes, so each
-// test sets them; every expected value is computed here from the trace columns and those sizes.
+// test sets them; every expected value is computed here from the trace columns and those sizes. Memory
+// samples come in two kinds: the CPU's (KV cache and workspace; the weights from the model card) and a
+// GPU's (every part measured by the backend's allocator, and what other processes hold).
+#include <QMouseEvent>
+#include <QToolTip>
 #include <QtTest>
 #include <cmath>
 #include <qcustomplot.h>
@@ -39,6 +43,45 @@ std::vector<MemorySample> samples() {
     s[size_t(i)].workspace_bytes = uint64_t(300'000 + 1000 * i);
   }
   return s;
+}
+
+// What a GPU backend reports: its weights by part, sized unlike sizedModel's so that weights taken
+// from the model card would show; the activations apart from the workspace; other processes' memory
+// growing from sample to sample; and the host's resident set, which is not GPU memory.
+std::vector<MemorySample> gpuSamples() {
+  std::vector<MemorySample> s(3);
+  for (int i = 0; i < 3; ++i) {
+    MemorySample& m = s[size_t(i)];
+    m.t_s = 0.5 * i;
+    m.gpu = true;
+    m.device = "Test GPU";
+    m.embedding_bytes = 2 * 1024 * 1024;
+    m.attention_bytes = 1024 * 1024;
+    m.routed_expert_bytes = 6 * 1024 * 1024;
+    m.shared_expert_bytes = 512 * 1024;
+    m.other_weight_bytes = 256 * 1024;
+    m.kv_used_bytes = uint64_t(200'000 * (i + 1));
+    m.kv_allocated_bytes = 4 * 1024 * 1024;
+    m.activation_bytes = uint64_t(600'000 + 1000 * i);
+    m.workspace_bytes = 900'000;
+    m.device_total_bytes = 32 * 1024 * 1024;
+    m.other_process_bytes = uint64_t((4 + i) * 1024 * 1024);
+    m.device_free_bytes = m.device_total_bytes - m.other_process_bytes - m.weight_bytes() - m.kv_allocated_bytes -
+                          m.activation_bytes - m.workspace_bytes;
+    m.process_rss_bytes = 500 * 1024 * 1024;
+  }
+  return s;
+}
+
+// The tooltip the memory plot shows for the mouse at a sample's time, half-way up (inside the axis
+// rect, so not at the last sample: the axis ends there).
+QString memoryHoverText(MemorySpeedView& view, double t_s) {
+  QCustomPlot* plot = view.memoryPlot();
+  plot->replot();
+  const QPointF at(plot->xAxis->coordToPixel(t_s), plot->axisRect()->center().y());
+  QMouseEvent move(QEvent::MouseMove, at, plot->mapToGlobal(at), Qt::NoButton, Qt::NoButton, Qt::NoModifier);
+  emit plot->mouseMove(&move);
+  return QToolTip::text();
 }
 
 WorkbenchData session(const ModelFacts& model, std::vector<MemorySample> memory = samples()) {
@@ -212,6 +255,9 @@ class MemorySpeedViewTest : public QObject {
       QCOMPARE(valueAt(graphNamed(plot, "KV cache allocated"), i), (weights + double(mem[size_t(i)].kv_allocated_bytes)) / kMiB);
       QCOMPARE((graphNamed(plot, "workspace")->data()->constBegin() + i)->key, mem[size_t(i)].t_s);
     }
+    // Only a GPU backend tells activations apart and sees other processes.
+    QVERIFY(graphNamed(plot, "activations")->data()->isEmpty());
+    QVERIFY(graphNamed(plot, "used by other processes")->data()->isEmpty());
     QVERIFY(plot->yAxis->range().upper >= double(m.memory_available_bytes) / kMiB);
     // The numbers beside the plot: the weights' total and the cache of the latest sample.
     QStringList labels;
@@ -244,6 +290,113 @@ class MemorySpeedViewTest : public QObject {
 
     view.setData(session(model, {}));
     QCOMPARE(view.memorySeries(), 0);
+  }
+
+  // On the CPU the process's resident set is a line beside the stack (both are host memory), and the
+  // hover names the parts.
+  void cpuDrawsTheResidentSet() {
+    const ModelFacts model = sizedModel(*fixture::demoSession().model);
+    std::vector<MemorySample> mem = samples();
+    for (size_t i = 0; i < mem.size(); ++i) {
+      mem[i].device = "cpu";
+      mem[i].process_rss_bytes = uint64_t(9 + i) * 1024 * 1024;
+    }
+    MemorySpeedView view;
+    view.resize(900, 700);
+    view.show();
+    view.setData(session(model, mem));
+    QCOMPARE(view.memorySeries(), 9);  // the eight of memoryStacksThePartsAndDrawsTheDeviceTotal, and the resident set
+    QCPGraph* rss = graphNamed(view.memoryPlot(), "process resident memory");
+    for (int i = 0; i < 3; ++i) QCOMPARE(valueAt(rss, i), 9.0 + i);
+    QCOMPARE(view.deviceTotalLine(), double(model.memory_available_bytes));
+
+    const QString hover = memoryHoverText(view, mem[1].t_s);
+    QVERIFY2(hover.contains(QStringLiteral("routed experts: 3.0 MiB (%1 bytes)").arg(model.routed_expert_bytes)), qPrintable(hover));
+    QVERIFY2(hover.contains(QStringLiteral("workspace: 293.9 KiB (301000 bytes)")), qPrintable(hover));
+    QVERIFY2(hover.contains(QStringLiteral("process resident (host memory): 10.0 MiB")), qPrintable(hover));
+    QVERIFY2(!hover.contains(QStringLiteral("other processes")), qPrintable(hover));
+  }
+
+  // On a GPU the stack is what the backend allocated, part by part (not the model card's sizes), the
+  // activations are a part of their own, and what other processes hold hangs from the device total.
+  void gpuDrawsTheMeasuredAllocations() {
+    const ModelFacts model = sizedModel(*fixture::demoSession().model);
+    const std::vector<MemorySample> mem = gpuSamples();
+    MemorySpeedView view;
+    view.resize(900, 700);
+    view.show();
+    view.setData(session(model, mem));
+    QCustomPlot* plot = view.memoryPlot();
+
+    QCOMPARE(view.memoryUnitBytes(), kMiB);  // the 500 MiB resident set is not drawn, so it does not set the scale
+    // Five weight parts, KV used, activations, workspace; KV allocated; other processes.
+    QCOMPARE(view.memorySeries(), 10);
+    QCOMPARE(view.deviceTotalLine(), 32 * kMiB);  // the GPU's, not the model card's 16 MiB
+    QVERIFY(graphNamed(plot, "process resident memory")->data()->isEmpty());
+
+    for (int i = 0; i < 3; ++i) {
+      const MemorySample& s = mem[size_t(i)];
+      double stack = double(s.embedding_bytes);
+      QCOMPARE(valueAt(graphNamed(plot, "embeddings"), i), stack / kMiB);
+      stack += double(s.attention_bytes);
+      QCOMPARE(valueAt(graphNamed(plot, "attention weights"), i), stack / kMiB);
+      stack += double(s.routed_expert_bytes);
+      QCOMPARE(valueAt(graphNamed(plot, "routed experts"), i), stack / kMiB);
+      stack += double(s.shared_expert_bytes);
+      QCOMPARE(valueAt(graphNamed(plot, "shared experts"), i), stack / kMiB);
+      stack += double(s.other_weight_bytes);
+      QCOMPARE(valueAt(graphNamed(plot, "other weights"), i), stack / kMiB);
+      QCOMPARE(stack, 9.75 * kMiB);
+      QCOMPARE(valueAt(graphNamed(plot, "KV cache allocated"), i), (stack + double(s.kv_allocated_bytes)) / kMiB);
+      stack += double(s.kv_used_bytes);
+      QCOMPARE(valueAt(graphNamed(plot, "KV cache used"), i), stack / kMiB);
+      stack += double(s.activation_bytes);
+      QCOMPARE(valueAt(graphNamed(plot, "activations"), i), stack / kMiB);
+      stack += double(s.workspace_bytes);
+      QCOMPARE(valueAt(graphNamed(plot, "workspace"), i), stack / kMiB);
+      // The band's lower edge: the device total less what the others hold (28, 27, 26 MiB).
+      QCOMPARE(valueAt(graphNamed(plot, "used by other processes"), i), double(32 - 4 - i));
+    }
+    for (const char* name : {"activations", "used by other processes"})
+      QVERIFY2(plot->legend->hasItemWithPlottable(graphNamed(plot, name)), name);
+    QCOMPARE(graphNamed(plot, "used by other processes")->channelFillGraph(), graphNamed(plot, "device total"));
+    QVERIFY(!plot->legend->hasItemWithPlottable(graphNamed(plot, "device total")));
+    bool device_line = false, device_named = false;
+    for (int i = 0; i < plot->itemCount(); ++i) {
+      if (auto* line = qobject_cast<QCPItemStraightLine*>(plot->item(i))) device_line |= line->visible() && line->point1->coords().y() == 32.0;
+      if (auto* text = qobject_cast<QCPItemText*>(plot->item(i))) device_named |= text->visible() && text->text() == QStringLiteral("Test GPU: 32.0 MiB total");
+    }
+    QVERIFY(device_line);
+    QVERIFY(device_named);
+
+    QStringList labels;
+    for (QLabel* label : view.findChildren<QLabel*>()) labels << label->text();
+    QVERIFY2(labels.contains(QStringLiteral("Weights: 9.8 MiB allocated on Test GPU")), qPrintable(labels.join('|')));
+
+    const QString hover = memoryHoverText(view, mem[1].t_s);
+    QVERIFY2(hover.contains(QStringLiteral("embeddings: 2.0 MiB (2097152 bytes)")), qPrintable(hover));
+    QVERIFY2(hover.contains(QStringLiteral("activations: 586.9 KiB (601000 bytes)")), qPrintable(hover));
+    QVERIFY2(hover.contains(QStringLiteral("used by other processes: 5.0 MiB (5242880 bytes)")), qPrintable(hover));
+    QVERIFY2(hover.contains(QStringLiteral("free on the device: ")), qPrintable(hover));
+    QVERIFY2(hover.contains(QStringLiteral("Test GPU total: 32.0 MiB")), qPrintable(hover));
+  }
+
+  // A device far above what this process holds: no band (it would squash the stack), the label says
+  // what other processes hold instead.
+  void gpuFarAboveNamesTheOthersInTheLabel() {
+    std::vector<MemorySample> mem = gpuSamples();
+    for (MemorySample& s : mem) s.device_total_bytes = uint64_t(80 * kGiB);
+    MemorySpeedView view;
+    view.show();
+    view.setData(session(sizedModel(*fixture::demoSession().model), mem));
+    QCOMPARE(view.memorySeries(), 9);
+    QVERIFY(graphNamed(view.memoryPlot(), "used by other processes")->data()->isEmpty());
+    QCOMPARE(view.deviceTotalLine(), 80 * kGiB);
+    QStringList texts;
+    for (int i = 0; i < view.memoryPlot()->itemCount(); ++i)
+      if (auto* text = qobject_cast<QCPItemText*>(view.memoryPlot()->item(i)); text && text->visible()) texts << text->text();
+    QVERIFY2(texts.contains(QStringLiteral("Test GPU: 80.00 GiB total, 6.0 MiB used by other processes (far above)")),
+             qPrintable(texts.join('|')));
   }
 
   void timeToFirstToken() {
