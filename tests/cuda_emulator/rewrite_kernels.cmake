@@ -2,6 +2,9 @@
 #   cmake -DIN=<kernels.cu> -DOUT=<kernels.cpp> -P rewrite_kernels.cmake
 # Only two pieces of CUDA syntax are not C++; everything else is mapped by kernel_prelude.h.
 file(READ "${IN}" text)
+# kernel<<<config>>>()  →  ::moe_emu::launch("kernel", ::moe_emu::LaunchConfig(config), kernel)
+string(REGEX REPLACE "([A-Za-z_][A-Za-z0-9_]*(<[^;<>()]*>)?)<<<([^;]*)>>>\\(\\)"
+       "::moe_emu::launch(\"\\1\", ::moe_emu::LaunchConfig(\\3), \\1)" text "${text}")
 # kernel<<<config>>>(args)  →  ::moe_emu::launch("kernel", ::moe_emu::LaunchConfig(config), kernel, args)
 string(REGEX REPLACE "([A-Za-z_][A-Za-z0-9_]*(<[^;<>()]*>)?)<<<([^;]*)>>>\\("
        "::moe_emu::launch(\"\\1\", ::moe_emu::LaunchConfig(\\3), \\1, " text "${text}")

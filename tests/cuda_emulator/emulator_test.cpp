@@ -1,0 +1,195 @@
+// The CUDA emulator catches what the CUDA tests rely on it to catch: kernels that would hang or read
+// garbage on a GPU, host reads without the synchronisation they need, calls a graph capture forbids,
+// and launches a GPU refuses.
+#include <gtest/gtest.h>
+
+#include <cuda_runtime.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "tests/cuda_emulator/emulator_kernels.h"
+
+namespace moe_emu::test {
+namespace {
+
+template <typename T>
+T* device_alloc(size_t n) {
+  void* p = nullptr;
+  EXPECT_EQ(cudaMalloc(&p, n * sizeof(T)), cudaSuccess);
+  return static_cast<T*>(p);
+}
+
+TEST(CudaEmulatorDeathTest, ABarrierSomeThreadsNeverReachIsADeadlock) {
+  EXPECT_DEATH(
+      {
+        int* out = device_alloc<int>(32);
+        launch_divergent_barrier(out);
+        cudaDeviceSynchronize();
+      },
+      "deadlock: 16 thread\\(s\\) wait at __syncthreads, 16 at a warp rendezvous");
+}
+
+TEST(CudaEmulatorDeathTest, AShuffleNamingAReturnedLaneIsReported) {
+  EXPECT_DEATH(
+      {
+        float* out = device_alloc<float>(32);
+        launch_shuffle_with_returned_lane(out);
+        cudaDeviceSynchronize();
+      },
+      "returned");
+}
+
+TEST(CudaEmulatorDeathTest, AKernelGivenAHostPointerIsReported) {
+  EXPECT_DEATH(
+      {
+        std::vector<int> host(1);
+        launch_store(host.data(), 1, nullptr);
+      },
+      "launch of store_kernel: argument 0 is a pointer outside device memory");
+}
+
+// Odd blocks run their threads in the reverse order: without the barrier, block 0's thread 0 sums before
+// the others have written (it reads stale shared memory), block 1's after. With it both are right.
+TEST(CudaEmulator, AMissingBarrierGivesAWrongSum) {
+  const int n = 64;
+  std::vector<float> in(2 * n);
+  for (int i = 0; i < 2 * n; ++i) in[size_t(i)] = float(i % n + 1);
+  const float want = float(n * (n + 1) / 2);
+  float* d_in = device_alloc<float>(in.size());
+  float* d_out = device_alloc<float>(2);
+  ASSERT_EQ(cudaMemcpy(d_in, in.data(), in.size() * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+  std::vector<float> out(2);
+  // The racy kernel first, so its shared array holds nothing of this input yet.
+  launch_block_sums(d_in, n, 2, d_out, false, nullptr);
+  ASSERT_EQ(cudaMemcpy(out.data(), d_out, 2 * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_NE(out[0], want);
+  EXPECT_EQ(out[1], want);
+  launch_block_sums(d_in, n, 2, d_out, true, nullptr);
+  ASSERT_EQ(cudaMemcpy(out.data(), d_out, 2 * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(out[0], want);
+  EXPECT_EQ(out[1], want);
+  cudaFree(d_in);
+  cudaFree(d_out);
+}
+
+// Work on a stream runs when the host synchronises with it: a pinned buffer read before that is stale,
+// and a synchronous copy on the legacy stream does not wait for a non-blocking stream (as on a GPU).
+TEST(CudaEmulator, HostReadsSeeStreamWorkOnlyAfterSynchronising) {
+  cudaStream_t s = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  int* d = device_alloc<int>(1);
+  int* pinned = nullptr;
+  ASSERT_EQ(cudaMallocHost(reinterpret_cast<void**>(&pinned), sizeof(int)), cudaSuccess);
+  *pinned = -1;
+  launch_store(d, 7, s);
+  ASSERT_EQ(cudaMemcpyAsync(pinned, d, sizeof(int), cudaMemcpyDeviceToHost, s), cudaSuccess);
+  EXPECT_EQ(*pinned, -1);
+  int via_legacy = -1;
+  ASSERT_EQ(cudaMemcpy(&via_legacy, d, sizeof(int), cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_NE(via_legacy, 7);
+  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+  EXPECT_EQ(*pinned, 7);
+  cudaFreeHost(pinned);
+  cudaFree(d);
+  cudaStreamDestroy(s);
+}
+
+// A graph holds its copies and kernels; a pinned input is read when the graph runs, not when captured.
+// A synchronous copy during the capture breaks it.
+TEST(CudaEmulator, GraphsReplayAndCapturesRefuseSynchronousCalls) {
+  cudaStream_t s = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  int* in = nullptr;
+  ASSERT_EQ(cudaMallocHost(reinterpret_cast<void**>(&in), sizeof(int)), cudaSuccess);
+  int* d_in = device_alloc<int>(1);
+  int* d_sum = device_alloc<int>(1);
+  ASSERT_EQ(cudaMemset(d_sum, 0, sizeof(int)), cudaSuccess);
+  cudaGraph_t g = nullptr;
+  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  ASSERT_EQ(cudaMemcpyAsync(d_in, in, sizeof(int), cudaMemcpyHostToDevice, s), cudaSuccess);
+  launch_add(d_in, d_sum, s);
+  ASSERT_EQ(cudaStreamEndCapture(s, &g), cudaSuccess);
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, g, 0), cudaSuccess);
+  for (int v : {3, 4}) {
+    *in = v;
+    ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+  }
+  int sum = 0;
+  ASSERT_EQ(cudaMemcpy(&sum, d_sum, sizeof(int), cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(sum, 7);
+
+  cudaGraph_t broken = nullptr;
+  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(&sum, d_sum, sizeof(int), cudaMemcpyDeviceToHost), cudaErrorStreamCaptureUnsupported);
+  EXPECT_EQ(cudaStreamEndCapture(s, &broken), cudaErrorStreamCaptureInvalidated);
+  EXPECT_EQ(broken, nullptr);
+  cudaGetLastError();
+
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(g);
+  cudaFreeHost(in);
+  cudaFree(d_in);
+  cudaFree(d_sum);
+  cudaStreamDestroy(s);
+}
+
+TEST(CudaEmulator, TimingAnEventNotYetReachedIsNotReady) {
+  cudaStream_t s = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
+  cudaEvent_t a = nullptr, b = nullptr;
+  ASSERT_EQ(cudaEventCreate(&a), cudaSuccess);
+  ASSERT_EQ(cudaEventCreate(&b), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(a, s), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(b, s), cudaSuccess);
+  float ms = -1;
+  EXPECT_EQ(cudaEventElapsedTime(&ms, a, b), cudaErrorNotReady);
+  ASSERT_EQ(cudaEventSynchronize(b), cudaSuccess);
+  EXPECT_EQ(cudaEventElapsedTime(&ms, a, b), cudaSuccess);
+  EXPECT_GE(ms, 0.0f);
+  cudaGetLastError();
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  cudaStreamDestroy(s);
+}
+
+// The GPU's launch limits: at most 1024 threads, and dynamic shared memory beyond 48 KiB only after
+// cudaFuncSetAttribute (up to the opt-in maximum).
+TEST(CudaEmulator, LaunchesBeyondTheLimitsFail) {
+  EXPECT_EQ(launch_empty(1024, 0, false), cudaSuccess);
+  EXPECT_EQ(launch_empty(2048, 0, false), cudaErrorInvalidConfiguration);
+  EXPECT_EQ(launch_empty(128, 64 << 10, false), cudaErrorInvalidValue);
+  EXPECT_EQ(launch_empty(128, 64 << 10, true), cudaSuccess);
+  EXPECT_EQ(launch_empty(128, 256 << 10, true), cudaErrorInvalidValue);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+}
+
+TEST(CudaEmulator, CopiesMustMatchTheirKindAndMemoryIsBounded) {
+  int host = 0;
+  int* d = device_alloc<int>(1);
+  EXPECT_EQ(cudaMemcpy(&host, &host, sizeof(int), cudaMemcpyHostToDevice), cudaErrorInvalidValue);
+  EXPECT_EQ(cudaMemcpy(d, &host, 2 * sizeof(int), cudaMemcpyHostToDevice), cudaErrorInvalidValue);  // past its end
+  size_t free_b = 0, total = 0;
+  ASSERT_EQ(cudaMemGetInfo(&free_b, &total), cudaSuccess);
+  void* too_big = nullptr;
+  EXPECT_EQ(cudaMalloc(&too_big, free_b + 1), cudaErrorMemoryAllocation);
+  cudaGetLastError();
+  cudaFree(d);
+}
+
+// Without MOE_CUDA_EMULATOR=1 the emulator is a machine without a GPU.
+TEST(CudaEmulator, HiddenUnlessEnabled) {
+  const std::string was = std::getenv("MOE_CUDA_EMULATOR") ? std::getenv("MOE_CUDA_EMULATOR") : "";
+  unsetenv("MOE_CUDA_EMULATOR");
+  int n = -1;
+  EXPECT_EQ(cudaGetDeviceCount(&n), cudaErrorNoDevice);
+  EXPECT_EQ(n, 0);
+  setenv("MOE_CUDA_EMULATOR", was.c_str(), 1);
+  cudaGetLastError();
+}
+
+}  // namespace
+}  // namespace moe_emu::test
