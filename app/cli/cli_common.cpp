@@ -98,9 +98,7 @@ BackendOptions backend_options_from_args(const Args& args, int context) {
   const std::string device = args.get_or("device", "auto");
   if (!parse_device(device, bo.device)) throw EngineError("", "--device", "expected auto, cpu or cuda, got '" + device + "'");
   const std::string kv = args.get_or("kv-dtype", "f32");
-  if (kv == "f32") bo.kv_dtype = DType::F32;
-  else if (kv == "bf16") bo.kv_dtype = DType::BF16;
-  else throw EngineError("", "--kv-dtype", "expected f32 or bf16, got '" + kv + "'");
+  if (!parse_kv_dtype(kv, bo.kv_dtype)) throw EngineError("", "--kv-dtype", "expected f32 or bf16, got '" + kv + "'");
   return bo;
 }
 

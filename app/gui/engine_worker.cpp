@@ -220,6 +220,7 @@ void EngineWorker::doLoad(const QString& path, const LoadOptions& options) {
     bo.threads = options.threads;
     bo.max_context = options.context;
     bo.device = options.device;
+    bo.kv_dtype = options.kv_dtype;
     // A GPU backend uploads the weights: progress 88 → 98 %, and the cancel button still works.
     bo.upload_progress = [this](size_t done, size_t total) {
       emit loadProgress(88 + int(10.0 * double(done) / double(std::max<size_t>(total, 1))),

@@ -47,6 +47,7 @@ struct LoadOptions {
   int threads = 0;      // CPU threads; 0 = all cores
   int context = 4096;   // KV cache tokens
   Device device = Device::Auto;  // the GPU when one works (the model card says which runs, and why)
+  DType kv_dtype = DType::F32;   // the GPU's KV cache (BackendOptions::kv_dtype)
 };
 
 struct TurnRequest {

@@ -1,7 +1,7 @@
 // moe-workbench: the desktop workbench. Opens the last session (or the bundled demo model on the first
 // start, or the model folder given on the command line).
 //
-//   moe-workbench [MODEL_DIR] [--new-session] [--device auto|cpu|cuda] [--threads N] [--context N]
+//   moe-workbench [MODEL_DIR] [--new-session] [--device auto|cpu|cuda] [--kv-dtype f32|bf16] [--threads N] [--context N]
 //   moe-workbench --screenshot FILE [--prompt TEXT] [--budget N] [--dark]   (for the README: open the
 //       model, send the prompt, wait for the answer, save the window as an image, quit)
 #include <QApplication>
@@ -32,6 +32,8 @@ int main(int argc, char** argv) {
   QCommandLineOption threads(QStringLiteral("threads"), QStringLiteral("CPU threads (0 = all cores)"), QStringLiteral("N"), QStringLiteral("0"));
   QCommandLineOption device(QStringLiteral("device"), QStringLiteral("auto (the GPU when one works), cpu or cuda"),
                             QStringLiteral("DEVICE"), QStringLiteral("auto"));
+  QCommandLineOption kv_dtype(QStringLiteral("kv-dtype"), QStringLiteral("The GPU's KV cache: f32 (the CPU's numbers) or bf16 (half the memory)"),
+                              QStringLiteral("DTYPE"), QStringLiteral("f32"));
   QCommandLineOption context(QStringLiteral("context"), QStringLiteral("KV cache tokens"), QStringLiteral("N"), QStringLiteral("4096"));
   QCommandLineOption shot(QStringLiteral("screenshot"), QStringLiteral("Save the window to FILE after one answer, then quit"), QStringLiteral("FILE"));
   QCommandLineOption prompt(QStringLiteral("prompt"), QStringLiteral("Message for --screenshot"), QStringLiteral("TEXT"),
@@ -43,7 +45,7 @@ int main(int argc, char** argv) {
   QCommandLineOption session(QStringLiteral("session-dir"), QStringLiteral("Where the session is saved"), QStringLiteral("DIR"));
   QCommandLineOption raise(QStringLiteral("raise"), QStringLiteral("For --screenshot: docks to bring to the front (comma-separated: thinking, memory-speed, model-card …)"),
                            QStringLiteral("NAMES"));
-  parser.addOptions({fresh, device, threads, context, shot, prompt, budget, dark, colour, raise, session});
+  parser.addOptions({fresh, device, kv_dtype, threads, context, shot, prompt, budget, dark, colour, raise, session});
   parser.process(app);
 
   moe::app::MainWindowOptions options;
@@ -54,6 +56,10 @@ int main(int argc, char** argv) {
   options.load.context = parser.value(context).toInt();
   if (!moe::parse_device(parser.value(device).toStdString(), options.load.device)) {
     std::fprintf(stderr, "error: --device: expected auto, cpu or cuda, got '%s'\n", qPrintable(parser.value(device)));
+    return 2;
+  }
+  if (!moe::parse_kv_dtype(parser.value(kv_dtype).toStdString(), options.load.kv_dtype)) {
+    std::fprintf(stderr, "error: --kv-dtype: expected f32 or bf16, got '%s'\n", qPrintable(parser.value(kv_dtype)));
     return 2;
   }
   if (parser.isSet(shot) && options.model_path.isEmpty()) options.model_path = moe::app::MainWindow::demoModelPath();

@@ -16,6 +16,13 @@ const char* device_name(Device d) {
   return "?";
 }
 
+bool parse_kv_dtype(const std::string& name, DType& out) {
+  if (name == "f32") out = DType::F32;
+  else if (name == "bf16") out = DType::BF16;
+  else return false;
+  return true;
+}
+
 bool parse_device(const std::string& name, Device& out) {
   for (Device d : {Device::Auto, Device::Cpu, Device::Cuda})
     if (name == device_name(d)) {

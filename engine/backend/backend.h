@@ -21,6 +21,8 @@ class Model;
 enum class Device { Auto, Cpu, Cuda };
 const char* device_name(Device device);                   // "auto", "cpu", "cuda"
 bool parse_device(const std::string& name, Device& out);  // false for anything else
+// The KV cache dtypes a backend may be asked for: "f32" or "bf16" (false for anything else).
+bool parse_kv_dtype(const std::string& name, DType& out);
 
 struct BackendOptions {
   int threads = 0;          // CPU threads; 0 = all cores

@@ -41,6 +41,16 @@ TEST(DeviceSelection, Names) {
   }
 }
 
+TEST(DeviceSelection, KvCacheDtypes) {
+  DType t = DType::F16;
+  EXPECT_TRUE(parse_kv_dtype("bf16", t));
+  EXPECT_EQ(t, DType::BF16);
+  EXPECT_TRUE(parse_kv_dtype("f32", t));
+  EXPECT_EQ(t, DType::F32);
+  EXPECT_FALSE(parse_kv_dtype("f16", t));  // the attention kernels read F32 or BF16 caches only
+  EXPECT_EQ(t, DType::F32);
+}
+
 TEST(DeviceSelection, CpuWhenAsked) {
   auto model = Model::load(kModels + "qwen3_moe");
   BackendOptions o;
