@@ -36,6 +36,7 @@ struct Warp {
   uint32_t mask = 0;     // the mask they named
   uint64_t gen = 0;      // completed rendezvous
   uint64_t slot[32] = {};
+  std::vector<float> scratch;  // warp_scratch(): grows, never shrinks, for the warp's life in this grid
 };
 
 struct Block {
@@ -238,6 +239,12 @@ uint64_t exchange(unsigned mask, uint64_t bits, int src) {
   const uint64_t r = w.slot[src];
   sync_warp(mask);  // every lane has read (before a next exchange overwrites)
   return r;
+}
+
+float* warp_scratch(size_t floats) {
+  std::vector<float>& s = t_block->warps[size_t(t_thread->warp)].scratch;
+  if (s.size() < floats) s.resize(floats);
+  return s.data();
 }
 
 unsigned ballot(unsigned mask, bool predicate) {

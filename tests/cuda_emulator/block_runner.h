@@ -38,6 +38,10 @@ void sync_warp(unsigned mask);      // __syncwarp and the rendezvous of every *_
 // The value of `bits` held by lane src (which must be in mask), exchanged among the lanes of mask.
 uint64_t exchange(unsigned mask, uint64_t bits, int src);
 unsigned ballot(unsigned mask, bool predicate);
+// Memory the lanes of the calling thread's warp share (at least `floats` of it), for warp-wide
+// operations that gather every lane's part (the wmma emulation). All lanes of one rendezvous must ask
+// for the same size, and a lane must ask again after each rendezvous: a larger request moves it.
+float* warp_scratch(size_t floats);
 
 // Reports a kernel bug (with where it happened) and aborts.
 [[noreturn]] void kernel_fault(const std::string& what);

@@ -1,5 +1,7 @@
 #include "tests/cuda_emulator/emulator_kernels.h"
 
+#include <mma.h>
+
 namespace moe_emu::test {
 namespace {
 
@@ -31,6 +33,40 @@ __global__ void add_kernel(const int* in, int* out) { *out += *in; }
 
 __global__ void empty_kernel() {}
 
+namespace wmma = nvcuda::wmma;
+using Acc = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
+
+// c = scale · (a · b) + a · b: an mma, the element-wise scaling, and a second mma into the same accumulator.
+template <typename LayoutB>
+__global__ void wmma_product_kernel(const __nv_bfloat16* a, const __nv_bfloat16* b, float scale, float* c) {
+  FragA fa;
+  wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, LayoutB> fb;
+  Acc acc;
+  wmma::fill_fragment(acc, 0.0f);
+  wmma::load_matrix_sync(fa, a, 16);
+  wmma::load_matrix_sync(fb, b, 16);
+  wmma::mma_sync(acc, fa, fb, acc);
+  for (int i = 0; i < acc.num_elements; ++i) acc.x[i] *= scale;
+  wmma::mma_sync(acc, fa, fb, acc);
+  wmma::store_matrix_sync(c, acc, 16, wmma::mem_row_major);
+}
+
+__global__ void wmma_misuse_kernel(const __nv_bfloat16* a, float* c, int kind) {
+  FragA fa;
+  wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb;
+  Acc acc;
+  wmma::fill_fragment(acc, 0.0f);
+  const __nv_bfloat16* p = a;
+  if (kind == 0 && threadIdx.x == 0) p += 16;  // a row further down
+  if (kind == 1) p += 8;                       // 16 bytes: not 32-byte aligned
+  wmma::load_matrix_sync(fa, p, 16);
+  wmma::load_matrix_sync(fb, a, 16);
+  if (kind == 2 && threadIdx.x == 31) return;
+  wmma::mma_sync(acc, fa, fb, acc);
+  wmma::store_matrix_sync(c, acc, 16, wmma::mem_row_major);
+}
+
 }  // namespace
 
 void launch_divergent_barrier(int* out) { divergent_barrier_kernel<<<1, 32>>>(out); }
@@ -41,6 +77,11 @@ void launch_block_sums(const float* in, int n, int blocks, float* out, bool with
 }
 void launch_store(int* out, int value, cudaStream_t stream) { store_kernel<<<1, 1, 0, stream>>>(out, value); }
 void launch_add(const int* in, int* out, cudaStream_t stream) { add_kernel<<<1, 1, 0, stream>>>(in, out); }
+void launch_wmma_product(const __nv_bfloat16* a, const __nv_bfloat16* b, bool b_col_major, float scale, float* c) {
+  if (b_col_major) wmma_product_kernel<wmma::col_major><<<1, 32>>>(a, b, scale, c);
+  else wmma_product_kernel<wmma::row_major><<<1, 32>>>(a, b, scale, c);
+}
+void launch_wmma_misuse(const __nv_bfloat16* a, float* c, int kind) { wmma_misuse_kernel<<<1, 32>>>(a, c, kind); }
 cudaError_t launch_empty(int threads, size_t shared_bytes, bool raise_shared_limit) {
   if (raise_shared_limit) {
     const cudaError_t e = cudaFuncSetAttribute(empty_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared_bytes));

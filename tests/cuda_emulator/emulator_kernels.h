@@ -1,6 +1,7 @@
 #pragma once
 // Small kernels that show what the CUDA emulator catches (emulator_test.cpp). Compiled through the same
 // rewrite as the engine's kernels.
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 namespace moe_emu::test {
@@ -16,6 +17,13 @@ void launch_block_sums(const float* in, int n, int blocks, float* out, bool with
 void launch_store(int* out, int value, cudaStream_t stream);
 // Adds *in to *out (one thread): a graph input read when the graph runs.
 void launch_add(const int* in, int* out, cudaStream_t stream);
+// One warp: c[16][16] = a[16][16] · b (row-major a and c; b row- or column-major per b_col_major), BF16
+// inputs, F32 accumulation through wmma, with every element of the accumulator scaled by `scale` between
+// two mma (an element-wise operation a legal kernel may do). c must be 32-byte aligned.
+void launch_wmma_product(const __nv_bfloat16* a, const __nv_bfloat16* b, bool b_col_major, float scale, float* c);
+// wmma misuse: lane 0 loads from a different row than the other lanes (kind 0); a pointer 16 bytes off
+// 32-byte alignment (kind 1); lane 31 returns before the mma (kind 2).
+void launch_wmma_misuse(const __nv_bfloat16* a, float* c, int kind);
 // An empty kernel with the given block size and dynamic shared memory.
 cudaError_t launch_empty(int threads, size_t shared_bytes, bool raise_shared_limit);
 

@@ -3,6 +3,7 @@
 // and launches a GPU refuses.
 #include <gtest/gtest.h>
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdlib>
@@ -48,6 +49,55 @@ TEST(CudaEmulatorDeathTest, AKernelGivenAHostPointerIsReported) {
         launch_store(host.data(), 1, nullptr);
       },
       "launch of store_kernel: argument 0 is a pointer outside device memory");
+}
+
+// The warp matrix functions: small multiples of 1/8 give products and sums that F32 holds exactly, so
+// the result must equal the exact one. B is given row-major and column-major (its transpose in memory).
+TEST(CudaEmulator, WmmaProductsAreExactAndLayoutsAgree) {
+  std::vector<__nv_bfloat16> a(256), b_rows(256), b_cols(256);
+  std::vector<double> A(256), B(256);
+  for (int i = 0; i < 256; ++i) {
+    A[size_t(i)] = double((i * 7) % 9 - 4) / 8.0;
+    B[size_t(i)] = double((i * 5) % 11 - 5) / 8.0;
+    a[size_t(i)] = __float2bfloat16(float(A[size_t(i)]));
+  }
+  for (int k = 0; k < 16; ++k)
+    for (int n = 0; n < 16; ++n) {
+      b_rows[size_t(k * 16 + n)] = __float2bfloat16(float(B[size_t(k * 16 + n)]));
+      b_cols[size_t(n * 16 + k)] = __float2bfloat16(float(B[size_t(k * 16 + n)]));
+    }
+  __nv_bfloat16* d_a = device_alloc<__nv_bfloat16>(256);
+  __nv_bfloat16* d_b = device_alloc<__nv_bfloat16>(256);
+  float* d_c = device_alloc<float>(256);
+  ASSERT_EQ(cudaMemcpy(d_a, a.data(), 512, cudaMemcpyHostToDevice), cudaSuccess);
+  for (const bool col_major : {false, true}) {
+    SCOPED_TRACE(col_major ? "B column-major" : "B row-major");
+    ASSERT_EQ(cudaMemcpy(d_b, (col_major ? b_cols : b_rows).data(), 512, cudaMemcpyHostToDevice), cudaSuccess);
+    launch_wmma_product(d_a, d_b, col_major, 0.5f, d_c);
+    std::vector<float> c(256);
+    ASSERT_EQ(cudaMemcpy(c.data(), d_c, 1024, cudaMemcpyDeviceToHost), cudaSuccess);
+    for (int m = 0; m < 16; ++m)
+      for (int n = 0; n < 16; ++n) {
+        double want = 0;
+        for (int k = 0; k < 16; ++k) want += A[size_t(m * 16 + k)] * B[size_t(k * 16 + n)];
+        ASSERT_EQ(double(c[size_t(m * 16 + n)]), 1.5 * want) << "c[" << m << "][" << n << "]";
+      }
+  }
+  cudaFree(d_a);
+  cudaFree(d_b);
+  cudaFree(d_c);
+}
+
+TEST(CudaEmulatorDeathTest, WmmaMisuseIsReported) {
+  const auto run = [](int kind) {
+    __nv_bfloat16* a = device_alloc<__nv_bfloat16>(512);
+    float* c = device_alloc<float>(256);
+    launch_wmma_misuse(a, c, kind);
+    cudaDeviceSynchronize();
+  };
+  EXPECT_DEATH(run(0), "wmma::load_matrix_sync: the lanes of a warp pass different pointers or strides");
+  EXPECT_DEATH(run(1), "wmma::load_matrix_sync: the pointer is not 32-byte aligned");
+  EXPECT_DEATH(run(2), "returned");
 }
 
 // Odd blocks run their threads in the reverse order: without the barrier, block 0's thread 0 sums before

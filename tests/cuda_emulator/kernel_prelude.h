@@ -18,6 +18,7 @@
 
 #include "tests/cuda_emulator/block_runner.h"
 #include "tests/cuda_emulator/runtime.h"
+#include "tests/cuda_emulator/wmma.h"
 
 #undef __global__
 #undef __device__

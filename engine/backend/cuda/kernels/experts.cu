@@ -9,19 +9,26 @@
 // Prefill (grouped): the (token, slot) pairs are sorted by expert on the device (a counting sort, stable:
 // by token then slot within an expert), and a list of (expert, pair tile) work items is built there, so
 // the GEMM grids depend only on T·slots and E: blocks past the list's end exit at once.
-//   GEMM: a SIMT tiled kernel (F32 FMA; no tensor cores): block tile 64 weight rows × 16 pairs × 32 k,
-//   shared-memory tiles (weights converted to F32 on the way in), 128 threads, each thread one weight
-//   row × 8 pairs (gate and up: 16 accumulators). Warps whose pairs are all past the expert's count skip
-//   the arithmetic.
+//   GEMM, BF16 and F16 weights: on the tensor cores (WMMA, 16 × 16 × 16, F32 accumulation). A block
+//   takes 64 pairs × 64 weight rows, k in steps of 32, 4 warps of 32 pairs × 32 rows. The activations
+//   (F32) are rounded to the weight dtype as they are staged in shared memory, as the dense projections'
+//   inputs are for cuBLAS (blas.h). Each step's global loads are issued before the previous step's mma,
+//   so they are in flight meanwhile.
+//   GEMM, F32 weights (the parity tests' exact path): SIMT F32 FMA, block tile 64 weight rows × 16 pairs
+//   × 32 k (grid z: the four 16-pair quarters of a 64-pair work item), weights converted to F32 on the
+//   way into shared memory, each thread one weight row × 8 pairs (gate and up: 16 accumulators).
+//   Both skip the arithmetic in warps whose pairs are all past the expert's count.
 //   combine: y[t] = Σ_k w[t][k] · yp[pair(t, k)] in slot order.
 #include "engine/backend/cuda/kernels/experts.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <mma.h>
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "engine/backend/cuda/cuda_check.h"
 
@@ -76,6 +83,18 @@ struct Elem<float> {
     f[3] = __uint_as_float(v.w);
   }
   __device__ __forceinline__ static float one(const float* p) { return *p; }
+};
+
+// F32 → a 16-bit weight dtype, rounding to nearest (the tensor-core GEMM's staged activations).
+template <typename T>
+struct Elem16;
+template <>
+struct Elem16<__nv_bfloat16> {
+  __device__ __forceinline__ static __nv_bfloat16 from(float f) { return __float2bfloat16_rn(f); }
+};
+template <>
+struct Elem16<__half> {
+  __device__ __forceinline__ static __half from(float f) { return __float2half_rn(f); }
 };
 
 // A 16-byte load of weights that are read once: read-only path, not kept in L1 (so x / h stay there).
@@ -236,10 +255,11 @@ __global__ void __launch_bounds__(kDownWarps * 32)
 //   n_tiles[1]      work items in the tile list
 //   tile_expert[MT], tile_index[MT]   the work items: (expert, tile of kPairTile pairs within it)
 
-constexpr int kPairTile = 16;   // pairs per GEMM tile (BM)
-constexpr int kRowTile = 64;    // weight rows per GEMM tile (BN)
+constexpr int kPairTile = 64;   // pairs per work item
+constexpr int kRowTile = 64;    // weight rows per GEMM block (BN)
 constexpr int kKTile = 32;      // reduction depth per shared-memory stage (BK)
 constexpr int kGemmThreads = 128;
+constexpr int kSimtPairs = 16;  // pairs per SIMT block: a quarter of a work item
 constexpr int kScanThreads = 1024;
 
 __host__ __device__ inline int max_tiles(int P, int E) { return (P + kPairTile - 1) / kPairTile + (E < P ? E : P); }
@@ -352,7 +372,7 @@ __global__ void __launch_bounds__(kScatterWarps * 32)
 //   gate_up (kGLU): W0 = gate, W1 = up, X = x gathered by pair → token, f = silu(g)·u, N = ffn, K = hidden.
 //   down: W0 = down, X = h (row = pair), N = hidden, K = ffn.
 
-constexpr int kXStride = kPairTile + 4;  // floats per k row of the X tile (16-byte aligned rows)
+constexpr int kXStride = kSimtPairs + 4;  // floats per k row of the X tile (16-byte aligned rows)
 constexpr int kWStride = kRowTile + 1;   // odd: the transposing stores hit distinct banks
 
 template <typename T>
@@ -380,24 +400,25 @@ __device__ __forceinline__ void load_w_tile(const T* __restrict__ W, int N, int 
 
 template <typename T, bool kGLU>
 __global__ void __launch_bounds__(kGemmThreads)
-    grouped_kernel(const void* const* __restrict__ w0_table, const void* const* __restrict__ w1_table, int N, int K,
+    grouped_simt_kernel(const void* const* __restrict__ w0_table, const void* const* __restrict__ w1_table, int N, int K,
                    const int32_t* __restrict__ ws, int P, int E, const float* __restrict__ X, float* __restrict__ out) {
   __shared__ __align__(16) float Xs[kKTile][kXStride];
   __shared__ float W0s[kKTile][kWStride];
   __shared__ float W1s[kGLU ? kKTile : 1][kGLU ? kWStride : 1];
-  __shared__ int xrow[kPairTile];
+  __shared__ int xrow[kSimtPairs];
 
   const Grouping G(ws, P, E);
   const int tile = blockIdx.y;
   if (tile >= G.n_tiles[0]) return;  // past the work list: the whole block
   const int e = G.tile_expert[tile];
-  const int p0 = G.offsets[e] + G.tile_index[tile] * kPairTile;
+  const int p0 = G.offsets[e] + G.tile_index[tile] * kPairTile + blockIdx.z * kSimtPairs;
   const int pend = G.offsets[e + 1];
-  const int mcount = min(kPairTile, pend - p0);
+  if (p0 >= pend) return;  // a quarter past the expert's count: the whole block
+  const int mcount = min(kSimtPairs, pend - p0);
   const int n0 = blockIdx.x * kRowTile;
 
   const int tid = threadIdx.x;
-  if (tid < kPairTile) xrow[tid] = tid < mcount ? (kGLU ? G.pair_token[p0 + tid] : p0 + tid) : -1;
+  if (tid < kSimtPairs) xrow[tid] = tid < mcount ? (kGLU ? G.pair_token[p0 + tid] : p0 + tid) : -1;
 
   const T* W0 = static_cast<const T*>(w0_table[e]);
   const T* W1 = kGLU ? static_cast<const T*>(w1_table[e]) : nullptr;
@@ -415,7 +436,7 @@ __global__ void __launch_bounds__(kGemmThreads)
 
   __syncthreads();  // xrow
   for (int k0 = 0; k0 < K; k0 += kKTile) {
-    // X tile: kPairTile rows × kKTile floats = 128 float4 chunks, one per thread; stored transposed.
+    // X tile: kSimtPairs rows × kKTile floats = 128 float4 chunks, one per thread; stored transposed.
     {
       const int m = tid / (kKTile / 4), kq = (tid % (kKTile / 4)) * 4;
       const int row = xrow[m], kk = k0 + kq;
@@ -464,6 +485,182 @@ __global__ void __launch_bounds__(kGemmThreads)
   }
 }
 
+// The same GEMM on the tensor cores, for 16-bit weights T (BF16 or F16): a block computes all kPairTile
+// pairs of its work item against kRowTile weight rows.
+namespace wmma = nvcuda::wmma;
+constexpr int kTcLd = kKTile + 8;        // T per staged row: 80 bytes, so fragment rows stay 32-byte aligned
+constexpr int kTcOutLd = kRowTile + 4;   // floats per row of the epilogue tile
+constexpr int kTcWarpPairs = 32, kTcWarpRows = 32, kFrag = 16;
+
+template <typename T, bool kGLU>
+struct TcTiles {
+  static constexpr size_t x_elems = size_t(kPairTile) * kTcLd;  // pairs × k, row-major
+  static constexpr size_t w_elems = size_t(kRowTile) * kTcLd;   // weight rows × k, row-major
+  static constexpr int n_w = kGLU ? 2 : 1;
+  static constexpr size_t operand_bytes = (x_elems + n_w * w_elems) * sizeof(T);
+  static constexpr size_t out_bytes = size_t(n_w) * kPairTile * kTcOutLd * sizeof(float);
+  static constexpr size_t bytes = operand_bytes > out_bytes ? operand_bytes : out_bytes;
+  static_assert(bytes <= 48 * 1024, "static shared memory");
+};
+
+// One k step's global data, held in registers until it is stored to shared memory: weight rows as raw
+// 16-byte chunks (kRowTile × kKTile elements of T: 2 per thread and matrix), activations already rounded
+// to T (kPairTile × kKTile: 4 runs of 4 per thread).
+constexpr int kTcWChunks = kRowTile * kKTile / 8 / kGemmThreads;
+constexpr int kTcXRuns = kPairTile * kKTile / 4 / kGemmThreads;
+
+template <typename T>
+__device__ __forceinline__ unsigned short bits16(float f) {
+  const T v = Elem16<T>::from(f);
+  unsigned short b;
+  memcpy(&b, &v, 2);
+  return b;
+}
+
+template <typename T>
+__device__ __forceinline__ uint4 load_w_chunk(const T* __restrict__ W, int N, int K, int n, int kk, bool vec) {
+  if (n < N && vec && kk < K) return ld_stream(W + size_t(n) * K + kk);  // K % 8 == 0: the chunk is whole
+  unsigned short b[8];
+#pragma unroll
+  for (int c = 0; c < 8; ++c) {
+    b[c] = 0;
+    if (n < N && kk + c < K) memcpy(&b[c], W + size_t(n) * K + kk + c, 2);
+  }
+  uint4 r;
+  memcpy(&r, b, 16);
+  return r;
+}
+
+template <typename T, bool kGLU>
+__global__ void __launch_bounds__(kGemmThreads)
+    grouped_tc_kernel(const void* const* __restrict__ w0_table, const void* const* __restrict__ w1_table, int N,
+                      int K, const int32_t* __restrict__ ws, int P, int E, const float* __restrict__ X,
+                      float* __restrict__ out) {
+  using Tiles = TcTiles<T, kGLU>;
+  __shared__ __align__(32) unsigned char smem[Tiles::bytes];
+  __shared__ int xrow[kPairTile];
+  T* Xs = reinterpret_cast<T*>(smem);
+  T* Ws[2] = {Xs + Tiles::x_elems, Xs + Tiles::x_elems + Tiles::w_elems};
+  float* Cs = reinterpret_cast<float*>(smem);  // the epilogue's tiles, once the operands are done with
+
+  const Grouping G(ws, P, E);
+  const int tile = blockIdx.y;
+  if (tile >= G.n_tiles[0]) return;  // past the work list: the whole block
+  const int e = G.tile_expert[tile];
+  const int p0 = G.offsets[e] + G.tile_index[tile] * kPairTile;
+  const int mcount = min(kPairTile, G.offsets[e + 1] - p0);
+  const int n0 = blockIdx.x * kRowTile;
+  const int tid = threadIdx.x;
+  if (tid < kPairTile) xrow[tid] = tid < mcount ? (kGLU ? G.pair_token[p0 + tid] : p0 + tid) : -1;
+
+  const T* W[2] = {static_cast<const T*>(w0_table[e]), kGLU ? static_cast<const T*>(w1_table[e]) : nullptr};
+  const bool wvec = K % 8 == 0 && aligned16(W[0]) && (!kGLU || aligned16(W[1]));
+  const bool xvec = K % 4 == 0 && aligned16(X);
+
+  const int warp = tid >> 5;
+  const int wm = warp >> 1, wn = warp & 1;       // this warp's 32 pairs and 32 weight rows
+  const bool active = wm * kTcWarpPairs < mcount;  // warp-uniform
+  wmma::fragment<wmma::accumulator, kFrag, kFrag, kFrag, float> acc[Tiles::n_w][2][2];
+#pragma unroll
+  for (int w = 0; w < Tiles::n_w; ++w)
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+      for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[w][i][j], 0.0f);
+
+  uint4 wreg[Tiles::n_w][kTcWChunks];
+  uint2 xreg[kTcXRuns];
+  auto load_step = [&](int k0) {
+#pragma unroll
+    for (int s = 0; s < kTcWChunks; ++s) {
+      const int i = tid + s * kGemmThreads, row = i / (kKTile / 8), kc = (i % (kKTile / 8)) * 8;
+#pragma unroll
+      for (int w = 0; w < Tiles::n_w; ++w) wreg[w][s] = load_w_chunk(W[w], N, K, n0 + row, k0 + kc, wvec);
+    }
+#pragma unroll
+    for (int s = 0; s < kTcXRuns; ++s) {
+      const int i = tid + s * kGemmThreads, m = i / (kKTile / 4), kq = (i % (kKTile / 4)) * 4;
+      const int row = xrow[m], kk = k0 + kq;
+      float f[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      if (row >= 0) {
+        const float* src = X + size_t(row) * K + kk;
+        if (xvec && kk < K) {
+          const float4 v = *reinterpret_cast<const float4*>(src);
+          f[0] = v.x, f[1] = v.y, f[2] = v.z, f[3] = v.w;
+        } else {
+#pragma unroll
+          for (int c = 0; c < 4; ++c)
+            if (kk + c < K) f[c] = src[c];
+        }
+      }
+      xreg[s].x = uint32_t(bits16<T>(f[0])) | uint32_t(bits16<T>(f[1])) << 16;
+      xreg[s].y = uint32_t(bits16<T>(f[2])) | uint32_t(bits16<T>(f[3])) << 16;
+    }
+  };
+  auto store_step = [&]() {
+#pragma unroll
+    for (int s = 0; s < kTcWChunks; ++s) {
+      const int i = tid + s * kGemmThreads, row = i / (kKTile / 8), kc = (i % (kKTile / 8)) * 8;
+#pragma unroll
+      for (int w = 0; w < Tiles::n_w; ++w) *reinterpret_cast<uint4*>(Ws[w] + row * kTcLd + kc) = wreg[w][s];
+    }
+#pragma unroll
+    for (int s = 0; s < kTcXRuns; ++s) {
+      const int i = tid + s * kGemmThreads, m = i / (kKTile / 4), kq = (i % (kKTile / 4)) * 4;
+      *reinterpret_cast<uint2*>(Xs + m * kTcLd + kq) = xreg[s];
+    }
+  };
+
+  __syncthreads();  // xrow
+  load_step(0);
+  for (int k0 = 0; k0 < K; k0 += kKTile) {
+    __syncthreads();  // the previous step's fragments are loaded: the tiles can be overwritten
+    store_step();
+    __syncthreads();
+    if (k0 + kKTile < K) load_step(k0 + kKTile);
+    if (active) {
+#pragma unroll
+      for (int kk = 0; kk < kKTile; kk += kFrag) {
+        wmma::fragment<wmma::matrix_a, kFrag, kFrag, kFrag, T, wmma::row_major> a[2];
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+          wmma::load_matrix_sync(a[i], Xs + (wm * kTcWarpPairs + i * kFrag) * kTcLd + kk, kTcLd);
+#pragma unroll
+        for (int w = 0; w < Tiles::n_w; ++w) {
+#pragma unroll
+          for (int j = 0; j < 2; ++j) {
+            // B = Wᵀ: W's rows (n) × k, row-major, is k × n column-major.
+            wmma::fragment<wmma::matrix_b, kFrag, kFrag, kFrag, T, wmma::col_major> b;
+            wmma::load_matrix_sync(b, Ws[w] + (wn * kTcWarpRows + j * kFrag) * kTcLd + kk, kTcLd);
+#pragma unroll
+            for (int i = 0; i < 2; ++i) wmma::mma_sync(acc[w][i][j], a[i], b, acc[w][i][j]);
+          }
+        }
+      }
+    }
+  }
+  __syncthreads();  // every warp is done with the operand tiles: the epilogue reuses their memory
+  if (active) {
+#pragma unroll
+    for (int w = 0; w < Tiles::n_w; ++w)
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+          wmma::store_matrix_sync(Cs + size_t(w) * kPairTile * kTcOutLd +
+                                      (wm * kTcWarpPairs + i * kFrag) * kTcOutLd + wn * kTcWarpRows + j * kFrag,
+                                  acc[w][i][j], kTcOutLd, wmma::mem_row_major);
+  }
+  __syncthreads();
+  // Coalesced along the weight rows; only the pairs of this work item (rows past mcount were never stored).
+  for (int idx = tid; idx < mcount * kRowTile; idx += kGemmThreads) {
+    const int m = idx / kRowTile, n = idx % kRowTile;
+    if (n0 + n >= N) continue;
+    const float g = Cs[m * kTcOutLd + n];
+    out[size_t(p0 + m) * N + n0 + n] = kGLU ? silu(g) * Cs[size_t(kPairTile) * kTcOutLd + m * kTcOutLd + n] : g;
+  }
+}
+
 __global__ void combine_kernel(const int32_t* __restrict__ inv, const float* __restrict__ weights, int slots,
                                int hidden, const float* __restrict__ yp, float* __restrict__ y) {
   const int t = blockIdx.y;
@@ -508,11 +705,18 @@ void launch_down_decode(const ExpertTable& t, const int32_t* selected, const flo
   MOE_CUDA_CHECK_LAUNCH();
 }
 
+// The grids depend only on (N, P, E): blocks past the work list exit at once.
 template <typename T, bool kGLU>
 void launch_grouped(const ExpertTable& t, const void* const* w0, const void* const* w1, int N, int K,
                     const int32_t* grouping, int P, const float* X, float* out, cudaStream_t stream) {
-  const dim3 grid((N + kRowTile - 1) / kRowTile, max_tiles(P, t.n_experts));
-  grouped_kernel<T, kGLU><<<grid, kGemmThreads, 0, stream>>>(w0, w1, N, K, grouping, P, t.n_experts, X, out);
+  const int row_blocks = (N + kRowTile - 1) / kRowTile, items = max_tiles(P, t.n_experts);
+  if constexpr (std::is_same_v<T, float>) {
+    const dim3 grid(row_blocks, items, kPairTile / kSimtPairs);
+    grouped_simt_kernel<T, kGLU><<<grid, kGemmThreads, 0, stream>>>(w0, w1, N, K, grouping, P, t.n_experts, X, out);
+  } else {
+    const dim3 grid(row_blocks, items);
+    grouped_tc_kernel<T, kGLU><<<grid, kGemmThreads, 0, stream>>>(w0, w1, N, K, grouping, P, t.n_experts, X, out);
+  }
   MOE_CUDA_CHECK_LAUNCH();
 }
 
