@@ -335,6 +335,64 @@ struct PrefillCase {
   int T, pos0;
 };
 
+// F32 → TF32 as cvt.rna does (nearest, ties away from zero): what the tensor-core path multiplies.
+float tf32(float v) {
+  uint32_t b;
+  std::memcpy(&b, &v, 4);
+  b = (b + 0x1000u) & 0xffffe000u;
+  std::memcpy(&v, &b, 4);
+  return v;
+}
+
+// One prefill case, without and with the statistics. With tensor cores the reference reads q, K and V
+// rounded to TF32 as the kernel does: the scores are then F32-exact products (two 11-bit significands)
+// summed in F32, so the statistics keep their bounds. The kernel also rounds the unnormalised weights
+// e^(s − m) to TF32 before P·V, a relative error of at most 2^-11 per weight: the outputs (Σ w_j v_j,
+// |v| ≤ 1) move by at most 2^-11 ≈ 4.9e-4, which is their bound there.
+void check_prefill(const PrefillCase& c, DType dt, bool tensor_cores, int topk) {
+  const Heads& hs = c.heads;
+  const int capacity = c.pos0 + c.T + 3;
+  const size_t kvd = size_t(hs.nkv) * size_t(hs.hd), qd = size_t(hs.nh) * size_t(hs.hd);
+  HostCache K = make_cache(size_t(capacity) * kvd, dt, 41), V = make_cache(size_t(capacity) * kvd, dt, 42);
+  DeviceVector<uint8_t> dK(K.bytes), dV(V.bytes);
+  // q rows inside a fused QKV output: row stride nh·hd + 2·nkv·hd.
+  const int64_t q_stride = int64_t(qd + 2 * kvd);
+  const auto q = random_floats(size_t(c.T) * size_t(q_stride), 43, 2.0f);
+  DeviceVector<float> dq(q), dout(size_t(c.T) * qd);
+  DeviceVector<int32_t> pos(std::vector<int32_t>{c.pos0});
+  AttentionShape shape = make_shape(hs, capacity, dt);
+  shape.tensor_cores = tensor_cores;
+  std::vector<float> q_ref = q;
+  // The head dims the tensor-core tiles take (attention.cuh); others take the F32 path.
+  const bool tf32_products = tensor_cores && hs.hd % 16 == 0 && hs.hd <= 128;
+  if (tf32_products) {
+    for (float& v : q_ref) v = tf32(v);
+    for (float& v : K.values) v = tf32(v);
+    for (float& v : V.values) v = tf32(v);
+  }
+  const double out_abs = tf32_products ? 4.9e-4 + kOutAbs : kOutAbs;
+  std::vector<RowRef> ref;  // [t][h]
+  std::vector<double> ref_out;
+  for (int t = 0; t < c.T; ++t)
+    for (int h = 0; h < hs.nh; ++h) {
+      ref.push_back(reference_row(&q_ref[size_t(t) * size_t(q_stride) + size_t(h) * size_t(hs.hd)], K, V, hs, h,
+                                  c.pos0 + t + 1, shape.scale));
+      ref_out.insert(ref_out.end(), ref.back().out.begin(), ref.back().out.end());
+    }
+  const std::string what = name(hs, dt) + " T=" + std::to_string(c.T) + " pos0=" + std::to_string(c.pos0) +
+                           (tf32_products ? " tensor cores" : "");
+  attention_prefill(dq.get(), q_stride, c.T, dK.get(), dV.get(), pos.get(), shape, dout.get(), nullptr, nullptr);
+  expect_close(dout.download().data(), ref_out.data(), ref_out.size(), out_abs, kOutRel, what + " out");
+
+  StatsBuffers sb(c.T, hs.nh);
+  const AttentionStats st = sb.view(hs.nh, topk);
+  DeviceVector<float> dout2(size_t(c.T) * qd);
+  attention_prefill(dq.get(), q_stride, c.T, dK.get(), dV.get(), pos.get(), shape, dout2.get(), &st, nullptr);
+  expect_close(dout2.download().data(), ref_out.data(), ref_out.size(), out_abs, kOutRel, what + " out (stats)");
+  sb.check(c.T, hs.nh, topk, [&](int t, int h) -> const RowRef& { return ref[size_t(t) * size_t(hs.nh) + size_t(h)]; },
+           what);
+}
+
 TEST(AttentionPrefill, MatchesReference) {
   MOE_REQUIRE_GPU();
   std::vector<PrefillCase> cases;
@@ -347,39 +405,24 @@ TEST(AttentionPrefill, MatchesReference) {
   const int topks[] = {1, 8, 32};
   int run = 0;
   for (const PrefillCase& c : cases)
-    for (DType dt : {DType::F32, DType::BF16}) {
-      const Heads& hs = c.heads;
-      const int capacity = c.pos0 + c.T + 3;
-      const size_t kvd = size_t(hs.nkv) * size_t(hs.hd), qd = size_t(hs.nh) * size_t(hs.hd);
-      const HostCache K = make_cache(size_t(capacity) * kvd, dt, 41), V = make_cache(size_t(capacity) * kvd, dt, 42);
-      DeviceVector<uint8_t> dK(K.bytes), dV(V.bytes);
-      // q rows inside a fused QKV output: row stride nh·hd + 2·nkv·hd.
-      const int64_t q_stride = int64_t(qd + 2 * kvd);
-      const auto q = random_floats(size_t(c.T) * size_t(q_stride), 43, 2.0f);
-      DeviceVector<float> dq(q), dout(size_t(c.T) * qd);
-      DeviceVector<int32_t> pos(std::vector<int32_t>{c.pos0});
-      const AttentionShape shape = make_shape(hs, capacity, dt);
-      std::vector<RowRef> ref;  // [t][h]
-      std::vector<double> ref_out;
-      for (int t = 0; t < c.T; ++t)
-        for (int h = 0; h < hs.nh; ++h) {
-          ref.push_back(reference_row(&q[size_t(t) * size_t(q_stride) + size_t(h) * size_t(hs.hd)], K, V, hs, h,
-                                      c.pos0 + t + 1, shape.scale));
-          ref_out.insert(ref_out.end(), ref.back().out.begin(), ref.back().out.end());
-        }
-      const std::string what = name(hs, dt) + " T=" + std::to_string(c.T) + " pos0=" + std::to_string(c.pos0);
-      attention_prefill(dq.get(), q_stride, c.T, dK.get(), dV.get(), pos.get(), shape, dout.get(), nullptr, nullptr);
-      expect_close(dout.download().data(), ref_out.data(), ref_out.size(), kOutAbs, kOutRel, what + " out");
+    for (DType dt : {DType::F32, DType::BF16}) check_prefill(c, dt, false, topks[run++ % 3]);
+}
 
-      const int topk = topks[run++ % 3];
-      StatsBuffers sb(c.T, hs.nh);
-      const AttentionStats st = sb.view(hs.nh, topk);
-      DeviceVector<float> dout2(size_t(c.T) * qd);
-      attention_prefill(dq.get(), q_stride, c.T, dK.get(), dV.get(), pos.get(), shape, dout2.get(), &st, nullptr);
-      expect_close(dout2.download().data(), ref_out.data(), ref_out.size(), kOutAbs, kOutRel, what + " out (stats)");
-      sb.check(c.T, hs.nh, topk,
-               [&](int t, int h) -> const RowRef& { return ref[size_t(t) * size_t(hs.nh) + size_t(h)]; }, what);
-    }
+// The tensor-core path (BF16/F16 models) where head_dim allows it, and the F32 path where it does not
+// (72, 36: not multiples of 16; 256: wider than its tiles), which must then be taken.
+TEST(AttentionPrefill, TensorCoresMatchTheTf32Reference) {
+  MOE_REQUIRE_GPU();
+  std::vector<PrefillCase> cases;
+  for (const Heads& hs : {Heads{16, 4, 64}, Heads{8, 2, 128}})
+    for (int T : {1, 5, 70})
+      for (int pos0 : {0, 37}) cases.push_back({hs, T, pos0});
+  cases.push_back({{8, 2, 128}, 70, 700});
+  cases.push_back({{6, 2, 72}, 40, 9});
+  cases.push_back({{8, 2, 256}, 33, 30});
+  const int topks[] = {1, 8, 32};
+  int run = 0;
+  for (const PrefillCase& c : cases)
+    for (DType dt : {DType::F32, DType::BF16}) check_prefill(c, dt, true, topks[run++ % 3]);
 }
 
 TEST(AttentionRow, MatchesReference) {

@@ -168,10 +168,10 @@ void run_grid(const GridShape& shape, const std::function<void()>& body) {
     t.fiber = pool[size_t(i)].get();
     b.warps[size_t(t.warp)].present |= 1u << t.lane;
   }
-  // Dynamic shared memory is allocated at its exact size (so a sanitizer sees overruns) and starts as
-  // NaN bytes, as stale as the GPU's.
+  // Dynamic shared memory is allocated at its exact size (so a sanitizer sees overruns), 128-byte
+  // aligned (as kernels may declare it), and starts as NaN bytes, as stale as the GPU's.
   std::unique_ptr<unsigned char[]> smem;
-  if (shape.dynamic_shared_bytes) smem.reset(new (std::align_val_t(16)) unsigned char[shape.dynamic_shared_bytes]);
+  if (shape.dynamic_shared_bytes) smem.reset(new (std::align_val_t(128)) unsigned char[shape.dynamic_shared_bytes]);
   b.dynamic_shared = smem.get();
 
   const bool flip = [] {
@@ -190,7 +190,7 @@ void run_grid(const GridShape& shape, const std::function<void()>& body) {
       }
   t_block = outer;
   // aligned new[] needs the matching aligned delete[]
-  if (smem) ::operator delete[](smem.release(), std::align_val_t(16));
+  if (smem) ::operator delete[](smem.release(), std::align_val_t(128));
 }
 
 const ThreadPosition& position() { return t_thread->pos; }

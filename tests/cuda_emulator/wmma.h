@@ -8,7 +8,7 @@
 // every element, so the layout cannot change its results.
 //
 // mma_sync gathers the warp's A and B tiles in memory shared by the warp (warp_scratch), and each lane
-// computes its own elements of the product. Products of the 16-bit inputs are exact, and they are
+// computes its own elements of the product. Products of the 16-bit (or TF32) inputs are exact, and they are
 // accumulated in F32, as on the tensor cores. The order of the additions differs from the hardware's,
 // but both stay within F32 rounding.
 //
@@ -36,6 +36,19 @@ struct accumulator {};
 struct row_major {};
 struct col_major {};
 enum layout_t { mem_row_major, mem_col_major };
+namespace precision {
+struct tf32 {};  // A and B of m16n16k8 held as F32; the tensor cores read their upper 19 bits
+}  // namespace precision
+
+// F32 → TF32, rounding to nearest with ties away from zero (cvt.rna.tf32.f32); the result is an F32
+// whose low 13 mantissa bits are zero.
+inline float __float_to_tf32(float v) {
+  uint32_t b;
+  std::memcpy(&b, &v, 4);
+  if ((b & 0x7f800000u) != 0x7f800000u) b = (b + 0x1000u) & 0xffffe000u;  // Inf and NaN pass through
+  std::memcpy(&v, &b, 4);
+  return v;
+}
 
 namespace detail {
 
@@ -58,6 +71,29 @@ struct Dims<accumulator, M, N, K> {
 inline float to_float(float v) { return v; }
 inline float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 inline float to_float(__half v) { return __half2float(v); }
+
+// What a fragment of element type T stores, and what the tensor cores see of a stored value.
+template <typename T>
+struct Storage {
+  using type = T;
+};
+template <>
+struct Storage<precision::tf32> {
+  using type = float;
+};
+template <typename T>
+float operand(typename Storage<T>::type v) {
+  if constexpr (std::is_same_v<T, precision::tf32>) {  // the low 13 mantissa bits are not read
+    uint32_t b;
+    std::memcpy(&b, &v, 4);
+    b &= 0xffffe000u;
+    std::memcpy(&v, &b, 4);
+    return v;
+  } else {
+    return to_float(v);
+  }
+}
+
 
 template <typename T>
 T from_float(float v);
@@ -88,12 +124,12 @@ inline void warp_collective(const char* op, const void* ptr, unsigned ldm, size_
 template <typename Use, int M, int N, int K, typename T, typename Layout = void>
 class fragment {
  public:
-  using element_type = T;
+  using element_type = typename detail::Storage<T>::type;
   static constexpr int rows = detail::Dims<Use, M, N, K>::rows;
   static constexpr int cols = detail::Dims<Use, M, N, K>::cols;
   static_assert(rows * cols % 32 == 0);
   static constexpr int num_elements = rows * cols / 32;  // this lane's share
-  T x[num_elements];
+  element_type x[num_elements];
 };
 
 namespace detail {
@@ -106,14 +142,14 @@ int tile_index(int i) {
 
 template <typename Use, int M, int N, int K, typename T, typename Layout, typename V>
 void fill_fragment(fragment<Use, M, N, K, T, Layout>& f, const V& v) {
-  for (int i = 0; i < f.num_elements; ++i) f.x[i] = T(v);
+  for (int i = 0; i < f.num_elements; ++i) f.x[i] = typename detail::Storage<T>::type(v);
 }
 
 // A or B: the layout is the fragment's type.
 template <typename Use, int M, int N, int K, typename T, typename Layout>
-void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const T* p, unsigned ldm) {
+void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const typename detail::Storage<T>::type* p, unsigned ldm) {
   static_assert(std::is_same_v<Layout, row_major> || std::is_same_v<Layout, col_major>);
-  detail::warp_collective("wmma::load_matrix_sync", p, ldm, sizeof(T));
+  detail::warp_collective("wmma::load_matrix_sync", p, ldm, sizeof(*p));
   using F = fragment<Use, M, N, K, T, Layout>;
   for (int i = 0; i < F::num_elements; ++i) {
     const int e = detail::tile_index<F>(i), r = e / F::cols, c = e % F::cols;
@@ -152,8 +188,8 @@ void mma_sync(fragment<accumulator, M, N, K, Tc>& d, const fragment<matrix_a, M,
   using FC = fragment<accumulator, M, N, K, Tc>;
   constexpr size_t kFloats = size_t(M) * K + size_t(K) * N;
   float* s = ::moe_emu::warp_scratch(kFloats);
-  for (int i = 0; i < FA::num_elements; ++i) s[detail::tile_index<FA>(i)] = detail::to_float(a.x[i]);
-  for (int i = 0; i < FB::num_elements; ++i) s[M * K + detail::tile_index<FB>(i)] = detail::to_float(b.x[i]);
+  for (int i = 0; i < FA::num_elements; ++i) s[detail::tile_index<FA>(i)] = detail::operand<Ta>(a.x[i]);
+  for (int i = 0; i < FB::num_elements; ++i) s[M * K + detail::tile_index<FB>(i)] = detail::operand<Tb>(b.x[i]);
   ::moe_emu::sync_warp(0xffffffffu);  // the whole warp, converged; both tiles complete
   s = ::moe_emu::warp_scratch(kFloats);
   const float* A = s;          // [M][K]

@@ -158,6 +158,9 @@ class CudaBackend final : public Backend {
 
     shape_ = AttentionShape{s_.attn.n_heads, s_.attn.n_kv_heads, s_.attn.head_dim, capacity_, kv_dtype_,
                             1.0f / std::sqrt(float(s_.attn.head_dim))};
+    // 16-bit models: prefill attention on the tensor cores (TF32), as their GEMMs already round to 16
+    // bits; F32 models keep F32 products (the FP32 parity bound).
+    shape_.tensor_cores = w_.dtype != DType::F32;
     attn_ws_ = DeviceBuffer<float>(*alloc_, attention_decode_workspace_floats(shape_, kDecodeAttentionSplits),
                                    MemoryPart::Workspace, -1, "the attention split-K partials");
     events_.events.resize(L + 1);

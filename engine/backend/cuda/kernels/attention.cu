@@ -31,7 +31,13 @@
 //   Key tiles of TQ keys up to the tile's last position: K tile → scores (thread = 2×2 (query, key)
 //   block for TQ 32) with the causal mask → V tile loaded into the same buffer while one warp per
 //   query row folds the tile into the row's state (lane = key) → P·V with thread = 4 dims × up to 4
-//   rows. F32 SIMT arithmetic (no tensor cores).
+//   rows. F32 SIMT arithmetic.
+//   With AttentionShape::tensor_cores (BF16/F16 models, TQ 32, head_dim % 16 == 0): Q·Kᵀ and P·V are
+//   TF32 WMMA tiles (Q, K, P and V rounded to TF32, F32 accumulation). Four warps compute the 32 × 32
+//   scores; the fold applies the scale and the causal mask; the unnormalised outputs live in shared
+//   memory ([TQ][hd]), where every thread rescales its rows by the fold's factor before the warps add
+//   this tile's P·V (fragments have no row layout to rescale in registers). The statistics come from
+//   the same scores as the outputs. Dynamic shared memory above 48 KiB (hd 128: 60 KiB) is opted into.
 // Row: one block; scores (a warp per key, 4 keys in flight), block max, exp, block sum, × 1/sum.
 //
 // Statistics only when asked (a template flag: the plain path carries no B, top-k or first score).
@@ -39,6 +45,7 @@
 // size); a tile's scores enter by repeated warp arg-max above the current k-th score.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <mma.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -61,6 +68,7 @@ constexpr int kHeader = 4 + kMaxStatsTopK;  // partial: m, S, B, first score, to
 constexpr int kMaxSplits = 128;
 constexpr int kMaxHeadDim = 256;
 constexpr size_t kMaxSmemBytes = 48 * 1024;  // no opt-in attribute needed
+constexpr size_t kMaxTcSmemBytes = 99 * 1024;  // the opt-in limit of sm_86 and sm_89 (sm_80, sm_90: more)
 constexpr unsigned kFull = 0xffffffffu;
 
 int round_up4(int x) { return (x + 3) / 4 * 4; }
@@ -569,15 +577,35 @@ struct PrefillParams {
   bool vec;
 };
 
-template <typename KV, int TQ, bool STATS>
+// The TF32 tensor-core products (TC): Q·Kᵀ and P·V as WMMA m16n16k8 tiles, inputs rounded to TF32.
+namespace wmma = nvcuda::wmma;
+using TcAcc = wmma::fragment<wmma::accumulator, 16, 16, 8, float>;
+template <typename Use, typename Layout>
+using TcIn = wmma::fragment<Use, 16, 16, 8, wmma::precision::tf32, Layout>;
+
+template <typename F>
+__device__ __forceinline__ void round_tf32(F& f) {
+#pragma unroll
+  for (int i = 0; i < f.num_elements; ++i) f.x[i] = wmma::__float_to_tf32(f.x[i]);
+}
+
+// Shared memory of the prefill kernel, in floats.
+__host__ __device__ constexpr int prefill_score_stride(int TQ, bool TC) { return TC ? TQ + 4 : TQ + 1; }
+size_t prefill_smem_bytes(int TQ, int hd4, bool stats, bool TC) {
+  const size_t tile = size_t(TQ) * size_t(hd4 + 4);
+  return sizeof(float) * ((TC ? 3 : 2) * tile + size_t(TQ) * size_t(prefill_score_stride(TQ, TC)) + 5 * size_t(TQ) +
+                          (stats ? size_t(TQ) * 32 : 0));
+}
+
+template <typename KV, int TQ, bool STATS, bool TC>
 __global__ void __launch_bounds__(kThreads) prefill_kernel(const float* __restrict__ q, const KV* __restrict__ kc,
                                                             const KV* __restrict__ vc, const int32_t* __restrict__ pos0,
                                                             PrefillParams p, float* __restrict__ out, StatsOut so) {
   static_assert(TQ == 16 || TQ == 32, "query/key tile of 16 or 32");
   constexpr int RB = TQ / 16;   // score register block: RB queries × RB keys per thread
   constexpr int kMaxRows = 4;   // P·V rows per thread
-  constexpr int SS = TQ + 1;    // score row stride
-  extern __shared__ float4 smem4[];
+  constexpr int SS = prefill_score_stride(TQ, TC);  // score row stride (TC: a multiple of 4, as WMMA needs)
+  extern __shared__ __align__(128) float4 smem4[];
   float* smem = reinterpret_cast<float*>(smem4);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int hd = p.head_dim, hd4 = p.hd4, st = hd4 + 4;
@@ -588,7 +616,8 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const float* __restri
 
   float* q_s = smem;               // [TQ][st]
   float* kv_s = q_s + TQ * st;     // [TQ][st]: the K tile, then the V tile
-  float* s_s = kv_s + TQ * st;     // [TQ][SS]: scores, then e^(s − m)
+  float* o_s = kv_s + TQ * st;     // [TQ][st] (TC): the unnormalised outputs, rescaled row by row
+  float* s_s = o_s + (TC ? TQ * st : 0);  // [TQ][SS]: scores, then e^(s − m)
   float* row_m = s_s + TQ * SS;    // [TQ] running state per query row
   float* row_S = row_m + TQ;
   float* row_B = row_S + TQ;
@@ -608,6 +637,8 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const float* __restri
   }
   if (STATS)
     for (int i = tid; i < TQ * 32; i += kThreads) tk_s[i] = -INFINITY;
+  if (TC)
+    for (int i = tid; i < TQ * st; i += kThreads) o_s[i] = 0.0f;
 
   const int64_t kv_stride = int64_t(p.n_kv_heads) * hd;
   const KV* kbase = kc + int64_t(kvh) * hd;
@@ -626,7 +657,24 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const float* __restri
     load_rows<KV>(kv_s, st, kbase + int64_t(j0) * kv_stride, kv_stride, tn, hd, hd4, p.vec);
     __syncthreads();
 
-    {
+    if constexpr (TC) {
+      // Raw scores; the scale and the causal mask are applied as the rows are folded below.
+      if (warp < (TQ / 16) * (TQ / 16)) {
+        const int a = warp / (TQ / 16), b = warp % (TQ / 16);
+        TcAcc d;
+        wmma::fill_fragment(d, 0.0f);
+        for (int c = 0; c < hd4; c += 8) {
+          TcIn<wmma::matrix_a, wmma::row_major> qa;
+          TcIn<wmma::matrix_b, wmma::col_major> kb;  // Kᵀ: the K tile's rows are its columns
+          wmma::load_matrix_sync(qa, q_s + 16 * a * st + c, st);
+          wmma::load_matrix_sync(kb, kv_s + 16 * b * st + c, st);
+          round_tf32(qa);
+          round_tf32(kb);
+          wmma::mma_sync(d, qa, kb, d);
+        }
+        wmma::store_matrix_sync(s_s + 16 * a * SS + 16 * b, d, SS, wmma::mem_row_major);
+      }
+    } else {
       float4 d[RB][RB];
 #pragma unroll
       for (int a = 0; a < RB; ++a)
@@ -658,7 +706,11 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const float* __restri
     load_rows<KV>(kv_s, st, vbase + int64_t(j0) * kv_stride, kv_stride, tn, hd, hd4, p.vec);
     for (int r = warp; r < TQ; r += kWarps) {
       float* row = s_s + r * SS;
-      const float s = lane < TQ ? row[lane] : -INFINITY;
+      float s = lane < TQ ? row[lane] : -INFINITY;
+      if constexpr (TC) {
+        const bool ok = lane < TQ && r < nrows && lane < tn && j0 + lane <= base_pos + q0 + r;  // causal
+        s = ok ? s * p.scale : -INFINITY;
+      }
       const float tm = warp_max(s);
       if (tm == -INFINITY) {  // nothing visible in this tile (or a row past T)
         if (lane < TQ) row[lane] = 0.0f;
@@ -689,7 +741,33 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const float* __restri
     }
     __syncthreads();
 
-    if (pv_active) {
+    if constexpr (TC) {
+      for (int i = tid; i < TQ * hd4; i += kThreads) {
+        const int r = i / hd4, d = i - r * hd4;
+        o_s[r * st + d] *= row_alpha[r];
+      }
+      // V rows past the tile's keys are stale (P is 0 there, but 0 · NaN is not 0).
+      for (int i = tid; i < (TQ - tn) * hd4; i += kThreads) {
+        const int r = tn + i / hd4, d = i - (r - tn) * hd4;
+        kv_s[r * st + d] = 0.0f;
+      }
+      __syncthreads();
+      for (int t = warp; t < (TQ / 16) * (hd4 / 16); t += kWarps) {
+        const int a = t % (TQ / 16), n = t / (TQ / 16);
+        TcAcc o;
+        wmma::load_matrix_sync(o, o_s + 16 * a * st + 16 * n, st, wmma::mem_row_major);
+        for (int kk = 0; kk < TQ; kk += 8) {
+          TcIn<wmma::matrix_a, wmma::row_major> pa;
+          TcIn<wmma::matrix_b, wmma::row_major> vb;
+          wmma::load_matrix_sync(pa, s_s + 16 * a * SS + kk, SS);
+          wmma::load_matrix_sync(vb, kv_s + kk * st + 16 * n, st);
+          round_tf32(pa);
+          round_tf32(vb);
+          wmma::mma_sync(o, pa, vb, o);
+        }
+        wmma::store_matrix_sync(o_s + 16 * a * st + 16 * n, o, st, wmma::mem_row_major);
+      }
+    } else if (pv_active) {
 #pragma unroll
       for (int i = 0; i < kMaxRows; ++i) {
         const int r = rs + i * nrs;
@@ -715,7 +793,12 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const float* __restri
   }
 
   const int64_t out_stride = int64_t(p.n_heads) * hd;
-  if (pv_active) {
+  if constexpr (TC) {
+    for (int i = tid; i < nrows * hd; i += kThreads) {
+      const int r = i / hd, d = i - r * hd;
+      out[int64_t(q0 + r) * out_stride + int64_t(h) * hd + d] = o_s[r * st + d] * (1.0f / row_S[r]);
+    }
+  } else if (pv_active) {
 #pragma unroll
     for (int i = 0; i < kMaxRows; ++i) {
       const int r = rs + i * nrs;
@@ -901,15 +984,29 @@ void launch_prefill(const float* q, int64_t q_stride, int T, const void* k_cache
   p.q_stride = q_stride;
   p.scale = s.scale;
   p.vec = vec;
-  const size_t smem = sizeof(float) * (2 * size_t(TQ) * (p.hd4 + 4) + size_t(TQ) * (TQ + 1) + 5 * size_t(TQ) + (so ? size_t(TQ) * 32 : 0));
-  if (smem > kMaxSmemBytes) bad_argument("prefill tile does not fit in shared memory");
   const dim3 grid(unsigned((T + TQ - 1) / TQ), unsigned(s.n_heads));
   const KV* k = static_cast<const KV*>(k_cache);
   const KV* v = static_cast<const KV*>(v_cache);
-  if (so)
-    prefill_kernel<KV, TQ, true><<<grid, kThreads, smem, stream>>>(q, k, v, pos0, p, out, *so);
-  else
-    prefill_kernel<KV, TQ, false><<<grid, kThreads, smem, stream>>>(q, k, v, pos0, p, out, StatsOut{});
+  // The tensor cores when asked for and the tiles allow: 32 × 32 tiles, head_dim a multiple of 16.
+  const bool tc = s.tensor_cores && TQ == 32 && s.head_dim % 16 == 0;
+  const size_t smem = prefill_smem_bytes(TQ, p.hd4, so != nullptr, tc);
+  if (smem > (tc ? kMaxTcSmemBytes : kMaxSmemBytes)) bad_argument("prefill tile does not fit in shared memory");
+  if (tc) {
+    if constexpr (TQ == 32) {
+      // Above 48 KiB of dynamic shared memory needs the per-kernel opt-in (a host-side attribute: allowed
+      // while a stream is being captured).
+      const auto launch_tc = [&](auto kernel, const StatsOut& o) {
+        MOE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+        kernel<<<grid, kThreads, smem, stream>>>(q, k, v, pos0, p, out, o);
+      };
+      if (so) launch_tc(prefill_kernel<KV, TQ, true, true>, *so);
+      else launch_tc(prefill_kernel<KV, TQ, false, true>, StatsOut{});
+    }
+  } else if (so) {
+    prefill_kernel<KV, TQ, true, false><<<grid, kThreads, smem, stream>>>(q, k, v, pos0, p, out, *so);
+  } else {
+    prefill_kernel<KV, TQ, false, false><<<grid, kThreads, smem, stream>>>(q, k, v, pos0, p, out, StatsOut{});
+  }
   MOE_CUDA_CHECK_LAUNCH();
 }
 

@@ -22,6 +22,9 @@ struct AttentionShape {
   int capacity = 0;                                // rows of each cache
   DType kv_dtype = DType::F32;                     // F32 or BF16
   float scale = 0;                                 // 1 / sqrt(head_dim)
+  // Prefill only: Q·Kᵀ and P·V on the tensor cores, their inputs rounded to TF32 (10-bit mantissa), where
+  // head_dim is a multiple of 16 and at most 128. For BF16/F16 models; F32 models keep F32 products.
+  bool tensor_cores = false;
 };
 
 // Where the statistics go (device pointers already offset to this layer): the value of (token t,
