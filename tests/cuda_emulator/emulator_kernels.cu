@@ -35,6 +35,7 @@ __global__ void empty_kernel() {}
 
 namespace wmma = nvcuda::wmma;
 using Acc = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+using Acc8 = wmma::fragment<wmma::accumulator, 16, 16, 8, float>;
 using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
 
 // c = scale · (a · b) + a · b: an mma, the element-wise scaling, and a second mma into the same accumulator.
@@ -48,6 +49,21 @@ __global__ void wmma_product_kernel(const __nv_bfloat16* a, const __nv_bfloat16*
   wmma::load_matrix_sync(fb, b, 16);
   wmma::mma_sync(acc, fa, fb, acc);
   for (int i = 0; i < acc.num_elements; ++i) acc.x[i] *= scale;
+  wmma::mma_sync(acc, fa, fb, acc);
+  wmma::store_matrix_sync(c, acc, 16, wmma::mem_row_major);
+}
+
+__global__ void tf32_product_kernel(const float* a, const float* b, bool round_inputs, float* c) {
+  wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fa;
+  wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb;
+  Acc8 acc;
+  wmma::fill_fragment(acc, 0.0f);
+  wmma::load_matrix_sync(fa, a, 8);
+  wmma::load_matrix_sync(fb, b, 16);
+  if (round_inputs) {
+    for (int i = 0; i < fa.num_elements; ++i) fa.x[i] = wmma::__float_to_tf32(fa.x[i]);
+    for (int i = 0; i < fb.num_elements; ++i) fb.x[i] = wmma::__float_to_tf32(fb.x[i]);
+  }
   wmma::mma_sync(acc, fa, fb, acc);
   wmma::store_matrix_sync(c, acc, 16, wmma::mem_row_major);
 }
@@ -80,6 +96,9 @@ void launch_add(const int* in, int* out, cudaStream_t stream) { add_kernel<<<1, 
 void launch_wmma_product(const __nv_bfloat16* a, const __nv_bfloat16* b, bool b_col_major, float scale, float* c) {
   if (b_col_major) wmma_product_kernel<wmma::col_major><<<1, 32>>>(a, b, scale, c);
   else wmma_product_kernel<wmma::row_major><<<1, 32>>>(a, b, scale, c);
+}
+void launch_tf32_product(const float* a, const float* b, bool round_inputs, float* c) {
+  tf32_product_kernel<<<1, 32>>>(a, b, round_inputs, c);
 }
 void launch_wmma_misuse(const __nv_bfloat16* a, float* c, int kind) { wmma_misuse_kernel<<<1, 32>>>(a, c, kind); }
 cudaError_t launch_empty(int threads, size_t shared_bytes, bool raise_shared_limit) {

@@ -21,6 +21,10 @@ void launch_add(const int* in, int* out, cudaStream_t stream);
 // inputs, F32 accumulation through wmma, with every element of the accumulator scaled by `scale` between
 // two mma (an element-wise operation a legal kernel may do). c must be 32-byte aligned.
 void launch_wmma_product(const __nv_bfloat16* a, const __nv_bfloat16* b, bool b_col_major, float scale, float* c);
+// One warp: c[16][16] = a[16][8] · b[8][16] (row-major, F32 in memory) through TF32 fragments; with
+// round_inputs the fragments are rounded with __float_to_tf32 first, else the tensor cores read the
+// values as they are (their low 13 mantissa bits ignored).
+void launch_tf32_product(const float* a, const float* b, bool round_inputs, float* c);
 // wmma misuse: lane 0 loads from a different row than the other lanes (kind 0); a pointer 16 bytes off
 // 32-byte alignment (kind 1); lane 31 returns before the mma (kind 2).
 void launch_wmma_misuse(const __nv_bfloat16* a, float* c, int kind);

@@ -6,6 +6,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -83,6 +84,29 @@ TEST(CudaEmulator, WmmaProductsAreExactAndLayoutsAgree) {
         ASSERT_EQ(double(c[size_t(m * 16 + n)]), 1.5 * want) << "c[" << m << "][" << n << "]";
       }
   }
+  cudaFree(d_a);
+  cudaFree(d_b);
+  cudaFree(d_c);
+}
+
+// TF32: A holds 1 + 2^-12 (below half a TF32 step) and 1 + 3·2^-12 (above), B holds ones, so every
+// product row sums 8 such values. Read as they are, the low bits are dropped (each value counts as 1);
+// rounded with __float_to_tf32, the second becomes 1 + 2^-10.
+TEST(CudaEmulator, Tf32FragmentsDropOrRoundTheLowBits) {
+  std::vector<float> a(128), b(128, 1.0f);
+  for (int i = 0; i < 128; ++i) a[size_t(i)] = i % 2 ? 1.0f + 3.0f * std::ldexp(1.0f, -12) : 1.0f + std::ldexp(1.0f, -12);
+  float* d_a = device_alloc<float>(128);
+  float* d_b = device_alloc<float>(128);
+  float* d_c = device_alloc<float>(256);
+  ASSERT_EQ(cudaMemcpy(d_a, a.data(), 512, cudaMemcpyHostToDevice), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(d_b, b.data(), 512, cudaMemcpyHostToDevice), cudaSuccess);
+  std::vector<float> c(256);
+  launch_tf32_product(d_a, d_b, false, d_c);
+  ASSERT_EQ(cudaMemcpy(c.data(), d_c, 1024, cudaMemcpyDeviceToHost), cudaSuccess);
+  for (float v : c) ASSERT_EQ(v, 8.0f);
+  launch_tf32_product(d_a, d_b, true, d_c);
+  ASSERT_EQ(cudaMemcpy(c.data(), d_c, 1024, cudaMemcpyDeviceToHost), cudaSuccess);
+  for (float v : c) ASSERT_EQ(v, 8.0f + 4.0f * std::ldexp(1.0f, -10));
   cudaFree(d_a);
   cudaFree(d_b);
   cudaFree(d_c);

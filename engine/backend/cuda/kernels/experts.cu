@@ -375,6 +375,22 @@ __global__ void __launch_bounds__(kScatterWarps * 32)
 constexpr int kXStride = kSimtPairs + 4;  // floats per k row of the X tile (16-byte aligned rows)
 constexpr int kWStride = kRowTile + 1;   // odd: the transposing stores hit distinct banks
 
+// Four activations X[row][kk … kk + 3] (zeros past K, or for row −1: a pair past the expert's count).
+// vec: K % 4 == 0 and X 16-byte aligned.
+__device__ __forceinline__ void load_x_run(const float* __restrict__ X, int K, int row, int kk, bool vec, float (&f)[4]) {
+  f[0] = f[1] = f[2] = f[3] = 0.0f;
+  if (row < 0) return;
+  const float* src = X + size_t(row) * K + kk;
+  if (vec && kk < K) {
+    const float4 v = *reinterpret_cast<const float4*>(src);
+    f[0] = v.x, f[1] = v.y, f[2] = v.z, f[3] = v.w;
+  } else {
+#pragma unroll
+    for (int c = 0; c < 4; ++c)
+      if (kk + c < K) f[c] = src[c];
+  }
+}
+
 template <typename T>
 __device__ __forceinline__ void load_w_tile(const T* __restrict__ W, int N, int K, int n0, int k0, bool vec,
                                             float (*Ws)[kWStride]) {
@@ -440,18 +456,8 @@ __global__ void __launch_bounds__(kGemmThreads)
     {
       const int m = tid / (kKTile / 4), kq = (tid % (kKTile / 4)) * 4;
       const int row = xrow[m], kk = k0 + kq;
-      float f[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      if (row >= 0) {
-        const float* src = X + size_t(row) * K + kk;
-        if (xvec && kk < K) {
-          const float4 v = *reinterpret_cast<const float4*>(src);
-          f[0] = v.x, f[1] = v.y, f[2] = v.z, f[3] = v.w;
-        } else {
-#pragma unroll
-          for (int c = 0; c < 4; ++c)
-            if (kk + c < K) f[c] = src[c];
-        }
-      }
+      float f[4];
+      load_x_run(X, K, row, kk, xvec, f);
 #pragma unroll
       for (int c = 0; c < 4; ++c) Xs[kq + c][m] = f[c];
     }
@@ -581,18 +587,8 @@ __global__ void __launch_bounds__(kGemmThreads)
     for (int s = 0; s < kTcXRuns; ++s) {
       const int i = tid + s * kGemmThreads, m = i / (kKTile / 4), kq = (i % (kKTile / 4)) * 4;
       const int row = xrow[m], kk = k0 + kq;
-      float f[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      if (row >= 0) {
-        const float* src = X + size_t(row) * K + kk;
-        if (xvec && kk < K) {
-          const float4 v = *reinterpret_cast<const float4*>(src);
-          f[0] = v.x, f[1] = v.y, f[2] = v.z, f[3] = v.w;
-        } else {
-#pragma unroll
-          for (int c = 0; c < 4; ++c)
-            if (kk + c < K) f[c] = src[c];
-        }
-      }
+      float f[4];
+      load_x_run(X, K, row, kk, xvec, f);
       xreg[s].x = uint32_t(bits16<T>(f[0])) | uint32_t(bits16<T>(f[1])) << 16;
       xreg[s].y = uint32_t(bits16<T>(f[2])) | uint32_t(bits16<T>(f[3])) << 16;
     }
