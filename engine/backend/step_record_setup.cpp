@@ -23,7 +23,7 @@ void prepare_step_record(StepRecord& rec, const HookRequest& req, const RecordSh
   rec.n_heads = s.attn.n_heads;
   rec.n_experts = s.moe.n_experts;
   rec.moe_layers = *shape.moe_layers;
-  rec.top_k = shape.slots;
+  rec.top_k = M > 0 ? shape.slots : 0;  // a model without MoE layers routes nothing, whatever its buffers hold
   auto size = [](auto& v, bool on, size_t n, auto fill) { on ? v.assign(n, fill) : v.clear(); };
   size(rec.expert_ids, req.routing, T * M * K, int32_t(-1));
   size(rec.expert_weights, req.routing, T * M * K, 0.0f);

@@ -227,7 +227,7 @@ class CudaBackend final : public Backend {
       const auto t0 = std::chrono::steady_clock::now();
       const auto step_tokens = tokens.subspan(begin, size_t(T));
       if (record)
-        prepare_step_record(rec_, req_, RecordShape{&s_, &moe_layers_, moe_layers_.empty() ? 0 : slots_, has_shared_gate_, n_cached_}, step_tokens,
+        prepare_step_record(rec_, req_, RecordShape{&s_, &moe_layers_, slots_, has_shared_gate_, n_cached_}, step_tokens,
                             tags, begin);
       if (record && !rec_.attention_rows.empty()) ensure_rows(rec_.attention_rows.size());
 
