@@ -56,32 +56,12 @@ struct Experts {
  private:
   std::vector<float> make(size_t n, uint32_t seed, float scale, const void*& device) {
     std::vector<float> v = test::random_floats(n, seed, scale);
-    std::vector<uint8_t> bytes(n * dtype_size(dtype));
-    for (size_t i = 0; i < n; ++i) {
-      if (dtype == DType::BF16) {
-        const uint16_t b = f32_to_bf16(v[i]);
-        v[i] = bf16_to_f32(b);
-        std::memcpy(&bytes[2 * i], &b, 2);
-      } else if (dtype == DType::F16) {
-        const uint16_t b = f32_to_f16(v[i]);
-        v[i] = f16_to_f32(b);
-        std::memcpy(&bytes[2 * i], &b, 2);
-      } else {
-        std::memcpy(&bytes[4 * i], &v[i], 4);
-      }
-    }
+    const std::vector<uint8_t> bytes = test::stored_as(dtype, v);
     buffers.push_back(std::make_unique<DeviceVector<uint8_t>>(bytes));
     device = buffers.back()->get();
     return v;
   }
 };
-
-// v rounded to a 16-bit dtype (to nearest even), or v itself for F32.
-float round_to(DType dtype, float v) {
-  if (dtype == DType::BF16) return bf16_to_f32(f32_to_bf16(v));
-  if (dtype == DType::F16) return f16_to_f32(f32_to_f16(v));
-  return v;
-}
 
 // How the activations enter the products: as F32 (decode), or rounded to the weight dtype (the grouped
 // prefill GEMM on the tensor cores: x, and h before the down projection).
@@ -95,7 +75,7 @@ std::vector<float> reference(const Experts& X, const std::vector<float>& x_in, c
   const bool rounded = inputs == Inputs::Rounded;
   std::vector<float> x = x_in;
   if (rounded)
-    for (float& v : x) v = round_to(X.dtype, v);
+    for (float& v : x) v = test::round_to(X.dtype, v);
   std::vector<float> y(size_t(T) * size_t(H), 0.0f);
   if (h_out) h_out->assign(size_t(T) * size_t(slots) * size_t(F), 0.0f);
   std::vector<double> h(static_cast<size_t>(F));
@@ -112,7 +92,7 @@ std::vector<float> reference(const Experts& X, const std::vector<float>& x_in, c
           u += double(X.up[size_t(e)][size_t(r) * H + c]) * xt[c];
         }
         h[size_t(r)] = g / (1.0 + std::exp(-g)) * u;
-        if (rounded) h[size_t(r)] = round_to(X.dtype, float(h[size_t(r)]));
+        if (rounded) h[size_t(r)] = test::round_to(X.dtype, float(h[size_t(r)]));
         if (h_out) (*h_out)[(size_t(t) * slots + k) * F + r] = float(h[size_t(r)]);
       }
       for (int c = 0; c < H; ++c) {

@@ -7,12 +7,14 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/device_probe.h"
+#include "engine/common/dtype.h"
 
 namespace moe::cuda::test {
 
@@ -65,6 +67,32 @@ inline std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1
   std::vector<float> v(n);
   for (auto& x : v) x = d(rng);
   return v;
+}
+
+// v rounded to a 16-bit dtype (to nearest even), or v itself for F32.
+inline float round_to(DType dtype, float v) {
+  if (dtype == DType::BF16) return bf16_to_f32(f32_to_bf16(v));
+  if (dtype == DType::F16) return f16_to_f32(f32_to_f16(v));
+  return v;
+}
+
+// The bytes of v stored in `dtype` (BF16, F16 or F32); v is rounded in place to what they hold.
+inline std::vector<uint8_t> stored_as(DType dtype, std::vector<float>& v) {
+  const size_t es = dtype_size(dtype);
+  std::vector<uint8_t> bytes(v.size() * es);
+  for (size_t i = 0; i < v.size(); ++i) {
+    v[i] = round_to(dtype, v[i]);
+    if (dtype == DType::BF16) {
+      const uint16_t b = f32_to_bf16(v[i]);
+      std::memcpy(&bytes[2 * i], &b, 2);
+    } else if (dtype == DType::F16) {
+      const uint16_t b = f32_to_f16(v[i]);
+      std::memcpy(&bytes[2 * i], &b, 2);
+    } else {
+      std::memcpy(&bytes[4 * i], &v[i], 4);
+    }
+  }
+  return bytes;
 }
 
 // Normalised mean squared error Σ(a − b)² / Σ b² (b: the reference).

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernels/linear.cuh"
 #include "engine/backend/cuda/kernels/norm.cuh"
 #include "engine/backend/gpu_memory_plan.h"
 #include "engine/common/error.h"
@@ -38,6 +39,10 @@ Blas::Blas(DeviceAllocator& allocator, cudaStream_t stream, void* gemm_in, size_
 Blas::~Blas() { cublasDestroy(handle_); }
 
 void Blas::linear(const DeviceMatrix& w, const float* x, int T, float* y, bool accumulate) {
+  if (T == 1) {  // decode: one bandwidth-bound kernel, x kept in F32 (linear.cuh)
+    linear_decode(w, x, y, accumulate, stream_);
+    return;
+  }
   const void* input = x;
   if (w.dtype != DType::F32) {
     const size_t n = size_t(T) * size_t(w.cols);

@@ -1,9 +1,10 @@
 #pragma once
-// The dense projections through cuBLAS: y[T, out] = x[T, in] · Wᵀ with W [out, in] row-major in its
-// stored dtype. BF16/F16 weights: x is converted to the weight dtype first and cuBLAS multiplies BF16
-// (F16) inputs with FP32 accumulation and FP32 output; F32 weights: plain FP32 GEMM, TF32 off (the
-// parity tests need FP32 exactness). cuBLAS gets its workspace from the allocator, so a decode step
-// can be captured in a CUDA graph.
+// The dense projections: y[T, out] = x[T, in] · Wᵀ with W [out, in] row-major in its stored dtype.
+// One token (decode): linear_decode (kernels/linear.cuh), a bandwidth-bound matrix-vector product on F32
+// x with F32 accumulation. More tokens: cuBLAS. BF16/F16 weights: x is converted to the weight dtype
+// first and cuBLAS multiplies BF16 (F16) inputs with FP32 accumulation and FP32 output; F32 weights:
+// plain FP32 GEMM, TF32 off (the parity tests need FP32 exactness). cuBLAS gets its workspace from the
+// allocator, so a decode step can be captured in a CUDA graph.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 

@@ -53,6 +53,7 @@
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/attention.cuh"
 #include "engine/backend/cuda/kernels/online_softmax.h"
+#include "engine/backend/cuda/kernels/warp_dot.cuh"
 
 namespace moe::cuda {
 
@@ -72,7 +73,6 @@ constexpr size_t kMaxTcSmemBytes = 99 * 1024;  // the opt-in limit of sm_86 and 
 constexpr unsigned kFull = 0xffffffffu;
 
 int round_up4(int x) { return (x + 3) / 4 * 4; }
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 [[noreturn]] void bad_argument(const char* what) { throw_cuda_error("attention", what, __FILE__, __LINE__); }
 
@@ -116,11 +116,6 @@ StatsOut stats_out(const AttentionStats* s) {
 __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(kFull, v, o));
-  return v;
-}
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
   return v;
 }
 

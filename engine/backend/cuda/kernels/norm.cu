@@ -20,6 +20,7 @@
 
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/norm.cuh"
+#include "engine/backend/cuda/kernels/warp_dot.cuh"
 
 namespace moe::cuda {
 namespace {
@@ -35,14 +36,8 @@ int row_block(int64_t units) {
   return int(b);
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 bool aligned8(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 7u) == 0; }
 
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 // Sum of v over the block (blockDim.x a multiple of 32, every thread calling). sh: ≥ 33 floats.
 // Returns the total to every thread. Called once per kernel (sh is not reused after).
