@@ -213,13 +213,18 @@ void check_grouped(const Experts& X, const std::vector<float>& x, const std::vec
   DeviceVector<int32_t> d_sel(sel);
   DeviceVector<int32_t> d_group(std::vector<int32_t>(expert_grouping_ints(T, slots, X.E), -1234567));
   constexpr float kSentinel = 98765.0f;
-  DeviceVector<float> d_h(std::vector<float>(size_t(P) * X.F, kSentinel));
+  // h is stored in the weight dtype; the bytes past the pairs' rows must keep the sentinel's.
+  const size_t h_bytes = size_t(P) * X.F * dtype_size(X.dtype);
+  std::vector<uint8_t> h_fill(size_t(P) * X.F * 4);
+  for (size_t i = 0; i < h_fill.size(); i += 4) std::memcpy(&h_fill[i], &kSentinel, 4);
+  DeviceVector<uint8_t> d_h(h_fill);
+  DeviceVector<uint8_t> d_x16(std::vector<uint8_t>(size_t(T) * X.H * 2 + 1, 0xff));
   DeviceVector<float> d_yp(std::vector<float>(size_t(P) * X.H, kSentinel));
   DeviceVector<float> d_y(std::vector<float>(size_t(T) * X.H, NAN));
   std::vector<float> first;
   for (int run = 0; run < 2; ++run) {
     group_by_expert(d_sel.get(), T, slots, X.E, d_group.get(), nullptr);
-    experts_gate_up_grouped(tab, d_group.get(), T, slots, d_x.get(), d_h.get(), nullptr);
+    experts_gate_up_grouped(tab, d_group.get(), T, slots, d_x.get(), d_x16.get(), d_h.get(), nullptr);
     experts_down_grouped(tab, d_group.get(), T, slots, d_h.get(), d_yp.get(), nullptr);
     experts_combine(d_group.get(), d_w.get(), T, slots, X.H, d_yp.get(), d_y.get(), nullptr);
     const auto y = d_y.download();
@@ -227,7 +232,8 @@ void check_grouped(const Experts& X, const std::vector<float>& x, const std::vec
       expect_close(y, y_ref, "y", X.dtype == DType::F32 ? Tolerance{} : kRoundedInputs);
       // Pairs are numbered 0 … n_pairs − 1: the rows past them are left untouched.
       const auto h = d_h.download();
-      for (size_t i = size_t(n_pairs) * X.F; i < h.size(); ++i) ASSERT_EQ(h[i], kSentinel) << "h row past the pairs";
+      for (size_t i = size_t(n_pairs) * X.F * dtype_size(X.dtype); i < h_bytes; ++i)
+        ASSERT_EQ(h[i], h_fill[i]) << "h row past the pairs, byte " << i;
       const auto yp = d_yp.download();
       for (size_t i = size_t(n_pairs) * X.H; i < yp.size(); ++i) ASSERT_EQ(yp[i], kSentinel) << "yp row past the pairs";
       first = y;
@@ -279,9 +285,9 @@ TEST(Experts, OddShapesScalarPaths) {
   run_shape({DType::BF16, 36, 20, 8, 3, {1, 9, 21}}, 500);
   run_shape({DType::F32, 30, 22, 5, 3, {1, 7}}, 600);
   run_shape({DType::F16, 100, 70, 6, 2, {1, 17}}, 700);
-  // Hundreds of pairs per expert: several 64-pair work items, the last one partial; hidden a multiple of
+  // Hundreds of pairs on the hot expert: three 128-pair work items, the last one partial; hidden a multiple of
   // the 16-byte chunk but not of the 32-deep k step.
-  run_shape({DType::BF16, 72, 100, 4, 2, {150}}, 750);
+  run_shape({DType::BF16, 72, 100, 4, 2, {300}}, 750);
 }
 
 TEST(Experts, Qwen3SizedBF16) {
@@ -312,9 +318,9 @@ TEST(Experts, EmptySelections) {
   w.back() = 0.5f;
   check_decode(X, x, sel, w, T, slots, "one pair");
   check_grouped(X, x, sel, w, T, slots, "one pair");
-  // Every token on expert 0 in slot 3 (70 pairs of one expert: several pair tiles), every other token
+  // Every token on expert 0 in slot 3 (140 pairs of one expert: two work items), every other token
   // also on expert 5 in slot 0, the other slots empty.
-  const int T2 = 70;
+  const int T2 = 140;
   const auto x2 = test::random_floats(size_t(T2) * 64, 1102);
   std::vector<int32_t> sel2(size_t(T2 * slots), -1);
   std::vector<float> w2(size_t(T2 * slots), 0.0f);

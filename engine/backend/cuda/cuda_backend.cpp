@@ -501,7 +501,9 @@ class CudaBackend final : public Backend {
       experts_down_decode(D.experts, selected_.get(), route_w_.get(), slots_, expert_h_.get(), y_.get(), st);
     } else {
       group_by_expert(selected_.get(), T, slots_, E, grouping_.get(), st);
-      experts_gate_up_grouped(D.experts, grouping_.get(), T, slots_, a_.get(), expert_h_.get(), st);
+      // gemm_in_ (the GEMM inputs in the weight dtype, T × ≥ hidden) holds x rounded for the tensor cores;
+      // nothing else uses it until the next projection.
+      experts_gate_up_grouped(D.experts, grouping_.get(), T, slots_, a_.get(), gemm_in_.get(), expert_h_.get(), st);
       experts_down_grouped(D.experts, grouping_.get(), T, slots_, expert_h_.get(), expert_out_.get(), st);
       experts_combine(grouping_.get(), route_w_.get(), T, slots_, H, expert_out_.get(), y_.get(), st);
     }

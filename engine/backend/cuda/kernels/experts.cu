@@ -10,12 +10,16 @@
 // by token then slot within an expert), and a list of (expert, pair tile) work items is built there, so
 // the GEMM grids depend only on T·slots and E: blocks past the list's end exit at once.
 //   GEMM, BF16 and F16 weights: on the tensor cores (WMMA, 16 × 16 × 16, F32 accumulation). A block
-//   takes 64 pairs × 64 weight rows, k in steps of 32, 4 warps of 32 pairs × 32 rows. The activations
-//   (F32) are rounded to the weight dtype as they are staged in shared memory, as the dense projections'
-//   inputs are for cuBLAS (blas.h). Each step's global loads are issued before the previous step's mma,
-//   so they are in flight meanwhile.
+//   takes 128 pairs × 64 weight rows (for gate/up: 64 rows of each), k in steps of 32, 8 warps of 32 pairs
+//   × 32 rows; a whole work item, so for a 2k prompt on Qwen3-30B-A3B (about 128 pairs per expert) each
+//   weight tile is staged about once. The activations enter in the weight dtype, rounded as the dense
+//   projections' inputs are for cuBLAS (blas.h): x is converted once per chunk, and gate/up writes h in
+//   that dtype for down. Both operands then move as raw 16-byte chunks, each step's global loads issued
+//   before the current step's mma and stored into the other of two shared-memory stages.
+//   Per k step a block moves 16 KiB from L2 (24 KiB for gate/up) for 0.5 MFLOP (1 MFLOP), twice the
+//   arithmetic per byte of the 64 × 64 tile with F32 activations it replaces (the L2 bandwidth bound).
 //   GEMM, F32 weights (the parity tests' exact path): SIMT F32 FMA, block tile 64 weight rows × 16 pairs
-//   × 32 k (grid z: the four 16-pair quarters of a 64-pair work item), weights converted to F32 on the
+//   × 32 k (grid z: the eight 16-pair parts of a 128-pair work item), weights converted to F32 on the
 //   way into shared memory, each thread one weight row × 8 pairs (gate and up: 16 accumulators).
 //   Both skip the arithmetic in warps whose pairs are all past the expert's count.
 //   combine: y[t] = Σ_k w[t][k] · yp[pair(t, k)] in slot order.
@@ -31,6 +35,7 @@
 #include <type_traits>
 
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernels/norm.cuh"
 #include "engine/backend/cuda/kernels/warp_dot.cuh"
 
 namespace moe::cuda {
@@ -139,11 +144,11 @@ __global__ void __launch_bounds__(kDownWarps * 32)
 //   n_tiles[1]      work items in the tile list
 //   tile_expert[MT], tile_index[MT]   the work items: (expert, tile of kPairTile pairs within it)
 
-constexpr int kPairTile = 64;   // pairs per work item
+constexpr int kPairTile = 128;  // pairs per work item
 constexpr int kRowTile = 64;    // weight rows per GEMM block (BN)
 constexpr int kKTile = 32;      // reduction depth per shared-memory stage (BK)
 constexpr int kGemmThreads = 128;
-constexpr int kSimtPairs = 16;  // pairs per SIMT block: a quarter of a work item
+constexpr int kSimtPairs = 16;  // pairs per SIMT block: an eighth of a work item
 constexpr int kScanThreads = 1024;
 
 __host__ __device__ inline int max_tiles(int P, int E) { return (P + kPairTile - 1) / kPairTile + (E < P ? E : P); }
@@ -376,62 +381,63 @@ __global__ void __launch_bounds__(kGemmThreads)
 }
 
 // The same GEMM on the tensor cores, for 16-bit weights T (BF16 or F16): a block computes all kPairTile
-// pairs of its work item against kRowTile weight rows.
+// pairs of its work item against kRowTile weight rows, 8 warps of 32 pairs × 32 rows. The activations
+// arrive already in T (x converted once per chunk, h written in T by gate/up), so both operands are
+// copied as raw 16-byte chunks: global → registers (issued before the current step's mma, so they are in
+// flight meanwhile) → the other of two shared-memory stages (one barrier per k step).
 namespace wmma = nvcuda::wmma;
+constexpr int kTcThreads = 256;
 constexpr int kTcLd = kKTile + 8;        // T per staged row: 80 bytes, so fragment rows stay 32-byte aligned
 constexpr int kTcOutLd = kRowTile + 4;   // floats per row of the epilogue tile
 constexpr int kTcWarpPairs = 32, kTcWarpRows = 32, kFrag = 16;
+static_assert(kPairTile == 4 * kTcWarpPairs && kRowTile == 2 * kTcWarpRows && kTcThreads == 8 * 32, "warp grid");
+static_assert(kPairTile <= kTcThreads, "one thread per pair fills the row table");
 
-template <typename T, bool kGLU>
+template <bool kGLU>
 struct TcTiles {
+  static constexpr int n_w = kGLU ? 2 : 1;
   static constexpr size_t x_elems = size_t(kPairTile) * kTcLd;  // pairs × k, row-major
   static constexpr size_t w_elems = size_t(kRowTile) * kTcLd;   // weight rows × k, row-major
-  static constexpr int n_w = kGLU ? 2 : 1;
-  static constexpr size_t operand_bytes = (x_elems + n_w * w_elems) * sizeof(T);
-  static constexpr size_t out_bytes = size_t(n_w) * kPairTile * kTcOutLd * sizeof(float);
+  static constexpr size_t stage_elems = x_elems + n_w * w_elems;
+  static constexpr size_t operand_bytes = 2 * stage_elems * 2;  // two stages of 16-bit values
+  static constexpr size_t out_bytes = size_t(kPairTile) * kTcOutLd * sizeof(float);
   static constexpr size_t bytes = operand_bytes > out_bytes ? operand_bytes : out_bytes;
   static_assert(bytes <= 48 * 1024, "static shared memory");
+  static_assert(stage_elems * 2 % 32 == 0 && x_elems * 2 % 32 == 0 && w_elems * 2 % 32 == 0, "fragment alignment");
 };
 
-// One k step's global data, held in registers until it is stored to shared memory: weight rows as raw
-// 16-byte chunks (kRowTile × kKTile elements of T: 2 per thread and matrix), activations already rounded
-// to T (kPairTile × kKTile: 4 runs of 4 per thread).
-constexpr int kTcWChunks = kRowTile * kKTile / 8 / kGemmThreads;
-constexpr int kTcXRuns = kPairTile * kKTile / 4 / kGemmThreads;
+// 16-byte chunks per thread and k step: activations kPairTile × kKTile, each weight matrix kRowTile × kKTile.
+constexpr int kTcXChunks = kPairTile * kKTile / 8 / kTcThreads;
+constexpr int kTcWChunks = kRowTile * kKTile / 8 / kTcThreads;
+static_assert(kTcXChunks * 8 * kTcThreads == kPairTile * kKTile && kTcWChunks * 8 * kTcThreads == kRowTile * kKTile,
+              "whole chunks per thread");
 
+// row[kk … kk + 7] as raw 16-bit values, zeros past K or for a null row (a pair past the expert's count, a
+// weight row past N). vec: K % 8 == 0 and 16-byte aligned rows, so a chunk below K is whole.
 template <typename T>
-__device__ __forceinline__ unsigned short bits16(float f) {
-  const T v = Elem16<T>::from(f);
-  unsigned short b;
-  memcpy(&b, &v, 2);
-  return b;
-}
-
-template <typename T>
-__device__ __forceinline__ uint4 load_w_chunk(const T* __restrict__ W, int N, int K, int n, int kk, bool vec) {
-  if (n < N && vec && kk < K) return ld_stream(W + size_t(n) * K + kk);  // K % 8 == 0: the chunk is whole
-  unsigned short b[8];
+__device__ __forceinline__ uint4 load_chunk(const T* __restrict__ row, int K, int kk, bool vec) {
+  if (row && vec && kk < K) return ld_stream(row + kk);
+  uint32_t w[4] = {0u, 0u, 0u, 0u};  // indexed by constants once unrolled: registers, not a stack array
 #pragma unroll
   for (int c = 0; c < 8; ++c) {
-    b[c] = 0;
-    if (n < N && kk + c < K) memcpy(&b[c], W + size_t(n) * K + kk + c, 2);
+    unsigned short b = 0;
+    if (row && kk + c < K) memcpy(&b, row + kk + c, 2);
+    w[c / 2] |= uint32_t(b) << (16 * (c % 2));
   }
-  uint4 r;
-  memcpy(&r, b, 16);
-  return r;
+  return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
+// X: the activations in T, [rows][K]; out: T (gate/up: h = silu(g)·u rounded to T) or float (down).
 template <typename T, bool kGLU>
-__global__ void __launch_bounds__(kGemmThreads)
+__global__ void __launch_bounds__(kTcThreads)
     grouped_tc_kernel(const void* const* __restrict__ w0_table, const void* const* __restrict__ w1_table, int N,
-                      int K, const int32_t* __restrict__ ws, int P, int E, const float* __restrict__ X,
-                      float* __restrict__ out) {
-  using Tiles = TcTiles<T, kGLU>;
-  __shared__ __align__(32) unsigned char smem[Tiles::bytes];
+                      int K, const int32_t* __restrict__ ws, int P, int E, const T* __restrict__ X,
+                      void* __restrict__ out) {
+  using Tiles = TcTiles<kGLU>;
+  __shared__ __align__(128) unsigned char smem[Tiles::bytes];
   __shared__ int xrow[kPairTile];
-  T* Xs = reinterpret_cast<T*>(smem);
-  T* Ws[2] = {Xs + Tiles::x_elems, Xs + Tiles::x_elems + Tiles::w_elems};
-  float* Cs = reinterpret_cast<float*>(smem);  // the epilogue's tiles, once the operands are done with
+  T* const stages = reinterpret_cast<T*>(smem);  // two of Tiles::stage_elems
+  float* Cs = reinterpret_cast<float*>(smem);  // the epilogue's tile, once the operands are done with
 
   const Grouping G(ws, P, E);
   const int tile = blockIdx.y;
@@ -445,7 +451,7 @@ __global__ void __launch_bounds__(kGemmThreads)
 
   const T* W[2] = {static_cast<const T*>(w0_table[e]), kGLU ? static_cast<const T*>(w1_table[e]) : nullptr};
   const bool wvec = K % 8 == 0 && aligned16(W[0]) && (!kGLU || aligned16(W[1]));
-  const bool xvec = K % 4 == 0 && aligned16(X);
+  const bool xvec = K % 8 == 0 && aligned16(X);
 
   const int warp = tid >> 5;
   const int wm = warp >> 1, wn = warp & 1;       // this warp's 32 pairs and 32 weight rows
@@ -458,47 +464,49 @@ __global__ void __launch_bounds__(kGemmThreads)
 #pragma unroll
       for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[w][i][j], 0.0f);
 
-  uint4 wreg[Tiles::n_w][kTcWChunks];
-  uint2 xreg[kTcXRuns];
+  uint4 xreg[kTcXChunks], wreg[Tiles::n_w][kTcWChunks];
   auto load_step = [&](int k0) {
 #pragma unroll
-    for (int s = 0; s < kTcWChunks; ++s) {
-      const int i = tid + s * kGemmThreads, row = i / (kKTile / 8), kc = (i % (kKTile / 8)) * 8;
-#pragma unroll
-      for (int w = 0; w < Tiles::n_w; ++w) wreg[w][s] = load_w_chunk(W[w], N, K, n0 + row, k0 + kc, wvec);
+    for (int s = 0; s < kTcXChunks; ++s) {
+      const int i = tid + s * kTcThreads, m = i / (kKTile / 8), kc = (i % (kKTile / 8)) * 8;
+      const int row = xrow[m];
+      xreg[s] = load_chunk(row >= 0 ? X + size_t(row) * K : nullptr, K, k0 + kc, xvec);
     }
 #pragma unroll
-    for (int s = 0; s < kTcXRuns; ++s) {
-      const int i = tid + s * kGemmThreads, m = i / (kKTile / 4), kq = (i % (kKTile / 4)) * 4;
-      const int row = xrow[m], kk = k0 + kq;
-      float f[4];
-      load_x_run(X, K, row, kk, xvec, f);
-      xreg[s].x = uint32_t(bits16<T>(f[0])) | uint32_t(bits16<T>(f[1])) << 16;
-      xreg[s].y = uint32_t(bits16<T>(f[2])) | uint32_t(bits16<T>(f[3])) << 16;
+    for (int s = 0; s < kTcWChunks; ++s) {
+      const int i = tid + s * kTcThreads, r = i / (kKTile / 8), kc = (i % (kKTile / 8)) * 8;
+      const int n = n0 + r;
+#pragma unroll
+      for (int w = 0; w < Tiles::n_w; ++w)
+        wreg[w][s] = load_chunk(n < N ? W[w] + size_t(n) * K : nullptr, K, k0 + kc, wvec);
     }
   };
-  auto store_step = [&]() {
+  auto store_step = [&](T* st) {
 #pragma unroll
-    for (int s = 0; s < kTcWChunks; ++s) {
-      const int i = tid + s * kGemmThreads, row = i / (kKTile / 8), kc = (i % (kKTile / 8)) * 8;
-#pragma unroll
-      for (int w = 0; w < Tiles::n_w; ++w) *reinterpret_cast<uint4*>(Ws[w] + row * kTcLd + kc) = wreg[w][s];
+    for (int s = 0; s < kTcXChunks; ++s) {
+      const int i = tid + s * kTcThreads, m = i / (kKTile / 8), kc = (i % (kKTile / 8)) * 8;
+      *reinterpret_cast<uint4*>(st + m * kTcLd + kc) = xreg[s];
     }
 #pragma unroll
-    for (int s = 0; s < kTcXRuns; ++s) {
-      const int i = tid + s * kGemmThreads, m = i / (kKTile / 4), kq = (i % (kKTile / 4)) * 4;
-      *reinterpret_cast<uint2*>(Xs + m * kTcLd + kq) = xreg[s];
+    for (int s = 0; s < kTcWChunks; ++s) {
+      const int i = tid + s * kTcThreads, r = i / (kKTile / 8), kc = (i % (kKTile / 8)) * 8;
+#pragma unroll
+      for (int w = 0; w < Tiles::n_w; ++w)
+        *reinterpret_cast<uint4*>(st + Tiles::x_elems + w * Tiles::w_elems + r * kTcLd + kc) = wreg[w][s];
     }
   };
 
   __syncthreads();  // xrow
   load_step(0);
-  for (int k0 = 0; k0 < K; k0 += kKTile) {
-    __syncthreads();  // the previous step's fragments are loaded: the tiles can be overwritten
-    store_step();
-    __syncthreads();
-    if (k0 + kKTile < K) load_step(k0 + kKTile);
+  store_step(stages);
+  __syncthreads();
+  int buf = 0;
+  for (int k0 = 0; k0 < K; k0 += kKTile, buf ^= 1) {
+    const bool more = k0 + kKTile < K;
+    if (more) load_step(k0 + kKTile);
     if (active) {
+      const T* Xs = stages + buf * Tiles::stage_elems;
+      const T* Ws = Xs + Tiles::x_elems;
 #pragma unroll
       for (int kk = 0; kk < kKTile; kk += kFrag) {
         wmma::fragment<wmma::matrix_a, kFrag, kFrag, kFrag, T, wmma::row_major> a[2];
@@ -511,33 +519,41 @@ __global__ void __launch_bounds__(kGemmThreads)
           for (int j = 0; j < 2; ++j) {
             // B = Wᵀ: W's rows (n) × k, row-major, is k × n column-major.
             wmma::fragment<wmma::matrix_b, kFrag, kFrag, kFrag, T, wmma::col_major> b;
-            wmma::load_matrix_sync(b, Ws[w] + (wn * kTcWarpRows + j * kFrag) * kTcLd + kk, kTcLd);
+            wmma::load_matrix_sync(b, Ws + w * Tiles::w_elems + (wn * kTcWarpRows + j * kFrag) * kTcLd + kk, kTcLd);
 #pragma unroll
             for (int i = 0; i < 2; ++i) wmma::mma_sync(acc[w][i][j], a[i], b, acc[w][i][j]);
           }
         }
       }
     }
+    // The other stage was last read in the previous step, before its closing barrier.
+    if (more) store_step(stages + (buf ^ 1) * Tiles::stage_elems);
+    __syncthreads();  // this stage is read, the next one written (the last time: the epilogue may reuse both)
   }
-  __syncthreads();  // every warp is done with the operand tiles: the epilogue reuses their memory
   if (active) {
 #pragma unroll
-    for (int w = 0; w < Tiles::n_w; ++w)
+    for (int i = 0; i < 2; ++i)
 #pragma unroll
-      for (int i = 0; i < 2; ++i)
+      for (int j = 0; j < 2; ++j) {
+        if constexpr (kGLU) {
+          // Accumulators of one type share their element layout, so gate and up pair up element-wise.
 #pragma unroll
-        for (int j = 0; j < 2; ++j)
-          wmma::store_matrix_sync(Cs + size_t(w) * kPairTile * kTcOutLd +
-                                      (wm * kTcWarpPairs + i * kFrag) * kTcOutLd + wn * kTcWarpRows + j * kFrag,
-                                  acc[w][i][j], kTcOutLd, wmma::mem_row_major);
+          for (int t = 0; t < acc[0][i][j].num_elements; ++t)
+            acc[0][i][j].x[t] = silu(acc[0][i][j].x[t]) * acc[1][i][j].x[t];
+        }
+        wmma::store_matrix_sync(Cs + (wm * kTcWarpPairs + i * kFrag) * kTcOutLd + wn * kTcWarpRows + j * kFrag,
+                                acc[0][i][j], kTcOutLd, wmma::mem_row_major);
+      }
   }
   __syncthreads();
   // Coalesced along the weight rows; only the pairs of this work item (rows past mcount were never stored).
-  for (int idx = tid; idx < mcount * kRowTile; idx += kGemmThreads) {
+  for (int idx = tid; idx < mcount * kRowTile; idx += kTcThreads) {
     const int m = idx / kRowTile, n = idx % kRowTile;
     if (n0 + n >= N) continue;
-    const float g = Cs[m * kTcOutLd + n];
-    out[size_t(p0 + m) * N + n0 + n] = kGLU ? silu(g) * Cs[size_t(kPairTile) * kTcOutLd + m * kTcOutLd + n] : g;
+    const float v = Cs[m * kTcOutLd + n];
+    const size_t at = size_t(p0 + m) * N + n0 + n;
+    if constexpr (kGLU) static_cast<T*>(out)[at] = Elem16<T>::from(v);
+    else static_cast<float*>(out)[at] = v;
   }
 }
 
@@ -585,17 +601,21 @@ void launch_down_decode(const ExpertTable& t, const int32_t* selected, const flo
   MOE_CUDA_CHECK_LAUNCH();
 }
 
-// The grids depend only on (N, P, E): blocks past the work list exit at once.
+// The grids depend only on (N, P, E): blocks past the work list exit at once. X and out: F32 for F32
+// weights (the SIMT kernel); for 16-bit weights X in T and out in T (gate/up) or F32 (down).
 template <typename T, bool kGLU>
 void launch_grouped(const ExpertTable& t, const void* const* w0, const void* const* w1, int N, int K,
-                    const int32_t* grouping, int P, const float* X, float* out, cudaStream_t stream) {
+                    const int32_t* grouping, int P, const void* X, void* out, cudaStream_t stream) {
   const int row_blocks = (N + kRowTile - 1) / kRowTile, items = max_tiles(P, t.n_experts);
   if constexpr (std::is_same_v<T, float>) {
     const dim3 grid(row_blocks, items, kPairTile / kSimtPairs);
-    grouped_simt_kernel<T, kGLU><<<grid, kGemmThreads, 0, stream>>>(w0, w1, N, K, grouping, P, t.n_experts, X, out);
+    grouped_simt_kernel<T, kGLU><<<grid, kGemmThreads, 0, stream>>>(w0, w1, N, K, grouping, P, t.n_experts,
+                                                                     static_cast<const float*>(X),
+                                                                     static_cast<float*>(out));
   } else {
     const dim3 grid(row_blocks, items);
-    grouped_tc_kernel<T, kGLU><<<grid, kGemmThreads, 0, stream>>>(w0, w1, N, K, grouping, P, t.n_experts, X, out);
+    grouped_tc_kernel<T, kGLU><<<grid, kTcThreads, 0, stream>>>(w0, w1, N, K, grouping, P, t.n_experts,
+                                                                 static_cast<const T*>(X), out);
   }
   MOE_CUDA_CHECK_LAUNCH();
 }
@@ -643,21 +663,25 @@ void group_by_expert(const int32_t* selected, int T, int slots, int n_experts, i
 }
 
 void experts_gate_up_grouped(const ExpertTable& t, const int32_t* grouping, int T, int slots, const float* x,
-                             float* h, cudaStream_t stream) {
+                             void* x16, void* h, cudaStream_t stream) {
   const int P = T * slots;
   if (P <= 0 || t.n_experts <= 0 || t.ffn <= 0) return;
+  if (t.dtype == DType::BF16 || t.dtype == DType::F16) {
+    if (!x16) throw_cuda_error("experts", "16-bit expert weights need the x16 workspace", __FILE__, __LINE__);
+    convert_f32(x, x16, t.dtype, int64_t(T) * t.hidden, stream);
+  }
   switch (t.dtype) {
     case DType::BF16:
-      return launch_grouped<__nv_bfloat16, true>(t, t.gate, t.up, t.ffn, t.hidden, grouping, P, x, h, stream);
+      return launch_grouped<__nv_bfloat16, true>(t, t.gate, t.up, t.ffn, t.hidden, grouping, P, x16, h, stream);
     case DType::F16:
-      return launch_grouped<__half, true>(t, t.gate, t.up, t.ffn, t.hidden, grouping, P, x, h, stream);
+      return launch_grouped<__half, true>(t, t.gate, t.up, t.ffn, t.hidden, grouping, P, x16, h, stream);
     case DType::F32:
       return launch_grouped<float, true>(t, t.gate, t.up, t.ffn, t.hidden, grouping, P, x, h, stream);
     default: bad_dtype();
   }
 }
 
-void experts_down_grouped(const ExpertTable& t, const int32_t* grouping, int T, int slots, const float* h,
+void experts_down_grouped(const ExpertTable& t, const int32_t* grouping, int T, int slots, const void* h,
                           float* yp, cudaStream_t stream) {
   const int P = T * slots;
   if (P <= 0 || t.n_experts <= 0 || t.hidden <= 0) return;

@@ -38,12 +38,14 @@ void experts_down_decode(const ExpertTable& t, const int32_t* selected, const fl
 size_t expert_grouping_ints(int T, int slots, int n_experts);
 void group_by_expert(const int32_t* selected, int T, int slots, int n_experts, int32_t* grouping,
                      cudaStream_t stream);
-// h[pair][:] = silu(gate_e·x[token]) ⊙ (up_e·x[token]) for every (token, expert e) pair. x: [T][hidden],
-// h: [T·slots][ffn] (pairs beyond the number selected are left untouched).
+// h[pair][:] = silu(gate_e·x[token]) ⊙ (up_e·x[token]) for every (token, expert e) pair. x: [T][hidden]
+// F32; h: [T·slots][ffn] in the weight dtype t.dtype (pairs beyond the number selected are left untouched).
+// 16-bit weights multiply x rounded to their dtype on the tensor cores: x16 is a device workspace of
+// T·hidden values of that dtype for it (unused, may be null, for F32 weights).
 void experts_gate_up_grouped(const ExpertTable& t, const int32_t* grouping, int T, int slots, const float* x,
-                             float* h, cudaStream_t stream);
-// yp[pair][:] = down_e·h[pair]. yp: [T·slots][hidden].
-void experts_down_grouped(const ExpertTable& t, const int32_t* grouping, int T, int slots, const float* h,
+                             void* x16, void* h, cudaStream_t stream);
+// yp[pair][:] = down_e·h[pair], h as gate/up wrote it. yp: [T·slots][hidden] F32.
+void experts_down_grouped(const ExpertTable& t, const int32_t* grouping, int T, int slots, const void* h,
                           float* yp, cudaStream_t stream);
 // y[t] = Σ_k weights[t][k] · yp[pair of (t, k)] in slot order (slots with −1 skipped); y: [T][hidden],
 // overwritten.
