@@ -38,7 +38,6 @@ int row_block(int64_t units) {
 
 bool aligned8(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 7u) == 0; }
 
-
 // Sum of v over the block (blockDim.x a multiple of 32, every thread calling). sh: ≥ 33 floats.
 // Returns the total to every thread. Called once per kernel (sh is not reused after).
 __device__ __forceinline__ float block_sum(float v, float* sh) {
