@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# On a GPU machine, from the checkout's root, with gpu-pack/ from scripts/gpu-pack.sh: the CUDA tests,
+# then the benchmarks BENCHMARKS.md lists for issue 7. Each log goes to $OUT (the device tool's output
+# folder) or gpu-results/. What to run: tests, bench, or all (default). Keeps going past a failure and
+# exits non-zero if anything failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-all}"
+out="${OUT:-$PWD/gpu-results}"
+mkdir -p "$out"
+# moe-bench falls back to the CPU when no GPU works, which for a 30B model would run for hours.
+nvidia-smi -L >/dev/null 2>&1 || { echo "gpu-run: nvidia-smi sees no GPU here" >&2; exit 2; }
+[[ -f gpu-pack/bin.tgz ]] || { echo "gpu-run: no gpu-pack/ here: run scripts/gpu-pack.sh and carry it" >&2; exit 2; }
+pack=/tmp/moe-gpu-pack
+rm -rf $pack && mkdir -p $pack && tar xzf gpu-pack/bin.tgz -C $pack || exit 2
+ln -sfn "$PWD" /tmp/moe-src  # the test data path compiled into the pack
+# The pack links libcudart/libcublas 13 dynamically: the toolkit's, wherever nvcc is.
+if command -v nvcc >/dev/null; then
+  export LD_LIBRARY_PATH="$(dirname "$(command -v nvcc)")/../lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+if ldd $pack/moe-bench | grep 'not found'; then echo "gpu-run: libraries missing (above)" >&2; exit 2; fi
+{ echo "pack built from $(cat $pack/commit) for $(cat $pack/arch)"; date -u; nvidia-smi; } >"$out/machine.txt" 2>&1
+head -1 "$out/machine.txt"
+
+failed=0
+step() {  # step NAME COMMAND...: runs it, its output to $out/NAME.log and to the terminal
+  local name="$1"
+  shift
+  echo "=== $name: $*"
+  local t0=$SECONDS
+  "$@" 2>&1 | tee "$out/$name.log"
+  local rc=${PIPESTATUS[0]}
+  echo "=== $name: exit $rc, $((SECONDS - t0)) s"
+  [[ $rc == 0 ]] || failed=1
+}
+
+if [[ $what == tests || $what == all ]]; then
+  for t in linear_test norm_test rope_test router_test experts_test attention_test cuda_backend_test; do
+    step "$t" "$pack/$t" --gtest_brief=1
+  done
+fi
+if [[ $what == bench || $what == all ]]; then
+  qwen=(--synthetic resources/configs/qwen3-30b-a3b.json --device cuda)
+  step cuda_prefill_bench "$pack/cuda_prefill_bench"
+  step decode_4k_f32kv "$pack/moe-bench" "${qwen[@]}" --prompt-tokens 4096 --decode-tokens 256 --repeats 5 \
+    --hook-levels off,routing,full
+  step decode_4k_bf16kv "$pack/moe-bench" "${qwen[@]}" --prompt-tokens 4096 --decode-tokens 256 --repeats 5 \
+    --kv-dtype bf16
+  step prefill_2k "$pack/moe-bench" "${qwen[@]}" --prompt-tokens 2048 --prefill-chunk 2048 --decode-tokens 16 \
+    --repeats 5
+fi
+exit $failed
