@@ -400,8 +400,8 @@ class CudaBackend final : public Backend {
       if (s_.layer_is_moe[size_t(l)]) moe_block(l, T, record);
       else mlp_block(l, T);
       const float* next_norm = l + 1 < L ? w_.layers[size_t(l + 1)].attn_norm : w_.final_norm;
-      add_rmsnorm_rows(x_.get(), y_.get(), nullptr, next_norm, a_.get(), T, H, s_.rms_eps, st);
-      if (record && req_.hidden_norms) row_l2_norms(x_.get(), T, H, rec(layout_.hidden) + l, L, st);
+      float* hidden_norm = record && req_.hidden_norms ? rec(layout_.hidden) + l : nullptr;
+      add_rmsnorm_rows(x_.get(), y_.get(), nullptr, next_norm, a_.get(), T, H, s_.rms_eps, st, hidden_norm, L);
     }
     if (times) MOE_CUDA_CHECK(cudaEventRecord(events_.events[size_t(L)], st));
     if (n_out > 0) {

@@ -1,6 +1,6 @@
 // Row-wise kernels on F32 activations (contract: norm.cuh).
 //
-// Layout: the row reductions (RMSNorm, the fused residual add + RMSNorm, row L2 norms) and the
+// Layout: the row reductions (RMSNorm, the fused residual add + RMSNorm and its row L2 norms) and the
 // embedding gather run one block per row; the block strides over the row, with 16-byte loads and
 // stores (float4, or 8 × 16-bit for BF16/F16 embeddings) when the row length and every pointer allow
 // it, and a scalar loop otherwise. The block size follows the row length (one 16-byte unit per thread
@@ -146,13 +146,15 @@ __global__ void rmsnorm_rows_kernel(const float* x, const float* __restrict__ w,
 }
 
 // ---------------------------------------------------------------------------------------------------
-// add_rmsnorm_rows: x += y + bias, then (w not null) out = RMSNorm(x) · w. One block per row; the
-// updated x is written in the first pass and read back by the same thread in the second.
+// add_rmsnorm_rows: x += y + bias, then (w not null) out = RMSNorm(x) · w and (norm_out not null)
+// ‖x‖₂. One block per row; the updated x is written in the first pass and read back by the same thread
+// in the second.
 
 template <bool VEC>
 __global__ void add_rmsnorm_rows_kernel(float* __restrict__ x, const float* __restrict__ y,
                                         const float* __restrict__ bias, const float* __restrict__ w,
-                                        float* __restrict__ out, int n, float eps) {
+                                        float* __restrict__ out, int n, float eps, float* __restrict__ norm_out,
+                                        int64_t norm_stride) {
   __shared__ float sh[33];
   const int64_t base = int64_t(blockIdx.x) * n;
   float* xr = x + base;
@@ -181,32 +183,13 @@ __global__ void add_rmsnorm_rows_kernel(float* __restrict__ x, const float* __re
       ss += a * a;
     }
   }
-  if (!w) return;  // uniform over the block: no thread reaches the barrier below
+  if (!w && !norm_out) return;  // uniform over the block: no thread reaches the barrier below
   ss = block_sum(ss, sh);
+  if (norm_out && threadIdx.x == 0) norm_out[int64_t(blockIdx.x) * norm_stride] = sqrtf(ss);
+  if (!w) return;
   const float r = 1.0f / sqrtf(ss / float(n) + eps);
   float* orow = out + base;
   scale_row<VEC>(xr, w, r, orow, n);
-}
-
-// ---------------------------------------------------------------------------------------------------
-// row_l2_norms: one block per row.
-
-template <bool VEC>
-__global__ void row_l2_norms_kernel(const float* __restrict__ x, int n, float* __restrict__ out, int64_t stride) {
-  __shared__ float sh[33];
-  const float* xr = x + int64_t(blockIdx.x) * n;
-  float ss = 0.0f;
-  if constexpr (VEC) {
-    const float4* x4 = reinterpret_cast<const float4*>(xr);
-    for (int i = threadIdx.x; i < n / 4; i += blockDim.x) {
-      const float4 v = x4[i];
-      ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-    }
-  } else {
-    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
-  }
-  ss = block_sum(ss, sh);
-  if (threadIdx.x == 0) out[int64_t(blockIdx.x) * stride] = sqrtf(ss);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -348,22 +331,13 @@ void rmsnorm_rows(const float* x, const float* w, float* out, int T, int n, floa
 }
 
 void add_rmsnorm_rows(float* x, const float* y, const float* bias, const float* w, float* out, int T, int n, float eps,
-                      cudaStream_t stream) {
+                      cudaStream_t stream, float* norm_out, int64_t norm_stride) {
   if (T <= 0 || n <= 0) return;
   const bool vec = n % 4 == 0 && aligned16(x) && aligned16(y) && (!bias || aligned16(bias)) && (!w || aligned16(w)) &&
                    (!w || aligned16(out));
   const int block = row_block(vec ? n / 4 : n);
-  if (vec) add_rmsnorm_rows_kernel<true><<<T, block, 0, stream>>>(x, y, bias, w, out, n, eps);
-  else add_rmsnorm_rows_kernel<false><<<T, block, 0, stream>>>(x, y, bias, w, out, n, eps);
-  MOE_CUDA_CHECK_LAUNCH();
-}
-
-void row_l2_norms(const float* x, int T, int n, float* out, int64_t stride, cudaStream_t stream) {
-  if (T <= 0) return;  // n == 0 is fine: the kernel writes ‖empty row‖ = 0
-  const bool vec = n > 0 && n % 4 == 0 && aligned16(x);
-  const int block = row_block(vec ? n / 4 : (n > 0 ? n : 1));
-  if (vec) row_l2_norms_kernel<true><<<T, block, 0, stream>>>(x, n, out, stride);
-  else row_l2_norms_kernel<false><<<T, block, 0, stream>>>(x, n, out, stride);
+  if (vec) add_rmsnorm_rows_kernel<true><<<T, block, 0, stream>>>(x, y, bias, w, out, n, eps, norm_out, norm_stride);
+  else add_rmsnorm_rows_kernel<false><<<T, block, 0, stream>>>(x, y, bias, w, out, n, eps, norm_out, norm_stride);
   MOE_CUDA_CHECK_LAUNCH();
 }
 

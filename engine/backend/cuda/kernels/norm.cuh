@@ -19,12 +19,11 @@ void embed_rows(const DeviceMatrix& embed, const int32_t* tokens, int T, float* 
 void rmsnorm_rows(const float* x, const float* w, float* out, int T, int n, float eps, cudaStream_t stream);
 
 // The residual add fused with the next norm: x[t] += y[t] (+ bias, [n], may be null); then, when w is
-// not null, out[t] = RMSNorm(x[t]) · w. out must not alias x or y.
+// not null, out[t] = RMSNorm(x[t]) · w. out must not alias x or y. When norm_out is not null, also
+// norm_out[t · norm_stride] = ‖x[t]‖₂ of the updated x (the hidden.norm hook), from the same sum of
+// squares the norm uses: no kernel of its own per layer.
 void add_rmsnorm_rows(float* x, const float* y, const float* bias, const float* w, float* out, int T, int n,
-                      float eps, cudaStream_t stream);
-
-// out[t · stride] = ‖x[t]‖₂ for t < T (hidden.norm).
-void row_l2_norms(const float* x, int T, int n, float* out, int64_t stride, cudaStream_t stream);
+                      float eps, cudaStream_t stream, float* norm_out = nullptr, int64_t norm_stride = 1);
 
 // out[i] = dtype(x[i]) for i < count, with round-to-nearest-even (dtype: BF16, F16 or F32 = copy).
 void convert_f32(const float* x, void* out, DType dtype, int64_t count, cudaStream_t stream);
