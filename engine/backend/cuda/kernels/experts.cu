@@ -16,7 +16,7 @@
 //   projections' inputs are for cuBLAS (blas.h): x is converted once per chunk, and gate/up writes h in
 //   that dtype for down. Both operands then move as raw 16-byte chunks, each step's global loads issued
 //   before the current step's mma and stored into the other of two shared-memory stages.
-//   Per k step a block moves 16 KiB from L2 (24 KiB for gate/up) for 0.5 MFLOP (1 MFLOP), twice the
+//   Per k step a block moves 12 KiB from L2 (16 KiB for gate/up) for 0.5 MFLOP (1 MFLOP), twice the
 //   arithmetic per byte of the 64 × 64 tile with F32 activations it replaces (the L2 bandwidth bound).
 //   GEMM, F32 weights (the parity tests' exact path): SIMT F32 FMA, block tile 64 weight rows × 16 pairs
 //   × 32 k (grid z: the eight 16-pair parts of a 128-pair work item), weights converted to F32 on the
