@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # On a GPU machine, from the checkout's root, with gpu-pack/ from scripts/gpu-pack.sh: the CUDA tests,
-# then the benchmarks BENCHMARKS.md lists for issue 7. Each log goes to $OUT (the device tool's output
-# folder) or gpu-results/. What to run: tests, bench, or all (default). Keeps going past a failure and
-# exits non-zero if anything failed.
+# then the benchmarks BENCHMARKS.md lists for issue 7. Logs go to $OUT (the device tool's output folder,
+# which returns at most 8 files) or gpu-results/: machine.txt, tests.log, bench.log and summary.txt.
+# What to run: tests, bench, or all (default). Keeps going past a failure; exits non-zero if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
+case $what in tests | bench | all) ;; *) echo "usage: scripts/gpu-run.sh [tests|bench|all]" >&2; exit 2 ;; esac
 out="${OUT:-$PWD/gpu-results}"
 mkdir -p "$out"
 # moe-bench falls back to the CPU when no GPU works, which for a 30B model would run for hours.
@@ -18,35 +19,43 @@ ln -sfn "$PWD" /tmp/moe-src  # the test data path compiled into the pack
 if command -v nvcc >/dev/null; then
   export LD_LIBRARY_PATH="$(dirname "$(command -v nvcc)")/../lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
+export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}"
+if ldd $pack/moe-bench | grep -q 'not found'; then  # else the pip wheels' copies (nvidia-cublas, -cuda-runtime)
+  for d in $(python3 -c 'import glob, site; print(" ".join(glob.glob(site.getsitepackages()[0] + "/nvidia/*/lib")))' 2>/dev/null); do
+    LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"
+  done
+  export LD_LIBRARY_PATH
+fi
 if ldd $pack/moe-bench | grep 'not found'; then echo "gpu-run: libraries missing (above)" >&2; exit 2; fi
 { echo "pack built from $(cat $pack/commit) for $(cat $pack/arch)"; date -u; nvidia-smi; } >"$out/machine.txt" 2>&1
 head -1 "$out/machine.txt"
 
 failed=0
-step() {  # step NAME COMMAND...: runs it, its output to $out/NAME.log and to the terminal
-  local name="$1"
-  shift
-  echo "=== $name: $*"
+step() {  # step LOG NAME COMMAND...: runs it, its output appended to $out/LOG and shown
+  local log="$out/$1" name="$2"
+  shift 2
+  echo "=== $name: $*" | tee -a "$log"
   local t0=$SECONDS
-  "$@" 2>&1 | tee "$out/$name.log"
+  "$@" 2>&1 | tee -a "$log"
   local rc=${PIPESTATUS[0]}
-  echo "=== $name: exit $rc, $((SECONDS - t0)) s"
+  echo "=== $name: exit $rc, $((SECONDS - t0)) s" | tee -a "$log" "$out/summary.txt"
   [[ $rc == 0 ]] || failed=1
 }
 
 if [[ $what == tests || $what == all ]]; then
   for t in linear_test norm_test rope_test router_test experts_test attention_test cuda_backend_test; do
-    step "$t" "$pack/$t" --gtest_brief=1
+    step tests.log "$t" "$pack/$t" --gtest_brief=1
   done
 fi
 if [[ $what == bench || $what == all ]]; then
   qwen=(--synthetic resources/configs/qwen3-30b-a3b.json --device cuda)
-  step cuda_prefill_bench "$pack/cuda_prefill_bench"
-  step decode_4k_f32kv "$pack/moe-bench" "${qwen[@]}" --prompt-tokens 4096 --decode-tokens 256 --repeats 5 \
+  step bench.log cuda_prefill_bench "$pack/cuda_prefill_bench"
+  step bench.log decode_4k_f32kv "$pack/moe-bench" "${qwen[@]}" --prompt-tokens 4096 --decode-tokens 256 --repeats 5 \
     --hook-levels off,routing,full
-  step decode_4k_bf16kv "$pack/moe-bench" "${qwen[@]}" --prompt-tokens 4096 --decode-tokens 256 --repeats 5 \
-    --kv-dtype bf16
-  step prefill_2k "$pack/moe-bench" "${qwen[@]}" --prompt-tokens 2048 --prefill-chunk 2048 --decode-tokens 16 \
-    --repeats 5
+  step bench.log decode_4k_bf16kv "$pack/moe-bench" "${qwen[@]}" --prompt-tokens 4096 --decode-tokens 256 \
+    --repeats 5 --kv-dtype bf16
+  step bench.log prefill_2k "$pack/moe-bench" "${qwen[@]}" --prompt-tokens 2048 --prefill-chunk 2048 \
+    --decode-tokens 16 --repeats 5
 fi
+cat "$out/summary.txt"
 exit $failed
