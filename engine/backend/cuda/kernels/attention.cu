@@ -739,7 +739,10 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const float* __restri
     if constexpr (TC) {
       for (int i = tid; i < TQ * hd4; i += kThreads) {
         const int r = i / hd4, d = i - r * hd4;
-        o_s[r * st + d] *= row_alpha[r];
+        // A row whose running max held through this tile has factor exactly 1 (e^0): the shared-memory
+        // read and write are skipped. After the first tiles that is most rows.
+        const float a = row_alpha[r];
+        if (a != 1.0f) o_s[r * st + d] *= a;
       }
       // V rows past the tile's keys are stale (P is 0 there, but 0 · NaN is not 0).
       for (int i = tid; i < (TQ - tn) * hd4; i += kThreads) {
