@@ -81,12 +81,13 @@ inline std::vector<uint8_t> stored_as(DType dtype, std::vector<float>& v) {
   const size_t es = dtype_size(dtype);
   std::vector<uint8_t> bytes(v.size() * es);
   for (size_t i = 0; i < v.size(); ++i) {
-    v[i] = round_to(dtype, v[i]);
     if (dtype == DType::BF16) {
       const uint16_t b = f32_to_bf16(v[i]);
+      v[i] = bf16_to_f32(b);
       std::memcpy(&bytes[2 * i], &b, 2);
     } else if (dtype == DType::F16) {
       const uint16_t b = f32_to_f16(v[i]);
+      v[i] = f16_to_f32(b);
       std::memcpy(&bytes[2 * i], &b, 2);
     } else {
       std::memcpy(&bytes[4 * i], &v[i], 4);

@@ -318,7 +318,7 @@ __global__ void __launch_bounds__(kGemmThreads)
   const int e = G.tile_expert[tile];
   const int p0 = G.offsets[e] + G.tile_index[tile] * kPairTile + blockIdx.z * kSimtPairs;
   const int pend = G.offsets[e + 1];
-  if (p0 >= pend) return;  // a quarter past the expert's count: the whole block
+  if (p0 >= pend) return;  // a 16-pair part past the expert's count: the whole block
   const int mcount = min(kSimtPairs, pend - p0);
   const int n0 = blockIdx.x * kRowTile;
 
