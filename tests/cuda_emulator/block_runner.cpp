@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <new>
 #include <vector>
@@ -18,7 +19,7 @@ constexpr size_t kStackBytes = 1 << 20;  // AddressSanitizer's redzones make fra
 constexpr size_t kStackBytes = 256 << 10;
 #endif
 
-enum class Wait { None, Block, Warp };
+enum class Wait { None, Block, Warp, Dependency };
 
 struct Thread {
   ThreadPosition pos{};
@@ -26,6 +27,7 @@ struct Thread {
   Wait wait = Wait::None;
   uint64_t wait_gen = 0;
   bool done = false;
+  bool waited = false;  // has called dependency_wait (checked in dependent grids)
   Fiber* fiber = nullptr;
 };
 
@@ -39,20 +41,46 @@ struct Warp {
   std::vector<float> scratch;  // warp_scratch(): grows, never shrinks, for the warp's life in this grid
 };
 
+// Dynamic shared memory, allocated at its exact size (so a sanitizer sees overruns) and 128-byte
+// aligned (as kernels may declare it).
+class SharedBytes {
+ public:
+  explicit SharedBytes(size_t n)
+      : n_(n), p_(n ? static_cast<unsigned char*>(::operator new[](n, std::align_val_t(128))) : nullptr) {}
+  ~SharedBytes() {
+    if (p_) ::operator delete[](p_, std::align_val_t(128));
+  }
+  SharedBytes(const SharedBytes&) = delete;
+  SharedBytes& operator=(const SharedBytes&) = delete;
+  unsigned char* get() const { return p_; }
+  // A block starts with NaN bytes, as stale as the GPU's.
+  void poison() {
+    if (p_) std::memset(p_, 0xff, n_);
+  }
+
+ private:
+  size_t n_;
+  unsigned char* p_;
+};
+
 struct Block {
   const GridShape* shape = nullptr;
   std::vector<Thread> threads;
   std::vector<Warp> warps;
+  std::vector<std::unique_ptr<Fiber>> fibers;  // from the pool, returned by release_block
   int live = 0;
   int block_arrived = 0;
   uint64_t block_gen = 0;
   unsigned char* dynamic_shared = nullptr;
+  bool reverse = false;  // runs its threads in descending order
+  bool early = false;    // a dependent grid's first block, running before the previous work
 };
 
 thread_local Block* t_block = nullptr;
 thread_local Thread* t_thread = nullptr;
 
 // Fibers and their stacks are kept for the next block and grid (mapping a stack is a system call).
+// A parked block holds its fibers while other grids run, so blocks take fibers and give them back.
 std::vector<std::unique_ptr<Fiber>>& fiber_pool() {
   thread_local std::vector<std::unique_ptr<Fiber>> pool;
   return pool;
@@ -70,20 +98,25 @@ std::string waiting_summary(const Block& b) {
     if (t.done) continue;
     (t.wait == Wait::Block ? at_block : at_warp) += 1;
     if (first.empty())
-      first = "thread " + dim_text(t.pos.thread_idx) + (t.wait == Wait::Block ? " at __syncthreads" : " at a warp rendezvous");
+      first = "thread " + dim_text(t.pos.thread_idx) +
+              (t.wait == Wait::Block ? " at __syncthreads" : " at a warp rendezvous");
   }
   return std::to_string(at_block) + " thread(s) wait at __syncthreads, " + std::to_string(at_warp) +
-         " at a warp rendezvous (e.g. " + first + "); " + std::to_string(b.threads.size() - size_t(b.live)) + " returned";
+         " at a warp rendezvous (e.g. " + first + "); " + std::to_string(b.threads.size() - size_t(b.live)) +
+         " returned";
 }
 
 void thread_exited(Block& b, Thread& t) {
   t.done = true;
   --b.live;
+  if (b.shape->dependent && !t.waited)
+    kernel_fault("a thread of a dependent launch returned without waiting for its inputs (wait_for_inputs)");
   Warp& w = b.warps[size_t(t.warp)];
   const uint32_t bit = 1u << t.lane;
   w.exited |= bit;
   if (w.arrived && (w.mask & bit))
-    kernel_fault("lane " + std::to_string(t.lane) + " returned while lanes of its warp wait for it in a *_sync intrinsic");
+    kernel_fault("lane " + std::to_string(t.lane) +
+                 " returned while lanes of its warp wait for it in a *_sync intrinsic");
   // A thread that returns no longer counts at __syncthreads (as on the GPU).
   if (b.block_arrived > 0 && b.block_arrived == b.live) {
     b.block_arrived = 0;
@@ -97,17 +130,57 @@ bool runnable(const Block& b, const Thread& t) {
     case Wait::None: return true;
     case Wait::Block: return b.block_gen != t.wait_gen;
     case Wait::Warp: return b.warps[size_t(t.warp)].gen != t.wait_gen;
+    case Wait::Dependency: return !b.early;
   }
   return false;
+}
+
+// Threads, warps and fibers for a block of the shape.
+void setup_block(Block& b, const GridShape& shape) {
+  const dim3 bd = shape.block, gd = shape.grid;
+  const int n = int(bd.x * bd.y * bd.z);
+  auto& pool = fiber_pool();
+  while (int(pool.size()) < n) pool.push_back(std::make_unique<Fiber>(kStackBytes));
+  b.fibers.assign(std::make_move_iterator(pool.end() - n), std::make_move_iterator(pool.end()));
+  pool.resize(pool.size() - size_t(n));
+  b.shape = &shape;
+  b.threads.resize(size_t(n));
+  b.warps.resize(size_t((n + 31) / 32));
+  for (int i = 0; i < n; ++i) {
+    Thread& t = b.threads[size_t(i)];
+    t.pos.thread_idx = uint3{unsigned(i) % bd.x, unsigned(i) / bd.x % bd.y, unsigned(i) / (bd.x * bd.y)};
+    t.pos.block_dim = bd;
+    t.pos.grid_dim = gd;
+    t.lane = i % 32;
+    t.warp = i / 32;
+    t.fiber = b.fibers[size_t(i)].get();
+    b.warps[size_t(t.warp)].present |= 1u << t.lane;
+  }
+}
+
+void release_block(Block& b) {
+  auto& pool = fiber_pool();
+  for (auto& f : b.fibers) pool.push_back(std::move(f));
+  b.fibers.clear();
 }
 
 // Threads run in ascending order in even blocks and descending order in odd ones (swapped by
 // MOE_CUDA_EMULATOR_ORDER=reverse): a missing barrier between threads of a block shows up in one order
 // or the other, within one run.
-void run_block(Block& b, const std::function<void()>& body, bool reverse) {
+bool reverse_order(uint64_t linear_block) {
+  static const bool flip = [] {
+    const char* o = std::getenv("MOE_CUDA_EMULATOR_ORDER");
+    return o && std::strcmp(o, "reverse") == 0;
+  }();
+  return bool(linear_block & 1) != flip;
+}
+
+void start_block(Block& b, uint3 block_idx, uint64_t linear, const std::function<void()>& body) {
   for (Thread& t : b.threads) {
+    t.pos.block_idx = block_idx;
     t.wait = Wait::None;
     t.done = false;
+    t.waited = false;
     t.fiber->reset(&body);
   }
   for (Warp& w : b.warps) {
@@ -117,11 +190,19 @@ void run_block(Block& b, const std::function<void()>& body, bool reverse) {
   b.live = int(b.threads.size());
   b.block_arrived = 0;
   b.block_gen = 0;
+  b.reverse = reverse_order(linear);
+}
+
+// Runs the block's threads until every one has returned or, in an early block, until none can run
+// because they wait for their inputs.
+void run_threads(Block& b) {
+  Block* outer = t_block;
+  t_block = &b;
   const int n = int(b.threads.size());
   while (b.live > 0) {
     bool ran = false;
     for (int k = 0; k < n; ++k) {
-      Thread& t = b.threads[size_t(reverse ? n - 1 - k : k)];
+      Thread& t = b.threads[size_t(b.reverse ? n - 1 - k : k)];
       if (!runnable(b, t)) continue;
       t.wait = Wait::None;
       t_thread = &t;
@@ -130,8 +211,35 @@ void run_block(Block& b, const std::function<void()>& body, bool reverse) {
       if (t.fiber->finished()) thread_exited(b, t);
     }
     t_thread = nullptr;
-    if (!ran) kernel_fault("deadlock: " + waiting_summary(b));
+    if (!ran) {
+      if (b.early) break;
+      kernel_fault("deadlock: " + waiting_summary(b));
+    }
   }
+  t_block = outer;
+}
+
+// Every block of the grid in turn; the first is `first` when it has already started (parked early).
+void run_blocks(const GridShape& shape, const std::function<void()>& body, Block* first) {
+  Block b;
+  setup_block(b, shape);
+  SharedBytes smem(shape.dynamic_shared_bytes);
+  b.dynamic_shared = smem.get();
+  const dim3 gd = shape.grid;
+  uint64_t linear = 0;
+  for (unsigned z = 0; z < gd.z; ++z)
+    for (unsigned y = 0; y < gd.y; ++y)
+      for (unsigned x = 0; x < gd.x; ++x, ++linear) {
+        if (linear == 0 && first) {
+          first->early = false;
+          run_threads(*first);
+          continue;
+        }
+        start_block(b, uint3{x, y, z}, linear, body);
+        smem.poison();
+        run_threads(b);
+      }
+  release_block(b);
 }
 
 }  // namespace
@@ -148,49 +256,39 @@ void kernel_fault(const std::string& what) {
   std::abort();
 }
 
-void run_grid(const GridShape& shape, const std::function<void()>& body) {
-  const dim3 bd = shape.block, gd = shape.grid;
-  const int n = int(bd.x * bd.y * bd.z);
-  auto& pool = fiber_pool();
-  while (int(pool.size()) < n) pool.push_back(std::make_unique<Fiber>(kStackBytes));
+void run_grid(const GridShape& shape, const std::function<void()>& body) { run_blocks(shape, body, nullptr); }
 
-  Block b;
-  b.shape = &shape;
-  b.threads.resize(size_t(n));
-  b.warps.resize(size_t((n + 31) / 32));
-  for (int i = 0; i < n; ++i) {
-    Thread& t = b.threads[size_t(i)];
-    t.pos.thread_idx = uint3{unsigned(i) % bd.x, unsigned(i) / bd.x % bd.y, unsigned(i) / (bd.x * bd.y)};
-    t.pos.block_dim = bd;
-    t.pos.grid_dim = gd;
-    t.lane = i % 32;
-    t.warp = i / 32;
-    t.fiber = pool[size_t(i)].get();
-    b.warps[size_t(t.warp)].present |= 1u << t.lane;
+struct DependentGrid::Parked {
+  explicit Parked(size_t shared_bytes) : smem(shared_bytes) {}
+  Block block;
+  SharedBytes smem;
+};
+
+DependentGrid::DependentGrid(const GridShape& shape, std::function<void()> body)
+    : shape_(shape), body_(std::move(body)) {}
+
+DependentGrid::~DependentGrid() {
+  if (parked_) release_block(parked_->block);
+}
+
+void DependentGrid::start_early() {
+  if (parked_) return;
+  parked_ = std::make_unique<Parked>(shape_.dynamic_shared_bytes);
+  Block& b = parked_->block;
+  setup_block(b, shape_);
+  b.dynamic_shared = parked_->smem.get();
+  parked_->smem.poison();
+  start_block(b, uint3{0, 0, 0}, 0, body_);
+  b.early = true;
+  run_threads(b);
+}
+
+void DependentGrid::run() {
+  run_blocks(shape_, body_, parked_ ? &parked_->block : nullptr);
+  if (parked_) {
+    release_block(parked_->block);
+    parked_.reset();
   }
-  // Dynamic shared memory is allocated at its exact size (so a sanitizer sees overruns), 128-byte
-  // aligned (as kernels may declare it), and starts as NaN bytes, as stale as the GPU's.
-  std::unique_ptr<unsigned char[]> smem;
-  if (shape.dynamic_shared_bytes) smem.reset(new (std::align_val_t(128)) unsigned char[shape.dynamic_shared_bytes]);
-  b.dynamic_shared = smem.get();
-
-  const bool flip = [] {
-    const char* o = std::getenv("MOE_CUDA_EMULATOR_ORDER");
-    return o && std::strcmp(o, "reverse") == 0;
-  }();
-  Block* outer = t_block;
-  t_block = &b;
-  uint64_t linear = 0;
-  for (unsigned z = 0; z < gd.z; ++z)
-    for (unsigned y = 0; y < gd.y; ++y)
-      for (unsigned x = 0; x < gd.x; ++x, ++linear) {
-        for (Thread& t : b.threads) t.pos.block_idx = uint3{x, y, z};
-        if (smem) std::memset(smem.get(), 0xff, shape.dynamic_shared_bytes);
-        run_block(b, body, bool(linear & 1) != flip);
-      }
-  t_block = outer;
-  // aligned new[] needs the matching aligned delete[]
-  if (smem) ::operator delete[](smem.release(), std::align_val_t(128));
 }
 
 const ThreadPosition& position() { return t_thread->pos; }
@@ -208,6 +306,16 @@ void sync_block() {
   t.wait = Wait::Block;
   t.wait_gen = b.block_gen;
   t.fiber->yield();
+}
+
+void dependency_wait() {
+  Block& b = *t_block;
+  Thread& t = *t_thread;
+  if (b.early) {  // the previous work has not run yet: park until it has
+    t.wait = Wait::Dependency;
+    t.fiber->yield();
+  }
+  t.waited = true;
 }
 
 void sync_warp(unsigned mask) {
@@ -233,7 +341,8 @@ void sync_warp(unsigned mask) {
 
 uint64_t exchange(unsigned mask, uint64_t bits, int src) {
   Warp& w = t_block->warps[size_t(t_thread->warp)];
-  if (src < 0 || src > 31 || !(mask & (1u << src))) kernel_fault("a shuffle reads lane " + std::to_string(src) + ", which is not in its mask");
+  if (src < 0 || src > 31 || !(mask & (1u << src)))
+    kernel_fault("a shuffle reads lane " + std::to_string(src) + ", which is not in its mask");
   w.slot[t_thread->lane] = bits;
   sync_warp(mask);  // every lane has written
   const uint64_t r = w.slot[src];

@@ -1,14 +1,22 @@
 #pragma once
 // How the emulator runs a grid: block after block, each block's threads as cooperative fibers on one OS
 // thread. A thread runs until it must wait for others (__syncthreads, a warp-synchronous intrinsic) or
-// returns; odd blocks run their threads in the reverse order, so a missing barrier shows. Misuse a GPU would punish with a hang or garbage — a barrier some threads never reach, a
-// warp intrinsic whose mask names lanes that have exited, a shuffle from a lane outside the mask — is
-// reported with the kernel, block and thread, and the process aborts.
+// returns; odd blocks run their threads in the reverse order, so a missing barrier shows. Misuse a GPU would punish
+// with a hang or garbage — a barrier some threads never reach, a warp intrinsic whose mask names lanes that have
+// exited, a shuffle from a lane outside the mask — is reported with the kernel, block and thread, and the process
+// aborts.
+//
+// A grid launched as a programmatic dependent (launch_dependent, dependent_launch.cuh) may start before
+// the work queued ahead of it has finished, so nothing it does before wait_for_inputs() may depend on
+// that work. The emulator makes such a dependency show: it runs the grid's first block until every
+// thread waits for its inputs (or has returned) *before* the previous work runs, then the previous
+// work, then the rest of the grid. A thread of a dependent grid that returns without waiting is a fault.
 #include <vector_types.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 namespace moe_emu {
@@ -17,10 +25,28 @@ struct GridShape {
   const char* kernel = "";  // for messages
   dim3 grid, block;
   size_t dynamic_shared_bytes = 0;
+  bool dependent = false;  // launched as a programmatic dependent: every thread must wait for inputs
 };
 
 // Runs body once per thread of the grid (synchronously).
 void run_grid(const GridShape& shape, const std::function<void()>& body);
+
+// A dependent grid's two parts: its first block up to the wait for inputs (run before the previous
+// work), then the whole grid, the first block continuing where it stopped. Reusable: a graph replays
+// the same grid, and each run() ends what start_early() began.
+class DependentGrid {
+ public:
+  DependentGrid(const GridShape& shape, std::function<void()> body);
+  ~DependentGrid();
+  void start_early();
+  void run();
+
+ private:
+  struct Parked;
+  GridShape shape_;
+  std::function<void()> body_;
+  std::unique_ptr<Parked> parked_;
+};
 
 // ---- what the kernel-side prelude reads and calls, from inside a running thread ----
 struct ThreadPosition {
@@ -35,6 +61,7 @@ int lane_id();
 
 void sync_block();                  // __syncthreads
 void sync_warp(unsigned mask);      // __syncwarp and the rendezvous of every *_sync intrinsic
+void dependency_wait();             // griddepcontrol.wait (wait_for_inputs)
 // The value of `bits` held by lane src (which must be in mask), exchanged among the lanes of mask.
 uint64_t exchange(unsigned mask, uint64_t bits, int src);
 unsigned ballot(unsigned mask, bool predicate);

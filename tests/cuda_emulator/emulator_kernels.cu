@@ -33,6 +33,12 @@ __global__ void add_kernel(const int* in, int* out) { *out += *in; }
 
 __global__ void empty_kernel() {}
 
+__global__ void dependent_copy_kernel(const int* in, int* out, bool read_before_wait, bool skip_wait) {
+  const int early = *in;  // always read; used only when read_before_wait
+  if (!skip_wait) ::moe_emu::dependency_wait();
+  out[blockIdx.x] = read_before_wait ? early : *in;
+}
+
 namespace wmma = nvcuda::wmma;
 using Acc = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
 using Acc8 = wmma::fragment<wmma::accumulator, 16, 16, 8, float>;
@@ -101,9 +107,15 @@ void launch_tf32_product(const float* a, const float* b, bool round_inputs, floa
   tf32_product_kernel<<<1, 32>>>(a, b, round_inputs, c);
 }
 void launch_wmma_misuse(const __nv_bfloat16* a, float* c, int kind) { wmma_misuse_kernel<<<1, 32>>>(a, c, kind); }
+void launch_dependent_copy(const int* in, int* out, int blocks, bool read_before_wait, bool skip_wait,
+                           cudaStream_t stream) {
+  ::moe_emu::launch("dependent_copy_kernel", ::moe_emu::LaunchConfig(blocks, 1, 0, stream, true), dependent_copy_kernel,
+                    in, out, read_before_wait, skip_wait);
+}
 cudaError_t launch_empty(int threads, size_t shared_bytes, bool raise_shared_limit) {
   if (raise_shared_limit) {
-    const cudaError_t e = cudaFuncSetAttribute(empty_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared_bytes));
+    const cudaError_t e =
+        cudaFuncSetAttribute(empty_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared_bytes));
     if (e != cudaSuccess) return e;
   }
   empty_kernel<<<1, threads, shared_bytes>>>();

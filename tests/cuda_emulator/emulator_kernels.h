@@ -28,6 +28,11 @@ void launch_tf32_product(const float* a, const float* b, bool round_inputs, floa
 // wmma misuse: lane 0 loads from a different row than the other lanes (kind 0); a pointer 16 bytes off
 // 32-byte alignment (kind 1); lane 31 returns before the mma (kind 2).
 void launch_wmma_misuse(const __nv_bfloat16* a, float* c, int kind);
+// A programmatic dependent launch of `blocks` one-thread blocks: out[block] = *in, read after the wait
+// for inputs (read_before_wait false) or before it (a bug the emulator must make visible). A thread
+// never waits with skip_wait.
+void launch_dependent_copy(const int* in, int* out, int blocks, bool read_before_wait, bool skip_wait,
+                           cudaStream_t stream);
 // An empty kernel with the given block size and dynamic shared memory.
 cudaError_t launch_empty(int threads, size_t shared_bytes, bool raise_shared_limit);
 

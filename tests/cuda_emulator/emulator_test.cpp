@@ -94,7 +94,8 @@ TEST(CudaEmulator, WmmaProductsAreExactAndLayoutsAgree) {
 // rounded with __float_to_tf32, the second becomes 1 + 2^-10.
 TEST(CudaEmulator, Tf32FragmentsDropOrRoundTheLowBits) {
   std::vector<float> a(128), b(128, 1.0f);
-  for (int i = 0; i < 128; ++i) a[size_t(i)] = i % 2 ? 1.0f + 3.0f * std::ldexp(1.0f, -12) : 1.0f + std::ldexp(1.0f, -12);
+  for (int i = 0; i < 128; ++i)
+    a[size_t(i)] = i % 2 ? 1.0f + 3.0f * std::ldexp(1.0f, -12) : 1.0f + std::ldexp(1.0f, -12);
   float* d_a = device_alloc<float>(128);
   float* d_b = device_alloc<float>(128);
   float* d_c = device_alloc<float>(256);
@@ -209,6 +210,59 @@ TEST(CudaEmulator, GraphsReplayAndCapturesRefuseSynchronousCalls) {
   cudaFree(d_in);
   cudaFree(d_sum);
   cudaStreamDestroy(s);
+}
+
+// A programmatic dependent grid may start before the work ahead of it: its first block runs up to the
+// wait for inputs before that work does, on a stream and in a graph replay alike. A read after the wait
+// sees the earlier store in every block; a read before it sees the old value in block 0.
+TEST(CudaEmulator, ADependentGridSeesEarlierWorkOnlyAfterItsWait) {
+  cudaStream_t s = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  int* in = device_alloc<int>(1);
+  int* out = device_alloc<int>(3);
+  auto run = [&](bool read_before_wait, bool in_graph) {
+    const int old = 1;
+    EXPECT_EQ(cudaMemcpy(in, &old, sizeof(int), cudaMemcpyHostToDevice), cudaSuccess);
+    cudaGraph_t g = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    if (in_graph) {
+      EXPECT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+    }
+    launch_store(in, 7, s);
+    launch_dependent_copy(in, out, 3, read_before_wait, false, s);
+    if (in_graph) {
+      EXPECT_EQ(cudaStreamEndCapture(s, &g), cudaSuccess);
+      EXPECT_EQ(cudaGraphInstantiate(&exec, g, 0), cudaSuccess);
+      EXPECT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
+    }
+    EXPECT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+    if (in_graph) {
+      cudaGraphExecDestroy(exec);
+      cudaGraphDestroy(g);
+    }
+    std::vector<int> got(3);
+    EXPECT_EQ(cudaMemcpy(got.data(), out, 3 * sizeof(int), cudaMemcpyDeviceToHost), cudaSuccess);
+    return got;
+  };
+  for (bool in_graph : {false, true}) {
+    EXPECT_EQ(run(false, in_graph), (std::vector<int>{7, 7, 7})) << (in_graph ? "graph" : "stream");
+    EXPECT_EQ(run(true, in_graph), (std::vector<int>{1, 7, 7})) << (in_graph ? "graph" : "stream");
+  }
+  cudaFree(in);
+  cudaFree(out);
+  cudaStreamDestroy(s);
+}
+
+TEST(CudaEmulatorDeathTest, ADependentGridThatNeverWaitsIsReported) {
+  EXPECT_DEATH(
+      {
+        int* in = device_alloc<int>(1);
+        int* out = device_alloc<int>(2);
+        launch_dependent_copy(in, out, 2, false, true, nullptr);
+        cudaDeviceSynchronize();
+      },
+      "a thread of a dependent launch returned without waiting for its inputs \\(wait_for_inputs\\) in "
+      "dependent_copy_kernel");
 }
 
 TEST(CudaEmulator, TimingAnEventNotYetReachedIsNotReady) {

@@ -20,6 +20,9 @@
 #include "tests/cuda_emulator/runtime.h"
 #include "tests/cuda_emulator/wmma.h"
 
+// Kernel headers that need the emulator's hooks (dependent_launch.cuh) test this.
+#define MOE_CUDA_EMULATED 1
+
 #undef __global__
 #undef __device__
 #undef __host__
@@ -156,10 +159,12 @@ cudaError_t cudaFuncSetAttribute(T* entry, cudaFuncAttribute attr, int value) {
 namespace moe_emu {
 
 struct LaunchConfig {
-  LaunchConfig(dim3 g, dim3 b, size_t smem = 0, cudaStream_t s = nullptr) : grid(g), block(b), shared_bytes(smem), stream(s) {}
+  LaunchConfig(dim3 g, dim3 b, size_t smem = 0, cudaStream_t s = nullptr, bool dep = false)
+      : grid(g), block(b), shared_bytes(smem), stream(s), dependent(dep) {}
   dim3 grid, block;
   size_t shared_bytes;
   cudaStream_t stream;
+  bool dependent;  // a programmatic dependent launch (launch_dependent)
 };
 
 // A kernel argument that is a pointer must point into device (or pinned host) memory: a kernel handed a
@@ -186,6 +191,7 @@ void launch(const char* name, const LaunchConfig& c, void (*kernel)(Params...), 
   shape.grid = c.grid;
   shape.block = c.block;
   shape.dynamic_shared_bytes = c.shared_bytes;
+  shape.dependent = c.dependent;
   submit_kernel(shape, reinterpret_cast<const void*>(kernel), c.stream,
                 [kernel, params = std::move(params)]() { std::apply(kernel, params); });
 }

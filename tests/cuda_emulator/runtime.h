@@ -17,9 +17,17 @@ namespace moe_emu {
 
 using Op = std::function<void()>;
 
-// Queues op on the stream (nullptr: the legacy default stream), or records it into the stream's graph
-// while the stream is being captured.
-cudaError_t enqueue(cudaStream_t stream, Op op);
+// A queued piece of work. `early`, when set, is the part of it that may run before the work queued
+// ahead of it has run (a dependent grid's first block, up to its wait for inputs), and does.
+struct Work {
+  Op run;
+  Op early;
+};
+
+// Queues the work on the stream (nullptr: the legacy default stream), or records it into the stream's
+// graph while the stream is being captured.
+cudaError_t enqueue(cudaStream_t stream, Work work);
+inline cudaError_t enqueue(cudaStream_t stream, Op op) { return enqueue(stream, Work{std::move(op), nullptr}); }
 
 // Validates a launch (block size, shared memory against cudaFuncSetAttribute) and queues the grid.
 void submit_kernel(const GridShape& shape, const void* kernel, cudaStream_t stream, std::function<void()> body);

@@ -29,8 +29,8 @@ constexpr size_t kPoisonUpTo = size_t(64) << 20;     // fresh allocations up to 
 struct Stream {
   bool blocking = true;  // synchronises with the legacy default stream
   bool capturing = false;
-  std::vector<Op> captured;
-  std::deque<Op> pending;
+  std::vector<Work> captured;
+  std::deque<Work> pending;
 };
 
 struct Event {
@@ -41,7 +41,7 @@ struct Event {
 };
 
 struct Graph {
-  std::vector<Op> ops;
+  std::vector<Work> ops;
 };
 
 struct Allocation {
@@ -83,13 +83,18 @@ Stream* stream_of(cudaStream_t s) {
   return reinterpret_cast<Stream*>(s);
 }
 
-void drain(Stream& s) {
-  while (!s.pending.empty()) {
-    Op op = std::move(s.pending.front());
-    s.pending.pop_front();
-    op();
+// Runs queued work in order; the early part of each item runs before the item ahead of it.
+template <typename Queue>
+void run_in_order(Queue& q) {
+  while (!q.empty()) {
+    Work w = std::move(q.front());
+    q.pop_front();
+    if (!q.empty() && q.front().early) q.front().early();
+    w.run();
   }
 }
+
+void drain(Stream& s) { run_in_order(s.pending); }
 
 // The legacy default stream waits for the blocking streams' earlier work, and they for its.
 void drain_legacy() {
@@ -191,7 +196,7 @@ void kernel_launch_fault(const char* kernel, const std::string& what) {
   std::abort();
 }
 
-cudaError_t enqueue(cudaStream_t stream, Op op) {
+cudaError_t enqueue(cudaStream_t stream, Work op) {
   Device& d = device();
   std::lock_guard lock(d.mutex);
   Stream* s = stream_of(stream);
@@ -222,6 +227,11 @@ void submit_kernel(const GridShape& shape, const void* kernel, cudaStream_t stre
   if (auto it = d.dynamic_shared_limit.find(kernel); it != d.dynamic_shared_limit.end()) limit = it->second;
   if (shape.dynamic_shared_bytes > limit) {
     note_error(cudaErrorInvalidValue);
+    return;
+  }
+  if (shape.dependent) {
+    auto grid = std::make_shared<DependentGrid>(shape, std::move(body));
+    enqueue(stream, Work{[grid] { grid->run(); }, [grid] { grid->start_early(); }});
     return;
   }
   enqueue(stream, [shape, body = std::move(body)] { run_grid(shape, body); });
@@ -266,13 +276,15 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidValue: return "invalid argument";
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
-    case cudaErrorNoDevice: return "no CUDA-capable device is detected (CUDA emulator not enabled: MOE_CUDA_EMULATOR=1)";
+    case cudaErrorNoDevice:
+      return "no CUDA-capable device is detected (CUDA emulator not enabled: MOE_CUDA_EMULATOR=1)";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorNotReady: return "device not ready";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
     case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
-    case cudaErrorStreamCaptureImplicit: return "operation would make the legacy stream depend on a capturing blocking stream";
+    case cudaErrorStreamCaptureImplicit:
+      return "operation would make the legacy stream depend on a capturing blocking stream";
     case cudaErrorIllegalState: return "the operation is not permitted in the current state";
     case cudaErrorNotSupported: return "operation not supported (by the CUDA emulator)";
     default: return "unknown error (CUDA emulator)";
@@ -330,6 +342,16 @@ cudaError_t cudaDeviceSynchronize() {
   MOE_EMU_ENTRY();
   if (capture_forbids()) return note_error(cudaErrorStreamCaptureUnsupported);
   drain_all();
+  return cudaSuccess;
+}
+cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* a, const void* func) {
+  MOE_EMU_ENTRY();
+  if (!func) return note_error(cudaErrorInvalidDeviceFunction);
+  std::memset(a, 0, sizeof(*a));
+  a->maxThreadsPerBlock = 1024;
+  a->binaryVersion = a->ptxVersion = 90;  // what cudaGetDeviceProperties reports
+  auto it = device().dynamic_shared_limit.find(func);
+  a->maxDynamicSharedSizeBytes = int(it == device().dynamic_shared_limit.end() ? kSharedPerBlock : it->second);
   return cudaSuccess;
 }
 cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value) {
@@ -529,9 +551,10 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
   if (!exec) return note_error(cudaErrorInvalidValue);
   const Graph* g = reinterpret_cast<Graph*>(exec);
   // The launch runs the graph as instantiated, even if the executable graph is destroyed before it runs.
-  auto ops = std::make_shared<std::vector<Op>>(g->ops);
+  auto ops = std::make_shared<std::vector<Work>>(g->ops);
   return enqueue(s, [ops] {
-    for (const Op& op : *ops) op();
+    std::deque<Work> q(ops->begin(), ops->end());
+    run_in_order(q);
   });
 }
 cudaError_t cudaGraphDestroy(cudaGraph_t g) {

@@ -27,6 +27,7 @@
 #include "engine/backend/cuda/device_allocator.h"
 #include "engine/backend/cuda/device_weights.h"
 #include "engine/backend/cuda/kernels/attention.cuh"
+#include "engine/backend/cuda/kernels/dependent_launch.cuh"
 #include "engine/backend/cuda/kernels/experts.cuh"
 #include "engine/backend/cuda/kernels/norm.cuh"
 #include "engine/backend/cuda/kernels/rope.cuh"
@@ -176,7 +177,8 @@ class CudaBackend final : public Backend {
 
   std::string describe() const override {
     return "CUDA, " + device_name_ + " (sm_" + std::to_string(sm_) + "), " + std::string(dtype_name(w_.dtype)) +
-           " weights, " + std::string(dtype_name(kv_dtype_)) + " KV cache" + (use_graphs_ ? "" : ", graphs off");
+           " weights, " + std::string(dtype_name(kv_dtype_)) + " KV cache" + (use_graphs_ ? "" : ", graphs off") +
+           (dependent_launches() ? "" : ", dependent launches off");
   }
   bool is_gpu() const override { return true; }
   int cached() const override { return n_cached_; }

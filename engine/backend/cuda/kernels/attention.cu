@@ -51,6 +51,7 @@
 #include <cstdint>
 
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernels/dependent_launch.cuh"
 #include "engine/backend/cuda/kernels/attention.cuh"
 #include "engine/backend/cuda/kernels/online_softmax.h"
 #include "engine/backend/cuda/kernels/warp_dot.cuh"
@@ -293,6 +294,7 @@ template <typename KV, bool STATS>
 __global__ void __launch_bounds__(kThreads) decode_split_kernel(const float* __restrict__ q, const KV* __restrict__ kc,
                                                                  const KV* __restrict__ vc, const int32_t* __restrict__ pos0,
                                                                  DecodeParams p, float* __restrict__ ws) {
+  wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   extern __shared__ float4 smem4[];
   float* smem = reinterpret_cast<float*>(smem4);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -468,6 +470,7 @@ struct MergeParams {
 template <bool STATS>
 __global__ void __launch_bounds__(kMergeThreads) decode_merge_kernel(const float* __restrict__ ws, const int32_t* __restrict__ pos0,
                                                                      MergeParams p, float* __restrict__ out, StatsOut so) {
+  wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   extern __shared__ float4 smem4[];
   float* f_s = reinterpret_cast<float*>(smem4);  // [splits] factor of each slice
   float* misc = f_s + p.splits;                    // M, S, B, L
@@ -596,6 +599,7 @@ template <typename KV, int TQ, bool STATS, bool TC>
 __global__ void __launch_bounds__(kThreads) prefill_kernel(const float* __restrict__ q, const KV* __restrict__ kc,
                                                             const KV* __restrict__ vc, const int32_t* __restrict__ pos0,
                                                             PrefillParams p, float* __restrict__ out, StatsOut so) {
+  wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   static_assert(TQ == 16 || TQ == 32, "query/key tile of 16 or 32");
   constexpr int RB = TQ / 16;   // score register block: RB queries × RB keys per thread
   constexpr int kMaxRows = 4;   // P·V rows per thread
@@ -868,6 +872,7 @@ template <typename KV>
 __global__ void __launch_bounds__(kThreads) row_kernel(const float* __restrict__ q_token, const KV* __restrict__ kc,
                                                         const int32_t* __restrict__ pos0, int t, int head, RowParams p,
                                                         float* __restrict__ out_row) {
+  wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   __shared__ float red[kWarps + 1];
   constexpr int kPerLane = kMaxHeadDim / 32;
   constexpr int kKeys = 4;  // keys in flight per warp
@@ -956,15 +961,19 @@ void launch_decode(const float* q, const void* k_cache, const void* v_cache, con
   const KV* k = static_cast<const KV*>(k_cache);
   const KV* v = static_cast<const KV*>(v_cache);
   if (so)
-    decode_split_kernel<KV, true><<<grid, kThreads, g.split_smem, stream>>>(q, k, v, pos0, g.p, ws);
+    launch_dependent("decode_split_kernel", decode_split_kernel<KV, true>, grid, kThreads, g.split_smem, stream, q, k,
+                     v, pos0, g.p, ws);
   else
-    decode_split_kernel<KV, false><<<grid, kThreads, g.split_smem, stream>>>(q, k, v, pos0, g.p, ws);
+    launch_dependent("decode_split_kernel", decode_split_kernel<KV, false>, grid, kThreads, g.split_smem, stream, q, k,
+                     v, pos0, g.p, ws);
   MOE_CUDA_CHECK_LAUNCH();
   const MergeParams mp{g.p.n_heads, g.p.head_dim, g.p.hd4, g.p.splits, g.p.topk};
   if (so)
-    decode_merge_kernel<true><<<g.p.n_heads, kMergeThreads, g.merge_smem, stream>>>(ws, pos0, mp, out, *so);
+    launch_dependent("decode_merge_kernel", decode_merge_kernel<true>, g.p.n_heads, kMergeThreads, g.merge_smem, stream,
+                     ws, pos0, mp, out, *so);
   else
-    decode_merge_kernel<false><<<g.p.n_heads, kMergeThreads, g.merge_smem, stream>>>(ws, pos0, mp, out, StatsOut{});
+    launch_dependent("decode_merge_kernel", decode_merge_kernel<false>, g.p.n_heads, kMergeThreads, g.merge_smem,
+                     stream, ws, pos0, mp, out, StatsOut{});
   MOE_CUDA_CHECK_LAUNCH();
 }
 
@@ -995,15 +1004,17 @@ void launch_prefill(const float* q, int64_t q_stride, int T, const void* k_cache
       // while a stream is being captured).
       const auto launch_tc = [&](auto kernel, const StatsOut& o) {
         MOE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-        kernel<<<grid, kThreads, smem, stream>>>(q, k, v, pos0, p, out, o);
+        launch_dependent("prefill_kernel", kernel, grid, kThreads, smem, stream, q, k, v, pos0, p, out, o);
       };
       if (so) launch_tc(prefill_kernel<KV, TQ, true, true>, *so);
       else launch_tc(prefill_kernel<KV, TQ, false, true>, StatsOut{});
     }
   } else if (so) {
-    prefill_kernel<KV, TQ, true, false><<<grid, kThreads, smem, stream>>>(q, k, v, pos0, p, out, *so);
+    launch_dependent("prefill_kernel", prefill_kernel<KV, TQ, true, false>, grid, kThreads, smem, stream, q, k, v, pos0,
+                     p, out, *so);
   } else {
-    prefill_kernel<KV, TQ, false, false><<<grid, kThreads, smem, stream>>>(q, k, v, pos0, p, out, StatsOut{});
+    launch_dependent("prefill_kernel", prefill_kernel<KV, TQ, false, false>, grid, kThreads, smem, stream, q, k, v,
+                     pos0, p, out, StatsOut{});
   }
   MOE_CUDA_CHECK_LAUNCH();
 }
@@ -1058,10 +1069,11 @@ void attention_row(const float* q_token, const void* k_cache, const int32_t* pos
   if (head < 0 || head >= shape.n_heads) bad_argument("attention_row: head out of range");
   const RowParams p{shape.n_kv_heads, shape.head_dim, shape.n_heads / shape.n_kv_heads, shape.scale};
   if (shape.kv_dtype == DType::F32)
-    row_kernel<float><<<1, kThreads, 0, stream>>>(q_token, static_cast<const float*>(k_cache), pos0, t, head, p, out_row);
+    launch_dependent("row_kernel", row_kernel<float>, 1, kThreads, 0, stream, q_token,
+                     static_cast<const float*>(k_cache), pos0, t, head, p, out_row);
   else
-    row_kernel<__nv_bfloat16><<<1, kThreads, 0, stream>>>(q_token, static_cast<const __nv_bfloat16*>(k_cache), pos0, t, head, p,
-                                                          out_row);
+    launch_dependent("row_kernel", row_kernel<__nv_bfloat16>, 1, kThreads, 0, stream, q_token,
+                     static_cast<const __nv_bfloat16*>(k_cache), pos0, t, head, p, out_row);
   MOE_CUDA_CHECK_LAUNCH();
 }
 

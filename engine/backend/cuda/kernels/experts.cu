@@ -35,6 +35,7 @@
 #include <type_traits>
 
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernels/dependent_launch.cuh"
 #include "engine/backend/cuda/kernels/norm.cuh"
 #include "engine/backend/cuda/kernels/warp_dot.cuh"
 
@@ -67,6 +68,7 @@ template <typename T>
 __global__ void __launch_bounds__(kGateUpWarps * 32)
     gate_up_decode_kernel(ExpertTable tb, const int32_t* __restrict__ selected, const float* __restrict__ x,
                           float* __restrict__ h) {
+  wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   extern __shared__ __align__(16) float xs[];
   const int H = tb.hidden, F = tb.ffn;
   const int k = blockIdx.y;
@@ -95,6 +97,7 @@ template <typename T>
 __global__ void __launch_bounds__(kDownWarps * 32)
     down_decode_kernel(ExpertTable tb, const int32_t* __restrict__ selected, const float* __restrict__ weights,
                        int slots, const float* __restrict__ h, float* __restrict__ y) {
+  wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   const int H = tb.hidden, F = tb.ffn, E = tb.n_experts;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int r = blockIdx.x * kDownWarps + warp;
@@ -199,6 +202,7 @@ __device__ int block_exclusive_scan(int v, int* warp_sums, int& total) {
 // One block: counts per expert, their offsets, the tile list, and inv = −1 for the empty slots.
 __global__ void __launch_bounds__(kScanThreads)
     group_count_kernel(const int32_t* __restrict__ selected, int P, int E, int32_t* ws) {
+  wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   __shared__ int cnt[kScanThreads];
   __shared__ int warp_sums[32];
   const Grouping G(ws, P, E);
@@ -235,6 +239,7 @@ __global__ void __launch_bounds__(kScanThreads)
 constexpr int kScatterWarps = 8;
 __global__ void __launch_bounds__(kScatterWarps * 32)
     group_scatter_kernel(const int32_t* __restrict__ selected, int P, int slots, int E, int32_t* ws) {
+  wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   const Grouping G(ws, P, E);
   const int lane = threadIdx.x & 31;
   const int e = blockIdx.x * kScatterWarps + (threadIdx.x >> 5);
@@ -307,6 +312,7 @@ template <typename T, bool kGLU>
 __global__ void __launch_bounds__(kGemmThreads)
     grouped_simt_kernel(const void* const* __restrict__ w0_table, const void* const* __restrict__ w1_table, int N, int K,
                    const int32_t* __restrict__ ws, int P, int E, const float* __restrict__ X, float* __restrict__ out) {
+  wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   __shared__ __align__(16) float Xs[kKTile][kXStride];
   __shared__ float W0s[kKTile][kWStride];
   __shared__ float W1s[kGLU ? kKTile : 1][kGLU ? kWStride : 1];
@@ -433,6 +439,7 @@ __global__ void __launch_bounds__(kTcThreads)
     grouped_tc_kernel(const void* const* __restrict__ w0_table, const void* const* __restrict__ w1_table, int N,
                       int K, const int32_t* __restrict__ ws, int P, int E, const T* __restrict__ X,
                       void* __restrict__ out) {
+  wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   using Tiles = TcTiles<kGLU>;
   __shared__ __align__(128) unsigned char smem[Tiles::bytes];
   __shared__ int xrow[kPairTile];
@@ -559,6 +566,7 @@ __global__ void __launch_bounds__(kTcThreads)
 
 __global__ void combine_kernel(const int32_t* __restrict__ inv, const float* __restrict__ weights, int slots,
                                int hidden, const float* __restrict__ yp, float* __restrict__ y) {
+  wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   const int t = blockIdx.y;
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= hidden) return;
@@ -589,7 +597,8 @@ void launch_gate_up_decode(const ExpertTable& t, const int32_t* selected, int sl
   const size_t smem = size_t(t.hidden) * sizeof(float);
   allow_smem(gate_up_decode_kernel<T>, smem);
   const dim3 grid((t.ffn + kGateUpWarps - 1) / kGateUpWarps, slots);
-  gate_up_decode_kernel<T><<<grid, kGateUpWarps * 32, smem, stream>>>(t, selected, x, h);
+  launch_dependent("gate_up_decode_kernel", gate_up_decode_kernel<T>, grid, kGateUpWarps * 32, smem, stream, t,
+                   selected, x, h);
   MOE_CUDA_CHECK_LAUNCH();
 }
 
@@ -597,7 +606,8 @@ template <typename T>
 void launch_down_decode(const ExpertTable& t, const int32_t* selected, const float* weights, int slots,
                         const float* h, float* y, cudaStream_t stream) {
   const int grid = (t.hidden + kDownWarps - 1) / kDownWarps;
-  down_decode_kernel<T><<<grid, kDownWarps * 32, 0, stream>>>(t, selected, weights, slots, h, y);
+  launch_dependent("down_decode_kernel", down_decode_kernel<T>, grid, kDownWarps * 32, 0, stream, t, selected, weights,
+                   slots, h, y);
   MOE_CUDA_CHECK_LAUNCH();
 }
 
@@ -609,13 +619,12 @@ void launch_grouped(const ExpertTable& t, const void* const* w0, const void* con
   const int row_blocks = (N + kRowTile - 1) / kRowTile, items = max_tiles(P, t.n_experts);
   if constexpr (std::is_same_v<T, float>) {
     const dim3 grid(row_blocks, items, kPairTile / kSimtPairs);
-    grouped_simt_kernel<T, kGLU><<<grid, kGemmThreads, 0, stream>>>(w0, w1, N, K, grouping, P, t.n_experts,
-                                                                     static_cast<const float*>(X),
-                                                                     static_cast<float*>(out));
+    launch_dependent("grouped_simt_kernel", grouped_simt_kernel<T, kGLU>, grid, kGemmThreads, 0, stream, w0, w1, N, K,
+                     grouping, P, t.n_experts, static_cast<const float*>(X), static_cast<float*>(out));
   } else {
     const dim3 grid(row_blocks, items);
-    grouped_tc_kernel<T, kGLU><<<grid, kTcThreads, 0, stream>>>(w0, w1, N, K, grouping, P, t.n_experts,
-                                                                 static_cast<const T*>(X), out);
+    launch_dependent("grouped_tc_kernel", grouped_tc_kernel<T, kGLU>, grid, kTcThreads, 0, stream, w0, w1, N, K,
+                     grouping, P, t.n_experts, static_cast<const T*>(X), out);
   }
   MOE_CUDA_CHECK_LAUNCH();
 }
@@ -655,10 +664,11 @@ void group_by_expert(const int32_t* selected, int T, int slots, int n_experts, i
   if (P <= 0 || n_experts <= 0) return;
   if (n_experts > kScanThreads)
     throw_cuda_error("group_by_expert", "more than 1024 experts", __FILE__, __LINE__);
-  group_count_kernel<<<1, kScanThreads, 0, stream>>>(selected, P, n_experts, grouping);
+  launch_dependent("group_count_kernel", group_count_kernel, 1, kScanThreads, 0, stream, selected, P, n_experts,
+                   grouping);
   MOE_CUDA_CHECK_LAUNCH();
-  group_scatter_kernel<<<(n_experts + kScatterWarps - 1) / kScatterWarps, kScatterWarps * 32, 0, stream>>>(
-      selected, P, slots, n_experts, grouping);
+  launch_dependent("group_scatter_kernel", group_scatter_kernel, (n_experts + kScatterWarps - 1) / kScatterWarps,
+                   kScatterWarps * 32, 0, stream, selected, P, slots, n_experts, grouping);
   MOE_CUDA_CHECK_LAUNCH();
 }
 
@@ -702,7 +712,8 @@ void experts_combine(const int32_t* grouping, const float* weights, int T, int s
   constexpr int kThreads = 256;
   const dim3 grid((hidden + kThreads - 1) / kThreads, T);
   // inv is the first part of the workspace (Grouping), so no expert count is needed here.
-  combine_kernel<<<grid, kThreads, 0, stream>>>(grouping, weights, slots, hidden, yp, y);
+  launch_dependent("combine_kernel", combine_kernel, grid, kThreads, 0, stream, grouping, weights, slots, hidden, yp,
+                   y);
   MOE_CUDA_CHECK_LAUNCH();
 }
 

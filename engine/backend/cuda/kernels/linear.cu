@@ -1,5 +1,7 @@
 // linear.cuh: one warp per output row (warp_dots, 8 streaming 16-byte loads in flight per lane), 8 rows
-// per block. x is read through L1 (every warp of an SM reads the same x), W bypasses it.
+// per block. x is read through L1 (every warp of an SM reads the same x), W bypasses it. A dependent
+// launch: the first weight loads are issued before the wait for x (dependent_launch.cuh), so they
+// overlap the kernel before.
 #include "engine/backend/cuda/kernels/linear.cuh"
 
 #include <cuda_bf16.h>
@@ -9,6 +11,7 @@
 #include <limits>
 
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernels/dependent_launch.cuh"
 #include "engine/backend/cuda/kernels/warp_dot.cuh"
 
 namespace moe::cuda {
@@ -22,11 +25,14 @@ __global__ void __launch_bounds__(kLinearWarps * 32)
                          float* __restrict__ y) {
   const int lane = threadIdx.x & 31;
   const int64_t r = int64_t(blockIdx.x) * kLinearWarps + (threadIdx.x >> 5);
-  if (r >= rows) return;  // the whole warp
+  if (r >= rows) {  // the whole warp
+    wait_for_inputs();
+    return;
+  }
   const T* const row[1] = {w + r * cols};
   const float* const vec[1] = {x};
   float acc[1] = {0.0f};
-  warp_dots<T, 1>(row, vec, cols, lane, acc);
+  warp_dots<T, 1>(row, vec, cols, lane, acc, [] { wait_for_inputs(); });
   const float s = warp_sum(acc[0]);
   if (lane == 0) y[r] = kAccumulate ? y[r] + s : s;
 }
@@ -36,9 +42,11 @@ void launch(const DeviceMatrix& w, const float* x, float* y, bool accumulate, cu
   const unsigned blocks = unsigned((w.rows + kLinearWarps - 1) / kLinearWarps);
   const T* W = static_cast<const T*>(w.data);
   if (accumulate)
-    linear_decode_kernel<T, true><<<blocks, kLinearWarps * 32, 0, stream>>>(W, w.rows, int(w.cols), x, y);
+    launch_dependent("linear_decode_kernel", linear_decode_kernel<T, true>, blocks, kLinearWarps * 32, 0, stream, W,
+                     w.rows, int(w.cols), x, y);
   else
-    linear_decode_kernel<T, false><<<blocks, kLinearWarps * 32, 0, stream>>>(W, w.rows, int(w.cols), x, y);
+    launch_dependent("linear_decode_kernel", linear_decode_kernel<T, false>, blocks, kLinearWarps * 32, 0, stream, W,
+                     w.rows, int(w.cols), x, y);
 }
 
 }  // namespace

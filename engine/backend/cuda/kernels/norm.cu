@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernels/dependent_launch.cuh"
 #include "engine/backend/cuda/kernels/norm.cuh"
 #include "engine/backend/cuda/kernels/warp_dot.cuh"
 
@@ -74,6 +75,7 @@ __device__ __forceinline__ uint16_t f32_to_f16_bits(float f) { return __half_as_
 template <int SRC, bool VEC>
 __global__ void embed_rows_kernel(const void* __restrict__ embed, const int32_t* __restrict__ tokens, int64_t cols,
                                   float* __restrict__ x) {
+  wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   const int t = blockIdx.x;
   const int64_t row = int64_t(tokens[t]);
   float* out = x + int64_t(t) * cols;
@@ -126,6 +128,7 @@ __device__ __forceinline__ void scale_row(const float* xr, const float* __restri
 
 template <bool VEC>
 __global__ void rmsnorm_rows_kernel(const float* x, const float* __restrict__ w, float* out, int n, float eps) {
+  wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   __shared__ float sh[33];
   const int64_t base = int64_t(blockIdx.x) * n;
   const float* xr = x + base;
@@ -155,6 +158,7 @@ __global__ void add_rmsnorm_rows_kernel(float* __restrict__ x, const float* __re
                                         const float* __restrict__ bias, const float* __restrict__ w,
                                         float* __restrict__ out, int n, float eps, float* __restrict__ norm_out,
                                         int64_t norm_stride) {
+  wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   __shared__ float sh[33];
   const int64_t base = int64_t(blockIdx.x) * n;
   float* xr = x + base;
@@ -203,6 +207,7 @@ __device__ __forceinline__ uint16_t to_bits16(float f) {
 
 template <int DST, bool VEC>
 __global__ void convert_f32_kernel(const float* __restrict__ x, void* __restrict__ out, int64_t count) {
+  wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   const int64_t tid = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   int64_t done = 0;
@@ -235,6 +240,7 @@ __device__ __forceinline__ float silu_f(float z) { return z / (1.0f + expf(-z));
 
 template <bool VEC>
 __global__ void silu_mul_rows_kernel(const float* __restrict__ gu, int T, int ffn, float* __restrict__ out) {
+  wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   const int64_t tid = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if constexpr (VEC) {
@@ -261,6 +267,7 @@ __global__ void silu_mul_rows_kernel(const float* __restrict__ gu, int T, int ff
 template <bool VEC>
 __global__ void add_gated_rows_kernel(float* __restrict__ y, const float* __restrict__ ye, const float* __restrict__ z,
                                       int n, float* __restrict__ gate_out, int64_t gate_stride) {
+  wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   const int64_t t = blockIdx.x;
   const float g = z ? 1.0f / (1.0f + expf(-z[t])) : 1.0f;
   if (gate_out && threadIdx.x == 0) gate_out[t * gate_stride] = g;
@@ -298,8 +305,12 @@ void embed_rows(const DeviceMatrix& embed, const int32_t* tokens, int T, float* 
     case DType::F32: {
       const bool vec = cols % 4 == 0 && aligned16(embed.data) && aligned16(x);
       const int block = row_block(vec ? cols / 4 : cols);
-      if (vec) embed_rows_kernel<0, true><<<T, block, 0, stream>>>(embed.data, tokens, cols, x);
-      else embed_rows_kernel<0, false><<<T, block, 0, stream>>>(embed.data, tokens, cols, x);
+      if (vec)
+        launch_dependent("embed_rows_kernel", embed_rows_kernel<0, true>, T, block, 0, stream, embed.data, tokens, cols,
+                         x);
+      else
+        launch_dependent("embed_rows_kernel", embed_rows_kernel<0, false>, T, block, 0, stream, embed.data, tokens,
+                         cols, x);
       break;
     }
     case DType::BF16:
@@ -307,11 +318,19 @@ void embed_rows(const DeviceMatrix& embed, const int32_t* tokens, int T, float* 
       const bool vec = cols % 8 == 0 && aligned16(embed.data) && aligned16(x);
       const int block = row_block(vec ? cols / 8 : cols);
       if (embed.dtype == DType::BF16) {
-        if (vec) embed_rows_kernel<1, true><<<T, block, 0, stream>>>(embed.data, tokens, cols, x);
-        else embed_rows_kernel<1, false><<<T, block, 0, stream>>>(embed.data, tokens, cols, x);
+        if (vec)
+          launch_dependent("embed_rows_kernel", embed_rows_kernel<1, true>, T, block, 0, stream, embed.data, tokens,
+                           cols, x);
+        else
+          launch_dependent("embed_rows_kernel", embed_rows_kernel<1, false>, T, block, 0, stream, embed.data, tokens,
+                           cols, x);
       } else {
-        if (vec) embed_rows_kernel<2, true><<<T, block, 0, stream>>>(embed.data, tokens, cols, x);
-        else embed_rows_kernel<2, false><<<T, block, 0, stream>>>(embed.data, tokens, cols, x);
+        if (vec)
+          launch_dependent("embed_rows_kernel", embed_rows_kernel<2, true>, T, block, 0, stream, embed.data, tokens,
+                           cols, x);
+        else
+          launch_dependent("embed_rows_kernel", embed_rows_kernel<2, false>, T, block, 0, stream, embed.data, tokens,
+                           cols, x);
       }
       break;
     }
@@ -325,8 +344,10 @@ void rmsnorm_rows(const float* x, const float* w, float* out, int T, int n, floa
   if (T <= 0 || n <= 0) return;
   const bool vec = n % 4 == 0 && aligned16(x) && aligned16(w) && aligned16(out);
   const int block = row_block(vec ? n / 4 : n);
-  if (vec) rmsnorm_rows_kernel<true><<<T, block, 0, stream>>>(x, w, out, n, eps);
-  else rmsnorm_rows_kernel<false><<<T, block, 0, stream>>>(x, w, out, n, eps);
+  if (vec)
+    launch_dependent("rmsnorm_rows_kernel", rmsnorm_rows_kernel<true>, T, block, 0, stream, x, w, out, n, eps);
+  else
+    launch_dependent("rmsnorm_rows_kernel", rmsnorm_rows_kernel<false>, T, block, 0, stream, x, w, out, n, eps);
   MOE_CUDA_CHECK_LAUNCH();
 }
 
@@ -336,8 +357,12 @@ void add_rmsnorm_rows(float* x, const float* y, const float* bias, const float* 
   const bool vec = n % 4 == 0 && aligned16(x) && aligned16(y) && (!bias || aligned16(bias)) && (!w || aligned16(w)) &&
                    (!w || aligned16(out));
   const int block = row_block(vec ? n / 4 : n);
-  if (vec) add_rmsnorm_rows_kernel<true><<<T, block, 0, stream>>>(x, y, bias, w, out, n, eps, norm_out, norm_stride);
-  else add_rmsnorm_rows_kernel<false><<<T, block, 0, stream>>>(x, y, bias, w, out, n, eps, norm_out, norm_stride);
+  if (vec)
+    launch_dependent("add_rmsnorm_rows_kernel", add_rmsnorm_rows_kernel<true>, T, block, 0, stream, x, y, bias, w, out,
+                     n, eps, norm_out, norm_stride);
+  else
+    launch_dependent("add_rmsnorm_rows_kernel", add_rmsnorm_rows_kernel<false>, T, block, 0, stream, x, y, bias, w, out,
+                     n, eps, norm_out, norm_stride);
   MOE_CUDA_CHECK_LAUNCH();
 }
 
@@ -348,8 +373,10 @@ void launch_convert(const float* x, void* out, int64_t count, cudaStream_t strea
   constexpr int block = 256;
   const bool vec = aligned16(x) && (K == 0 ? aligned16(out) : aligned8(out));
   const int grid = grid_blocks(vec ? count / 4 + 1 : count, block);
-  if (vec) convert_f32_kernel<K, true><<<grid, block, 0, stream>>>(x, out, count);
-  else convert_f32_kernel<K, false><<<grid, block, 0, stream>>>(x, out, count);
+  if (vec)
+    launch_dependent("convert_f32_kernel", convert_f32_kernel<K, true>, grid, block, 0, stream, x, out, count);
+  else
+    launch_dependent("convert_f32_kernel", convert_f32_kernel<K, false>, grid, block, 0, stream, x, out, count);
 }
 
 void convert_f32(const float* x, void* out, DType dtype, int64_t count, cudaStream_t stream) {
@@ -370,8 +397,10 @@ void silu_mul_rows(const float* gu, int T, int ffn, float* out, cudaStream_t str
   const bool vec = ffn % 4 == 0 && aligned16(gu) && aligned16(out);
   const int64_t units = vec ? int64_t(T) * (ffn / 4) : int64_t(T) * ffn;
   const int grid = grid_blocks(units, block);
-  if (vec) silu_mul_rows_kernel<true><<<grid, block, 0, stream>>>(gu, T, ffn, out);
-  else silu_mul_rows_kernel<false><<<grid, block, 0, stream>>>(gu, T, ffn, out);
+  if (vec)
+    launch_dependent("silu_mul_rows_kernel", silu_mul_rows_kernel<true>, grid, block, 0, stream, gu, T, ffn, out);
+  else
+    launch_dependent("silu_mul_rows_kernel", silu_mul_rows_kernel<false>, grid, block, 0, stream, gu, T, ffn, out);
   MOE_CUDA_CHECK_LAUNCH();
 }
 
@@ -380,8 +409,12 @@ void add_gated_rows(float* y, const float* ye, const float* z, int T, int n, flo
   if (T <= 0) return;
   const bool vec = n > 0 && n % 4 == 0 && aligned16(y) && aligned16(ye);
   const int block = row_block(vec ? n / 4 : (n > 0 ? n : 1));
-  if (vec) add_gated_rows_kernel<true><<<T, block, 0, stream>>>(y, ye, z, n, gate_out, gate_stride);
-  else add_gated_rows_kernel<false><<<T, block, 0, stream>>>(y, ye, z, n, gate_out, gate_stride);
+  if (vec)
+    launch_dependent("add_gated_rows_kernel", add_gated_rows_kernel<true>, T, block, 0, stream, y, ye, z, n, gate_out,
+                     gate_stride);
+  else
+    launch_dependent("add_gated_rows_kernel", add_gated_rows_kernel<false>, T, block, 0, stream, y, ye, z, n, gate_out,
+                     gate_stride);
   MOE_CUDA_CHECK_LAUNCH();
 }
 

@@ -31,6 +31,7 @@
 #include <cstdint>
 
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernels/dependent_launch.cuh"
 #include "engine/backend/cuda/kernels/rope.cuh"
 
 namespace moe::cuda {
@@ -66,6 +67,7 @@ template <bool KV_BF16>
 __global__ void __launch_bounds__(kMaxWarps * 32)
     qkv_prepare_kernel(float* q, float* k, float* v, int64_t row_stride,
                        const int32_t* __restrict__ pos0, const QkvPrepareParams p) {
+  wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   extern __shared__ float sh[];
   const int nh = p.n_heads, nkv = p.n_kv_heads, hd = p.head_dim;
   const int half = p.rotary_dim / 2;
@@ -205,9 +207,11 @@ void qkv_prepare(float* q, float* k, float* v, int64_t row_stride, int T, const 
   const int warps = tasks < kMaxWarps ? tasks : kMaxWarps;
   const size_t smem = sizeof(float) * (size_t(p.rotary_dim) + size_t(p.n_heads + p.n_kv_heads) + 2);
   if (p.kv_dtype == DType::BF16)
-    qkv_prepare_kernel<true><<<T, warps * 32, smem, stream>>>(q, k, v, row_stride, pos0, p);
+    launch_dependent("qkv_prepare_kernel", qkv_prepare_kernel<true>, T, warps * 32, smem, stream, q, k, v, row_stride,
+                     pos0, p);
   else
-    qkv_prepare_kernel<false><<<T, warps * 32, smem, stream>>>(q, k, v, row_stride, pos0, p);
+    launch_dependent("qkv_prepare_kernel", qkv_prepare_kernel<false>, T, warps * 32, smem, stream, q, k, v, row_stride,
+                     pos0, p);
   MOE_CUDA_CHECK_LAUNCH();
 }
 

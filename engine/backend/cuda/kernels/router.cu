@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernels/dependent_launch.cuh"
 #include "engine/backend/cuda/kernels/router.cuh"
 
 namespace moe::cuda {
@@ -60,6 +61,7 @@ struct WarpLayout {
 };
 
 __global__ void route_kernel(const float* __restrict__ logits, int T, RouterParams P, RoutingOutput out) {
+  wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   extern __shared__ __align__(16) unsigned char smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int t = blockIdx.x * (blockDim.x >> 5) + warp;
@@ -225,7 +227,7 @@ void route(const float* logits, int T, const RouterParams& p, const RoutingOutpu
     MOE_CUDA_CHECK(cudaFuncSetAttribute(route_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   }
   const int blocks = (T + warps - 1) / warps;
-  route_kernel<<<blocks, warps * 32, smem, stream>>>(logits, T, p, out);
+  launch_dependent("route_kernel", route_kernel, blocks, warps * 32, smem, stream, logits, T, p, out);
   MOE_CUDA_CHECK_LAUNCH();
 }
 

@@ -82,10 +82,12 @@ __host__ __device__ inline bool aligned16(const void* p) { return (reinterpret_c
 // Lane partial sums of NR dot products over n elements: rows w[r] (weights) against vectors x[r] (F32).
 // Vectorised when every row and vector is 16-byte aligned and n is a multiple of the chunk. Each step
 // issues U chunks per row (predicated past the end) before any is used, so U·NR 16-byte loads are in
-// flight per lane even for short rows (ffn 768 in BF16: 3 chunks per lane).
-template <typename T, int NR>
+// flight per lane even for short rows (ffn 768 in BF16: 3 chunks per lane). before_x() is called once,
+// after the first step's weight loads are issued and before anything of x is read: a dependent kernel
+// waits for its inputs there, with its first weights already on the way (dependent_launch.cuh).
+template <typename T, int NR, typename BeforeX>
 __device__ __forceinline__ void warp_dots(const T* const (&w)[NR], const float* const (&x)[NR], int n, int lane,
-                                          float (&acc)[NR]) {
+                                          float (&acc)[NR], BeforeX&& before_x) {
   constexpr int V = Elem<T>::kPerChunk;
   constexpr int U = NR == 1 ? 8 : 4;
   bool vec = n % V == 0;
@@ -93,13 +95,17 @@ __device__ __forceinline__ void warp_dots(const T* const (&w)[NR], const float* 
   for (int r = 0; r < NR; ++r) vec = vec && aligned16(w[r]) && aligned16(x[r]);
   if (vec) {
     const int nc = n / V;
-    for (int c0 = lane; c0 < nc; c0 += 32 * U) {
-      uint4 raw[U][NR];
+    uint4 raw[U][NR];
+    auto load = [&](int c0) {
 #pragma unroll
       for (int u = 0; u < U; ++u)
 #pragma unroll
         for (int r = 0; r < NR; ++r)
           raw[u][r] = c0 + 32 * u < nc ? ld_stream(w[r] + size_t(c0 + 32 * u) * V) : make_uint4(0u, 0u, 0u, 0u);
+    };
+    load(lane);
+    before_x();
+    for (int c0 = lane; c0 < nc;) {
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         const int c = c0 + 32 * u;
@@ -119,12 +125,21 @@ __device__ __forceinline__ void warp_dots(const T* const (&w)[NR], const float* 
           }
         }
       }
+      c0 += 32 * U;
+      if (c0 < nc) load(c0);
     }
   } else {
+    before_x();
     for (int i = lane; i < n; i += 32)
 #pragma unroll
       for (int r = 0; r < NR; ++r) acc[r] += Elem<T>::one(w[r] + i) * x[r][i];
   }
+}
+
+template <typename T, int NR>
+__device__ __forceinline__ void warp_dots(const T* const (&w)[NR], const float* const (&x)[NR], int n, int lane,
+                                          float (&acc)[NR]) {
+  warp_dots(w, x, n, lane, acc, [] {});
 }
 
 }  // namespace moe::cuda
