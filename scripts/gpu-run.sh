@@ -52,6 +52,8 @@ fi
 if [[ $what == bench || $what == all ]]; then
   qwen=(--synthetic resources/configs/qwen3-30b-a3b.json --device cuda)
   step bench.log cuda_prefill_bench "$pack/cuda_prefill_bench"
+  step bench.log cuda_decode_bench "$pack/cuda_decode_bench"
+  step bench.log cuda_decode_bench_no_pdl env MOE_CUDA_PDL=0 "$pack/cuda_decode_bench"
   step bench.log decode_4k_f32kv "$pack/moe-bench" "${qwen[@]}" --prompt-tokens 4096 --decode-tokens 256 --repeats 5 \
     --hook-levels off,routing,full
   step bench.log decode_4k_bf16kv "$pack/moe-bench" "${qwen[@]}" --prompt-tokens 4096 --decode-tokens 256 \

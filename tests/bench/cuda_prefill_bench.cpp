@@ -32,9 +32,13 @@
 #include "engine/backend/cuda/kernels/attention.cuh"
 #include "engine/backend/cuda/kernels/experts.cuh"
 #include "engine/backend/cuda/kernels/fill.cuh"
+#include "tests/bench/cuda_bench_support.h"
 
 using namespace moe;
 using namespace moe::cuda;
+using bench::Buffer;
+using bench::time_it;
+using bench::Timing;
 
 namespace {
 
@@ -45,65 +49,11 @@ struct Options {
 
 Options parse(int argc, char** argv) {
   Options o;
-  const std::pair<const char*, int*> flags[] = {
-      {"--tokens", &o.tokens},     {"--hidden", &o.hidden}, {"--ffn", &o.ffn},         {"--experts", &o.experts},
-      {"--top-k", &o.top_k},       {"--heads", &o.heads},   {"--kv-heads", &o.kv_heads}, {"--head-dim", &o.head_dim},
-      {"--layers", &o.layers},     {"--repeats", &o.repeats}};
-  for (int i = 1; i < argc; ++i) {
-    bool known = false;
-    for (const auto& [name, value] : flags)
-      if (std::strcmp(argv[i], name) == 0 && i + 1 < argc) {
-        *value = std::atoi(argv[++i]);
-        known = true;
-      }
-    bool positive = true;
-    for (const auto& flag : flags) positive = positive && *flag.second > 0;
-    if (!known || !positive) {
-      std::fprintf(stderr, "cuda_prefill_bench: bad option %s (all options take a positive integer)\n", argv[i]);
-      std::exit(2);
-    }
-  }
+  bench::parse_flags(argc, argv, "cuda_prefill_bench",
+                     {{"--tokens", &o.tokens}, {"--hidden", &o.hidden}, {"--ffn", &o.ffn}, {"--experts", &o.experts},
+                      {"--top-k", &o.top_k}, {"--heads", &o.heads}, {"--kv-heads", &o.kv_heads},
+                      {"--head-dim", &o.head_dim}, {"--layers", &o.layers}, {"--repeats", &o.repeats}});
   return o;
-}
-
-// Device memory freed with the object.
-struct Buffer {
-  void* p = nullptr;
-  explicit Buffer(size_t bytes) { MOE_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(bytes, 1))); }
-  ~Buffer() { cudaFree(p); }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  template <typename T>
-  T* as() const {
-    return static_cast<T*>(p);
-  }
-};
-
-struct Timing {
-  double best_ms = 0, median_ms = 0;
-};
-
-// One warm-up, then `repeats` timed runs of `work` on the default stream.
-Timing time_it(int repeats, const std::function<void()>& work) {
-  cudaEvent_t start, stop;
-  MOE_CUDA_CHECK(cudaEventCreate(&start));
-  MOE_CUDA_CHECK(cudaEventCreate(&stop));
-  work();
-  MOE_CUDA_CHECK(cudaDeviceSynchronize());
-  std::vector<double> ms;
-  for (int r = 0; r < repeats; ++r) {
-    MOE_CUDA_CHECK(cudaEventRecord(start));
-    work();
-    MOE_CUDA_CHECK(cudaEventRecord(stop));
-    MOE_CUDA_CHECK(cudaEventSynchronize(stop));
-    float t = 0;
-    MOE_CUDA_CHECK(cudaEventElapsedTime(&t, start, stop));
-    ms.push_back(double(t));
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::sort(ms.begin(), ms.end());
-  return {ms.front(), ms[ms.size() / 2]};
 }
 
 void report(const char* what, const Timing& t, double flops) {

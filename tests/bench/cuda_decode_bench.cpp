@@ -1,0 +1,279 @@
+// Decode kernels on the GPU, as a decode step runs them (a plain main, not a gtest). moe-bench gives the
+// whole step's tokens/s; this says where a step's time goes, so the decode target (≥ 400 tokens/s on
+// Qwen3-30B-A3B, BENCHMARKS.md) can be worked on kernel by kernel.
+//
+// Each kernel runs as a chain of --layers launches, one per layer, each on its own weights and KV cache
+// (so L2 holds nothing of the launch before), captured in one CUDA graph and replayed, as a step is.
+// Printed per launch: µs (best and median of --repeats replays), and where the kernel must read weights
+// or cache, GB/s of those bytes against the device's copy bandwidth.
+//   - The first line is a launch that moves almost nothing (the residual add + RMSNorm of one row): the
+//     floor each of a step's ~530 kernels pays, so what fusing two of them would save.
+//   - The last lines add one layer's kernels up, times the layers, plus the LM head: a step without the
+//     embedding and the copies, against the 2.5 ms that 400 tokens/s allows.
+// The kernels are programmatic dependent launches where the device has them (dependent_launch.cuh);
+// MOE_CUDA_PDL=0 runs the same with plain launches.
+//
+// Default shape: Qwen3-30B-A3B (hidden 2048, 32 query heads on 4 KV heads of 128, 128 experts of ffn
+// 768, top-8, vocabulary 151936), BF16 weights, 48 layers, a context of 4096.
+// Options: --hidden --heads --kv-heads --head-dim --experts --ffn --top-k --vocab --context --layers
+//          --repeats (default 20) --copy-mib (the bandwidth probe's buffer, default 512)
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/device_matrix.h"
+#include "engine/backend/cuda/device_probe.h"
+#include "engine/backend/cuda/kernels/attention.cuh"
+#include "engine/backend/cuda/kernels/dependent_launch.cuh"
+#include "engine/backend/cuda/kernels/experts.cuh"
+#include "engine/backend/cuda/kernels/fill.cuh"
+#include "engine/backend/cuda/kernels/linear.cuh"
+#include "engine/backend/cuda/kernels/norm.cuh"
+#include "engine/backend/cuda/kernels/rope.cuh"
+#include "engine/backend/cuda/kernels/router.cuh"
+#include "engine/backend/gpu_memory_plan.h"
+#include "tests/bench/cuda_bench_support.h"
+
+using namespace moe;
+using namespace moe::cuda;
+using bench::Buffer;
+using bench::Timing;
+
+namespace {
+
+struct Options {
+  int hidden = 2048, heads = 32, kv_heads = 4, head_dim = 128, experts = 128, ffn = 768, top_k = 8;
+  int vocab = 151936, context = 4096, layers = 48, repeats = 20, copy_mib = 512;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  bench::parse_flags(argc, argv, "cuda_decode_bench",
+                     {{"--hidden", &o.hidden}, {"--heads", &o.heads}, {"--kv-heads", &o.kv_heads},
+                      {"--head-dim", &o.head_dim}, {"--experts", &o.experts}, {"--ffn", &o.ffn},
+                      {"--top-k", &o.top_k}, {"--vocab", &o.vocab}, {"--context", &o.context},
+                      {"--layers", &o.layers}, {"--repeats", &o.repeats}, {"--copy-mib", &o.copy_mib}});
+  if (o.top_k > o.experts) o.top_k = o.experts;
+  return o;
+}
+
+// `n` launches (launch(i) for i < n) captured into one graph on `stream` and replayed: time per launch.
+Timing time_chain(int n, int repeats, cudaStream_t stream, const std::function<void(int)>& launch) {
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  MOE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  for (int i = 0; i < n; ++i) launch(i);
+  MOE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  MOE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  const Timing t = bench::time_it(repeats, [&] { MOE_CUDA_CHECK(cudaGraphLaunch(exec, stream)); }, stream);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  return {t.best_ms / n, t.median_ms / n};
+}
+
+struct Reporter {
+  double copy_gbs = 0;
+  void operator()(const char* what, const Timing& t, double bytes) const {
+    std::printf("%-48s best %9.2f us  median %9.2f us", what, t.best_ms * 1e3, t.median_ms * 1e3);
+    if (bytes > 0) {
+      const double gbs = bytes / (t.best_ms * 1e-3) / 1e9;
+      std::printf("  %7.1f GB/s (%3.0f %% of copy)", gbs, copy_gbs > 0 ? 100.0 * gbs / copy_gbs : 0.0);
+    }
+    std::printf("\n");
+  }
+};
+
+// `count` matrices of rows × cols BF16, random, one after another.
+struct Matrices {
+  Buffer data;
+  int64_t rows, cols;
+  Matrices(int count, int64_t r, int64_t c, uint64_t seed)
+      : data(size_t(count) * size_t(r) * size_t(c) * 2), rows(r), cols(c) {
+    fill_random(data.p, DType::BF16, size_t(count) * size_t(r) * size_t(c), seed, 0.02f, nullptr);
+  }
+  DeviceMatrix operator[](int i) const {
+    return DeviceMatrix{data.as<const uint16_t>() + size_t(i) * size_t(rows) * size_t(cols), DType::BF16, rows, cols};
+  }
+  double bytes() const { return double(rows) * double(cols) * 2.0; }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  const Probe probe = probe_devices();
+  if (probe.devices.empty()) {
+    std::fprintf(stderr, "cuda_decode_bench: no GPU (%s)\n", probe.problem.c_str());
+    return 1;
+  }
+  const int L = o.layers, H = o.hidden, NH = o.heads, NKV = o.kv_heads, D = o.head_dim, E = o.experts, F = o.ffn,
+            K = o.top_k, C = o.context;
+  const int64_t qd = int64_t(NH) * D, kvd = int64_t(NKV) * D, qkv_rows = qd + 2 * kvd;
+  std::printf("device: %s; dependent launches %s\n", probe.devices.front().name.c_str(),
+              dependent_launches() ? "on" : "off");
+  std::printf("shape: hidden=%d heads=%d/%d head_dim=%d experts=%d ffn=%d top-k=%d vocab=%d context=%d, "
+              "%d layers, BF16 weights\n",
+              H, NH, NKV, D, E, F, K, o.vocab, C, L);
+  Reporter report;
+  report.copy_gbs = measure_device_bandwidth(size_t(o.copy_mib) << 20);
+  std::printf("device copy bandwidth: %.0f GB/s\n", report.copy_gbs);
+  cudaStream_t st = nullptr;
+  MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+
+  // Activations (shared by every layer's launch, as in the backend) and small per-layer vectors.
+  Buffer x(size_t(H) * 4), y(size_t(H) * 4), a(size_t(H) * 4), norm_w(size_t(H) * 4), qkv(size_t(qkv_rows) * 4),
+      attn(size_t(qd) * 4), logits(size_t(E) * 4), selected_one(size_t(K) * 4), route_w(size_t(L) * K * 4),
+      h(size_t(K) * F * 4), head_out(size_t(o.vocab) * 4), qk_norm(size_t(D) * 4), inv_freq(size_t(D) * 2),
+      pos0(4);
+  fill_random(x.p, DType::F32, size_t(H), 1, 1.0f, nullptr);
+  fill_random(y.p, DType::F32, size_t(H), 2, 1.0f, nullptr);
+  fill_random(a.p, DType::F32, size_t(H), 3, 1.0f, nullptr);
+  fill_value(norm_w.as<float>(), size_t(H), 1.0f, nullptr);
+  fill_random(qkv.p, DType::F32, size_t(qkv_rows), 4, 1.0f, nullptr);
+  fill_random(attn.p, DType::F32, size_t(qd), 5, 1.0f, nullptr);
+  fill_value(qk_norm.as<float>(), size_t(D), 1.0f, nullptr);
+  fill_value(route_w.as<float>(), size_t(L) * K, 1.0f / float(K), nullptr);
+  std::vector<float> inv(size_t(std::max(1, D / 2)));
+  for (int i = 0; i < D / 2; ++i) inv[size_t(i)] = float(1.0 / std::pow(1e6, double(2 * i) / double(D)));
+  MOE_CUDA_CHECK(cudaMemcpy(inv_freq.p, inv.data(), inv.size() * 4, cudaMemcpyHostToDevice));
+  const int32_t pos = C - 1;  // the token decoded sits at the end of the context
+  MOE_CUDA_CHECK(cudaMemcpy(pos0.p, &pos, 4, cudaMemcpyHostToDevice));
+  const float eps = 1e-6f;
+
+  // ---- the floor: a launch that moves almost nothing ----
+  const Timing floor = time_chain(L, o.repeats, st, [&](int) {
+    add_rmsnorm_rows(x.as<float>(), y.as<float>(), nullptr, norm_w.as<float>(), a.as<float>(), 1, H, eps, st);
+  });
+  report("launch floor: residual add + RMSNorm of 1 row", floor, 0);
+
+  // ---- attention ----
+  const Matrices w_qkv(L, qkv_rows, H, 10), w_o(L, H, qd, 11), w_router(L, E, H, 12);
+  const Timing t_qkv =
+      time_chain(L, o.repeats, st, [&](int l) { linear_decode(w_qkv[l], a.as<float>(), qkv.as<float>(), false, st); });
+  report("qkv projection (matrix-vector)", t_qkv, w_qkv.bytes());
+
+  AttentionShape shape;
+  shape.n_heads = NH;
+  shape.n_kv_heads = NKV;
+  shape.head_dim = D;
+  shape.capacity = C;
+  shape.scale = 1.0f / std::sqrt(float(D));
+  Buffer ws(attention_decode_workspace_floats(shape, kDecodeAttentionSplits) * 4);
+  Timing t_attn[2], t_prepare;
+  for (const DType kv : {DType::BF16, DType::F32}) {  // BF16 first: qkv_prepare is timed on it
+    const size_t elem = kv == DType::F32 ? 4 : 2, layer_bytes = size_t(C) * size_t(kvd) * elem;
+    Buffer kc(size_t(L) * layer_bytes), vc(size_t(L) * layer_bytes);
+    fill_random(kc.p, kv, size_t(L) * size_t(C) * size_t(kvd), 20, 1.0f, nullptr);
+    fill_random(vc.p, kv, size_t(L) * size_t(C) * size_t(kvd), 21, 1.0f, nullptr);
+    auto* k_base = kc.as<unsigned char>();
+    auto* v_base = vc.as<unsigned char>();
+    if (kv == DType::BF16) {
+      QkvPrepareParams p;
+      p.n_heads = NH;
+      p.n_kv_heads = NKV;
+      p.head_dim = D;
+      p.rotary_dim = D;
+      p.inv_freq = inv_freq.as<float>();
+      p.qk_norm = QkNormMode::PerHead;
+      p.q_norm = p.k_norm = qk_norm.as<float>();
+      p.eps = eps;
+      p.kv_dtype = kv;
+      t_prepare = time_chain(L, o.repeats, st, [&](int l) {
+        p.k_cache = k_base + size_t(l) * layer_bytes;
+        p.v_cache = v_base + size_t(l) * layer_bytes;
+        float* q = qkv.as<float>();
+        qkv_prepare(q, q + qd, q + qd + kvd, qkv_rows, 1, pos0.as<int32_t>(), p, st);
+      });
+      report("q/k norm, RoPE, KV write (qkv_prepare)", t_prepare, 0);
+    }
+    shape.kv_dtype = kv;
+    Timing& t = t_attn[kv == DType::BF16 ? 1 : 0];
+    t = time_chain(L, o.repeats, st, [&](int l) {
+      attention_decode(qkv.as<float>(), k_base + size_t(l) * layer_bytes, v_base + size_t(l) * layer_bytes,
+                       pos0.as<int32_t>(), shape, kDecodeAttentionSplits, ws.as<float>(), attn.as<float>(), nullptr,
+                       st);
+    });
+    const std::string what = "attention (split + merge), " + std::string(dtype_name(kv)) + " KV cache";
+    report(what.c_str(), t, 2.0 * double(layer_bytes));
+  }
+  const Timing t_o =
+      time_chain(L, o.repeats, st, [&](int l) { linear_decode(w_o[l], attn.as<float>(), y.as<float>(), false, st); });
+  report("o projection (matrix-vector)", t_o, w_o.bytes());
+
+  // ---- router and experts ----
+  const Timing t_router = time_chain(
+      L, o.repeats, st, [&](int l) { linear_decode(w_router[l], a.as<float>(), logits.as<float>(), false, st); });
+  report("router logits (matrix-vector)", t_router, w_router.bytes());
+  RouterParams rp;
+  rp.n_experts = E;
+  rp.top_k = K;
+  rp.slots = K;
+  rp.renormalize = true;
+  RoutingOutput ro;
+  ro.selected = selected_one.as<int32_t>();
+  ro.weights = route_w.as<float>();
+  ro.n_moe_layers = 1;
+  const Timing t_route = time_chain(L, o.repeats, st, [&](int) { route(logits.as<float>(), 1, rp, ro, st); });
+  report("route: softmax, top-k, weights", t_route, 0);
+
+  // One layer's experts; launch l selects the l-th group of K experts (cycling), so consecutive launches
+  // read different experts, as consecutive layers do.
+  const size_t per_matrix = size_t(F) * size_t(H);
+  Buffer experts(3 * size_t(E) * per_matrix * 2);
+  fill_random(experts.p, DType::BF16, 3 * size_t(E) * per_matrix, 30, 0.02f, nullptr);
+  std::vector<const void*> table(3 * size_t(E));
+  for (int e = 0; e < E; ++e)
+    for (int m = 0; m < 3; ++m)
+      table[size_t(m) * E + e] = experts.as<const uint16_t>() + (3 * size_t(e) + size_t(m)) * per_matrix;
+  Buffer d_table(table.size() * sizeof(void*));
+  MOE_CUDA_CHECK(cudaMemcpy(d_table.p, table.data(), table.size() * sizeof(void*), cudaMemcpyHostToDevice));
+  ExpertTable et;
+  et.gate = d_table.as<const void*>();
+  et.up = et.gate + E;
+  et.down = et.gate + 2 * E;
+  et.dtype = DType::BF16;
+  et.n_experts = E;
+  et.hidden = H;
+  et.ffn = F;
+  std::vector<int32_t> sel(size_t(L) * K);
+  for (size_t i = 0; i < sel.size(); ++i) sel[i] = int32_t(i % size_t(E));
+  Buffer d_sel(sel.size() * 4);
+  MOE_CUDA_CHECK(cudaMemcpy(d_sel.p, sel.data(), sel.size() * 4, cudaMemcpyHostToDevice));
+  const auto* selected = d_sel.as<const int32_t>();
+  const Timing t_gate_up = time_chain(L, o.repeats, st, [&](int l) {
+    experts_gate_up_decode(et, selected + size_t(l) * K, K, a.as<float>(), h.as<float>(), st);
+  });
+  report("experts gate/up + SiLU (k selected)", t_gate_up, 2.0 * double(K) * double(per_matrix) * 2.0);
+  const Timing t_down = time_chain(L, o.repeats, st, [&](int l) {
+    experts_down_decode(et, selected + size_t(l) * K, route_w.as<float>() + size_t(l) * K, K, h.as<float>(),
+                        y.as<float>(), st);
+  });
+  report("experts down, weighted sum (k selected)", t_down, double(K) * double(per_matrix) * 2.0);
+
+  // ---- the LM head: one matrix, so a short chain ----
+  const int head_chain = std::min(L, 4);
+  const Matrices w_head(1, o.vocab, H, 40);
+  const Timing t_head = time_chain(head_chain, o.repeats, st, [&](int) {
+    linear_decode(w_head[0], a.as<float>(), head_out.as<float>(), false, st);
+  });
+  report("LM head (matrix-vector)", t_head, w_head.bytes());
+
+  // ---- a step, added up ----
+  for (int kv = 0; kv < 2; ++kv) {
+    const double layer_ms = t_qkv.best_ms + t_prepare.best_ms + t_attn[kv].best_ms + t_o.best_ms +
+                            2 * floor.best_ms + t_router.best_ms + t_route.best_ms + t_gate_up.best_ms + t_down.best_ms;
+    const double step_ms = double(L) * layer_ms + t_head.best_ms;
+    std::printf("a step added up, %s KV cache: %d layers x %.1f us + LM head = %.3f ms, %.0f tokens/s "
+                "(400 tokens/s allows 2.5 ms)\n",
+                kv ? "BF16" : "F32", L, layer_ms * 1e3, step_ms, 1e3 / step_ms);
+  }
+  cudaStreamDestroy(st);
+  return 0;
+}
