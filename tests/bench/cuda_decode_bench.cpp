@@ -155,9 +155,14 @@ int main(int argc, char** argv) {
 
   // ---- attention ----
   const Matrices w_qkv(L, qkv_rows, H, 10), w_o(L, H, qd, 11), w_router(L, E, H, 12);
-  const Timing t_qkv =
-      time_chain(L, o.repeats, st, [&](int l) { linear_decode(w_qkv[l], a.as<float>(), qkv.as<float>(), false, st); });
-  report("qkv projection (matrix-vector)", t_qkv, w_qkv.bytes());
+  // A projection of each layer (its own matrix) from `in` to `out`.
+  auto time_linear = [&](const char* what, const Matrices& w, const Buffer& in, const Buffer& out) {
+    const Timing t =
+        time_chain(L, o.repeats, st, [&](int l) { linear_decode(w[l], in.as<float>(), out.as<float>(), false, st); });
+    report(what, t, w.bytes());
+    return t;
+  };
+  const Timing t_qkv = time_linear("qkv projection (matrix-vector)", w_qkv, a, qkv);
 
   AttentionShape shape;
   shape.n_heads = NH;
@@ -203,14 +208,10 @@ int main(int argc, char** argv) {
     const std::string what = "attention (split + merge), " + std::string(dtype_name(kv)) + " KV cache";
     report(what.c_str(), t, 2.0 * double(layer_bytes));
   }
-  const Timing t_o =
-      time_chain(L, o.repeats, st, [&](int l) { linear_decode(w_o[l], attn.as<float>(), y.as<float>(), false, st); });
-  report("o projection (matrix-vector)", t_o, w_o.bytes());
+  const Timing t_o = time_linear("o projection (matrix-vector)", w_o, attn, y);
 
   // ---- router and experts ----
-  const Timing t_router = time_chain(
-      L, o.repeats, st, [&](int l) { linear_decode(w_router[l], a.as<float>(), logits.as<float>(), false, st); });
-  report("router logits (matrix-vector)", t_router, w_router.bytes());
+  const Timing t_router = time_linear("router logits (matrix-vector)", w_router, a, logits);
   RouterParams rp;
   rp.n_experts = E;
   rp.top_k = K;

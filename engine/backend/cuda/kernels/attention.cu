@@ -960,12 +960,8 @@ void launch_decode(const float* q, const void* k_cache, const void* v_cache, con
   const dim3 grid(unsigned(g.p.splits), unsigned(g.p.n_kv_heads * g.p.n_hg));
   const KV* k = static_cast<const KV*>(k_cache);
   const KV* v = static_cast<const KV*>(v_cache);
-  if (so)
-    launch_dependent("decode_split_kernel", decode_split_kernel<KV, true>, grid, kThreads, g.split_smem, stream, q, k,
-                     v, pos0, g.p, ws);
-  else
-    launch_dependent("decode_split_kernel", decode_split_kernel<KV, false>, grid, kThreads, g.split_smem, stream, q, k,
-                     v, pos0, g.p, ws);
+  launch_dependent("decode_split_kernel", so ? decode_split_kernel<KV, true> : decode_split_kernel<KV, false>, grid,
+                   kThreads, g.split_smem, stream, q, k, v, pos0, g.p, ws);
   MOE_CUDA_CHECK_LAUNCH();
   const MergeParams mp{g.p.n_heads, g.p.head_dim, g.p.hd4, g.p.splits, g.p.topk};
   if (so)

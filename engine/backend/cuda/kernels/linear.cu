@@ -41,12 +41,8 @@ template <typename T>
 void launch(const DeviceMatrix& w, const float* x, float* y, bool accumulate, cudaStream_t stream) {
   const unsigned blocks = unsigned((w.rows + kLinearWarps - 1) / kLinearWarps);
   const T* W = static_cast<const T*>(w.data);
-  if (accumulate)
-    launch_dependent("linear_decode_kernel", linear_decode_kernel<T, true>, blocks, kLinearWarps * 32, 0, stream, W,
-                     w.rows, int(w.cols), x, y);
-  else
-    launch_dependent("linear_decode_kernel", linear_decode_kernel<T, false>, blocks, kLinearWarps * 32, 0, stream, W,
-                     w.rows, int(w.cols), x, y);
+  launch_dependent("linear_decode_kernel", accumulate ? linear_decode_kernel<T, true> : linear_decode_kernel<T, false>,
+                   blocks, kLinearWarps * 32, 0, stream, W, w.rows, int(w.cols), x, y);
 }
 
 }  // namespace

@@ -305,12 +305,8 @@ void embed_rows(const DeviceMatrix& embed, const int32_t* tokens, int T, float* 
     case DType::F32: {
       const bool vec = cols % 4 == 0 && aligned16(embed.data) && aligned16(x);
       const int block = row_block(vec ? cols / 4 : cols);
-      if (vec)
-        launch_dependent("embed_rows_kernel", embed_rows_kernel<0, true>, T, block, 0, stream, embed.data, tokens, cols,
-                         x);
-      else
-        launch_dependent("embed_rows_kernel", embed_rows_kernel<0, false>, T, block, 0, stream, embed.data, tokens,
-                         cols, x);
+      launch_dependent("embed_rows_kernel", vec ? embed_rows_kernel<0, true> : embed_rows_kernel<0, false>, T, block, 0,
+                       stream, embed.data, tokens, cols, x);
       break;
     }
     case DType::BF16:
@@ -318,19 +314,11 @@ void embed_rows(const DeviceMatrix& embed, const int32_t* tokens, int T, float* 
       const bool vec = cols % 8 == 0 && aligned16(embed.data) && aligned16(x);
       const int block = row_block(vec ? cols / 8 : cols);
       if (embed.dtype == DType::BF16) {
-        if (vec)
-          launch_dependent("embed_rows_kernel", embed_rows_kernel<1, true>, T, block, 0, stream, embed.data, tokens,
-                           cols, x);
-        else
-          launch_dependent("embed_rows_kernel", embed_rows_kernel<1, false>, T, block, 0, stream, embed.data, tokens,
-                           cols, x);
+        launch_dependent("embed_rows_kernel", vec ? embed_rows_kernel<1, true> : embed_rows_kernel<1, false>, T, block,
+                         0, stream, embed.data, tokens, cols, x);
       } else {
-        if (vec)
-          launch_dependent("embed_rows_kernel", embed_rows_kernel<2, true>, T, block, 0, stream, embed.data, tokens,
-                           cols, x);
-        else
-          launch_dependent("embed_rows_kernel", embed_rows_kernel<2, false>, T, block, 0, stream, embed.data, tokens,
-                           cols, x);
+        launch_dependent("embed_rows_kernel", vec ? embed_rows_kernel<2, true> : embed_rows_kernel<2, false>, T, block,
+                         0, stream, embed.data, tokens, cols, x);
       }
       break;
     }
@@ -344,10 +332,8 @@ void rmsnorm_rows(const float* x, const float* w, float* out, int T, int n, floa
   if (T <= 0 || n <= 0) return;
   const bool vec = n % 4 == 0 && aligned16(x) && aligned16(w) && aligned16(out);
   const int block = row_block(vec ? n / 4 : n);
-  if (vec)
-    launch_dependent("rmsnorm_rows_kernel", rmsnorm_rows_kernel<true>, T, block, 0, stream, x, w, out, n, eps);
-  else
-    launch_dependent("rmsnorm_rows_kernel", rmsnorm_rows_kernel<false>, T, block, 0, stream, x, w, out, n, eps);
+  launch_dependent("rmsnorm_rows_kernel", vec ? rmsnorm_rows_kernel<true> : rmsnorm_rows_kernel<false>, T, block, 0,
+                   stream, x, w, out, n, eps);
   MOE_CUDA_CHECK_LAUNCH();
 }
 
@@ -357,12 +343,8 @@ void add_rmsnorm_rows(float* x, const float* y, const float* bias, const float* 
   const bool vec = n % 4 == 0 && aligned16(x) && aligned16(y) && (!bias || aligned16(bias)) && (!w || aligned16(w)) &&
                    (!w || aligned16(out));
   const int block = row_block(vec ? n / 4 : n);
-  if (vec)
-    launch_dependent("add_rmsnorm_rows_kernel", add_rmsnorm_rows_kernel<true>, T, block, 0, stream, x, y, bias, w, out,
-                     n, eps, norm_out, norm_stride);
-  else
-    launch_dependent("add_rmsnorm_rows_kernel", add_rmsnorm_rows_kernel<false>, T, block, 0, stream, x, y, bias, w, out,
-                     n, eps, norm_out, norm_stride);
+  launch_dependent("add_rmsnorm_rows_kernel", vec ? add_rmsnorm_rows_kernel<true> : add_rmsnorm_rows_kernel<false>, T,
+                   block, 0, stream, x, y, bias, w, out, n, eps, norm_out, norm_stride);
   MOE_CUDA_CHECK_LAUNCH();
 }
 
@@ -373,10 +355,8 @@ void launch_convert(const float* x, void* out, int64_t count, cudaStream_t strea
   constexpr int block = 256;
   const bool vec = aligned16(x) && (K == 0 ? aligned16(out) : aligned8(out));
   const int grid = grid_blocks(vec ? count / 4 + 1 : count, block);
-  if (vec)
-    launch_dependent("convert_f32_kernel", convert_f32_kernel<K, true>, grid, block, 0, stream, x, out, count);
-  else
-    launch_dependent("convert_f32_kernel", convert_f32_kernel<K, false>, grid, block, 0, stream, x, out, count);
+  launch_dependent("convert_f32_kernel", vec ? convert_f32_kernel<K, true> : convert_f32_kernel<K, false>, grid, block,
+                   0, stream, x, out, count);
 }
 
 void convert_f32(const float* x, void* out, DType dtype, int64_t count, cudaStream_t stream) {
@@ -397,10 +377,8 @@ void silu_mul_rows(const float* gu, int T, int ffn, float* out, cudaStream_t str
   const bool vec = ffn % 4 == 0 && aligned16(gu) && aligned16(out);
   const int64_t units = vec ? int64_t(T) * (ffn / 4) : int64_t(T) * ffn;
   const int grid = grid_blocks(units, block);
-  if (vec)
-    launch_dependent("silu_mul_rows_kernel", silu_mul_rows_kernel<true>, grid, block, 0, stream, gu, T, ffn, out);
-  else
-    launch_dependent("silu_mul_rows_kernel", silu_mul_rows_kernel<false>, grid, block, 0, stream, gu, T, ffn, out);
+  launch_dependent("silu_mul_rows_kernel", vec ? silu_mul_rows_kernel<true> : silu_mul_rows_kernel<false>, grid, block,
+                   0, stream, gu, T, ffn, out);
   MOE_CUDA_CHECK_LAUNCH();
 }
 
@@ -409,12 +387,8 @@ void add_gated_rows(float* y, const float* ye, const float* z, int T, int n, flo
   if (T <= 0) return;
   const bool vec = n > 0 && n % 4 == 0 && aligned16(y) && aligned16(ye);
   const int block = row_block(vec ? n / 4 : (n > 0 ? n : 1));
-  if (vec)
-    launch_dependent("add_gated_rows_kernel", add_gated_rows_kernel<true>, T, block, 0, stream, y, ye, z, n, gate_out,
-                     gate_stride);
-  else
-    launch_dependent("add_gated_rows_kernel", add_gated_rows_kernel<false>, T, block, 0, stream, y, ye, z, n, gate_out,
-                     gate_stride);
+  launch_dependent("add_gated_rows_kernel", vec ? add_gated_rows_kernel<true> : add_gated_rows_kernel<false>, T, block,
+                   0, stream, y, ye, z, n, gate_out, gate_stride);
   MOE_CUDA_CHECK_LAUNCH();
 }
 
