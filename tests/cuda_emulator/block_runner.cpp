@@ -98,12 +98,10 @@ std::string waiting_summary(const Block& b) {
     if (t.done) continue;
     (t.wait == Wait::Block ? at_block : at_warp) += 1;
     if (first.empty())
-      first = "thread " + dim_text(t.pos.thread_idx) +
-              (t.wait == Wait::Block ? " at __syncthreads" : " at a warp rendezvous");
+      first = "thread " + dim_text(t.pos.thread_idx) + (t.wait == Wait::Block ? " at __syncthreads" : " at a warp rendezvous");
   }
   return std::to_string(at_block) + " thread(s) wait at __syncthreads, " + std::to_string(at_warp) +
-         " at a warp rendezvous (e.g. " + first + "); " + std::to_string(b.threads.size() - size_t(b.live)) +
-         " returned";
+         " at a warp rendezvous (e.g. " + first + "); " + std::to_string(b.threads.size() - size_t(b.live)) + " returned";
 }
 
 void thread_exited(Block& b, Thread& t) {
@@ -115,8 +113,7 @@ void thread_exited(Block& b, Thread& t) {
   const uint32_t bit = 1u << t.lane;
   w.exited |= bit;
   if (w.arrived && (w.mask & bit))
-    kernel_fault("lane " + std::to_string(t.lane) +
-                 " returned while lanes of its warp wait for it in a *_sync intrinsic");
+    kernel_fault("lane " + std::to_string(t.lane) + " returned while lanes of its warp wait for it in a *_sync intrinsic");
   // A thread that returns no longer counts at __syncthreads (as on the GPU).
   if (b.block_arrived > 0 && b.block_arrived == b.live) {
     b.block_arrived = 0;

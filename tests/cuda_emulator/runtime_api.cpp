@@ -276,15 +276,13 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidValue: return "invalid argument";
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
-    case cudaErrorNoDevice:
-      return "no CUDA-capable device is detected (CUDA emulator not enabled: MOE_CUDA_EMULATOR=1)";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected (CUDA emulator not enabled: MOE_CUDA_EMULATOR=1)";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorNotReady: return "device not ready";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
     case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
-    case cudaErrorStreamCaptureImplicit:
-      return "operation would make the legacy stream depend on a capturing blocking stream";
+    case cudaErrorStreamCaptureImplicit: return "operation would make the legacy stream depend on a capturing blocking stream";
     case cudaErrorIllegalState: return "the operation is not permitted in the current state";
     case cudaErrorNotSupported: return "operation not supported (by the CUDA emulator)";
     default: return "unknown error (CUDA emulator)";
@@ -551,11 +549,7 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
   if (!exec) return note_error(cudaErrorInvalidValue);
   const Graph* g = reinterpret_cast<Graph*>(exec);
   // The launch runs the graph as instantiated, even if the executable graph is destroyed before it runs.
-  auto ops = std::make_shared<std::vector<Work>>(g->ops);
-  return enqueue(s, [ops] {
-    std::deque<Work> q(ops->begin(), ops->end());
-    run_in_order(q);
-  });
+  return enqueue(s, [q = std::deque<Work>(g->ops.begin(), g->ops.end())]() mutable { run_in_order(q); });
 }
 cudaError_t cudaGraphDestroy(cudaGraph_t g) {
   MOE_EMU_ENTRY();
