@@ -8,8 +8,12 @@
 // or cache, GB/s of those bytes against the device's copy bandwidth.
 //   - The first line is a launch that moves almost nothing (the residual add + RMSNorm of one row): the
 //     floor each of a step's ~530 kernels pays, so what fusing two of them would save.
+//   - The kernels that can finish with the one-block step after them in their last block (last_block.cuh)
+//     are timed both ways: the o projection and the experts' down projection with the residual add +
+//     RMSNorm, the router's projection with the routing (what the backend runs unless MOE_CUDA_FUSE=0).
 //   - The last lines add one layer's kernels up, times the layers, plus the LM head: a step without the
-//     embedding and the copies, against the 2.5 ms that 400 tokens/s allows.
+//     embedding and the copies, against the 2.5 ms that 400 tokens/s allows; with separate and with
+//     fused tails.
 // The kernels are programmatic dependent launches where the device has them (dependent_launch.cuh);
 // MOE_CUDA_PDL=0 runs the same with plain launches.
 //
@@ -131,7 +135,8 @@ int main(int argc, char** argv) {
   Buffer x(size_t(H) * 4), y(size_t(H) * 4), a(size_t(H) * 4), norm_w(size_t(H) * 4), qkv(size_t(qkv_rows) * 4),
       attn(size_t(qd) * 4), logits(size_t(E) * 4), selected_one(size_t(K) * 4), route_w(size_t(L) * K * 4),
       h(size_t(K) * F * 4), head_out(size_t(o.vocab) * 4), qk_norm(size_t(D) * 4), inv_freq(size_t(D) * 2),
-      pos0(4);
+      pos0(4), counter(4);
+  MOE_CUDA_CHECK(cudaMemset(counter.p, 0, 4));
   fill_random(x.p, DType::F32, size_t(H), 1, 1.0f, nullptr);
   fill_random(y.p, DType::F32, size_t(H), 2, 1.0f, nullptr);
   fill_random(a.p, DType::F32, size_t(H), 3, 1.0f, nullptr);
@@ -209,6 +214,17 @@ int main(int argc, char** argv) {
     report(what.c_str(), t, 2.0 * double(layer_bytes));
   }
   const Timing t_o = time_linear("o projection (matrix-vector)", w_o, attn, y);
+  // The residual add + RMSNorm after a projection, in its last block.
+  ResidualNorm then;
+  then.x = x.as<float>();
+  then.w = norm_w.as<float>();
+  then.out = a.as<float>();
+  then.eps = eps;
+  then.counter = counter.as<unsigned>();
+  const Timing t_o_fused = time_chain(L, o.repeats, st, [&](int l) {
+    linear_decode(w_o[l], attn.as<float>(), y.as<float>(), false, st, &then);
+  });
+  report("o projection + residual add + RMSNorm (fused)", t_o_fused, w_o.bytes());
 
   // ---- router and experts ----
   const Timing t_router = time_linear("router logits (matrix-vector)", w_router, a, logits);
@@ -223,6 +239,10 @@ int main(int argc, char** argv) {
   ro.n_moe_layers = 1;
   const Timing t_route = time_chain(L, o.repeats, st, [&](int) { route(logits.as<float>(), 1, rp, ro, st); });
   report("route: softmax, top-k, weights", t_route, 0);
+  const Timing t_router_fused = time_chain(L, o.repeats, st, [&](int l) {
+    route_decode(w_router[l], a.as<float>(), logits.as<float>(), rp, ro, counter.as<unsigned>(), st);
+  });
+  report("router logits + route (fused)", t_router_fused, w_router.bytes());
 
   // One layer's experts; launch l selects the l-th group of K experts (cycling), so consecutive launches
   // read different experts, as consecutive layers do.
@@ -257,6 +277,11 @@ int main(int argc, char** argv) {
                         y.as<float>(), st);
   });
   report("experts down, weighted sum (k selected)", t_down, double(K) * double(per_matrix) * 2.0);
+  const Timing t_down_fused = time_chain(L, o.repeats, st, [&](int l) {
+    experts_down_decode(et, selected + size_t(l) * K, route_w.as<float>() + size_t(l) * K, K, h.as<float>(),
+                        y.as<float>(), st, &then);
+  });
+  report("experts down + residual add + RMSNorm (fused)", t_down_fused, double(K) * double(per_matrix) * 2.0);
 
   // ---- the LM head: one matrix, so a short chain ----
   const int head_chain = std::min(L, 4);
@@ -267,14 +292,17 @@ int main(int argc, char** argv) {
   report("LM head (matrix-vector)", t_head, w_head.bytes());
 
   // ---- a step, added up ----
-  for (int kv = 0; kv < 2; ++kv) {
-    const double layer_ms = t_qkv.best_ms + t_prepare.best_ms + t_attn[kv].best_ms + t_o.best_ms +
-                            2 * floor.best_ms + t_router.best_ms + t_route.best_ms + t_gate_up.best_ms + t_down.best_ms;
-    const double step_ms = double(L) * layer_ms + t_head.best_ms;
-    std::printf("a step added up, %s KV cache: %d layers x %.1f us + LM head = %.3f ms, %.0f tokens/s "
-                "(400 tokens/s allows 2.5 ms)\n",
-                kv ? "BF16" : "F32", L, layer_ms * 1e3, step_ms, 1e3 / step_ms);
-  }
+  for (int fused = 0; fused < 2; ++fused)
+    for (int kv = 0; kv < 2; ++kv) {
+      const double shared_ms = t_qkv.best_ms + t_prepare.best_ms + t_attn[kv].best_ms + t_gate_up.best_ms;
+      const double layer_ms =
+          shared_ms + (fused ? t_o_fused.best_ms + t_router_fused.best_ms + t_down_fused.best_ms
+                             : t_o.best_ms + 2 * floor.best_ms + t_router.best_ms + t_route.best_ms + t_down.best_ms);
+      const double step_ms = double(L) * layer_ms + t_head.best_ms;
+      std::printf("a step added up, %s KV cache, %s tails: %d layers x %.1f us + LM head = %.3f ms, %.0f tokens/s "
+                  "(400 tokens/s allows 2.5 ms)\n",
+                  kv ? "BF16" : "F32", fused ? "fused" : "separate", L, layer_ms * 1e3, step_ms, 1e3 / step_ms);
+    }
   cudaStreamDestroy(st);
   return 0;
 }

@@ -198,6 +198,40 @@ TEST(CudaBackend, GraphReplayEqualsEagerLaunches) {
   for (size_t i = 0; i < a.step_logits.size(); ++i) EXPECT_EQ(a.step_logits[i], b.step_logits[i]) << "step " << i;
 }
 
+// Decode kernels that finish with the step after them in their last block (MOE_CUDA_FUSE, on by default)
+// compute what the separate kernels compute: the same routing and hook records, and logits that differ
+// only by the order of the norms' sums of squares (another block size). qwen3_moe closes its MoE layers
+// in the experts' down projection, qwen2_moe (a shared expert) with a kernel of its own, qwen3_dense in
+// its MLP's down projection.
+TEST(CudaBackend, FusedTailsEqualSeparateKernels) {
+  MOE_REQUIRE_GPU();
+  for (const char* name : {"qwen3_moe", "qwen2_moe", "qwen3_dense"}) {
+    SCOPED_TRACE(name);
+    auto model = Model::load(kModels + name);
+    const int V = model->spec().vocab_size;
+    BackendOptions o;
+    o.max_context = 64;
+    auto fused = cuda::make_cuda_backend(*model, o);
+    setenv("MOE_CUDA_FUSE", "0", 1);
+    auto separate = cuda::make_cuda_backend(*model, o);
+    unsetenv("MOE_CUDA_FUSE");
+    EXPECT_EQ(fused->describe().find("fused tails off"), std::string::npos);
+    EXPECT_NE(separate->describe().find("fused tails off"), std::string::npos);
+    const auto prompt = prompt_of(name);
+    const Outcome a = run(*separate, prompt, V, 6);
+    const Outcome b = run(*fused, prompt, V, 6, &a.generated);
+    EXPECT_EQ(a.prompt_logits, b.prompt_logits) << "the prompt runs the same kernels either way";
+    for (size_t i = 0; i < a.step_logits.size(); ++i)
+      expect_close(b.step_logits[i], a.step_logits[i], 1e-10, "decode step " + std::to_string(i));
+    ASSERT_EQ(a.keep.records.size(), b.keep.records.size());
+    for (size_t i = 0; i < a.keep.records.size(); ++i) {
+      EXPECT_EQ(a.keep.records[i].expert_ids, b.keep.records[i].expert_ids) << "record " << i;
+      expect_close(b.keep.records[i].expert_weights, a.keep.records[i].expert_weights, 1e-10,
+                   "routing weights, record " + std::to_string(i));
+    }
+  }
+}
+
 // Interventions (masks, forced experts, k, bias) route the same on both backends.
 TEST(CudaBackend, InterventionsMatchTheCpu) {
   MOE_REQUIRE_GPU();

@@ -196,7 +196,31 @@ void check_decode(const Experts& X, const std::vector<float>& x, const std::vect
       for (int r = 0; r < X.F; ++r) ASSERT_EQ(h[size_t(k) * X.F + r], 0.0f) << "empty slot " << k;
     }
     expect_close(h, h_ref, "h");
-    expect_close(d_y.download(), y_ref, "y");
+    const auto y = d_y.download();
+    expect_close(y, y_ref, "y");
+
+    // Again, finishing with the layer's residual add + RMSNorm in the last block (norm.cuh's
+    // ResidualNorm), twice on one counter: y is bit-identical, and the second launch finds the counter
+    // back at 0 (else no block would be last, and x would not move).
+    std::vector<float> res = test::random_floats(size_t(X.H), 31u + uint32_t(t), 2.0f);
+    const std::vector<float> norm_w = test::random_floats(size_t(X.H), 37u, 1.5f);
+    DeviceVector<float> d_res(res), d_norm_w(norm_w), d_out(size_t(X.H)), d_l2(1);
+    DeviceVector<unsigned> d_counter(std::vector<unsigned>{0u});
+    ResidualNorm then;
+    then.x = d_res.get();
+    then.w = d_norm_w.get();
+    then.out = d_out.get();
+    then.norm_out = d_l2.get();
+    then.eps = 1e-6f;
+    then.counter = d_counter.get();
+    for (int run = 0; run < 2; ++run) {
+      SCOPED_TRACE("fused residual norm, launch " + std::to_string(run + 1));
+      experts_down_decode(tab, d_sel.get(), d_w.get(), slots, d_h.get(), d_y.get(), nullptr, &then);
+      EXPECT_EQ(d_y.download(), y);
+      res = test::expect_residual_norm(res, y, {}, norm_w, then.eps, d_res.download(), d_out.download(),
+                                       d_l2.download()[0]);
+      EXPECT_EQ(d_counter.download()[0], 0u);
+    }
   }
 }
 

@@ -106,4 +106,31 @@ inline double nmse(const std::vector<float>& a, const std::vector<float>& b) {
   return den > 0 ? num / den : num;
 }
 
+// Checks what a decode kernel's fused residual add + RMSNorm (norm.cuh's ResidualNorm) left, given the
+// kernel's own output y and the residual x0 before it: x = x0 + (y + bias) exactly (the same two F32
+// additions as add_rmsnorm_rows), out = RMSNorm(x) · w and norm = ‖x‖₂ within 2e-5 relative (an F32
+// tree sum of squares against a double one, as in norm_test.cpp). bias may be empty. Returns x.
+inline std::vector<float> expect_residual_norm(const std::vector<float>& x0, const std::vector<float>& y,
+                                               const std::vector<float>& bias, const std::vector<float>& w, float eps,
+                                               const std::vector<float>& x, const std::vector<float>& out, float norm) {
+  const size_t n = x0.size();
+  std::vector<float> want_x(n);
+  double ss = 0;
+  for (size_t i = 0; i < n; ++i) {
+    want_x[i] = x0[i] + (bias.empty() ? y[i] : y[i] + bias[i]);
+    ss += double(want_x[i]) * double(want_x[i]);
+  }
+  EXPECT_EQ(x, want_x) << "the residual add";
+  const float r = 1.0f / std::sqrt(float(ss / double(n)) + eps);
+  int bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const float want = want_x[i] * r * w[i];
+    if (!(std::fabs(out[i] - want) <= 1e-6f + 2e-5f * std::fabs(want)) && ++bad <= 5)
+      ADD_FAILURE() << "out[" << i << "]: got " << out[i] << ", want " << want;
+  }
+  EXPECT_EQ(bad, 0) << bad << " of " << n << " normed values outside tolerance";
+  EXPECT_NEAR(norm, std::sqrt(ss), 2e-5 * std::sqrt(ss)) << "‖x‖₂";
+  return want_x;
+}
+
 }  // namespace moe::cuda::test

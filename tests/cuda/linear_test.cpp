@@ -1,6 +1,7 @@
 // The decode matrix-vector product (engine/backend/cuda/kernels/linear.cu) against a double-precision
 // reference: y = W·x (and y += W·x) with W in BF16, F16 or F32 and x in F32, on the vectorised path
-// (16-byte aligned rows, several chunks per lane) and the scalar one (rows that are not).
+// (16-byte aligned rows, several chunks per lane) and the scalar one (rows that are not); and the same
+// product finishing with a residual add + RMSNorm in its last block.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -57,6 +58,49 @@ TEST(LinearDecode, MatchesTheReference) {
   for (DType dt : {DType::BF16, DType::F16, DType::F32})
     for (const Case& c : cases)
       for (bool acc : {false, true}) check(dt, c, acc);
+}
+
+// The o projection's decode form: y = W·x, then in the kernel's last block x_res += y + bias and
+// out = RMSNorm(x_res) · w, ‖x_res‖₂ (norm.cuh's ResidualNorm), on the vectorised and the scalar path,
+// twice on one counter (the second launch must find it back at 0, or no block would be last).
+TEST(LinearDecode, ThenTheResidualAddAndNorm) {
+  MOE_REQUIRE_GPU();
+  for (DType dt : {DType::BF16, DType::F32})
+    for (int rows : {2048, 1001})
+      for (bool with_bias : {false, true}) {
+        SCOPED_TRACE(std::string(dtype_name(dt)) + " rows " + std::to_string(rows) + (with_bias ? " bias" : ""));
+        const int cols = 520;
+        std::vector<float> w = test::random_floats(size_t(rows) * size_t(cols), 3u, 1.0f);
+        const std::vector<uint8_t> bytes = test::stored_as(dt, w);
+        const std::vector<float> x = test::random_floats(size_t(cols), 4u, 1.0f);
+        std::vector<float> res = test::random_floats(size_t(rows), 5u, 2.0f);
+        const std::vector<float> bias = with_bias ? test::random_floats(size_t(rows), 6u, 0.5f) : std::vector<float>{};
+        const std::vector<float> norm_w = test::random_floats(size_t(rows), 8u, 1.5f);
+        DeviceVector<uint8_t> dw(bytes);
+        DeviceVector<float> dx(x), dy{size_t(rows)}, dres(res), dbias(with_bias ? bias : std::vector<float>{0.0f});
+        DeviceVector<float> dnorm_w(norm_w), dout{size_t(rows)}, dl2(1);
+        DeviceVector<unsigned> dcounter(std::vector<unsigned>{0u});
+        ResidualNorm then;
+        then.x = dres.get();
+        then.bias = with_bias ? dbias.get() : nullptr;
+        then.w = dnorm_w.get();
+        then.out = dout.get();
+        then.norm_out = dl2.get();
+        then.eps = 1e-5f;
+        then.counter = dcounter.get();
+        const DeviceMatrix m{dw.get(), dt, rows, cols};
+        DeviceVector<float> dplain{size_t(rows)};
+        linear_decode(m, dx.get(), dplain.get(), false, nullptr);
+        const std::vector<float> plain = dplain.download();
+        for (int run = 0; run < 2; ++run) {
+          SCOPED_TRACE("launch " + std::to_string(run + 1));
+          linear_decode(m, dx.get(), dy.get(), false, nullptr, &then);
+          EXPECT_EQ(dy.download(), plain) << "y differs from the product without the tail";
+          res = test::expect_residual_norm(res, plain, bias, norm_w, then.eps, dres.download(), dout.download(),
+                                           dl2.download()[0]);
+          EXPECT_EQ(dcounter.download()[0], 0u);
+        }
+      }
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // The fused router kernel (engine/backend/cuda/kernels/router.cu) against a scalar reference that
-// follows cpu_backend.cpp's moe_block / record_routing line by line.
+// follows cpu_backend.cpp's moe_block / record_routing line by line; and its decode form, which computes
+// the logits in the same kernel, against the two kernels it replaces.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/backend/cuda/kernels/linear.cuh"
 #include "engine/backend/cuda/kernels/router.cuh"
 #include "tests/cuda/gpu_test_support.h"
 
@@ -472,6 +474,95 @@ TEST(Router, RecordOffPartialAndOtherLayers) {
     c_.renormalize = true; c_.n_moe_layers = 2; c_.moe_ordinal = 0;
   });
   run_case(c);
+}
+
+// Decode: route_decode (the router's projection and the routing in one kernel, routing in the last
+// block to finish) gives bit for bit what linear_decode followed by route gives, for the logits, the
+// selection, the weights and every record array; twice on one counter, which each launch leaves at 0.
+struct DecodeRouterCase {
+  const char* name;
+  int E, top_k, slots;
+  bool softmax, renormalize, selection_bias, user_bias;
+  std::vector<int32_t> masked, forced;
+  DType dtype;
+};
+
+TEST(Router, DecodeWithItsProjectionInOneKernel) {
+  MOE_REQUIRE_GPU();
+  const DecodeRouterCase cases[] = {
+      {"qwen3-like E=128 k=8, BF16", 128, 8, 8, true, true, false, false, {}, {}, DType::BF16},
+      {"E=60 k=4 slots=6, sigmoid, biases, masks, forced, F32", 60, 4, 6, false, true, true, true, {3, 17}, {41},
+       DType::F32},
+      {"E=8 k=2 (mixtral-like), F16", 8, 2, 2, true, true, false, false, {}, {}, DType::F16},
+  };
+  const int H = 264;  // not a multiple of the 16-bit chunk times 32 lanes: a partial last pass
+  for (const DecodeRouterCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    const int E = c.E, S = c.slots;
+    std::vector<float> w = test::random_floats(size_t(E) * H, 61u, 0.2f);
+    const std::vector<uint8_t> bytes = test::stored_as(c.dtype, w);
+    const std::vector<float> x = test::random_floats(size_t(H), 62u, 1.0f);
+    DeviceVector<uint8_t> d_wm(bytes);
+    DeviceVector<float> d_x(x);
+    const DeviceMatrix W{d_wm.get(), c.dtype, E, H};
+    DeviceVector<float> d_sel_bias(test::random_floats(size_t(E), 63u, 0.05f));
+    DeviceVector<float> d_user_bias(test::random_floats(size_t(E), 64u, 1.0f));
+    DeviceVector<int32_t> d_masked(c.masked), d_forced(c.forced);
+    RouterParams p;
+    p.n_experts = E;
+    p.top_k = c.top_k;
+    p.slots = S;
+    p.softmax = c.softmax;
+    p.renormalize = c.renormalize;
+    p.selection_bias = c.selection_bias ? d_sel_bias.get() : nullptr;
+    p.user_bias = c.user_bias ? d_user_bias.get() : nullptr;
+    p.masked = c.masked.empty() ? nullptr : d_masked.get();
+    p.n_masked = int(c.masked.size());
+    p.forced = c.forced.empty() ? nullptr : d_forced.get();
+    p.n_forced = int(c.forced.size());
+
+    // Everything one routing writes, as downloaded host arrays.
+    struct Outputs {
+      DeviceVector<float> logits, weights, rec_weights, entropy, margin, probs;
+      DeviceVector<int32_t> selected, rec_ids;
+      explicit Outputs(int E_, int S_)
+          : logits(size_t(E_)), weights(size_t(S_)), rec_weights(size_t(S_)), entropy(1), margin(1),
+            probs(size_t(E_)), selected(size_t(S_)), rec_ids(size_t(S_)) {}
+      RoutingOutput routing() {
+        RoutingOutput o;
+        o.selected = selected.get();
+        o.weights = weights.get();
+        o.n_moe_layers = 1;
+        o.rec_ids = rec_ids.get();
+        o.rec_weights = rec_weights.get();
+        o.rec_entropy = entropy.get();
+        o.rec_margin = margin.get();
+        o.rec_probs = probs.get();
+        return o;
+      }
+      void expect_same_as(const Outputs& o) const {
+        EXPECT_EQ(logits.download(), o.logits.download()) << "logits";
+        EXPECT_EQ(selected.download(), o.selected.download()) << "selected";
+        EXPECT_EQ(weights.download(), o.weights.download()) << "weights";
+        EXPECT_EQ(rec_ids.download(), o.rec_ids.download()) << "record ids";
+        EXPECT_EQ(rec_weights.download(), o.rec_weights.download()) << "record weights";
+        EXPECT_EQ(entropy.download(), o.entropy.download()) << "entropy";
+        EXPECT_EQ(margin.download(), o.margin.download()) << "margin";
+        EXPECT_EQ(probs.download(), o.probs.download()) << "probs";
+      }
+    };
+    Outputs two(E, S);
+    linear_decode(W, d_x.get(), two.logits.get(), false, nullptr);
+    route(two.logits.get(), 1, p, two.routing(), nullptr);
+    DeviceVector<unsigned> d_counter(std::vector<unsigned>{0u});
+    for (int run = 0; run < 2; ++run) {
+      SCOPED_TRACE("launch " + std::to_string(run + 1));
+      Outputs one(E, S);
+      route_decode(W, d_x.get(), one.logits.get(), p, one.routing(), d_counter.get(), nullptr);
+      one.expect_same_as(two);
+      EXPECT_EQ(d_counter.download()[0], 0u);
+    }
+  }
 }
 
 }  // namespace

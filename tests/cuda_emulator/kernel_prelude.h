@@ -103,6 +103,12 @@ T atomicAdd(T* p, T v) {
   return old;
 }
 template <typename T>
+T atomicExch(T* p, T v) {
+  const T old = *p;
+  *p = v;
+  return old;
+}
+template <typename T>
 T atomicMax(T* p, T v) {
   const T old = *p;
   *p = std::max(old, v);
@@ -130,6 +136,13 @@ template <typename T>
 T __ldg(const T* p) {
   return *p;
 }
+// Loads through L2 only (what a block reads of other blocks' writes in the same kernel): memory is one
+// coherent array here, and blocks run one after another.
+template <typename T>
+T __ldcg(const T* p) {
+  return *p;
+}
+inline void __threadfence() {}
 // Device code calls min/max unqualified on mixed int types; the CUDA headers give the host no such
 // overloads.
 inline int min(int a, int b) { return a < b ? a : b; }

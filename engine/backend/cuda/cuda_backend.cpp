@@ -6,6 +6,10 @@
 //               y = MoE(a) (router → experts on the GPU's own selection; shared expert) or MLP(a)
 //               x += y;  a = RMSNorm of the next layer (or the final norm)        (fused)
 //   logits = W_head·a
+// In a decode step the one-block steps run in the last block of the kernel before them (last_block.cuh):
+// each "(fused)" add + norm in the o projection and in the layer's last projection (the experts' down,
+// or a dense MLP's; with a shared expert it stays a kernel of its own), the routing in the router's
+// projection. 11 kernels per MoE layer become 8; MOE_CUDA_FUSE=0 keeps them apart.
 // A decode step (one token) is captured once as a CUDA graph — input copy, every kernel and GEMM, the
 // logits and hook-record copies to pinned host memory — and replayed; the position is read on the GPU
 // from the copied input, so the same graph serves every position. The graph is captured again only when
@@ -29,6 +33,7 @@
 #include "engine/backend/cuda/kernels/attention.cuh"
 #include "engine/backend/cuda/kernels/dependent_launch.cuh"
 #include "engine/backend/cuda/kernels/experts.cuh"
+#include "engine/backend/cuda/kernels/linear.cuh"
 #include "engine/backend/cuda/kernels/norm.cuh"
 #include "engine/backend/cuda/kernels/rope.cuh"
 #include "engine/backend/cuda/kernels/router.cuh"
@@ -39,6 +44,10 @@
 
 namespace moe::cuda {
 namespace {
+
+// The counters of the kernels that finish in their last block (last_block.cuh). One kernel runs at a
+// time and leaves them at 0, so every such kernel of a step uses the same ones.
+constexpr size_t kArrivalCounters = 256;
 
 // Pinned host memory (the target of the per-step copies), freed with the object.
 template <typename T>
@@ -105,6 +114,7 @@ class CudaBackend final : public Backend {
     device_name_ = prop.name;
     sm_ = prop.major * 10 + prop.minor;
     use_graphs_ = !(std::getenv("MOE_CUDA_GRAPHS") && std::string(std::getenv("MOE_CUDA_GRAPHS")) == "0");
+    fuse_tails_ = !(std::getenv("MOE_CUDA_FUSE") && std::string(std::getenv("MOE_CUDA_FUSE")) == "0");
 
     for (int l = 0; l < s_.n_layers; ++l)
       if (s_.layer_is_moe[size_t(l)]) moe_layers_.push_back(l);
@@ -164,6 +174,8 @@ class CudaBackend final : public Backend {
     shape_.tensor_cores = w_.dtype != DType::F32;
     attn_ws_ = DeviceBuffer<float>(*alloc_, attention_decode_workspace_floats(shape_, kDecodeAttentionSplits),
                                    MemoryPart::Workspace, -1, "the attention split-K partials");
+    arrivals_ = DeviceBuffer<unsigned>(*alloc_, kArrivalCounters, MemoryPart::Workspace, -1, "the last-block counters");
+    MOE_CUDA_CHECK(cudaMemset(arrivals_.get(), 0, kArrivalCounters * sizeof(unsigned)));
     events_.events.resize(L + 1);
     for (auto& e : events_.events) MOE_CUDA_CHECK(cudaEventCreate(&e));
     for (int l : moe_layers_) has_shared_gate_ |= bool(w_.layers[size_t(l)].shared_gate);
@@ -178,7 +190,7 @@ class CudaBackend final : public Backend {
   std::string describe() const override {
     return "CUDA, " + device_name_ + " (sm_" + std::to_string(sm_) + "), " + std::string(dtype_name(w_.dtype)) +
            " weights, " + std::string(dtype_name(kv_dtype_)) + " KV cache" + (use_graphs_ ? "" : ", graphs off") +
-           (dependent_launches() ? "" : ", dependent launches off");
+           (dependent_launches() ? "" : ", dependent launches off") + (fuse_tails_ ? "" : ", fused tails off");
   }
   bool is_gpu() const override { return true; }
   int cached() const override { return n_cached_; }
@@ -399,11 +411,17 @@ class CudaBackend final : public Backend {
     for (int l = 0; l < L; ++l) {
       if (times) MOE_CUDA_CHECK(cudaEventRecord(events_.events[size_t(l)], st));
       attention_block(l, T, pos0, record);
-      if (s_.layer_is_moe[size_t(l)]) moe_block(l, T, record);
-      else mlp_block(l, T);
-      const float* next_norm = l + 1 < L ? w_.layers[size_t(l + 1)].attn_norm : w_.final_norm;
-      float* hidden_norm = record && req_.hidden_norms ? rec(layout_.hidden) + l : nullptr;
-      add_rmsnorm_rows(x_.get(), y_.get(), nullptr, next_norm, a_.get(), T, H, s_.rms_eps, st, hidden_norm, L);
+      // x += y; a = the next layer's norm (or the final norm) of x; and the hidden.norm hook.
+      ResidualNorm close;
+      close.x = x_.get();
+      close.w = l + 1 < L ? w_.layers[size_t(l + 1)].attn_norm : w_.final_norm;
+      close.out = a_.get();
+      close.norm_out = record && req_.hidden_norms ? rec(layout_.hidden) + l : nullptr;
+      close.eps = s_.rms_eps;
+      close.counter = arrivals_.get();
+      const ResidualNorm* tail = T == 1 && fuse_tails_ ? &close : nullptr;
+      const bool closed = s_.layer_is_moe[size_t(l)] ? moe_block(l, T, record, tail) : mlp_block(l, T, tail);
+      if (!closed) add_rmsnorm_rows(x_.get(), y_.get(), nullptr, close.w, a_.get(), T, H, s_.rms_eps, st, close.norm_out, L);
     }
     if (times) MOE_CUDA_CHECK(cudaEventRecord(events_.events[size_t(L)], st));
     if (n_out > 0) {
@@ -468,23 +486,41 @@ class CudaBackend final : public Backend {
         if (rec_.attention_rows[i].layer == l)
           attention_row(q + size_t(T - 1) * size_t(stride), kc, pos0, T - 1, rec_.attention_rows[i].head, shape_,
                         rows_.get() + i * size_t(capacity_), st);
-    blas_->linear(D.o, attn_.get(), T, y_.get());
-    add_rmsnorm_rows(x_.get(), y_.get(), D.o_bias, D.ffn_norm, a_.get(), T, s_.hidden, s_.rms_eps, st);
+    if (T == 1 && fuse_tails_) {  // x += W_o·attn + bias; a = RMSNorm_ffn(x), in the projection's last block
+      ResidualNorm then;
+      then.x = x_.get();
+      then.bias = D.o_bias;
+      then.w = D.ffn_norm;
+      then.out = a_.get();
+      then.eps = s_.rms_eps;
+      then.counter = arrivals_.get();
+      linear_decode(D.o, attn_.get(), y_.get(), false, st, &then);
+    } else {
+      blas_->linear(D.o, attn_.get(), T, y_.get());
+      add_rmsnorm_rows(x_.get(), y_.get(), D.o_bias, D.ffn_norm, a_.get(), T, s_.hidden, s_.rms_eps, st);
+    }
   }
 
-  void mlp_block(int l, int T) {
+  // The blocks below write the layer's output to y_. Given `then` (decode, fused tails), the kernel that
+  // finishes y_ also runs that residual add + norm where it can, and the block returns true.
+  bool mlp_block(int l, int T, const ResidualNorm* then) {
     const DeviceLayer& D = w_.layers[size_t(l)];
     blas_->linear(D.mlp_gate_up, a_.get(), T, gate_up_.get());
     silu_mul_rows(gate_up_.get(), T, int(D.mlp_down.cols), ffn_.get(), stream_.s);
+    if (then && T == 1) {
+      linear_decode(D.mlp_down, ffn_.get(), y_.get(), false, stream_.s, then);
+      return true;
+    }
     blas_->linear(D.mlp_down, ffn_.get(), T, y_.get());
+    return false;
   }
 
-  void moe_block(int l, int T, bool record) {
+  bool moe_block(int l, int T, bool record, const ResidualNorm* then) {
     cudaStream_t st = stream_.s;
     const DeviceLayer& D = w_.layers[size_t(l)];
     const int m = int(std::find(moe_layers_.begin(), moe_layers_.end(), l) - moe_layers_.begin());
     const int M = int(moe_layers_.size()), E = s_.moe.n_experts, H = s_.hidden;
-    blas_->linear(D.router, a_.get(), T, router_logits_.get());
+    const bool fuse = T == 1 && fuse_tails_;
     RoutingOutput ro;
     ro.selected = selected_.get();
     ro.weights = route_w_.get();
@@ -497,10 +533,17 @@ class CudaBackend final : public Backend {
       ro.rec_margin = rec(layout_.margin);
     }
     if (record && req_.router_probs) ro.rec_probs = rec(layout_.probs);
-    route(router_logits_.get(), T, router_params_[size_t(m)], ro, st);
+    if (fuse) {  // the projection and the routing in one kernel
+      route_decode(D.router, a_.get(), router_logits_.get(), router_params_[size_t(m)], ro, arrivals_.get(), st);
+    } else {
+      blas_->linear(D.router, a_.get(), T, router_logits_.get());
+      route(router_logits_.get(), T, router_params_[size_t(m)], ro, st);
+    }
+    // Without a shared expert the routed experts' down projection finishes y_ (and may close the layer).
+    const ResidualNorm* close = D.shared_gate_up ? nullptr : then;
     if (T == 1) {
       experts_gate_up_decode(D.experts, selected_.get(), slots_, a_.get(), expert_h_.get(), st);
-      experts_down_decode(D.experts, selected_.get(), route_w_.get(), slots_, expert_h_.get(), y_.get(), st);
+      experts_down_decode(D.experts, selected_.get(), route_w_.get(), slots_, expert_h_.get(), y_.get(), st, close);
     } else {
       group_by_expert(selected_.get(), T, slots_, E, grouping_.get(), st);
       // gemm_in_ (the GEMM inputs in the weight dtype, T × ≥ hidden) holds x rounded for the tensor cores;
@@ -521,6 +564,7 @@ class CudaBackend final : public Backend {
       float* gate_rec = record && req_.routing && has_shared_gate_ && z ? rec(layout_.shared_gate) + m : nullptr;
       add_gated_rows(y_.get(), expert_out_.get(), z, T, H, gate_rec, M, st);
     }
+    return T == 1 && close != nullptr;
   }
 
   // Device → pinned copies of the arrays asked for (the first T rows of each).
@@ -580,6 +624,10 @@ class CudaBackend final : public Backend {
   std::string device_name_;
   int sm_ = 0;
   bool use_graphs_ = true;
+  // Decode kernels finish with the one-block step after them (last_block.cuh): the residual add + norm
+  // after the o projection and after the layer's output, the routing after the router's projection.
+  // MOE_CUDA_FUSE=0 runs those as kernels of their own (to compare).
+  bool fuse_tails_ = true;
   std::vector<int> moe_layers_;
   int slots_ = 0, chunk_ = 0, capacity_ = 0, n_cached_ = 0;
   DType kv_dtype_ = DType::BF16;
@@ -591,6 +639,7 @@ class CudaBackend final : public Backend {
   DeviceWeights w_;
   DeviceBuffer<std::byte> k_cache_, v_cache_, gemm_in_;
   DeviceBuffer<float> x_, a_, y_, qkv_, attn_, gate_up_, ffn_, router_logits_, shared_z_, logits_, inv_freq_, attn_ws_;
+  DeviceBuffer<unsigned> arrivals_;  // last_block.cuh's counters, 0 between kernels
   DeviceBuffer<float> route_w_, expert_h_, expert_out_, record_, rows_;
   DeviceBuffer<int32_t> step_, selected_, grouping_, iv_buf_;
   std::unique_ptr<Blas> blas_;

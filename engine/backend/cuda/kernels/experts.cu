@@ -5,7 +5,8 @@
 //   gate_up: grid (ffn / 8, slots), 8 warps per block, x staged in shared memory; each warp computes
 //            row r of gate and of up for its slot's expert and writes h = silu(g)·u.
 //   down:    grid (hidden / 4), 4 warps per block; each warp computes y[r] over the slots in slot order
-//            (two slots' loads in flight at a time), no atomics.
+//            (two slots' loads in flight at a time), no atomics. The residual add + RMSNorm of y may
+//            follow in the last block to finish (last_block.cuh), instead of a norm kernel.
 // Prefill (grouped): the (token, slot) pairs are sorted by expert on the device (a counting sort, stable:
 // by token then slot within an expert), and a list of (expert, pair tile) work items is built there, so
 // the GEMM grids depend only on T·slots and E: blocks past the list's end exit at once.
@@ -36,7 +37,9 @@
 
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/dependent_launch.cuh"
+#include "engine/backend/cuda/kernels/last_block.cuh"
 #include "engine/backend/cuda/kernels/norm.cuh"
+#include "engine/backend/cuda/kernels/row_norm.cuh"
 #include "engine/backend/cuda/kernels/warp_dot.cuh"
 
 namespace moe::cuda {
@@ -96,45 +99,47 @@ __global__ void __launch_bounds__(kGateUpWarps * 32)
 template <typename T>
 __global__ void __launch_bounds__(kDownWarps * 32)
     down_decode_kernel(ExpertTable tb, const int32_t* __restrict__ selected, const float* __restrict__ weights,
-                       int slots, const float* __restrict__ h, float* __restrict__ y) {
+                       int slots, const float* __restrict__ h, float* __restrict__ y, ResidualNorm then) {
   wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   const int H = tb.hidden, F = tb.ffn, E = tb.n_experts;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int r = blockIdx.x * kDownWarps + warp;
-  if (r >= H) return;
-  auto valid = [&](int k) {
-    const int e = selected[k];
-    return e >= 0 && e < E;
-  };
-  auto next = [&](int k) {
-    while (k < slots && !valid(k)) ++k;
-    return k;
-  };
-  float acc = 0.0f;
-  int k0 = next(0);
-  while (k0 < slots) {
-    const int k1 = next(k0 + 1);
-    const T* w0 = static_cast<const T*>(tb.down[selected[k0]]) + size_t(r) * F;
-    if (k1 < slots) {
-      const T* w1 = static_cast<const T*>(tb.down[selected[k1]]) + size_t(r) * F;
-      const T* const rows[2] = {w0, w1};
-      const float* const vecs[2] = {h + size_t(k0) * F, h + size_t(k1) * F};
-      float d[2] = {0.0f, 0.0f};
-      warp_dots<T, 2>(rows, vecs, F, lane, d);
-      const float d0 = warp_sum(d[0]), d1 = warp_sum(d[1]);
-      acc += weights[k0] * d0;  // slot order
-      acc += weights[k1] * d1;
-      k0 = next(k1 + 1);
-    } else {
-      const T* const rows[1] = {w0};
-      const float* const vecs[1] = {h + size_t(k0) * F};
-      float d[1] = {0.0f};
-      warp_dots<T, 1>(rows, vecs, F, lane, d);
-      acc += weights[k0] * warp_sum(d[0]);
-      k0 = slots;
+  if (r < H) {  // the whole warp
+    auto valid = [&](int k) {
+      const int e = selected[k];
+      return e >= 0 && e < E;
+    };
+    auto next = [&](int k) {
+      while (k < slots && !valid(k)) ++k;
+      return k;
+    };
+    float acc = 0.0f;
+    int k0 = next(0);
+    while (k0 < slots) {
+      const int k1 = next(k0 + 1);
+      const T* w0 = static_cast<const T*>(tb.down[selected[k0]]) + size_t(r) * F;
+      if (k1 < slots) {
+        const T* w1 = static_cast<const T*>(tb.down[selected[k1]]) + size_t(r) * F;
+        const T* const rows[2] = {w0, w1};
+        const float* const vecs[2] = {h + size_t(k0) * F, h + size_t(k1) * F};
+        float d[2] = {0.0f, 0.0f};
+        warp_dots<T, 2>(rows, vecs, F, lane, d);
+        const float d0 = warp_sum(d[0]), d1 = warp_sum(d[1]);
+        acc += weights[k0] * d0;  // slot order
+        acc += weights[k1] * d1;
+        k0 = next(k1 + 1);
+      } else {
+        const T* const rows[1] = {w0};
+        const float* const vecs[1] = {h + size_t(k0) * F};
+        float d[1] = {0.0f};
+        warp_dots<T, 1>(rows, vecs, F, lane, d);
+        acc += weights[k0] * warp_sum(d[0]);
+        k0 = slots;
+      }
     }
+    if (lane == 0) y[r] = acc;
   }
-  if (lane == 0) y[r] = acc;
+  if (then.counter && arrive_last(then.counter, gridDim.x)) run_residual_norm(then, y);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -604,10 +609,10 @@ void launch_gate_up_decode(const ExpertTable& t, const int32_t* selected, int sl
 
 template <typename T>
 void launch_down_decode(const ExpertTable& t, const int32_t* selected, const float* weights, int slots,
-                        const float* h, float* y, cudaStream_t stream) {
+                        const float* h, float* y, const ResidualNorm& then, cudaStream_t stream) {
   const int grid = (t.hidden + kDownWarps - 1) / kDownWarps;
   launch_dependent("down_decode_kernel", down_decode_kernel<T>, grid, kDownWarps * 32, 0, stream, t, selected, weights,
-                   slots, h, y);
+                   slots, h, y, then);
   MOE_CUDA_CHECK_LAUNCH();
 }
 
@@ -643,12 +648,13 @@ void experts_gate_up_decode(const ExpertTable& t, const int32_t* selected, int s
 }
 
 void experts_down_decode(const ExpertTable& t, const int32_t* selected, const float* weights, int slots,
-                         const float* h, float* y, cudaStream_t stream) {
+                         const float* h, float* y, cudaStream_t stream, const ResidualNorm* then) {
   if (t.hidden <= 0) return;
+  const ResidualNorm tail = then && then->counter ? bind_residual_norm(*then, y, t.hidden) : ResidualNorm{};
   switch (t.dtype) {
-    case DType::BF16: return launch_down_decode<__nv_bfloat16>(t, selected, weights, slots, h, y, stream);
-    case DType::F16: return launch_down_decode<__half>(t, selected, weights, slots, h, y, stream);
-    case DType::F32: return launch_down_decode<float>(t, selected, weights, slots, h, y, stream);
+    case DType::BF16: return launch_down_decode<__nv_bfloat16>(t, selected, weights, slots, h, y, tail, stream);
+    case DType::F16: return launch_down_decode<__half>(t, selected, weights, slots, h, y, tail, stream);
+    case DType::F32: return launch_down_decode<float>(t, selected, weights, slots, h, y, tail, stream);
     default: bad_dtype();
   }
 }

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "engine/backend/cuda/kernels/norm.cuh"
 #include "engine/common/dtype.h"
 
 namespace moe::cuda {
@@ -30,8 +31,10 @@ struct ExpertTable {
 void experts_gate_up_decode(const ExpertTable& t, const int32_t* selected, int slots, const float* x, float* h,
                             cudaStream_t stream);
 // y[:] = Σ_k weights[k] · (down_e·h[k]) over slots with e ≥ 0, summed in slot order; y is overwritten.
+// With `then` (its counter set), the kernel's last block goes on with that residual add + RMSNorm of y
+// (hidden long), as add_rmsnorm_rows would after it.
 void experts_down_decode(const ExpertTable& t, const int32_t* selected, const float* weights, int slots,
-                         const float* h, float* y, cudaStream_t stream);
+                         const float* h, float* y, cudaStream_t stream, const ResidualNorm* then = nullptr);
 
 // Prefill. `grouping` is a device workspace of expert_grouping_ints(T, slots, E) ints that
 // group_by_expert fills (its layout is private to experts.cu).

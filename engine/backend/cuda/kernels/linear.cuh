@@ -6,10 +6,14 @@
 #include <cuda_runtime.h>
 
 #include "engine/backend/cuda/device_matrix.h"
+#include "engine/backend/cuda/kernels/norm.cuh"
 
 namespace moe::cuda {
 
 // y[r] = Σ_c W[r, c] · x[c] (accumulate: y[r] += …) for every row r of W. x: [W.cols], y: [W.rows], F32.
-void linear_decode(const DeviceMatrix& w, const float* x, float* y, bool accumulate, cudaStream_t stream);
+// With `then` (its counter set), the kernel's last block goes on with that residual add + RMSNorm of
+// y (W.rows long), as add_rmsnorm_rows would after it: one kernel instead of two.
+void linear_decode(const DeviceMatrix& w, const float* x, float* y, bool accumulate, cudaStream_t stream,
+                   const ResidualNorm* then = nullptr);
 
 }  // namespace moe::cuda

@@ -21,6 +21,7 @@
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/dependent_launch.cuh"
 #include "engine/backend/cuda/kernels/norm.cuh"
+#include "engine/backend/cuda/kernels/row_norm.cuh"
 #include "engine/backend/cuda/kernels/warp_dot.cuh"
 
 namespace moe::cuda {
@@ -38,22 +39,6 @@ int row_block(int64_t units) {
 }
 
 bool aligned8(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 7u) == 0; }
-
-// Sum of v over the block (blockDim.x a multiple of 32, every thread calling). sh: ≥ 33 floats.
-// Returns the total to every thread. Called once per kernel (sh is not reused after).
-__device__ __forceinline__ float block_sum(float v, float* sh) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-  v = warp_sum(v);
-  if (lane == 0) sh[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    float s = lane < nwarps ? sh[lane] : 0.0f;
-    s = warp_sum(s);
-    if (lane == 0) sh[32] = s;
-  }
-  __syncthreads();
-  return sh[32];
-}
 
 // f32 → bf16 bits with round-to-nearest-even, bit-identical to the host's f32_to_bf16 (NaN stays NaN).
 __device__ __forceinline__ uint16_t f32_to_bf16_bits(float f) {
@@ -105,23 +90,6 @@ __global__ void embed_rows_kernel(const void* __restrict__ embed, const int32_t*
   }
 }
 
-// The second pass of both norms: orow[i] = xr[i] · r · w[i] (orow may be xr: each element is read and
-// written by the same thread).
-template <bool VEC>
-__device__ __forceinline__ void scale_row(const float* xr, const float* __restrict__ w, float r, float* orow, int n) {
-  if constexpr (VEC) {
-    const float4* x4 = reinterpret_cast<const float4*>(xr);
-    const float4* w4 = reinterpret_cast<const float4*>(w);
-    float4* o4 = reinterpret_cast<float4*>(orow);
-    for (int i = threadIdx.x; i < n / 4; i += blockDim.x) {
-      const float4 v = x4[i], g = __ldg(w4 + i);
-      o4[i] = make_float4(v.x * r * g.x, v.y * r * g.y, v.z * r * g.z, v.w * r * g.w);
-    }
-  } else {
-    for (int i = threadIdx.x; i < n; i += blockDim.x) orow[i] = xr[i] * r * __ldg(w + i);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------------
 // rmsnorm_rows: one block per row. out may alias x: each element is read and then written by the
 // same thread, and every read of the first pass precedes the reduction's barrier.
@@ -159,41 +127,9 @@ __global__ void add_rmsnorm_rows_kernel(float* __restrict__ x, const float* __re
                                         float* __restrict__ out, int n, float eps, float* __restrict__ norm_out,
                                         int64_t norm_stride) {
   wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
-  __shared__ float sh[33];
   const int64_t base = int64_t(blockIdx.x) * n;
-  float* xr = x + base;
-  const float* yr = y + base;
-  float ss = 0.0f;
-  if constexpr (VEC) {
-    float4* x4 = reinterpret_cast<float4*>(xr);
-    const float4* y4 = reinterpret_cast<const float4*>(yr);
-    const float4* b4 = reinterpret_cast<const float4*>(bias);
-    for (int i = threadIdx.x; i < n / 4; i += blockDim.x) {
-      float4 a = x4[i];
-      float4 d = y4[i];
-      if (bias) {
-        const float4 b = __ldg(b4 + i);
-        d.x += b.x, d.y += b.y, d.z += b.z, d.w += b.w;
-      }
-      a.x += d.x, a.y += d.y, a.z += d.z, a.w += d.w;
-      x4[i] = a;
-      ss += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w;
-    }
-  } else {
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-      const float d = bias ? yr[i] + __ldg(bias + i) : yr[i];
-      const float a = xr[i] + d;
-      xr[i] = a;
-      ss += a * a;
-    }
-  }
-  if (!w && !norm_out) return;  // uniform over the block: no thread reaches the barrier below
-  ss = block_sum(ss, sh);
-  if (norm_out && threadIdx.x == 0) norm_out[int64_t(blockIdx.x) * norm_stride] = sqrtf(ss);
-  if (!w) return;
-  const float r = 1.0f / sqrtf(ss / float(n) + eps);
-  float* orow = out + base;
-  scale_row<VEC>(xr, w, r, orow, n);
+  add_rmsnorm_row<VEC>(x + base, y + base, bias, w, out + base, n, eps,
+                       norm_out ? norm_out + int64_t(blockIdx.x) * norm_stride : nullptr);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -337,11 +273,24 @@ void rmsnorm_rows(const float* x, const float* w, float* out, int T, int n, floa
   MOE_CUDA_CHECK_LAUNCH();
 }
 
+namespace {
+bool residual_norm_vec(const float* x, const float* y, const float* bias, const float* w, const float* out, int n) {
+  return n % 4 == 0 && aligned16(x) && aligned16(y) && (!bias || aligned16(bias)) && (!w || aligned16(w)) &&
+         (!w || aligned16(out));
+}
+}  // namespace
+
+ResidualNorm bind_residual_norm(const ResidualNorm& t, const float* y, int n) {
+  ResidualNorm r = t;
+  r.n = n;
+  r.vec = residual_norm_vec(t.x, y, t.bias, t.w, t.out, n);
+  return r;
+}
+
 void add_rmsnorm_rows(float* x, const float* y, const float* bias, const float* w, float* out, int T, int n, float eps,
                       cudaStream_t stream, float* norm_out, int64_t norm_stride) {
   if (T <= 0 || n <= 0) return;
-  const bool vec = n % 4 == 0 && aligned16(x) && aligned16(y) && (!bias || aligned16(bias)) && (!w || aligned16(w)) &&
-                   (!w || aligned16(out));
+  const bool vec = residual_norm_vec(x, y, bias, w, out, n);
   const int block = row_block(vec ? n / 4 : n);
   launch_dependent("add_rmsnorm_rows_kernel", vec ? add_rmsnorm_rows_kernel<true> : add_rmsnorm_rows_kernel<false>, T,
                    block, 0, stream, x, y, bias, w, out, n, eps, norm_out, norm_stride);

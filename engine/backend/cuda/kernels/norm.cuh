@@ -25,6 +25,22 @@ void rmsnorm_rows(const float* x, const float* w, float* out, int T, int n, floa
 void add_rmsnorm_rows(float* x, const float* y, const float* bias, const float* w, float* out, int T, int n,
                       float eps, cudaStream_t stream, float* norm_out = nullptr, int64_t norm_stride = 1);
 
+// The same residual add + RMSNorm for one row (T = 1), run by the last block of the decode kernel that
+// writes y (linear_decode, experts_down_decode) instead of by a kernel of its own (last_block.cuh).
+// The caller fills the first part; bind_residual_norm fills n and vec for the kernel's output y.
+struct ResidualNorm {
+  float* x = nullptr;           // [n] the residual stream, updated in place
+  const float* bias = nullptr;  // [n], or null
+  const float* w = nullptr;     // [n] the next norm's weight, or null (the add only)
+  float* out = nullptr;         // [n] RMSNorm(x) · w; must not alias x or y
+  float* norm_out = nullptr;    // ‖x‖₂ of the updated x (hidden.norm), or null
+  float eps = 0.0f;
+  unsigned* counter = nullptr;  // a device word that is 0 between launches (last_block.cuh)
+  int n = 0;                    // y's length
+  bool vec = false;             // 16-byte loads (n % 4 == 0, x, y, bias, w and out aligned)
+};
+ResidualNorm bind_residual_norm(const ResidualNorm& t, const float* y, int n);
+
 // out[i] = dtype(x[i]) for i < count, with round-to-nearest-even (dtype: BF16, F16 or F32 = copy).
 void convert_f32(const float* x, void* out, DType dtype, int64_t count, cudaStream_t stream);
 

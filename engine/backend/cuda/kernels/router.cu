@@ -3,6 +3,9 @@
 // the masks, the score function (softmax by warp max / sum reductions, or sigmoid), then selects the
 // forced experts and top_k − n_forced rounds of a warp arg-max over the biased scores, exactly as
 // cpu_backend.cpp's moe_block does (ties to the lower id), and writes the weights and the record.
+// route_decode computes the one token's logits in the same kernel and routes in its last block.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cfloat>
@@ -10,7 +13,9 @@
 
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/dependent_launch.cuh"
+#include "engine/backend/cuda/kernels/last_block.cuh"
 #include "engine/backend/cuda/kernels/router.cuh"
+#include "engine/backend/cuda/kernels/warp_dot.cuh"
 
 namespace moe::cuda {
 namespace {
@@ -26,11 +31,7 @@ __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(kFull, v, o));
   return v;
 }
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
-  return v;
-}
-__device__ __forceinline__ double warp_sum(double v) {
+__device__ __forceinline__ double warp_sum_double(double v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
   return v;
 }
@@ -60,16 +61,13 @@ struct WarpLayout {
   __host__ __device__ int bytes() const { return state_off() + align16(E); }
 };
 
-__global__ void route_kernel(const float* __restrict__ logits, int T, RouterParams P, RoutingOutput out) {
-  wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
-  extern __shared__ __align__(16) unsigned char smem[];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int t = blockIdx.x * (blockDim.x >> 5) + warp;
-  if (t >= T) return;  // whole warp; no block-wide synchronisation below
+// Token t, by one warp, from its logits lg[E] (read through L2: the router's own projection may have
+// written them in this kernel, last_block.cuh), in the warp's shared-memory area `base` (WarpLayout).
+__device__ void route_token(const float* lg, int t, const RouterParams& P, const RoutingOutput& out,
+                            unsigned char* base, int lane) {
   const int E = P.n_experts, S = P.slots;
   const int K = min(P.top_k, min(S, E));
   const WarpLayout L{E, S};
-  unsigned char* base = smem + size_t(warp) * size_t(L.bytes());
   float* p = reinterpret_cast<float*>(base + L.p_off());
   float* biased = reinterpret_cast<float*>(base + L.b_off());
   int* sel = reinterpret_cast<int*>(base + L.sel_off());
@@ -77,9 +75,8 @@ __global__ void route_kernel(const float* __restrict__ logits, int T, RouterPara
   unsigned char* state = base + L.state_off();
 
   // Logits + user bias; then the masks (−inf before the score function).
-  const float* lg = logits + size_t(t) * size_t(E);
   for (int e = lane; e < E; e += 32) {
-    float v = lg[e];
+    float v = __ldcg(lg + e);
     if (P.user_bias) v += P.user_bias[e];
     p[e] = v;
     state[e] = kAvailable;
@@ -189,7 +186,7 @@ __global__ void route_kernel(const float* __restrict__ logits, int T, RouterPara
   if (out.rec_entropy || out.rec_margin) {
     double sum = 0.0;
     for (int e = lane; e < E; e += 32) sum += double(p[e]);
-    sum = warp_sum(sum);
+    sum = warp_sum_double(sum);
     double h = 0.0, p1 = 0.0, p2 = 0.0;
     for (int e = lane; e < E; e += 32) {
       const double q = sum > 0.0 ? double(p[e]) / sum : 0.0;
@@ -197,7 +194,7 @@ __global__ void route_kernel(const float* __restrict__ logits, int T, RouterPara
       if (q > p1) p2 = p1, p1 = q;
       else if (q > p2) p2 = q;
     }
-    h = warp_sum(h);
+    h = warp_sum_double(h);
     for (int o = 16; o > 0; o >>= 1) {
       const double q1 = __shfl_xor_sync(kFull, p1, o);
       const double q2 = __shfl_xor_sync(kFull, p2, o);
@@ -210,6 +207,43 @@ __global__ void route_kernel(const float* __restrict__ logits, int T, RouterPara
   }
   if (out.rec_probs)
     for (int e = lane; e < E; e += 32) out.rec_probs[tm * size_t(E) + size_t(e)] = p[e];
+}
+
+__global__ void route_kernel(const float* __restrict__ logits, int T, RouterParams P, RoutingOutput out) {
+  wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int t = blockIdx.x * (blockDim.x >> 5) + warp;
+  if (t >= T) return;  // whole warp; no block-wide synchronisation in route_token
+  const WarpLayout L{P.n_experts, P.slots};
+  route_token(logits + size_t(t) * size_t(P.n_experts), t, P, out, smem + size_t(warp) * size_t(L.bytes()), lane);
+}
+
+// Decode: the router's projection, one warp per expert row as linear_decode computes it (the first
+// weight loads before the wait), then the last block to finish routes the token with its first warp.
+template <typename T>
+__global__ void __launch_bounds__(kMaxWarpsPerBlock * 32)
+    route_decode_kernel(const T* __restrict__ w, int cols, const float* __restrict__ x, float* __restrict__ logits,
+                        RouterParams P, RoutingOutput out, unsigned* counter) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int r = blockIdx.x * kMaxWarpsPerBlock + warp;
+  if (r < P.n_experts) {  // the whole warp
+    const float s = warp_row_dot(w + size_t(r) * size_t(cols), x, cols, lane, [] { wait_for_inputs(); });
+    if (lane == 0) logits[r] = s;
+  } else {
+    wait_for_inputs();
+  }
+  if (arrive_last(counter, gridDim.x) && warp == 0) route_token(logits, 0, P, out, smem, lane);
+}
+
+template <typename T>
+void launch_route_decode(const DeviceMatrix& w, const float* x, float* logits, const RouterParams& p,
+                         const RoutingOutput& out, unsigned* counter, cudaStream_t stream) {
+  const int blocks = (p.n_experts + kMaxWarpsPerBlock - 1) / kMaxWarpsPerBlock;
+  const size_t smem = size_t(WarpLayout{p.n_experts, p.slots}.bytes());
+  launch_dependent("route_decode_kernel", route_decode_kernel<T>, blocks, kMaxWarpsPerBlock * 32, smem, stream,
+                   static_cast<const T*>(w.data), int(w.cols), x, logits, p, out, counter);
 }
 
 }  // namespace
@@ -228,6 +262,20 @@ void route(const float* logits, int T, const RouterParams& p, const RoutingOutpu
   }
   const int blocks = (T + warps - 1) / warps;
   launch_dependent("route_kernel", route_kernel, blocks, warps * 32, smem, stream, logits, T, p, out);
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void route_decode(const DeviceMatrix& w, const float* x, float* logits, const RouterParams& p, const RoutingOutput& out,
+                  unsigned* counter, cudaStream_t stream) {
+  if (p.n_experts <= 0 || p.slots <= 0) return;
+  if (w.rows != p.n_experts || w.cols <= 0 || w.cols > 0x7fffffff)
+    throw_cuda_error("route_decode", "the router matrix must have one row per expert", __FILE__, __LINE__);
+  switch (w.dtype) {
+    case DType::BF16: launch_route_decode<__nv_bfloat16>(w, x, logits, p, out, counter, stream); break;
+    case DType::F16: launch_route_decode<__half>(w, x, logits, p, out, counter, stream); break;
+    case DType::F32: launch_route_decode<float>(w, x, logits, p, out, counter, stream); break;
+    default: throw_cuda_error("route_decode", "weights must be BF16, F16 or F32", __FILE__, __LINE__);
+  }
   MOE_CUDA_CHECK_LAUNCH();
 }
 

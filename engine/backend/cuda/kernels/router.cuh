@@ -13,6 +13,8 @@
 
 #include <cstdint>
 
+#include "engine/backend/cuda/device_matrix.h"
+
 namespace moe::cuda {
 
 struct RouterParams {
@@ -45,5 +47,11 @@ struct RoutingOutput {
 
 // logits: [T][E] F32 (the router GEMM's output). One warp per token.
 void route(const float* logits, int T, const RouterParams& p, const RoutingOutput& out, cudaStream_t stream);
+
+// Decode (T = 1): logits = W·x (W: [E][hidden], computed as linear_decode computes them) and route() on
+// them, in one kernel: the last block to finish its rows routes (last_block.cuh). counter: a device word
+// that is 0 between launches.
+void route_decode(const DeviceMatrix& w, const float* x, float* logits, const RouterParams& p, const RoutingOutput& out,
+                  unsigned* counter, cudaStream_t stream);
 
 }  // namespace moe::cuda

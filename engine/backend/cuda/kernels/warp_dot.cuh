@@ -142,4 +142,15 @@ __device__ __forceinline__ void warp_dots(const T* const (&w)[NR], const float* 
   warp_dots(w, x, n, lane, acc, [] {});
 }
 
+// One output row of a decode matrix-vector product, Σ_i w[i]·x[i] over n, in every lane of the warp;
+// before_x as for warp_dots.
+template <typename T, typename BeforeX>
+__device__ __forceinline__ float warp_row_dot(const T* w, const float* x, int n, int lane, BeforeX&& before_x) {
+  const T* const row[1] = {w};
+  const float* const vec[1] = {x};
+  float acc[1] = {0.0f};
+  warp_dots<T, 1>(row, vec, n, lane, acc, before_x);
+  return warp_sum(acc[0]);
+}
+
 }  // namespace moe::cuda
