@@ -9,8 +9,9 @@
 //   - The first line is a launch that moves almost nothing (the residual add + RMSNorm of one row): the
 //     floor each of a step's ~530 kernels pays, so what fusing two of them would save.
 //   - The kernels that can finish with the one-block step after them in their last block (last_block.cuh)
-//     are timed both ways: the o projection and the experts' down projection with the residual add +
-//     RMSNorm, the router's projection with the routing (what the backend runs unless MOE_CUDA_FUSE=0).
+//     are timed both ways: the QKV projection with the q/k/v preparation, the o projection and the
+//     experts' down projection with the residual add + RMSNorm, the router's projection with the
+//     routing (what the backend runs unless MOE_CUDA_FUSE=0).
 //   - The last lines add one layer's kernels up, times the layers, plus the LM head: a step without the
 //     embedding and the copies, against the 2.5 ms that 400 tokens/s allows; with separate and with
 //     fused tails.
@@ -176,7 +177,7 @@ int main(int argc, char** argv) {
   shape.capacity = C;
   shape.scale = 1.0f / std::sqrt(float(D));
   Buffer ws(attention_decode_workspace_floats(shape, kDecodeAttentionSplits) * 4);
-  Timing t_attn[2], t_prepare;
+  Timing t_attn[2], t_prepare, t_qkv_fused;
   for (const DType kv : {DType::BF16, DType::F32}) {  // BF16 first: qkv_prepare is timed on it
     const size_t elem = kv == DType::F32 ? 4 : 2, layer_bytes = size_t(C) * size_t(kvd) * elem;
     Buffer kc(size_t(L) * layer_bytes), vc(size_t(L) * layer_bytes);
@@ -202,6 +203,14 @@ int main(int argc, char** argv) {
         qkv_prepare(q, q + qd, q + qd + kvd, qkv_rows, 1, pos0.as<int32_t>(), p, st);
       });
       report("q/k norm, RoPE, KV write (qkv_prepare)", t_prepare, 0);
+      Buffer counters(size_t(qkv_decode_counters(p)) * 4);
+      MOE_CUDA_CHECK(cudaMemset(counters.p, 0, size_t(qkv_decode_counters(p)) * 4));
+      t_qkv_fused = time_chain(L, o.repeats, st, [&](int l) {
+        p.k_cache = k_base + size_t(l) * layer_bytes;
+        p.v_cache = v_base + size_t(l) * layer_bytes;
+        qkv_decode(w_qkv[l], a.as<float>(), qkv.as<float>(), pos0.as<int32_t>(), p, counters.as<unsigned>(), st);
+      });
+      report("qkv projection + norm, RoPE, KV write (fused)", t_qkv_fused, w_qkv.bytes());
     }
     shape.kv_dtype = kv;
     Timing& t = t_attn[kv == DType::BF16 ? 1 : 0];
@@ -294,10 +303,11 @@ int main(int argc, char** argv) {
   // ---- a step, added up ----
   for (int fused = 0; fused < 2; ++fused)
     for (int kv = 0; kv < 2; ++kv) {
-      const double shared_ms = t_qkv.best_ms + t_prepare.best_ms + t_attn[kv].best_ms + t_gate_up.best_ms;
+      const double shared_ms = t_attn[kv].best_ms + t_gate_up.best_ms;
       const double layer_ms =
-          shared_ms + (fused ? t_o_fused.best_ms + t_router_fused.best_ms + t_down_fused.best_ms
-                             : t_o.best_ms + 2 * floor.best_ms + t_router.best_ms + t_route.best_ms + t_down.best_ms);
+          shared_ms + (fused ? t_qkv_fused.best_ms + t_o_fused.best_ms + t_router_fused.best_ms + t_down_fused.best_ms
+                             : t_qkv.best_ms + t_prepare.best_ms + t_o.best_ms + 2 * floor.best_ms + t_router.best_ms +
+                                   t_route.best_ms + t_down.best_ms);
       const double step_ms = double(L) * layer_ms + t_head.best_ms;
       std::printf("a step added up, %s KV cache, %s tails: %d layers x %.1f us + LM head = %.3f ms, %.0f tokens/s "
                   "(400 tokens/s allows 2.5 ms)\n",

@@ -3,7 +3,8 @@
 // the whole projection), clip, RoPE (rotate-half or interleaved, possibly partial), then k and v into
 // the cache at row pos0 + t. Cases: Qwen3-MoE-like (per-head norm), Qwen2-MoE-like (biases),
 // OLMoE-like (whole-projection norm, clip), partial interleaved rotary (GLM-like), odd head dims,
-// GQA groups of 1…16, pos0 > 0, F32 and BF16 caches, a padded row stride.
+// GQA groups of 1…16, pos0 > 0, F32 and BF16 caches, a padded row stride. And qkv_decode, the decode
+// form inside the projection's kernel, against linear_decode + qkv_prepare.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/backend/cuda/kernels/linear.cuh"
 #include "engine/backend/cuda/kernels/rope.cuh"
 #include "engine/common/dtype.h"
 #include "tests/cuda/gpu_test_support.h"
@@ -258,6 +260,75 @@ TEST(RopeKernels, PositionReadOnDevice) {
     }
     for (int r = step + 1; r < capacity; ++r)
       for (int i = 0; i < kvd; ++i) ASSERT_EQ(k[size_t(r * kvd + i)], 0.0f) << "row " << r << " written early";
+  }
+}
+
+// Decode: qkv_decode (the QKV projection with each head prepared in the last block to finish its rows)
+// gives bit for bit what linear_decode followed by qkv_prepare gives: q, k, v and both caches; two
+// launches at consecutive positions on the same counters, which each launch leaves at 0. The cases of
+// qkv_prepare above that it takes (no whole-projection norm, no padded rows); the others are refused.
+TEST(RopeKernels, QkvDecodeEqualsProjectionThenPrepare) {
+  MOE_REQUIRE_GPU();
+  const int cols = 136;
+  for (const Case& c : cases()) {
+    if (c.pad != 0) continue;
+    SCOPED_TRACE(c.name);
+    const int nh = c.nh, nkv = c.nkv, hd = c.hd;
+    const int64_t qd = int64_t(nh) * hd, kvd = int64_t(nkv) * hd, rows = qd + 2 * kvd;
+    std::vector<float> freq(size_t(std::max(1, c.rotary_dim / 2)));
+    for (int i = 0; i < c.rotary_dim / 2; ++i)
+      freq[size_t(i)] = float(1.0 / std::pow(double(c.theta), double(2 * i) / double(c.rotary_dim)));
+    std::vector<float> w = random_floats(size_t(rows) * cols, 71u, 0.3f);
+    const std::vector<uint8_t> w_bf16 = test::stored_as(DType::BF16, w);
+    DeviceVector<uint8_t> dw(w_bf16);
+    const DeviceMatrix W{dw.get(), DType::BF16, rows, cols};
+    DeviceVector<float> dx(random_floats(size_t(cols), 72u, 1.0f)), dfreq(freq);
+    DeviceVector<float> dqb(random_floats(size_t(qd), 73u, 0.5f)), dkb(random_floats(size_t(kvd), 74u, 0.5f)),
+        dvb(random_floats(size_t(kvd), 75u, 0.5f));
+    const size_t norm_n = size_t(c.norm == QkNormMode::WholeProjection ? qd : hd);
+    DeviceVector<float> dqn(random_floats(norm_n, 76u, 1.5f)), dkn(random_floats(norm_n, 77u, 1.5f));
+    QkvPrepareParams p;
+    p.n_heads = nh;
+    p.n_kv_heads = nkv;
+    p.head_dim = hd;
+    p.rotary_dim = c.rotary_dim;
+    p.interleaved = c.interleaved;
+    p.inv_freq = dfreq.get();
+    if (c.bias) p.q_bias = dqb.get(), p.k_bias = dkb.get(), p.v_bias = dvb.get();
+    p.qk_norm = c.norm;
+    if (c.norm != QkNormMode::None) p.q_norm = dqn.get(), p.k_norm = dkn.get();
+    p.clip = c.clip;
+    if (qkv_decode_counters(p) == 0) {
+      EXPECT_TRUE(c.norm == QkNormMode::WholeProjection || hd % 8 != 0) << "refused without a reason";
+      continue;
+    }
+    EXPECT_EQ(qkv_decode_counters(p), nh + 2 * nkv);
+    for (const DType kv : {DType::F32, DType::BF16}) {
+      SCOPED_TRACE(dtype_name(kv));
+      const int capacity = c.pos0 + 2;
+      const size_t cache_bytes = size_t(capacity) * size_t(kvd) * dtype_size(kv);
+      DeviceVector<uint8_t> k_two(std::vector<uint8_t>(cache_bytes, 0x5a)), v_two(std::vector<uint8_t>(cache_bytes, 0xa5));
+      DeviceVector<uint8_t> k_one(std::vector<uint8_t>(cache_bytes, 0x5a)), v_one(std::vector<uint8_t>(cache_bytes, 0xa5));
+      DeviceVector<float> q_two{size_t(rows)}, q_one{size_t(rows)};
+      DeviceVector<unsigned> counters(std::vector<unsigned>(size_t(nh + 2 * nkv), 0u));
+      DeviceVector<int32_t> dpos(std::vector<int32_t>{c.pos0});
+      p.kv_dtype = kv;
+      for (int step = 0; step < 2; ++step) {
+        SCOPED_TRACE("position " + std::to_string(c.pos0 + step));
+        dpos.upload(std::vector<int32_t>{c.pos0 + step});
+        p.k_cache = k_two.get();
+        p.v_cache = v_two.get();
+        linear_decode(W, dx.get(), q_two.get(), false, nullptr);
+        qkv_prepare(q_two.get(), q_two.get() + qd, q_two.get() + qd + kvd, rows, 1, dpos.get(), p, nullptr);
+        p.k_cache = k_one.get();
+        p.v_cache = v_one.get();
+        qkv_decode(W, dx.get(), q_one.get(), dpos.get(), p, counters.get(), nullptr);
+        EXPECT_EQ(q_one.download(), q_two.download()) << "q, k, v";
+        EXPECT_EQ(k_one.download(), k_two.download()) << "K cache";
+        EXPECT_EQ(v_one.download(), v_two.download()) << "V cache";
+        EXPECT_EQ(counters.download(), std::vector<unsigned>(size_t(nh + 2 * nkv), 0u));
+      }
+    }
   }
 }
 

@@ -6,10 +6,11 @@
 //               y = MoE(a) (router → experts on the GPU's own selection; shared expert) or MLP(a)
 //               x += y;  a = RMSNorm of the next layer (or the final norm)        (fused)
 //   logits = W_head·a
-// In a decode step the one-block steps run in the last block of the kernel before them (last_block.cuh):
-// each "(fused)" add + norm in the o projection and in the layer's last projection (the experts' down,
-// or a dense MLP's; with a shared expert it stays a kernel of its own), the routing in the router's
-// projection. 11 kernels per MoE layer become 8; MOE_CUDA_FUSE=0 keeps them apart.
+// In a decode step the steps that take one block run in the last block of the kernel before them
+// (last_block.cuh): each "(fused)" add + norm in the o projection and in the layer's last projection
+// (the experts' down, or a dense MLP's; with a shared expert it stays a kernel of its own), the routing
+// in the router's projection, and each head's q/k/v preparation in the QKV projection (not with a
+// whole-projection q/k norm). 11 kernels per MoE layer become 7; MOE_CUDA_FUSE=0 keeps them apart.
 // A decode step (one token) is captured once as a CUDA graph — input copy, every kernel and GEMM, the
 // logits and hook-record copies to pinned host memory — and replayed; the position is read on the GPU
 // from the copied input, so the same graph serves every position. The graph is captured again only when
@@ -439,7 +440,6 @@ class CudaBackend final : public Backend {
     const DeviceLayer& D = w_.layers[size_t(l)];
     const auto& A = s_.attn;
     const int64_t qd = s_.q_dim(), kvd = s_.kv_dim(), stride = qd + 2 * kvd;
-    blas_->linear(D.qkv, a_.get(), T, qkv_.get());
     float* q = qkv_.get();
     const size_t layer_kv = size_t(l) * size_t(capacity_) * size_t(kvd) * plan_.kv_dtype_size;
     void* kc = k_cache_.get() + layer_kv;
@@ -463,7 +463,13 @@ class CudaBackend final : public Backend {
     p.kv_dtype = kv_dtype_;
     p.k_cache = kc;
     p.v_cache = vc;
-    qkv_prepare(q, q + qd, q + qd + kvd, stride, T, pos0, p, st);
+    const int counters = qkv_decode_counters(p);
+    if (T == 1 && fuse_tails_ && counters > 0 && size_t(counters) <= kArrivalCounters) {
+      qkv_decode(D.qkv, a_.get(), q, pos0, p, arrivals_.get(), st);  // each head prepared in its last block
+    } else {
+      blas_->linear(D.qkv, a_.get(), T, q);
+      qkv_prepare(q, q + qd, q + qd + kvd, stride, T, pos0, p, st);
+    }
 
     AttentionStats stats;
     const bool want_stats = record && req_.attention_stats;
@@ -625,8 +631,8 @@ class CudaBackend final : public Backend {
   int sm_ = 0;
   bool use_graphs_ = true;
   // Decode kernels finish with the one-block step after them (last_block.cuh): the residual add + norm
-  // after the o projection and after the layer's output, the routing after the router's projection.
-  // MOE_CUDA_FUSE=0 runs those as kernels of their own (to compare).
+  // after the o projection and after the layer's output, the routing after the router's projection, the
+  // q/k/v preparation after the QKV projection. MOE_CUDA_FUSE=0 runs those as kernels of their own.
   bool fuse_tails_ = true;
   std::vector<int> moe_layers_;
   int slots_ = 0, chunk_ = 0, capacity_ = 0, n_cached_ = 0;

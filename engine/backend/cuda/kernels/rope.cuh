@@ -2,11 +2,12 @@
 // What happens to q, k and v between their projection and attention, in one kernel per step
 // (SPECS.md §2, the CPU backend's attention_block): biases, q/k RMSNorm (per head or over the whole
 // projection), clipping, rotary embedding of q and k at each token's position, and the write of k and
-// v into this layer's KV cache.
+// v into this layer's KV cache. In a decode step it can run inside the projection's kernel (qkv_decode).
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
+#include "engine/backend/cuda/device_matrix.h"
 #include "engine/common/dtype.h"
 
 namespace moe::cuda {
@@ -39,5 +40,15 @@ struct QkvPrepareParams {
 // with sincosf, as the CPU computes them.
 void qkv_prepare(float* q, float* k, float* v, int64_t row_stride, int T, const int32_t* pos0,
                  const QkvPrepareParams& p, cudaStream_t stream);
+
+// Decode (T = 1): the fused QKV projection qkv = W·x (W: [(nh + 2·nkv)·hd][hidden], computed as
+// linear_decode computes it) and qkv_prepare of its one token (row_stride: the whole row), in one
+// kernel: each head's preparation runs in the last block to finish that head's rows (last_block.cuh),
+// so the heads are prepared in parallel, bit-identical to qkv_prepare. counters: qkv_decode_counters(p)
+// device words that are 0 between launches; that count is 0 where the fused form does not apply (a
+// whole-projection q/k norm needs every head; head_dim must be a multiple of 8 up to 256).
+int qkv_decode_counters(const QkvPrepareParams& p);
+void qkv_decode(const DeviceMatrix& w, const float* x, float* qkv, const int32_t* pos0, const QkvPrepareParams& p,
+                unsigned* counters, cudaStream_t stream);
 
 }  // namespace moe::cuda
