@@ -64,6 +64,23 @@ uint32_t bits(float f) {
   return u;
 }
 
+// Case c's parameters over the device arrays given (biases [q, k, v] and norms used as c asks).
+QkvPrepareParams params_of(const Case& c, const float* inv_freq, const float* const (&bias)[3], const float* q_norm,
+                           const float* k_norm) {
+  QkvPrepareParams p;
+  p.n_heads = c.nh;
+  p.n_kv_heads = c.nkv;
+  p.head_dim = c.hd;
+  p.rotary_dim = c.rotary_dim;
+  p.interleaved = c.interleaved;
+  p.inv_freq = inv_freq;
+  if (c.bias) p.q_bias = bias[0], p.k_bias = bias[1], p.v_bias = bias[2];
+  p.qk_norm = c.norm;
+  if (c.norm != QkNormMode::None) p.q_norm = q_norm, p.k_norm = k_norm;
+  p.clip = c.clip;
+  return p;
+}
+
 void run_case(const Case& c, DType kv_dtype) {
   SCOPED_TRACE(c.name + (kv_dtype == DType::BF16 ? " (BF16 cache)" : " (F32 cache)"));
   const int nh = c.nh, nkv = c.nkv, hd = c.hd, T = c.T;
@@ -123,18 +140,8 @@ void run_case(const Case& c, DType kv_dtype) {
   DeviceVector<float> dqkv(qkv), dqb(q_bias), dkb(k_bias), dvb(v_bias), dqn(q_norm), dkn(k_norm), dfreq(inv_freq);
   DeviceVector<int32_t> dpos(std::vector<int32_t>{c.pos0});
 
-  QkvPrepareParams p;
-  p.n_heads = nh;
-  p.n_kv_heads = nkv;
-  p.head_dim = hd;
-  p.rotary_dim = c.rotary_dim;
-  p.interleaved = c.interleaved;
-  p.inv_freq = dfreq.get();
-  if (c.bias) p.q_bias = dqb.get(), p.k_bias = dkb.get(), p.v_bias = dvb.get();
-  p.qk_norm = c.norm;
-  if (c.norm != QkNormMode::None) p.q_norm = dqn.get(), p.k_norm = dkn.get();
+  QkvPrepareParams p = params_of(c, dfreq.get(), {dqb.get(), dkb.get(), dvb.get()}, dqn.get(), dkn.get());
   p.eps = eps;
-  p.clip = c.clip;
   p.kv_dtype = kv_dtype;
   p.k_cache = dk_cache.get();
   p.v_cache = dv_cache.get();
@@ -287,17 +294,7 @@ TEST(RopeKernels, QkvDecodeEqualsProjectionThenPrepare) {
         dvb(random_floats(size_t(kvd), 75u, 0.5f));
     const size_t norm_n = size_t(c.norm == QkNormMode::WholeProjection ? qd : hd);
     DeviceVector<float> dqn(random_floats(norm_n, 76u, 1.5f)), dkn(random_floats(norm_n, 77u, 1.5f));
-    QkvPrepareParams p;
-    p.n_heads = nh;
-    p.n_kv_heads = nkv;
-    p.head_dim = hd;
-    p.rotary_dim = c.rotary_dim;
-    p.interleaved = c.interleaved;
-    p.inv_freq = dfreq.get();
-    if (c.bias) p.q_bias = dqb.get(), p.k_bias = dkb.get(), p.v_bias = dvb.get();
-    p.qk_norm = c.norm;
-    if (c.norm != QkNormMode::None) p.q_norm = dqn.get(), p.k_norm = dkn.get();
-    p.clip = c.clip;
+    QkvPrepareParams p = params_of(c, dfreq.get(), {dqb.get(), dkb.get(), dvb.get()}, dqn.get(), dkn.get());
     if (qkv_decode_counters(p) == 0) {
       EXPECT_TRUE(c.norm == QkNormMode::WholeProjection || hd % 8 != 0) << "refused without a reason";
       continue;

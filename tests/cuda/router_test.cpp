@@ -9,6 +9,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/backend/cuda/kernels/linear.cuh"
@@ -152,6 +153,25 @@ Case make_case(Set set) {
   return c;
 }
 
+// Case c's parameters over the device arrays given (each used when c asks for it).
+RouterParams params_of(const Case& c, const DeviceVector<float>& sel_bias, const DeviceVector<float>& user_bias,
+                       const DeviceVector<int32_t>& masked, const DeviceVector<int32_t>& forced) {
+  RouterParams p;
+  p.n_experts = c.E;
+  p.top_k = c.top_k;
+  p.slots = c.slots;
+  p.softmax = c.softmax;
+  p.renormalize = c.renormalize;
+  p.routed_scale = c.routed_scale;
+  p.selection_bias = c.selection_bias ? sel_bias.get() : nullptr;
+  p.user_bias = c.user_bias ? user_bias.get() : nullptr;
+  p.masked = c.masked.empty() ? nullptr : masked.get();
+  p.n_masked = int(c.masked.size());
+  p.forced = c.forced.empty() ? nullptr : forced.get();
+  p.n_forced = int(c.forced.size());
+  return p;
+}
+
 void run_case(const Case& c) {
   SCOPED_TRACE(c.name);
   const int E = c.E, T = c.T, S = c.slots, M = c.n_moe_layers, m = c.moe_ordinal;
@@ -171,19 +191,7 @@ void run_case(const Case& c) {
   DeviceVector<float> d_logits(logits);
   DeviceVector<float> d_sel_bias(sel_bias), d_user_bias(user_bias);
   DeviceVector<int32_t> d_masked(c.masked), d_forced(c.forced);
-  RouterParams p;
-  p.n_experts = E;
-  p.top_k = c.top_k;
-  p.slots = S;
-  p.softmax = c.softmax;
-  p.renormalize = c.renormalize;
-  p.routed_scale = c.routed_scale;
-  p.selection_bias = sel_bias.empty() ? nullptr : d_sel_bias.get();
-  p.user_bias = user_bias.empty() ? nullptr : d_user_bias.get();
-  p.masked = c.masked.empty() ? nullptr : d_masked.get();
-  p.n_masked = int(c.masked.size());
-  p.forced = c.forced.empty() ? nullptr : d_forced.get();
-  p.n_forced = int(c.forced.size());
+  const RouterParams p = params_of(c, d_sel_bias, d_user_bias, d_masked, d_forced);
 
   // Outputs pre-filled with sentinels: pads must be written, other MoE layers' rows must stay untouched.
   constexpr int32_t kIdSentinel = -77;
@@ -479,47 +487,37 @@ TEST(Router, RecordOffPartialAndOtherLayers) {
 // Decode: route_decode (the router's projection and the routing in one kernel, routing in the last
 // block to finish) gives bit for bit what linear_decode followed by route gives, for the logits, the
 // selection, the weights and every record array; twice on one counter, which each launch leaves at 0.
-struct DecodeRouterCase {
-  const char* name;
-  int E, top_k, slots;
-  bool softmax, renormalize, selection_bias, user_bias;
-  std::vector<int32_t> masked, forced;
-  DType dtype;
-};
-
 TEST(Router, DecodeWithItsProjectionInOneKernel) {
   MOE_REQUIRE_GPU();
-  const DecodeRouterCase cases[] = {
-      {"qwen3-like E=128 k=8, BF16", 128, 8, 8, true, true, false, false, {}, {}, DType::BF16},
-      {"E=60 k=4 slots=6, sigmoid, biases, masks, forced, F32", 60, 4, 6, false, true, true, true, {3, 17}, {41},
+  const std::pair<Case, DType> cases[] = {
+      {make_case([](Case& c_) {
+         c_.name = "qwen3-like E=128 k=8, BF16"; c_.E = 128; c_.top_k = 8; c_.slots = 8; c_.renormalize = true;
+       }),
+       DType::BF16},
+      {make_case([](Case& c_) {
+         c_.name = "E=60 k=4 slots=6, sigmoid, biases, masks, forced, F32"; c_.E = 60; c_.top_k = 4; c_.slots = 6;
+         c_.softmax = false; c_.renormalize = true; c_.selection_bias = true; c_.user_bias = true;
+         c_.masked = {3, 17}; c_.forced = {41};
+       }),
        DType::F32},
-      {"E=8 k=2 (mixtral-like), F16", 8, 2, 2, true, true, false, false, {}, {}, DType::F16},
+      {make_case([](Case& c_) {
+         c_.name = "E=8 k=2 (mixtral-like), F16"; c_.E = 8; c_.top_k = 2; c_.slots = 2; c_.renormalize = true;
+       }),
+       DType::F16},
   };
   const int H = 264;  // not a multiple of the 16-bit chunk times 32 lanes: a partial last pass
-  for (const DecodeRouterCase& c : cases) {
+  for (const auto& [c, dtype] : cases) {
     SCOPED_TRACE(c.name);
     const int E = c.E, S = c.slots;
     std::vector<float> w = test::random_floats(size_t(E) * H, 61u, 0.2f);
-    const std::vector<uint8_t> bytes = test::stored_as(c.dtype, w);
-    const std::vector<float> x = test::random_floats(size_t(H), 62u, 1.0f);
+    const std::vector<uint8_t> bytes = test::stored_as(dtype, w);
     DeviceVector<uint8_t> d_wm(bytes);
-    DeviceVector<float> d_x(x);
-    const DeviceMatrix W{d_wm.get(), c.dtype, E, H};
+    DeviceVector<float> d_x(test::random_floats(size_t(H), 62u, 1.0f));
+    const DeviceMatrix W{d_wm.get(), dtype, E, H};
     DeviceVector<float> d_sel_bias(test::random_floats(size_t(E), 63u, 0.05f));
     DeviceVector<float> d_user_bias(test::random_floats(size_t(E), 64u, 1.0f));
     DeviceVector<int32_t> d_masked(c.masked), d_forced(c.forced);
-    RouterParams p;
-    p.n_experts = E;
-    p.top_k = c.top_k;
-    p.slots = S;
-    p.softmax = c.softmax;
-    p.renormalize = c.renormalize;
-    p.selection_bias = c.selection_bias ? d_sel_bias.get() : nullptr;
-    p.user_bias = c.user_bias ? d_user_bias.get() : nullptr;
-    p.masked = c.masked.empty() ? nullptr : d_masked.get();
-    p.n_masked = int(c.masked.size());
-    p.forced = c.forced.empty() ? nullptr : d_forced.get();
-    p.n_forced = int(c.forced.size());
+    const RouterParams p = params_of(c, d_sel_bias, d_user_bias, d_masked, d_forced);
 
     // Everything one routing writes, as downloaded host arrays.
     struct Outputs {
