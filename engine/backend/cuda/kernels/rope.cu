@@ -22,6 +22,10 @@
 //      and the clip and go to the cache. Every element is read and written by one thread only, and
 //      the only cross-warp reads (phase A) end at a barrier before any write: no races.
 //
+// Decode (qkv_decode_kernel): the QKV projection's rows, one warp each, 8 per block, so a head of hd
+// rows (hd % 8 == 0) is hd / 8 whole blocks; the last of them to finish (last_block.cuh) runs phases
+// A and C for that head with its first warp, the same code with the same warp's sums.
+//
 // The arithmetic is the CPU's, operation for operation: (x + b) · r · w with r = 1 / sqrt(ss / n + eps)
 // (IEEE division and square root), std::clamp's comparison order, and the rotation products rounded
 // separately (__fmul_rn, no FMA contraction) as the host computes them. cos/sin come from sincosf

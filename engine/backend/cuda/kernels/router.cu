@@ -242,6 +242,8 @@ void launch_route_decode(const DeviceMatrix& w, const float* x, float* logits, c
                          const RoutingOutput& out, unsigned* counter, cudaStream_t stream) {
   const int blocks = (p.n_experts + kMaxWarpsPerBlock - 1) / kMaxWarpsPerBlock;
   const size_t smem = size_t(WarpLayout{p.n_experts, p.slots}.bytes());
+  if (smem > size_t(kSmemBudget))  // only beyond the contract (E ≤ 1024), as in route()
+    MOE_CUDA_CHECK(cudaFuncSetAttribute(route_decode_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   launch_dependent("route_decode_kernel", route_decode_kernel<T>, blocks, kMaxWarpsPerBlock * 32, smem, stream,
                    static_cast<const T*>(w.data), int(w.cols), x, logits, p, out, counter);
 }
