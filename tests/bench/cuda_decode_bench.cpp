@@ -161,10 +161,12 @@ int main(int argc, char** argv) {
 
   // ---- attention ----
   const Matrices w_qkv(L, qkv_rows, H, 10), w_o(L, H, qd, 11), w_router(L, E, H, 12);
-  // A projection of each layer (its own matrix) from `in` to `out`.
-  auto time_linear = [&](const char* what, const Matrices& w, const Buffer& in, const Buffer& out) {
-    const Timing t =
-        time_chain(L, o.repeats, st, [&](int l) { linear_decode(w[l], in.as<float>(), out.as<float>(), false, st); });
+  // A projection of each layer (its own matrix) from `in` to `out`, and the residual add + RMSNorm in its
+  // last block when `then` is given.
+  auto time_linear = [&](const char* what, const Matrices& w, const Buffer& in, const Buffer& out,
+                         const ResidualNorm* then = nullptr) {
+    const Timing t = time_chain(
+        L, o.repeats, st, [&](int l) { linear_decode(w[l], in.as<float>(), out.as<float>(), false, st, then); });
     report(what, t, w.bytes());
     return t;
   };
@@ -230,10 +232,7 @@ int main(int argc, char** argv) {
   then.out = a.as<float>();
   then.eps = eps;
   then.counter = counter.as<unsigned>();
-  const Timing t_o_fused = time_chain(L, o.repeats, st, [&](int l) {
-    linear_decode(w_o[l], attn.as<float>(), y.as<float>(), false, st, &then);
-  });
-  report("o projection + residual add + RMSNorm (fused)", t_o_fused, w_o.bytes());
+  const Timing t_o_fused = time_linear("o projection + residual add + RMSNorm (fused)", w_o, attn, y, &then);
 
   // ---- router and experts ----
   const Timing t_router = time_linear("router logits (matrix-vector)", w_router, a, logits);

@@ -40,6 +40,12 @@ int row_block(int64_t units) {
 
 bool aligned8(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 7u) == 0; }
 
+// The residual add + RMSNorm's 16-byte path: n % 4 == 0 and every row pointer aligned.
+bool residual_norm_vec(const float* x, const float* y, const float* bias, const float* w, const float* out, int n) {
+  return n % 4 == 0 && aligned16(x) && aligned16(y) && (!bias || aligned16(bias)) && (!w || aligned16(w)) &&
+         (!w || aligned16(out));
+}
+
 // f32 → bf16 bits with round-to-nearest-even, bit-identical to the host's f32_to_bf16 (NaN stays NaN).
 __device__ __forceinline__ uint16_t f32_to_bf16_bits(float f) {
   uint32_t u = __float_as_uint(f);
@@ -272,13 +278,6 @@ void rmsnorm_rows(const float* x, const float* w, float* out, int T, int n, floa
                    stream, x, w, out, n, eps);
   MOE_CUDA_CHECK_LAUNCH();
 }
-
-namespace {
-bool residual_norm_vec(const float* x, const float* y, const float* bias, const float* w, const float* out, int n) {
-  return n % 4 == 0 && aligned16(x) && aligned16(y) && (!bias || aligned16(bias)) && (!w || aligned16(w)) &&
-         (!w || aligned16(out));
-}
-}  // namespace
 
 ResidualNorm bind_residual_norm(const ResidualNorm& t, const float* y, int n) {
   ResidualNorm r = t;

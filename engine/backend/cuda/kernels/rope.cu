@@ -84,6 +84,9 @@ __device__ __forceinline__ float qk_sum_squares(int h, const float* qr, const fl
   return warp_sum(s);
 }
 
+// The RMSNorm scale of a head from its sum of squares: both kernels use it, so they agree bit for bit.
+__device__ __forceinline__ float head_norm_scale(float ss, int hd, float eps) { return 1.0f / sqrtf(ss / float(hd) + eps); }
+
 // cos and sin of pos · inv_freq[i] for i < half, strided over `count` threads from `first`.
 __device__ __forceinline__ void rope_angles(int pos, const float* __restrict__ inv_freq, int half, float* cos_sh,
                                             float* sin_sh, int first, int count) {
@@ -208,7 +211,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   // Phase C.
   for (int h = warp; h < nqk + nkv; h += nwarps) {
     float r = 1.0f;
-    if (p.qk_norm == QkNormMode::PerHead && h < nqk) r = 1.0f / sqrtf(ss_sh[h] / float(hd) + p.eps);
+    if (p.qk_norm == QkNormMode::PerHead && h < nqk) r = head_norm_scale(ss_sh[h], hd, p.eps);
     else if (p.qk_norm == QkNormMode::WholeProjection && h < nqk) r = ss_sh[nqk + (h < nh ? 0 : 1)];
     prepare_head<KV_BF16>(h, qr, kr, vr, p, cos_sh, sin_sh, r, pos, lane);
   }
@@ -237,7 +240,7 @@ __global__ void __launch_bounds__(kRowsPerBlock * 32)
   float* kr = qkv + int64_t(nh) * hd;
   float* vr = kr + int64_t(p.n_kv_heads) * hd;
   float scale = 1.0f;
-  if (p.qk_norm == QkNormMode::PerHead && h < nqk) scale = 1.0f / sqrtf(qk_sum_squares(h, qr, kr, p, lane) / float(hd) + p.eps);
+  if (p.qk_norm == QkNormMode::PerHead && h < nqk) scale = head_norm_scale(qk_sum_squares(h, qr, kr, p, lane), hd, p.eps);
   __syncwarp();  // the angles
   prepare_head<KV_BF16>(h, qr, kr, vr, p, trig, trig + half, scale, pos, lane);
 }
