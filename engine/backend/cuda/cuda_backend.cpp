@@ -97,8 +97,8 @@ struct EventsHolder {
   }
 };
 
-// Offsets (in 4-byte values) of the step record's arrays in one device buffer and its pinned mirror,
-// each sized for a whole chunk; a step of T tokens uses the first T rows of each.
+// Offsets (in 4-byte values) of a step's record arrays in one device buffer and its pinned mirror, for the
+// step's T tokens (CudaBackend::record_layout).
 struct RecordLayout {
   size_t ids = 0, weights = 0, entropy = 0, margin = 0, shared_gate = 0, probs = 0;
   size_t attn_entropy = 0, attn_max = 0, attn_topk = 0, attn_first = 0, hidden = 0, total = 0;
@@ -241,6 +241,7 @@ class CudaBackend final : public Backend {
       req_.attention_topk = std::clamp(req_.attention_topk, 1, kMaxStatsTopK);
       const auto t0 = std::chrono::steady_clock::now();
       const auto step_tokens = tokens.subspan(begin, size_t(T));
+      layout_ = record_layout(size_t(T));
       if (record)
         prepare_step_record(rec_, req_, RecordShape{&s_, &moe_layers_, slots_, has_shared_gate_, n_cached_}, step_tokens,
                             tags, begin);
@@ -272,7 +273,6 @@ class CudaBackend final : public Backend {
     MOE_CUDA_CHECK(cudaStreamSynchronize(stream_.s));
     slots_ = slots;
     const size_t T = size_t(chunk_), K = size_t(slots), E = size_t(std::max(0, s_.moe.n_experts)), H = size_t(s_.hidden);
-    const size_t M = moe_layers_.size(), L = size_t(s_.n_layers), nh = size_t(s_.attn.n_heads);
     selected_ = DeviceBuffer<int32_t>(*alloc_, T * K, MemoryPart::Activations, -1, "the selected experts");
     route_w_ = DeviceBuffer<float>(*alloc_, T * K, MemoryPart::Activations, -1, "the routing weights");
     expert_h_ = DeviceBuffer<float>(*alloc_, E ? T * K * size_t(s_.moe.expert_ffn) : 0, MemoryPart::Activations, -1,
@@ -282,6 +282,18 @@ class CudaBackend final : public Backend {
                                       "the expert outputs");
     grouping_ = DeviceBuffer<int32_t>(*alloc_, E ? expert_grouping_ints(int(T), int(K), int(E)) : 0, MemoryPart::Workspace,
                                       -1, "the expert grouping");
+    const size_t total = record_layout(T).total;
+    record_ = DeviceBuffer<float>(*alloc_, total, MemoryPart::Workspace, -1, "the step record");
+    h_record_.reset(total);
+    graph_.reset();
+  }
+
+  // The record arrays of a step of T tokens, one after another from offset 0 in the order their hooks
+  // come (routing, probabilities, attention statistics, hidden norms), so that a step copies what was
+  // asked for in one or two transfers (copy_record_to_host). The buffers are sized for a whole chunk.
+  RecordLayout record_layout(size_t T) const {
+    const size_t M = moe_layers_.size(), L = size_t(s_.n_layers), nh = size_t(s_.attn.n_heads);
+    const size_t K = size_t(slots_), E = size_t(std::max(0, s_.moe.n_experts));
     RecordLayout r;
     size_t at = 0;
     auto take = [&](size_t n) { const size_t o = at; at += n; return o; };
@@ -297,11 +309,7 @@ class CudaBackend final : public Backend {
     r.attn_first = take(T * L * nh);
     r.hidden = take(T * L);
     r.total = at;
-    layout_ = r;
-    record_ = DeviceBuffer<float>(*alloc_, r.total, MemoryPart::Workspace, -1, "the step record");
-    MOE_CUDA_CHECK(cudaMemset(record_.get(), 0, std::max<size_t>(r.total, 1) * 4));  // layers without a gate stay 0
-    h_record_.reset(r.total);
-    graph_.reset();
+    return r;
   }
 
   void ensure_rows(size_t n) {
@@ -573,25 +581,33 @@ class CudaBackend final : public Backend {
     return T == 1 && close != nullptr;
   }
 
-  // Device → pinned copies of the arrays asked for (the first T rows of each).
+  // Device → pinned copies of the arrays asked for. The step's layout puts
+  // them one after another, so arrays closer than kRecordCopyGap values go as one transfer, the gap with
+  // them: in a decode step's graph every copy node costs a few microseconds, more than such a gap's bytes.
+  static constexpr size_t kRecordCopyGap = 16384;
   void copy_record_to_host(int T) {
-    cudaStream_t st = stream_.s;
     const size_t t = size_t(T), M = moe_layers_.size(), K = size_t(slots_), E = size_t(std::max(0, s_.moe.n_experts));
     const size_t LH = size_t(s_.n_layers) * size_t(s_.attn.n_heads);
-    auto copy = [&](size_t offset, size_t n) {
-      if (n) MOE_CUDA_CHECK(cudaMemcpyAsync(h_record_.get() + offset, record_.get() + offset, n * 4, cudaMemcpyDeviceToHost, st));
+    std::vector<std::pair<size_t, size_t>> spans;  // [begin, end) in values, in layout order
+    auto add = [&](size_t offset, size_t n) {
+      if (!n) return;
+      if (!spans.empty() && offset <= spans.back().second + kRecordCopyGap) spans.back().second = offset + n;
+      else spans.emplace_back(offset, offset + n);
     };
     if (req_.routing) {
-      copy(layout_.ids, t * M * K);
-      copy(layout_.weights, t * M * K);
-      copy(layout_.entropy, t * M);
-      copy(layout_.margin, t * M);
-      if (has_shared_gate_) copy(layout_.shared_gate, t * M);
+      add(layout_.ids, t * M * K);
+      add(layout_.weights, t * M * K);
+      add(layout_.entropy, t * M);
+      add(layout_.margin, t * M);
+      if (has_shared_gate_) add(layout_.shared_gate, t * M);
     }
-    if (req_.router_probs) copy(layout_.probs, t * M * E);
+    if (req_.router_probs) add(layout_.probs, t * M * E);
     if (req_.attention_stats)
-      for (size_t o : {layout_.attn_entropy, layout_.attn_max, layout_.attn_topk, layout_.attn_first}) copy(o, t * LH);
-    if (req_.hidden_norms) copy(layout_.hidden, t * size_t(s_.n_layers));
+      for (size_t o : {layout_.attn_entropy, layout_.attn_max, layout_.attn_topk, layout_.attn_first}) add(o, t * LH);
+    if (req_.hidden_norms) add(layout_.hidden, t * size_t(s_.n_layers));
+    for (const auto& [begin, end] : spans)
+      MOE_CUDA_CHECK(cudaMemcpyAsync(h_record_.get() + begin, record_.get() + begin, (end - begin) * 4,
+                                     cudaMemcpyDeviceToHost, stream_.s));
   }
 
   // Pinned record arrays → the StepRecord (sized by prepare_step_record for this step).
@@ -638,7 +654,7 @@ class CudaBackend final : public Backend {
   int slots_ = 0, chunk_ = 0, capacity_ = 0, n_cached_ = 0;
   DType kv_dtype_ = DType::BF16;
   GpuMemoryPlan plan_;
-  bool has_shared_gate_ = false;
+  bool has_shared_gate_ = false;  // then every MoE layer has one (a family's spec decides): each step writes all
 
   StreamHolder stream_;
   std::unique_ptr<DeviceAllocator> alloc_;  // before every buffer: destroyed after them
