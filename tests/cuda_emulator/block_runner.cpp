@@ -1,8 +1,10 @@
 #include "tests/cuda_emulator/block_runner.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <iterator>
 #include <memory>
 #include <new>
@@ -21,6 +23,14 @@ constexpr size_t kStackBytes = 256 << 10;
 
 enum class Wait { None, Block, Warp, Dependency };
 
+// A copy issued by copy_async: it lands only when its thread waits for its group (wait_async), the
+// latest moment a GPU allows, so a kernel that reads a stage before waiting for it reads stale bytes.
+struct AsyncCopy {
+  void* dst;
+  const void* src;
+  size_t bytes;
+};
+
 struct Thread {
   ThreadPosition pos{};
   int lane = 0, warp = 0;
@@ -29,6 +39,8 @@ struct Thread {
   bool done = false;
   bool waited = false;  // has called dependency_wait (checked in dependent grids)
   Fiber* fiber = nullptr;
+  std::vector<AsyncCopy> open_copies;              // issued since the last commit_async
+  std::deque<std::vector<AsyncCopy>> copy_groups;  // committed and not yet waited for, oldest first
 };
 
 struct Warp {
@@ -109,6 +121,10 @@ void thread_exited(Block& b, Thread& t) {
   --b.live;
   if (b.shape->dependent && !t.waited)
     kernel_fault("a thread of a dependent launch returned without waiting for its inputs (wait_for_inputs)");
+  bool copies_pending = !t.open_copies.empty();
+  for (const auto& g : t.copy_groups) copies_pending |= !g.empty();
+  if (copies_pending)  // they would land in shared memory the block may already be reusing
+    kernel_fault("a thread returned with asynchronous copies it never waited for (copy_async without wait_async)");
   Warp& w = b.warps[size_t(t.warp)];
   const uint32_t bit = 1u << t.lane;
   w.exited |= bit;
@@ -178,6 +194,8 @@ void start_block(Block& b, uint3 block_idx, uint64_t linear, const std::function
     t.wait = Wait::None;
     t.done = false;
     t.waited = false;
+    t.open_copies.clear();
+    t.copy_groups.clear();
     t.fiber->reset(&body);
   }
   for (Warp& w : b.warps) {
@@ -313,6 +331,27 @@ void dependency_wait() {
     t.fiber->yield();
   }
   t.waited = true;
+}
+
+void copy_async(void* dst, const void* src, size_t bytes) {
+  if (bytes != 4 && bytes != 8 && bytes != 16) kernel_fault("copy_async of " + std::to_string(bytes) + " bytes (4, 8 or 16)");
+  if (reinterpret_cast<uintptr_t>(dst) % bytes || reinterpret_cast<uintptr_t>(src) % bytes)
+    kernel_fault("copy_async with a source or destination not aligned to its size");
+  t_thread->open_copies.push_back(AsyncCopy{dst, src, bytes});
+}
+
+void commit_async() {
+  Thread& t = *t_thread;
+  t.copy_groups.push_back(std::move(t.open_copies));
+  t.open_copies.clear();
+}
+
+void wait_async(int newest_pending) {
+  Thread& t = *t_thread;
+  while (t.copy_groups.size() > size_t(std::max(0, newest_pending))) {
+    for (const AsyncCopy& c : t.copy_groups.front()) std::memcpy(c.dst, c.src, c.bytes);
+    t.copy_groups.pop_front();
+  }
 }
 
 void sync_warp(unsigned mask) {

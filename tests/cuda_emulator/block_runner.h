@@ -62,6 +62,12 @@ int lane_id();
 void sync_block();                  // __syncthreads
 void sync_warp(unsigned mask);      // __syncwarp and the rendezvous of every *_sync intrinsic
 void dependency_wait();             // griddepcontrol.wait (wait_for_inputs)
+// cp.async (async_copy.cuh): copies the calling thread issues into the open group, commit_async closes
+// the group, and wait_async(n) completes every committed group but the newest n. A copy lands only then,
+// and a thread that returns with copies not waited for is a fault.
+void copy_async(void* dst, const void* src, size_t bytes);
+void commit_async();
+void wait_async(int newest_pending);
 // The value of `bits` held by lane src (which must be in mask), exchanged among the lanes of mask.
 uint64_t exchange(unsigned mask, uint64_t bits, int src);
 unsigned ballot(unsigned mask, bool predicate);

@@ -2,6 +2,8 @@
 
 #include <mma.h>
 
+#include "engine/backend/cuda/kernels/async_copy.cuh"
+
 namespace moe_emu::test {
 namespace {
 
@@ -37,6 +39,25 @@ __global__ void dependent_copy_kernel(const int* in, int* out, bool read_before_
   const int early = *in;  // always read; used only when read_before_wait
   if (!skip_wait) ::moe_emu::dependency_wait();
   out[blockIdx.x] = read_before_wait ? early : *in;
+}
+
+// Thread t copies in[t] and then in[32 + t] (16 bytes each) into dynamic shared memory, as two groups,
+// and reads them back after a barrier: having waited for the first group (mode 0), for none (mode 1), or
+// returning without waiting at all (mode 2).
+__global__ void async_copy_kernel(const int4* in, int* out, int mode) {
+  extern __shared__ __align__(16) int4 staged[];
+  const int t = threadIdx.x, next = (t + 1) % 32;
+  moe::cuda::copy_async_16(&staged[t], &in[t]);
+  moe::cuda::commit_async();
+  moe::cuda::copy_async_16(&staged[32 + t], &in[32 + t]);
+  moe::cuda::commit_async();
+  if (mode == 2) return;
+  if (mode == 0) moe::cuda::wait_async<1>();
+  __syncthreads();
+  out[t] = staged[next].x;
+  out[32 + t] = staged[t].x;
+  out[64 + t] = staged[32 + t].x;
+  moe::cuda::wait_async<0>();
 }
 
 namespace wmma = nvcuda::wmma;
@@ -111,6 +132,9 @@ void launch_dependent_copy(const int* in, int* out, int blocks, bool read_before
                            cudaStream_t stream) {
   ::moe_emu::launch("dependent_copy_kernel", ::moe_emu::LaunchConfig(blocks, 1, 0, stream, true), dependent_copy_kernel,
                     in, out, read_before_wait, skip_wait);
+}
+void launch_async_copy(const int4* in, int* out, int mode) {
+  async_copy_kernel<<<1, 32, 64 * sizeof(int4)>>>(in, out, mode);
 }
 cudaError_t launch_empty(int threads, size_t shared_bytes, bool raise_shared_limit) {
   if (raise_shared_limit) {

@@ -33,6 +33,11 @@ void launch_wmma_misuse(const __nv_bfloat16* a, float* c, int kind);
 // never waits with skip_wait.
 void launch_dependent_copy(const int* in, int* out, int blocks, bool read_before_wait, bool skip_wait,
                            cudaStream_t stream);
+// One warp stages in[0 … 63] in shared memory by copy_async_16, thread t in[t] then in[32 + t] as two
+// groups, and reads back after a barrier, as shared memory then holds them: out[t] the neighbour's first
+// copy (in[(t + 1) % 32].x), out[32 + t] its own first and out[64 + t] its own second. Mode 0 waits for
+// the first group before the barrier, mode 1 for none; in mode 2 the threads return without waiting.
+void launch_async_copy(const int4* in, int* out, int mode);
 // An empty kernel with the given block size and dynamic shared memory.
 cudaError_t launch_empty(int threads, size_t shared_bytes, bool raise_shared_limit);
 

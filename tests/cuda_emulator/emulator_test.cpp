@@ -265,6 +265,41 @@ TEST(CudaEmulatorDeathTest, ADependentGridThatNeverWaitsIsReported) {
       "dependent_copy_kernel");
 }
 
+// An asynchronous copy lands when its thread waits for its group, not before: what a thread reads
+// without that wait is the stale shared memory a block starts with (0xff bytes). (What it reads of
+// another thread's copies without a wait is a race, so only its own are checked then.)
+TEST(CudaEmulator, AsynchronousCopiesLandAtTheirWait) {
+  std::vector<int4> in(64);
+  for (int i = 0; i < 64; ++i) in[size_t(i)] = make_int4(100 + i, 0, 0, 0);
+  int4* d_in = device_alloc<int4>(in.size());
+  int* d_out = device_alloc<int>(96);
+  ASSERT_EQ(cudaMemcpy(d_in, in.data(), in.size() * sizeof(int4), cudaMemcpyHostToDevice), cudaSuccess);
+  std::vector<int> out(96);
+  for (int mode : {0, 1}) {
+    launch_async_copy(d_in, d_out, mode);
+    ASSERT_EQ(cudaMemcpy(out.data(), d_out, out.size() * sizeof(int), cudaMemcpyDeviceToHost), cudaSuccess);
+    for (int t = 0; t < 32; ++t) {
+      const std::string at = "mode " + std::to_string(mode) + ", thread " + std::to_string(t);
+      if (mode == 0) EXPECT_EQ(out[size_t(t)], 100 + (t + 1) % 32) << at << ": the neighbour's copy, after the barrier";
+      EXPECT_EQ(out[size_t(32 + t)], mode == 0 ? 100 + t : -1) << at << ": its first group";
+      EXPECT_EQ(out[size_t(64 + t)], -1) << at << ": its second group, not waited for";
+    }
+  }
+  cudaFree(d_in);
+  cudaFree(d_out);
+}
+
+TEST(CudaEmulatorDeathTest, AThreadReturningWithCopiesInFlightIsReported) {
+  EXPECT_DEATH(
+      {
+        int4* in = device_alloc<int4>(64);
+        int* out = device_alloc<int>(96);
+        launch_async_copy(in, out, 2);
+        cudaDeviceSynchronize();
+      },
+      "a thread returned with asynchronous copies it never waited for");
+}
+
 TEST(CudaEmulator, TimingAnEventNotYetReachedIsNotReady) {
   cudaStream_t s = nullptr;
   ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);

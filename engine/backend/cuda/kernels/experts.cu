@@ -15,8 +15,8 @@
 //   × 32 rows; a whole work item, so for a 2k prompt on Qwen3-30B-A3B (about 128 pairs per expert) each
 //   weight tile is staged about once. The activations enter in the weight dtype, rounded as the dense
 //   projections' inputs are for cuBLAS (blas.h): x is converted once per chunk, and gate/up writes h in
-//   that dtype for down. Both operands then move as raw 16-byte chunks, each step's global loads issued
-//   before the current step's mma and stored into the other of two shared-memory stages.
+//   that dtype for down. Both operands then move as raw 16-byte chunks by cp.async into a ring of three
+//   shared-memory stages, so two k steps' loads are in flight while one is multiplied.
 //   Per k step a block moves 12 KiB from L2 (16 KiB for gate/up) for 0.5 MFLOP (1 MFLOP), twice the
 //   arithmetic per byte of the 64 × 64 tile with F32 activations it replaces (the L2 bandwidth bound).
 //   GEMM, F32 weights (the parity tests' exact path): SIMT F32 FMA, block tile 64 weight rows × 16 pairs
@@ -36,6 +36,7 @@
 #include <type_traits>
 
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernels/async_copy.cuh"
 #include "engine/backend/cuda/kernels/dependent_launch.cuh"
 #include "engine/backend/cuda/kernels/last_block.cuh"
 #include "engine/backend/cuda/kernels/norm.cuh"
@@ -391,13 +392,15 @@ __global__ void __launch_bounds__(kGemmThreads)
   }
 }
 
-// The same GEMM on the tensor cores, for 16-bit weights T (BF16 or F16): a block computes all kPairTile
+// Tensor-core GEMM (16-bit weights). One block per (work item, kRowTile weight rows): the kPairTile
 // pairs of its work item against kRowTile weight rows, 8 warps of 32 pairs × 32 rows. The activations
-// arrive already in T (x converted once per chunk, h written in T by gate/up), so both operands are
-// copied as raw 16-byte chunks: global → registers (issued before the current step's mma, so they are in
-// flight meanwhile) → the other of two shared-memory stages (one barrier per k step).
+// arrive already in T (x converted once per chunk, h written in T by gate/up), so both operands move as
+// raw 16-byte chunks, by cp.async (async_copy.cuh) into a ring of kTcStages shared-memory stages: the
+// copies of the next kTcStages − 1 k steps are in flight while a step is multiplied, without a register
+// to stage them in, and one barrier per k step both publishes a stage and frees the oldest.
 namespace wmma = nvcuda::wmma;
 constexpr int kTcThreads = 256;
+constexpr int kTcStages = 3;
 constexpr int kTcLd = kKTile + 8;        // T per staged row: 80 bytes, so fragment rows stay 32-byte aligned
 constexpr int kTcOutLd = kRowTile + 4;   // floats per row of the epilogue tile
 constexpr int kTcWarpPairs = 32, kTcWarpRows = 32, kFrag = 16;
@@ -410,10 +413,9 @@ struct TcTiles {
   static constexpr size_t x_elems = size_t(kPairTile) * kTcLd;  // pairs × k, row-major
   static constexpr size_t w_elems = size_t(kRowTile) * kTcLd;   // weight rows × k, row-major
   static constexpr size_t stage_elems = x_elems + n_w * w_elems;
-  static constexpr size_t operand_bytes = 2 * stage_elems * 2;  // two stages of 16-bit values
+  static constexpr size_t operand_bytes = kTcStages * stage_elems * 2;  // 16-bit values
   static constexpr size_t out_bytes = size_t(kPairTile) * kTcOutLd * sizeof(float);
-  static constexpr size_t bytes = operand_bytes > out_bytes ? operand_bytes : out_bytes;
-  static_assert(bytes <= 48 * 1024, "static shared memory");
+  static constexpr size_t bytes = operand_bytes > out_bytes ? operand_bytes : out_bytes;  // dynamic shared memory
   static_assert(stage_elems * 2 % 32 == 0 && x_elems * 2 % 32 == 0 && w_elems * 2 % 32 == 0, "fragment alignment");
 };
 
@@ -423,19 +425,26 @@ constexpr int kTcWChunks = kRowTile * kKTile / 8 / kTcThreads;
 static_assert(kTcXChunks * 8 * kTcThreads == kPairTile * kKTile && kTcWChunks * 8 * kTcThreads == kRowTile * kKTile,
               "whole chunks per thread");
 
-// row[kk … kk + 7] as raw 16-bit values, zeros past K or for a null row (a pair past the expert's count, a
-// weight row past N). vec: K % 8 == 0 and 16-byte aligned rows, so a chunk below K is whole.
+// row[kk … kk + 7] (raw 16-bit values) into the stage at dst. vec: K % 8 == 0 and 16-byte aligned rows,
+// so a chunk below K is whole and goes by cp.async. Otherwise the chunk is assembled here and stored:
+// zeros past K or for a null row (a pair past the expert's count, a weight row past N), and the values
+// one by one when the rows are not vec.
 template <typename T>
-__device__ __forceinline__ uint4 load_chunk(const T* __restrict__ row, int K, int kk, bool vec) {
-  if (row && vec && kk < K) return ld_stream(row + kk);
-  uint32_t w[4] = {0u, 0u, 0u, 0u};  // indexed by constants once unrolled: registers, not a stack array
-#pragma unroll
-  for (int c = 0; c < 8; ++c) {
-    unsigned short b = 0;
-    if (row && kk + c < K) memcpy(&b, row + kk + c, 2);
-    w[c / 2] |= uint32_t(b) << (16 * (c % 2));
+__device__ __forceinline__ void stage_chunk(T* dst, const T* __restrict__ row, int K, int kk, bool vec) {
+  if (row && vec && kk < K) {
+    copy_async_16(dst, row + kk);
+    return;
   }
-  return make_uint4(w[0], w[1], w[2], w[3]);
+  uint32_t w[4] = {0u, 0u, 0u, 0u};  // indexed by constants once unrolled: registers, not a stack array
+  if (row && !vec) {
+#pragma unroll
+    for (int c = 0; c < 8; ++c) {
+      unsigned short b = 0;
+      if (kk + c < K) memcpy(&b, row + kk + c, 2);
+      w[c / 2] |= uint32_t(b) << (16 * (c % 2));
+    }
+  }
+  *reinterpret_cast<uint4*>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
 }
 
 // X: the activations in T, [rows][K]; out: T (gate/up: h = silu(g)·u rounded to T) or float (down).
@@ -446,9 +455,9 @@ __global__ void __launch_bounds__(kTcThreads)
                       void* __restrict__ out) {
   wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   using Tiles = TcTiles<kGLU>;
-  __shared__ __align__(128) unsigned char smem[Tiles::bytes];
+  extern __shared__ __align__(128) unsigned char smem[];
   __shared__ int xrow[kPairTile];
-  T* const stages = reinterpret_cast<T*>(smem);  // two of Tiles::stage_elems
+  T* const stages = reinterpret_cast<T*>(smem);  // kTcStages of Tiles::stage_elems
   float* Cs = reinterpret_cast<float*>(smem);  // the epilogue's tile, once the operands are done with
 
   const Grouping G(ws, P, E);
@@ -476,48 +485,42 @@ __global__ void __launch_bounds__(kTcThreads)
 #pragma unroll
       for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[w][i][j], 0.0f);
 
-  uint4 xreg[kTcXChunks], wreg[Tiles::n_w][kTcWChunks];
-  auto load_step = [&](int k0) {
+  // Issues the copies of k step `step` into its stage, as one group (empty past the last step, so that
+  // every thread has committed the same number of groups at every wait).
+  const int steps = (K + kKTile - 1) / kKTile;
+  auto issue_step = [&](int step) {
+    if (step < steps) {
+      T* const st = stages + (step % kTcStages) * Tiles::stage_elems;
+      const int k0 = step * kKTile;
 #pragma unroll
-    for (int s = 0; s < kTcXChunks; ++s) {
-      const int i = tid + s * kTcThreads, m = i / (kKTile / 8), kc = (i % (kKTile / 8)) * 8;
-      const int row = xrow[m];
-      xreg[s] = load_chunk(row >= 0 ? X + size_t(row) * K : nullptr, K, k0 + kc, xvec);
+      for (int s = 0; s < kTcXChunks; ++s) {
+        const int i = tid + s * kTcThreads, m = i / (kKTile / 8), kc = (i % (kKTile / 8)) * 8;
+        const int row = xrow[m];
+        stage_chunk(st + m * kTcLd + kc, row >= 0 ? X + size_t(row) * K : nullptr, K, k0 + kc, xvec);
+      }
+#pragma unroll
+      for (int s = 0; s < kTcWChunks; ++s) {
+        const int i = tid + s * kTcThreads, r = i / (kKTile / 8), kc = (i % (kKTile / 8)) * 8;
+        const int n = n0 + r;
+#pragma unroll
+        for (int w = 0; w < Tiles::n_w; ++w)
+          stage_chunk(st + Tiles::x_elems + w * Tiles::w_elems + r * kTcLd + kc,
+                      n < N ? W[w] + size_t(n) * K : nullptr, K, k0 + kc, wvec);
+      }
     }
-#pragma unroll
-    for (int s = 0; s < kTcWChunks; ++s) {
-      const int i = tid + s * kTcThreads, r = i / (kKTile / 8), kc = (i % (kKTile / 8)) * 8;
-      const int n = n0 + r;
-#pragma unroll
-      for (int w = 0; w < Tiles::n_w; ++w)
-        wreg[w][s] = load_chunk(n < N ? W[w] + size_t(n) * K : nullptr, K, k0 + kc, wvec);
-    }
-  };
-  auto store_step = [&](T* st) {
-#pragma unroll
-    for (int s = 0; s < kTcXChunks; ++s) {
-      const int i = tid + s * kTcThreads, m = i / (kKTile / 8), kc = (i % (kKTile / 8)) * 8;
-      *reinterpret_cast<uint4*>(st + m * kTcLd + kc) = xreg[s];
-    }
-#pragma unroll
-    for (int s = 0; s < kTcWChunks; ++s) {
-      const int i = tid + s * kTcThreads, r = i / (kKTile / 8), kc = (i % (kKTile / 8)) * 8;
-#pragma unroll
-      for (int w = 0; w < Tiles::n_w; ++w)
-        *reinterpret_cast<uint4*>(st + Tiles::x_elems + w * Tiles::w_elems + r * kTcLd + kc) = wreg[w][s];
-    }
+    commit_async();
   };
 
   __syncthreads();  // xrow
-  load_step(0);
-  store_step(stages);
-  __syncthreads();
-  int buf = 0;
-  for (int k0 = 0; k0 < K; k0 += kKTile, buf ^= 1) {
-    const bool more = k0 + kKTile < K;
-    if (more) load_step(k0 + kKTile);
+#pragma unroll
+  for (int step = 0; step < kTcStages - 1; ++step) issue_step(step);
+  for (int step = 0; step < steps; ++step) {
+    wait_async<kTcStages - 2>();  // this thread's copies of this step have landed
+    // Everyone's have; and every warp is done with the previous step, whose stage is refilled next.
+    __syncthreads();
+    issue_step(step + kTcStages - 1);
     if (active) {
-      const T* Xs = stages + buf * Tiles::stage_elems;
+      const T* Xs = stages + (step % kTcStages) * Tiles::stage_elems;
       const T* Ws = Xs + Tiles::x_elems;
 #pragma unroll
       for (int kk = 0; kk < kKTile; kk += kFrag) {
@@ -538,10 +541,9 @@ __global__ void __launch_bounds__(kTcThreads)
         }
       }
     }
-    // The other stage was last read in the previous step, before its closing barrier.
-    if (more) store_step(stages + (buf ^ 1) * Tiles::stage_elems);
-    __syncthreads();  // this stage is read, the next one written (the last time: the epilogue may reuse both)
   }
+  wait_async<0>();  // only empty groups are left; none may land on the epilogue's tile
+  __syncthreads();  // every warp is done with the stages: the epilogue reuses them
   if (active) {
 #pragma unroll
     for (int i = 0; i < 2; ++i)
@@ -628,7 +630,9 @@ void launch_grouped(const ExpertTable& t, const void* const* w0, const void* con
                      grouping, P, t.n_experts, static_cast<const float*>(X), static_cast<float*>(out));
   } else {
     const dim3 grid(row_blocks, items);
-    launch_dependent("grouped_tc_kernel", grouped_tc_kernel<T, kGLU>, grid, kTcThreads, 0, stream, w0, w1, N, K,
+    constexpr size_t smem = TcTiles<kGLU>::bytes;
+    allow_smem(grouped_tc_kernel<T, kGLU>, smem);
+    launch_dependent("grouped_tc_kernel", grouped_tc_kernel<T, kGLU>, grid, kTcThreads, smem, stream, w0, w1, N, K,
                      grouping, P, t.n_experts, static_cast<const T*>(X), out);
   }
   MOE_CUDA_CHECK_LAUNCH();
