@@ -33,11 +33,13 @@
 //   query row folds the tile into the row's state (lane = key) → P·V with thread = 4 dims × up to 4
 //   rows. F32 SIMT arithmetic.
 //   With AttentionShape::tensor_cores (BF16/F16 models, TQ 32, head_dim % 16 == 0): Q·Kᵀ and P·V are
-//   TF32 WMMA tiles (Q, K, P and V rounded to TF32, F32 accumulation). Four warps compute the 32 × 32
-//   scores; the fold applies the scale and the causal mask; the unnormalised outputs live in shared
-//   memory ([TQ][hd]), where every thread rescales its rows by the fold's factor before the warps add
-//   this tile's P·V (fragments have no row layout to rescale in registers). The statistics come from
-//   the same scores as the outputs. Dynamic shared memory above 48 KiB (hd 128: 60 KiB) is opted into.
+//   TF32 WMMA tiles (Q, K, P and V rounded to TF32, F32 accumulation). All eight warps compute the
+//   32 × 32 scores, a 16 × 16 tile over half of the dims each (the fold adds the halves); the fold applies
+//   the scale and the causal mask; the unnormalised outputs live in shared memory ([TQ][hd]), where
+//   every thread rescales its rows by the fold's factor before the warps add this tile's P·V, two output
+//   tiles per warp at a time (fragments have no row layout to rescale in registers). Each warp keeps two
+//   independent chains of mma in both products. The statistics come from the same scores as the
+//   outputs. Dynamic shared memory above 48 KiB (hd 128: 59 KiB, 63 with the statistics) is opted into.
 // Row: one block; scores (a warp per key, 4 keys in flight), block max, exp, block sum, × 1/sum.
 //
 // Statistics only when asked (a template flag: the plain path carries no B, top-k or first score).
@@ -591,8 +593,8 @@ __device__ __forceinline__ void round_tf32(F& f) {
 __host__ __device__ constexpr int prefill_score_stride(int TQ, bool TC) { return TC ? TQ + 4 : TQ + 1; }
 size_t prefill_smem_bytes(int TQ, int hd4, bool stats, bool TC) {
   const size_t tile = size_t(TQ) * size_t(hd4 + 4);
-  return sizeof(float) * ((TC ? 3 : 2) * tile + size_t(TQ) * size_t(prefill_score_stride(TQ, TC)) + 5 * size_t(TQ) +
-                          (stats ? size_t(TQ) * 32 : 0));
+  const size_t scores = size_t(TQ) * size_t(prefill_score_stride(TQ, TC));
+  return sizeof(float) * ((TC ? 3 : 2) * tile + (TC ? 2 : 1) * scores + 5 * size_t(TQ) + (stats ? size_t(TQ) * 32 : 0));
 }
 
 template <typename KV, int TQ, bool STATS, bool TC>
@@ -616,8 +618,9 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const float* __restri
   float* q_s = smem;               // [TQ][st]
   float* kv_s = q_s + TQ * st;     // [TQ][st]: the K tile, then the V tile
   float* o_s = kv_s + TQ * st;     // [TQ][st] (TC): the unnormalised outputs, rescaled row by row
-  float* s_s = o_s + (TC ? TQ * st : 0);  // [TQ][SS]: scores, then e^(s − m)
-  float* row_m = s_s + TQ * SS;    // [TQ] running state per query row
+  float* s_s = o_s + (TC ? TQ * st : 0);  // [TQ][SS]: scores (TC: of the first half of the dims), then e^(s − m)
+  float* s2_s = s_s + TQ * SS;     // [TQ][SS] (TC): the scores of the second half of the dims
+  float* row_m = s2_s + (TC ? TQ * SS : 0);  // [TQ] running state per query row
   float* row_S = row_m + TQ;
   float* row_B = row_S + TQ;
   float* row_first = row_B + TQ;
@@ -657,22 +660,35 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const float* __restri
     __syncthreads();
 
     if constexpr (TC) {
-      // Raw scores; the scale and the causal mask are applied as the rows are folded below.
-      if (warp < (TQ / 16) * (TQ / 16)) {
-        const int a = warp / (TQ / 16), b = warp % (TQ / 16);
-        TcAcc d;
-        wmma::fill_fragment(d, 0.0f);
-        for (int c = 0; c < hd4; c += 8) {
-          TcIn<wmma::matrix_a, wmma::row_major> qa;
-          TcIn<wmma::matrix_b, wmma::col_major> kb;  // Kᵀ: the K tile's rows are its columns
-          wmma::load_matrix_sync(qa, q_s + 16 * a * st + c, st);
-          wmma::load_matrix_sync(kb, kv_s + 16 * b * st + c, st);
-          round_tf32(qa);
-          round_tf32(kb);
-          wmma::mma_sync(d, qa, kb, d);
+      // Raw scores; the scale and the causal mask are applied as the rows are folded below. Every warp
+      // takes one 16 × 16 tile over one half of the dims (the fold adds the halves), in two chains of
+      // mma (even and odd k steps) that do not wait on each other: eight short chains instead of four
+      // warps with one chain of hd / 8 mma each.
+      static_assert(kWarps == 2 * (TQ / 16) * (TQ / 16), "a warp per score tile and half of the dims");
+      const int tile = warp % ((TQ / 16) * (TQ / 16)), half = warp / ((TQ / 16) * (TQ / 16));
+      const int a = tile / (TQ / 16), b = tile % (TQ / 16);
+      const int c_end = hd4 / 2 * (half + 1);  // hd % 16 == 0: each half is whole k steps of 8
+      TcAcc d[2];
+      wmma::fill_fragment(d[0], 0.0f);
+      wmma::fill_fragment(d[1], 0.0f);
+      for (int c0 = hd4 / 2 * half; c0 < c_end; c0 += 16) {
+#pragma unroll
+        for (int u = 0; u < 2; ++u) {
+          const int c = c0 + 8 * u;
+          if (c < c_end) {
+            TcIn<wmma::matrix_a, wmma::row_major> qa;
+            TcIn<wmma::matrix_b, wmma::col_major> kb;  // Kᵀ: the K tile's rows are its columns
+            wmma::load_matrix_sync(qa, q_s + 16 * a * st + c, st);
+            wmma::load_matrix_sync(kb, kv_s + 16 * b * st + c, st);
+            round_tf32(qa);
+            round_tf32(kb);
+            wmma::mma_sync(d[u], qa, kb, d[u]);
+          }
         }
-        wmma::store_matrix_sync(s_s + 16 * a * SS + 16 * b, d, SS, wmma::mem_row_major);
       }
+#pragma unroll
+      for (int i = 0; i < d[0].num_elements; ++i) d[0].x[i] += d[1].x[i];  // one element layout: element-wise
+      wmma::store_matrix_sync((half ? s2_s : s_s) + 16 * a * SS + 16 * b, d[0], SS, wmma::mem_row_major);
     } else {
       float4 d[RB][RB];
 #pragma unroll
@@ -707,6 +723,7 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const float* __restri
       float* row = s_s + r * SS;
       float s = lane < TQ ? row[lane] : -INFINITY;
       if constexpr (TC) {
+        if (lane < TQ) s += s2_s[r * SS + lane];
         const bool ok = lane < TQ && r < nrows && lane < tn && j0 + lane <= base_pos + q0 + r;  // causal
         s = ok ? s * p.scale : -INFINITY;
       }
@@ -754,20 +771,33 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const float* __restri
         kv_s[r * st + d] = 0.0f;
       }
       __syncthreads();
-      for (int t = warp; t < (TQ / 16) * (hd4 / 16); t += kWarps) {
-        const int a = t % (TQ / 16), n = t / (TQ / 16);
-        TcAcc o;
-        wmma::load_matrix_sync(o, o_s + 16 * a * st + 16 * n, st, wmma::mem_row_major);
+      // Output tiles t and t + kWarps together: the same rows of P (kWarps is a multiple of TQ / 16),
+      // loaded once, and two chains of mma that do not wait on each other.
+      static_assert(kWarps % (TQ / 16) == 0, "tiles t and t + kWarps share their rows");
+      const int n_tiles = (TQ / 16) * (hd4 / 16);
+      for (int t = warp; t < n_tiles; t += 2 * kWarps) {
+        const bool two = t + kWarps < n_tiles;  // warp-uniform
+        const int a = t % (TQ / 16), col[2] = {16 * (t / (TQ / 16)), 16 * ((t + kWarps) / (TQ / 16))};
+        TcAcc o[2];
+#pragma unroll
+        for (int u = 0; u < 2; ++u)
+          if (u == 0 || two) wmma::load_matrix_sync(o[u], o_s + 16 * a * st + col[u], st, wmma::mem_row_major);
         for (int kk = 0; kk < TQ; kk += 8) {
           TcIn<wmma::matrix_a, wmma::row_major> pa;
-          TcIn<wmma::matrix_b, wmma::row_major> vb;
           wmma::load_matrix_sync(pa, s_s + 16 * a * SS + kk, SS);
-          wmma::load_matrix_sync(vb, kv_s + kk * st + 16 * n, st);
           round_tf32(pa);
-          round_tf32(vb);
-          wmma::mma_sync(o, pa, vb, o);
+#pragma unroll
+          for (int u = 0; u < 2; ++u) {
+            if (u == 1 && !two) break;
+            TcIn<wmma::matrix_b, wmma::row_major> vb;
+            wmma::load_matrix_sync(vb, kv_s + kk * st + col[u], st);
+            round_tf32(vb);
+            wmma::mma_sync(o[u], pa, vb, o[u]);
+          }
         }
-        wmma::store_matrix_sync(o_s + 16 * a * st + 16 * n, o, st, wmma::mem_row_major);
+#pragma unroll
+        for (int u = 0; u < 2; ++u)
+          if (u == 0 || two) wmma::store_matrix_sync(o_s + 16 * a * st + col[u], o[u], st, wmma::mem_row_major);
       }
     } else if (pv_active) {
 #pragma unroll
