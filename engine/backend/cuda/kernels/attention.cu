@@ -54,6 +54,7 @@
 
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/dependent_launch.cuh"
+#include "engine/backend/cuda/kernels/async_copy.cuh"
 #include "engine/backend/cuda/kernels/attention.cuh"
 #include "engine/backend/cuda/kernels/online_softmax.h"
 #include "engine/backend/cuda/kernels/warp_dot.cuh"
@@ -126,7 +127,10 @@ __device__ __forceinline__ float to_f32(float x) { return x; }
 __device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
 
 // rows × hd4 floats into dst (row stride dst_stride floats) from cache rows src + r·src_stride;
-// dims hd … hd4 are zero. vec: the 16-byte path (then hd4 == hd).
+// dims hd … hd4 are zero. vec: the 16-byte path (then hd4 == hd). All of a thread's loads are in flight
+// at once: an F32 cache's rows go by cp.async (async_copy.cuh), a BF16 cache's are loaded two 16-byte
+// vectors at a time before they are converted. So the caller waits (wait_async<0>) before the barrier
+// that publishes the rows, and may work on something else in between.
 template <typename KV>
 __device__ __forceinline__ void load_rows(float* dst, int dst_stride, const KV* src, int64_t src_stride, int rows,
                                           int hd, int hd4, bool vec) {
@@ -135,26 +139,36 @@ __device__ __forceinline__ void load_rows(float* dst, int dst_stride, const KV* 
       const int nv = hd / 4;
       for (int i = threadIdx.x; i < rows * nv; i += blockDim.x) {
         const int r = i / nv, c = i - r * nv;
-        const float4 x = *reinterpret_cast<const float4*>(src + r * src_stride + 4 * c);
-        *reinterpret_cast<float4*>(dst + r * dst_stride + 4 * c) = x;
+        copy_async_16(dst + r * dst_stride + 4 * c, src + r * src_stride + 4 * c);
       }
+      commit_async();
     } else {
-      const int nv = hd / 8;
-      for (int i = threadIdx.x; i < rows * nv; i += blockDim.x) {
-        const int r = i / nv, c = i - r * nv;
-        const uint4 x = *reinterpret_cast<const uint4*>(src + r * src_stride + 8 * c);
-        float4 a, b;
-        a.x = __uint_as_float(x.x << 16);
-        a.y = __uint_as_float(x.x & 0xffff0000u);
-        a.z = __uint_as_float(x.y << 16);
-        a.w = __uint_as_float(x.y & 0xffff0000u);
-        b.x = __uint_as_float(x.z << 16);
-        b.y = __uint_as_float(x.z & 0xffff0000u);
-        b.z = __uint_as_float(x.w << 16);
-        b.w = __uint_as_float(x.w & 0xffff0000u);
-        float* d = dst + r * dst_stride + 8 * c;
-        *reinterpret_cast<float4*>(d) = a;
-        *reinterpret_cast<float4*>(d + 4) = b;
+      constexpr int kBatch = 2;  // a 32-row tile of head_dim 128 is two vectors per thread
+      const int nv = hd / 8, n = rows * nv;
+      for (int i0 = threadIdx.x; i0 < n; i0 += kBatch * blockDim.x) {
+        uint4 x[kBatch];
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+          const int i = i0 + u * int(blockDim.x), r = i / nv, c = i - r * nv;
+          if (i < n) x[u] = *reinterpret_cast<const uint4*>(src + r * src_stride + 8 * c);
+        }
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+          const int i = i0 + u * int(blockDim.x), r = i / nv, c = i - r * nv;
+          if (i >= n) break;
+          float4 a, b;
+          a.x = __uint_as_float(x[u].x << 16);
+          a.y = __uint_as_float(x[u].x & 0xffff0000u);
+          a.z = __uint_as_float(x[u].y << 16);
+          a.w = __uint_as_float(x[u].y & 0xffff0000u);
+          b.x = __uint_as_float(x[u].z << 16);
+          b.y = __uint_as_float(x[u].z & 0xffff0000u);
+          b.z = __uint_as_float(x[u].w << 16);
+          b.w = __uint_as_float(x[u].w & 0xffff0000u);
+          float* d = dst + r * dst_stride + 8 * c;
+          *reinterpret_cast<float4*>(d) = a;
+          *reinterpret_cast<float4*>(d + 4) = b;
+        }
       }
     }
   } else {
@@ -657,6 +671,7 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const float* __restri
   for (int j0 = 0; j0 <= last_key; j0 += TQ) {
     const int tn = min(TQ, last_key + 1 - j0);
     load_rows<KV>(kv_s, st, kbase + int64_t(j0) * kv_stride, kv_stride, tn, hd, hd4, p.vec);
+    wait_async<0>();
     __syncthreads();
 
     if constexpr (TC) {
@@ -717,7 +732,8 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const float* __restri
     }
     __syncthreads();
 
-    // The V tile replaces the K tile while the warps fold the scores into the row states.
+    // The V tile replaces the K tile while the warps fold the scores into the row states (an F32 cache's
+    // copies in flight meanwhile).
     load_rows<KV>(kv_s, st, vbase + int64_t(j0) * kv_stride, kv_stride, tn, hd, hd4, p.vec);
     for (int r = warp; r < TQ; r += kWarps) {
       float* row = s_s + r * SS;
@@ -755,6 +771,7 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const float* __restri
       }
       if (STATS) warp_topk_insert(tk_s + r * 32, p.topk, s, -INFINITY);
     }
+    wait_async<0>();  // the V tile
     __syncthreads();
 
     if constexpr (TC) {
