@@ -56,9 +56,14 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-void report(const char* what, const Timing& t, double flops) {
-  std::printf("%-46s best %9.3f ms  median %9.3f ms  %8.1f TFLOP/s (best)\n", what, t.best_ms, t.median_ms,
-              t.best_ms > 0 ? flops / (t.best_ms * 1e-3) / 1e12 : 0.0);
+// weight_bytes: the weights the kernel must stream (every expert's, once) — at 2k tokens nearly every
+// expert is selected, so the expert GEMMs are bound by memory as much as by the tensor cores.
+void report(const char* what, const Timing& t, double flops, double weight_bytes = 0) {
+  const double s = t.best_ms * 1e-3;
+  std::printf("%-46s best %9.3f ms  median %9.3f ms  %8.1f TFLOP/s (best)", what, t.best_ms, t.median_ms,
+              s > 0 ? flops / s / 1e12 : 0.0);
+  if (weight_bytes > 0 && s > 0) std::printf("  %7.0f GB/s of weights", weight_bytes / s / 1e9);
+  std::printf("\n");
 }
 
 }  // namespace
@@ -130,8 +135,10 @@ int main(int argc, char** argv) {
     experts_combine(d_group.as<int32_t>(), d_w.as<float>(), T, K, H, d_yp.as<float>(), d_y.as<float>(), nullptr);
   });
   report("experts: group_by_expert", group, 0);
-  report("experts: gate/up GEMM (BF16 tensor cores; x → BF16 included)", gate_up, expert_flops * 2.0 / 3.0);
-  report("experts: down GEMM (BF16 tensor cores)", down_t, expert_flops / 3.0);
+  const double matrix_bytes = double(E) * double(per_matrix) * 2.0;  // one BF16 matrix of every expert
+  report("experts: gate/up GEMM (BF16 tensor cores; x → BF16 included)", gate_up, expert_flops * 2.0 / 3.0,
+         2.0 * matrix_bytes);
+  report("experts: down GEMM (BF16 tensor cores)", down_t, expert_flops / 3.0, matrix_bytes);
   report("experts: combine", combine, 0);
   const double experts_ms = group.best_ms + gate_up.best_ms + down_t.best_ms + combine.best_ms;
 
