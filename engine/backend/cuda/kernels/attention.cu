@@ -53,8 +53,8 @@
 #include <cstdint>
 
 #include "engine/backend/cuda/cuda_check.h"
-#include "engine/backend/cuda/kernels/dependent_launch.cuh"
 #include "engine/backend/cuda/kernels/async_copy.cuh"
+#include "engine/backend/cuda/kernels/dependent_launch.cuh"
 #include "engine/backend/cuda/kernels/attention.cuh"
 #include "engine/backend/cuda/kernels/online_softmax.h"
 #include "engine/backend/cuda/kernels/warp_dot.cuh"
