@@ -234,26 +234,35 @@ void run_threads(Block& b) {
   t_block = outer;
 }
 
-// Every block of the grid in turn; the first is `first` when it has already started (parked early).
+// Grids alternate between running their blocks in ascending and in descending order, so a kernel that
+// assumes which block runs first or finishes last (rather than counting, as last_block.cuh does) fails
+// in one of the two; a GPU promises no order at all.
+bool descending_blocks() {
+  thread_local uint64_t grids = 0;
+  return (grids++ & 1) != 0;
+}
+
+// Every block of the grid in turn; block 0 is `first` when it has already started (parked early).
 void run_blocks(const GridShape& shape, const std::function<void()>& body, Block* first) {
   Block b;
   setup_block(b, shape);
   SharedBytes smem(shape.dynamic_shared_bytes);
   b.dynamic_shared = smem.get();
   const dim3 gd = shape.grid;
-  uint64_t linear = 0;
-  for (unsigned z = 0; z < gd.z; ++z)
-    for (unsigned y = 0; y < gd.y; ++y)
-      for (unsigned x = 0; x < gd.x; ++x, ++linear) {
-        if (linear == 0 && first) {
-          first->early = false;
-          run_threads(*first);
-          continue;
-        }
-        start_block(b, uint3{x, y, z}, linear, body);
-        smem.poison();
-        run_threads(b);
-      }
+  const uint64_t n = uint64_t(gd.x) * gd.y * gd.z;
+  const bool descending = descending_blocks();
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint64_t linear = descending ? n - 1 - i : i;
+    if (linear == 0 && first) {
+      first->early = false;
+      run_threads(*first);
+      continue;
+    }
+    const uint3 idx{unsigned(linear % gd.x), unsigned(linear / gd.x % gd.y), unsigned(linear / (uint64_t(gd.x) * gd.y))};
+    start_block(b, idx, linear, body);
+    smem.poison();
+    run_threads(b);
+  }
   release_block(b);
 }
 

@@ -3,6 +3,7 @@
 #include <mma.h>
 
 #include "engine/backend/cuda/kernels/async_copy.cuh"
+#include "engine/backend/cuda/kernels/last_block.cuh"
 
 namespace moe_emu::test {
 namespace {
@@ -58,6 +59,18 @@ __global__ void async_copy_kernel(const int4* in, int* out, int mode) {
   out[32 + t] = staged[t].x;
   out[64 + t] = staged[32 + t].x;
   moe::cuda::wait_async<0>();
+}
+
+// Block b writes parts[b] = in[b]; then one block sums the parts into *out: the block that counts itself
+// last (by_counter), or the block with the highest index, as if it always finished last.
+__global__ void last_block_sum_kernel(const int* in, int* parts, unsigned* counter, int* out, bool by_counter) {
+  if (threadIdx.x == 0) parts[blockIdx.x] = in[blockIdx.x];
+  const bool last = by_counter ? moe::cuda::arrive_last(counter, gridDim.x) : blockIdx.x == gridDim.x - 1;
+  if (last && threadIdx.x == 0) {
+    int sum = 0;
+    for (unsigned b = 0; b < gridDim.x; ++b) sum += __ldcg(parts + b);
+    *out = sum;
+  }
 }
 
 namespace wmma = nvcuda::wmma;
@@ -135,6 +148,9 @@ void launch_dependent_copy(const int* in, int* out, int blocks, bool read_before
 }
 void launch_async_copy(const int4* in, int* out, int mode) {
   async_copy_kernel<<<1, 32, 64 * sizeof(int4)>>>(in, out, mode);
+}
+void launch_last_block_sum(const int* in, int* parts, unsigned* counter, int* out, int blocks, bool by_counter) {
+  last_block_sum_kernel<<<blocks, 32>>>(in, parts, counter, out, by_counter);
 }
 cudaError_t launch_empty(int threads, size_t shared_bytes, bool raise_shared_limit) {
   if (raise_shared_limit) {

@@ -38,6 +38,10 @@ void launch_dependent_copy(const int* in, int* out, int blocks, bool read_before
 // copy (in[(t + 1) % 32].x), out[32 + t] its own first and out[64 + t] its own second. Mode 0 waits for
 // the first group before the barrier, mode 1 for none; in mode 2 the threads return without waiting.
 void launch_async_copy(const int4* in, int* out, int mode);
+// Each of `blocks` blocks writes in[block] to parts[block]; one block then writes their sum to *out: the
+// one arrive_last (last_block.cuh) elects, counting on *counter (0), or with by_counter false the block
+// of the highest index (a bug: no block is promised to finish last).
+void launch_last_block_sum(const int* in, int* parts, unsigned* counter, int* out, int blocks, bool by_counter);
 // An empty kernel with the given block size and dynamic shared memory.
 cudaError_t launch_empty(int threads, size_t shared_bytes, bool raise_shared_limit);
 

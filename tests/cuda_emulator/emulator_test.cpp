@@ -289,6 +289,44 @@ TEST(CudaEmulator, AsynchronousCopiesLandAtTheirWait) {
   cudaFree(d_out);
 }
 
+// Grids alternate between ascending and descending block order: of two launches, one runs the block of
+// the highest index first, so a kernel that assumes it finishes last sums parts not yet written. The
+// block that counts itself last (arrive_last) is right in both orders.
+TEST(CudaEmulator, BlockOrderAlternatesSoOnlyCountingFindsTheLastBlock) {
+  const int blocks = 6;
+  std::vector<int> in(blocks);
+  for (int b = 0; b < blocks; ++b) in[size_t(b)] = 1 << b;
+  int* d_in = device_alloc<int>(blocks);
+  int* d_parts = device_alloc<int>(blocks);
+  unsigned* d_counter = device_alloc<unsigned>(1);
+  int* d_out = device_alloc<int>(1);
+  ASSERT_EQ(cudaMemcpy(d_in, in.data(), blocks * sizeof(int), cudaMemcpyHostToDevice), cudaSuccess);
+  ASSERT_EQ(cudaMemset(d_counter, 0, sizeof(unsigned)), cudaSuccess);
+  for (const bool by_counter : {true, false}) {
+    std::vector<int> sums;
+    for (int launch = 0; launch < 2; ++launch) {
+      ASSERT_EQ(cudaMemset(d_parts, 0, blocks * sizeof(int)), cudaSuccess);
+      launch_last_block_sum(d_in, d_parts, d_counter, d_out, blocks, by_counter);
+      int out = 0;
+      ASSERT_EQ(cudaMemcpy(&out, d_out, sizeof(int), cudaMemcpyDeviceToHost), cudaSuccess);
+      sums.push_back(out);
+    }
+    if (by_counter) {
+      EXPECT_EQ(sums[0], (1 << blocks) - 1);
+      EXPECT_EQ(sums[1], (1 << blocks) - 1);
+    } else {
+      EXPECT_NE(sums[0] == (1 << blocks) - 1, sums[1] == (1 << blocks) - 1) << sums[0] << " " << sums[1];
+    }
+  }
+  unsigned counter = 1;
+  ASSERT_EQ(cudaMemcpy(&counter, d_counter, sizeof(unsigned), cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(counter, 0u) << "the last block resets the counter";
+  cudaFree(d_in);
+  cudaFree(d_parts);
+  cudaFree(d_counter);
+  cudaFree(d_out);
+}
+
 TEST(CudaEmulatorDeathTest, AThreadReturningWithCopiesInFlightIsReported) {
   EXPECT_DEATH(
       {
