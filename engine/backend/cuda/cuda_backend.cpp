@@ -581,9 +581,9 @@ class CudaBackend final : public Backend {
     return T == 1 && close != nullptr;
   }
 
-  // Device → pinned copies of the arrays asked for. The step's layout puts
-  // them one after another, so arrays closer than kRecordCopyGap values go as one transfer, the gap with
-  // them: in a decode step's graph every copy node costs a few microseconds, more than such a gap's bytes.
+  // Device → pinned copies of the arrays asked for. The step's layout puts them one after another, so
+  // arrays closer than kRecordCopyGap values go as one transfer, the gap with them: in a decode step's
+  // graph every copy node costs a few microseconds, more than such a gap's bytes.
   static constexpr size_t kRecordCopyGap = 16384;
   void copy_record_to_host(int T) {
     const size_t t = size_t(T), M = moe_layers_.size(), K = size_t(slots_), E = size_t(std::max(0, s_.moe.n_experts));

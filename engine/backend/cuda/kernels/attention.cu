@@ -126,6 +126,14 @@ __device__ __forceinline__ float warp_max(float v) {
 __device__ __forceinline__ float to_f32(float x) { return x; }
 __device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
 
+// Eight BF16 values (one 16-byte chunk) as F32 at d (16-byte aligned), in two 16-byte stores.
+__device__ __forceinline__ void store_bf16x8(float* d, const uint4& x) {
+  float f[8];
+  Elem<__nv_bfloat16>::cvt(x, f);
+  *reinterpret_cast<float4*>(d) = make_float4(f[0], f[1], f[2], f[3]);
+  *reinterpret_cast<float4*>(d + 4) = make_float4(f[4], f[5], f[6], f[7]);
+}
+
 // rows × hd4 floats into dst (row stride dst_stride floats) from cache rows src + r·src_stride;
 // dims hd … hd4 are zero. vec: the 16-byte path (then hd4 == hd). All of a thread's loads are in flight
 // at once: an F32 cache's rows go by cp.async (async_copy.cuh), a BF16 cache's are loaded two 16-byte
@@ -156,18 +164,7 @@ __device__ __forceinline__ void load_rows(float* dst, int dst_stride, const KV* 
         for (int u = 0; u < kBatch; ++u) {
           const int i = i0 + u * int(blockDim.x), r = i / nv, c = i - r * nv;
           if (i >= n) break;
-          float4 a, b;
-          a.x = __uint_as_float(x[u].x << 16);
-          a.y = __uint_as_float(x[u].x & 0xffff0000u);
-          a.z = __uint_as_float(x[u].y << 16);
-          a.w = __uint_as_float(x[u].y & 0xffff0000u);
-          b.x = __uint_as_float(x[u].z << 16);
-          b.y = __uint_as_float(x[u].z & 0xffff0000u);
-          b.z = __uint_as_float(x[u].w << 16);
-          b.w = __uint_as_float(x[u].w & 0xffff0000u);
-          float* d = dst + r * dst_stride + 8 * c;
-          *reinterpret_cast<float4*>(d) = a;
-          *reinterpret_cast<float4*>(d + 4) = b;
+          store_bf16x8(dst + r * dst_stride + 8 * c, x[u]);
         }
       }
     }
@@ -217,10 +214,7 @@ struct TilePrefetch {
           *reinterpret_cast<float4*>(d) =
               make_float4(__uint_as_float(x.x), __uint_as_float(x.y), __uint_as_float(x.z), __uint_as_float(x.w));
         } else {
-          *reinterpret_cast<float4*>(d) = make_float4(__uint_as_float(x.x << 16), __uint_as_float(x.x & 0xffff0000u),
-                                                      __uint_as_float(x.y << 16), __uint_as_float(x.y & 0xffff0000u));
-          *reinterpret_cast<float4*>(d + 4) = make_float4(__uint_as_float(x.z << 16), __uint_as_float(x.z & 0xffff0000u),
-                                                          __uint_as_float(x.w << 16), __uint_as_float(x.w & 0xffff0000u));
+          store_bf16x8(d, x);
         }
       }
     }
