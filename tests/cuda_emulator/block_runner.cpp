@@ -84,7 +84,8 @@ struct Block {
   int block_arrived = 0;
   uint64_t block_gen = 0;
   unsigned char* dynamic_shared = nullptr;
-  bool reverse = false;  // runs its threads in descending order
+  bool reverse = false;  // runs its threads (and warps) in descending order
+  bool warp_by_warp = false;  // runs each warp as far as it can before the next (else all threads in turn)
   bool early = false;    // a dependent grid's first block, running before the previous work
 };
 
@@ -188,7 +189,7 @@ bool reverse_order(uint64_t linear_block) {
   return bool(linear_block & 1) != flip;
 }
 
-void start_block(Block& b, uint3 block_idx, uint64_t linear, const std::function<void()>& body) {
+void start_block(Block& b, uint3 block_idx, uint64_t linear, bool warp_by_warp, const std::function<void()>& body) {
   for (Thread& t : b.threads) {
     t.pos.block_idx = block_idx;
     t.wait = Wait::None;
@@ -206,6 +207,17 @@ void start_block(Block& b, uint3 block_idx, uint64_t linear, const std::function
   b.block_arrived = 0;
   b.block_gen = 0;
   b.reverse = reverse_order(linear);
+  b.warp_by_warp = warp_by_warp;
+}
+
+// Resumes thread t once; whether it could run.
+bool step_thread(Block& b, Thread& t) {
+  if (!runnable(b, t)) return false;
+  t.wait = Wait::None;
+  t_thread = &t;
+  t.fiber->resume();
+  if (t.fiber->finished()) thread_exited(b, t);
+  return true;
 }
 
 // Runs the block's threads until every one has returned or, in an early block, until none can run
@@ -214,16 +226,24 @@ void run_threads(Block& b) {
   Block* outer = t_block;
   t_block = &b;
   const int n = int(b.threads.size());
+  const int n_warps = int(b.warps.size());
   while (b.live > 0) {
     bool ran = false;
-    for (int k = 0; k < n; ++k) {
-      Thread& t = b.threads[size_t(b.reverse ? n - 1 - k : k)];
-      if (!runnable(b, t)) continue;
-      t.wait = Wait::None;
-      t_thread = &t;
-      t.fiber->resume();
-      ran = true;
-      if (t.fiber->finished()) thread_exited(b, t);
+    if (b.warp_by_warp) {
+      // One warp at a time, its lanes in turn, until all of them wait at __syncthreads (or have
+      // returned): it runs ahead of the others as far as the barriers let it, so a barrier missing
+      // before shared memory is reused (or read) shows.
+      for (int wk = 0; wk < n_warps; ++wk) {
+        const int w = b.reverse ? n_warps - 1 - wk : wk;
+        const int lo = 32 * w, hi = std::min(n, lo + 32);
+        for (bool warp_ran = true; warp_ran;) {
+          warp_ran = false;
+          for (int k = lo; k < hi; ++k) warp_ran |= step_thread(b, b.threads[size_t(b.reverse ? hi - 1 - (k - lo) : k)]);
+          ran |= warp_ran;
+        }
+      }
+    } else {
+      for (int k = 0; k < n; ++k) ran |= step_thread(b, b.threads[size_t(b.reverse ? n - 1 - k : k)]);
     }
     t_thread = nullptr;
     if (!ran) {
@@ -236,10 +256,17 @@ void run_threads(Block& b) {
 
 // Grids alternate between running their blocks in ascending and in descending order, so a kernel that
 // assumes which block runs first or finishes last (rather than counting, as last_block.cuh does) fails
-// in one of the two; a GPU promises no order at all.
-bool descending_blocks() {
+// in one of the two; a GPU promises no order at all. Blocks also alternate between running their
+// threads all in turn and warp by warp (Block::warp_by_warp), two grids of one and two of the other for
+// a grid of one block.
+struct GridOrder {
+  bool descending;
+  uint64_t schedule;  // block `linear` runs warp by warp when ((linear >> 1) ^ schedule) is odd
+};
+GridOrder next_grid_order() {
   thread_local uint64_t grids = 0;
-  return (grids++ & 1) != 0;
+  const uint64_t g = grids++;
+  return GridOrder{(g & 1) != 0, g >> 1};
 }
 
 // Every block of the grid in turn; block 0 is `first` when it has already started (parked early).
@@ -250,7 +277,8 @@ void run_blocks(const GridShape& shape, const std::function<void()>& body, Block
   b.dynamic_shared = smem.get();
   const dim3 gd = shape.grid;
   const uint64_t n = uint64_t(gd.x) * gd.y * gd.z;
-  const bool descending = descending_blocks();
+  const GridOrder order = next_grid_order();
+  const bool descending = order.descending;
   for (uint64_t i = 0; i < n; ++i) {
     const uint64_t linear = descending ? n - 1 - i : i;
     if (linear == 0 && first) {
@@ -259,7 +287,7 @@ void run_blocks(const GridShape& shape, const std::function<void()>& body, Block
       continue;
     }
     const uint3 idx{unsigned(linear % gd.x), unsigned(linear / gd.x % gd.y), unsigned(linear / (uint64_t(gd.x) * gd.y))};
-    start_block(b, idx, linear, body);
+    start_block(b, idx, linear, (((linear >> 1) ^ order.schedule) & 1) != 0, body);
     smem.poison();
     run_threads(b);
   }
@@ -302,7 +330,7 @@ void DependentGrid::start_early() {
   setup_block(b, shape_);
   b.dynamic_shared = parked_->smem.get();
   parked_->smem.poison();
-  start_block(b, uint3{0, 0, 0}, 0, body_);
+  start_block(b, uint3{0, 0, 0}, 0, false, body_);
   b.early = true;
   run_threads(b);
 }

@@ -2,7 +2,9 @@
 // How the emulator runs a grid: block after block, each block's threads as cooperative fibers on one OS
 // thread. A thread runs until it must wait for others (__syncthreads, a warp-synchronous intrinsic) or
 // returns; odd blocks run their threads in the reverse order, so a missing barrier shows, and every other grid runs
-// its blocks in descending order, so an assumption about which block runs last shows. Misuse a GPU would punish
+// its blocks in descending order, so an assumption about which block runs last shows. Half the blocks run warp by
+// warp, each warp as far as the block's barriers let it before the next, so a barrier missing before shared memory
+// is reused shows too. Misuse a GPU would punish
 // with a hang or garbage — a barrier some threads never reach, a warp intrinsic whose mask names lanes that have
 // exited, a shuffle from a lane outside the mask — is reported with the kernel, block and thread, and the process
 // aborts.

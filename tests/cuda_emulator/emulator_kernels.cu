@@ -4,6 +4,7 @@
 
 #include "engine/backend/cuda/kernels/async_copy.cuh"
 #include "engine/backend/cuda/kernels/last_block.cuh"
+#include "engine/backend/cuda/kernels/mma_sync.cuh"
 
 namespace moe_emu::test {
 namespace {
@@ -29,6 +30,22 @@ __global__ void block_sum_kernel(const float* in, int n, float* out) {
     for (int i = 0; i < n; ++i) t += s[i];
     out[blockIdx.x] = t;
   }
+}
+
+// Two tiles through one shared array, as tiled kernels walk their key tiles: each thread reads the other
+// warp's half of the tile, then exchanges with a neighbour (a warp rendezvous, like an mma's).
+template <bool REUSE_BARRIER>
+__global__ void tile_reuse_kernel(const float* in, float* out) {
+  __shared__ float tile[64];
+  float acc = 0.0f;
+  for (int it = 0; it < 2; ++it) {
+    if (REUSE_BARRIER) __syncthreads();  // every warp is done with the previous tile
+    tile[threadIdx.x] = in[it * 64 + threadIdx.x];
+    __syncthreads();
+    const float v = tile[(threadIdx.x + 32) % 64];
+    acc += __shfl_xor_sync(0xffffffffu, v, 1);
+  }
+  out[threadIdx.x] = acc;
 }
 
 __global__ void store_kernel(int* out, int value) { *out = value; }
@@ -123,6 +140,24 @@ __global__ void wmma_misuse_kernel(const __nv_bfloat16* a, float* c, int kind) {
   wmma::store_matrix_sync(c, acc, 16, wmma::mem_row_major);
 }
 
+// d = a · b + c through mma_tf32_1688, the fragments gathered and scattered by the PTX ISA's formulas
+// per element ("Matrix Fragments for mma.m16n8k8", .tf32), written here apart from the emulator's own.
+// With lane_31_returns, lane 31 leaves before the mma.
+__global__ void mma_sync_product_kernel(const float* a, const float* b, const float* c, float* d, bool lane_31_returns) {
+  const int lane = threadIdx.x, group = lane >> 2, tig = lane % 4;
+  uint32_t ra[4], rb[2];
+  for (int i = 0; i < 4; ++i) {  // a_i: row group (+8 for a1, a3), col tig (+4 for a2, a3)
+    const int row = group + (i % 2 ? 8 : 0), col = tig + (i >= 2 ? 4 : 0);
+    ra[i] = __float_as_uint(a[row * 8 + col]);
+  }
+  for (int i = 0; i < 2; ++i) rb[i] = __float_as_uint(b[(tig + 4 * i) * 8 + group]);  // b_i: row tig (+4), col group
+  float acc[4];
+  for (int i = 0; i < 4; ++i) acc[i] = c[(group + (i >= 2 ? 8 : 0)) * 8 + 2 * tig + (i & 1)];  // c_i
+  if (lane_31_returns && lane == 31) return;
+  moe::cuda::mma_tf32_1688(acc, ra, rb);
+  for (int i = 0; i < 4; ++i) d[(group + (i >= 2 ? 8 : 0)) * 8 + 2 * tig + (i & 1)] = acc[i];
+}
+
 }  // namespace
 
 void launch_divergent_barrier(int* out) { divergent_barrier_kernel<<<1, 32>>>(out); }
@@ -160,6 +195,15 @@ cudaError_t launch_empty(int threads, size_t shared_bytes, bool raise_shared_lim
   }
   empty_kernel<<<1, threads, shared_bytes>>>();
   return cudaGetLastError();
+}
+
+void launch_mma_sync_product(const float* a, const float* b, const float* c, float* d, bool lane_31_returns) {
+  mma_sync_product_kernel<<<1, 32>>>(a, b, c, d, lane_31_returns);
+}
+
+void launch_tile_reuse(const float* in, float* out, bool reuse_barrier) {
+  if (reuse_barrier) tile_reuse_kernel<true><<<1, 64>>>(in, out);
+  else tile_reuse_kernel<false><<<1, 64>>>(in, out);
 }
 
 }  // namespace moe_emu::test

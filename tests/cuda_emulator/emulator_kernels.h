@@ -13,6 +13,10 @@ void launch_shuffle_with_returned_lane(float* out);
 // out[block] = Σ in[block·n + i] over n ≤ 256 threads, through shared memory, with or without the
 // barrier between the writes and thread 0's reads.
 void launch_block_sums(const float* in, int n, int blocks, float* out, bool with_barrier, cudaStream_t stream);
+// One block of 64 threads walks two tiles of in (64 values each) through one shared array; thread i adds
+// up, over the tiles, the value thread i ^ 1 read: the other warp's tile[(i ^ 1 + 32) % 64]. Without
+// reuse_barrier nothing stops a warp from staging the second tile while the other still reads the first.
+void launch_tile_reuse(const float* in, float* out, bool reuse_barrier);
 // out[0] = value (one thread).
 void launch_store(int* out, int value, cudaStream_t stream);
 // Adds *in to *out (one thread): a graph input read when the graph runs.
@@ -25,6 +29,10 @@ void launch_wmma_product(const __nv_bfloat16* a, const __nv_bfloat16* b, bool b_
 // round_inputs the fragments are rounded with __float_to_tf32 first, else the tensor cores read the
 // values as they are (their low 13 mantissa bits ignored).
 void launch_tf32_product(const float* a, const float* b, bool round_inputs, float* c);
+// One warp: d[16][8] = a[16][8] · b[8][8] + c[16][8] (row-major, F32 in memory) through mma_tf32_1688
+// (mma_sync.cuh), the fragments laid out by the PTX ISA's per-element formulas, a and b passed as they
+// are (the tensor cores read their upper 19 bits); with lane_31_returns lane 31 returns first.
+void launch_mma_sync_product(const float* a, const float* b, const float* c, float* d, bool lane_31_returns);
 // wmma misuse: lane 0 loads from a different row than the other lanes (kind 0); a pointer 16 bytes off
 // 32-byte alignment (kind 1); lane 31 returns before the mma (kind 2).
 void launch_wmma_misuse(const __nv_bfloat16* a, float* c, int kind);

@@ -113,6 +113,53 @@ TEST(CudaEmulator, Tf32FragmentsDropOrRoundTheLowBits) {
   cudaFree(d_c);
 }
 
+// mma.sync's registers have a documented layout, which kernels rely on (attention_prefill_mma.cu): the
+// product of fragments gathered by the PTX ISA's formulas must be the exact product, accumulated onto c.
+// Entries are small multiples of 1/8, so F32 holds every product and sum exactly. A second run scales a
+// by 1 + 2^-12, which changes only bits below TF32's mantissa: the tensor cores drop them.
+TEST(CudaEmulator, MmaSyncFollowsThePtxFragmentLayout) {
+  std::vector<float> a(128), b(64), c(128);
+  for (int i = 0; i < 128; ++i) {
+    a[size_t(i)] = float((i * 7) % 9 - 4) / 8.0f;
+    c[size_t(i)] = float(i % 13) / 4.0f;
+  }
+  for (int i = 0; i < 64; ++i) b[size_t(i)] = float((i * 5) % 11 - 5) / 8.0f;
+  float* d_a = device_alloc<float>(128);
+  float* d_b = device_alloc<float>(64);
+  float* d_c = device_alloc<float>(128);
+  float* d_d = device_alloc<float>(128);
+  ASSERT_EQ(cudaMemcpy(d_b, b.data(), 256, cudaMemcpyHostToDevice), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(d_c, c.data(), 512, cudaMemcpyHostToDevice), cudaSuccess);
+  for (const float extra : {0.0f, std::ldexp(1.0f, -12)}) {
+    std::vector<float> a_in = a;
+    for (float& v : a_in) v *= 1.0f + extra;
+    ASSERT_EQ(cudaMemcpy(d_a, a_in.data(), 512, cudaMemcpyHostToDevice), cudaSuccess);
+    launch_mma_sync_product(d_a, d_b, d_c, d_d, false);
+    std::vector<float> d(128);
+    ASSERT_EQ(cudaMemcpy(d.data(), d_d, 512, cudaMemcpyDeviceToHost), cudaSuccess);
+    for (int m = 0; m < 16; ++m)
+      for (int n = 0; n < 8; ++n) {
+        double want = c[size_t(m * 8 + n)];
+        for (int k = 0; k < 8; ++k) want += double(a[size_t(m * 8 + k)]) * double(b[size_t(k * 8 + n)]);
+        ASSERT_EQ(double(d[size_t(m * 8 + n)]), want) << "d[" << m << "][" << n << "], extra " << extra;
+      }
+  }
+  cudaFree(d_a);
+  cudaFree(d_b);
+  cudaFree(d_c);
+  cudaFree(d_d);
+}
+
+TEST(CudaEmulatorDeathTest, AnMmaSyncWithoutTheWholeWarpIsReported) {
+  const auto run = [] {
+    float* a = device_alloc<float>(128);
+    float* c = device_alloc<float>(128);
+    launch_mma_sync_product(a, a, c, c, true);
+    cudaDeviceSynchronize();
+  };
+  EXPECT_DEATH(run(), "returned");
+}
+
 TEST(CudaEmulatorDeathTest, WmmaMisuseIsReported) {
   const auto run = [](int kind) {
     __nv_bfloat16* a = device_alloc<__nv_bfloat16>(512);
@@ -126,25 +173,50 @@ TEST(CudaEmulatorDeathTest, WmmaMisuseIsReported) {
 }
 
 // Odd blocks run their threads in the reverse order: without the barrier, block 0's thread 0 sums before
-// the others have written (it reads stale shared memory), block 1's after. With it both are right.
+// the others have written (it reads stale shared memory: zeros, or the other block's values), block 1's
+// after (the other way round with MOE_CUDA_EMULATOR_ORDER=reverse). With it both are right.
 TEST(CudaEmulator, AMissingBarrierGivesAWrongSum) {
   const int n = 64;
   std::vector<float> in(2 * n);
-  for (int i = 0; i < 2 * n; ++i) in[size_t(i)] = float(i % n + 1);
-  const float want = float(n * (n + 1) / 2);
+  for (int i = 0; i < 2 * n; ++i) in[size_t(i)] = float(i + 1);
+  const float want[2] = {float(n * (n + 1) / 2), float(n * (3 * n + 1) / 2)};
   float* d_in = device_alloc<float>(in.size());
   float* d_out = device_alloc<float>(2);
   ASSERT_EQ(cudaMemcpy(d_in, in.data(), in.size() * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
   std::vector<float> out(2);
-  // The racy kernel first, so its shared array holds nothing of this input yet.
   launch_block_sums(d_in, n, 2, d_out, false, nullptr);
   ASSERT_EQ(cudaMemcpy(out.data(), d_out, 2 * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
-  EXPECT_NE(out[0], want);
-  EXPECT_EQ(out[1], want);
+  EXPECT_EQ(int(out[0] == want[0]) + int(out[1] == want[1]), 1) << "one order reads stale shared memory, the other not";
   launch_block_sums(d_in, n, 2, d_out, true, nullptr);
   ASSERT_EQ(cudaMemcpy(out.data(), d_out, 2 * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
-  EXPECT_EQ(out[0], want);
-  EXPECT_EQ(out[1], want);
+  EXPECT_EQ(out[0], want[0]);
+  EXPECT_EQ(out[1], want[1]);
+  cudaFree(d_in);
+  cudaFree(d_out);
+}
+
+// A barrier missing before shared memory is reused: threads that all run in turn have read the first
+// tile before any of them stages the second, so two of four successive launches get it right; blocks run
+// warp by warp (the other two) let the first warp stage the second tile before the second warp reads the
+// first. With the barrier every launch is right.
+TEST(CudaEmulator, WarpByWarpBlocksShowABarrierMissingBeforeReuse) {
+  std::vector<float> in(128);
+  for (int i = 0; i < 128; ++i) in[size_t(i)] = float(i + 1);
+  std::vector<float> want(64);
+  for (int i = 0; i < 64; ++i) want[size_t(i)] = in[size_t(((i ^ 1) + 32) % 64)] + in[size_t(64 + ((i ^ 1) + 32) % 64)];
+  float* d_in = device_alloc<float>(128);
+  float* d_out = device_alloc<float>(64);
+  ASSERT_EQ(cudaMemcpy(d_in, in.data(), 512, cudaMemcpyHostToDevice), cudaSuccess);
+  for (const bool barrier : {false, true}) {
+    int right = 0;
+    for (int launch = 0; launch < 4; ++launch) {
+      launch_tile_reuse(d_in, d_out, barrier);
+      std::vector<float> out(64);
+      ASSERT_EQ(cudaMemcpy(out.data(), d_out, 256, cudaMemcpyDeviceToHost), cudaSuccess);
+      right += out == want ? 1 : 0;
+    }
+    EXPECT_EQ(right, barrier ? 4 : 2) << (barrier ? "with" : "without") << " the barrier before reuse";
+  }
   cudaFree(d_in);
   cudaFree(d_out);
 }

@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "tests/cuda_emulator/block_runner.h"
+#include "tests/cuda_emulator/mma_sync.h"
 #include "tests/cuda_emulator/runtime.h"
 #include "tests/cuda_emulator/wmma.h"
 
