@@ -50,6 +50,8 @@ if [[ $what == tests || $what == all ]]; then
   step tests.log cuda_backend_test_no_pdl env MOE_CUDA_PDL=0 "$pack/cuda_backend_test" --gtest_brief=1
   # And with the decode kernels' fused tails off (last_block.cuh): the path MOE_CUDA_FUSE=0 takes.
   step tests.log cuda_backend_test_no_fuse env MOE_CUDA_FUSE=0 "$pack/cuda_backend_test" --gtest_brief=1
+  # And with prefill attention's WMMA kernel instead of the mma one (attention_prefill_mma.cuh).
+  step tests.log cuda_backend_test_no_mma env MOE_CUDA_MMA_ATTENTION=0 "$pack/cuda_backend_test" --gtest_brief=1
 fi
 if [[ $what == bench || $what == all ]]; then
   qwen=(--synthetic resources/configs/qwen3-30b-a3b.json --device cuda)
@@ -66,6 +68,8 @@ if [[ $what == bench || $what == all ]]; then
     --decode-tokens 256 --repeats 5 --kv-dtype bf16
   step bench.log prefill_2k "$pack/moe-bench" "${qwen[@]}" --prompt-tokens 2048 --prefill-chunk 2048 \
     --decode-tokens 16 --repeats 5
+  step bench.log prefill_2k_no_mma env MOE_CUDA_MMA_ATTENTION=0 "$pack/moe-bench" "${qwen[@]}" --prompt-tokens 2048 \
+    --prefill-chunk 2048 --decode-tokens 16 --repeats 5
 fi
 cat "$out/summary.txt"
 exit $failed

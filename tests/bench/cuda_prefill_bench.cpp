@@ -7,8 +7,8 @@
 // on 4 KV heads of 128) at T = 2048 tokens, BF16 weights, random routing spread evenly over the experts.
 // Timed with CUDA events, best and median of --repeats:
 //   - routed experts: group_by_expert, gate/up, down, combine (FLOPs: 2 · 3 · hidden · ffn per pair);
-//   - prefill attention at pos0 0, causal, on the F32 path and on the tensor cores, without and with the
-//     hook statistics (FLOPs: 4 · head_dim · Σ_t (t + 1) per head).
+//   - prefill attention at pos0 0, causal, on the F32 path and on the tensor cores (both kernels), without
+//     and with the hook statistics (FLOPs: 4 · head_dim · Σ_t (t + 1) per head).
 // It also prints what 48 such layers would take against the 82 ms a 2k prompt may spend at 25k tokens/s.
 // The dense projections (cuBLAS) are not here: the library's speed is not ours to tune.
 //
@@ -168,18 +168,26 @@ int main(int argc, char** argv) {
   stats.token_stride = NH;
   const double attn_flops = 4.0 * double(D) * double(NH) * (double(T) * double(T + 1) / 2.0);
   double attention_ms = 0;
-  for (const bool tc : {false, true})
-    for (const bool with_stats : {false, true}) {
-      shape.tensor_cores = tc;
-      const Timing t = time_it(o.repeats, [&] {
-        attention_prefill(d_q.as<float>(), int64_t(q_stride), T, d_k.p, d_v.p, d_pos.as<int32_t>(), shape,
-                          d_out.as<float>(), with_stats ? &stats : nullptr, nullptr);
-      });
-      const std::string what = std::string("attention: ") + (tc ? "TF32 tensor cores" : "F32") +
-                               (with_stats ? ", with statistics" : "");
-      report(what.c_str(), t, attn_flops);
-      if (tc && !with_stats) attention_ms = t.best_ms;  // what prefill runs at the routing hook level
-    }
+  // The F32 path (F32 models); the TF32 tensor cores as BF16/F16 models run them, in registers (mma,
+  // where head_dim allows) and through shared memory (WMMA, MOE_CUDA_MMA_ATTENTION=0); with statistics,
+  // the WMMA kernel computes them (and the mma kernel then the outputs).
+  struct Variant {
+    const char* what;
+    bool tc, mma, stats;
+  };
+  for (const Variant& v : {Variant{"F32", false, false, false}, Variant{"F32, with statistics", false, false, true},
+                           Variant{"TF32 tensor cores, mma in registers", true, true, false},
+                           Variant{"TF32 tensor cores, WMMA through shared memory", true, false, false},
+                           Variant{"TF32 tensor cores, with statistics", true, true, true}}) {
+    shape.tensor_cores = v.tc;
+    shape.prefill_mma = v.mma;
+    const Timing t = time_it(o.repeats, [&] {
+      attention_prefill(d_q.as<float>(), int64_t(q_stride), T, d_k.p, d_v.p, d_pos.as<int32_t>(), shape,
+                        d_out.as<float>(), v.stats ? &stats : nullptr, nullptr);
+    });
+    report((std::string("attention: ") + v.what).c_str(), t, attn_flops);
+    if (v.tc && v.mma && !v.stats) attention_ms = t.best_ms;  // what prefill runs at the routing hook level
+  }
 
   const double layers_ms = double(o.layers) * (experts_ms + attention_ms);
   std::printf("%d layers of experts + attention (tensor cores, no statistics): %.1f ms for %d tokens, "

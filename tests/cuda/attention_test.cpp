@@ -344,12 +344,30 @@ float tf32(float v) {
   return v;
 }
 
+// Reference rows of every (t, h) of a prefill case, from q, K and V as the kernel's products read them
+// (rounded to TF32 with tf32_products): the scores are then F32-exact products summed in F32.
+std::vector<RowRef> prefill_reference(const PrefillCase& c, const std::vector<float>& q, int64_t q_stride,
+                                      const HostCache& K, const HostCache& V, float scale, bool tf32_products) {
+  const Heads& hs = c.heads;
+  std::vector<float> qr = q;
+  HostCache Kr = K, Vr = V;
+  if (tf32_products)
+    for (auto* values : {&qr, &Kr.values, &Vr.values})
+      for (float& v : *values) v = tf32(v);
+  std::vector<RowRef> ref;  // [t][h]
+  for (int t = 0; t < c.T; ++t)
+    for (int h = 0; h < hs.nh; ++h)
+      ref.push_back(reference_row(&qr[size_t(t) * size_t(q_stride) + size_t(h) * size_t(hs.hd)], Kr, Vr, hs, h,
+                                  c.pos0 + t + 1, scale));
+  return ref;
+}
+
 // One prefill case, without and with the statistics. With tensor cores the reference reads q, K and V
-// rounded to TF32 as the kernel does: the scores are then F32-exact products (two 11-bit significands)
-// summed in F32, so the statistics keep their bounds. The kernel also rounds the unnormalised weights
-// e^(s − m) to TF32 before P·V, a relative error of at most 2^-11 per weight: the outputs (Σ w_j v_j,
-// |v| ≤ 1) move by at most 2^-11 ≈ 4.9e-4, which is their bound there.
-void check_prefill(const PrefillCase& c, DType dt, bool tensor_cores, int topk) {
+// rounded to TF32 as the kernels do, so the statistics keep their bounds. The kernels also round the
+// unnormalised weights e^(s − m) to TF32 before P·V, a relative error of at most 2^-11 per weight: the
+// outputs (Σ w_j v_j, |v| ≤ 1) move by at most 2^-11 ≈ 4.9e-4, which is their bound there. Asking for
+// the statistics must not change the outputs at all.
+void check_prefill(const PrefillCase& c, DType dt, bool tensor_cores, int topk, bool prefill_mma = true) {
   const Heads& hs = c.heads;
   const int capacity = c.pos0 + c.T + 3;
   const size_t kvd = size_t(hs.nkv) * size_t(hs.hd), qd = size_t(hs.nh) * size_t(hs.hd);
@@ -362,33 +380,25 @@ void check_prefill(const PrefillCase& c, DType dt, bool tensor_cores, int topk) 
   DeviceVector<int32_t> pos(std::vector<int32_t>{c.pos0});
   AttentionShape shape = make_shape(hs, capacity, dt);
   shape.tensor_cores = tensor_cores;
-  std::vector<float> q_ref = q;
-  // The head dims the tensor-core tiles take (attention.cuh); others take the F32 path.
+  shape.prefill_mma = prefill_mma;
+  // The head dims the tensor-core kernels take (attention.cuh); others take the F32 path.
   const bool tf32_products = tensor_cores && hs.hd % 16 == 0 && hs.hd <= 128;
-  if (tf32_products) {
-    for (float& v : q_ref) v = tf32(v);
-    for (float& v : K.values) v = tf32(v);
-    for (float& v : V.values) v = tf32(v);
-  }
-  const double out_abs = tf32_products ? 4.9e-4 + kOutAbs : kOutAbs;
-  std::vector<RowRef> ref;  // [t][h]
+  const bool mma = tf32_products && prefill_mma && (hs.hd == 16 || hs.hd == 32 || hs.hd == 64 || hs.hd == 128);
+  const std::vector<RowRef> ref = prefill_reference(c, q, q_stride, K, V, shape.scale, tf32_products);
   std::vector<double> ref_out;
-  for (int t = 0; t < c.T; ++t)
-    for (int h = 0; h < hs.nh; ++h) {
-      ref.push_back(reference_row(&q_ref[size_t(t) * size_t(q_stride) + size_t(h) * size_t(hs.hd)], K, V, hs, h,
-                                  c.pos0 + t + 1, shape.scale));
-      ref_out.insert(ref_out.end(), ref.back().out.begin(), ref.back().out.end());
-    }
+  for (const RowRef& r : ref) ref_out.insert(ref_out.end(), r.out.begin(), r.out.end());
+  const double out_abs = tf32_products ? 4.9e-4 + kOutAbs : kOutAbs;
   const std::string what = name(hs, dt) + " T=" + std::to_string(c.T) + " pos0=" + std::to_string(c.pos0) +
-                           (tf32_products ? " tensor cores" : "");
+                           (mma ? " mma" : tf32_products ? " wmma" : "");
   attention_prefill(dq.get(), q_stride, c.T, dK.get(), dV.get(), pos.get(), shape, dout.get(), nullptr, nullptr);
-  expect_close(dout.download().data(), ref_out.data(), ref_out.size(), out_abs, kOutRel, what + " out");
+  const std::vector<float> got = dout.download();
+  expect_close(got.data(), ref_out.data(), ref_out.size(), out_abs, kOutRel, what + " out");
 
   StatsBuffers sb(c.T, hs.nh);
   const AttentionStats st = sb.view(hs.nh, topk);
   DeviceVector<float> dout2(size_t(c.T) * qd);
   attention_prefill(dq.get(), q_stride, c.T, dK.get(), dV.get(), pos.get(), shape, dout2.get(), &st, nullptr);
-  expect_close(dout2.download().data(), ref_out.data(), ref_out.size(), out_abs, kOutRel, what + " out (stats)");
+  EXPECT_EQ(dout2.download(), got) << what << ": the outputs depend on whether statistics are asked for";
   sb.check(c.T, hs.nh, topk, [&](int t, int h) -> const RowRef& { return ref[size_t(t) * size_t(hs.nh) + size_t(h)]; },
            what);
 }
@@ -408,8 +418,11 @@ TEST(AttentionPrefill, MatchesReference) {
     for (DType dt : {DType::F32, DType::BF16}) check_prefill(c, dt, false, topks[run++ % 3]);
 }
 
-// The tensor-core path (BF16/F16 models) where head_dim allows it, and the F32 path where it does not
-// (72, 36: not multiples of 16; 256: wider than its tiles), which must then be taken.
+// The tensor-core paths (BF16/F16 models): the mma kernel for head_dim 16, 32, 64 and 128, the WMMA
+// kernel for the other multiples of 16 up to 128 (96 here) and for the statistics, and the F32 path where
+// neither fits (72: not a multiple of 16; 256: wider than their tiles), which must then be taken.
+// T = 130 spans three query tiles of the mma kernel and pos0 = 700 some twenty key tiles before the
+// diagonal.
 TEST(AttentionPrefill, TensorCoresMatchTheTf32Reference) {
   MOE_REQUIRE_GPU();
   std::vector<PrefillCase> cases;
@@ -417,12 +430,23 @@ TEST(AttentionPrefill, TensorCoresMatchTheTf32Reference) {
     for (int T : {1, 5, 70})
       for (int pos0 : {0, 37}) cases.push_back({hs, T, pos0});
   cases.push_back({{8, 2, 128}, 70, 700});
+  cases.push_back({{4, 2, 128}, 130, 3});
+  cases.push_back({{4, 2, 16}, 70, 9});
+  cases.push_back({{4, 1, 32}, 33, 64});
+  cases.push_back({{4, 2, 96}, 40, 9});
   cases.push_back({{6, 2, 72}, 40, 9});
   cases.push_back({{8, 2, 256}, 33, 30});
   const int topks[] = {1, 8, 32};
   int run = 0;
   for (const PrefillCase& c : cases)
     for (DType dt : {DType::F32, DType::BF16}) check_prefill(c, dt, true, topks[run++ % 3]);
+}
+
+// With prefill_mma cleared (MOE_CUDA_MMA_ATTENTION=0), the WMMA kernel writes the outputs at every head_dim.
+TEST(AttentionPrefill, TensorCoresWithoutMmaUseTheWmmaKernel) {
+  MOE_REQUIRE_GPU();
+  for (const PrefillCase& c : {PrefillCase{{8, 2, 128}, 70, 37}, PrefillCase{{4, 2, 32}, 5, 0}})
+    for (DType dt : {DType::F32, DType::BF16}) check_prefill(c, dt, true, 8, false);
 }
 
 TEST(AttentionRow, MatchesReference) {

@@ -79,6 +79,13 @@ struct StreamHolder {
   }
 };
 
+// Whether the environment variable `name` is "0": the switches that turn one optimisation off, to compare
+// or to get around it.
+bool env_off(const char* name) {
+  const char* v = std::getenv(name);
+  return v && std::string(v) == "0";
+}
+
 struct GraphHolder {
   cudaGraphExec_t exec = nullptr;
   std::string key;  // what the captured step records
@@ -114,8 +121,8 @@ class CudaBackend final : public Backend {
     MOE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
     device_name_ = prop.name;
     sm_ = prop.major * 10 + prop.minor;
-    use_graphs_ = !(std::getenv("MOE_CUDA_GRAPHS") && std::string(std::getenv("MOE_CUDA_GRAPHS")) == "0");
-    fuse_tails_ = !(std::getenv("MOE_CUDA_FUSE") && std::string(std::getenv("MOE_CUDA_FUSE")) == "0");
+    use_graphs_ = !env_off("MOE_CUDA_GRAPHS");
+    fuse_tails_ = !env_off("MOE_CUDA_FUSE");
 
     for (int l = 0; l < s_.n_layers; ++l)
       if (s_.layer_is_moe[size_t(l)]) moe_layers_.push_back(l);
@@ -173,6 +180,7 @@ class CudaBackend final : public Backend {
     // 16-bit models: prefill attention on the tensor cores (TF32), as their GEMMs already round to 16
     // bits; F32 models keep F32 products (the FP32 parity bound).
     shape_.tensor_cores = w_.dtype != DType::F32;
+    shape_.prefill_mma = !env_off("MOE_CUDA_MMA_ATTENTION");
     attn_ws_ = DeviceBuffer<float>(*alloc_, attention_decode_workspace_floats(shape_, kDecodeAttentionSplits),
                                    MemoryPart::Workspace, -1, "the attention split-K partials");
     arrivals_ = DeviceBuffer<unsigned>(*alloc_, kArrivalCounters, MemoryPart::Workspace, -1, "the last-block counters");
@@ -191,7 +199,8 @@ class CudaBackend final : public Backend {
   std::string describe() const override {
     return "CUDA, " + device_name_ + " (sm_" + std::to_string(sm_) + "), " + std::string(dtype_name(w_.dtype)) +
            " weights, " + std::string(dtype_name(kv_dtype_)) + " KV cache" + (use_graphs_ ? "" : ", graphs off") +
-           (dependent_launches() ? "" : ", dependent launches off") + (fuse_tails_ ? "" : ", fused tails off");
+           (dependent_launches() ? "" : ", dependent launches off") + (fuse_tails_ ? "" : ", fused tails off") +
+           (shape_.tensor_cores && !shape_.prefill_mma ? ", mma prefill attention off" : "");
   }
   bool is_gpu() const override { return true; }
   int cached() const override { return n_cached_; }

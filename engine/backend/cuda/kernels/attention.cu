@@ -40,6 +40,9 @@
 //   tiles per warp at a time (fragments have no row layout to rescale in registers). Each warp keeps two
 //   independent chains of mma in both products. The statistics come from the same scores as the
 //   outputs. Dynamic shared memory above 48 KiB (hd 128: 59 KiB, 63 with the statistics) is opted into.
+//   Where head_dim is 16, 32, 64 or 128 (and AttentionShape::prefill_mma), the outputs come from the
+//   kernel of attention_prefill_mma.cu instead, the same TF32 products kept in registers; this one then
+//   runs only when statistics are asked for, for them.
 // Row: one block; scores (a warp per key, 4 keys in flight), block max, exp, block sum, × 1/sum.
 //
 // Statistics only when asked (a template flag: the plain path carries no B, top-k or first score).
@@ -56,6 +59,7 @@
 #include "engine/backend/cuda/kernels/async_copy.cuh"
 #include "engine/backend/cuda/kernels/dependent_launch.cuh"
 #include "engine/backend/cuda/kernels/attention.cuh"
+#include "engine/backend/cuda/kernels/attention_prefill_mma.cuh"
 #include "engine/backend/cuda/kernels/online_softmax.h"
 #include "engine/backend/cuda/kernels/warp_dot.cuh"
 
@@ -1086,6 +1090,12 @@ void attention_prefill(const float* q, int64_t q_stride, int T, const void* k_ca
   const StatsOut so = stats_out(stats);
   const StatsOut* sp = stats ? &so : nullptr;
   const bool vec = kv_vector_ok(shape, k_cache, v_cache);
+  const bool mma =
+      shape.tensor_cores && shape.prefill_mma && prefill_mma_fits(shape, q, q_stride, k_cache, v_cache, out);
+  if (mma && !stats) {
+    prefill_mma(q, q_stride, T, k_cache, v_cache, pos0, shape, out, stream);
+    return;
+  }
   const bool wide = round_up4(shape.head_dim) > 128;
   if (shape.kv_dtype == DType::F32) {
     if (wide)
@@ -1098,6 +1108,8 @@ void attention_prefill(const float* q, int64_t q_stride, int T, const void* k_ca
     else
       launch_prefill<__nv_bfloat16, 32>(q, q_stride, T, k_cache, v_cache, pos0, shape, out, sp, vec, stream);
   }
+  // The statistics came from the WMMA kernel; the outputs are the mma kernel's at every hook level.
+  if (mma) prefill_mma(q, q_stride, T, k_cache, v_cache, pos0, shape, out, stream);
 }
 
 void attention_row(const float* q_token, const void* k_cache, const int32_t* pos0, int t, int head,

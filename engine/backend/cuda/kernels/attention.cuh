@@ -22,9 +22,15 @@ struct AttentionShape {
   int capacity = 0;                                // rows of each cache
   DType kv_dtype = DType::F32;                     // F32 or BF16
   float scale = 0;                                 // 1 / sqrt(head_dim)
-  // Prefill only: Q·Kᵀ and P·V on the tensor cores, their inputs rounded to TF32 (10-bit mantissa), where
-  // head_dim is a multiple of 16 and at most 128. For BF16/F16 models; F32 models keep F32 products.
+  // Prefill only: Q·Kᵀ and P·V on the tensor cores, where head_dim is a multiple of 16 and at most 128,
+  // with q, K, P and V rounded to TF32 (10-bit mantissa) and F32 accumulation. For BF16/F16 models; F32
+  // models keep F32 products. Two kernels:
+  //   - where head_dim is 16, 32, 64 or 128 and prefill_mma is set, one that keeps its tiles in
+  //     registers (attention_prefill_mma.cuh). When statistics are asked for, the other computes them
+  //     first and this one still writes the outputs, so the outputs do not depend on the hook level;
+  //   - otherwise WMMA tiles through shared memory, statistics included.
   bool tensor_cores = false;
+  bool prefill_mma = true;  // MOE_CUDA_MMA_ATTENTION=0 clears it (CudaBackend): the WMMA kernel throughout
 };
 
 // Where the statistics go (device pointers already offset to this layer): the value of (token t,
