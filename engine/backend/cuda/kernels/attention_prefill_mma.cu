@@ -14,7 +14,8 @@
 //     are loaded with the same permutation (a dot product does not depend on the order of its terms).
 //     Within each 8 keys likewise: the keys a lane's P fragment holds (t, t+4) are keys 2t, 2t+1, which
 //     is where a score accumulator has them, and which are adjacent in the transposed V tile.
-//   - Shared rows are padded by 8 floats: the 64-bit loads of eight rows then hit distinct banks.
+//   - Shared rows are padded by 8 floats (a stride of 8 banks mod 32): a half warp's 64-bit fragment
+//     loads, four rows by four lanes, then cover the 32 banks once.
 // The products are those of the TF32 WMMA kernel (attention.cu): q, K, V and the unnormalised weights
 // rounded to TF32, F32 accumulation, an F32 softmax (exp2, the scale carrying log2 e). Rows with no key
 // yet keep m = −∞ without producing NaN.
