@@ -44,6 +44,8 @@ from transformers import (
     Qwen3ForCausalLM,
     Qwen3MoeConfig,
     Qwen3MoeForCausalLM,
+    Glm4MoeConfig,
+    Glm4MoeForCausalLM,
 )
 
 OUT_ROOT = Path(__file__).resolve().parent / "data" / "models"
@@ -66,6 +68,7 @@ FAMILIES = {
     "mixtral": (MixtralConfig, MixtralForCausalLM),
     "olmoe": (OlmoeConfig, OlmoeForCausalLM),
     "llama": (LlamaConfig, LlamaForCausalLM),
+    "glm4_moe": (Glm4MoeConfig, Glm4MoeForCausalLM),
 }
 
 STORAGE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -289,6 +292,45 @@ CASES = [
         exercises="Dense Llama: GQA 4/2, untied lm_head, no q/k norm, eps 1e-5, theta 1e4.",
     ),
     dict(
+        name="glm4_moe",
+        family="glm4_moe",
+        seed=8000,
+        init_std=0.15,
+        config=dict(
+            vocab_size=VOCAB,
+            hidden_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            partial_rotary_factor=0.5,  # RoPE on dims 0..7 of each head, rotate-half pairs (i, i+4)
+            intermediate_size=48,  # layer 0 (first_k_dense_replace=1)
+            moe_intermediate_size=16,
+            n_routed_experts=8,
+            num_experts_per_tok=3,
+            n_shared_experts=2,  # one ungated shared MLP of width 2*16
+            n_group=4,
+            topk_group=2,
+            first_k_dense_replace=1,
+            norm_topk_prob=True,
+            routed_scaling_factor=2.5,
+            use_qk_norm=True,
+            attention_bias=True,
+            rms_norm_eps=1e-5,
+            rope_parameters=rope(1e4),
+            max_position_embeddings=256,
+            tie_word_embeddings=False,
+            bos_token_id=None,
+            eos_token_id=510,
+            pad_token_id=511,
+        ),
+        config_style="v5",
+        exercises="GLM-4.5 (glm4_moe): q/k/v biases without an o bias, per-head q/k norm, partial "
+        "rotary (half of head_dim), layer 0 dense, sigmoid router with a random "
+        "e_score_correction_bias used for selection only, 2 of 4 groups kept by the sum of their "
+        "two best biased scores, top-3 renormalised x2.5, ungated shared experts.",
+    ),
+    dict(
         name="qwen3_moe_bf16",
         family="qwen3_moe",
         base="qwen3_moe",  # same architecture; seed search starts at the base's accepted seed
@@ -350,6 +392,11 @@ def build_model(case, seed):
             else:
                 v = torch.randn(p.shape, generator=gen, dtype=torch.float32) * std
             p.copy_(v)
+        # The selection-only router bias is a buffer, zero at init: a zero bias would hide an engine
+        # that ignores it. Its spread is that of the sigmoid scores, so it changes selections.
+        for name, b in sorted(model.named_buffers(), key=lambda kv: kv[0]):
+            if name.endswith("e_score_correction_bias"):
+                b.copy_(torch.randn(b.shape, generator=gen, dtype=torch.float32) * 0.1)
     gc = case["config"]
     model.generation_config = GenerationConfig(
         bos_token_id=gc.get("bos_token_id"),
@@ -417,12 +464,14 @@ class RouterCapture:
 
     def __init__(self, model):
         self.layers = []
+        self.gates = {}
         self.records = {}
         self.handles = []
         for idx, layer in enumerate(model.model.layers):
             gate = getattr(layer.mlp, "gate", None)
-            if gate is None or not type(gate).__name__.endswith("TopKRouter"):
+            if gate is None or not type(gate).__name__.lower().endswith("topkrouter"):  # Glm4MoeTopkRouter
                 continue
+            self.gates[idx] = gate  # its own selection bias, if any
             self.layers.append(idx)
             self.handles.append(gate.register_forward_hook(self._hook(idx)))
         self.top_k = model.config.num_experts_per_tok if self.layers else 0
@@ -443,12 +492,39 @@ class RouterCapture:
         return recs[0]
 
 
-def min_router_gap(logits, k):
-    probs = torch.softmax(logits.float(), dim=-1)
-    if k >= probs.shape[-1]:
-        return float("inf")
-    top = torch.topk(probs, k + 1, dim=-1).values
-    return float((top[:, k - 1] - top[:, k]).min())
+def router_choice(gate, logits, k):
+    """The experts the router rule picks from its logits, and the smallest margin of any decision on
+    the way (a reference is robust only when every margin is clear of rounding).
+
+    Softmax routers: top-k of softmax(logits); the margin is p_k - p_(k+1).
+    Sigmoid routers with a selection bias and groups (GLM-4.5, DeepSeek-V3 noaux_tc): scores
+    s = sigmoid(logits) + bias; groups scored by the sum of their two best s, the topk_group best
+    kept; top-k of s within them. Margins: between the kept and the first dropped group, and
+    between the k-th and (k+1)-th candidate of the kept groups."""
+    logits = logits.float()
+    bias = getattr(gate, "e_score_correction_bias", None)
+    if bias is None:
+        probs = torch.softmax(logits, dim=-1)
+        if k >= probs.shape[-1]:
+            return torch.topk(probs, k, dim=-1).indices, float("inf")
+        top = torch.topk(probs, k + 1, dim=-1)
+        return top.indices[:, :k], float((top.values[:, k - 1] - top.values[:, k]).min())
+    s = torch.sigmoid(logits) + bias.float()
+    n_tok, n_exp = s.shape
+    groups = s.view(n_tok, gate.num_group, n_exp // gate.num_group)
+    group_scores = groups.topk(2, dim=-1).values.sum(-1)
+    gap = float("inf")
+    if gate.topk_group < gate.num_group:
+        g = torch.sort(group_scores, dim=-1, descending=True).values
+        gap = float((g[:, gate.topk_group - 1] - g[:, gate.topk_group]).min())
+    kept = torch.topk(group_scores, gate.topk_group, dim=-1).indices
+    mask = torch.zeros_like(group_scores, dtype=torch.bool).scatter_(1, kept, True)
+    masked = s.masked_fill(~mask.repeat_interleave(n_exp // gate.num_group, dim=1), float("-inf"))
+    top = torch.topk(masked, min(k + 1, n_exp), dim=-1)
+    if k < n_exp:
+        margin = top.values[:, k - 1] - top.values[:, k]
+        gap = min(gap, float(margin[torch.isfinite(margin)].min()) if torch.isfinite(margin).any() else gap)
+    return top.indices[:, :k], gap
 
 
 def top2_gap(logits):
@@ -470,12 +546,11 @@ def compute_reference(model, prompt, eos_id):
         prompt_router_gap = float("inf")
         for idx in cap.layers:
             rlogits, rindices = cap.single(idx)
-            probs = torch.softmax(rlogits, dim=-1)
-            expect = torch.topk(probs, k, dim=-1).indices
+            expect, gap = router_choice(cap.gates[idx], rlogits, k)
             if not torch.equal(torch.sort(expect, -1).values, torch.sort(rindices, -1).values):
-                failures.append(f"layer {idx}: model-selected experts differ from topk(softmax(logits))")
+                failures.append(f"layer {idx}: model-selected experts differ from the router rule")
             router_topk.append(rindices.to(torch.int64))
-            prompt_router_gap = min(prompt_router_gap, min_router_gap(rlogits, k))
+            prompt_router_gap = min(prompt_router_gap, gap)
 
         # 2. greedy generation (cached, as a user would run it)
         cap.clear()
@@ -495,8 +570,10 @@ def compute_reference(model, prompt, eos_id):
             generation_config=gen_cfg,
         )
         greedy = gen.sequences[0, prompt.shape[0]:].clone()
-        if greedy.shape[0] != NEW_TOKENS:
-            failures.append(f"generate returned {greedy.shape[0]} tokens")
+        if greedy.shape[0] != NEW_TOKENS:  # it stopped at an eos id: nothing below can be compared
+            for h in cap.handles:
+                h.remove()
+            return None, None, failures + [f"generate returned {greedy.shape[0]} tokens"]
         step_logits = torch.stack([s[0].float() for s in gen.logits])
         gen_gap = top2_gap(step_logits)
 
@@ -514,7 +591,7 @@ def compute_reference(model, prompt, eos_id):
         all_router_gap = float("inf")
         for idx in cap.layers:
             rlogits, _ = cap.single(idx)
-            all_router_gap = min(all_router_gap, min_router_gap(rlogits, k))
+            all_router_gap = min(all_router_gap, router_choice(cap.gates[idx], rlogits, k)[1])
 
     for h in cap.handles:
         h.remove()
@@ -627,7 +704,7 @@ def generate_case(case, start_seed, tmp_root):
 def describe(config):
     c = config
     moe = ""
-    n_exp = getattr(c, "num_experts", None) or getattr(c, "num_local_experts", None)
+    n_exp = getattr(c, "num_experts", None) or getattr(c, "num_local_experts", None) or getattr(c, "n_routed_experts", None)
     if n_exp:
         moe = f" E={n_exp} k={c.num_experts_per_tok}"
         if hasattr(c, "norm_topk_prob"):

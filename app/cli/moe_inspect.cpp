@@ -79,11 +79,17 @@ json info_json(const Model& m, int context, DType kv_dtype) {
   j["hidden_size"] = s.hidden;
   j["attention"] = {{"heads", s.attn.n_heads}, {"kv_heads", s.attn.n_kv_heads}, {"head_dim", s.attn.head_dim},
                     {"qk_norm", s.attn.qk_norm == QkNorm::PerHead ? "per head" : s.attn.qk_norm == QkNorm::WholeProjection ? "whole projection" : "none"},
-                    {"qkv_bias", s.attn.qkv_bias}, {"rope_theta", s.attn.rope_theta}};
+                    {"qkv_bias", s.attn.qkv_bias}, {"rope_theta", s.attn.rope_theta}, {"rotary_dim", s.attn.rotary_dim}};
   j["experts"] = s.moe.n_experts;
   j["top_k"] = s.moe.top_k;
   j["expert_ffn"] = s.moe.expert_ffn;
   j["renormalize_top_k"] = s.moe.renormalize;
+  j["router"] = {{"score", s.moe.score == RouterScore::Softmax ? "softmax" : "sigmoid"},
+                 {"selection_bias", s.moe.selection_bias},
+                 {"routed_scale", s.moe.routed_scale},
+                 {"n_group", s.moe.n_group},
+                 {"topk_group", s.moe.topk_group},
+                 {"group_score", s.moe.group_score == GroupScore::Max ? "max" : "top-2 sum"}};
   j["shared_expert_ffn"] = s.moe.shared_ffn;
   j["dense_ffn"] = s.dense_ffn;
   j["vocab_size"] = s.vocab_size;
@@ -115,13 +121,23 @@ void print_info(const Model& m, int context, DType kv_dtype, const Tokenizer* to
   std::printf("family        %s (%s)\n", s.family.c_str(), s.model_type.c_str());
   std::printf("layers        %s\n", layer_list(s).c_str());
   std::printf("hidden        %d\n", s.hidden);
-  std::printf("attention     %d heads, %d KV heads, head_dim %d, q/k norm %s%s, RoPE θ %g\n", s.attn.n_heads,
+  std::printf("attention     %d heads, %d KV heads, head_dim %d, q/k norm %s%s, RoPE θ %g", s.attn.n_heads,
               s.attn.n_kv_heads, s.attn.head_dim,
               s.attn.qk_norm == QkNorm::PerHead ? "per head" : s.attn.qk_norm == QkNorm::WholeProjection ? "whole projection" : "none",
               s.attn.qkv_bias ? ", qkv bias" : "", s.attn.rope_theta);
+  if (s.attn.rotary_dim < s.attn.head_dim) std::printf(" on %d of %d dims", s.attn.rotary_dim, s.attn.head_dim);
+  std::printf("\n");
   if (s.is_moe()) {
-    std::printf("experts       %d routed, top-%d, width %d, %s top-k weights\n", s.moe.n_experts, s.moe.top_k,
-                s.moe.expert_ffn, s.moe.renormalize ? "renormalised" : "raw softmax");
+    const auto& M = s.moe;
+    std::printf("experts       %d routed, top-%d, width %d, %s top-k weights\n", M.n_experts, M.top_k, M.expert_ffn,
+                M.renormalize ? "renormalised" : (M.score == RouterScore::Softmax ? "raw softmax" : "raw sigmoid"));
+    std::printf("router        %s scores%s", M.score == RouterScore::Softmax ? "softmax" : "sigmoid",
+                M.selection_bias ? ", selection bias" : "");
+    if (M.group_limited())
+      std::printf(", experts of the best %d of %d groups (by %s)", M.topk_group, M.n_group,
+                  M.group_score == GroupScore::Max ? "their best score" : "the sum of their two best");
+    if (M.routed_scale != 1.0f) std::printf(", weights x%g", double(M.routed_scale));
+    std::printf("\n");
     if (s.moe.shared_ffn) std::printf("shared expert width %d%s\n", s.moe.shared_ffn, s.moe.shared_gate ? ", sigmoid gate" : "");
   } else {
     std::printf("experts       none (dense, MLP width %d)\n", s.dense_ffn);

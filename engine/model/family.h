@@ -26,6 +26,8 @@ struct TensorNaming {
   std::string q_norm = "model.layers.{L}.self_attn.q_norm.weight";
   std::string k_norm = "model.layers.{L}.self_attn.k_norm.weight";
   std::string router = "model.layers.{L}.mlp.gate.weight";
+  // The router's selection-only bias [n_experts] (F32), read when the spec says it has one.
+  std::string router_bias = "model.layers.{L}.mlp.gate.e_score_correction_bias";
   // Routed experts, one tensor per expert (the layout checkpoints are saved in) ...
   std::string expert_gate = "model.layers.{L}.mlp.experts.{E}.gate_proj.weight";
   std::string expert_up = "model.layers.{L}.mlp.experts.{E}.up_proj.weight";

@@ -103,7 +103,9 @@ class Binder {
     m.cols = cols;
     return m;
   }
-  std::vector<float> vec(const std::string& name, int64_t n, bool required = true) {
+  // synthetic_fill: every element's value when the source has no data (synthetic weights): 1 for the
+  // norms, 0 for a bias.
+  std::vector<float> vec(const std::string& name, int64_t n, bool required = true, float synthetic_fill = 1.0f) {
     DType dt = DType::F32;
     const void* p = src_.get(name, {n}, required, dt);
     std::vector<float> out;
@@ -111,7 +113,7 @@ class Binder {
       out.resize(size_t(n));
       convert_to_f32(p, dt, size_t(n), out.data());
     } else if (required) {
-      out.assign(size_t(n), 1.0f);  // synthetic norms
+      out.assign(size_t(n), synthetic_fill);
     }
     return out;
   }
@@ -161,6 +163,7 @@ class Binder {
         const auto& M = s_.moe;
         const int64_t E = M.n_experts, I = M.expert_ffn;
         L.router = matrix(name(n_.router), E, H);
+        if (M.selection_bias) L.router_bias = vec(name(n_.router_bias), E, true, 0.0f);
         L.experts.resize(size_t(E));
         const std::string fused_gu = name(n_.experts_gate_up), fused_d = name(n_.experts_down);
         if (!n_.experts_gate_up.empty() && src_.has(fused_gu)) {

@@ -22,13 +22,21 @@ namespace {
 // transformers 5 writes RoPE settings as rope_parameters {rope_type, rope_theta, ...}; older configs use
 // rope_theta plus an optional rope_scaling object. Only unscaled ("default") RoPE is implemented; any
 // scaling is refused by name rather than run with the wrong frequencies.
-void read_rope(const JsonFields& c, ModelSpec& s, double family_default_theta) {
+// partial_rotary_factor (top level, or inside rope_parameters as transformers 5 writes it): RoPE rotates
+// only the first int(head_dim · factor) dims of each head, as HF's default RoPE computes its frequencies.
+void read_rope(const JsonFields& c, ModelSpec& s, double family_default_theta, double family_default_partial) {
   s.attn.rope_theta = c.number_or("rope_theta", family_default_theta);
+  double partial = c.number_or("partial_rotary_factor", family_default_partial);
+  std::string partial_field = "partial_rotary_factor";
   for (const char* key : {"rope_parameters", "rope_scaling"}) {
     if (!c.has(key)) continue;
     const auto& r = c.raw()[key];
     if (!r.is_object()) throw EngineError(c.file(), key, "expected an object");
     if (r.contains("rope_theta") && r["rope_theta"].is_number()) s.attn.rope_theta = r["rope_theta"].get<double>();
+    if (r.contains("partial_rotary_factor") && r["partial_rotary_factor"].is_number()) {
+      partial = r["partial_rotary_factor"].get<double>();
+      partial_field = std::string(key) + ".partial_rotary_factor";
+    }
     std::string type = "default";
     for (const char* tk : {"rope_type", "type"})
       if (r.contains(tk) && r[tk].is_string()) type = r[tk].get<std::string>();
@@ -37,6 +45,12 @@ void read_rope(const JsonFields& c, ModelSpec& s, double family_default_theta) {
                         "RoPE scaling '" + type + "' is not supported yet (only unscaled RoPE)");
   }
   if (!(s.attn.rope_theta > 0)) throw EngineError(c.file(), "rope_theta", "must be positive");
+  const int rotary = int(double(s.attn.head_dim) * partial);
+  if (!(partial > 0 && partial <= 1) || rotary < 2 || rotary % 2)
+    throw EngineError(c.file(), partial_field,
+                      "must give an even number of rotated dims between 2 and head_dim (" +
+                          std::to_string(s.attn.head_dim) + "), got " + std::to_string(partial));
+  s.attn.rotary_dim = rotary;
 }
 
 int positive(const JsonFields& c, const std::string& key, int64_t v) {
@@ -71,7 +85,6 @@ ModelSpec read_model_spec(const JsonFields& c) {
   const int64_t hd = c.has("head_dim") ? c.integer("head_dim") : s.hidden / s.attn.n_heads;
   s.attn.head_dim = positive(c, "head_dim", hd);
   if (s.attn.head_dim % 2) throw EngineError(c.file(), "head_dim", "must be even for RoPE");
-  s.attn.rotary_dim = s.attn.head_dim;
   s.dense_ffn = int(c.integer_or("intermediate_size", 0));
   s.max_positions = int(c.integer_or("max_position_embeddings", 4096));
   s.rms_eps = float(c.number_or("rms_norm_eps", 1e-6));
@@ -86,9 +99,10 @@ ModelSpec read_model_spec(const JsonFields& c) {
   // Biases: Llama/Qwen3 attention_bias covers q, k, v and o. Checkpoints are trusted over this flag
   // (the loader looks for the tensors); synthetic weights follow it.
   s.attn.qkv_bias = s.attn.o_bias = c.boolean_or("attention_bias", false);
-  double default_theta = 10000.0;
+  double default_theta = 10000.0, default_partial = 1.0;
   if (model_type == "mixtral") default_theta = 1e6;
-  read_rope(c, s, default_theta);
+  if (model_type == "glm4_moe") default_partial = 0.5;  // Glm4MoeConfig's default when the key is absent
+  read_rope(c, s, default_theta, default_partial);
 
   s.layer_is_moe.assign(s.n_layers, false);
   family->read_config(c, s);
@@ -98,6 +112,22 @@ ModelSpec read_model_spec(const JsonFields& c) {
       throw EngineError(c.file(), "num_experts_per_tok",
                         "must be between 1 and the number of experts (" + std::to_string(s.moe.n_experts) + ")");
     if (s.moe.expert_ffn <= 0) throw EngineError(c.file(), "moe_intermediate_size", "expert width must be positive");
+    const auto& M = s.moe;
+    if (M.n_group < 1 || M.n_experts % M.n_group)
+      throw EngineError(c.file(), "n_group",
+                        "must divide the number of experts (" + std::to_string(M.n_experts) + "), got " +
+                            std::to_string(M.n_group));
+    if (M.topk_group < 1 || M.topk_group > M.n_group)
+      throw EngineError(c.file(), "topk_group",
+                        "must be between 1 and n_group (" + std::to_string(M.n_group) + "), got " +
+                            std::to_string(M.topk_group));
+    const int per_group = M.n_experts / M.n_group;
+    if (M.group_limited() && M.top_k > M.topk_group * per_group)
+      throw EngineError(c.file(), "num_experts_per_tok",
+                        "selects more experts than the topk_group groups hold (" +
+                            std::to_string(M.topk_group * per_group) + ")");
+    if (M.group_limited() && M.group_score == GroupScore::TopTwoSum && per_group < 2)
+      throw EngineError(c.file(), "n_group", "groups scored by their two best experts need at least two experts each");
   }
   for (int l = 0; l < s.n_layers; ++l)
     if (!s.layer_is_moe[l] && s.dense_ffn <= 0)

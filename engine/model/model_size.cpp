@@ -14,7 +14,7 @@ ModelSize compute_model_size(const ModelSpec& s) {
   const int64_t expert = 3 * H * int64_t(s.moe.expert_ffn);
   const int64_t shared = 3 * H * int64_t(s.moe.shared_ffn) + (s.moe.shared_gate ? H : 0);
   const int64_t dense = 3 * H * int64_t(s.dense_ffn);
-  const int64_t router = H * int64_t(s.moe.n_experts);
+  const int64_t router = (H + (s.moe.selection_bias ? 1 : 0)) * int64_t(s.moe.n_experts);
 
   z.embedding_params = int64_t(s.vocab_size) * H;
   z.lm_head_params = s.tied_embeddings ? 0 : int64_t(s.vocab_size) * H;

@@ -11,6 +11,10 @@ namespace moe {
 enum class RopeStyle { RotateHalf, Interleaved };  // NeoX pairs (j, j+d/2) vs adjacent pairs (2i, 2i+1)
 enum class QkNorm { None, PerHead, WholeProjection };  // Qwen3: per head over head_dim; OLMoE: over nh·hd
 enum class RouterScore { Softmax, Sigmoid };
+// Group-limited selection (SPECS.md §6.5, §7): how a group of experts is scored before the best
+// topk_group groups are kept. Max: its best score (DeepSeek-V2 group_limited_greedy); TopTwoSum: the sum
+// of its two best biased scores (DeepSeek-V3 noaux_tc, GLM-4.5).
+enum class GroupScore { Max, TopTwoSum };
 
 struct AttentionSpec {
   int n_heads = 0;
@@ -32,6 +36,11 @@ struct MoeSpec {
   bool renormalize = false;    // divide the top-k weights by their sum (norm_topk_prob; Mixtral always)
   RouterScore score = RouterScore::Softmax;
   float routed_scale = 1.0f;   // multiplies the routed weights after selection
+  bool selection_bias = false; // a per-expert bias added to the scores for selection only (not the weights)
+  int n_group = 1;             // experts split into n_group equal groups (1: no group limit)
+  int topk_group = 1;          // groups whose experts may be selected (≤ n_group)
+  GroupScore group_score = GroupScore::TopTwoSum;
+  bool group_limited() const { return n_group > 1 && topk_group < n_group; }
   int shared_ffn = 0;          // width of the shared expert (0: none)
   bool shared_gate = false;    // Qwen2-MoE: shared output × sigmoid(w·x)
 };

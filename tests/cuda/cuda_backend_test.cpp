@@ -172,8 +172,8 @@ TEST_P(CudaParity, Bf16KvCacheStaysWithinTheBf16Bound) {
 
 INSTANTIATE_TEST_SUITE_P(Families, CudaParity,
                          ::testing::Values("qwen3_moe", "qwen3_moe_sparse_step", "qwen3_dense", "qwen2_moe", "mixtral",
-                                           "olmoe", "llama", "qwen3_moe_bf16", "qwen3_moe_f16", "mixtral_sharded",
-                                           "demo/moe", "demo/dense"),
+                                           "olmoe", "llama", "glm4_moe", "qwen3_moe_bf16", "qwen3_moe_f16",
+                                           "mixtral_sharded", "demo/moe", "demo/dense"),
                          [](const auto& info) {
                            std::string n = info.param;
                            std::replace(n.begin(), n.end(), '/', '_');

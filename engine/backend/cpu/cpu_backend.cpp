@@ -374,9 +374,17 @@ class CpuBackend final : public Backend {
       for (int e = 0; e < E; ++e)
         if (std::find(sel, sel + n_sel, e) == sel + n_sel && !(iv && is_masked(*iv, e))) order.push_back(e);
       auto biased = [&](int e) { return p[e] + (L.router_bias.empty() ? 0.0f : L.router_bias[size_t(e)]); };
+      auto better = [&](int a, int b) { return biased(a) > biased(b) || (biased(a) == biased(b) && a < b); };
       const int rest = K - n_sel;
-      std::partial_sort(order.begin(), order.begin() + rest, order.end(),
-                        [&](int a, int b) { return biased(a) > biased(b) || (biased(a) == biased(b) && a < b); });
+      // Group-limited: the candidates of the kept groups first, each part in score order; the other
+      // groups' experts only when masks leave the kept groups fewer than `rest` candidates.
+      const auto mid = M.group_limited() ? keep_best_groups(order, biased) : order.end();
+      if (mid - order.begin() >= rest) {
+        std::partial_sort(order.begin(), order.begin() + rest, mid, better);
+      } else {
+        std::sort(order.begin(), mid, better);
+        std::partial_sort(mid, order.begin() + rest, order.end(), better);
+      }
       for (int j = 0; j < rest; ++j) sel[n_sel++] = order[size_t(j)];
       float wsum = 0;
       for (int j = 0; j < K; ++j) wsum += p[sel[j]];
@@ -418,6 +426,34 @@ class CpuBackend final : public Backend {
       }
     }
     for (size_t i = 0; i < size_t(T) * size_t(H); ++i) x_[i] += y_[i];
+  }
+
+  // Group-limited selection (SPECS.md §6.5, §7): scores each group of n_experts / n_group experts by
+  // its candidates' biased scores (the best one, or the sum of the best two; −inf with too few), keeps
+  // the topk_group best groups (ties to the lower group) and moves their candidates to the front of
+  // `order`, keeping the order within each part. Returns the end of the kept groups' candidates.
+  template <typename Biased>
+  std::vector<int32_t>::iterator keep_best_groups(std::vector<int32_t>& order, const Biased& biased) {
+    const auto& M = s_.moe;
+    const int per_group = M.n_experts / M.n_group;
+    group_top_.assign(size_t(M.n_group) * 2, -INFINITY);  // per group: best and second-best biased score
+    for (int32_t e : order) {
+      float* top = &group_top_[size_t(e / per_group) * 2];
+      const float v = biased(e);
+      if (v > top[0]) top[1] = top[0], top[0] = v;
+      else if (v > top[1]) top[1] = v;
+    }
+    group_rank_.resize(size_t(M.n_group));
+    std::iota(group_rank_.begin(), group_rank_.end(), 0);
+    auto score = [&](int g) {
+      const float* top = &group_top_[size_t(g) * 2];
+      return M.group_score == GroupScore::Max ? top[0] : top[0] + top[1];
+    };
+    std::stable_sort(group_rank_.begin(), group_rank_.end(), [&](int a, int b) { return score(a) > score(b); });
+    group_kept_.assign(size_t(M.n_group), 0);
+    for (int i = 0; i < M.topk_group; ++i) group_kept_[size_t(group_rank_[size_t(i)])] = 1;
+    return std::stable_partition(order.begin(), order.end(),
+                                 [&](int32_t e) { return group_kept_[size_t(e / per_group)] != 0; });
   }
 
   static bool is_masked(const LayerIntervention& iv, int e) {
@@ -467,6 +503,9 @@ class CpuBackend final : public Backend {
   std::vector<float> weights_;
   std::vector<int32_t> expert_order_;  // router scratch: candidate expert ids sorted by score
   std::vector<int> order_k_;           // record scratch: slots sorted by weight
+  std::vector<float> group_top_;       // router scratch (group-limited): two best scores per group
+  std::vector<int> group_rank_;        // groups by score
+  std::vector<uint8_t> group_kept_;    // 1 = among the topk_group best
   std::vector<float> stats_scratch_;   // attention statistics scratch, two rows of capacity_ per pool thread
   std::vector<int> moe_layers_;        // layer index of each MoE-layer ordinal
   Interventions iv_;

@@ -367,6 +367,9 @@ class CudaBackend final : public Backend {
       p.softmax = s_.moe.score == RouterScore::Softmax;
       p.renormalize = s_.moe.renormalize;
       p.routed_scale = s_.moe.routed_scale;
+      p.n_group = s_.moe.n_group;
+      p.topk_group = s_.moe.topk_group;
+      p.group_top2 = s_.moe.group_score == GroupScore::TopTwoSum;
       p.selection_bias = w_.layers[size_t(l)].router_bias;
       if (iv) {
         if (at[m].bias >= 0) p.user_bias = reinterpret_cast<const float*>(iv_buf_.get() + at[m].bias);

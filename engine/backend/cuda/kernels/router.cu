@@ -24,8 +24,8 @@ constexpr unsigned kFull = 0xffffffffu;
 constexpr int kMaxWarpsPerBlock = 8;
 constexpr int kSmemBudget = 48 * 1024;  // no opt-in needed: E ≤ 1024 needs ≤ 17.4 KiB per warp
 
-// Expert states in the per-warp `state` array.
-constexpr unsigned char kAvailable = 1, kMasked = 0, kChosen = 2;
+// Expert states in the per-warp `state` array (kOutOfGroup: in a group the group limit left out).
+constexpr unsigned char kAvailable = 1, kMasked = 0, kChosen = 2, kOutOfGroup = 3;
 
 __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(kFull, v, o));
@@ -49,17 +49,86 @@ __device__ __forceinline__ void merge_top2(double& p1, double& p2, double q1, do
   }
 }
 
-// Per-warp shared layout, in bytes (each part 16-byte aligned).
+// Per-warp shared layout, in bytes (each part 16-byte aligned). groups: n_group when group-limited, else 0.
 struct WarpLayout {
-  int E, slots;
+  int E, slots, groups;
   __host__ __device__ static int align16(int b) { return (b + 15) & ~15; }
   __host__ __device__ int p_off() const { return 0; }
   __host__ __device__ int b_off() const { return p_off() + align16(E * 4); }
   __host__ __device__ int sel_off() const { return b_off() + align16(E * 4); }
   __host__ __device__ int w_off() const { return sel_off() + align16(slots * 4); }
   __host__ __device__ int state_off() const { return w_off() + align16(slots * 4); }
-  __host__ __device__ int bytes() const { return state_off() + align16(E); }
+  __host__ __device__ int group_score_off() const { return state_off() + align16(E); }
+  __host__ __device__ int group_kept_off() const { return group_score_off() + align16(groups * 4); }
+  __host__ __device__ int bytes() const { return group_kept_off() + align16(groups); }
 };
+__host__ __device__ inline int layout_groups(const RouterParams& P) {
+  return P.n_group > 1 && P.topk_group < P.n_group ? P.n_group : 0;
+}
+
+// Chooses among the experts in state kAvailable, by rounds of a warp arg-max over their biased scores,
+// until sel holds K; returns the new count.
+__device__ int select_available(const float* biased, unsigned char* state, int* sel, int n_sel, int K, int E,
+                                int lane) {
+  for (; n_sel < K; ++n_sel) {
+    float bv = -INFINITY;
+    int be = -1;
+    for (int e = lane; e < E; e += 32)
+      if (state[e] == kAvailable && better(biased[e], e, bv, be)) bv = biased[e], be = e;
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_xor_sync(kFull, bv, o);
+      const int oe = __shfl_xor_sync(kFull, be, o);
+      if (better(ov, oe, bv, be)) bv = ov, be = oe;
+    }
+    be = __shfl_sync(kFull, be, 0);  // one answer for all lanes, whatever NaNs did to the order
+    if (be < 0) break;               // nothing left to choose
+    __syncwarp();
+    if (lane == 0) {
+      sel[n_sel] = be;
+      state[be] = kChosen;
+    }
+    __syncwarp();
+  }
+  return n_sel;
+}
+
+// The group limit: scores each group by its available experts' biased scores (the best, or the sum of
+// the best two; −inf with too few), as cpu_backend.cpp's keep_best_groups does, keeps the topk_group
+// best (ties to the lower group) and marks the available experts of the other groups kOutOfGroup.
+__device__ void limit_groups(const RouterParams& P, const float* biased, unsigned char* state, float* group_score,
+                             unsigned char* kept, int lane) {
+  const int E = P.n_experts, G = P.n_group, per_group = E / G;
+  for (int g = lane; g < G; g += 32) {
+    float t1 = -INFINITY, t2 = -INFINITY;
+    for (int e = g * per_group; e < (g + 1) * per_group; ++e) {
+      if (state[e] != kAvailable) continue;
+      const float v = biased[e];
+      if (v > t1) t2 = t1, t1 = v;
+      else if (v > t2) t2 = v;
+    }
+    group_score[g] = P.group_top2 ? t1 + t2 : t1;
+    kept[g] = 0;
+  }
+  __syncwarp();
+  for (int round = 0; round < P.topk_group; ++round) {
+    float bv = -INFINITY;
+    int bg = -1;
+    for (int g = lane; g < G; g += 32)  // g rises: ties keep the lower group
+      if (!kept[g] && (bg < 0 || group_score[g] > bv)) bv = group_score[g], bg = g;
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_xor_sync(kFull, bv, o);
+      const int og = __shfl_xor_sync(kFull, bg, o);
+      if (og >= 0 && (bg < 0 || ov > bv || (ov == bv && og < bg))) bv = ov, bg = og;
+    }
+    bg = __shfl_sync(kFull, bg, 0);
+    __syncwarp();
+    if (lane == 0) kept[bg] = 1;
+    __syncwarp();
+  }
+  for (int e = lane; e < E; e += 32)
+    if (state[e] == kAvailable && !kept[e / per_group]) state[e] = kOutOfGroup;
+  __syncwarp();
+}
 
 // Token t, by one warp, from its logits lg[E] (read through L2: the router's own projection may have
 // written them in this kernel, last_block.cuh), in the warp's shared-memory area `base` (WarpLayout).
@@ -67,7 +136,7 @@ __device__ void route_token(const float* lg, int t, const RouterParams& P, const
                             unsigned char* base, int lane) {
   const int E = P.n_experts, S = P.slots;
   const int K = min(P.top_k, min(S, E));
-  const WarpLayout L{E, S};
+  const WarpLayout L{E, S, layout_groups(P)};
   float* p = reinterpret_cast<float*>(base + L.p_off());
   float* biased = reinterpret_cast<float*>(base + L.b_off());
   int* sel = reinterpret_cast<int*>(base + L.sel_off());
@@ -123,26 +192,19 @@ __device__ void route_token(const float* lg, int t, const RouterParams& P, const
     __syncwarp();
     ++n_sel;
   }
-  // Then rounds of a warp arg-max over the biased scores of the available experts.
-  for (; n_sel < K; ++n_sel) {
-    float bv = -INFINITY;
-    int be = -1;
-    for (int e = lane; e < E; e += 32)
-      if (state[e] == kAvailable && better(biased[e], e, bv, be)) bv = biased[e], be = e;
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ov = __shfl_xor_sync(kFull, bv, o);
-      const int oe = __shfl_xor_sync(kFull, be, o);
-      if (better(ov, oe, bv, be)) bv = ov, be = oe;
+  // Then the best biased scores of the available experts; with a group limit, those of the kept groups
+  // first, and the other groups' only when masks left the kept groups too few.
+  if (L.groups > 0) {
+    limit_groups(P, biased, state, reinterpret_cast<float*>(base + L.group_score_off()), base + L.group_kept_off(),
+                 lane);
+    n_sel = select_available(biased, state, sel, n_sel, K, E, lane);
+    if (n_sel < K) {
+      for (int e = lane; e < E; e += 32)
+        if (state[e] == kOutOfGroup) state[e] = kAvailable;
+      __syncwarp();
     }
-    be = __shfl_sync(kFull, be, 0);  // one answer for all lanes, whatever NaNs did to the order
-    if (be < 0) break;               // nothing left to choose (more masked than the contract allows)
-    __syncwarp();
-    if (lane == 0) {
-      sel[n_sel] = be;
-      state[be] = kChosen;
-    }
-    __syncwarp();
   }
+  n_sel = select_available(biased, state, sel, n_sel, K, E, lane);
 
   // Weights: p of the chosen, renormalised by their sum (summed in slot order, as the CPU), scaled.
   float wsum = 0.0f;
@@ -215,7 +277,7 @@ __global__ void route_kernel(const float* __restrict__ logits, int T, RouterPara
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int t = blockIdx.x * (blockDim.x >> 5) + warp;
   if (t >= T) return;  // whole warp; no block-wide synchronisation in route_token
-  const WarpLayout L{P.n_experts, P.slots};
+  const WarpLayout L{P.n_experts, P.slots, layout_groups(P)};
   route_token(logits + size_t(t) * size_t(P.n_experts), t, P, out, smem + size_t(warp) * size_t(L.bytes()), lane);
 }
 
@@ -241,7 +303,7 @@ template <typename T>
 void launch_route_decode(const DeviceMatrix& w, const float* x, float* logits, const RouterParams& p,
                          const RoutingOutput& out, unsigned* counter, cudaStream_t stream) {
   const int blocks = (p.n_experts + kMaxWarpsPerBlock - 1) / kMaxWarpsPerBlock;
-  const size_t smem = size_t(WarpLayout{p.n_experts, p.slots}.bytes());
+  const size_t smem = size_t(WarpLayout{p.n_experts, p.slots, layout_groups(p)}.bytes());
   if (smem > size_t(kSmemBudget))  // only beyond the contract (E ≤ 1024), as in route()
     MOE_CUDA_CHECK(cudaFuncSetAttribute(route_decode_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   launch_dependent("route_decode_kernel", route_decode_kernel<T>, blocks, kMaxWarpsPerBlock * 32, smem, stream,
@@ -252,7 +314,7 @@ void launch_route_decode(const DeviceMatrix& w, const float* x, float* logits, c
 
 void route(const float* logits, int T, const RouterParams& p, const RoutingOutput& out, cudaStream_t stream) {
   if (T <= 0 || p.n_experts <= 0 || p.slots <= 0) return;
-  const WarpLayout L{p.n_experts, p.slots};
+  const WarpLayout L{p.n_experts, p.slots, layout_groups(p)};
   const int per_warp = L.bytes();
   int warps = kSmemBudget / per_warp;
   warps = warps < 1 ? 1 : (warps > kMaxWarpsPerBlock ? kMaxWarpsPerBlock : warps);

@@ -4,7 +4,10 @@
 // Exactly the CPU backend's semantics (moe_block / record_routing in cpu_backend.cpp):
 //   logits += user_bias; logits[masked] = −inf; p = softmax or sigmoid (F32, over all experts)
 //   selection: forced experts first (given order, duplicates once), then the largest p + selection_bias
-//     among the rest (masked excluded), ties to the lower id, until top_k are chosen
+//     among the rest (masked excluded), ties to the lower id, until top_k are chosen; group-limited
+//     (n_group > 1, topk_group < n_group): only among the experts of the topk_group groups whose
+//     candidates score best (their best biased score, or the sum of their best two; ties to the lower
+//     group), and from the other groups only when masks leave too few there
 //   weights: p of the selection, divided by their sum when renormalize (and the sum > 0), × routed_scale
 //   record: ids and weights in descending weight order (stable: equal weights keep slot order), −1 / 0
 //     pad slots ≥ top_k; entropy of p / Σp normalised by log E (0 when E = 1); margin p1 − p2 of p / Σp;
@@ -24,6 +27,9 @@ struct RouterParams {
   bool softmax = true;     // else sigmoid
   bool renormalize = false;
   float routed_scale = 1.0f;
+  int n_group = 1;         // experts in n_group equal groups (1: no group limit)
+  int topk_group = 1;      // groups kept (≤ n_group)
+  bool group_top2 = true;  // a group's score: the sum of its two best biased scores, else its best
   const float* selection_bias = nullptr;  // [E] model's bias for selection only (DeepSeek-V3), or null
   const float* user_bias = nullptr;       // [E] intervention bias on the logits, or null
   const int32_t* masked = nullptr;        // [n_masked] device
