@@ -259,6 +259,25 @@ TEST(CudaBackend, InterventionsMatchTheCpu) {
     EXPECT_EQ(got.keep.records[s].top_k, spec.moe.top_k + 2);
     EXPECT_EQ(got.keep.records[s].expert_ids, want.keep.records[s].expert_ids) << "step " << s;
   }
+  // GLM-4.5's group-limited router under masks and a forced expert (router.cuh: the other groups fill
+  // the slots the masks empty in the kept ones).
+  auto glm = Model::load(kModels + "glm4_moe");
+  const auto& gs = glm->spec();
+  Interventions giv;
+  giv.layer(1, gs.n_layers).masked = {0, 2, 4, 6};
+  giv.layer(2, gs.n_layers).masked = {1};
+  giv.layer(2, gs.n_layers).forced = {7};
+  auto glm_cpu = make_cpu_backend(*glm, o);
+  auto glm_gpu = cuda::make_cuda_backend(*glm, o);
+  glm_cpu->set_interventions(giv);
+  glm_gpu->set_interventions(giv);
+  const auto glm_prompt = prompt_of("glm4_moe");
+  const Outcome glm_want = run(*glm_cpu, glm_prompt, gs.vocab_size, 3);
+  const Outcome glm_got = run(*glm_gpu, glm_prompt, gs.vocab_size, 3, &glm_want.generated);
+  expect_close(glm_got.prompt_logits, glm_want.prompt_logits, 1e-6, "glm4_moe prompt logits");
+  ASSERT_EQ(glm_got.keep.records.size(), glm_want.keep.records.size());
+  for (size_t s = 0; s < glm_want.keep.records.size(); ++s)
+    EXPECT_EQ(glm_got.keep.records[s].expert_ids, glm_want.keep.records[s].expert_ids) << "glm4_moe step " << s;
   EXPECT_THROW(gpu->set_interventions([&] {
                  Interventions bad;
                  bad.layer(0, spec.n_layers).masked = {spec.moe.n_experts};
@@ -271,23 +290,26 @@ TEST(CudaBackend, InterventionsMatchTheCpu) {
 // up to alignment, the rest within a few MiB. Memory by part is what the memory view draws.
 TEST(CudaBackend, MemoryByPartMatchesThePlan) {
   MOE_REQUIRE_GPU();
-  auto model = Model::load(kModels + "qwen2_moe");
-  BackendOptions o;
-  o.max_context = 100;
-  auto gpu = cuda::make_cuda_backend(*model, o);
-  const GpuMemoryPlan plan = plan_gpu_memory(model->spec(), GpuPlanOptions{DType::F32, 100, o.prefill_chunk, 0});
-  const DeviceMemory m = gpu->device_memory();
-  EXPECT_GT(m.total_bytes, 0u);
-  EXPECT_EQ(m.bytes_of("kv cache"), plan.kv_cache_bytes);
-  EXPECT_EQ(gpu->kv_cache_bytes_allocated(), plan.kv_cache_bytes);
-  for (const auto& part : plan.weights) {
-    const size_t got = m.bytes_of(part.part);
-    EXPECT_GE(got, part.bytes) << part.part;
-    EXPECT_LE(got, part.bytes + size_t(64) * 1024) << part.part;  // 256-byte alignment of each block
+  for (const char* name : {"qwen2_moe", "glm4_moe"}) {  // a gated shared expert; a router bias
+    SCOPED_TRACE(name);
+    auto model = Model::load(kModels + name);
+    BackendOptions o;
+    o.max_context = 100;
+    auto gpu = cuda::make_cuda_backend(*model, o);
+    const GpuMemoryPlan plan = plan_gpu_memory(model->spec(), GpuPlanOptions{DType::F32, 100, o.prefill_chunk, 0});
+    const DeviceMemory m = gpu->device_memory();
+    EXPECT_GT(m.total_bytes, 0u);
+    EXPECT_EQ(m.bytes_of("kv cache"), plan.kv_cache_bytes);
+    EXPECT_EQ(gpu->kv_cache_bytes_allocated(), plan.kv_cache_bytes);
+    for (const auto& part : plan.weights) {
+      const size_t got = m.bytes_of(part.part);
+      EXPECT_GE(got, part.bytes) << part.part;
+      EXPECT_LE(got, part.bytes + size_t(64) * 1024) << part.part;  // 256-byte alignment of each block
+    }
+    const size_t rest = m.bytes_of("activations") + m.bytes_of("workspace");
+    EXPECT_NEAR(double(rest), double(plan.activation_bytes + plan.workspace_bytes), double(size_t(4) << 20));
+    EXPECT_EQ(gpu->workspace_bytes(), rest);
   }
-  const size_t rest = m.bytes_of("activations") + m.bytes_of("workspace");
-  EXPECT_NEAR(double(rest), double(plan.activation_bytes + plan.workspace_bytes), double(size_t(4) << 20));
-  EXPECT_EQ(gpu->workspace_bytes(), rest);
 }
 
 // A real shape made on the GPU (no files): Qwen3-30B-A3B in BF16 when it fits; otherwise OLMoE.

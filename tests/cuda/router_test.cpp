@@ -26,6 +26,8 @@ struct Case {
   int E = 8, T = 1, top_k = 2, slots = 2;
   bool softmax = true, renormalize = false;
   float routed_scale = 1.0f;
+  int n_group = 1, topk_group = 1;  // group-limited selection when n_group > 1 and topk_group < n_group
+  bool group_top2 = true;           // a group scores the sum of its two best biased scores, else its best
   bool selection_bias = false, user_bias = false;
   std::vector<int32_t> masked, forced;
   bool record = true;
@@ -78,9 +80,37 @@ Ref reference(const Case& c, std::vector<float> logits, const std::vector<float>
     for (int e = 0; e < E; ++e)
       if (std::find(sel, sel + n_sel, e) == sel + n_sel && !is_masked(e)) order.push_back(e);
     auto biased = [&](int e) { return p[e] + (sel_bias.empty() ? 0.0f : sel_bias[size_t(e)]); };
+    auto better = [&](int a, int b) { return biased(a) > biased(b) || (biased(a) == biased(b) && a < b); };
     const int rest = K - n_sel;
-    std::partial_sort(order.begin(), order.begin() + rest, order.end(),
-                      [&](int a, int b) { return biased(a) > biased(b) || (biased(a) == biased(b) && a < b); });
+    auto mid = order.end();
+    if (c.n_group > 1 && c.topk_group < c.n_group) {
+      // The group limit: each group's score from its candidates (best, or best + second best; −inf with
+      // too few), the topk_group best groups kept (ties to the lower group), their candidates first.
+      const int per = E / c.n_group;
+      std::vector<float> score(size_t(c.n_group));
+      for (int g = 0; g < c.n_group; ++g) {
+        std::vector<float> v;
+        for (int32_t e : order)
+          if (e / per == g) v.push_back(biased(e));
+        std::sort(v.begin(), v.end(), std::greater<float>());
+        while (v.size() < 2) v.push_back(-INFINITY);
+        score[size_t(g)] = c.group_top2 ? v[0] + v[1] : v[0];
+      }
+      std::vector<int> groups(size_t(c.n_group));
+      std::iota(groups.begin(), groups.end(), 0);
+      std::stable_sort(groups.begin(), groups.end(), [&](int a, int b) { return score[size_t(a)] > score[size_t(b)]; });
+      const float in = score[size_t(groups[size_t(c.topk_group - 1)])], out = score[size_t(groups[size_t(c.topk_group)])];
+      if (in != out && std::fabs(in - out) <= 2e-6f * std::max(std::fabs(in), std::fabs(out))) r.near_tie = true;
+      std::vector<bool> kept(size_t(c.n_group), false);
+      for (int i = 0; i < c.topk_group; ++i) kept[size_t(groups[size_t(i)])] = true;
+      mid = std::stable_partition(order.begin(), order.end(), [&](int32_t e) { return kept[size_t(e / per)]; });
+    }
+    if (mid - order.begin() >= rest) {
+      std::partial_sort(order.begin(), order.begin() + rest, mid, better);
+    } else {
+      std::sort(order.begin(), mid, better);
+      std::partial_sort(mid, order.begin() + rest, order.end(), better);
+    }
     // The GPU's exp differs from the host's by an ulp or two: the order is only comparable where the
     // scores that decide it (the chosen ones and the best one left out) are equal or clearly apart
     // (2e-6 relative: several times that difference).
@@ -163,6 +193,9 @@ RouterParams params_of(const Case& c, const DeviceVector<float>& sel_bias, const
   p.softmax = c.softmax;
   p.renormalize = c.renormalize;
   p.routed_scale = c.routed_scale;
+  p.n_group = c.n_group;
+  p.topk_group = c.topk_group;
+  p.group_top2 = c.group_top2;
   p.selection_bias = c.selection_bias ? sel_bias.get() : nullptr;
   p.user_bias = c.user_bias ? user_bias.get() : nullptr;
   p.masked = c.masked.empty() ? nullptr : masked.get();
@@ -331,6 +364,55 @@ TEST(Router, SigmoidWithSelectionBias) {
   c = make_case([](Case& c_) {
     c_.name = "E=60 sigmoid bias, no renorm"; c_.E = 60; c_.T = 1; c_.top_k = 6; c_.slots = 6;
     c_.softmax = false; c_.renormalize = false; c_.routed_scale = 0.75f; c_.selection_bias = true;
+  });
+  run_case(c);
+}
+
+TEST(Router, GroupLimitedSelection) {
+  MOE_REQUIRE_GPU();
+  // DeepSeek-V3 (noaux_tc): 8 groups of 32, the 4 best by their two best biased scores, top-8 in them.
+  Case c = make_case([](Case& c_) {
+    c_.name = "E=256 8 groups keep 4"; c_.E = 256; c_.T = 37; c_.top_k = 8; c_.slots = 8; c_.softmax = false;
+    c_.renormalize = true; c_.routed_scale = 2.5f; c_.selection_bias = true; c_.n_group = 8; c_.topk_group = 4;
+  });
+  run_case(c);
+  c.T = 1;
+  run_case(c);
+  // DeepSeek-V2 (group_limited_greedy): softmax, a group scores its best, no bias, not renormalised.
+  c = make_case([](Case& c_) {
+    c_.name = "E=160 8 groups keep 3 by max"; c_.E = 160; c_.T = 37; c_.top_k = 6; c_.slots = 6;
+    c_.softmax = true; c_.renormalize = false; c_.routed_scale = 16.0f; c_.n_group = 8; c_.topk_group = 3;
+    c_.group_top2 = false;
+  });
+  run_case(c);
+  // More groups than lanes: each lane scores several groups.
+  c = make_case([](Case& c_) {
+    c_.name = "E=256 64 groups keep 5"; c_.E = 256; c_.T = 37; c_.top_k = 8; c_.slots = 8; c_.softmax = false;
+    c_.renormalize = true; c_.selection_bias = true; c_.n_group = 64; c_.topk_group = 5;
+  });
+  run_case(c);
+  // Equal scores everywhere: groups and experts tie to the lower index.
+  c = make_case([](Case& c_) {
+    c_.name = "ties E=64 8 groups keep 2"; c_.E = 64; c_.T = 9; c_.top_k = 4; c_.slots = 4; c_.softmax = false;
+    c_.n_group = 8; c_.topk_group = 2; c_.logits = Case::Logits::Ties;
+  });
+  run_case(c);
+}
+
+TEST(Router, GroupLimitWithMasksAndForcedExperts) {
+  MOE_REQUIRE_GPU();
+  // Masks leave every group two candidates and the forced expert 15 leaves group 3 one (so it scores
+  // −inf); one kept group holds 2 of the 3 experts still to choose: the third comes from the others.
+  Case c = make_case([](Case& c_) {
+    c_.name = "E=16 4 groups keep 1, masks"; c_.E = 16; c_.T = 37; c_.top_k = 4; c_.slots = 4;
+    c_.softmax = false; c_.renormalize = true; c_.selection_bias = true; c_.n_group = 4; c_.topk_group = 1;
+    c_.masked = {0, 1, 4, 5, 8, 9, 12, 13}; c_.forced = {15};
+  });
+  run_case(c);
+  c = make_case([](Case& c_) {
+    c_.name = "E=64 8 groups keep 3, interventions"; c_.E = 64; c_.T = 37; c_.top_k = 6; c_.slots = 8;
+    c_.softmax = false; c_.renormalize = true; c_.routed_scale = 2.5f; c_.selection_bias = true;
+    c_.user_bias = true; c_.n_group = 8; c_.topk_group = 3; c_.masked = {0, 9, 63}; c_.forced = {2, 40};
   });
   run_case(c);
 }

@@ -150,6 +150,35 @@ TEST(Interventions, ForcedExpertsAreAlwaysSelectedAndBiasMovesTheRouter) {
   EXPECT_EQ(session.interventions().to_json(), R"({"0":{"forced":[6]},"1":{"router_bias":[0.0,0.0,0.0,50.0,0.0,0.0,0.0,0.0]}})");
 }
 
+// GLM-4.5's router keeps 2 of 4 groups (2 experts each), scored by their two best candidates, and
+// selects 3. Masking one expert of every group leaves each group one candidate: every group scores −inf,
+// the tie keeps groups 0 and 1, whose candidates 1 and 3 are chosen for every token, and the third
+// expert must come from the other groups (5 or 7) rather than leave a slot empty.
+TEST(Interventions, MasksThatEmptyTheKeptGroupsLeaveTheSelectionFull) {
+  auto model = Model::load(kModels + "glm4_moe");
+  const ModelSpec& s = model->spec();
+  ASSERT_TRUE(s.moe.group_limited());
+  ASSERT_EQ(s.moe.n_group, 4);
+  ASSERT_EQ(s.moe.topk_group, 2);
+  ASSERT_EQ(s.moe.top_k, 3);
+  Interventions iv;
+  parse_intervention("--mask", "1:0,2,4,6", s, iv);
+  Session session(*model, BackendOptions{1, 64, 64});
+  session.set_interventions(iv);
+  Recorder rec;
+  session.score({5, 17, 42, 99, 123, 7, 64}, &rec);
+  const StepRecord& r = rec.records.at(0);
+  const size_t M = r.moe_layers.size(), K = size_t(r.top_k);
+  ASSERT_EQ(r.moe_layers, (std::vector<int>{1, 2}));
+  for (int t = 0; t < r.n_tokens; ++t) {
+    std::vector<int32_t> ids(&r.expert_ids[size_t(t) * M * K], &r.expert_ids[size_t(t) * M * K] + K);
+    std::sort(ids.begin(), ids.end());
+    EXPECT_EQ(ids[0], 1) << "token " << t;
+    EXPECT_EQ(ids[1], 3) << "token " << t;
+    EXPECT_TRUE(ids[2] == 5 || ids[2] == 7) << "token " << t << ": " << ids[2];
+  }
+}
+
 TEST(Interventions, InvalidOnesNameTheField) {
   auto model = Model::load(kModels + "qwen3_moe_sparse_step");  // has dense layers
   const ModelSpec& s = model->spec();

@@ -16,12 +16,15 @@ namespace {
 
 namespace fs = std::filesystem;
 const fs::path kSource = fs::path(MOE_TEST_DATA_DIR) / "models" / "qwen3_moe";
+const fs::path kConfigs = fs::path(MOE_TEST_DATA_DIR) / ".." / ".." / "resources" / "configs";
 
 // A scratch copy of the qwen3_moe checkpoint that each test breaks in its own way.
 class BrokenCheckpoint : public ::testing::Test {
  protected:
-  void SetUp() override {
-    for (const char* f : {"config.json", "generation_config.json", "model.safetensors"}) fs::copy_file(kSource / f, dir_ / f);
+  void SetUp() override { copy_from(kSource); }
+  void copy_from(const fs::path& source) {
+    source_ = source;
+    for (const char* f : {"config.json", "generation_config.json", "model.safetensors"}) fs::copy_file(source / f, dir_ / f);
     config_ = test::read_json(dir_ / "config.json");
   }
 
@@ -31,7 +34,7 @@ class BrokenCheckpoint : public ::testing::Test {
     std::vector<TensorToWrite> tensors;
     std::vector<std::vector<std::byte>> storage;
     {
-      auto f = SafetensorsFile::open(kSource / "model.safetensors");
+      auto f = SafetensorsFile::open(source_ / "model.safetensors");
       for (const auto& [name, v] : f->tensors()) {
         storage.emplace_back(v.data, v.data + v.nbytes);
         tensors.push_back({name, v.dtype, v.shape, nullptr, v.nbytes});
@@ -66,6 +69,7 @@ class BrokenCheckpoint : public ::testing::Test {
   }
 
   test::ScratchDir dir_;
+  fs::path source_;
   nlohmann::json config_;
 };
 
@@ -107,6 +111,59 @@ TEST_F(BrokenCheckpoint, UnsupportedRopeScalingIsRefusedByName) {
   config_["rope_parameters"] = {{"rope_type", "yarn"}, {"factor", 4.0}, {"rope_theta", 1e6}};
   write_config();
   expect_error("config.json", "rope_parameters.rope_type");
+}
+
+// GLM-4.5's router groups and partial rotary: settings the engine cannot honour are refused by name.
+class BrokenGlmCheckpoint : public BrokenCheckpoint {
+ protected:
+  void SetUp() override { copy_from(kSource.parent_path() / "glm4_moe"); }
+};
+
+TEST_F(BrokenGlmCheckpoint, GroupsThatDoNotDivideTheExperts) {
+  config_["n_group"] = 3;  // 8 experts
+  write_config();
+  expect_error("config.json", "n_group");
+}
+
+TEST_F(BrokenGlmCheckpoint, MoreKeptGroupsThanGroups) {
+  config_["topk_group"] = 5;
+  write_config();
+  expect_error("config.json", "topk_group");
+}
+
+TEST_F(BrokenGlmCheckpoint, KeptGroupsTooSmallForTopK) {
+  config_["topk_group"] = 1;  // 2 experts, top-3
+  write_config();
+  expect_error("config.json", "num_experts_per_tok");
+}
+
+TEST_F(BrokenGlmCheckpoint, RotaryFactorWithoutAnEvenNumberOfDims) {
+  config_["rope_parameters"]["partial_rotary_factor"] = 0.05;  // 16 · 0.05 = 0 dims
+  write_config();
+  expect_error("config.json", "rope_parameters.partial_rotary_factor");
+  config_["rope_parameters"].erase("partial_rotary_factor");
+  config_["partial_rotary_factor"] = 1.5;
+  write_config();
+  expect_error("config.json", "partial_rotary_factor");
+}
+
+TEST_F(BrokenGlmCheckpoint, MissingSelectionBias) {
+  drop_tensor("model.layers.2.mlp.gate.e_score_correction_bias");
+  expect_error("model.layers.2.mlp.gate.e_score_correction_bias", "");
+}
+
+TEST(GlmConfig, PartialRotaryFromEitherPlaceAndItsDefault) {
+  const fs::path glm = kSource.parent_path() / "glm4_moe";
+  EXPECT_EQ(Model::load(glm)->spec().attn.rotary_dim, 8);  // rope_parameters.partial_rotary_factor 0.5
+  test::ScratchDir dir;
+  for (const char* f : {"config.json", "generation_config.json", "model.safetensors"}) fs::copy_file(glm / f, dir / f);
+  auto config = test::read_json(dir / "config.json");
+  config["rope_parameters"].erase("partial_rotary_factor");  // absent: Glm4MoeConfig's 0.5
+  dir.write("config.json", config.dump(2));
+  EXPECT_EQ(Model::load(dir.path)->spec().attn.rotary_dim, 8);
+  config["partial_rotary_factor"] = 0.25;  // top level, as the Hub's GLM-4.5 configs have it
+  dir.write("config.json", config.dump(2));
+  EXPECT_EQ(Model::load(dir.path)->spec().attn.rotary_dim, 4);
 }
 
 TEST_F(BrokenCheckpoint, ShapeDisagreesWithConfig) {
@@ -212,6 +269,20 @@ TEST(ModelSize, PublishedParameterCountsOfRealShapes) {
   EXPECT_NEAR(double(z.total_params) / 1e9, 30.53, 0.01);
   EXPECT_NEAR(double(z.active_params) / 1e9, 3.35, 0.01);
   EXPECT_EQ(z.kv_values_per_token, 49152);
+}
+
+TEST(ModelSize, PublishedParameterCountsOfGlm45) {
+  // Z.ai's model cards: GLM-4.5-Air 106 B total, 12 B active; GLM-4.5 355 B total, 32 B active. Their
+  // active counts leave out the embeddings and the head; GLM-4.5's total includes the multi-token
+  // prediction layer (one more MoE layer, ~3.9 B) that the forward pass does not run.
+  SyntheticOptions o;
+  o.shape_only = true;
+  const auto air = compute_model_size(Model::synthetic(kConfigs / "glm-4.5-air.json", o)->spec());
+  EXPECT_NEAR(double(air.total_params) / 1e9, 106.85, 0.01);
+  EXPECT_NEAR(double(air.active_params - air.embedding_params - air.lm_head_params) / 1e9, 12.18, 0.01);
+  const auto full = compute_model_size(Model::synthetic(kConfigs / "glm-4.5.json", o)->spec());
+  EXPECT_NEAR(double(full.total_params) / 1e9, 352.80, 0.01);
+  EXPECT_NEAR(double(full.active_params - full.embedding_params - full.lm_head_params) / 1e9, 32.08, 0.01);
 }
 
 }  // namespace
