@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -232,7 +233,32 @@ TEST(CudaBackend, FusedTailsEqualSeparateKernels) {
   }
 }
 
-// Interventions (masks, forced experts, k, bias) route the same on both backends.
+// Interventions (masks, forced experts, k, bias) route the same on both backends: prompt logits within
+// 1e-6 and the same experts in every step record, whose top_k is the one in force. Returns the GPU
+// backend for further checks.
+std::unique_ptr<Backend> expect_interventions_match(const std::string& name, const Model& model,
+                                                    const Interventions& iv, int top_k) {
+  SCOPED_TRACE(name);
+  BackendOptions o;
+  o.max_context = 64;
+  o.prefill_chunk = 4;
+  auto cpu = make_cpu_backend(model, o);
+  auto gpu = cuda::make_cuda_backend(model, o);
+  cpu->set_interventions(iv);
+  gpu->set_interventions(iv);
+  const auto prompt = prompt_of(name);
+  const int V = model.spec().vocab_size;
+  const Outcome want = run(*cpu, prompt, V, 3);
+  const Outcome got = run(*gpu, prompt, V, 3, &want.generated);
+  expect_close(got.prompt_logits, want.prompt_logits, 1e-6, "prompt logits");
+  EXPECT_EQ(got.keep.records.size(), want.keep.records.size());
+  for (size_t s = 0; s < std::min(got.keep.records.size(), want.keep.records.size()); ++s) {
+    EXPECT_EQ(got.keep.records[s].top_k, top_k);
+    EXPECT_EQ(got.keep.records[s].expert_ids, want.keep.records[s].expert_ids) << "step " << s;
+  }
+  return gpu;
+}
+
 TEST(CudaBackend, InterventionsMatchTheCpu) {
   MOE_REQUIRE_GPU();
   auto model = Model::load(kModels + "olmoe");
@@ -243,22 +269,13 @@ TEST(CudaBackend, InterventionsMatchTheCpu) {
   iv.layer(1, spec.n_layers).top_k = spec.moe.top_k + 2;
   iv.layer(1, spec.n_layers).router_bias.assign(size_t(spec.moe.n_experts), 0.0f);
   iv.layer(1, spec.n_layers).router_bias[2] = 3.0f;
-  BackendOptions o;
-  o.max_context = 64;
-  o.prefill_chunk = 4;
-  auto cpu = make_cpu_backend(*model, o);
-  auto gpu = cuda::make_cuda_backend(*model, o);
-  cpu->set_interventions(iv);
-  gpu->set_interventions(iv);
-  const auto prompt = prompt_of("olmoe");
-  const Outcome want = run(*cpu, prompt, spec.vocab_size, 3);
-  const Outcome got = run(*gpu, prompt, spec.vocab_size, 3, &want.generated);
-  expect_close(got.prompt_logits, want.prompt_logits, 1e-6, "prompt logits");
-  ASSERT_EQ(got.keep.records.size(), want.keep.records.size());
-  for (size_t s = 0; s < want.keep.records.size(); ++s) {
-    EXPECT_EQ(got.keep.records[s].top_k, spec.moe.top_k + 2);
-    EXPECT_EQ(got.keep.records[s].expert_ids, want.keep.records[s].expert_ids) << "step " << s;
-  }
+  auto gpu = expect_interventions_match("olmoe", *model, iv, spec.moe.top_k + 2);
+  EXPECT_THROW(gpu->set_interventions([&] {
+                 Interventions bad;
+                 bad.layer(0, spec.n_layers).masked = {spec.moe.n_experts};
+                 return bad;
+               }()),
+               EngineError);
   // GLM-4.5's group-limited router under masks and a forced expert (router.cuh: the other groups fill
   // the slots the masks empty in the kept ones).
   auto glm = Model::load(kModels + "glm4_moe");
@@ -267,23 +284,7 @@ TEST(CudaBackend, InterventionsMatchTheCpu) {
   giv.layer(1, gs.n_layers).masked = {0, 2, 4, 6};
   giv.layer(2, gs.n_layers).masked = {1};
   giv.layer(2, gs.n_layers).forced = {7};
-  auto glm_cpu = make_cpu_backend(*glm, o);
-  auto glm_gpu = cuda::make_cuda_backend(*glm, o);
-  glm_cpu->set_interventions(giv);
-  glm_gpu->set_interventions(giv);
-  const auto glm_prompt = prompt_of("glm4_moe");
-  const Outcome glm_want = run(*glm_cpu, glm_prompt, gs.vocab_size, 3);
-  const Outcome glm_got = run(*glm_gpu, glm_prompt, gs.vocab_size, 3, &glm_want.generated);
-  expect_close(glm_got.prompt_logits, glm_want.prompt_logits, 1e-6, "glm4_moe prompt logits");
-  ASSERT_EQ(glm_got.keep.records.size(), glm_want.keep.records.size());
-  for (size_t s = 0; s < glm_want.keep.records.size(); ++s)
-    EXPECT_EQ(glm_got.keep.records[s].expert_ids, glm_want.keep.records[s].expert_ids) << "glm4_moe step " << s;
-  EXPECT_THROW(gpu->set_interventions([&] {
-                 Interventions bad;
-                 bad.layer(0, spec.n_layers).masked = {spec.moe.n_experts};
-                 return bad;
-               }()),
-               EngineError);
+  expect_interventions_match("glm4_moe", *glm, giv, gs.moe.top_k);
 }
 
 // The allocator's tags add up to the plan made before loading: weights and KV cache exactly per part
