@@ -46,6 +46,10 @@ from transformers import (
     Qwen3MoeForCausalLM,
     Glm4MoeConfig,
     Glm4MoeForCausalLM,
+    DeepseekV2Config,
+    DeepseekV2ForCausalLM,
+    DeepseekV3Config,
+    DeepseekV3ForCausalLM,
 )
 
 OUT_ROOT = Path(__file__).resolve().parent / "data" / "models"
@@ -69,6 +73,8 @@ FAMILIES = {
     "olmoe": (OlmoeConfig, OlmoeForCausalLM),
     "llama": (LlamaConfig, LlamaForCausalLM),
     "glm4_moe": (Glm4MoeConfig, Glm4MoeForCausalLM),
+    "deepseek_v2": (DeepseekV2Config, DeepseekV2ForCausalLM),
+    "deepseek_v3": (DeepseekV3Config, DeepseekV3ForCausalLM),
 }
 
 STORAGE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -331,6 +337,100 @@ CASES = [
         "two best biased scores, top-3 renormalised x2.5, ungated shared experts.",
     ),
     dict(
+        name="deepseek_v2",
+        family="deepseek_v2",
+        seed=9000,
+        init_std=0.15,
+        config=dict(
+            vocab_size=VOCAB,
+            hidden_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            q_lora_rank=None,  # a plain q_proj, as DeepSeek-V2-Lite
+            kv_lora_rank=32,
+            qk_nope_head_dim=16,
+            qk_rope_head_dim=8,
+            v_head_dim=12,  # unlike the nope width, so a mix-up of the two cannot pass
+            intermediate_size=48,  # layer 0 (first_k_dense_replace=1)
+            moe_intermediate_size=16,
+            n_routed_experts=8,
+            num_experts_per_tok=3,
+            n_shared_experts=2,
+            first_k_dense_replace=1,
+            topk_method="group_limited_greedy",
+            n_group=4,
+            topk_group=2,
+            norm_topk_prob=False,
+            routed_scaling_factor=1.5,
+            rms_norm_eps=1e-6,
+            # YaRN as in V2-Lite (mscale = mscale_all_dim: cos/sin unscaled, the softmax scale x mscale^2),
+            # with a short original context so that the frequency ramp falls inside the 4 frequencies.
+            rope_parameters=dict(
+                rope_type="yarn", rope_theta=1e4, factor=4.0, original_max_position_embeddings=64,
+                beta_fast=32, beta_slow=1, mscale=0.707, mscale_all_dim=0.707,
+            ),
+            max_position_embeddings=256,
+            tie_word_embeddings=False,
+            bos_token_id=None,
+            eos_token_id=510,
+            pad_token_id=511,
+        ),
+        config_style="hub",
+        exercises="DeepSeek-V2 (deepseek_v2): multi-head latent attention without q-LoRA (q_proj), "
+        "latent 32 + shared RoPE key 8, nope 16, v 12, interleaved RoPE with YaRN x4 and the softmax "
+        "scale x mscale_all_dim^2; layer 0 dense; softmax router, group_limited_greedy (2 of 4 groups "
+        "by their best score), top-3 not renormalised x1.5; 2 shared experts. config.json in the Hub "
+        "layout (rope_scaling with type yarn, as DeepSeek-V2-Lite's).",
+    ),
+    dict(
+        name="deepseek_v3",
+        family="deepseek_v3",
+        seed=9100,
+        init_std=0.15,
+        config=dict(
+            vocab_size=VOCAB,
+            hidden_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            q_lora_rank=24,
+            kv_lora_rank=32,
+            qk_nope_head_dim=16,
+            qk_rope_head_dim=8,
+            v_head_dim=12,
+            intermediate_size=48,
+            moe_intermediate_size=16,
+            n_routed_experts=8,
+            num_experts_per_tok=3,
+            n_shared_experts=1,
+            first_k_dense_replace=1,
+            n_group=4,
+            topk_group=2,
+            norm_topk_prob=True,
+            routed_scaling_factor=2.5,
+            rope_interleave=True,
+            attention_bias=True,  # q_a_proj, kv_a_proj_with_mqa and o_proj biases
+            rms_norm_eps=1e-6,
+            # mscale != mscale_all_dim: cos and sin are scaled (by 1.0247) as well as the softmax.
+            rope_parameters=dict(
+                rope_type="yarn", rope_theta=1e4, factor=4.0, original_max_position_embeddings=64,
+                beta_fast=32, beta_slow=1, mscale=1.0, mscale_all_dim=0.8,
+            ),
+            max_position_embeddings=256,
+            tie_word_embeddings=False,
+            bos_token_id=None,
+            eos_token_id=510,
+            pad_token_id=511,
+        ),
+        config_style="v5",
+        exercises="DeepSeek-V3 (deepseek_v3): multi-head latent attention with q-LoRA 24 (q_a_proj, "
+        "its norm, q_b_proj), attention biases on the a-projections and o_proj, YaRN x4 with "
+        "mscale 1.0 / mscale_all_dim 0.8 (cos/sin and softmax scaled); noaux_tc router: sigmoid, a "
+        "random selection-only bias, 2 of 4 groups by their two best, top-3 renormalised x2.5; one "
+        "shared expert; layer 0 dense.",
+    ),
+    dict(
         name="qwen3_moe_bf16",
         family="qwen3_moe",
         base="qwen3_moe",  # same architecture; seed search starts at the base's accepted seed
@@ -413,9 +513,12 @@ def rewrite_config_hub_style(path):
     out = {}
     for key, value in cfg.items():
         if key == "rope_parameters":
-            assert value.get("rope_type", "default") == "default", value
             out["rope_theta"] = value["rope_theta"]
-            out["rope_scaling"] = None
+            if value.get("rope_type", "default") == "default":
+                out["rope_scaling"] = None
+            else:  # the older layout: {"type": ..., the type's settings}
+                scaling = {k: v for k, v in value.items() if k not in ("rope_type", "rope_theta")}
+                out["rope_scaling"] = dict(type=value["rope_type"], **scaling)
         elif key == "dtype":
             out["torch_dtype"] = value
         elif key == "num_local_experts" and cfg["model_type"] in ("qwen3_moe", "qwen2_moe"):
@@ -503,6 +606,18 @@ def router_choice(gate, logits, k):
     between the k-th and (k+1)-th candidate of the kept groups."""
     logits = logits.float()
     bias = getattr(gate, "e_score_correction_bias", None)
+    if bias is None and getattr(gate, "topk_method", None) == "group_limited_greedy":
+        # DeepSeek-V2: softmax; groups scored by their best probability, the topk_group best kept.
+        probs = torch.softmax(logits, dim=-1)
+        n_tok, n_exp = probs.shape
+        group_scores = probs.view(n_tok, gate.num_group, n_exp // gate.num_group).max(dim=-1).values
+        g = torch.sort(group_scores, dim=-1, descending=True).values
+        gap = float((g[:, gate.topk_group - 1] - g[:, gate.topk_group]).min())
+        kept = torch.topk(group_scores, gate.topk_group, dim=-1).indices
+        mask = torch.zeros_like(group_scores, dtype=torch.bool).scatter_(1, kept, True)
+        masked = probs.masked_fill(~mask.repeat_interleave(n_exp // gate.num_group, dim=1), 0.0)
+        top = torch.topk(masked, k + 1, dim=-1)
+        return top.indices[:, :k], min(gap, float((top.values[:, k - 1] - top.values[:, k]).min()))
     if bias is None:
         probs = torch.softmax(logits, dim=-1)
         if k >= probs.shape[-1]:

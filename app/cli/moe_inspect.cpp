@@ -79,7 +79,14 @@ json info_json(const Model& m, int context, DType kv_dtype) {
   j["hidden_size"] = s.hidden;
   j["attention"] = {{"heads", s.attn.n_heads}, {"kv_heads", s.attn.n_kv_heads}, {"head_dim", s.attn.head_dim},
                     {"qk_norm", s.attn.qk_norm == QkNorm::PerHead ? "per head" : s.attn.qk_norm == QkNorm::WholeProjection ? "whole projection" : "none"},
-                    {"qkv_bias", s.attn.qkv_bias}, {"rope_theta", s.attn.rope_theta}, {"rotary_dim", s.attn.rotary_dim}};
+                    {"qkv_bias", s.attn.qkv_bias}, {"rope_theta", s.attn.rope_theta}, {"rotary_dim", s.attn.rotary_dim},
+                    {"softmax_scale", s.attn.scale()}};
+  if (s.attn.yarn.factor > 0)
+    j["attention"]["yarn"] = {{"factor", s.attn.yarn.factor}, {"original_max_positions", s.attn.yarn.original_max_positions},
+                              {"attention_factor", s.attn.rope_attention_factor}};
+  if (s.attn.is_mla())
+    j["attention"]["mla"] = {{"q_lora_rank", s.attn.mla.q_lora_rank}, {"kv_lora_rank", s.attn.mla.kv_lora_rank},
+                             {"qk_nope_head_dim", s.attn.mla.qk_nope_dim}, {"v_head_dim", s.attn.mla.v_head_dim}};
   j["experts"] = s.moe.n_experts;
   j["top_k"] = s.moe.top_k;
   j["expert_ffn"] = s.moe.expert_ffn;
@@ -106,6 +113,10 @@ json info_json(const Model& m, int context, DType kv_dtype) {
   j["context"] = context;
   j["memory_needed_bytes"] = m.weight_bytes() + kv_f32 * size_t(context);
   j["unused_tensors"] = m.unused_tensors();
+  if (s.attn.is_mla()) {  // the CUDA backend does not run it
+    j["gpu_memory_plan"] = nullptr;
+    return j;
+  }
   const GpuMemoryPlan plan = gpu_plan(m, context, kv_dtype);
   j["gpu_memory_plan"] = {{"total", plan.total_bytes()}, {"weights", plan.weight_bytes()}, {"kv_cache", plan.kv_cache_bytes},
                           {"activations", plan.activation_bytes}, {"workspace", plan.workspace_bytes}};
@@ -121,11 +132,23 @@ void print_info(const Model& m, int context, DType kv_dtype, const Tokenizer* to
   std::printf("family        %s (%s)\n", s.family.c_str(), s.model_type.c_str());
   std::printf("layers        %s\n", layer_list(s).c_str());
   std::printf("hidden        %d\n", s.hidden);
-  std::printf("attention     %d heads, %d KV heads, head_dim %d, q/k norm %s%s, RoPE θ %g", s.attn.n_heads,
-              s.attn.n_kv_heads, s.attn.head_dim,
-              s.attn.qk_norm == QkNorm::PerHead ? "per head" : s.attn.qk_norm == QkNorm::WholeProjection ? "whole projection" : "none",
-              s.attn.qkv_bias ? ", qkv bias" : "", s.attn.rope_theta);
-  if (s.attn.rotary_dim < s.attn.head_dim) std::printf(" on %d of %d dims", s.attn.rotary_dim, s.attn.head_dim);
+  const auto& A = s.attn;
+  if (A.is_mla()) {
+    const auto& a = A.mla;
+    std::printf("attention     MLA, %d heads, %s, KV latent %d + shared RoPE key %d (cached), q/k %d + %d RoPE, v %d, "
+                "scale %.6g, RoPE θ %g", A.n_heads,
+                a.q_lora_rank ? ("q-LoRA " + std::to_string(a.q_lora_rank)).c_str() : "plain q_proj", a.kv_lora_rank,
+                A.rotary_dim, a.qk_nope_dim, A.rotary_dim, a.v_head_dim, double(A.scale()), A.rope_theta);
+  } else {
+    std::printf("attention     %d heads, %d KV heads, head_dim %d, q/k norm %s%s, RoPE θ %g", A.n_heads, A.n_kv_heads,
+                A.head_dim,
+                A.qk_norm == QkNorm::PerHead ? "per head" : A.qk_norm == QkNorm::WholeProjection ? "whole projection" : "none",
+                A.qkv_bias ? ", qkv bias" : "", A.rope_theta);
+    if (A.rotary_dim < A.head_dim) std::printf(" on %d of %d dims", A.rotary_dim, A.head_dim);
+  }
+  if (A.yarn.factor > 0)
+    std::printf(", YaRN x%g from %d (cos/sin x%.6g)", A.yarn.factor, A.yarn.original_max_positions,
+                double(A.rope_attention_factor));
   std::printf("\n");
   if (s.is_moe()) {
     const auto& M = s.moe;
@@ -159,6 +182,11 @@ void print_info(const Model& m, int context, DType kv_dtype, const Tokenizer* to
     std::printf("unused        %zu tensors in the checkpoint were not used:", m.unused_tensors().size());
     for (size_t i = 0; i < m.unused_tensors().size() && i < 5; ++i) std::printf(" %s", m.unused_tensors()[i].c_str());
     std::printf("%s\n", m.unused_tensors().size() > 5 ? " ..." : "");
+  }
+  if (s.attn.is_mla()) {
+    std::printf("GPU memory    none: the CUDA backend does not run multi-head latent attention yet\n");
+    std::printf("GPUs          %s\n", cli::gpu_status().c_str());
+    return;
   }
   const GpuMemoryPlan plan = gpu_plan(m, context, kv_dtype);
   std::printf("GPU memory    %s for a %d-token context: weights %s, KV cache %s, activations and workspace %s\n",

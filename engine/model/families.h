@@ -14,6 +14,8 @@ FamilyAdapter mixtral_family();
 FamilyAdapter olmoe_family();
 FamilyAdapter llama_family();
 FamilyAdapter glm4_moe_family();
+FamilyAdapter deepseek_v2_family();
+FamilyAdapter deepseek_v3_family();
 
 // Qwen2-MoE and Qwen3-MoE choose MoE layers with decoder_sparse_step and mlp_only_layers.
 std::vector<bool> qwen_moe_layers(const JsonFields& config, int n_layers, int n_experts);

@@ -25,6 +25,14 @@ struct TensorNaming {
   std::string o = "model.layers.{L}.self_attn.o_proj";
   std::string q_norm = "model.layers.{L}.self_attn.q_norm.weight";
   std::string k_norm = "model.layers.{L}.self_attn.k_norm.weight";
+  // Multi-head latent attention (read when the spec is MLA), without the ".weight"/".bias" suffix;
+  // q is q_proj without q-LoRA.
+  std::string q_a = "model.layers.{L}.self_attn.q_a_proj";
+  std::string q_a_norm = "model.layers.{L}.self_attn.q_a_layernorm.weight";
+  std::string q_b = "model.layers.{L}.self_attn.q_b_proj";
+  std::string kv_a = "model.layers.{L}.self_attn.kv_a_proj_with_mqa";
+  std::string kv_a_norm = "model.layers.{L}.self_attn.kv_a_layernorm.weight";
+  std::string kv_b = "model.layers.{L}.self_attn.kv_b_proj";
   std::string router = "model.layers.{L}.mlp.gate.weight";
   // The router's selection-only bias [n_experts] (F32), read when the spec says it has one.
   std::string router_bias = "model.layers.{L}.mlp.gate.e_score_correction_bias";

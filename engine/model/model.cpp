@@ -133,8 +133,8 @@ class Binder {
       w.lm_head = matrix(n_.lm_head, V, H);
     }
     const auto& A = s_.attn;
-    const int64_t q = s_.q_dim(), kv = s_.kv_dim();
-    spec_out.attn.qkv_bias = src_.has(tensor_name(n_.q, 0) + ".bias", A.qkv_bias);
+    // MLA: attention_bias covers q_a_proj, kv_a_proj_with_mqa and o_proj.
+    spec_out.attn.qkv_bias = src_.has(tensor_name(A.is_mla() ? n_.kv_a : n_.q, 0) + ".bias", A.qkv_bias);
     spec_out.attn.o_bias = src_.has(tensor_name(n_.o, 0) + ".bias", A.o_bias);
     w.layers.resize(s_.n_layers);
     for (int l = 0; l < s_.n_layers; ++l) {
@@ -142,60 +142,101 @@ class Binder {
       auto name = [l](const std::string& p) { return tensor_name(p, l); };
       L.attn_norm = vec(name(n_.attn_norm), H);
       L.ffn_norm = vec(name(n_.ffn_norm), H);
-      L.q = matrix(name(n_.q) + ".weight", q, H);
-      L.k = matrix(name(n_.k) + ".weight", kv, H);
-      L.v = matrix(name(n_.v) + ".weight", kv, H);
-      L.o = matrix(name(n_.o) + ".weight", H, q);
-      if (spec_out.attn.qkv_bias) {
-        L.q_bias = vec(name(n_.q) + ".bias", q);
-        L.k_bias = vec(name(n_.k) + ".bias", kv);
-        L.v_bias = vec(name(n_.v) + ".bias", kv);
-      }
-      if (spec_out.attn.o_bias) L.o_bias = vec(name(n_.o) + ".bias", H);
-      if (A.qk_norm == QkNorm::PerHead) {
-        L.q_norm = vec(name(n_.q_norm), A.head_dim);
-        L.k_norm = vec(name(n_.k_norm), A.head_dim);
-      } else if (A.qk_norm == QkNorm::WholeProjection) {
-        L.q_norm = vec(name(n_.q_norm), q);
-        L.k_norm = vec(name(n_.k_norm), kv);
-      }
-      if (s_.layer_is_moe[l]) {
-        const auto& M = s_.moe;
-        const int64_t E = M.n_experts, I = M.expert_ffn;
-        L.router = matrix(name(n_.router), E, H);
-        if (M.selection_bias) L.router_bias = vec(name(n_.router_bias), E, true, 0.0f);
-        L.experts.resize(size_t(E));
-        const std::string fused_gu = name(n_.experts_gate_up), fused_d = name(n_.experts_down);
-        if (!n_.experts_gate_up.empty() && src_.has(fused_gu)) {
-          // Stacked layout: gate_up [E, 2I, H] with the gate rows first, down [E, H, I].
-          DType dt = DType::F32, dt2 = DType::F32;
-          const auto* gu = static_cast<const std::byte*>(src_.get(fused_gu, {E, 2 * I, H}, true, dt));
-          const auto* dn = static_cast<const std::byte*>(src_.get(fused_d, {E, H, I}, true, dt2));
-          const size_t es = dtype_size(dt), es2 = dtype_size(dt2);
-          for (int64_t e = 0; e < E; ++e) {
-            auto& X = L.experts[size_t(e)];
-            X.gate = {gu + size_t(e * 2 * I * H) * es, dt, I, H};
-            X.up = {gu + size_t((e * 2 * I + I) * H) * es, dt, I, H};
-            X.down = {dn + size_t(e * H * I) * es2, dt2, H, I};
-          }
-        } else {
-          for (int64_t e = 0; e < E; ++e) {
-            auto ename = [l, e](const std::string& p) { return tensor_name(p, l, int(e)); };
-            L.experts[size_t(e)] = swiglu(ename(n_.expert_gate), ename(n_.expert_up), ename(n_.expert_down), I);
-          }
-        }
-        if (M.shared_ffn > 0) {
-          L.shared = swiglu(name(n_.shared_gate_proj), name(n_.shared_up_proj), name(n_.shared_down_proj), M.shared_ffn);
-          if (M.shared_gate) L.shared_gate = matrix(name(n_.shared_expert_gate), 1, H);
-        }
+      if (A.is_mla()) {
+        bind_mla(L, name, spec_out.attn.qkv_bias);
+        if (spec_out.attn.o_bias) L.o_bias = vec(name(n_.o) + ".bias", H);
       } else {
-        L.mlp = swiglu(name(n_.mlp_gate), name(n_.mlp_up), name(n_.mlp_down), s_.dense_ffn);
+        bind_attention(L, name, spec_out.attn.qkv_bias, spec_out.attn.o_bias);
       }
+      bind_ffn(L, l, name);
     }
     return w;
   }
 
  private:
+  template <typename Name>
+  void bind_attention(LayerWeights& L, const Name& name, bool qkv_bias, bool o_bias) {
+    const auto& A = s_.attn;
+    const int64_t H = s_.hidden, q = s_.q_dim(), kv = s_.kv_dim();
+    L.q = matrix(name(n_.q) + ".weight", q, H);
+    L.k = matrix(name(n_.k) + ".weight", kv, H);
+    L.v = matrix(name(n_.v) + ".weight", kv, H);
+    L.o = matrix(name(n_.o) + ".weight", H, q);
+    if (qkv_bias) {
+      L.q_bias = vec(name(n_.q) + ".bias", q);
+      L.k_bias = vec(name(n_.k) + ".bias", kv);
+      L.v_bias = vec(name(n_.v) + ".bias", kv);
+    }
+    if (o_bias) L.o_bias = vec(name(n_.o) + ".bias", H);
+    if (A.qk_norm == QkNorm::PerHead) {
+      L.q_norm = vec(name(n_.q_norm), A.head_dim);
+      L.k_norm = vec(name(n_.k_norm), A.head_dim);
+    } else if (A.qk_norm == QkNorm::WholeProjection) {
+      L.q_norm = vec(name(n_.q_norm), q);
+      L.k_norm = vec(name(n_.k_norm), kv);
+    }
+  }
+
+  // MLA (SPECS.md §6.2): q_proj or q_a_proj → q_a_layernorm → q_b_proj; kv_a_proj_with_mqa →
+  // kv_a_layernorm (on the latent part); kv_b_proj; o_proj over nh·v_head_dim. The a-projections carry
+  // the biases attention_bias adds; the other projections have none.
+  template <typename Name>
+  void bind_mla(LayerWeights& L, const Name& name, bool a_bias) {
+    const auto& A = s_.attn;
+    const auto& m = A.mla;
+    const int64_t H = s_.hidden, nh = A.n_heads, rope = A.rotary_dim;
+    if (m.q_lora_rank > 0) {
+      L.q_a = matrix(name(n_.q_a) + ".weight", m.q_lora_rank, H);
+      if (a_bias) L.q_a_bias = vec(name(n_.q_a) + ".bias", m.q_lora_rank, true, 0.0f);
+      L.q_a_norm = vec(name(n_.q_a_norm), m.q_lora_rank);
+      L.q = matrix(name(n_.q_b) + ".weight", s_.q_dim(), m.q_lora_rank);
+    } else {
+      L.q = matrix(name(n_.q) + ".weight", s_.q_dim(), H);
+    }
+    L.kv_a = matrix(name(n_.kv_a) + ".weight", m.kv_lora_rank + rope, H);
+    if (a_bias) L.kv_a_bias = vec(name(n_.kv_a) + ".bias", m.kv_lora_rank + rope, true, 0.0f);
+    L.kv_a_norm = vec(name(n_.kv_a_norm), m.kv_lora_rank);
+    L.kv_b = matrix(name(n_.kv_b) + ".weight", nh * (m.qk_nope_dim + m.v_head_dim), m.kv_lora_rank);
+    L.o = matrix(name(n_.o) + ".weight", H, s_.attn_out_dim());
+  }
+
+  template <typename Name>
+  void bind_ffn(LayerWeights& L, int l, const Name& name) {
+    const int64_t H = s_.hidden;
+    if (s_.layer_is_moe[l]) {
+      const auto& M = s_.moe;
+      const int64_t E = M.n_experts, I = M.expert_ffn;
+      L.router = matrix(name(n_.router), E, H);
+      if (M.selection_bias) L.router_bias = vec(name(n_.router_bias), E, true, 0.0f);
+      L.experts.resize(size_t(E));
+      const std::string fused_gu = name(n_.experts_gate_up), fused_d = name(n_.experts_down);
+      if (!n_.experts_gate_up.empty() && src_.has(fused_gu)) {
+        // Stacked layout: gate_up [E, 2I, H] with the gate rows first, down [E, H, I].
+        DType dt = DType::F32, dt2 = DType::F32;
+        const auto* gu = static_cast<const std::byte*>(src_.get(fused_gu, {E, 2 * I, H}, true, dt));
+        const auto* dn = static_cast<const std::byte*>(src_.get(fused_d, {E, H, I}, true, dt2));
+        const size_t es = dtype_size(dt), es2 = dtype_size(dt2);
+        for (int64_t e = 0; e < E; ++e) {
+          auto& X = L.experts[size_t(e)];
+          X.gate = {gu + size_t(e * 2 * I * H) * es, dt, I, H};
+          X.up = {gu + size_t((e * 2 * I + I) * H) * es, dt, I, H};
+          X.down = {dn + size_t(e * H * I) * es2, dt2, H, I};
+        }
+      } else {
+        for (int64_t e = 0; e < E; ++e) {
+          auto ename = [l, e](const std::string& p) { return tensor_name(p, l, int(e)); };
+          L.experts[size_t(e)] = swiglu(ename(n_.expert_gate), ename(n_.expert_up), ename(n_.expert_down), I);
+        }
+      }
+      if (M.shared_ffn > 0) {
+        L.shared = swiglu(name(n_.shared_gate_proj), name(n_.shared_up_proj), name(n_.shared_down_proj), M.shared_ffn);
+        if (M.shared_gate) L.shared_gate = matrix(name(n_.shared_expert_gate), 1, H);
+      }
+    } else {
+      L.mlp = swiglu(name(n_.mlp_gate), name(n_.mlp_up), name(n_.mlp_down), s_.dense_ffn);
+    }
+  }
+
   const ModelSpec& s_;
   const TensorNaming& n_;
   WeightSource& src_;
@@ -205,8 +246,10 @@ size_t count_weight_bytes(const ModelSpec& s, const ModelWeights& w) {
   size_t b = w.embed.bytes() + (s.tied_embeddings ? 0 : w.lm_head.bytes()) + w.final_norm.size() * 4;
   for (const auto& L : w.layers) {
     b += L.q.bytes() + L.k.bytes() + L.v.bytes() + L.o.bytes() + L.router.bytes() + L.shared_gate.bytes();
+    b += L.q_a.bytes() + L.kv_a.bytes() + L.kv_b.bytes();
     b += (L.attn_norm.size() + L.ffn_norm.size() + L.q_norm.size() + L.k_norm.size() + L.q_bias.size() +
-          L.k_bias.size() + L.v_bias.size() + L.o_bias.size()) * 4;
+          L.k_bias.size() + L.v_bias.size() + L.o_bias.size() + L.q_a_norm.size() + L.q_a_bias.size() +
+          L.kv_a_norm.size() + L.kv_a_bias.size() + L.router_bias.size()) * 4;
     for (const auto* m : {&L.shared, &L.mlp}) b += m->gate.bytes() + m->up.bytes() + m->down.bytes();
     for (const auto& e : L.experts) b += e.gate.bytes() + e.up.bytes() + e.down.bytes();
   }

@@ -4,6 +4,7 @@
 
 #include "engine/common/error.h"
 #include "engine/model/family.h"
+#include "engine/model/rope_frequencies.h"
 
 namespace moe {
 
@@ -19,9 +20,48 @@ std::string tensor_name(const std::string& pattern, int layer, int expert) {
 
 namespace {
 
+// YaRN settings (SPECS.md §1.4), as transformers' _compute_yarn_parameters reads them: factor s (null:
+// max_position_embeddings / L0), L0 from the top level or the object (else max_position_embeddings),
+// beta_fast/beta_slow (32/1 when absent or 0), truncate, and the cos/sin factor: attention_factor when
+// given, else get_mscale(s, mscale) / get_mscale(s, mscale_all_dim) when both are set, else get_mscale(s).
+void read_yarn(const JsonFields& c, const std::string& key, ModelSpec& s) {
+  const auto& r = c.raw()[key];
+  auto field = [&](const char* name) { return key + "." + name; };
+  auto number = [&](const char* name, double fallback) {
+    if (!r.contains(name) || r[name].is_null()) return fallback;
+    if (!r[name].is_number()) throw EngineError(c.file(), field(name), "expected a number");
+    return r[name].get<double>();
+  };
+  YarnSpec& y = s.attn.yarn;
+  // A top-level original_max_position_embeddings wins over the object's (transformers'
+  // standardize_rope_params, for Phi-3-style configs).
+  const double l0 = c.has("original_max_position_embeddings")
+                        ? c.number_or("original_max_position_embeddings", 0)
+                        : number("original_max_position_embeddings", c.number_or("max_position_embeddings", 0));
+  if (!(l0 >= 1)) throw EngineError(c.file(), field("original_max_position_embeddings"), "must be a positive integer");
+  y.original_max_positions = int(l0);
+  if (!r.contains("factor")) throw EngineError(c.file(), field("factor"), "YaRN needs a factor");
+  y.factor = number("factor", c.number_or("max_position_embeddings", 0) / l0);
+  if (!(y.factor > 0)) throw EngineError(c.file(), field("factor"), "must be positive");
+  y.beta_fast = number("beta_fast", 0);
+  y.beta_slow = number("beta_slow", 0);
+  if (y.beta_fast == 0) y.beta_fast = 32;
+  if (y.beta_slow == 0) y.beta_slow = 1;
+  if (!(y.beta_fast > 0 && y.beta_slow > 0)) throw EngineError(c.file(), field("beta_fast"), "beta_fast and beta_slow must be positive");
+  if (r.contains("truncate") && r["truncate"].is_boolean()) y.truncate = r["truncate"].get<bool>();
+  const double mscale = number("mscale", 0);
+  y.mscale_all_dim = number("mscale_all_dim", 0);
+  double factor = number("attention_factor", 0);
+  if (factor == 0)
+    factor = mscale != 0 && y.mscale_all_dim != 0 ? yarn_get_mscale(y.factor, mscale) / yarn_get_mscale(y.factor, y.mscale_all_dim)
+                                                  : yarn_get_mscale(y.factor);
+  if (!(factor > 0)) throw EngineError(c.file(), field("attention_factor"), "must be positive");
+  s.attn.rope_attention_factor = float(factor);
+}
+
 // transformers 5 writes RoPE settings as rope_parameters {rope_type, rope_theta, ...}; older configs use
-// rope_theta plus an optional rope_scaling object. Only unscaled ("default") RoPE is implemented; any
-// scaling is refused by name rather than run with the wrong frequencies.
+// rope_theta plus an optional rope_scaling object. Plain RoPE and YaRN are implemented; any other scaling
+// (linear, dynamic, llama3, longrope) is refused by name rather than run with the wrong frequencies.
 // partial_rotary_factor (top level, or inside rope_parameters as transformers 5 writes it): RoPE rotates
 // only the first int(head_dim · factor) dims of each head, as HF's default RoPE computes its frequencies.
 void read_rope(const JsonFields& c, ModelSpec& s, double family_default_theta, double family_default_partial) {
@@ -40,9 +80,10 @@ void read_rope(const JsonFields& c, ModelSpec& s, double family_default_theta, d
     std::string type = "default";
     for (const char* tk : {"rope_type", "type"})
       if (r.contains(tk) && r[tk].is_string()) type = r[tk].get<std::string>();
-    if (type != "default")
+    if (type == "yarn") read_yarn(c, key, s);
+    else if (type != "default")
       throw EngineError(c.file(), std::string(key) + ".rope_type",
-                        "RoPE scaling '" + type + "' is not supported yet (only unscaled RoPE)");
+                        "RoPE scaling '" + type + "' is not supported yet (only plain RoPE and YaRN)");
   }
   if (!(s.attn.rope_theta > 0)) throw EngineError(c.file(), "rope_theta", "must be positive");
   const int rotary = int(double(s.attn.head_dim) * partial);
@@ -95,6 +136,15 @@ ModelSpec read_model_spec(const JsonFields& c) {
   for (int64_t e : c.integer_list_or_empty("eos_token_id")) s.eos_ids.push_back(int32_t(e));
   if (const std::string act = c.string_or("hidden_act", "silu"); act != "silu")
     throw EngineError(c.file(), "hidden_act", "only SiLU-gated MLPs are supported, got '" + act + "'");
+
+  if (c.has("quantization_config")) {
+    const auto& q = c.raw()["quantization_config"];
+    const std::string method = q.is_object() && q.contains("quant_method") && q["quant_method"].is_string()
+                                   ? q["quant_method"].get<std::string>()
+                                   : "unknown";
+    throw EngineError(c.file(), "quantization_config.quant_method",
+                      "quantized checkpoints ('" + method + "') are not supported; use BF16, F16 or F32 weights");
+  }
 
   // Biases: Llama/Qwen3 attention_bias covers q, k, v and o. Checkpoints are trusted over this flag
   // (the loader looks for the tensors); synthetic weights follow it.

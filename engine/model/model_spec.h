@@ -1,6 +1,7 @@
 #pragma once
 // One architecture-neutral description of a decoder-only (MoE) transformer. Every family adapter maps a
 // config.json onto it; the forward pass is written once against it (DESIGN.md, SPECS.md §0).
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -16,10 +17,30 @@ enum class RouterScore { Softmax, Sigmoid };
 // of its two best biased scores (DeepSeek-V3 noaux_tc, GLM-4.5).
 enum class GroupScore { Max, TopTwoSum };
 
+// YaRN (SPECS.md §1.4): interpolated RoPE frequencies for a context past the pretraining length.
+struct YarnSpec {
+  double factor = 0;           // s; 0 = no YaRN (plain RoPE)
+  int original_max_positions = 0;  // L0, the pretraining context
+  double beta_fast = 32, beta_slow = 1;
+  bool truncate = true;        // floor/ceil the correction range (HF's default)
+  double mscale_all_dim = 0;   // DeepSeek: the softmax scale is multiplied by get_mscale(s, this)²
+};
+
+// Multi-head latent attention (DeepSeek-V2/V3, SPECS.md §6.3–6.4). Each head's query and key are
+// [nope ; rope] (head_dim = qk_nope_dim + rotary_dim, RoPE on the last rotary_dim dims); keys and values
+// come from a per-token latent c (kv_lora_rank wide) through kv_b_proj, and k_pe is one RoPE'd head
+// shared by all heads. The cache holds only [c ; k_pe] per token and layer (the absorbed form).
+struct MlaSpec {
+  int q_lora_rank = 0;         // 0: a plain q_proj (V2-Lite); else q_a_proj → norm → q_b_proj
+  int kv_lora_rank = 0;        // 0: not MLA
+  int qk_nope_dim = 0;         // per head, the part of q and k without RoPE
+  int v_head_dim = 0;          // per head, the value width
+};
+
 struct AttentionSpec {
   int n_heads = 0;
   int n_kv_heads = 0;
-  int head_dim = 0;            // from config (Qwen3: nh·hd may differ from hidden)
+  int head_dim = 0;            // from config (Qwen3: nh·hd may differ from hidden); MLA: nope + rope
   bool qkv_bias = false;       // Qwen2-MoE: q/k/v have biases (read from the tensors present)
   bool o_bias = false;
   QkNorm qk_norm = QkNorm::None;
@@ -27,6 +48,13 @@ struct AttentionSpec {
   RopeStyle rope_style = RopeStyle::RotateHalf;
   double rope_theta = 10000.0;
   int rotary_dim = 0;          // dims of each head that RoPE rotates (head_dim unless partial)
+  int rope_offset = 0;         // the first rotated dim of each head (MLA: after the nope part)
+  YarnSpec yarn;
+  float rope_attention_factor = 1.0f;  // YaRN: multiplies cos and sin (1 for plain RoPE)
+  float softmax_scale = 0;     // the q·k scale; 0 means 1/sqrt(head_dim)
+  MlaSpec mla;
+  bool is_mla() const { return mla.kv_lora_rank > 0; }
+  float scale() const { return softmax_scale > 0 ? softmax_scale : 1.0f / std::sqrt(float(head_dim)); }
 };
 
 struct MoeSpec {
@@ -69,7 +97,11 @@ struct ModelSpec {
     return n;
   }
   int q_dim() const { return attn.n_heads * attn.head_dim; }
-  int kv_dim() const { return attn.n_kv_heads * attn.head_dim; }
+  // One cache row per token and layer for K (and one for V, except with MLA): MLA caches [c ; k_pe].
+  int kv_dim() const { return attn.is_mla() ? attn.mla.kv_lora_rank + attn.rotary_dim : attn.n_kv_heads * attn.head_dim; }
+  int kv_rows_per_token() const { return attn.is_mla() ? 1 : 2; }  // cache rows per token and layer
+  // The attention output that o_proj reads: nh·v_head_dim with MLA.
+  int attn_out_dim() const { return attn.is_mla() ? attn.n_heads * attn.mla.v_head_dim : q_dim(); }
 };
 
 // Parameter counts and memory, computed from the spec alone (so they work for synthetic shapes).

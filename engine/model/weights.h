@@ -32,6 +32,12 @@ struct LayerWeights {
   WeightMatrix o;                // [hidden, nh·hd]
   std::vector<float> q_bias, k_bias, v_bias, o_bias;  // empty when absent
   std::vector<float> q_norm, k_norm;  // [hd] (per head) or [nh·hd]/[nkv·hd] (whole projection); empty = none
+  // MLA (k and v stay empty; q is q_proj, or q_b_proj [nh·hd, q_lora] after q_a → q_a_norm; o reads nh·v):
+  WeightMatrix q_a;                    // [q_lora, hidden]; empty without q-LoRA
+  std::vector<float> q_a_norm, q_a_bias;  // [q_lora]
+  WeightMatrix kv_a;                   // [kv_lora + rope, hidden]: the latent c, then k_pe
+  std::vector<float> kv_a_norm, kv_a_bias;  // [kv_lora], [kv_lora + rope]
+  WeightMatrix kv_b;                   // [nh·(nope + v), kv_lora]: per head, W_UK rows then W_UV rows
 
   // MoE layers
   WeightMatrix router;                 // [n_experts, hidden]

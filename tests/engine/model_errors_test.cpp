@@ -108,7 +108,7 @@ TEST_F(BrokenCheckpoint, TopKLargerThanTheExperts) {
 }
 
 TEST_F(BrokenCheckpoint, UnsupportedRopeScalingIsRefusedByName) {
-  config_["rope_parameters"] = {{"rope_type", "yarn"}, {"factor", 4.0}, {"rope_theta", 1e6}};
+  config_["rope_parameters"] = {{"rope_type", "dynamic"}, {"factor", 4.0}, {"rope_theta", 1e6}};
   write_config();
   expect_error("config.json", "rope_parameters.rope_type");
 }
@@ -260,7 +260,10 @@ TEST(ModelSize, PublishedParameterCountsOfRealShapes) {
   s.hidden = 2048;
   s.n_layers = 48;
   s.vocab_size = 151936;
-  s.attn = {32, 4, 128, false, false, QkNorm::PerHead};
+  s.attn.n_heads = 32;
+  s.attn.n_kv_heads = 4;
+  s.attn.head_dim = 128;
+  s.attn.qk_norm = QkNorm::PerHead;
   s.moe.n_experts = 128;
   s.moe.top_k = 8;
   s.moe.expert_ffn = 768;

@@ -22,6 +22,7 @@
 #include "engine/common/error.h"
 #include "engine/hooks/interventions.h"
 #include "engine/model/model.h"
+#include "engine/model/rope_frequencies.h"
 
 namespace moe {
 namespace {
@@ -55,11 +56,8 @@ class CpuBackend final : public Backend {
     chunk_ = std::max(1, opt.prefill_chunk);
     const size_t per_layer = size_t(capacity_) * size_t(s_.kv_dim());
     k_cache_.assign(size_t(s_.n_layers) * per_layer, 0.0f);
-    v_cache_.assign(size_t(s_.n_layers) * per_layer, 0.0f);
-    // RoPE inverse frequencies, as HF computes them: theta^(-2i/d).
-    const int d = s_.attn.rotary_dim;
-    inv_freq_.resize(size_t(d / 2));
-    for (int i = 0; i < d / 2; ++i) inv_freq_[size_t(i)] = float(1.0 / std::pow(s_.attn.rope_theta, double(2 * i) / double(d)));
+    if (!s_.attn.is_mla()) v_cache_.assign(size_t(s_.n_layers) * per_layer, 0.0f);  // MLA: V is the latent in K's rows
+    inv_freq_ = rope_inv_freq(s_.attn);  // as HF computes them (plain or YaRN)
     for (int l = 0; l < s_.n_layers; ++l)
       if (s_.layer_is_moe[size_t(l)]) moe_layers_.push_back(l);
     max_k_ = s_.moe.top_k;
@@ -75,7 +73,8 @@ class CpuBackend final : public Backend {
   size_t kv_cache_bytes_allocated() const override { return (k_cache_.size() + v_cache_.size()) * sizeof(float); }
   size_t workspace_bytes() const override {
     size_t floats = inv_freq_.capacity() + weights_.capacity() + stats_scratch_.capacity() + slot_weight_.capacity();
-    for (const auto* b : {&x_, &a_, &q_, &k_, &v_, &attn_, &y_, &scores_, &gate_, &up_, &xe_, &ye_, &router_})
+    for (const auto* b : {&x_, &a_, &q_, &k_, &v_, &attn_, &y_, &scores_, &gate_, &up_, &xe_, &ye_, &router_, &q_lora_,
+                          &q_absorbed_, &latent_out_, &head_out_, &w_uk_})
       floats += b->capacity();
     size_t ints = selected_.capacity() + expert_order_.capacity() + order_k_.capacity() + slot_token_.capacity();
     size_t record = rec_.expert_ids.capacity() * 4 + rec_.expert_weights.capacity() * 4 + rec_.router_probs.capacity() * 4 +
@@ -83,7 +82,9 @@ class CpuBackend final : public Backend {
                      rec_.attn_first_mass.capacity()) * 4;
     return floats * sizeof(float) + ints * sizeof(int32_t) + record;
   }
-  size_t kv_cache_bytes_per_token() const override { return size_t(2) * size_t(s_.n_layers) * size_t(s_.kv_dim()) * sizeof(float); }
+  size_t kv_cache_bytes_per_token() const override {
+    return size_t(s_.kv_rows_per_token()) * size_t(s_.n_layers) * size_t(s_.kv_dim()) * sizeof(float);
+  }
 
   void set_interventions(const Interventions& iv) override {
     iv.validate(s_);
@@ -121,7 +122,16 @@ class CpuBackend final : public Backend {
     q_.resize(t * size_t(s_.q_dim()));
     k_.resize(t * size_t(s_.kv_dim()));
     v_.resize(t * size_t(s_.kv_dim()));
-    attn_.resize(t * size_t(s_.q_dim()));
+    attn_.resize(t * size_t(std::max(s_.q_dim(), s_.attn_out_dim())));
+    if (s_.attn.is_mla()) {
+      const auto& m = s_.attn.mla;
+      const size_t nh = size_t(s_.attn.n_heads);
+      q_lora_.resize(t * size_t(m.q_lora_rank));
+      q_absorbed_.resize(t * nh * size_t(s_.kv_dim()));
+      latent_out_.resize(nh * t * size_t(m.kv_lora_rank));
+      head_out_.resize(nh * t * size_t(m.v_head_dim));
+      w_uk_.resize(size_t(pool_.size()) * size_t(m.qk_nope_dim) * size_t(m.kv_lora_rank));
+    }
     y_.resize(t * H);
     scores_.resize(size_t(pool_.size()) * size_t(capacity_));
     const size_t ffn = size_t(std::max({s_.dense_ffn, s_.moe.expert_ffn, s_.moe.shared_ffn, 1}));
@@ -176,6 +186,7 @@ class CpuBackend final : public Backend {
 
   // x += o_proj(attention(RMSNorm(x)))
   void attention_block(int l, int T, bool record) {
+    if (s_.attn.is_mla()) return mla_attention_block(l, T, record);
     const auto& L = w_.layers[size_t(l)];
     const auto& A = s_.attn;
     const int64_t H = s_.hidden, qd = s_.q_dim(), kvd = s_.kv_dim(), hd = A.head_dim;
@@ -207,17 +218,47 @@ class CpuBackend final : public Backend {
         }
       }
       const int pos = n_cached_ + t;
-      for (int h = 0; h < A.n_heads; ++h) rope(q + h * hd, pos);
-      for (int h = 0; h < A.n_kv_heads; ++h) rope(k + h * hd, pos);
+      for (int h = 0; h < A.n_heads; ++h) rope(q + h * hd + A.rope_offset, pos);
+      for (int h = 0; h < A.n_kv_heads; ++h) rope(k + h * hd + A.rope_offset, pos);
       const size_t slot = (size_t(l) * size_t(capacity_) + size_t(pos)) * size_t(kvd);
       std::memcpy(&k_cache_[slot], k, size_t(kvd) * sizeof(float));
       std::memcpy(&v_cache_[slot], v, size_t(kvd) * sizeof(float));
     }
-    // Causal attention, one (token, head) pair per work item.
-    const int group = A.n_heads / A.n_kv_heads;
-    const float scale = 1.0f / std::sqrt(float(hd));
     const float* kc = &k_cache_[size_t(l) * size_t(capacity_) * size_t(kvd)];
     const float* vc = &v_cache_[size_t(l) * size_t(capacity_) * size_t(kvd)];
+    AttendLayout g;
+    g.q = q_.data(), g.q_token_stride = qd, g.q_head_stride = hd, g.qk_len = hd;
+    g.k = kc, g.v = vc, g.row_stride = kvd, g.kv_head_stride = hd, g.v_len = hd;
+    g.group = A.n_heads / A.n_kv_heads;
+    g.out = attn_.data(), g.out_token_stride = qd, g.out_head_stride = hd;
+    attend(l, T, record, g);
+    cpu::matmul(pool_, ref(L.o), attn_.data(), T, y_.data());
+    add_attention_output(L, T);
+  }
+
+  // x += y (+ the o_proj bias) over the chunk.
+  void add_attention_output(const LayerWeights& L, int T) {
+    const int64_t H = s_.hidden;
+    for (int64_t i = 0; i < T * H; ++i) x_[size_t(i)] += y_[size_t(i)] + (L.o_bias.empty() ? 0.0f : L.o_bias[size_t(i % H)]);
+  }
+
+  // Where attend() finds each (token, head)'s query, its KV head's cache rows and its output.
+  struct AttendLayout {
+    const float* q = nullptr;
+    int64_t q_token_stride = 0, q_head_stride = 0, qk_len = 0;  // q·k over qk_len values
+    const float* k = nullptr;         // the layer's cache rows (row_stride apart), K at kv_head · kv_head_stride
+    const float* v = nullptr;         // V likewise, v_len values
+    int64_t row_stride = 0, kv_head_stride = 0, v_len = 0;
+    int group = 1;                    // query heads per KV head
+    float* out = nullptr;
+    int64_t out_token_stride = 0, out_head_stride = 0;
+  };
+
+  // Causal attention over the cache (this chunk's rows already written), one (token, head) pair per
+  // work item, with the hook statistics.
+  void attend(int l, int T, bool record, const AttendLayout& g) {
+    const auto& A = s_.attn;
+    const float scale = A.scale();
     const int64_t items = int64_t(T) * A.n_heads;
     // Work items are split in contiguous chunks, one chunk per pool thread: chunk i uses score row i.
     std::atomic<int> next_row{0};
@@ -229,12 +270,12 @@ class CpuBackend final : public Backend {
       float* topk = shifted + capacity_;
       for (int64_t it = b; it < e; ++it) {
         const int t = int(it / A.n_heads), h = int(it % A.n_heads);
-        const int kvh = h / group;
+        const int64_t kv_off = int64_t(h / g.group) * g.kv_head_stride;
         const int n_keys = n_cached_ + t + 1;
-        const float* q = &q_[size_t(t * qd + h * hd)];
+        const float* q = g.q + t * g.q_token_stride + h * g.q_head_stride;
         float mx = -INFINITY;
         for (int j = 0; j < n_keys; ++j) {
-          sc[j] = cpu::dot_f32(q, kc + size_t(j) * size_t(kvd) + size_t(kvh * hd), hd) * scale;
+          sc[j] = cpu::dot_f32(q, g.k + j * g.row_stride + kv_off, g.qk_len) * scale;
           mx = std::max(mx, sc[j]);
         }
         // The softmax numerators e^x, x = score − max, and their sum, in the same order at every hook
@@ -250,15 +291,85 @@ class CpuBackend final : public Backend {
           sc[j] = std::exp(x);
           sum += sc[j];
         }
-        float* out = &attn_[size_t(t * qd + h * hd)];
-        std::fill(out, out + hd, 0.0f);
+        float* out = g.out + t * g.out_token_stride + h * g.out_head_stride;
+        std::fill(out, out + g.v_len, 0.0f);
         const float inv = 1.0f / sum;
         if (record) record_attention(l, t, h, sc, shifted, sum, inv, n_keys, T, topk);
-        for (int j = 0; j < n_keys; ++j) cpu::axpy_f32(sc[j] * inv, vc + size_t(j) * size_t(kvd) + size_t(kvh * hd), out, hd);
+        for (int j = 0; j < n_keys; ++j) cpu::axpy_f32(sc[j] * inv, g.v + j * g.row_stride + kv_off, out, g.v_len);
       }
     });
+  }
+
+  // Multi-head latent attention in the absorbed form (SPECS.md §6.3–6.4). The cache row of a token is
+  // [c ; k_pe]: the normed latent (kv_lora) and the RoPE'd shared key part. Each head's query becomes
+  // [W_UK_hᵀ·q_nope_h ; q_pe_h], so the scores are the naive form's q_h·k_h; the head attends over the
+  // latents, and W_UV_h turns the weighted latent into its value output. The same scores and outputs as
+  // expanding K and V per head, for a cache of kv_lora + rope values per token and layer.
+  void mla_attention_block(int l, int T, bool record) {
+    const auto& L = w_.layers[size_t(l)];
+    const auto& A = s_.attn;
+    const auto& m = A.mla;
+    const int64_t H = s_.hidden, nh = A.n_heads, qk = A.head_dim, nope = m.qk_nope_dim, rope_dims = A.rotary_dim;
+    const int64_t kl = m.kv_lora_rank, kvd = s_.kv_dim(), vd = m.v_head_dim, qd = s_.q_dim();
+    std::copy(x_.begin(), x_.begin() + T * H, a_.begin());
+    for (int t = 0; t < T; ++t) rmsnorm(&a_[size_t(t * H)], L.attn_norm.data(), H, s_.rms_eps);
+    if (L.q_a) {  // q-LoRA: q_b(RMSNorm(q_a(a)))
+      const int64_t ql = m.q_lora_rank;
+      cpu::matmul(pool_, ref(L.q_a), a_.data(), T, q_lora_.data());
+      for (int t = 0; t < T; ++t) {
+        float* r = &q_lora_[size_t(t * ql)];
+        for (int64_t i = 0; i < ql && !L.q_a_bias.empty(); ++i) r[i] += L.q_a_bias[size_t(i)];
+        rmsnorm(r, L.q_a_norm.data(), ql, s_.rms_eps);
+      }
+      cpu::matmul(pool_, ref(L.q), q_lora_.data(), T, q_.data());
+    } else {
+      cpu::matmul(pool_, ref(L.q), a_.data(), T, q_.data());
+    }
+    cpu::matmul(pool_, ref(L.kv_a), a_.data(), T, k_.data());
+    float* kc = &k_cache_[size_t(l) * size_t(capacity_) * size_t(kvd)];
+    for (int t = 0; t < T; ++t) {
+      float* row = &k_[size_t(t * kvd)];
+      for (int64_t i = 0; i < kvd && !L.kv_a_bias.empty(); ++i) row[i] += L.kv_a_bias[size_t(i)];
+      rmsnorm(row, L.kv_a_norm.data(), kl, s_.rms_eps);
+      const int pos = n_cached_ + t;
+      rope(row + kl, pos);
+      for (int64_t h = 0; h < nh; ++h) rope(&q_[size_t(t * qd + h * qk + nope)], pos);
+      std::memcpy(kc + size_t(pos) * size_t(kvd), row, size_t(kvd) * sizeof(float));
+    }
+    // Absorb W_UK into the queries, one head per work item: W_UK_h (nope × kv_lora, kv_b's first nope rows
+    // of the head) is converted to F32 once per chunk, then q_abs = Σ_i q_nope[i] · W_UK_h[i].
+    const size_t kvb_row = size_t(kl) * dtype_size(L.kv_b.dtype);
+    const auto* kvb = static_cast<const std::byte*>(L.kv_b.data);
+    std::atomic<int> next_scratch{0};
+    pool_.parallel_for(nh, [&](int64_t b, int64_t e) {
+      float* w = &w_uk_[size_t(next_scratch.fetch_add(1)) * size_t(nope * kl)];
+      for (int64_t h = b; h < e; ++h) {
+        convert_to_f32(kvb + size_t(h * (nope + vd)) * kvb_row, L.kv_b.dtype, size_t(nope * kl), w);
+        for (int t = 0; t < T; ++t) {
+          const float* qh = &q_[size_t(t * qd + h * qk)];
+          float* out = &q_absorbed_[size_t((t * nh + h) * kvd)];
+          std::fill(out, out + kl, 0.0f);
+          for (int64_t i = 0; i < nope; ++i) cpu::axpy_f32(qh[i], w + i * kl, out, kl);
+          std::copy(qh + nope, qh + nope + rope_dims, out + kl);
+        }
+      }
+    });
+    AttendLayout g;
+    g.q = q_absorbed_.data(), g.q_token_stride = nh * kvd, g.q_head_stride = kvd, g.qk_len = kvd;
+    g.k = kc, g.v = kc, g.row_stride = kvd, g.kv_head_stride = 0, g.v_len = kl;  // one KV head; V = the latent
+    g.group = int(nh);
+    g.out = latent_out_.data(), g.out_token_stride = kl, g.out_head_stride = T * kl;  // [head][token][kv_lora]
+    attend(l, T, record, g);
+    // Each head's value output W_UV_h · latent (kv_b's last v rows of the head), then o_proj.
+    for (int64_t h = 0; h < nh; ++h) {
+      const cpu::MatrixRef w_uv{kvb + size_t(h * (nope + vd) + nope) * kvb_row, L.kv_b.dtype, vd, kl};
+      cpu::matmul(pool_, w_uv, &latent_out_[size_t(h * T * kl)], T, &head_out_[size_t(h * T * vd)]);
+    }
+    for (int t = 0; t < T; ++t)
+      for (int64_t h = 0; h < nh; ++h)
+        std::copy_n(&head_out_[size_t((h * T + t) * vd)], vd, &attn_[size_t(t * nh * vd + h * vd)]);
     cpu::matmul(pool_, ref(L.o), attn_.data(), T, y_.data());
-    for (int64_t i = 0; i < T * H; ++i) x_[size_t(i)] += y_[size_t(i)] + (L.o_bias.empty() ? 0.0f : L.o_bias[size_t(i % H)]);
+    add_attention_output(L, T);
   }
 
   // attn.stats and attn.rows of one (token, head). sc holds e^x for the row's keys, x = score − max
@@ -291,12 +402,14 @@ class CpuBackend final : public Backend {
         }
   }
 
-  // Rotary embedding of one head at position pos (rotate-half or interleaved pairs).
+  // Rotary embedding of one head's rotated dims (x: the first of them) at position pos (rotate-half or
+  // interleaved pairs); YaRN scales cos and sin by its attention factor.
   void rope(float* x, int pos) const {
     const int half = s_.attn.rotary_dim / 2;
+    const float f = s_.attn.rope_attention_factor;
     for (int i = 0; i < half; ++i) {
       const float angle = float(pos) * inv_freq_[size_t(i)];
-      const float c = std::cos(angle), sn = std::sin(angle);
+      const float c = std::cos(angle) * f, sn = std::sin(angle) * f;
       const int a = s_.attn.rope_style == RopeStyle::RotateHalf ? i : 2 * i;
       const int b = s_.attn.rope_style == RopeStyle::RotateHalf ? i + half : 2 * i + 1;
       const float x0 = x[a], x1 = x[b];
@@ -499,6 +612,9 @@ class CpuBackend final : public Backend {
   std::vector<float> inv_freq_;
   // Chunk buffers, [T, width] row-major.
   std::vector<float> x_, a_, q_, k_, v_, attn_, y_, scores_, gate_, up_, xe_, ye_, router_;
+  // MLA: q-LoRA rows [T, q_lora], absorbed queries [T, nh, kv_dim], latent outputs [nh, T, kv_lora], head
+  // outputs [nh, T, v], and one W_UK_h in F32 per pool thread.
+  std::vector<float> q_lora_, q_absorbed_, latent_out_, head_out_, w_uk_;
   std::vector<int32_t> selected_;  // [T][max_k_]
   std::vector<float> weights_;
   std::vector<int32_t> expert_order_;  // router scratch: candidate expert ids sorted by score

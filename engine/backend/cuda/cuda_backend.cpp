@@ -42,6 +42,7 @@
 #include "engine/backend/step_record_setup.h"
 #include "engine/common/error.h"
 #include "engine/model/model.h"
+#include "engine/model/rope_frequencies.h"
 
 namespace moe::cuda {
 namespace {
@@ -116,6 +117,9 @@ class CudaBackend final : public Backend {
   CudaBackend(const Model& model, const BackendOptions& opt) : s_(model.spec()), device_(opt.cuda_device) {
     if (!model.has_weights() && !model.is_synthetic())
       throw EngineError("", "weights", "this model has no weights to run");
+    if (s_.attn.is_mla())
+      throw EngineError("", "attention",
+                        "multi-head latent attention (" + s_.family + ") is not in the CUDA backend yet");
     MOE_CUDA_CHECK(cudaSetDevice(device_));
     cudaDeviceProp prop{};
     MOE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
@@ -168,15 +172,14 @@ class CudaBackend final : public Backend {
     h_logits_.reset(A.logits);
     blas_ = std::make_unique<Blas>(*alloc_, stream_.s, gemm_in_.get(), A.gemm_in);
 
-    // RoPE inverse frequencies, computed on the host exactly as the CPU backend does.
-    const int d = s_.attn.rotary_dim;
-    std::vector<float> inv(size_t(std::max(1, d / 2)));
-    for (int i = 0; i < d / 2; ++i) inv[size_t(i)] = float(1.0 / std::pow(s_.attn.rope_theta, double(2 * i) / double(d)));
+    // RoPE inverse frequencies: the CPU backend's table (plain or YaRN).
+    std::vector<float> inv = rope_inv_freq(s_.attn);
+    if (inv.empty()) inv.push_back(0.0f);
     inv_freq_ = DeviceBuffer<float>(*alloc_, inv.size(), MemoryPart::Workspace, -1, "the RoPE frequencies");
     MOE_CUDA_CHECK(cudaMemcpy(inv_freq_.get(), inv.data(), inv.size() * 4, cudaMemcpyHostToDevice));
 
     shape_ = AttentionShape{s_.attn.n_heads, s_.attn.n_kv_heads, s_.attn.head_dim, capacity_, kv_dtype_,
-                            1.0f / std::sqrt(float(s_.attn.head_dim))};
+                            s_.attn.scale()};
     // 16-bit models: prefill attention on the tensor cores (TF32), as their GEMMs already round to 16
     // bits; F32 models keep F32 products (the FP32 parity bound).
     shape_.tensor_cores = w_.dtype != DType::F32;
@@ -471,6 +474,7 @@ class CudaBackend final : public Backend {
     p.rotary_dim = A.rotary_dim;
     p.interleaved = A.rope_style == RopeStyle::Interleaved;
     p.inv_freq = inv_freq_.get();
+    p.rope_factor = A.rope_attention_factor;
     p.q_bias = D.q_bias;
     p.k_bias = D.k_bias;
     p.v_bias = D.v_bias;

@@ -87,15 +87,16 @@ __device__ __forceinline__ float qk_sum_squares(int h, const float* qr, const fl
 // The RMSNorm scale of a head from its sum of squares: both kernels use it, so they agree bit for bit.
 __device__ __forceinline__ float head_norm_scale(float ss, int hd, float eps) { return 1.0f / sqrtf(ss / float(hd) + eps); }
 
-// cos and sin of pos · inv_freq[i] for i < half, strided over `count` threads from `first`.
-__device__ __forceinline__ void rope_angles(int pos, const float* __restrict__ inv_freq, int half, float* cos_sh,
-                                            float* sin_sh, int first, int count) {
+// cos and sin of pos · inv_freq[i] for i < half, times YaRN's factor (1 for plain RoPE), strided over
+// `count` threads from `first`.
+__device__ __forceinline__ void rope_angles(int pos, const float* __restrict__ inv_freq, float factor, int half,
+                                            float* cos_sh, float* sin_sh, int first, int count) {
   for (int i = first; i < half; i += count) {
     const float angle = float(pos) * __ldg(inv_freq + i);
     float s, c;
     sincosf(angle, &s, &c);
-    cos_sh[i] = c;
-    sin_sh[i] = s;
+    cos_sh[i] = __fmul_rn(c, factor);
+    sin_sh[i] = __fmul_rn(s, factor);
   }
 }
 
@@ -183,7 +184,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   float* vr = v + int64_t(t) * row_stride;
 
   // Phase A.
-  rope_angles(pos, p.inv_freq, half, cos_sh, sin_sh, threadIdx.x, blockDim.x);
+  rope_angles(pos, p.inv_freq, p.rope_factor, half, cos_sh, sin_sh, threadIdx.x, blockDim.x);
   if (p.qk_norm != QkNormMode::None) {
     for (int h = warp; h < nqk; h += nwarps) {
       const float s = qk_sum_squares(h, qr, kr, p, lane);
@@ -235,7 +236,7 @@ __global__ void __launch_bounds__(kRowsPerBlock * 32)
   const int h = blockIdx.x / blocks_per_head;
   if (!arrive_last(counters + h, unsigned(blocks_per_head)) || warp != 0) return;
   const int pos = __ldg(pos0);
-  rope_angles(pos, p.inv_freq, half, trig, trig + half, lane, 32);
+  rope_angles(pos, p.inv_freq, p.rope_factor, half, trig, trig + half, lane, 32);
   float* qr = qkv;
   float* kr = qkv + int64_t(nh) * hd;
   float* vr = kr + int64_t(p.n_kv_heads) * hd;

@@ -18,7 +18,8 @@ struct QkvPrepareParams {
   int n_heads = 0, n_kv_heads = 0, head_dim = 0;
   int rotary_dim = 0;              // the first rotary_dim dims of each head are rotated
   bool interleaved = false;        // RopeStyle::Interleaved (pairs 2i, 2i+1); else rotate-half (i, i+d/2)
-  const float* inv_freq = nullptr; // [rotary_dim / 2]: theta^(-2i/rotary_dim), computed on the host as the CPU does
+  const float* inv_freq = nullptr; // [rotary_dim / 2]: rope_inv_freq (plain or YaRN), the CPU's table
+  float rope_factor = 1.0f;        // YaRN's attention factor: multiplies cos and sin
   const float* q_bias = nullptr;   // [nh·hd] or null
   const float* k_bias = nullptr;   // [nkv·hd] or null
   const float* v_bias = nullptr;   // [nkv·hd] or null
