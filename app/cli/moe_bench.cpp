@@ -60,7 +60,12 @@ double flops_per_token(const Model& m, int context) {
   const auto z = compute_model_size(m.spec());
   const auto& s = m.spec();
   const double matmul = 2.0 * double(z.active_params - z.embedding_params - z.norm_params + (s.tied_embeddings ? z.embedding_params : 0));
-  const double attn = 4.0 * double(s.q_dim()) * double(context) * s.n_layers;
+  // Per head and cached key: q·k and the weighted add of v. MLA's absorbed form does both over the
+  // latent row (kv_lora + rope, then kv_lora); others over head_dim.
+  const auto& A = s.attn;
+  const double qk = A.is_mla() ? double(s.kv_dim()) : double(A.head_dim);
+  const double v = A.is_mla() ? double(A.mla.kv_lora_rank) : double(A.head_dim);
+  const double attn = 2.0 * double(A.n_heads) * (qk + v) * double(context) * s.n_layers;
   return matmul + attn;
 }
 

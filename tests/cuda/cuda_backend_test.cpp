@@ -363,6 +363,26 @@ TEST(CudaBackend, OutOfMemoryNamesWhatDoesNotFit) {
   EXPECT_TRUE(made.backend->is_gpu()) << made.note;
 }
 
+// Multi-head latent attention is not in the CUDA backend: it says so by name, and make_backend runs
+// the model on the CPU with that reason in its note.
+TEST(CudaBackend, LatentAttentionFallsBackToTheCpuWithTheReason) {
+  MOE_REQUIRE_GPU();
+  auto model = Model::load(kModels + "deepseek_v3");
+  try {
+    cuda::make_cuda_backend(*model, BackendOptions{});
+    FAIL() << "expected a refusal";
+  } catch (const EngineError& e) {
+    EXPECT_EQ(e.field(), "attention");
+    EXPECT_NE(std::string(e.what()).find("multi-head latent attention"), std::string::npos) << e.what();
+  }
+  BackendOptions auto_device;
+  auto_device.device = Device::Auto;
+  const MadeBackend made = make_backend(*model, auto_device);
+  EXPECT_FALSE(made.backend->is_gpu());
+  EXPECT_NE(made.note.find("multi-head latent attention"), std::string::npos) << made.note;
+  EXPECT_NE(made.note.find("running on the CPU"), std::string::npos) << made.note;
+}
+
 // Cancelling the upload stops the load with field "cancelled" (not a fall back to the CPU).
 TEST(CudaBackend, UploadProgressAndCancel) {
   MOE_REQUIRE_GPU();

@@ -36,6 +36,7 @@ struct Case {
   int pos0;
   int pad = 0;  // extra floats at the end of each fused QKV row (row_stride = nh·hd + 2·nkv·hd + pad)
   float theta = 1e6f;
+  float rope_factor = 1.0f;  // YaRN's cos/sin factor
 };
 
 void ref_rmsnorm(float* x, const float* w, int64_t n, float eps) {
@@ -45,11 +46,11 @@ void ref_rmsnorm(float* x, const float* w, int64_t n, float eps) {
   for (int64_t i = 0; i < n; ++i) x[i] = x[i] * r * w[i];
 }
 
-void ref_rope(float* x, int pos, int rotary_dim, bool interleaved, const std::vector<float>& inv_freq) {
+void ref_rope(float* x, int pos, int rotary_dim, bool interleaved, const std::vector<float>& inv_freq, float factor) {
   const int half = rotary_dim / 2;
   for (int i = 0; i < half; ++i) {
     const float angle = float(pos) * inv_freq[size_t(i)];
-    const float c = std::cos(angle), sn = std::sin(angle);
+    const float c = std::cos(angle) * factor, sn = std::sin(angle) * factor;
     const int a = interleaved ? 2 * i : i;
     const int b = interleaved ? 2 * i + 1 : i + half;
     const float x0 = x[a], x1 = x[b];
@@ -74,6 +75,7 @@ QkvPrepareParams params_of(const Case& c, const float* inv_freq, const float* co
   p.rotary_dim = c.rotary_dim;
   p.interleaved = c.interleaved;
   p.inv_freq = inv_freq;
+  p.rope_factor = c.rope_factor;
   if (c.bias) p.q_bias = bias[0], p.k_bias = bias[1], p.v_bias = bias[2];
   p.qk_norm = c.norm;
   if (c.norm != QkNormMode::None) p.q_norm = q_norm, p.k_norm = k_norm;
@@ -127,8 +129,8 @@ void run_case(const Case& c, DType kv_dtype) {
       for (int64_t i = 0; i < kvd; ++i) v[i] = std::clamp(v[i], -c.clip, c.clip);
     }
     const int pos = c.pos0 + t;
-    for (int h = 0; h < nh; ++h) ref_rope(q + h * hd, pos, c.rotary_dim, c.interleaved, inv_freq);
-    for (int h = 0; h < nkv; ++h) ref_rope(k + h * hd, pos, c.rotary_dim, c.interleaved, inv_freq);
+    for (int h = 0; h < nh; ++h) ref_rope(q + h * hd, pos, c.rotary_dim, c.interleaved, inv_freq, c.rope_factor);
+    for (int h = 0; h < nkv; ++h) ref_rope(k + h * hd, pos, c.rotary_dim, c.interleaved, inv_freq, c.rope_factor);
   }
 
   // Device run. Caches start as a sentinel pattern, distinct per element.
@@ -225,6 +227,8 @@ const std::vector<Case>& cases() {
       {"MHA, no rotary, clip only", 4, 4, 64, 0, false, QkNormMode::None, false, 0.5f, 2, 0},
       {"padded row stride", 8, 2, 64, 32, true, QkNormMode::PerHead, true, 1.5f, 3, 6, 5},
       {"one head", 1, 1, 64, 64, false, QkNormMode::WholeProjection, true, 0.0f, 2, 0, 0, 10000.0f},
+      {"YaRN cos/sin factor (qwen3 x4)", 32, 4, 128, 128, false, QkNormMode::PerHead, false, 0.0f, 3, 50, 0, 1e6f,
+       1.1386294f},
   };
   return all;
 }
@@ -258,7 +262,7 @@ TEST(RopeKernels, PositionReadOnDevice) {
     DeviceVector<float> dqkv(row);
     qkv_prepare(dqkv.get(), dqkv.get() + nh * hd, dqkv.get() + nh * hd + kvd, stride, 1, dpos.get(), p, nullptr);
     std::vector<float> want(row.begin() + nh * hd, row.begin() + nh * hd + kvd);
-    for (int h = 0; h < nkv; ++h) ref_rope(&want[size_t(h * hd)], step, hd, false, freq);
+    for (int h = 0; h < nkv; ++h) ref_rope(&want[size_t(h * hd)], step, hd, false, freq, 1.0f);
     const std::vector<float> k = dk.download(), v = dv.download();
     for (int i = 0; i < kvd; ++i) {
       ASSERT_NEAR(k[size_t(step * kvd + i)], want[size_t(i)], 2e-5f * (1.0f + std::fabs(want[size_t(i)])))

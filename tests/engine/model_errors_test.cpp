@@ -113,6 +113,66 @@ TEST_F(BrokenCheckpoint, UnsupportedRopeScalingIsRefusedByName) {
   expect_error("config.json", "rope_parameters.rope_type");
 }
 
+TEST_F(BrokenCheckpoint, YarnWithoutAFactorIsRefusedByName) {
+  config_["rope_parameters"] = {{"rope_type", "yarn"}, {"rope_theta", 1e6}, {"original_max_position_embeddings", 64}};
+  write_config();
+  expect_error("config.json", "rope_parameters.factor");
+}
+
+TEST_F(BrokenCheckpoint, YarnWithANonNumberIsRefusedByName) {
+  config_["rope_parameters"] = {{"rope_type", "yarn"}, {"rope_theta", 1e6}, {"factor", 4.0}, {"beta_fast", "fast"}};
+  write_config();
+  expect_error("config.json", "rope_parameters.beta_fast");
+}
+
+TEST_F(BrokenCheckpoint, QuantizedCheckpointsAreRefusedByName) {
+  config_["quantization_config"] = {{"quant_method", "fp8"}, {"weight_block_size", {128, 128}}};
+  write_config();
+  expect_error("config.json", "quantization_config.quant_method");
+}
+
+// DeepSeek's multi-head latent attention and routers: what cannot be run is refused by name, and a
+// missing MLA tensor is named.
+class BrokenDeepSeekCheckpoint : public BrokenCheckpoint {
+ protected:
+  void SetUp() override { copy_from(kSource.parent_path() / "deepseek_v2"); }
+};
+
+TEST_F(BrokenDeepSeekCheckpoint, MissingLatentRankIsNamed) {
+  config_.erase("kv_lora_rank");
+  write_config();
+  expect_error("config.json", "kv_lora_rank");
+}
+
+TEST_F(BrokenDeepSeekCheckpoint, OddRopeWidthIsRefused) {
+  config_["qk_rope_head_dim"] = 7;
+  write_config();
+  expect_error("config.json", "qk_rope_head_dim");
+}
+
+TEST_F(BrokenDeepSeekCheckpoint, UnknownRouterMethodIsRefused) {
+  config_["topk_method"] = "noaux_tc";  // V3's, under V2's model_type
+  write_config();
+  expect_error("config.json", "topk_method");
+}
+
+TEST_F(BrokenDeepSeekCheckpoint, MlpBiasIsRefused) {
+  config_["mlp_bias"] = true;
+  write_config();
+  expect_error("config.json", "mlp_bias");
+}
+
+TEST_F(BrokenDeepSeekCheckpoint, MissingKvBIsNamed) {
+  drop_tensor("model.layers.1.self_attn.kv_b_proj.weight");
+  expect_error(dir_.path.string(), "model.layers.1.self_attn.kv_b_proj.weight");
+}
+
+TEST_F(BrokenDeepSeekCheckpoint, WrongLatentWidthIsNamed) {
+  config_["kv_lora_rank"] = 16;  // the checkpoint's latent is 32 wide
+  write_config();
+  expect_error("model.safetensors", "model.layers.0.self_attn.kv_a_proj_with_mqa.weight");
+}
+
 // GLM-4.5's router groups and partial rotary: settings the engine cannot honour are refused by name.
 class BrokenGlmCheckpoint : public BrokenCheckpoint {
  protected:
@@ -288,5 +348,25 @@ TEST(ModelSize, PublishedParameterCountsOfGlm45) {
   EXPECT_NEAR(double(full.active_params - full.embedding_params - full.lm_head_params) / 1e9, 32.08, 0.01);
 }
 
+TEST(ModelSize, PublishedParameterCountsOfDeepSeek) {
+  // SPECS.md §6.2 and §7: DeepSeek-V2-Lite 15.7 B total, 2.66 B active with the embeddings (DeepSeek
+  // quotes 2.4 B); DeepSeek-V3 671.0 B total, 37.6 B active (without its 14 B multi-token-prediction
+  // module). Their KV cache is the latent plus the shared RoPE key: 576 values per token and layer.
+  SyntheticOptions o;
+  o.shape_only = true;
+  const auto lite_spec = Model::synthetic(kConfigs / "deepseek-v2-lite.json", o)->spec();
+  const auto lite = compute_model_size(lite_spec);
+  EXPECT_NEAR(double(lite.total_params) / 1e9, 15.71, 0.01);
+  EXPECT_NEAR(double(lite.active_params) / 1e9, 2.66, 0.01);
+  EXPECT_EQ(lite.kv_values_per_token, 27 * 576);
+  EXPECT_NEAR(lite_spec.attn.scale(), 0.1147214, 1e-6);
+  EXPECT_FALSE(lite_spec.moe.group_limited());  // greedy
+  const auto v3 = compute_model_size(Model::synthetic(kConfigs / "deepseek-v3.json", o)->spec());
+  EXPECT_NEAR(double(v3.total_params) / 1e9, 671.03, 0.01);
+  EXPECT_NEAR(double(v3.active_params) / 1e9, 37.55, 0.01);
+  EXPECT_EQ(v3.kv_values_per_token, 61 * 576);
+}
+
 }  // namespace
 }  // namespace moe
+
