@@ -80,7 +80,16 @@ void ModelCardView::setData(const WorkbenchData& data) {
   } else {
     html += row(tr("Experts"), tr("none (dense model)"));
   }
-  html += row(tr("Attention"), tr("%1 heads, %2 KV heads, head size %3").arg(m.heads).arg(m.kv_heads).arg(m.head_dim));
+  if (m.latent_kv > 0)
+    html += row(tr("Attention"), tr("%1 heads, latent attention: q/k head size %2, v %3; the cache holds a latent of "
+                                    "%4 and a shared RoPE key of %5 per token")
+                                     .arg(m.heads)
+                                     .arg(m.head_dim)
+                                     .arg(m.v_head_dim)
+                                     .arg(m.latent_kv)
+                                     .arg(m.latent_rope));
+  else
+    html += row(tr("Attention"), tr("%1 heads, %2 KV heads, head size %3").arg(m.heads).arg(m.kv_heads).arg(m.head_dim));
   html += row(tr("Hidden size / vocabulary"), QStringLiteral("%1 / %2").arg(m.hidden).arg(m.vocab));
   const double active_share = m.total_params > 0 ? 100.0 * double(m.active_params) / double(m.total_params) : 0;
   html += row(tr("Parameters"), tr("%1 total, %2 active per token (%3%)")

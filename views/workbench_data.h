@@ -30,6 +30,9 @@ struct ModelFacts {
   int top_k = 0;
   int shared_experts_ffn = 0;  // width of the shared expert (0: none)
   int heads = 0, kv_heads = 0, head_dim = 0, hidden = 0, vocab = 0;
+  // Multi-head latent attention (DeepSeek): the cached latent and shared RoPE key widths, and each head's
+  // value width; latent_kv 0 for ordinary attention.
+  int latent_kv = 0, latent_rope = 0, v_head_dim = 0;
   int64_t total_params = 0;
   int64_t active_params = 0;          // per token at the checkpoint's top-k
   int64_t params_per_expert = 0;      // one routed expert of one layer

@@ -43,7 +43,7 @@ double decode_bytes_per_token(const Model& m, int context, size_t kv_bytes_per_t
   double b = double(w.lm_head.bytes()) + double(s.hidden) * double(dtype_size(w.embed.dtype));
   for (int l = 0; l < s.n_layers; ++l) {
     const auto& L = w.layers[size_t(l)];
-    b += double(L.q.bytes() + L.k.bytes() + L.v.bytes() + L.o.bytes());
+    b += double(L.q.bytes() + L.k.bytes() + L.v.bytes() + L.o.bytes() + L.q_a.bytes() + L.kv_a.bytes() + L.kv_b.bytes());
     if (s.layer_is_moe[size_t(l)]) {
       const auto& e = L.experts[0];
       b += double(L.router.bytes()) + double(s.moe.top_k) * double(e.gate.bytes() + e.up.bytes() + e.down.bytes());

@@ -45,6 +45,11 @@ views::ModelFacts model_facts(const Model& model, Conversation& conversation) {
   f.heads = s.attn.n_heads;
   f.kv_heads = s.attn.n_kv_heads;
   f.head_dim = s.attn.head_dim;
+  if (s.attn.is_mla()) {
+    f.latent_kv = s.attn.mla.kv_lora_rank;
+    f.latent_rope = s.attn.rotary_dim;
+    f.v_head_dim = s.attn.mla.v_head_dim;
+  }
   f.hidden = s.hidden;
   f.vocab = s.vocab_size;
   f.total_params = z.total_params;

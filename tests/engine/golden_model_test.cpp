@@ -158,6 +158,38 @@ TEST(GoldenModel, SpecReadsTheOddSettings) {
   EXPECT_TRUE(Model::load(kModels + "mixtral")->spec().moe.renormalize);
 }
 
+// DeepSeek's multi-head latent attention caches one row of latent + shared RoPE key per token and layer
+// (kv_lora 32 + rope 8 here), and the absorbed form gives transformers' greedy continuation with the
+// prompt prefilled in chunks of 5 (a chunk attends to the cached latents of the ones before), and again
+// across a second turn that reuses the cached prefix.
+TEST(GoldenModel, LatentAttentionCachesTheLatentAndPrefillsInChunks) {
+  for (const char* name : {"deepseek_v2", "deepseek_v3"}) {
+    SCOPED_TRACE(name);
+    const std::string dir = kModels + name;
+    const Reference ref = load_reference(dir + "/reference.safetensors");
+    auto model = Model::load(dir);
+    const auto& A = model->spec().attn;
+    EXPECT_TRUE(A.is_mla());
+    EXPECT_EQ(A.head_dim, 24);
+    EXPECT_EQ(A.rope_offset, 16);
+    EXPECT_EQ(model->spec().kv_dim(), 40);
+    EXPECT_EQ(model->spec().attn_out_dim(), 4 * 12);
+    Session session(*model, BackendOptions{2, 256, 5});
+    EXPECT_EQ(session.backend().kv_cache_bytes_per_token(), size_t(3 * 40 * 4));
+    GenerateOptions g;
+    g.max_new_tokens = int(ref.greedy.size());
+    g.sampling.greedy = true;
+    EXPECT_EQ(session.generate(ref.prompt, g).tokens, ref.greedy);
+    // Second turn: the prompt and the first 20 greedy tokens; the cached part is reused.
+    std::vector<int32_t> turn2 = ref.prompt;
+    turn2.insert(turn2.end(), ref.greedy.begin(), ref.greedy.begin() + 20);
+    g.max_new_tokens = 12;
+    const auto second = session.generate(turn2, g);
+    EXPECT_GT(second.reused_tokens, 0);
+    EXPECT_EQ(second.tokens, std::vector<int32_t>(ref.greedy.begin() + 20, ref.greedy.end()));
+  }
+}
+
 TEST(GoldenModel, ReusesTheCachedPrefixAcrossTurns) {
   const std::string dir = kModels + "qwen3_moe";
   const Reference ref = load_reference(dir + "/reference.safetensors");
