@@ -127,6 +127,36 @@ MIXTRAL_ARCH = dict(
     pad_token_id=None,
 )
 
+# The shape both DeepSeek cases share: MLA with a 32-wide latent, q/k heads of 16 + 8 RoPE dims and
+# values of 12 (unlike the nope width, so a mix-up of the two cannot pass); layer 0 dense, then 8
+# experts in 4 groups of which 2 are kept, top-3.
+DEEPSEEK_ARCH = dict(
+    vocab_size=VOCAB,
+    hidden_size=64,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_key_value_heads=4,
+    kv_lora_rank=32,
+    qk_nope_head_dim=16,
+    qk_rope_head_dim=8,
+    v_head_dim=12,
+    intermediate_size=48,  # layer 0 (first_k_dense_replace=1)
+    moe_intermediate_size=16,
+    n_routed_experts=8,
+    num_experts_per_tok=3,
+    first_k_dense_replace=1,
+    n_group=4,
+    topk_group=2,
+    rms_norm_eps=1e-6,
+    max_position_embeddings=256,
+    tie_word_embeddings=False,
+    bos_token_id=None,
+    eos_token_id=510,
+    pad_token_id=511,
+)
+DEEPSEEK_YARN = dict(rope_type="yarn", rope_theta=1e4, factor=4.0, original_max_position_embeddings=64,
+                     beta_fast=32, beta_slow=1)
+
 # config_style:
 #   "v5"  - config.json exactly as transformers 5.x save_pretrained writes it
 #           (rope_parameters{...}, "dtype", Qwen3-MoE "num_local_experts", Mixtral "head_dim": null).
@@ -342,39 +372,15 @@ CASES = [
         seed=9000,
         init_std=0.15,
         config=dict(
-            vocab_size=VOCAB,
-            hidden_size=64,
-            num_hidden_layers=3,
-            num_attention_heads=4,
-            num_key_value_heads=4,
+            DEEPSEEK_ARCH,
             q_lora_rank=None,  # a plain q_proj, as DeepSeek-V2-Lite
-            kv_lora_rank=32,
-            qk_nope_head_dim=16,
-            qk_rope_head_dim=8,
-            v_head_dim=12,  # unlike the nope width, so a mix-up of the two cannot pass
-            intermediate_size=48,  # layer 0 (first_k_dense_replace=1)
-            moe_intermediate_size=16,
-            n_routed_experts=8,
-            num_experts_per_tok=3,
             n_shared_experts=2,
-            first_k_dense_replace=1,
             topk_method="group_limited_greedy",
-            n_group=4,
-            topk_group=2,
             norm_topk_prob=False,
             routed_scaling_factor=1.5,
-            rms_norm_eps=1e-6,
             # YaRN as in V2-Lite (mscale = mscale_all_dim: cos/sin unscaled, the softmax scale x mscale^2),
             # with a short original context so that the frequency ramp falls inside the 4 frequencies.
-            rope_parameters=dict(
-                rope_type="yarn", rope_theta=1e4, factor=4.0, original_max_position_embeddings=64,
-                beta_fast=32, beta_slow=1, mscale=0.707, mscale_all_dim=0.707,
-            ),
-            max_position_embeddings=256,
-            tie_word_embeddings=False,
-            bos_token_id=None,
-            eos_token_id=510,
-            pad_token_id=511,
+            rope_parameters=dict(DEEPSEEK_YARN, mscale=0.707, mscale_all_dim=0.707),
         ),
         config_style="hub",
         exercises="DeepSeek-V2 (deepseek_v2): multi-head latent attention without q-LoRA (q_proj), "
@@ -389,39 +395,15 @@ CASES = [
         seed=9100,
         init_std=0.15,
         config=dict(
-            vocab_size=VOCAB,
-            hidden_size=64,
-            num_hidden_layers=3,
-            num_attention_heads=4,
-            num_key_value_heads=4,
+            DEEPSEEK_ARCH,
             q_lora_rank=24,
-            kv_lora_rank=32,
-            qk_nope_head_dim=16,
-            qk_rope_head_dim=8,
-            v_head_dim=12,
-            intermediate_size=48,
-            moe_intermediate_size=16,
-            n_routed_experts=8,
-            num_experts_per_tok=3,
             n_shared_experts=1,
-            first_k_dense_replace=1,
-            n_group=4,
-            topk_group=2,
             norm_topk_prob=True,
             routed_scaling_factor=2.5,
             rope_interleave=True,
             attention_bias=True,  # q_a_proj, kv_a_proj_with_mqa and o_proj biases
-            rms_norm_eps=1e-6,
             # mscale != mscale_all_dim: cos and sin are scaled (by 1.0247) as well as the softmax.
-            rope_parameters=dict(
-                rope_type="yarn", rope_theta=1e4, factor=4.0, original_max_position_embeddings=64,
-                beta_fast=32, beta_slow=1, mscale=1.0, mscale_all_dim=0.8,
-            ),
-            max_position_embeddings=256,
-            tie_word_embeddings=False,
-            bos_token_id=None,
-            eos_token_id=510,
-            pad_token_id=511,
+            rope_parameters=dict(DEEPSEEK_YARN, mscale=1.0, mscale_all_dim=0.8),
         ),
         config_style="v5",
         exercises="DeepSeek-V3 (deepseek_v3): multi-head latent attention with q-LoRA 24 (q_a_proj, "
