@@ -206,100 +206,109 @@ TEST(Interventions, InvalidOnesNameTheField) {
   EXPECT_EQ(message("--mask", "all:1"), "accepted");
 }
 
+// On Qwen3-MoE and on DeepSeek-V2's latent attention, whose heads share one cached latent (both with
+// softmax routers, whose probabilities sum to 1).
 TEST(Hooks, LevelsRecordWhatTheyPromiseAndNeverChangeTheLogits) {
-  auto model = Model::load(kModels + "qwen3_moe");
-  const ModelSpec& s = model->spec();
-  const std::vector<int32_t> prompt = {5, 17, 42, 99, 123, 7, 64, 200, 3};
-  Session plain(*model, BackendOptions{2, 64, 4});
-  const auto reference = plain.score(prompt);
+  for (const char* name : {"qwen3_moe", "deepseek_v2"}) {
+    SCOPED_TRACE(name);
+    auto model = Model::load(kModels + name);
+    const ModelSpec& s = model->spec();
+    const std::vector<int32_t> prompt = {5, 17, 42, 99, 123, 7, 64, 200, 3};
+    Session plain(*model, BackendOptions{2, 64, 4});
+    const auto reference = plain.score(prompt);
 
-  Session session(*model, BackendOptions{2, 64, 4});
-  Recorder rec;
-  rec.level = HookLevel::Off;
-  EXPECT_EQ(session.score(prompt, &rec), reference);
-  EXPECT_TRUE(rec.records.empty());  // nothing asked, nothing handed over
+    Session session(*model, BackendOptions{2, 64, 4});
+    Recorder rec;
+    rec.level = HookLevel::Off;
+    EXPECT_EQ(session.score(prompt, &rec), reference);
+    EXPECT_TRUE(rec.records.empty());  // nothing asked, nothing handed over
 
-  rec.level = HookLevel::Routing;
-  EXPECT_EQ(session.score(prompt, &rec), reference);
-  ASSERT_EQ(rec.records.size(), 3u);  // chunks of 4, 4, 1
-  EXPECT_EQ(rec.records[1].first_position, 4);
-  EXPECT_EQ(rec.records[2].n_tokens, 1);
-  EXPECT_EQ(rec.records[2].tokens, std::vector<int32_t>{3});
-  const StepRecord& r = rec.records[0];
-  const size_t M = r.moe_layers.size();
-  EXPECT_TRUE(r.router_probs.empty());
-  EXPECT_TRUE(r.attn_entropy.empty());
-  for (size_t i = 0; i < r.router_entropy.size(); ++i) {
-    EXPECT_GT(r.router_entropy[i], 0.0f);
-    EXPECT_LE(r.router_entropy[i], 1.0f + 1e-6f);
-    EXPECT_GE(r.top1_margin[i], 0.0f);
-  }
-  for (size_t i = 0; i + 1 < size_t(r.top_k); ++i) EXPECT_GE(r.expert_weights[i], r.expert_weights[i + 1]);
-
-  rec.records.clear();
-  rec.level = HookLevel::Full;
-  EXPECT_EQ(session.score(prompt, &rec), reference);
-  const StepRecord& f = rec.records.at(0);
-  const size_t E = size_t(s.moe.n_experts), L = size_t(s.n_layers), Hh = size_t(s.attn.n_heads);
-  ASSERT_EQ(f.router_probs.size(), size_t(f.n_tokens) * M * E);
-  for (size_t tm = 0; tm < size_t(f.n_tokens) * M; ++tm) {
-    double sum = 0, p1 = 0;
-    for (size_t e = 0; e < E; ++e) sum += f.router_probs[tm * E + e], p1 = std::max(p1, double(f.router_probs[tm * E + e]));
-    EXPECT_NEAR(sum, 1.0, 1e-5);
-    // The top-1 expert of the record has the largest probability.
-    EXPECT_FLOAT_EQ(f.router_probs[tm * E + size_t(f.expert_ids[tm * size_t(f.top_k)])], float(p1));
-  }
-  ASSERT_EQ(f.attn_entropy.size(), size_t(f.n_tokens) * L * Hh);
-  for (int t = 0; t < f.n_tokens; ++t)
-    for (size_t lh = 0; lh < L * Hh; ++lh) {
-      const size_t i = size_t(t) * L * Hh + lh;
-      const double keys = double(f.first_position + t + 1);
-      EXPECT_GE(f.attn_entropy[i], -1e-6f);
-      EXPECT_LE(f.attn_entropy[i], std::log(keys) + 1e-5);
-      EXPECT_LE(f.attn_max[i], f.attn_topk_mass[i] + 1e-6f);
-      EXPECT_LE(f.attn_topk_mass[i], 1.0f + 1e-6f);
-      EXPECT_GE(f.attn_max[i], 1.0 / keys - 1e-6);
-      if (t == 0) {  // the first token sees only itself
-        EXPECT_FLOAT_EQ(f.attn_first_mass[i], 1.0f);
-        EXPECT_NEAR(f.attn_entropy[i], 0.0f, 1e-6f);
-      }
+    rec.level = HookLevel::Routing;
+    EXPECT_EQ(session.score(prompt, &rec), reference);
+    ASSERT_EQ(rec.records.size(), 3u);  // chunks of 4, 4, 1
+    EXPECT_EQ(rec.records[1].first_position, 4);
+    EXPECT_EQ(rec.records[2].n_tokens, 1);
+    EXPECT_EQ(rec.records[2].tokens, std::vector<int32_t>{3});
+    const StepRecord& r = rec.records[0];
+    const size_t M = r.moe_layers.size();
+    EXPECT_TRUE(r.router_probs.empty());
+    EXPECT_TRUE(r.attn_entropy.empty());
+    for (size_t i = 0; i < r.router_entropy.size(); ++i) {
+      EXPECT_GT(r.router_entropy[i], 0.0f);
+      EXPECT_LE(r.router_entropy[i], 1.0f + 1e-6f);
+      EXPECT_GE(r.top1_margin[i], 0.0f);
     }
-  ASSERT_EQ(f.hidden_norm.size(), size_t(f.n_tokens) * L);
-  for (float n : f.hidden_norm) EXPECT_GT(n, 0.0f);
-  ASSERT_EQ(f.layer_time_s.size(), L);
-  EXPECT_GT(std::accumulate(f.layer_time_s.begin(), f.layer_time_s.end(), 0.0), 0.0);
+    for (size_t i = 0; i + 1 < size_t(r.top_k); ++i) EXPECT_GE(r.expert_weights[i], r.expert_weights[i + 1]);
+
+    rec.records.clear();
+    rec.level = HookLevel::Full;
+    EXPECT_EQ(session.score(prompt, &rec), reference);
+    const StepRecord& f = rec.records.at(0);
+    const size_t E = size_t(s.moe.n_experts), L = size_t(s.n_layers), Hh = size_t(s.attn.n_heads);
+    ASSERT_EQ(f.router_probs.size(), size_t(f.n_tokens) * M * E);
+    for (size_t tm = 0; tm < size_t(f.n_tokens) * M; ++tm) {
+      double sum = 0, p1 = 0;
+      for (size_t e = 0; e < E; ++e) sum += f.router_probs[tm * E + e], p1 = std::max(p1, double(f.router_probs[tm * E + e]));
+      EXPECT_NEAR(sum, 1.0, 1e-5);
+      // The top-1 expert of the record has the largest probability.
+      EXPECT_FLOAT_EQ(f.router_probs[tm * E + size_t(f.expert_ids[tm * size_t(f.top_k)])], float(p1));
+    }
+    ASSERT_EQ(f.attn_entropy.size(), size_t(f.n_tokens) * L * Hh);
+    for (int t = 0; t < f.n_tokens; ++t)
+      for (size_t lh = 0; lh < L * Hh; ++lh) {
+        const size_t i = size_t(t) * L * Hh + lh;
+        const double keys = double(f.first_position + t + 1);
+        EXPECT_GE(f.attn_entropy[i], -1e-6f);
+        EXPECT_LE(f.attn_entropy[i], std::log(keys) + 1e-5);
+        EXPECT_LE(f.attn_max[i], f.attn_topk_mass[i] + 1e-6f);
+        EXPECT_LE(f.attn_topk_mass[i], 1.0f + 1e-6f);
+        EXPECT_GE(f.attn_max[i], 1.0 / keys - 1e-6);
+        if (t == 0) {  // the first token sees only itself
+          EXPECT_FLOAT_EQ(f.attn_first_mass[i], 1.0f);
+          EXPECT_NEAR(f.attn_entropy[i], 0.0f, 1e-6f);
+        }
+      }
+    ASSERT_EQ(f.hidden_norm.size(), size_t(f.n_tokens) * L);
+    for (float n : f.hidden_norm) EXPECT_GT(n, 0.0f);
+    ASSERT_EQ(f.layer_time_s.size(), L);
+    EXPECT_GT(std::accumulate(f.layer_time_s.begin(), f.layer_time_s.end(), 0.0), 0.0);
+  }
 }
 
+// On Qwen3-MoE and on DeepSeek-V3's latent attention.
 TEST(Hooks, AttentionRowsOfChosenHeadsSumToOne) {
-  auto model = Model::load(kModels + "qwen3_moe");
-  Session session(*model, BackendOptions{1, 64, 64});
-  Recorder rec;
-  rec.level = HookLevel::AttentionMaps;
-  rec.rows = {{1, 0}, {0, 1}, {99, 0}};  // the last one does not exist: ignored
-  rec.attention_topk = 3;
-  GenerateOptions g;
-  g.max_new_tokens = 3;
-  g.sampling.greedy = true;
-  session.generate({5, 17, 42, 99}, g, {}, &rec);
-  ASSERT_EQ(rec.records.size(), 3u);  // prefill + 2 decode steps (the last token is not run)
-  const StepRecord& d = rec.records.back();
-  ASSERT_EQ(d.attention_rows.size(), 2u);
-  const size_t L = size_t(d.n_layers), H = size_t(d.n_heads);
-  for (const auto& row : d.attention_rows) {
-    EXPECT_EQ(row.position, 5);
-    ASSERT_EQ(row.weights.size(), 6u);
-    EXPECT_NEAR(std::accumulate(row.weights.begin(), row.weights.end(), 0.0), 1.0, 1e-5);
-    // The statistics of the same head agree with its row: −Σ w log w, max, first-token mass.
-    double entropy = 0;
-    for (float w : row.weights) entropy -= w > 0 ? double(w) * std::log(double(w)) : 0.0;
-    const size_t i = size_t(row.layer) * H + size_t(row.head);  // the step's only token
-    ASSERT_LT(i, L * H);
-    EXPECT_NEAR(d.attn_entropy[i], entropy, 1e-5);
-    EXPECT_FLOAT_EQ(d.attn_max[i], *std::max_element(row.weights.begin(), row.weights.end()));
-    EXPECT_FLOAT_EQ(d.attn_first_mass[i], row.weights[0]);
-    std::vector<float> sorted = row.weights;  // top-k mass, k = 3 of the 6 keys
-    std::sort(sorted.rbegin(), sorted.rend());
-    EXPECT_NEAR(d.attn_topk_mass[i], sorted[0] + sorted[1] + sorted[2], 1e-6);
+  for (const char* name : {"qwen3_moe", "deepseek_v3"}) {
+    SCOPED_TRACE(name);
+    auto model = Model::load(kModels + name);
+    Session session(*model, BackendOptions{1, 64, 64});
+    Recorder rec;
+    rec.level = HookLevel::AttentionMaps;
+    rec.rows = {{1, 0}, {0, 1}, {99, 0}};  // the last one does not exist: ignored
+    rec.attention_topk = 3;
+    GenerateOptions g;
+    g.max_new_tokens = 3;
+    g.sampling.greedy = true;
+    session.generate({5, 17, 42, 99}, g, {}, &rec);
+    ASSERT_EQ(rec.records.size(), 3u);  // prefill + 2 decode steps (the last token is not run)
+    const StepRecord& d = rec.records.back();
+    ASSERT_EQ(d.attention_rows.size(), 2u);
+    const size_t L = size_t(d.n_layers), H = size_t(d.n_heads);
+    for (const auto& row : d.attention_rows) {
+      EXPECT_EQ(row.position, 5);
+      ASSERT_EQ(row.weights.size(), 6u);
+      EXPECT_NEAR(std::accumulate(row.weights.begin(), row.weights.end(), 0.0), 1.0, 1e-5);
+      // The statistics of the same head agree with its row: −Σ w log w, max, first-token mass.
+      double entropy = 0;
+      for (float w : row.weights) entropy -= w > 0 ? double(w) * std::log(double(w)) : 0.0;
+      const size_t i = size_t(row.layer) * H + size_t(row.head);  // the step's only token
+      ASSERT_LT(i, L * H);
+      EXPECT_NEAR(d.attn_entropy[i], entropy, 1e-5);
+      EXPECT_FLOAT_EQ(d.attn_max[i], *std::max_element(row.weights.begin(), row.weights.end()));
+      EXPECT_FLOAT_EQ(d.attn_first_mass[i], row.weights[0]);
+      std::vector<float> sorted = row.weights;  // top-k mass, k = 3 of the 6 keys
+      std::sort(sorted.rbegin(), sorted.rend());
+      EXPECT_NEAR(d.attn_topk_mass[i], sorted[0] + sorted[1] + sorted[2], 1e-6);
+    }
   }
 }
 
