@@ -161,6 +161,17 @@ MISTRAL_TEMPLATE = r"""{%- if messages and messages[0].role == 'system' -%}
 {%- endfor -%}
 """
 
+# DeepSeek-V2-Chat and V2-Lite-Chat's template as published in their tokenizer_config.json: one BOS, then
+# "User: ...\n\n", "Assistant: ...<eos>" and bare system text, in order; the generation prompt is "Assistant:".
+DEEPSEEK_V2_TEMPLATE = (
+    "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}"
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
+    "{{ 'User: ' + message['content'] + '\\n\\n' }}{% elif message['role'] == 'assistant' %}"
+    "{{ 'Assistant: ' + message['content'] + eos_token }}{% elif message['role'] == 'system' %}"
+    "{{ message['content'] + '\\n\\n' }}{% endif %}{% endfor %}{% if add_generation_prompt %}"
+    "{{ 'Assistant:' }}{% endif %}"
+)
+
 # Llama-2-chat style: BOS before every user turn, <<SYS>> block inside the first one, contents stripped.
 LLAMA2_TEMPLATE = r"""{%- if messages and messages[0].role == 'system' -%}
   {%- set system = messages[0].content -%}
@@ -524,6 +535,13 @@ def render_chats() -> list[dict]:
         for gen in (True, False):
             add(f"mistral/{conv_name}/gen={int(gen)}", sp, "spm", None, None, messages, gen, None)
         add(f"llama2/{conv_name}", sp, "spm", "llama2", LLAMA2_TEMPLATE, messages, True, None)
+    # DeepSeek-V2: any order of roles (a late system message, a tool turn it leaves out), BOS and EOS.
+    for conv_name in ("single_user", "system_user", "late_system_and_unicode", "tool_results"):
+        for gen in (True, False):
+            add(f"deepseek_v2/{conv_name}/gen={int(gen)}", sp, "spm", "deepseek_v2", DEEPSEEK_V2_TEMPLATE,
+                CONVERSATIONS[conv_name], gen, None)
+    add("deepseek_v2/multi_turn", sp, "spm", "deepseek_v2", DEEPSEEK_V2_TEMPLATE, MISTRAL_CONVERSATIONS["multi_turn"],
+        True, None)
     return cases
 
 
@@ -595,7 +613,8 @@ def main() -> int:
 
     # --- chat templates ---
     templates = {"qwen3_thinking_prefill": QWEN3_THINKING_PREFILL_TEMPLATE, "chatml": CHATML_TEMPLATE,
-                 "chatml_no_system": CHATML_NO_SYSTEM_TEMPLATE, "llama2": LLAMA2_TEMPLATE}
+                 "chatml_no_system": CHATML_NO_SYSTEM_TEMPLATE, "llama2": LLAMA2_TEMPLATE,
+                 "deepseek_v2": DEEPSEEK_V2_TEMPLATE}
     write_json(os.path.join(OUT, "chat_expected.json"),
                {"templates": templates, "bos_token": "<s>", "eos_token": "</s>", "cases": render_chats()}, indent=1)
 

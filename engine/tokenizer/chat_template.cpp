@@ -100,6 +100,9 @@ ChatTemplate ChatTemplate::from_source(const std::string& src, std::string bos_t
     else t.default_system_ = chatml_default_system(src);
   } else if (contains(src, "[INST]")) {
     t.format_ = contains(src, "<<SYS>>") ? ChatFormat::Llama2 : ChatFormat::Mistral;
+  } else if (contains(src, "'User: ' + message['content'] + '\\n\\n'") &&
+             contains(src, "'Assistant: ' + message['content'] + eos_token")) {
+    t.format_ = ChatFormat::DeepSeekV2;
   } else {
     t.format_ = ChatFormat::Unknown;
   }
@@ -153,6 +156,7 @@ std::string ChatTemplate::format_name() const {
     case ChatFormat::Qwen3: return "Qwen3";
     case ChatFormat::Mistral: return "Mistral";
     case ChatFormat::Llama2: return "Llama-2";
+    case ChatFormat::DeepSeekV2: return "DeepSeek-V2";
   }
   return "unknown";
 }
@@ -170,6 +174,8 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool 
     case ChatFormat::Mistral:
     case ChatFormat::Llama2:
       return render_inst(messages);
+    case ChatFormat::DeepSeekV2:
+      return render_deepseek_v2(messages, add_generation_prompt);
   }
   return {};
 }
@@ -278,6 +284,20 @@ std::string ChatTemplate::render_inst(const std::vector<ChatMessage>& messages) 
       }
     }
   }
+  return out;
+}
+
+// DeepSeek-V2-Chat: one BOS, then each message in order (system text, "User: …", "Assistant: …<eos>"),
+// every user and system message followed by a blank line; other roles render nothing, as in the template.
+// The generation prompt is "Assistant:" (the model writes the space).
+std::string ChatTemplate::render_deepseek_v2(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
+  std::string out = bos_;
+  for (const ChatMessage& m : messages) {
+    if (m.role == "user") out.append("User: ").append(m.content).append("\n\n");
+    else if (m.role == "assistant") out.append("Assistant: ").append(m.content).append(eos_);
+    else if (m.role == "system") out.append(m.content).append("\n\n");
+  }
+  if (add_generation_prompt) out += "Assistant:";
   return out;
 }
 

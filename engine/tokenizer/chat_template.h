@@ -21,6 +21,7 @@ enum class ChatFormat {
   Qwen3,     // ChatML + thinking: enable_thinking, history without old thinking
   Mistral,   // <s>[INST] … [/INST] answer</s>
   Llama2,    // <s>[INST] <<SYS>>\n…\n<</SYS>>\n\n … [/INST]
+  DeepSeekV2,  // <bos>User: …\n\nAssistant: …<eos> (DeepSeek-V2-Chat, V2-Lite-Chat)
 };
 
 class ChatTemplate {
@@ -44,6 +45,7 @@ class ChatTemplate {
   std::string render_chatml(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                             std::optional<bool> enable_thinking) const;
   std::string render_inst(const std::vector<ChatMessage>& messages) const;
+  std::string render_deepseek_v2(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
 
   ChatFormat format_ = ChatFormat::None;
   std::string bos_;

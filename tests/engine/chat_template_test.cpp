@@ -62,6 +62,10 @@ TEST(ChatTemplate, RecognisesTheFormats) {
   EXPECT_EQ(moe::ChatTemplate::from_source(templates["chatml_no_system"]).format(), moe::ChatFormat::ChatML);
   EXPECT_EQ(moe::ChatTemplate::from_source(templates["llama2"]).format(), moe::ChatFormat::Llama2);
   EXPECT_EQ(moe::ChatTemplate::from_source(templates["qwen3_thinking_prefill"]).format(), moe::ChatFormat::Qwen3);
+  const auto deepseek = moe::ChatTemplate::from_source(templates["deepseek_v2"]);
+  EXPECT_EQ(deepseek.format(), moe::ChatFormat::DeepSeekV2);
+  EXPECT_EQ(deepseek.format_name(), "DeepSeek-V2");
+  EXPECT_FALSE(deepseek.supports_thinking());
   EXPECT_EQ(moe::ChatTemplate::from_source("").format(), moe::ChatFormat::None);
   const auto other = moe::ChatTemplate::from_source("{% for m in messages %}<|user|>{{ m.content }}{% endfor %}");
   EXPECT_EQ(other.format(), moe::ChatFormat::Unknown);
