@@ -17,6 +17,9 @@ FamilyAdapter glm4_moe_family();
 FamilyAdapter deepseek_v2_family();
 FamilyAdapter deepseek_v3_family();
 
+// DeepSeek's shared expert names (the plural mlp.shared_experts, no gate), which GLM-4.5 shares.
+void name_shared_experts(TensorNaming& names);
+
 // Qwen2-MoE and Qwen3-MoE choose MoE layers with decoder_sparse_step and mlp_only_layers.
 std::vector<bool> qwen_moe_layers(const JsonFields& config, int n_layers, int n_experts);
 

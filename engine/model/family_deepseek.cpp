@@ -68,15 +68,14 @@ void read_deepseek_moe(const JsonFields& c, ModelSpec& s, int64_t default_shared
   for (int l = 0; l < s.n_layers; ++l) s.layer_is_moe[size_t(l)] = l >= first_dense && l % freq == 0;
 }
 
-// The plural shared_experts, ungated (as GLM-4.5's).
+}  // namespace
+
 void name_shared_experts(TensorNaming& n) {
   n.shared_gate_proj = "model.layers.{L}.mlp.shared_experts.gate_proj.weight";
   n.shared_up_proj = "model.layers.{L}.mlp.shared_experts.up_proj.weight";
   n.shared_down_proj = "model.layers.{L}.mlp.shared_experts.down_proj.weight";
   n.shared_expert_gate = "";
 }
-
-}  // namespace
 
 FamilyAdapter deepseek_v2_family() {
   FamilyAdapter f;

@@ -35,11 +35,7 @@ FamilyAdapter glm4_moe_family() {
     if (first_dense < 0) throw EngineError(c.file(), "first_k_dense_replace", "must not be negative");
     for (int l = 0; l < s.n_layers; ++l) s.layer_is_moe[size_t(l)] = M.n_experts > 0 && l >= first_dense;
   };
-  auto& n = f.names;
-  n.shared_gate_proj = "model.layers.{L}.mlp.shared_experts.gate_proj.weight";
-  n.shared_up_proj = "model.layers.{L}.mlp.shared_experts.up_proj.weight";
-  n.shared_down_proj = "model.layers.{L}.mlp.shared_experts.down_proj.weight";
-  n.shared_expert_gate = "";
+  name_shared_experts(f.names);
   return f;
 }
 
