@@ -121,7 +121,7 @@ class CpuBackend final : public Backend {
     a_.resize(t * H);
     q_.resize(t * size_t(s_.q_dim()));
     k_.resize(t * size_t(s_.kv_dim()));
-    v_.resize(t * size_t(s_.kv_dim()));
+    v_.resize(s_.attn.is_mla() ? 0 : t * size_t(s_.kv_dim()));  // MLA: no separate V rows
     attn_.resize(t * size_t(std::max(s_.q_dim(), s_.attn_out_dim())));
     if (s_.attn.is_mla()) {
       const auto& m = s_.attn.mla;
