@@ -12,6 +12,7 @@
 // 2e-5 absolute + 1e-5 relative for the entropy, 2e-5 relative for the masses and weights) leave a
 // margin of ~10–25.
 #include "engine/backend/cuda/kernels/attention.cuh"
+#include "engine/backend/cuda/kernels/attention_latent.cuh"
 
 #include <gtest/gtest.h>
 
@@ -22,6 +23,7 @@
 #include <functional>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/common/dtype.h"
@@ -480,4 +482,158 @@ TEST(AttentionRow, MatchesReference) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------------
+// Multi-head latent attention over its cache (attention_latent.cuh): one KV head whose rows are
+// [latent ; k_pe] (kv_lora + rope values), every query head dotted with the whole row, the values the
+// rows' first kv_lora. The reference is reference_row with one KV head of that width and V = the rows
+// with their k_pe zeroed (so out's first kv_lora values are the weighted latents, the rest 0).
+
+struct LatentCase {
+  int nh, kv_lora, rope;
+};
+
+LatentShape latent_shape(const LatentCase& c, int capacity, DType dt) {
+  LatentShape s;
+  s.n_heads = c.nh;
+  s.kv_lora = c.kv_lora;
+  s.rope_dim = c.rope;
+  s.qk_nope = 16;
+  s.v_dim = 8;
+  s.capacity = capacity;
+  s.kv_dtype = dt;
+  s.scale = 1.0f / std::sqrt(float(c.kv_lora + c.rope) / 4.0f);
+  return s;
+}
+
+// The rows' latent parts as a V cache of the same width.
+HostCache latent_values(const HostCache& K, const LatentCase& c) {
+  HostCache V = K;
+  const size_t row = size_t(c.kv_lora + c.rope);
+  for (size_t j = 0; j < V.values.size() / row; ++j)
+    std::fill(V.values.begin() + long(j * row + size_t(c.kv_lora)), V.values.begin() + long((j + 1) * row), 0.0f);
+  return V;
+}
+
+// The first kv_lora values of every reference row's output, in [token][head] order.
+std::vector<double> latent_outputs(const std::vector<RowRef>& ref, int kv_lora) {
+  std::vector<double> out;
+  for (const RowRef& r : ref) out.insert(out.end(), r.out.begin(), r.out.begin() + kv_lora);
+  return out;
+}
+
+// DeepSeek's width (512 + 64, 12 heads: a full group of 8 and a partial one), a narrow one (the golden
+// checkpoints'), and 20 heads over a 256-wide latent.
+const std::vector<LatentCase> kLatentCases = {{12, 512, 64}, {4, 32, 8}, {20, 256, 32}};
+
+TEST(LatentAttention, DecodeMatchesReference) {
+  MOE_REQUIRE_GPU();
+  const int capacity = 2100;
+  const int topks[] = {1, 8, 32};
+  int run = 0;
+  for (const LatentCase& c : kLatentCases)
+    for (DType dt : {DType::F32, DType::BF16}) {
+      const Heads hs{c.nh, 1, c.kv_lora + c.rope};
+      const size_t row = size_t(hs.hd);
+      const HostCache K = make_cache(size_t(capacity) * row, dt, 61);
+      const HostCache V = latent_values(K, c);
+      DeviceVector<uint8_t> dK(K.bytes);
+      const auto q = random_floats(size_t(c.nh) * row, 62, 2.0f);
+      DeviceVector<float> dq(q), dout(size_t(c.nh) * size_t(c.kv_lora));
+      const LatentShape shape = latent_shape(c, capacity, dt);
+      for (int n_keys : {1, 300, 1025}) {
+        std::vector<RowRef> ref;
+        for (int h = 0; h < c.nh; ++h) ref.push_back(reference_row(&q[size_t(h) * row], K, V, hs, h, n_keys, shape.scale));
+        const std::vector<double> ref_out = latent_outputs(ref, c.kv_lora);
+        DeviceVector<int32_t> pos(std::vector<int32_t>{n_keys - 1});
+        for (int splits : {1, 32}) {
+          DeviceVector<float> ws(latent_attention_workspace_floats(shape, splits));
+          const std::string what = "latent nh=" + std::to_string(c.nh) + " kv_lora=" + std::to_string(c.kv_lora) +
+                                   (dt == DType::BF16 ? " bf16" : " f32") + " keys=" + std::to_string(n_keys) +
+                                   " splits=" + std::to_string(splits);
+          latent_attention(dq.get(), 1, dK.get(), pos.get(), shape, splits, ws.get(), dout.get(), nullptr, nullptr);
+          expect_close(dout.download().data(), ref_out.data(), ref_out.size(), kOutAbs, kOutRel, what + " out");
+          const int topk = topks[run++ % 3];
+          StatsBuffers sb(1, c.nh);
+          const AttentionStats st = sb.view(c.nh, topk);
+          latent_attention(dq.get(), 1, dK.get(), pos.get(), shape, splits, ws.get(), dout.get(), &st, nullptr);
+          expect_close(dout.download().data(), ref_out.data(), ref_out.size(), kOutAbs, kOutRel, what + " out (stats)");
+          sb.check(1, c.nh, topk, [&](int, int h) -> const RowRef& { return ref[size_t(h)]; }, what);
+        }
+      }
+    }
+}
+
+TEST(LatentAttention, PrefillMatchesReference) {
+  MOE_REQUIRE_GPU();
+  const int topks[] = {1, 8, 32};
+  int run = 0;
+  for (const LatentCase& c : kLatentCases)
+    for (DType dt : {DType::F32, DType::BF16})
+      for (const auto& [T, pos0] : {std::pair{5, 0}, std::pair{20, 37}}) {
+        const Heads hs{c.nh, 1, c.kv_lora + c.rope};
+        const size_t row = size_t(hs.hd);
+        const int capacity = pos0 + T + 3;
+        const HostCache K = make_cache(size_t(capacity) * row, dt, 71);
+        const HostCache V = latent_values(K, c);
+        DeviceVector<uint8_t> dK(K.bytes);
+        const auto q = random_floats(size_t(T) * size_t(c.nh) * row, 72, 2.0f);
+        DeviceVector<float> dq(q), dout(size_t(T) * size_t(c.nh) * size_t(c.kv_lora));
+        DeviceVector<int32_t> pos(std::vector<int32_t>{pos0});
+        const LatentShape shape = latent_shape(c, capacity, dt);
+        std::vector<RowRef> ref;  // [t][h]
+        for (int t = 0; t < T; ++t)
+          for (int h = 0; h < c.nh; ++h)
+            ref.push_back(reference_row(&q[(size_t(t) * size_t(c.nh) + size_t(h)) * row], K, V, hs, h, pos0 + t + 1,
+                                        shape.scale));
+        const std::vector<double> ref_out = latent_outputs(ref, c.kv_lora);
+        const std::string what = "latent prefill nh=" + std::to_string(c.nh) + " kv_lora=" + std::to_string(c.kv_lora) +
+                                 (dt == DType::BF16 ? " bf16" : " f32") + " T=" + std::to_string(T) +
+                                 " pos0=" + std::to_string(pos0);
+        latent_attention(dq.get(), T, dK.get(), pos.get(), shape, 32, nullptr, dout.get(), nullptr, nullptr);
+        const std::vector<float> got = dout.download();
+        expect_close(got.data(), ref_out.data(), ref_out.size(), kOutAbs, kOutRel, what + " out");
+        const int topk = topks[run++ % 3];
+        StatsBuffers sb(T, c.nh);
+        const AttentionStats st = sb.view(c.nh, topk);
+        latent_attention(dq.get(), T, dK.get(), pos.get(), shape, 32, nullptr, dout.get(), &st, nullptr);
+        EXPECT_EQ(dout.download(), got) << what << ": the outputs depend on whether statistics are asked for";
+        sb.check(T, c.nh, topk, [&](int t, int h) -> const RowRef& { return ref[size_t(t) * size_t(c.nh) + size_t(h)]; },
+                 what);
+      }
+}
+
+// attn.rows of a latent model: attention_row with one KV head as wide as the latent rows (576).
+TEST(LatentAttention, RowsOfTheWideCache) {
+  MOE_REQUIRE_GPU();
+  const LatentCase c{12, 512, 64};
+  const Heads hs{c.nh, 1, c.kv_lora + c.rope};
+  for (DType dt : {DType::F32, DType::BF16}) {
+    const int capacity = 700;
+    const size_t row = size_t(hs.hd);
+    const HostCache K = make_cache(size_t(capacity) * row, dt, 81);
+    DeviceVector<uint8_t> dK(K.bytes);
+    const auto q = random_floats(size_t(c.nh) * row, 82, 2.0f);
+    DeviceVector<float> dq(q);
+    const LatentShape ls = latent_shape(c, capacity, dt);
+    AttentionShape shape = make_shape(hs, capacity, dt);
+    shape.scale = ls.scale;
+    for (int pos0 : {0, 650})
+      for (int head : {0, c.nh - 1}) {
+        DeviceVector<int32_t> pos(std::vector<int32_t>{pos0});
+        DeviceVector<float> drow(size_t(capacity) + 8);
+        drow.upload(std::vector<float>(size_t(capacity) + 8, -7.0f));
+        attention_row(dq.get(), dK.get(), pos.get(), 3, head, shape, drow.get(), nullptr);
+        const auto got = drow.download();
+        const RowRef r = reference_row(&q[size_t(head) * row], K, K, hs, head, pos0 + 4, shape.scale);
+        const std::string what = std::string(dt == DType::BF16 ? "bf16" : "f32") + " pos0=" + std::to_string(pos0) +
+                                 " head=" + std::to_string(head);
+        expect_close(got.data(), r.w.data(), size_t(pos0 + 4), 1e-10, kMassRel, what);
+        EXPECT_EQ(got[size_t(pos0 + 4)], -7.0f) << what << ": wrote past the row";
+      }
+  }
+  AttentionShape too_wide = make_shape(Heads{4, 1, 1028}, 16, DType::F32);
+  EXPECT_ANY_THROW(attention_row(nullptr, nullptr, nullptr, 0, 0, too_wide, nullptr, nullptr));
+}
+
 }  // namespace moe::cuda

@@ -133,4 +133,27 @@ inline std::vector<float> expect_residual_norm(const std::vector<float>& x0, con
   return want_x;
 }
 
+// The CPU backend's rmsnorm and rope(), for the kernels' references: RMSNorm with a double sum of
+// squares, (x · r) · w; RoPE pairs (i, i + d/2) or (2i, 2i + 1) at F32 angles pos · inv_freq[i], cos and
+// sin times YaRN's factor.
+inline void ref_rmsnorm(float* x, const float* w, int64_t n, float eps) {
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += double(x[i]) * x[i];
+  const float r = 1.0f / std::sqrt(float(ss / double(n)) + eps);
+  for (int64_t i = 0; i < n; ++i) x[i] = x[i] * r * w[i];
+}
+
+inline void ref_rope(float* x, int pos, int rotary_dim, bool interleaved, const std::vector<float>& inv_freq, float factor) {
+  const int half = rotary_dim / 2;
+  for (int i = 0; i < half; ++i) {
+    const float angle = float(pos) * inv_freq[size_t(i)];
+    const float c = std::cos(angle) * factor, sn = std::sin(angle) * factor;
+    const int a = interleaved ? 2 * i : i;
+    const int b = interleaved ? 2 * i + 1 : i + half;
+    const float x0 = x[a], x1 = x[b];
+    x[a] = x0 * c - x1 * sn;
+    x[b] = x1 * c + x0 * sn;
+  }
+}
+
 }  // namespace moe::cuda::test

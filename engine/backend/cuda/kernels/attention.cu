@@ -59,6 +59,7 @@
 #include "engine/backend/cuda/kernels/async_copy.cuh"
 #include "engine/backend/cuda/kernels/dependent_launch.cuh"
 #include "engine/backend/cuda/kernels/attention.cuh"
+#include "engine/backend/cuda/kernels/attention_common.cuh"
 #include "engine/backend/cuda/kernels/attention_prefill_mma.cuh"
 #include "engine/backend/cuda/kernels/online_softmax.h"
 #include "engine/backend/cuda/kernels/warp_dot.cuh"
@@ -73,21 +74,21 @@ namespace {
 constexpr int kThreads = 256;       // split, prefill and row kernels
 constexpr int kWarps = kThreads / 32;
 constexpr int kMergeThreads = 128;  // decode merge
-constexpr int kHeader = 4 + kMaxStatsTopK;  // partial: m, S, B, first score, top-k scores, then [hd4] values
 constexpr int kMaxSplits = 128;
+constexpr int kMaxRowHeadDim = 1024;  // attention_row: the latent attention's 576-wide rows
 constexpr int kMaxHeadDim = 256;
 constexpr size_t kMaxSmemBytes = 48 * 1024;  // no opt-in attribute needed
 constexpr size_t kMaxTcSmemBytes = 99 * 1024;  // the opt-in limit of sm_86 and sm_89 (sm_80, sm_90: more)
-constexpr unsigned kFull = 0xffffffffu;
 
 int round_up4(int x) { return (x + 3) / 4 * 4; }
 
 [[noreturn]] void bad_argument(const char* what) { throw_cuda_error("attention", what, __FILE__, __LINE__); }
 
-void check_shape(const AttentionShape& s) {
+void check_shape(const AttentionShape& s, int max_head_dim = kMaxHeadDim) {
   if (s.n_heads <= 0 || s.n_kv_heads <= 0 || s.n_heads % s.n_kv_heads != 0)
     bad_argument("n_heads must be a positive multiple of n_kv_heads");
-  if (s.head_dim <= 0 || s.head_dim > kMaxHeadDim) bad_argument("head_dim must be in 1 … 256");
+  if (s.head_dim <= 0 || s.head_dim > max_head_dim)
+    bad_argument(max_head_dim == kMaxHeadDim ? "head_dim must be in 1 … 256" : "head_dim must be in 1 … 1024");
   if (s.kv_dtype != DType::F32 && s.kv_dtype != DType::BF16) bad_argument("KV cache dtype must be F32 or BF16");
 }
 
@@ -97,38 +98,8 @@ bool kv_vector_ok(const AttentionShape& s, const void* k, const void* v) {
   return s.head_dim % per16 == 0 && aligned16(k) && (v == nullptr || aligned16(v));
 }
 
-struct StatsOut {
-  float* entropy = nullptr;
-  float* max_weight = nullptr;
-  float* topk_mass = nullptr;
-  float* first_mass = nullptr;
-  int64_t token_stride = 0;
-  int topk = 1;
-};
-
-StatsOut stats_out(const AttentionStats* s) {
-  StatsOut o;
-  if (!s) return o;
-  o.entropy = s->entropy;
-  o.max_weight = s->max_weight;
-  o.topk_mass = s->topk_mass;
-  o.first_mass = s->first_mass;
-  o.token_stride = s->token_stride;
-  o.topk = s->topk < 1 ? 1 : (s->topk > kMaxStatsTopK ? kMaxStatsTopK : s->topk);
-  return o;
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Device helpers
-
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(kFull, v, o));
-  return v;
-}
-
-__device__ __forceinline__ float to_f32(float x) { return x; }
-__device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
 
 // Eight BF16 values (one 16-byte chunk) as F32 at d (16-byte aligned), in two 16-byte stores.
 __device__ __forceinline__ void store_bf16x8(float* d, const uint4& x) {
@@ -239,40 +210,6 @@ __device__ __forceinline__ void axpy4(float4& acc, float w, const float4 v) {
 }
 __device__ __forceinline__ float hsum4(const float4 a) { return (a.x + a.y) + (a.z + a.w); }
 
-// Folds up to two candidate scores per lane (−inf: none) into a top-k list held one entry per lane
-// (list_s[0 … 32), descending, −inf past its end). Whole warp. A candidate enters when it beats the
-// current k-th entry (a tie changes no sum), largest first.
-__device__ void warp_topk_insert(float* list_s, int k, float c0, float c1) {
-  const int lane = threadIdx.x & 31;
-  float v = list_s[lane];
-  float thr = __shfl_sync(kFull, v, k - 1);
-  if (!(c0 > thr)) c0 = -INFINITY;
-  if (!(c1 > thr)) c1 = -INFINITY;
-  for (;;) {
-    const float best = fmaxf(c0, c1);
-    const float m = warp_max(best);
-    if (m == -INFINITY) break;
-    const unsigned owners = __ballot_sync(kFull, best == m);
-    if (lane == __ffs(owners) - 1) {
-      if (c0 == m)
-        c0 = -INFINITY;
-      else
-        c1 = -INFINITY;
-    }
-    const int pos = __popc(__ballot_sync(kFull, v >= m));  // entries that stay ahead of m
-    const float up = __shfl_up_sync(kFull, v, 1);
-    if (lane > pos)
-      v = up;
-    else if (lane == pos)
-      v = m;
-    if (lane >= k) v = -INFINITY;
-    thr = __shfl_sync(kFull, v, k - 1);
-    if (!(c0 > thr)) c0 = -INFINITY;
-    if (!(c1 > thr)) c1 = -INFINITY;
-  }
-  list_s[lane] = v;
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Decode
 
@@ -318,7 +255,7 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const float* __r
   const int gn = min(p.gb, p.group - g0);  // ≥ 1
   const int hd = p.head_dim, hd4 = p.hd4, st = hd4 + 4, tile = p.tile;
   const int h0 = kvh * p.group + g0;  // first query head of this block
-  const int part_stride = kHeader + hd4;
+  const int part_stride = kPartialHeader + hd4;
 
   float* q_s = smem;                    // [gb][hd4]
   float* k_s = q_s + p.gb * hd4;        // [tile][st]
@@ -338,7 +275,7 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const float* __r
   const int hi = min(n, lo + chunk);
 
   if (lo >= hi) {  // empty slice: an empty partial (its values are never read)
-    const int hw = STATS ? kHeader : 4;
+    const int hw = STATS ? kPartialHeader : 4;
     for (int i = tid; i < gn * hw; i += kThreads) {
       const int g = i / hw, c = i - g * hw;
       ws[(size_t(h0 + g) * p.splits + split) * part_stride + c] = (c == 1 || c == 2) ? 0.0f : -INFINITY;
@@ -461,7 +398,7 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const float* __r
     const int g = i / hd4, d = i - g * hd4;
     float s = 0.0f;
     for (int c = 0; c < ks; ++c) s += red[(c * gn + g) * hd4 + d];
-    ws[(size_t(h0 + g) * p.splits + split) * part_stride + kHeader + d] = s;
+    ws[(size_t(h0 + g) * p.splits + split) * part_stride + kPartialHeader + d] = s;
   }
   for (int g = tid; g < gn; g += kThreads) {
     float* part = ws + (size_t(h0 + g) * p.splits + split) * part_stride;
@@ -495,7 +432,7 @@ __global__ void __launch_bounds__(kMergeThreads) decode_merge_kernel(const float
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int h = blockIdx.x;
-  const int part_stride = kHeader + p.hd4;
+  const int part_stride = kPartialHeader + p.hd4;
   const float* base = ws + size_t(h) * p.splits * part_stride;
 
   if (warp == 0) {
@@ -533,7 +470,7 @@ __global__ void __launch_bounds__(kMergeThreads) decode_merge_kernel(const float
     float a = 0.0f;
     for (int s = 0; s < p.splits; ++s) {
       const float f = f_s[s];
-      if (f != 0.0f) a = fmaf(f, base[s * part_stride + kHeader + d], a);
+      if (f != 0.0f) a = fmaf(f, base[s * part_stride + kPartialHeader + d], a);
     }
     out[size_t(h) * p.head_dim + d] = a * inv;
   }
@@ -913,13 +850,15 @@ struct RowParams {
   float scale;
 };
 
-template <typename KV>
+// PER_LANE: the query values each lane keeps in registers, head_dim / 32 rounded up (8: head_dim ≤ 256;
+// 32: the latent attention's rows, up to 1024).
+template <typename KV, int PER_LANE>
 __global__ void __launch_bounds__(kThreads) row_kernel(const float* __restrict__ q_token, const KV* __restrict__ kc,
                                                         const int32_t* __restrict__ pos0, int t, int head, RowParams p,
                                                         float* __restrict__ out_row) {
   wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   __shared__ float red[kWarps + 1];
-  constexpr int kPerLane = kMaxHeadDim / 32;
+  constexpr int kPerLane = PER_LANE;
   constexpr int kKeys = 4;  // keys in flight per warp
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int hd = p.head_dim;
@@ -971,6 +910,10 @@ __global__ void __launch_bounds__(kThreads) row_kernel(const float* __restrict__
 // ---------------------------------------------------------------------------------------------------
 // Launch geometry
 
+size_t merge_smem_bytes(int splits, int topk, bool stats) {
+  return sizeof(float) * (size_t(splits) + 4 + 32) + (stats ? size_t(splits) * size_t(topk) * (sizeof(float) + sizeof(int)) : 0);
+}
+
 struct DecodeGeometry {
   DecodeParams p;
   size_t split_smem, merge_smem;
@@ -995,7 +938,7 @@ DecodeGeometry decode_geometry(const AttentionShape& s, int max_splits, int topk
   const int st = p.hd4 + 4;
   g.split_smem = sizeof(float) * (size_t(p.gb) * p.hd4 + 2 * size_t(p.tile) * st + size_t(p.gb) * p.tile + 5 * size_t(p.gb) +
                                   (stats ? size_t(p.gb) * 32 : 0));
-  g.merge_smem = sizeof(float) * (size_t(max_splits) + 4 + 32) + (stats ? size_t(max_splits) * topk * (sizeof(float) + sizeof(int)) : 0);
+  g.merge_smem = merge_smem_bytes(max_splits, topk, stats);
   return g;
 }
 
@@ -1008,14 +951,7 @@ void launch_decode(const float* q, const void* k_cache, const void* v_cache, con
   launch_dependent("decode_split_kernel", so ? decode_split_kernel<KV, true> : decode_split_kernel<KV, false>, grid,
                    kThreads, g.split_smem, stream, q, k, v, pos0, g.p, ws);
   MOE_CUDA_CHECK_LAUNCH();
-  const MergeParams mp{g.p.n_heads, g.p.head_dim, g.p.hd4, g.p.splits, g.p.topk};
-  if (so)
-    launch_dependent("decode_merge_kernel", decode_merge_kernel<true>, g.p.n_heads, kMergeThreads, g.merge_smem, stream,
-                     ws, pos0, mp, out, *so);
-  else
-    launch_dependent("decode_merge_kernel", decode_merge_kernel<false>, g.p.n_heads, kMergeThreads, g.merge_smem,
-                     stream, ws, pos0, mp, out, StatsOut{});
-  MOE_CUDA_CHECK_LAUNCH();
+  merge_decode_partials(ws, pos0, g.p.n_heads, g.p.head_dim, g.p.splits, so, out, stream);
 }
 
 template <typename KV, int TQ>
@@ -1062,9 +998,23 @@ void launch_prefill(const float* q, int64_t q_stride, int T, const void* k_cache
 
 }  // namespace
 
+void merge_decode_partials(const float* ws, const int32_t* pos0, int n_heads, int v_dim, int splits, const StatsOut* so,
+                           float* out, cudaStream_t stream) {
+  const MergeParams mp{n_heads, v_dim, round_up4(v_dim), splits, so ? so->topk : 1};
+  const size_t smem = merge_smem_bytes(splits, mp.topk, so != nullptr);
+  if (smem > kMaxSmemBytes) bad_argument("decode merge does not fit in shared memory");
+  if (so)
+    launch_dependent("decode_merge_kernel", decode_merge_kernel<true>, n_heads, kMergeThreads, smem, stream, ws, pos0, mp,
+                     out, *so);
+  else
+    launch_dependent("decode_merge_kernel", decode_merge_kernel<false>, n_heads, kMergeThreads, smem, stream, ws, pos0,
+                     mp, out, StatsOut{});
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
 size_t attention_decode_workspace_floats(const AttentionShape& shape, int max_splits) {
   return size_t(shape.n_heads > 0 ? shape.n_heads : 0) * size_t(max_splits > 0 ? max_splits : 0) *
-         size_t(kHeader + round_up4(shape.head_dim));
+         size_t(kPartialHeader + round_up4(shape.head_dim));
 }
 
 void attention_decode(const float* q, const void* k_cache, const void* v_cache, const int32_t* pos0,
@@ -1114,15 +1064,18 @@ void attention_prefill(const float* q, int64_t q_stride, int T, const void* k_ca
 
 void attention_row(const float* q_token, const void* k_cache, const int32_t* pos0, int t, int head,
                    const AttentionShape& shape, float* out_row, cudaStream_t stream) {
-  check_shape(shape);
+  check_shape(shape, kMaxRowHeadDim);
   if (head < 0 || head >= shape.n_heads) bad_argument("attention_row: head out of range");
   const RowParams p{shape.n_kv_heads, shape.head_dim, shape.n_heads / shape.n_kv_heads, shape.scale};
+  const bool wide = shape.head_dim > kMaxHeadDim;
   if (shape.kv_dtype == DType::F32)
-    launch_dependent("row_kernel", row_kernel<float>, 1, kThreads, 0, stream, q_token,
-                     static_cast<const float*>(k_cache), pos0, t, head, p, out_row);
+    launch_dependent("row_kernel", wide ? row_kernel<float, kMaxRowHeadDim / 32> : row_kernel<float, kMaxHeadDim / 32>,
+                     1, kThreads, 0, stream, q_token, static_cast<const float*>(k_cache), pos0, t, head, p, out_row);
   else
-    launch_dependent("row_kernel", row_kernel<__nv_bfloat16>, 1, kThreads, 0, stream, q_token,
-                     static_cast<const __nv_bfloat16*>(k_cache), pos0, t, head, p, out_row);
+    launch_dependent("row_kernel",
+                     wide ? row_kernel<__nv_bfloat16, kMaxRowHeadDim / 32> : row_kernel<__nv_bfloat16, kMaxHeadDim / 32>,
+                     1, kThreads, 0, stream, q_token, static_cast<const __nv_bfloat16*>(k_cache), pos0, t, head, p,
+                     out_row);
   MOE_CUDA_CHECK_LAUNCH();
 }
 

@@ -62,7 +62,8 @@ void attention_prefill(const float* q, int64_t q_stride, int T, const void* k_ca
 
 // One full row of attention weights (attn.rows): head `head` of the query q_token ([nh·hd], already
 // rotated) at position pos0[0] + t, over keys 0 … pos0[0] + t, written to out_row[0 … pos0[0] + t]. One
-// block; exact softmax (max, exp, sum, divide).
+// block; exact softmax (max, exp, sum, divide). head_dim up to 1024 here: the latent attention's rows
+// (attention_latent.cuh) are this with one KV head of kv_lora + rope values.
 void attention_row(const float* q_token, const void* k_cache, const int32_t* pos0, int t, int head,
                    const AttentionShape& shape, float* out_row, cudaStream_t stream);
 

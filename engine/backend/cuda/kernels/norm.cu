@@ -20,6 +20,7 @@
 
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/dependent_launch.cuh"
+#include "engine/backend/cuda/kernels/rope_math.cuh"
 #include "engine/backend/cuda/kernels/norm.cuh"
 #include "engine/backend/cuda/kernels/row_norm.cuh"
 #include "engine/backend/cuda/kernels/warp_dot.cuh"
@@ -46,13 +47,6 @@ bool residual_norm_vec(const float* x, const float* y, const float* bias, const 
          (!w || aligned16(out));
 }
 
-// f32 → bf16 bits with round-to-nearest-even, bit-identical to the host's f32_to_bf16 (NaN stays NaN).
-__device__ __forceinline__ uint16_t f32_to_bf16_bits(float f) {
-  uint32_t u = __float_as_uint(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40u);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return uint16_t(u >> 16);
-}
 __device__ __forceinline__ float bf16_bits_to_f32(uint32_t h) { return __uint_as_float(h << 16); }
 __device__ __forceinline__ float f16_bits_to_f32(uint32_t h) {
   return __half2float(__ushort_as_half(static_cast<unsigned short>(h)));

@@ -38,6 +38,7 @@
 
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/dependent_launch.cuh"
+#include "engine/backend/cuda/kernels/rope_math.cuh"
 #include "engine/backend/cuda/kernels/last_block.cuh"
 #include "engine/backend/cuda/kernels/rope.cuh"
 #include "engine/backend/cuda/kernels/warp_dot.cuh"
@@ -49,13 +50,6 @@ constexpr int kMaxWarps = 16;
 constexpr int kRowsPerBlock = 8;  // the decode projection's rows per block (one per warp)
 constexpr int kMaxHeadDim = 256;
 
-// f32 → bf16 bits with round-to-nearest-even, bit-identical to the host's f32_to_bf16 (NaN stays NaN).
-__device__ __forceinline__ uint16_t f32_to_bf16_bits(float f) {
-  uint32_t u = __float_as_uint(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40u);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return uint16_t(u >> 16);
-}
 
 // std::clamp(a, −c, c): NaN passes through, as on the host.
 __device__ __forceinline__ float clamp_pm(float a, float c) { return a < -c ? -c : (c < a ? c : a); }
@@ -87,19 +81,6 @@ __device__ __forceinline__ float qk_sum_squares(int h, const float* qr, const fl
 // The RMSNorm scale of a head from its sum of squares: both kernels use it, so they agree bit for bit.
 __device__ __forceinline__ float head_norm_scale(float ss, int hd, float eps) { return 1.0f / sqrtf(ss / float(hd) + eps); }
 
-// cos and sin of pos · inv_freq[i] for i < half, times YaRN's factor (1 for plain RoPE), strided over
-// `count` threads from `first`.
-__device__ __forceinline__ void rope_angles(int pos, const float* __restrict__ inv_freq, float factor, int half,
-                                            float* cos_sh, float* sin_sh, int first, int count) {
-  for (int i = first; i < half; i += count) {
-    const float angle = float(pos) * __ldg(inv_freq + i);
-    float s, c;
-    sincosf(angle, &s, &c);
-    cos_sh[i] = __fmul_rn(c, factor);
-    sin_sh[i] = __fmul_rn(s, factor);
-  }
-}
-
 // Phase C for task h of one token, by one warp: q head h (h < nh), k head h − nh (h < nh + nkv) or v
 // head h − nh − nkv. r: the q/k norm's scale for this head (PerHead: of its own sum of squares;
 // WholeProjection: of the projection's), unused without a norm. q/k/v are read through L2 (__ldcg):
@@ -129,12 +110,9 @@ __device__ __forceinline__ void prepare_head(int h, float* qr, float* kr, float*
       return a;
     };
     for (int i = lane; i < half; i += 32) {
-      const int ia = p.interleaved ? 2 * i : i;
-      const int ib = p.interleaved ? 2 * i + 1 : i + half;
-      const float x0 = prep(ia), x1 = prep(ib);
-      const float c = cos_sh[i], s = sin_sh[i];
-      const float y0 = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
-      const float y1 = __fadd_rn(__fmul_rn(x1, c), __fmul_rn(x0, s));
+      const int ia = rope_first(i, half, p.interleaved), ib = rope_second(i, half, p.interleaved);
+      float y0, y1;
+      rope_rotate(prep(ia), prep(ib), cos_sh[i], sin_sh[i], y0, y1);
       x[ia] = y0;
       x[ib] = y1;
       if (!is_q) {
