@@ -113,10 +113,6 @@ json info_json(const Model& m, int context, DType kv_dtype) {
   j["context"] = context;
   j["memory_needed_bytes"] = m.weight_bytes() + kv_f32 * size_t(context);
   j["unused_tensors"] = m.unused_tensors();
-  if (s.attn.is_mla()) {  // the CUDA backend does not run it
-    j["gpu_memory_plan"] = nullptr;
-    return j;
-  }
   const GpuMemoryPlan plan = gpu_plan(m, context, kv_dtype);
   j["gpu_memory_plan"] = {{"total", plan.total_bytes()}, {"weights", plan.weight_bytes()}, {"kv_cache", plan.kv_cache_bytes},
                           {"activations", plan.activation_bytes}, {"workspace", plan.workspace_bytes}};
@@ -182,11 +178,6 @@ void print_info(const Model& m, int context, DType kv_dtype, const Tokenizer* to
     std::printf("unused        %zu tensors in the checkpoint were not used:", m.unused_tensors().size());
     for (size_t i = 0; i < m.unused_tensors().size() && i < 5; ++i) std::printf(" %s", m.unused_tensors()[i].c_str());
     std::printf("%s\n", m.unused_tensors().size() > 5 ? " ..." : "");
-  }
-  if (s.attn.is_mla()) {
-    std::printf("GPU memory    none: the CUDA backend does not run multi-head latent attention yet\n");
-    std::printf("GPUs          %s\n", cli::gpu_status().c_str());
-    return;
   }
   const GpuMemoryPlan plan = gpu_plan(m, context, kv_dtype);
   std::printf("GPU memory    %s for a %d-token context: weights %s, KV cache %s, activations and workspace %s\n",

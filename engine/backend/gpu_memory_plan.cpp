@@ -15,8 +15,8 @@ std::string gib(size_t bytes) {
 }  // namespace
 
 size_t GpuActivations::bytes(size_t wsize) const {
-  const size_t floats = x + a + y + qkv + attn + gate_up + ffn + router_logits + route_weights + expert_h + expert_out +
-                        shared_gate + logits;
+  const size_t floats = x + a + y + qkv + q_lora + q_heads + q_absorbed + latent_out + attn + gate_up + ffn +
+                        router_logits + route_weights + expert_h + expert_out + shared_gate + logits;
   return floats * 4 + gemm_in * wsize + (selected + tokens) * 4;
 }
 
@@ -53,12 +53,22 @@ GpuMemoryPlan plan_gpu_memory(const ModelSpec& s, const GpuPlanOptions& o) {
   const size_t eff = size_t(s.moe.expert_ffn), sff = size_t(s.moe.shared_ffn), dff = size_t(s.dense_ffn);
 
   // Weights: matrices in the stored dtype, vectors (biases, norms) in F32 — as the backend uploads them.
-  size_t attention = (q + 2 * kv) * H * w + H * q * w;
-  if (s.attn.qkv_bias) attention += (q + 2 * kv) * 4;
+  const size_t out_dim = size_t(s.attn_out_dim());
+  size_t attention = 0, qk_norm = 0;
+  if (s.attn.is_mla()) {  // [q_a or q_proj ; kv_a], kv_b, o, q_b; the latent's (and q_a's) norm
+    const auto& m = s.attn.mla;
+    const size_t ql = size_t(m.q_lora_rank), kl = size_t(m.kv_lora_rank);
+    attention = ((ql ? ql : q) + kv) * H * w + size_t(s.attn.n_heads) * size_t(m.qk_nope_dim + m.v_head_dim) * kl * w +
+                H * out_dim * w + q * ql * w;
+    if (s.attn.qkv_bias) attention += (ql + kv) * 4;
+    qk_norm = (ql + kl) * 4;
+  } else {
+    attention = (q + 2 * kv) * H * w + H * q * w;
+    if (s.attn.qkv_bias) attention += (q + 2 * kv) * 4;
+    if (s.attn.qk_norm == QkNorm::PerHead) qk_norm = 2 * size_t(s.attn.head_dim) * 4;
+    if (s.attn.qk_norm == QkNorm::WholeProjection) qk_norm = (q + kv) * 4;
+  }
   if (s.attn.o_bias) attention += H * 4;
-  size_t qk_norm = 0;
-  if (s.attn.qk_norm == QkNorm::PerHead) qk_norm = 2 * size_t(s.attn.head_dim) * 4;
-  if (s.attn.qk_norm == QkNorm::WholeProjection) qk_norm = (q + kv) * 4;
   p.weights.push_back({"embeddings", -1, V * H * w});
   p.weights.push_back({"attention", -1, L * attention});
   p.weights.push_back({"router", -1, M * E * (H * w + (s.moe.selection_bias ? 4 : 0))});
@@ -68,16 +78,30 @@ GpuMemoryPlan plan_gpu_memory(const ModelSpec& s, const GpuPlanOptions& o) {
   p.weights.push_back({"norms", -1, (2 * L + 1) * H * 4 + L * qk_norm});
   p.weights.push_back({"head", -1, s.tied_embeddings ? 0 : V * H * w});
 
-  p.kv_bytes_per_token = 2 * L * kv * p.kv_dtype_size;
-  p.kv_cache_bytes = p.kv_bytes_per_token * size_t(p.capacity);
+  p.kv_bytes_per_token = size_t(s.kv_rows_per_token()) * L * kv * p.kv_dtype_size;
+  // One buffer per cache (K and V, or the latent rows), each rounded up to the allocator's 256 bytes.
+  const size_t per_cache = (L * kv * p.kv_dtype_size * size_t(p.capacity) + 255) & ~size_t(255);
+  p.kv_cache_bytes = size_t(s.kv_rows_per_token()) * per_cache;
 
   const size_t T = size_t(std::max(1, o.prefill_chunk)), K = size_t(p.slots);
   const size_t ffn = std::max({dff, sff, size_t(1)});
   GpuActivations& a = p.activations;
   a.x = a.a = a.y = T * H;
-  a.qkv = T * (q + 2 * kv);
-  a.attn = T * q;
-  a.gemm_in = T * std::max({H, q, ffn, eff});
+  if (s.attn.is_mla()) {
+    const auto& m = s.attn.mla;
+    const size_t ql = size_t(m.q_lora_rank), nh = size_t(s.attn.n_heads);
+    a.qkv = T * ((ql ? ql : q) + kv);
+    a.q_lora = T * ql;
+    a.q_heads = ql ? T * q : 0;
+    a.q_absorbed = T * nh * kv;
+    a.latent_out = T * nh * size_t(m.kv_lora_rank);
+    a.attn = T * out_dim;
+    a.gemm_in = T * std::max({H, ql, out_dim, ffn, eff});
+  } else {
+    a.qkv = T * (q + 2 * kv);
+    a.attn = T * q;
+    a.gemm_in = T * std::max({H, q, ffn, eff});
+  }
   a.gate_up = T * 2 * ffn;
   a.ffn = T * ffn;
   a.router_logits = T * std::max<size_t>(E, 1);
@@ -91,8 +115,10 @@ GpuMemoryPlan plan_gpu_memory(const ModelSpec& s, const GpuPlanOptions& o) {
 
   // Workspace: cuBLAS, decode attention partials (m, S, B, top-k scores, values per split and head),
   // expert grouping, and the step record at the fullest hook level (device side).
-  const size_t nh = size_t(s.attn.n_heads), hd = size_t(s.attn.head_dim);
-  const size_t attention_partials = size_t(kDecodeAttentionSplits) * nh * (hd + 3 + 32) * 4;
+  // (The latent attention's values are its kv_lora latent.)
+  const size_t nh = size_t(s.attn.n_heads);
+  const size_t hd = size_t(s.attn.is_mla() ? s.attn.mla.kv_lora_rank : s.attn.head_dim);
+  const size_t attention_partials = size_t(kDecodeAttentionSplits) * nh * (hd + 4 + 32) * 4;
   const size_t grouping = (2 * (E + 1) + 3 * T * K) * 4;
   const size_t record = T * (M * K * 2 + M * 3 + M * E + 4 * L * nh + L) * 4;
   p.workspace_bytes = kCublasWorkspaceBytes + attention_partials + grouping + record;

@@ -25,9 +25,13 @@ struct GpuPlanOptions {
 // Activation buffers of one forward chunk of T tokens, in elements (F32 unless said otherwise).
 struct GpuActivations {
   size_t x = 0, a = 0, y = 0;   // [T, hidden]: residual stream, normed input, block output
-  size_t qkv = 0;               // [T, q + 2·kv]
-  size_t attn = 0;              // [T, q]
-  size_t gemm_in = 0;           // [T, max(hidden, q, ffn)] in the weight dtype: cuBLAS inputs
+  size_t qkv = 0;               // [T, q + 2·kv]; latent attention: [T, (q_lora or q) + kv]
+  size_t q_lora = 0;            // latent attention: [T, q_lora], q_a's normed output
+  size_t q_heads = 0;           // latent attention with q-LoRA: [T, q], q_b's output
+  size_t q_absorbed = 0;        // latent attention: [T, heads·kv], the absorbed queries
+  size_t latent_out = 0;        // latent attention: [T, heads·kv_lora], the weighted latents
+  size_t attn = 0;              // [T, q] (latent attention: [T, heads·v])
+  size_t gemm_in = 0;           // [T, max(hidden, q, ffn, q_lora, heads·v)] in the weight dtype: cuBLAS inputs
   size_t gate_up = 0;           // [T, 2·ffn] dense / shared expert
   size_t ffn = 0;               // [T, ffn]
   size_t router_logits = 0;     // [T, E]

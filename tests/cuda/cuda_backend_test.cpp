@@ -173,8 +173,8 @@ TEST_P(CudaParity, Bf16KvCacheStaysWithinTheBf16Bound) {
 
 INSTANTIATE_TEST_SUITE_P(Families, CudaParity,
                          ::testing::Values("qwen3_moe", "qwen3_moe_sparse_step", "qwen3_dense", "qwen2_moe", "mixtral",
-                                           "olmoe", "llama", "glm4_moe", "qwen3_moe_bf16", "qwen3_moe_f16",
-                                           "mixtral_sharded", "demo/moe", "demo/dense"),
+                                           "olmoe", "llama", "glm4_moe", "deepseek_v2", "deepseek_v3", "qwen3_moe_bf16",
+                                           "qwen3_moe_f16", "mixtral_sharded", "demo/moe", "demo/dense"),
                          [](const auto& info) {
                            std::string n = info.param;
                            std::replace(n.begin(), n.end(), '/', '_');
@@ -291,7 +291,8 @@ TEST(CudaBackend, InterventionsMatchTheCpu) {
 // up to alignment, the rest within a few MiB. Memory by part is what the memory view draws.
 TEST(CudaBackend, MemoryByPartMatchesThePlan) {
   MOE_REQUIRE_GPU();
-  for (const char* name : {"qwen2_moe", "glm4_moe"}) {  // a gated shared expert; a router bias
+  // A gated shared expert; a router bias; latent attention without and with q-LoRA.
+  for (const char* name : {"qwen2_moe", "glm4_moe", "deepseek_v2", "deepseek_v3"}) {
     SCOPED_TRACE(name);
     auto model = Model::load(kModels + name);
     BackendOptions o;
@@ -363,24 +364,20 @@ TEST(CudaBackend, OutOfMemoryNamesWhatDoesNotFit) {
   EXPECT_TRUE(made.backend->is_gpu()) << made.note;
 }
 
-// Multi-head latent attention is not in the CUDA backend: it says so by name, and make_backend runs
-// the model on the CPU with that reason in its note.
-TEST(CudaBackend, LatentAttentionFallsBackToTheCpuWithTheReason) {
+// Multi-head latent attention runs on the GPU (make_backend picks it) with the CPU's compact cache:
+// one row of kv_lora + rope values per token and layer, no V (deepseek_v3: 3 layers × (32 + 8)).
+TEST(CudaBackend, LatentAttentionCachesOneLatentRowPerToken) {
   MOE_REQUIRE_GPU();
   auto model = Model::load(kModels + "deepseek_v3");
-  try {
-    cuda::make_cuda_backend(*model, BackendOptions{});
-    FAIL() << "expected a refusal";
-  } catch (const EngineError& e) {
-    EXPECT_EQ(e.field(), "attention");
-    EXPECT_NE(std::string(e.what()).find("multi-head latent attention"), std::string::npos) << e.what();
-  }
   BackendOptions auto_device;
   auto_device.device = Device::Auto;
+  auto_device.max_context = 64;
   const MadeBackend made = make_backend(*model, auto_device);
-  EXPECT_FALSE(made.backend->is_gpu());
-  EXPECT_NE(made.note.find("multi-head latent attention"), std::string::npos) << made.note;
-  EXPECT_NE(made.note.find("running on the CPU"), std::string::npos) << made.note;
+  EXPECT_TRUE(made.backend->is_gpu()) << made.note;
+  EXPECT_EQ(made.backend->kv_cache_bytes_per_token(), size_t(3) * 40 * 4);
+  EXPECT_EQ(made.backend->kv_cache_bytes_allocated(), size_t(64) * 3 * 40 * 4);  // a multiple of 256
+  auto_device.kv_dtype = DType::BF16;
+  EXPECT_EQ(cuda::make_cuda_backend(*model, auto_device)->kv_cache_bytes_per_token(), size_t(3) * 40 * 2);
 }
 
 // Cancelling the upload stops the load with field "cancelled" (not a fall back to the CPU).

@@ -1,5 +1,6 @@
 // The GPU memory plan (what the CUDA backend will hold, computed before loading) on the real shape of
-// Qwen3-30B-A3B, against sizes worked out by hand from its config.json — runs everywhere, GPU or not.
+// Qwen3-30B-A3B and DeepSeek-V2-Lite / V3, against sizes worked out by hand from their config.json —
+// runs everywhere, GPU or not.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -79,6 +80,31 @@ TEST(GpuMemoryPlan, ContextAndDtype) {
   const GpuMemoryPlan dense_mode = plan_gpu_memory(s, GpuPlanOptions{DType::BF16, 4096, 64, 128});
   EXPECT_EQ(dense_mode.slots, 128);
   EXPECT_GT(dense_mode.activation_bytes, bf16.activation_bytes);
+}
+
+// Multi-head latent attention: one cache row of kv_lora + rope per token and layer (no V), and the
+// attention weights [q_a or q_proj ; kv_a], kv_b, o_proj (and q_b) with the latent's norms in F32.
+TEST(GpuMemoryPlan, DeepSeekLatentAttention) {
+  // DeepSeek-V2-Lite: no q-LoRA; 16 heads of q/k 128 + 64, v 128; latent 512.
+  const ModelSpec lite = spec_of("deepseek-v2-lite.json");
+  const GpuMemoryPlan p = plan_gpu_memory(lite, GpuPlanOptions{DType::BF16, 4096, 64, 0, DType::BF16});
+  // Per layer: [q_proj (16 × 192) ; kv_a (512 + 64)] × 2048, kv_b 16 × (128 + 128) × 512, o 2048 × (16 × 128).
+  EXPECT_EQ(part(p, "attention"), size_t(27) * ((3072 + 576) * 2048 + 16 * 256 * 512 + 2048 * 2048) * 2);
+  EXPECT_EQ(part(p, "norms"), size_t(55) * 2048 * 4 + size_t(27) * 512 * 4);  // + the latent's norm
+  EXPECT_EQ(p.kv_bytes_per_token, size_t(27) * 576 * 2);  // one BF16 row of 576 per layer
+  // DeepSeek-V3 (q-LoRA 1536): the same total from the parameter count, every parameter in BF16 but the
+  // norms and the router's selection bias, which are F32.
+  const ModelSpec v3 = spec_of("deepseek-v3.json");
+  const GpuMemoryPlan q = plan_gpu_memory(v3, GpuPlanOptions{DType::BF16, 4096, 64, 0});
+  const ModelSize z = compute_model_size(v3);
+  const size_t f32_params = size_t(z.norm_params) + size_t(61) * (1536 + 512) + size_t(58) * 256;
+  EXPECT_EQ(q.weight_bytes(), (size_t(z.total_params) - f32_params) * 2 + f32_params * 4);
+  EXPECT_EQ(q.kv_bytes_per_token, size_t(61) * 576 * 4);  // F32 by default
+  // The absorbed queries (64 tokens × 128 heads × 576) are among the activations.
+  EXPECT_EQ(q.activations.q_absorbed, size_t(64) * 128 * 576);
+  EXPECT_EQ(q.activations.latent_out, size_t(64) * 128 * 512);
+  EXPECT_EQ(q.activations.q_heads, size_t(64) * 128 * 192);
+  EXPECT_EQ(q.activations.qkv, size_t(64) * (1536 + 576));
 }
 
 }  // namespace

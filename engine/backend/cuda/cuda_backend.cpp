@@ -32,6 +32,7 @@
 #include "engine/backend/cuda/device_allocator.h"
 #include "engine/backend/cuda/device_weights.h"
 #include "engine/backend/cuda/kernels/attention.cuh"
+#include "engine/backend/cuda/kernels/attention_latent.cuh"
 #include "engine/backend/cuda/kernels/dependent_launch.cuh"
 #include "engine/backend/cuda/kernels/experts.cuh"
 #include "engine/backend/cuda/kernels/linear.cuh"
@@ -117,9 +118,6 @@ class CudaBackend final : public Backend {
   CudaBackend(const Model& model, const BackendOptions& opt) : s_(model.spec()), device_(opt.cuda_device) {
     if (!model.has_weights() && !model.is_synthetic())
       throw EngineError("", "weights", "this model has no weights to run");
-    if (s_.attn.is_mla())
-      throw EngineError("", "attention",
-                        "multi-head latent attention (" + s_.family + ") is not in the CUDA backend yet");
     MOE_CUDA_CHECK(cudaSetDevice(device_));
     cudaDeviceProp prop{};
     MOE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
@@ -151,8 +149,10 @@ class CudaBackend final : public Backend {
     const size_t kvd = size_t(s_.kv_dim());
     const size_t L = size_t(s_.n_layers), cap = size_t(capacity_);
     const size_t kv_bytes = L * cap * kvd * plan_.kv_dtype_size;
-    k_cache_ = DeviceBuffer<std::byte>(*alloc_, kv_bytes, MemoryPart::KvCache, -1, "the K cache");
-    v_cache_ = DeviceBuffer<std::byte>(*alloc_, kv_bytes, MemoryPart::KvCache, -1, "the V cache");
+    // Latent attention caches one row per token, [c ; k_pe], and no V.
+    k_cache_ = DeviceBuffer<std::byte>(*alloc_, kv_bytes, MemoryPart::KvCache, -1,
+                                       s_.attn.is_mla() ? "the latent cache" : "the K cache");
+    if (!s_.attn.is_mla()) v_cache_ = DeviceBuffer<std::byte>(*alloc_, kv_bytes, MemoryPart::KvCache, -1, "the V cache");
     const GpuActivations& A = plan_.activations;
     auto act = [&](size_t n, const char* what) { return DeviceBuffer<float>(*alloc_, n, MemoryPart::Activations, -1, what); };
     x_ = act(A.x, "the residual stream");
@@ -160,6 +160,10 @@ class CudaBackend final : public Backend {
     y_ = act(A.y, "the block outputs");
     qkv_ = act(A.qkv, "q, k and v");
     attn_ = act(A.attn, "the attention outputs");
+    q_lora_ = act(A.q_lora, "the normed q_a outputs");
+    q_heads_ = act(A.q_heads, "the q_b outputs");
+    q_abs_ = act(A.q_absorbed, "the absorbed queries");
+    latent_out_ = act(A.latent_out, "the weighted latents");
     gate_up_ = act(A.gate_up, "the MLP gate/up outputs");
     ffn_ = act(A.ffn, "the MLP hidden activations");
     router_logits_ = act(A.router_logits, "the router logits");
@@ -180,11 +184,20 @@ class CudaBackend final : public Backend {
 
     shape_ = AttentionShape{s_.attn.n_heads, s_.attn.n_kv_heads, s_.attn.head_dim, capacity_, kv_dtype_,
                             s_.attn.scale()};
+    if (s_.attn.is_mla()) {
+      const auto& m = s_.attn.mla;
+      latent_ = LatentShape{s_.attn.n_heads, m.kv_lora_rank, s_.attn.rotary_dim, m.qk_nope_dim, m.v_head_dim,
+                            capacity_, kv_dtype_, s_.attn.scale()};
+      latent_rope_ = LatentRope{inv_freq_.get(), s_.attn.rope_attention_factor, s_.attn.rope_style == RopeStyle::Interleaved};
+      shape_ = AttentionShape{s_.attn.n_heads, 1, latent_.row(), capacity_, kv_dtype_, s_.attn.scale()};  // its rows
+    }
     // 16-bit models: prefill attention on the tensor cores (TF32), as their GEMMs already round to 16
     // bits; F32 models keep F32 products (the FP32 parity bound).
     shape_.tensor_cores = w_.dtype != DType::F32;
     shape_.prefill_mma = !env_off("MOE_CUDA_MMA_ATTENTION");
-    attn_ws_ = DeviceBuffer<float>(*alloc_, attention_decode_workspace_floats(shape_, kDecodeAttentionSplits),
+    attn_ws_ = DeviceBuffer<float>(*alloc_,
+                                   s_.attn.is_mla() ? latent_attention_workspace_floats(latent_, kDecodeAttentionSplits)
+                                                    : attention_decode_workspace_floats(shape_, kDecodeAttentionSplits),
                                    MemoryPart::Workspace, -1, "the attention split-K partials");
     arrivals_ = DeviceBuffer<unsigned>(*alloc_, kArrivalCounters, MemoryPart::Workspace, -1, "the last-block counters");
     MOE_CUDA_CHECK(cudaMemset(arrivals_.get(), 0, kArrivalCounters * sizeof(unsigned)));
@@ -458,7 +471,85 @@ class CudaBackend final : public Backend {
 
   float* rec(size_t offset) const { return record_.get() + offset; }
 
+  // Where a layer's attention statistics go, when asked for.
+  AttentionStats attention_stats(int l) const {
+    AttentionStats stats;
+    const size_t at = size_t(l) * size_t(s_.attn.n_heads);
+    stats.entropy = rec(layout_.attn_entropy + at);
+    stats.max_weight = rec(layout_.attn_max + at);
+    stats.topk_mass = rec(layout_.attn_topk + at);
+    stats.first_mass = rec(layout_.attn_first + at);
+    stats.topk = req_.attention_topk;
+    stats.token_stride = int64_t(s_.n_layers) * s_.attn.n_heads;
+    return stats;
+  }
+
+  // The attn.rows of layer l: rows of the last token's query (q_last, already rotated) over the cache.
+  void attention_rows(int l, const float* q_last, const void* k_cache, const int32_t* pos0, int T) {
+    for (size_t i = 0; i < rec_.attention_rows.size(); ++i)
+      if (rec_.attention_rows[i].layer == l)
+        attention_row(q_last, k_cache, pos0, T - 1, rec_.attention_rows[i].head, shape_, rows_.get() + i * size_t(capacity_),
+                      stream_.s);
+  }
+
+  // x += W_o·attn_ (+ bias); a = RMSNorm_ffn(x). Decode with fused tails: in the projection's last block.
+  void attention_output(const DeviceLayer& D, int T) {
+    if (T == 1 && fuse_tails_) {
+      ResidualNorm then;
+      then.x = x_.get();
+      then.bias = D.o_bias;
+      then.w = D.ffn_norm;
+      then.out = a_.get();
+      then.eps = s_.rms_eps;
+      then.counter = arrivals_.get();
+      linear_decode(D.o, attn_.get(), y_.get(), false, stream_.s, &then);
+    } else {
+      blas_->linear(D.o, attn_.get(), T, y_.get());
+      add_rmsnorm_rows(x_.get(), y_.get(), D.o_bias, D.ffn_norm, a_.get(), T, s_.hidden, s_.rms_eps, stream_.s);
+    }
+  }
+
+  // Multi-head latent attention (attention_latent.cuh): [q_a or q ; kv_a] in one GEMM, the cache row and
+  // q_a's norm, q_b, the absorbed queries, attention over the latents, each head's values, o_proj.
+  void latent_attention_block(int l, int T, const int32_t* pos0, bool record) {
+    cudaStream_t st = stream_.s;
+    const DeviceLayer& D = w_.layers[size_t(l)];
+    const int64_t ql = s_.attn.mla.q_lora_rank, kvd = s_.kv_dim(), qa = ql ? ql : s_.q_dim(), stride = qa + kvd;
+    float* proj = qkv_.get();
+    blas_->linear(D.qkv, a_.get(), T, proj);
+    void* cache = k_cache_.get() + size_t(l) * size_t(capacity_) * size_t(kvd) * plan_.kv_dtype_size;
+    LatentPrepareParams lp;
+    lp.kv_bias = D.kv_a_bias;
+    lp.kv_norm = D.kv_a_norm;
+    lp.eps = s_.rms_eps;
+    lp.cache = cache;
+    if (ql) {
+      lp.q_lora = int(ql);
+      lp.q_in = proj;
+      lp.q_in_stride = stride;
+      lp.q_bias = D.q_a_bias;
+      lp.q_norm = D.q_a_norm;
+      lp.q_out = q_lora_.get();
+    }
+    latent_prepare(proj + qa, stride, T, pos0, latent_, latent_rope_, lp, st);
+    const float* q = proj;
+    int64_t q_stride = stride;
+    if (ql) {
+      blas_->linear(D.q_b, q_lora_.get(), T, q_heads_.get());
+      q = q_heads_.get();
+      q_stride = s_.q_dim();
+    }
+    latent_absorb_queries(q, q_stride, T, pos0, D.kv_b, latent_, latent_rope_, q_abs_.get(), st);
+    const AttentionStats stats = record && req_.attention_stats ? attention_stats(l) : AttentionStats{};
+    latent_attention(q_abs_.get(), T, cache, pos0, latent_, kDecodeAttentionSplits, attn_ws_.get(), latent_out_.get(),
+                     record && req_.attention_stats ? &stats : nullptr, st);
+    if (record) attention_rows(l, q_abs_.get() + size_t(T - 1) * size_t(s_.attn.n_heads) * size_t(kvd), cache, pos0, T);
+    latent_expand_values(latent_out_.get(), T, D.kv_b, latent_, attn_.get(), st);
+    attention_output(D, T);
+  }
+
   void attention_block(int l, int T, const int32_t* pos0, bool record) {
+    if (s_.attn.is_mla()) return latent_attention_block(l, T, pos0, record);
     cudaStream_t st = stream_.s;
     const DeviceLayer& D = w_.layers[size_t(l)];
     const auto& A = s_.attn;
@@ -495,40 +586,15 @@ class CudaBackend final : public Backend {
       qkv_prepare(q, q + qd, q + qd + kvd, stride, T, pos0, p, st);
     }
 
-    AttentionStats stats;
     const bool want_stats = record && req_.attention_stats;
-    if (want_stats) {
-      const size_t at = size_t(l) * size_t(A.n_heads);
-      stats.entropy = rec(layout_.attn_entropy + at);
-      stats.max_weight = rec(layout_.attn_max + at);
-      stats.topk_mass = rec(layout_.attn_topk + at);
-      stats.first_mass = rec(layout_.attn_first + at);
-      stats.topk = req_.attention_topk;
-      stats.token_stride = int64_t(s_.n_layers) * A.n_heads;
-    }
+    const AttentionStats stats = want_stats ? attention_stats(l) : AttentionStats{};
     if (T == 1)
       attention_decode(q, kc, vc, pos0, shape_, kDecodeAttentionSplits, attn_ws_.get(), attn_.get(),
                        want_stats ? &stats : nullptr, st);
     else
       attention_prefill(q, stride, T, kc, vc, pos0, shape_, attn_.get(), want_stats ? &stats : nullptr, st);
-    if (record)
-      for (size_t i = 0; i < rec_.attention_rows.size(); ++i)
-        if (rec_.attention_rows[i].layer == l)
-          attention_row(q + size_t(T - 1) * size_t(stride), kc, pos0, T - 1, rec_.attention_rows[i].head, shape_,
-                        rows_.get() + i * size_t(capacity_), st);
-    if (T == 1 && fuse_tails_) {  // x += W_o·attn + bias; a = RMSNorm_ffn(x), in the projection's last block
-      ResidualNorm then;
-      then.x = x_.get();
-      then.bias = D.o_bias;
-      then.w = D.ffn_norm;
-      then.out = a_.get();
-      then.eps = s_.rms_eps;
-      then.counter = arrivals_.get();
-      linear_decode(D.o, attn_.get(), y_.get(), false, st, &then);
-    } else {
-      blas_->linear(D.o, attn_.get(), T, y_.get());
-      add_rmsnorm_rows(x_.get(), y_.get(), D.o_bias, D.ffn_norm, a_.get(), T, s_.hidden, s_.rms_eps, st);
-    }
+    if (record) attention_rows(l, q + size_t(T - 1) * size_t(stride), kc, pos0, T);
+    attention_output(D, T);
   }
 
   // The blocks below write the layer's output to y_. Given `then` (decode, fused tails), the kernel that
@@ -676,6 +742,9 @@ class CudaBackend final : public Backend {
   std::unique_ptr<DeviceAllocator> alloc_;  // before every buffer: destroyed after them
   DeviceWeights w_;
   DeviceBuffer<std::byte> k_cache_, v_cache_, gemm_in_;
+  DeviceBuffer<float> q_lora_, q_heads_, q_abs_, latent_out_;  // latent attention only
+  LatentShape latent_;
+  LatentRope latent_rope_;
   DeviceBuffer<float> x_, a_, y_, qkv_, attn_, gate_up_, ffn_, router_logits_, shared_z_, logits_, inv_freq_, attn_ws_;
   DeviceBuffer<unsigned> arrivals_;  // last_block.cuh's counters, 0 between kernels
   DeviceBuffer<float> route_w_, expert_h_, expert_out_, record_, rows_;

@@ -138,12 +138,26 @@ DeviceWeights upload_weights(const Model& model, DeviceAllocator& a, cudaStream_
   for (int l = 0; l < s.n_layers; ++l) {
     const LayerWeights& L = w.layers[size_t(l)];
     DeviceLayer& D = d.layers[size_t(l)];
-    D.qkv = up.stacked(MemoryPart::Attention, l, "attention q/k/v", {&L.q, &L.k, &L.v});
-    D.o = up.matrices(MemoryPart::Attention, l, "attention output", {&L.o})[0];
-    const auto biases = up.vectors(MemoryPart::Attention, l, "attention biases", {&L.q_bias, &L.k_bias, &L.v_bias, &L.o_bias});
-    D.q_bias = biases[0], D.k_bias = biases[1], D.v_bias = biases[2], D.o_bias = biases[3];
-    const auto norms = up.vectors(MemoryPart::Norms, l, "norms", {&L.attn_norm, &L.ffn_norm, &L.q_norm, &L.k_norm});
-    D.attn_norm = norms[0], D.ffn_norm = norms[1], D.q_norm = norms[2], D.k_norm = norms[3];
+    if (s.attn.is_mla()) {
+      const bool q_lora = L.q_a.rows > 0;  // (a synthetic model's matrices have no host data)
+      D.qkv = up.stacked(MemoryPart::Attention, l, "attention q_a/kv_a", {q_lora ? &L.q_a : &L.q, &L.kv_a});
+      std::vector<const WeightMatrix*> ms = {&L.kv_b, &L.o};
+      if (q_lora) ms.push_back(&L.q);
+      const auto m = up.matrices(MemoryPart::Attention, l, "attention kv_b/o/q_b", ms);
+      D.kv_b = m[0], D.o = m[1];
+      if (q_lora) D.q_b = m[2];
+      const auto biases = up.vectors(MemoryPart::Attention, l, "attention biases", {&L.q_a_bias, &L.kv_a_bias, &L.o_bias});
+      D.q_a_bias = biases[0], D.kv_a_bias = biases[1], D.o_bias = biases[2];
+      const auto norms = up.vectors(MemoryPart::Norms, l, "norms", {&L.attn_norm, &L.ffn_norm, &L.q_a_norm, &L.kv_a_norm});
+      D.attn_norm = norms[0], D.ffn_norm = norms[1], D.q_a_norm = norms[2], D.kv_a_norm = norms[3];
+    } else {
+      D.qkv = up.stacked(MemoryPart::Attention, l, "attention q/k/v", {&L.q, &L.k, &L.v});
+      D.o = up.matrices(MemoryPart::Attention, l, "attention output", {&L.o})[0];
+      const auto biases = up.vectors(MemoryPart::Attention, l, "attention biases", {&L.q_bias, &L.k_bias, &L.v_bias, &L.o_bias});
+      D.q_bias = biases[0], D.k_bias = biases[1], D.v_bias = biases[2], D.o_bias = biases[3];
+      const auto norms = up.vectors(MemoryPart::Norms, l, "norms", {&L.attn_norm, &L.ffn_norm, &L.q_norm, &L.k_norm});
+      D.attn_norm = norms[0], D.ffn_norm = norms[1], D.q_norm = norms[2], D.k_norm = norms[3];
+    }
     if (s.layer_is_moe[size_t(l)]) {
       D.router = up.matrices(MemoryPart::Router, l, "the router", {&L.router})[0];
       D.router_bias = up.vectors(MemoryPart::Router, l, "the router bias", {&L.router_bias})[0];

@@ -1,6 +1,6 @@
 #pragma once
 // The model's weights on the GPU, laid out for the kernels: q, k and v concatenated into one [q + 2kv,
-// hidden] matrix (one GEMM per layer), gate and up of the dense MLP and shared expert likewise
+// hidden] matrix (one GEMM per layer; with latent attention q_a or q_proj, then kv_a), gate and up of the dense MLP and shared expert likewise
 // ([2·ffn, hidden], one GEMM), each layer's routed experts in one block with device tables of their
 // pointers (the expert kernels look experts up by the router's ids on the GPU). Matrices keep the
 // checkpoint's dtype; vectors (norms, biases) are F32. Each block is allocated through the allocator
@@ -31,6 +31,13 @@ struct DeviceLayer {
   const float* ffn_norm = nullptr;
   const float* q_norm = nullptr;
   const float* k_norm = nullptr;
+  // Multi-head latent attention: qkv is [q_a (or q_proj) ; kv_a] (one GEMM), q_b follows q_a's norm,
+  // kv_b holds each head's W_UK and W_UV (attention_latent.cuh).
+  DeviceMatrix q_b, kv_b;
+  const float* q_a_bias = nullptr;
+  const float* kv_a_bias = nullptr;
+  const float* q_a_norm = nullptr;
+  const float* kv_a_norm = nullptr;
   // MoE layers
   DeviceMatrix router;
   const float* router_bias = nullptr;  // selection bias, or null
