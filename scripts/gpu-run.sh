@@ -43,7 +43,7 @@ step() {  # step LOG NAME COMMAND...: runs it, its output appended to $out/LOG a
 }
 
 if [[ $what == tests || $what == all ]]; then
-  for t in linear_test norm_test rope_test router_test experts_test attention_test cuda_backend_test; do
+  for t in linear_test norm_test rope_test router_test experts_test attention_test attention_latent_test cuda_backend_test; do
     step tests.log "$t" "$pack/$t" --gtest_brief=1
   done
   # The backend again with plain launches (no programmatic dependent launch): the path older GPUs take.
@@ -68,6 +68,10 @@ if [[ $what == bench || $what == all ]]; then
     --decode-tokens 256 --repeats 5 --kv-dtype bf16
   step bench.log prefill_2k "$pack/moe-bench" "${qwen[@]}" --prompt-tokens 2048 --prefill-chunk 2048 \
     --decode-tokens 16 --repeats 5
+  # Multi-head latent attention (attention_latent.cuh): DeepSeek-V2-Lite, BF16, 4k context.
+  step bench.log deepseek_v2_lite_decode_4k "$pack/moe-bench" --synthetic resources/configs/deepseek-v2-lite.json \
+    --device cuda --prompt-tokens 4096 --prefill-chunk 2048 --decode-tokens 128 --repeats 3 --kv-dtype bf16 \
+    --hook-levels off,routing,full
   step bench.log prefill_2k_no_mma env MOE_CUDA_MMA_ATTENTION=0 "$pack/moe-bench" "${qwen[@]}" --prompt-tokens 2048 \
     --prefill-chunk 2048 --decode-tokens 16 --repeats 5
 fi

@@ -6,6 +6,10 @@
 //               y = MoE(a) (router → experts on the GPU's own selection; shared expert) or MLP(a)
 //               x += y;  a = RMSNorm of the next layer (or the final norm)        (fused)
 //   logits = W_head·a
+// Multi-head latent attention (DeepSeek) replaces the layer's first two lines (attention_latent.cuh):
+//   [c_q | kv] = W_[q_a|q ; kv_a]·a;  cache row = [RMSNorm(c) ; RoPE(k_pe)];  q = W_q_b·RMSNorm(c_q)
+//   q_abs = [W_UKᵀ·q_nope ; RoPE(q_pe)] per head;  attention over the latent rows;  W_UV per head
+// and caches one row per token and layer (no V).
 // In a decode step the steps that take one block run in the last block of the kernel before them
 // (last_block.cuh): each "(fused)" add + norm in the o projection and in the layer's last projection
 // (the experts' down, or a dense MLP's; with a shared expert it stays a kernel of its own), the routing
