@@ -7,7 +7,7 @@
 //   q_nope in shared memory, each thread a column c of W_UK_h (kv_b rows read once per block, coalesced
 //   along c) and Σ_i q_nope[t][i] · W_UK_h[i][c] for the 8 tokens, i in order (the CPU's axpy order).
 //   q_pe is rotated at the token's position and copied after the latent part.
-// latent_split_kernel: grid (splits, T · ⌈n_heads / 8⌉), 256 threads. A block takes one token and a group
+// latent_split_kernel: grid (T · ⌈n_heads / 8⌉, splits), 256 threads. A block takes one token and a group
 //   of up to 8 heads (the heads share the cache rows, so a row is read once per group) over one slice
 //   of the keys. Per key tile (≤ 32 rows of kv_lora + rope, converted to F32 in shared memory):
 //     scores: a warp per (head, key) pair, lanes over the dims in float4s, warp sum;
@@ -202,8 +202,8 @@ __global__ void __launch_bounds__(kThreads) latent_split_kernel(const float* __r
   wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   extern __shared__ float4 smem4[];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int split = blockIdx.x;
-  const int t = blockIdx.y / p.n_hg, hg = blockIdx.y - t * p.n_hg;
+  const int split = blockIdx.y;
+  const int t = blockIdx.x / p.n_hg, hg = blockIdx.x - t * p.n_hg;
   const int h0 = hg * kHeadsPerBlock;
   const int gn = min(kHeadsPerBlock, p.n_heads - h0);
   const int row = p.row, row4 = p.row4, tile = p.tile, kl = p.kv_lora;
@@ -481,7 +481,7 @@ void latent_attention(const float* q_abs, int T, const void* cache, const int32_
   while (p.tile > 1 && split_smem_bytes(p.row4, p.tile, stats != nullptr) > kMaxSmemBytes) p.tile /= 2;
   const size_t smem = split_smem_bytes(p.row4, p.tile, stats != nullptr);
   if (smem > kMaxSmemBytes) bad_argument("the latent rows do not fit in shared memory");
-  const dim3 grid(unsigned(p.splits), unsigned(T * p.n_hg));
+  const dim3 grid(unsigned(T * p.n_hg), unsigned(p.splits));  // x: T · n_hg may pass y's 65535
   const bool final = T > 1;
   if (s.kv_dtype == DType::F32)
     launch_split<float>(q_abs, cache, pos0, p, grid, smem, workspace, out, so, stats != nullptr, final, stream);
