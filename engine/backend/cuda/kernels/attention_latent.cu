@@ -168,7 +168,9 @@ __global__ void __launch_bounds__(kAbsorbThreads) absorb_kernel(const float* __r
 #pragma unroll
       for (int tt = 0; tt < kTokensPerBlock; ++tt) acc[tt] = fmaf(q_s[tt * s.qk_nope + i], w, acc[tt]);
     }
-    for (int tt = 0; tt < nt; ++tt) q_abs[(int64_t(t0 + tt) * s.n_heads + h) * row + c] = acc[tt];
+#pragma unroll
+    for (int tt = 0; tt < kTokensPerBlock; ++tt)  // (a constant trip count keeps acc in registers)
+      if (tt < nt) q_abs[(int64_t(t0 + tt) * s.n_heads + h) * row + c] = acc[tt];
   }
   for (int i = threadIdx.x; i < nt * half; i += blockDim.x) {
     const int tt = i / half, k = i - tt * half;
