@@ -544,9 +544,10 @@ class CudaBackend final : public Backend {
       q_stride = s_.q_dim();
     }
     latent_absorb_queries(q, q_stride, T, pos0, D.kv_b, latent_, latent_rope_, q_abs_.get(), st);
-    const AttentionStats stats = record && req_.attention_stats ? attention_stats(l) : AttentionStats{};
+    const bool want_stats = record && req_.attention_stats;
+    const AttentionStats stats = want_stats ? attention_stats(l) : AttentionStats{};
     latent_attention(q_abs_.get(), T, cache, pos0, latent_, kDecodeAttentionSplits, attn_ws_.get(), latent_out_.get(),
-                     record && req_.attention_stats ? &stats : nullptr, st);
+                     want_stats ? &stats : nullptr, st);
     if (record) attention_rows(l, q_abs_.get() + size_t(T - 1) * size_t(s_.attn.n_heads) * size_t(kvd), cache, pos0, T);
     latent_expand_values(latent_out_.get(), T, D.kv_b, latent_, attn_.get(), st);
     attention_output(D, T);
