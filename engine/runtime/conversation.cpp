@@ -23,19 +23,6 @@ std::optional<ThinkingMode> parse_thinking_mode(std::string_view name) {
   return std::nullopt;
 }
 
-std::optional<bool> latest_soft_switch(const std::vector<ChatMessage>& messages) {
-  for (auto it = messages.rbegin(); it != messages.rend(); ++it) {
-    if (it->role != "user" && it->role != "system") continue;
-    const size_t think = it->content.rfind("/think");
-    const size_t no_think = it->content.rfind("/no_think");
-    if (think == std::string::npos && no_think == std::string::npos) continue;
-    if (think == std::string::npos) return false;
-    if (no_think == std::string::npos) return true;
-    return think > no_think;
-  }
-  return std::nullopt;
-}
-
 std::string render_for_mode(const ChatTemplate& chat, const std::vector<ChatMessage>& messages, ThinkingMode mode) {
   std::optional<bool> enable_thinking;
   if (mode == ThinkingMode::Think) enable_thinking = true;
@@ -44,7 +31,7 @@ std::string render_for_mode(const ChatTemplate& chat, const std::vector<ChatMess
 }
 
 SamplingParams recommended_sampling(const ChatTemplate& chat, const GenerationConfig& gen, bool thinking) {
-  if (!chat.supports_thinking()) return gen.sampling;
+  if (chat.format() != ChatFormat::Qwen3) return gen.sampling;
   SamplingParams p = gen.sampling;  // keeps the seed and penalties the checkpoint sets
   p.greedy = false;
   p.temperature = thinking ? 0.6f : 0.7f;
@@ -82,7 +69,7 @@ std::vector<ChatMessage> Conversation::with_user(const std::string& user_text) c
 bool Conversation::will_think(ThinkingMode mode, const std::string& user_text) const {
   if (!supports_thinking()) return false;
   if (mode != ThinkingMode::Auto) return mode == ThinkingMode::Think;
-  return latest_soft_switch(with_user(user_text)).value_or(true);
+  return chat_.soft_switch(with_user(user_text)).value_or(chat_.thinks_by_default());
 }
 
 TurnResult Conversation::send(const std::string& user_text, const TurnOptions& opt,
@@ -108,7 +95,9 @@ TurnResult Conversation::send(const std::string& user_text, const TurnOptions& o
   if (supports_thinking()) {
     g.thinking = &thinking_;
     g.control = &control_;
-    control_.budget.store(opt.thinking_budget);
+    // A model that always thinks cannot be told not to; it is cut before its first thinking token.
+    const bool cut_at_once = opt.mode == ThinkingMode::NoThink && chat_.always_thinks();
+    control_.budget.store(cut_at_once ? 0 : opt.thinking_budget);
   }
   StreamDecoder stream(*tok_, true);
   std::string text;

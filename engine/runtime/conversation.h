@@ -4,13 +4,16 @@
 // engine worker drive, so both behave the same way (issue 5: modes, thinking budget, sampling defaults).
 //
 // Modes per turn (SPECS.md §10):
-//   Think    the template with enable_thinking=true: the model opens <think> itself.
-//   NoThink  enable_thinking=false: the template prefills the empty think block.
-//   Auto     the soft switches: the template is rendered with thinking on, and the model follows the
-//            latest /think or /no_think in the user (or system) messages. The effective mode, used for
-//            the sampling defaults and reported, is that latest switch (none: think).
-// A template without thinking (anything but Qwen3-style) accepts only Auto and reports that it has no
-// thinking; Think and NoThink are refused with a clear error.
+//   Think    the template with enable_thinking=true: the model opens <think> itself (or the prompt does:
+//            DeepSeek-V3.1).
+//   NoThink  enable_thinking=false: the template prefills the empty think block (Qwen3, GLM-4.5) or closes
+//            it (V3.1). A model that always thinks (Qwen3-2507-Thinking, DeepSeek-R1) gets a budget of 0:
+//            the reasoning controller closes the block the prompt opened before any thinking token.
+//   Auto     enable_thinking not passed: the template's default (thinking on, except V3.1), which the
+//            soft switches in the messages override (Qwen3's latest /think or /no_think, GLM-4.5's
+//            /nothink). The effective mode, used for the sampling defaults and reported, follows them.
+// A template without thinking accepts only Auto and reports that it has no thinking; Think and NoThink
+// are refused with a clear error.
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -29,15 +32,12 @@ enum class ThinkingMode { Think, NoThink, Auto };
 const char* thinking_mode_name(ThinkingMode mode);
 std::optional<ThinkingMode> parse_thinking_mode(std::string_view name);  // "think", "no-think", "auto"
 
-// The latest soft switch in the messages (user and system turns): true = /think, false = /no_think.
-std::optional<bool> latest_soft_switch(const std::vector<ChatMessage>& messages);
-
 // The prompt text for a mode: enable_thinking true (think), false (no-think), or not passed (auto).
 std::string render_for_mode(const ChatTemplate& chat, const std::vector<ChatMessage>& messages, ThinkingMode mode);
 
-// Sampling defaults for a mode: Qwen's recommendations (SPECS.md §10.4) for templates with thinking
-// (think: T 0.6, top-p 0.95, top-k 20; no-think: T 0.7, top-p 0.8, top-k 20; min-p 0), otherwise the
-// checkpoint's generation_config.json.
+// Sampling defaults for a mode: Qwen's recommendations (SPECS.md §10.4) for Qwen3 templates (think:
+// T 0.6, top-p 0.95, top-k 20; no-think: T 0.7, top-p 0.8, top-k 20; min-p 0), otherwise the
+// checkpoint's generation_config.json (GLM-4.5 and DeepSeek ship their recommendations there).
 SamplingParams recommended_sampling(const ChatTemplate& chat, const GenerationConfig& gen, bool thinking);
 
 struct TurnOptions {

@@ -27,7 +27,23 @@ constexpr Marker kMarkers[] = {
     {"<<SYS>>", Phase::System, Phase::System},
     {"[/INST]", Phase::User, Phase::Answer},
     {"[INST]", Phase::User, Phase::User},
+    // GLM-4.5: turns are only opened.
+    {"<|system|>", Phase::System, Phase::System},
+    {"<|user|>", Phase::User, Phase::User},
+    {"<|observation|>", Phase::User, Phase::User},
+    {"<|assistant|>", Phase::Answer, Phase::Answer},
+    // The DeepSeek-V3 family: the system text follows the BOS; tool results are read like user text.
+    {"<｜begin▁of▁sentence｜>", Phase::Other, Phase::System},
+    {"<｜User｜>", Phase::User, Phase::User},
+    {"<｜Assistant｜>", Phase::Answer, Phase::Answer},
+    {"<｜end▁of▁sentence｜>", Phase::Other, Phase::Other},  // resolved below, like <|im_end|>
+    {"<｜tool▁outputs▁begin｜>", Phase::User, Phase::User},
+    {"<｜tool▁output▁begin｜>", Phase::User, Phase::User},
+    {"<｜tool▁output▁end｜>", Phase::User, Phase::Answer},
+    {"<｜tool▁outputs▁end｜>", Phase::User, Phase::Answer},
 };
+
+bool ends_a_turn(std::string_view marker) { return marker == "<|im_end|>" || marker == "<｜end▁of▁sentence｜>"; }
 
 }  // namespace
 
@@ -47,7 +63,7 @@ std::vector<Phase> tag_prompt_phases(std::span<const int32_t> ids, const Tokeniz
       const size_t begin = text.find(m.text, from);
       if (begin == std::string::npos) continue;
       // Re-tag the tokens that spell the marker (every token whose bytes reach into it).
-      const Phase marker_phase = m.text == "<|im_end|>" ? phase : m.marker;  // a turn's end is the turn's
+      const Phase marker_phase = ends_a_turn(m.text) ? phase : m.marker;  // a turn's end is the turn's
       for (size_t j = i + 1; j-- > 0;) {
         const size_t end = j == i ? text.size() : starts[j + 1];
         if (end <= begin) break;

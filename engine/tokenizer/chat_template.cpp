@@ -75,6 +75,20 @@ bool generation_prompt_opens_think(const std::string& src) {
   return contains(tail, "<think>") && !contains(tail, "enable_thinking");
 }
 
+// The DeepSeek-V3 family's differences, by the expressions that make them. The checks are on
+// the source as tokenizer_config.json stores it, where a newline inside a Jinja string is the two characters \n.
+DeepSeekRules deepseek_rules(const std::string& src) {
+  DeepSeekRules r;
+  r.join_systems = contains(src, "is_first_sp");
+  r.tag_after_user = contains(src, "message['content'] + '<｜Assistant｜>'");
+  r.strip_to_last_close = contains(src, "split('</think>')[-1]");
+  r.opens_think = contains(src, "'<｜Assistant｜><think>\\n'");
+  r.think_switch = contains(src, "thinking is defined") && contains(src, "<｜Assistant｜></think>");
+  r.prompt_after_answer = r.think_switch && contains(src, "is_prefix");
+  r.newline_between_outputs = contains(src, "'\\n<｜tool▁output▁begin｜>'");
+  return r;
+}
+
 std::string read_text_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw EngineError(path.string(), "", "cannot open the file");
@@ -103,6 +117,12 @@ ChatTemplate ChatTemplate::from_source(const std::string& src, std::string bos_t
   } else if (contains(src, "'User: ' + message['content'] + '\\n\\n'") &&
              contains(src, "'Assistant: ' + message['content'] + eos_token")) {
     t.format_ = ChatFormat::DeepSeekV2;
+  } else if (contains(src, "<｜User｜>") && contains(src, "<｜Assistant｜>")) {
+    t.format_ = ChatFormat::DeepSeekV3;
+    t.deepseek_ = deepseek_rules(src);
+    t.prefill_think_ = t.deepseek_.opens_think;
+  } else if (contains(src, "[gMASK]<sop>") && contains(src, "<|assistant|>")) {
+    t.format_ = ChatFormat::Glm45;
   } else {
     t.format_ = ChatFormat::Unknown;
   }
@@ -157,8 +177,49 @@ std::string ChatTemplate::format_name() const {
     case ChatFormat::Mistral: return "Mistral";
     case ChatFormat::Llama2: return "Llama-2";
     case ChatFormat::DeepSeekV2: return "DeepSeek-V2";
+    case ChatFormat::DeepSeekV3:
+      if (deepseek_.think_switch) return "DeepSeek-V3.1";
+      if (deepseek_.opens_think) return "DeepSeek-R1";
+      return deepseek_.tag_after_user ? "DeepSeek-V3-0324" : "DeepSeek-V3";
+    case ChatFormat::Glm45: return "GLM-4.5";
   }
   return "unknown";
+}
+
+bool ChatTemplate::supports_thinking() const {
+  switch (format_) {
+    case ChatFormat::Qwen3:
+    case ChatFormat::Glm45: return true;
+    case ChatFormat::DeepSeekV3: return deepseek_.think_switch || deepseek_.opens_think;
+    default: return false;
+  }
+}
+
+bool ChatTemplate::thinks_by_default() const {
+  return supports_thinking() && !(format_ == ChatFormat::DeepSeekV3 && deepseek_.think_switch);
+}
+
+std::optional<bool> latest_soft_switch(const std::vector<ChatMessage>& messages) {
+  for (auto it = messages.rbegin(); it != messages.rend(); ++it) {
+    if (it->role != "user" && it->role != "system") continue;
+    const size_t think = it->content.rfind("/think");
+    const size_t no_think = it->content.rfind("/no_think");
+    if (think == std::string::npos && no_think == std::string::npos) continue;
+    if (think == std::string::npos) return false;
+    if (no_think == std::string::npos) return true;
+    return think > no_think;
+  }
+  return std::nullopt;
+}
+
+std::optional<bool> ChatTemplate::soft_switch(const std::vector<ChatMessage>& messages) const {
+  if (prefill_think_) return std::nullopt;  // a thinking-only model has no switch
+  if (format_ == ChatFormat::Qwen3) return latest_soft_switch(messages);
+  if (format_ == ChatFormat::Glm45) {
+    for (auto it = messages.rbegin(); it != messages.rend(); ++it)
+      if (it->role == "user") return ends_with(it->content, "/nothink") ? std::optional<bool>(false) : std::nullopt;
+  }
+  return std::nullopt;
 }
 
 std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
@@ -176,6 +237,10 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool 
       return render_inst(messages);
     case ChatFormat::DeepSeekV2:
       return render_deepseek_v2(messages, add_generation_prompt);
+    case ChatFormat::DeepSeekV3:
+      return render_deepseek_v3(messages, add_generation_prompt, enable_thinking);
+    case ChatFormat::Glm45:
+      return render_glm45(messages, add_generation_prompt, enable_thinking);
   }
   return {};
 }
@@ -298,6 +363,114 @@ std::string ChatTemplate::render_deepseek_v2(const std::vector<ChatMessage>& mes
     else if (m.role == "system") out.append(m.content).append("\n\n");
   }
   if (add_generation_prompt) out += "Assistant:";
+  return out;
+}
+
+// The DeepSeek-V3 family: the system messages right after the BOS, then <｜User｜> and
+// <｜Assistant｜> turns, each answer closed by <｜end▁of▁sentence｜>; a run of tool results sits between
+// answers, wrapped in <｜tool▁outputs▁begin｜> … <｜tool▁outputs▁end｜> except in V3.1. The variants' rules
+// are in DeepSeekRules; the quirks below (a user message after tool results leaves the wrapper open, the
+// wrapper opens once per conversation) are the templates' own.
+std::string ChatTemplate::render_deepseek_v3(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                                             std::optional<bool> enable_thinking) const {
+  static constexpr std::string_view kUser = "<｜User｜>", kAssistant = "<｜Assistant｜>",
+                                    kEnd = "<｜end▁of▁sentence｜>", kOutputsBegin = "<｜tool▁outputs▁begin｜>",
+                                    kOutputsEnd = "<｜tool▁outputs▁end｜>", kOutputBegin = "<｜tool▁output▁begin｜>",
+                                    kOutputEnd = "<｜tool▁output▁end｜>", kClose = "</think>";
+  const DeepSeekRules& r = deepseek_;
+  std::string system;
+  bool first_system = true;
+  for (const ChatMessage& m : messages) {
+    if (m.role != "system") continue;
+    if (!r.join_systems) system = m.content;
+    else system.append(first_system ? "" : "\n\n").append(m.content);
+    first_system = false;
+  }
+  std::string out = bos_ + system;
+  bool in_tools = false, first_output = true, after_user = false;
+  for (const ChatMessage& m : messages) {
+    if (m.role == "user") {
+      in_tools = false;
+      after_user = true;
+      out.append(kUser).append(m.content);
+      if (r.tag_after_user) out.append(kAssistant);
+    } else if (m.role == "assistant") {
+      if (r.think_switch && after_user) out.append(kAssistant).append(kClose);
+      after_user = false;
+      if (in_tools) {
+        if (!r.think_switch) out.append(kOutputsEnd);
+        out.append(m.content).append(kEnd);
+        in_tools = false;
+        continue;
+      }
+      std::string_view content = m.content;
+      if (const size_t close = r.think_switch ? content.find(kClose) : content.rfind(kClose);
+          close != std::string_view::npos && (r.think_switch || r.strip_to_last_close))
+        content.remove_prefix(close + kClose.size());
+      if (!r.think_switch && !r.tag_after_user) out.append(kAssistant);
+      out.append(content).append(kEnd);
+    } else if (m.role == "tool") {
+      after_user = false;
+      in_tools = true;
+      if (!r.think_switch && first_output) out.append(kOutputsBegin);
+      else if (!r.think_switch && r.newline_between_outputs) out += "\n";
+      first_output = false;
+      out.append(kOutputBegin).append(m.content).append(kOutputEnd);
+    }
+  }
+  if (in_tools && !r.think_switch) out.append(kOutputsEnd);
+  if (!add_generation_prompt || in_tools) return out;
+  if (r.think_switch) {
+    if (after_user || r.prompt_after_answer) out.append(kAssistant).append(enable_thinking.value_or(false) ? "<think>" : "</think>");
+  } else if (r.tag_after_user) {
+    if (!after_user) out.append(kAssistant);
+  } else {
+    out.append(kAssistant).append(r.opens_think ? "<think>\n" : "");
+  }
+  return out;
+}
+
+// GLM-4.5: "[gMASK]<sop>", then turns opened by <|system|>\n, <|user|>\n, <|assistant|> and
+// <|observation|> with nothing closing them. Every answer carries a think block: its thinking only after the
+// last user message, empty before. enable_thinking=false appends /nothink to every user message (unless it
+// ends with it) and prefills an empty think block.
+std::string ChatTemplate::render_glm45(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                                       std::optional<bool> enable_thinking) const {
+  const bool no_think = enable_thinking.has_value() && !*enable_thinking;
+  size_t last_user = std::string::npos;
+  for (size_t i = 0; i < messages.size(); ++i)
+    if (messages[i].role == "user") last_user = i;
+  std::string out = "[gMASK]<sop>";
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const ChatMessage& m = messages[i];
+    if (m.role == "user") {
+      out.append("<|user|>\n").append(m.content);
+      if (no_think && !ends_with(m.content, "/nothink")) out += "/nothink";
+    } else if (m.role == "assistant") {
+      std::string_view content = m.content, reasoning;
+      constexpr std::string_view kOpen = "<think>", kClose = "</think>";
+      if (const size_t first_close = content.find(kClose); first_close != std::string_view::npos) {
+        reasoning = rstrip_newlines(content.substr(0, first_close));
+        if (const size_t open = reasoning.rfind(kOpen); open != std::string_view::npos)
+          reasoning.remove_prefix(open + kOpen.size());
+        reasoning = lstrip_newlines(reasoning);
+        content = lstrip_newlines(content.substr(content.rfind(kClose) + kClose.size()));
+      }
+      out += "<|assistant|>\n<think>";
+      if (last_user == std::string::npos || i > last_user) out.append(python_strip(reasoning));
+      out += "</think>";
+      if (const std::string_view answer = python_strip(content); !answer.empty()) out.append("\n").append(answer);
+    } else if (m.role == "tool") {
+      if (i == 0 || messages[i - 1].role != "tool") out += "<|observation|>";
+      out.append("\n<tool_response>\n").append(m.content).append("\n</tool_response>");
+    } else if (m.role == "system") {
+      out.append("<|system|>\n").append(m.content);
+    }
+  }
+  if (add_generation_prompt) {
+    out += "<|assistant|>";
+    if (no_think) out += "\n<think></think>";
+  }
   return out;
 }
 

@@ -22,7 +22,23 @@ enum class ChatFormat {
   Mistral,   // <s>[INST] … [/INST] answer</s>
   Llama2,    // <s>[INST] <<SYS>>\n…\n<</SYS>>\n\n … [/INST]
   DeepSeekV2,  // <bos>User: …\n\nAssistant: …<eos> (DeepSeek-V2-Chat, V2-Lite-Chat)
+  DeepSeekV3,  // <bos>system<｜User｜>…<｜Assistant｜>…<｜end▁of▁sentence｜> (V3, V3-0324, R1, V3.1; DeepSeekRules)
+  Glm45,       // [gMASK]<sop><|user|>\n…<|assistant|>\n<think>…</think>\n… (GLM-4.5, 4.5-Air, 4.6)
 };
+
+// What tells the DeepSeek-V3 family's templates apart (read from the template's source).
+struct DeepSeekRules {
+  bool join_systems = false;         // every system message, joined by blank lines (V3 keeps only the last)
+  bool tag_after_user = false;       // V3-0324: <｜Assistant｜> follows each user message, not each answer
+  bool strip_to_last_close = false;  // R1: an answer keeps only what follows its last </think>
+  bool opens_think = false;          // R1: the generation prompt opens <think>\n (R1 always thinks)
+  bool think_switch = false;         // V3.1: `thinking` (default off) ends the prompt with <think> or </think>
+  bool prompt_after_answer = false;  // V3.1-Terminus: a generation prompt even after an answer
+  bool newline_between_outputs = false;  // "\n" between consecutive tool outputs (V3, V3-0324)
+};
+
+// Qwen3's soft switches: the latest /think or /no_think in a user or system message (SPECS.md §10.2).
+std::optional<bool> latest_soft_switch(const std::vector<ChatMessage>& messages);
 
 class ChatTemplate {
  public:
@@ -34,10 +50,20 @@ class ChatTemplate {
 
   ChatFormat format() const { return format_; }
   std::string format_name() const;
-  bool supports_thinking() const { return format_ == ChatFormat::Qwen3; }
+  // Whether the template has a think block the engine can switch and cap (Qwen3, GLM-4.5, DeepSeek-R1 and V3.1).
+  bool supports_thinking() const;
+  // Whether the model thinks when the switch is not passed and no soft switch says otherwise (all but V3.1).
+  bool thinks_by_default() const;
+  // Whether the generation prompt opens the think block whatever the switch says (Qwen3-2507-Thinking, R1):
+  // such a model cannot be told not to think, only cut at once.
+  bool always_thinks() const { return prefill_think_; }
+  // The switch the latest messages set in text: Qwen3's /think and /no_think (the latest one in a user or
+  // system message wins), GLM-4.5's /nothink at the end of the last user message. nullopt: none.
+  std::optional<bool> soft_switch(const std::vector<ChatMessage>& messages) const;
 
   // Renders the conversation as the template would (transformers' apply_chat_template, tokenize=False).
-  // enable_thinking: nullopt = not passed (Qwen3: thinking on). Throws EngineError for None/Unknown.
+  // enable_thinking: nullopt = not passed (the template's default). DeepSeek-V3.1's template calls it
+  // `thinking`. Throws EngineError for None/Unknown.
   std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                      std::optional<bool> enable_thinking = std::nullopt) const;
 
@@ -46,6 +72,10 @@ class ChatTemplate {
                             std::optional<bool> enable_thinking) const;
   std::string render_inst(const std::vector<ChatMessage>& messages) const;
   std::string render_deepseek_v2(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
+  std::string render_deepseek_v3(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                                 std::optional<bool> enable_thinking) const;
+  std::string render_glm45(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                           std::optional<bool> enable_thinking) const;
 
   ChatFormat format_ = ChatFormat::None;
   std::string bos_;
@@ -53,7 +83,8 @@ class ChatTemplate {
   std::string file_;                          // where the template came from, for errors ("" for from_source)
   std::optional<std::string> default_system_;  // ChatML: system turn added when the chat has none
   bool tool_turns_as_user_ = false;           // ChatML/Qwen3: role "tool" rendered as <tool_response> in a user turn
-  bool prefill_think_ = false;                // Qwen3 "Thinking" variants: the generation prompt opens <think>
+  bool prefill_think_ = false;                // Qwen3 "Thinking" variants, R1: the generation prompt opens <think>
+  DeepSeekRules deepseek_;                    // DeepSeekV3 only
 };
 
 }  // namespace moe

@@ -67,6 +67,34 @@ TEST(ChatTemplate, RecognisesTheFormats) {
   EXPECT_EQ(deepseek.format_name(), "DeepSeek-V2");
   EXPECT_FALSE(deepseek.supports_thinking());
   EXPECT_EQ(moe::ChatTemplate::from_source("").format(), moe::ChatFormat::None);
+  const auto glm = moe::ChatTemplate::from_source(templates["glm45"]);
+  EXPECT_EQ(glm.format(), moe::ChatFormat::Glm45);
+  EXPECT_EQ(glm.format_name(), "GLM-4.5");
+  // The DeepSeek-V3 family: one format, told apart by rules that give each its name and thinking.
+  struct Expected {
+    const char* key;
+    const char* name;
+    bool thinking, by_default, always;
+  };
+  for (const Expected& e : {Expected{"deepseek_v3", "DeepSeek-V3", false, false, false},
+                            Expected{"deepseek_v3_0324", "DeepSeek-V3-0324", false, false, false},
+                            Expected{"deepseek_r1", "DeepSeek-R1", true, true, true},
+                            Expected{"deepseek_v3_1", "DeepSeek-V3.1", true, false, false}}) {
+    SCOPED_TRACE(e.key);
+    const auto t = moe::ChatTemplate::from_source(templates[e.key]);
+    EXPECT_EQ(t.format(), moe::ChatFormat::DeepSeekV3);
+    EXPECT_EQ(t.format_name(), e.name);
+    EXPECT_EQ(t.supports_thinking(), e.thinking);
+    EXPECT_EQ(t.thinks_by_default(), e.by_default);
+    EXPECT_EQ(t.always_thinks(), e.always);
+  }
+  EXPECT_TRUE(glm.supports_thinking());
+  EXPECT_TRUE(glm.thinks_by_default());
+  EXPECT_FALSE(glm.always_thinks());
+  EXPECT_TRUE(qwen3.thinks_by_default());
+  EXPECT_FALSE(qwen3.always_thinks());
+  EXPECT_TRUE(moe::ChatTemplate::from_source(templates["qwen3_thinking_prefill"]).always_thinks());
+  EXPECT_FALSE(deepseek.thinks_by_default());
   const auto other = moe::ChatTemplate::from_source("{% for m in messages %}<|user|>{{ m.content }}{% endfor %}");
   EXPECT_EQ(other.format(), moe::ChatFormat::Unknown);
   EXPECT_EQ(other.format_name(), "unknown");
@@ -90,6 +118,45 @@ TEST(ChatTemplate, Qwen3DropsThinkingBeforeTheLastQuery) {
   EXPECT_EQ(t.render(chat, false),
             "<|im_start|>user\nq1<|im_end|>\n<|im_start|>assistant\na1<|im_end|>\n"
             "<|im_start|>user\nq2<|im_end|>\n<|im_start|>assistant\n<think>\nnew\n</think>\n\na2<|im_end|>\n");
+}
+
+TEST(ChatTemplate, SoftSwitchesAreTheFamilys) {
+  const auto& templates = goldens()["templates"];
+  const auto qwen3 = moe::ChatTemplate::from_model_dir(kData / "bpe");
+  const auto glm = moe::ChatTemplate::from_source(templates["glm45"]);
+  const auto v31 = moe::ChatTemplate::from_source(templates["deepseek_v3_1"]);
+  const auto r1 = moe::ChatTemplate::from_source(templates["deepseek_r1"]);
+  const std::vector<moe::ChatMessage> qwen_off = {{"user", "a /no_think"}, {"assistant", "ok"}, {"user", "b"}};
+  const std::vector<moe::ChatMessage> glm_off = {{"user", "a"}, {"assistant", "ok"}, {"user", "b /nothink"}};
+  // Qwen3: the latest /think or /no_think stays in force; GLM-4.5 has no /no_think.
+  EXPECT_EQ(qwen3.soft_switch(qwen_off), false);
+  EXPECT_EQ(qwen3.soft_switch(glm_off), std::nullopt);
+  EXPECT_EQ(glm.soft_switch(qwen_off), std::nullopt);
+  // GLM-4.5: /nothink ending the last user message, and only there.
+  EXPECT_EQ(glm.soft_switch(glm_off), false);
+  EXPECT_EQ(glm.soft_switch({{"user", "a /nothink"}, {"assistant", "ok"}, {"user", "b"}}), std::nullopt);
+  EXPECT_EQ(glm.soft_switch({{"user", "/nothink b"}}), std::nullopt);
+  EXPECT_EQ(glm.soft_switch({{"user", "b /nothink"}, {"assistant", "ok"}}), false);
+  // DeepSeek has none, and a model that always thinks has none either.
+  EXPECT_EQ(v31.soft_switch(qwen_off), std::nullopt);
+  EXPECT_EQ(v31.soft_switch(glm_off), std::nullopt);
+  EXPECT_EQ(r1.soft_switch(qwen_off), std::nullopt);
+  EXPECT_EQ(moe::ChatTemplate::from_source(templates["qwen3_thinking_prefill"]).soft_switch(qwen_off), std::nullopt);
+}
+
+TEST(ChatTemplate, ThinkingSwitchesOfGlmAndDeepSeek) {
+  const auto& templates = goldens()["templates"];
+  const std::vector<moe::ChatMessage> chat = {{"user", "Hi"}};
+  const auto glm = moe::ChatTemplate::from_source(templates["glm45"]);
+  EXPECT_EQ(glm.render(chat, true), "[gMASK]<sop><|user|>\nHi<|assistant|>");
+  EXPECT_EQ(glm.render(chat, true, true), "[gMASK]<sop><|user|>\nHi<|assistant|>");
+  EXPECT_EQ(glm.render(chat, true, false), "[gMASK]<sop><|user|>\nHi/nothink<|assistant|>\n<think></think>");
+  const auto v31 = moe::ChatTemplate::from_source(templates["deepseek_v3_1"], "<B>");
+  EXPECT_EQ(v31.render(chat, true), "<B><｜User｜>Hi<｜Assistant｜></think>");
+  EXPECT_EQ(v31.render(chat, true, false), "<B><｜User｜>Hi<｜Assistant｜></think>");
+  EXPECT_EQ(v31.render(chat, true, true), "<B><｜User｜>Hi<｜Assistant｜><think>");
+  const auto r1 = moe::ChatTemplate::from_source(templates["deepseek_r1"], "<B>");
+  EXPECT_EQ(r1.render(chat, true, false), "<B><｜User｜>Hi<｜Assistant｜><think>\n");
 }
 
 TEST(ChatTemplate, NoneAndUnknownRefuseToRender) {

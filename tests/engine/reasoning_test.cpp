@@ -14,6 +14,7 @@
 #include "engine/runtime/session.h"
 #include "engine/tokenizer/chat_template.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "tests/support/test_support.h"
 
 namespace moe {
 namespace {
@@ -183,6 +184,38 @@ TEST(PhaseTagger, ChatTurnsAndThinkBlocks) {
   EXPECT_EQ(by_phase[int(Phase::Thinking)], "<think>\n\n</think>");
   EXPECT_EQ(by_phase[int(Phase::Answer)], "<|im_start|>assistant\nHello<|im_end|><|im_start|>assistant\n\n\n");
   EXPECT_EQ(by_phase[int(Phase::Other)], "\n\n\n\n");
+}
+
+// GLM-4.5's and DeepSeek-V3.1's markup, rendered by their templates (the goldens' copies) and spelled
+// by the same byte-level tokenizer, which has none of their markers as tokens.
+TEST(PhaseTagger, GlmAndDeepSeekTurns) {
+  Fixture f;
+  const auto templates = test::read_json(test::tokenizer_data() / "chat_expected.json")["templates"];
+  auto by_phase = [&](const std::string& text) {
+    const auto ids = f.tok->encode(text, false);
+    const auto phases = tag_prompt_phases(ids, *f.tok);
+    std::vector<std::string> spans(kPhaseCount);
+    for (size_t i = 0; i < ids.size(); ++i) spans[int(phases[i])] += f.tok->token_bytes(ids[i], i ? ids[i - 1] : -1);
+    return spans;
+  };
+  const std::vector<ChatMessage> chat = {
+      {"system", "Be brief."}, {"user", "Hi"}, {"assistant", "<think>hm</think>Hello"}, {"tool", "42"}, {"user", "Sum?"}};
+
+  const auto glm = by_phase(ChatTemplate::from_source(templates["glm45"]).render(chat, true, false));
+  EXPECT_EQ(glm[int(Phase::Other)], "[gMASK]<sop>");
+  EXPECT_EQ(glm[int(Phase::System)], "<|system|>\nBe brief.");
+  EXPECT_EQ(glm[int(Phase::User)],
+            "<|user|>\nHi/nothink<|observation|>\n<tool_response>\n42\n</tool_response><|user|>\nSum?/nothink");
+  EXPECT_EQ(glm[int(Phase::Thinking)], "<think></think><think></think>");
+  EXPECT_EQ(glm[int(Phase::Answer)], "<|assistant|>\n\nHello<|assistant|>\n");
+
+  const auto v31 = by_phase(
+      ChatTemplate::from_source(templates["deepseek_v3_1"], "<｜begin▁of▁sentence｜>").render(chat, true, true));
+  EXPECT_EQ(v31[int(Phase::Other)], "<｜begin▁of▁sentence｜>");
+  EXPECT_EQ(v31[int(Phase::System)], "Be brief.");
+  EXPECT_EQ(v31[int(Phase::User)], "<｜User｜>Hi<｜tool▁output▁begin｜>42<｜tool▁output▁end｜><｜User｜>Sum?");
+  EXPECT_EQ(v31[int(Phase::Thinking)], "</think><think>");
+  EXPECT_EQ(v31[int(Phase::Answer)], "<｜Assistant｜>Hello<｜end▁of▁sentence｜><｜Assistant｜>");
 }
 
 }  // namespace

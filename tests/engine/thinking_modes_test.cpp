@@ -4,6 +4,9 @@
 // sampling defaults follow the mode.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
+#include "engine/model/model.h"
 #include "engine/runtime/conversation.h"
 #include "tests/support/test_support.h"
 
@@ -63,6 +66,47 @@ TEST(ThinkingModes, SamplingDefaultsFollowTheMode) {
   const ChatTemplate plain = ChatTemplate::from_source("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}");
   gen.sampling.temperature = 0.3f;
   EXPECT_FLOAT_EQ(recommended_sampling(plain, gen, true).temperature, 0.3f);
+}
+
+// A model whose template always opens the think block (DeepSeek-R1's, here on the demo model's weights and
+// tokenizer): no-think cannot switch thinking off in the prompt, so the controller closes the block before
+// the first thinking token; auto and think let it think.
+TEST(ThinkingModes, AModelThatAlwaysThinksIsCutAtOnceInNoThink) {
+  test::ScratchDir dir;
+  for (const char* name : {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json"})
+    std::filesystem::copy_file(kDemo + "moe/" + name, dir / name);
+  auto config = test::read_json(kDemo + "moe/tokenizer_config.json");
+  config["chat_template"] =
+      test::read_json(test::tokenizer_data() / "chat_expected.json")["templates"]["deepseek_r1"];
+  dir.write("tokenizer_config.json", config.dump());
+  const auto model = Model::load(dir.path);
+  Conversation conv(*model, BackendOptions{1, 512, 64});
+  ASSERT_EQ(conv.chat().format_name(), "DeepSeek-R1");
+  ASSERT_TRUE(conv.supports_thinking());
+  EXPECT_TRUE(conv.will_think(ThinkingMode::Auto, "2+3="));
+  EXPECT_TRUE(conv.will_think(ThinkingMode::Auto, "2+3= /no_think"));  // R1 has no soft switch
+  EXPECT_FALSE(conv.will_think(ThinkingMode::NoThink, "2+3="));
+
+  TurnOptions opt;
+  opt.mode = ThinkingMode::NoThink;
+  opt.max_new_tokens = 12;
+  opt.thinking_budget = 50;  // no-think overrides it
+  SamplingParams greedy;
+  greedy.greedy = true;
+  opt.sampling = greedy;
+  const TurnResult r = conv.send("2+3=", opt, nullptr);
+  EXPECT_TRUE(r.prompt_text.ends_with("<｜User｜>2+3=<｜Assistant｜><think>\n")) << r.prompt_text;
+  EXPECT_FALSE(r.effective_thinking);
+  ASSERT_EQ(r.generation.forced_stops.size(), 1u);
+  EXPECT_EQ(r.generation.forced_stops[0].budget, 0);
+  EXPECT_EQ(r.generation.forced_stops[0].thinking_tokens, 0);
+  EXPECT_EQ(r.generation.forced_stops[0].position, int(r.prompt_ids.size()));  // before any sampled token
+  EXPECT_EQ(r.thinking_text, "");
+
+  opt.mode = ThinkingMode::Think;  // the same budget now lets it think
+  const TurnResult thought = conv.send("2+4=", opt, nullptr);
+  EXPECT_TRUE(thought.effective_thinking);
+  for (const ForcedStop& stop : thought.generation.forced_stops) EXPECT_GT(stop.thinking_tokens, 0);
 }
 
 }  // namespace
