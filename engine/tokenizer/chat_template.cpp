@@ -421,7 +421,8 @@ std::string ChatTemplate::render_deepseek_v3(const std::vector<ChatMessage>& mes
   if (in_tools && !r.think_switch) out.append(kOutputsEnd);
   if (!add_generation_prompt || in_tools) return out;
   if (r.think_switch) {
-    if (after_user || r.prompt_after_answer) out.append(kAssistant).append(enable_thinking.value_or(false) ? "<think>" : "</think>");
+    if (after_user || r.prompt_after_answer)
+      out.append(kAssistant).append(enable_thinking.value_or(false) ? "<think>" : "</think>");
   } else if (r.tag_after_user) {
     if (!after_user) out.append(kAssistant);
   } else {
