@@ -50,6 +50,8 @@ from transformers import (
     DeepseekV2ForCausalLM,
     DeepseekV3Config,
     DeepseekV3ForCausalLM,
+    MiniMaxM2Config,
+    MiniMaxM2ForCausalLM,
 )
 
 OUT_ROOT = Path(__file__).resolve().parent / "data" / "models"
@@ -64,6 +66,9 @@ ROUTER_GAP = 1e-4
 MIN_DISTINCT_GREEDY = 8  # reject degenerate short loops: they make a weak greedy test
 MAX_SEED_TRIES = 64
 SIZE_BUDGET = 12 * 1024 * 1024
+# Files in a case folder that this script does not write: make_intervention_goldens.py's references and
+# the tokenizer committed with qwen3_moe. A rerun keeps them.
+ADDED_BY_OTHERS = ("interventions.safetensors", "tokenizer.json", "tokenizer_config.json")
 
 FAMILIES = {
     "qwen3_moe": (Qwen3MoeConfig, Qwen3MoeForCausalLM),
@@ -75,6 +80,7 @@ FAMILIES = {
     "glm4_moe": (Glm4MoeConfig, Glm4MoeForCausalLM),
     "deepseek_v2": (DeepseekV2Config, DeepseekV2ForCausalLM),
     "deepseek_v3": (DeepseekV3Config, DeepseekV3ForCausalLM),
+    "minimax_m2": (MiniMaxM2Config, MiniMaxM2ForCausalLM),
 }
 
 STORAGE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -413,6 +419,36 @@ CASES = [
         "shared expert; layer 0 dense.",
     ),
     dict(
+        name="minimax_m2",
+        family="minimax_m2",
+        seed=9200,
+        init_std=0.15,
+        config=dict(
+            vocab_size=VOCAB,
+            hidden_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=32,  # 4 * 32 = 128 != hidden 64
+            rotary_dim=16,  # RoPE on dims 0..15 of each head (partial 0.5), as MiniMax-M2's 64 of 128
+            intermediate_size=24,  # per-expert width, as in Mixtral
+            num_local_experts=8,
+            num_experts_per_tok=3,
+            rms_norm_eps=1e-6,
+            rope_parameters=rope(5e6),
+            max_position_embeddings=256,
+            tie_word_embeddings=False,
+            bos_token_id=None,
+            eos_token_id=510,
+            pad_token_id=511,
+        ),
+        config_style="hub",
+        exercises="MiniMax-M2 (minimax_m2): q/k RMSNorm over the whole projections (before the head "
+        "reshape), partial rotary from rotary_dim (16 of head_dim 32, rotate-half), theta 5e6; every "
+        "layer MoE with a sigmoid router, a random e_score_correction_bias on the MoE block used for "
+        "selection only, top-3 renormalised; Mixtral-style expert names (block_sparse_moe, w1/w2/w3).",
+    ),
+    dict(
         name="qwen3_moe_bf16",
         family="qwen3_moe",
         base="qwen3_moe",  # same architecture; seed search starts at the base's accepted seed
@@ -550,13 +586,17 @@ class RouterCapture:
     def __init__(self, model):
         self.layers = []
         self.gates = {}
+        self.biases = {}
         self.records = {}
         self.handles = []
         for idx, layer in enumerate(model.model.layers):
             gate = getattr(layer.mlp, "gate", None)
             if gate is None or not type(gate).__name__.lower().endswith("topkrouter"):  # Glm4MoeTopkRouter
                 continue
-            self.gates[idx] = gate  # its own selection bias, if any
+            self.gates[idx] = gate
+            # The selection bias lives on the router (GLM-4.5, DeepSeek-V3) or on the MoE block (MiniMax-M2).
+            bias = getattr(gate, "e_score_correction_bias", None)
+            self.biases[idx] = bias if bias is not None else getattr(layer.mlp, "e_score_correction_bias", None)
             self.layers.append(idx)
             self.handles.append(gate.register_forward_hook(self._hook(idx)))
         self.top_k = model.config.num_experts_per_tok if self.layers else 0
@@ -577,7 +617,7 @@ class RouterCapture:
         return recs[0]
 
 
-def router_choice(gate, logits, k):
+def router_choice(gate, bias, logits, k):
     """The experts the router rule picks from its logits, and the smallest margin of any decision on
     the way (a reference is robust only when every margin is clear of rounding).
 
@@ -587,7 +627,6 @@ def router_choice(gate, logits, k):
     kept; top-k of s within them. Margins: between the kept and the first dropped group, and
     between the k-th and (k+1)-th candidate of the kept groups."""
     logits = logits.float()
-    bias = getattr(gate, "e_score_correction_bias", None)
     if bias is None and getattr(gate, "topk_method", None) == "group_limited_greedy":
         # DeepSeek-V2: softmax; groups scored by their best probability, the topk_group best kept.
         probs = torch.softmax(logits, dim=-1)
@@ -608,15 +647,16 @@ def router_choice(gate, logits, k):
         return top.indices[:, :k], float((top.values[:, k - 1] - top.values[:, k]).min())
     s = torch.sigmoid(logits) + bias.float()
     n_tok, n_exp = s.shape
-    groups = s.view(n_tok, gate.num_group, n_exp // gate.num_group)
+    n_group, topk_group = getattr(gate, "num_group", 1), getattr(gate, "topk_group", 1)  # MiniMax-M2: no groups
+    groups = s.view(n_tok, n_group, n_exp // n_group)
     group_scores = groups.topk(2, dim=-1).values.sum(-1)
     gap = float("inf")
-    if gate.topk_group < gate.num_group:
+    if topk_group < n_group:
         g = torch.sort(group_scores, dim=-1, descending=True).values
-        gap = float((g[:, gate.topk_group - 1] - g[:, gate.topk_group]).min())
-    kept = torch.topk(group_scores, gate.topk_group, dim=-1).indices
+        gap = float((g[:, topk_group - 1] - g[:, topk_group]).min())
+    kept = torch.topk(group_scores, topk_group, dim=-1).indices
     mask = torch.zeros_like(group_scores, dtype=torch.bool).scatter_(1, kept, True)
-    masked = s.masked_fill(~mask.repeat_interleave(n_exp // gate.num_group, dim=1), float("-inf"))
+    masked = s.masked_fill(~mask.repeat_interleave(n_exp // n_group, dim=1), float("-inf"))
     top = torch.topk(masked, min(k + 1, n_exp), dim=-1)
     if k < n_exp:
         margin = top.values[:, k - 1] - top.values[:, k]
@@ -643,7 +683,7 @@ def compute_reference(model, prompt, eos_id):
         prompt_router_gap = float("inf")
         for idx in cap.layers:
             rlogits, rindices = cap.single(idx)
-            expect, gap = router_choice(cap.gates[idx], rlogits, k)
+            expect, gap = router_choice(cap.gates[idx], cap.biases[idx], rlogits, k)
             if not torch.equal(torch.sort(expect, -1).values, torch.sort(rindices, -1).values):
                 failures.append(f"layer {idx}: model-selected experts differ from the router rule")
             router_topk.append(rindices.to(torch.int64))
@@ -688,7 +728,7 @@ def compute_reference(model, prompt, eos_id):
         all_router_gap = float("inf")
         for idx in cap.layers:
             rlogits, _ = cap.single(idx)
-            all_router_gap = min(all_router_gap, router_choice(cap.gates[idx], rlogits, k)[1])
+            all_router_gap = min(all_router_gap, router_choice(cap.gates[idx], cap.biases[idx], rlogits, k)[1])
 
     for h in cap.handles:
         h.remove()
@@ -792,6 +832,9 @@ def generate_case(case, start_seed, tmp_root):
         for f in work.iterdir():
             f.chmod(0o644)  # save_pretrained writes its safetensors files as 0600
         if final_dir.exists():
+            for name in ADDED_BY_OTHERS:  # keep what other scripts and commits put next to the checkpoint
+                if (final_dir / name).exists():
+                    shutil.copy2(final_dir / name, work / name)
             shutil.rmtree(final_dir)
         shutil.move(str(work), str(final_dir))
         return seed, ref, diag, loaded.config

@@ -16,6 +16,7 @@ FamilyAdapter llama_family();
 FamilyAdapter glm4_moe_family();
 FamilyAdapter deepseek_v2_family();
 FamilyAdapter deepseek_v3_family();
+FamilyAdapter minimax_m2_family();
 
 // DeepSeek's shared expert names (the plural mlp.shared_experts, no gate), which GLM-4.5 shares.
 void name_shared_experts(TensorNaming& names);

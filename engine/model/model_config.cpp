@@ -68,6 +68,10 @@ void read_rope(const JsonFields& c, ModelSpec& s, double family_default_theta, d
   s.attn.rope_theta = c.number_or("rope_theta", family_default_theta);
   double partial = c.number_or("partial_rotary_factor", family_default_partial);
   std::string partial_field = "partial_rotary_factor";
+  if (c.has("rotary_dim") && !c.has("partial_rotary_factor")) {  // MiniMax-M2 counts the rotated dims
+    partial = double(c.integer("rotary_dim")) / double(s.attn.head_dim);
+    partial_field = "rotary_dim";
+  }
   for (const char* key : {"rope_parameters", "rope_scaling"}) {
     if (!c.has(key)) continue;
     const auto& r = c.raw()[key];
@@ -151,6 +155,7 @@ ModelSpec read_model_spec(const JsonFields& c) {
   s.attn.qkv_bias = s.attn.o_bias = c.boolean_or("attention_bias", false);
   double default_theta = 10000.0, default_partial = 1.0;
   if (model_type == "mixtral") default_theta = 1e6;
+  if (model_type == "minimax_m2") default_theta = 5e6;  // MiniMaxM2Config's default
   if (model_type == "glm4_moe") default_partial = 0.5;  // Glm4MoeConfig's default when the key is absent
   read_rope(c, s, default_theta, default_partial);
 

@@ -130,7 +130,7 @@ TEST_P(GoldenModel, LogitsRoutingAndGreedyMatchTransformers) {
 
 INSTANTIATE_TEST_SUITE_P(Families, GoldenModel,
                          ::testing::Values("qwen3_moe", "qwen3_moe_sparse_step", "qwen3_dense", "qwen2_moe", "mixtral",
-                                           "olmoe", "llama", "glm4_moe", "deepseek_v2", "deepseek_v3", "qwen3_moe_bf16",
+                                           "olmoe", "llama", "glm4_moe", "deepseek_v2", "deepseek_v3", "minimax_m2", "qwen3_moe_bf16",
                                            "qwen3_moe_f16", "mixtral_sharded", "demo/moe", "demo/dense"),
                          [](const auto& info) {
                            std::string n = info.param;
@@ -156,6 +156,16 @@ TEST(GoldenModel, SpecReadsTheOddSettings) {
   EXPECT_TRUE(qwen2->spec().attn.qkv_bias);
   EXPECT_TRUE(qwen2->spec().moe.shared_gate);
   EXPECT_TRUE(Model::load(kModels + "mixtral")->spec().moe.renormalize);
+  // MiniMax-M2: whole-projection q/k norms, rotary_dim counted in dims, a sigmoid router with its bias on
+  // the MoE block.
+  auto minimax = Model::load(kModels + "minimax_m2");
+  EXPECT_EQ(minimax->spec().family, "MiniMax-M2");
+  EXPECT_EQ(minimax->spec().attn.qk_norm, QkNorm::WholeProjection);
+  EXPECT_EQ(minimax->spec().attn.rotary_dim, 16);
+  EXPECT_EQ(minimax->spec().attn.head_dim, 32);
+  EXPECT_EQ(minimax->spec().moe.score, RouterScore::Sigmoid);
+  EXPECT_TRUE(minimax->spec().moe.selection_bias);
+  EXPECT_TRUE(minimax->spec().moe.renormalize);
 }
 
 // DeepSeek's multi-head latent attention caches one row of latent + shared RoPE key per token and layer

@@ -367,6 +367,18 @@ TEST(ModelSize, PublishedParameterCountsOfDeepSeek) {
   EXPECT_EQ(v3.kv_values_per_token, 61 * 576);
 }
 
+TEST(ModelSize, PublishedParameterCountsOfMiniMaxM2) {
+  // MiniMax's model card: 230 B total, 10 B active. By hand, per layer: attention 3072·(6144 + 2·1024) +
+  // 6144·3072 = 44.04 M (+ the q/k norms), experts 256·3·3072·1536 = 3.624 B, router 256·3072; 62 layers,
+  // plus embeddings and head of 200064·3072 = 614.6 M each. Active: attention, router and 8 of 256 experts.
+  SyntheticOptions o;
+  o.shape_only = true;
+  const auto m = compute_model_size(Model::synthetic(kConfigs / "minimax-m2.json", o)->spec());
+  EXPECT_NEAR(double(m.total_params) / 1e9, 228.69, 0.01);
+  EXPECT_NEAR(double(m.active_params - m.embedding_params - m.lm_head_params) / 1e9, 9.80, 0.01);
+  EXPECT_EQ(m.kv_values_per_token, 62 * 2 * 1024);
+}
+
 }  // namespace
 }  // namespace moe
 
