@@ -52,6 +52,8 @@ from transformers import (
     DeepseekV3ForCausalLM,
     MiniMaxM2Config,
     MiniMaxM2ForCausalLM,
+    Ernie4_5_MoeConfig,
+    Ernie4_5_MoeForCausalLM,
 )
 
 OUT_ROOT = Path(__file__).resolve().parent / "data" / "models"
@@ -81,6 +83,7 @@ FAMILIES = {
     "deepseek_v2": (DeepseekV2Config, DeepseekV2ForCausalLM),
     "deepseek_v3": (DeepseekV3Config, DeepseekV3ForCausalLM),
     "minimax_m2": (MiniMaxM2Config, MiniMaxM2ForCausalLM),
+    "ernie4_5_moe": (Ernie4_5_MoeConfig, Ernie4_5_MoeForCausalLM),
 }
 
 STORAGE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -449,6 +452,40 @@ CASES = [
         "selection only, top-3 renormalised; Mixtral-style expert names (block_sparse_moe, w1/w2/w3).",
     ),
     dict(
+        name="ernie4_5_moe",
+        family="ernie4_5_moe",
+        seed=9300,
+        init_std=0.15,
+        config=dict(
+            vocab_size=VOCAB,
+            hidden_size=64,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=48,  # the dense layers' MLP
+            moe_intermediate_size=16,
+            moe_num_experts=8,
+            moe_k=3,
+            moe_num_shared_experts=2,  # one ungated shared MLP of width 2*16
+            moe_layer_start_index=1,
+            moe_layer_end_index=3,
+            moe_layer_interval=2,  # MoE where (l+1) % 2 == 0 within [1, 3]: layers 1 and 3
+            use_bias=False,
+            rms_norm_eps=1e-5,
+            rope_parameters=rope(5e5),
+            max_position_embeddings=256,
+            tie_word_embeddings=True,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=0,
+        ),
+        config_style="hub",
+        exercises="ERNIE-4.5-MoE (ernie4_5_moe): interleaved RoPE (pairs 2i, 2i+1) on plain GQA attention, "
+        "MoE layers chosen by moe_layer_start_index/end_index/interval (1 and 3 of 4), a softmax router "
+        "whose random e_score_correction_bias ([1, E], under moe_statics) is added to the probabilities for "
+        "selection only, top-3 renormalised, an ungated shared MLP of two experts' width, tied embeddings.",
+    ),
+    dict(
         name="qwen3_moe_bf16",
         family="qwen3_moe",
         base="qwen3_moe",  # same architecture; seed search starts at the base's accepted seed
@@ -594,9 +631,11 @@ class RouterCapture:
             if gate is None or not type(gate).__name__.lower().endswith("topkrouter"):  # Glm4MoeTopkRouter
                 continue
             self.gates[idx] = gate
-            # The selection bias lives on the router (GLM-4.5, DeepSeek-V3) or on the MoE block (MiniMax-M2).
-            bias = getattr(gate, "e_score_correction_bias", None)
-            self.biases[idx] = bias if bias is not None else getattr(layer.mlp, "e_score_correction_bias", None)
+            # The selection bias lives on the router (GLM-4.5, DeepSeek-V3), on the MoE block (MiniMax-M2) or
+            # in the router's moe_statics (ERNIE-4.5).
+            holders = [gate, layer.mlp, getattr(gate, "moe_statics", None)]
+            biases = [getattr(h, "e_score_correction_bias", None) for h in holders if h is not None]
+            self.biases[idx] = next((b for b in biases if b is not None), None)
             self.layers.append(idx)
             self.handles.append(gate.register_forward_hook(self._hook(idx)))
         self.top_k = model.config.num_experts_per_tok if self.layers else 0
@@ -645,7 +684,9 @@ def router_choice(gate, bias, logits, k):
             return torch.topk(probs, k, dim=-1).indices, float("inf")
         top = torch.topk(probs, k + 1, dim=-1)
         return top.indices[:, :k], float((top.values[:, k - 1] - top.values[:, k]).min())
-    s = torch.sigmoid(logits) + bias.float()
+    # ERNIE-4.5 adds its bias to softmax probabilities, the others to sigmoid scores.
+    softmax = type(gate).__name__.startswith("Ernie")
+    s = (torch.softmax(logits, dim=-1) if softmax else torch.sigmoid(logits)) + bias.float().reshape(-1)
     n_tok, n_exp = s.shape
     n_group, topk_group = getattr(gate, "num_group", 1), getattr(gate, "topk_group", 1)  # MiniMax-M2: no groups
     groups = s.view(n_tok, n_group, n_exp // n_group)

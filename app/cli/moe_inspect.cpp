@@ -141,6 +141,7 @@ void print_info(const Model& m, int context, DType kv_dtype, const Tokenizer* to
                 A.qk_norm == QkNorm::PerHead ? "per head" : A.qk_norm == QkNorm::WholeProjection ? "whole projection" : "none",
                 A.qkv_bias ? ", qkv bias" : "", A.rope_theta);
     if (A.rotary_dim < A.head_dim) std::printf(" on %d of %d dims", A.rotary_dim, A.head_dim);
+    if (A.rope_style == RopeStyle::Interleaved) std::printf(", interleaved pairs");
   }
   if (A.yarn.factor > 0)
     std::printf(", YaRN x%g from %d (cos/sin x%.6g)", A.yarn.factor, A.yarn.original_max_positions,

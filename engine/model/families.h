@@ -17,6 +17,7 @@ FamilyAdapter glm4_moe_family();
 FamilyAdapter deepseek_v2_family();
 FamilyAdapter deepseek_v3_family();
 FamilyAdapter minimax_m2_family();
+FamilyAdapter ernie4_5_moe_family();
 
 // DeepSeek's shared expert names (the plural mlp.shared_experts, no gate), which GLM-4.5 shares.
 void name_shared_experts(TensorNaming& names);

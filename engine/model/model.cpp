@@ -47,7 +47,9 @@ class CheckpointSource : public WeightSource {
     used_.insert(name);
     if (!is_weight_dtype(t->dtype))
       throw EngineError(t->file, name, "dtype " + std::string(dtype_name(t->dtype)) + " is not supported for weights (F32, F16 or BF16)");
-    if (t->shape != shape)
+    // A vector may come as a row: ERNIE-4.5 stores its router bias as [1, E].
+    const bool as_row = shape.size() == 1 && t->shape == std::vector<int64_t>{1, shape[0]};
+    if (t->shape != shape && !as_row)
       throw EngineError(t->file, name, "shape " + shape_str(t->shape) + " disagrees with " + config_ + ", which implies " + shape_str(shape));
     dtype = t->dtype;
     return t->data;

@@ -156,6 +156,7 @@ ModelSpec read_model_spec(const JsonFields& c) {
   double default_theta = 10000.0, default_partial = 1.0;
   if (model_type == "mixtral") default_theta = 1e6;
   if (model_type == "minimax_m2") default_theta = 5e6;  // MiniMaxM2Config's default
+  if (model_type == "ernie4_5_moe") default_theta = 5e5;  // the released checkpoints' value
   if (model_type == "glm4_moe") default_partial = 0.5;  // Glm4MoeConfig's default when the key is absent
   read_rope(c, s, default_theta, default_partial);
 

@@ -130,7 +130,7 @@ TEST_P(GoldenModel, LogitsRoutingAndGreedyMatchTransformers) {
 
 INSTANTIATE_TEST_SUITE_P(Families, GoldenModel,
                          ::testing::Values("qwen3_moe", "qwen3_moe_sparse_step", "qwen3_dense", "qwen2_moe", "mixtral",
-                                           "olmoe", "llama", "glm4_moe", "deepseek_v2", "deepseek_v3", "minimax_m2", "qwen3_moe_bf16",
+                                           "olmoe", "llama", "glm4_moe", "deepseek_v2", "deepseek_v3", "minimax_m2", "ernie4_5_moe", "qwen3_moe_bf16",
                                            "qwen3_moe_f16", "mixtral_sharded", "demo/moe", "demo/dense"),
                          [](const auto& info) {
                            std::string n = info.param;
@@ -166,6 +166,19 @@ TEST(GoldenModel, SpecReadsTheOddSettings) {
   EXPECT_EQ(minimax->spec().moe.score, RouterScore::Sigmoid);
   EXPECT_TRUE(minimax->spec().moe.selection_bias);
   EXPECT_TRUE(minimax->spec().moe.renormalize);
+  // ERNIE-4.5-MoE: interleaved RoPE, MoE layers 1 and 3 by start/end/interval, a softmax router with a
+  // selection bias stored [1, E], an ungated shared MLP of two experts' width, tied embeddings.
+  auto ernie = Model::load(kModels + "ernie4_5_moe");
+  const ModelSpec& es = ernie->spec();
+  EXPECT_EQ(es.attn.rope_style, RopeStyle::Interleaved);
+  EXPECT_EQ(es.layer_is_moe, (std::vector<bool>{false, true, false, true}));
+  EXPECT_EQ(es.moe.score, RouterScore::Softmax);
+  EXPECT_TRUE(es.moe.selection_bias);
+  EXPECT_EQ(ernie->weights().layers[1].router_bias.size(), 8u);
+  EXPECT_EQ(es.moe.shared_ffn, 32);
+  EXPECT_FALSE(es.moe.shared_gate);
+  EXPECT_TRUE(es.tied_embeddings);
+  EXPECT_EQ(ernie->weights().lm_head.data, ernie->weights().embed.data);
 }
 
 // DeepSeek's multi-head latent attention caches one row of latent + shared RoPE key per token and layer

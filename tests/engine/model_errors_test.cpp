@@ -379,6 +379,18 @@ TEST(ModelSize, PublishedParameterCountsOfMiniMaxM2) {
   EXPECT_EQ(m.kv_values_per_token, 62 * 2 * 1024);
 }
 
+TEST(ModelSize, PublishedParameterCountsOfErnie45) {
+  // Baidu's model card for ERNIE-4.5-21B-A3B: 21 B total, 3 B active. By hand: attention 2560·(2560 + 2·512) +
+  // 2560·2560 = 15.73 M per layer; layer 0 dense (3·2560·12288 = 94.4 M); 27 MoE layers of 64 experts
+  // 3·2560·1536 = 11.8 M each, top-6, plus two shared experts' width (23.6 M); tied embeddings 103424·2560.
+  SyntheticOptions o;
+  o.shape_only = true;
+  const auto e = compute_model_size(Model::synthetic(kConfigs / "ernie-4.5-21b-a3b.json", o)->spec());
+  EXPECT_NEAR(double(e.total_params) / 1e9, 21.83, 0.01);
+  EXPECT_NEAR(double(e.active_params - e.embedding_params - e.lm_head_params) / 1e9, 3.08, 0.01);
+  EXPECT_EQ(e.lm_head_params, 0);  // tied
+}
+
 }  // namespace
 }  // namespace moe
 
