@@ -291,8 +291,9 @@ TEST(CudaBackend, InterventionsMatchTheCpu) {
 // up to alignment, the rest within a few MiB. Memory by part is what the memory view draws.
 TEST(CudaBackend, MemoryByPartMatchesThePlan) {
   MOE_REQUIRE_GPU();
-  // A gated shared expert; a router bias; latent attention without and with q-LoRA.
-  for (const char* name : {"qwen2_moe", "glm4_moe", "deepseek_v2", "deepseek_v3"}) {
+  // A gated shared expert; a router bias; latent attention without and with q-LoRA; whole-projection
+  // q/k norms; dense and MoE layers interleaved with an ungated shared expert.
+  for (const char* name : {"qwen2_moe", "glm4_moe", "deepseek_v2", "deepseek_v3", "minimax_m2", "ernie4_5_moe"}) {
     SCOPED_TRACE(name);
     auto model = Model::load(kModels + name);
     BackendOptions o;
