@@ -41,9 +41,17 @@ constexpr Marker kMarkers[] = {
     {"<｜tool▁output▁begin｜>", Phase::User, Phase::User},
     {"<｜tool▁output▁end｜>", Phase::User, Phase::Answer},
     {"<｜tool▁outputs▁end｜>", Phase::User, Phase::Answer},
+    // MiniMax-M2.
+    {"]~b]system", Phase::System, Phase::System},
+    {"]~b]user", Phase::User, Phase::User},
+    {"]~b]tool", Phase::User, Phase::User},
+    {"]~b]ai", Phase::Answer, Phase::Answer},
+    {"[e~[", Phase::Other, Phase::Other},  // resolved below, like <|im_end|>
 };
 
-bool ends_a_turn(std::string_view marker) { return marker == "<|im_end|>" || marker == "<｜end▁of▁sentence｜>"; }
+bool ends_a_turn(std::string_view marker) {
+  return marker == "<|im_end|>" || marker == "<｜end▁of▁sentence｜>" || marker == "[e~[";
+}
 
 }  // namespace
 

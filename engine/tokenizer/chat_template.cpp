@@ -89,6 +89,16 @@ DeepSeekRules deepseek_rules(const std::string& src) {
   return r;
 }
 
+// MiniMax-M2's system text when the chat has none: the template's model_identity string.
+std::string minimax_identity(const std::string& src) {
+  constexpr std::string_view kSet = "set model_identity = \"";
+  if (const size_t at = src.find(kSet); at != std::string::npos) {
+    const size_t begin = at + kSet.size(), end = src.find('"', begin);
+    if (end != std::string::npos) return src.substr(begin, end - begin);
+  }
+  return "You are a helpful assistant.";
+}
+
 std::string read_text_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw EngineError(path.string(), "", "cannot open the file");
@@ -123,6 +133,10 @@ ChatTemplate ChatTemplate::from_source(const std::string& src, std::string bos_t
     t.prefill_think_ = t.deepseek_.opens_think;
   } else if (contains(src, "[gMASK]<sop>") && contains(src, "<|assistant|>")) {
     t.format_ = ChatFormat::Glm45;
+  } else if (contains(src, "]~b]user") && contains(src, "]~b]ai")) {
+    t.format_ = ChatFormat::MiniMaxM2;
+    t.prefill_think_ = true;
+    t.default_system_ = minimax_identity(src);
   } else {
     t.format_ = ChatFormat::Unknown;
   }
@@ -182,6 +196,7 @@ std::string ChatTemplate::format_name() const {
       if (deepseek_.opens_think) return "DeepSeek-R1";
       return deepseek_.tag_after_user ? "DeepSeek-V3-0324" : "DeepSeek-V3";
     case ChatFormat::Glm45: return "GLM-4.5";
+    case ChatFormat::MiniMaxM2: return "MiniMax-M2";
   }
   return "unknown";
 }
@@ -189,7 +204,8 @@ std::string ChatTemplate::format_name() const {
 bool ChatTemplate::supports_thinking() const {
   switch (format_) {
     case ChatFormat::Qwen3:
-    case ChatFormat::Glm45: return true;
+    case ChatFormat::Glm45:
+    case ChatFormat::MiniMaxM2: return true;
     case ChatFormat::DeepSeekV3: return deepseek_.think_switch || deepseek_.opens_think;
     default: return false;
   }
@@ -241,6 +257,8 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool 
       return render_deepseek_v3(messages, add_generation_prompt, enable_thinking);
     case ChatFormat::Glm45:
       return render_glm45(messages, add_generation_prompt, enable_thinking);
+    case ChatFormat::MiniMaxM2:
+      return render_minimax_m2(messages, add_generation_prompt);
   }
   return {};
 }
@@ -472,6 +490,46 @@ std::string ChatTemplate::render_glm45(const std::vector<ChatMessage>& messages,
     out += "<|assistant|>";
     if (no_think) out += "\n<think></think>";
   }
+  return out;
+}
+
+// MiniMax-M2: "]~!b[", a system turn (the first message if it is one, else the model identity), then
+// "]~b]user\n…[e~[\n" and "]~b]ai\n…[e~[\n" turns; system messages after the first are not rendered. An answer
+// keeps its thinking (as <think>\n…\n</think>\n\n) only after the last user message. The generation prompt
+// opens the think block, so the model always thinks. The template raises on a tool result that follows no
+// tool call, and these messages carry no tool calls.
+std::string ChatTemplate::render_minimax_m2(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
+  const bool has_system = !messages.empty() && messages[0].role == "system";
+  const size_t first = has_system ? 1 : 0;
+  std::string out = "]~!b[]~b]system\n";
+  out.append(has_system && !messages[0].content.empty() ? messages[0].content : default_system_.value_or(""));
+  out += "[e~[\n";
+  size_t last_user = std::string::npos;
+  for (size_t i = first; i < messages.size(); ++i)
+    if (messages[i].role == "user") last_user = i;
+  for (size_t i = first; i < messages.size(); ++i) {
+    const ChatMessage& m = messages[i];
+    if (m.role == "user") {
+      out.append("]~b]user\n").append(m.content).append("[e~[\n");
+    } else if (m.role == "assistant") {
+      std::string_view content = m.content, reasoning;
+      constexpr std::string_view kOpen = "<think>", kClose = "</think>";
+      if (const size_t first_close = content.find(kClose); first_close != std::string_view::npos) {
+        reasoning = strip_newlines(content.substr(0, first_close));
+        if (const size_t open = reasoning.rfind(kOpen); open != std::string_view::npos)
+          reasoning = strip_newlines(reasoning.substr(open + kOpen.size()));
+        content = strip_newlines(content.substr(content.rfind(kClose) + kClose.size()));
+      }
+      out += "]~b]ai\n";
+      if (!reasoning.empty() && (last_user == std::string::npos || i > last_user))
+        out.append("<think>\n").append(reasoning).append("\n</think>\n\n");
+      out.append(content).append("[e~[\n");
+    } else if (m.role == "tool") {
+      throw EngineError(file_, "messages[" + std::to_string(i) + "].role",
+                        "MiniMax-M2's template takes a tool result only after an assistant tool call");
+    }
+  }
+  if (add_generation_prompt) out += "]~b]ai\n<think>\n";
   return out;
 }
 

@@ -24,6 +24,7 @@ enum class ChatFormat {
   DeepSeekV2,  // <bos>User: …\n\nAssistant: …<eos> (DeepSeek-V2-Chat, V2-Lite-Chat)
   DeepSeekV3,  // <bos>system<｜User｜>…<｜Assistant｜>…<｜end▁of▁sentence｜> (V3, V3-0324, R1, V3.1; DeepSeekRules)
   Glm45,       // [gMASK]<sop><|user|>\n…<|assistant|>\n<think>…</think>\n… (GLM-4.5, 4.5-Air, 4.6)
+  MiniMaxM2,   // ]~!b[]~b]system\n…[e~[\n]~b]user\n…[e~[\n]~b]ai\n<think>\n (always thinks)
 };
 
 // What tells the DeepSeek-V3 family's templates apart (read from the template's source).
@@ -50,12 +51,13 @@ class ChatTemplate {
 
   ChatFormat format() const { return format_; }
   std::string format_name() const;
-  // Whether the template has a think block the engine can switch and cap (Qwen3, GLM-4.5, DeepSeek-R1 and V3.1).
+  // Whether the template has a think block the engine can switch and cap (Qwen3, GLM-4.5, DeepSeek-R1 and
+  // V3.1, MiniMax-M2).
   bool supports_thinking() const;
   // Whether the model thinks when the switch is not passed and no soft switch says otherwise (all but V3.1).
   bool thinks_by_default() const;
-  // Whether the generation prompt opens the think block whatever the switch says (Qwen3-2507-Thinking, R1):
-  // such a model cannot be told not to think, only cut at once.
+  // Whether the generation prompt opens the think block whatever the switch says (Qwen3-2507-Thinking, R1,
+  // MiniMax-M2): such a model cannot be told not to think, only cut at once.
   bool always_thinks() const { return prefill_think_; }
   // The switch the latest messages set in text: Qwen3's /think and /no_think (the latest one in a user or
   // system message wins), GLM-4.5's /nothink at the end of the last user message. nullopt: none.
@@ -76,12 +78,13 @@ class ChatTemplate {
                                  std::optional<bool> enable_thinking) const;
   std::string render_glm45(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                            std::optional<bool> enable_thinking) const;
+  std::string render_minimax_m2(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
 
   ChatFormat format_ = ChatFormat::None;
   std::string bos_;
   std::string eos_;
   std::string file_;                          // where the template came from, for errors ("" for from_source)
-  std::optional<std::string> default_system_;  // ChatML: system turn added when the chat has none
+  std::optional<std::string> default_system_;  // ChatML, MiniMax-M2: the system text when the chat has none
   bool tool_turns_as_user_ = false;           // ChatML/Qwen3: role "tool" rendered as <tool_response> in a user turn
   bool prefill_think_ = false;                // Qwen3 "Thinking" variants, R1: the generation prompt opens <think>
   DeepSeekRules deepseek_;                    // DeepSeekV3 only

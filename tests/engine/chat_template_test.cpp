@@ -88,6 +88,12 @@ TEST(ChatTemplate, RecognisesTheFormats) {
     EXPECT_EQ(t.thinks_by_default(), e.by_default);
     EXPECT_EQ(t.always_thinks(), e.always);
   }
+  const auto minimax = moe::ChatTemplate::from_source(templates["minimax_m2"]);
+  EXPECT_EQ(minimax.format(), moe::ChatFormat::MiniMaxM2);
+  EXPECT_EQ(minimax.format_name(), "MiniMax-M2");
+  EXPECT_TRUE(minimax.supports_thinking());
+  EXPECT_TRUE(minimax.thinks_by_default());
+  EXPECT_TRUE(minimax.always_thinks());
   EXPECT_TRUE(glm.supports_thinking());
   EXPECT_TRUE(glm.thinks_by_default());
   EXPECT_FALSE(glm.always_thinks());
@@ -157,6 +163,22 @@ TEST(ChatTemplate, ThinkingSwitchesOfGlmAndDeepSeek) {
   EXPECT_EQ(v31.render(chat, true, true), "<B><｜User｜>Hi<｜Assistant｜><think>");
   const auto r1 = moe::ChatTemplate::from_source(templates["deepseek_r1"], "<B>");
   EXPECT_EQ(r1.render(chat, true, false), "<B><｜User｜>Hi<｜Assistant｜><think>\n");
+  // MiniMax-M2 always thinks; the model identity of the template is the system text when there is none.
+  const std::string minimax_source = templates["minimax_m2"];
+  const auto minimax = moe::ChatTemplate::from_source(minimax_source);
+  EXPECT_EQ(minimax.render(chat, true, false),
+            "]~!b[]~b]system\nYou are a helpful assistant.[e~[\n]~b]user\nHi[e~[\n]~b]ai\n<think>\n");
+  std::string renamed = minimax_source;
+  const std::string identity = "You are a helpful assistant.";
+  renamed.replace(renamed.find(identity), identity.size(), "You are M2.");
+  EXPECT_EQ(moe::ChatTemplate::from_source(renamed).render(chat, false),
+            "]~!b[]~b]system\nYou are M2.[e~[\n]~b]user\nHi[e~[\n");
+  try {
+    minimax.render({{"user", "Hi"}, {"tool", "42"}}, true);
+    FAIL() << "expected EngineError";
+  } catch (const moe::EngineError& e) {
+    EXPECT_EQ(e.field(), "messages[1].role");
+  }
 }
 
 TEST(ChatTemplate, NoneAndUnknownRefuseToRender) {

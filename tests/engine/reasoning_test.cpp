@@ -186,9 +186,9 @@ TEST(PhaseTagger, ChatTurnsAndThinkBlocks) {
   EXPECT_EQ(by_phase[int(Phase::Other)], "\n\n\n\n");
 }
 
-// GLM-4.5's and DeepSeek-V3.1's markup, rendered by their templates (the goldens' copies) and spelled
+// GLM-4.5's, DeepSeek-V3.1's and MiniMax-M2's markup, rendered by their templates (the goldens' copies) and spelled
 // by the same byte-level tokenizer, which has none of their markers as tokens.
-TEST(PhaseTagger, GlmAndDeepSeekTurns) {
+TEST(PhaseTagger, GlmDeepSeekAndMiniMaxTurns) {
   Fixture f;
   const auto templates = test::read_json(test::tokenizer_data() / "chat_expected.json")["templates"];
   auto by_phase = [&](const std::string& text) {
@@ -216,6 +216,15 @@ TEST(PhaseTagger, GlmAndDeepSeekTurns) {
   EXPECT_EQ(v31[int(Phase::User)], "<｜User｜>Hi<｜tool▁output▁begin｜>42<｜tool▁output▁end｜><｜User｜>Sum?");
   EXPECT_EQ(v31[int(Phase::Thinking)], "</think><think>");
   EXPECT_EQ(v31[int(Phase::Answer)], "<｜Assistant｜>Hello<｜end▁of▁sentence｜><｜Assistant｜>");
+
+  const std::vector<ChatMessage> no_tool = {
+      {"system", "Be brief."}, {"user", "Hi"}, {"assistant", "<think>hm</think>Hello"}, {"user", "Sum?"}};
+  const auto m2 = by_phase(ChatTemplate::from_source(templates["minimax_m2"]).render(no_tool, true));
+  EXPECT_EQ(m2[int(Phase::Other)], "]~!b[\n\n\n\n");  // and the newline after each turn's end
+  EXPECT_EQ(m2[int(Phase::System)], "]~b]system\nBe brief.[e~[");
+  EXPECT_EQ(m2[int(Phase::User)], "]~b]user\nHi[e~[]~b]user\nSum?[e~[");
+  EXPECT_EQ(m2[int(Phase::Answer)], "]~b]ai\nHello[e~[]~b]ai\n");
+  EXPECT_EQ(m2[int(Phase::Thinking)], "<think>\n");
 }
 
 }  // namespace
