@@ -385,6 +385,20 @@ MINIMAX_M2_TEMPLATE = r"""{%- macro visible_text(content) -%}
 {{- ']~b]ai' ~ '\n' ~ '<think>' ~ '\n' }}
 {%- endif -%}"""
 
+# ERNIE-4.5's template (the -PT checkpoints' tokenizer_config.json, and the DEFAULT_CHAT_TEMPLATE of transformers'
+# Ernie 4.5 tokenizer before 5.x): the cls token, then "User: …\n", "Assistant: …<sep>" and bare system text in order;
+# the generation prompt is "Assistant: ".
+ERNIE45_TEMPLATE = (
+    '{%- if not add_generation_prompt is defined -%}\n    {%- set add_generation_prompt = true -%}\n{%- endif -%}\n'
+    '{%- if not cls_token is defined -%}\n    {%- set cls_token = "<|begin_of_sentence|>" -%}\n{%- endif -%}\n'
+    '{%- if not sep_token is defined -%}\n    {%- set sep_token = "<|end_of_sentence|>" -%}\n{%- endif -%}\n'
+    '{{- cls_token -}}\n{%- for message in messages -%}\n    {%- if message["role"] == "user" -%}\n'
+    '        {{- "User: " + message["content"] + "\\n" -}}\n    {%- elif message["role"] == "assistant" -%}\n'
+    '        {{- "Assistant: " + message["content"] + sep_token -}}\n    {%- elif message["role"] == "system" -%}\n'
+    '        {{- message["content"] + "\\n" -}}\n    {%- endif -%}\n{%- endfor -%}\n'
+    '{%- if add_generation_prompt -%}\n    {{- "Assistant: " -}}\n{%- endif -%}'
+)
+
 # Llama-2-chat style: BOS before every user turn, <<SYS>> block inside the first one, contents stripped.
 LLAMA2_TEMPLATE = r"""{%- if messages and messages[0].role == 'system' -%}
   {%- set system = messages[0].content -%}
@@ -795,6 +809,7 @@ def render_chats() -> list[dict]:
                     DEEPSEEK_V3_1_TEMPLATE, messages, gen, thinking, thinking_kwarg="thinking")
             for name, template in deepseek.items():
                 add(f"{name}/{conv_name}/gen={int(gen)}", sp, "spm", name, template, messages, gen, None)
+            add(f"ernie45/{conv_name}/gen={int(gen)}", sp, "spm", "ernie45", ERNIE45_TEMPLATE, messages, gen, None)
             if all(m["role"] != "tool" for m in messages):  # the template raises on a tool result without a call
                 add(f"minimax_m2/{conv_name}/gen={int(gen)}", bpe, "bpe", "minimax_m2", MINIMAX_M2_TEMPLATE,
                     messages, gen, None)
@@ -872,7 +887,8 @@ def main() -> int:
                  "chatml_no_system": CHATML_NO_SYSTEM_TEMPLATE, "llama2": LLAMA2_TEMPLATE,
                  "deepseek_v2": DEEPSEEK_V2_TEMPLATE, "glm45": GLM45_TEMPLATE, "deepseek_v3": DEEPSEEK_V3_TEMPLATE,
                  "deepseek_v3_0324": DEEPSEEK_V3_0324_TEMPLATE, "deepseek_r1": DEEPSEEK_R1_TEMPLATE,
-                 "deepseek_v3_1": DEEPSEEK_V3_1_TEMPLATE, "minimax_m2": MINIMAX_M2_TEMPLATE}
+                 "deepseek_v3_1": DEEPSEEK_V3_1_TEMPLATE, "minimax_m2": MINIMAX_M2_TEMPLATE,
+                 "ernie45": ERNIE45_TEMPLATE}
     write_json(os.path.join(OUT, "chat_expected.json"),
                {"templates": templates, "bos_token": "<s>", "eos_token": "</s>", "cases": render_chats()}, indent=1)
 

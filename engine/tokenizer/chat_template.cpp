@@ -133,6 +133,9 @@ ChatTemplate ChatTemplate::from_source(const std::string& src, std::string bos_t
     t.prefill_think_ = t.deepseek_.opens_think;
   } else if (contains(src, "[gMASK]<sop>") && contains(src, "<|assistant|>")) {
     t.format_ = ChatFormat::Glm45;
+  } else if (contains(src, "\"User: \" + message[\"content\"]") &&
+             contains(src, "\"Assistant: \" + message[\"content\"] + sep_token")) {
+    t.format_ = ChatFormat::Ernie45;
   } else if (contains(src, "]~b]user") && contains(src, "]~b]ai")) {
     t.format_ = ChatFormat::MiniMaxM2;
     t.prefill_think_ = true;
@@ -147,13 +150,16 @@ ChatTemplate ChatTemplate::from_model_dir(const std::filesystem::path& dir) {
   const auto config_path = dir / "tokenizer_config.json";
   const auto jinja_path = dir / "chat_template.jinja";  // where newer transformers versions save it
   std::error_code ec;
-  std::string source, file, bos, eos;
+  std::string source, file, bos, eos, cls, sep;
   if (std::filesystem::exists(config_path, ec)) {
     file = config_path.string();
     const nlohmann::json j = load_json_file(config_path);
     if (!j.is_object()) throw EngineError(file, "", "expected a JSON object");
     if (j.contains("bos_token")) bos = detail::token_content(j["bos_token"], file, "bos_token").value_or("");
     if (j.contains("eos_token")) eos = detail::token_content(j["eos_token"], file, "eos_token").value_or("");
+    for (const char* key : {"cls_token", "sep_token"})
+      if (j.contains(key))
+        if (auto content = detail::token_content(j[key], file, key)) (key[0] == 'c' ? cls : sep) = *content;
     if (j.contains("chat_template") && !j["chat_template"].is_null()) {
       const auto& ct = j["chat_template"];
       if (ct.is_string()) {
@@ -179,6 +185,8 @@ ChatTemplate ChatTemplate::from_model_dir(const std::filesystem::path& dir) {
   }
   ChatTemplate t = from_source(source, bos, eos);
   t.file_ = file;
+  if (!cls.empty()) t.cls_ = cls;
+  if (!sep.empty()) t.sep_ = sep;
   return t;
 }
 
@@ -197,6 +205,7 @@ std::string ChatTemplate::format_name() const {
       return deepseek_.tag_after_user ? "DeepSeek-V3-0324" : "DeepSeek-V3";
     case ChatFormat::Glm45: return "GLM-4.5";
     case ChatFormat::MiniMaxM2: return "MiniMax-M2";
+    case ChatFormat::Ernie45: return "ERNIE-4.5";
   }
   return "unknown";
 }
@@ -259,6 +268,8 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool 
       return render_glm45(messages, add_generation_prompt, enable_thinking);
     case ChatFormat::MiniMaxM2:
       return render_minimax_m2(messages, add_generation_prompt);
+    case ChatFormat::Ernie45:
+      return render_ernie45(messages, add_generation_prompt);
   }
   return {};
 }
@@ -530,6 +541,19 @@ std::string ChatTemplate::render_minimax_m2(const std::vector<ChatMessage>& mess
     }
   }
   if (add_generation_prompt) out += "]~b]ai\n<think>\n";
+  return out;
+}
+
+// ERNIE-4.5: the cls token, then each message in order ("User: …\n", "Assistant: …<sep>", bare system text
+// followed by "\n"); other roles render nothing. The generation prompt is "Assistant: ".
+std::string ChatTemplate::render_ernie45(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
+  std::string out = cls_;
+  for (const ChatMessage& m : messages) {
+    if (m.role == "user") out.append("User: ").append(m.content).append("\n");
+    else if (m.role == "assistant") out.append("Assistant: ").append(m.content).append(sep_);
+    else if (m.role == "system") out.append(m.content).append("\n");
+  }
+  if (add_generation_prompt) out += "Assistant: ";
   return out;
 }
 

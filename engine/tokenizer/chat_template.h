@@ -25,6 +25,7 @@ enum class ChatFormat {
   DeepSeekV3,  // <bos>system<｜User｜>…<｜Assistant｜>…<｜end▁of▁sentence｜> (V3, V3-0324, R1, V3.1; DeepSeekRules)
   Glm45,       // [gMASK]<sop><|user|>\n…<|assistant|>\n<think>…</think>\n… (GLM-4.5, 4.5-Air, 4.6)
   MiniMaxM2,   // ]~!b[]~b]system\n…[e~[\n]~b]user\n…[e~[\n]~b]ai\n<think>\n (always thinks)
+  Ernie45,     // <cls>User: …\nAssistant: …<sep> (ERNIE-4.5)
 };
 
 // What tells the DeepSeek-V3 family's templates apart (read from the template's source).
@@ -79,10 +80,12 @@ class ChatTemplate {
   std::string render_glm45(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                            std::optional<bool> enable_thinking) const;
   std::string render_minimax_m2(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
+  std::string render_ernie45(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
 
   ChatFormat format_ = ChatFormat::None;
   std::string bos_;
   std::string eos_;
+  std::string cls_ = "<|begin_of_sentence|>", sep_ = "<|end_of_sentence|>";  // ERNIE-4.5's, unless the config names others
   std::string file_;                          // where the template came from, for errors ("" for from_source)
   std::optional<std::string> default_system_;  // ChatML, MiniMax-M2: the system text when the chat has none
   bool tool_turns_as_user_ = false;           // ChatML/Qwen3: role "tool" rendered as <tool_response> in a user turn

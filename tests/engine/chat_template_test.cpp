@@ -94,6 +94,10 @@ TEST(ChatTemplate, RecognisesTheFormats) {
   EXPECT_TRUE(minimax.supports_thinking());
   EXPECT_TRUE(minimax.thinks_by_default());
   EXPECT_TRUE(minimax.always_thinks());
+  const auto ernie = moe::ChatTemplate::from_source(templates["ernie45"]);
+  EXPECT_EQ(ernie.format(), moe::ChatFormat::Ernie45);
+  EXPECT_EQ(ernie.format_name(), "ERNIE-4.5");
+  EXPECT_FALSE(ernie.supports_thinking());
   EXPECT_TRUE(glm.supports_thinking());
   EXPECT_TRUE(glm.thinks_by_default());
   EXPECT_FALSE(glm.always_thinks());
@@ -237,6 +241,15 @@ TEST(ChatTemplate, FolderVariants) {
     const auto t = moe::ChatTemplate::from_model_dir(dir.path);
     EXPECT_EQ(t.format(), moe::ChatFormat::Llama2);
     EXPECT_EQ(t.render({{"user", " hi "}}, true), "<s>[INST] hi [/INST]");
+  }
+  {
+    ScratchDir dir;  // ERNIE-4.5 takes its cls and sep tokens from the config when it names them
+    const nlohmann::json cfg = {{"chat_template", goldens()["templates"]["ernie45"]},
+                                {"cls_token", "<C>"},
+                                {"sep_token", {{"content", "<S>"}, {"special", true}}}};
+    dir.write("tokenizer_config.json", cfg.dump());
+    EXPECT_EQ(moe::ChatTemplate::from_model_dir(dir.path).render({{"user", "Hi"}, {"assistant", "Yo"}}, true),
+              "<C>User: Hi\nAssistant: Yo<S>Assistant: ");
   }
   {
     ScratchDir dir;  // chat_template.jinja (newer transformers) wins over the config
