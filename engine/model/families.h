@@ -19,8 +19,10 @@ FamilyAdapter deepseek_v3_family();
 FamilyAdapter minimax_m2_family();
 FamilyAdapter ernie4_5_moe_family();
 
-// DeepSeek's shared expert names (the plural mlp.shared_experts, no gate), which GLM-4.5 shares.
+// DeepSeek's shared expert names (the plural mlp.shared_experts, no gate), which GLM-4.5 and ERNIE-4.5 share.
 void name_shared_experts(TensorNaming& names);
+// Mixtral's expert names (block_sparse_moe, w1/w3/w2, no shared expert), which MiniMax-M2 shares.
+void name_mixtral_experts(TensorNaming& names);
 
 // Qwen2-MoE and Qwen3-MoE choose MoE layers with decoder_sparse_step and mlp_only_layers.
 std::vector<bool> qwen_moe_layers(const JsonFields& config, int n_layers, int n_experts);

@@ -27,15 +27,8 @@ FamilyAdapter minimax_m2_family() {
                             std::to_string(shared) + ")");
     s.layer_is_moe.assign(s.n_layers, true);
   };
-  auto& n = f.names;
-  n.router = "model.layers.{L}.block_sparse_moe.gate.weight";
-  n.router_bias = "model.layers.{L}.block_sparse_moe.e_score_correction_bias";
-  n.expert_gate = "model.layers.{L}.block_sparse_moe.experts.{E}.w1.weight";
-  n.expert_up = "model.layers.{L}.block_sparse_moe.experts.{E}.w3.weight";
-  n.expert_down = "model.layers.{L}.block_sparse_moe.experts.{E}.w2.weight";
-  n.experts_gate_up = "model.layers.{L}.mlp.experts.gate_up_proj";
-  n.experts_down = "model.layers.{L}.mlp.experts.down_proj";
-  n.shared_gate_proj = n.shared_up_proj = n.shared_down_proj = n.shared_expert_gate = "";
+  name_mixtral_experts(f.names);
+  f.names.router_bias = "model.layers.{L}.block_sparse_moe.e_score_correction_bias";
   return f;
 }
 

@@ -15,7 +15,11 @@ FamilyAdapter mixtral_family() {
     s.moe.renormalize = true;
     s.layer_is_moe.assign(s.n_layers, true);
   };
-  auto& n = f.names;
+  name_mixtral_experts(f.names);
+  return f;
+}
+
+void name_mixtral_experts(TensorNaming& n) {
   n.router = "model.layers.{L}.block_sparse_moe.gate.weight";
   n.expert_gate = "model.layers.{L}.block_sparse_moe.experts.{E}.w1.weight";
   n.expert_up = "model.layers.{L}.block_sparse_moe.experts.{E}.w3.weight";
@@ -23,7 +27,6 @@ FamilyAdapter mixtral_family() {
   n.experts_gate_up = "model.layers.{L}.mlp.experts.gate_up_proj";
   n.experts_down = "model.layers.{L}.mlp.experts.down_proj";
   n.shared_gate_proj = n.shared_up_proj = n.shared_down_proj = n.shared_expert_gate = "";
-  return f;
 }
 
 }  // namespace moe

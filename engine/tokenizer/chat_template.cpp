@@ -37,6 +37,22 @@ std::string_view python_strip(std::string_view s) {
   return s.substr(begin, end - begin);
 }
 
+// An answer's think block as the thinking templates read it (Qwen3, GLM-4.5 and MiniMax-M2 all write
+// content.split('</think>')[0].rstrip('\n').split('<think>')[-1].lstrip('\n') and
+// content.split('</think>')[-1].lstrip('\n'); MiniMax-M2 strips both ends, i.e. also rstrips these). Without a
+// </think>, the whole content is the answer and the thought is empty.
+struct ThinkSplit {
+  std::string_view thought, answer;
+};
+ThinkSplit split_think(std::string_view content) {
+  constexpr std::string_view kOpen = "<think>", kClose = "</think>";
+  const size_t first_close = content.find(kClose);
+  if (first_close == std::string_view::npos) return {{}, content};
+  std::string_view before = rstrip_newlines(content.substr(0, first_close));
+  if (const size_t open = before.rfind(kOpen); open != std::string_view::npos) before.remove_prefix(open + kOpen.size());
+  return {lstrip_newlines(before), lstrip_newlines(content.substr(content.rfind(kClose) + kClose.size()))};
+}
+
 // A ChatML template's built-in system prompt, e.g. '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n'
 // inside a string literal: the text between "<|im_start|>system" + newline (written as \n or literally) and
 // "<|im_end|>", provided it is plain text (no quotes or Jinja syntax, i.e. not "... + messages[0].content").
@@ -316,16 +332,7 @@ std::string ChatTemplate::render_chatml(const std::vector<ChatMessage>& messages
     if (m.role == "user" || (m.role == "system" && i != 0)) {
       turn(m.role, m.content);
     } else if (m.role == "assistant") {
-      std::string_view content = m.content;
-      std::string_view thought;
-      constexpr std::string_view kClose = "</think>", kOpen = "<think>";
-      if (const size_t first_close = content.find(kClose); first_close != std::string_view::npos) {
-        std::string_view before = rstrip_newlines(content.substr(0, first_close));
-        if (const size_t open = before.rfind(kOpen); open != std::string_view::npos)
-          before = before.substr(open + kOpen.size());
-        thought = lstrip_newlines(before);
-        content = lstrip_newlines(content.substr(content.rfind(kClose) + kClose.size()));
-      }
+      const auto [thought, content] = split_think(m.content);
       out.append("<|im_start|>").append(m.role).append("\n");
       if (i > last_query && (i + 1 == n || !thought.empty())) {
         out.append("<think>\n").append(strip_newlines(thought)).append("\n</think>\n\n").append(lstrip_newlines(content));
@@ -477,15 +484,7 @@ std::string ChatTemplate::render_glm45(const std::vector<ChatMessage>& messages,
       out.append("<|user|>\n").append(m.content);
       if (no_think && !ends_with(m.content, "/nothink")) out += "/nothink";
     } else if (m.role == "assistant") {
-      std::string_view content = m.content, reasoning;
-      constexpr std::string_view kOpen = "<think>", kClose = "</think>";
-      if (const size_t first_close = content.find(kClose); first_close != std::string_view::npos) {
-        reasoning = rstrip_newlines(content.substr(0, first_close));
-        if (const size_t open = reasoning.rfind(kOpen); open != std::string_view::npos)
-          reasoning.remove_prefix(open + kOpen.size());
-        reasoning = lstrip_newlines(reasoning);
-        content = lstrip_newlines(content.substr(content.rfind(kClose) + kClose.size()));
-      }
+      const auto [reasoning, content] = split_think(m.content);
       out += "<|assistant|>\n<think>";
       if (last_user == std::string::npos || i > last_user) out.append(python_strip(reasoning));
       out += "</think>";
@@ -523,14 +522,8 @@ std::string ChatTemplate::render_minimax_m2(const std::vector<ChatMessage>& mess
     if (m.role == "user") {
       out.append("]~b]user\n").append(m.content).append("[e~[\n");
     } else if (m.role == "assistant") {
-      std::string_view content = m.content, reasoning;
-      constexpr std::string_view kOpen = "<think>", kClose = "</think>";
-      if (const size_t first_close = content.find(kClose); first_close != std::string_view::npos) {
-        reasoning = strip_newlines(content.substr(0, first_close));
-        if (const size_t open = reasoning.rfind(kOpen); open != std::string_view::npos)
-          reasoning = strip_newlines(reasoning.substr(open + kOpen.size()));
-        content = strip_newlines(content.substr(content.rfind(kClose) + kClose.size()));
-      }
+      const ThinkSplit split = split_think(m.content);
+      const std::string_view reasoning = rstrip_newlines(split.thought), content = rstrip_newlines(split.answer);
       out += "]~b]ai\n";
       if (!reasoning.empty() && (last_user == std::string::npos || i > last_user))
         out.append("<think>\n").append(reasoning).append("\n</think>\n\n");
