@@ -714,6 +714,25 @@ EDGE_CONVERSATIONS = {
     ],
 }
 
+def random_conversations(n: int, seed: int) -> dict:
+    """Seeded conversations of random roles and contents built from the pieces the templates treat specially
+    (<think>, </think>, newlines at either end, /nothink, /no_think, spaces, non-ASCII), to look for a rule the
+    hand-written conversations above miss."""
+    rng = random.Random(seed)
+    pieces = ["<think>", "</think>", "\n", "\n\n", " ", "a", "bc", "中文", "😀", "/nothink", "/no_think", "x y"]
+    out = {}
+    for i in range(n):
+        messages = []
+        for _ in range(rng.randint(1, 6)):
+            role = rng.choice(["user", "user", "assistant", "assistant", "system", "tool"])
+            content = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 6)))
+            messages.append({"role": role, "content": content})
+        out[f"random_{i}"] = messages
+    return out
+
+
+RANDOM_CONVERSATIONS = random_conversations(24, SEED + 1)
+
 MISTRAL_CONVERSATIONS = {
     "single_user": CONVERSATIONS["single_user"],
     "system_user": CONVERSATIONS["system_user"],
@@ -799,7 +818,7 @@ def render_chats() -> list[dict]:
     # GLM-4.5 and the DeepSeek-V3 family, on every conversation. DeepSeek-V3.1 names its switch `thinking`.
     deepseek = {"deepseek_v3": DEEPSEEK_V3_TEMPLATE, "deepseek_v3_0324": DEEPSEEK_V3_0324_TEMPLATE,
                 "deepseek_r1": DEEPSEEK_R1_TEMPLATE}
-    for conv_name, messages in {**CONVERSATIONS, **EDGE_CONVERSATIONS}.items():
+    for conv_name, messages in {**CONVERSATIONS, **EDGE_CONVERSATIONS, **RANDOM_CONVERSATIONS}.items():
         for gen in (True, False):
             tags = {None: "absent", True: "on", False: "off"}
             for thinking in (None, True, False):

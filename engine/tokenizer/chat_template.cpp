@@ -43,14 +43,15 @@ std::string_view python_strip(std::string_view s) {
 // </think>, the whole content is the answer and the thought is empty.
 struct ThinkSplit {
   std::string_view thought, answer;
+  bool closed = false;  // the content has a </think> (else the templates leave it as it is)
 };
 ThinkSplit split_think(std::string_view content) {
   constexpr std::string_view kOpen = "<think>", kClose = "</think>";
   const size_t first_close = content.find(kClose);
-  if (first_close == std::string_view::npos) return {{}, content};
+  if (first_close == std::string_view::npos) return {{}, content, false};
   std::string_view before = rstrip_newlines(content.substr(0, first_close));
   if (const size_t open = before.rfind(kOpen); open != std::string_view::npos) before.remove_prefix(open + kOpen.size());
-  return {lstrip_newlines(before), lstrip_newlines(content.substr(content.rfind(kClose) + kClose.size()))};
+  return {lstrip_newlines(before), lstrip_newlines(content.substr(content.rfind(kClose) + kClose.size())), true};
 }
 
 // A ChatML template's built-in system prompt, e.g. '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n'
@@ -332,7 +333,7 @@ std::string ChatTemplate::render_chatml(const std::vector<ChatMessage>& messages
     if (m.role == "user" || (m.role == "system" && i != 0)) {
       turn(m.role, m.content);
     } else if (m.role == "assistant") {
-      const auto [thought, content] = split_think(m.content);
+      const auto [thought, content, closed] = split_think(m.content);
       out.append("<|im_start|>").append(m.role).append("\n");
       if (i > last_query && (i + 1 == n || !thought.empty())) {
         out.append("<think>\n").append(strip_newlines(thought)).append("\n</think>\n\n").append(lstrip_newlines(content));
@@ -484,7 +485,7 @@ std::string ChatTemplate::render_glm45(const std::vector<ChatMessage>& messages,
       out.append("<|user|>\n").append(m.content);
       if (no_think && !ends_with(m.content, "/nothink")) out += "/nothink";
     } else if (m.role == "assistant") {
-      const auto [reasoning, content] = split_think(m.content);
+      const auto [reasoning, content, closed] = split_think(m.content);
       out += "<|assistant|>\n<think>";
       if (last_user == std::string::npos || i > last_user) out.append(python_strip(reasoning));
       out += "</think>";
@@ -523,7 +524,8 @@ std::string ChatTemplate::render_minimax_m2(const std::vector<ChatMessage>& mess
       out.append("]~b]user\n").append(m.content).append("[e~[\n");
     } else if (m.role == "assistant") {
       const ThinkSplit split = split_think(m.content);
-      const std::string_view reasoning = rstrip_newlines(split.thought), content = rstrip_newlines(split.answer);
+      const std::string_view reasoning = rstrip_newlines(split.thought);
+      const std::string_view content = split.closed ? rstrip_newlines(split.answer) : split.answer;
       out += "]~b]ai\n";
       if (!reasoning.empty() && (last_user == std::string::npos || i > last_user))
         out.append("<think>\n").append(reasoning).append("\n</think>\n\n");
