@@ -3,6 +3,7 @@
 // that family's template; tests/data/tokenizers/chat_expected.json holds the goldens.
 #include "engine/tokenizer/chat_template.h"
 
+#include <cstddef>
 #include <fstream>
 #include <sstream>
 
@@ -52,6 +53,32 @@ ThinkSplit split_think(std::string_view content) {
   std::string_view before = rstrip_newlines(content.substr(0, first_close));
   if (const size_t open = before.rfind(kOpen); open != std::string_view::npos) before.remove_prefix(open + kOpen.size());
   return {lstrip_newlines(before), lstrip_newlines(content.substr(content.rfind(kClose) + kClose.size())), true};
+}
+
+// The "User: … Assistant:" formats of DeepSeek-V2-Chat and ERNIE-4.5: an opening token, then each message in
+// order (user and system text closed by line_end, "Assistant: …" closed by answer_end); other roles render
+// nothing, as in the templates. DeepSeek-V2: <bos>, a blank line, <eos>, and the prompt "Assistant:" (the model
+// writes the space). ERNIE-4.5: <cls>, one newline, <sep>, and the prompt "Assistant: ".
+std::string render_user_assistant(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                                  std::string_view open, std::string_view line_end, std::string_view answer_end,
+                                  std::string_view prompt) {
+  std::string out(open);
+  for (const ChatMessage& m : messages) {
+    if (m.role == "user") out.append("User: ").append(m.content).append(line_end);
+    else if (m.role == "assistant") out.append("Assistant: ").append(m.content).append(answer_end);
+    else if (m.role == "system") out.append(m.content).append(line_end);
+  }
+  if (add_generation_prompt) out.append(prompt);
+  return out;
+}
+
+// The index of the last user message (-1: none, as the templates' namespace(last_user_index=-1)), after which
+// the thinking templates keep an answer's thought.
+std::ptrdiff_t last_user_index(const std::vector<ChatMessage>& messages) {
+  std::ptrdiff_t last = -1;
+  for (size_t i = 0; i < messages.size(); ++i)
+    if (messages[i].role == "user") last = std::ptrdiff_t(i);
+  return last;
 }
 
 // A ChatML template's built-in system prompt, e.g. '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n'
@@ -278,7 +305,7 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool 
     case ChatFormat::Llama2:
       return render_inst(messages);
     case ChatFormat::DeepSeekV2:
-      return render_deepseek_v2(messages, add_generation_prompt);
+      return render_user_assistant(messages, add_generation_prompt, bos_, "\n\n", eos_, "Assistant:");
     case ChatFormat::DeepSeekV3:
       return render_deepseek_v3(messages, add_generation_prompt, enable_thinking);
     case ChatFormat::Glm45:
@@ -286,7 +313,7 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool 
     case ChatFormat::MiniMaxM2:
       return render_minimax_m2(messages, add_generation_prompt);
     case ChatFormat::Ernie45:
-      return render_ernie45(messages, add_generation_prompt);
+      return render_user_assistant(messages, add_generation_prompt, cls_, "\n", sep_, "Assistant: ");
   }
   return {};
 }
@@ -389,20 +416,6 @@ std::string ChatTemplate::render_inst(const std::vector<ChatMessage>& messages) 
   return out;
 }
 
-// DeepSeek-V2-Chat: one BOS, then each message in order (system text, "User: …", "Assistant: …<eos>"),
-// every user and system message followed by a blank line; other roles render nothing, as in the template.
-// The generation prompt is "Assistant:" (the model writes the space).
-std::string ChatTemplate::render_deepseek_v2(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
-  std::string out = bos_;
-  for (const ChatMessage& m : messages) {
-    if (m.role == "user") out.append("User: ").append(m.content).append("\n\n");
-    else if (m.role == "assistant") out.append("Assistant: ").append(m.content).append(eos_);
-    else if (m.role == "system") out.append(m.content).append("\n\n");
-  }
-  if (add_generation_prompt) out += "Assistant:";
-  return out;
-}
-
 // The DeepSeek-V3 family: the system messages right after the BOS, then <｜User｜> and
 // <｜Assistant｜> turns, each answer closed by <｜end▁of▁sentence｜>; a run of tool results sits between
 // answers, wrapped in <｜tool▁outputs▁begin｜> … <｜tool▁outputs▁end｜> except in V3.1. The variants' rules
@@ -475,9 +488,7 @@ std::string ChatTemplate::render_deepseek_v3(const std::vector<ChatMessage>& mes
 std::string ChatTemplate::render_glm45(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                                        std::optional<bool> enable_thinking) const {
   const bool no_think = enable_thinking.has_value() && !*enable_thinking;
-  size_t last_user = std::string::npos;
-  for (size_t i = 0; i < messages.size(); ++i)
-    if (messages[i].role == "user") last_user = i;
+  const std::ptrdiff_t last_user = last_user_index(messages);
   std::string out = "[gMASK]<sop>";
   for (size_t i = 0; i < messages.size(); ++i) {
     const ChatMessage& m = messages[i];
@@ -487,7 +498,7 @@ std::string ChatTemplate::render_glm45(const std::vector<ChatMessage>& messages,
     } else if (m.role == "assistant") {
       const auto [reasoning, content, closed] = split_think(m.content);
       out += "<|assistant|>\n<think>";
-      if (last_user == std::string::npos || i > last_user) out.append(python_strip(reasoning));
+      if (std::ptrdiff_t(i) > last_user) out.append(python_strip(reasoning));
       out += "</think>";
       if (const std::string_view answer = python_strip(content); !answer.empty()) out.append("\n").append(answer);
     } else if (m.role == "tool") {
@@ -515,9 +526,7 @@ std::string ChatTemplate::render_minimax_m2(const std::vector<ChatMessage>& mess
   std::string out = "]~!b[]~b]system\n";
   out.append(has_system && !messages[0].content.empty() ? messages[0].content : default_system_.value_or(""));
   out += "[e~[\n";
-  size_t last_user = std::string::npos;
-  for (size_t i = first; i < messages.size(); ++i)
-    if (messages[i].role == "user") last_user = i;
+  const std::ptrdiff_t last_user = last_user_index(messages);  // the system message skipped is no user message
   for (size_t i = first; i < messages.size(); ++i) {
     const ChatMessage& m = messages[i];
     if (m.role == "user") {
@@ -527,7 +536,7 @@ std::string ChatTemplate::render_minimax_m2(const std::vector<ChatMessage>& mess
       const std::string_view reasoning = rstrip_newlines(split.thought);
       const std::string_view content = split.closed ? rstrip_newlines(split.answer) : split.answer;
       out += "]~b]ai\n";
-      if (!reasoning.empty() && (last_user == std::string::npos || i > last_user))
+      if (!reasoning.empty() && std::ptrdiff_t(i) > last_user)
         out.append("<think>\n").append(reasoning).append("\n</think>\n\n");
       out.append(content).append("[e~[\n");
     } else if (m.role == "tool") {
@@ -536,19 +545,6 @@ std::string ChatTemplate::render_minimax_m2(const std::vector<ChatMessage>& mess
     }
   }
   if (add_generation_prompt) out += "]~b]ai\n<think>\n";
-  return out;
-}
-
-// ERNIE-4.5: the cls token, then each message in order ("User: …\n", "Assistant: …<sep>", bare system text
-// followed by "\n"); other roles render nothing. The generation prompt is "Assistant: ".
-std::string ChatTemplate::render_ernie45(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
-  std::string out = cls_;
-  for (const ChatMessage& m : messages) {
-    if (m.role == "user") out.append("User: ").append(m.content).append("\n");
-    else if (m.role == "assistant") out.append("Assistant: ").append(m.content).append(sep_);
-    else if (m.role == "system") out.append(m.content).append("\n");
-  }
-  if (add_generation_prompt) out += "Assistant: ";
   return out;
 }
 

@@ -74,13 +74,11 @@ class ChatTemplate {
   std::string render_chatml(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                             std::optional<bool> enable_thinking) const;
   std::string render_inst(const std::vector<ChatMessage>& messages) const;
-  std::string render_deepseek_v2(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
   std::string render_deepseek_v3(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                                  std::optional<bool> enable_thinking) const;
   std::string render_glm45(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                            std::optional<bool> enable_thinking) const;
   std::string render_minimax_m2(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
-  std::string render_ernie45(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
 
   ChatFormat format_ = ChatFormat::None;
   std::string bos_;
