@@ -7,6 +7,7 @@
 #include <queue>
 
 #include "engine/common/error.h"
+#include "engine/tokenizer/byte_level.h"
 #include "engine/tokenizer/utf8.h"
 
 namespace moe {
@@ -18,43 +19,6 @@ constexpr int64_t kMaxTokenId = 1 << 24;
 // Pieces longer than this are not cached (long whitespace or digit runs would only pollute the cache).
 constexpr size_t kMaxCachedPiece = 64;
 constexpr size_t kMaxCacheEntries = 1 << 16;
-
-// GPT-2's byte ↔ unicode table (SPECS.md §9.1): printable Latin-1 bytes map to themselves, the other 68 bytes
-// to U+0100 onwards in increasing byte order.
-struct ByteLevelTable {
-  std::array<std::string, 256> mapped;       // byte → UTF-8 of its character
-  std::array<int16_t, 0x144> byte_of_cp{};   // character (< U+0144) → byte, -1 when not in the table
-  ByteLevelTable() {
-    byte_of_cp.fill(-1);
-    char32_t next_extra = 0x100;
-    for (int b = 0; b < 256; ++b) {
-      const bool kept = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-      const char32_t cp = kept ? char32_t(b) : next_extra++;
-      utf8::append(mapped[b], cp);
-      byte_of_cp[cp] = int16_t(b);
-    }
-  }
-};
-
-const ByteLevelTable& byte_table() {
-  static const ByteLevelTable table;
-  return table;
-}
-
-// What the ByteLevel decoder makes of one token string: each character back to its byte; a token holding any
-// character outside the table (an added token such as "<|im_start|>" is fine, "你好" is not) is kept as is.
-std::string byte_level_decode(const std::string& token) {
-  const auto& table = byte_table();
-  std::string out;
-  out.reserve(token.size());
-  size_t i = 0;
-  while (i < token.size()) {
-    const char32_t cp = utf8::next(token, i);
-    if (cp >= table.byte_of_cp.size() || table.byte_of_cp[cp] < 0) return token;
-    out.push_back(char(table.byte_of_cp[cp]));
-  }
-  return out;
-}
 
 std::string type_of(const nlohmann::json& node) {
   if (node.is_object() && node.contains("type") && node["type"].is_string()) return node["type"].get<std::string>();
@@ -340,8 +304,8 @@ void BpeTokenizer::finish_tables() {
     special_[size_t(t.id)] = t.special ? 1 : 0;
   }
   id_bytes_.resize(id_to_token_.size());
-  for (size_t id = 0; id < id_to_token_.size(); ++id) id_bytes_[id] = byte_level_decode(id_to_token_[id]);
-  const auto& table = byte_table();
+  for (size_t id = 0; id < id_to_token_.size(); ++id) id_bytes_[id] = detail::byte_level_decode(id_to_token_[id]);
+  const auto& table = detail::byte_level_table();
   for (int b = 0; b < 256; ++b) {
     const auto it = vocab_.find(table.mapped[b]);
     byte_symbol_[b] = it == vocab_.end() ? -1 : it->second;
@@ -494,11 +458,8 @@ void BpeTokenizer::encode_piece(std::string_view piece, std::vector<int32_t>& id
 }
 
 void BpeTokenizer::merge_symbols(std::string_view piece, std::vector<int32_t>& out) const {
-  const auto& table = byte_table();
   if (ignore_merges_) {  // a piece that is a whole vocabulary entry is taken as is (Llama-3 style)
-    std::string mapped;
-    for (char c : piece) mapped += table.mapped[static_cast<unsigned char>(c)];
-    if (const auto it = vocab_.find(mapped); it != vocab_.end()) {
+    if (const auto it = vocab_.find(detail::byte_level_encode(piece)); it != vocab_.end()) {
       out.push_back(it->second);
       return;
     }
