@@ -399,6 +399,167 @@ ERNIE45_TEMPLATE = (
     '{%- if add_generation_prompt -%}\n    {{- "Assistant: " -}}\n{%- endif -%}'
 )
 
+# Kimi K2's templates, as llama.cpp's models/templates copies them from the checkpoints' chat_template.jinja.
+# Kimi-K2 (Instruct, first release): a default system message "You are a helpful assistant" when the first message is
+# not a system one; <|im_system|>, <|im_user|>, <|im_assistant|> headers, <|im_middle|>, <|im_end|>; other roles get no
+# header. Only the string-content branch is reached by these conversations.
+KIMI_K2_TEMPLATE = """{% if tools -%}
+    {{ '<|im_system|>tool_declare<|im_middle|>' -}}
+    {{- tools | tojson -}}
+    {{ '<|im_end|>' -}}
+{%- endif -%}
+
+{%- for message in messages -%}
+  {%- if loop.first and messages[0]['role'] != 'system' -%}
+    {{ '<|im_system|>system<|im_middle|>You are a helpful assistant<|im_end|>' }}
+  {%- endif -%}
+  {%- if message['role'] == 'system' -%}
+    {{ '<|im_system|>system<|im_middle|>' }}
+  {%- elif message['role'] == 'user' -%}
+    {{ '<|im_user|>user<|im_middle|>' }}
+  {%- elif message['role'] == 'assistant' -%}
+    {{ '<|im_assistant|>assistant<|im_middle|>' }}
+  {%- elif message['role'] == 'tool' -%}
+    {{ '<|im_system|>tool<|im_middle|>' }}
+  {%- endif -%}
+
+  {%- if message['content'] is string -%}
+    {{- message['content'] + '<|im_end|>' -}}
+  {%- else -%}
+    {%- for content in message['content'] -%}
+      {%- if content['type'] == 'image' or 'image' in content or 'image_url' in content -%}
+        {{ '<|media_start|>image<|media_content|><|media_pad|><|media_end|>' }}
+      {%- else -%}
+        {{ content['text'] }}
+      {%- endif -%}
+    {%- endfor -%}
+    {{ '<|im_end|>' }}
+  {%- endif -%}
+{%- endfor -%}
+
+{%- if add_generation_prompt -%}
+  {{ '<|im_assistant|>assistant<|im_middle|>' }}
+{%- endif -%}"""
+
+# Kimi-K2-Thinking: the default system message "You are Kimi, an AI assistant created by Moonshot AI." (also for an
+# empty conversation); every role gets a header (unknown ones <|im_system|>); messages up to the last assistant answer
+# that is not a tool call are history, where answers open with an empty <think></think>; later assistant tool calls
+# keep their reasoning_content; a tool result reads "## Return of <tool_call_id>\n…". The answer's thought goes in
+# reasoning_content, as the model's own output parser puts it (render_chats maps the engine's "<think>…</think>answer"
+# content to that).
+KIMI_K2_THINKING_TEMPLATE = """{%- macro render_content(msg) -%}
+    {%- set c = msg.get('content') -%}
+    {%- if c is string -%}
+      {{ c }}
+    {%- elif c is not none -%}
+      {% for content in c -%}
+        {% if content['type'] == 'image' or 'image' in content or 'image_url' in content -%}
+          <|media_start|>image<|media_content|><|media_pad|><|media_end|>
+        {% else -%}
+          {{ content['text'] }}
+        {%- endif -%}
+      {%- endfor -%}
+    {%- endif -%}
+{%- endmacro -%}
+
+{% macro set_roles(message) -%}
+  {%- set role_name =  message.get('name') or  message['role'] -%}
+  {%- if message['role'] == 'user' -%}
+    <|im_user|>{{role_name}}<|im_middle|>
+  {%- elif message['role'] == 'assistant' -%}
+    <|im_assistant|>{{role_name}}<|im_middle|>
+  {%- else -%}
+    <|im_system|>{{role_name}}<|im_middle|>
+  {%- endif -%}
+{%- endmacro -%}
+
+
+{%- macro render_toolcalls(message) -%}
+  <|tool_calls_section_begin|>
+  {%- for tool_call in message['tool_calls'] -%}
+    {%- set formatted_id = tool_call['id'] -%}
+    <|tool_call_begin|>{{ formatted_id }}<|tool_call_argument_begin|>{% if tool_call['function']['arguments'] is string %}{{ tool_call['function']['arguments'] }}{% else %}{{ tool_call['function']['arguments'] | tojson }}{% endif %}<|tool_call_end|>
+  {%- endfor -%}
+  <|tool_calls_section_end|>
+{%- endmacro -%}
+
+
+{# Find last non-tool-call assisitant message #}
+{%- set ns = namespace(last_non_tool_call_assistant_msg=-1) -%}
+{%- for idx in range(messages|length-1, -1, -1) -%}
+    {%- if messages[idx]['role'] == 'assistant' and not messages[idx].get('tool_calls') -%}
+        {%- set ns.last_non_tool_call_assistant_msg = idx -%}
+        {%- break -%}
+    {%- endif -%}
+{%- endfor -%}
+
+{# split all messages into history & suffix, reasoning_content in suffix should be reserved.#}
+{%- set hist_msgs = messages[:ns.last_non_tool_call_assistant_msg+1] -%}
+{%- set suffix_msgs = messages[ns.last_non_tool_call_assistant_msg+1:] -%}
+
+{%- if tools -%}
+  <|im_system|>tool_declare<|im_middle|>{{ tools | tojson() }}<|im_end|>
+{%- endif -%}
+
+{%- if messages|length == 0 or messages[0]['role'] != 'system' -%}
+  <|im_system|>system<|im_middle|>You are Kimi, an AI assistant created by Moonshot AI.<|im_end|>
+{%- endif -%}
+  
+{%- for message in hist_msgs -%}
+  {{set_roles(message)}}
+  {%- if message['role'] == 'assistant' -%}
+    <think></think>{{render_content(message)}}
+    {%- if message.get('tool_calls') -%}
+      {{render_toolcalls(message)}}
+    {%- endif -%}
+  {%- elif message['role'] == 'tool' -%}
+    {%- set tool_call_id = message.tool_call_id -%}
+    ## Return of {{ tool_call_id }}
+{{render_content(message)}}
+  {%- elif message['content'] is not none -%}
+    {{render_content(message)}}
+  {%- endif -%}
+  <|im_end|>
+{%- endfor -%}
+
+{%- for message in suffix_msgs -%}
+  {{set_roles(message)}}
+  {%- if message['role'] == 'assistant' -%}
+    {%- set rc = message.get('reasoning_content', '') -%}
+    <think>{{rc}}</think>{{render_content(message)}}
+    {%- if message.get('tool_calls') -%}
+     {{render_toolcalls(message)}}
+    {%- endif -%}
+  {%- elif message['role'] == 'tool' -%}
+    {%- set tool_call_id = message.tool_call_id -%}
+    ## Return of {{ tool_call_id }}
+{{render_content(message)}}
+  {%- elif message['content'] is not none -%}
+    {{render_content(message)}}
+  {%- endif -%}
+  <|im_end|>
+{%- endfor -%}
+
+
+{%- if add_generation_prompt -%}
+  <|im_assistant|>assistant<|im_middle|>
+{%- endif -%}
+"""
+
+
+def kimi_messages(messages: list[dict]) -> list[dict]:
+    """The engine keeps an answer as "<think>thought</think>answer"; Kimi's template takes the thought as
+    reasoning_content and the answer (what follows the last </think>) as content."""
+    out = []
+    for m in messages:
+        if m["role"] == "assistant" and "</think>" in m["content"]:
+            thought, _, answer = m["content"].rpartition("</think>")
+            out.append({"role": "assistant", "content": answer, "reasoning_content": thought.split("<think>")[-1]})
+        else:
+            out.append(m)
+    return out
+
+
 # Llama-2-chat style: BOS before every user turn, <<SYS>> block inside the first one, contents stripped.
 LLAMA2_TEMPLATE = r"""{%- if messages and messages[0].role == 'system' -%}
   {%- set system = messages[0].content -%}
@@ -778,13 +939,15 @@ def render_chats() -> list[dict]:
         sp_overrides = {}
     cases = []
 
-    def add(name, tok, folder, template_name, template, messages, gen, thinking, thinking_kwarg="enable_thinking"):
+    def add(name, tok, folder, template_name, template, messages, gen, thinking, thinking_kwarg="enable_thinking",
+            template_messages=None):
         kwargs = dict(sp_overrides) if folder == "spm" else {}
         if thinking is not None:
             kwargs[thinking_kwarg] = thinking  # recorded as "enable_thinking", the engine's name for the switch
         if template is not None:
             kwargs["chat_template"] = template
-        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen, **kwargs)
+        text = tok.apply_chat_template(template_messages or messages, tokenize=False, add_generation_prompt=gen,
+                                       **kwargs)
         case = {"name": name, "folder": folder, "template": template_name, "messages": messages,
                 "add_generation_prompt": gen, "expected": text}
         if thinking is not None:
@@ -829,6 +992,9 @@ def render_chats() -> list[dict]:
             for name, template in deepseek.items():
                 add(f"{name}/{conv_name}/gen={int(gen)}", sp, "spm", name, template, messages, gen, None)
             add(f"ernie45/{conv_name}/gen={int(gen)}", sp, "spm", "ernie45", ERNIE45_TEMPLATE, messages, gen, None)
+            add(f"kimi_k2/{conv_name}/gen={int(gen)}", bpe, "bpe", "kimi_k2", KIMI_K2_TEMPLATE, messages, gen, None)
+            add(f"kimi_k2_thinking/{conv_name}/gen={int(gen)}", bpe, "bpe", "kimi_k2_thinking",
+                KIMI_K2_THINKING_TEMPLATE, messages, gen, None, template_messages=kimi_messages(messages))
             if all(m["role"] != "tool" for m in messages):  # the template raises on a tool result without a call
                 add(f"minimax_m2/{conv_name}/gen={int(gen)}", bpe, "bpe", "minimax_m2", MINIMAX_M2_TEMPLATE,
                     messages, gen, None)
@@ -907,7 +1073,8 @@ def main() -> int:
                  "deepseek_v2": DEEPSEEK_V2_TEMPLATE, "glm45": GLM45_TEMPLATE, "deepseek_v3": DEEPSEEK_V3_TEMPLATE,
                  "deepseek_v3_0324": DEEPSEEK_V3_0324_TEMPLATE, "deepseek_r1": DEEPSEEK_R1_TEMPLATE,
                  "deepseek_v3_1": DEEPSEEK_V3_1_TEMPLATE, "minimax_m2": MINIMAX_M2_TEMPLATE,
-                 "ernie45": ERNIE45_TEMPLATE}
+                 "ernie45": ERNIE45_TEMPLATE, "kimi_k2": KIMI_K2_TEMPLATE,
+                 "kimi_k2_thinking": KIMI_K2_THINKING_TEMPLATE}
     write_json(os.path.join(OUT, "chat_expected.json"),
                {"templates": templates, "bos_token": "<s>", "eos_token": "</s>", "cases": render_chats()}, indent=1)
 

@@ -14,7 +14,8 @@ struct Marker {
   Phase after;   // phase from the next token on
 };
 
-// No marker is a suffix of another, so the order does not matter.
+// No marker is a suffix of another, so the order does not matter. (One may extend another: Kimi's tool header
+// re-tags what <|im_system|> began when its last token arrives.)
 constexpr Marker kMarkers[] = {
     {"<|im_start|>system\n", Phase::System, Phase::System},
     {"<|im_start|>user\n", Phase::User, Phase::User},
@@ -47,6 +48,11 @@ constexpr Marker kMarkers[] = {
     {"]~b]tool", Phase::User, Phase::User},
     {"]~b]ai", Phase::Answer, Phase::Answer},
     {"[e~[", Phase::Other, Phase::Other},  // resolved below, like <|im_end|>
+    // Kimi K2: turns end with <|im_end|> (above); a tool result is a system-headed turn read like user text.
+    {"<|im_system|>", Phase::System, Phase::System},
+    {"<|im_system|>tool<|im_middle|>", Phase::User, Phase::User},
+    {"<|im_user|>", Phase::User, Phase::User},
+    {"<|im_assistant|>", Phase::Answer, Phase::Answer},
 };
 
 bool ends_a_turn(std::string_view marker) {

@@ -143,6 +143,27 @@ std::string minimax_identity(const std::string& src) {
   return "You are a helpful assistant.";
 }
 
+// Kimi K2's system text when the chat has none: the literal after the first "<|im_system|>system<|im_middle|>"
+// that is text, not the start of an expression.
+std::string kimi_default_system(const std::string& src) {
+  constexpr std::string_view kOpen = "<|im_system|>system<|im_middle|>", kClose = "<|im_end|>";
+  for (size_t at = src.find(kOpen); at != std::string::npos; at = src.find(kOpen, at + 1)) {
+    const size_t begin = at + kOpen.size(), end = src.find(kClose, begin);
+    if (end == std::string::npos) break;
+    const std::string text = src.substr(begin, end - begin);
+    if (!text.empty() && text.find_first_of("'\"{}") == std::string::npos) return text;
+  }
+  return "You are Kimi, an AI assistant created by Moonshot AI.";
+}
+
+KimiRules kimi_rules(const std::string& src) {
+  KimiRules r;
+  r.thinking = contains(src, "<think></think>");
+  r.tool_return_header = contains(src, "## Return of ");
+  r.system_when_empty = contains(src, "messages|length == 0");
+  return r;
+}
+
 std::string read_text_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw EngineError(path.string(), "", "cannot open the file");
@@ -184,9 +205,14 @@ ChatTemplate ChatTemplate::from_source(const std::string& src, std::string bos_t
     t.format_ = ChatFormat::MiniMaxM2;
     t.prefill_think_ = true;
     t.default_system_ = minimax_identity(src);
+  } else if (contains(src, "<|im_user|>") && contains(src, "<|im_assistant|>") && contains(src, "<|im_middle|>")) {
+    t.format_ = ChatFormat::Kimi;
+    t.kimi_ = kimi_rules(src);
+    t.default_system_ = kimi_default_system(src);
   } else {
     t.format_ = ChatFormat::Unknown;
   }
+  t.always_thinks_ = t.prefill_think_ || (t.format_ == ChatFormat::Kimi && t.kimi_.thinking);
   return t;
 }
 
@@ -250,6 +276,7 @@ std::string ChatTemplate::format_name() const {
     case ChatFormat::Glm45: return "GLM-4.5";
     case ChatFormat::MiniMaxM2: return "MiniMax-M2";
     case ChatFormat::Ernie45: return "ERNIE-4.5";
+    case ChatFormat::Kimi: return kimi_.thinking ? "Kimi-K2-Thinking" : "Kimi-K2";
   }
   return "unknown";
 }
@@ -260,6 +287,7 @@ bool ChatTemplate::supports_thinking() const {
     case ChatFormat::Glm45:
     case ChatFormat::MiniMaxM2: return true;
     case ChatFormat::DeepSeekV3: return deepseek_.think_switch || deepseek_.opens_think;
+    case ChatFormat::Kimi: return kimi_.thinking;
     default: return false;
   }
 }
@@ -282,7 +310,7 @@ std::optional<bool> latest_soft_switch(const std::vector<ChatMessage>& messages)
 }
 
 std::optional<bool> ChatTemplate::soft_switch(const std::vector<ChatMessage>& messages) const {
-  if (prefill_think_) return std::nullopt;  // a thinking-only model has no switch
+  if (always_thinks_) return std::nullopt;  // a thinking-only model has no switch
   if (format_ == ChatFormat::Qwen3) return latest_soft_switch(messages);
   if (format_ == ChatFormat::Glm45) {
     for (auto it = messages.rbegin(); it != messages.rend(); ++it)
@@ -314,6 +342,8 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool 
       return render_minimax_m2(messages, add_generation_prompt);
     case ChatFormat::Ernie45:
       return render_user_assistant(messages, add_generation_prompt, cls_, "\n", sep_, "Assistant: ");
+    case ChatFormat::Kimi:
+      return render_kimi(messages, add_generation_prompt);
   }
   return {};
 }
@@ -545,6 +575,32 @@ std::string ChatTemplate::render_minimax_m2(const std::vector<ChatMessage>& mess
     }
   }
   if (add_generation_prompt) out += "]~b]ai\n<think>\n";
+  return out;
+}
+
+// Kimi K2: every message is <|im_…|>role<|im_middle|>content<|im_end|>, after a default system message when the
+// first is not one. K2-Thinking opens each answer with an empty think block: an answer's thought is kept only
+// for assistant tool calls after the last plain answer, which this message model has none of. Here an answer's
+// text is what follows its last </think> (the think block the model wrote is its reasoning_content).
+std::string ChatTemplate::render_kimi(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
+  std::string out;
+  const bool default_system = messages.empty() ? kimi_.system_when_empty : messages[0].role != "system";
+  if (default_system) out.append("<|im_system|>system<|im_middle|>").append(default_system_.value_or("")).append("<|im_end|>");
+  for (const ChatMessage& m : messages) {
+    std::string_view content = m.content;
+    if (m.role == "user") out.append("<|im_user|>user<|im_middle|>");
+    else if (m.role == "assistant") out.append("<|im_assistant|>assistant<|im_middle|>");
+    else if (m.role == "system" || m.role == "tool" || kimi_.thinking) out.append("<|im_system|>").append(m.role).append("<|im_middle|>");
+    if (m.role == "assistant" && kimi_.thinking) {
+      if (const size_t close = content.rfind("</think>"); close != std::string_view::npos)
+        content.remove_prefix(close + std::string_view("</think>").size());
+      out += "<think></think>";
+    } else if (m.role == "tool" && kimi_.tool_return_header) {
+      out += "## Return of \n";  // the template's tool_call_id, which this message model does not carry
+    }
+    out.append(content).append("<|im_end|>");
+  }
+  if (add_generation_prompt) out += "<|im_assistant|>assistant<|im_middle|>";
   return out;
 }
 

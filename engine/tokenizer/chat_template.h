@@ -26,6 +26,15 @@ enum class ChatFormat {
   Glm45,       // [gMASK]<sop><|user|>\n…<|assistant|>\n<think>…</think>\n… (GLM-4.5, 4.5-Air, 4.6)
   MiniMaxM2,   // ]~!b[]~b]system\n…[e~[\n]~b]user\n…[e~[\n]~b]ai\n<think>\n (always thinks)
   Ernie45,     // <cls>User: …\nAssistant: …<sep> (ERNIE-4.5)
+  Kimi,        // <|im_system|>system<|im_middle|>…<|im_end|><|im_user|>user<|im_middle|>… (Kimi K2; KimiRules)
+};
+
+// What tells Kimi K2's templates apart (read from the template's source).
+struct KimiRules {
+  bool thinking = false;          // K2-Thinking: answers open with <think></think> (their thought dropped), and the
+                                  // model always thinks; roles other than the four get an <|im_system|> header
+  bool tool_return_header = false;  // "## Return of <tool_call_id>\n" before a tool result (K2-Thinking)
+  bool system_when_empty = false;   // the default system message even for an empty conversation (K2-Thinking)
 };
 
 // What tells the DeepSeek-V3 family's templates apart (read from the template's source).
@@ -53,13 +62,14 @@ class ChatTemplate {
   ChatFormat format() const { return format_; }
   std::string format_name() const;
   // Whether the template has a think block the engine can switch and cap (Qwen3, GLM-4.5, DeepSeek-R1 and
-  // V3.1, MiniMax-M2).
+  // V3.1, MiniMax-M2, Kimi-K2-Thinking).
   bool supports_thinking() const;
   // Whether the model thinks when the switch is not passed and no soft switch says otherwise (all but V3.1).
   bool thinks_by_default() const;
-  // Whether the generation prompt opens the think block whatever the switch says (Qwen3-2507-Thinking, R1,
-  // MiniMax-M2): such a model cannot be told not to think, only cut at once.
-  bool always_thinks() const { return prefill_think_; }
+  // Whether the model thinks whatever the switch says (Qwen3-2507-Thinking, R1 and MiniMax-M2, whose generation
+  // prompts open the think block; Kimi-K2-Thinking, which opens it itself): such a model cannot be told not to
+  // think, only cut at once.
+  bool always_thinks() const { return always_thinks_; }
   // The switch the latest messages set in text: Qwen3's /think and /no_think (the latest one in a user or
   // system message wins), GLM-4.5's /nothink at the end of the last user message. nullopt: none.
   std::optional<bool> soft_switch(const std::vector<ChatMessage>& messages) const;
@@ -79,16 +89,19 @@ class ChatTemplate {
   std::string render_glm45(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                            std::optional<bool> enable_thinking) const;
   std::string render_minimax_m2(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
+  std::string render_kimi(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
 
   ChatFormat format_ = ChatFormat::None;
   std::string bos_;
   std::string eos_;
   std::string cls_ = "<|begin_of_sentence|>", sep_ = "<|end_of_sentence|>";  // ERNIE-4.5's, unless the config names others
   std::string file_;                          // where the template came from, for errors ("" for from_source)
-  std::optional<std::string> default_system_;  // ChatML, MiniMax-M2: the system text when the chat has none
+  std::optional<std::string> default_system_;  // ChatML, MiniMax-M2, Kimi: the system text when the chat has none
   bool tool_turns_as_user_ = false;           // ChatML/Qwen3: role "tool" rendered as <tool_response> in a user turn
   bool prefill_think_ = false;                // Qwen3 "Thinking" variants, R1: the generation prompt opens <think>
+  bool always_thinks_ = false;                // those, MiniMax-M2, and Kimi-K2-Thinking (which opens it itself)
   DeepSeekRules deepseek_;                    // DeepSeekV3 only
+  KimiRules kimi_;                            // Kimi only
 };
 
 }  // namespace moe

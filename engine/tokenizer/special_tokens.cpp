@@ -143,6 +143,18 @@ TokenizerConfig read_tokenizer_config(const std::filesystem::path& dir) {
       cfg.added_tokens.push_back(parse_added_token(value, cfg.file, field, id));
     }
   }
+  if (j.contains("auto_map") && j["auto_map"].is_object() && j["auto_map"].contains("AutoTokenizer")) {
+    // A class name, or [slow class, fast class] with either one null.
+    const auto& entry = j["auto_map"]["AutoTokenizer"];
+    if (entry.is_string()) cfg.auto_tokenizer = entry.get<std::string>();
+    else if (entry.is_array())
+      for (const auto& name : entry)
+        if (name.is_string()) {
+          cfg.auto_tokenizer = name.get<std::string>();
+          break;
+        }
+    if (!cfg.auto_tokenizer) throw EngineError(cfg.file, "auto_map.AutoTokenizer", "expected a class name or a list of them");
+  }
   return cfg;
 }
 

@@ -68,6 +68,8 @@ struct TokenizerConfig {
   bool has_eos_token = false;
   std::optional<std::string> eos_token;
   std::vector<AddedToken> added_tokens;  // from added_tokens_decoder
+  // auto_map.AutoTokenizer's class, "tokenization_kimi.TikTokenTokenizer": where remote-code tokenizers live.
+  std::optional<std::string> auto_tokenizer;
 };
 
 // Reads dir/tokenizer_config.json; a missing file gives present == false. Throws EngineError naming the

@@ -5,9 +5,35 @@
 #include "engine/tokenizer/bpe_tokenizer.h"
 #include "engine/tokenizer/sentencepiece_tokenizer.h"
 #include "engine/tokenizer/special_tokens.h"
+#include "engine/tokenizer/tiktoken_tokenizer.h"
 #include "engine/tokenizer/utf8.h"
 
 namespace moe {
+
+namespace {
+
+// The Python file that defines a tiktoken tokenizer's split pattern: the module auto_map.AutoTokenizer names
+// ("tokenization_kimi.TikTokenTokenizer" → tokenization_kimi.py; "owner/repo--module.Class" → module.py).
+std::filesystem::path tiktoken_python_file(const std::filesystem::path& dir, const detail::TokenizerConfig& config) {
+  if (!config.present)
+    throw EngineError((dir / "tokenizer_config.json").string(), "",
+                      "file not found; tiktoken.model needs it to name the Python file with its split pattern");
+  if (!config.auto_tokenizer)
+    throw EngineError(config.file, "auto_map.AutoTokenizer",
+                      "missing; tiktoken.model needs it to name the Python file with its split pattern");
+  std::string name = *config.auto_tokenizer;
+  if (const size_t repo = name.rfind("--"); repo != std::string::npos) name.erase(0, repo + 2);
+  const size_t dot = name.rfind('.');
+  if (dot == std::string::npos || dot == 0 || name.find('/') != std::string::npos)
+    throw EngineError(config.file, "auto_map.AutoTokenizer", "expected module.Class, got '" + *config.auto_tokenizer + "'");
+  const auto file = dir / (name.substr(0, dot) + ".py");
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec))
+    throw EngineError(file.string(), "", "file not found (auto_map.AutoTokenizer in " + config.file + " names it)");
+  return file;
+}
+
+}  // namespace
 
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::filesystem::path& model_dir) {
   std::error_code ec;
@@ -15,6 +41,7 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::filesystem::path& model_di
     throw EngineError(model_dir.string(), "", "not a folder (expected a model folder with tokenizer files)");
   const auto json_path = model_dir / "tokenizer.json";
   const auto spm_path = model_dir / "tokenizer.model";
+  const auto tiktoken_path = model_dir / "tiktoken.model";
   const bool has_json = std::filesystem::exists(json_path, ec);
   const bool has_spm = std::filesystem::exists(spm_path, ec);
   const detail::TokenizerConfig config = detail::read_tokenizer_config(model_dir);
@@ -41,12 +68,14 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::filesystem::path& model_di
                         "next to it");
     }
   }
+  if (std::filesystem::exists(tiktoken_path, ec))
+    return std::make_unique<TiktokenTokenizer>(tiktoken_path, tiktoken_python_file(model_dir, config), config);
   if (has_spm) {
     auto tok = std::make_unique<SentencePieceTokenizer>(spm_path);
     tok->apply_config(config);
     return tok;
   }
-  throw EngineError(json_path.string(), "", "file not found (neither tokenizer.json nor tokenizer.model is in the folder)");
+  throw EngineError(json_path.string(), "", "file not found (none of tokenizer.json, tiktoken.model and tokenizer.model is in the folder)");
 }
 
 StreamDecoder::StreamDecoder(const Tokenizer& tok, bool skip_special) : tok_(tok), skip_special_(skip_special) {}

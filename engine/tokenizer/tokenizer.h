@@ -1,6 +1,7 @@
 #pragma once
 // Tokenizers as the checkpoint folder describes them: byte-level BPE from tokenizer.json (Qwen, OLMoE,
-// DeepSeek style), or SentencePiece from tokenizer.model (Llama, Mistral style). Special settings
+// DeepSeek style), tiktoken BPE from tiktoken.model (Kimi K2), or SentencePiece from tokenizer.model (Llama,
+// Mistral style). Special settings
 // (BOS, EOS, added tokens) come from tokenizer.json / tokenizer_config.json. SPECS.md §9.
 #include <cstdint>
 #include <filesystem>
@@ -17,7 +18,8 @@ class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
 
-  // Loads from a model folder: tokenizer.json when it holds a byte-level BPE model, else tokenizer.model
+  // Loads from a model folder: tokenizer.json when it holds a byte-level BPE model, else tiktoken.model (with
+  // the Python file tokenizer_config.json's auto_map names, for its split pattern), else tokenizer.model
   // (SentencePiece); tokenizer_config.json for add_bos_token / bos / eos when present. Throws EngineError
   // naming the file and the field when a file is missing or broken.
   static std::unique_ptr<Tokenizer> load(const std::filesystem::path& model_dir);

@@ -2,12 +2,14 @@
 // transformers' apply_chat_template(..., tokenize=False) produced in tests/data/tokenizers/chat_expected.json.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
 
 #include "engine/common/error.h"
 #include "engine/tokenizer/chat_template.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "tests/support/test_support.h"
 
 namespace fs = std::filesystem;
@@ -183,6 +185,55 @@ TEST(ChatTemplate, ThinkingSwitchesOfGlmAndDeepSeek) {
   } catch (const moe::EngineError& e) {
     EXPECT_EQ(e.field(), "messages[1].role");
   }
+}
+
+// Kimi K2: Instruct never thinks; Thinking always does (the model opens the block itself) and has no switch. The
+// empty-conversation and unknown-role renders below were checked with transformers' own Jinja environment
+// (apply_chat_template refuses an empty conversation, and the goldens have no unknown roles).
+TEST(ChatTemplate, KimiVariants) {
+  const auto& templates = goldens()["templates"];
+  const auto instruct = moe::ChatTemplate::from_source(templates["kimi_k2"]);
+  const auto thinking = moe::ChatTemplate::from_source(templates["kimi_k2_thinking"]);
+  EXPECT_EQ(instruct.format(), moe::ChatFormat::Kimi);
+  EXPECT_EQ(instruct.format_name(), "Kimi-K2");
+  EXPECT_FALSE(instruct.supports_thinking());
+  EXPECT_FALSE(instruct.always_thinks());
+  EXPECT_EQ(thinking.format(), moe::ChatFormat::Kimi);
+  EXPECT_EQ(thinking.format_name(), "Kimi-K2-Thinking");
+  EXPECT_TRUE(thinking.supports_thinking());
+  EXPECT_TRUE(thinking.thinks_by_default());
+  EXPECT_TRUE(thinking.always_thinks());
+  EXPECT_EQ(thinking.soft_switch({{"user", "Hi /no_think"}}), std::nullopt);
+  const std::string prompt = "<|im_assistant|>assistant<|im_middle|>";
+  EXPECT_EQ(instruct.render({}, true), prompt);
+  EXPECT_EQ(thinking.render({}, true),
+            "<|im_system|>system<|im_middle|>You are Kimi, an AI assistant created by Moonshot AI.<|im_end|>" + prompt);
+  const std::vector<moe::ChatMessage> odd = {{"system", "S"}, {"critic", "C"}};
+  EXPECT_EQ(instruct.render(odd, false), "<|im_system|>system<|im_middle|>S<|im_end|>C<|im_end|>");
+  EXPECT_EQ(thinking.render(odd, false),
+            "<|im_system|>system<|im_middle|>S<|im_end|><|im_system|>critic<|im_middle|>C<|im_end|>");
+  // The default system text is the template's own.
+  std::string renamed = templates["kimi_k2"];
+  renamed.replace(renamed.find("You are a helpful assistant"), 27, "You are K2");
+  EXPECT_EQ(moe::ChatTemplate::from_source(renamed).render({{"user", "Hi"}}, false),
+            "<|im_system|>system<|im_middle|>You are K2<|im_end|><|im_user|>user<|im_middle|>Hi<|im_end|>");
+}
+
+// The tiktoken fixture folder carries Kimi-K2-Thinking's template: the folder reads as Kimi, and its prompt
+// tokenizes with the special tokens whole.
+TEST(ChatTemplate, KimiFolderTokenizesItsPrompt) {
+  const fs::path dir = fs::path(MOE_TEST_DATA_DIR) / "tiktoken" / "model";
+  const auto t = moe::ChatTemplate::from_model_dir(dir);
+  ASSERT_EQ(t.format_name(), "Kimi-K2-Thinking");
+  const auto tok = moe::Tokenizer::load(dir);
+  const std::string text = t.render({{"user", "你好"}}, true);
+  const auto ids = tok->encode(text, false);
+  for (const char* special : {"<|im_system|>", "<|im_middle|>", "<|im_end|>", "<|im_user|>", "<|im_assistant|>"}) {
+    const auto id = tok->token_to_id(special);
+    ASSERT_TRUE(id.has_value()) << special;
+    EXPECT_NE(std::find(ids.begin(), ids.end(), *id), ids.end()) << special;
+  }
+  EXPECT_EQ(tok->decode(ids), text);
 }
 
 TEST(ChatTemplate, NoneAndUnknownRefuseToRender) {

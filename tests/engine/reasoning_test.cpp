@@ -227,5 +227,25 @@ TEST(PhaseTagger, GlmDeepSeekAndMiniMaxTurns) {
   EXPECT_EQ(m2[int(Phase::Thinking)], "<think>\n");
 }
 
+// Kimi-K2-Thinking's turns, through the tiktoken fixture (Kimi's special tokens whole).
+TEST(PhaseTagger, KimiTurns) {
+  const auto tok = Tokenizer::load(std::filesystem::path(MOE_TEST_DATA_DIR) / "tiktoken" / "model");
+  const auto kimi = ChatTemplate::from_source(
+      test::read_json(test::tokenizer_data() / "chat_expected.json")["templates"]["kimi_k2_thinking"]);
+  const std::vector<ChatMessage> chat = {
+      {"system", "Be brief."}, {"user", "Hi"}, {"assistant", "<think>hm</think>Hello"}, {"tool", "42"}, {"user", "Sum?"}};
+  const auto ids = tok->encode(kimi.render(chat, true), false);
+  const auto phases = tag_prompt_phases(ids, *tok);
+  std::vector<std::string> spans(kPhaseCount);
+  for (size_t i = 0; i < ids.size(); ++i) spans[int(phases[i])] += tok->token_bytes(ids[i], i ? ids[i - 1] : -1);
+  EXPECT_EQ(spans[int(Phase::Other)], "");
+  EXPECT_EQ(spans[int(Phase::System)], "<|im_system|>system<|im_middle|>Be brief.<|im_end|>");
+  EXPECT_EQ(spans[int(Phase::User)],
+            "<|im_user|>user<|im_middle|>Hi<|im_end|><|im_system|>tool<|im_middle|>## Return of \n42<|im_end|>"
+            "<|im_user|>user<|im_middle|>Sum?<|im_end|>");
+  EXPECT_EQ(spans[int(Phase::Thinking)], "<think></think>");
+  EXPECT_EQ(spans[int(Phase::Answer)], "<|im_assistant|>assistant<|im_middle|>Hello<|im_end|><|im_assistant|>assistant<|im_middle|>");
+}
+
 }  // namespace
 }  // namespace moe
