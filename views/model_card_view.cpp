@@ -100,8 +100,10 @@ void ModelCardView::setData(const WorkbenchData& data) {
                                       formatBytes(double(m.routed_expert_bytes)), formatBytes(double(m.shared_expert_bytes)),
                                       formatBytes(double(m.embedding_bytes)), formatBytes(double(m.other_bytes))));
   html += row(tr("KV cache"), tr("%1 per token, %2 tokens").arg(formatBytes(double(m.kv_bytes_per_token))).arg(m.context));
-  html += row(tr("Chat format"), QString::fromStdString(m.chat_format) +
-                                     (m.supports_thinking ? tr(" (thinking on/off)") : tr(" (no thinking)")));
+  const QString thinking = !m.supports_thinking ? tr(" (no thinking)")
+                           : m.always_thinks   ? tr(" (always thinks; no-think cuts it at once)")
+                                               : tr(" (thinking on/off)");
+  html += row(tr("Chat format"), QString::fromStdString(m.chat_format) + thinking);
   html += row(tr("Backend"), QString::fromStdString(m.backend));
   html += QStringLiteral("</table>");
   card_->setText(html);

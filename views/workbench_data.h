@@ -50,6 +50,7 @@ struct ModelFacts {
   std::string backend;                // "CPU, 2 threads, avx2+fma+f16c"
   std::string chat_format;            // "Qwen3 (thinking)"
   bool supports_thinking = false;
+  bool always_thinks = false;         // no switch: no-think cuts the block at once (DeepSeek-R1, Kimi-K2-Thinking)
 };
 
 // One generated token as the chat shows it.

@@ -77,6 +77,7 @@ views::ModelFacts model_facts(const Model& model, Conversation& conversation) {
   f.backend = conversation.session().device_note();
   f.chat_format = conversation.chat().format_name();
   f.supports_thinking = conversation.supports_thinking();
+  f.always_thinks = conversation.chat().always_thinks();
   return f;
 }
 

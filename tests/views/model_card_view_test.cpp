@@ -171,6 +171,12 @@ void ModelCardViewTest::partlyDenseAndDenseModels() {
   QCOMPARE(field(text, QStringLiteral("Layers")), QStringLiteral("6 (4 MoE, 2 dense)"));
   QVERIFY2(field(text, QStringLiteral("Experts")).endsWith(QStringLiteral(", plus a shared expert")), qPrintable(text));
   QCOMPARE(field(text, QStringLiteral("Chat format")), QStringLiteral("ChatML (no thinking)"));
+  ModelFacts kimi = filledModel();
+  kimi.chat_format = "Kimi-K2-Thinking";
+  kimi.always_thinks = true;
+  view.setData(withModel(kimi));
+  QCOMPARE(field(view.cardText(), QStringLiteral("Chat format")),
+           QStringLiteral("Kimi-K2-Thinking (always thinks; no-think cuts it at once)"));
 
   ModelFacts dense = filledModel();
   dense.name.clear();  // the title falls back to the family
