@@ -1,12 +1,11 @@
 #include "engine/formats/json_file.h"
 
 #include <cmath>
-#include <fstream>
 #include <limits>
-#include <sstream>
 #include <system_error>
 
 #include "engine/common/error.h"
+#include "engine/formats/text_file.h"
 
 namespace moe {
 
@@ -80,12 +79,7 @@ nlohmann::json load_json_file(const std::filesystem::path& path) {
   if (!std::filesystem::exists(status)) throw EngineError(file, "", "file not found");
   if (std::filesystem::is_directory(status)) throw EngineError(file, "", "is a folder, not a JSON file");
 
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw EngineError(file, "", "cannot open for reading");
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) throw EngineError(file, "", "read error");
-  const std::string text = buffer.str();
+  const std::string text = read_whole_file(path);
 
   try {
     return nlohmann::json::parse(text);

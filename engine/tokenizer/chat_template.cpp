@@ -4,11 +4,10 @@
 #include "engine/tokenizer/chat_template.h"
 
 #include <cstddef>
-#include <fstream>
-#include <sstream>
 
 #include "engine/common/error.h"
 #include "engine/formats/json_file.h"
+#include "engine/formats/text_file.h"
 #include "engine/tokenizer/special_tokens.h"
 #include "engine/tokenizer/utf8.h"
 
@@ -164,13 +163,6 @@ KimiRules kimi_rules(const std::string& src) {
   return r;
 }
 
-std::string read_text_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw EngineError(path.string(), "", "cannot open the file");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
 }  // namespace
 
@@ -250,7 +242,7 @@ ChatTemplate ChatTemplate::from_model_dir(const std::filesystem::path& dir) {
     }
   }
   if (std::filesystem::exists(jinja_path, ec)) {
-    source = read_text_file(jinja_path);
+    source = read_whole_file(jinja_path);
     file = jinja_path.string();
   }
   ChatTemplate t = from_source(source, bos, eos);

@@ -2,10 +2,9 @@
 
 #include <sentencepiece_processor.h>
 
-#include <fstream>
-#include <sstream>
 
 #include "engine/common/error.h"
+#include "engine/formats/text_file.h"
 #include "engine/tokenizer/utf8.h"
 
 namespace moe {
@@ -40,11 +39,7 @@ int hex_digit(char c) {
 
 SentencePieceTokenizer::SentencePieceTokenizer(const std::filesystem::path& model_file)
     : file_(model_file.string()), sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {
-  std::ifstream in(model_file, std::ios::binary);
-  if (!in) throw EngineError(file_, "", "cannot open the SentencePiece model");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  const std::string blob = buffer.str();
+  const std::string blob = read_whole_file(model_file);
   if (blob.empty()) throw EngineError(file_, "", "empty file, not a SentencePiece model");
   const auto status = sp_->LoadFromSerializedProto(blob);
   if (!status.ok()) throw EngineError(file_, "ModelProto", "not a SentencePiece model: " + status.ToString());

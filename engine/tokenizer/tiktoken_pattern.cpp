@@ -5,27 +5,18 @@
 
 #include <cctype>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <mutex>
-#include <sstream>
 #include <stdexcept>
 #include <vector>
 
 #include "engine/common/error.h"
+#include "engine/formats/text_file.h"
 #include "engine/tokenizer/utf8.h"
 
 namespace moe::detail {
 
 namespace {
-
-std::string read_source(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw EngineError(file.string(), "", "cannot open the file");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
 // Reads Python source text: skips blanks, line continuations and comments; reads string literals.
 class PythonReader {
@@ -272,7 +263,7 @@ Class parse_class(const std::string& p, size_t i) {
 }  // namespace
 
 std::optional<std::string> read_python_string(const std::filesystem::path& file, const std::string& name) {
-  const std::string src = read_source(file);
+  const std::string src = read_whole_file(file);
   const size_t at = find_assignment(src, name);
   if (at == std::string::npos) return std::nullopt;
   PythonReader r(src, at);
@@ -308,7 +299,7 @@ std::optional<std::string> read_python_string(const std::filesystem::path& file,
 }
 
 std::optional<int64_t> read_python_int(const std::filesystem::path& file, const std::string& name) {
-  const std::string src = read_source(file);
+  const std::string src = read_whole_file(file);
   const size_t at = find_assignment(src, name);
   if (at == std::string::npos) return std::nullopt;
   int64_t sum = 0;
