@@ -102,14 +102,18 @@ TiktokenTokenizer::TiktokenTokenizer(const std::filesystem::path& model_file, co
     }
     if (rank < 0 || rank >= kMaxRank) throw EngineError(file_, where, "the rank is not an integer in [0, 2^24)");
     if (!ranks_.emplace(*bytes, int32_t(rank)).second) throw EngineError(file_, where, "the same bytes ranked twice");
-    if (rank > max_rank) {
-      bytes_.resize(size_t(rank + 1));
-      max_rank = rank;
-    }
-    if (!bytes_[size_t(rank)].empty()) throw EngineError(file_, where, "rank " + rank_text + " given twice");
-    bytes_[size_t(rank)] = *bytes;
+    max_rank = std::max(max_rank, rank);
   }
   if (ranks_.empty()) throw EngineError(file_, "", "no tokens (expected \"<base64 bytes> <rank>\" lines)");
+  // The ranks must be 0..n-1: the special tokens take the ids after them.
+  if (max_rank >= int64_t(ranks_.size()))
+    throw EngineError(file_, "", "ranks are not 0.." + std::to_string(ranks_.size() - 1) + " (rank " +
+                                     std::to_string(max_rank) + "), so they would collide with the special tokens");
+  bytes_.resize(ranks_.size());
+  for (const auto& [token, rank] : ranks_) {
+    if (!bytes_[size_t(rank)].empty()) throw EngineError(file_, "", "rank " + std::to_string(rank) + " given twice");
+    bytes_[size_t(rank)] = token;
+  }
   for (int b = 0; b < 256; ++b)
     if (!ranks_.count(std::string(1, char(b))))
       throw EngineError(file_, "", "byte " + std::to_string(b) + " has no rank, so some text could not be encoded");
@@ -129,9 +133,6 @@ TiktokenTokenizer::TiktokenTokenizer(const std::filesystem::path& model_file, co
   if (!reserved) throw EngineError(py, "num_reserved_special_tokens", "not found");
   if (*reserved < 0 || *reserved > 1 << 20) throw EngineError(py, "num_reserved_special_tokens", "out of range");
   const int64_t first_special = base_tokens_, end_special = first_special + *reserved;
-  if (max_rank >= first_special)
-    throw EngineError(file_, "", "ranks are not 0.." + std::to_string(base_tokens_ - 1) + " (rank " +
-                                     std::to_string(max_rank) + "), so they collide with the special tokens");
   std::vector<detail::AddedToken> specials;
   for (int64_t id = first_special; id < end_special; ++id) {
     detail::AddedToken t;

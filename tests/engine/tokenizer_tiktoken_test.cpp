@@ -156,9 +156,11 @@ TEST(TiktokenErrors, BrokenRanksFile) {
   f.dir.write("tiktoken.model", ranks + "QUJD -4\n");
   f.expect_error("tiktoken.model", next_line, "rank");
   f.dir.write("tiktoken.model", ranks + "QUJDRA== 5\n");
-  f.expect_error("tiktoken.model", next_line, "given twice");
-  f.dir.write("tiktoken.model", ranks.substr(ranks.find('\n') + 1));  // byte 0x21 '!' loses its rank
+  f.expect_error("tiktoken.model", "", "rank 5 given twice");
+  f.dir.write("tiktoken.model", "QUJDREVG 0" + ranks.substr(ranks.find('\n')));  // rank 0 was byte 0x21 '!'
   f.expect_error("tiktoken.model", "", "byte 33 has no rank");
+  f.dir.write("tiktoken.model", ranks.substr(ranks.find('\n') + 1));  // rank 0 missing
+  f.expect_error("tiktoken.model", "", "ranks are not 0..");
   f.dir.write("tiktoken.model", ranks + "QUJDRA== 5000\n");
   f.expect_error("tiktoken.model", "", "collide");
 }
