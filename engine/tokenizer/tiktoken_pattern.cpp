@@ -117,11 +117,14 @@ class PythonReader {
   size_t i_;
 };
 
-// Where `name = ` assigns (not `name ==`, not a longer identifier), or npos.
+// Where the statement `name = ` assigns: the name first on its line (so not `f(name=x)` or `self.name`), not a
+// longer identifier, not `==`. npos when there is none.
 size_t find_assignment(const std::string& src, const std::string& name) {
   auto ident = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
   for (size_t at = src.find(name); at != std::string::npos; at = src.find(name, at + 1)) {
-    if (at > 0 && ident(src[at - 1])) continue;
+    size_t line = at;
+    while (line > 0 && (src[line - 1] == ' ' || src[line - 1] == '\t')) --line;
+    if (line > 0 && src[line - 1] != '\n') continue;
     size_t j = at + name.size();
     if (j < src.size() && ident(src[j])) continue;
     while (j < src.size() && (src[j] == ' ' || src[j] == '\t')) ++j;

@@ -88,6 +88,7 @@ TEST(TiktokenPattern, ReadsKimiStylePythonAssignments) {
 
   ScratchDir dir;
   const auto file = dir.write("t.py",
+                              "enc = Encoding(pat_str=self.pat_str, n=1)\n"
                               "x: str = 'a\\\\b' \"c\"  # comment\n"
                               "pat_strings = 1\n"
                               "y = ('one'\n     r'\\p{L}')\n"
@@ -99,7 +100,8 @@ TEST(TiktokenPattern, ReadsKimiStylePythonAssignments) {
   EXPECT_EQ(moe::detail::read_python_string(file, "y"), "one\\p{L}");
   EXPECT_EQ(moe::detail::read_python_string(file, "z"), "pq");
   EXPECT_EQ(moe::detail::read_python_int(file, "n"), 421);
-  EXPECT_EQ(moe::detail::read_python_string(file, "pat_str"), std::nullopt) << "pat_strings is another name";
+  EXPECT_EQ(moe::detail::read_python_string(file, "pat_str"), std::nullopt)
+      << "a keyword argument, an attribute and a longer name are not the assignment";
   EXPECT_THROW(moe::detail::read_python_string(file, "bad"), moe::EngineError);
   EXPECT_THROW(moe::detail::read_python_int(file, "badn"), moe::EngineError);
 }
