@@ -4,7 +4,6 @@
 #include <pcre2.h>
 
 #include <cctype>
-#include <cstring>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -20,6 +19,8 @@ namespace {
 
 // Reads Python source text: skips blanks, line continuations and comments; reads string literals.
 class PythonReader {
+  static bool is_prefix(char c) { return c == 'r' || c == 'R' || c == 'u' || c == 'U'; }  // string prefixes
+
  public:
   PythonReader(const std::string& src, size_t at) : s_(src), i_(at) {}
 
@@ -40,7 +41,7 @@ class PythonReader {
   bool at_string() {
     skip_space();
     size_t j = i_;
-    while (j < s_.size() && std::strchr("rRuU", s_[j]) && j - i_ < 2) ++j;
+    while (j < s_.size() && is_prefix(s_[j]) && j - i_ < 2) ++j;
     return j < s_.size() && (s_[j] == '"' || s_[j] == '\'');
   }
   // One or more adjacent literals, concatenated. Returns nullopt on anything that is not one.
@@ -58,7 +59,7 @@ class PythonReader {
  private:
   std::optional<std::string> literal() {
     bool raw = false;
-    while (std::strchr("rRuU", s_[i_])) raw |= (s_[i_++] | 0x20) == 'r';
+    while (is_prefix(s_[i_])) raw |= (s_[i_++] | 0x20) == 'r';
     const char q = s_[i_];
     const bool triple = s_.compare(i_, 3, std::string(3, q)) == 0;
     const std::string close = triple ? std::string(3, q) : std::string(1, q);
