@@ -222,4 +222,32 @@ TEST(TiktokenErrors, DamagedRanksNeverCrash) {
   EXPECT_GT(errors, 0);
 }
 
+// Random damage to the Python file with the pattern: a tokenizer that works, or an error naming that file.
+TEST(TiktokenErrors, DamagedPatternSourceNeverCrashes) {
+  const std::string good = read_file(kModel / "tokenization_workbench.py");
+  std::mt19937 rng(78);
+  FixtureCopy f;
+  int errors = 0;
+  for (int round = 0; round < 80; ++round) {
+    std::string text = good;
+    if (round % 4 == 0) {
+      text.resize(std::uniform_int_distribution<size_t>(0, text.size() - 1)(rng));
+    } else {
+      for (int k = 0; k < 3; ++k) {
+        const size_t at = std::uniform_int_distribution<size_t>(0, text.size() - 1)(rng);
+        text[at] = "[]()&^\\\"'\n{}|,+"[std::uniform_int_distribution<int>(0, 15)(rng)];
+      }
+    }
+    f.dir.write("tokenization_workbench.py", text);
+    try {
+      const auto tok = moe::Tokenizer::load(f.dir.path);
+      (void)tok->decode(tok->encode("Hello, wörld! 你好 123 <|im_end|>"));
+    } catch (const moe::EngineError& e) {
+      EXPECT_NE(e.file().find("tokenization_workbench.py"), std::string::npos) << e.what();
+      ++errors;
+    }
+  }
+  EXPECT_GT(errors, 0);
+}
+
 }  // namespace
