@@ -47,7 +47,8 @@ Conversation::Conversation(const Model& model, const BackendOptions& options, co
       tok_(Tokenizer::load(model.dir())),
       chat_(ChatTemplate::from_model_dir(model.dir())),
       gen_(load_generation_config(model.dir())),
-      thinking_(chat_.supports_thinking() ? moe::thinking_tokens(*tok_, early_stop_text) : ThinkingTokens{}) {}
+      thinking_(chat_.supports_thinking() ? moe::thinking_tokens(*tok_, early_stop_text, chat_.empty_think_close())
+                                          : ThinkingTokens{}) {}
 
 std::vector<int32_t> Conversation::stop_ids() const {
   std::vector<int32_t> ids = gen_.eos_ids;

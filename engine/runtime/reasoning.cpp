@@ -7,7 +7,8 @@
 
 namespace moe {
 
-ThinkingTokens thinking_tokens(const Tokenizer& tok, const std::string& early_stop_text) {
+ThinkingTokens thinking_tokens(const Tokenizer& tok, const std::string& early_stop_text,
+                               const std::string& empty_close_text) {
   ThinkingTokens t;
   const auto open = tok.token_to_id("<think>");
   const auto close = tok.token_to_id("</think>");
@@ -15,9 +16,11 @@ ThinkingTokens thinking_tokens(const Tokenizer& tok, const std::string& early_st
   t.open = *open;
   t.close = *close;
   t.early_stop = tok.encode(early_stop_text, false);
-  t.empty_close = tok.encode("\n\n</think>\n\n", false);
+  t.empty_close = tok.encode(empty_close_text, false);
   if (std::find(t.early_stop.begin(), t.early_stop.end(), t.close) == t.early_stop.end())
     throw EngineError("", "early-stop text", "it must contain </think>, or the model could never leave thinking");
+  if (std::find(t.empty_close.begin(), t.empty_close.end(), t.close) == t.empty_close.end())
+    throw EngineError("", "empty think block", "it must contain </think>, or the model could never leave thinking");
   return t;
 }
 

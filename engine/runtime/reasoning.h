@@ -5,8 +5,9 @@
 //
 // At the budget it force-feeds the early-stop text (Qwen's documented text by default, ending in
 // "</think>\n\n") instead of sampling; the model then writes its answer. A cut before any thinking
-// token (budget 0) feeds only "\n\n</think>\n\n", so the block reads exactly like the template's empty
-// think block. A model that closes its think block itself gets nothing inserted.
+// token (budget 0) feeds only what closes the template's own empty think block ("\n\n</think>\n\n" for
+// Qwen3, "</think>" for Kimi-K2-Thinking), so the block reads exactly like it. A model that closes its think
+// block itself gets nothing inserted.
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -27,14 +28,15 @@ struct ThinkingTokens {
   int32_t open = -1;                // <think>
   int32_t close = -1;               // </think>
   std::vector<int32_t> early_stop;  // the early-stop text, ending with </think> and a blank line
-  std::vector<int32_t> empty_close; // "\n\n</think>\n\n": the cut when nothing was thought yet
+  std::vector<int32_t> empty_close; // the cut when nothing was thought yet ("\n\n</think>\n\n" for Qwen3)
   bool available() const { return open >= 0 && close >= 0; }
 };
 
 // Looks up <think> and </think> and encodes the texts. A tokenizer without them gives an unavailable
-// set (the family has no thinking). Throws EngineError when the early-stop text does not contain
-// </think> (the model could never leave thinking).
-ThinkingTokens thinking_tokens(const Tokenizer& tokenizer, const std::string& early_stop_text = kQwenEarlyStopText);
+// set (the family has no thinking). Throws EngineError when a text does not contain </think> (the model
+// could never leave thinking). empty_close_text: ChatTemplate::empty_think_close() of the model's template.
+ThinkingTokens thinking_tokens(const Tokenizer& tokenizer, const std::string& early_stop_text = kQwenEarlyStopText,
+                               const std::string& empty_close_text = "\n\n</think>\n\n");
 
 // Live controls, written by any thread, read by the generation loop once per step.
 struct ThinkingControl {

@@ -288,6 +288,12 @@ bool ChatTemplate::thinks_by_default() const {
   return supports_thinking() && !(format_ == ChatFormat::DeepSeekV3 && deepseek_.think_switch);
 }
 
+std::string ChatTemplate::empty_think_close() const {
+  if (format_ == ChatFormat::Kimi || (format_ == ChatFormat::DeepSeekV3 && deepseek_.think_switch)) return "</think>";
+  if (format_ == ChatFormat::Glm45) return "</think>\n";
+  return "\n\n</think>\n\n";
+}
+
 std::optional<bool> latest_soft_switch(const std::vector<ChatMessage>& messages) {
   for (auto it = messages.rbegin(); it != messages.rend(); ++it) {
     if (it->role != "user" && it->role != "system") continue;

@@ -73,6 +73,9 @@ class ChatTemplate {
   // The switch the latest messages set in text: Qwen3's /think and /no_think (the latest one in a user or
   // system message wins), GLM-4.5's /nothink at the end of the last user message. nullopt: none.
   std::optional<bool> soft_switch(const std::vector<ChatMessage>& messages) const;
+  // What follows <think> in the template's own empty think block, for a cut before the first thinking token:
+  // "</think>" (Kimi-K2-Thinking, DeepSeek-V3.1), "</think>\n" (GLM-4.5), else Qwen3's "\n\n</think>\n\n".
+  std::string empty_think_close() const;
 
   // Renders the conversation as the template would (transformers' apply_chat_template, tokenize=False).
   // enable_thinking: nullopt = not passed (the template's default). DeepSeek-V3.1's template calls it

@@ -212,6 +212,11 @@ TEST(ChatTemplate, KimiVariants) {
   EXPECT_EQ(instruct.render(odd, false), "<|im_system|>system<|im_middle|>S<|im_end|>C<|im_end|>");
   EXPECT_EQ(thinking.render(odd, false),
             "<|im_system|>system<|im_middle|>S<|im_end|><|im_system|>critic<|im_middle|>C<|im_end|>");
+  // A cut before any thinking closes the block as the template writes an empty one.
+  EXPECT_EQ(thinking.empty_think_close(), "</think>");
+  EXPECT_EQ(moe::ChatTemplate::from_source(templates["glm45"]).empty_think_close(), "</think>\n");
+  EXPECT_EQ(moe::ChatTemplate::from_source(templates["deepseek_v3_1"]).empty_think_close(), "</think>");
+  EXPECT_EQ(moe::ChatTemplate::from_source(templates["deepseek_r1"]).empty_think_close(), "\n\n</think>\n\n");
   // The default system text is the template's own.
   std::string renamed = templates["kimi_k2"];
   renamed.replace(renamed.find("You are a helpful assistant"), 27, "You are K2");

@@ -71,14 +71,33 @@ TEST(ThinkingModes, SamplingDefaultsFollowTheMode) {
 // A model whose template always opens the think block (DeepSeek-R1's, here on the demo model's weights and
 // tokenizer): no-think cannot switch thinking off in the prompt, so the controller closes the block before
 // the first thinking token; auto and think let it think.
-TEST(ThinkingModes, AModelThatAlwaysThinksIsCutAtOnceInNoThink) {
-  test::ScratchDir dir;
+// The demo model's folder with another family's chat template from the chat goldens.
+void demo_with_template(const test::ScratchDir& dir, const std::string& template_name) {
   for (const char* name : {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json"})
     std::filesystem::copy_file(kDemo + "moe/" + name, dir / name);
   auto config = test::read_json(kDemo + "moe/tokenizer_config.json");
   config["chat_template"] =
-      test::read_json(test::tokenizer_data() / "chat_expected.json")["templates"]["deepseek_r1"];
+      test::read_json(test::tokenizer_data() / "chat_expected.json")["templates"][template_name];
   dir.write("tokenizer_config.json", config.dump());
+}
+
+// A cut before the first thinking token closes the block the way the family's template writes an empty one.
+TEST(ThinkingModes, ACutAtOnceClosesTheBlockAsTheTemplateDoes) {
+  for (const auto& [name, close] : {std::pair<std::string, std::string>{"glm45", "</think>\n"},
+                                    {"kimi_k2_thinking", "</think>"},
+                                    {"deepseek_r1", "\n\n</think>\n\n"}}) {
+    SCOPED_TRACE(name);
+    test::ScratchDir dir;
+    demo_with_template(dir, name);
+    const auto model = Model::load(dir.path);
+    Conversation conv(*model, BackendOptions{1, 64, 16});
+    EXPECT_EQ(conv.tokenizer().encode(close, false), conv.thinking_tokens().empty_close);
+  }
+}
+
+TEST(ThinkingModes, AModelThatAlwaysThinksIsCutAtOnceInNoThink) {
+  test::ScratchDir dir;
+  demo_with_template(dir, "deepseek_r1");
   const auto model = Model::load(dir.path);
   Conversation conv(*model, BackendOptions{1, 512, 64});
   ASSERT_EQ(conv.chat().format_name(), "DeepSeek-R1");
