@@ -144,7 +144,8 @@ TokenizerConfig read_tokenizer_config(const std::filesystem::path& dir) {
     }
   }
   if (j.contains("auto_map") && j["auto_map"].is_object() && j["auto_map"].contains("AutoTokenizer")) {
-    // A class name, or [slow class, fast class] with either one null.
+    // A class name, or [slow class, fast class] with either one null. Anything else is left unread: only a
+    // tiktoken folder needs it, and that one reports its absence.
     const auto& entry = j["auto_map"]["AutoTokenizer"];
     if (entry.is_string()) cfg.auto_tokenizer = entry.get<std::string>();
     else if (entry.is_array())
@@ -153,7 +154,6 @@ TokenizerConfig read_tokenizer_config(const std::filesystem::path& dir) {
           cfg.auto_tokenizer = name.get<std::string>();
           break;
         }
-    if (!cfg.auto_tokenizer) throw EngineError(cfg.file, "auto_map.AutoTokenizer", "expected a class name or a list of them");
   }
   return cfg;
 }

@@ -20,7 +20,8 @@ std::filesystem::path tiktoken_python_file(const std::filesystem::path& dir, con
                       "file not found; tiktoken.model needs it to name the Python file with its split pattern");
   if (!config.auto_tokenizer)
     throw EngineError(config.file, "auto_map.AutoTokenizer",
-                      "missing; tiktoken.model needs it to name the Python file with its split pattern");
+                      "missing (or not a class name); tiktoken.model needs it to name the Python file with "
+                      "its split pattern");
   std::string name = *config.auto_tokenizer;
   if (const size_t repo = name.rfind("--"); repo != std::string::npos) name.erase(0, repo + 2);
   const size_t dot = name.rfind('.');

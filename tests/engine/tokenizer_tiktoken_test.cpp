@@ -176,6 +176,9 @@ TEST(TiktokenErrors, MissingOrBrokenPatternSource) {
   j.erase("auto_map");
   f.dir.write("tokenizer_config.json", j.dump());
   f.expect_error("tokenizer_config.json", "auto_map.AutoTokenizer", "split pattern");
+  j["auto_map"] = {{"AutoTokenizer", {nullptr, nullptr}}};
+  f.dir.write("tokenizer_config.json", j.dump());
+  f.expect_error("tokenizer_config.json", "auto_map.AutoTokenizer", "not a class name");
   j["auto_map"] = {{"AutoTokenizer", {"tokenization_missing.TikTokenTokenizer", nullptr}}};
   f.dir.write("tokenizer_config.json", j.dump());
   f.expect_error("tokenization_missing.py", "", "file not found");
@@ -191,6 +194,17 @@ TEST(TiktokenErrors, MissingOrBrokenPatternSource) {
   f.expect_error("tokenizer_config.json", "added_tokens_decoder." + std::to_string(unk), "outside the special tokens");
   fs::remove(f.dir / "tokenizer_config.json");
   f.expect_error("tokenizer_config.json", "", "file not found");
+}
+
+// Only a tiktoken folder reads auto_map: an odd one elsewhere changes nothing.
+TEST(TiktokenErrors, AutoMapMattersOnlyToTiktoken) {
+  ScratchDir dir;
+  const fs::path bpe = moe::test::tokenizer_data() / "bpe";
+  dir.write("tokenizer.json", read_file(bpe / "tokenizer.json"));
+  json config = moe::test::read_json(bpe / "tokenizer_config.json");
+  config["auto_map"] = {{"AutoTokenizer", {nullptr, 7}}};
+  dir.write("tokenizer_config.json", config.dump());
+  EXPECT_EQ(moe::Tokenizer::load(dir.path)->encode("Hello world"), moe::Tokenizer::load(bpe)->encode("Hello world"));
 }
 
 // Damages one file of the fixture `rounds` times (every third round a truncation, else three bytes replaced
