@@ -7,9 +7,9 @@
 //   Think    the template with enable_thinking=true: the model opens <think> itself (or the prompt does:
 //            DeepSeek-V3.1).
 //   NoThink  enable_thinking=false: the template prefills the empty think block (Qwen3, GLM-4.5) or closes
-//            it (V3.1). A model that always thinks (Qwen3-2507-Thinking, DeepSeek-R1, MiniMax-M2) gets a
-//            budget of 0: the reasoning controller closes the block the prompt opened before any thinking
-//            token.
+//            it (V3.1). A model that always thinks (Qwen3-2507-Thinking, DeepSeek-R1, MiniMax-M2,
+//            Kimi-K2-Thinking) gets a budget of 0: the reasoning controller closes the block the prompt (or
+//            the model) opened before any thinking token, as the template writes an empty one.
 //   Auto     enable_thinking not passed: the template's default (thinking on, except V3.1), which the
 //            soft switches in the messages override (Qwen3's latest /think or /no_think, GLM-4.5's
 //            /nothink). The effective mode, used for the sampling defaults and reported, follows them.

@@ -37,6 +37,14 @@ std::string_view python_strip(std::string_view s) {
   return s.substr(begin, end - begin);
 }
 
+// What follows an answer's first or last </think> (the whole content when it has none): DeepSeek-V3.1 and
+// DeepSeek-R1 / Kimi-K2-Thinking keep these as the answer.
+std::string_view after_think_close(std::string_view content, bool last) {
+  constexpr std::string_view kClose = "</think>";
+  const size_t close = last ? content.rfind(kClose) : content.find(kClose);
+  return close == std::string_view::npos ? content : content.substr(close + kClose.size());
+}
+
 // An answer's think block as the thinking templates read it (Qwen3, GLM-4.5 and MiniMax-M2 all write
 // content.split('</think>')[0].rstrip('\n').split('<think>')[-1].lstrip('\n') and
 // content.split('</think>')[-1].lstrip('\n'); MiniMax-M2 strips both ends, i.e. also rstrips these). Without a
@@ -51,7 +59,7 @@ ThinkSplit split_think(std::string_view content) {
   if (first_close == std::string_view::npos) return {{}, content, false};
   std::string_view before = rstrip_newlines(content.substr(0, first_close));
   if (const size_t open = before.rfind(kOpen); open != std::string_view::npos) before.remove_prefix(open + kOpen.size());
-  return {lstrip_newlines(before), lstrip_newlines(content.substr(content.rfind(kClose) + kClose.size())), true};
+  return {lstrip_newlines(before), lstrip_newlines(after_think_close(content, /*last=*/true)), true};
 }
 
 // The "User: … Assistant:" formats of DeepSeek-V2-Chat and ERNIE-4.5: an opening token, then each message in
@@ -163,7 +171,6 @@ KimiRules kimi_rules(const std::string& src) {
   return r;
 }
 
-
 }  // namespace
 
 ChatTemplate ChatTemplate::from_source(const std::string& src, std::string bos_token, std::string eos_token) {
@@ -204,7 +211,6 @@ ChatTemplate ChatTemplate::from_source(const std::string& src, std::string bos_t
   } else {
     t.format_ = ChatFormat::Unknown;
   }
-  t.always_thinks_ = t.prefill_think_ || (t.format_ == ChatFormat::Kimi && t.kimi_.thinking);
   return t;
 }
 
@@ -308,7 +314,7 @@ std::optional<bool> latest_soft_switch(const std::vector<ChatMessage>& messages)
 }
 
 std::optional<bool> ChatTemplate::soft_switch(const std::vector<ChatMessage>& messages) const {
-  if (always_thinks_) return std::nullopt;  // a thinking-only model has no switch
+  if (always_thinks()) return std::nullopt;  // a thinking-only model has no switch
   if (format_ == ChatFormat::Qwen3) return latest_soft_switch(messages);
   if (format_ == ChatFormat::Glm45) {
     for (auto it = messages.rbegin(); it != messages.rend(); ++it)
@@ -482,9 +488,7 @@ std::string ChatTemplate::render_deepseek_v3(const std::vector<ChatMessage>& mes
         continue;
       }
       std::string_view content = m.content;
-      if (const size_t close = r.think_switch ? content.find(kClose) : content.rfind(kClose);
-          close != std::string_view::npos && (r.think_switch || r.strip_to_last_close))
-        content.remove_prefix(close + kClose.size());
+      if (r.think_switch || r.strip_to_last_close) content = after_think_close(content, /*last=*/!r.think_switch);
       if (!r.think_switch && !r.tag_after_user) out.append(kAssistant);
       out.append(content).append(kEnd);
     } else if (m.role == "tool") {
@@ -585,13 +589,12 @@ std::string ChatTemplate::render_kimi(const std::vector<ChatMessage>& messages, 
   const bool default_system = messages.empty() ? kimi_.system_when_empty : messages[0].role != "system";
   if (default_system) out.append("<|im_system|>system<|im_middle|>").append(default_system_.value_or("")).append("<|im_end|>");
   for (const ChatMessage& m : messages) {
-    std::string_view content = m.content;
+    std::string_view content = m.content;  // an answer's reasoning_content is never rendered here
     if (m.role == "user") out.append("<|im_user|>user<|im_middle|>");
     else if (m.role == "assistant") out.append("<|im_assistant|>assistant<|im_middle|>");
     else if (m.role == "system" || m.role == "tool" || kimi_.thinking) out.append("<|im_system|>").append(m.role).append("<|im_middle|>");
     if (m.role == "assistant" && kimi_.thinking) {
-      if (const size_t close = content.rfind("</think>"); close != std::string_view::npos)
-        content.remove_prefix(close + std::string_view("</think>").size());
+      content = after_think_close(content, /*last=*/true);
       out += "<think></think>";
     } else if (m.role == "tool" && kimi_.tool_return_header) {
       out += "## Return of \n";  // the template's tool_call_id, which this message model does not carry

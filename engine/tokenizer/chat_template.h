@@ -69,7 +69,7 @@ class ChatTemplate {
   // Whether the model thinks whatever the switch says (Qwen3-2507-Thinking, R1 and MiniMax-M2, whose generation
   // prompts open the think block; Kimi-K2-Thinking, which opens it itself): such a model cannot be told not to
   // think, only cut at once.
-  bool always_thinks() const { return always_thinks_; }
+  bool always_thinks() const { return prefill_think_ || (format_ == ChatFormat::Kimi && kimi_.thinking); }
   // The switch the latest messages set in text: Qwen3's /think and /no_think (the latest one in a user or
   // system message wins), GLM-4.5's /nothink at the end of the last user message. nullopt: none.
   std::optional<bool> soft_switch(const std::vector<ChatMessage>& messages) const;
@@ -101,8 +101,7 @@ class ChatTemplate {
   std::string file_;                          // where the template came from, for errors ("" for from_source)
   std::optional<std::string> default_system_;  // ChatML, MiniMax-M2, Kimi: the system text when the chat has none
   bool tool_turns_as_user_ = false;           // ChatML/Qwen3: role "tool" rendered as <tool_response> in a user turn
-  bool prefill_think_ = false;                // Qwen3 "Thinking" variants, R1: the generation prompt opens <think>
-  bool always_thinks_ = false;                // those, MiniMax-M2, and Kimi-K2-Thinking (which opens it itself)
+  bool prefill_think_ = false;  // Qwen3 "Thinking" variants, R1, MiniMax-M2: the generation prompt opens <think>
   DeepSeekRules deepseek_;                    // DeepSeekV3 only
   KimiRules kimi_;                            // Kimi only
 };
