@@ -54,6 +54,8 @@ from transformers import (
     MiniMaxM2ForCausalLM,
     Ernie4_5_MoeConfig,
     Ernie4_5_MoeForCausalLM,
+    GptOssConfig,
+    GptOssForCausalLM,
 )
 
 OUT_ROOT = Path(__file__).resolve().parent / "data" / "models"
@@ -84,6 +86,7 @@ FAMILIES = {
     "deepseek_v3": (DeepseekV3Config, DeepseekV3ForCausalLM),
     "minimax_m2": (MiniMaxM2Config, MiniMaxM2ForCausalLM),
     "ernie4_5_moe": (Ernie4_5_MoeConfig, Ernie4_5_MoeForCausalLM),
+    "gpt_oss": (GptOssConfig, GptOssForCausalLM),
 }
 
 STORAGE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -486,6 +489,59 @@ CASES = [
         "selection only, top-3 renormalised, an ungated shared MLP of two experts' width, tied embeddings.",
     ),
     dict(
+        name="gpt_oss",
+        family="gpt_oss",
+        seed=9400,
+        init_std=0.15,
+        config=dict(
+            vocab_size=VOCAB,
+            hidden_size=64,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=24,  # 4 * 24 = 96 != hidden 64
+            intermediate_size=24,  # per-expert width; 2 * 24 != hidden, so a transposed gate_up cannot pass the shape check
+            num_local_experts=8,
+            num_experts_per_tok=3,
+            sliding_window=4,  # short enough to cut the 12-token prompt and every generated step
+            layer_types=["sliding_attention", "full_attention", "full_attention", "sliding_attention"],
+            swiglu_limit=1.0,  # the release's 7 would never bite at these sizes; 1 clamps often
+            attention_bias=True,
+            rms_norm_eps=1e-5,
+            rope_parameters=dict(
+                rope_type="yarn",
+                rope_theta=1.5e5,
+                factor=4.0,
+                beta_fast=32.0,
+                beta_slow=1.0,
+                truncate=False,  # as the release: the correction range is not rounded
+                original_max_position_embeddings=64,
+            ),
+            max_position_embeddings=256,
+            tie_word_embeddings=False,
+            bos_token_id=None,
+            eos_token_id=510,
+            pad_token_id=511,
+        ),
+        config_style="hub",
+        exercises="GPT-OSS (gpt_oss): biases on q/k/v/o, a random sink logit per head in every softmax, "
+        "sliding-window attention (4 tokens) on layers 0 and 3 and full attention on 1 and 2, YaRN x4 with "
+        "truncate false; a router with a bias, softmax over its top-3 logits; experts stacked input-major "
+        "(gate_up [E, H, 2I] with gate/up columns interleaved, down [E, I, H]) with biases, and the clamped "
+        "gate (swiglu_limit 1.0, alpha 1.702).",
+    ),
+    dict(
+        name="gpt_oss_bf16",
+        family="gpt_oss",
+        base="gpt_oss",
+        init_std=0.15,
+        config=None,  # set below: gpt_oss's
+        weights_dtype="bfloat16",
+        config_style="hub",
+        exercises="Case gpt_oss stored as BF16 (its transposed experts copied in 2-byte elements). Reference "
+        "computed in fp32 from the bf16-rounded weights.",
+    ),
+    dict(
         name="qwen3_moe_bf16",
         family="qwen3_moe",
         base="qwen3_moe",  # same architecture; seed search starts at the base's accepted seed
@@ -521,6 +577,10 @@ CASES = [
     ),
 ]
 
+
+for _case in CASES:
+    if _case["name"] == "gpt_oss_bf16":
+        _case["config"] = next(c["config"] for c in CASES if c["name"] == "gpt_oss")
 
 # ----------------------------------------------------------------------------------------------
 # model construction
@@ -627,7 +687,7 @@ class RouterCapture:
         self.records = {}
         self.handles = []
         for idx, layer in enumerate(model.model.layers):
-            gate = getattr(layer.mlp, "gate", None)
+            gate = getattr(layer.mlp, "gate", None) or getattr(layer.mlp, "router", None)  # GPT-OSS: router
             if gate is None or not type(gate).__name__.lower().endswith("topkrouter"):  # Glm4MoeTopkRouter
                 continue
             self.gates[idx] = gate

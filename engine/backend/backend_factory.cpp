@@ -1,6 +1,7 @@
 // Choosing the device: the GPU when asked for (or found, with Auto) and usable, else the CPU, and one
 // line for the user saying which and why.
 #include "engine/backend/backend.h"
+#include "engine/backend/cuda_coverage.h"
 #include "engine/common/error.h"
 #include "engine/model/model.h"
 
@@ -19,9 +20,12 @@ MadeBackend make_backend(const Model& model, const BackendOptions& options) {
     return made;
   }
 #ifdef MOE_HAVE_CUDA
-  const cuda::Probe probe = cuda::probe_devices();
   std::string why;
-  if (probe.devices.empty()) {
+  const std::string unsupported = cuda_unsupported_features(model.spec());
+  const cuda::Probe probe = unsupported.empty() ? cuda::probe_devices() : cuda::Probe{};
+  if (!unsupported.empty()) {
+    why = "the CUDA backend does not run " + model.spec().family + "'s " + unsupported + " yet";
+  } else if (probe.devices.empty()) {
     why = probe.problem;
   } else if (options.cuda_device < 0 || size_t(options.cuda_device) >= probe.devices.size()) {
     why = "CUDA device " + std::to_string(options.cuda_device) + " does not exist (" +

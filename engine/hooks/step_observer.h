@@ -70,6 +70,7 @@ struct StepRecord {
   std::vector<float> router_probs;    // router.probs: [T][M][n_experts], after masks and bias
 
   // attn.stats: [T][n_layers][n_heads]
+  // Of the weights each value is mixed with; with a sink (GPT-OSS) they sum to less than 1.
   std::vector<float> attn_entropy;     // entropy of the attention row (nats)
   std::vector<float> attn_max;         // largest weight
   std::vector<float> attn_topk_mass;   // mass of the attention_topk largest weights

@@ -18,6 +18,7 @@ FamilyAdapter deepseek_v2_family();
 FamilyAdapter deepseek_v3_family();
 FamilyAdapter minimax_m2_family();
 FamilyAdapter ernie4_5_moe_family();
+FamilyAdapter gpt_oss_family();
 
 // DeepSeek's shared expert names (the plural mlp.shared_experts, no gate), which GLM-4.5 and ERNIE-4.5 share.
 void name_shared_experts(TensorNaming& names);

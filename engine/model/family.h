@@ -25,6 +25,7 @@ struct TensorNaming {
   std::string o = "model.layers.{L}.self_attn.o_proj";
   std::string q_norm = "model.layers.{L}.self_attn.q_norm.weight";
   std::string k_norm = "model.layers.{L}.self_attn.k_norm.weight";
+  std::string sinks = "model.layers.{L}.self_attn.sinks";  // read when the spec has sinks
   // Multi-head latent attention (read when the spec is MLA), without the ".weight"/".bias" suffix;
   // q is q_proj without q-LoRA.
   std::string q_a = "model.layers.{L}.self_attn.q_a_proj";
@@ -36,13 +37,22 @@ struct TensorNaming {
   std::string router = "model.layers.{L}.mlp.gate.weight";
   // The router's selection-only bias [n_experts] (F32), read when the spec says it has one.
   std::string router_bias = "model.layers.{L}.mlp.gate.e_score_correction_bias";
+  // The router layer's bias [n_experts], read when the spec says it has one (GPT-OSS).
+  std::string router_logit_bias = "model.layers.{L}.mlp.gate.bias";
   // Routed experts, one tensor per expert (the layout checkpoints are saved in) ...
   std::string expert_gate = "model.layers.{L}.mlp.experts.{E}.gate_proj.weight";
   std::string expert_up = "model.layers.{L}.mlp.experts.{E}.up_proj.weight";
   std::string expert_down = "model.layers.{L}.mlp.experts.{E}.down_proj.weight";
-  // ... or stacked: gate_up [E, 2·I, H] (gate rows first) and down [E, H, I].
+  // ... or stacked: gate_up [E, 2·I, H] (gate rows first) and down [E, H, I] ...
   std::string experts_gate_up = "model.layers.{L}.mlp.experts.gate_up_proj";
   std::string experts_down = "model.layers.{L}.mlp.experts.down_proj";
+  // ... or, with stacked_transposed, GPT-OSS's: gate_up [E, H, 2·I] with gate and up columns
+  // interleaved (gate = [..., 0::2], up = [..., 1::2]) and down [E, I, H], both input-major. The loader
+  // copies them into the engine's row-major [out, in] matrices. The biases are [E, 2·I] (interleaved
+  // likewise) and [E, H], read when the spec has expert biases.
+  bool stacked_transposed = false;
+  std::string experts_gate_up_bias = "model.layers.{L}.mlp.experts.gate_up_proj_bias";
+  std::string experts_down_bias = "model.layers.{L}.mlp.experts.down_proj_bias";
   std::string shared_gate_proj = "model.layers.{L}.mlp.shared_expert.gate_proj.weight";
   std::string shared_up_proj = "model.layers.{L}.mlp.shared_expert.up_proj.weight";
   std::string shared_down_proj = "model.layers.{L}.mlp.shared_expert.down_proj.weight";

@@ -7,7 +7,7 @@ const std::vector<FamilyAdapter>& registry() {
   static const std::vector<FamilyAdapter> families = {
       qwen3_moe_family(), qwen3_family(), qwen2_moe_family(), mixtral_family(), olmoe_family(), llama_family(),
       glm4_moe_family(), deepseek_v2_family(), deepseek_v3_family(), minimax_m2_family(),
-      ernie4_5_moe_family(),
+      ernie4_5_moe_family(), gpt_oss_family(),
   };
   return families;
 }

@@ -3,6 +3,7 @@
 #include "engine/model/model.h"
 
 #include <algorithm>
+#include <cstring>
 #include <random>
 #include <set>
 #include <sstream>
@@ -32,6 +33,9 @@ class WeightSource {
   virtual bool has(const std::string& name, bool config_says = false) const = 0;
   // The data of `name`, which must have `shape`; nullptr when absent and not required.
   virtual const void* get(const std::string& name, const std::vector<int64_t>& shape, bool required, DType& dtype) = 0;
+  // Synthetic memory holds no layout worth reordering: tensors stored in another layout (GPT-OSS's
+  // experts) are bound in place instead of copied.
+  virtual bool synthetic() const { return false; }
 };
 
 class CheckpointSource : public WeightSource {
@@ -72,6 +76,7 @@ class CheckpointSource : public WeightSource {
 class SyntheticSizing : public WeightSource {
  public:
   bool has(const std::string&, bool config_says) const override { return config_says; }
+  bool synthetic() const override { return true; }
   const void* get(const std::string&, const std::vector<int64_t>& shape, bool required, DType& dtype) override {
     if (!required || shape.size() == 1) return nullptr;
     dtype = dtype_;
@@ -94,7 +99,9 @@ class SyntheticSizing : public WeightSource {
 // the arena, once with the addresses.
 class Binder {
  public:
-  Binder(const ModelSpec& spec, const TensorNaming& names, WeightSource& src) : s_(spec), n_(names), src_(src) {}
+  // owned: where copies in the engine's layout are kept (GPT-OSS's experts); null when none may be made.
+  Binder(const ModelSpec& spec, const TensorNaming& names, WeightSource& src, OwnedWeights* owned = nullptr)
+      : s_(spec), n_(names), src_(src), owned_(owned) {}
 
   WeightMatrix matrix(const std::string& name, int64_t rows, int64_t cols, bool required = true) {
     WeightMatrix m;
@@ -119,8 +126,20 @@ class Binder {
     }
     return out;
   }
+  // A [rows, cols] tensor as F32 (expert biases); filled with synthetic_fill when the source has no data.
+  std::vector<float> table(const std::string& name, int64_t rows, int64_t cols, float synthetic_fill = 0.0f) {
+    DType dt = DType::F32;
+    const void* p = src_.get(name, {rows, cols}, true, dt);
+    std::vector<float> out(size_t(rows * cols), synthetic_fill);
+    if (p) convert_to_f32(p, dt, out.size(), out.data());
+    return out;
+  }
   SwiGluWeights swiglu(const std::string& g, const std::string& u, const std::string& d, int64_t ffn) {
-    return {matrix(g, ffn, s_.hidden), matrix(u, ffn, s_.hidden), matrix(d, s_.hidden, ffn)};
+    SwiGluWeights w;
+    w.gate = matrix(g, ffn, s_.hidden);
+    w.up = matrix(u, ffn, s_.hidden);
+    w.down = matrix(d, s_.hidden, ffn);
+    return w;
   }
 
   ModelWeights bind(ModelSpec& spec_out) {
@@ -170,6 +189,7 @@ class Binder {
       L.v_bias = vec(name(n_.v) + ".bias", kv);
     }
     if (o_bias) L.o_bias = vec(name(n_.o) + ".bias", H);
+    if (A.sinks) L.sinks = vec(name(n_.sinks), A.n_heads, true, 0.0f);
     if (A.qk_norm == QkNorm::PerHead) {
       L.q_norm = vec(name(n_.q_norm), A.head_dim);
       L.k_norm = vec(name(n_.k_norm), A.head_dim);
@@ -210,9 +230,12 @@ class Binder {
       const int64_t E = M.n_experts, I = M.expert_ffn;
       L.router = matrix(name(n_.router), E, H);
       if (M.selection_bias) L.router_bias = vec(name(n_.router_bias), E, true, 0.0f);
+      if (M.router_logit_bias) L.router_logit_bias = vec(name(n_.router_logit_bias), E, true, 0.0f);
       L.experts.resize(size_t(E));
       const std::string fused_gu = name(n_.experts_gate_up), fused_d = name(n_.experts_down);
-      if (!n_.experts_gate_up.empty() && src_.has(fused_gu)) {
+      if (n_.stacked_transposed) {
+        bind_transposed_experts(L, name);
+      } else if (!n_.experts_gate_up.empty() && src_.has(fused_gu)) {
         // Stacked layout: gate_up [E, 2I, H] with the gate rows first, down [E, H, I].
         DType dt = DType::F32, dt2 = DType::F32;
         const auto* gu = static_cast<const std::byte*>(src_.get(fused_gu, {E, 2 * I, H}, true, dt));
@@ -239,9 +262,88 @@ class Binder {
     }
   }
 
+  // GPT-OSS's stacked experts (family.h: stacked_transposed): gate_up [E, H, 2·I] with gate and up
+  // columns interleaved, down [E, I, H]. A checkpoint's are copied, transposed, into one buffer per layer
+  // in the engine's [out, in] rows: per expert gate [I, H], up [I, H], down [H, I]. Synthetic memory is
+  // bound in place, as its values have no layout to keep.
+  template <typename Name>
+  void bind_transposed_experts(LayerWeights& L, const Name& name) {
+    const int64_t H = s_.hidden, E = s_.moe.n_experts, I = s_.moe.expert_ffn;
+    DType dt = DType::F32, dt2 = DType::F32;
+    const auto* gu = static_cast<const std::byte*>(src_.get(name(n_.experts_gate_up), {E, H, 2 * I}, true, dt));
+    const auto* dn = static_cast<const std::byte*>(src_.get(name(n_.experts_down), {E, I, H}, true, dt2));
+    if (gu && dn && dt != dt2)
+      throw EngineError(name(n_.experts_down), "dtype",
+                        std::string(dtype_name(dt2)) + " differs from gate_up_proj's " + std::string(dtype_name(dt)));
+    const size_t es = dtype_size(dt);
+    auto at = [es](const std::byte* p, int64_t elements) { return p ? p + size_t(elements) * es : nullptr; };
+    if (src_.synthetic()) {  // in place: an expert's gate and up are its block of gate_up, its down its block of down
+      for (int64_t e = 0; e < E; ++e) {
+        auto& X = L.experts[size_t(e)];
+        X.gate = {at(gu, e * 2 * I * H), dt, I, H};
+        X.up = {at(gu, (e * 2 + 1) * I * H), dt, I, H};
+        X.down = {at(dn, e * I * H), dt, H, I};
+      }
+    } else {
+      if (!owned_) throw EngineError(name(n_.experts_gate_up), "layout", "this loader cannot reorder tensors");
+      owned_->emplace_back(new std::byte[size_t(E * 3 * I * H) * es]);
+      std::byte* out = owned_->back().get();
+      transpose_experts(gu, dn, es, E, H, I, out);
+      for (int64_t e = 0; e < E; ++e) {
+        auto& X = L.experts[size_t(e)];
+        X.gate = {at(out, e * 3 * I * H), dt, I, H};
+        X.up = {at(out, (e * 3 + 1) * I * H), dt, I, H};
+        X.down = {at(out, (e * 3 + 2) * I * H), dt, H, I};
+      }
+    }
+    if (!s_.moe.expert_bias) return;
+    const std::vector<float> gu_bias = table(name(n_.experts_gate_up_bias), E, 2 * I);
+    const std::vector<float> d_bias = table(name(n_.experts_down_bias), E, H);
+    for (int64_t e = 0; e < E; ++e) {
+      auto& X = L.experts[size_t(e)];
+      X.gate_bias.resize(size_t(I));
+      X.up_bias.resize(size_t(I));
+      for (int64_t i = 0; i < I; ++i) {
+        X.gate_bias[size_t(i)] = gu_bias[size_t(e * 2 * I + 2 * i)];
+        X.up_bias[size_t(i)] = gu_bias[size_t(e * 2 * I + 2 * i + 1)];
+      }
+      X.down_bias.assign(d_bias.begin() + e * H, d_bias.begin() + (e + 1) * H);
+    }
+  }
+
+  // Per expert e: out gate[i][h] = gu[e][h][2i], up[i][h] = gu[e][h][2i+1], down[h][i] = dn[e][i][h],
+  // element by element (es bytes each), the experts spread over the cores.
+  static void transpose_experts(const std::byte* gu, const std::byte* dn, size_t es, int64_t E, int64_t H, int64_t I,
+                                std::byte* out) {
+    auto one = [&](int64_t e) {
+      std::byte* gate = out + size_t(e * 3 * I * H) * es;
+      std::byte* up = gate + size_t(I * H) * es;
+      std::byte* down = up + size_t(I * H) * es;
+      const std::byte* g = gu + size_t(e * H * 2 * I) * es;
+      const std::byte* d = dn + size_t(e * I * H) * es;
+      constexpr int64_t kTile = 32;  // tiles keep both the reads and the writes within a few cache lines
+      for (int64_t h0 = 0; h0 < H; h0 += kTile)
+        for (int64_t i0 = 0; i0 < I; i0 += kTile)
+          for (int64_t h = h0; h < std::min(H, h0 + kTile); ++h)
+            for (int64_t i = i0; i < std::min(I, i0 + kTile); ++i) {
+              std::memcpy(gate + size_t(i * H + h) * es, g + size_t(h * 2 * I + 2 * i) * es, es);
+              std::memcpy(up + size_t(i * H + h) * es, g + size_t(h * 2 * I + 2 * i + 1) * es, es);
+              std::memcpy(down + size_t(h * I + i) * es, d + size_t(i * H + h) * es, es);
+            }
+    };
+    const int64_t threads = std::min<int64_t>(E, std::max(1u, std::thread::hardware_concurrency()));
+    std::vector<std::thread> pool;
+    for (int64_t t = 0; t < threads; ++t)
+      pool.emplace_back([&, t] {
+        for (int64_t e = t; e < E; e += threads) one(e);
+      });
+    for (auto& th : pool) th.join();
+  }
+
   const ModelSpec& s_;
   const TensorNaming& n_;
   WeightSource& src_;
+  OwnedWeights* owned_;
 };
 
 size_t count_weight_bytes(const ModelSpec& s, const ModelWeights& w) {
@@ -251,9 +353,11 @@ size_t count_weight_bytes(const ModelSpec& s, const ModelWeights& w) {
     b += L.q_a.bytes() + L.kv_a.bytes() + L.kv_b.bytes();
     b += (L.attn_norm.size() + L.ffn_norm.size() + L.q_norm.size() + L.k_norm.size() + L.q_bias.size() +
           L.k_bias.size() + L.v_bias.size() + L.o_bias.size() + L.q_a_norm.size() + L.q_a_bias.size() +
-          L.kv_a_norm.size() + L.kv_a_bias.size() + L.router_bias.size()) * 4;
+          L.kv_a_norm.size() + L.kv_a_bias.size() + L.router_bias.size() + L.sinks.size() +
+          L.router_logit_bias.size()) * 4;
     for (const auto* m : {&L.shared, &L.mlp}) b += m->gate.bytes() + m->up.bytes() + m->down.bytes();
-    for (const auto& e : L.experts) b += e.gate.bytes() + e.up.bytes() + e.down.bytes();
+    for (const auto& e : L.experts)
+      b += e.gate.bytes() + e.up.bytes() + e.down.bytes() + (e.gate_bias.size() + e.up_bias.size() + e.down_bias.size()) * 4;
   }
   return b;
 }
@@ -283,7 +387,7 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir) {
     m->spec_.tied_embeddings = !m->store_->find(f->names.lm_head);
   CheckpointSource src(*m->store_, "config.json");
   ModelSpec spec = m->spec_;
-  Binder binder(m->spec_, f->names, src);
+  Binder binder(m->spec_, f->names, src, &m->owned_weights_);
   m->weights_ = binder.bind(spec);
   m->spec_ = spec;
   m->unused_ = src.unused();
@@ -344,6 +448,7 @@ std::unique_ptr<Model> Model::synthetic(const std::filesystem::path& config, con
    public:
     Placed(std::byte* base, size_t size, DType dt) : base_(base), size_(size), dt_(dt) {}
     bool has(const std::string&, bool config_says) const override { return config_says; }
+    bool synthetic() const override { return true; }
     const void* get(const std::string&, const std::vector<int64_t>& shape, bool required, DType& dtype) override {
       if (!required) return nullptr;
       size_t n = 1;

@@ -13,6 +13,9 @@
 
 namespace moe {
 
+// Weights the loader had to copy into the engine's layout (GPT-OSS's transposed experts).
+using OwnedWeights = std::vector<std::unique_ptr<std::byte[]>>;
+
 struct SyntheticOptions {
   DType dtype = DType::BF16;
   uint64_t seed = 1;
@@ -55,6 +58,7 @@ class Model {
   size_t synthetic_bytes_ = 0;
   std::unique_ptr<TensorStore> store_;
   std::unique_ptr<std::byte[]> synthetic_memory_;
+  OwnedWeights owned_weights_;
   std::vector<std::string> unused_;
 };
 

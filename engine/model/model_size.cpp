@@ -21,10 +21,11 @@ ModelSize compute_model_size(const ModelSpec& s) {
     if (s.attn.qk_norm == QkNorm::WholeProjection) attn += q + kv;
   }
   if (s.attn.o_bias) attn += H;
-  const int64_t expert = 3 * H * int64_t(s.moe.expert_ffn);
+  if (s.attn.sinks) attn += s.attn.n_heads;
+  const int64_t expert = 3 * H * int64_t(s.moe.expert_ffn) + (s.moe.expert_bias ? 2 * int64_t(s.moe.expert_ffn) + H : 0);
   const int64_t shared = 3 * H * int64_t(s.moe.shared_ffn) + (s.moe.shared_gate ? H : 0);
   const int64_t dense = 3 * H * int64_t(s.dense_ffn);
-  const int64_t router = (H + (s.moe.selection_bias ? 1 : 0)) * int64_t(s.moe.n_experts);
+  const int64_t router = (H + (s.moe.selection_bias ? 1 : 0) + (s.moe.router_logit_bias ? 1 : 0)) * int64_t(s.moe.n_experts);
 
   z.embedding_params = int64_t(s.vocab_size) * H;
   z.lm_head_params = s.tied_embeddings ? 0 : int64_t(s.vocab_size) * H;

@@ -52,6 +52,9 @@ struct AttentionSpec {
   YarnSpec yarn;
   float rope_attention_factor = 1.0f;  // YaRN: multiplies cos and sin (1 for plain RoPE)
   float softmax_scale = 0;     // the q·k scale; 0 means 1/sqrt(head_dim)
+  // GPT-OSS: a learned logit per head (self_attn.sinks) joins every row's softmax denominator and
+  // attends to nothing, so a head's weights over the tokens may sum to less than 1.
+  bool sinks = false;
   MlaSpec mla;
   bool is_mla() const { return mla.kv_lora_rank > 0; }
   float scale() const { return softmax_scale > 0 ? softmax_scale : 1.0f / std::sqrt(float(head_dim)); }
@@ -71,6 +74,15 @@ struct MoeSpec {
   bool group_limited() const { return n_group > 1 && topk_group < n_group; }
   int shared_ffn = 0;          // width of the shared expert (0: none)
   bool shared_gate = false;    // Qwen2-MoE: shared output × sigmoid(w·x)
+  // GPT-OSS: the router's linear layer has a bias, added to the logits (so it moves the weights too,
+  // unlike selection_bias).
+  bool router_logit_bias = false;
+  // GPT-OSS: every routed expert's gate, up and down projections have biases.
+  bool expert_bias = false;
+  // GPT-OSS's clamped gate (0: the plain silu(gate)·up): gate ≤ limit, up in ±limit, and
+  // out = (up + 1) · gate · σ(alpha · gate).
+  float glu_limit = 0;
+  float glu_alpha = 1.702f;
 };
 
 struct ModelSpec {
@@ -87,10 +99,15 @@ struct ModelSpec {
   AttentionSpec attn;
   MoeSpec moe;
   std::vector<bool> layer_is_moe;  // per layer: routed experts (true) or a dense MLP (false)
+  // Per layer, the keys a query sees: 0 = every earlier token (causal); W = only the last W tokens, its
+  // own included (GPT-OSS's sliding_attention layers, as transformers masks them: key > query − W).
+  // Empty: every layer is causal.
+  std::vector<int> layer_window;
   std::optional<int32_t> bos_id;
   std::vector<int32_t> eos_ids;    // config.json's eos_token_id (generation_config adds more)
 
   bool is_moe() const { return moe.n_experts > 0; }
+  int window(int layer) const { return layer_window.empty() ? 0 : layer_window[size_t(layer)]; }
   int n_moe_layers() const {
     int n = 0;
     for (bool b : layer_is_moe) n += b;

@@ -23,6 +23,7 @@ struct SwiGluWeights {
   WeightMatrix gate;  // [ffn, hidden]
   WeightMatrix up;    // [ffn, hidden]
   WeightMatrix down;  // [hidden, ffn]
+  std::vector<float> gate_bias, up_bias, down_bias;  // [ffn], [ffn], [hidden]; empty when absent (GPT-OSS has them)
 };
 
 struct LayerWeights {
@@ -32,6 +33,7 @@ struct LayerWeights {
   WeightMatrix o;                // [hidden, nh·hd]
   std::vector<float> q_bias, k_bias, v_bias, o_bias;  // empty when absent
   std::vector<float> q_norm, k_norm;  // [hd] (per head) or [nh·hd]/[nkv·hd] (whole projection); empty = none
+  std::vector<float> sinks;          // [nh]: each head's sink logit (GPT-OSS); empty = none
   // MLA (k and v stay empty; q is q_proj, or q_b_proj [nh·hd, q_lora] after q_a → q_a_norm; o reads nh·v):
   WeightMatrix q_a;                    // [q_lora, hidden]; empty without q-LoRA
   std::vector<float> q_a_norm, q_a_bias;  // [q_lora]
@@ -42,6 +44,7 @@ struct LayerWeights {
   // MoE layers
   WeightMatrix router;                 // [n_experts, hidden]
   std::vector<float> router_bias;      // selection bias (DeepSeek-V3 style); empty = none
+  std::vector<float> router_logit_bias;  // the router layer's own bias, added to the logits (GPT-OSS); empty = none
   std::vector<SwiGluWeights> experts;  // n_experts
   SwiGluWeights shared;                // shared expert (rows == 0 when absent)
   WeightMatrix shared_gate;            // [1, hidden] (Qwen2-MoE), empty when absent

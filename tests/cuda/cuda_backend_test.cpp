@@ -365,6 +365,20 @@ TEST(CudaBackend, OutOfMemoryNamesWhatDoesNotFit) {
   EXPECT_TRUE(made.backend->is_gpu()) << made.note;
 }
 
+// Asked directly, the backend refuses what its kernels do not implement (GPT-OSS), naming it, before it
+// touches the device.
+TEST(CudaBackend, RefusesWhatItsKernelsDoNotImplement) {
+  MOE_REQUIRE_GPU();
+  auto model = Model::load(kModels + "gpt_oss");
+  try {
+    cuda::make_cuda_backend(*model, BackendOptions{});
+    FAIL() << "expected the CUDA backend to refuse GPT-OSS";
+  } catch (const EngineError& e) {
+    EXPECT_EQ(e.field(), "model");
+    EXPECT_NE(std::string(e.what()).find("attention sinks"), std::string::npos) << e.what();
+  }
+}
+
 // Multi-head latent attention runs on the GPU (make_backend picks it) with the CPU's compact cache:
 // one row of kv_lora + rope values per token and layer, no V (deepseek_v3: 3 layers × (32 + 8)).
 TEST(CudaBackend, LatentAttentionCachesOneLatentRowPerToken) {

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "engine/backend/backend.h"
+#include "engine/backend/cuda_coverage.h"
 #include "engine/common/error.h"
 #include "engine/model/model.h"
 #include "engine/runtime/session.h"
@@ -100,6 +101,26 @@ TEST(DeviceSelection, AGpuThatDoesNotExist) {
   const MadeBackend made = make_backend(*model, o);
   EXPECT_FALSE(made.backend->is_gpu());
   EXPECT_NE(made.note.find("running on the CPU"), std::string::npos) << made.note;
+}
+
+// What the CUDA kernels do not implement runs on the CPU, on every machine, and the note names it: GPT-OSS's
+// sinks, sliding windows, router and expert biases and clamped gate would be dropped silently on a GPU.
+TEST(DeviceSelection, WhatTheGpuDoesNotRunRunsOnTheCpu) {
+  EXPECT_EQ(cuda_unsupported_features(Model::load(kModels + "qwen3_moe")->spec()), "");
+  EXPECT_EQ(cuda_unsupported_features(Model::load(kModels + "deepseek_v3")->spec()), "");
+  auto model = Model::load(kModels + "gpt_oss");
+  EXPECT_EQ(cuda_unsupported_features(model->spec()),
+            "attention sinks, sliding-window attention, a router bias, expert biases and the clamped expert gate");
+  for (Device d : {Device::Cuda, Device::Auto}) {
+    BackendOptions o;
+    o.device = d;
+    const MadeBackend made = make_backend(*model, o);
+    EXPECT_FALSE(made.backend->is_gpu()) << made.note;
+    EXPECT_NE(made.note.find("running on the CPU"), std::string::npos) << made.note;
+#ifdef MOE_HAVE_CUDA
+    EXPECT_NE(made.note.find("does not run GPT-OSS's attention sinks"), std::string::npos) << made.note;
+#endif
+  }
 }
 
 // Shapes only (synthetic weights to be made on a GPU): without a GPU there is nothing to run them on.

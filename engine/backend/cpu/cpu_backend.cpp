@@ -2,8 +2,9 @@
 //   x = embed[tokens]
 //   per layer:  a = RMSNorm(x);  q,k,v = proj(a) (+bias);  q/k norm (per head or whole projection);
 //               clip; RoPE; append k,v to the cache; causal GQA attention; x += o_proj(attn)
-//               m = RMSNorm(x);  x += MoE(m) (router softmax → top-k → renorm? → scale; shared expert)
-//                               or MLP(m) (SwiGLU)
+//               (sliding-window layers see only the last W keys; GPT-OSS's sinks join each softmax)
+//               m = RMSNorm(x);  x += MoE(m) (router (+bias) softmax → top-k → renorm? → scale; experts
+//                               with biases and GPT-OSS's clamped gate; shared expert) or MLP(m) (SwiGLU)
 //   logits = lm_head(RMSNorm(x))
 // Weights are read in place in their stored dtype; activations and accumulation are F32.
 #include <algorithm>
@@ -255,11 +256,14 @@ class CpuBackend final : public Backend {
   };
 
   // Causal attention over the cache (this chunk's rows already written), one (token, head) pair per
-  // work item, with the hook statistics.
+  // work item, with the hook statistics. A sliding-window layer sees only the last `window` keys; a
+  // head's sink logit (GPT-OSS) joins the softmax denominator and weighs no value.
   void attend(int l, int T, bool record, const AttendLayout& g) {
     const auto& A = s_.attn;
     const float scale = A.scale();
     const int64_t items = int64_t(T) * A.n_heads;
+    const int window = s_.window(l);
+    const float* sinks = w_.layers[size_t(l)].sinks.empty() ? nullptr : w_.layers[size_t(l)].sinks.data();
     // Work items are split in contiguous chunks, one chunk per pool thread: chunk i uses score row i.
     std::atomic<int> next_row{0};
     const bool stats = record && req_.attention_stats;
@@ -272,30 +276,36 @@ class CpuBackend final : public Backend {
         const int t = int(it / A.n_heads), h = int(it % A.n_heads);
         const int64_t kv_off = int64_t(h / g.group) * g.kv_head_stride;
         const int n_keys = n_cached_ + t + 1;
+        const int first = window > 0 ? std::max(0, n_keys - window) : 0;  // the first key this query sees
+        const int n = n_keys - first;  // sc[j] belongs to key first + j
         const float* q = g.q + t * g.q_token_stride + h * g.q_head_stride;
+        const float* k = g.k + int64_t(first) * g.row_stride + kv_off;
+        const float* v = g.v + int64_t(first) * g.row_stride + kv_off;
         float mx = -INFINITY;
-        for (int j = 0; j < n_keys; ++j) {
-          sc[j] = cpu::dot_f32(q, g.k + j * g.row_stride + kv_off, g.qk_len) * scale;
+        for (int j = 0; j < n; ++j) {
+          sc[j] = cpu::dot_f32(q, k + j * g.row_stride, g.qk_len) * scale;
           mx = std::max(mx, sc[j]);
         }
-        // The softmax numerators e^x, x = score − max, and their sum, in the same order at every hook
+        const float shift = sinks ? std::max(mx, sinks[h]) : mx;
+        // The softmax numerators e^x, x = score − shift, and their sum, in the same order at every hook
         // level (the logits must not depend on the level). With attention statistics asked for, x is
         // also kept: the entropy needs Σ e^x·x, and accumulating that here, across the call to exp,
         // would put a double add per key through a register spilled around the call (a profile put
         // that line at ~3% of a decode step of the demo model); one store per key here and a
         // vectorised dot product afterwards cost far less.
         float sum = 0;
-        for (int j = 0; j < n_keys; ++j) {
-          const float x = sc[j] - mx;
+        for (int j = 0; j < n; ++j) {
+          const float x = sc[j] - shift;
           if (stats) shifted[j] = x;
           sc[j] = std::exp(x);
           sum += sc[j];
         }
+        const float denominator = sinks ? sum + std::exp(sinks[h] - shift) : sum;
         float* out = g.out + t * g.out_token_stride + h * g.out_head_stride;
         std::fill(out, out + g.v_len, 0.0f);
-        const float inv = 1.0f / sum;
-        if (record) record_attention(l, t, h, sc, shifted, sum, inv, n_keys, T, topk);
-        for (int j = 0; j < n_keys; ++j) cpu::axpy_f32(sc[j] * inv, g.v + j * g.row_stride + kv_off, out, g.v_len);
+        const float inv = 1.0f / denominator;
+        if (record) record_attention(l, t, h, AttendRow{sc, shifted, sum, inv, std::exp(mx - shift) * inv, first, n_keys}, T, topk);
+        for (int j = 0; j < n; ++j) cpu::axpy_f32(sc[j] * inv, v + j * g.row_stride, out, g.v_len);
       }
     });
   }
@@ -372,33 +382,41 @@ class CpuBackend final : public Backend {
     add_attention_output(L, T);
   }
 
-  // attn.stats and attn.rows of one (token, head). sc holds e^x for the row's keys, x = score − max
-  // (kept in `shifted` when statistics are asked for), sum = Σ e^x and inv = 1 / sum; topk is
-  // scratch for the top-k sum.
-  void record_attention(int l, int t, int h, const float* sc, const float* shifted, float sum, float inv, int n_keys,
-                        int T, float* topk) {
+  // One attention row as attend() leaves it: e[j] = e^x for the key first + j, x = score − shift (kept in
+  // `shifted` when statistics are asked for), sum = Σ e^x and inv = 1 / (sum + the sink's e^x), so that
+  // e[j] · inv is the key's weight; max_weight is the largest of them.
+  struct AttendRow {
+    const float* e;
+    const float* shifted;
+    float sum, inv, max_weight;
+    int first, n_keys;
+  };
+
+  // attn.stats and attn.rows of one (token, head); topk is scratch for the top-k sum. The statistics
+  // describe the weights the values are mixed with: with a sink they sum to less than 1.
+  void record_attention(int l, int t, int h, const AttendRow& r, int T, float* topk) {
+    const int n = r.n_keys - r.first;
     if (req_.attention_stats) {
-      // Entropy from the softmax sums, with no logarithm per key: with w = e^x / S,
-      //   −Σ w log w = log S − Σ e^x·x / S.
+      // Entropy from the softmax sums, with no logarithm per key: with w = e^x · inv, Z = 1 / inv,
+      //   −Σ w log w = Σ w · (log Z − x) = (sum / Z) · log Z − Σ e^x·x / Z.
       // Σ e^x·x is accumulated in double (dot_f32_f64), as the fused loop did before.
-      double entropy = std::log(double(sum)) - cpu::dot_f32_f64(sc, shifted, n_keys) / double(sum);
+      const double z = 1.0 / double(r.inv);
+      double entropy = double(r.sum) / z * std::log(z) - cpu::dot_f32_f64(r.e, r.shifted, n) / z;
       entropy = std::max(entropy, 0.0);  // rounding can leave −1e-7 for a one-hot row
-      // The largest weight is exp(0) · inv: the maximum score was subtracted before the exponential.
-      const float mx = inv;
-      // Top-k mass: with no more keys than k it is all of the mass, and no key needs looking at.
-      const int k = std::min(n_keys, std::max(1, req_.attention_topk));
-      const float mass = k == n_keys ? 1.0f : cpu::topk_sum_f32(sc, n_keys, k, topk) * inv;
+      // Top-k mass: with no more keys than k it is all of the keys' mass, and no key needs looking at.
+      const int k = std::min(n, std::max(1, req_.attention_topk));
+      const float mass = (k == n ? r.sum : cpu::topk_sum_f32(r.e, n, k, topk)) * r.inv;
       const size_t i = (size_t(t) * size_t(s_.n_layers) + size_t(l)) * size_t(s_.attn.n_heads) + size_t(h);
       rec_.attn_entropy[i] = float(entropy);
-      rec_.attn_max[i] = mx;
+      rec_.attn_max[i] = r.max_weight;
       rec_.attn_topk_mass[i] = std::min(mass, 1.0f);
-      rec_.attn_first_mass[i] = sc[0] * inv;
+      rec_.attn_first_mass[i] = r.first == 0 ? r.e[0] * r.inv : 0.0f;  // position 0 out of the window: none
     }
     if (t == T - 1)
       for (auto& row : rec_.attention_rows)
         if (row.layer == l && row.head == h) {
-          row.weights.resize(size_t(n_keys));
-          for (int j = 0; j < n_keys; ++j) row.weights[size_t(j)] = sc[j] * inv;
+          row.weights.assign(size_t(r.n_keys), 0.0f);
+          for (int j = 0; j < n; ++j) row.weights[size_t(r.first + j)] = r.e[j] * r.inv;
         }
   }
 
@@ -425,19 +443,32 @@ class CpuBackend final : public Backend {
     for (int t = 0; t < T; ++t) rmsnorm(&a_[size_t(t * H)], w_.layers[size_t(l)].ffn_norm.data(), H, s_.rms_eps);
   }
 
-  // out[n, H] = down( silu(gate·in) ⊙ (up·in) ) for n token rows.
-  void swiglu(const SwiGluWeights& w, const float* in, int n, float* out) {
-    const int64_t I = w.gate.rows;
+  // out[n, H] = down( silu(gate·in) ⊙ (up·in) ) for n token rows; with the projections' biases when the
+  // weights have them, and GPT-OSS's clamped gate when `clamped` (MoeSpec::glu_limit).
+  void swiglu(const SwiGluWeights& w, const float* in, int n, float* out, bool clamped = false) {
+    const int64_t I = w.gate.rows, H = w.down.rows;
+    const float limit = s_.moe.glu_limit, alpha = s_.moe.glu_alpha;
     pool_.parallel_for(I, [&](int64_t b, int64_t e) {
       cpu::matmul_rows(ref(w.gate), in, n, gate_.data(), b, e);
       cpu::matmul_rows(ref(w.up), in, n, up_.data(), b, e);
       for (int t = 0; t < n; ++t)
         for (int64_t r = b; r < e; ++r) {
           const size_t i = size_t(t * I + r);
-          gate_[i] = silu(gate_[i]) * up_[i];
+          float g = gate_[i], u = up_[i];
+          if (!w.gate_bias.empty()) g += w.gate_bias[size_t(r)], u += w.up_bias[size_t(r)];
+          if (clamped) {
+            g = std::min(g, limit);
+            u = std::clamp(u, -limit, limit);
+            gate_[i] = (u + 1.0f) * g * sigmoid(alpha * g);
+          } else {
+            gate_[i] = silu(g) * u;
+          }
         }
     });
     cpu::matmul(pool_, ref(w.down), gate_.data(), n, out);
+    if (!w.down_bias.empty())
+      for (int t = 0; t < n; ++t)
+        for (int64_t j = 0; j < H; ++j) out[size_t(t * H + j)] += w.down_bias[size_t(j)];
   }
 
   void mlp_block(int l, int T) {
@@ -462,6 +493,7 @@ class CpuBackend final : public Backend {
     std::vector<int32_t>& order = expert_order_;
     for (int t = 0; t < T; ++t) {
       float* p = &router_[size_t(t) * size_t(E)];
+      for (int e = 0; e < int(L.router_logit_bias.size()); ++e) p[e] += L.router_logit_bias[size_t(e)];
       // Interventions on the logits (interventions.h): user bias, then masks.
       if (iv) {
         if (!iv->router_bias.empty())
@@ -521,7 +553,7 @@ class CpuBackend final : public Backend {
             ++n;
           }
       if (n == 0) continue;
-      swiglu(L.experts[size_t(e)], xe_.data(), n, ye_.data());
+      swiglu(L.experts[size_t(e)], xe_.data(), n, ye_.data(), M.glu_limit > 0);
       for (int i = 0; i < n; ++i)
         cpu::axpy_f32(slot_weight_[size_t(i)], &ye_[size_t(i * H)], &y_[size_t(slot_token_[size_t(i)] * H)], H);
     }

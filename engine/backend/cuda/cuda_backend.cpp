@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "engine/backend/cuda/blas.h"
+#include "engine/backend/cuda_coverage.h"
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/device_allocator.h"
 #include "engine/backend/cuda/device_weights.h"
@@ -122,6 +123,8 @@ class CudaBackend final : public Backend {
   CudaBackend(const Model& model, const BackendOptions& opt) : s_(model.spec()), device_(opt.cuda_device) {
     if (!model.has_weights() && !model.is_synthetic())
       throw EngineError("", "weights", "this model has no weights to run");
+    if (const std::string unsupported = cuda_unsupported_features(s_); !unsupported.empty())
+      throw EngineError("", "model", "the CUDA backend does not run " + s_.family + "'s " + unsupported + " yet");
     MOE_CUDA_CHECK(cudaSetDevice(device_));
     cudaDeviceProp prop{};
     MOE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
