@@ -362,5 +362,55 @@ TEST(Hooks, AttentionStatisticsOfLongRowsMatchTheirRows) {
   }
 }
 
+// GPT-OSS: a sliding-window layer's row is zero before the window; every row gives some weight to its
+// head's sink, so it sums to less than 1; the statistics describe the same weights (entropy of the
+// weights as they are, top-k mass of the keys, no first-token mass once position 0 left the window).
+TEST(Hooks, SinksAndWindowsShowInTheRowsAndTheirStatistics) {
+  auto model = Model::load(kModels + "gpt_oss");
+  const ModelSpec& spec = model->spec();
+  ASSERT_EQ(spec.window(0), 4);
+  ASSERT_EQ(spec.window(1), 0);
+  for (int k : {3, 8}) {
+    Session session(*model, BackendOptions{2, 64, 4});
+    Recorder rec;
+    rec.level = HookLevel::AttentionMaps;
+    for (int l = 0; l < spec.n_layers; ++l)
+      for (int h = 0; h < spec.attn.n_heads; ++h) rec.rows.push_back({l, h});
+    rec.attention_topk = k;
+    GenerateOptions g;
+    g.max_new_tokens = 3;
+    g.sampling.greedy = true;
+    session.generate({5, 17, 42, 99, 7, 123, 64, 200, 33, 9}, g, {}, &rec);
+    for (const StepRecord& d : rec.records) {
+      const size_t H = size_t(d.n_heads), L = size_t(d.n_layers), last = size_t(d.n_tokens - 1);
+      for (const auto& row : d.attention_rows) {
+        const int window = spec.window(row.layer);
+        const std::string where = "position " + std::to_string(row.position) + " layer " + std::to_string(row.layer) +
+                                  " head " + std::to_string(row.head) + " k " + std::to_string(k);
+        ASSERT_EQ(row.weights.size(), size_t(row.position) + 1) << where;
+        const int first = window > 0 ? std::max(0, row.position + 1 - window) : 0;
+        for (int j = 0; j <= row.position; ++j) {
+          if (j < first) EXPECT_EQ(row.weights[size_t(j)], 0.0f) << where << " key " << j;
+          else EXPECT_GT(row.weights[size_t(j)], 0.0f) << where << " key " << j;
+        }
+        const double sum = std::accumulate(row.weights.begin(), row.weights.end(), 0.0);
+        EXPECT_LT(sum, 1.0 - 1e-4) << where;  // the sink took its share
+        EXPECT_GT(sum, 0.0) << where;
+        double entropy = 0;
+        for (float w : row.weights) entropy -= w > 0 ? double(w) * std::log(double(w)) : 0.0;
+        std::vector<float> sorted = row.weights;
+        std::sort(sorted.rbegin(), sorted.rend());
+        double mass = 0;
+        for (int j = 0; j < k && j <= row.position; ++j) mass += sorted[size_t(j)];
+        const size_t i = (last * L + size_t(row.layer)) * H + size_t(row.head);
+        EXPECT_NEAR(d.attn_entropy[i], entropy, 1e-5) << where;
+        EXPECT_FLOAT_EQ(d.attn_max[i], sorted[0]) << where;
+        EXPECT_FLOAT_EQ(d.attn_first_mass[i], row.weights[0]) << where;
+        EXPECT_NEAR(d.attn_topk_mass[i], mass, 1e-6) << where;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace moe

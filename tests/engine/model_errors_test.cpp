@@ -24,7 +24,7 @@ class BrokenCheckpoint : public ::testing::Test {
   void SetUp() override { copy_from(kSource); }
   void copy_from(const fs::path& source) {
     source_ = source;
-    for (const char* f : {"config.json", "generation_config.json", "model.safetensors"}) fs::copy_file(source / f, dir_ / f);
+    for (const char* f : {"config.json", "generation_config.json", "model.safetensors"}) fs::copy_file(source / f, dir_ / f, fs::copy_options::overwrite_existing);
     config_ = test::read_json(dir_ / "config.json");
   }
 
@@ -389,6 +389,68 @@ TEST(ModelSize, PublishedParameterCountsOfErnie45) {
   EXPECT_NEAR(double(e.total_params) / 1e9, 21.83, 0.01);
   EXPECT_NEAR(double(e.active_params - e.embedding_params - e.lm_head_params) / 1e9, 3.08, 0.01);
   EXPECT_EQ(e.lm_head_params, 0);  // tied
+}
+
+TEST(ModelSize, PublishedParameterCountsOfGptOss) {
+  // OpenAI's model card (table 1): gpt-oss-120b 116.83 B total, 5.13 B active; gpt-oss-20b 20.91 B total,
+  // 3.61 B active. Their active counts take the unembedding but not the embedding. By hand for 120b: experts
+  // 128·(3·2880² + 2·2880 + 2880) plus the router 2880·128 + 128, per layer, make 114.71 B over 36 layers;
+  // attention 2880·(4096 + 2·512) + 4096·2880 with biases and 64 sinks, 0.96 B; embedding and head 201088·2880
+  // each.
+  SyntheticOptions o;
+  o.shape_only = true;
+  const auto big = compute_model_size(Model::synthetic(kConfigs / "gpt-oss-120b.json", o)->spec());
+  EXPECT_NEAR(double(big.total_params) / 1e9, 116.83, 0.01);
+  EXPECT_NEAR(double(big.active_params - big.embedding_params) / 1e9, 5.13, 0.01);
+  EXPECT_NEAR(double(big.routed_expert_params + big.router_params) / 1e9, 114.71, 0.01);
+  EXPECT_NEAR(double(big.attention_params) / 1e9, 0.96, 0.01);
+  const auto small = compute_model_size(Model::synthetic(kConfigs / "gpt-oss-20b.json", o)->spec());
+  EXPECT_NEAR(double(small.total_params) / 1e9, 20.91, 0.01);
+  EXPECT_NEAR(double(small.active_params - small.embedding_params) / 1e9, 3.61, 0.01);
+  EXPECT_EQ(small.kv_values_per_token, 24 * 2 * 512);
+}
+
+// GPT-OSS's layer types and the tensors only it has are named when they are wrong or missing.
+class BrokenGptOssCheckpoint : public BrokenCheckpoint {
+ protected:
+  void SetUp() override { copy_from(kSource.parent_path() / "gpt_oss"); }
+};
+
+TEST_F(BrokenGptOssCheckpoint, LayerTypesAreCheckedByName) {
+  config_["layer_types"][2] = "chunked_attention";
+  write_config();
+  expect_error("config.json", "layer_types[2]");
+  config_["layer_types"] = {"full_attention"};
+  write_config();
+  expect_error("config.json", "layer_types");
+  config_["layer_types"] = nullptr;  // absent: transformers' default, sliding on the even layers
+  config_["sliding_window"] = 0;
+  write_config();
+  expect_error("config.json", "sliding_window");
+  config_["sliding_window"] = 6;
+  write_config();
+  const auto model = Model::load(dir_.path);
+  EXPECT_EQ(model->spec().layer_window, (std::vector<int>{6, 0, 6, 0}));
+}
+
+TEST_F(BrokenGptOssCheckpoint, MissingSinksAndBiasesAreNamed) {
+  drop_tensor("model.layers.3.self_attn.sinks");
+  expect_error(dir_.path.string(), "model.layers.3.self_attn.sinks");
+  copy_from(source_);
+  drop_tensor("model.layers.1.mlp.router.bias");
+  expect_error(dir_.path.string(), "model.layers.1.mlp.router.bias");
+  copy_from(source_);
+  drop_tensor("model.layers.0.mlp.experts.down_proj_bias");
+  expect_error(dir_.path.string(), "model.layers.0.mlp.experts.down_proj_bias");
+}
+
+TEST_F(BrokenGptOssCheckpoint, ExpertsStoredOutputMajorAreRefusedByTheirShape) {
+  // gate_up_proj saved [E, 2I, H] (the engine's own order) instead of GPT-OSS's [E, H, 2I].
+  rewrite_weights([](auto& tensors, auto&) {
+    for (auto& t : tensors)
+      if (t.name == "model.layers.2.mlp.experts.gate_up_proj") std::swap(t.shape[1], t.shape[2]);
+  });
+  expect_error("model.safetensors", "model.layers.2.mlp.experts.gate_up_proj");
 }
 
 }  // namespace
