@@ -89,7 +89,16 @@ void ModelCardView::setData(const WorkbenchData& data) {
                                      .arg(m.latent_kv)
                                      .arg(m.latent_rope));
   else
-    html += row(tr("Attention"), tr("%1 heads, %2 KV heads, head size %3").arg(m.heads).arg(m.kv_heads).arg(m.head_dim));
+    html += row(tr("Attention"), tr("%1 heads, %2 KV heads, head size %3%4%5")
+                                     .arg(m.heads)
+                                     .arg(m.kv_heads)
+                                     .arg(m.head_dim)
+                                     .arg(m.windowed_layers > 0 ? tr("; %1 of %2 layers see only the last %3 tokens")
+                                                                      .arg(m.windowed_layers)
+                                                                      .arg(m.layers)
+                                                                      .arg(m.sliding_window)
+                                                                : QString())
+                                     .arg(m.attention_sinks ? tr("; a sink per head takes part of every softmax") : QString()));
   html += row(tr("Hidden size / vocabulary"), QStringLiteral("%1 / %2").arg(m.hidden).arg(m.vocab));
   const double active_share = m.total_params > 0 ? 100.0 * double(m.active_params) / double(m.total_params) : 0;
   html += row(tr("Parameters"), tr("%1 total, %2 active per token (%3%)")

@@ -33,6 +33,9 @@ struct ModelFacts {
   // Multi-head latent attention (DeepSeek): the cached latent and shared RoPE key widths, and each head's
   // value width; latent_kv 0 for ordinary attention.
   int latent_kv = 0, latent_rope = 0, v_head_dim = 0;
+  // GPT-OSS: a sink logit per head; sliding_window > 0 on windowed_layers of the layers (the rest see all).
+  bool attention_sinks = false;
+  int sliding_window = 0, windowed_layers = 0;
   int64_t total_params = 0;
   int64_t active_params = 0;          // per token at the checkpoint's top-k
   int64_t params_per_expert = 0;      // one routed expert of one layer

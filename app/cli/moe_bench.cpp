@@ -1,6 +1,7 @@
 // moe-bench: prefill and decode speed of a model (a folder or a synthetic config) on this machine, with
 // the achieved memory bandwidth of decode beside the bandwidth this machine measures (STREAM-style):
 // batch-1 decode reads every active weight once per token, so bandwidth is its roofline.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -36,6 +37,14 @@ device-to-device copy), the roofline of batch-1 decode. Decode starts after the 
 does), interleaved within each repeat, and prints each level's cost against off.
 )";
 
+// The cached keys a query at `context` reads, summed over the layers: a sliding-window layer reads only
+// its window.
+double keys_read_over_layers(const ModelSpec& s, int context) {
+  double n = 0;
+  for (int l = 0; l < s.n_layers; ++l) n += s.window(l) > 0 ? std::min(context, s.window(l)) : context;
+  return n;
+}
+
 // Bytes one decode step reads: every active weight matrix once, plus the KV cache up to `context`.
 double decode_bytes_per_token(const Model& m, int context, size_t kv_bytes_per_token) {
   const auto& s = m.spec();
@@ -52,7 +61,8 @@ double decode_bytes_per_token(const Model& m, int context, size_t kv_bytes_per_t
       b += double(L.mlp.gate.bytes() + L.mlp.up.bytes() + L.mlp.down.bytes());
     }
   }
-  return b + double(kv_bytes_per_token) * double(context);  // K and V of every cached position, all layers
+  // K and V of every cached position the layers read (kv_bytes_per_token covers all layers).
+  return b + double(kv_bytes_per_token) / double(s.n_layers) * keys_read_over_layers(s, context);
 }
 
 // Multiply-adds ×2 of one token through the matrices (active experts only), plus attention over `context`.
@@ -65,7 +75,7 @@ double flops_per_token(const Model& m, int context) {
   const auto& A = s.attn;
   const double qk = A.is_mla() ? double(s.kv_dim()) : double(A.head_dim);
   const double v = A.is_mla() ? double(A.mla.kv_lora_rank) : double(A.head_dim);
-  const double attn = 2.0 * double(A.n_heads) * (qk + v) * double(context) * s.n_layers;
+  const double attn = 2.0 * double(A.n_heads) * (qk + v) * keys_read_over_layers(s, context);
   return matmul + attn;
 }
 

@@ -1,4 +1,5 @@
 // moe-inspect: the workbench's command line. `info` describes a model, `generate` runs it.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
@@ -84,15 +85,20 @@ json info_json(const Model& m, int context, DType kv_dtype) {
   if (s.attn.yarn.factor > 0)
     j["attention"]["yarn"] = {{"factor", s.attn.yarn.factor}, {"original_max_positions", s.attn.yarn.original_max_positions},
                               {"attention_factor", s.attn.rope_attention_factor}};
+  if (s.attn.sinks) j["attention"]["sinks"] = true;
+  if (!s.layer_window.empty()) j["attention"]["layer_window"] = s.layer_window;
   if (s.attn.is_mla())
     j["attention"]["mla"] = {{"q_lora_rank", s.attn.mla.q_lora_rank}, {"kv_lora_rank", s.attn.mla.kv_lora_rank},
                              {"qk_nope_head_dim", s.attn.mla.qk_nope_dim}, {"v_head_dim", s.attn.mla.v_head_dim}};
   j["experts"] = s.moe.n_experts;
   j["top_k"] = s.moe.top_k;
   j["expert_ffn"] = s.moe.expert_ffn;
+  if (s.moe.expert_bias) j["expert_bias"] = true;
+  if (s.moe.glu_limit > 0) j["expert_gate_clamp"] = {{"limit", s.moe.glu_limit}, {"alpha", s.moe.glu_alpha}};
   j["renormalize_top_k"] = s.moe.renormalize;
   j["router"] = {{"score", s.moe.score == RouterScore::Softmax ? "softmax" : "sigmoid"},
                  {"selection_bias", s.moe.selection_bias},
+                 {"logit_bias", s.moe.router_logit_bias},
                  {"routed_scale", s.moe.routed_scale},
                  {"n_group", s.moe.n_group},
                  {"topk_group", s.moe.topk_group},
@@ -146,13 +152,20 @@ void print_info(const Model& m, int context, DType kv_dtype, const Tokenizer* to
   if (A.yarn.factor > 0)
     std::printf(", YaRN x%g from %d (cos/sin x%.6g)", A.yarn.factor, A.yarn.original_max_positions,
                 double(A.rope_attention_factor));
+  if (A.sinks) std::printf(", a sink logit per head");
+  if (const int windowed = int(std::count_if(s.layer_window.begin(), s.layer_window.end(), [](int w) { return w > 0; })))
+    std::printf(", sliding window %d on %d of %d layers", *std::max_element(s.layer_window.begin(), s.layer_window.end()),
+                windowed, s.n_layers);
   std::printf("\n");
   if (s.is_moe()) {
     const auto& M = s.moe;
-    std::printf("experts       %d routed, top-%d, width %d, %s top-k weights\n", M.n_experts, M.top_k, M.expert_ffn,
+    std::printf("experts       %d routed, top-%d, width %d, %s top-k weights", M.n_experts, M.top_k, M.expert_ffn,
                 M.renormalize ? "renormalised" : (M.score == RouterScore::Softmax ? "raw softmax" : "raw sigmoid"));
-    std::printf("router        %s scores%s", M.score == RouterScore::Softmax ? "softmax" : "sigmoid",
-                M.selection_bias ? ", selection bias" : "");
+    if (M.expert_bias) std::printf(", biases");
+    if (M.glu_limit > 0) std::printf(", gate clamped at %g (alpha %g)", double(M.glu_limit), double(M.glu_alpha));
+    std::printf("\n");
+    std::printf("router        %s scores%s%s", M.score == RouterScore::Softmax ? "softmax" : "sigmoid",
+                M.router_logit_bias ? ", logit bias" : "", M.selection_bias ? ", selection bias" : "");
     if (M.group_limited())
       std::printf(", experts of the best %d of %d groups (by %s)", M.topk_group, M.n_group,
                   M.group_score == GroupScore::Max ? "their best score" : "the sum of their two best");

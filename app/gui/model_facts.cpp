@@ -1,5 +1,6 @@
 #include "app/gui/model_facts.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <unistd.h>
@@ -50,6 +51,9 @@ views::ModelFacts model_facts(const Model& model, Conversation& conversation) {
     f.latent_rope = s.attn.rotary_dim;
     f.v_head_dim = s.attn.mla.v_head_dim;
   }
+  f.attention_sinks = s.attn.sinks;
+  for (int l = 0; l < s.n_layers; ++l)
+    if (s.window(l) > 0) f.sliding_window = std::max(f.sliding_window, s.window(l)), ++f.windowed_layers;
   f.hidden = s.hidden;
   f.vocab = s.vocab_size;
   f.total_params = z.total_params;

@@ -177,6 +177,19 @@ void ModelCardViewTest::partlyDenseAndDenseModels() {
   view.setData(withModel(kimi));
   QCOMPARE(field(view.cardText(), QStringLiteral("Chat format")),
            QStringLiteral("Kimi-K2-Thinking (always thinks; no-think cuts it at once)"));
+  QCOMPARE(field(view.cardText(), QStringLiteral("Attention")), QStringLiteral("32 heads, 4 KV heads, head size 128"));
+  ModelFacts oss = filledModel();  // GPT-OSS-20B's attention
+  oss.layers = oss.moe_layers = 24;
+  oss.heads = 64;
+  oss.kv_heads = 8;
+  oss.head_dim = 64;
+  oss.sliding_window = 128;
+  oss.windowed_layers = 12;
+  oss.attention_sinks = true;
+  view.setData(withModel(oss));
+  QCOMPARE(field(view.cardText(), QStringLiteral("Attention")),
+           QStringLiteral("64 heads, 8 KV heads, head size 64; 12 of 24 layers see only the last 128 tokens; a sink per "
+                          "head takes part of every softmax"));
 
   ModelFacts dense = filledModel();
   dense.name.clear();  // the title falls back to the family
