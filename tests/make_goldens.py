@@ -56,6 +56,7 @@ from transformers import (
     Ernie4_5_MoeForCausalLM,
     GptOssConfig,
     GptOssForCausalLM,
+    Mxfp4Config,
 )
 
 OUT_ROOT = Path(__file__).resolve().parent / "data" / "models"
@@ -542,6 +543,18 @@ CASES = [
         "computed in fp32 from the bf16-rounded weights.",
     ),
     dict(
+        name="gpt_oss_mxfp4",
+        family="gpt_oss",
+        seed=9500,
+        init_std=0.15,
+        config=None,  # set below: gpt_oss's, with experts 32 wide (MXFP4 packs blocks of 32 values)
+        quantize="mxfp4",
+        config_style="hub",
+        exercises="GPT-OSS as released: routed experts in MXFP4 (gate_up_proj_blocks/_scales, down_proj_blocks/"
+        "_scales, quantization_config mxfp4), quantized by this script from random weights. Reference: "
+        "transformers with Mxfp4Config(dequantize=True), fp32.",
+    ),
+    dict(
         name="qwen3_moe_bf16",
         family="qwen3_moe",
         base="qwen3_moe",  # same architecture; seed search starts at the base's accepted seed
@@ -581,6 +594,53 @@ CASES = [
 for _case in CASES:
     if _case["name"] == "gpt_oss_bf16":
         _case["config"] = next(c["config"] for c in CASES if c["name"] == "gpt_oss")
+    if _case["name"] == "gpt_oss_mxfp4":
+        _case["config"] = dict(next(c["config"] for c in CASES if c["name"] == "gpt_oss"), intermediate_size=32)
+
+# MXFP4 (transformers' integrations/mxfp4.py): blocks of 32 values along a row of the output-major weight,
+# each an E2M1 code (low nibble first) times a shared 2^(scale - 127).
+FP4_VALUES = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0])
+
+
+def mxfp4_quantize(w):
+    """w [..., K], K % 32 == 0 -> (blocks [..., K/32, 16] uint8, scales [..., K/32] uint8). The scale is the
+    smallest power of two that brings the block's largest magnitude within 6; values round to the nearest code."""
+    *pre, k = w.shape
+    g = w.reshape(*pre, k // 32, 32)
+    amax = g.abs().amax(-1).clamp(min=1e-30)
+    e = torch.ceil(torch.log2(amax / 6.0)).clamp(-127, 127)
+    codes = (g / torch.exp2(e)[..., None])[..., None].sub(FP4_VALUES).abs().argmin(-1)
+    blocks = (codes[..., 0::2] | (codes[..., 1::2] << 4)).to(torch.uint8)
+    return blocks, (e + 127).to(torch.uint8)
+
+
+def mxfp4_dequantize(blocks, scales):
+    lo, hi = FP4_VALUES[(blocks & 15).long()], FP4_VALUES[(blocks >> 4).long()]
+    vals = torch.stack([lo, hi], -1).reshape(*blocks.shape[:-1], 32) * torch.exp2(scales.float() - 127)[..., None]
+    return vals.reshape(*blocks.shape[:-2], -1)
+
+
+def mxfp4_rewrite(out_dir):
+    """Replace the stacked experts of a saved GPT-OSS checkpoint by their MXFP4 blocks and scales, and say so in
+    config.json, as the released checkpoints are laid out."""
+    from safetensors.torch import load_file, save_file as save_torch
+
+    path = out_dir / "model.safetensors"
+    tensors = load_file(str(path))
+    out = {}
+    for name, t in tensors.items():
+        if name.endswith(("experts.gate_up_proj", "experts.down_proj")):
+            blocks, scales = mxfp4_quantize(t.transpose(1, 2).contiguous())  # stored input-major; MXFP4 is per output row
+            out[name + "_blocks"], out[name + "_scales"] = blocks, scales
+        else:
+            out[name] = t
+    save_torch(out, str(path), metadata={"format": "pt"})
+    cfg = json.loads((out_dir / "config.json").read_text())
+    cfg["quantization_config"] = {
+        "modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"],
+        "quant_method": "mxfp4",
+    }
+    (out_dir / "config.json").write_text(json.dumps(dict(sorted(cfg.items())), indent=2) + "\n")
 
 # ----------------------------------------------------------------------------------------------
 # model construction
@@ -656,15 +716,19 @@ def save_checkpoint(model, case, out_dir):
     to_save.save_pretrained(out_dir, **kwargs)
     if case["config_style"] == "hub":
         rewrite_config_hub_style(out_dir / "config.json")
+    if case.get("quantize") == "mxfp4":
+        mxfp4_rewrite(out_dir)
 
 
 def load_reference_model(case, out_dir):
     _, model_cls = FAMILIES[case["family"]]
+    extra = {"quantization_config": Mxfp4Config(dequantize=True)} if case.get("quantize") == "mxfp4" else {}
     model = model_cls.from_pretrained(
         out_dir,
         dtype=torch.float32,
         attn_implementation="eager",
         experts_implementation="eager",
+        **extra,
     )
     model.eval()
     return model
@@ -871,11 +935,14 @@ def make_prompt(seed):
     return torch.randint(PROMPT_ID_LOW, PROMPT_ID_HIGH, (PROMPT_LEN,), generator=gen, dtype=torch.int64)
 
 
-def check_loaded_weights(model, loaded, dtype):
-    """The reloaded fp32 model must hold exactly the storage-dtype-rounded weights."""
+def check_loaded_weights(model, loaded, dtype, quantize=None):
+    """The reloaded fp32 model must hold exactly the storage-dtype-rounded weights (MXFP4 experts: exactly
+    their quantized values)."""
     src = dict(model.named_parameters())
     for name, p in loaded.named_parameters():
         expect = src[name].detach().to(dtype).float()
+        if quantize == "mxfp4" and name.endswith(("experts.gate_up_proj", "experts.down_proj")):
+            expect = mxfp4_dequantize(*mxfp4_quantize(expect.transpose(1, 2).contiguous())).transpose(1, 2)
         if not torch.equal(p.detach(), expect):
             raise RuntimeError(f"reloaded weight {name} differs from the {dtype}-rounded original")
 
@@ -913,7 +980,7 @@ def generate_case(case, start_seed, tmp_root):
         work = tmp_root / case["name"]
         save_checkpoint(model, case, work)
         loaded = load_reference_model(case, work)
-        check_loaded_weights(model, loaded, STORAGE_DTYPES[storage])
+        check_loaded_weights(model, loaded, STORAGE_DTYPES[storage], case.get("quantize"))
         ref, diag, failures = compute_reference(loaded, make_prompt(seed), case["config"].get("eos_token_id"))
         if failures:
             print(f"  {case['name']}: seed {seed} rejected: {'; '.join(failures)}")

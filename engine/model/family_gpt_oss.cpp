@@ -4,7 +4,8 @@
 // layer is MoE: a router with a bias, top-k of its logits and a softmax over those k (the renormalised
 // softmax over all experts, the same weights); experts stacked input-major with gate and up columns
 // interleaved, biases on all three projections, and a clamped gate: out = (clamp(up, ±limit) + 1) ·
-// g · σ(1.702 · g), g = min(gate, limit). transformers' modeling_gpt_oss.py.
+// g · σ(1.702 · g), g = min(gate, limit). transformers' modeling_gpt_oss.py. The release stores those experts
+// in MXFP4 (transformers' integrations/mxfp4.py), which the loader expands (model.cpp).
 #include "engine/model/families.h"
 
 namespace moe {
@@ -56,6 +57,9 @@ FamilyAdapter gpt_oss_family() {
     M.glu_alpha = float(c.number_or("swiglu_alpha", 1.702));
     if (!(M.glu_limit > 0)) throw EngineError(c.file(), "swiglu_limit", "must be positive");
     s.layer_is_moe.assign(s.n_layers, true);
+    if (M.experts_mxfp4 && (s.hidden % 32 || M.expert_ffn % 32))
+      throw EngineError(c.file(), s.hidden % 32 ? "hidden_size" : "intermediate_size",
+                        "MXFP4 experts need widths that are multiples of 32 (blocks of 32 values)");
   };
   auto& n = f.names;
   n.q_norm = n.k_norm = "";

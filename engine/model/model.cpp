@@ -3,6 +3,7 @@
 #include "engine/model/model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <set>
@@ -36,6 +37,8 @@ class WeightSource {
   // Synthetic memory holds no layout worth reordering: tensors stored in another layout (GPT-OSS's
   // experts) are bound in place instead of copied.
   virtual bool synthetic() const { return false; }
+  // Raw bytes (U8) of a tensor that must have `shape`: quantized blocks and scales. Synthetic sources have none.
+  virtual const uint8_t* get_u8(const std::string&, const std::vector<int64_t>&) { return nullptr; }
 };
 
 class CheckpointSource : public WeightSource {
@@ -57,6 +60,16 @@ class CheckpointSource : public WeightSource {
       throw EngineError(t->file, name, "shape " + shape_str(t->shape) + " disagrees with " + config_ + ", which implies " + shape_str(shape));
     dtype = t->dtype;
     return t->data;
+  }
+  const uint8_t* get_u8(const std::string& name, const std::vector<int64_t>& shape) override {
+    const TensorView* t = store_.find(name);
+    if (!t) throw EngineError(store_.source(), name, "tensor is missing (config.json implies it with shape " + shape_str(shape) + ")");
+    used_.insert(name);
+    if (t->dtype != DType::U8)
+      throw EngineError(t->file, name, "dtype " + std::string(dtype_name(t->dtype)) + " is not U8, as MXFP4 blocks and scales are");
+    if (t->shape != shape)
+      throw EngineError(t->file, name, "shape " + shape_str(t->shape) + " disagrees with " + config_ + ", which implies " + shape_str(shape));
+    return reinterpret_cast<const uint8_t*>(t->data);
   }
   std::vector<std::string> unused() const {
     std::vector<std::string> out;
@@ -269,6 +282,11 @@ class Binder {
   template <typename Name>
   void bind_transposed_experts(LayerWeights& L, const Name& name) {
     const int64_t H = s_.hidden, E = s_.moe.n_experts, I = s_.moe.expert_ffn;
+    if (s_.moe.experts_mxfp4 && !src_.synthetic()) {
+      bind_mxfp4_experts(L, name);
+      bind_expert_biases(L, name);
+      return;
+    }
     DType dt = DType::F32, dt2 = DType::F32;
     const auto* gu = static_cast<const std::byte*>(src_.get(name(n_.experts_gate_up), {E, H, 2 * I}, true, dt));
     const auto* dn = static_cast<const std::byte*>(src_.get(name(n_.experts_down), {E, I, H}, true, dt2));
@@ -296,6 +314,13 @@ class Binder {
         X.down = {at(out, (e * 3 + 2) * I * H), dt, H, I};
       }
     }
+    bind_expert_biases(L, name);
+  }
+
+  // The biases of GPT-OSS's experts: gate_up [E, 2·I] interleaved like the columns, down [E, H].
+  template <typename Name>
+  void bind_expert_biases(LayerWeights& L, const Name& name) {
+    const int64_t H = s_.hidden, E = s_.moe.n_experts, I = s_.moe.expert_ffn;
     if (!s_.moe.expert_bias) return;
     const std::vector<float> gu_bias = table(name(n_.experts_gate_up_bias), E, 2 * I);
     const std::vector<float> d_bias = table(name(n_.experts_down_bias), E, H);
@@ -308,6 +333,55 @@ class Binder {
         X.up_bias[size_t(i)] = gu_bias[size_t(e * 2 * I + 2 * i + 1)];
       }
       X.down_bias.assign(d_bias.begin() + e * H, d_bias.begin() + (e + 1) * H);
+    }
+  }
+
+  // GPT-OSS's release experts in MXFP4 (transformers' integrations/mxfp4.py): gate_up_proj_blocks
+  // [E, 2·I, H/32, 16] and _scales [E, 2·I, H/32], down_proj_blocks [E, H, I/32, 16] and _scales
+  // [E, H, I/32]. Rows are outputs (gate and up interleaved), each a run of 32-value blocks: 16 bytes of
+  // FP4 (E2M1) codes, the low nibble first, times 2^(scale − 127). Every value is exact in BF16, so the
+  // expansion into the engine's BF16 rows loses nothing.
+  template <typename Name>
+  void bind_mxfp4_experts(LayerWeights& L, const Name& name) {
+    const int64_t H = s_.hidden, E = s_.moe.n_experts, I = s_.moe.expert_ffn;
+    const std::string gu = name(n_.experts_gate_up), dn = name(n_.experts_down);
+    const uint8_t* gu_blocks = src_.get_u8(gu + "_blocks", {E, 2 * I, H / 32, 16});
+    const uint8_t* gu_scales = src_.get_u8(gu + "_scales", {E, 2 * I, H / 32});
+    const uint8_t* dn_blocks = src_.get_u8(dn + "_blocks", {E, H, I / 32, 16});
+    const uint8_t* dn_scales = src_.get_u8(dn + "_scales", {E, H, I / 32});
+    if (!owned_) throw EngineError(gu + "_blocks", "layout", "this loader cannot expand MXFP4 weights");
+    owned_->emplace_back(new std::byte[size_t(E * 3 * I * H) * 2]);
+    auto* out = reinterpret_cast<uint16_t*>(owned_->back().get());
+    // One output row of `k` values from its blocks and scales.
+    auto row = [](const uint8_t* blocks, const uint8_t* scales, int64_t k, uint16_t* dst) {
+      static constexpr float kFp4[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
+                                         -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+      for (int64_t b = 0; b < k / 32; ++b) {
+        const int exponent = int(scales[b]) - 127;
+        for (int j = 0; j < 16; ++j) {
+          const uint8_t code = blocks[b * 16 + j];
+          dst[b * 32 + 2 * j] = f32_to_bf16(std::ldexp(kFp4[code & 15], exponent));
+          dst[b * 32 + 2 * j + 1] = f32_to_bf16(std::ldexp(kFp4[code >> 4], exponent));
+        }
+      }
+    };
+    for (int64_t e = 0; e < E; ++e) {
+      uint16_t* gate = out + size_t(e * 3 * I * H);
+      uint16_t* up = gate + size_t(I * H);
+      uint16_t* down = up + size_t(I * H);
+      for (int64_t r = 0; r < 2 * I; ++r) {  // even rows gate, odd rows up
+        const int64_t src_row = e * 2 * I + r;
+        row(gu_blocks + size_t(src_row * (H / 32) * 16), gu_scales + size_t(src_row * (H / 32)), H,
+            (r % 2 ? up : gate) + size_t((r / 2) * H));
+      }
+      for (int64_t r = 0; r < H; ++r) {
+        const int64_t src_row = e * H + r;
+        row(dn_blocks + size_t(src_row * (I / 32) * 16), dn_scales + size_t(src_row * (I / 32)), I, down + size_t(r * I));
+      }
+      auto& X = L.experts[size_t(e)];
+      X.gate = {gate, DType::BF16, I, H};
+      X.up = {up, DType::BF16, I, H};
+      X.down = {down, DType::BF16, H, I};
     }
   }
 

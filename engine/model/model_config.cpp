@@ -146,8 +146,12 @@ ModelSpec read_model_spec(const JsonFields& c) {
     const std::string method = q.is_object() && q.contains("quant_method") && q["quant_method"].is_string()
                                    ? q["quant_method"].get<std::string>()
                                    : "unknown";
-    throw EngineError(c.file(), "quantization_config.quant_method",
-                      "quantized checkpoints ('" + method + "') are not supported; use BF16, F16 or F32 weights");
+    // GPT-OSS's MXFP4 experts are the one quantized layout read (and expanded to BF16 at load).
+    if (method == "mxfp4" && model_type == "gpt_oss") s.moe.experts_mxfp4 = true;
+    else
+      throw EngineError(c.file(), "quantization_config.quant_method",
+                        "quantized checkpoints ('" + method + "') are not supported; use BF16, F16 or F32 weights" +
+                            (method == "mxfp4" ? " (MXFP4 is read for GPT-OSS's experts only)" : ""));
   }
 
   // Biases: Llama/Qwen3 attention_bias covers q, k, v and o. Checkpoints are trusted over this flag

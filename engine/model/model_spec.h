@@ -83,6 +83,9 @@ struct MoeSpec {
   // out = (up + 1) · gate · σ(alpha · gate).
   float glu_limit = 0;
   float glu_alpha = 1.702f;
+  // GPT-OSS's release: the routed experts are MXFP4 (quantization_config.quant_method "mxfp4"), stored as
+  // blocks of 32 FP4 values with a shared power-of-two scale; the loader expands them to BF16, exactly.
+  bool experts_mxfp4 = false;
 };
 
 struct ModelSpec {

@@ -131,7 +131,7 @@ TEST_P(GoldenModel, LogitsRoutingAndGreedyMatchTransformers) {
 INSTANTIATE_TEST_SUITE_P(Families, GoldenModel,
                          ::testing::Values("qwen3_moe", "qwen3_moe_sparse_step", "qwen3_dense", "qwen2_moe", "mixtral",
                                            "olmoe", "llama", "glm4_moe", "deepseek_v2", "deepseek_v3", "minimax_m2", "ernie4_5_moe", "gpt_oss", "qwen3_moe_bf16",
-                                           "qwen3_moe_f16", "gpt_oss_bf16", "mixtral_sharded", "demo/moe", "demo/dense"),
+                                           "qwen3_moe_f16", "gpt_oss_bf16", "gpt_oss_mxfp4", "mixtral_sharded", "demo/moe", "demo/dense"),
                          [](const auto& info) {
                            std::string n = info.param;
                            std::replace(n.begin(), n.end(), '/', '_');

@@ -129,6 +129,9 @@ TEST_F(BrokenCheckpoint, QuantizedCheckpointsAreRefusedByName) {
   config_["quantization_config"] = {{"quant_method", "fp8"}, {"weight_block_size", {128, 128}}};
   write_config();
   expect_error("config.json", "quantization_config.quant_method");
+  config_["quantization_config"] = {{"quant_method", "mxfp4"}};  // read for GPT-OSS's experts only
+  write_config();
+  expect_error("config.json", "quantization_config.quant_method");
 }
 
 // DeepSeek's multi-head latent attention and routers: what cannot be run is refused by name, and a
@@ -442,6 +445,24 @@ TEST_F(BrokenGptOssCheckpoint, MissingSinksAndBiasesAreNamed) {
   copy_from(source_);
   drop_tensor("model.layers.0.mlp.experts.down_proj_bias");
   expect_error(dir_.path.string(), "model.layers.0.mlp.experts.down_proj_bias");
+}
+
+// The released layout: MXFP4 blocks and scales, each checked for its dtype (U8) and shape, and named.
+TEST_F(BrokenGptOssCheckpoint, BrokenMxfp4ExpertsAreNamed) {
+  copy_from(kSource.parent_path() / "gpt_oss_mxfp4");
+  EXPECT_TRUE(Model::load(dir_.path)->spec().moe.experts_mxfp4);
+  drop_tensor("model.layers.1.mlp.experts.down_proj_scales");
+  expect_error(dir_.path.string(), "model.layers.1.mlp.experts.down_proj_scales");
+  copy_from(source_);
+  rewrite_weights([](auto& tensors, auto&) {
+    for (auto& t : tensors)
+      if (t.name == "model.layers.2.mlp.experts.gate_up_proj_blocks") t.dtype = DType::I8;
+  });
+  expect_error("model.safetensors", "model.layers.2.mlp.experts.gate_up_proj_blocks");
+  copy_from(source_);
+  config_["intermediate_size"] = 48;  // not whole blocks of 32
+  write_config();
+  expect_error("config.json", "intermediate_size");
 }
 
 TEST_F(BrokenGptOssCheckpoint, ExpertsStoredOutputMajorAreRefusedByTheirShape) {
