@@ -370,6 +370,8 @@ ExpertLoadView::Computed ExpertLoadView::compute(const ModelFacts* model, const 
   c.filter = filter;
   if (!model && trace.size() == 0) {
     c.outcome = Outcome::NoModel;
+  } else if (trace.size() == 0 && model && model->experts > 0) {
+    c.outcome = Outcome::NoTokens;  // an empty trace knows no MoE layers yet: the model says it has experts
   } else if (trace.n_moe() == 0 || trace.n_experts <= 0 || (model && model->experts == 0)) {
     c.outcome = Outcome::Dense;
   } else if (trace.size() == 0) {

@@ -238,6 +238,13 @@ class ExpertLoadViewTest : public QObject {
     QVERIFY(view.barValues().isEmpty());
     QCOMPARE(view.selectedLayer(), -1);
 
+    // A MoE model before its first token: the empty trace has no MoE layers yet, and that is not "dense".
+    WorkbenchData fresh = session_;
+    fresh.trace = std::make_shared<moe::inspect::Trace>();
+    QVERIFY(fresh.model && fresh.model->experts > 0);
+    view.setData(fresh);
+    QVERIFY2(view.message().contains(QStringLiteral("No tokens yet")), qPrintable(view.message()));
+
     // Dense model: no MoE layer at all.
     auto dense = std::make_shared<moe::inspect::Trace>(*session_.trace);
     dense->moe_layers.clear();
