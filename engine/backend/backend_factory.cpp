@@ -20,24 +20,24 @@ MadeBackend make_backend(const Model& model, const BackendOptions& options) {
     return made;
   }
 #ifdef MOE_HAVE_CUDA
-  std::string why;
-  const std::string unsupported = cuda_unsupported_features(model.spec());
-  const cuda::Probe probe = unsupported.empty() ? cuda::probe_devices() : cuda::Probe{};
-  if (!unsupported.empty()) {
-    why = "the CUDA backend does not run " + model.spec().family + "'s " + unsupported + " yet";
-  } else if (probe.devices.empty()) {
-    why = probe.problem;
-  } else if (options.cuda_device < 0 || size_t(options.cuda_device) >= probe.devices.size()) {
-    why = "CUDA device " + std::to_string(options.cuda_device) + " does not exist (" +
-          std::to_string(probe.devices.size()) + " found)";
-  } else {
-    try {
-      made.backend = cuda::make_cuda_backend(model, options);
-      made.note = made.backend->describe();
-      return made;
-    } catch (const EngineError& e) {
-      if (e.field() == "cancelled") throw;
-      why = e.what();
+  // What the kernels do not implement runs on the CPU without touching a device.
+  std::string why = cuda_refusal(model.spec());
+  if (why.empty()) {
+    const cuda::Probe probe = cuda::probe_devices();
+    if (probe.devices.empty()) {
+      why = probe.problem;
+    } else if (options.cuda_device < 0 || size_t(options.cuda_device) >= probe.devices.size()) {
+      why = "CUDA device " + std::to_string(options.cuda_device) + " does not exist (" +
+            std::to_string(probe.devices.size()) + " found)";
+    } else {
+      try {
+        made.backend = cuda::make_cuda_backend(model, options);
+        made.note = made.backend->describe();
+        return made;
+      } catch (const EngineError& e) {
+        if (e.field() == "cancelled") throw;
+        why = e.what();
+      }
     }
   }
   if (!model.has_weights()) throw EngineError("", "device", why + "; and this model has no weights for the CPU");

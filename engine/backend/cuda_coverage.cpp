@@ -18,4 +18,9 @@ std::string cuda_unsupported_features(const ModelSpec& s) {
   return out;
 }
 
+std::string cuda_refusal(const ModelSpec& s) {
+  const std::string unsupported = cuda_unsupported_features(s);
+  return unsupported.empty() ? "" : "the CUDA backend does not run " + s.family + "'s " + unsupported + " yet";
+}
+
 }  // namespace moe

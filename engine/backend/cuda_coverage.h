@@ -9,5 +9,7 @@ namespace moe {
 
 // The parts of the spec the CUDA kernels do not implement, in words for the user ("" when none).
 std::string cuda_unsupported_features(const ModelSpec& spec);
+// The sentence that says so ("the CUDA backend does not run GPT-OSS's … yet"), or "" when it runs the spec.
+std::string cuda_refusal(const ModelSpec& spec);
 
 }  // namespace moe

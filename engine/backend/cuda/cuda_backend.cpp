@@ -123,8 +123,7 @@ class CudaBackend final : public Backend {
   CudaBackend(const Model& model, const BackendOptions& opt) : s_(model.spec()), device_(opt.cuda_device) {
     if (!model.has_weights() && !model.is_synthetic())
       throw EngineError("", "weights", "this model has no weights to run");
-    if (const std::string unsupported = cuda_unsupported_features(s_); !unsupported.empty())
-      throw EngineError("", "model", "the CUDA backend does not run " + s_.family + "'s " + unsupported + " yet");
+    if (const std::string refusal = cuda_refusal(s_); !refusal.empty()) throw EngineError("", "model", refusal);
     MOE_CUDA_CHECK(cudaSetDevice(device_));
     cudaDeviceProp prop{};
     MOE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
