@@ -6,13 +6,12 @@
 namespace moe {
 
 std::string cuda_unsupported_features(const ModelSpec& s) {
+  // GPT-OSS's sinks and windows are in the GQA kernels (attention.cuh), not in latent attention's; no
+  // family combines them with it yet.
   std::vector<std::string> parts;
-  if (s.attn.sinks) parts.push_back("attention sinks");
-  if (std::any_of(s.layer_window.begin(), s.layer_window.end(), [](int w) { return w > 0; }))
-    parts.push_back("sliding-window attention");
-  if (s.moe.router_logit_bias) parts.push_back("a router bias");
-  if (s.moe.expert_bias) parts.push_back("expert biases");
-  if (s.moe.glu_limit > 0) parts.push_back("the clamped expert gate");
+  if (s.attn.is_mla() && s.attn.sinks) parts.push_back("attention sinks with latent attention");
+  if (s.attn.is_mla() && std::any_of(s.layer_window.begin(), s.layer_window.end(), [](int w) { return w > 0; }))
+    parts.push_back("sliding windows with latent attention");
   std::string out;
   for (size_t i = 0; i < parts.size(); ++i) out += (i == 0 ? "" : i + 1 == parts.size() ? " and " : ", ") + parts[i];
   return out;

@@ -69,10 +69,12 @@ GpuMemoryPlan plan_gpu_memory(const ModelSpec& s, const GpuPlanOptions& o) {
     if (s.attn.qk_norm == QkNorm::WholeProjection) qk_norm = (q + kv) * 4;
   }
   if (s.attn.o_bias) attention += H * 4;
+  if (s.attn.sinks) attention += size_t(s.attn.n_heads) * 4;
   p.weights.push_back({"embeddings", -1, V * H * w});
   p.weights.push_back({"attention", -1, L * attention});
-  p.weights.push_back({"router", -1, M * E * (H * w + (s.moe.selection_bias ? 4 : 0))});
-  p.weights.push_back({"routed experts", -1, M * E * 3 * eff * H * w});
+  const size_t router_vectors = (s.moe.selection_bias ? 4 : 0) + (s.moe.router_logit_bias ? 4 : 0);
+  p.weights.push_back({"router", -1, M * E * (H * w + router_vectors)});
+  p.weights.push_back({"routed experts", -1, M * E * (3 * eff * H * w + (s.moe.expert_bias ? (2 * eff + H) * 4 : 0))});
   p.weights.push_back({"shared experts", -1, M * (3 * sff * H * w + (s.moe.shared_gate ? H * w : 0))});
   p.weights.push_back({"dense mlp", -1, (L - M) * 3 * dff * H * w});
   p.weights.push_back({"norms", -1, (2 * L + 1) * H * 4 + L * qk_norm});

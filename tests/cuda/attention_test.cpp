@@ -86,10 +86,10 @@ struct RowRef {
   std::vector<double> out;  // [hd]
   std::vector<double> w;    // [n_keys]
   double entropy = 0, max_weight = 0, first_mass = 0;
+  // The k largest weights' sum (every weight when k ≥ the keys seen: 1, or less with a sink).
   double topk_mass(int topk) const {
     const int n = int(w.size());
     const int k = std::min(n, std::max(1, topk));
-    if (k == n) return 1.0;
     std::vector<double> s = w;
     std::partial_sort(s.begin(), s.begin() + k, s.end(), std::greater<double>());
     double m = 0;
@@ -98,14 +98,16 @@ struct RowRef {
   }
 };
 
-// Head h of query q (its hd values) over keys 0 … n_keys − 1.
+// Head h of query q (its hd values) over keys 0 … n_keys − 1; with a sliding window (> 0) over the last
+// `window` of them only (the weights before are 0), and with a sink logit in the denominator (GPT-OSS).
 RowRef reference_row(const float* q, const HostCache& K, const HostCache& V, const Heads& s, int h, int n_keys,
-                     float scale) {
+                     float scale, int window = 0, double sink = -INFINITY) {
   const int kvh = h / (s.nh / s.nkv);
   const size_t kvd = size_t(s.nkv) * size_t(s.hd);
-  std::vector<double> sc(static_cast<size_t>(n_keys));
-  double m = -INFINITY;
-  for (int j = 0; j < n_keys; ++j) {
+  const int first = window > 0 ? std::max(0, n_keys - window) : 0;
+  std::vector<double> sc(static_cast<size_t>(n_keys), -INFINITY);
+  double m = sink;
+  for (int j = first; j < n_keys; ++j) {
     const float* k = &K.values[size_t(j) * kvd + size_t(kvh) * size_t(s.hd)];
     double d = 0;
     for (int i = 0; i < s.hd; ++i) d += double(q[i]) * double(k[i]);
@@ -113,11 +115,11 @@ RowRef reference_row(const float* q, const HostCache& K, const HostCache& V, con
     m = std::max(m, sc[size_t(j)]);
   }
   RowRef r;
-  r.w.resize(size_t(n_keys));
-  double S = 0;
-  for (int j = 0; j < n_keys; ++j) S += std::exp(sc[size_t(j)] - m);
+  r.w.assign(size_t(n_keys), 0.0);
+  double S = std::exp(sink - m);
+  for (int j = first; j < n_keys; ++j) S += std::exp(sc[size_t(j)] - m);
   r.out.assign(size_t(s.hd), 0.0);
-  for (int j = 0; j < n_keys; ++j) {
+  for (int j = first; j < n_keys; ++j) {
     const double w = std::exp(sc[size_t(j)] - m) / S;
     r.w[size_t(j)] = w;
     if (w > 0) r.entropy -= w * std::log(w);
@@ -244,6 +246,54 @@ TEST(AttentionDecode, MatchesReference) {
     }
 }
 
+// GPT-OSS: each head's sink logit in [−3, 3] (against scores of std ~0.7), with and without a sliding
+// window: narrower than a key tile, across tiles and slices, and wider than the context so far.
+std::vector<float> sink_logits(int nh, uint32_t seed) { return random_floats(size_t(nh), seed, 3.0f); }
+
+TEST(AttentionDecode, SlidingWindowsAndSinks) {
+  MOE_REQUIRE_GPU();
+  const int capacity = 1100;
+  int run = 0;
+  for (const Heads& hs : {Heads{8, 2, 64}, Heads{4, 4, 128}, Heads{6, 2, 72}, Heads{4, 2, 36}})
+    for (DType dt : {DType::F32, DType::BF16}) {
+      const size_t kvd = size_t(hs.nkv) * size_t(hs.hd);
+      const HostCache K = make_cache(size_t(capacity) * kvd, dt, 14), V = make_cache(size_t(capacity) * kvd, dt, 15);
+      DeviceVector<uint8_t> dK(K.bytes), dV(V.bytes);
+      const auto q = random_floats(size_t(hs.nh) * size_t(hs.hd), 16, 2.0f);
+      const std::vector<float> sinks = sink_logits(hs.nh, 17);
+      DeviceVector<float> dq(q), dout(size_t(hs.nh) * size_t(hs.hd)), dsinks(sinks);
+      for (const auto& [window, with_sinks] : {std::pair{0, true}, std::pair{1, false}, std::pair{5, true},
+                                               std::pair{128, false}, std::pair{128, true}}) {
+        AttentionShape shape = make_shape(hs, capacity, dt);
+        shape.window = window;
+        shape.sinks = with_sinks ? dsinks.get() : nullptr;
+        for (int n_keys : {1, 7, 300, 1000}) {
+          std::vector<RowRef> ref;
+          std::vector<double> ref_out;
+          for (int h = 0; h < hs.nh; ++h) {
+            ref.push_back(reference_row(&q[size_t(h) * size_t(hs.hd)], K, V, hs, h, n_keys, shape.scale, window,
+                                        with_sinks ? sinks[size_t(h)] : -INFINITY));
+            ref_out.insert(ref_out.end(), ref.back().out.begin(), ref.back().out.end());
+          }
+          DeviceVector<int32_t> pos(std::vector<int32_t>{n_keys - 1});
+          for (int splits : {1, 3, 32}) {
+            DeviceVector<float> ws(attention_decode_workspace_floats(shape, splits));
+            const std::string what = name(hs, dt) + " window=" + std::to_string(window) + (with_sinks ? " sinks" : "") +
+                                     " keys=" + std::to_string(n_keys) + " splits=" + std::to_string(splits);
+            attention_decode(dq.get(), dK.get(), dV.get(), pos.get(), shape, splits, ws.get(), dout.get(), nullptr, nullptr);
+            expect_close(dout.download().data(), ref_out.data(), ref_out.size(), kOutAbs, kOutRel, what + " out");
+            const int topk = (run++ % 2) ? 3 : 8;
+            StatsBuffers sb(1, hs.nh);
+            const AttentionStats st = sb.view(hs.nh, topk);
+            attention_decode(dq.get(), dK.get(), dV.get(), pos.get(), shape, splits, ws.get(), dout.get(), &st, nullptr);
+            expect_close(dout.download().data(), ref_out.data(), ref_out.size(), kOutAbs, kOutRel, what + " out (stats)");
+            sb.check(1, hs.nh, topk, [&](int, int h) -> const RowRef& { return ref[size_t(h)]; }, what);
+          }
+        }
+      }
+    }
+}
+
 // Every top-k size on one long row, with peaked scores (q scaled up) so the top-k mass is far from 0
 // and 1, and slices far more numerous than the keys of a few.
 TEST(AttentionDecode, TopKSizesAndPeakedRows) {
@@ -349,7 +399,8 @@ float tf32(float v) {
 // Reference rows of every (t, h) of a prefill case, from q, K and V as the kernel's products read them
 // (rounded to TF32 with tf32_products): the scores are then F32-exact products summed in F32.
 std::vector<RowRef> prefill_reference(const PrefillCase& c, const std::vector<float>& q, int64_t q_stride,
-                                      const HostCache& K, const HostCache& V, float scale, bool tf32_products) {
+                                      const HostCache& K, const HostCache& V, float scale, bool tf32_products,
+                                      int window = 0, const std::vector<float>& sinks = {}) {
   const Heads& hs = c.heads;
   std::vector<float> qr = q;
   HostCache Kr = K, Vr = V;
@@ -360,7 +411,7 @@ std::vector<RowRef> prefill_reference(const PrefillCase& c, const std::vector<fl
   for (int t = 0; t < c.T; ++t)
     for (int h = 0; h < hs.nh; ++h)
       ref.push_back(reference_row(&qr[size_t(t) * size_t(q_stride) + size_t(h) * size_t(hs.hd)], Kr, Vr, hs, h,
-                                  c.pos0 + t + 1, scale));
+                                  c.pos0 + t + 1, scale, window, sinks.empty() ? -INFINITY : sinks[size_t(h)]));
   return ref;
 }
 
@@ -369,7 +420,9 @@ std::vector<RowRef> prefill_reference(const PrefillCase& c, const std::vector<fl
 // unnormalised weights e^(s − m) to TF32 before P·V, a relative error of at most 2^-11 per weight: the
 // outputs (Σ w_j v_j, |v| ≤ 1) move by at most 2^-11 ≈ 4.9e-4, which is their bound there. Asking for
 // the statistics must not change the outputs at all.
-void check_prefill(const PrefillCase& c, DType dt, bool tensor_cores, int topk, bool prefill_mma = true) {
+// window, sinks: GPT-OSS's sliding window (> 0) and per-head sink logits (non-empty).
+void check_prefill(const PrefillCase& c, DType dt, bool tensor_cores, int topk, bool prefill_mma = true, int window = 0,
+                   const std::vector<float>& sinks = {}) {
   const Heads& hs = c.heads;
   const int capacity = c.pos0 + c.T + 3;
   const size_t kvd = size_t(hs.nkv) * size_t(hs.hd), qd = size_t(hs.nh) * size_t(hs.hd);
@@ -383,15 +436,19 @@ void check_prefill(const PrefillCase& c, DType dt, bool tensor_cores, int topk, 
   AttentionShape shape = make_shape(hs, capacity, dt);
   shape.tensor_cores = tensor_cores;
   shape.prefill_mma = prefill_mma;
+  shape.window = window;
+  DeviceVector<float> d_sinks(sinks);
+  shape.sinks = sinks.empty() ? nullptr : d_sinks.get();
   // The head dims the tensor-core kernels take (attention.cuh); others take the F32 path.
   const bool tf32_products = tensor_cores && hs.hd % 16 == 0 && hs.hd <= 128;
   const bool mma = tf32_products && prefill_mma && (hs.hd == 16 || hs.hd == 32 || hs.hd == 64 || hs.hd == 128);
-  const std::vector<RowRef> ref = prefill_reference(c, q, q_stride, K, V, shape.scale, tf32_products);
+  const std::vector<RowRef> ref = prefill_reference(c, q, q_stride, K, V, shape.scale, tf32_products, window, sinks);
   std::vector<double> ref_out;
   for (const RowRef& r : ref) ref_out.insert(ref_out.end(), r.out.begin(), r.out.end());
   const double out_abs = tf32_products ? 4.9e-4 + kOutAbs : kOutAbs;
   const std::string what = name(hs, dt) + " T=" + std::to_string(c.T) + " pos0=" + std::to_string(c.pos0) +
-                           (mma ? " mma" : tf32_products ? " wmma" : "");
+                           (mma ? " mma" : tf32_products ? " wmma" : "") +
+                           (window ? " window=" + std::to_string(window) : "") + (sinks.empty() ? "" : " sinks");
   attention_prefill(dq.get(), q_stride, c.T, dK.get(), dV.get(), pos.get(), shape, dout.get(), nullptr, nullptr);
   const std::vector<float> got = dout.download();
   expect_close(got.data(), ref_out.data(), ref_out.size(), out_abs, kOutRel, what + " out");
@@ -449,6 +506,35 @@ TEST(AttentionPrefill, TensorCoresWithoutMmaUseTheWmmaKernel) {
   MOE_REQUIRE_GPU();
   for (const PrefillCase& c : {PrefillCase{{8, 2, 128}, 70, 37}, PrefillCase{{4, 2, 32}, 5, 0}})
     for (DType dt : {DType::F32, DType::BF16}) check_prefill(c, dt, true, 8, false);
+}
+
+// GPT-OSS's prefill: sliding windows (3: inside one key tile; 40: across tiles and across the query tiles'
+// first keys) and sinks, on every kernel: F32 SIMT, the WMMA kernel (with the statistics, and for the
+// outputs with prefill_mma off), and the mma kernel (head_dim 64, GPT-OSS's).
+TEST(AttentionPrefill, SlidingWindowsAndSinks) {
+  MOE_REQUIRE_GPU();
+  const std::vector<float> sinks8 = sink_logits(8, 18);
+  struct Case {
+    PrefillCase c;
+    int window;
+    bool sinks;
+  };
+  const Case cases[] = {
+      {{{8, 2, 64}, 70, 37}, 0, true},   {{{8, 2, 64}, 70, 37}, 3, false}, {{{8, 2, 64}, 70, 37}, 40, true},
+      {{{8, 2, 64}, 5, 0}, 40, true},    // a window wider than the context so far
+      {{{8, 2, 72}, 40, 9}, 3, true},    // a head_dim the tensor-core kernels do not take: F32 throughout
+      {{{8, 4, 128}, 130, 3}, 40, true},  // three query tiles of the mma kernel
+  };
+  int run = 0;
+  for (const Case& k : cases)
+    for (DType dt : {DType::F32, DType::BF16}) {
+      const std::vector<float> sinks = k.sinks ? sinks8 : std::vector<float>{};
+      const int topk = (run++ % 2) ? 3 : 8;
+      check_prefill(k.c, dt, false, topk, true, k.window, sinks);
+      if (k.c.heads.hd % 16 != 0) continue;
+      check_prefill(k.c, dt, true, topk, true, k.window, sinks);
+      check_prefill(k.c, dt, true, topk, false, k.window, sinks);
+    }
 }
 
 TEST(AttentionRow, MatchesReference) {
@@ -601,6 +687,40 @@ TEST(LatentAttention, PrefillMatchesReference) {
         sb.check(T, c.nh, topk, [&](int t, int h) -> const RowRef& { return ref[size_t(t) * size_t(c.nh) + size_t(h)]; },
                  what);
       }
+}
+
+// A row of a sliding-window layer with sinks: zeros before the window, and weights that sum to less than 1.
+TEST(AttentionRow, SlidingWindowsAndSinks) {
+  MOE_REQUIRE_GPU();
+  const Heads hs{8, 2, 64};
+  const int capacity = 600;
+  for (DType dt : {DType::F32, DType::BF16}) {
+    const size_t kvd = size_t(hs.nkv) * size_t(hs.hd);
+    const HostCache K = make_cache(size_t(capacity) * kvd, dt, 54), V = make_cache(size_t(capacity) * kvd, dt, 55);
+    DeviceVector<uint8_t> dK(K.bytes);
+    const auto q = random_floats(size_t(hs.nh) * size_t(hs.hd), 56, 4.0f);
+    const std::vector<float> sinks = sink_logits(hs.nh, 57);
+    DeviceVector<float> dq(q), dsinks(sinks);
+    for (int window : {0, 1, 4, 128}) {
+      AttentionShape shape = make_shape(hs, capacity, dt);
+      shape.window = window;
+      shape.sinks = dsinks.get();
+      for (int pos0 : {0, 37, 500})
+        for (int head : {0, 5}) {
+          const int t = 2, n_keys = pos0 + t + 1;
+          DeviceVector<int32_t> pos(std::vector<int32_t>{pos0});
+          DeviceVector<float> drow(std::vector<float>(size_t(capacity) + 8, -7.0f));
+          attention_row(dq.get(), dK.get(), pos.get(), t, head, shape, drow.get(), nullptr);
+          const auto row = drow.download();
+          const RowRef r = reference_row(&q[size_t(head) * size_t(hs.hd)], K, V, hs, head, n_keys, shape.scale, window,
+                                         sinks[size_t(head)]);
+          const std::string what = name(hs, dt) + " window=" + std::to_string(window) + " pos0=" + std::to_string(pos0) +
+                                   " head=" + std::to_string(head);
+          expect_close(row.data(), r.w.data(), size_t(n_keys), 1e-10, kMassRel, what);
+          EXPECT_EQ(row[size_t(n_keys)], -7.0f) << what << ": wrote past the row";
+        }
+    }
+  }
 }
 
 // attn.rows of a latent model: attention_row with one KV head as wide as the latent rows (576).

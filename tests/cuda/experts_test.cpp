@@ -1,5 +1,6 @@
 // The routed-expert kernels (engine/backend/cuda/kernels/experts.cu), decode and grouped prefill, against
-// a scalar reference of cpu_backend.cpp's SwiGLU experts: y[t] = Σ_k w[t][k] · down_e(silu(gate_e·x) ⊙ up_e·x).
+// a scalar reference of cpu_backend.cpp's SwiGLU experts: y[t] = Σ_k w[t][k] · down_e(silu(gate_e·x) ⊙ up_e·x),
+// and GPT-OSS's form: biases on the three projections and the clamped gate.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -28,6 +29,10 @@ struct Experts {
   std::vector<std::vector<float>> gate, up, down;  // host values (already rounded to dtype)
   std::vector<std::unique_ptr<DeviceVector<uint8_t>>> buffers;
   std::unique_ptr<DeviceVector<const void*>> gate_tab, up_tab, down_tab;
+  // GPT-OSS (with_gpt_oss): biases [E][F], [E][F], [E][H] and the clamped gate; none by default.
+  std::vector<float> gate_b, up_b, down_b;
+  std::unique_ptr<DeviceVector<float>> d_gate_b, d_up_b, d_down_b;
+  float limit = 0.0f, alpha = 1.702f;
 
   Experts(int E_, int H_, int F_, DType dt, uint32_t seed) : E(E_), H(H_), F(F_), dtype(dt) {
     std::vector<const void*> g(static_cast<size_t>(E)), u(static_cast<size_t>(E)), d(static_cast<size_t>(E));
@@ -41,8 +46,26 @@ struct Experts {
     down_tab = std::make_unique<DeviceVector<const void*>>(d);
   }
 
+  // Biases of about the size of the products, and a limit that clamps a good share of gates and ups.
+  void with_gpt_oss(uint32_t seed, float glu_limit) {
+    gate_b = test::random_floats(size_t(E) * size_t(F), seed, 0.3f);
+    up_b = test::random_floats(size_t(E) * size_t(F), seed + 1, 0.3f);
+    down_b = test::random_floats(size_t(E) * size_t(H), seed + 2, 0.3f);
+    d_gate_b = std::make_unique<DeviceVector<float>>(gate_b);
+    d_up_b = std::make_unique<DeviceVector<float>>(up_b);
+    d_down_b = std::make_unique<DeviceVector<float>>(down_b);
+    limit = glu_limit;
+  }
+
   ExpertTable table() const {
     ExpertTable t;
+    if (d_gate_b) {
+      t.gate_bias = d_gate_b->get();
+      t.up_bias = d_up_b->get();
+      t.down_bias = d_down_b->get();
+      t.glu_limit = limit;
+      t.glu_alpha = alpha;
+    }
     t.gate = gate_tab->get();
     t.up = up_tab->get();
     t.down = down_tab->get();
@@ -91,13 +114,24 @@ std::vector<float> reference(const Experts& X, const std::vector<float>& x_in, c
           g += double(X.gate[size_t(e)][size_t(r) * H + c]) * xt[c];
           u += double(X.up[size_t(e)][size_t(r) * H + c]) * xt[c];
         }
-        h[size_t(r)] = g / (1.0 + std::exp(-g)) * u;
+        if (!X.gate_b.empty()) {
+          g += X.gate_b[size_t(e) * F + r];
+          u += X.up_b[size_t(e) * F + r];
+        }
+        if (X.limit > 0) {  // GPT-OSS's clamped gate
+          g = std::min(g, double(X.limit));
+          u = std::clamp(u, -double(X.limit), double(X.limit));
+          h[size_t(r)] = (u + 1.0) * g / (1.0 + std::exp(-double(X.alpha) * g));
+        } else {
+          h[size_t(r)] = g / (1.0 + std::exp(-g)) * u;
+        }
         if (rounded) h[size_t(r)] = test::round_to(X.dtype, float(h[size_t(r)]));
         if (h_out) (*h_out)[(size_t(t) * slots + k) * F + r] = float(h[size_t(r)]);
       }
       for (int c = 0; c < H; ++c) {
         double d = 0;
         for (int r = 0; r < F; ++r) d += double(X.down[size_t(e)][size_t(c) * F + r]) * h[size_t(r)];
+        if (!X.down_b.empty()) d += X.down_b[size_t(e) * H + c];
         acc[size_t(c)] += double(w[size_t(t * slots + k)]) * d;
       }
     }
@@ -267,8 +301,10 @@ void check_grouped(const Experts& X, const std::vector<float>& x, const std::vec
   }
 }
 
-void run_shape(const Shape& s, uint32_t seed) {
-  const Experts X(s.E, s.H, s.F, s.dtype, seed);
+// glu_limit > 0: GPT-OSS's experts (biases and the clamped gate at that limit).
+void run_shape(const Shape& s, uint32_t seed, float glu_limit = 0.0f) {
+  Experts X(s.E, s.H, s.F, s.dtype, seed);
+  if (glu_limit > 0) X.with_gpt_oss(seed + 5000, glu_limit);
   for (int T : s.Ts) {
     const std::string what = label(s, T);
     SCOPED_TRACE(what);
@@ -325,6 +361,19 @@ TEST(Experts, LargeF32AndWideFfn) {
   run_shape({DType::F32, 2048, 768, 4, 2, {1, 17}}, 900);
   // ffn much wider than hidden (Mixtral-like ratio).
   run_shape({DType::BF16, 128, 1024, 8, 2, {1, 17}}, 1000);
+}
+
+// GPT-OSS: biases on gate, up and down, and the clamped gate, on every path: decode, the F32 SIMT GEMM,
+// the tensor-core GEMM (its accumulators start at the biases), odd shapes whose weight rows end inside a
+// tile. The limit of 0.25 is within the spread of the gates and ups here, so the clamp bites: kernels
+// without it, or without any one of the biases, fail this test.
+TEST(Experts, GptOssBiasesAndClampedGate) {
+  MOE_REQUIRE_GPU();
+  run_shape({DType::F32, 64, 48, 8, 4, {1, 9, 64}}, 1200, 0.25f);
+  run_shape({DType::BF16, 64, 48, 8, 4, {1, 9, 64}}, 1300, 0.25f);
+  run_shape({DType::BF16, 36, 20, 8, 3, {1, 21}}, 1400, 0.25f);
+  run_shape({DType::F16, 100, 70, 6, 2, {1, 17}}, 1500, 0.25f);
+  run_shape({DType::BF16, 72, 100, 4, 2, {300}}, 1600, 0.25f);
 }
 
 TEST(Experts, EmptySelections) {

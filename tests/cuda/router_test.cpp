@@ -29,6 +29,7 @@ struct Case {
   int n_group = 1, topk_group = 1;  // group-limited selection when n_group > 1 and topk_group < n_group
   bool group_top2 = true;           // a group scores the sum of its two best biased scores, else its best
   bool selection_bias = false, user_bias = false;
+  bool logit_bias = false;  // the router's own bias on the logits (GPT-OSS)
   std::vector<int32_t> masked, forced;
   bool record = true;
   // Which record outputs are asked for when record is on (all by default).
@@ -48,7 +49,7 @@ struct Ref {
 
 // cpu_backend.cpp's moe_block (scores, selection, weights) and record_routing, for T tokens.
 Ref reference(const Case& c, std::vector<float> logits, const std::vector<float>& sel_bias,
-              const std::vector<float>& user_bias) {
+              const std::vector<float>& user_bias, const std::vector<float>& logit_bias) {
   const int E = c.E, T = c.T, K = c.top_k, KS = c.slots;
   Ref r;
   r.selected.assign(size_t(T * KS), -1);
@@ -61,6 +62,8 @@ Ref reference(const Case& c, std::vector<float> logits, const std::vector<float>
   auto is_masked = [&](int e) { return std::find(c.masked.begin(), c.masked.end(), e) != c.masked.end(); };
   for (int t = 0; t < T; ++t) {
     float* p = &logits[size_t(t) * size_t(E)];
+    if (!logit_bias.empty())  // the model's bias first, then the intervention's (float additions, in order)
+      for (int e = 0; e < E; ++e) p[e] += logit_bias[size_t(e)];
     if (!user_bias.empty())
       for (int e = 0; e < E; ++e) p[e] += user_bias[size_t(e)];
     for (int32_t e : c.masked) p[e] = -INFINITY;
@@ -185,7 +188,8 @@ Case make_case(Set set) {
 
 // Case c's parameters over the device arrays given (each used when c asks for it).
 RouterParams params_of(const Case& c, const DeviceVector<float>& sel_bias, const DeviceVector<float>& user_bias,
-                       const DeviceVector<int32_t>& masked, const DeviceVector<int32_t>& forced) {
+                       const DeviceVector<int32_t>& masked, const DeviceVector<int32_t>& forced,
+                       const DeviceVector<float>& logit_bias) {
   RouterParams p;
   p.n_experts = c.E;
   p.top_k = c.top_k;
@@ -198,6 +202,7 @@ RouterParams params_of(const Case& c, const DeviceVector<float>& sel_bias, const
   p.group_top2 = c.group_top2;
   p.selection_bias = c.selection_bias ? sel_bias.get() : nullptr;
   p.user_bias = c.user_bias ? user_bias.get() : nullptr;
+  p.logit_bias = c.logit_bias ? logit_bias.get() : nullptr;
   p.masked = c.masked.empty() ? nullptr : masked.get();
   p.n_masked = int(c.masked.size());
   p.forced = c.forced.empty() ? nullptr : forced.get();
@@ -208,23 +213,24 @@ RouterParams params_of(const Case& c, const DeviceVector<float>& sel_bias, const
 void run_case(const Case& c) {
   SCOPED_TRACE(c.name);
   const int E = c.E, T = c.T, S = c.slots, M = c.n_moe_layers, m = c.moe_ordinal;
-  std::vector<float> sel_bias, user_bias;
+  std::vector<float> sel_bias, user_bias, logit_bias;
   if (c.selection_bias) sel_bias = test::random_floats(size_t(E), c.seed + 101, 0.05f);
   if (c.user_bias) user_bias = test::random_floats(size_t(E), c.seed + 202, 1.5f);
+  if (c.logit_bias) logit_bias = test::random_floats(size_t(E), c.seed + 303, 2.0f);
   // Data without near ties between different scores at the selection boundary (see reference()).
   std::vector<float> logits;
   Ref ref;
   for (uint32_t s = c.seed;; ++s) {
     logits = make_logits(c, s);
-    ref = reference(c, logits, sel_bias, user_bias);
+    ref = reference(c, logits, sel_bias, user_bias, logit_bias);
     if (!ref.near_tie) break;
     ASSERT_LT(s, c.seed + 50) << "no tie-free data found";
   }
 
   DeviceVector<float> d_logits(logits);
-  DeviceVector<float> d_sel_bias(sel_bias), d_user_bias(user_bias);
+  DeviceVector<float> d_sel_bias(sel_bias), d_user_bias(user_bias), d_logit_bias(logit_bias);
   DeviceVector<int32_t> d_masked(c.masked), d_forced(c.forced);
-  const RouterParams p = params_of(c, d_sel_bias, d_user_bias, d_masked, d_forced);
+  const RouterParams p = params_of(c, d_sel_bias, d_user_bias, d_masked, d_forced, d_logit_bias);
 
   // Outputs pre-filled with sentinels: pads must be written, other MoE layers' rows must stay untouched.
   constexpr int32_t kIdSentinel = -77;
@@ -437,6 +443,23 @@ TEST(Router, InterventionsBiasMasksForced) {
   run_case(c);
 }
 
+// GPT-OSS: the router layer's bias is added to the logits before anything else (softmax over the top k =
+// renormalised softmax); with an intervention's bias and masks on top of it.
+TEST(Router, LogitBiasBeforeInterventions) {
+  MOE_REQUIRE_GPU();
+  Case c = make_case([](Case& c_) {
+    c_.name = "E=32 k=4 logit bias"; c_.E = 32; c_.T = 23; c_.top_k = 4; c_.slots = 4; c_.renormalize = true;
+    c_.logit_bias = true;
+  });
+  run_case(c);
+  c.name = "E=32 k=4 logit bias + user bias, masks, forced";
+  c.user_bias = true;
+  c.masked = {0, 7};
+  c.forced = {31};
+  c.slots = 5;
+  run_case(c);
+}
+
 TEST(Router, ForcedExpertWithTinyProbability) {
   MOE_REQUIRE_GPU();
   // Expert 3's logit is pushed to −30 by the user bias; it is still chosen first, and its weight sorts last.
@@ -447,7 +470,7 @@ TEST(Router, ForcedExpertWithTinyProbability) {
   });
   std::vector<float> logits = make_logits(c, 9);
   for (int t = 0; t < c.T; ++t) logits[size_t(t * E + 3)] = -30.0f;
-  const Ref ref = reference(c, logits, {}, {});
+  const Ref ref = reference(c, logits, {}, {}, {});
   ASSERT_FALSE(ref.near_tie);
   DeviceVector<float> d_logits(logits);
   DeviceVector<int32_t> d_forced(c.forced);
@@ -583,6 +606,11 @@ TEST(Router, DecodeWithItsProjectionInOneKernel) {
        }),
        DType::F32},
       {make_case([](Case& c_) {
+         c_.name = "E=32 k=4 (gpt-oss-like: a bias on the logits), BF16"; c_.E = 32; c_.top_k = 4; c_.slots = 4;
+         c_.renormalize = true; c_.logit_bias = true;
+       }),
+       DType::BF16},
+      {make_case([](Case& c_) {
          c_.name = "E=8 k=2 (mixtral-like), F16"; c_.E = 8; c_.top_k = 2; c_.slots = 2; c_.renormalize = true;
        }),
        DType::F16},
@@ -598,8 +626,9 @@ TEST(Router, DecodeWithItsProjectionInOneKernel) {
     const DeviceMatrix W{d_wm.get(), dtype, E, H};
     DeviceVector<float> d_sel_bias(test::random_floats(size_t(E), 63u, 0.05f));
     DeviceVector<float> d_user_bias(test::random_floats(size_t(E), 64u, 1.0f));
+    DeviceVector<float> d_logit_bias(test::random_floats(size_t(E), 65u, 2.0f));
     DeviceVector<int32_t> d_masked(c.masked), d_forced(c.forced);
-    const RouterParams p = params_of(c, d_sel_bias, d_user_bias, d_masked, d_forced);
+    const RouterParams p = params_of(c, d_sel_bias, d_user_bias, d_masked, d_forced, d_logit_bias);
 
     // Everything one routing writes, as downloaded host arrays.
     struct Outputs {

@@ -107,5 +107,18 @@ TEST(GpuMemoryPlan, DeepSeekLatentAttention) {
   EXPECT_EQ(q.activations.qkv, size_t(64) * (1536 + 576));
 }
 
+// GPT-OSS: besides the norms, F32 vectors for the sinks, the q/k/v and o biases, the router's bias and
+// the experts' biases. With every matrix in BF16, the plan is the parameter count of gpt-oss-20b in
+// 2-byte and 4-byte parts.
+TEST(GpuMemoryPlan, GptOssVectors) {
+  const ModelSpec s = spec_of("gpt-oss-20b.json");
+  const GpuMemoryPlan p = plan_gpu_memory(s, GpuPlanOptions{DType::BF16, 4096, 64, 0});
+  const ModelSize z = compute_model_size(s);
+  const size_t L = 24, E = 32, H = 2880, I = 2880, nh = 64, q = 64 * 64, kv = 8 * 64;
+  const size_t f32_params = size_t(z.norm_params) + L * (nh + q + 2 * kv + H) + L * E * (1 + 2 * I + H);
+  EXPECT_EQ(p.weight_bytes(), (size_t(z.total_params) - f32_params) * 2 + f32_params * 4);
+  EXPECT_EQ(part(p, "routed experts"), L * E * (3 * I * H * 2 + (2 * I + H) * 4));
+}
+
 }  // namespace
 }  // namespace moe

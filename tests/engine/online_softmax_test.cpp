@@ -306,6 +306,46 @@ TEST(OnlineSoftmax, Ties) {
   for (int topk : {3, 5, 8, 25, 32}) expect_stats(push_all(s, topk), reference(s, topk), ("ties k=" + std::to_string(topk)).c_str());
 }
 
+// An attention sink (GPT-OSS): a logit in the denominator that weighs no value. The statistics describe
+// the weights as they are, summing to less than 1, against a direct computation in double, for sinks
+// well below, among and far above the scores (e^(sink − m) beyond F32's range: the weights go to 0, with
+// no inf or NaN).
+TEST(OnlineSoftmax, SinksJoinTheDenominator) {
+  for (float sink : {-30.0f, -1.0f, 0.5f, 4.0f, 95.0f, 200.0f})
+    for (int n : {1, 5, 40, 700})
+      for (int topk : {1, 8, 32}) {
+        const auto s = random_row(n, uint32_t(n + topk), 1.5f);
+        const OnlineSoftmax st = push_all(s, topk);
+        double m = double(sink);
+        for (float x : s) m = std::max(m, double(x));
+        std::vector<double> w;
+        double Z = std::exp(double(sink) - m);
+        for (float x : s) Z += std::exp(double(x) - m);
+        double entropy = 0, total = 0;
+        for (float x : s) {
+          w.push_back(std::exp(double(x) - m) / Z);
+          total += w.back();
+          if (w.back() > 0) entropy -= w.back() * std::log(w.back());
+        }
+        std::vector<double> sorted = w;
+        std::sort(sorted.begin(), sorted.end(), std::greater<double>());
+        const double top = std::accumulate(sorted.begin(), sorted.begin() + std::min(n, topk), 0.0);
+        SCOPED_TRACE("sink " + std::to_string(sink) + " n " + std::to_string(n) + " k " + std::to_string(topk));
+        EXPECT_NEAR(st.entropy(sink), entropy, 2e-5 + 1e-5 * entropy);
+        EXPECT_GE(st.entropy(sink), 0.0f);
+        EXPECT_NEAR(st.max_weight(sink), sorted[0], 1e-5 * sorted[0] + 1e-30);
+        EXPECT_NEAR(st.first_mass(sink), w[0], 1e-5 * w[0] + 1e-30);
+        EXPECT_NEAR(st.topk_mass(sink), top, 1e-5 * top + 1e-30);
+        EXPECT_LE(st.topk_mass(sink), float(total) * (1 + 1e-6f) + 1e-30f);
+        const double inv = std::exp(st.sums.m - m) / Z;  // 1 / the denominator relative to the keys' max
+        EXPECT_NEAR(1.0 / softmax_denominator(st.sums, sink), inv, 1e-5 * inv + 1e-30);
+        if (sink < -20.0f) {  // a sink far below every score: the statistics of no sink, to F32 precision
+          EXPECT_NEAR(st.entropy(sink), st.entropy(), 1e-6);
+          EXPECT_FLOAT_EQ(st.topk_mass(sink), st.topk_mass());
+        }
+      }
+}
+
 // The list itself: the k largest scores in descending order, whatever the push or merge order.
 TEST(OnlineSoftmax, TopKListKeepsTheLargest) {
   std::mt19937 rng(5);

@@ -9,7 +9,9 @@
 // Multi-head latent attention (DeepSeek) replaces the layer's first two lines (attention_latent.cuh):
 //   [c_q | kv] = W_[q_a|q ; kv_a]·a;  cache row = [RMSNorm(c) ; RoPE(k_pe)];  q = W_q_b·RMSNorm(c_q)
 //   q_abs = [W_UKᵀ·q_nope ; RoPE(q_pe)] per head;  attention over the latent rows;  W_UV per head
-// and caches one row per token and layer (no V).
+// and caches one row per token and layer (no V). GPT-OSS's pieces live in the kernels: each layer's
+// sliding window and sinks go to the attention kernels with its shape, the router's own bias to the
+// router, the experts' biases and clamped gate to the expert kernels (their ExpertTable).
 // In a decode step the steps that take one block run in the last block of the kernel before them
 // (last_block.cuh): each "(fused)" add + norm in the o projection and in the layer's last projection
 // (the experts' down, or a dense MLP's; with a shared expert it stays a kernel of its own), the routing
@@ -393,6 +395,7 @@ class CudaBackend final : public Backend {
       p.topk_group = s_.moe.topk_group;
       p.group_top2 = s_.moe.group_score == GroupScore::TopTwoSum;
       p.selection_bias = w_.layers[size_t(l)].router_bias;
+      p.logit_bias = w_.layers[size_t(l)].router_logit_bias;
       if (iv) {
         if (at[m].bias >= 0) p.user_bias = reinterpret_cast<const float*>(iv_buf_.get() + at[m].bias);
         p.masked = iv_buf_.get() + at[m].masked;
@@ -491,10 +494,11 @@ class CudaBackend final : public Backend {
   }
 
   // The attn.rows of layer l: rows of the last token's query (q_last, already rotated) over the cache.
-  void attention_rows(int l, const float* q_last, const void* k_cache, const int32_t* pos0, int T) {
+  void attention_rows(int l, const float* q_last, const void* k_cache, const int32_t* pos0, int T,
+                      const AttentionShape& shape) {
     for (size_t i = 0; i < rec_.attention_rows.size(); ++i)
       if (rec_.attention_rows[i].layer == l)
-        attention_row(q_last, k_cache, pos0, T - 1, rec_.attention_rows[i].head, shape_, rows_.get() + i * size_t(capacity_),
+        attention_row(q_last, k_cache, pos0, T - 1, rec_.attention_rows[i].head, shape, rows_.get() + i * size_t(capacity_),
                       stream_.s);
   }
 
@@ -550,7 +554,8 @@ class CudaBackend final : public Backend {
     const AttentionStats stats = want_stats ? attention_stats(l) : AttentionStats{};
     latent_attention(q_abs_.get(), T, cache, pos0, latent_, kDecodeAttentionSplits, attn_ws_.get(), latent_out_.get(),
                      want_stats ? &stats : nullptr, st);
-    if (record) attention_rows(l, q_abs_.get() + size_t(T - 1) * size_t(s_.attn.n_heads) * size_t(kvd), cache, pos0, T);
+    if (record)
+      attention_rows(l, q_abs_.get() + size_t(T - 1) * size_t(s_.attn.n_heads) * size_t(kvd), cache, pos0, T, shape_);
     latent_expand_values(latent_out_.get(), T, D.kv_b, latent_, attn_.get(), st);
     attention_output(D, T);
   }
@@ -595,12 +600,15 @@ class CudaBackend final : public Backend {
 
     const bool want_stats = record && req_.attention_stats;
     const AttentionStats stats = want_stats ? attention_stats(l) : AttentionStats{};
+    AttentionShape shape = shape_;  // this layer's window and sinks (GPT-OSS)
+    shape.window = s_.window(l);
+    shape.sinks = D.sinks;
     if (T == 1)
-      attention_decode(q, kc, vc, pos0, shape_, kDecodeAttentionSplits, attn_ws_.get(), attn_.get(),
+      attention_decode(q, kc, vc, pos0, shape, kDecodeAttentionSplits, attn_ws_.get(), attn_.get(),
                        want_stats ? &stats : nullptr, st);
     else
-      attention_prefill(q, stride, T, kc, vc, pos0, shape_, attn_.get(), want_stats ? &stats : nullptr, st);
-    if (record) attention_rows(l, q + size_t(T - 1) * size_t(stride), kc, pos0, T);
+      attention_prefill(q, stride, T, kc, vc, pos0, shape, attn_.get(), want_stats ? &stats : nullptr, st);
+    if (record) attention_rows(l, q + size_t(T - 1) * size_t(stride), kc, pos0, T, shape);
     attention_output(D, T);
   }
 

@@ -157,10 +157,12 @@ DeviceWeights upload_weights(const Model& model, DeviceAllocator& a, cudaStream_
       D.q_bias = biases[0], D.k_bias = biases[1], D.v_bias = biases[2], D.o_bias = biases[3];
       const auto norms = up.vectors(MemoryPart::Norms, l, "norms", {&L.attn_norm, &L.ffn_norm, &L.q_norm, &L.k_norm});
       D.attn_norm = norms[0], D.ffn_norm = norms[1], D.q_norm = norms[2], D.k_norm = norms[3];
+      D.sinks = up.vectors(MemoryPart::Attention, l, "attention sinks", {&L.sinks})[0];
     }
     if (s.layer_is_moe[size_t(l)]) {
       D.router = up.matrices(MemoryPart::Router, l, "the router", {&L.router})[0];
-      D.router_bias = up.vectors(MemoryPart::Router, l, "the router bias", {&L.router_bias})[0];
+      const auto router_biases = up.vectors(MemoryPart::Router, l, "the router biases", {&L.router_bias, &L.router_logit_bias});
+      D.router_bias = router_biases[0], D.router_logit_bias = router_biases[1];
       std::vector<const WeightMatrix*> all;
       for (const auto& e : L.experts) all.insert(all.end(), {&e.gate, &e.up, &e.down});
       const auto ms = up.matrices(MemoryPart::RoutedExperts, l, "routed experts", all);
@@ -174,6 +176,18 @@ DeviceWeights upload_weights(const Model& model, DeviceAllocator& a, cudaStream_
       const void** table = up.table(MemoryPart::RoutedExperts, l, "the expert table", ptrs);
       D.experts = ExpertTable{table, table + E, table + 2 * E, E ? ms[0].dtype : d.dtype, int(E), s.hidden,
                               s.moe.expert_ffn};
+      if (E && !L.experts[0].gate_bias.empty()) {  // GPT-OSS: every expert has all three, one block each
+        std::vector<float> gate_b, up_b, down_b;
+        for (const auto& e : L.experts) {
+          gate_b.insert(gate_b.end(), e.gate_bias.begin(), e.gate_bias.end());
+          up_b.insert(up_b.end(), e.up_bias.begin(), e.up_bias.end());
+          down_b.insert(down_b.end(), e.down_bias.begin(), e.down_bias.end());
+        }
+        const auto b = up.vectors(MemoryPart::RoutedExperts, l, "routed expert biases", {&gate_b, &up_b, &down_b});
+        D.experts.gate_bias = b[0], D.experts.up_bias = b[1], D.experts.down_bias = b[2];
+      }
+      D.experts.glu_limit = s.moe.glu_limit;
+      D.experts.glu_alpha = s.moe.glu_alpha;
       if (L.shared.gate.rows > 0) {
         D.shared_gate_up = up.stacked(MemoryPart::SharedExperts, l, "shared expert gate/up", {&L.shared.gate, &L.shared.up});
         D.shared_down = up.matrices(MemoryPart::SharedExperts, l, "shared expert down", {&L.shared.down})[0];

@@ -31,6 +31,7 @@ struct DeviceLayer {
   const float* ffn_norm = nullptr;
   const float* q_norm = nullptr;
   const float* k_norm = nullptr;
+  const float* sinks = nullptr;  // [n_heads] each head's sink logit (GPT-OSS), or null
   // Multi-head latent attention: qkv is [q_a (or q_proj) ; kv_a] (one GEMM), q_b follows q_a's norm,
   // kv_b holds each head's W_UK and W_UV (attention_latent.cuh).
   DeviceMatrix q_b, kv_b;
@@ -41,7 +42,8 @@ struct DeviceLayer {
   // MoE layers
   DeviceMatrix router;
   const float* router_bias = nullptr;  // selection bias, or null
-  ExpertTable experts;
+  const float* router_logit_bias = nullptr;  // the router's own bias on the logits (GPT-OSS), or null
+  ExpertTable experts;  // with the experts' biases and the clamped gate when the model has them
   DeviceMatrix shared_gate_up, shared_down, shared_gate;  // empty when absent
   // Dense layers
   DeviceMatrix mlp_gate_up, mlp_down;

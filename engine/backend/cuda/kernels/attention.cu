@@ -44,6 +44,9 @@
 //   kernel of attention_prefill_mma.cu instead, the same TF32 products kept in registers; this one then
 //   runs only when statistics are asked for, for them.
 // Row: one block; scores (a warp per key, 4 keys in flight), block max, exp, block sum, × 1/sum.
+// GPT-OSS (AttentionShape::window, ::sinks): decode cuts only the keys in the window into slices; prefill
+// walks the key tiles from the first key its first query sees and masks both edges of every row's window;
+// a row's denominator takes e^(sink − m) (online_softmax.h's softmax_denominator and statistics).
 //
 // Statistics only when asked (a template flag: the plain path carries no B, top-k or first score).
 // The top-k lists live one entry per lane of the warp owning the row (kMaxStatsTopK = 32 = warp
@@ -90,6 +93,7 @@ void check_shape(const AttentionShape& s, int max_head_dim = kMaxHeadDim) {
   if (s.head_dim <= 0 || s.head_dim > max_head_dim)
     bad_argument(max_head_dim == kMaxHeadDim ? "head_dim must be in 1 … 256" : "head_dim must be in 1 … 1024");
   if (s.kv_dtype != DType::F32 && s.kv_dtype != DType::BF16) bad_argument("KV cache dtype must be F32 or BF16");
+  if (s.window < 0) bad_argument("window must be 0 (none) or positive");
 }
 
 // 16-byte loads of cache rows: F32 needs head_dim % 4 == 0, BF16 head_dim % 8 == 0, and aligned bases.
@@ -221,6 +225,7 @@ struct DecodeParams {
   int splits;
   int tile;         // keys per tile: 64, 32 or 16
   int topk;
+  int window;       // > 0: keys n − window … n − 1 only (AttentionShape::window)
   float scale;
   bool vec;
 };
@@ -268,10 +273,12 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const float* __r
   float* alpha_s = st_first + p.gb;     // [gb] this tile's rescale factor
   float* tk_s = alpha_s + p.gb;         // [gb][32] (STATS)
 
+  // The keys this query sees, [first_key, n), cut into the slices.
   const int n = pos0[0] + 1;
-  int chunk = (n + p.splits - 1) / p.splits;
+  const int first_key = p.window > 0 ? max(0, n - p.window) : 0;
+  int chunk = (n - first_key + p.splits - 1) / p.splits;
   chunk = (chunk + tile - 1) / tile * tile;
-  const int lo = split * chunk;
+  const int lo = first_key + split * chunk;
   const int hi = min(n, lo + chunk);
 
   if (lo >= hi) {  // empty slice: an empty partial (its values are never read)
@@ -416,6 +423,8 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const float* __r
 
 struct MergeParams {
   int n_heads, head_dim, hd4, splits, topk;
+  int window;           // > 0: the query sees at most this many keys
+  const float* sinks;   // [n_heads] or null
 };
 
 template <bool STATS>
@@ -465,7 +474,8 @@ __global__ void __launch_bounds__(kMergeThreads) decode_merge_kernel(const float
   __syncthreads();
 
   const float M = misc[0], S = misc[1];
-  const float inv = 1.0f / S;
+  const float sink = p.sinks ? p.sinks[h] : -INFINITY;
+  const float inv = 1.0f / softmax_denominator(SoftmaxSums{M, S, 0.0f}, sink);
   for (int d = tid; d < p.head_dim; d += kMergeThreads) {
     float a = 0.0f;
     for (int s = 0; s < p.splits; ++s) {
@@ -476,7 +486,7 @@ __global__ void __launch_bounds__(kMergeThreads) decode_merge_kernel(const float
   }
 
   if constexpr (STATS) {
-    const int n_keys = pos0[0] + 1;
+    const int n_keys = p.window > 0 ? min(pos0[0] + 1, p.window) : pos0[0] + 1;
     const int k = p.topk;
     float sum_top = 0.0f;
     if (n_keys > k) {  // block-uniform
@@ -508,10 +518,11 @@ __global__ void __launch_bounds__(kMergeThreads) decode_merge_kernel(const float
     }
     if (tid == 0) {
       const SoftmaxSums a{M, S, misc[2]};
-      if (so.entropy) so.entropy[h] = softmax_entropy(a);
-      if (so.max_weight) so.max_weight[h] = softmax_max_weight(a);
-      if (so.first_mass) so.first_mass[h] = softmax_weight(a, base[3]);  // key 0 is in slice 0
-      if (so.topk_mass) so.topk_mass[h] = softmax_topk_mass(a, sum_top, n_keys, k);
+      if (so.entropy) so.entropy[h] = softmax_entropy(a, sink);
+      if (so.max_weight) so.max_weight[h] = softmax_max_weight(a, sink);
+      // Key 0 is in slice 0 when the query sees it; otherwise the score is −inf and the mass 0.
+      if (so.first_mass) so.first_mass[h] = softmax_weight(a, base[3], sink);
+      if (so.topk_mass) so.topk_mass[h] = softmax_topk_mass(a, sum_top, n_keys, k, sink);
     }
   }
 }
@@ -521,10 +532,17 @@ __global__ void __launch_bounds__(kMergeThreads) decode_merge_kernel(const float
 
 struct PrefillParams {
   int n_heads, n_kv_heads, head_dim, hd4, group, T, topk;
+  int window;          // AttentionShape::window
+  const float* sinks;  // AttentionShape::sinks
   int64_t q_stride;
   float scale;
   bool vec;
 };
+
+// Whether the query at position pos sees key j: causal, and inside a sliding window when there is one.
+__device__ __forceinline__ bool key_visible(int j, int pos, int window) {
+  return j <= pos && (window <= 0 || j > pos - window);
+}
 
 // The TF32 tensor-core products (TC): Q·Kᵀ and P·V as WMMA m16n16k8 tiles, inputs rounded to TF32.
 namespace wmma = nvcuda::wmma;
@@ -603,7 +621,8 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const float* __restri
 #pragma unroll
   for (int i = 0; i < kMaxRows; ++i) acc[i] = make_float4(0.f, 0.f, 0.f, 0.f);
 
-  for (int j0 = 0; j0 <= last_key; j0 += TQ) {
+  // From the first key the block's first query sees (key 0 without a window).
+  for (int j0 = p.window > 0 ? max(0, base_pos + q0 - p.window + 1) : 0; j0 <= last_key; j0 += TQ) {
     const int tn = min(TQ, last_key + 1 - j0);
     load_rows<KV>(kv_s, st, kbase + int64_t(j0) * kv_stride, kv_stride, tn, hd, hd4, p.vec);
     wait_async<0>();
@@ -661,7 +680,7 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const float* __restri
 #pragma unroll
         for (int b = 0; b < RB; ++b) {
           const int row = qr + 16 * a, key = kr + 16 * b;
-          const bool ok = row < nrows && key < tn && j0 + key <= base_pos + q0 + row;  // causal
+          const bool ok = row < nrows && key < tn && key_visible(j0 + key, base_pos + q0 + row, p.window);
           s_s[row * SS + key] = ok ? hsum4(d[a][b]) * p.scale : -INFINITY;
         }
     }
@@ -675,7 +694,7 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const float* __restri
       float s = lane < TQ ? row[lane] : -INFINITY;
       if constexpr (TC) {
         if (lane < TQ) s += s2_s[r * SS + lane];
-        const bool ok = lane < TQ && r < nrows && lane < tn && j0 + lane <= base_pos + q0 + r;  // causal
+        const bool ok = lane < TQ && r < nrows && lane < tn && key_visible(j0 + lane, base_pos + q0 + r, p.window);
         s = ok ? s * p.scale : -INFINITY;
       }
       const float tm = warp_max(s);
@@ -702,7 +721,7 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const float* __restri
         row_S[r] = sums.S;
         row_B[r] = sums.B;
         row_alpha[r] = fa;
-        if (STATS && j0 == 0) row_first[r] = s;  // key 0 is visible to every row
+        if (STATS && j0 == 0) row_first[r] = s;  // key 0's score, −inf where the window hides it
       }
       if (STATS) warp_topk_insert(tk_s + r * 32, p.topk, s, -INFINITY);
     }
@@ -776,18 +795,24 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const float* __restri
     __syncthreads();
   }
 
+  // Each row's denominator, with the head's sink (row_alpha is free now).
+  const float sink = p.sinks ? p.sinks[h] : -INFINITY;
+  float* row_Z = row_alpha;
+  for (int r = tid; r < TQ; r += kThreads)
+    row_Z[r] = r < nrows ? softmax_denominator(SoftmaxSums{row_m[r], row_S[r], 0.0f}, sink) : 1.0f;
+  __syncthreads();
   const int64_t out_stride = int64_t(p.n_heads) * hd;
   if constexpr (TC) {
     for (int i = tid; i < nrows * hd; i += kThreads) {
       const int r = i / hd, d = i - r * hd;
-      out[int64_t(q0 + r) * out_stride + int64_t(h) * hd + d] = o_s[r * st + d] * (1.0f / row_S[r]);
+      out[int64_t(q0 + r) * out_stride + int64_t(h) * hd + d] = o_s[r * st + d] * (1.0f / row_Z[r]);
     }
   } else if (pv_active) {
 #pragma unroll
     for (int i = 0; i < kMaxRows; ++i) {
       const int r = rs + i * nrs;
       if (r < nrows) {
-        const float inv = 1.0f / row_S[r];
+        const float inv = 1.0f / row_Z[r];
         float* o = out + int64_t(q0 + r) * out_stride + int64_t(h) * hd + 4 * dg;
         const int left = hd - 4 * dg;  // ≥ 1
         o[0] = acc[i].x * inv;
@@ -800,16 +825,16 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const float* __restri
   if constexpr (STATS) {
     for (int r = tid; r < nrows; r += kThreads) {
       const int t = q0 + r;
-      const int n_keys = base_pos + t + 1;
+      const int n_keys = p.window > 0 ? min(base_pos + t + 1, p.window) : base_pos + t + 1;  // those it sees
       const SoftmaxSums a{row_m[r], row_S[r], row_B[r]};
       float sum_top = 0.0f;
       if (n_keys > p.topk)
         for (int c = 0; c < p.topk; ++c) sum_top += expf(tk_s[r * 32 + c] - a.m);
       const int64_t idx = int64_t(t) * so.token_stride + h;
-      if (so.entropy) so.entropy[idx] = softmax_entropy(a);
-      if (so.max_weight) so.max_weight[idx] = softmax_max_weight(a);
-      if (so.first_mass) so.first_mass[idx] = softmax_weight(a, row_first[r]);
-      if (so.topk_mass) so.topk_mass[idx] = softmax_topk_mass(a, sum_top, n_keys, p.topk);
+      if (so.entropy) so.entropy[idx] = softmax_entropy(a, sink);
+      if (so.max_weight) so.max_weight[idx] = softmax_max_weight(a, sink);
+      if (so.first_mass) so.first_mass[idx] = softmax_weight(a, row_first[r], sink);
+      if (so.topk_mass) so.topk_mass[idx] = softmax_topk_mass(a, sum_top, n_keys, p.topk, sink);
     }
   }
 }
@@ -848,6 +873,8 @@ __device__ float block_sum(float v, float* red) {
 struct RowParams {
   int n_kv_heads, head_dim, group;
   float scale;
+  int window;          // AttentionShape::window
+  const float* sinks;  // AttentionShape::sinks
 };
 
 // PER_LANE: the query values each lane keeps in registers, head_dim / 32 rounded up (8: head_dim ≤ 256;
@@ -863,6 +890,7 @@ __global__ void __launch_bounds__(kThreads) row_kernel(const float* __restrict__
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int hd = p.head_dim;
   const int n = pos0[0] + t + 1;
+  const int first = p.window > 0 ? max(0, n - p.window) : 0;  // the first key the query sees; 0 before it
   const int kvh = head / p.group;
   float qv[kPerLane];
 #pragma unroll
@@ -873,7 +901,8 @@ __global__ void __launch_bounds__(kThreads) row_kernel(const float* __restrict__
   const int64_t kv_stride = int64_t(p.n_kv_heads) * hd;
   const KV* kbase = kc + int64_t(kvh) * hd;
   float mx = -INFINITY;
-  for (int j = warp * kKeys; j < n; j += kWarps * kKeys) {
+  for (int j = tid; j < first; j += kThreads) out_row[j] = 0.0f;
+  for (int j = first + warp * kKeys; j < n; j += kWarps * kKeys) {
     float s[kKeys];
 #pragma unroll
     for (int u = 0; u < kKeys; ++u) {
@@ -896,15 +925,17 @@ __global__ void __launch_bounds__(kThreads) row_kernel(const float* __restrict__
       }
     }
   }
-  const float m = block_max(mx, red);  // its __syncthreads make the scores visible to the block
+  // The shift is the largest score or the sink, whichever is larger, as on the CPU.
+  const float sink = p.sinks ? p.sinks[head] : -INFINITY;
+  const float m = fmaxf(block_max(mx, red), sink);  // its __syncthreads make the scores visible to the block
   float sum = 0.0f;
-  for (int j = tid; j < n; j += kThreads) {
+  for (int j = first + tid; j < n; j += kThreads) {
     const float e = expf(out_row[j] - m);
     out_row[j] = e;
     sum += e;
   }
-  const float inv = 1.0f / block_sum(sum, red);
-  for (int j = tid; j < n; j += kThreads) out_row[j] *= inv;
+  const float inv = 1.0f / (block_sum(sum, red) + expf(sink - m));
+  for (int j = first + tid; j < n; j += kThreads) out_row[j] *= inv;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -934,6 +965,7 @@ DecodeGeometry decode_geometry(const AttentionShape& s, int max_splits, int topk
   p.gb = (p.group + p.n_hg - 1) / p.n_hg;
   p.splits = max_splits;
   p.topk = topk;
+  p.window = s.window;
   p.scale = s.scale;
   const int st = p.hd4 + 4;
   g.split_smem = sizeof(float) * (size_t(p.gb) * p.hd4 + 2 * size_t(p.tile) * st + size_t(p.gb) * p.tile + 5 * size_t(p.gb) +
@@ -944,14 +976,14 @@ DecodeGeometry decode_geometry(const AttentionShape& s, int max_splits, int topk
 
 template <typename KV>
 void launch_decode(const float* q, const void* k_cache, const void* v_cache, const int32_t* pos0, const DecodeGeometry& g,
-                   float* ws, float* out, const StatsOut* so, cudaStream_t stream) {
+                   const float* sinks, float* ws, float* out, const StatsOut* so, cudaStream_t stream) {
   const dim3 grid(unsigned(g.p.splits), unsigned(g.p.n_kv_heads * g.p.n_hg));
   const KV* k = static_cast<const KV*>(k_cache);
   const KV* v = static_cast<const KV*>(v_cache);
   launch_dependent("decode_split_kernel", so ? decode_split_kernel<KV, true> : decode_split_kernel<KV, false>, grid,
                    kThreads, g.split_smem, stream, q, k, v, pos0, g.p, ws);
   MOE_CUDA_CHECK_LAUNCH();
-  merge_decode_partials(ws, pos0, g.p.n_heads, g.p.head_dim, g.p.splits, so, out, stream);
+  merge_decode_partials(ws, pos0, g.p.n_heads, g.p.head_dim, g.p.splits, so, out, stream, sinks, g.p.window);
 }
 
 template <typename KV, int TQ>
@@ -965,6 +997,8 @@ void launch_prefill(const float* q, int64_t q_stride, int T, const void* k_cache
   p.group = s.n_heads / s.n_kv_heads;
   p.T = T;
   p.topk = so ? so->topk : 1;
+  p.window = s.window;
+  p.sinks = s.sinks;
   p.q_stride = q_stride;
   p.scale = s.scale;
   p.vec = vec;
@@ -999,8 +1033,8 @@ void launch_prefill(const float* q, int64_t q_stride, int T, const void* k_cache
 }  // namespace
 
 void merge_decode_partials(const float* ws, const int32_t* pos0, int n_heads, int v_dim, int splits, const StatsOut* so,
-                           float* out, cudaStream_t stream) {
-  const MergeParams mp{n_heads, v_dim, round_up4(v_dim), splits, so ? so->topk : 1};
+                           float* out, cudaStream_t stream, const float* sinks, int window) {
+  const MergeParams mp{n_heads, v_dim, round_up4(v_dim), splits, so ? so->topk : 1, window, sinks};
   const size_t smem = merge_smem_bytes(splits, mp.topk, so != nullptr);
   if (smem > kMaxSmemBytes) bad_argument("decode merge does not fit in shared memory");
   if (so)
@@ -1027,9 +1061,9 @@ void attention_decode(const float* q, const void* k_cache, const void* v_cache, 
   if (g.split_smem > kMaxSmemBytes || g.merge_smem > kMaxSmemBytes) bad_argument("decode tiles do not fit in shared memory");
   g.p.vec = kv_vector_ok(shape, k_cache, v_cache);
   if (shape.kv_dtype == DType::F32)
-    launch_decode<float>(q, k_cache, v_cache, pos0, g, workspace, out, stats ? &so : nullptr, stream);
+    launch_decode<float>(q, k_cache, v_cache, pos0, g, shape.sinks, workspace, out, stats ? &so : nullptr, stream);
   else
-    launch_decode<__nv_bfloat16>(q, k_cache, v_cache, pos0, g, workspace, out, stats ? &so : nullptr, stream);
+    launch_decode<__nv_bfloat16>(q, k_cache, v_cache, pos0, g, shape.sinks, workspace, out, stats ? &so : nullptr, stream);
 }
 
 void attention_prefill(const float* q, int64_t q_stride, int T, const void* k_cache, const void* v_cache,
@@ -1066,7 +1100,8 @@ void attention_row(const float* q_token, const void* k_cache, const int32_t* pos
                    const AttentionShape& shape, float* out_row, cudaStream_t stream) {
   check_shape(shape, kMaxRowHeadDim);
   if (head < 0 || head >= shape.n_heads) bad_argument("attention_row: head out of range");
-  const RowParams p{shape.n_kv_heads, shape.head_dim, shape.n_heads / shape.n_kv_heads, shape.scale};
+  const RowParams p{shape.n_kv_heads, shape.head_dim, shape.n_heads / shape.n_kv_heads, shape.scale, shape.window,
+                    shape.sinks};
   const bool wide = shape.head_dim > kMaxHeadDim;
   if (shape.kv_dtype == DType::F32)
     launch_dependent("row_kernel", wide ? row_kernel<float, kMaxRowHeadDim / 32> : row_kernel<float, kMaxHeadDim / 32>,

@@ -5,6 +5,7 @@
 // Statistics of one (token, head) row with weights w_j = e^(s_j − m) / S over keys j ≤ pos:
 //   entropy = log S − Σ e^(s_j − m)(s_j − m) / S   (nats; clamped at 0)
 //   max weight = 1 / S;  first-token mass = w_0;  top-k mass = sum of the k largest w_j (k ≤ kMaxStatsTopK)
+// and their forms with a sliding window and an attention sink (AttentionShape; online_softmax.h).
 // online_softmax.h holds the running state and its merge, shared with the host tests.
 #include <cuda_runtime.h>
 
@@ -31,6 +32,13 @@ struct AttentionShape {
   //   - otherwise WMMA tiles through shared memory, statistics included.
   bool tensor_cores = false;
   bool prefill_mma = true;  // MOE_CUDA_MMA_ATTENTION=0 clears it (CudaBackend): the WMMA kernel throughout
+  // GPT-OSS, per layer (CudaBackend sets them for each layer's call):
+  //   window > 0: a sliding-window layer, where the query at position p sees only keys p − window + 1 … p
+  //     (their statistics too: n_keys is what the query sees, and key 0 out of sight has mass 0);
+  //   sinks (device, [n_heads]): each head's sink logit, which joins the softmax denominator and weighs
+  //     no value, so a row's weights sum to less than 1 (online_softmax.h gives the statistics).
+  int window = 0;
+  const float* sinks = nullptr;
 };
 
 // Where the statistics go (device pointers already offset to this layer): the value of (token t,

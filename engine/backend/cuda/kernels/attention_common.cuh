@@ -44,9 +44,11 @@ inline StatsOut stats_out(const AttentionStats* s) {
 
 // The decode merge (attention.cu): for each of n_heads query heads, the `splits` partials at ws (the
 // layout above, v_dim values) → out[h · v_dim …] = Σ_s f_s acc_s / S and, with so, the statistics of
-// head h at so->…[h]. The number of keys is pos0[0] + 1. One block per head.
+// head h at so->…[h]. The number of keys is pos0[0] + 1, or at most `window` when it is > 0 (the
+// partials then cover only those). sinks: [n_heads] sink logits joining S (AttentionShape), or null.
+// One block per head.
 void merge_decode_partials(const float* ws, const int32_t* pos0, int n_heads, int v_dim, int splits, const StatsOut* so,
-                           float* out, cudaStream_t stream);
+                           float* out, cudaStream_t stream, const float* sinks = nullptr, int window = 0);
 
 #if defined(__CUDACC__) || defined(MOE_CUDA_EMULATED)
 

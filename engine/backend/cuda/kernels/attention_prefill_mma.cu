@@ -94,7 +94,8 @@ template <int D, typename KV>
 __global__ void __launch_bounds__(kThreads) prefill_mma_kernel(const float* __restrict__ q, int64_t q_stride, int T,
                                                                 const KV* __restrict__ kc, const KV* __restrict__ vc,
                                                                 const int32_t* __restrict__ pos0, int group,
-                                                                int n_kv_heads, float scale_log2, float* __restrict__ out,
+                                                                int n_kv_heads, float scale_log2, int window,
+                                                                const float* __restrict__ sinks, float* __restrict__ out,
                                                                 int64_t out_stride) {
   wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   static_assert(D % 16 == 0 && D <= 128, "head_dim a multiple of 16, at most 128");
@@ -133,7 +134,8 @@ __global__ void __launch_bounds__(kThreads) prefill_mma_kernel(const float* __re
   const int64_t kv_stride = int64_t(n_kv_heads) * D;
   const KV* kbase = kc + int64_t(kvh) * D;
   const KV* vbase = vc + int64_t(kvh) * D;
-  for (int j0 = 0; j0 < n_keys; j0 += kKeys) {
+  // From the first key the block's first query sees (key 0 without a window).
+  for (int j0 = window > 0 ? max(0, base + t0 - window + 1) : 0; j0 < n_keys; j0 += kKeys) {
     __syncthreads();  // every warp is done with the previous tile
     stage_k<D>(k_s, kbase, kv_stride, j0, n_keys);
     stage_v<D>(v_s, vbase, kv_stride, j0, n_keys);
@@ -152,15 +154,17 @@ __global__ void __launch_bounds__(kThreads) prefill_mma_kernel(const float* __re
         mma_tf32_1688(s[j], qa[kk], bf);
       }
 
-    // Scale (log2 units), the causal mask where the tile reaches past the block's first token, the max.
-    const bool masked = j0 + kKeys - 1 > base + t0;
+    // Scale (log2 units), the causal mask where the tile reaches past the block's first token (and a
+    // sliding window's lower edge throughout), the max.
+    const bool masked = j0 + kKeys - 1 > base + t0 || window > 0;
     float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
     for (int j = 0; j < NS; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         float x = s[j][e] * scale_log2;
-        if (masked && j0 + 8 * j + 2 * t + (e & 1) > (e < 2 ? p0 : p1)) x = -INFINITY;
+        const int key = j0 + 8 * j + 2 * t + (e & 1), pos = e < 2 ? p0 : p1;
+        if (masked && (key > pos || (window > 0 && key <= pos - window))) x = -INFINITY;
         s[j][e] = x;
         if (e < 2) mx0 = fmaxf(mx0, x);
         else mx1 = fmaxf(mx1, x);
@@ -199,7 +203,9 @@ __global__ void __launch_bounds__(kThreads) prefill_mma_kernel(const float* __re
     }
   }
 
-  const float i0 = 1.0f / quad_sum(l0), i1 = 1.0f / quad_sum(l1);
+  // The denominators, with the head's sink (2^(sink · log2 e − m)); rows past T are not stored.
+  const float sink = sinks ? sinks[h] * 1.4426950408889634f : -INFINITY;
+  const float i0 = 1.0f / (quad_sum(l0) + exp2f(sink - m0)), i1 = 1.0f / (quad_sum(l1) + exp2f(sink - m1));
 #pragma unroll
   for (int n = 0; n < KD; ++n) {
     const int64_t d = int64_t(h) * D + 8 * n + 2 * t;
@@ -215,7 +221,7 @@ void launch(const float* q, int64_t q_stride, int T, const void* k_cache, const 
   const float scale_log2 = s.scale * 1.4426950408889634f;  // e^x = 2^(x · log2 e)
   launch_dependent("prefill_mma_kernel", prefill_mma_kernel<D, KV>, grid, kThreads, 0, stream, q, q_stride, T,
                    static_cast<const KV*>(k_cache), static_cast<const KV*>(v_cache), pos0, s.n_heads / s.n_kv_heads,
-                   s.n_kv_heads, scale_log2, out, int64_t(s.n_heads) * D);
+                   s.n_kv_heads, scale_log2, s.window, s.sinks, out, int64_t(s.n_heads) * D);
   MOE_CUDA_CHECK_LAUNCH();
 }
 

@@ -62,6 +62,27 @@ struct Elem16<__half> {
 
 __device__ __forceinline__ float silu(float z) { return z / (1.0f + expf(-z)); }
 
+// What an expert's products get besides the matrix products (ExpertTable): the biases of its weight
+// rows (bias0: gate or down, bias1: up; [E][N], null when absent) and the gated product.
+struct ExpertEpilogue {
+  const float* bias0 = nullptr;
+  const float* bias1 = nullptr;
+  float limit = 0.0f, alpha = 1.0f;
+
+  __device__ __forceinline__ float b0(int e, int N, int n) const { return bias0 ? bias0[size_t(e) * N + n] : 0.0f; }
+  __device__ __forceinline__ float b1(int e, int N, int n) const { return bias1 ? bias1[size_t(e) * N + n] : 0.0f; }
+  // silu(g)·u, or GPT-OSS's clamped form where limit > 0.
+  __device__ __forceinline__ float glu(float g, float u) const {
+    if (limit <= 0.0f) return silu(g) * u;
+    g = fminf(g, limit);
+    u = fminf(fmaxf(u, -limit), limit);
+    return (u + 1.0f) * g / (1.0f + expf(-alpha * g));
+  }
+};
+
+__host__ __device__ inline ExpertEpilogue gate_up_epilogue(const ExpertTable& t) { return ExpertEpilogue{t.gate_bias, t.up_bias, t.glu_limit, t.glu_alpha}; }
+__host__ __device__ inline ExpertEpilogue down_epilogue(const ExpertTable& t) { return ExpertEpilogue{t.down_bias, nullptr, 0.0f, 1.0f}; }
+
 // ---------------------------------------------------------------------------------------------------
 // Decode.
 
@@ -92,9 +113,10 @@ __global__ void __launch_bounds__(kGateUpWarps * 32)
   const T* const rows[2] = {g, u};
   const float* const vecs[2] = {xs, xs};
   warp_dots<T, 2>(rows, vecs, H, lane, acc);
-  const float gs = warp_sum(acc[0]);
-  const float us = warp_sum(acc[1]);
-  if (lane == 0) h[size_t(k) * F + r] = silu(gs) * us;
+  const ExpertEpilogue ep = gate_up_epilogue(tb);
+  const float gs = warp_sum(acc[0]) + ep.b0(e, F, r);
+  const float us = warp_sum(acc[1]) + ep.b1(e, F, r);
+  if (lane == 0) h[size_t(k) * F + r] = ep.glu(gs, us);
 }
 
 template <typename T>
@@ -114,6 +136,7 @@ __global__ void __launch_bounds__(kDownWarps * 32)
       while (k < slots && !valid(k)) ++k;
       return k;
     };
+    const ExpertEpilogue ep = down_epilogue(tb);
     float acc = 0.0f;
     int k0 = next(0);
     while (k0 < slots) {
@@ -125,7 +148,7 @@ __global__ void __launch_bounds__(kDownWarps * 32)
         const float* const vecs[2] = {h + size_t(k0) * F, h + size_t(k1) * F};
         float d[2] = {0.0f, 0.0f};
         warp_dots<T, 2>(rows, vecs, F, lane, d);
-        const float d0 = warp_sum(d[0]), d1 = warp_sum(d[1]);
+        const float d0 = warp_sum(d[0]) + ep.b0(selected[k0], H, r), d1 = warp_sum(d[1]) + ep.b0(selected[k1], H, r);
         acc += weights[k0] * d0;  // slot order
         acc += weights[k1] * d1;
         k0 = next(k1 + 1);
@@ -134,7 +157,7 @@ __global__ void __launch_bounds__(kDownWarps * 32)
         const float* const vecs[1] = {h + size_t(k0) * F};
         float d[1] = {0.0f};
         warp_dots<T, 1>(rows, vecs, F, lane, d);
-        acc += weights[k0] * warp_sum(d[0]);
+        acc += weights[k0] * (warp_sum(d[0]) + ep.b0(selected[k0], H, r));
         k0 = slots;
       }
     }
@@ -317,7 +340,8 @@ __device__ __forceinline__ void load_w_tile(const T* __restrict__ W, int N, int 
 template <typename T, bool kGLU>
 __global__ void __launch_bounds__(kGemmThreads)
     grouped_simt_kernel(const void* const* __restrict__ w0_table, const void* const* __restrict__ w1_table, int N, int K,
-                   const int32_t* __restrict__ ws, int P, int E, const float* __restrict__ X, float* __restrict__ out) {
+                   const int32_t* __restrict__ ws, int P, int E, const float* __restrict__ X, float* __restrict__ out,
+                   ExpertEpilogue ep) {
   wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   __shared__ __align__(16) float Xs[kKTile][kXStride];
   __shared__ float W0s[kKTile][kWStride];
@@ -385,10 +409,11 @@ __global__ void __launch_bounds__(kGemmThreads)
   }
 
   if (!active || n0 + n >= N) return;
+  const float b0 = ep.b0(e, N, n0 + n), b1 = kGLU ? ep.b1(e, N, n0 + n) : 0.0f;
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
     const int m = half * 8 + j;
-    if (m < mcount) out[size_t(p0 + m) * N + n0 + n] = kGLU ? silu(acc0[j]) * acc1[j] : acc0[j];
+    if (m < mcount) out[size_t(p0 + m) * N + n0 + n] = kGLU ? ep.glu(acc0[j] + b0, acc1[j] + b1) : acc0[j] + b0;
   }
 }
 
@@ -452,7 +477,7 @@ template <typename T, bool kGLU>
 __global__ void __launch_bounds__(kTcThreads)
     grouped_tc_kernel(const void* const* __restrict__ w0_table, const void* const* __restrict__ w1_table, int N,
                       int K, const int32_t* __restrict__ ws, int P, int E, const T* __restrict__ X,
-                      void* __restrict__ out) {
+                      void* __restrict__ out, ExpertEpilogue ep) {
   wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   using Tiles = TcTiles<kGLU>;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -484,6 +509,26 @@ __global__ void __launch_bounds__(kTcThreads)
     for (int i = 0; i < 2; ++i)
 #pragma unroll
       for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[w][i][j], 0.0f);
+  static_assert(Tiles::n_w * 16 * kTcOutLd * sizeof(float) <= Tiles::bytes, "the bias tile fits in the stages");
+  if (ep.bias0) {
+    // GPT-OSS's biases: every accumulator starts at its weight row's bias, loaded from a 16-row tile of
+    // identical rows that the stages hold before their first copies.
+    float* bs = reinterpret_cast<float*>(smem);  // [n_w][16][kTcOutLd]
+    for (int i = tid; i < Tiles::n_w * 16 * kRowTile; i += kTcThreads) {
+      const int w = i / (16 * kRowTile), r = i / kRowTile % 16, c = i % kRowTile;
+      bs[(w * 16 + r) * kTcOutLd + c] = n0 + c < N ? (w == 0 ? ep.b0(e, N, n0 + c) : ep.b1(e, N, n0 + c)) : 0.0f;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int w = 0; w < Tiles::n_w; ++w)
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+          wmma::load_matrix_sync(acc[w][i][j], bs + w * 16 * kTcOutLd + wn * kTcWarpRows + j * kFrag, kTcOutLd,
+                                 wmma::mem_row_major);
+    __syncthreads();  // before the stages take their first copies
+  }
 
   // Issues the copies of k step `step` into its stage, as one group (empty past the last step, so that
   // every thread has committed the same number of groups at every wait).
@@ -553,7 +598,7 @@ __global__ void __launch_bounds__(kTcThreads)
           // Accumulators of one type share their element layout, so gate and up pair up element-wise.
 #pragma unroll
           for (int t = 0; t < acc[0][i][j].num_elements; ++t)
-            acc[0][i][j].x[t] = silu(acc[0][i][j].x[t]) * acc[1][i][j].x[t];
+            acc[0][i][j].x[t] = ep.glu(acc[0][i][j].x[t], acc[1][i][j].x[t]);
         }
         wmma::store_matrix_sync(Cs + (wm * kTcWarpPairs + i * kFrag) * kTcOutLd + wn * kTcWarpRows + j * kFrag,
                                 acc[0][i][j], kTcOutLd, wmma::mem_row_major);
@@ -623,17 +668,18 @@ void launch_down_decode(const ExpertTable& t, const int32_t* selected, const flo
 template <typename T, bool kGLU>
 void launch_grouped(const ExpertTable& t, const void* const* w0, const void* const* w1, int N, int K,
                     const int32_t* grouping, int P, const void* X, void* out, cudaStream_t stream) {
+  const ExpertEpilogue ep = kGLU ? gate_up_epilogue(t) : down_epilogue(t);
   const int row_blocks = (N + kRowTile - 1) / kRowTile, items = max_tiles(P, t.n_experts);
   if constexpr (std::is_same_v<T, float>) {
     const dim3 grid(row_blocks, items, kPairTile / kSimtPairs);
     launch_dependent("grouped_simt_kernel", grouped_simt_kernel<T, kGLU>, grid, kGemmThreads, 0, stream, w0, w1, N, K,
-                     grouping, P, t.n_experts, static_cast<const float*>(X), static_cast<float*>(out));
+                     grouping, P, t.n_experts, static_cast<const float*>(X), static_cast<float*>(out), ep);
   } else {
     const dim3 grid(row_blocks, items);
     constexpr size_t smem = TcTiles<kGLU>::bytes;
     allow_smem(grouped_tc_kernel<T, kGLU>, smem);
     launch_dependent("grouped_tc_kernel", grouped_tc_kernel<T, kGLU>, grid, kTcThreads, smem, stream, w0, w1, N, K,
-                     grouping, P, t.n_experts, static_cast<const T*>(X), out);
+                     grouping, P, t.n_experts, static_cast<const T*>(X), out, ep);
   }
   MOE_CUDA_CHECK_LAUNCH();
 }

@@ -24,8 +24,18 @@ struct ExpertTable {
   const void* const* down = nullptr;
   DType dtype = DType::BF16;
   int n_experts = 0, hidden = 0, ffn = 0;
+  // GPT-OSS: the projections' biases, F32, [E][ffn] for gate and up and [E][hidden] for down (all three
+  // or none: null), and the clamped gate where glu_limit > 0:
+  //   h = (clamp(u, ±glu_limit) + 1) · g · σ(glu_alpha · g),  g = min(gate, glu_limit)
+  // in place of silu(gate) · up (the CPU backend's swiglu).
+  const float* gate_bias = nullptr;
+  const float* up_bias = nullptr;
+  const float* down_bias = nullptr;
+  float glu_limit = 0.0f, glu_alpha = 1.0f;
 };
 
+// Below, silu(gate_e·x) ⊙ (up_e·x) stands for the table's gated product, biases and clamp included, and
+// down_e·h for the down projection plus its bias.
 // Decode. For each slot k < slots with e = selected[k] ≥ 0: h[k][:] = silu(gate_e·x) ⊙ (up_e·x);
 // h[k] = 0 for −1. x: [hidden], h: [slots][ffn].
 void experts_gate_up_decode(const ExpertTable& t, const int32_t* selected, int slots, const float* x, float* h,

@@ -14,6 +14,15 @@
 //   entropy = log S − B / S (≥ 0), max weight = 1 / S, first mass = e^(s_0 − m) / S,
 //   top-k mass = Σ_{top k} e^(s_i − m) / S (exactly 1 when n_keys ≤ k; at most 1).
 // Scores must be finite (q·k of finite vectors).
+//
+// An attention sink (GPT-OSS) is a per-head logit that joins the denominator and weighs no value: the
+// weights become w_j = e^(s_j − r) / Z with Z = Σ e^(s_j − r) + e^(sink − r), and sum to less than 1.
+// The statistics below take it as `sink` (−inf: none, the formulas above exactly). They move the sums
+// to the reference r = max(m, sink) first, so neither e^(sink − m) nor the sums overflow:
+//   entropy = (S_r / Z) log Z − B_r / Z,  max weight = e^(m − r) / Z,  first mass = e^(s_0 − r) / Z,
+//   top-k mass = Σ_{top k} e^(s_i − r) / Z (S_r / Z when n_keys ≤ k),
+// where S_r, B_r are S and B moved to r (softmax_rescale). They describe the weights as the model uses
+// them, as the CPU backend's record_attention does.
 #include <cmath>
 
 #ifndef MOE_HD
@@ -81,18 +90,43 @@ MOE_HD inline void softmax_push(SoftmaxSums& a, float s) {
   a.B += e * x;
 }
 
-// The statistics of a finished, non-empty row (m its largest score).
-MOE_HD inline float softmax_entropy(const SoftmaxSums& a) {
-  const double e = log(double(a.S)) - double(a.B) / double(a.S);
+// A finished, non-empty row's sums moved to the reference r = max(m, sink), and the denominator Z.
+struct SoftmaxTotals {
+  SoftmaxSums at_r;  // S_r and B_r, reference r
+  double Z;
+};
+MOE_HD inline SoftmaxTotals softmax_totals(const SoftmaxSums& a, float sink) {
+  SoftmaxTotals t{a, 0.0};
+  softmax_rescale(t.at_r, fmaxf(a.m, sink));  // no change without a sink (a factor of exactly 1)
+  t.Z = double(t.at_r.S) + double(expf(sink - t.at_r.m));
+  return t;
+}
+
+// The softmax denominator relative to m itself, for the outputs: Σ e^(s_j − m) v_j divided by it.
+// e^(sink − m) may overflow to inf where the sink outweighs every key by e^88: the outputs are then 0,
+// as they are to F32 precision.
+MOE_HD inline float softmax_denominator(const SoftmaxSums& a, float sink) { return a.S + expf(sink - a.m); }
+
+// The statistics of a finished, non-empty row (m its largest score), with an optional sink.
+MOE_HD inline float softmax_entropy(const SoftmaxSums& a, float sink = -INFINITY) {
+  const SoftmaxTotals t = softmax_totals(a, sink);
+  const double e = double(t.at_r.S) / t.Z * log(t.Z) - double(t.at_r.B) / t.Z;
   return float(e > 0.0 ? e : 0.0);  // rounding can leave −1e-7 for a one-hot row
 }
-MOE_HD inline float softmax_max_weight(const SoftmaxSums& a) { return 1.0f / a.S; }
-// The weight of a key with score s (first mass: s = s_0).
-MOE_HD inline float softmax_weight(const SoftmaxSums& a, float s) { return expf(s - a.m) * (1.0f / a.S); }
+MOE_HD inline float softmax_max_weight(const SoftmaxSums& a, float sink = -INFINITY) {
+  const SoftmaxTotals t = softmax_totals(a, sink);
+  return float(double(expf(a.m - t.at_r.m)) / t.Z);
+}
+// The weight of a key with score s (first mass: s = s_0; −inf: a key outside the row, weight 0).
+MOE_HD inline float softmax_weight(const SoftmaxSums& a, float s, float sink = -INFINITY) {
+  const SoftmaxTotals t = softmax_totals(a, sink);
+  return float(double(expf(s - t.at_r.m)) / t.Z);
+}
 // Top-k mass from sum_top = Σ e^(s_i − m) over the k largest scores.
-MOE_HD inline float softmax_topk_mass(const SoftmaxSums& a, float sum_top, int n_keys, int k) {
-  if (n_keys <= k) return 1.0f;
-  return fminf(sum_top * (1.0f / a.S), 1.0f);
+MOE_HD inline float softmax_topk_mass(const SoftmaxSums& a, float sum_top, int n_keys, int k, float sink = -INFINITY) {
+  const SoftmaxTotals t = softmax_totals(a, sink);
+  if (n_keys <= k) return float(double(t.at_r.S) / t.Z);  // every key: 1 without a sink
+  return fminf(float(double(sum_top) * double(expf(a.m - t.at_r.m)) / t.Z), 1.0f);
 }
 
 // The k largest raw scores seen, descending (v[0 … n)); k ≤ kOnlineSoftmaxTopK.
@@ -173,10 +207,13 @@ struct OnlineSoftmax {
     if (f_other) *f_other = fb;
   }
 
-  MOE_HD float entropy() const { return softmax_entropy(sums); }
-  MOE_HD float max_weight() const { return softmax_max_weight(sums); }
-  MOE_HD float first_mass() const { return softmax_weight(sums, first); }
-  MOE_HD float topk_mass() const { return softmax_topk_mass(sums, topk_sum_exp(top, sums.m), n_keys, k); }
+  // The statistics, with the row's sink logit (−inf: none).
+  MOE_HD float entropy(float sink = -INFINITY) const { return softmax_entropy(sums, sink); }
+  MOE_HD float max_weight(float sink = -INFINITY) const { return softmax_max_weight(sums, sink); }
+  MOE_HD float first_mass(float sink = -INFINITY) const { return softmax_weight(sums, first, sink); }
+  MOE_HD float topk_mass(float sink = -INFINITY) const {
+    return softmax_topk_mass(sums, topk_sum_exp(top, sums.m), n_keys, k, sink);
+  }
 };
 
 }  // namespace moe::cuda

@@ -143,9 +143,11 @@ __device__ void route_token(const float* lg, int t, const RouterParams& P, const
   float* w = reinterpret_cast<float*>(base + L.w_off());
   unsigned char* state = base + L.state_off();
 
-  // Logits + user bias; then the masks (−inf before the score function).
+  // Logits + the router's own bias + user bias, in that order (as the CPU adds them); then the masks
+  // (−inf before the score function).
   for (int e = lane; e < E; e += 32) {
     float v = __ldcg(lg + e);
+    if (P.logit_bias) v += P.logit_bias[e];
     if (P.user_bias) v += P.user_bias[e];
     p[e] = v;
     state[e] = kAvailable;

@@ -2,7 +2,7 @@
 // The fused router (SPECS.md §5, interventions.h): from the router logits of T tokens to the selected
 // experts and their weights, and the routing record when one is asked for, with no host round trip.
 // Exactly the CPU backend's semantics (moe_block / record_routing in cpu_backend.cpp):
-//   logits += user_bias; logits[masked] = −inf; p = softmax or sigmoid (F32, over all experts)
+//   logits += logit_bias (the model's) + user_bias; logits[masked] = −inf; p = softmax or sigmoid (F32, over all experts)
 //   selection: forced experts first (given order, duplicates once), then the largest p + selection_bias
 //     among the rest (masked excluded), ties to the lower id, until top_k are chosen; group-limited
 //     (n_group > 1, topk_group < n_group): only among the experts of the topk_group groups whose
@@ -30,6 +30,7 @@ struct RouterParams {
   int n_group = 1;         // experts in n_group equal groups (1: no group limit)
   int topk_group = 1;      // groups kept (≤ n_group)
   bool group_top2 = true;  // a group's score: the sum of its two best biased scores, else its best
+  const float* logit_bias = nullptr;      // [E] the router layer's own bias, added to the logits (GPT-OSS), or null
   const float* selection_bias = nullptr;  // [E] model's bias for selection only (DeepSeek-V3), or null
   const float* user_bias = nullptr;       // [E] intervention bias on the logits, or null
   const int32_t* masked = nullptr;        // [n_masked] device
