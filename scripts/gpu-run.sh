@@ -72,6 +72,10 @@ if [[ $what == bench || $what == all ]]; then
   step bench.log deepseek_v2_lite_decode_4k "$pack/moe-bench" --synthetic resources/configs/deepseek-v2-lite.json \
     --device cuda --prompt-tokens 4096 --prefill-chunk 2048 --decode-tokens 128 --repeats 3 --kv-dtype bf16 \
     --hook-levels off,routing,full
+  # GPT-OSS (sinks, sliding windows, router and expert biases): gpt-oss-20b, BF16, 4k context.
+  step bench.log gpt_oss_20b_decode_4k "$pack/moe-bench" --synthetic resources/configs/gpt-oss-20b.json \
+    --device cuda --prompt-tokens 4096 --prefill-chunk 2048 --decode-tokens 128 --repeats 3 --kv-dtype bf16 \
+    --hook-levels off,routing,full
   step bench.log prefill_2k_no_mma env MOE_CUDA_MMA_ATTENTION=0 "$pack/moe-bench" "${qwen[@]}" --prompt-tokens 2048 \
     --prefill-chunk 2048 --decode-tokens 16 --repeats 5
 fi
