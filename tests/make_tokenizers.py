@@ -560,6 +560,48 @@ def kimi_messages(messages: list[dict]) -> list[dict]:
     return out
 
 
+# OpenAI's Harmony format as gpt-oss's chat_template.jinja writes it for conversations without tools (written for these
+# tests; the real template adds tool namespaces, tool calls and the `thinking` field of assistant messages): a system
+# message naming the date and the reasoning effort, the first system (or developer) message as the developer's
+# instructions, later system messages dropped, answers in the final channel (their thinking never re-rendered), and
+# the generation prompt "<|start|>assistant", after which the model picks its channel itself. HARMONY_DATE stands in
+# for strftime_now, whose value is the day the render runs.
+HARMONY_TEMPLATE = r"""{#- Harmony (gpt-oss), without tools (MoE Workbench test template) -#}
+{%- if reasoning_effort is not defined -%}
+  {%- set reasoning_effort = "medium" -%}
+{%- endif -%}
+{{- "<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\n" -}}
+{{- "Knowledge cutoff: 2024-06\nCurrent date: " + strftime_now("%Y-%m-%d") + "\n\n" -}}
+{{- "Reasoning: " + reasoning_effort + "\n\n" -}}
+{{- "# Valid channels: analysis, commentary, final. Channel must be included for every message.<|end|>" -}}
+{%- if messages and (messages[0].role == "developer" or messages[0].role == "system") -%}
+  {%- set developer_message = messages[0].content -%}
+  {%- set loop_messages = messages[1:] -%}
+{%- else -%}
+  {%- set developer_message = "" -%}
+  {%- set loop_messages = messages -%}
+{%- endif -%}
+{%- if developer_message -%}
+  {{- "<|start|>developer<|message|># Instructions\n\n" + developer_message + "\n\n<|end|>" -}}
+{%- endif -%}
+{%- for message in loop_messages -%}
+  {%- if message.role == "assistant" -%}
+    {%- if loop.last and not add_generation_prompt -%}
+      {{- "<|start|>assistant<|channel|>final<|message|>" + message.content + "<|return|>" -}}
+    {%- else -%}
+      {{- "<|start|>assistant<|channel|>final<|message|>" + message.content + "<|end|>" -}}
+    {%- endif -%}
+  {%- elif message.role == "user" -%}
+    {{- "<|start|>user<|message|>" + message.content + "<|end|>" -}}
+  {%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+  {{- "<|start|>assistant" -}}
+{%- endif -%}
+"""
+HARMONY_DATE = (2025, 8, 5)
+
+
 # Llama-2-chat style: BOS before every user turn, <<SYS>> block inside the first one, contents stripped.
 LLAMA2_TEMPLATE = r"""{%- if messages and messages[0].role == 'system' -%}
   {%- set system = messages[0].content -%}
@@ -998,7 +1040,35 @@ def render_chats() -> list[dict]:
             if all(m["role"] != "tool" for m in messages):  # the template raises on a tool result without a call
                 add(f"minimax_m2/{conv_name}/gen={int(gen)}", bpe, "bpe", "minimax_m2", MINIMAX_M2_TEMPLATE,
                     messages, gen, None)
+                with fixed_date(*HARMONY_DATE):  # the real template raises there too
+                    add(f"harmony/{conv_name}/gen={int(gen)}", bpe, "bpe", "harmony", HARMONY_TEMPLATE, messages, gen,
+                        None)
+                cases[-1]["current_date"] = "%04d-%02d-%02d" % HARMONY_DATE
     return cases
+
+
+class fixed_date:
+    """Within it, transformers' strftime_now (datetime.now().strftime in its chat-template module) sees that day."""
+
+    def __init__(self, year: int, month: int, day: int):
+        import datetime as dt
+        day_ = dt.datetime(year, month, day, 12, 0, 0)
+
+        class Fixed(dt.datetime):
+            @classmethod
+            def now(cls, tz=None):
+                return day_
+
+        self.fixed = Fixed
+
+    def __enter__(self):
+        import transformers.utils.chat_template_utils as ctu
+        self.saved = ctu.datetime
+        ctu.datetime = self.fixed
+
+    def __exit__(self, *exc):
+        import transformers.utils.chat_template_utils as ctu
+        ctu.datetime = self.saved
 
 
 def main() -> int:
@@ -1074,7 +1144,7 @@ def main() -> int:
                  "deepseek_v3_0324": DEEPSEEK_V3_0324_TEMPLATE, "deepseek_r1": DEEPSEEK_R1_TEMPLATE,
                  "deepseek_v3_1": DEEPSEEK_V3_1_TEMPLATE, "minimax_m2": MINIMAX_M2_TEMPLATE,
                  "ernie45": ERNIE45_TEMPLATE, "kimi_k2": KIMI_K2_TEMPLATE,
-                 "kimi_k2_thinking": KIMI_K2_THINKING_TEMPLATE}
+                 "kimi_k2_thinking": KIMI_K2_THINKING_TEMPLATE, "harmony": HARMONY_TEMPLATE}
     write_json(os.path.join(OUT, "chat_expected.json"),
                {"templates": templates, "bos_token": "<s>", "eos_token": "</s>", "cases": render_chats()}, indent=1)
 

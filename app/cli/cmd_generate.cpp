@@ -80,9 +80,9 @@ int run_generate(const Args& args, bool trace_command) {
     text += piece;
     if (as_json) {
       json j = {{"type", "token"}, {"index", ev.index}, {"id", ev.id}, {"text", piece}, {"t", ev.elapsed_s},
-                {"phase", phase_name(ev.phase)}, {"forced", ev.forced}};
+                {"phase", phase_name(ev.phase)}, {"forced", ev.forced}, {"marker", ev.marker}};
       std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n" << std::flush;
-    } else {
+    } else if (!ev.marker) {  // think markup (Harmony's channel headers) is not text
       std::cout << terminal_safe(piece) << std::flush;
     }
     return true;

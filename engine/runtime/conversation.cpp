@@ -41,14 +41,26 @@ SamplingParams recommended_sampling(const ChatTemplate& chat, const GenerationCo
   return p;
 }
 
+namespace {
+
+// The early-stop text is written for <think> blocks (Qwen's ends with </think>); a format with other markup
+// (Harmony) is cut with its own close markup alone.
+std::string early_stop_text_for(const ChatTemplate& chat, const std::string& text) {
+  return chat.think_markup().close == ThinkMarkup{}.close ? text : chat.empty_think_close();
+}
+
+}  // namespace
+
 Conversation::Conversation(const Model& model, const BackendOptions& options, const std::string& early_stop_text)
     : model_(model),
       session_(model, options),
       tok_(Tokenizer::load(model.dir())),
       chat_(ChatTemplate::from_model_dir(model.dir())),
       gen_(load_generation_config(model.dir())),
-      thinking_(chat_.supports_thinking() ? moe::thinking_tokens(*tok_, early_stop_text, chat_.empty_think_close())
-                                          : ThinkingTokens{}) {}
+      thinking_(chat_.supports_thinking()
+                    ? moe::thinking_tokens(*tok_, early_stop_text_for(chat_, early_stop_text), chat_.empty_think_close(),
+                                           chat_.think_markup())
+                    : ThinkingTokens{}) {}
 
 std::vector<int32_t> Conversation::stop_ids() const {
   std::vector<int32_t> ids = gen_.eos_ids;
@@ -83,6 +95,7 @@ TurnResult Conversation::send(const std::string& user_text, const TurnOptions& o
   TurnResult r;
   r.effective_thinking = will_think(opt.mode, user_text);
   r.prompt_text = render_for_mode(chat_, with_user(user_text), opt.mode);
+  if (supports_thinking()) r.prompt_text += chat_.thinking_opener();  // Harmony: the analysis channel's header
   r.prompt_ids = tok_->encode(r.prompt_text, false);
   r.prompt_phases = tag_prompt_phases(r.prompt_ids, *tok_);
   r.sampling = opt.sampling ? *opt.sampling : recommended_sampling(chat_, gen_, r.effective_thinking);
@@ -106,17 +119,16 @@ TurnResult Conversation::send(const std::string& user_text, const TurnOptions& o
     std::string piece = stream.push(ev.id);
     if (std::find(g.stop_ids.begin(), g.stop_ids.end(), ev.id) != g.stop_ids.end() && !ev.forced) piece.clear();
     text += piece;
-    if (ev.phase == Phase::Thinking) {
-      if (ev.id != thinking_.open && ev.id != thinking_.close) r.thinking_text += piece;
-    } else {
-      r.answer_text += piece;
-    }
+    if (!ev.marker) (ev.phase == Phase::Thinking ? r.thinking_text : r.answer_text) += piece;
     return on_token ? on_token(ev, piece) : true;
   };
   r.generation = session_.generate(r.prompt_ids, g, each, observer);
   const std::string tail = stream.flush();
   text += tail;
   r.answer_text += tail;
+  // Harmony's history holds the final channel only (the template never renders an earlier turn's analysis), and
+  // the text here has lost the channel markup (special tokens), so the answer is what goes back.
+  const std::string history = chat_.format() == ChatFormat::Harmony ? r.answer_text : text;
   // Trim the blank lines the template puts around the blocks.
   auto trim = [](std::string& s) {
     const size_t b = s.find_first_not_of('\n');
@@ -126,7 +138,7 @@ TurnResult Conversation::send(const std::string& user_text, const TurnOptions& o
   trim(r.thinking_text);
   trim(r.answer_text);
   messages_.push_back({"user", user_text});
-  messages_.push_back({"assistant", text});
+  messages_.push_back({"assistant", history});
   return r;
 }
 

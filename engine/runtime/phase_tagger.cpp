@@ -53,10 +53,20 @@ constexpr Marker kMarkers[] = {
     {"<|im_system|>tool<|im_middle|>", Phase::User, Phase::User},
     {"<|im_user|>", Phase::User, Phase::User},
     {"<|im_assistant|>", Phase::Answer, Phase::Answer},
+    // Harmony (GPT-OSS): a header per message, the assistant's naming its channel; the developer's instructions
+    // are read like a system message.
+    {"<|start|>system<|message|>", Phase::System, Phase::System},
+    {"<|start|>developer<|message|>", Phase::System, Phase::System},
+    {"<|start|>user<|message|>", Phase::User, Phase::User},
+    {"<|start|>assistant<|channel|>analysis<|message|>", Phase::Thinking, Phase::Thinking},
+    {"<|start|>assistant<|channel|>final<|message|>", Phase::Answer, Phase::Answer},
+    {"<|end|>", Phase::Other, Phase::Other},     // resolved below, like <|im_end|>
+    {"<|return|>", Phase::Other, Phase::Other},  // likewise
 };
 
 bool ends_a_turn(std::string_view marker) {
-  return marker == "<|im_end|>" || marker == "<｜end▁of▁sentence｜>" || marker == "[e~[";
+  return marker == "<|im_end|>" || marker == "<｜end▁of▁sentence｜>" || marker == "[e~[" || marker == "<|end|>" ||
+         marker == "<|return|>";
 }
 
 }  // namespace

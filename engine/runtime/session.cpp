@@ -126,7 +126,7 @@ GenerationResult Session::generate(const std::vector<int32_t>& prompt, const Gen
       context.push_back(id);
       if (on_token)
         keep_going = on_token(TokenEvent{id, int(r.tokens.size()) - 1, std::chrono::duration<double>(clock::now() - t0).count(),
-                                         phase, forced}) && keep_going;
+                                         phase, forced, reasoning.marker()}) && keep_going;
       is_stop = !forced && std::find(opt.stop_ids.begin(), opt.stop_ids.end(), id) != opt.stop_ids.end();
     }
     if (is_stop) {

@@ -39,6 +39,7 @@ struct TokenEvent {
   double elapsed_s;   // since generate() was called
   Phase phase = Phase::Answer;
   bool forced = false;  // injected by the reasoning controller, not sampled
+  bool marker = false;  // think markup (<think>, </think>, Harmony's channel headers): not shown as text
 };
 
 struct GenerationResult {

@@ -4,6 +4,7 @@
 #include "engine/tokenizer/chat_template.h"
 
 #include <cstddef>
+#include <ctime>
 
 #include "engine/common/error.h"
 #include "engine/formats/json_file.h"
@@ -204,6 +205,9 @@ ChatTemplate ChatTemplate::from_source(const std::string& src, std::string bos_t
     t.format_ = ChatFormat::MiniMaxM2;
     t.prefill_think_ = true;
     t.default_system_ = minimax_identity(src);
+  } else if (contains(src, "<|start|>system<|message|>") && contains(src, "<|channel|>final<|message|>") &&
+             contains(src, "Valid channels: analysis, commentary, final")) {
+    t.format_ = ChatFormat::Harmony;
   } else if (contains(src, "<|im_user|>") && contains(src, "<|im_assistant|>") && contains(src, "<|im_middle|>")) {
     t.format_ = ChatFormat::Kimi;
     t.kimi_ = kimi_rules(src);
@@ -275,6 +279,7 @@ std::string ChatTemplate::format_name() const {
     case ChatFormat::MiniMaxM2: return "MiniMax-M2";
     case ChatFormat::Ernie45: return "ERNIE-4.5";
     case ChatFormat::Kimi: return kimi_.thinking ? "Kimi-K2-Thinking" : "Kimi-K2";
+    case ChatFormat::Harmony: return "Harmony";
   }
   return "unknown";
 }
@@ -283,7 +288,8 @@ bool ChatTemplate::supports_thinking() const {
   switch (format_) {
     case ChatFormat::Qwen3:
     case ChatFormat::Glm45:
-    case ChatFormat::MiniMaxM2: return true;
+    case ChatFormat::MiniMaxM2:
+    case ChatFormat::Harmony: return true;
     case ChatFormat::DeepSeekV3: return deepseek_.think_switch || deepseek_.opens_think;
     case ChatFormat::Kimi: return kimi_.thinking;
     default: return false;
@@ -294,7 +300,22 @@ bool ChatTemplate::thinks_by_default() const {
   return supports_thinking() && !(format_ == ChatFormat::DeepSeekV3 && deepseek_.think_switch);
 }
 
+bool ChatTemplate::always_thinks() const {
+  return prefill_think_ || format_ == ChatFormat::Harmony || (format_ == ChatFormat::Kimi && kimi_.thinking);
+}
+
+ThinkMarkup ChatTemplate::think_markup() const {
+  if (format_ == ChatFormat::Harmony)
+    return ThinkMarkup{"<|channel|>analysis<|message|>", "<|end|><|start|>assistant<|channel|>final<|message|>"};
+  return ThinkMarkup{};
+}
+
+std::string ChatTemplate::thinking_opener() const {
+  return format_ == ChatFormat::Harmony ? think_markup().open : std::string();
+}
+
 std::string ChatTemplate::empty_think_close() const {
+  if (format_ == ChatFormat::Harmony) return think_markup().close;
   if (format_ == ChatFormat::Kimi || (format_ == ChatFormat::DeepSeekV3 && deepseek_.think_switch)) return "</think>";
   if (format_ == ChatFormat::Glm45) return "</think>\n";
   return "\n\n</think>\n\n";
@@ -348,6 +369,8 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool 
       return render_user_assistant(messages, add_generation_prompt, cls_, "\n", sep_, "Assistant: ");
     case ChatFormat::Kimi:
       return render_kimi(messages, add_generation_prompt);
+    case ChatFormat::Harmony:
+      return render_harmony(messages, add_generation_prompt);
   }
   return {};
 }
@@ -602,6 +625,45 @@ std::string ChatTemplate::render_kimi(const std::vector<ChatMessage>& messages, 
     out.append(content).append("<|im_end|>");
   }
   if (add_generation_prompt) out += "<|im_assistant|>assistant<|im_middle|>";
+  return out;
+}
+
+// Harmony (GPT-OSS's chat_template.jinja, without tools): a system message with the date and the reasoning effort
+// (medium, the template's default); the first system or developer message as the developer's instructions (later
+// ones are not rendered); user turns; answers in the final channel (<|return|> ends the last one when no prompt
+// follows); the generation prompt "<|start|>assistant".
+std::string ChatTemplate::render_harmony(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
+  std::string date = current_date_;
+  if (date.empty()) {
+    const std::time_t now = std::time(nullptr);
+    std::tm utc{};
+    gmtime_r(&now, &utc);
+    char buf[16];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d", &utc);
+    date = buf;
+  }
+  std::string out = "<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\n";
+  out += "Knowledge cutoff: 2024-06\nCurrent date: " + date + "\n\nReasoning: medium\n\n";
+  out += "# Valid channels: analysis, commentary, final. Channel must be included for every message.<|end|>";
+  size_t first = 0;
+  if (!messages.empty() && (messages[0].role == "system" || messages[0].role == "developer")) {
+    first = 1;
+    if (!messages[0].content.empty())
+      out += "<|start|>developer<|message|># Instructions\n\n" + messages[0].content + "\n\n<|end|>";
+  }
+  for (size_t i = first; i < messages.size(); ++i) {
+    const ChatMessage& m = messages[i];
+    if (m.role == "user") {
+      out += "<|start|>user<|message|>" + m.content + "<|end|>";
+    } else if (m.role == "assistant") {
+      const bool last = i + 1 == messages.size() && !add_generation_prompt;
+      out += "<|start|>assistant<|channel|>final<|message|>" + m.content + (last ? "<|return|>" : "<|end|>");
+    } else if (m.role == "tool") {
+      throw EngineError(file_, "messages", "a Harmony chat takes a tool result only after a tool call, which this "
+                                           "engine does not make");
+    }
+  }
+  if (add_generation_prompt) out += "<|start|>assistant";
   return out;
 }
 

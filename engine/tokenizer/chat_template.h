@@ -27,6 +27,13 @@ enum class ChatFormat {
   MiniMaxM2,   // ]~!b[]~b]system\n…[e~[\n]~b]user\n…[e~[\n]~b]ai\n<think>\n (always thinks)
   Ernie45,     // <cls>User: …\nAssistant: …<sep> (ERNIE-4.5)
   Kimi,        // <|im_system|>system<|im_middle|>…<|im_end|><|im_user|>user<|im_middle|>… (Kimi K2; KimiRules)
+  Harmony,     // <|start|>role<|message|>…<|end|>, answers in <|channel|>final (GPT-OSS; thinks in its analysis channel)
+};
+
+// The markup around a think block, as text.
+struct ThinkMarkup {
+  std::string open = "<think>";
+  std::string close = "</think>";
 };
 
 // What tells Kimi K2's templates apart (read from the template's source).
@@ -69,13 +76,26 @@ class ChatTemplate {
   // Whether the model thinks whatever the switch says (Qwen3-2507-Thinking, R1 and MiniMax-M2, whose generation
   // prompts open the think block; Kimi-K2-Thinking, which opens it itself): such a model cannot be told not to
   // think, only cut at once.
-  bool always_thinks() const { return prefill_think_ || (format_ == ChatFormat::Kimi && kimi_.thinking); }
+  // GPT-OSS (Harmony) always reasons in its analysis channel.
+  bool always_thinks() const;
   // The switch the latest messages set in text: Qwen3's /think and /no_think (the latest one in a user or
   // system message wins), GLM-4.5's /nothink at the end of the last user message. nullopt: none.
   std::optional<bool> soft_switch(const std::vector<ChatMessage>& messages) const;
   // What follows <think> in the template's own empty think block, for a cut before the first thinking token:
-  // "</think>" (Kimi-K2-Thinking, DeepSeek-V3.1), "</think>\n" (GLM-4.5), else Qwen3's "\n\n</think>\n\n".
+  // "</think>" (Kimi-K2-Thinking, DeepSeek-V3.1), "</think>\n" (GLM-4.5), Harmony's close markup, else Qwen3's
+  // "\n\n</think>\n\n".
   std::string empty_think_close() const;
+  // The markup of a think block: <think> … </think>, or Harmony's analysis channel, opened by
+  // "<|channel|>analysis<|message|>" and closed by "<|end|><|start|>assistant<|channel|>final<|message|>".
+  ThinkMarkup think_markup() const;
+  // What the engine writes after the generation prompt so that the model starts in its think block: Harmony's
+  // analysis header (the template ends with "<|start|>assistant" and the model names its channel itself, which a
+  // GPT-OSS model always opens with analysis); "" for the other formats, whose prompts open the block themselves
+  // or whose models open it as a token of its own.
+  std::string thinking_opener() const;
+  // Harmony's "Current date: …" line: strftime_now("%Y-%m-%d") in the template, today's UTC date unless set
+  // here (tests, reproducible prompts).
+  void set_current_date(std::string yyyy_mm_dd) { current_date_ = std::move(yyyy_mm_dd); }
 
   // Renders the conversation as the template would (transformers' apply_chat_template, tokenize=False).
   // enable_thinking: nullopt = not passed (the template's default). DeepSeek-V3.1's template calls it
@@ -93,6 +113,7 @@ class ChatTemplate {
                            std::optional<bool> enable_thinking) const;
   std::string render_minimax_m2(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
   std::string render_kimi(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
+  std::string render_harmony(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
 
   ChatFormat format_ = ChatFormat::None;
   std::string bos_;
@@ -104,6 +125,7 @@ class ChatTemplate {
   bool prefill_think_ = false;  // Qwen3 "Thinking" variants, R1, MiniMax-M2: the generation prompt opens <think>
   DeepSeekRules deepseek_;                    // DeepSeekV3 only
   KimiRules kimi_;                            // Kimi only
+  std::string current_date_;                  // Harmony: "" = today (UTC)
 };
 
 }  // namespace moe

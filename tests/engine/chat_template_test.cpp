@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <ctime>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -43,7 +44,8 @@ TEST(ChatTemplate, RendersLikeTransformers) {
   ASSERT_GE(cases.size(), 40u);
   for (const auto& c : cases) {
     SCOPED_TRACE(c["name"].get<std::string>());
-    const moe::ChatTemplate t = template_for(c);
+    moe::ChatTemplate t = template_for(c);
+    if (c.contains("current_date")) t.set_current_date(c["current_date"].get<std::string>());  // Harmony's
     std::optional<bool> thinking;
     if (c.contains("enable_thinking")) thinking = c["enable_thinking"].get<bool>();
     EXPECT_EQ(t.render(messages_of(c["messages"]), c["add_generation_prompt"].get<bool>(), thinking),
@@ -96,6 +98,19 @@ TEST(ChatTemplate, RecognisesTheFormats) {
   EXPECT_TRUE(minimax.supports_thinking());
   EXPECT_TRUE(minimax.thinks_by_default());
   EXPECT_TRUE(minimax.always_thinks());
+  // Harmony (GPT-OSS): always reasons, in its analysis channel, which the engine opens after the prompt.
+  const auto harmony = moe::ChatTemplate::from_source(templates["harmony"]);
+  EXPECT_EQ(harmony.format(), moe::ChatFormat::Harmony);
+  EXPECT_EQ(harmony.format_name(), "Harmony");
+  EXPECT_TRUE(harmony.supports_thinking());
+  EXPECT_TRUE(harmony.thinks_by_default());
+  EXPECT_TRUE(harmony.always_thinks());
+  EXPECT_EQ(harmony.think_markup().open, "<|channel|>analysis<|message|>");
+  EXPECT_EQ(harmony.think_markup().close, "<|end|><|start|>assistant<|channel|>final<|message|>");
+  EXPECT_EQ(harmony.thinking_opener(), "<|channel|>analysis<|message|>");
+  EXPECT_EQ(harmony.empty_think_close(), harmony.think_markup().close);
+  EXPECT_EQ(minimax.thinking_opener(), "");
+  EXPECT_EQ(minimax.think_markup().open, "<think>");
   const auto ernie = moe::ChatTemplate::from_source(templates["ernie45"]);
   EXPECT_EQ(ernie.format(), moe::ChatFormat::Ernie45);
   EXPECT_EQ(ernie.format_name(), "ERNIE-4.5");
@@ -110,6 +125,18 @@ TEST(ChatTemplate, RecognisesTheFormats) {
   const auto other = moe::ChatTemplate::from_source("{% for m in messages %}<|user|>{{ m.content }}{% endfor %}");
   EXPECT_EQ(other.format(), moe::ChatFormat::Unknown);
   EXPECT_EQ(other.format_name(), "unknown");
+}
+
+// Without a date set, Harmony's system message carries today's (UTC), as strftime_now does; a tool result
+// without a tool call is refused, as the template refuses it.
+TEST(ChatTemplate, HarmonyDateAndToolResults) {
+  const auto t = moe::ChatTemplate::from_source(goldens()["templates"]["harmony"].get<std::string>());
+  const std::string text = t.render({{"user", "Hi"}}, true);
+  char today[16];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(today, sizeof today, "%Y-%m-%d", std::gmtime(&now));
+  EXPECT_NE(text.find(std::string("Current date: ") + today + "\n"), std::string::npos) << text;
+  EXPECT_THROW(t.render({{"user", "Hi"}, {"tool", "{}"}}, true), moe::EngineError);
 }
 
 TEST(ChatTemplate, Qwen3ThinkingControl) {

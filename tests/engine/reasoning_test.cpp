@@ -23,8 +23,8 @@ const std::string kQwen3 = std::string(MOE_TEST_DATA_DIR) + "/models/qwen3_moe";
 
 ThinkingTokens fake_tokens() {
   ThinkingTokens t;
-  t.open = 100;
-  t.close = 101;
+  t.open = {100};
+  t.close = {101};
   t.early_stop = {7, 8, 101, 9};
   t.empty_close = {9, 101, 9};
   return t;
@@ -65,6 +65,57 @@ TEST(ReasoningController, AModelThatClosesItselfGetsNothingInserted) {
   EXPECT_FALSE(prompt_ends_inside_thinking({1, 2}, t));
 }
 
+// Markup of several tokens, as Harmony's: open <|channel|>analysis<|message|> (here 50 51 52), close
+// <|end|><|start|>assistant<|channel|>final<|message|> (60 61 62). Its tokens are markers and belong to the
+// block; a sequence that breaks off is not markup from there on.
+TEST(ReasoningController, MarkupOfSeveralTokens) {
+  ThinkingTokens t;
+  t.open = {50, 51, 52};
+  t.close = {60, 61, 62};
+  t.early_stop = {60, 61, 62};
+  t.empty_close = {60, 61, 62};
+  ReasoningController c(t, false);
+  EXPECT_EQ(c.advance(50), Phase::Answer);
+  EXPECT_TRUE(c.marker());
+  EXPECT_EQ(c.advance(99), Phase::Answer);  // broke off: not markup, and no block
+  EXPECT_FALSE(c.marker());
+  EXPECT_FALSE(c.inside());
+  for (int32_t id : {50, 51}) {
+    EXPECT_EQ(c.advance(id), Phase::Answer);
+    EXPECT_TRUE(c.marker());
+  }
+  EXPECT_EQ(c.advance(52), Phase::Thinking);  // the block opens with the markup's last token
+  EXPECT_TRUE(c.marker());
+  EXPECT_TRUE(c.inside());
+  EXPECT_EQ(c.advance(7), Phase::Thinking);
+  EXPECT_FALSE(c.marker());
+  EXPECT_EQ(c.thinking_tokens(), 1);
+  EXPECT_EQ(c.advance(60), Phase::Thinking);  // the close markup, token by token
+  EXPECT_TRUE(c.marker());
+  EXPECT_TRUE(c.cut(0, true).empty());  // no cut in the middle of it
+  EXPECT_EQ(c.advance(61), Phase::Thinking);
+  EXPECT_EQ(c.advance(62), Phase::Thinking);
+  EXPECT_TRUE(c.marker());
+  EXPECT_FALSE(c.inside());
+  EXPECT_EQ(c.advance(8), Phase::Answer);
+  EXPECT_EQ(c.thinking_tokens(), 1);
+
+  ReasoningController d(t, true);  // a close that breaks off: the model left the block for something else
+  EXPECT_EQ(d.advance(60), Phase::Thinking);
+  EXPECT_EQ(d.advance(99), Phase::Answer);
+  EXPECT_FALSE(d.marker());
+  EXPECT_FALSE(d.inside());
+
+  ReasoningController e(t, true);  // budget 1: one thinking token, then the close markup injected
+  EXPECT_TRUE(e.cut(1, false).empty());
+  e.advance(7);
+  EXPECT_EQ(e.cut(1, false), t.early_stop);
+  EXPECT_TRUE(prompt_ends_inside_thinking({1, 50, 51, 52}, t));
+  EXPECT_TRUE(prompt_ends_inside_thinking({50, 51, 52, 60, 61, 62, 5, 50, 51, 52, 9}, t));
+  EXPECT_FALSE(prompt_ends_inside_thinking({50, 51, 52, 9, 60, 61, 62}, t));
+  EXPECT_FALSE(prompt_ends_inside_thinking({50, 51, 9}, t));  // not the whole markup
+}
+
 struct Fixture {
   std::unique_ptr<Model> model = Model::load(kQwen3);
   std::unique_ptr<Tokenizer> tok = Tokenizer::load(kQwen3);
@@ -87,7 +138,7 @@ TEST(ThinkingBudget, ThinkingNeverExceedsTheBudgetBeforeTheEarlyStopText) {
     const GenerationResult r = session.generate(f.prompt, g);
     // The prompt opened the block, so thinking starts at once; unless the model closed it itself,
     // exactly `budget` sampled tokens precede the injected text.
-    const auto close = std::find(r.tokens.begin(), r.tokens.end(), f.thinking.close);
+    const auto close = std::find(r.tokens.begin(), r.tokens.end(), f.thinking.close[0]);
     ASSERT_NE(close, r.tokens.end()) << "budget " << budget;
     size_t sampled_thinking = 0;
     while (sampled_thinking < r.tokens.size() && !r.forced[sampled_thinking]) ++sampled_thinking;
@@ -225,6 +276,32 @@ TEST(PhaseTagger, GlmDeepSeekAndMiniMaxTurns) {
   EXPECT_EQ(m2[int(Phase::User)], "]~b]user\nHi[e~[]~b]user\nSum?[e~[");
   EXPECT_EQ(m2[int(Phase::Answer)], "]~b]ai\nHello[e~[]~b]ai\n");
   EXPECT_EQ(m2[int(Phase::Thinking)], "<think>\n");
+}
+
+// Harmony's headers (GPT-OSS), spelled by the byte-level test tokenizer: the developer's instructions read like a
+// system message, an answer's final channel is the answer, and the analysis header the engine adds after the
+// generation prompt opens thinking.
+TEST(PhaseTagger, HarmonyChannels) {
+  Fixture f;
+  const auto harmony = ChatTemplate::from_source(
+      test::read_json(test::tokenizer_data() / "chat_expected.json")["templates"]["harmony"]);
+  ChatTemplate dated = harmony;
+  dated.set_current_date("2025-08-05");
+  const std::vector<ChatMessage> chat = {{"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello"}, {"user", "Sum?"}};
+  const std::string text = dated.render(chat, true) + dated.thinking_opener();
+  const auto ids = f.tok->encode(text, false);
+  const auto phases = tag_prompt_phases(ids, *f.tok);
+  std::vector<std::string> spans(kPhaseCount);
+  for (size_t i = 0; i < ids.size(); ++i) spans[int(phases[i])] += f.tok->token_bytes(ids[i], i ? ids[i - 1] : -1);
+  EXPECT_EQ(spans[int(Phase::Other)], "");
+  EXPECT_EQ(spans[int(Phase::System)],
+            "<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\nKnowledge cutoff: "
+            "2024-06\nCurrent date: 2025-08-05\n\nReasoning: medium\n\n# Valid channels: analysis, commentary, final. "
+            "Channel must be included for every message.<|end|><|start|>developer<|message|># Instructions\n\nBe brief."
+            "\n\n<|end|>");
+  EXPECT_EQ(spans[int(Phase::User)], "<|start|>user<|message|>Hi<|end|><|start|>user<|message|>Sum?<|end|>");
+  EXPECT_EQ(spans[int(Phase::Answer)], "<|start|>assistant<|channel|>final<|message|>Hello<|end|>");
+  EXPECT_EQ(spans[int(Phase::Thinking)], "<|start|>assistant<|channel|>analysis<|message|>");
 }
 
 // Kimi-K2-Thinking's turns, through the tiktoken fixture (Kimi's special tokens whole).

@@ -8,6 +8,7 @@
 
 #include "engine/model/model.h"
 #include "engine/runtime/conversation.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "tests/support/test_support.h"
 
 namespace moe {
@@ -126,6 +127,88 @@ TEST(ThinkingModes, AModelThatAlwaysThinksIsCutAtOnceInNoThink) {
   const TurnResult thought = conv.send("2+4=", opt, nullptr);
   EXPECT_TRUE(thought.effective_thinking);
   for (const ForcedStop& stop : thought.generation.forced_stops) EXPECT_GT(stop.thinking_tokens, 0);
+}
+
+// A GPT-OSS model with the Harmony template: the tiny gpt_oss checkpoint, and the byte-level test tokenizer with
+// Harmony's special tokens added (ids 405 … 409, inside the checkpoint's 512).
+void harmony_model(const test::ScratchDir& dir) {
+  const std::string golden = std::string(MOE_TEST_DATA_DIR) + "/models/gpt_oss/";
+  for (const char* name : {"config.json", "generation_config.json", "model.safetensors"})
+    std::filesystem::copy_file(golden + name, dir / name);
+  auto tokenizer = test::read_json(test::tokenizer_data() / "bpe" / "tokenizer.json");
+  auto config = test::read_json(test::tokenizer_data() / "bpe" / "tokenizer_config.json");
+  int id = 405;
+  for (const char* special : {"<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|return|>"}) {
+    tokenizer["added_tokens"].push_back({{"id", id}, {"content", special}, {"single_word", false}, {"lstrip", false},
+                                         {"rstrip", false}, {"normalized", false}, {"special", true}});
+    config["added_tokens_decoder"][std::to_string(id++)] = {{"content", special}, {"special", true}};
+  }
+  config["eos_token"] = "<|return|>";
+  config["chat_template"] = test::read_json(test::tokenizer_data() / "chat_expected.json")["templates"]["harmony"];
+  dir.write("tokenizer.json", tokenizer.dump());
+  dir.write("tokenizer_config.json", config.dump());
+}
+
+// Harmony thinks in its analysis channel: the engine opens it after the generation prompt, the budget closes it
+// with the final channel's header, and neither header is text of the thinking or the answer. The next turn's
+// prompt carries the answer in the final channel and no analysis. No-think cuts at once (GPT-OSS always reasons).
+TEST(ThinkingModes, HarmonyThinksInItsAnalysisChannel) {
+  test::ScratchDir dir;
+  harmony_model(dir);
+  const auto model = Model::load(dir.path);
+  Conversation conv(*model, BackendOptions{1, 512, 64});
+  ASSERT_EQ(conv.chat().format(), ChatFormat::Harmony);
+  ASSERT_TRUE(conv.supports_thinking());
+  const ThinkingTokens& t = conv.thinking_tokens();
+  EXPECT_EQ(t.open, conv.tokenizer().encode("<|channel|>analysis<|message|>", false));
+  EXPECT_EQ(t.close, conv.tokenizer().encode("<|end|><|start|>assistant<|channel|>final<|message|>", false));
+  EXPECT_EQ(t.early_stop, t.close);
+  EXPECT_EQ(t.empty_close, t.close);
+  EXPECT_EQ(t.close.front(), 406);  // <|end|>
+  EXPECT_FALSE(conv.will_think(ThinkingMode::NoThink, "Hi"));
+  EXPECT_TRUE(conv.will_think(ThinkingMode::Auto, "Hi"));
+
+  TurnOptions opt;
+  opt.mode = ThinkingMode::Think;
+  opt.max_new_tokens = 16;
+  opt.thinking_budget = 4;
+  SamplingParams greedy;
+  greedy.greedy = true;
+  opt.sampling = greedy;
+  std::string shown;  // what a chat shows: the pieces of tokens that are not markup
+  const TurnResult r = conv.send("Hi", opt, [&](const TokenEvent& ev, const std::string& piece) {
+    if (!ev.marker) shown += piece;
+    return true;
+  });
+  EXPECT_TRUE(r.prompt_text.ends_with("<|start|>user<|message|>Hi<|end|><|start|>assistant<|channel|>analysis<|message|>"))
+      << r.prompt_text;
+  EXPECT_EQ(r.prompt_phases.back(), Phase::Thinking);
+  ASSERT_EQ(r.generation.forced_stops.size(), 1u);
+  EXPECT_EQ(r.generation.forced_stops[0].thinking_tokens, 4);
+  const auto& tokens = r.generation.tokens;
+  ASSERT_GE(tokens.size(), 4 + t.close.size());
+  EXPECT_TRUE(std::equal(t.close.begin(), t.close.end(), tokens.begin() + 4));
+  for (size_t i = 0; i < tokens.size(); ++i)
+    EXPECT_EQ(r.generation.phases[i], i < 4 + t.close.size() ? Phase::Thinking : Phase::Answer) << "token " << i;
+  EXPECT_EQ(r.thinking_text.find("final"), std::string::npos) << r.thinking_text;
+  EXPECT_EQ(r.thinking_text.find("assistant"), std::string::npos) << r.thinking_text;
+  StreamDecoder first4(conv.tokenizer(), true);
+  std::string thought;
+  for (size_t i = 0; i < 4; ++i) thought += first4.push(tokens[i]);
+  thought += first4.flush();
+  EXPECT_EQ(shown.substr(0, thought.size()), thought);
+
+  // The next turn: the first answer in the final channel, its analysis gone.
+  opt.mode = ThinkingMode::NoThink;
+  const TurnResult next = conv.send("More", opt, nullptr);
+  const std::string answer_turn = "<|start|>assistant<|channel|>final<|message|>" + r.answer_text;
+  EXPECT_NE(next.prompt_text.find(answer_turn), std::string::npos) << next.prompt_text;
+  EXPECT_EQ(next.prompt_text.find("analysis<|message|>"), next.prompt_text.rfind("analysis<|message|>"));
+  EXPECT_FALSE(next.effective_thinking);
+  ASSERT_EQ(next.generation.forced_stops.size(), 1u);  // no-think: the analysis closed before any token
+  EXPECT_EQ(next.generation.forced_stops[0].thinking_tokens, 0);
+  EXPECT_EQ(next.generation.forced_stops[0].position, int(next.prompt_ids.size()));
+  EXPECT_EQ(next.thinking_text, "");
 }
 
 }  // namespace
