@@ -82,7 +82,7 @@ int run_generate(const Args& args, bool trace_command) {
       json j = {{"type", "token"}, {"index", ev.index}, {"id", ev.id}, {"text", piece}, {"t", ev.elapsed_s},
                 {"phase", phase_name(ev.phase)}, {"forced", ev.forced}, {"marker", ev.marker}};
       std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n" << std::flush;
-    } else if (!ev.marker) {  // think markup (Harmony's channel headers) is not text
+    } else {
       std::cout << terminal_safe(piece) << std::flush;
     }
     return true;

@@ -389,7 +389,7 @@ void EngineWorker::doSend(const TurnRequest& request) {
     Backend& backend = conv.session().backend();
     if (ev.index == 0) first_position = backend.cached();
     views::ChatToken t;
-    t.piece = ev.marker ? std::string() : piece;  // think markup is not text (Harmony's channel headers)
+    t.piece = piece;
     t.id = ev.id;
     t.phase = ev.phase;
     t.forced = ev.forced;

@@ -120,7 +120,9 @@ TurnResult Conversation::send(const std::string& user_text, const TurnOptions& o
     if (std::find(g.stop_ids.begin(), g.stop_ids.end(), ev.id) != g.stop_ids.end() && !ev.forced) piece.clear();
     text += piece;
     if (!ev.marker) (ev.phase == Phase::Thinking ? r.thinking_text : r.answer_text) += piece;
-    return on_token ? on_token(ev, piece) : true;
+    // The callback sees markup as what it is (<think>, Harmony's <|end|> … <|message|>), as the chat shows it,
+    // not as the text its special tokens decode to.
+    return on_token ? on_token(ev, ev.marker ? tok_->token_bytes(ev.id, -1) : piece) : true;
   };
   r.generation = session_.generate(r.prompt_ids, g, each, observer);
   const std::string tail = stream.flush();

@@ -65,7 +65,8 @@ class Conversation {
   Conversation(const Model& model, const BackendOptions& options, const std::string& early_stop_text = kQwenEarlyStopText);
 
   // Adds the user message and generates the assistant's reply, which is appended to the history.
-  // on_token sees every generated token (sampled or injected) with its text piece.
+  // on_token sees every generated token (sampled or injected) with its text piece; think markup
+  // (TokenEvent::marker) comes as its literal text, which the turn's thinking and answer texts leave out.
   TurnResult send(const std::string& user_text, const TurnOptions& options,
                   const std::function<bool(const TokenEvent&, const std::string& piece)>& on_token = {},
                   StepObserver* observer = nullptr);

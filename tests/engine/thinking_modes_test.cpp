@@ -175,11 +175,12 @@ TEST(ThinkingModes, HarmonyThinksInItsAnalysisChannel) {
   SamplingParams greedy;
   greedy.greedy = true;
   opt.sampling = greedy;
-  std::string shown;  // what a chat shows: the pieces of tokens that are not markup
+  std::string shown, markup;  // the pieces of tokens that are not markup, and those of markup
   const TurnResult r = conv.send("Hi", opt, [&](const TokenEvent& ev, const std::string& piece) {
-    if (!ev.marker) shown += piece;
+    (ev.marker ? markup : shown) += piece;
     return true;
   });
+  EXPECT_EQ(markup, "<|end|><|start|>assistant<|channel|>final<|message|>");  // the cut's, literally
   EXPECT_TRUE(r.prompt_text.ends_with("<|start|>user<|message|>Hi<|end|><|start|>assistant<|channel|>analysis<|message|>"))
       << r.prompt_text;
   EXPECT_EQ(r.prompt_phases.back(), Phase::Thinking);
