@@ -64,14 +64,12 @@ views::ModelFacts model_facts(const Model& model, Conversation& conversation) {
   } else {
     f.always_active_params = z.active_params;
   }
-  const double bytes_per_param = z.total_params > 0 ? double(model.weight_bytes()) / double(z.total_params) : 0;
-  auto bytes = [&](int64_t params) { return uint64_t(double(params) * bytes_per_param + 0.5); };
-  f.attention_bytes = bytes(z.attention_params);
-  f.routed_expert_bytes = bytes(z.routed_expert_params);
-  f.shared_expert_bytes = bytes(z.shared_expert_params);
-  f.embedding_bytes = bytes(z.embedding_params);
-  const uint64_t parts = f.attention_bytes + f.routed_expert_bytes + f.shared_expert_bytes + f.embedding_bytes;
-  f.other_bytes = model.weight_bytes() > parts ? model.weight_bytes() - parts : 0;
+  const WeightBytes& wb = model.weight_bytes_by_part();
+  f.attention_bytes = wb.attention;
+  f.routed_expert_bytes = wb.routed_experts;
+  f.shared_expert_bytes = wb.shared_experts;
+  f.embedding_bytes = wb.embeddings;
+  f.other_bytes = wb.other;
   Backend& backend = conversation.session().backend();
   f.kv_bytes_per_token = backend.kv_cache_bytes_per_token();
   f.context = backend.capacity();

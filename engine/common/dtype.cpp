@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "engine/common/mxfp4.h"
+
 namespace moe {
 
 namespace {
@@ -25,7 +27,12 @@ size_t dtype_size(DType t) {
   return 0;
 }
 
+size_t matrix_bytes(DType t, int64_t rows, int64_t cols) {
+  return t == DType::MXFP4 ? mxfp4_bytes(rows, cols) : size_t(rows) * size_t(cols) * dtype_size(t);
+}
+
 std::string_view dtype_name(DType t) {
+  if (t == DType::MXFP4) return "MXFP4";
   for (const auto& i : kTypes)
     if (i.type == t) return i.name;
   return "?";

@@ -8,11 +8,16 @@
 namespace moe {
 
 enum class DType : uint8_t {
-  BOOL, U8, I8, I16, U16, I32, U32, I64, U64, F16, BF16, F32, F64, F8_E4M3, F8_E5M2
+  BOOL, U8, I8, I16, U16, I32, U32, I64, U64, F16, BF16, F32, F64, F8_E4M3, F8_E5M2,
+  // Not a safetensors dtype: a weight matrix the loader assembled from MXFP4 blocks and scales
+  // (engine/common/mxfp4.h). Never parsed; its size is per matrix (matrix_bytes), not per element.
+  MXFP4
 };
 
-// Bytes per element.
+// Bytes per element; 0 for MXFP4, which has no whole number of bytes per element.
 size_t dtype_size(DType t);
+// Bytes of a [rows, cols] weight matrix of type t.
+size_t matrix_bytes(DType t, int64_t rows, int64_t cols);
 // The safetensors spelling ("BF16", "F32", ...).
 std::string_view dtype_name(DType t);
 // Parses a safetensors dtype string; nullopt for strings we do not know.

@@ -17,6 +17,12 @@ namespace moe {
 
 namespace {
 
+size_t elements(const std::vector<int64_t>& shape) {
+  size_t n = 1;
+  for (auto d : shape) n *= size_t(d);
+  return n;
+}
+
 std::string shape_str(const std::vector<int64_t>& s) {
   std::ostringstream o;
   o << '[';
@@ -93,11 +99,12 @@ class SyntheticSizing : public WeightSource {
   const void* get(const std::string&, const std::vector<int64_t>& shape, bool required, DType& dtype) override {
     if (!required || shape.size() == 1) return nullptr;
     dtype = dtype_;
-    size_t n = 1;
-    for (auto d : shape) n *= size_t(d);
-    const size_t bytes = (n * dtype_size(dtype_) + 63) & ~size_t(63);
-    total_ += bytes;
-    largest_ = std::max(largest_, bytes);
+    add(elements(shape) * dtype_size(dtype_));
+    return nullptr;
+  }
+  // MXFP4 blocks come from the arena like matrices; their scales are made apart (Placed::get_u8).
+  const uint8_t* get_u8(const std::string& name, const std::vector<int64_t>& shape) override {
+    if (name.ends_with("_blocks")) add(elements(shape));
     return nullptr;
   }
   explicit SyntheticSizing(DType dtype) : dtype_(dtype) {}
@@ -105,6 +112,11 @@ class SyntheticSizing : public WeightSource {
   size_t largest_ = 0;
 
  private:
+  void add(size_t bytes) {
+    bytes = (bytes + 63) & ~size_t(63);
+    total_ += bytes;
+    largest_ = std::max(largest_, bytes);
+  }
   DType dtype_;
 };
 
@@ -282,7 +294,7 @@ class Binder {
   template <typename Name>
   void bind_transposed_experts(LayerWeights& L, const Name& name) {
     const int64_t H = s_.hidden, E = s_.moe.n_experts, I = s_.moe.expert_ffn;
-    if (s_.moe.experts_mxfp4 && !src_.synthetic()) {
+    if (s_.moe.experts_mxfp4) {
       bind_mxfp4_experts(L, name);
       bind_expert_biases(L, name);
       return;
@@ -336,11 +348,12 @@ class Binder {
     }
   }
 
-  // GPT-OSS's release experts in MXFP4 (transformers' integrations/mxfp4.py): gate_up_proj_blocks
-  // [E, 2·I, H/32, 16] and _scales [E, 2·I, H/32], down_proj_blocks [E, H, I/32, 16] and _scales
-  // [E, H, I/32]. Rows are outputs (gate and up interleaved), each a run of 32-value blocks: 16 bytes of
-  // FP4 (E2M1) codes, the low nibble first, times 2^(scale − 127). Every value is exact in BF16, so the
-  // expansion into the engine's BF16 rows loses nothing.
+  // GPT-OSS's release experts in MXFP4 (transformers' integrations/mxfp4.py, engine/common/mxfp4.h):
+  // gate_up_proj_blocks [E, 2·I, H/32, 16] and _scales [E, 2·I, H/32], down_proj_blocks [E, H, I/32, 16]
+  // and _scales [E, H, I/32]. Rows are outputs, each a run of 32-value blocks, so the matrices are
+  // bound in place: an expert's gate is the even rows of its gate_up block, its up the odd rows
+  // (row_step 2), its down its down block. Synthetic sources hand out blocks of random codes with a
+  // realistic scale.
   template <typename Name>
   void bind_mxfp4_experts(LayerWeights& L, const Name& name) {
     const int64_t H = s_.hidden, E = s_.moe.n_experts, I = s_.moe.expert_ffn;
@@ -349,39 +362,13 @@ class Binder {
     const uint8_t* gu_scales = src_.get_u8(gu + "_scales", {E, 2 * I, H / 32});
     const uint8_t* dn_blocks = src_.get_u8(dn + "_blocks", {E, H, I / 32, 16});
     const uint8_t* dn_scales = src_.get_u8(dn + "_scales", {E, H, I / 32});
-    if (!owned_) throw EngineError(gu + "_blocks", "layout", "this loader cannot expand MXFP4 weights");
-    owned_->emplace_back(new std::byte[size_t(E * 3 * I * H) * 2]);
-    auto* out = reinterpret_cast<uint16_t*>(owned_->back().get());
-    // One output row of `k` values from its blocks and scales.
-    auto row = [](const uint8_t* blocks, const uint8_t* scales, int64_t k, uint16_t* dst) {
-      static constexpr float kFp4[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
-                                         -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
-      for (int64_t b = 0; b < k / 32; ++b) {
-        const int exponent = int(scales[b]) - 127;
-        for (int j = 0; j < 16; ++j) {
-          const uint8_t code = blocks[b * 16 + j];
-          dst[b * 32 + 2 * j] = f32_to_bf16(std::ldexp(kFp4[code & 15], exponent));
-          dst[b * 32 + 2 * j + 1] = f32_to_bf16(std::ldexp(kFp4[code >> 4], exponent));
-        }
-      }
-    };
+    auto at = [](const uint8_t* p, int64_t offset) { return p ? p + offset : nullptr; };
     for (int64_t e = 0; e < E; ++e) {
-      uint16_t* gate = out + size_t(e * 3 * I * H);
-      uint16_t* up = gate + size_t(I * H);
-      uint16_t* down = up + size_t(I * H);
-      for (int64_t r = 0; r < 2 * I; ++r) {  // even rows gate, odd rows up
-        const int64_t src_row = e * 2 * I + r;
-        row(gu_blocks + size_t(src_row * (H / 32) * 16), gu_scales + size_t(src_row * (H / 32)), H,
-            (r % 2 ? up : gate) + size_t((r / 2) * H));
-      }
-      for (int64_t r = 0; r < H; ++r) {
-        const int64_t src_row = e * H + r;
-        row(dn_blocks + size_t(src_row * (I / 32) * 16), dn_scales + size_t(src_row * (I / 32)), I, down + size_t(r * I));
-      }
+      const int64_t gu_row = e * 2 * I, dn_row = e * H;  // the expert's first stored row
       auto& X = L.experts[size_t(e)];
-      X.gate = {gate, DType::BF16, I, H};
-      X.up = {up, DType::BF16, I, H};
-      X.down = {down, DType::BF16, H, I};
+      X.gate = {at(gu_blocks, gu_row * H / 2), DType::MXFP4, I, H, at(gu_scales, gu_row * H / 32), 2};
+      X.up = {at(gu_blocks, (gu_row + 1) * H / 2), DType::MXFP4, I, H, at(gu_scales, (gu_row + 1) * H / 32), 2};
+      X.down = {at(dn_blocks, dn_row * I / 2), DType::MXFP4, H, I, at(dn_scales, dn_row * I / 32), 1};
     }
   }
 
@@ -420,18 +407,25 @@ class Binder {
   OwnedWeights* owned_;
 };
 
-size_t count_weight_bytes(const ModelSpec& s, const ModelWeights& w) {
-  size_t b = w.embed.bytes() + (s.tied_embeddings ? 0 : w.lm_head.bytes()) + w.final_norm.size() * 4;
+WeightBytes count_weight_bytes(const ModelSpec& s, const ModelWeights& w) {
+  auto floats = [](std::initializer_list<const std::vector<float>*> vs) {
+    size_t n = 0;
+    for (const auto* v : vs) n += v->size();
+    return n * 4;
+  };
+  auto mlp = [&](const SwiGluWeights& m) {
+    return m.gate.bytes() + m.up.bytes() + m.down.bytes() + floats({&m.gate_bias, &m.up_bias, &m.down_bias});
+  };
+  WeightBytes b;
+  b.embeddings = w.embed.bytes() + (s.tied_embeddings ? 0 : w.lm_head.bytes());
+  b.other = floats({&w.final_norm});
   for (const auto& L : w.layers) {
-    b += L.q.bytes() + L.k.bytes() + L.v.bytes() + L.o.bytes() + L.router.bytes() + L.shared_gate.bytes();
-    b += L.q_a.bytes() + L.kv_a.bytes() + L.kv_b.bytes();
-    b += (L.attn_norm.size() + L.ffn_norm.size() + L.q_norm.size() + L.k_norm.size() + L.q_bias.size() +
-          L.k_bias.size() + L.v_bias.size() + L.o_bias.size() + L.q_a_norm.size() + L.q_a_bias.size() +
-          L.kv_a_norm.size() + L.kv_a_bias.size() + L.router_bias.size() + L.sinks.size() +
-          L.router_logit_bias.size()) * 4;
-    for (const auto* m : {&L.shared, &L.mlp}) b += m->gate.bytes() + m->up.bytes() + m->down.bytes();
-    for (const auto& e : L.experts)
-      b += e.gate.bytes() + e.up.bytes() + e.down.bytes() + (e.gate_bias.size() + e.up_bias.size() + e.down_bias.size()) * 4;
+    b.attention += L.q.bytes() + L.k.bytes() + L.v.bytes() + L.o.bytes() + L.q_a.bytes() + L.kv_a.bytes() + L.kv_b.bytes();
+    b.attention += floats({&L.q_norm, &L.k_norm, &L.q_bias, &L.k_bias, &L.v_bias, &L.o_bias, &L.q_a_norm, &L.q_a_bias,
+                           &L.kv_a_norm, &L.kv_a_bias, &L.sinks});
+    for (const auto& e : L.experts) b.routed_experts += mlp(e);
+    b.shared_experts += mlp(L.shared) + L.shared_gate.bytes();
+    b.other += L.router.bytes() + floats({&L.router_bias, &L.router_logit_bias, &L.attn_norm, &L.ffn_norm}) + mlp(L.mlp);
   }
   return b;
 }
@@ -520,33 +514,46 @@ std::unique_ptr<Model> Model::synthetic(const std::filesystem::path& config, con
   // Pass 2: the addresses, wrapping around the arena.
   class Placed : public WeightSource {
    public:
-    Placed(std::byte* base, size_t size, DType dt) : base_(base), size_(size), dt_(dt) {}
+    Placed(std::byte* base, size_t size, DType dt, OwnedWeights& owned) : base_(base), size_(size), dt_(dt), owned_(owned) {}
     bool has(const std::string&, bool config_says) const override { return config_says; }
     bool synthetic() const override { return true; }
+    // MXFP4 (GPT-OSS's experts): the blocks are the arena's bytes (random codes); every scale is
+    // 2^-7, which gives the values an RMS of about 0.023, as the other synthetic weights.
+    const uint8_t* get_u8(const std::string& name, const std::vector<int64_t>& shape) override {
+      const size_t n = elements(shape);
+      if (name.ends_with("_blocks")) return reinterpret_cast<const uint8_t*>(place(n));
+      owned_.emplace_back(new std::byte[n]);
+      std::memset(owned_.back().get(), 127 - 7, n);
+      return reinterpret_cast<const uint8_t*>(owned_.back().get());
+    }
     const void* get(const std::string&, const std::vector<int64_t>& shape, bool required, DType& dtype) override {
       if (!required) return nullptr;
-      size_t n = 1;
-      for (auto d : shape) n *= size_t(d);
+      const size_t n = elements(shape);
       if (shape.size() == 1) {  // norms: ones, converted to F32 by the binder
         ones_.assign(n, 1.0f);
         dtype = DType::F32;
         return ones_.data();
       }
       dtype = dt_;
-      const size_t bytes = (n * dtype_size(dt_) + 63) & ~size_t(63);
+      return place(n * dtype_size(dt_));
+    }
+
+   private:
+    // The next `bytes` of the arena, from its start again when they do not fit.
+    const std::byte* place(size_t bytes) {
+      bytes = (bytes + 63) & ~size_t(63);
       if (cursor_ + bytes > size_) cursor_ = 0;
       const std::byte* p = base_ + cursor_;
       cursor_ += bytes;
       return p;
     }
-
-   private:
     std::byte* base_;
     size_t size_;
     DType dt_;
+    OwnedWeights& owned_;
     size_t cursor_ = 0;
     std::vector<float> ones_;
-  } placed(m->synthetic_memory_.get(), arena, opt.dtype);
+  } placed(m->synthetic_memory_.get(), arena, opt.dtype, m->owned_weights_);
   spec = m->spec_;
   m->weights_ = Binder(m->spec_, f->names, placed).bind(spec);
   m->spec_ = spec;

@@ -13,7 +13,8 @@
 
 namespace moe {
 
-// Weights the loader had to copy into the engine's layout (GPT-OSS's transposed experts).
+// Weights the loader had to copy into the engine's layout (GPT-OSS's transposed experts), or made for
+// a synthetic model beside its arena (MXFP4 scales).
 using OwnedWeights = std::vector<std::unique_ptr<std::byte[]>>;
 
 struct SyntheticOptions {
@@ -26,6 +27,16 @@ struct SyntheticOptions {
   // Describe the shapes only: no memory is allocated and the weights have no data (for `info` on
   // shapes larger than this machine). Such a model cannot run.
   bool shape_only = false;
+};
+
+// Bytes of the weights as the engine holds them, by what they are.
+struct WeightBytes {
+  size_t attention = 0;       // projections, their biases and norms, sinks
+  size_t routed_experts = 0;  // matrices and biases
+  size_t shared_experts = 0;  // matrices and the shared expert's gate
+  size_t embeddings = 0;      // the embedding, and the LM head when untied
+  size_t other = 0;           // routers, dense MLPs, layer and final norms
+  size_t total() const { return attention + routed_experts + shared_experts + embeddings + other; }
 };
 
 class Model {
@@ -42,7 +53,9 @@ class Model {
   bool is_synthetic() const { return synthetic_; }
   bool has_weights() const { return weights_.embed.data != nullptr; }
   // Bytes of weights the forward pass reads (matrices in their stored dtype, plus F32 vectors).
-  size_t weight_bytes() const { return weight_bytes_; }
+  size_t weight_bytes() const { return weight_bytes_.total(); }
+  // The same by part: with MXFP4 experts the parts differ in bytes per parameter.
+  const WeightBytes& weight_bytes_by_part() const { return weight_bytes_; }
   // Bytes of distinct synthetic memory (less than weight_bytes when aliased).
   size_t synthetic_bytes() const { return synthetic_bytes_; }
   // Checkpoint tensors no part of the model used (e.g. rotary_emb.inv_freq), for `info`.
@@ -54,7 +67,7 @@ class Model {
   ModelWeights weights_;
   std::filesystem::path dir_;
   bool synthetic_ = false;
-  size_t weight_bytes_ = 0;
+  WeightBytes weight_bytes_;
   size_t synthetic_bytes_ = 0;
   std::unique_ptr<TensorStore> store_;
   std::unique_ptr<std::byte[]> synthetic_memory_;

@@ -146,7 +146,7 @@ ModelSpec read_model_spec(const JsonFields& c) {
     const std::string method = q.is_object() && q.contains("quant_method") && q["quant_method"].is_string()
                                    ? q["quant_method"].get<std::string>()
                                    : "unknown";
-    // GPT-OSS's MXFP4 experts are the one quantized layout read (and expanded to BF16 at load).
+    // GPT-OSS's MXFP4 experts are the one quantized layout read (in place: engine/common/mxfp4.h).
     if (method == "mxfp4" && model_type == "gpt_oss") s.moe.experts_mxfp4 = true;
     else
       throw EngineError(c.file(), "quantization_config.quant_method",

@@ -11,11 +11,15 @@ namespace moe {
 
 // A 2-D weight [rows = out, cols = in], row-major, read in place.
 struct WeightMatrix {
-  const void* data = nullptr;
+  const void* data = nullptr;  // MXFP4: the blocks of row 0
   DType dtype = DType::F32;
   int64_t rows = 0;
   int64_t cols = 0;
-  size_t bytes() const { return size_t(rows * cols) * dtype_size(dtype); }
+  // MXFP4 only: the scales of row 0, and how many stored rows apart this matrix's rows lie in the
+  // blocks and scales tensors (GPT-OSS interleaves its gate and up rows: 2).
+  const uint8_t* scales = nullptr;
+  int64_t row_step = 1;
+  size_t bytes() const { return matrix_bytes(dtype, rows, cols); }
   explicit operator bool() const { return data != nullptr; }
 };
 

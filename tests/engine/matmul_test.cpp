@@ -1,5 +1,6 @@
 // matmul / matmul_rows / dot_f32 / axpy_f32 against a double-precision reference computed on the same
-// (already rounded) weights, on both the SIMD and the scalar path.
+// (already rounded) weights, on both the SIMD and the scalar path; MXFP4 weights against their values
+// decoded here from the format's definition.
 #include "engine/backend/cpu/matmul.h"
 
 #include <gtest/gtest.h>
@@ -14,6 +15,7 @@
 #include "engine/backend/cpu/memory_bandwidth.h"
 #include "engine/backend/cpu/thread_pool.h"
 #include "engine/common/dtype.h"
+#include "engine/common/mxfp4.h"
 
 namespace moe::cpu {
 namespace {
@@ -35,8 +37,11 @@ struct TestMatrix {
   std::vector<uint16_t> half;  // F16 / BF16 storage
   std::vector<float> f32;      // F32 storage
   std::vector<float> exact;    // decoded values
+  std::vector<uint8_t> blocks, scales;  // MXFP4 storage: rows · row_step stored rows
+  int64_t row_step = 1;
 
   MatrixRef ref() const {
+    if (dtype == DType::MXFP4) return MatrixRef{blocks.data(), dtype, rows, cols, scales.data(), row_step};
     return MatrixRef{dtype == DType::F32 ? static_cast<const void*>(f32.data()) : half.data(), dtype, rows, cols};
   }
 };
@@ -60,6 +65,40 @@ TestMatrix make_matrix(DType dt, int64_t rows, int64_t cols, uint32_t seed) {
     } else {
       m.half[i] = f32_to_f16(v);
       m.exact[i] = f16_to_f32(m.half[i]);
+    }
+  }
+  return m;
+}
+
+// An MXFP4 value by the OCP definition, written out here rather than taken from the engine: E2M1 code
+// (sign in bit 3, then two exponent bits and one mantissa bit) times 2^(scale − 127).
+double mxfp4_value(uint8_t code, uint8_t scale) {
+  const int e = (code >> 1) & 3, m = code & 1;
+  const double magnitude = e == 0 ? 0.5 * m : std::ldexp(1.0 + 0.5 * m, e - 1);
+  return std::ldexp(code & 8 ? -magnitude : magnitude, int(scale) - 127);
+}
+
+// A [rows, cols] MXFP4 matrix whose rows lie row_step stored rows apart, as GPT-OSS's gate and up do.
+// Codes are random; scales random in [scale_lo, scale_hi]. The stored rows between this matrix's are
+// filled with the largest codes and scales, so a kernel that reads them is far off.
+TestMatrix make_mxfp4(int64_t rows, int64_t cols, int64_t row_step, uint32_t seed, int scale_lo = 118, int scale_hi = 130) {
+  TestMatrix m{DType::MXFP4, rows, cols, {}, {}, {}, {}, {}, row_step};
+  std::mt19937 rng(seed);
+  const int64_t nb = cols / 32, stored = rows * row_step;
+  m.blocks.assign(size_t(stored * nb * 16), 0x77);  // 6.0, 6.0
+  m.scales.assign(size_t(stored * nb), 200);
+  m.exact.resize(size_t(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t b = 0; b < nb; ++b) {
+      const size_t block = size_t((r * row_step) * nb + b);
+      m.scales[block] = uint8_t(scale_lo + int(rng() % uint32_t(scale_hi - scale_lo + 1)));
+      for (int j = 0; j < 16; ++j) {
+        const uint8_t byte = uint8_t(rng());
+        m.blocks[block * 16 + size_t(j)] = byte;
+        // The low nibble holds the even element.
+        m.exact[size_t(r * cols + b * 32 + 2 * j)] = float(mxfp4_value(byte & 15, m.scales[block]));
+        m.exact[size_t(r * cols + b * 32 + 2 * j + 1)] = float(mxfp4_value(byte >> 4, m.scales[block]));
+      }
     }
   }
   return m;
@@ -373,6 +412,113 @@ TEST(Matmul, TopKSum) {
     EXPECT_THROW(topk_sum_f32(&one, 1, 0, &s), std::invalid_argument);
     EXPECT_THROW(topk_sum_f32(&one, 1, 2, &s), std::invalid_argument);
   }
+}
+
+// Every FP4 code under every scale byte whose values are finite in F32 (255 is NaN in E8M0, and 6·2^126
+// overflows) decodes exactly, subnormals included: one-hot x picks out each weight, through the decode
+// GEMV (T = 1) and through the expanded panels (T = 32, x the identity); mxfp4_dequantize as well.
+TEST(Mxfp4, DecodesEveryCodeAndScale) {
+  const int64_t n_scales = 251, cols = 32;
+  TestMatrix m = make_mxfp4(n_scales, cols, 1, 0);
+  for (int64_t s = 0; s < n_scales; ++s) {
+    m.scales[size_t(s)] = uint8_t(s);
+    for (int j = 0; j < 16; ++j) {
+      m.blocks[size_t(s * 16 + j)] = uint8_t(j | ((15 - j) << 4));  // every code, low and high nibble
+      m.exact[size_t(s * cols + 2 * j)] = float(mxfp4_value(uint8_t(j), uint8_t(s)));
+      m.exact[size_t(s * cols + 2 * j + 1)] = float(mxfp4_value(uint8_t(15 - j), uint8_t(s)));
+    }
+  }
+  std::vector<float> identity(size_t(cols * cols), 0.0f);
+  for (int64_t c = 0; c < cols; ++c) identity[size_t(c * cols + c)] = 1.0f;
+  std::vector<float> row(static_cast<size_t>(cols));
+  for (int64_t s = 0; s < n_scales; ++s) {
+    mxfp4_dequantize(&m.blocks[size_t(s * 16)], &m.scales[size_t(s)], cols, row.data());
+    for (int64_t c = 0; c < cols; ++c) ASSERT_EQ(row[size_t(c)], m.exact[size_t(s * cols + c)]) << "scale " << s << " column " << c;
+  }
+  for (bool scalar : {true, false}) {
+    if (!scalar && !simd_supported()) continue;
+    ScopedForceScalar force(scalar);
+    std::vector<float> y(size_t(cols * n_scales));
+    matmul_rows(m.ref(), identity.data(), cols, y.data(), 0, n_scales);
+    for (int64_t c = 0; c < cols; ++c)
+      for (int64_t s = 0; s < n_scales; ++s)
+        ASSERT_EQ(y[size_t(c * n_scales + s)], m.exact[size_t(s * cols + c)]) << "T=32 scale " << s << " column " << c << " " << simd_path();
+    for (int64_t c = 0; c < cols; ++c) {
+      matmul_rows(m.ref(), &identity[size_t(c * cols)], 1, y.data(), 0, n_scales);
+      for (int64_t s = 0; s < n_scales; ++s)
+        ASSERT_EQ(y[size_t(s)], m.exact[size_t(s * cols + c)]) << "T=1 scale " << s << " column " << c << " " << simd_path();
+    }
+  }
+}
+
+// Against double on the decoded values: rows that do and do not fill the 4 streams, widths of one
+// block, of GPT-OSS (90 blocks) and across the 512-column panels, interleaved rows, every token path.
+TEST(Mxfp4, MatchesReference) {
+  for (bool scalar : {true, false}) {
+    if (!scalar && !simd_supported()) continue;
+    ScopedForceScalar force(scalar);
+    for (int64_t row_step : {1, 2}) {
+      for (int64_t cols : {32, 64, 544, 2880}) {
+        for (int64_t rows : {1, 5, 37}) {
+          const TestMatrix m = make_mxfp4(rows, cols, row_step, uint32_t(rows * 1000 + cols + row_step));
+          for (int64_t T : {1, 2, 3, 5, 100}) {
+            const auto x = make_x(T, cols, uint32_t(T * 7 + cols));
+            std::vector<float> y(size_t(T * rows), std::nanf(""));
+            matmul_rows(m.ref(), x.data(), T, y.data(), 0, rows);
+            EXPECT_LE(max_rel_error(m, x, T, y), 1e-5)
+                << label(DType::MXFP4, T, rows, cols, simd_path()) << " row_step=" << row_step;
+          }
+        }
+      }
+    }
+  }
+}
+
+// Row ranges write exactly their rows, and the pool splits the rows without changing a bit.
+TEST(Mxfp4, RowRangesAndThreads) {
+  const float kSentinel = -12345.0f;
+  const int64_t rows = 37, cols = 96;
+  const TestMatrix m = make_mxfp4(rows, cols, 2, 5);
+  for (bool scalar : {true, false}) {
+    if (!scalar && !simd_supported()) continue;
+    ScopedForceScalar force(scalar);
+    for (int64_t T : {1, 3, 17}) {
+      const auto x = make_x(T, cols, uint32_t(T));
+      std::vector<float> full(size_t(T * rows));
+      matmul_rows(m.ref(), x.data(), T, full.data(), 0, rows);
+      for (auto [b, e] : {std::pair<int64_t, int64_t>{0, 1}, {3, 4}, {5, 13}, {1, 36}, {36, 37}}) {
+        std::vector<float> y(size_t(T * rows), kSentinel);
+        matmul_rows(m.ref(), x.data(), T, y.data(), b, e);
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t r = 0; r < rows; ++r)
+            ASSERT_EQ(y[size_t(t * rows + r)], r >= b && r < e ? full[size_t(t * rows + r)] : kSentinel)
+                << "T=" << T << " r=" << r << " range [" << b << ", " << e << ") " << simd_path();
+      }
+      for (int threads : {2, 3}) {
+        ThreadPool pool(threads);
+        std::vector<float> y(size_t(T * rows));
+        matmul(pool, m.ref(), x.data(), T, y.data());
+        EXPECT_EQ(y, full) << "T=" << T << " threads=" << threads << " " << simd_path();
+      }
+    }
+  }
+}
+
+TEST(Mxfp4, RejectsMatricesItCannotRead) {
+  const TestMatrix m = make_mxfp4(4, 64, 1, 1);
+  const auto x = make_x(1, 64, 1);
+  std::vector<float> y(4);
+  MatrixRef bad = m.ref();
+  bad.cols = 48;  // not whole blocks
+  EXPECT_THROW(matmul_rows(bad, x.data(), 1, y.data(), 0, 4), std::invalid_argument);
+  bad = m.ref();
+  bad.scales = nullptr;
+  EXPECT_THROW(matmul_rows(bad, x.data(), 1, y.data(), 0, 4), std::invalid_argument);
+  bad = m.ref();
+  bad.row_step = 0;
+  EXPECT_THROW(matmul_rows(bad, x.data(), 1, y.data(), 0, 4), std::invalid_argument);
+  EXPECT_EQ(m.ref().rows, 4);
+  EXPECT_EQ(matrix_bytes(DType::MXFP4, 4, 64), size_t(4 * 2 * 17));
 }
 
 // The STREAM-style measurement runs and reports sane numbers (small buffer: this is not a benchmark).

@@ -1,11 +1,13 @@
 // Bad checkpoints give an EngineError that names the file and the field; nothing crashes.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
 
 #include "engine/common/error.h"
+#include "engine/common/mxfp4.h"
 #include "engine/formats/safetensors.h"
 #include "engine/model/model.h"
 #include "engine/runtime/session.h"
@@ -411,6 +413,69 @@ TEST(ModelSize, PublishedParameterCountsOfGptOss) {
   EXPECT_NEAR(double(small.total_params) / 1e9, 20.91, 0.01);
   EXPECT_NEAR(double(small.active_params - small.embedding_params) / 1e9, 3.61, 0.01);
   EXPECT_EQ(small.kv_values_per_token, 24 * 2 * 512);
+}
+
+// GPT-OSS's MXFP4 experts are read as they are stored: an expert's gate is the even rows of its gate_up
+// blocks, its up the odd rows; the weights count 17 bytes per 32 values. gpt-oss-20b's synthetic
+// shape (its config names MXFP4, as the release's does) then takes what the release's files take.
+TEST(ModelSize, Mxfp4ExpertsAreHeldAsStored) {
+  const fs::path dir = kSource.parent_path() / "gpt_oss_mxfp4";
+  auto m = Model::load(dir);
+  const ModelSpec& s = m->spec();
+  const int64_t H = s.hidden, I = s.moe.expert_ffn, E = s.moe.n_experts;
+  const TensorStore store = TensorStore::open_folder(dir);
+  for (int l = 0; l < s.n_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".mlp.experts.";
+    const auto* gu = store.find(p + "gate_up_proj_blocks");
+    const auto* gu_scales = store.find(p + "gate_up_proj_scales");
+    const auto* dn = store.find(p + "down_proj_blocks");
+    ASSERT_TRUE(gu && gu_scales && dn);
+    const auto file = [](const TensorView* t) { return reinterpret_cast<const uint8_t*>(t->data); };
+    const auto* dn_scales = store.find(p + "down_proj_scales");
+    ASSERT_TRUE(dn_scales);
+    // Row i of a bound matrix against stored row `stored` of the file's blocks and scales.
+    auto same_row = [&](const WeightMatrix& w, int64_t i, const TensorView* blocks, const TensorView* scales, int64_t stored) {
+      const Mxfp4Row row = mxfp4_row(w.data, w.scales, w.cols, w.row_step, i);
+      const int64_t nb = w.cols / 32;
+      return std::memcmp(row.blocks, file(blocks) + stored * nb * 16, size_t(nb * 16)) == 0 &&
+             std::memcmp(row.scales, file(scales) + stored * nb, size_t(nb)) == 0;
+    };
+    for (int64_t e = 0; e < E; ++e) {
+      const SwiGluWeights& X = m->weights().layers[size_t(l)].experts[size_t(e)];
+      for (const WeightMatrix* w : {&X.gate, &X.up, &X.down}) EXPECT_EQ(w->dtype, DType::MXFP4);
+      for (int64_t i = 0; i < I; ++i) {
+        EXPECT_TRUE(same_row(X.gate, i, gu, gu_scales, e * 2 * I + 2 * i)) << "layer " << l << " expert " << e << " gate row " << i;
+        EXPECT_TRUE(same_row(X.up, i, gu, gu_scales, e * 2 * I + 2 * i + 1)) << "layer " << l << " expert " << e << " up row " << i;
+      }
+      for (int64_t i = 0; i < H; ++i)
+        EXPECT_TRUE(same_row(X.down, i, dn, dn_scales, e * H + i)) << "layer " << l << " expert " << e << " down row " << i;
+    }
+  }
+  const size_t expert_bytes = size_t(3 * I * H / 32 * 17 + (3 * I + H - I) * 4);  // + the F32 biases
+  EXPECT_EQ(m->weight_bytes_by_part().routed_experts, size_t(s.n_layers * E) * expert_bytes);
+
+  SyntheticOptions o;
+  o.shape_only = true;
+  auto oss = Model::synthetic(kConfigs / "gpt-oss-20b.json", o);
+  const size_t per_expert = size_t(3) * 2880 * 2880 / 32 * 17 + size_t(3 * 2880) * 4;
+  EXPECT_EQ(oss->weight_bytes_by_part().routed_experts, size_t(24 * 32) * per_expert);
+  EXPECT_NEAR(double(oss->weight_bytes()) / double(1 << 30), 12.83, 0.01);
+  EXPECT_EQ(oss->weight_bytes(), oss->weight_bytes_by_part().total());
+}
+
+// A synthetic GPT-OSS holds MXFP4 experts too (random codes, scales of 2^-7) and runs.
+TEST(SyntheticModel, Mxfp4ExpertsRun) {
+  SyntheticOptions o;
+  auto m = Model::synthetic(kSource.parent_path() / "gpt_oss_mxfp4", o);
+  const SwiGluWeights& X = m->weights().layers[1].experts[3];
+  ASSERT_EQ(X.up.dtype, DType::MXFP4);
+  ASSERT_NE(X.up.data, nullptr);
+  EXPECT_EQ(X.up.scales[0], 120);
+  EXPECT_EQ(X.down.scales[X.down.rows * X.down.cols / 32 - 1], 120);
+  Session session(*m, BackendOptions{2, 64, 16});
+  GenerateOptions g;
+  g.max_new_tokens = 4;
+  EXPECT_EQ(session.generate({1, 2, 3}, g).tokens.size(), 4u);
 }
 
 // GPT-OSS's layer types and the tensors only it has are named when they are wrong or missing.

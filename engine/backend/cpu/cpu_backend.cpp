@@ -31,7 +31,7 @@ namespace {
 using cpu::MatrixRef;
 using cpu::ThreadPool;
 
-MatrixRef ref(const WeightMatrix& w) { return MatrixRef{w.data, w.dtype, w.rows, w.cols}; }
+MatrixRef ref(const WeightMatrix& w) { return MatrixRef{w.data, w.dtype, w.rows, w.cols, w.scales, w.row_step}; }
 
 // y = w ⊙ x / sqrt(mean(x²) + eps), in place over n values.
 void rmsnorm(float* x, const float* w, int64_t n, float eps) {

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/common/mxfp4.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #define MOE_HAVE_X86_KERNELS 1
 #include <cpuid.h>
@@ -33,6 +35,10 @@
 //   over it for every 3 tokens of the tile (12 accumulators; 7 loads per 12 FMAs). So each weight
 //   element is read and converted once per token tile, the x block of the tile stays in L2 and the
 //   3-token slice in L1.
+// MXFP4 (GPT-OSS's experts): T = 1 runs the same four streams, decoding each 32-value block in
+//   registers (a table lookup per nibble) and scaling its partial sums once; T > 1 expands the
+//   panels to f32 and runs the prefill path. A block's 17 bytes against BF16's 64 make decode of such
+//   weights bound by the decoding arithmetic rather than by memory.
 
 namespace moe::cpu {
 
@@ -201,6 +207,19 @@ void matmul_rows_scalar(const MatrixRef& W, const float* x, int64_t T, float* y,
       wf = row.data();
     }
     for (int64_t t = 0; t < T; ++t) y[t * rows + r] = dot_scalar(wf, x + t * cols, cols);
+  }
+}
+
+inline Mxfp4Row mxfp4_row(const MatrixRef& W, int64_t r) { return moe::mxfp4_row(W.data, W.scales, W.cols, W.row_step, r); }
+
+// Each row is expanded to f32 once, then dotted with every token.
+void matmul_rows_mxfp4_scalar(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
+  thread_local std::vector<float> row;
+  row.resize(size_t(W.cols));
+  for (int64_t r = rb; r < re; ++r) {
+    const Mxfp4Row q = mxfp4_row(W, r);
+    mxfp4_dequantize(q.blocks, q.scales, W.cols, row.data());
+    for (int64_t t = 0; t < T; ++t) y[t * W.rows + r] = dot_scalar(row.data(), x + t * W.cols, W.cols);
   }
 }
 
@@ -404,6 +423,38 @@ MOE_AVX2 void convert_row(const typename WT::T* src, int64_t n, float* dst) {
   }
 }
 
+// Prefill: token tiles × column blocks × row panels. A panel (kRowPanel rows × kColBlock columns) is
+// converted to f32 once per token tile into a stack buffer that stays in L1 (convert(row, k0, kc, dst)
+// writes columns [k0, k0 + kc) of a row); then, for every 3-token group of the tile (its x block also
+// in L1), the 4×3 micro-kernel runs over the panel's 4-row groups.
+template <class Convert>
+MOE_AVX2 void prefill_panels(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re,
+                             const Convert& convert) {
+  const int64_t cols = W.cols, rows = W.rows;
+  alignas(32) float buf[kRowPanel * kColBlock];
+  for (int64_t t0 = 0; t0 < T; t0 += kTokenTile) {
+    const int64_t tb = std::min(kTokenTile, T - t0);
+    for (int64_t k0 = 0; k0 < cols; k0 += kColBlock) {
+      const int64_t kc = std::min(kColBlock, cols - k0);
+      const bool acc = k0 > 0;
+      for (int64_t p = rb; p < re; p += kRowPanel) {
+        const int64_t pr = std::min(kRowPanel, re - p);
+        // (F32 weights are copied too: the compact panel is measurably faster than strided rows.)
+        for (int64_t i = 0; i < pr; ++i) convert(p + i, k0, kc, buf + i * kColBlock);
+        const float* wf = buf;
+        const int64_t ldw = kColBlock;
+        for (int64_t t = 0; t < tb; t += kTokGroup) {
+          const int64_t tt = std::min(kTokGroup, tb - t);
+          const float* xt = x + (t0 + t) * cols + k0;
+          float* yt = y + (t0 + t) * rows + p;
+          for (int64_t g = 0; g < pr; g += kRowGroup)
+            micro_kernel_any<F32W>(std::min(kRowGroup, pr - g), tt, wf + g * ldw, ldw, xt, cols, kc, yt + g, rows, acc);
+        }
+      }
+    }
+  }
+}
+
 template <class WT>
 MOE_AVX2 void matmul_rows_avx2(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
   using ST = typename WT::T;
@@ -446,32 +497,106 @@ MOE_AVX2 void matmul_rows_avx2(const MatrixRef& W, const float* x, int64_t T, fl
     return;
   }
 
-  // Prefill: token tiles × column blocks × row panels. A panel (kRowPanel rows × kColBlock columns) is
-  // converted to f32 once per token tile into a stack buffer that stays in L1; then, for every
-  // 3-token group of the tile (its x block also in L1), the 4×3 micro-kernel runs over the panel's
-  // 4-row groups.
-  alignas(32) float buf[kRowPanel * kColBlock];
-  for (int64_t t0 = 0; t0 < T; t0 += kTokenTile) {
-    const int64_t tb = std::min(kTokenTile, T - t0);
-    for (int64_t k0 = 0; k0 < cols; k0 += kColBlock) {
-      const int64_t kc = std::min(kColBlock, cols - k0);
-      const bool acc = k0 > 0;
-      for (int64_t p = rb; p < re; p += kRowPanel) {
-        const int64_t pr = std::min(kRowPanel, re - p);
-        // (F32 weights are copied too: the compact panel is measurably faster than strided rows.)
-        for (int64_t i = 0; i < pr; ++i) convert_row<WT>(w + (p + i) * cols + k0, kc, buf + i * kColBlock);
-        const float* wf = buf;
-        const int64_t ldw = kColBlock;
-        for (int64_t t = 0; t < tb; t += kTokGroup) {
-          const int64_t tt = std::min(kTokGroup, tb - t);
-          const float* xt = x + (t0 + t) * cols + k0;
-          float* yt = y + (t0 + t) * rows + p;
-          for (int64_t g = 0; g < pr; g += kRowGroup)
-            micro_kernel_any<F32W>(std::min(kRowGroup, pr - g), tt, wf + g * ldw, ldw, xt, cols, kc, yt + g, rows, acc);
-        }
-      }
+  prefill_panels(W, x, T, y, rb, re, [w, cols](int64_t r, int64_t k0, int64_t kc, float* dst) {
+    convert_row<WT>(w + r * cols + k0, kc, dst);
+  });
+}
+
+// The 32 values of one MXFP4 block as 4 vectors of f32, each value times 2 (kFp4TwiceValues): the
+// codes index a 16-byte table of int8 (pshufb), low nibbles giving the even elements and high nibbles
+// the odd ones, which unpacking puts back in order.
+MOE_AVX2_INLINE void mxfp4_block_twice(const uint8_t* block, __m256 out[4]) {
+  const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kFp4TwiceValues));
+  const __m128i nibble = _mm_set1_epi8(0x0f);
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
+  const __m128i even = _mm_shuffle_epi8(table, _mm_and_si128(q, nibble));
+  const __m128i odd = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(q, 4), nibble));
+  const __m128i v0 = _mm_unpacklo_epi8(even, odd), v1 = _mm_unpackhi_epi8(even, odd);  // values 0–15, 16–31
+  out[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v0));
+  out[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(v0, v0)));
+  out[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v1));
+  out[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(v1, v1)));
+}
+
+// dst[0..n) = n values (n and the start multiples of 32) of one MXFP4 row, as f32.
+MOE_AVX2 void convert_mxfp4(const uint8_t* blocks, const uint8_t* scales, int64_t n, float* dst) {
+  for (int64_t b = 0; b < n / kMxfp4BlockValues; ++b) {
+    __m256 v[4];
+    mxfp4_block_twice(blocks + b * kMxfp4BlockBytes, v);
+    const __m256 s = _mm256_set1_ps(mxfp4_half_scale(scales[b]));
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) _mm256_storeu_ps(dst + b * kMxfp4BlockValues + 8 * i, _mm256_mul_ps(v[i], s));
+  }
+}
+
+// y_i = row_i · x for R MXFP4 rows (T = 1), the rows taken as in gemv_rows. Per block, the codes' sum
+// against x is formed first (two partial sums of two vectors each) and scaled once: 6 arithmetic
+// instructions per 32 values besides the decoding, where scaling every value would take 8.
+template <int R>
+MOE_AVX2 void gemv_mxfp4_rows(const Mxfp4Row* rows, const float* x, int64_t n, float* const* y) {
+  __m256 a0[R], a1[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / kMxfp4BlockValues; ++b) {
+    const float* xb = x + b * kMxfp4BlockValues;
+    const __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8);
+    const __m256 x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* block = rows[r].blocks + b * kMxfp4BlockBytes;
+      _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(block) + kPrefetchDistance), _MM_HINT_T0);
+      __m256 q[4];
+      mxfp4_block_twice(block, q);
+      const __m256 s = _mm256_set1_ps(mxfp4_half_scale(rows[r].scales[b]));
+      const __m256 p0 = _mm256_fmadd_ps(q[2], x2, _mm256_mul_ps(q[0], x0));
+      const __m256 p1 = _mm256_fmadd_ps(q[3], x3, _mm256_mul_ps(q[1], x1));
+      a0[r] = _mm256_fmadd_ps(p0, s, a0[r]);
+      a1[r] = _mm256_fmadd_ps(p1, s, a1[r]);
     }
   }
+  if constexpr (R == 4) {
+    alignas(16) float out[4];
+    _mm_store_ps(out, hsum4(_mm256_add_ps(a0[0], a1[0]), _mm256_add_ps(a0[1], a1[1]), _mm256_add_ps(a0[2], a1[2]),
+                            _mm256_add_ps(a0[3], a1[3])));
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) *y[r] = out[r];
+  } else {
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) *y[r] = hsum(_mm256_add_ps(a0[r], a1[r]));
+  }
+}
+
+MOE_AVX2 void matmul_rows_mxfp4_avx2(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
+  if (T == 1) {
+    // As matmul_rows_avx2: a row from each quarter of [rb, re) per step, 4 sequential streams.
+    const int64_t m = re - rb, q = m / 4;
+    Mxfp4Row rows[4];
+    float* yp[4];
+    for (int64_t i = 0; i < q; ++i) {
+      for (int j = 0; j < 4; ++j) {
+        rows[j] = mxfp4_row(W, rb + j * q + i);
+        yp[j] = y + rb + j * q + i;
+      }
+      gemv_mxfp4_rows<4>(rows, x, W.cols, yp);
+    }
+    const int64_t r0 = rb + 4 * q;
+    for (int j = 0; j < int(re - r0); ++j) {
+      rows[j] = mxfp4_row(W, r0 + j);
+      yp[j] = y + r0 + j;
+    }
+    switch (re - r0) {
+      case 3: gemv_mxfp4_rows<3>(rows, x, W.cols, yp); break;
+      case 2: gemv_mxfp4_rows<2>(rows, x, W.cols, yp); break;
+      case 1: gemv_mxfp4_rows<1>(rows, x, W.cols, yp); break;
+      default: break;
+    }
+    return;
+  }
+  // T > 1: expanded panels, as prefill (column blocks are multiples of 32, so blocks stay whole).
+  prefill_panels(W, x, T, y, rb, re, [&W](int64_t r, int64_t k0, int64_t kc, float* dst) {
+    const Mxfp4Row q = mxfp4_row(W, r);
+    convert_mxfp4(q.blocks + k0 / 2, q.scales + k0 / kMxfp4BlockValues, kc, dst);
+  });
 }
 
 MOE_AVX2 float dot_avx2(const float* a, const float* b, int64_t n) {
@@ -597,9 +722,12 @@ MOE_AVX2 float topk_sum_avx2(const float* v, int64_t n, int k, float* s) {
 #endif  // MOE_HAVE_X86_KERNELS
 
 void check_matrix(const MatrixRef& W, const float* x, int64_t T, const float* y) {
-  if (!is_weight_dtype(W.dtype))
+  if (!is_weight_dtype(W.dtype) && W.dtype != DType::MXFP4)
     throw std::invalid_argument("matmul: weight dtype " + std::string(dtype_name(W.dtype)) +
-                                " is not F32, F16 or BF16");
+                                " is not F32, F16, BF16 or MXFP4");
+  if (W.dtype == DType::MXFP4 && (W.cols % kMxfp4BlockValues || W.row_step < 1 || (W.rows > 0 && !W.scales)))
+    throw std::invalid_argument("matmul: an MXFP4 matrix needs whole blocks of 32 columns (has " +
+                                std::to_string(W.cols) + "), scales and a row step of at least 1");
   if (W.rows < 0 || W.cols < 0 || T < 0) throw std::invalid_argument("matmul: negative size");
   if (W.rows > 0 && W.cols > 0 && W.data == nullptr) throw std::invalid_argument("matmul: null weights");
   if (T > 0 && W.cols > 0 && x == nullptr) throw std::invalid_argument("matmul: null x");
@@ -618,6 +746,7 @@ void matmul_rows_unchecked(const MatrixRef& W, const float* x, int64_t T, float*
       case DType::F32: matmul_rows_avx2<F32W>(W, x, T, y, rb, re); return;
       case DType::BF16: matmul_rows_avx2<BF16W>(W, x, T, y, rb, re); return;
       case DType::F16: matmul_rows_avx2<F16W>(W, x, T, y, rb, re); return;
+      case DType::MXFP4: matmul_rows_mxfp4_avx2(W, x, T, y, rb, re); return;
       default: break;
     }
   }
@@ -626,6 +755,7 @@ void matmul_rows_unchecked(const MatrixRef& W, const float* x, int64_t T, float*
     case DType::F32: matmul_rows_scalar<DType::F32>(W, x, T, y, rb, re); return;
     case DType::BF16: matmul_rows_scalar<DType::BF16>(W, x, T, y, rb, re); return;
     case DType::F16: matmul_rows_scalar<DType::F16>(W, x, T, y, rb, re); return;
+    case DType::MXFP4: matmul_rows_mxfp4_scalar(W, x, T, y, rb, re); return;
     default: break;
   }
 }

@@ -1,6 +1,7 @@
 #pragma once
 // Matrix products against weights stored as they are in the checkpoint (F32, F16 or BF16, row-major
-// [out, in], read in place from the mmap). Activations are F32; accumulation is F32.
+// [out, in], read in place from the mmap; or MXFP4 blocks and scales, engine/common/mxfp4.h).
+// Activations are F32; accumulation is F32.
 // Also the few vector kernels the forward pass and its hooks share (dot, axpy, top-k sum).
 // AVX2/FMA/F16C paths are chosen at run time; a scalar path is always there.
 #include <cstdint>
@@ -15,6 +16,10 @@ struct MatrixRef {
   DType dtype = DType::F32;
   int64_t rows = 0;  // out features
   int64_t cols = 0;  // in features
+  // MXFP4 only (data: the blocks of row 0): the scales of row 0, and the distance in stored rows
+  // between this matrix's rows (2 for GPT-OSS's interleaved gate and up). cols is a multiple of 32.
+  const uint8_t* scales = nullptr;
+  int64_t row_step = 1;
 };
 
 // y[t, r] = Σ_c W[r, c] · x[t, c] for t < T and r in [row_begin, row_end), on the calling thread.

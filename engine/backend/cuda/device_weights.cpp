@@ -6,6 +6,7 @@
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/fill.cuh"
 #include "engine/common/error.h"
+#include "engine/common/mxfp4.h"
 #include "engine/model/model.h"
 
 namespace moe::cuda {
@@ -25,14 +26,14 @@ class Uploader {
   std::vector<DeviceMatrix> matrices(MemoryPart part, int layer, const std::string& what,
                                      const std::vector<const WeightMatrix*>& ms) {
     size_t bytes = 0;
-    for (const auto* m : ms) bytes += aligned(m->bytes());
+    for (const auto* m : ms) bytes += aligned(device_bytes(*m));
     auto* base = static_cast<std::byte*>(a_.allocate(bytes, part, layer, what));
     std::vector<DeviceMatrix> out;
     size_t at = 0;
     for (const auto* m : ms) {
-      put(base + at, m->data, m->dtype, m->bytes());
-      out.push_back(DeviceMatrix{base + at, m->dtype, m->rows, m->cols});
-      at += aligned(m->bytes());
+      put(base + at, *m);
+      out.push_back(DeviceMatrix{base + at, device_dtype(*m), m->rows, m->cols});
+      at += aligned(device_bytes(*m));
     }
     return out;
   }
@@ -46,16 +47,16 @@ class Uploader {
     for (const auto* m : ms) {
       if (m->dtype != first.dtype || m->cols != first.cols)
         throw EngineError("", what, "the matrices of layer " + std::to_string(layer) + " differ in dtype or width");
-      bytes += m->bytes();
+      bytes += device_bytes(*m);
       rows += m->rows;
     }
     auto* base = static_cast<std::byte*>(a_.allocate(bytes, part, layer, what));
     size_t at = 0;
     for (const auto* m : ms) {
-      put(base + at, m->data, m->dtype, m->bytes());
-      at += m->bytes();
+      put(base + at, *m);
+      at += device_bytes(*m);
     }
-    return DeviceMatrix{base, first.dtype, rows, first.cols};
+    return DeviceMatrix{base, device_dtype(first), rows, first.cols};
   }
 
   // F32 vectors back to back (each 256-byte aligned); null pointers for empty ones.
@@ -93,18 +94,46 @@ class Uploader {
  private:
   static size_t aligned(size_t n) { return (n + 255) & ~size_t(255); }
 
-  // Copies (or fills) one tensor in pieces, reporting progress between them.
-  void put(std::byte* dst, const void* src, DType dtype, size_t bytes) {
-    if (synthetic_ || !src) {
-      fill_random(dst, dtype, bytes / dtype_size(dtype), 0x5eed0000ull + uint64_t(++tensors_), kSyntheticScale, stream_);
-      advance(bytes);
+  // MXFP4 matrices (GPT-OSS's experts) are expanded to BF16 on the way, exactly: the kernels read no
+  // MXFP4 yet. Everything else keeps its dtype.
+  static DType device_dtype(const WeightMatrix& m) { return m.dtype == DType::MXFP4 ? DType::BF16 : m.dtype; }
+  static size_t device_bytes(const WeightMatrix& m) { return matrix_bytes(device_dtype(m), m.rows, m.cols); }
+
+  // Copies (or fills) one matrix in pieces, reporting progress between them.
+  void put(std::byte* dst, const WeightMatrix& m) {
+    const size_t bytes = device_bytes(m);
+    if (synthetic_ || !m.data) {
+      fill_random(dst, device_dtype(m), bytes / dtype_size(device_dtype(m)), 0x5eed0000ull + uint64_t(++tensors_),
+                  kSyntheticScale, stream_);
+      advance(m.bytes());
+      return;
+    }
+    if (m.dtype == DType::MXFP4) {
+      put_mxfp4(dst, m);
       return;
     }
     for (size_t at = 0; at < bytes; at += kPiece) {
       const size_t n = std::min(kPiece, bytes - at);
       // Pageable (mmap'd) source: the copy is synchronous with respect to the host, so the progress is real.
-      MOE_CUDA_CHECK(cudaMemcpy(dst + at, static_cast<const std::byte*>(src) + at, n, cudaMemcpyHostToDevice));
+      MOE_CUDA_CHECK(cudaMemcpy(dst + at, static_cast<const std::byte*>(m.data) + at, n, cudaMemcpyHostToDevice));
       advance(n);
+    }
+  }
+
+  // Rows expanded to BF16 on the host, about kPiece bytes of them per copy.
+  void put_mxfp4(std::byte* dst, const WeightMatrix& m) {
+    const int64_t piece_rows = std::max<int64_t>(1, int64_t(kPiece / 2) / m.cols);
+    std::vector<float> row(size_t(m.cols));
+    std::vector<uint16_t> staged(size_t(std::min(piece_rows, m.rows) * m.cols));
+    for (int64_t r0 = 0; r0 < m.rows; r0 += piece_rows) {
+      const int64_t n = std::min(piece_rows, m.rows - r0);
+      for (int64_t r = 0; r < n; ++r) {
+        const Mxfp4Row q = mxfp4_row(m.data, m.scales, m.cols, m.row_step, r0 + r);
+        mxfp4_dequantize(q.blocks, q.scales, m.cols, row.data());
+        for (int64_t c = 0; c < m.cols; ++c) staged[size_t(r * m.cols + c)] = f32_to_bf16(row[size_t(c)]);
+      }
+      MOE_CUDA_CHECK(cudaMemcpy(dst + size_t(r0 * m.cols) * 2, staged.data(), size_t(n * m.cols) * 2, cudaMemcpyHostToDevice));
+      advance(mxfp4_bytes(n, m.cols));
     }
   }
 
