@@ -1,7 +1,8 @@
 // Microbenchmark for the CPU backend's bandwidth-bound kernels (plain main, not a gtest):
 //   - STREAM-style read and triad bandwidth (measure_memory_bandwidth), 1 and 2 threads;
 //   - batch-1 GEMV (T = 1) GB/s for BF16 / F16 / F32 on a ~256 MB matrix, 1 and 2 threads, from
-//     anonymous memory and (BF16) from a read-only file mmap as the engine uses it;
+//     anonymous memory and (BF16) from a read-only file mmap as the engine uses it; MXFP4 of GPT-OSS's
+//     width, every row and every other row (an expert's gate or up), with the values decoded per second;
 //   - a decode-step-like sequence of MoE-shaped matmuls (4 layers: ~450 MB of BF16 in 116 calls);
 //   - prefill GFLOP/s at T = 64;
 //   - ThreadPool::parallel_for dispatch overhead.
@@ -9,7 +10,7 @@
 //
 // Build (no CMake needed):
 //   g++ -std=c++20 -O2 -I. engine/backend/cpu/{thread_pool,matmul,memory_bandwidth}.cpp
-//       engine/common/dtype.cpp tests/bench/matmul_bench.cpp -pthread -o /tmp/matmul_bench
+//       engine/common/{dtype,mxfp4}.cpp tests/bench/matmul_bench.cpp -pthread -o /tmp/matmul_bench
 // Options: --quick (smaller sizes, fewer repeats), --threads N (largest pool; default 2).
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -32,6 +33,7 @@
 #include "engine/backend/cpu/memory_bandwidth.h"
 #include "engine/backend/cpu/thread_pool.h"
 #include "engine/common/dtype.h"
+#include "engine/common/mxfp4.h"
 
 using namespace moe;
 using namespace moe::cpu;
@@ -136,6 +138,38 @@ GbpsResult bench_gemv(const Options& o, ThreadPool& pool, int threads, DType dt,
   return {label, bytes / s.best / 1e9, bytes / s.median / 1e9};
 }
 
+// An MXFP4 matrix of GPT-OSS's expert width (2880 columns, 90 blocks per row): random codes, scales
+// 2^-7. Its rows are read row_step stored rows apart, as an expert's gate and up are.
+struct Mxfp4Weights {
+  int64_t rows, cols = 2880;
+  Buffer blocks, scales;
+  Mxfp4Weights(ThreadPool& pool, size_t bytes)
+      : rows(int64_t(bytes / mxfp4_bytes(1, 2880))), blocks(size_t(rows * cols / 2)), scales(size_t(rows * cols / 32)) {
+    auto* b = static_cast<uint8_t*>(blocks.p);
+    pool.parallel_for(rows * cols / 2, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) b[i] = uint8_t(mix(uint64_t(i)));
+    });
+    std::memset(scales.p, 120, size_t(rows * cols / 32));
+  }
+  MatrixRef ref(int64_t row_step) const {
+    return MatrixRef{blocks.p, DType::MXFP4, rows / row_step, cols, static_cast<const uint8_t*>(scales.p), row_step};
+  }
+};
+
+// GB/s of the bytes read, and values per second (what compares with the BF16 GEMV's bytes / 2).
+GbpsResult bench_gemv_mxfp4(const Options& o, ThreadPool& pool, int threads, const Mxfp4Weights& w, int64_t row_step) {
+  const MatrixRef W = w.ref(row_step);
+  const auto x = make_x(W.cols, 1);
+  std::vector<float> y(static_cast<size_t>(W.rows));
+  const double bytes = double(mxfp4_bytes(W.rows, W.cols));
+  const Stats s = time_it(o.quick ? 5 : 15, [&] { matmul(pool, W, x.data(), 1, y.data()); });
+  char label[160];
+  std::snprintf(label, sizeof label, "GEMV MXFP4 step %lld %dT %4.0f MB rows=%-6lld cols=%lld (%.2f Gvalues/s)",
+                (long long)row_step, threads, bytes / 1e6, (long long)W.rows, (long long)W.cols,
+                double(W.rows) * double(W.cols) / s.best / 1e9);
+  return {label, bytes / s.best / 1e9, bytes / s.median / 1e9};
+}
+
 // A decode step of a MoE model, as far as weight traffic goes: per layer q, k, v, o projections,
 // the router, and 8 active experts (gate, up, down), BF16. Every matrix is distinct memory.
 struct DecodeLayerShape {
@@ -191,6 +225,17 @@ void bench_prefill(const Options& o, ThreadPool& pool, int threads, DType dt, in
   std::printf("  prefill %-4s %dT T=%-3lld %lldx%lld: best %6.1f GFLOP/s  median %6.1f GFLOP/s  (%.2f ms)\n",
               std::string(dtype_name(dt)).c_str(), threads, (long long)T, (long long)rows, (long long)cols,
               flop / s.best / 1e9, flop / s.median / 1e9, s.best * 1e3);
+}
+
+void bench_prefill_mxfp4(const Options& o, ThreadPool& pool, int threads, const Mxfp4Weights& w, int64_t T) {
+  MatrixRef W = w.ref(1);
+  W.rows = std::min<int64_t>(W.rows, o.quick ? 2048 : 4096);
+  const auto x = make_x(T * W.cols, 2);
+  std::vector<float> y(size_t(T * W.rows));
+  const Stats s = time_it(o.quick ? 3 : 7, [&] { matmul(pool, W, x.data(), T, y.data()); });
+  const double flop = 2.0 * double(W.rows) * double(W.cols) * double(T);
+  std::printf("  prefill MXFP4 %dT T=%-3lld %lldx%lld: best %6.1f GFLOP/s  median %6.1f GFLOP/s  (%.2f ms)\n", threads,
+              (long long)T, (long long)W.rows, (long long)W.cols, flop / s.best / 1e9, flop / s.median / 1e9, s.best * 1e3);
 }
 
 // Busy work of about `ns` nanoseconds (no sleeping: the point is to compare with compute time).
@@ -322,6 +367,7 @@ int main(int argc, char** argv) {
   fill_weights(init_pool, wh.p, DType::F16, rows16 * cols16, 2);
   fill_weights(init_pool, wf.p, DType::F32, rows32 * cols32, 3);
   MappedWeights mapped(init_pool, size_t(rows16 * cols16) * 2);
+  const Mxfp4Weights wq(init_pool, size_t(rows16 * cols16) * 2);
 
   for (int threads : thread_counts) {
     ThreadPool pool(threads);
@@ -347,10 +393,13 @@ int main(int argc, char** argv) {
     res.push_back(bench_gemv(o, pool, threads, DType::F16, wh.p, rows16, cols16, "anon"));
     res.push_back(bench_gemv(o, pool, threads, DType::F32, wf.p, rows32, cols32, "anon"));
     if (mapped.ok()) res.push_back(bench_gemv(o, pool, threads, DType::BF16, mapped.p, rows16, cols16, "mmap"));
+    res.push_back(bench_gemv_mxfp4(o, pool, threads, wq, 1));
+    res.push_back(bench_gemv_mxfp4(o, pool, threads, wq, 2));
     res.push_back(bench_decode_sequence(o, pool, threads));
     if (simd_supported()) {
       set_force_scalar(true);
       res.push_back(bench_gemv(o, pool, threads, DType::BF16, wb.p, rows16, cols16, "scalar"));
+      res.push_back(bench_gemv_mxfp4(o, pool, threads, wq, 1));
       set_force_scalar(false);
     }
     const BandwidthResult bw1 = stream();
@@ -359,6 +408,7 @@ int main(int argc, char** argv) {
       std::printf("  %-62s best %6.2f GB/s (%5.1f%% of STREAM read)  median %6.2f GB/s\n", r.label.c_str(), r.best,
                   100.0 * r.best / roof, r.median);
     for (DType dt : {DType::BF16, DType::F16, DType::F32}) bench_prefill(o, pool, threads, dt, 64);
+    bench_prefill_mxfp4(o, pool, threads, wq, 64);
     if (simd_supported()) {
       set_force_scalar(true);
       std::printf("  (scalar path:)");

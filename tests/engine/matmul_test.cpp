@@ -416,37 +416,42 @@ TEST(Matmul, TopKSum) {
 
 // Every FP4 code under every scale byte whose values are finite in F32 (255 is NaN in E8M0, and 6·2^126
 // overflows) decodes exactly, subnormals included: one-hot x picks out each weight, through the decode
-// GEMV (T = 1) and through the expanded panels (T = 32, x the identity); mxfp4_dequantize as well.
+// GEMV (T = 1) and through the expanded panels (T = cols, x the identity); mxfp4_dequantize as well.
+// Rows of 8 blocks, so the scales also go through the decoders that take 8 at a time.
 TEST(Mxfp4, DecodesEveryCodeAndScale) {
-  const int64_t n_scales = 251, cols = 32;
-  TestMatrix m = make_mxfp4(n_scales, cols, 1, 0);
-  for (int64_t s = 0; s < n_scales; ++s) {
-    m.scales[size_t(s)] = uint8_t(s);
-    for (int j = 0; j < 16; ++j) {
-      m.blocks[size_t(s * 16 + j)] = uint8_t(j | ((15 - j) << 4));  // every code, low and high nibble
-      m.exact[size_t(s * cols + 2 * j)] = float(mxfp4_value(uint8_t(j), uint8_t(s)));
-      m.exact[size_t(s * cols + 2 * j + 1)] = float(mxfp4_value(uint8_t(15 - j), uint8_t(s)));
+  const int64_t rows = 32, cols = 256, blocks = cols / 32;
+  TestMatrix m = make_mxfp4(rows, cols, 1, 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t k = 0; k < blocks; ++k) {
+      const int64_t block = r * blocks + k;
+      const auto scale = uint8_t(std::min<int64_t>(block, 250));
+      m.scales[size_t(block)] = scale;
+      for (int j = 0; j < 16; ++j) {
+        m.blocks[size_t(block * 16 + j)] = uint8_t(j | ((15 - j) << 4));  // every code, low and high nibble
+        m.exact[size_t(r * cols + k * 32 + 2 * j)] = float(mxfp4_value(uint8_t(j), scale));
+        m.exact[size_t(r * cols + k * 32 + 2 * j + 1)] = float(mxfp4_value(uint8_t(15 - j), scale));
+      }
     }
   }
   std::vector<float> identity(size_t(cols * cols), 0.0f);
   for (int64_t c = 0; c < cols; ++c) identity[size_t(c * cols + c)] = 1.0f;
   std::vector<float> row(static_cast<size_t>(cols));
-  for (int64_t s = 0; s < n_scales; ++s) {
-    mxfp4_dequantize(&m.blocks[size_t(s * 16)], &m.scales[size_t(s)], cols, row.data());
-    for (int64_t c = 0; c < cols; ++c) ASSERT_EQ(row[size_t(c)], m.exact[size_t(s * cols + c)]) << "scale " << s << " column " << c;
+  for (int64_t r = 0; r < rows; ++r) {
+    mxfp4_dequantize(&m.blocks[size_t(r * blocks * 16)], &m.scales[size_t(r * blocks)], cols, row.data());
+    for (int64_t c = 0; c < cols; ++c) ASSERT_EQ(row[size_t(c)], m.exact[size_t(r * cols + c)]) << "row " << r << " column " << c;
   }
   for (bool scalar : {true, false}) {
     if (!scalar && !simd_supported()) continue;
     ScopedForceScalar force(scalar);
-    std::vector<float> y(size_t(cols * n_scales));
-    matmul_rows(m.ref(), identity.data(), cols, y.data(), 0, n_scales);
+    std::vector<float> y(size_t(cols * rows));
+    matmul_rows(m.ref(), identity.data(), cols, y.data(), 0, rows);
     for (int64_t c = 0; c < cols; ++c)
-      for (int64_t s = 0; s < n_scales; ++s)
-        ASSERT_EQ(y[size_t(c * n_scales + s)], m.exact[size_t(s * cols + c)]) << "T=32 scale " << s << " column " << c << " " << simd_path();
+      for (int64_t r = 0; r < rows; ++r)
+        ASSERT_EQ(y[size_t(c * rows + r)], m.exact[size_t(r * cols + c)]) << "T=" << cols << " row " << r << " column " << c << " " << simd_path();
     for (int64_t c = 0; c < cols; ++c) {
-      matmul_rows(m.ref(), &identity[size_t(c * cols)], 1, y.data(), 0, n_scales);
-      for (int64_t s = 0; s < n_scales; ++s)
-        ASSERT_EQ(y[size_t(s)], m.exact[size_t(s * cols + c)]) << "T=1 scale " << s << " column " << c << " " << simd_path();
+      matmul_rows(m.ref(), &identity[size_t(c * cols)], 1, y.data(), 0, rows);
+      for (int64_t r = 0; r < rows; ++r)
+        ASSERT_EQ(y[size_t(r)], m.exact[size_t(r * cols + c)]) << "T=1 row " << r << " column " << c << " " << simd_path();
     }
   }
 }
