@@ -273,6 +273,37 @@ MOE_AVX2_INLINE void pad8(const typename WT::T* src, int64_t n, typename WT::T* 
   std::memcpy(dst, src, size_t(n) * sizeof(typename WT::T));
 }
 
+// *y[r] = the sum of a0[r] + a1[r] for R rows; four rows are summed together, in the same order as
+// one alone, so a row's result does not depend on its group.
+template <int R>
+MOE_AVX2_INLINE void store_row_sums(const __m256* a0, const __m256* a1, float* const* y) {
+  if constexpr (R == 4) {
+    alignas(16) float s[4];
+    _mm_store_ps(s, hsum4(_mm256_add_ps(a0[0], a1[0]), _mm256_add_ps(a0[1], a1[1]), _mm256_add_ps(a0[2], a1[2]),
+                          _mm256_add_ps(a0[3], a1[3])));
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) *y[r] = s[r];
+  } else {
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) *y[r] = hsum(_mm256_add_ps(a0[r], a1[r]));
+  }
+}
+
+// Rows [rb, re) as 4 contiguous quarters, one row from each per step: 4 long sequential streams;
+// then the 0–3 rows left over. gemv(rows, n) computes the n rows whose indices it is given.
+template <class Gemv>
+MOE_AVX2_INLINE void four_streams(int64_t rb, int64_t re, const Gemv& gemv) {
+  const int64_t q = (re - rb) / 4;
+  int64_t rows[4];
+  for (int64_t i = 0; i < q; ++i) {
+    for (int j = 0; j < 4; ++j) rows[j] = rb + j * q + i;
+    gemv(rows, 4);
+  }
+  const int64_t r0 = rb + 4 * q;
+  for (int j = 0; j < int(re - r0); ++j) rows[j] = r0 + j;
+  if (re > r0) gemv(rows, int(re - r0));
+}
+
 // y_i = W[row_i, :n] · x for R arbitrary rows (T = 1), two accumulators per row. The caller picks
 // rows that lie in R separate, contiguous runs of rows (see matmul_rows_avx2), so each of the R
 // pointers walks memory sequentially across row boundaries: R long streams that the hardware
@@ -322,16 +353,7 @@ MOE_AVX2 void gemv_rows(const typename WT::T* const* w, const float* x, int64_t 
       a1[r] = _mm256_fmadd_ps(load8(WT{}, wt), x0, a1[r]);
     }
   }
-  if constexpr (R == 4) {
-    alignas(16) float s[4];
-    _mm_store_ps(s, hsum4(_mm256_add_ps(a0[0], a1[0]), _mm256_add_ps(a0[1], a1[1]), _mm256_add_ps(a0[2], a1[2]),
-                          _mm256_add_ps(a0[3], a1[3])));
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) *y[r] = s[r];
-  } else {
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) *y[r] = hsum(_mm256_add_ps(a0[r], a1[r]));
-  }
+  store_row_sums<R>(a0, a1, y);
 }
 
 // y[t·ldy + r] (+)= W[r, :n] · x[t·ldx, :n] for R rows × TT tokens: every converted weight vector is
@@ -462,29 +484,17 @@ MOE_AVX2 void matmul_rows_avx2(const MatrixRef& W, const float* x, int64_t T, fl
   const int64_t cols = W.cols, rows = W.rows;
 
   if (T == 1) {
-    // Rows [rb, re) as 4 contiguous quarters, one row from each per step: 4 long sequential streams.
-    const int64_t m = re - rb, q = m / 4;
-    const ST* wp[4];
-    float* yp[4];
-    for (int64_t i = 0; i < q; ++i) {
-      for (int j = 0; j < 4; ++j) {
-        const int64_t r = rb + j * q + i;
-        wp[j] = w + r * cols;
-        yp[j] = y + r;
+    four_streams(rb, re, [&](const int64_t* rows, int n) {
+      const ST* wp[4];
+      float* yp[4];
+      for (int j = 0; j < n; ++j) wp[j] = w + rows[j] * cols, yp[j] = y + rows[j];
+      switch (n) {
+        case 4: gemv_rows<WT, 4>(wp, x, cols, yp); break;
+        case 3: gemv_rows<WT, 3>(wp, x, cols, yp); break;
+        case 2: gemv_rows<WT, 2>(wp, x, cols, yp); break;
+        default: gemv_rows<WT, 1>(wp, x, cols, yp); break;
       }
-      gemv_rows<WT, 4>(wp, x, cols, yp);
-    }
-    const int64_t r0 = rb + 4 * q;  // 0..3 rows left
-    for (int j = 0; j < int(re - r0); ++j) {
-      wp[j] = w + (r0 + j) * cols;
-      yp[j] = y + r0 + j;
-    }
-    switch (re - r0) {
-      case 3: gemv_rows<WT, 3>(wp, x, cols, yp); break;
-      case 2: gemv_rows<WT, 2>(wp, x, cols, yp); break;
-      case 1: gemv_rows<WT, 1>(wp, x, cols, yp); break;
-      default: break;
-    }
+    });
     return;
   }
 
@@ -591,16 +601,7 @@ MOE_AVX2 void gemv_mxfp4_rows(const Mxfp4Row* rows, const float* xs, int64_t n, 
       }
     }
   }
-  if constexpr (R == 4) {
-    alignas(16) float out[4];
-    _mm_store_ps(out, hsum4(_mm256_add_ps(a0[0], a1[0]), _mm256_add_ps(a0[1], a1[1]), _mm256_add_ps(a0[2], a1[2]),
-                            _mm256_add_ps(a0[3], a1[3])));
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) *y[r] = out[r];
-  } else {
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) *y[r] = hsum(_mm256_add_ps(a0[r], a1[r]));
-  }
+  store_row_sums<R>(a0, a1, y);
 }
 
 MOE_AVX2 void matmul_rows_mxfp4_avx2(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
@@ -613,28 +614,17 @@ MOE_AVX2 void matmul_rows_mxfp4_avx2(const MatrixRef& W, const float* x, int64_t
       split[size_t(block + 16 + j)] = x[c + 1];
     }
     const float* xs = split.data();
-    // As matmul_rows_avx2: a row from each quarter of [rb, re) per step, 4 sequential streams.
-    const int64_t m = re - rb, q = m / 4;
-    Mxfp4Row rows[4];
-    float* yp[4];
-    for (int64_t i = 0; i < q; ++i) {
-      for (int j = 0; j < 4; ++j) {
-        rows[j] = mxfp4_row(W, rb + j * q + i);
-        yp[j] = y + rb + j * q + i;
+    four_streams(rb, re, [&](const int64_t* rows, int n) {  // as matmul_rows_avx2
+      Mxfp4Row q[4];
+      float* yp[4];
+      for (int j = 0; j < n; ++j) q[j] = mxfp4_row(W, rows[j]), yp[j] = y + rows[j];
+      switch (n) {
+        case 4: gemv_mxfp4_rows<4>(q, xs, W.cols, yp); break;
+        case 3: gemv_mxfp4_rows<3>(q, xs, W.cols, yp); break;
+        case 2: gemv_mxfp4_rows<2>(q, xs, W.cols, yp); break;
+        default: gemv_mxfp4_rows<1>(q, xs, W.cols, yp); break;
       }
-      gemv_mxfp4_rows<4>(rows, xs, W.cols, yp);
-    }
-    const int64_t r0 = rb + 4 * q;
-    for (int j = 0; j < int(re - r0); ++j) {
-      rows[j] = mxfp4_row(W, r0 + j);
-      yp[j] = y + r0 + j;
-    }
-    switch (re - r0) {
-      case 3: gemv_mxfp4_rows<3>(rows, xs, W.cols, yp); break;
-      case 2: gemv_mxfp4_rows<2>(rows, xs, W.cols, yp); break;
-      case 1: gemv_mxfp4_rows<1>(rows, xs, W.cols, yp); break;
-      default: break;
-    }
+    });
     return;
   }
   // T > 1: expanded panels, as prefill (column blocks are multiples of 32, so blocks stay whole).
