@@ -131,7 +131,7 @@ int run_cache_sim(const Args& args) {
         for (const auto& layer : model->weights().layers)
           if (!layer.experts.empty()) {
             for (const WeightMatrix* w : {&layer.experts[0].gate, &layer.experts[0].up, &layer.experts[0].down})
-              o.expert_bytes += uint64_t(w->rows) * uint64_t(w->cols) * dtype_size(w->dtype);
+              o.expert_bytes += uint64_t(w->bytes());
             break;
           }
       } catch (const EngineError& e) {
