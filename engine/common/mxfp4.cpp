@@ -2,9 +2,6 @@
 
 namespace moe {
 
-const float kFp4Values[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
-                              -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
-
 const int8_t kFp4TwiceValues[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
 void mxfp4_dequantize(const uint8_t* blocks, const uint8_t* scales, int64_t n, float* dst) {

@@ -13,11 +13,10 @@ namespace moe {
 constexpr int64_t kMxfp4BlockValues = 32;
 constexpr int64_t kMxfp4BlockBytes = 16;
 
-// The FP4 E2M1 value of each 4-bit code: 0, ±0.5, ±1, ±1.5, ±2, ±3, ±4, ±6 (bit 3 is the sign).
-extern const float kFp4Values[16];
-// Each code's value times 2 (an integer in −12…12). Times mxfp4_half_scale(s) it is exactly
-// kFp4Values[code] · 2^(s − 127), for every s: 2^(s − 128) is at worst a subnormal, and the integers
-// have at most 2 significant bits. The kernels work on these.
+// Each 4-bit FP4 E2M1 code's value times 2 (bit 3 is the sign; the values are 0, ±0.5, ±1, ±1.5, ±2,
+// ±3, ±4, ±6, so twice them are integers in −12…12). Times mxfp4_half_scale(s) it is exactly the
+// value · 2^(s − 127), for every s: 2^(s − 128) is at worst a subnormal, and the integers have at most
+// 2 significant bits. The kernels work on these.
 extern const int8_t kFp4TwiceValues[16];
 
 // 2^(s − 128) for a scale byte s, from its bits: exponent field s − 1 for s ≥ 2, subnormals below.

@@ -47,7 +47,7 @@ struct TestMatrix {
 };
 
 TestMatrix make_matrix(DType dt, int64_t rows, int64_t cols, uint32_t seed) {
-  TestMatrix m{dt, rows, cols, {}, {}, {}};
+  TestMatrix m{dt, rows, cols, {}, {}, {}, {}, {}, 1};
   std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   const size_t n = size_t(rows * cols);

@@ -512,20 +512,29 @@ MOE_AVX2 void matmul_rows_avx2(const MatrixRef& W, const float* x, int64_t T, fl
   });
 }
 
-// The 32 values of one MXFP4 block as 4 vectors of f32, each value times 2 (kFp4TwiceValues): the
-// codes index a 16-byte table of int8 (pshufb), low nibbles giving the even elements and high nibbles
-// the odd ones, which unpacking puts back in order.
-MOE_AVX2_INLINE void mxfp4_block_twice(const uint8_t* block, __m256 out[4]) {
+// The 32 codes of one MXFP4 block as int8 values times 2 (kFp4TwiceValues), through a 16-byte table
+// (pshufb): `even` from the low nibbles (elements 0, 2, …, 30), `odd` from the high ones.
+MOE_AVX2_INLINE void mxfp4_block_int8(const uint8_t* block, __m128i& even, __m128i& odd) {
   const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kFp4TwiceValues));
   const __m128i nibble = _mm_set1_epi8(0x0f);
   const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
-  const __m128i even = _mm_shuffle_epi8(table, _mm_and_si128(q, nibble));
-  const __m128i odd = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(q, 4), nibble));
-  const __m128i v0 = _mm_unpacklo_epi8(even, odd), v1 = _mm_unpackhi_epi8(even, odd);  // values 0–15, 16–31
-  out[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v0));
-  out[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(v0, v0)));
-  out[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v1));
-  out[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(v1, v1)));
+  even = _mm_shuffle_epi8(table, _mm_and_si128(q, nibble));
+  odd = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(q, 4), nibble));
+}
+
+// 16 int8 values as two vectors of f32.
+MOE_AVX2_INLINE void int8_to_f32(__m128i v, __m256* out) {
+  out[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+  out[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8)));
+}
+
+// The values of one block times 2 as 4 vectors of f32, in element order (unpacking interleaves
+// the even and odd elements back).
+MOE_AVX2_INLINE void mxfp4_block_twice(const uint8_t* block, __m256 out[4]) {
+  __m128i even, odd;
+  mxfp4_block_int8(block, even, odd);
+  int8_to_f32(_mm_unpacklo_epi8(even, odd), out);      // values 0–15
+  int8_to_f32(_mm_unpackhi_epi8(even, odd), out + 2);  // values 16–31
 }
 
 // dst[0..n) = n values (n and the start multiples of 32) of one MXFP4 row, as f32.
@@ -539,18 +548,13 @@ MOE_AVX2 void convert_mxfp4(const uint8_t* blocks, const uint8_t* scales, int64_
   }
 }
 
-// The values of one MXFP4 block times 2, in split order: out[0], out[1] the even elements (0, 2, …, 30),
-// out[2], out[3] the odd ones. Decoding in this order needs no unpacking; the GEMV splits x to match.
+// The values of one block times 2, in split order: out[0], out[1] the even elements, out[2], out[3]
+// the odd ones. Decoding in this order needs no unpacking; the GEMV splits x to match.
 MOE_AVX2_INLINE void mxfp4_block_split(const uint8_t* block, __m256 out[4]) {
-  const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kFp4TwiceValues));
-  const __m128i nibble = _mm_set1_epi8(0x0f);
-  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
-  const __m128i even = _mm_shuffle_epi8(table, _mm_and_si128(q, nibble));
-  const __m128i odd = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(q, 4), nibble));
-  out[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(even));
-  out[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(even, 8)));
-  out[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(odd));
-  out[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(odd, 8)));
+  __m128i even, odd;
+  mxfp4_block_int8(block, even, odd);
+  int8_to_f32(even, out);
+  int8_to_f32(odd, out + 2);
 }
 
 // dst[i] = mxfp4_half_scale(s[i]) for i < n, 8 at a time: exponent field s − 1, or for s < 2 the
