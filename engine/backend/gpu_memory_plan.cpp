@@ -12,7 +12,63 @@ std::string gib(size_t bytes) {
   return buf;
 }
 
+// The stored dtypes of one part's matrices, folded into the part's device dtype.
+class PartDtype {
+ public:
+  void add(const WeightMatrix& m) {
+    if (!seen_) first_ = m.dtype;
+    mixed_ = mixed_ || m.dtype != first_;
+    seen_ = true;
+  }
+  DType device(DType none) const { return !seen_ ? none : mixed_ ? DType::BF16 : gpu_weight_dtype(first_); }
+
+ private:
+  bool seen_ = false, mixed_ = false;
+  DType first_ = DType::BF16;
+};
+
 }  // namespace
+
+DType gpu_weight_dtype(DType stored) {
+  return stored == DType::F32 || stored == DType::F16 || stored == DType::BF16 ? stored : DType::BF16;
+}
+
+// The matrices as upload_weights takes them (engine/backend/cuda/device_weights.cpp).
+GpuWeightDtypes gpu_weight_dtypes(const ModelSpec& s, const ModelWeights& w) {
+  PartDtype embeddings, head, attention, router, routed, shared, dense;
+  embeddings.add(w.embed);
+  if (!s.tied_embeddings) head.add(w.lm_head);
+  for (int l = 0; l < s.n_layers && size_t(l) < w.layers.size(); ++l) {
+    const LayerWeights& L = w.layers[size_t(l)];
+    if (s.attn.is_mla()) {
+      for (const WeightMatrix* m : {&L.q_a, &L.q, &L.kv_a, &L.kv_b, &L.o})
+        if (m->rows > 0) attention.add(*m);
+    } else {
+      for (const WeightMatrix* m : {&L.q, &L.k, &L.v, &L.o}) attention.add(*m);
+    }
+    if (s.layer_is_moe[size_t(l)]) {
+      router.add(L.router);
+      for (const SwiGluWeights& e : L.experts)
+        for (const WeightMatrix* m : {&e.gate, &e.up, &e.down}) routed.add(*m);
+      if (L.shared.gate.rows > 0) {
+        for (const WeightMatrix* m : {&L.shared.gate, &L.shared.up, &L.shared.down}) shared.add(*m);
+        if (L.shared_gate.rows > 0) shared.add(L.shared_gate);
+      }
+    } else {
+      for (const WeightMatrix* m : {&L.mlp.gate, &L.mlp.up, &L.mlp.down}) dense.add(*m);
+    }
+  }
+  GpuWeightDtypes d;
+  d.embeddings = embeddings.device(DType::BF16);
+  d.head = head.device(d.embeddings);
+  const DType rest = d.embeddings;  // for parts this model does not have
+  d.attention = attention.device(rest);
+  d.router = router.device(rest);
+  d.routed_experts = routed.device(rest);
+  d.shared_experts = shared.device(rest);
+  d.dense_mlp = dense.device(rest);
+  return d;
+}
 
 size_t GpuActivations::bytes(size_t wsize) const {
   const size_t floats = x + a + y + qkv + q_lora + q_heads + q_absorbed + latent_out + attn + gate_up + ffn +
@@ -45,9 +101,20 @@ GpuMemoryPlan plan_gpu_memory(const ModelSpec& s, const GpuPlanOptions& o) {
   GpuMemoryPlan p;
   p.capacity = std::max(1, std::min(o.context, s.max_positions > 0 ? s.max_positions : o.context));
   p.slots = std::max(1, o.slots > 0 ? o.slots : s.moe.top_k);
-  p.weight_dtype_size = dtype_size(o.weight_dtype);
+  GpuWeightDtypes dt;
+  if (o.part_dtypes) {
+    dt = *o.part_dtypes;
+  } else {
+    const DType one = gpu_weight_dtype(o.weight_dtype);
+    dt = GpuWeightDtypes{one, one, one, one, one, one, one};
+  }
+  // Bytes per weight of each part; the GEMM inputs are converted to any of them (the widest).
+  const size_t w_embed = dtype_size(dt.embeddings), w_head = dtype_size(dt.head), w = dtype_size(dt.attention);
+  const size_t w_router = dtype_size(dt.router), w_experts = dtype_size(dt.routed_experts);
+  const size_t w_shared = dtype_size(dt.shared_experts), w_dense = dtype_size(dt.dense_mlp);
+  p.weight_dtype_size = std::max({w_embed, w_head, w, w_router, w_experts, w_shared, w_dense});
   p.kv_dtype_size = dtype_size(o.kv_dtype);
-  const size_t w = p.weight_dtype_size, H = size_t(s.hidden), q = size_t(s.q_dim()), kv = size_t(s.kv_dim());
+  const size_t H = size_t(s.hidden), q = size_t(s.q_dim()), kv = size_t(s.kv_dim());
   const size_t V = size_t(s.vocab_size), E = size_t(std::max(0, s.moe.n_experts)), L = size_t(s.n_layers);
   const size_t M = size_t(s.n_moe_layers());
   const size_t eff = size_t(s.moe.expert_ffn), sff = size_t(s.moe.shared_ffn), dff = size_t(s.dense_ffn);
@@ -70,15 +137,15 @@ GpuMemoryPlan plan_gpu_memory(const ModelSpec& s, const GpuPlanOptions& o) {
   }
   if (s.attn.o_bias) attention += H * 4;
   if (s.attn.sinks) attention += size_t(s.attn.n_heads) * 4;
-  p.weights.push_back({"embeddings", -1, V * H * w});
+  p.weights.push_back({"embeddings", -1, V * H * w_embed});
   p.weights.push_back({"attention", -1, L * attention});
   const size_t router_vectors = (s.moe.selection_bias ? 4 : 0) + (s.moe.router_logit_bias ? 4 : 0);
-  p.weights.push_back({"router", -1, M * E * (H * w + router_vectors)});
-  p.weights.push_back({"routed experts", -1, M * E * (3 * eff * H * w + (s.moe.expert_bias ? (2 * eff + H) * 4 : 0))});
-  p.weights.push_back({"shared experts", -1, M * (3 * sff * H * w + (s.moe.shared_gate ? H * w : 0))});
-  p.weights.push_back({"dense mlp", -1, (L - M) * 3 * dff * H * w});
+  p.weights.push_back({"router", -1, M * E * (H * w_router + router_vectors)});
+  p.weights.push_back({"routed experts", -1, M * E * (3 * eff * H * w_experts + (s.moe.expert_bias ? (2 * eff + H) * 4 : 0))});
+  p.weights.push_back({"shared experts", -1, M * (3 * sff * H * w_shared + (s.moe.shared_gate ? H * w_shared : 0))});
+  p.weights.push_back({"dense mlp", -1, (L - M) * 3 * dff * H * w_dense});
   p.weights.push_back({"norms", -1, (2 * L + 1) * H * 4 + L * qk_norm});
-  p.weights.push_back({"head", -1, s.tied_embeddings ? 0 : V * H * w});
+  p.weights.push_back({"head", -1, s.tied_embeddings ? 0 : V * H * w_head});
 
   p.kv_bytes_per_token = size_t(s.kv_rows_per_token()) * L * kv * p.kv_dtype_size;
   // One buffer per cache (K and V, or the latent rows), each rounded up to the allocator's 256 bytes.
@@ -113,7 +180,7 @@ GpuMemoryPlan plan_gpu_memory(const ModelSpec& s, const GpuPlanOptions& o) {
   a.shared_gate = T;
   a.logits = T * V;
   a.tokens = T + 1;
-  p.activation_bytes = a.bytes(w);
+  p.activation_bytes = a.bytes(p.weight_dtype_size);
 
   // Workspace: cuBLAS, decode attention partials (m, S, B, top-k scores, values per split and head),
   // expert grouping, and the step record at the fullest hook level (device side).

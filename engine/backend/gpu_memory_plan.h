@@ -8,18 +8,43 @@
 #include <string>
 #include <vector>
 
+#include <optional>
+
 #include "engine/backend/backend.h"
 #include "engine/common/dtype.h"
 #include "engine/model/model_spec.h"
+#include "engine/model/weights.h"
 
 namespace moe {
 
+// The dtype each part's matrices have on the GPU. Policy: a part whose matrices all share one of F32, F16
+// or BF16 keeps it (an F32 router beside BF16 experts stays F32); any other part (MXFP4, GGUF's block
+// types such as Q4_K, or a mix of dtypes) is held as BF16, each row expanded on the host as it is
+// uploaded. So every matrix of a part, and every matrix the kernels take together (q/k/v, gate/up, an
+// expert table), has one dtype, and the GEMMs see only F32, F16 and BF16.
+struct GpuWeightDtypes {
+  DType embeddings = DType::BF16;
+  DType head = DType::BF16;            // the embeddings' when tied
+  DType attention = DType::BF16;       // q, k, v, o; with latent attention q_a, kv_a, kv_b, o, q_b
+  DType router = DType::BF16;
+  DType routed_experts = DType::BF16;
+  DType shared_experts = DType::BF16;  // with the shared expert's gate
+  DType dense_mlp = DType::BF16;
+};
+// The device dtype of a part stored in one dtype: F32, F16, BF16 stay; anything else becomes BF16.
+DType gpu_weight_dtype(DType stored);
+// The policy applied to a model's matrices (the matrices the CUDA backend uploads).
+GpuWeightDtypes gpu_weight_dtypes(const ModelSpec& spec, const ModelWeights& weights);
+
 struct GpuPlanOptions {
-  DType weight_dtype = DType::BF16;  // as stored (F32 checkpoints stay F32)
+  DType weight_dtype = DType::BF16;  // as stored (F32 checkpoints stay F32); one dtype for every part
   int context = 4096;                // KV cache capacity in tokens (clamped to max_positions)
   int prefill_chunk = 64;
   int slots = 0;                     // routing slots per token (0: the model's top-k)
   DType kv_dtype = DType::F32;       // KV cache: F32 (the CPU backend's numbers) or BF16 (half the bytes)
+  // Per part, as gpu_weight_dtypes gives them for a loaded model; unset: gpu_weight_dtype(weight_dtype)
+  // for every part.
+  std::optional<GpuWeightDtypes> part_dtypes = std::nullopt;
 };
 
 // Activation buffers of one forward chunk of T tokens, in elements (F32 unless said otherwise).
@@ -31,7 +56,7 @@ struct GpuActivations {
   size_t q_absorbed = 0;        // latent attention: [T, heads·kv], the absorbed queries
   size_t latent_out = 0;        // latent attention: [T, heads·kv_lora], the weighted latents
   size_t attn = 0;              // [T, q] (latent attention: [T, heads·v])
-  size_t gemm_in = 0;           // [T, max(hidden, q, ffn, q_lora, heads·v)] in the weight dtype: cuBLAS inputs
+  size_t gemm_in = 0;           // [T, max(hidden, q, ffn, q_lora, heads·v)] in the widest weight dtype: cuBLAS inputs
   size_t gate_up = 0;           // [T, 2·ffn] dense / shared expert
   size_t ffn = 0;               // [T, ffn]
   size_t router_logits = 0;     // [T, E]
@@ -48,7 +73,7 @@ struct GpuActivations {
 struct GpuMemoryPlan {
   int capacity = 0;                 // KV cache tokens
   int slots = 0;
-  size_t weight_dtype_size = 2;
+  size_t weight_dtype_size = 2;     // the widest part's bytes per weight on the device
   size_t kv_dtype_size = 4;         // bytes per cached K or V value
   std::vector<MemoryUse> weights;   // by part (layer −1: all layers together)
   size_t kv_cache_bytes = 0;

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "engine/common/ggml_quants.h"
 #include "engine/common/mxfp4.h"
 
 namespace moe {
@@ -19,6 +20,12 @@ constexpr DTypeInfo kTypes[] = {
     {DType::F16, "F16", 2},   {DType::BF16, "BF16", 2},   {DType::F32, "F32", 4},
     {DType::F64, "F64", 8},   {DType::F8_E4M3, "F8_E4M3", 1}, {DType::F8_E5M2, "F8_E5M2", 1},
 };
+// Weight types of other formats: named, but never parsed from a safetensors header.
+constexpr DTypeInfo kBlockTypes[] = {
+    {DType::MXFP4, "MXFP4", 0}, {DType::Q4_0, "Q4_0", 0}, {DType::Q4_1, "Q4_1", 0}, {DType::Q5_0, "Q5_0", 0},
+    {DType::Q5_1, "Q5_1", 0},   {DType::Q8_0, "Q8_0", 0}, {DType::Q2_K, "Q2_K", 0}, {DType::Q3_K, "Q3_K", 0},
+    {DType::Q4_K, "Q4_K", 0},   {DType::Q5_K, "Q5_K", 0}, {DType::Q6_K, "Q6_K", 0},
+};
 }  // namespace
 
 size_t dtype_size(DType t) {
@@ -28,12 +35,15 @@ size_t dtype_size(DType t) {
 }
 
 size_t matrix_bytes(DType t, int64_t rows, int64_t cols) {
-  return t == DType::MXFP4 ? mxfp4_bytes(rows, cols) : size_t(rows) * size_t(cols) * dtype_size(t);
+  if (t == DType::MXFP4) return mxfp4_bytes(rows, cols);
+  if (is_block_quantized(t)) return size_t(rows) * row_bytes(t, cols);
+  return size_t(rows) * size_t(cols) * dtype_size(t);
 }
 
 std::string_view dtype_name(DType t) {
-  if (t == DType::MXFP4) return "MXFP4";
   for (const auto& i : kTypes)
+    if (i.type == t) return i.name;
+  for (const auto& i : kBlockTypes)
     if (i.type == t) return i.name;
   return "?";
 }

@@ -11,18 +11,23 @@ enum class DType : uint8_t {
   BOOL, U8, I8, I16, U16, I32, U32, I64, U64, F16, BF16, F32, F64, F8_E4M3, F8_E5M2,
   // Not a safetensors dtype: a weight matrix the loader assembled from MXFP4 blocks and scales
   // (engine/common/mxfp4.h). Never parsed; its size is per matrix (matrix_bytes), not per element.
-  MXFP4
+  MXFP4,
+  // llama.cpp's block-quantized types, as GGUF files store them (engine/common/ggml_quants.h): a row is a
+  // run of blocks, each holding its own scales. Their size is per matrix (matrix_bytes), not per element.
+  Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K
 };
 
-// Bytes per element; 0 for MXFP4, which has no whole number of bytes per element.
+// Bytes per element; 0 for MXFP4 and the block-quantized types, which have no whole number of bytes per
+// element.
 size_t dtype_size(DType t);
 // Bytes of a [rows, cols] weight matrix of type t.
 size_t matrix_bytes(DType t, int64_t rows, int64_t cols);
-// The safetensors spelling ("BF16", "F32", ...).
+// The safetensors spelling ("BF16", "F32", ...); "MXFP4", "Q4_K", ... for the other weight types.
 std::string_view dtype_name(DType t);
 // Parses a safetensors dtype string; nullopt for strings we do not know.
 std::optional<DType> parse_dtype(std::string_view s);
-// True for the types the forward pass can read weights in (F32, F16, BF16).
+// True for the plain types the forward pass reads weights in (F32, F16, BF16): what a safetensors weight
+// may be. (It also reads MXFP4 and the GGML block types, which no safetensors header names.)
 inline bool is_weight_dtype(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 
 // bf16 → f32: the upper half of an f32.

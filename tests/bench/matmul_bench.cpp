@@ -3,6 +3,8 @@
 //   - batch-1 GEMV (T = 1) GB/s for BF16 / F16 / F32 on a ~256 MB matrix, 1 and 2 threads, from
 //     anonymous memory and (BF16) from a read-only file mmap as the engine uses it; MXFP4 of GPT-OSS's
 //     width, every row and every other row (an expert's gate or up), with the values decoded per second;
+//     GGUF's block types Q8_0, Q4_K, Q6_K and Q5_K with as many weights as the BF16 matrix (values per
+//     second beside BF16's bytes / 2);
 //   - a decode-step-like sequence of MoE-shaped matmuls (4 layers: ~450 MB of BF16 in 116 calls);
 //   - prefill GFLOP/s at T = 64;
 //   - ThreadPool::parallel_for dispatch overhead.
@@ -10,7 +12,7 @@
 //
 // Build (no CMake needed):
 //   g++ -std=c++20 -O2 -I. engine/backend/cpu/{thread_pool,matmul,memory_bandwidth}.cpp
-//       engine/common/{dtype,mxfp4}.cpp tests/bench/matmul_bench.cpp -pthread -o /tmp/matmul_bench
+//       engine/common/{dtype,mxfp4,ggml_quants}.cpp tests/bench/matmul_bench.cpp -pthread -o /tmp/matmul_bench
 // Options: --quick (smaller sizes, fewer repeats), --threads N (largest pool; default 2).
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -33,6 +35,7 @@
 #include "engine/backend/cpu/memory_bandwidth.h"
 #include "engine/backend/cpu/thread_pool.h"
 #include "engine/common/dtype.h"
+#include "engine/common/ggml_quants.h"
 #include "engine/common/mxfp4.h"
 
 using namespace moe;
@@ -133,9 +136,65 @@ GbpsResult bench_gemv(const Options& o, ThreadPool& pool, int threads, DType dt,
   const double bytes = double(rows) * double(cols) * double(dtype_size(dt));
   const Stats s = time_it(o.quick ? 5 : 15, [&] { matmul(pool, W, x.data(), 1, y.data()); });
   char label[160];
-  std::snprintf(label, sizeof label, "GEMV %-4s %-6s %dT %4.0f MB rows=%-6lld cols=%-6lld", std::string(dtype_name(dt)).c_str(),
-                where, threads, bytes / 1e6, (long long)rows, (long long)cols);
+  std::snprintf(label, sizeof label, "GEMV %-4s %-6s %dT %4.0f MB rows=%-6lld cols=%-6lld (%.2f Gweights/s)",
+                std::string(dtype_name(dt)).c_str(), where, threads, bytes / 1e6, (long long)rows, (long long)cols,
+                double(rows) * double(cols) / s.best / 1e9);
   return {label, bytes / s.best / 1e9, bytes / s.median / 1e9};
+}
+
+// A matrix of a GGML block type: random quants, every f16 scale field (d, dmin) set to a moderate value
+// so that no block decodes to inf or NaN.
+struct BlockWeights {
+  DType dtype;
+  int64_t rows, cols;
+  Buffer data;
+  BlockWeights(ThreadPool& pool, DType t, int64_t rows_, int64_t cols_)
+      : dtype(t), rows(rows_), cols(cols_), data(matrix_bytes(t, rows_, cols_)) {
+    const BlockFormat f = block_format(t);
+    const int64_t blocks = rows * (cols / f.values);
+    std::vector<size_t> f16_fields;  // byte offsets of the f16 fields in a block
+    if (t == DType::Q6_K) f16_fields = {208};
+    else if (t == DType::Q4_K || t == DType::Q5_K) f16_fields = {0, 2};
+    else f16_fields = {0};
+    auto* b = static_cast<uint8_t*>(data.p);
+    pool.parallel_for(blocks, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) {
+        uint8_t* blk = b + size_t(i) * f.bytes;
+        for (size_t j = 0; j < f.bytes; ++j) blk[j] = uint8_t(mix(uint64_t(i) * f.bytes + j));
+        for (size_t o : f16_fields) {
+          const uint16_t h = f32_to_f16(0.001f + 0.01f * float(mix(uint64_t(i) + o) % 100) / 100.0f);
+          std::memcpy(blk + o, &h, 2);
+        }
+      }
+    });
+  }
+  MatrixRef ref() const { return MatrixRef{data.p, dtype, rows, cols}; }
+};
+
+// GB/s of the bytes read, and weights per second (what compares with the BF16 GEMV's bytes / 2).
+GbpsResult bench_gemv_blocks(const Options& o, ThreadPool& pool, int threads, const BlockWeights& w) {
+  const MatrixRef W = w.ref();
+  const auto x = make_x(W.cols, 1);
+  std::vector<float> y(static_cast<size_t>(W.rows));
+  const double bytes = double(matrix_bytes(W.dtype, W.rows, W.cols));
+  const Stats s = time_it(o.quick ? 5 : 15, [&] { matmul(pool, W, x.data(), 1, y.data()); });
+  char label[160];
+  std::snprintf(label, sizeof label, "GEMV %-4s %dT %4.0f MB rows=%-6lld cols=%-6lld (%.2f Gweights/s)",
+                std::string(dtype_name(W.dtype)).c_str(), threads, bytes / 1e6, (long long)W.rows, (long long)W.cols,
+                double(W.rows) * double(W.cols) / s.best / 1e9);
+  return {label, bytes / s.best / 1e9, bytes / s.median / 1e9};
+}
+
+void bench_prefill_blocks(const Options& o, ThreadPool& pool, int threads, const BlockWeights& w, int64_t T) {
+  MatrixRef W = w.ref();
+  W.rows = std::min<int64_t>(W.rows, o.quick ? 2048 : 4096);
+  const auto x = make_x(T * W.cols, 2);
+  std::vector<float> y(size_t(T * W.rows));
+  const Stats s = time_it(o.quick ? 3 : 7, [&] { matmul(pool, W, x.data(), T, y.data()); });
+  const double flop = 2.0 * double(W.rows) * double(W.cols) * double(T);
+  std::printf("  prefill %-4s %dT T=%-3lld %lldx%lld: best %6.1f GFLOP/s  median %6.1f GFLOP/s  (%.2f ms)\n",
+              std::string(dtype_name(W.dtype)).c_str(), threads, (long long)T, (long long)W.rows, (long long)W.cols,
+              flop / s.best / 1e9, flop / s.median / 1e9, s.best * 1e3);
 }
 
 // An MXFP4 matrix of GPT-OSS's expert width (2880 columns, 90 blocks per row): random codes, scales
@@ -368,6 +427,9 @@ int main(int argc, char** argv) {
   fill_weights(init_pool, wf.p, DType::F32, rows32 * cols32, 3);
   MappedWeights mapped(init_pool, size_t(rows16 * cols16) * 2);
   const Mxfp4Weights wq(init_pool, size_t(rows16 * cols16) * 2);
+  std::vector<std::unique_ptr<BlockWeights>> wg;  // as many weights as the BF16 matrix
+  for (DType t : {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K})
+    wg.push_back(std::make_unique<BlockWeights>(init_pool, t, rows16, cols16));
 
   for (int threads : thread_counts) {
     ThreadPool pool(threads);
@@ -395,20 +457,23 @@ int main(int argc, char** argv) {
     if (mapped.ok()) res.push_back(bench_gemv(o, pool, threads, DType::BF16, mapped.p, rows16, cols16, "mmap"));
     res.push_back(bench_gemv_mxfp4(o, pool, threads, wq, 1));
     res.push_back(bench_gemv_mxfp4(o, pool, threads, wq, 2));
+    for (const auto& w : wg) res.push_back(bench_gemv_blocks(o, pool, threads, *w));
     res.push_back(bench_decode_sequence(o, pool, threads));
     if (simd_supported()) {
       set_force_scalar(true);
       res.push_back(bench_gemv(o, pool, threads, DType::BF16, wb.p, rows16, cols16, "scalar"));
       res.push_back(bench_gemv_mxfp4(o, pool, threads, wq, 1));
+      res.push_back(bench_gemv_blocks(o, pool, threads, *wg[1]));  // Q4_K
       set_force_scalar(false);
     }
     const BandwidthResult bw1 = stream();
     const double roof = std::max(bw0.read_gbps, bw1.read_gbps);
     for (const auto& r : res)
-      std::printf("  %-62s best %6.2f GB/s (%5.1f%% of STREAM read)  median %6.2f GB/s\n", r.label.c_str(), r.best,
+      std::printf("  %-80s best %6.2f GB/s (%5.1f%% of STREAM read)  median %6.2f GB/s\n", r.label.c_str(), r.best,
                   100.0 * r.best / roof, r.median);
     for (DType dt : {DType::BF16, DType::F16, DType::F32}) bench_prefill(o, pool, threads, dt, 64);
     bench_prefill_mxfp4(o, pool, threads, wq, 64);
+    bench_prefill_blocks(o, pool, threads, *wg[1], 64);  // Q4_K
     if (simd_supported()) {
       set_force_scalar(true);
       std::printf("  (scalar path:)");

@@ -1,12 +1,14 @@
 // The GPU memory plan (what the CUDA backend will hold, computed before loading) on the real shape of
-// Qwen3-30B-A3B and DeepSeek-V2-Lite / V3, against sizes worked out by hand from their config.json —
-// runs everywhere, GPU or not.
+// Qwen3-30B-A3B and DeepSeek-V2-Lite / V3, against sizes worked out by hand from their config.json, and
+// the dtype each part is held in — runs everywhere, GPU or not.
 #include <gtest/gtest.h>
 
 #include <string>
 
 #include "engine/backend/gpu_memory_plan.h"
 #include "engine/model/model.h"
+#include "tests/support/ggml_blocks.h"
+#include "tests/support/test_support.h"
 
 namespace moe {
 namespace {
@@ -54,6 +56,55 @@ TEST(GpuMemoryPlan, Qwen3_30B_A3B_InBf16) {
   EXPECT_GE(p.activation_bytes, size_t(64) * 151936 * 4);
   EXPECT_LT(p.activation_bytes, size_t(64) * 151936 * 4 + (size_t(16) << 20));
   EXPECT_EQ(p.total_bytes(), p.weight_bytes() + p.kv_cache_bytes + p.activation_bytes + p.workspace_bytes);
+}
+
+// A GGUF Q4_K_M's parts as the CUDA backend holds them: matrices of block types in BF16, its F32 routers
+// in F32 (GpuWeightDtypes per part). The GEMM inputs take the widest dtype.
+TEST(GpuMemoryPlan, EachPartInItsOwnDtype) {
+  const ModelSpec s = spec_of("qwen3-30b-a3b.json");
+  const GpuMemoryPlan bf16 = plan_gpu_memory(s, GpuPlanOptions{DType::BF16, 4096, 64, 0});
+  GpuPlanOptions o{DType::Q4_K, 4096, 64, 0};
+  GpuWeightDtypes d;
+  d.router = DType::F32;
+  o.part_dtypes = d;
+  const GpuMemoryPlan p = plan_gpu_memory(s, o);
+  EXPECT_EQ(part(p, "router"), size_t(48) * 128 * 2048 * 4);
+  for (const char* name : {"embeddings", "head", "attention", "routed experts", "norms"})
+    EXPECT_EQ(part(p, name), part(bf16, name)) << name;
+  EXPECT_EQ(p.weight_dtype_size, 4u);
+  EXPECT_EQ(p.activation_bytes, bf16.activation_bytes + bf16.activations.gemm_in * 2);
+  // Without per-part dtypes a block type plans as the BF16 the device holds.
+  EXPECT_EQ(plan_gpu_memory(s, GpuPlanOptions{DType::Q4_K, 4096, 64, 0}).weight_bytes(), bf16.weight_bytes());
+  EXPECT_EQ(plan_gpu_memory(s, GpuPlanOptions{DType::MXFP4, 4096, 64, 0}).weight_bytes(), bf16.weight_bytes());
+}
+
+// The CUDA backend's upload policy (gpu_weight_dtypes) on a model: a part keeps its one plain dtype;
+// block types, and mixes, become BF16.
+TEST(GpuMemoryPlan, PartsKeepOnePlainDtypeOrBecomeBf16) {
+  test::ScratchDir dir;
+  dir.write("config.json", test::quantizable_qwen3_moe_config());
+  SyntheticOptions so;
+  so.threads = 2;
+  so.dtype = DType::F32;
+  auto model = Model::synthetic(dir.path, so);
+  GpuWeightDtypes d = gpu_weight_dtypes(model->spec(), model->weights());
+  EXPECT_EQ(d.attention, DType::F32);
+  EXPECT_EQ(d.routed_experts, DType::F32);
+  test::WeightSwap swap(*model);
+  swap.to_blocks(swap.weights().layers[0].experts[1].down, DType::Q6_K, 1);  // one expert matrix of a block type
+  swap.to_blocks(swap.weights().embed, DType::Q8_0, 2);
+  d = gpu_weight_dtypes(model->spec(), model->weights());
+  EXPECT_EQ(d.routed_experts, DType::BF16);
+  EXPECT_EQ(d.embeddings, DType::BF16);
+  EXPECT_EQ(d.head, DType::F32);
+  EXPECT_EQ(d.attention, DType::F32);
+  EXPECT_EQ(d.router, DType::F32);
+  EXPECT_EQ(d.dense_mlp, DType::F32);
+  EXPECT_EQ(gpu_weight_dtype(DType::Q4_K), DType::BF16);
+  EXPECT_EQ(gpu_weight_dtype(DType::MXFP4), DType::BF16);
+  EXPECT_EQ(gpu_weight_dtype(DType::F16), DType::F16);
+  // A spec-only plan given a block type plans BF16 (what the device will hold).
+  EXPECT_EQ(plan_gpu_memory(model->spec(), GpuPlanOptions{DType::Q4_K, 64, 8, 0}).weight_dtype_size, 2u);
 }
 
 TEST(GpuMemoryPlan, SaysWhatDoesNotFit) {

@@ -20,7 +20,9 @@
 #include "engine/backend/cpu/matmul.h"
 #include "engine/backend/cpu/thread_pool.h"
 #include "engine/backend/step_record_setup.h"
+#include "engine/backend/weight_rows.h"
 #include "engine/common/error.h"
+#include "engine/common/ggml_quants.h"
 #include "engine/hooks/interventions.h"
 #include "engine/model/model.h"
 #include "engine/model/rope_frequencies.h"
@@ -159,9 +161,7 @@ class CpuBackend final : public Backend {
   void run_chunk(std::span<const int32_t> tokens, float* logits, bool all_logits, bool record) {
     const int T = int(tokens.size());
     const int64_t H = s_.hidden;
-    for (int t = 0; t < T; ++t)
-      convert_to_f32(static_cast<const std::byte*>(w_.embed.data) + size_t(tokens[size_t(t)]) * size_t(H) * dtype_size(w_.embed.dtype),
-                     w_.embed.dtype, size_t(H), &x_[size_t(t * H)]);
+    for (int t = 0; t < T; ++t) weight_row_to_f32(w_.embed, tokens[size_t(t)], &x_[size_t(t * H)]);
     for (int l = 0; l < s_.n_layers; ++l) {
       const auto t0 = std::chrono::steady_clock::now();
       attention_block(l, T, record);
@@ -348,13 +348,13 @@ class CpuBackend final : public Backend {
     }
     // Absorb W_UK into the queries, one head per work item: W_UK_h (nope × kv_lora, kv_b's first nope rows
     // of the head) is converted to F32 once per chunk, then q_abs = Σ_i q_nope[i] · W_UK_h[i].
-    const size_t kvb_row = size_t(kl) * dtype_size(L.kv_b.dtype);
+    const size_t kvb_row = row_bytes(L.kv_b.dtype, kl);
     const auto* kvb = static_cast<const std::byte*>(L.kv_b.data);
     std::atomic<int> next_scratch{0};
     pool_.parallel_for(nh, [&](int64_t b, int64_t e) {
       float* w = &w_uk_[size_t(next_scratch.fetch_add(1)) * size_t(nope * kl)];
       for (int64_t h = b; h < e; ++h) {
-        convert_to_f32(kvb + size_t(h * (nope + vd)) * kvb_row, L.kv_b.dtype, size_t(nope * kl), w);
+        for (int64_t i = 0; i < nope; ++i) weight_row_to_f32(L.kv_b, h * (nope + vd) + i, w + i * kl);
         for (int t = 0; t < T; ++t) {
           const float* qh = &q_[size_t(t * qd + h * qk)];
           float* out = &q_absorbed_[size_t((t * nh + h) * kvd)];

@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "engine/common/ggml_quants.h"
 #include "engine/common/mxfp4.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -39,6 +41,13 @@
 //   registers (a table lookup per nibble) and scaling its partial sums once; T > 1 expands the
 //   panels to f32 and runs the prefill path. A block's 17 bytes against BF16's 64 make decode of such
 //   weights bound by the decoding arithmetic rather than by memory.
+// GGML block types (GGUF's Q8_0, Q4_K, Q6_K, ...): a row is read in groups of up to 256 values (one
+//   K-type super-block, or up to 8 blocks of 32), each decoded with byte-wise masks and shifts into int8
+//   quants, and f32 scales (and offsets, for the types with a min) per sub-block of 16 or 32 values
+//   (Q8_0's quants are read in place). T = 1 runs the four streams over the decoded groups, x staying
+//   f32: Σ q·x per sub-block, times its scale, plus its offset times the sub-block's Σ x (those sums
+//   taken once per call). T > 1 expands the panels to f32 (the values bit for bit as dequantize_row
+//   gives them) and runs the prefill path.
 
 namespace moe::cpu {
 
@@ -212,15 +221,31 @@ void matmul_rows_scalar(const MatrixRef& W, const float* x, int64_t T, float* y,
 
 inline Mxfp4Row mxfp4_row(const MatrixRef& W, int64_t r) { return moe::mxfp4_row(W.data, W.scales, W.cols, W.row_step, r); }
 
-// Each row is expanded to f32 once, then dotted with every token.
-void matmul_rows_mxfp4_scalar(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
+// MXFP4 and the GGML block types: each row is expanded to f32 once (expand(r, dst)), then dotted with
+// every token.
+template <class Expand>
+void matmul_rows_expanded_scalar(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re,
+                                 const Expand& expand) {
   thread_local std::vector<float> row;
   row.resize(size_t(W.cols));
   for (int64_t r = rb; r < re; ++r) {
-    const Mxfp4Row q = mxfp4_row(W, r);
-    mxfp4_dequantize(q.blocks, q.scales, W.cols, row.data());
+    expand(r, row.data());
     for (int64_t t = 0; t < T; ++t) y[t * W.rows + r] = dot_scalar(row.data(), x + t * W.cols, W.cols);
   }
+}
+
+void matmul_rows_mxfp4_scalar(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
+  matmul_rows_expanded_scalar(W, x, T, y, rb, re, [&W](int64_t r, float* dst) {
+    const Mxfp4Row q = mxfp4_row(W, r);
+    mxfp4_dequantize(q.blocks, q.scales, W.cols, dst);
+  });
+}
+
+void matmul_rows_ggml_scalar(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
+  const size_t stride = row_bytes(W.dtype, W.cols);
+  matmul_rows_expanded_scalar(W, x, T, y, rb, re, [&W, stride](int64_t r, float* dst) {
+    dequantize_row(static_cast<const uint8_t*>(W.data) + size_t(r) * stride, W.dtype, W.cols, dst);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -638,6 +663,351 @@ MOE_AVX2 void matmul_rows_mxfp4_avx2(const MatrixRef& W, const float* x, int64_t
   });
 }
 
+// ---------------------------------------------------------------------------------------------
+// GGML block types (engine/common/ggml_quants.h), AVX2
+
+// A row is taken in groups of up to kGroupValues values: one K-type super-block, or up to 8 blocks of a
+// 32-value type. A column block of the prefill path starts at a multiple of kColBlock, a multiple of 256,
+// so on a group boundary, and ends on one or at the row's end (a short last group of 32-value blocks).
+constexpr int64_t kGroupValues = 256;
+static_assert(kColBlock % kGroupValues == 0, "a prefill column block must start on a group boundary");
+
+// One group decoded: value i = scale[i / S] · q[i] (+ offset[i / S] for the types with a min), S the
+// type's sub-block (16 or 32 values). scale and offset are the reference's own f32 products, so
+// scale · q + offset, each rounded, is dequantize_row's value bit for bit.
+struct DecodedGroup {
+  alignas(32) int8_t q[kGroupValues];
+  alignas(32) float scale[16];
+  alignas(32) float offset[16];
+};
+
+// The layout of each type: values and bytes per block, values per sub-block, whether values carry an
+// offset, and where a block's int8 quants lie when they can be read in place (Q8_0: after its scale)
+// rather than decoded (kQuantsAt < 0).
+template <class Block, int64_t Values, int64_t Sub, bool Offset, int QuantsAt = -1>
+struct BlockType {
+  static constexpr int64_t kValues = Values, kSub = Sub;
+  static constexpr size_t kBytes = sizeof(Block);
+  static constexpr bool kOffset = Offset;
+  static constexpr int kQuantsAt = QuantsAt;
+};
+struct Q4_0Type : BlockType<BlockQ4_0, 32, 32, false> {};
+struct Q4_1Type : BlockType<BlockQ4_1, 32, 32, true> {};
+struct Q5_0Type : BlockType<BlockQ5_0, 32, 32, false> {};
+struct Q5_1Type : BlockType<BlockQ5_1, 32, 32, true> {};
+struct Q8_0Type : BlockType<BlockQ8_0, 32, 32, false, offsetof(BlockQ8_0, qs)> {};
+struct Q2_KType : BlockType<BlockQ2_K, 256, 16, true> {};
+struct Q3_KType : BlockType<BlockQ3_K, 256, 16, false> {};
+struct Q4_KType : BlockType<BlockQ4_K, 256, 32, true> {};
+struct Q5_KType : BlockType<BlockQ5_K, 256, 32, true> {};
+struct Q6_KType : BlockType<BlockQ6_K, 256, 16, false> {};
+
+MOE_AVX2_INLINE float f16_field(const uint8_t h[2]) {
+  uint16_t v;
+  std::memcpy(&v, h, 2);
+  return _cvtsh_ss(v);
+}
+MOE_AVX2_INLINE __m256i bytes32(int v) { return _mm256_set1_epi8(char(v)); }
+MOE_AVX2_INLINE __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+MOE_AVX2_INLINE void store32(int8_t* p, __m256i v) { _mm256_store_si256(reinterpret_cast<__m256i*>(p), v); }
+// 16-bit lane shifts (the masks that follow keep each byte's own bits).
+MOE_AVX2_INLINE __m256i srl16(__m256i v, int n) { return _mm256_srl_epi16(v, _mm_cvtsi32_si128(n)); }
+MOE_AVX2_INLINE __m256i sll16(__m256i v, int n) { return _mm256_sll_epi16(v, _mm_cvtsi32_si128(n)); }
+// 8 bytes as 8 f32, unsigned or signed.
+MOE_AVX2_INLINE __m256 u8x8_to_f32(const uint8_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+MOE_AVX2_INLINE __m256 i8x8_to_f32(const int8_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+// 0xFF in byte j where bit j of `bits` is set (32 bits → 32 bytes).
+MOE_AVX2_INLINE __m256i bits_to_bytes(uint32_t bits) {
+  const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(int(bits)),
+                                             _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2,
+                                                              2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+  const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201ull));
+  return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+}
+// A 32-value block's 16 bytes of nibbles as its 32 quants in value order: low nibbles, then high ones.
+MOE_AVX2_INLINE __m256i nibbles32(const uint8_t* qs) {
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)), m = _mm_set1_epi8(15);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
+}
+
+// decode(type, blocks, n, g): the n blocks at `blocks` (n ≤ 8 for the 32-value types, 1 for the K
+// types) into g. Offsets past the n sub-blocks of a short group are zero (the GEMV reads 8 at a time).
+MOE_AVX2_INLINE void decode(Q4_0Type, const uint8_t* p, int64_t n, DecodedGroup& g) {
+  for (int64_t b = 0; b < n; ++b) {
+    const auto& blk = reinterpret_cast<const BlockQ4_0*>(p)[b];
+    g.scale[b] = f16_field(blk.d);
+    store32(g.q + 32 * b, _mm256_sub_epi8(nibbles32(blk.qs), bytes32(8)));
+  }
+}
+MOE_AVX2_INLINE void decode(Q4_1Type, const uint8_t* p, int64_t n, DecodedGroup& g) {
+  for (int64_t b = 0; b < n; ++b) {
+    const auto& blk = reinterpret_cast<const BlockQ4_1*>(p)[b];
+    g.scale[b] = f16_field(blk.d);
+    g.offset[b] = f16_field(blk.m);
+    store32(g.q + 32 * b, nibbles32(blk.qs));
+  }
+  for (int64_t b = n; b < 8; ++b) g.offset[b] = 0.0f;
+}
+// Q5_0/Q5_1: the nibbles with bit i of qh as value i's fifth bit.
+MOE_AVX2_INLINE __m256i q5_quants(const uint8_t* qs, const uint8_t* qh) {
+  uint32_t bits;
+  std::memcpy(&bits, qh, 4);
+  return _mm256_or_si256(nibbles32(qs), _mm256_and_si256(bits_to_bytes(bits), bytes32(16)));
+}
+MOE_AVX2_INLINE void decode(Q5_0Type, const uint8_t* p, int64_t n, DecodedGroup& g) {
+  for (int64_t b = 0; b < n; ++b) {
+    const auto& blk = reinterpret_cast<const BlockQ5_0*>(p)[b];
+    g.scale[b] = f16_field(blk.d);
+    store32(g.q + 32 * b, _mm256_sub_epi8(q5_quants(blk.qs, blk.qh), bytes32(16)));
+  }
+}
+MOE_AVX2_INLINE void decode(Q5_1Type, const uint8_t* p, int64_t n, DecodedGroup& g) {
+  for (int64_t b = 0; b < n; ++b) {
+    const auto& blk = reinterpret_cast<const BlockQ5_1*>(p)[b];
+    g.scale[b] = f16_field(blk.d);
+    g.offset[b] = f16_field(blk.m);
+    store32(g.q + 32 * b, q5_quants(blk.qs, blk.qh));
+  }
+  for (int64_t b = n; b < 8; ++b) g.offset[b] = 0.0f;
+}
+MOE_AVX2_INLINE void decode(Q8_0Type, const uint8_t* p, int64_t n, DecodedGroup& g) {
+  for (int64_t b = 0; b < n; ++b) {
+    const auto& blk = reinterpret_cast<const BlockQ8_0*>(p)[b];
+    g.scale[b] = f16_field(blk.d);
+    store32(g.q + 32 * b, load32(blk.qs));
+  }
+}
+// Only the scales, for the GEMV that reads the quants in place.
+MOE_AVX2_INLINE void decode_scales(Q8_0Type, const uint8_t* p, int64_t n, DecodedGroup& g) {
+  for (int64_t b = 0; b < n; ++b) g.scale[b] = f16_field(reinterpret_cast<const BlockQ8_0*>(p)[b].d);
+}
+// Q2_K: value h·128 + s·32 + l is bits 2s, 2s+1 of qs[h·32 + l]; per 16 values a 4-bit scale and min.
+MOE_AVX2_INLINE void decode(Q2_KType, const uint8_t* p, int64_t, DecodedGroup& g) {
+  const auto& blk = *reinterpret_cast<const BlockQ2_K*>(p);
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    const __m256i q = load32(blk.qs + 32 * h);
+#pragma GCC unroll 4
+    for (int s = 0; s < 4; ++s) store32(g.q + 128 * h + 32 * s, _mm256_and_si256(srl16(q, 2 * s), bytes32(3)));
+  }
+  const __m128i sm = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales)), m = _mm_set1_epi8(15);
+  alignas(16) uint8_t sc[16], mins[16];
+  _mm_store_si128(reinterpret_cast<__m128i*>(sc), _mm_and_si128(sm, m));
+  _mm_store_si128(reinterpret_cast<__m128i*>(mins), _mm_and_si128(_mm_srli_epi16(sm, 4), m));
+  const __m256 d = _mm256_set1_ps(f16_field(blk.d)), neg_dmin = _mm256_set1_ps(-f16_field(blk.dmin));
+#pragma GCC unroll 2
+  for (int i = 0; i < 16; i += 8) {
+    _mm256_store_ps(g.scale + i, _mm256_mul_ps(d, u8x8_to_f32(sc + i)));
+    _mm256_store_ps(g.offset + i, _mm256_mul_ps(neg_dmin, u8x8_to_f32(mins + i)));
+  }
+}
+// Q3_K: Q2_K's low bits; minus 4 where bit v/32 of hmask[l] is clear; 16 signed 6-bit scales.
+MOE_AVX2_INLINE void decode(Q3_KType, const uint8_t* p, int64_t, DecodedGroup& g) {
+  const auto& blk = *reinterpret_cast<const BlockQ3_K*>(p);
+  const __m256i hmask = load32(blk.hmask), zero = _mm256_setzero_si256();
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    const __m256i q = load32(blk.qs + 32 * h);
+#pragma GCC unroll 4
+    for (int s = 0; s < 4; ++s) {
+      const __m256i low = _mm256_and_si256(srl16(q, 2 * s), bytes32(3));
+      const __m256i clear = _mm256_cmpeq_epi8(_mm256_and_si256(hmask, bytes32(1 << (4 * h + s))), zero);
+      store32(g.q + 128 * h + 32 * s, _mm256_sub_epi8(low, _mm256_and_si256(clear, bytes32(4))));
+    }
+  }
+  const float d = f16_field(blk.d);
+  for (int i = 0; i < 16; ++i) g.scale[i] = d * float(q3_k_scale(blk.scales, i));
+}
+// Q4_K/Q5_K's 8 scales and mins times d and −dmin. k_scales_mins, four bytes at a time in the words
+// w0 (bytes 0–3), w1 (4–7), w2 (8–11): scales 0–3 are w0's low 6 bits, mins 0–3 w1's; scales 4–7 are
+// w2's low nibbles with w0's top 2 bits above them, mins 4–7 w2's high nibbles with w1's top 2 bits.
+// (In registers: eight byte stores read back as one 8-byte load would stall store forwarding.)
+MOE_AVX2_INLINE __m256 u8x8_to_f32(uint64_t v) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set_epi64x(0, int64_t(v))));
+}
+MOE_AVX2_INLINE void k_scales(const uint8_t packed[12], const uint8_t d16[2], const uint8_t dmin16[2], DecodedGroup& g) {
+  uint32_t w[3];
+  std::memcpy(w, packed, 12);
+  const uint32_t low6 = 0x3f3f3f3fu, low4 = 0x0f0f0f0fu, top2 = 0x30303030u;
+  const uint64_t sc = (w[0] & low6) | uint64_t((w[2] & low4) | ((w[0] >> 2) & top2)) << 32;
+  const uint64_t m = (w[1] & low6) | uint64_t(((w[2] >> 4) & low4) | ((w[1] >> 2) & top2)) << 32;
+  _mm256_store_ps(g.scale, _mm256_mul_ps(_mm256_set1_ps(f16_field(d16)), u8x8_to_f32(sc)));
+  _mm256_store_ps(g.offset, _mm256_mul_ps(_mm256_set1_ps(-f16_field(dmin16)), u8x8_to_f32(m)));
+}
+// Q4_K: sub-blocks 2c and 2c + 1 are the low and high nibbles of qs[32c .. 32c + 32).
+MOE_AVX2_INLINE void decode(Q4_KType, const uint8_t* p, int64_t, DecodedGroup& g) {
+  const auto& blk = *reinterpret_cast<const BlockQ4_K*>(p);
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    const __m256i q = load32(blk.qs + 32 * c);
+    store32(g.q + 64 * c, _mm256_and_si256(q, bytes32(15)));
+    store32(g.q + 64 * c + 32, _mm256_and_si256(srl16(q, 4), bytes32(15)));
+  }
+  k_scales(blk.scales, blk.d, blk.dmin, g);
+}
+// 16 in each byte of qh whose bit j is set.
+MOE_AVX2_INLINE __m256i bit_as_16(__m256i qh, int j) {
+  const __m256i bit = bytes32(1 << j);
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit), bytes32(16));
+}
+// Q5_K: Q4_K's nibbles, with bit j of qh[l] as the fifth bit of value 32j + l.
+MOE_AVX2_INLINE void decode(Q5_KType, const uint8_t* p, int64_t, DecodedGroup& g) {
+  const auto& blk = *reinterpret_cast<const BlockQ5_K*>(p);
+  const __m256i qh = load32(blk.qh);
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    const __m256i q = load32(blk.qs + 32 * c);
+    store32(g.q + 64 * c, _mm256_or_si256(_mm256_and_si256(q, bytes32(15)), bit_as_16(qh, 2 * c)));
+    store32(g.q + 64 * c + 32, _mm256_or_si256(_mm256_and_si256(srl16(q, 4), bytes32(15)), bit_as_16(qh, 2 * c + 1)));
+  }
+  k_scales(blk.scales, blk.d, blk.dmin, g);
+}
+// Q6_K: per half h, values 32s + l (s < 4) from the nibbles of ql[64h + l] (s = 0, 2) and
+// ql[64h + 32 + l] (s = 1, 3), with bits 2s, 2s+1 of qh[32h + l] above them; minus 32.
+MOE_AVX2_INLINE void decode(Q6_KType, const uint8_t* p, int64_t, DecodedGroup& g) {
+  const auto& blk = *reinterpret_cast<const BlockQ6_K*>(p);
+  const __m256i m4 = bytes32(15), top = bytes32(0x30), k32 = bytes32(32);
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    const __m256i a = load32(blk.ql + 64 * h), b = load32(blk.ql + 64 * h + 32), hi = load32(blk.qh + 32 * h);
+    int8_t* out = g.q + 128 * h;
+    store32(out, _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(a, m4), _mm256_and_si256(sll16(hi, 4), top)), k32));
+    store32(out + 32, _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(b, m4), _mm256_and_si256(sll16(hi, 2), top)), k32));
+    store32(out + 64, _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(srl16(a, 4), m4), _mm256_and_si256(hi, top)), k32));
+    store32(out + 96, _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(srl16(b, 4), m4), _mm256_and_si256(srl16(hi, 2), top)), k32));
+  }
+  const __m256 d = _mm256_set1_ps(f16_field(blk.d));
+  _mm256_store_ps(g.scale, _mm256_mul_ps(d, i8x8_to_f32(blk.scales)));
+  _mm256_store_ps(g.scale + 8, _mm256_mul_ps(d, i8x8_to_f32(blk.scales + 8)));
+}
+
+// dst[0..n) = the n values of a row's blocks at p (n a multiple of the block), as dequantize_row gives
+// them: scale · q, then + offset, each rounded (no fused multiply-add).
+template <class B>
+MOE_AVX2 void expand_blocks(const uint8_t* p, int64_t n, float* dst) {
+  constexpr int64_t S = B::kSub;
+  DecodedGroup g;
+  for (int64_t v0 = 0; v0 < n; v0 += kGroupValues) {
+    const int64_t nv = std::min(kGroupValues, n - v0);
+    decode(B{}, p + size_t(v0 / B::kValues) * B::kBytes, nv / B::kValues, g);
+    for (int64_t s = 0; s < nv / S; ++s) {
+      const __m256 scale = _mm256_broadcast_ss(&g.scale[s]);
+#pragma GCC unroll 4
+      for (int64_t i = 0; i < S; i += 8) {
+        __m256 v = _mm256_mul_ps(i8x8_to_f32(g.q + s * S + i), scale);
+        if constexpr (B::kOffset) v = _mm256_add_ps(v, _mm256_broadcast_ss(&g.offset[s]));
+        _mm256_storeu_ps(dst + v0 + s * S + i, v);
+      }
+    }
+  }
+}
+
+// y_i = row_i · x for R rows of a block type (T = 1), the rows taken as in gemv_rows. Per sub-block the
+// quants' products with x are summed, then scaled once; the offsets' part is Σ offset · xsum, xsum[s]
+// being Σ x over sub-block s (read 8 at a time: xsum is padded with 8 zeros).
+template <class B, int R>
+MOE_AVX2 void gemv_block_rows(const uint8_t* const* rows, const float* x, const float* xsum, int64_t n, float* const* y) {
+  constexpr int64_t S = B::kSub;
+  __m256 acc[R], off[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) acc[r] = off[r] = _mm256_setzero_ps();
+  DecodedGroup g[R];
+  for (int64_t v0 = 0; v0 < n; v0 += kGroupValues) {
+    const int64_t nv = std::min(kGroupValues, n - v0);
+    const size_t at = size_t(v0 / B::kValues) * B::kBytes, bytes = size_t(nv / B::kValues) * B::kBytes;
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      for (size_t o = 0; o < bytes; o += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(rows[r] + at + o) + 4 * kPrefetchDistance),
+                     _MM_HINT_T0);
+      if constexpr (B::kQuantsAt >= 0) decode_scales(B{}, rows[r] + at, nv / B::kValues, g[r]);
+      else decode(B{}, rows[r] + at, nv / B::kValues, g[r]);
+    }
+    for (int64_t s = 0; s < nv / S; ++s) {
+      __m256 xv[S / 8];
+#pragma GCC unroll 4
+      for (int64_t i = 0; i < S / 8; ++i) xv[i] = _mm256_loadu_ps(x + v0 + s * S + 8 * i);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        const int8_t* q;
+        if constexpr (B::kQuantsAt >= 0)  // one sub-block per block
+          q = reinterpret_cast<const int8_t*>(rows[r] + at + size_t(s) * B::kBytes + B::kQuantsAt);
+        else
+          q = g[r].q + s * S;
+        __m256 p = _mm256_mul_ps(i8x8_to_f32(q), xv[0]);
+#pragma GCC unroll 4
+        for (int64_t i = 1; i < S / 8; ++i) p = _mm256_fmadd_ps(i8x8_to_f32(q + 8 * i), xv[i], p);
+        acc[r] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(&g[r].scale[s]), acc[r]);
+      }
+    }
+    if constexpr (B::kOffset) {
+      for (int64_t s = 0; s < nv / S; s += 8) {
+        const __m256 xs = _mm256_loadu_ps(xsum + v0 / S + s);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) off[r] = _mm256_fmadd_ps(_mm256_load_ps(g[r].offset + s), xs, off[r]);
+      }
+    }
+  }
+  store_row_sums<R>(acc, off, y);
+}
+
+template <class B>
+MOE_AVX2 void matmul_rows_blocks_avx2(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
+  const auto* base = static_cast<const uint8_t*>(W.data);
+  const size_t stride = size_t(W.cols / B::kValues) * B::kBytes;
+  if (T == 1) {
+    const float* xsum = nullptr;
+    if constexpr (B::kOffset) {
+      constexpr int64_t S = B::kSub;
+      thread_local std::vector<float> sums;
+      const int64_t subs = W.cols / S;
+      sums.assign(size_t(subs + 8), 0.0f);
+      for (int64_t s = 0; s < subs; ++s) {
+        __m256 v = _mm256_loadu_ps(x + s * S);
+        for (int64_t i = 8; i < S; i += 8) v = _mm256_add_ps(v, _mm256_loadu_ps(x + s * S + i));
+        sums[size_t(s)] = hsum(v);
+      }
+      xsum = sums.data();
+    }
+    four_streams(rb, re, [&](const int64_t* rows, int n) {  // as matmul_rows_avx2
+      const uint8_t* rp[4];
+      float* yp[4];
+      for (int j = 0; j < n; ++j) rp[j] = base + size_t(rows[j]) * stride, yp[j] = y + rows[j];
+      switch (n) {
+        case 4: gemv_block_rows<B, 4>(rp, x, xsum, W.cols, yp); break;
+        case 3: gemv_block_rows<B, 3>(rp, x, xsum, W.cols, yp); break;
+        case 2: gemv_block_rows<B, 2>(rp, x, xsum, W.cols, yp); break;
+        default: gemv_block_rows<B, 1>(rp, x, xsum, W.cols, yp); break;
+      }
+    });
+    return;
+  }
+  // T > 1: expanded panels, as prefill (column blocks start on a group boundary: kGroupValues).
+  prefill_panels(W, x, T, y, rb, re, [base, stride](int64_t r, int64_t k0, int64_t kc, float* dst) {
+    expand_blocks<B>(base + size_t(r) * stride + size_t(k0 / B::kValues) * B::kBytes, kc, dst);
+  });
+}
+
+MOE_AVX2 void matmul_rows_ggml_avx2(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
+  switch (W.dtype) {
+    case DType::Q4_0: matmul_rows_blocks_avx2<Q4_0Type>(W, x, T, y, rb, re); break;
+    case DType::Q4_1: matmul_rows_blocks_avx2<Q4_1Type>(W, x, T, y, rb, re); break;
+    case DType::Q5_0: matmul_rows_blocks_avx2<Q5_0Type>(W, x, T, y, rb, re); break;
+    case DType::Q5_1: matmul_rows_blocks_avx2<Q5_1Type>(W, x, T, y, rb, re); break;
+    case DType::Q8_0: matmul_rows_blocks_avx2<Q8_0Type>(W, x, T, y, rb, re); break;
+    case DType::Q2_K: matmul_rows_blocks_avx2<Q2_KType>(W, x, T, y, rb, re); break;
+    case DType::Q3_K: matmul_rows_blocks_avx2<Q3_KType>(W, x, T, y, rb, re); break;
+    case DType::Q4_K: matmul_rows_blocks_avx2<Q4_KType>(W, x, T, y, rb, re); break;
+    case DType::Q5_K: matmul_rows_blocks_avx2<Q5_KType>(W, x, T, y, rb, re); break;
+    case DType::Q6_K: matmul_rows_blocks_avx2<Q6_KType>(W, x, T, y, rb, re); break;
+    default: break;
+  }
+}
+
 MOE_AVX2 float dot_avx2(const float* a, const float* b, int64_t n) {
   __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
   int64_t i = 0;
@@ -761,12 +1131,16 @@ MOE_AVX2 float topk_sum_avx2(const float* v, int64_t n, int k, float* s) {
 #endif  // MOE_HAVE_X86_KERNELS
 
 void check_matrix(const MatrixRef& W, const float* x, int64_t T, const float* y) {
-  if (!is_weight_dtype(W.dtype) && W.dtype != DType::MXFP4)
+  if (!is_weight_dtype(W.dtype) && W.dtype != DType::MXFP4 && !is_block_quantized(W.dtype))
     throw std::invalid_argument("matmul: weight dtype " + std::string(dtype_name(W.dtype)) +
-                                " is not F32, F16, BF16 or MXFP4");
+                                " is not F32, F16, BF16, MXFP4 or a GGML block type");
   if (W.dtype == DType::MXFP4 && (W.cols % kMxfp4BlockValues || W.row_step < 1 || (W.rows > 0 && !W.scales)))
     throw std::invalid_argument("matmul: an MXFP4 matrix needs whole blocks of 32 columns (has " +
                                 std::to_string(W.cols) + "), scales and a row step of at least 1");
+  if (is_block_quantized(W.dtype) && (W.cols % block_format(W.dtype).values || W.row_step != 1 || W.scales))
+    throw std::invalid_argument("matmul: a " + std::string(dtype_name(W.dtype)) + " matrix needs whole blocks of " +
+                                std::to_string(block_format(W.dtype).values) + " columns (has " + std::to_string(W.cols) +
+                                "), contiguous rows (row step 1) and no separate scales");
   if (W.rows < 0 || W.cols < 0 || T < 0) throw std::invalid_argument("matmul: negative size");
   if (W.rows > 0 && W.cols > 0 && W.data == nullptr) throw std::invalid_argument("matmul: null weights");
   if (T > 0 && W.cols > 0 && x == nullptr) throw std::invalid_argument("matmul: null x");
@@ -786,7 +1160,12 @@ void matmul_rows_unchecked(const MatrixRef& W, const float* x, int64_t T, float*
       case DType::BF16: matmul_rows_avx2<BF16W>(W, x, T, y, rb, re); return;
       case DType::F16: matmul_rows_avx2<F16W>(W, x, T, y, rb, re); return;
       case DType::MXFP4: matmul_rows_mxfp4_avx2(W, x, T, y, rb, re); return;
-      default: break;
+      default:
+        if (is_block_quantized(W.dtype)) {
+          matmul_rows_ggml_avx2(W, x, T, y, rb, re);
+          return;
+        }
+        break;
     }
   }
 #endif
@@ -795,7 +1174,9 @@ void matmul_rows_unchecked(const MatrixRef& W, const float* x, int64_t T, float*
     case DType::BF16: matmul_rows_scalar<DType::BF16>(W, x, T, y, rb, re); return;
     case DType::F16: matmul_rows_scalar<DType::F16>(W, x, T, y, rb, re); return;
     case DType::MXFP4: matmul_rows_mxfp4_scalar(W, x, T, y, rb, re); return;
-    default: break;
+    default:
+      if (is_block_quantized(W.dtype)) matmul_rows_ggml_scalar(W, x, T, y, rb, re);
+      return;
   }
 }
 

@@ -140,7 +140,9 @@ class CudaBackend final : public Backend {
     chunk_ = std::max(1, opt.prefill_chunk);
     if (opt.kv_dtype != DType::F32 && opt.kv_dtype != DType::BF16)
       throw EngineError("", "kv_dtype", "the KV cache is F32 or BF16, not " + std::string(dtype_name(opt.kv_dtype)));
-    plan_ = plan_gpu_memory(s_, GpuPlanOptions{model.weights().embed.dtype, opt.max_context, chunk_, slots_, opt.kv_dtype});
+    GpuPlanOptions plan_options{model.weights().embed.dtype, opt.max_context, chunk_, slots_, opt.kv_dtype};
+    plan_options.part_dtypes = gpu_weight_dtypes(s_, model.weights());  // what upload_weights will hold
+    plan_ = plan_gpu_memory(s_, plan_options);
     capacity_ = plan_.capacity;
     kv_dtype_ = opt.kv_dtype;
 

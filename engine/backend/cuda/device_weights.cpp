@@ -1,18 +1,45 @@
 #include "engine/backend/cuda/device_weights.h"
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/fill.cuh"
+#include "engine/backend/gpu_memory_plan.h"
+#include "engine/backend/weight_rows.h"
 #include "engine/common/error.h"
-#include "engine/common/mxfp4.h"
 #include "engine/model/model.h"
 
 namespace moe::cuda {
 namespace {
 
 constexpr size_t kPiece = size_t(64) << 20;
+
+// Rows expanded to f32 on the host and stored as `to` (BF16, F16 or F32), about kPiece bytes of them
+// per copy; progress(stored bytes) after each.
+void put_expanded(std::byte* dst, const WeightMatrix& m, DType to, const std::function<void(size_t)>& progress) {
+  const size_t out_row = size_t(m.cols) * dtype_size(to);
+  const int64_t piece_rows = std::max<int64_t>(1, int64_t(kPiece / std::max<size_t>(out_row, 1)));
+  std::vector<float> row(size_t(m.cols));
+  std::vector<std::byte> staged(size_t(std::min(piece_rows, m.rows)) * out_row);
+  for (int64_t r0 = 0; r0 < m.rows; r0 += piece_rows) {
+    const int64_t n = std::min(piece_rows, m.rows - r0);
+    for (int64_t r = 0; r < n; ++r) {
+      weight_row_to_f32(m, r0 + r, row.data());
+      std::byte* out = staged.data() + size_t(r) * out_row;
+      if (to == DType::F32) {
+        std::memcpy(out, row.data(), out_row);
+      } else {
+        auto* h = reinterpret_cast<uint16_t*>(out);
+        for (int64_t c = 0; c < m.cols; ++c) h[c] = to == DType::BF16 ? f32_to_bf16(row[size_t(c)]) : f32_to_f16(row[size_t(c)]);
+      }
+    }
+    MOE_CUDA_CHECK(cudaMemcpy(dst + size_t(r0) * out_row, staged.data(), size_t(n) * out_row, cudaMemcpyHostToDevice));
+    if (progress) progress(matrix_bytes(m.dtype, n, m.cols));
+  }
+}
+
 // Synthetic weights: uniform in ±0.04 (std ≈ 0.023), as the CPU's synthetic models.
 constexpr float kSyntheticScale = 0.04f;
 
@@ -21,42 +48,43 @@ class Uploader {
   Uploader(const Model& model, DeviceAllocator& a, cudaStream_t stream, const std::function<bool(size_t, size_t)>& progress)
       : synthetic_(!model.has_weights()), a_(a), stream_(stream), progress_(progress), total_(model.weight_bytes()) {}
 
-  // One allocation holding the given matrices back to back (each 256-byte aligned); returns their
-  // device views in the same order.
+  // One allocation holding the given matrices back to back (each 256-byte aligned), all as `to`;
+  // returns their device views in the same order.
   std::vector<DeviceMatrix> matrices(MemoryPart part, int layer, const std::string& what,
-                                     const std::vector<const WeightMatrix*>& ms) {
+                                     const std::vector<const WeightMatrix*>& ms, DType to) {
     size_t bytes = 0;
-    for (const auto* m : ms) bytes += aligned(device_bytes(*m));
+    for (const auto* m : ms) bytes += aligned(matrix_bytes(to, m->rows, m->cols));
     auto* base = static_cast<std::byte*>(a_.allocate(bytes, part, layer, what));
     std::vector<DeviceMatrix> out;
     size_t at = 0;
     for (const auto* m : ms) {
-      put(base + at, *m);
-      out.push_back(DeviceMatrix{base + at, device_dtype(*m), m->rows, m->cols});
-      at += aligned(device_bytes(*m));
+      put(base + at, *m, to);
+      out.push_back(DeviceMatrix{base + at, to, m->rows, m->cols});
+      at += aligned(matrix_bytes(to, m->rows, m->cols));
     }
     return out;
   }
 
-  // Matrices stacked along their rows into one [Σ rows, cols] matrix (q;k;v and gate;up): contiguous,
-  // because a row-major matrix is its rows in order.
-  DeviceMatrix stacked(MemoryPart part, int layer, const std::string& what, const std::vector<const WeightMatrix*>& ms) {
+  // Matrices stacked along their rows into one [Σ rows, cols] matrix (q;k;v and gate;up) as `to`:
+  // contiguous, because a row-major matrix is its rows in order.
+  DeviceMatrix stacked(MemoryPart part, int layer, const std::string& what, const std::vector<const WeightMatrix*>& ms,
+                       DType to) {
     const WeightMatrix& first = *ms.front();
     size_t bytes = 0;
     int64_t rows = 0;
     for (const auto* m : ms) {
-      if (m->dtype != first.dtype || m->cols != first.cols)
-        throw EngineError("", what, "the matrices of layer " + std::to_string(layer) + " differ in dtype or width");
-      bytes += device_bytes(*m);
+      if (m->cols != first.cols)
+        throw EngineError("", what, "the matrices of layer " + std::to_string(layer) + " differ in width");
+      bytes += matrix_bytes(to, m->rows, m->cols);
       rows += m->rows;
     }
     auto* base = static_cast<std::byte*>(a_.allocate(bytes, part, layer, what));
     size_t at = 0;
     for (const auto* m : ms) {
-      put(base + at, *m);
-      at += device_bytes(*m);
+      put(base + at, *m, to);
+      at += matrix_bytes(to, m->rows, m->cols);
     }
-    return DeviceMatrix{base, device_dtype(first), rows, first.cols};
+    return DeviceMatrix{base, to, rows, first.cols};
   }
 
   // F32 vectors back to back (each 256-byte aligned); null pointers for empty ones.
@@ -94,47 +122,14 @@ class Uploader {
  private:
   static size_t aligned(size_t n) { return (n + 255) & ~size_t(255); }
 
-  // MXFP4 matrices (GPT-OSS's experts) are expanded to BF16 on the way, exactly: the kernels read no
-  // MXFP4 yet. Everything else keeps its dtype.
-  static DType device_dtype(const WeightMatrix& m) { return m.dtype == DType::MXFP4 ? DType::BF16 : m.dtype; }
-  static size_t device_bytes(const WeightMatrix& m) { return matrix_bytes(device_dtype(m), m.rows, m.cols); }
-
-  // Copies (or fills) one matrix in pieces, reporting progress between them.
-  void put(std::byte* dst, const WeightMatrix& m) {
-    const size_t bytes = device_bytes(m);
+  // Copies (or fills) one matrix as `to`, in pieces, reporting progress between them.
+  void put(std::byte* dst, const WeightMatrix& m, DType to) {
     if (synthetic_ || !m.data) {
-      fill_random(dst, device_dtype(m), bytes / dtype_size(device_dtype(m)), 0x5eed0000ull + uint64_t(++tensors_),
-                  kSyntheticScale, stream_);
+      fill_random(dst, to, size_t(m.rows) * size_t(m.cols), 0x5eed0000ull + uint64_t(++tensors_), kSyntheticScale, stream_);
       advance(m.bytes());
       return;
     }
-    if (m.dtype == DType::MXFP4) {
-      put_mxfp4(dst, m);
-      return;
-    }
-    for (size_t at = 0; at < bytes; at += kPiece) {
-      const size_t n = std::min(kPiece, bytes - at);
-      // Pageable (mmap'd) source: the copy is synchronous with respect to the host, so the progress is real.
-      MOE_CUDA_CHECK(cudaMemcpy(dst + at, static_cast<const std::byte*>(m.data) + at, n, cudaMemcpyHostToDevice));
-      advance(n);
-    }
-  }
-
-  // Rows expanded to BF16 on the host, about kPiece bytes of them per copy.
-  void put_mxfp4(std::byte* dst, const WeightMatrix& m) {
-    const int64_t piece_rows = std::max<int64_t>(1, int64_t(kPiece / 2) / m.cols);
-    std::vector<float> row(size_t(m.cols));
-    std::vector<uint16_t> staged(size_t(std::min(piece_rows, m.rows) * m.cols));
-    for (int64_t r0 = 0; r0 < m.rows; r0 += piece_rows) {
-      const int64_t n = std::min(piece_rows, m.rows - r0);
-      for (int64_t r = 0; r < n; ++r) {
-        const Mxfp4Row q = mxfp4_row(m.data, m.scales, m.cols, m.row_step, r0 + r);
-        mxfp4_dequantize(q.blocks, q.scales, m.cols, row.data());
-        for (int64_t c = 0; c < m.cols; ++c) staged[size_t(r * m.cols + c)] = f32_to_bf16(row[size_t(c)]);
-      }
-      MOE_CUDA_CHECK(cudaMemcpy(dst + size_t(r0 * m.cols) * 2, staged.data(), size_t(n * m.cols) * 2, cudaMemcpyHostToDevice));
-      advance(mxfp4_bytes(n, m.cols));
-    }
+    put_matrix(dst, m, to, [this](size_t n) { advance(n); });
   }
 
   void advance(size_t n) {
@@ -153,15 +148,34 @@ class Uploader {
 
 }  // namespace
 
+void put_matrix(void* dst, const WeightMatrix& m, DType to, const std::function<void(size_t)>& progress) {
+  if (to != m.dtype && to != DType::BF16)
+    throw EngineError("", "dtype", "a " + std::string(dtype_name(m.dtype)) + " matrix goes to the GPU as stored or as BF16, not as " +
+                                       std::string(dtype_name(to)));
+  auto* out = static_cast<std::byte*>(dst);
+  if (m.dtype != to) {
+    put_expanded(out, m, to, progress);
+    return;
+  }
+  const size_t bytes = m.bytes();
+  for (size_t at = 0; at < bytes; at += kPiece) {
+    const size_t n = std::min(kPiece, bytes - at);
+    // Pageable (mmap'd) source: the copy is synchronous with respect to the host, so the progress is real.
+    MOE_CUDA_CHECK(cudaMemcpy(out + at, static_cast<const std::byte*>(m.data) + at, n, cudaMemcpyHostToDevice));
+    if (progress) progress(n);
+  }
+}
+
 DeviceWeights upload_weights(const Model& model, DeviceAllocator& a, cudaStream_t stream,
                              const std::function<bool(size_t, size_t)>& progress) {
   const ModelSpec& s = model.spec();
   const ModelWeights& w = model.weights();
   Uploader up(model, a, stream, progress);
+  const GpuWeightDtypes dt = gpu_weight_dtypes(s, w);
   DeviceWeights d;
-  d.dtype = w.embed.dtype;
-  d.embed = up.matrices(MemoryPart::Embeddings, -1, "the embeddings", {&w.embed})[0];
-  d.head = s.tied_embeddings ? d.embed : up.matrices(MemoryPart::Head, -1, "the LM head", {&w.lm_head})[0];
+  d.dtype = dt.embeddings;
+  d.embed = up.matrices(MemoryPart::Embeddings, -1, "the embeddings", {&w.embed}, dt.embeddings)[0];
+  d.head = s.tied_embeddings ? d.embed : up.matrices(MemoryPart::Head, -1, "the LM head", {&w.lm_head}, dt.head)[0];
   d.final_norm = up.vectors(MemoryPart::Norms, -1, "the final norm", {&w.final_norm})[0];
   d.layers.resize(size_t(s.n_layers));
   for (int l = 0; l < s.n_layers; ++l) {
@@ -169,10 +183,10 @@ DeviceWeights upload_weights(const Model& model, DeviceAllocator& a, cudaStream_
     DeviceLayer& D = d.layers[size_t(l)];
     if (s.attn.is_mla()) {
       const bool q_lora = L.q_a.rows > 0;  // (a synthetic model's matrices have no host data)
-      D.qkv = up.stacked(MemoryPart::Attention, l, "attention q_a/kv_a", {q_lora ? &L.q_a : &L.q, &L.kv_a});
+      D.qkv = up.stacked(MemoryPart::Attention, l, "attention q_a/kv_a", {q_lora ? &L.q_a : &L.q, &L.kv_a}, dt.attention);
       std::vector<const WeightMatrix*> ms = {&L.kv_b, &L.o};
       if (q_lora) ms.push_back(&L.q);
-      const auto m = up.matrices(MemoryPart::Attention, l, "attention kv_b/o/q_b", ms);
+      const auto m = up.matrices(MemoryPart::Attention, l, "attention kv_b/o/q_b", ms, dt.attention);
       D.kv_b = m[0], D.o = m[1];
       if (q_lora) D.q_b = m[2];
       const auto biases = up.vectors(MemoryPart::Attention, l, "attention biases", {&L.q_a_bias, &L.kv_a_bias, &L.o_bias});
@@ -180,8 +194,8 @@ DeviceWeights upload_weights(const Model& model, DeviceAllocator& a, cudaStream_
       const auto norms = up.vectors(MemoryPart::Norms, l, "norms", {&L.attn_norm, &L.ffn_norm, &L.q_a_norm, &L.kv_a_norm});
       D.attn_norm = norms[0], D.ffn_norm = norms[1], D.q_a_norm = norms[2], D.kv_a_norm = norms[3];
     } else {
-      D.qkv = up.stacked(MemoryPart::Attention, l, "attention q/k/v", {&L.q, &L.k, &L.v});
-      D.o = up.matrices(MemoryPart::Attention, l, "attention output", {&L.o})[0];
+      D.qkv = up.stacked(MemoryPart::Attention, l, "attention q/k/v", {&L.q, &L.k, &L.v}, dt.attention);
+      D.o = up.matrices(MemoryPart::Attention, l, "attention output", {&L.o}, dt.attention)[0];
       const auto biases = up.vectors(MemoryPart::Attention, l, "attention biases", {&L.q_bias, &L.k_bias, &L.v_bias, &L.o_bias});
       D.q_bias = biases[0], D.k_bias = biases[1], D.v_bias = biases[2], D.o_bias = biases[3];
       const auto norms = up.vectors(MemoryPart::Norms, l, "norms", {&L.attn_norm, &L.ffn_norm, &L.q_norm, &L.k_norm});
@@ -189,12 +203,12 @@ DeviceWeights upload_weights(const Model& model, DeviceAllocator& a, cudaStream_
       D.sinks = up.vectors(MemoryPart::Attention, l, "attention sinks", {&L.sinks})[0];
     }
     if (s.layer_is_moe[size_t(l)]) {
-      D.router = up.matrices(MemoryPart::Router, l, "the router", {&L.router})[0];
+      D.router = up.matrices(MemoryPart::Router, l, "the router", {&L.router}, dt.router)[0];
       const auto router_biases = up.vectors(MemoryPart::Router, l, "the router biases", {&L.router_bias, &L.router_logit_bias});
       D.router_bias = router_biases[0], D.router_logit_bias = router_biases[1];
       std::vector<const WeightMatrix*> all;
       for (const auto& e : L.experts) all.insert(all.end(), {&e.gate, &e.up, &e.down});
-      const auto ms = up.matrices(MemoryPart::RoutedExperts, l, "routed experts", all);
+      const auto ms = up.matrices(MemoryPart::RoutedExperts, l, "routed experts", all, dt.routed_experts);
       const size_t E = L.experts.size();
       std::vector<const void*> ptrs(3 * E);
       for (size_t e = 0; e < E; ++e) {
@@ -203,7 +217,7 @@ DeviceWeights upload_weights(const Model& model, DeviceAllocator& a, cudaStream_
         ptrs[2 * E + e] = ms[3 * e + 2].data;
       }
       const void** table = up.table(MemoryPart::RoutedExperts, l, "the expert table", ptrs);
-      D.experts = ExpertTable{table, table + E, table + 2 * E, E ? ms[0].dtype : d.dtype, int(E), s.hidden,
+      D.experts = ExpertTable{table, table + E, table + 2 * E, dt.routed_experts, int(E), s.hidden,
                               s.moe.expert_ffn};
       if (E && !L.experts[0].gate_bias.empty()) {  // GPT-OSS: every expert has all three, one block each
         std::vector<float> gate_b, up_b, down_b;
@@ -218,14 +232,15 @@ DeviceWeights upload_weights(const Model& model, DeviceAllocator& a, cudaStream_
       D.experts.glu_limit = s.moe.glu_limit;
       D.experts.glu_alpha = s.moe.glu_alpha;
       if (L.shared.gate.rows > 0) {
-        D.shared_gate_up = up.stacked(MemoryPart::SharedExperts, l, "shared expert gate/up", {&L.shared.gate, &L.shared.up});
-        D.shared_down = up.matrices(MemoryPart::SharedExperts, l, "shared expert down", {&L.shared.down})[0];
+        D.shared_gate_up = up.stacked(MemoryPart::SharedExperts, l, "shared expert gate/up", {&L.shared.gate, &L.shared.up},
+                                      dt.shared_experts);
+        D.shared_down = up.matrices(MemoryPart::SharedExperts, l, "shared expert down", {&L.shared.down}, dt.shared_experts)[0];
         if (L.shared_gate.rows > 0)
-          D.shared_gate = up.matrices(MemoryPart::SharedExperts, l, "shared expert gate", {&L.shared_gate})[0];
+          D.shared_gate = up.matrices(MemoryPart::SharedExperts, l, "shared expert gate", {&L.shared_gate}, dt.shared_experts)[0];
       }
     } else {
-      D.mlp_gate_up = up.stacked(MemoryPart::DenseMlp, l, "MLP gate/up", {&L.mlp.gate, &L.mlp.up});
-      D.mlp_down = up.matrices(MemoryPart::DenseMlp, l, "MLP down", {&L.mlp.down})[0];
+      D.mlp_gate_up = up.stacked(MemoryPart::DenseMlp, l, "MLP gate/up", {&L.mlp.gate, &L.mlp.up}, dt.dense_mlp);
+      D.mlp_down = up.matrices(MemoryPart::DenseMlp, l, "MLP down", {&L.mlp.down}, dt.dense_mlp)[0];
     }
   }
   MOE_CUDA_CHECK(cudaStreamSynchronize(stream));

@@ -3,8 +3,10 @@
 // hidden] matrix (one GEMM per layer; with latent attention q_a or q_proj, then kv_a), gate and up of the dense MLP and shared expert likewise
 // ([2·ffn, hidden], one GEMM), each layer's routed experts in one block with device tables of their
 // pointers (the expert kernels look experts up by the router's ids on the GPU). Matrices keep the
-// checkpoint's dtype; vectors (norms, biases) are F32. Each block is allocated through the allocator
-// under its part and layer, so the memory view shows where the GiB go.
+// checkpoint's dtype where their part has one of F32, F16 or BF16 throughout; other parts (MXFP4, GGUF's
+// block types, mixed dtypes) are expanded to BF16 on the way (gpu_weight_dtypes, gpu_memory_plan.h).
+// Vectors (norms, biases) are F32. Each block is allocated through the allocator under its part and
+// layer, so the memory view shows where the GiB go.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -17,6 +19,7 @@
 
 namespace moe {
 class Model;
+struct WeightMatrix;
 }
 
 namespace moe::cuda {
@@ -56,10 +59,15 @@ struct DeviceWeights {
   std::vector<DeviceLayer> layers;
 };
 
+// Copies the host matrix m to device memory dst (matrix_bytes(to, rows, cols) of it) as `to`: its own
+// dtype (a plain copy), or BF16 for any dtype (rows expanded on the host: dequantize_row, MXFP4's
+// decoder). Pieces of at most 64 MiB; progress(stored bytes) after each.
+void put_matrix(void* dst, const WeightMatrix& m, DType to, const std::function<void(size_t)>& progress = {});
+
 // Uploads (or, for a synthetic model, fills with random values on the GPU) every weight. progress(done,
 // total) is called between pieces of at most 64 MiB; returning false stops with EngineError (field
 // "cancelled"). Throws EngineError naming the tensor group on out of memory, and when q/k/v or gate/up of
-// one layer do not share a dtype.
+// one layer do not share a width.
 DeviceWeights upload_weights(const Model& model, DeviceAllocator& allocator, cudaStream_t stream,
                              const std::function<bool(size_t, size_t)>& progress);
 

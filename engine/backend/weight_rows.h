@@ -1,0 +1,24 @@
+#pragma once
+// One row of a weight matrix as f32, whatever its dtype: for what reads rows itself rather than through
+// a matrix product (the embedding lookup, MLA's W_UK rows, the GPU upload's expansion to BF16).
+#include <cstddef>
+#include <cstdint>
+
+#include "engine/common/ggml_quants.h"
+#include "engine/common/mxfp4.h"
+#include "engine/model/weights.h"
+
+namespace moe {
+
+// dst[0..m.cols) = row r of m: F32/F16/BF16, a GGML block type (rows row_bytes apart), or MXFP4 (its
+// blocks and scales, rows row_step stored rows apart).
+inline void weight_row_to_f32(const WeightMatrix& m, int64_t r, float* dst) {
+  if (m.dtype == DType::MXFP4) {
+    const Mxfp4Row q = mxfp4_row(m.data, m.scales, m.cols, m.row_step, r);
+    mxfp4_dequantize(q.blocks, q.scales, m.cols, dst);
+    return;
+  }
+  dequantize_row(static_cast<const std::byte*>(m.data) + size_t(r) * row_bytes(m.dtype, m.cols), m.dtype, m.cols, dst);
+}
+
+}  // namespace moe

@@ -1,0 +1,80 @@
+#pragma once
+// llama.cpp's block-quantized weight types, as GGUF files store them (SPECS.md §11.2; gguf-py's
+// constants.py and quants.py are the reference). A row of n values is n / values-per-block blocks laid
+// end to end; each block carries its own scales, so a row is self-contained and rows lie row_bytes apart.
+#include <cstddef>
+#include <cstdint>
+
+#include "engine/common/dtype.h"
+
+namespace moe {
+
+struct BlockFormat {
+  int64_t values = 1;  // values per block (1 for the plain types)
+  size_t bytes = 0;    // bytes per block
+};
+
+// The block of a type: {32, 18} for Q4_0, {256, 144} for Q4_K, {1, dtype_size} for F32/F16/BF16...
+// {1, 0} for types without a fixed layout (MXFP4, whose scales lie apart).
+BlockFormat block_format(DType t);
+inline bool is_block_quantized(DType t) { return t >= DType::Q4_0 && t <= DType::Q6_K; }
+// Bytes of one row of n values (n a multiple of the block).
+inline size_t row_bytes(DType t, int64_t n) {
+  const BlockFormat f = block_format(t);
+  return size_t(n / f.values) * f.bytes;
+}
+
+// The blocks, byte for byte (f16 fields little-endian, as two bytes: a block is only 2-byte aligned at
+// best). A value's quant q and its f32 value:
+//   Q4_0  x = d·(q − 8),  q = 4 bits: byte j of qs holds value j (low nibble) and value j + 16 (high)
+//   Q4_1  x = d·q + m,    q as Q4_0
+//   Q5_0  x = d·(q − 16), q = nibble as Q4_0 | bit i of qh (u32, value i) << 4
+//   Q5_1  x = d·q + m,    q as Q5_0
+//   Q8_0  x = d·q,        q = qs[i]
+//   K types: 256 values in sub-blocks of 16 (Q2_K, Q3_K, Q6_K) or 32 (Q4_K, Q5_K) values, each with its
+//   own scale (and min), packed; see ggml_quants.cpp for each.
+struct BlockQ4_0 { uint8_t d[2]; uint8_t qs[16]; };
+struct BlockQ4_1 { uint8_t d[2], m[2]; uint8_t qs[16]; };
+struct BlockQ5_0 { uint8_t d[2]; uint8_t qh[4]; uint8_t qs[16]; };
+struct BlockQ5_1 { uint8_t d[2], m[2]; uint8_t qh[4]; uint8_t qs[16]; };
+struct BlockQ8_0 { uint8_t d[2]; int8_t qs[32]; };
+struct BlockQ2_K { uint8_t scales[16]; uint8_t qs[64]; uint8_t d[2], dmin[2]; };  // scale | min << 4 per 16
+struct BlockQ3_K { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; uint8_t d[2]; };  // 16 6-bit scales
+struct BlockQ4_K { uint8_t d[2], dmin[2]; uint8_t scales[12]; uint8_t qs[128]; };  // 8 6-bit (scale, min)
+struct BlockQ5_K { uint8_t d[2], dmin[2]; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; };
+struct BlockQ6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint8_t d[2]; };
+static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 && sizeof(BlockQ5_1) == 24 &&
+              sizeof(BlockQ8_0) == 34 && sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 &&
+              sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210);
+
+// An f16 field of a block.
+inline float block_f16(const uint8_t h[2]) { return f16_to_f32(uint16_t(h[0] | (h[1] << 8))); }
+
+// Q4_K's and Q5_K's 12 scale bytes → the 8 sub-blocks' 6-bit scales and mins. Sub-blocks 0–3: the low
+// 6 bits of bytes 0–3 (scales) and 4–7 (mins); sub-blocks 4–7: the nibbles of bytes 8–11 (scale low,
+// min high) with the top 2 bits of bytes 0–3 (scales) and 4–7 (mins) above them.
+inline void k_scales_mins(const uint8_t q[12], uint8_t sc[8], uint8_t m[8]) {
+  for (int j = 0; j < 4; ++j) {
+    sc[j] = q[j] & 63;
+    m[j] = q[j + 4] & 63;
+    sc[j + 4] = uint8_t((q[j + 8] & 15) | ((q[j] >> 6) << 4));
+    m[j + 4] = uint8_t((q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4));
+  }
+}
+
+// Q3_K's 12 scale bytes → sub-block i's signed 6-bit scale (i < 16): the low nibble of byte i (i < 8) or
+// the high nibble of byte i − 8, with bits 2·(i / 4), +1 of byte 8 + i % 4 above it; minus 32.
+inline int q3_k_scale(const uint8_t s[12], int i) {
+  const int low = i < 8 ? s[i] & 15 : s[i - 8] >> 4;
+  const int high = (s[8 + i % 4] >> (2 * (i / 4))) & 3;
+  return (low | (high << 4)) - 32;
+}
+
+// dst[0..n) = the n values of one row stored in type t at `row`: a block-quantized row (n a multiple of
+// the block), or F32/F16/BF16 (convert_to_f32). The plain scalar definition, operation for operation as
+// gguf-py computes it in f32, so the values are the reference's bit for bit (this file is built with
+// -ffp-contract=off: no fused multiply-adds). Throws std::invalid_argument for other types (MXFP4 keeps
+// its scales apart: mxfp4_dequantize) and for n not a multiple of the block.
+void dequantize_row(const void* row, DType t, int64_t n, float* dst);
+
+}  // namespace moe

@@ -1,0 +1,356 @@
+// The GGML block types (GGUF's Q8_0, Q4_K, Q6_K, ...) against gguf-py, the reference implementation:
+// tests/data/ggml_quants/reference.safetensors holds, per type, rows of random valid blocks and the
+// values gguf.quants.dequantize makes of them (tests/make_ggml_quant_reference.py). dequantize_row must
+// give those values bit for bit; matmul, on both paths, must give their products with x to within f32
+// rounding of a double-precision sum. Matrices of any shape are assembled from the reference's blocks
+// (a block carries its own scales, so it may sit anywhere in any row).
+#include "engine/common/ggml_quants.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/backend/cpu/matmul.h"
+#include "engine/backend/cpu/thread_pool.h"
+#include "engine/common/dtype.h"
+#include "engine/formats/safetensors.h"
+
+namespace moe {
+namespace {
+
+using cpu::MatrixRef;
+using cpu::ThreadPool;
+
+// Highest priority first: what Q4_K_M and Q5_K_M files are made of, then the fallbacks.
+const DType kTypes[] = {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q4_0,
+                        DType::Q5_0, DType::Q4_1, DType::Q5_1, DType::Q3_K, DType::Q2_K};
+
+// Restores the path choice a test changed.
+class ScopedForceScalar {
+ public:
+  explicit ScopedForceScalar(bool force) : saved_(cpu::force_scalar()) { cpu::set_force_scalar(force); }
+  ~ScopedForceScalar() { cpu::set_force_scalar(saved_); }
+
+ private:
+  bool saved_;
+};
+
+// Both paths where the CPU has the SIMD one.
+std::vector<bool> paths() {
+  if (cpu::simd_supported()) return {true, false};
+  return {true};
+}
+
+// One type's reference rows: `rows` rows of n values, their blocks and gguf-py's values.
+struct Reference {
+  int64_t rows = 0, n = 0;
+  const uint8_t* blocks = nullptr;  // [rows, row_bytes]
+  const float* values = nullptr;    // [rows, n]
+};
+
+const SafetensorsFile& reference_file() {
+  static const std::unique_ptr<SafetensorsFile> f =
+      SafetensorsFile::open(std::string(MOE_TEST_DATA_DIR) + "/ggml_quants/reference.safetensors");
+  return *f;
+}
+
+Reference reference(DType t) {
+  const auto& tensors = reference_file().tensors();
+  const std::string name(dtype_name(t));
+  const TensorView& b = tensors.at(name + ".blocks");
+  const TensorView& v = tensors.at(name + ".values");
+  EXPECT_EQ(b.dtype, DType::U8);
+  EXPECT_EQ(v.dtype, DType::F32);
+  Reference r;
+  r.rows = v.shape.at(0);
+  r.n = v.shape.at(1);
+  EXPECT_EQ(b.shape.at(0), r.rows) << name;
+  EXPECT_EQ(size_t(b.shape.at(1)), row_bytes(t, r.n)) << name;
+  r.blocks = reinterpret_cast<const uint8_t*>(b.data);
+  r.values = reinterpret_cast<const float*>(v.data);
+  return r;
+}
+
+// A [rows, cols] matrix of type t whose blocks are drawn from the reference's, with their values.
+struct TestMatrix {
+  DType dtype;
+  int64_t rows, cols;
+  std::vector<uint8_t> bytes;  // rows · row_bytes
+  std::vector<float> exact;    // [rows, cols]: gguf-py's values of those blocks
+  MatrixRef ref() const { return MatrixRef{bytes.data(), dtype, rows, cols}; }
+};
+
+TestMatrix make_matrix(DType t, int64_t rows, int64_t cols, uint32_t seed) {
+  const Reference ref = reference(t);
+  const BlockFormat f = block_format(t);
+  const int64_t pool = ref.rows * ref.n / f.values, per_row = cols / f.values;
+  TestMatrix m{t, rows, cols, std::vector<uint8_t>(size_t(rows) * row_bytes(t, cols)), std::vector<float>(size_t(rows * cols))};
+  std::mt19937 rng(seed);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t b = 0; b < per_row; ++b) {
+      const int64_t from = int64_t(rng() % uint32_t(pool));
+      std::memcpy(&m.bytes[size_t(r * per_row + b) * f.bytes], ref.blocks + size_t(from) * f.bytes, f.bytes);
+      std::copy_n(ref.values + from * f.values, f.values, &m.exact[size_t(r * cols + b * f.values)]);
+    }
+  }
+  return m;
+}
+
+std::vector<float> make_x(int64_t T, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+  std::vector<float> x(size_t(T * cols));
+  for (auto& v : x) v = dist(rng);
+  return x;
+}
+
+// Largest |y − ref| / Σ|w·x| over all outputs, ref the product in double: the error relative to the
+// magnitude of the products summed (the scale of a floating-point dot product's rounding).
+double max_rel_error(const TestMatrix& m, const std::vector<float>& x, int64_t T, const std::vector<float>& y) {
+  double worst = 0;
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t r = 0; r < m.rows; ++r) {
+      double ref = 0, mag = 0;
+      for (int64_t c = 0; c < m.cols; ++c) {
+        const double p = double(m.exact[size_t(r * m.cols + c)]) * double(x[size_t(t * m.cols + c)]);
+        ref += p;
+        mag += std::fabs(p);
+      }
+      const double err = std::fabs(double(y[size_t(t * m.rows + r)]) - ref);
+      worst = std::max(worst, mag > 0 ? err / mag : err);
+    }
+  }
+  return worst;
+}
+
+std::string label(DType t, int64_t T, int64_t rows, int64_t cols) {
+  return std::string(dtype_name(t)) + " T=" + std::to_string(T) + " rows=" + std::to_string(rows) +
+         " cols=" + std::to_string(cols) + " path=" + cpu::simd_path();
+}
+
+uint32_t bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+TEST(GgmlQuants, BlockFormatsNamesAndSizes) {
+  const struct {
+    DType t;
+    const char* name;
+    int64_t values;
+    size_t bytes;
+  } want[] = {{DType::Q4_0, "Q4_0", 32, 18},  {DType::Q4_1, "Q4_1", 32, 20},  {DType::Q5_0, "Q5_0", 32, 22},
+              {DType::Q5_1, "Q5_1", 32, 24},  {DType::Q8_0, "Q8_0", 32, 34},  {DType::Q2_K, "Q2_K", 256, 84},
+              {DType::Q3_K, "Q3_K", 256, 110}, {DType::Q4_K, "Q4_K", 256, 144}, {DType::Q5_K, "Q5_K", 256, 176},
+              {DType::Q6_K, "Q6_K", 256, 210}};
+  for (const auto& w : want) {
+    SCOPED_TRACE(w.name);
+    EXPECT_EQ(block_format(w.t).values, w.values);
+    EXPECT_EQ(block_format(w.t).bytes, w.bytes);
+    EXPECT_EQ(dtype_name(w.t), w.name);
+    EXPECT_TRUE(is_block_quantized(w.t));
+    EXPECT_EQ(dtype_size(w.t), 0u);
+    EXPECT_FALSE(is_weight_dtype(w.t));       // never a safetensors weight
+    EXPECT_FALSE(parse_dtype(w.name).has_value());
+    EXPECT_EQ(row_bytes(w.t, 4 * w.values), 4 * w.bytes);
+    EXPECT_EQ(matrix_bytes(w.t, 3, 2 * w.values), 3 * 2 * w.bytes);
+  }
+  EXPECT_EQ(block_format(DType::BF16).values, 1);
+  EXPECT_EQ(block_format(DType::BF16).bytes, 2u);
+  EXPECT_EQ(row_bytes(DType::F32, 10), 40u);
+  EXPECT_EQ(block_format(DType::MXFP4).bytes, 0u);  // its scales lie apart: no block layout
+  EXPECT_FALSE(is_block_quantized(DType::MXFP4));
+  EXPECT_FALSE(is_block_quantized(DType::BF16));
+}
+
+// Bit for bit: the reference's f32 operations in its order (and no fused multiply-add), including the
+// blocks with a subnormal and a zero f16 scale.
+TEST(GgmlQuants, DequantizeRowMatchesGgufPy) {
+  for (DType t : kTypes) {
+    const Reference ref = reference(t);
+    const size_t stride = row_bytes(t, ref.n);
+    std::vector<float> row(size_t(ref.n));
+    for (int64_t r = 0; r < ref.rows; ++r) {
+      dequantize_row(ref.blocks + size_t(r) * stride, t, ref.n, row.data());
+      for (int64_t c = 0; c < ref.n; ++c)
+        ASSERT_EQ(bits(row[size_t(c)]), bits(ref.values[r * ref.n + c]))
+            << dtype_name(t) << " row " << r << " value " << c << ": " << row[size_t(c)] << " vs gguf-py "
+            << ref.values[r * ref.n + c];
+    }
+  }
+}
+
+TEST(GgmlQuants, DequantizeRowPlainTypesAndRefusals) {
+  const float f[3] = {1.5f, -2.0f, 0.25f};
+  const uint16_t h[3] = {f32_to_f16(1.5f), f32_to_f16(-2.0f), f32_to_f16(0.25f)};
+  const uint16_t b[3] = {f32_to_bf16(1.5f), f32_to_bf16(-2.0f), f32_to_bf16(0.25f)};
+  for (auto [src, t] : {std::pair<const void*, DType>{f, DType::F32}, {h, DType::F16}, {b, DType::BF16}}) {
+    float out[3] = {};
+    dequantize_row(src, t, 3, out);
+    EXPECT_EQ(out[0], 1.5f);
+    EXPECT_EQ(out[1], -2.0f);
+    EXPECT_EQ(out[2], 0.25f);
+  }
+  std::vector<uint8_t> blocks(1024);
+  std::vector<float> out(512);
+  EXPECT_THROW(dequantize_row(blocks.data(), DType::Q4_K, 128, out.data()), std::invalid_argument);  // half a block
+  EXPECT_THROW(dequantize_row(blocks.data(), DType::Q8_0, 48, out.data()), std::invalid_argument);
+  EXPECT_THROW(dequantize_row(blocks.data(), DType::MXFP4, 32, out.data()), std::invalid_argument);
+  EXPECT_THROW(dequantize_row(blocks.data(), DType::I32, 4, out.data()), std::invalid_argument);
+}
+
+// One-hot inputs pick out each weight: through the decode GEMV (T = 1, x = e_c) and through the
+// expanded panels (T = cols, x the identity) the outputs are the reference values exactly. (Only one
+// product is non-zero, so no sum rounds; the T = 1 path forms scale · q, then adds offset · Σx with
+// Σx = 1, as dequantize_row does.)
+TEST(GgmlQuants, MatmulPicksOutEveryValueExactly) {
+  for (DType t : kTypes) {
+    const Reference ref = reference(t);
+    const int64_t rows = ref.rows, cols = ref.n;
+    const MatrixRef W{ref.blocks, t, rows, cols};
+    std::vector<float> identity(size_t(cols * cols), 0.0f);
+    for (int64_t c = 0; c < cols; ++c) identity[size_t(c * cols + c)] = 1.0f;
+    for (bool scalar : paths()) {
+      ScopedForceScalar force(scalar);
+      std::vector<float> y(size_t(cols * rows));
+      cpu::matmul_rows(W, identity.data(), cols, y.data(), 0, rows);
+      for (int64_t c = 0; c < cols; ++c)
+        for (int64_t r = 0; r < rows; ++r)
+          ASSERT_EQ(y[size_t(c * rows + r)], ref.values[r * cols + c])
+              << label(t, cols, rows, cols) << " row " << r << " column " << c;
+      for (int64_t c = 0; c < cols; ++c) {
+        cpu::matmul_rows(W, &identity[size_t(c * cols)], 1, y.data(), 0, rows);
+        for (int64_t r = 0; r < rows; ++r)
+          ASSERT_EQ(y[size_t(r)], ref.values[r * cols + c]) << label(t, 1, rows, cols) << " row " << r << " column " << c;
+      }
+    }
+  }
+}
+
+// Widths of each type: one block; several; across the prefill path's 512-column blocks (a last
+// column block of one group, or of a few 32-value blocks); for the 32-value types a last group of
+// fewer than 8 blocks.
+std::vector<int64_t> widths(DType t) {
+  if (block_format(t).values == 32) return {32, 96, 544, 1120};
+  return {256, 768, 1536};
+}
+
+// Against a double-precision product of the reference values, every token path (T = 1: the GEMV;
+// 2, 3, 5: one short token tile; 37: several 3-token groups), rows that do and do not fill the four
+// streams. Bound: 1e-5 of Σ|w·x|, as for the plain types: f32 sums of up to 1536 terms round by well
+// under that; the GEMV's split of a value into scale · q and offset adds two more terms per value
+// whose magnitudes stay of the value's order for these scales.
+TEST(GgmlQuants, MatmulMatchesReference) {
+  for (bool scalar : paths()) {
+    ScopedForceScalar force(scalar);
+    for (DType t : kTypes) {
+      for (int64_t cols : widths(t)) {
+        for (int64_t rows : {1, 5, 37}) {
+          const TestMatrix m = make_matrix(t, rows, cols, uint32_t(rows * 1000 + cols));
+          for (int64_t T : {1, 2, 3, 5, 37}) {
+            const auto x = make_x(T, cols, uint32_t(T * 7 + cols));
+            std::vector<float> y(size_t(T * rows), std::nanf(""));
+            cpu::matmul_rows(m.ref(), x.data(), T, y.data(), 0, rows);
+            EXPECT_LE(max_rel_error(m, x, T, y), 1e-5) << label(t, T, rows, cols);
+          }
+        }
+      }
+    }
+  }
+}
+
+// The two paths agree with each other as with the reference, over several token tiles (T = 100).
+TEST(GgmlQuants, ScalarAndSimdAgree) {
+  if (!cpu::simd_supported()) GTEST_SKIP() << "no AVX2+FMA+F16C on this CPU";
+  for (DType t : kTypes) {
+    const int64_t rows = 9, cols = widths(t)[2];
+    const TestMatrix m = make_matrix(t, rows, cols, 77);
+    for (int64_t T : {1, 100}) {
+      const auto x = make_x(T, cols, uint32_t(T + 3));
+      std::vector<float> ys(size_t(T * rows)), yv(size_t(T * rows));
+      {
+        ScopedForceScalar force(true);
+        cpu::matmul_rows(m.ref(), x.data(), T, ys.data(), 0, rows);
+      }
+      {
+        ScopedForceScalar force(false);
+        cpu::matmul_rows(m.ref(), x.data(), T, yv.data(), 0, rows);
+      }
+      EXPECT_LE(max_rel_error(m, x, T, ys), 1e-5) << label(t, T, rows, cols) << " scalar";
+      EXPECT_LE(max_rel_error(m, x, T, yv), 1e-5) << label(t, T, rows, cols) << " simd";
+    }
+  }
+}
+
+// Row ranges write exactly their rows, and the pool splits the rows without changing a bit.
+TEST(GgmlQuants, RowRangesAndThreads) {
+  const float kSentinel = -12345.0f;
+  for (bool scalar : paths()) {
+    ScopedForceScalar force(scalar);
+    for (DType t : kTypes) {
+      const int64_t rows = 37, cols = widths(t)[1];
+      const TestMatrix m = make_matrix(t, rows, cols, 5);
+      for (int64_t T : {1, 3, 17}) {
+        const auto x = make_x(T, cols, uint32_t(T));
+        std::vector<float> full(size_t(T * rows));
+        cpu::matmul_rows(m.ref(), x.data(), T, full.data(), 0, rows);
+        for (auto [b, e] : {std::pair<int64_t, int64_t>{0, 1}, {3, 4}, {5, 13}, {1, 36}, {36, 37}}) {
+          std::vector<float> y(size_t(T * rows), kSentinel);
+          cpu::matmul_rows(m.ref(), x.data(), T, y.data(), b, e);
+          for (int64_t tok = 0; tok < T; ++tok)
+            for (int64_t r = 0; r < rows; ++r)
+              ASSERT_EQ(y[size_t(tok * rows + r)], r >= b && r < e ? full[size_t(tok * rows + r)] : kSentinel)
+                  << label(t, T, rows, cols) << " r=" << r << " range [" << b << ", " << e << ")";
+        }
+        for (int threads : {2, 3}) {
+          ThreadPool pool(threads);
+          std::vector<float> y(size_t(T * rows));
+          cpu::matmul(pool, m.ref(), x.data(), T, y.data());
+          EXPECT_EQ(y, full) << label(t, T, rows, cols) << " threads=" << threads;
+        }
+      }
+    }
+  }
+}
+
+TEST(GgmlQuants, MatmulRejectsMatricesItCannotRead) {
+  for (DType t : kTypes) {
+    const int64_t values = block_format(t).values;
+    const TestMatrix m = make_matrix(t, 4, 2 * values, 1);
+    const auto x = make_x(1, 2 * values, 1);
+    std::vector<float> y(4);
+    MatrixRef bad = m.ref();
+    bad.cols = values + 16;  // not whole blocks
+    try {
+      cpu::matmul_rows(bad, x.data(), 1, y.data(), 0, 4);
+      ADD_FAILURE() << dtype_name(t) << ": a width of " << bad.cols << " was accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string(dtype_name(t))), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("whole blocks of " + std::to_string(values)), std::string::npos) << e.what();
+    }
+    bad = m.ref();
+    bad.row_step = 2;  // rows of these types are contiguous
+    EXPECT_THROW(cpu::matmul_rows(bad, x.data(), 1, y.data(), 0, 4), std::invalid_argument) << dtype_name(t);
+    bad = m.ref();
+    const uint8_t scales[4] = {};
+    bad.scales = scales;  // their scales are inside the blocks
+    EXPECT_THROW(cpu::matmul_rows(bad, x.data(), 1, y.data(), 0, 4), std::invalid_argument) << dtype_name(t);
+    ThreadPool pool(2);
+    bad = m.ref();
+    bad.cols = 8;
+    EXPECT_THROW(cpu::matmul(pool, bad, x.data(), 1, y.data()), std::invalid_argument) << dtype_name(t);
+  }
+}
+
+}  // namespace
+}  // namespace moe

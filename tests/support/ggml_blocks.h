@@ -1,0 +1,158 @@
+#pragma once
+// GGML block-quantized weights for tests that run whole models on them (the GGUF loader's own tests use
+// real files): random but valid blocks of a type, and a way to swap a loaded model's matrices for such
+// blocks, or for the F32 values of what they hold. Header-only.
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/common/dtype.h"
+#include "engine/common/ggml_quants.h"
+#include "engine/model/model.h"
+
+namespace moe::test {
+
+// The byte offsets of a block's f16 fields (d, and dmin or m), and a magnitude for d (and dmin) that
+// gives values of about ±0.05 from random quants and packed scales, as trained weights have.
+struct BlockScales {
+  std::vector<size_t> offsets;
+  float d = 0, dmin = 0;
+};
+inline BlockScales block_scales(DType t) {
+  switch (t) {
+    case DType::Q4_0: return {{0}, 0.01f, 0};
+    case DType::Q4_1: return {{0, 2}, 0.006f, 0.04f};
+    case DType::Q5_0: return {{0}, 0.005f, 0};
+    case DType::Q5_1: return {{0, 2}, 0.003f, 0.04f};
+    case DType::Q8_0: return {{0}, 0.0006f, 0};
+    case DType::Q2_K: return {{80, 82}, 0.01f, 0.006f};
+    case DType::Q3_K: return {{108}, 0.003f, 0};
+    case DType::Q4_K: return {{0, 2}, 0.0005f, 0.002f};
+    case DType::Q5_K: return {{0, 2}, 0.00025f, 0.002f};
+    case DType::Q6_K: return {{208}, 0.00005f, 0};
+    default: return {};
+  }
+}
+
+// rows × row_bytes(t, cols) bytes of random blocks: random quants and packed scales; each f16 field
+// ±(0.5–1)·its magnitude (block_scales), so every value is finite and moderate.
+inline std::vector<uint8_t> random_blocks(DType t, int64_t rows, int64_t cols, uint32_t seed) {
+  const BlockFormat f = block_format(t);
+  const BlockScales s = block_scales(t);
+  std::vector<uint8_t> bytes(size_t(rows) * row_bytes(t, cols));
+  std::mt19937 rng(seed);
+  for (auto& b : bytes) b = uint8_t(rng());
+  std::uniform_real_distribution<float> mag(0.5f, 1.0f);
+  for (size_t at = 0; at < bytes.size(); at += f.bytes) {
+    for (size_t i = 0; i < s.offsets.size(); ++i) {
+      const float v = (i == 0 ? s.d : s.dmin) * mag(rng) * (rng() & 1 ? -1.0f : 1.0f);
+      const uint16_t h = f32_to_f16(v);
+      std::memcpy(&bytes[at + s.offsets[i]], &h, 2);
+    }
+  }
+  return bytes;
+}
+
+// Every matrix of a loaded model the forward pass reads (present ones: rows > 0), with a name for
+// messages. An LM head tied to the embeddings is not visited (it is the embeddings' matrix).
+inline void for_each_matrix(ModelWeights& w, const std::function<void(WeightMatrix&, const std::string&)>& fn) {
+  const bool tied = w.lm_head.data == w.embed.data;
+  fn(w.embed, "embed");
+  if (!tied) fn(w.lm_head, "lm_head");
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    LayerWeights& L = w.layers[l];
+    const std::string at = " of layer " + std::to_string(l);
+    auto visit = [&](WeightMatrix& m, const std::string& name) {
+      if (m.rows > 0) fn(m, name + at);
+    };
+    for (auto [m, name] : {std::pair<WeightMatrix*, const char*>{&L.q, "q"}, {&L.k, "k"}, {&L.v, "v"}, {&L.o, "o"},
+                           {&L.q_a, "q_a"}, {&L.kv_a, "kv_a"}, {&L.kv_b, "kv_b"}, {&L.router, "router"},
+                           {&L.shared.gate, "shared gate"}, {&L.shared.up, "shared up"}, {&L.shared.down, "shared down"},
+                           {&L.shared_gate, "shared expert gate"}, {&L.mlp.gate, "mlp gate"}, {&L.mlp.up, "mlp up"},
+                           {&L.mlp.down, "mlp down"}})
+      visit(*m, name);
+    for (size_t e = 0; e < L.experts.size(); ++e) {
+      visit(L.experts[e].gate, "expert " + std::to_string(e) + " gate");
+      visit(L.experts[e].up, "expert " + std::to_string(e) + " up");
+      visit(L.experts[e].down, "expert " + std::to_string(e) + " down");
+    }
+  }
+  if (tied) w.lm_head = w.embed;
+}
+
+// Tests swap matrices of a loaded model. Model hands out its weights as const; the Model object itself
+// is not const, so writing through the cast is well defined. The swapped-in bytes live in `owned`.
+class WeightSwap {
+ public:
+  explicit WeightSwap(Model& m) : w_(const_cast<ModelWeights&>(m.weights())) {}
+  ModelWeights& weights() { return w_; }
+
+  // m becomes random blocks of type t, its shape kept.
+  void to_blocks(WeightMatrix& m, DType t, uint32_t seed) {
+    owned_.push_back(random_blocks(t, m.rows, m.cols, seed));
+    m.data = owned_.back().data();
+    m.dtype = t;
+    m.scales = nullptr;
+    m.row_step = 1;
+  }
+  // m becomes F32 holding `from`'s values (from: any dtype dequantize_row reads, the same shape).
+  void to_f32_of(WeightMatrix& m, const WeightMatrix& from) {
+    owned_.emplace_back(size_t(from.rows * from.cols) * 4);
+    auto* out = reinterpret_cast<float*>(owned_.back().data());
+    const size_t stride = row_bytes(from.dtype, from.cols);
+    for (int64_t r = 0; r < from.rows; ++r)
+      dequantize_row(static_cast<const uint8_t*>(from.data) + size_t(r) * stride, from.dtype, from.cols, out + r * from.cols);
+    m.data = out;
+    m.dtype = DType::F32;
+    m.rows = from.rows;
+    m.cols = from.cols;
+    m.scales = nullptr;
+    m.row_step = 1;
+  }
+  // m becomes F32 holding random values in ±0.04.
+  void to_random_f32(WeightMatrix& m, uint32_t seed) {
+    owned_.emplace_back(size_t(m.rows * m.cols) * 4);
+    auto* out = reinterpret_cast<float*>(owned_.back().data());
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> dist(-0.04f, 0.04f);
+    for (int64_t i = 0; i < m.rows * m.cols; ++i) out[i] = dist(rng);
+    m.data = out;
+    m.dtype = DType::F32;
+    m.scales = nullptr;
+    m.row_step = 1;
+  }
+
+ private:
+  ModelWeights& w_;
+  std::vector<std::vector<uint8_t>> owned_;  // (a vector's buffer does not move when the outer vector grows)
+};
+
+// Every matrix becomes blocks, the types taken in turn from `types` (each matrix's width a multiple of
+// its block); the routers become random F32, as GGUF files keep them. So a model of a few matrices
+// mixes every type within its attention, its experts and its dense MLP.
+inline void quantize_every_matrix(WeightSwap& swap, const std::vector<DType>& types, uint32_t seed) {
+  size_t i = 0;
+  for_each_matrix(swap.weights(), [&](WeightMatrix& m, const std::string& name) {
+    if (name.rfind("router", 0) == 0) swap.to_random_f32(m, seed + uint32_t(i));
+    else swap.to_blocks(m, types[i % types.size()], seed + uint32_t(i));
+    ++i;
+  });
+}
+
+// A Qwen3-MoE config whose every matrix width is a multiple of 256 (every block type fits): hidden 256,
+// 2 heads of 128 (one KV head), 4 experts of 256 (top 2), layer 1 a dense MLP of 512, 300 tokens.
+inline std::string quantizable_qwen3_moe_config() {
+  return R"({"model_type": "qwen3_moe", "architectures": ["Qwen3MoeForCausalLM"], "hidden_size": 256,
+    "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 128,
+    "intermediate_size": 512, "moe_intermediate_size": 256, "num_experts": 4, "num_experts_per_tok": 2,
+    "norm_topk_prob": true, "decoder_sparse_step": 1, "mlp_only_layers": [1], "hidden_act": "silu",
+    "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "rope_scaling": null, "max_position_embeddings": 256,
+    "attention_bias": false, "tie_word_embeddings": false, "vocab_size": 300, "bos_token_id": 1,
+    "eos_token_id": 2, "torch_dtype": "bfloat16"})";
+}
+
+}  // namespace moe::test
