@@ -46,6 +46,10 @@ struct TensorNaming {
   // ... or stacked: gate_up [E, 2·I, H] (gate rows first) and down [E, H, I] ...
   std::string experts_gate_up = "model.layers.{L}.mlp.experts.gate_up_proj";
   std::string experts_down = "model.layers.{L}.mlp.experts.down_proj";
+  // ... or stacked apart, as GGUF files hold them: gate [E, I, H] and up [E, I, H] (down as above).
+  // Empty in the Hugging Face namings.
+  std::string experts_gate;
+  std::string experts_up;
   // ... or, with stacked_transposed, GPT-OSS's: gate_up [E, H, 2·I] with gate and up columns
   // interleaved (gate = [..., 0::2], up = [..., 1::2]) and down [E, I, H], both input-major. The loader
   // copies them into the engine's row-major [out, in] matrices. The biases are [E, 2·I] (interleaved

@@ -12,6 +12,7 @@
 
 #include "engine/common/error.h"
 #include "engine/model/family.h"
+#include "engine/model/gguf_model.h"
 
 namespace moe {
 
@@ -87,6 +88,47 @@ class CheckpointSource : public WeightSource {
  private:
   const TensorStore& store_;
   std::string config_;
+  std::set<std::string> used_;
+};
+
+// A GGUF file's tensors under llama.cpp's names (gguf_model.h); shapes in PyTorch order (GGUF's dims
+// reversed). Matrices may be in llama.cpp's block-quantized types; vectors must be F32, F16 or BF16.
+class GgufSource : public WeightSource {
+ public:
+  explicit GgufSource(const GgufFile& file) : file_(file) {}
+  bool has(const std::string& name, bool) const override { return file_.find(name) != nullptr; }
+  const void* get(const std::string& name, const std::vector<int64_t>& shape, bool required, DType& dtype) override {
+    const GgufTensor* t = file_.find(name);
+    if (!t) {
+      if (required) throw EngineError(file_.path(), name, "tensor is missing (the metadata implies it with shape " + shape_str(shape) + ")");
+      return nullptr;
+    }
+    used_.insert(name);
+    if (!t->readable)
+      throw EngineError(file_.path(), name, "ggml type " + t->type_name + " is not read (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q2_K to Q6_K are)");
+    if (shape.size() == 1 && !is_weight_dtype(t->view.dtype))
+      throw EngineError(file_.path(), name, "a vector in " + t->type_name + "; vectors are read in F32, F16 or BF16");
+    // A [1, n] matrix may be stored as a vector (Qwen2-MoE's shared expert gate), and a vector as [1, n].
+    const auto& got = t->view.shape;
+    const bool same = got == shape || (shape.size() == 2 && shape[0] == 1 && got == std::vector<int64_t>{shape[1]}) ||
+                      (shape.size() == 1 && got == std::vector<int64_t>{1, shape[0]});
+    if (!same) {
+      std::vector<int64_t> ne(shape.rbegin(), shape.rend());
+      throw EngineError(file_.path(), name, "dims " + shape_str(std::vector<int64_t>(got.rbegin(), got.rend())) +
+                                                " (innermost first) disagree with the metadata, which implies " + shape_str(ne));
+    }
+    dtype = t->view.dtype;
+    return t->view.data;
+  }
+  std::vector<std::string> unused() const {
+    std::vector<std::string> out;
+    for (const auto& [n, t] : file_.tensors())
+      if (!used_.count(n)) out.push_back(n);
+    return out;
+  }
+
+ private:
+  const GgufFile& file_;
   std::set<std::string> used_;
 };
 
@@ -265,12 +307,23 @@ class Binder {
         DType dt = DType::F32, dt2 = DType::F32;
         const auto* gu = static_cast<const std::byte*>(src_.get(fused_gu, {E, 2 * I, H}, true, dt));
         const auto* dn = static_cast<const std::byte*>(src_.get(fused_d, {E, H, I}, true, dt2));
-        const size_t es = dtype_size(dt), es2 = dtype_size(dt2);
         for (int64_t e = 0; e < E; ++e) {
           auto& X = L.experts[size_t(e)];
-          X.gate = {gu + size_t(e * 2 * I * H) * es, dt, I, H};
-          X.up = {gu + size_t((e * 2 * I + I) * H) * es, dt, I, H};
-          X.down = {dn + size_t(e * H * I) * es2, dt2, H, I};
+          X.gate = {gu + matrix_bytes(dt, e * 2 * I, H), dt, I, H};
+          X.up = {gu + matrix_bytes(dt, e * 2 * I + I, H), dt, I, H};
+          X.down = {dn + matrix_bytes(dt2, e * H, I), dt2, H, I};
+        }
+      } else if (!n_.experts_gate.empty() && src_.has(name(n_.experts_gate))) {
+        // Stacked apart (GGUF): gate [E, I, H], up [E, I, H], down [E, H, I], each in its own type.
+        DType dg = DType::F32, du = DType::F32, dd = DType::F32;
+        const auto* g = static_cast<const std::byte*>(src_.get(name(n_.experts_gate), {E, I, H}, true, dg));
+        const auto* u = static_cast<const std::byte*>(src_.get(name(n_.experts_up), {E, I, H}, true, du));
+        const auto* d = static_cast<const std::byte*>(src_.get(fused_d, {E, H, I}, true, dd));
+        for (int64_t e = 0; e < E; ++e) {
+          auto& X = L.experts[size_t(e)];
+          X.gate = {g + matrix_bytes(dg, e * I, H), dg, I, H};
+          X.up = {u + matrix_bytes(du, e * I, H), du, I, H};
+          X.down = {d + matrix_bytes(dd, e * H, I), dd, H, I};
         }
       } else {
         for (int64_t e = 0; e < E; ++e) {
@@ -438,9 +491,29 @@ std::filesystem::path config_path_of(const std::filesystem::path& p) {
 
 Model::~Model() = default;
 
+std::map<std::string, size_t> Model::matrix_bytes_by_dtype() const {
+  std::map<std::string, size_t> out;
+  auto add = [&out](const WeightMatrix& m) {
+    if (m.rows > 0) out[std::string(dtype_name(m.dtype))] += m.bytes();
+  };
+  auto mlp = [&add](const SwiGluWeights& w) {
+    for (const WeightMatrix* m : {&w.gate, &w.up, &w.down}) add(*m);
+  };
+  add(weights_.embed);
+  if (!spec_.tied_embeddings) add(weights_.lm_head);
+  for (const auto& L : weights_.layers) {
+    for (const WeightMatrix* m : {&L.q, &L.k, &L.v, &L.o, &L.q_a, &L.kv_a, &L.kv_b, &L.router, &L.shared_gate}) add(*m);
+    for (const auto& e : L.experts) mlp(e);
+    mlp(L.shared);
+    mlp(L.mlp);
+  }
+  return out;
+}
+
 std::unique_ptr<Model> Model::load(const std::filesystem::path& dir) {
+  if (is_gguf_file(dir)) return load_gguf(dir);
   if (!std::filesystem::is_directory(dir))
-    throw EngineError(dir.string(), "", "not a folder (expected a Hugging Face checkpoint folder with config.json)");
+    throw EngineError(dir.string(), "", "not a folder or a GGUF file (expected a Hugging Face checkpoint folder with config.json, or a .gguf file)");
   const auto config_file = dir / "config.json";
   if (!std::filesystem::exists(config_file))
     throw EngineError(config_file.string(), "", "missing: a checkpoint folder needs config.json");
@@ -456,6 +529,23 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir) {
   CheckpointSource src(*m->store_, "config.json");
   ModelSpec spec = m->spec_;
   Binder binder(m->spec_, f->names, src, &m->owned_weights_);
+  m->weights_ = binder.bind(spec);
+  m->spec_ = spec;
+  m->unused_ = src.unused();
+  m->weight_bytes_ = count_weight_bytes(m->spec_, m->weights_);
+  return m;
+}
+
+std::unique_ptr<Model> Model::load_gguf(const std::filesystem::path& path) {
+  std::unique_ptr<Model> m(new Model());
+  m->dir_ = path;
+  m->gguf_ = GgufFile::open(path);
+  const GgufModelConfig gc = read_gguf_model_config(*m->gguf_);
+  m->spec_ = read_model_spec(JsonFields(gc.config, gc.config_name));
+  if (gc.interleaved_rope) m->spec_.attn.rope_style = RopeStyle::Interleaved;
+  GgufSource src(*m->gguf_);
+  ModelSpec spec = m->spec_;
+  Binder binder(m->spec_, gc.names, src);
   m->weights_ = binder.bind(spec);
   m->spec_ = spec;
   m->unused_ = src.unused();

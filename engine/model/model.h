@@ -3,10 +3,12 @@
 // files that came with it. Loading checks every tensor's presence, dtype and shape against config.json.
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "engine/formats/gguf.h"
 #include "engine/formats/safetensors.h"
 #include "engine/model/model_spec.h"
 #include "engine/model/weights.h"
@@ -41,7 +43,8 @@ struct WeightBytes {
 
 class Model {
  public:
-  // A Hugging Face checkpoint folder: config.json + safetensors (single, sharded or several files).
+  // A Hugging Face checkpoint folder (config.json + safetensors: single, sharded or several files), or a
+  // GGUF file (engine/model/gguf_model.h).
   static std::unique_ptr<Model> load(const std::filesystem::path& dir);
   // Random weights of the shape a config.json describes (a file, or a folder holding config.json).
   static std::unique_ptr<Model> synthetic(const std::filesystem::path& config, const SyntheticOptions& options);
@@ -49,13 +52,19 @@ class Model {
   ~Model();
   const ModelSpec& spec() const { return spec_; }
   const ModelWeights& weights() const { return weights_; }
-  const std::filesystem::path& dir() const { return dir_; }  // the folder (empty for synthetic)
+  // The folder, or the GGUF file (empty for synthetic). Tokenizer::load and ChatTemplate::from_model_dir
+  // take either.
+  const std::filesystem::path& dir() const { return dir_; }
+  bool is_gguf() const { return gguf_ != nullptr; }
   bool is_synthetic() const { return synthetic_; }
   bool has_weights() const { return weights_.embed.data != nullptr; }
   // Bytes of weights the forward pass reads (matrices in their stored dtype, plus F32 vectors).
   size_t weight_bytes() const { return weight_bytes_.total(); }
   // The same by part: with MXFP4 experts the parts differ in bytes per parameter.
   const WeightBytes& weight_bytes_by_part() const { return weight_bytes_; }
+  // Bytes of the weight matrices by their stored type ("Q4_K", "BF16", ...): a GGUF file mixes several.
+  // Vectors (norms, biases), held as F32, are not counted.
+  std::map<std::string, size_t> matrix_bytes_by_dtype() const;
   // Bytes of distinct synthetic memory (less than weight_bytes when aliased).
   size_t synthetic_bytes() const { return synthetic_bytes_; }
   // Checkpoint tensors no part of the model used (e.g. rotary_emb.inv_freq), for `info`.
@@ -63,6 +72,7 @@ class Model {
 
  private:
   Model() = default;
+  static std::unique_ptr<Model> load_gguf(const std::filesystem::path& path);
   ModelSpec spec_;
   ModelWeights weights_;
   std::filesystem::path dir_;
@@ -70,6 +80,7 @@ class Model {
   WeightBytes weight_bytes_;
   size_t synthetic_bytes_ = 0;
   std::unique_ptr<TensorStore> store_;
+  std::unique_ptr<GgufFile> gguf_;
   std::unique_ptr<std::byte[]> synthetic_memory_;
   OwnedWeights owned_weights_;
   std::vector<std::string> unused_;

@@ -315,6 +315,12 @@ void BpeTokenizer::finish_tables() {
   cache_.clear();
 }
 
+void BpeTokenizer::set_eos_ids(std::vector<int32_t> ids) {
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  eos_ids_ = std::move(ids);
+}
+
 void BpeTokenizer::apply_config(const detail::TokenizerConfig& cfg) {
   if (!cfg.present) return;
   bool changed = false;

@@ -33,6 +33,8 @@ class BpeTokenizer final : public Tokenizer {
 
   // Takes BOS/EOS, add_bos_token and extra added tokens from tokenizer_config.json.
   void apply_config(const detail::TokenizerConfig& cfg);
+  // Replaces the ids that end generation (GGUF files name several: eos, end of turn, ...); duplicates dropped.
+  void set_eos_ids(std::vector<int32_t> ids);
 
   std::vector<int32_t> encode(std::string_view text, bool add_special = true) const override;
   std::string decode(std::span<const int32_t> ids, bool skip_special = false) const override;

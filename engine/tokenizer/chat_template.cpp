@@ -3,6 +3,8 @@
 // that family's template; tests/data/tokenizers/chat_expected.json holds the goldens.
 #include "engine/tokenizer/chat_template.h"
 
+#include "engine/formats/gguf.h"
+
 #include <cstddef>
 #include <ctime>
 
@@ -219,6 +221,7 @@ ChatTemplate ChatTemplate::from_source(const std::string& src, std::string bos_t
 }
 
 ChatTemplate ChatTemplate::from_model_dir(const std::filesystem::path& dir) {
+  if (is_gguf_file(dir)) return from_gguf(*GgufFile::open(dir));
   const auto config_path = dir / "tokenizer_config.json";
   const auto jinja_path = dir / "chat_template.jinja";  // where newer transformers versions save it
   std::error_code ec;
@@ -259,6 +262,29 @@ ChatTemplate ChatTemplate::from_model_dir(const std::filesystem::path& dir) {
   t.file_ = file;
   if (!cls.empty()) t.cls_ = cls;
   if (!sep.empty()) t.sep_ = sep;
+  return t;
+}
+
+ChatTemplate ChatTemplate::from_gguf(const GgufFile& g) {
+  const auto& meta = g.metadata();
+  auto text = [&](const char* key) -> std::string {
+    if (!meta.contains(key)) return {};
+    if (!meta[key].is_string()) throw EngineError(g.path(), key, "expected a string, got " + meta[key].dump());
+    return meta[key].get<std::string>();
+  };
+  // The BOS and EOS strings a template may print, from their ids.
+  auto token = [&](const char* key) -> std::string {
+    if (!meta.contains(key) || !meta.contains("tokenizer.ggml.tokens")) return {};
+    const auto& tokens = meta["tokenizer.ggml.tokens"];
+    const auto& id = meta[key];
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || uint64_t(id.get<int64_t>()) >= tokens.size() ||
+        !tokens[size_t(id.get<int64_t>())].is_string())
+      throw EngineError(g.path(), key, "not the id of a token in tokenizer.ggml.tokens: " + id.dump());
+    return tokens[size_t(id.get<int64_t>())].get<std::string>();
+  };
+  ChatTemplate t = from_source(text("tokenizer.chat_template"), token("tokenizer.ggml.bos_token_id"),
+                               token("tokenizer.ggml.eos_token_id"));
+  t.file_ = g.path();
   return t;
 }
 

@@ -9,6 +9,8 @@
 
 namespace moe {
 
+class GgufFile;
+
 struct ChatMessage {
   std::string role;     // "system", "user", "assistant"
   std::string content;  // for assistant turns, may hold <think>…</think> before the answer
@@ -60,9 +62,11 @@ std::optional<bool> latest_soft_switch(const std::vector<ChatMessage>& messages)
 
 class ChatTemplate {
  public:
-  // Reads tokenizer_config.json in the folder (absent file → None). Throws EngineError when the file is
-  // broken JSON.
+  // Reads tokenizer_config.json in the folder (absent file → None), or a GGUF file's template. Throws
+  // EngineError when the file is broken JSON.
   static ChatTemplate from_model_dir(const std::filesystem::path& dir);
+  // A GGUF file's tokenizer.chat_template (none: format None), with its BOS and EOS token strings.
+  static ChatTemplate from_gguf(const GgufFile& file);
   static ChatTemplate from_source(const std::string& jinja_source, std::string bos_token = "",
                                   std::string eos_token = "");
 

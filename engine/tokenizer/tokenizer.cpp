@@ -3,6 +3,7 @@
 #include "engine/common/error.h"
 #include "engine/formats/json_file.h"
 #include "engine/tokenizer/bpe_tokenizer.h"
+#include "engine/tokenizer/gguf_tokenizer.h"
 #include "engine/tokenizer/sentencepiece_tokenizer.h"
 #include "engine/tokenizer/special_tokens.h"
 #include "engine/tokenizer/tiktoken_tokenizer.h"
@@ -37,6 +38,7 @@ std::filesystem::path tiktoken_python_file(const std::filesystem::path& dir, con
 }  // namespace
 
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::filesystem::path& model_dir) {
+  if (is_gguf_file(model_dir)) return load_gguf_tokenizer(*GgufFile::open(model_dir));
   std::error_code ec;
   if (!std::filesystem::is_directory(model_dir, ec))
     throw EngineError(model_dir.string(), "", "not a folder (expected a model folder with tokenizer files)");

@@ -20,7 +20,8 @@ class Tokenizer {
 
   // Loads from a model folder: tokenizer.json when it holds a byte-level BPE model, else tiktoken.model (with
   // the Python file tokenizer_config.json's auto_map names, for its split pattern), else tokenizer.model
-  // (SentencePiece); tokenizer_config.json for add_bos_token / bos / eos when present. Throws EngineError
+  // (SentencePiece); tokenizer_config.json for add_bos_token / bos / eos when present. A GGUF file gives
+  // the tokenizer it carries (gguf_tokenizer.h). Throws EngineError
   // naming the file and the field when a file is missing or broken.
   static std::unique_ptr<Tokenizer> load(const std::filesystem::path& model_dir);
 

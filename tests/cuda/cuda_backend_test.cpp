@@ -25,15 +25,18 @@ namespace {
 const std::string kModels = std::string(MOE_TEST_DATA_DIR) + "/models/";
 const std::string kConfigs = std::string(MOE_TEST_DATA_DIR) + "/../../resources/configs/";
 
+// "NAME.gguf" is the folder's model.gguf (tests/make_gguf_goldens.py).
 std::string case_dir(const std::string& name) {
   if (name.rfind("demo/", 0) == 0) return std::string(MOE_TEST_DATA_DIR) + "/../../resources/demo/" + name.substr(5);
+  if (name.ends_with(".gguf")) return kModels + name.substr(0, name.size() - 5) + "/model.gguf";
   return kModels + name;
 }
 
 // The prompt of a golden case (transformers' reference input), or a fixed one for the demo models.
 std::vector<int32_t> prompt_of(const std::string& name) {
   if (name.rfind("demo/", 0) == 0) return {1, 5, 9, 14, 3, 22, 7, 30, 2, 11, 17, 4};
-  auto f = SafetensorsFile::open(kModels + name + "/reference.safetensors");
+  const std::string folder = name.ends_with(".gguf") ? name.substr(0, name.size() - 5) : name;
+  auto f = SafetensorsFile::open(kModels + folder + "/reference.safetensors");
   const TensorView& v = f->tensors().at("prompt_ids");
   std::vector<int64_t> ids(size_t(v.numel()));
   std::memcpy(ids.data(), v.data, v.nbytes);
@@ -183,10 +186,11 @@ INSTANTIATE_TEST_SUITE_P(Families, CudaParity,
                          ::testing::Values("qwen3_moe", "qwen3_moe_sparse_step", "qwen3_dense", "qwen2_moe", "mixtral",
                                            "olmoe", "llama", "glm4_moe", "deepseek_v2", "deepseek_v3", "minimax_m2", "ernie4_5_moe", "gpt_oss", "gpt_oss_bf16",
                                            "gpt_oss_mxfp4", "qwen3_moe_bf16",
-                                           "qwen3_moe_f16", "mixtral_sharded", "demo/moe", "demo/dense"),
+                                           "qwen3_moe_f16", "mixtral_sharded", "demo/moe", "demo/dense", "mixtral.gguf"),
                          [](const auto& info) {
                            std::string n = info.param;
                            std::replace(n.begin(), n.end(), '/', '_');
+                           std::replace(n.begin(), n.end(), '.', '_');
                            return n;
                          });
 

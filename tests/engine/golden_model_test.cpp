@@ -64,10 +64,15 @@ struct RoutingRecorder : StepObserver {
 
 class GoldenModel : public ::testing::TestWithParam<std::string> {};
 
-// A case is a folder of tests/data/models/ holding its reference.safetensors, or "demo/NAME": the
-// bundled demo checkpoint resources/demo/NAME with tests/data/demo/NAME.reference.safetensors
+// A case is a folder of tests/data/models/ holding its reference.safetensors; "NAME.gguf": the folder's
+// model.gguf (tests/make_gguf_goldens.py) against the same reference; or "demo/NAME": the bundled demo
+// checkpoint resources/demo/NAME with tests/data/demo/NAME.reference.safetensors
 // (tests/make_demo_goldens.py).
 std::pair<std::string, std::string> case_paths(const std::string& name) {
+  if (name.ends_with(".gguf")) {
+    const std::string folder = kModels + name.substr(0, name.size() - 5);
+    return {folder + "/model.gguf", folder + "/reference.safetensors"};
+  }
   if (name.rfind("demo/", 0) == 0) {
     const std::string demo = name.substr(5);
     return {std::string(MOE_TEST_DATA_DIR) + "/../../resources/demo/" + demo,
@@ -131,10 +136,13 @@ TEST_P(GoldenModel, LogitsRoutingAndGreedyMatchTransformers) {
 INSTANTIATE_TEST_SUITE_P(Families, GoldenModel,
                          ::testing::Values("qwen3_moe", "qwen3_moe_sparse_step", "qwen3_dense", "qwen2_moe", "mixtral",
                                            "olmoe", "llama", "glm4_moe", "deepseek_v2", "deepseek_v3", "minimax_m2", "ernie4_5_moe", "gpt_oss", "qwen3_moe_bf16",
-                                           "qwen3_moe_f16", "gpt_oss_bf16", "gpt_oss_mxfp4", "mixtral_sharded", "demo/moe", "demo/dense"),
+                                           "qwen3_moe_f16", "gpt_oss_bf16", "gpt_oss_mxfp4", "mixtral_sharded", "demo/moe", "demo/dense",
+                                           "qwen3_moe.gguf", "qwen3_dense.gguf", "qwen2_moe.gguf", "olmoe.gguf", "mixtral.gguf",
+                                           "llama.gguf", "qwen3_moe_q4_k_m.gguf"),
                          [](const auto& info) {
                            std::string n = info.param;
                            std::replace(n.begin(), n.end(), '/', '_');
+                           std::replace(n.begin(), n.end(), '.', '_');
                            return n;
                          });
 

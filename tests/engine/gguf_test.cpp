@@ -1,0 +1,375 @@
+// GGUF: the reader against the committed files (tests/make_gguf_goldens.py wrote them with gguf-py), its
+// errors on files that lie, a deterministic mutation fuzzer, and a GGUF model's metadata, tensors and
+// tokenizer read as the Hugging Face checkpoint they were converted from.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/common/error.h"
+#include "engine/formats/gguf.h"
+#include "engine/formats/safetensors.h"
+#include "engine/model/model.h"
+#include "engine/tokenizer/chat_template.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "tests/support/gguf_builder.h"
+#include "tests/support/test_support.h"
+
+namespace moe {
+namespace {
+
+const std::string kModels = std::string(MOE_TEST_DATA_DIR) + "/models/";
+using test::GgufBuilder;
+using test::ScratchDir;
+
+// The message of the EngineError `f` throws ("" when it throws none).
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const EngineError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::string f32_bytes(std::initializer_list<float> v) {
+  std::string s(v.size() * 4, '\0');
+  std::memcpy(s.data(), std::data(v), s.size());
+  return s;
+}
+
+// A small valid file: a few kinds of metadata and two tensors.
+GgufBuilder small_file() {
+  GgufBuilder b;
+  b.metadata["general.architecture"] = "qwen3moe";
+  b.metadata["general.count"] = 7;
+  b.metadata["general.ratio"] = 0.5;
+  b.metadata["general.flag"] = true;
+  b.metadata["general.names"] = {"a", "bc"};
+  b.metadata["general.nested"] = nlohmann::json::array({nlohmann::json::array({1, 2}), nlohmann::json::array({3})});
+  b.tensors.push_back({"a.weight", 0, {2, 3}, f32_bytes({1, 2, 3, 4, 5, 6})});
+  b.tensors.push_back({"b.weight", 1, {4}, std::string(8, '\x3c')});
+  return b;
+}
+
+TEST(Gguf, ReadsMetadataShapesAndData) {
+  ScratchDir dir;
+  const auto path = dir.write("small.gguf", small_file().bytes());
+  EXPECT_TRUE(is_gguf_file(path));
+  EXPECT_FALSE(is_gguf_file(dir.write("x.safetensors", "not gguf")));
+  auto g = GgufFile::open(path);
+  EXPECT_EQ(g->version(), 3u);
+  EXPECT_EQ(g->metadata()["general.architecture"], "qwen3moe");
+  EXPECT_EQ(g->metadata()["general.count"], 7);
+  EXPECT_EQ(g->metadata()["general.ratio"], 0.5);
+  EXPECT_EQ(g->metadata()["general.flag"], true);
+  EXPECT_EQ(g->metadata()["general.names"][1], "bc");
+  EXPECT_EQ(g->metadata()["general.nested"][0][1], 2);
+  const GgufTensor* a = g->find("a.weight");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->view.shape, (std::vector<int64_t>{3, 2}));  // GGUF {2, 3} is PyTorch [3, 2]
+  EXPECT_EQ(a->view.dtype, DType::F32);
+  EXPECT_TRUE(a->readable);
+  EXPECT_EQ(a->view.nbytes, 24u);
+  float v[6];
+  std::memcpy(v, a->view.data, 24);
+  EXPECT_EQ(v[5], 6.0f);
+  EXPECT_EQ(g->find("b.weight")->view.dtype, DType::F16);
+  // Data starts at the alignment, and each tensor at an aligned offset.
+  EXPECT_EQ(g->data_offset() % 32, 0u);
+  EXPECT_EQ(g->find("b.weight")->offset, 32u);
+}
+
+// The committed golden file holds the safetensors checkpoint's weights: the same bytes, dims reversed,
+// and the experts of a layer stacked in order.
+TEST(Gguf, GoldenFileHoldsTheCheckpointsWeights) {
+  auto g = GgufFile::open(kModels + "qwen3_moe/model.gguf");
+  auto st = SafetensorsFile::open(kModels + "qwen3_moe/model.safetensors");
+  const auto same = [&](const std::string& gguf_name, const std::string& hf_name, size_t offset = 0) {
+    const GgufTensor* t = g->find(gguf_name);
+    const TensorView& h = st->tensors().at(hf_name);
+    ASSERT_NE(t, nullptr) << gguf_name;
+    ASSERT_LE(offset + h.nbytes, t->view.nbytes);
+    EXPECT_EQ(std::memcmp(t->view.data + offset, h.data, h.nbytes), 0) << gguf_name << " vs " << hf_name;
+  };
+  EXPECT_EQ(g->metadata()["general.architecture"], "qwen3moe");
+  EXPECT_EQ(g->find("token_embd.weight")->view.shape, (std::vector<int64_t>{512, 48}));
+  EXPECT_EQ(g->find("blk.2.ffn_gate_exps.weight")->view.shape, (std::vector<int64_t>{8, 32, 48}));
+  same("token_embd.weight", "model.embed_tokens.weight");
+  same("blk.1.attn_q.weight", "model.layers.1.self_attn.q_proj.weight");
+  same("blk.2.ffn_down_exps.weight", "model.layers.2.mlp.experts.5.down_proj.weight", 5 * 48 * 32 * 4);
+  same("blk.0.ffn_up_exps.weight", "model.layers.0.mlp.experts.7.up_proj.weight", 7 * 32 * 48 * 4);
+}
+
+TEST(Gguf, ErrorsNameTheFileAndTheField) {
+  ScratchDir dir;
+  auto open_bytes = [&](const std::string& bytes) {
+    return error_of([&] { GgufFile::open(dir.write("bad.gguf", bytes)); });
+  };
+  auto open = [&](const GgufBuilder& b) { return open_bytes(b.bytes()); };
+  const std::string good = small_file().bytes();
+
+  std::string bytes = good;
+  bytes[0] = 'X';
+  EXPECT_NE(open_bytes(bytes).find("'magic': not a GGUF file"), std::string::npos);
+  EXPECT_NE(open_bytes(bytes).find("bad.gguf"), std::string::npos);
+
+  GgufBuilder b = small_file();
+  b.version = 0x03000000u;
+  EXPECT_NE(open(b).find("big-endian"), std::string::npos);
+  b.version = 1;
+  EXPECT_NE(open(b).find("version 1"), std::string::npos);
+  b.version = 4;
+  EXPECT_NE(open(b).find("unknown GGUF version 4"), std::string::npos);
+
+  // Every truncation of a valid file is an error that names the file (or, at the very end, a valid file).
+  for (size_t n = 0; n < good.size(); ++n) {
+    const std::string e = open_bytes(good.substr(0, n));
+    EXPECT_NE(e.find("bad.gguf"), std::string::npos) << "cut at " << n;
+  }
+  EXPECT_NE(open_bytes(good.substr(0, 30)).find("'metadata_kv_count': 6 pairs cannot fit"), std::string::npos);
+  EXPECT_NE(open_bytes(good.substr(0, good.find("b.weight") + 4)).find("'tensor info 1': truncated: a tensor name needs 8 bytes"),
+            std::string::npos);
+  EXPECT_NE(open_bytes(good.substr(0, good.size() - 1)).find("'b.weight': truncated"), std::string::npos);
+
+  // Lying counts and lengths.
+  bytes = good;
+  bytes[8] = '\x7f';  // tensor_count
+  EXPECT_NE(open_bytes(bytes).find("'tensor_count'"), std::string::npos);
+  bytes = good;
+  bytes[23] = '\x10';  // metadata_kv_count, high byte
+  EXPECT_NE(open_bytes(bytes).find("'metadata_kv_count'"), std::string::npos);
+  bytes = good;
+  bytes[31] = '\x7f';  // the first key's length, high byte
+  EXPECT_NE(open_bytes(bytes).find("metadata key"), std::string::npos);
+
+  b = small_file();
+  b.metadata["general.alignment"] = 48;
+  EXPECT_NE(open(b).find("'general.alignment': must be a power of two"), std::string::npos);
+
+  b = small_file();
+  b.tensors[0].ggml_type = 99;
+  EXPECT_NE(open(b).find("'a.weight': unknown ggml type 99"), std::string::npos);
+  b = small_file();
+  b.tensors[0] = {"q.weight", 8, {48, 1}, std::string(34 * 2, '\0')};  // Q8_0 rows of 48: not whole blocks
+  EXPECT_NE(open(b).find("'q.weight': the first dim 48 is not a multiple of Q8_0's block of 32"), std::string::npos);
+  b = small_file();
+  b.tensors[0].ne = {2, 3, 1, 1, 1};
+  EXPECT_NE(open(b).find("has 5 dims"), std::string::npos);
+  b = small_file();
+  b.tensors[0].ne = {uint64_t(1) << 62, 16};
+  EXPECT_NE(open(b).find("overflow"), std::string::npos);
+  b = small_file();
+  b.tensors[1].ne = {400};  // claims more data than the file has
+  EXPECT_NE(open(b).find("'b.weight': truncated"), std::string::npos);
+  b = small_file();
+  b.tensors[1].name = "a.weight";
+  EXPECT_NE(open(b).find("'a.weight': the tensor appears twice"), std::string::npos);
+  b = small_file();
+  b.tensors[0].name = std::string(65, 'n');
+  EXPECT_NE(open(b).find("tensor names are at most 64 bytes"), std::string::npos);
+
+  // An offset off the alignment, and two tensors over the same bytes: edit the second info's offset.
+  b = small_file();
+  bytes = b.bytes();
+  const size_t info = bytes.find("b.weight") + 8 + 4 + 8 + 4;  // name, n_dims, ne[0], type → offset
+  bytes[info] = 8;
+  EXPECT_NE(open_bytes(bytes).find("'b.weight': data offset 8 is not a multiple of the alignment 32"), std::string::npos);
+  bytes[info] = 0;
+  EXPECT_NE(open_bytes(bytes).find("overlaps the data of 'a.weight'"), std::string::npos);
+
+  // Nested arrays past the limit, and an unknown value type.
+  b = small_file();
+  nlohmann::json deep = 1;
+  for (int i = 0; i < 10; ++i) deep = nlohmann::json::array({deep});
+  b.metadata["general.deep"] = deep;
+  EXPECT_NE(open(b).find("nested deeper"), std::string::npos);
+  bytes = good;
+  const size_t type_at = bytes.find("general.architecture") + std::string("general.architecture").size();
+  bytes[type_at] = 42;
+  EXPECT_NE(open_bytes(bytes).find("'general.architecture': unknown value type 42"), std::string::npos);
+}
+
+// Seeded mutants of the small file and of the golden file's header: each either opens with every tensor
+// inside the mapping, or throws an EngineError naming the file. Anything else fails the test.
+TEST(Gguf, MutantsOpenOrFailWithEngineError) {
+  ScratchDir dir;
+  std::vector<std::string> seeds = {small_file().bytes()};
+  {
+    const std::string golden = test::read_file(kModels + "qwen3_moe/model.gguf");
+    seeds.push_back(golden.substr(0, 1 << 15));  // header and some data: mostly truncated tensors
+  }
+  std::mt19937_64 rng(0x66756767);
+  int opened = 0, refused = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::string bytes = seeds[size_t(i) % seeds.size()];
+    const int edits = 1 + int(rng() % 4);
+    for (int e = 0; e < edits; ++e) {
+      const size_t at = size_t(rng() % bytes.size());
+      switch (rng() % 4) {
+        case 0: bytes[at] = char(rng()); break;                      // a random byte
+        case 1: bytes[at] = char(bytes[at] ^ (1 << (rng() % 8))); break;  // a bit flip
+        case 2: bytes.resize(at); break;                              // truncation
+        default: bytes[at] = char(0xff); break;                       // a huge count or length
+      }
+      if (bytes.empty()) bytes = "G";
+    }
+    const auto path = dir.write("m.gguf", bytes);
+    try {
+      auto g = GgufFile::open(path);
+      for (const auto& [name, t] : g->tensors()) {
+        ASSERT_GE(t.view.data, g->mapping().data());
+        ASSERT_LE(t.view.data + t.view.nbytes, g->mapping().data() + g->mapping().size()) << name;
+      }
+      ++opened;
+    } catch (const EngineError& e) {
+      ASSERT_NE(std::string(e.what()).find("m.gguf"), std::string::npos) << e.what();
+      ++refused;
+    }
+  }
+  EXPECT_GT(opened, 0);
+  EXPECT_GT(refused, 0);
+}
+
+// The model side: a file rewritten with one thing wrong gives an error naming the file and the key or
+// tensor, never a crash.
+TEST(GgufModel, ErrorsNameTheMetadataKeyOrTensor) {
+  ScratchDir dir;
+  auto g = GgufFile::open(kModels + "qwen3_moe/model.gguf");
+  auto load = [&](const GgufBuilder& b) { return error_of([&] { Model::load(dir.write("m.gguf", b.bytes())); }); };
+
+  GgufBuilder b = GgufBuilder::from_file(*g);
+  EXPECT_EQ(load(b), "");  // unchanged, it loads
+
+  b.metadata["general.architecture"] = "gemma3";
+  EXPECT_NE(load(b).find("'general.architecture': GGUF architecture 'gemma3' is not read (supported: qwen3moe"), std::string::npos);
+
+  b = GgufBuilder::from_file(*g);
+  b.metadata["split.count"] = 3;
+  EXPECT_NE(load(b).find("'split.count': one of 3 split files"), std::string::npos);
+
+  b = GgufBuilder::from_file(*g);
+  b.metadata.erase("qwen3moe.expert_used_count");
+  EXPECT_NE(load(b).find("m.gguf: 'qwen3moe.expert_used_count': missing from the metadata"), std::string::npos);
+
+  b = GgufBuilder::from_file(*g);
+  b.metadata["qwen3moe.attention.head_count"] = nlohmann::json::array({4, 4, 4});
+  EXPECT_NE(load(b).find("'qwen3moe.attention.head_count': per-layer values"), std::string::npos);
+
+  b = GgufBuilder::from_file(*g);
+  b.metadata["qwen3moe.block_count"] = "three";
+  EXPECT_NE(load(b).find("'qwen3moe.block_count': expected an integer"), std::string::npos);
+
+  b = GgufBuilder::from_file(*g);
+  b.metadata["qwen3moe.expert_gating_func"] = 2;
+  EXPECT_NE(load(b).find("'qwen3moe.expert_gating_func': only the softmax router"), std::string::npos);
+
+  b = GgufBuilder::from_file(*g);
+  b.tensor("blk.1.attn_k.weight")->ggml_type = 17;  // IQ2_XS: 74 bytes per 256 values; rows of 48 fail first
+  EXPECT_NE(load(b).find("blk.1.attn_k.weight"), std::string::npos);
+
+  b = GgufBuilder::from_file(*g);
+  b.tensor("blk.1.attn_k.weight")->ggml_type = 24;  // I8: a type the engine does not compute with
+  b.tensor("blk.1.attn_k.weight")->data.resize(32 * 48);
+  EXPECT_NE(load(b).find("'blk.1.attn_k.weight': ggml type I8 is not read"), std::string::npos);
+
+  b = GgufBuilder::from_file(*g);
+  b.tensor("blk.2.ffn_down_exps.weight")->ne = {32, 48, 7};  // 7 experts where the metadata says 8
+  EXPECT_NE(load(b).find("'blk.2.ffn_down_exps.weight': dims [32, 48, 7] (innermost first) disagree with the metadata, which implies [32, 48, 8]"),
+            std::string::npos);
+
+  b = GgufBuilder::from_file(*g);
+  b.tensors.erase(b.tensors.begin() + 3);
+  EXPECT_NE(load(b).find("tensor is missing (the metadata implies it"), std::string::npos);
+}
+
+// What a GGUF model reads from its metadata, against the checkpoint it was converted from.
+TEST(GgufModel, SpecMatchesTheCheckpoint) {
+  for (const char* name : {"qwen3_moe", "qwen2_moe", "mixtral", "olmoe", "llama", "qwen3_dense"}) {
+    auto a = Model::load(kModels + name);
+    auto b = Model::load(kModels + name + "/model.gguf");
+    const ModelSpec &s = a->spec(), &t = b->spec();
+    EXPECT_TRUE(b->is_gguf());
+    EXPECT_EQ(t.model_type, s.model_type) << name;
+    EXPECT_EQ(t.hidden, s.hidden) << name;
+    EXPECT_EQ(t.n_layers, s.n_layers) << name;
+    EXPECT_EQ(t.vocab_size, s.vocab_size) << name;
+    EXPECT_EQ(t.attn.n_heads, s.attn.n_heads) << name;
+    EXPECT_EQ(t.attn.n_kv_heads, s.attn.n_kv_heads) << name;
+    EXPECT_EQ(t.attn.head_dim, s.attn.head_dim) << name;
+    EXPECT_EQ(t.attn.qk_norm, s.attn.qk_norm) << name;
+    EXPECT_EQ(t.attn.qkv_bias, s.attn.qkv_bias) << name;
+    EXPECT_FLOAT_EQ(float(t.attn.rope_theta), float(s.attn.rope_theta)) << name;
+    EXPECT_FLOAT_EQ(t.rms_eps, s.rms_eps) << name;
+    EXPECT_EQ(t.moe.n_experts, s.moe.n_experts) << name;
+    EXPECT_EQ(t.moe.top_k, s.moe.top_k) << name;
+    EXPECT_EQ(t.moe.expert_ffn, s.moe.expert_ffn) << name;
+    EXPECT_EQ(t.moe.renormalize, s.moe.renormalize) << name;
+    EXPECT_EQ(t.moe.shared_ffn, s.moe.shared_ffn) << name;
+    EXPECT_EQ(t.moe.shared_gate, s.moe.shared_gate) << name;
+    EXPECT_EQ(t.layer_is_moe, s.layer_is_moe) << name;
+    EXPECT_EQ(t.tied_embeddings, s.tied_embeddings) << name;
+    EXPECT_EQ(b->weight_bytes(), a->weight_bytes()) << name;  // F32 in both
+    EXPECT_TRUE(b->unused_tensors().empty()) << name;
+    // llama.cpp permutes Llama's q and k rows for adjacent-pair RoPE; the others keep rotate-half.
+    const bool llama_arch = t.model_type == "llama" || t.model_type == "mixtral";
+    EXPECT_EQ(t.attn.rope_style, llama_arch ? RopeStyle::Interleaved : RopeStyle::RotateHalf) << name;
+  }
+}
+
+// The tokenizer and chat template a GGUF file carries give the ids and prompts of the tokenizer.json and
+// tokenizer_config.json they were converted from.
+TEST(GgufTokenizer, MatchesTheTokenizerItWasConvertedFrom) {
+  const std::string folder = kModels + "qwen3_moe";
+  auto hf = Tokenizer::load(folder);
+  auto gg = Tokenizer::load(folder + "/model.gguf");
+  EXPECT_EQ(gg->kind(), "byte-level BPE");
+  EXPECT_EQ(gg->size(), hf->size());
+  for (const char* text : {"Hello world, it's 2026!", "<|im_start|>user\nWhat is 4821 + 739?<|im_end|>\n",
+                           "<think>\n\n</think>\n\n  spaces   and\ttabs\n\n", "naïve café 数字 123456"}) {
+    EXPECT_EQ(gg->encode(text), hf->encode(text)) << text;
+    EXPECT_EQ(gg->decode(gg->encode(text)), hf->decode(hf->encode(text))) << text;
+  }
+  for (int32_t id = 0; id < hf->size(); ++id) {
+    EXPECT_EQ(gg->id_to_token(id), hf->id_to_token(id)) << id;
+    EXPECT_EQ(gg->is_special(id), hf->is_special(id)) << id;
+  }
+  // <|im_end|> ends a turn (eos), and llama.cpp's end-of-generation set adds <|endoftext|>.
+  const auto stops = gg->eos_ids();
+  EXPECT_NE(std::find(stops.begin(), stops.end(), *hf->token_to_id("<|im_end|>")), stops.end());
+  EXPECT_NE(std::find(stops.begin(), stops.end(), *hf->token_to_id("<|endoftext|>")), stops.end());
+
+  const ChatTemplate a = ChatTemplate::from_model_dir(folder), b = ChatTemplate::from_model_dir(folder + "/model.gguf");
+  EXPECT_EQ(b.format_name(), a.format_name());
+  const std::vector<ChatMessage> msgs = {{"system", "Be brief."}, {"user", "Hi"}};
+  EXPECT_EQ(b.render(msgs, true), a.render(msgs, true));
+}
+
+TEST(GgufTokenizer, ErrorsNameTheKey) {
+  ScratchDir dir;
+  auto g = GgufFile::open(kModels + "qwen3_moe/model.gguf");
+  auto load = [&](const GgufBuilder& b) { return error_of([&] { Tokenizer::load(dir.write("t.gguf", b.bytes())); }); };
+  GgufBuilder b = GgufBuilder::from_file(*g);
+  b.metadata["tokenizer.ggml.pre"] = "chatglm-bpe";
+  EXPECT_NE(load(b).find("'tokenizer.ggml.pre': pre-tokenizer 'chatglm-bpe' is not read"), std::string::npos);
+  b = GgufBuilder::from_file(*g);
+  b.metadata["tokenizer.ggml.model"] = "t5";
+  EXPECT_NE(load(b).find("'tokenizer.ggml.model': tokenizer 't5' is not read"), std::string::npos);
+  b = GgufBuilder::from_file(*g);
+  b.metadata["tokenizer.ggml.token_type"].erase(0);
+  EXPECT_NE(load(b).find("'tokenizer.ggml.token_type': has"), std::string::npos);
+  b = GgufBuilder::from_file(*g);
+  b.metadata["tokenizer.ggml.eos_token_id"] = 100000;
+  EXPECT_NE(load(b).find("'tokenizer.ggml.eos_token_id': token id 100000 is past"), std::string::npos);
+  b = GgufBuilder::from_file(*g);
+  b.metadata.erase("tokenizer.ggml.model");
+  EXPECT_NE(load(b).find("the file carries no tokenizer"), std::string::npos);
+  b = GgufBuilder::from_file(*g);
+  b.metadata["tokenizer.ggml.merges"][3] = "nospace";
+  EXPECT_NE(load(b).find("merges"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace moe
