@@ -25,7 +25,7 @@ using namespace moe;
 namespace {
 
 const char* kUsage = R"(usage:
-  moe-bench (MODEL_DIR | --synthetic CONFIG.json [--dtype bf16|f16|f32]) [--device auto|cpu|cuda]
+  moe-bench (MODEL_DIR | MODEL.gguf | --synthetic CONFIG.json [--dtype bf16|f16|f32]) [--device auto|cpu|cuda]
             [--gpu N] [--kv-dtype f32|bf16] [--threads N] [--prompt-tokens 128] [--decode-tokens 64] [--prefill-chunk 64]
             [--repeats 3] [--bandwidth-mib 512] [--hook-levels off,routing,full] [--json]
 
@@ -49,7 +49,7 @@ double keys_read_over_layers(const ModelSpec& s, int context) {
 double decode_bytes_per_token(const Model& m, int context, size_t kv_bytes_per_token) {
   const auto& s = m.spec();
   const auto& w = m.weights();
-  double b = double(w.lm_head.bytes()) + double(s.hidden) * double(dtype_size(w.embed.dtype));
+  double b = double(w.lm_head.bytes()) + double(matrix_bytes(w.embed.dtype, 1, s.hidden));  // one embedding row
   for (int l = 0; l < s.n_layers; ++l) {
     const auto& L = w.layers[size_t(l)];
     b += double(L.q.bytes() + L.k.bytes() + L.v.bytes() + L.o.bytes() + L.q_a.bytes() + L.kv_a.bytes() + L.kv_b.bytes());

@@ -21,8 +21,8 @@ using nlohmann::json;
 
 namespace {
 
-const char* kUsage = R"(usage: moe-inspect COMMAND [MODEL_DIR | --synthetic CONFIG.json] [options]
-MODEL_DIR defaults to the bundled demo model (resources/demo/moe).
+const char* kUsage = R"(usage: moe-inspect COMMAND [MODEL | --synthetic CONFIG.json] [options]
+MODEL is a checkpoint folder or a .gguf file; it defaults to the bundled demo model (resources/demo/moe).
 
   info          describe a model                    [--context N] [--json]
   generate      run a prompt and stream the tokens  (--chat TEXT | --prompt TEXT | --prompt-ids 1,2,3)
@@ -65,7 +65,9 @@ std::string layer_list(const ModelSpec& s) {
 // What the CUDA backend would hold for this model and context (weights in their stored dtype, the KV
 // cache in the chosen one).
 GpuMemoryPlan gpu_plan(const Model& m, int context, DType kv_dtype) {
-  return plan_gpu_memory(m.spec(), GpuPlanOptions{m.weights().embed.dtype, context, BackendOptions{}.prefill_chunk, 0, kv_dtype});
+  GpuPlanOptions o{m.weights().embed.dtype, context, BackendOptions{}.prefill_chunk, 0, kv_dtype};
+  if (m.has_weights()) o.part_dtypes = gpu_weight_dtypes(m.spec(), m.weights());  // GGUF files mix types
+  return plan_gpu_memory(m.spec(), o);
 }
 
 json info_json(const Model& m, int context, DType kv_dtype) {
@@ -116,6 +118,8 @@ json info_json(const Model& m, int context, DType kv_dtype) {
   const size_t kv_f32 = size_t(z.kv_values_per_token) * 4;
   j["kv_cache_bytes_per_token"] = {{"f32", kv_f32}, {"bf16", kv_f32 / 2}};
   j["weights_bytes"] = m.weight_bytes();
+  j["matrix_bytes_by_dtype"] = m.matrix_bytes_by_dtype();
+  if (m.is_gguf()) j["format"] = "GGUF";
   j["context"] = context;
   j["memory_needed_bytes"] = m.weight_bytes() + kv_f32 * size_t(context);
   j["unused_tensors"] = m.unused_tensors();
@@ -182,7 +186,16 @@ void print_info(const Model& m, int context, DType kv_dtype, const Tokenizer* to
               cli::count_str(double(z.attention_params)).c_str(), cli::count_str(double(z.routed_expert_params)).c_str(),
               cli::count_str(double(z.shared_expert_params)).c_str(), cli::count_str(double(z.dense_mlp_params)).c_str(),
               cli::count_str(double(z.embedding_params)).c_str(), cli::count_str(double(z.lm_head_params)).c_str());
-  std::printf("weights       %s as stored\n", cli::bytes_str(double(m.weight_bytes())).c_str());
+  std::printf("weights       %s as stored", cli::bytes_str(double(m.weight_bytes())).c_str());
+  const auto by_dtype = m.matrix_bytes_by_dtype();
+  if (by_dtype.size() > 1) {  // a mix (GGUF files): the matrices' bytes in each type
+    const char* sep = "; matrices ";
+    for (const auto& [name, bytes] : by_dtype) {
+      std::printf("%s%s %s", sep, name.c_str(), cli::bytes_str(double(bytes)).c_str());
+      sep = ", ";
+    }
+  }
+  std::printf("\n");
   std::printf("KV cache      %s per token (F32 on the CPU; %s in BF16)\n", cli::bytes_str(double(kv)).c_str(),
               cli::bytes_str(double(kv / 2)).c_str());
   std::printf("memory needed %s for a %d-token context\n", cli::bytes_str(double(m.weight_bytes() + kv * size_t(context))).c_str(), context);

@@ -25,11 +25,21 @@ using nlohmann::json;
 
 struct Cancelled {};
 
-// A model is a folder; a file inside one (config.json, a safetensors shard, the index) names its folder.
-fs::path model_folder(const QString& path) {
+// A model is a folder or a GGUF file; any other file inside a folder (config.json, a safetensors shard,
+// the index) names its folder.
+fs::path model_path(const QString& path) {
   fs::path p = path.toStdString();
-  if (fs::is_regular_file(p)) p = p.parent_path();
+  if (fs::is_regular_file(p) && !is_gguf_file(p)) p = p.parent_path();
   return p;
+}
+
+// The files that hold the weights: the GGUF file, or the folder's safetensors files.
+std::vector<fs::path> weight_files(const fs::path& model) {
+  if (!fs::is_directory(model)) return {model};
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(model))
+    if (e.is_regular_file() && e.path().extension() == ".safetensors") files.push_back(e.path());
+  return files;
 }
 
 
@@ -122,7 +132,7 @@ void EngineWorker::restore(const QString& session_dir, const LoadOptions& option
       return;
     }
     doLoad(QString::fromStdString(session.model_path), options);
-    if (conversation_ && modelPath() == QString::fromStdString(model_folder(QString::fromStdString(session.model_path)).string()))
+    if (conversation_ && modelPath() == QString::fromStdString(model_path(QString::fromStdString(session.model_path)).string()))
       doRestore(std::move(session));
   });
 }
@@ -177,21 +187,17 @@ void EngineWorker::touch() { live_version_.fetch_add(1); }
 // ---- Worker side ------------------------------------------------------------------------------------
 
 void EngineWorker::doLoad(const QString& path, const LoadOptions& options) {
-  const fs::path dir = model_folder(path);
+  const fs::path dir = model_path(path);
   try {
-    emit loadProgress(2, tr("Reading config.json and the tensor index"));
+    emit loadProgress(2, tr("Reading the model's settings and tensor index"));
     auto model = Model::load(dir);
     if (cancel_load_) throw Cancelled{};
 
     // Read every weight file once, so the first token does not wait on the disk and the user sees how
     // far along a large checkpoint is (and can cancel it).
-    std::vector<fs::path> files;
+    const std::vector<fs::path> files = weight_files(dir);
     uint64_t total = 0;
-    for (const auto& e : fs::directory_iterator(dir))
-      if (e.is_regular_file() && e.path().extension() == ".safetensors") {
-        files.push_back(e.path());
-        total += e.file_size();
-      }
+    for (const fs::path& f : files) total += fs::file_size(f);
     std::vector<char> buffer(size_t(8) << 20);
     uint64_t done = 0;
     int last_percent = -1;

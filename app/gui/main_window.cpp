@@ -207,7 +207,7 @@ void MainWindow::buildMenus() {
   QMenu* file = menuBar()->addMenu(tr("&File"));
   QAction* open = file->addAction(tr("&Open model folder…"), this, &MainWindow::openModelDialog);
   open->setShortcut(QKeySequence::Open);
-  file->addAction(tr("Open model &file…"), this, &MainWindow::openModelFileDialog);
+  file->addAction(tr("Open model &file (GGUF, or one in a folder)…"), this, &MainWindow::openModelFileDialog);
   file->addAction(tr("Open the &demo model"), this, [this] { openModel(demoModelPath()); });
   recent_menu_ = file->addMenu(tr("&Recent models"));
   file->addSeparator();
@@ -369,8 +369,8 @@ void MainWindow::openModelDialog() {
 
 void MainWindow::openModelFileDialog() {
   const QString file = QFileDialog::getOpenFileName(
-      this, tr("Open a model by one of its files"), recent_.isEmpty() ? QDir::homePath() : recent_.front(),
-      tr("Model files (config.json *.safetensors *.safetensors.index.json);;Any file (*)"));
+      this, tr("Open a GGUF file, or a model folder by one of its files"), recent_.isEmpty() ? QDir::homePath() : recent_.front(),
+      tr("Model files (*.gguf config.json *.safetensors *.safetensors.index.json);;Any file (*)"));
   if (!file.isEmpty()) openModel(file);
 }
 
