@@ -20,6 +20,7 @@
 #include "engine/backend/cpu/matmul.h"
 #include "engine/backend/cpu/thread_pool.h"
 #include "engine/common/dtype.h"
+#include "tests/support/matmul_reference.h"
 #include "engine/formats/safetensors.h"
 
 namespace moe {
@@ -103,31 +104,9 @@ TestMatrix make_matrix(DType t, int64_t rows, int64_t cols, uint32_t seed) {
   return m;
 }
 
-std::vector<float> make_x(int64_t T, int64_t cols, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
-  std::vector<float> x(size_t(T * cols));
-  for (auto& v : x) v = dist(rng);
-  return x;
-}
-
-// Largest |y − ref| / Σ|w·x| over all outputs, ref the product in double: the error relative to the
-// magnitude of the products summed (the scale of a floating-point dot product's rounding).
+using test::make_x;
 double max_rel_error(const TestMatrix& m, const std::vector<float>& x, int64_t T, const std::vector<float>& y) {
-  double worst = 0;
-  for (int64_t t = 0; t < T; ++t) {
-    for (int64_t r = 0; r < m.rows; ++r) {
-      double ref = 0, mag = 0;
-      for (int64_t c = 0; c < m.cols; ++c) {
-        const double p = double(m.exact[size_t(r * m.cols + c)]) * double(x[size_t(t * m.cols + c)]);
-        ref += p;
-        mag += std::fabs(p);
-      }
-      const double err = std::fabs(double(y[size_t(t * m.rows + r)]) - ref);
-      worst = std::max(worst, mag > 0 ? err / mag : err);
-    }
-  }
-  return worst;
+  return test::max_rel_error(m.exact, m.rows, m.cols, x, T, y);
 }
 
 std::string label(DType t, int64_t T, int64_t rows, int64_t cols) {
