@@ -35,38 +35,18 @@ DType gpu_weight_dtype(DType stored) {
 
 // The matrices as upload_weights takes them (engine/backend/cuda/device_weights.cpp).
 GpuWeightDtypes gpu_weight_dtypes(const ModelSpec& s, const ModelWeights& w) {
-  PartDtype embeddings, head, attention, router, routed, shared, dense;
-  embeddings.add(w.embed);
-  if (!s.tied_embeddings) head.add(w.lm_head);
-  for (int l = 0; l < s.n_layers && size_t(l) < w.layers.size(); ++l) {
-    const LayerWeights& L = w.layers[size_t(l)];
-    if (s.attn.is_mla()) {
-      for (const WeightMatrix* m : {&L.q_a, &L.q, &L.kv_a, &L.kv_b, &L.o})
-        if (m->rows > 0) attention.add(*m);
-    } else {
-      for (const WeightMatrix* m : {&L.q, &L.k, &L.v, &L.o}) attention.add(*m);
-    }
-    if (s.layer_is_moe[size_t(l)]) {
-      router.add(L.router);
-      for (const SwiGluWeights& e : L.experts)
-        for (const WeightMatrix* m : {&e.gate, &e.up, &e.down}) routed.add(*m);
-      if (L.shared.gate.rows > 0) {
-        for (const WeightMatrix* m : {&L.shared.gate, &L.shared.up, &L.shared.down}) shared.add(*m);
-        if (L.shared_gate.rows > 0) shared.add(L.shared_gate);
-      }
-    } else {
-      for (const WeightMatrix* m : {&L.mlp.gate, &L.mlp.up, &L.mlp.down}) dense.add(*m);
-    }
-  }
+  PartDtype parts[7];  // by MatrixPart
+  for_each_matrix(w, s.tied_embeddings, [&parts](MatrixPart part, const WeightMatrix& m) { parts[int(part)].add(m); });
+  auto part = [&parts](MatrixPart p) -> const PartDtype& { return parts[int(p)]; };
   GpuWeightDtypes d;
-  d.embeddings = embeddings.device(DType::BF16);
-  d.head = head.device(d.embeddings);
+  d.embeddings = part(MatrixPart::Embeddings).device(DType::BF16);
+  d.head = part(MatrixPart::Head).device(d.embeddings);
   const DType rest = d.embeddings;  // for parts this model does not have
-  d.attention = attention.device(rest);
-  d.router = router.device(rest);
-  d.routed_experts = routed.device(rest);
-  d.shared_experts = shared.device(rest);
-  d.dense_mlp = dense.device(rest);
+  d.attention = part(MatrixPart::Attention).device(rest);
+  d.router = part(MatrixPart::Router).device(rest);
+  d.routed_experts = part(MatrixPart::RoutedExperts).device(rest);
+  d.shared_experts = part(MatrixPart::SharedExperts).device(rest);
+  d.dense_mlp = part(MatrixPart::DenseMlp).device(rest);
   return d;
 }
 

@@ -176,6 +176,46 @@ bool is_gguf_file(const std::filesystem::path& path) {
   return in.read(magic, 4) && std::memcmp(magic, "GGUF", 4) == 0;
 }
 
+const nlohmann::json& GgufMetadata::value(const std::string& k) const {
+  if (!has(k)) throw EngineError(path(), k, "missing from the metadata");
+  return g_.metadata()[k];
+}
+
+int64_t GgufMetadata::integer(const std::string& k) const {
+  const auto& v = value(k);
+  if (v.is_array()) throw EngineError(path(), k, "per-layer values (an array) are not read; expected one integer");
+  if (!v.is_number_integer()) throw EngineError(path(), k, "expected an integer, got " + v.dump());
+  const int64_t i = v.is_number_unsigned() ? int64_t(v.get<uint64_t>()) : v.get<int64_t>();
+  if (i < 0) throw EngineError(path(), k, "must not be negative, got " + std::to_string(i));
+  return i;
+}
+
+double GgufMetadata::number(const std::string& k) const {
+  const auto& v = value(k);
+  if (!v.is_number()) throw EngineError(path(), k, "expected a number, got " + v.dump());
+  return v.get<double>();
+}
+
+bool GgufMetadata::boolean(const std::string& k) const {
+  const auto& v = value(k);
+  if (!v.is_boolean()) throw EngineError(path(), k, "expected a bool, got " + v.dump());
+  return v.get<bool>();
+}
+
+std::string GgufMetadata::string(const std::string& k) const {
+  const auto& v = value(k);
+  if (!v.is_string()) throw EngineError(path(), k, "expected a string, got " + v.dump());
+  return v.get<std::string>();
+}
+
+std::optional<bool> GgufMetadata::boolean_if_present(const std::string& k) const {
+  return has(k) ? std::optional<bool>(boolean(k)) : std::nullopt;
+}
+
+std::string GgufMetadata::string_or(const std::string& k, const std::string& fallback) const {
+  return has(k) ? string(k) : fallback;
+}
+
 const GgufTensor* GgufFile::find(const std::string& name) const {
   const auto it = tensors_.find(name);
   return it == tensors_.end() ? nullptr : &it->second;

@@ -53,6 +53,24 @@ class GgufFile {
   std::map<std::string, GgufTensor> tensors_;
 };
 
+// Typed reads of a GGUF file's metadata, each error naming the file and the key.
+class GgufMetadata {
+ public:
+  explicit GgufMetadata(const GgufFile& file) : g_(file) {}
+  const std::string& path() const { return g_.path(); }
+  bool has(const std::string& key) const { return g_.metadata().contains(key); }
+  const nlohmann::json& value(const std::string& key) const;  // throws when missing
+  int64_t integer(const std::string& key) const;  // one non-negative integer (not per-layer values)
+  double number(const std::string& key) const;
+  bool boolean(const std::string& key) const;
+  std::string string(const std::string& key) const;
+  std::optional<bool> boolean_if_present(const std::string& key) const;
+  std::string string_or(const std::string& key, const std::string& fallback) const;
+
+ private:
+  const GgufFile& g_;
+};
+
 // Whether `path` is a GGUF file: a regular file that starts with the magic "GGUF".
 bool is_gguf_file(const std::filesystem::path& path);
 

@@ -17,46 +17,17 @@ constexpr GgufArchitecture kArchitectures[] = {
     {"olmoe", "olmoe"},        {"llama", "llama or mixtral"},
 };
 
-// Typed reads of the metadata, each error naming the file and the key.
-class Metadata {
+// The metadata under `{arch}.` keys, with GgufMetadata's typed reads.
+class Metadata : public GgufMetadata {
  public:
-  Metadata(const GgufFile& g, std::string arch) : g_(g), arch_(std::move(arch)) {}
+  Metadata(const GgufFile& g, std::string arch) : GgufMetadata(g), arch_(std::move(arch)) {}
   std::string key(const std::string& suffix) const { return arch_ + "." + suffix; }
-  bool has(const std::string& k) const { return g_.metadata().contains(k); }
-  const nlohmann::json& value(const std::string& k) const {
-    if (!has(k)) throw EngineError(g_.path(), k, "missing from the metadata");
-    return g_.metadata()[k];
-  }
-  int64_t integer(const std::string& k) const {
-    const auto& v = value(k);
-    if (v.is_array()) throw EngineError(g_.path(), k, "per-layer values (an array) are not read; expected one integer");
-    if (!v.is_number_integer()) throw EngineError(g_.path(), k, "expected an integer, got " + v.dump());
-    const int64_t i = v.is_number_unsigned() ? int64_t(v.get<uint64_t>()) : v.get<int64_t>();
-    if (i < 0) throw EngineError(g_.path(), k, "must not be negative, got " + std::to_string(i));
-    return i;
-  }
-  double number(const std::string& k) const {
-    const auto& v = value(k);
-    if (!v.is_number()) throw EngineError(g_.path(), k, "expected a number, got " + v.dump());
-    return v.get<double>();
-  }
-  bool boolean(const std::string& k) const {
-    const auto& v = value(k);
-    if (!v.is_boolean()) throw EngineError(g_.path(), k, "expected a bool, got " + v.dump());
-    return v.get<bool>();
-  }
-  std::string string(const std::string& k) const {
-    const auto& v = value(k);
-    if (!v.is_string()) throw EngineError(g_.path(), k, "expected a string, got " + v.dump());
-    return v.get<std::string>();
-  }
   // config[to] = the arch key's value when present.
   void copy_integer(nlohmann::json& config, const char* to, const std::string& suffix) const {
     if (has(key(suffix))) config[to] = integer(key(suffix));
   }
 
  private:
-  const GgufFile& g_;
   std::string arch_;
 };
 
@@ -108,7 +79,7 @@ GgufModelConfig read_gguf_model_config(const GgufFile& g) {
   GgufModelConfig out;
   out.config_name = g.path() + " (metadata)";
   out.names = gguf_names();
-  const Metadata root(g, "");
+  const GgufMetadata root(g);
   // llama.cpp's gguf-split spreads a model's tensors over several files; this reader takes one.
   if (root.has("split.count") && root.integer("split.count") > 1)
     throw EngineError(g.path(), "split.count",

@@ -493,20 +493,8 @@ Model::~Model() = default;
 
 std::map<std::string, size_t> Model::matrix_bytes_by_dtype() const {
   std::map<std::string, size_t> out;
-  auto add = [&out](const WeightMatrix& m) {
-    if (m.rows > 0) out[std::string(dtype_name(m.dtype))] += m.bytes();
-  };
-  auto mlp = [&add](const SwiGluWeights& w) {
-    for (const WeightMatrix* m : {&w.gate, &w.up, &w.down}) add(*m);
-  };
-  add(weights_.embed);
-  if (!spec_.tied_embeddings) add(weights_.lm_head);
-  for (const auto& L : weights_.layers) {
-    for (const WeightMatrix* m : {&L.q, &L.k, &L.v, &L.o, &L.q_a, &L.kv_a, &L.kv_b, &L.router, &L.shared_gate}) add(*m);
-    for (const auto& e : L.experts) mlp(e);
-    mlp(L.shared);
-    mlp(L.mlp);
-  }
+  for_each_matrix(weights_, spec_.tied_embeddings,
+                  [&out](MatrixPart, const WeightMatrix& m) { out[std::string(dtype_name(m.dtype))] += m.bytes(); });
   return out;
 }
 

@@ -64,4 +64,29 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
 };
 
+// What a matrix is part of (the GPU upload gives each part one dtype).
+enum class MatrixPart { Embeddings, Head, Attention, Router, RoutedExperts, SharedExperts, DenseMlp };
+
+// Calls f(part, matrix) for every matrix the model holds: empty ones (absent parts) are skipped, and the
+// head only counts when it is not the tied embedding.
+template <typename F>
+void for_each_matrix(const ModelWeights& w, bool tied_embeddings, F&& f) {
+  auto visit = [&f](MatrixPart part, const WeightMatrix& m) {
+    if (m.rows > 0) f(part, m);
+  };
+  auto mlp = [&visit](MatrixPart part, const SwiGluWeights& s) {
+    for (const WeightMatrix* m : {&s.gate, &s.up, &s.down}) visit(part, *m);
+  };
+  visit(MatrixPart::Embeddings, w.embed);
+  if (!tied_embeddings) visit(MatrixPart::Head, w.lm_head);
+  for (const LayerWeights& L : w.layers) {
+    for (const WeightMatrix* m : {&L.q_a, &L.q, &L.k, &L.v, &L.kv_a, &L.kv_b, &L.o}) visit(MatrixPart::Attention, *m);
+    visit(MatrixPart::Router, L.router);
+    for (const SwiGluWeights& e : L.experts) mlp(MatrixPart::RoutedExperts, e);
+    mlp(MatrixPart::SharedExperts, L.shared);
+    visit(MatrixPart::SharedExperts, L.shared_gate);
+    mlp(MatrixPart::DenseMlp, L.mlp);
+  }
+}
+
 }  // namespace moe

@@ -267,11 +267,6 @@ ChatTemplate ChatTemplate::from_model_dir(const std::filesystem::path& dir) {
 
 ChatTemplate ChatTemplate::from_gguf(const GgufFile& g) {
   const auto& meta = g.metadata();
-  auto text = [&](const char* key) -> std::string {
-    if (!meta.contains(key)) return {};
-    if (!meta[key].is_string()) throw EngineError(g.path(), key, "expected a string, got " + meta[key].dump());
-    return meta[key].get<std::string>();
-  };
   // The BOS and EOS strings a template may print, from their ids.
   auto token = [&](const char* key) -> std::string {
     if (!meta.contains(key) || !meta.contains("tokenizer.ggml.tokens")) return {};
@@ -282,7 +277,7 @@ ChatTemplate ChatTemplate::from_gguf(const GgufFile& g) {
       throw EngineError(g.path(), key, "not the id of a token in tokenizer.ggml.tokens: " + id.dump());
     return tokens[size_t(id.get<int64_t>())].get<std::string>();
   };
-  ChatTemplate t = from_source(text("tokenizer.chat_template"), token("tokenizer.ggml.bos_token_id"),
+  ChatTemplate t = from_source(GgufMetadata(g).string_or("tokenizer.chat_template", ""), token("tokenizer.ggml.bos_token_id"),
                                token("tokenizer.ggml.eos_token_id"));
   t.file_ = g.path();
   return t;

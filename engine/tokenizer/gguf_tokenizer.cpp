@@ -30,44 +30,28 @@ constexpr PreTokenizer kPreTokenizers[] = {
     {"default", "", false},
 };
 
-class Keys {
+// GgufMetadata's reads, and the two shapes only the tokenizer has: arrays of one element kind, and token ids.
+class Keys : public GgufMetadata {
  public:
-  explicit Keys(const GgufFile& g) : g_(g) {}
-  bool has(const std::string& k) const { return g_.metadata().contains(k); }
+  using GgufMetadata::GgufMetadata;
   const nlohmann::json& array(const std::string& k, nlohmann::json::value_t elem, const char* what) const {
-    if (!has(k)) throw EngineError(g_.path(), k, "missing from the metadata");
-    const auto& v = g_.metadata()[k];
-    if (!v.is_array()) throw EngineError(g_.path(), k, std::string("expected an array of ") + what);
+    const auto& v = value(k);
+    if (!v.is_array()) throw EngineError(path(), k, std::string("expected an array of ") + what);
     for (size_t i = 0; i < v.size(); ++i) {
       const bool ok = elem == nlohmann::json::value_t::string ? v[i].is_string() : v[i].is_number_integer();
-      if (!ok) throw EngineError(g_.path(), k + "[" + std::to_string(i) + "]", std::string("expected ") + what);
+      if (!ok) throw EngineError(path(), k + "[" + std::to_string(i) + "]", std::string("expected ") + what);
     }
     return v;
   }
   std::optional<int64_t> id(const std::string& k, size_t n_tokens) const {
     if (!has(k)) return std::nullopt;
-    const auto& v = g_.metadata()[k];
-    if (!v.is_number_integer()) throw EngineError(g_.path(), k, "expected a token id, got " + v.dump());
+    const auto& v = value(k);
+    if (!v.is_number_integer()) throw EngineError(path(), k, "expected a token id, got " + v.dump());
     const int64_t id = v.get<int64_t>();
     if (id < 0 || uint64_t(id) >= n_tokens)
-      throw EngineError(g_.path(), k, "token id " + std::to_string(id) + " is past the " + std::to_string(n_tokens) + " tokens");
+      throw EngineError(path(), k, "token id " + std::to_string(id) + " is past the " + std::to_string(n_tokens) + " tokens");
     return id;
   }
-  std::string string(const std::string& k, const std::string& fallback) const {
-    if (!has(k)) return fallback;
-    const auto& v = g_.metadata()[k];
-    if (!v.is_string()) throw EngineError(g_.path(), k, "expected a string, got " + v.dump());
-    return v.get<std::string>();
-  }
-  std::optional<bool> boolean(const std::string& k) const {
-    if (!has(k)) return std::nullopt;
-    const auto& v = g_.metadata()[k];
-    if (!v.is_boolean()) throw EngineError(g_.path(), k, "expected a bool, got " + v.dump());
-    return v.get<bool>();
-  }
-
- private:
-  const GgufFile& g_;
 };
 
 std::unique_ptr<Tokenizer> byte_level_bpe(const GgufFile& g, const Keys& keys) {
@@ -81,7 +65,7 @@ std::unique_ptr<Tokenizer> byte_level_bpe(const GgufFile& g, const Keys& keys) {
       throw EngineError(file, "tokenizer.ggml.token_type",
                         "has " + std::to_string(types.size()) + " entries for " + std::to_string(tokens.size()) + " tokens");
   }
-  const std::string pre = keys.string("tokenizer.ggml.pre", "default");
+  const std::string pre = keys.string_or("tokenizer.ggml.pre", "default");
   const PreTokenizer* rules = nullptr;
   for (const auto& p : kPreTokenizers)
     if (pre == p.pre) rules = &p;
@@ -128,7 +112,7 @@ std::unique_ptr<Tokenizer> byte_level_bpe(const GgufFile& g, const Keys& keys) {
   config.present = true;
   config.file = file;
   const auto token = [&](int64_t id) { return tokens[size_t(id)].get<std::string>(); };
-  config.add_bos_token = keys.boolean("tokenizer.ggml.add_bos_token").value_or(false);
+  config.add_bos_token = keys.boolean_if_present("tokenizer.ggml.add_bos_token").value_or(false);
   config.has_bos_token = true;
   if (const auto bos = keys.id("tokenizer.ggml.bos_token_id", tokens.size())) config.bos_token = token(*bos);
   config.has_eos_token = true;
@@ -147,7 +131,7 @@ std::unique_ptr<Tokenizer> byte_level_bpe(const GgufFile& g, const Keys& keys) {
 
 std::unique_ptr<Tokenizer> load_gguf_tokenizer(const GgufFile& g) {
   const Keys keys(g);
-  const std::string model = keys.string("tokenizer.ggml.model", "");
+  const std::string model = keys.string_or("tokenizer.ggml.model", "");
   if (model.empty()) throw EngineError(g.path(), "tokenizer.ggml.model", "missing: the file carries no tokenizer");
   if (model == "gpt2") return byte_level_bpe(g, keys);
   throw EngineError(g.path(), "tokenizer.ggml.model",

@@ -1,7 +1,6 @@
 #include "engine/backend/cuda/device_weights.h"
 
 #include <algorithm>
-#include <cstring>
 #include <string>
 
 #include "engine/backend/cuda/cuda_check.h"
@@ -16,26 +15,19 @@ namespace {
 
 constexpr size_t kPiece = size_t(64) << 20;
 
-// Rows expanded to f32 on the host and stored as `to` (BF16, F16 or F32), about kPiece bytes of them
-// per copy; progress(stored bytes) after each.
-void put_expanded(std::byte* dst, const WeightMatrix& m, DType to, const std::function<void(size_t)>& progress) {
-  const size_t out_row = size_t(m.cols) * dtype_size(to);
-  const int64_t piece_rows = std::max<int64_t>(1, int64_t(kPiece / std::max<size_t>(out_row, 1)));
+// Rows expanded to f32 on the host and stored as BF16, about kPiece bytes of them per copy;
+// progress(stored bytes) after each.
+void put_as_bf16(std::byte* dst, const WeightMatrix& m, const std::function<void(size_t)>& progress) {
+  const int64_t piece_rows = std::max<int64_t>(1, int64_t(kPiece / 2) / std::max<int64_t>(m.cols, 1));
   std::vector<float> row(size_t(m.cols));
-  std::vector<std::byte> staged(size_t(std::min(piece_rows, m.rows)) * out_row);
+  std::vector<uint16_t> staged(size_t(std::min(piece_rows, m.rows) * m.cols));
   for (int64_t r0 = 0; r0 < m.rows; r0 += piece_rows) {
     const int64_t n = std::min(piece_rows, m.rows - r0);
     for (int64_t r = 0; r < n; ++r) {
       weight_row_to_f32(m, r0 + r, row.data());
-      std::byte* out = staged.data() + size_t(r) * out_row;
-      if (to == DType::F32) {
-        std::memcpy(out, row.data(), out_row);
-      } else {
-        auto* h = reinterpret_cast<uint16_t*>(out);
-        for (int64_t c = 0; c < m.cols; ++c) h[c] = to == DType::BF16 ? f32_to_bf16(row[size_t(c)]) : f32_to_f16(row[size_t(c)]);
-      }
+      for (int64_t c = 0; c < m.cols; ++c) staged[size_t(r * m.cols + c)] = f32_to_bf16(row[size_t(c)]);
     }
-    MOE_CUDA_CHECK(cudaMemcpy(dst + size_t(r0) * out_row, staged.data(), size_t(n) * out_row, cudaMemcpyHostToDevice));
+    MOE_CUDA_CHECK(cudaMemcpy(dst + size_t(r0 * m.cols) * 2, staged.data(), size_t(n * m.cols) * 2, cudaMemcpyHostToDevice));
     if (progress) progress(matrix_bytes(m.dtype, n, m.cols));
   }
 }
@@ -154,7 +146,7 @@ void put_matrix(void* dst, const WeightMatrix& m, DType to, const std::function<
                                        std::string(dtype_name(to)));
   auto* out = static_cast<std::byte*>(dst);
   if (m.dtype != to) {
-    put_expanded(out, m, to, progress);
+    put_as_bf16(out, m, progress);
     return;
   }
   const size_t bytes = m.bytes();
