@@ -3,15 +3,16 @@
 
 Dev-time only: CI never runs this. Its outputs under tests/data/models/ are committed.
 
-    python3 tests/make_gguf_goldens.py
+    python3 tests/make_gguf_goldens.py [CASE ...]   (all cases when none is named)
 
-Two kinds of case:
+Three kinds of case:
 
 * `<case>/model.gguf` for the F32 golden checkpoints of make_goldens.py (qwen3_moe, qwen3_dense,
-  qwen2_moe, olmoe, mixtral, llama): the same weights, written under llama.cpp's names and layout
-  (SPECS.md §11.2): dims innermost first, experts stacked per layer, Llama/Mixtral q and k rows
-  permuted for adjacent-pair RoPE, Qwen2-MoE's shared-expert gate as a vector. Their reference is the
-  case's reference.safetensors (transformers on the safetensors checkpoint). Where transformers reads
+  qwen2_moe, olmoe, mixtral, llama, deepseek_v2): the same weights, written under llama.cpp's names
+  and layout (SPECS.md §11.2): dims innermost first, experts stacked per layer, Llama/Mixtral q and k
+  rows permuted for adjacent-pair RoPE, Qwen2-MoE's shared-expert gate as a vector, deepseek_v2 in
+  deepseek2's layout before April 2025 (attn_kv_b whole, per-head widths in key_length). Their
+  reference is the case's reference.safetensors (transformers on the safetensors checkpoint). Where transformers reads
   that architecture from GGUF, the script also loads the GGUF with transformers and checks that it
   gives the same logits, so the layout is checked by an implementation other than ours.
   qwen3_moe's file also carries its tokenizer (tokenizer.ggml.*, pre "qwen2") and chat template.
@@ -20,6 +21,10 @@ Two kinds of case:
   file is (Q4_K mostly, Q6_K for output, attn_v and ffn_down_exps, with Q5_K and Q8_0 in places, F32
   norms and routers). Its reference.safetensors comes from transformers loading that GGUF file (which
   dequantizes with gguf-py, the reference implementation of the formats).
+
+* `deepseek_v3_gguf/`: the deepseek_v3 golden's weights in today's deepseek2 layout (attn_k_b and
+  attn_v_b, the *_mla keys, expert groups, a nextn block), with its own reference (make_deepseek_v3_gguf
+  says why).
 
 The K-quant encoders below are ours (gguf-py only decodes K-quants); what they produce is decoded by
 gguf-py, and that decoding is the reference.
@@ -149,7 +154,30 @@ def permute_for_pairs(w, n_head):
     return w.reshape(n_head, 2, rows // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def gguf_tensors(sd, cfg, arch):
+def mla_tensors(out, sd, cfg, p, b, split_kv_b):
+    """DeepSeek's attention under deepseek2's names. kv_b_proj is written whole (attn_kv_b, files before
+    April 2025) or as llama.cpp's converter writes it since: per head, k_b transposed [H, kv_lora, nope]
+    and v_b [H, v, kv_lora]."""
+    a = p + "self_attn."
+    for hf, gg in (("q_proj", "attn_q"), ("q_a_proj", "attn_q_a"), ("q_b_proj", "attn_q_b"),
+                   ("kv_a_proj_with_mqa", "attn_kv_a_mqa")):
+        for kind in ("weight", "bias"):
+            if a + f"{hf}.{kind}" in sd:
+                out[b + f"{gg}.{kind}"] = sd[a + f"{hf}.{kind}"]
+    for hf, gg in (("q_a_layernorm", "attn_q_a_norm"), ("kv_a_layernorm", "attn_kv_a_norm")):
+        if a + f"{hf}.weight" in sd:
+            out[b + f"{gg}.weight"] = sd[a + f"{hf}.weight"]
+    kv_b = sd[a + "kv_b_proj.weight"]
+    if not split_kv_b:
+        out[b + "attn_kv_b.weight"] = kv_b
+        return
+    n_head, nope, v = cfg["num_attention_heads"], cfg["qk_nope_head_dim"], cfg["v_head_dim"]
+    per_head = kv_b.reshape(n_head, nope + v, kv_b.shape[-1])
+    out[b + "attn_k_b.weight"] = np.ascontiguousarray(per_head[:, :nope].transpose(0, 2, 1))
+    out[b + "attn_v_b.weight"] = np.ascontiguousarray(per_head[:, nope:])
+
+
+def gguf_tensors(sd, cfg, arch, split_kv_b=False):
     """sd: HF name → f32 array. Returns llama.cpp name → f32 array (PyTorch order)."""
     out = {"token_embd.weight": sd["model.embed_tokens.weight"], "output_norm.weight": sd["model.norm.weight"]}
     if "lm_head.weight" in sd:
@@ -169,6 +197,8 @@ def gguf_tensors(sd, cfg, arch):
                     if arch == "llama" and hf in ("q_proj", "k_proj"):
                         w = permute_for_pairs(w, n_head if hf == "q_proj" else n_kv)
                     out[b + f"{gg}.{kind}"] = w
+        if p + "self_attn.kv_b_proj.weight" in sd:
+            mla_tensors(out, sd, cfg, p, b, split_kv_b)
         for hf, gg in (("q_norm", "attn_q_norm"), ("k_norm", "attn_k_norm")):
             if p + f"self_attn.{hf}.weight" in sd:
                 out[b + f"{gg}.weight"] = sd[p + f"self_attn.{hf}.weight"]
@@ -176,10 +206,15 @@ def gguf_tensors(sd, cfg, arch):
         if moe:
             pm = p + ("block_sparse_moe." if p + "block_sparse_moe.gate.weight" in sd else "mlp.")
             out[b + "ffn_gate_inp.weight"] = sd[pm + "gate.weight"]
+            if pm + "gate.e_score_correction_bias" in sd:
+                out[b + "exp_probs_b.bias"] = sd[pm + "gate.e_score_correction_bias"]
             names = ("w1", "w3", "w2") if "block_sparse_moe" in pm else ("gate_proj", "up_proj", "down_proj")
             n_exp = sum(1 for k in sd if k.startswith(pm + "experts.") and k.endswith(names[0] + ".weight"))
             for hf, gg in zip(names, ("ffn_gate_exps", "ffn_up_exps", "ffn_down_exps")):
                 out[b + gg + ".weight"] = np.stack([sd[pm + f"experts.{e}.{hf}.weight"] for e in range(n_exp)])
+            if pm + "shared_experts.gate_proj.weight" in sd:  # DeepSeek's ungated shared experts
+                for hf, gg in (("gate_proj", "ffn_gate_shexp"), ("up_proj", "ffn_up_shexp"), ("down_proj", "ffn_down_shexp")):
+                    out[b + gg + ".weight"] = sd[pm + f"shared_experts.{hf}.weight"]
             if pm + "shared_expert.gate_proj.weight" in sd:
                 for hf, gg in (("gate_proj", "ffn_gate_shexp"), ("up_proj", "ffn_up_shexp"), ("down_proj", "ffn_down_shexp")):
                     out[b + gg + ".weight"] = sd[pm + f"shared_expert.{hf}.weight"]
@@ -191,10 +226,61 @@ def gguf_tensors(sd, cfg, arch):
 
 
 GGUF_ARCH = {"qwen3_moe": "qwen3moe", "qwen3": "qwen3", "qwen2_moe": "qwen2moe", "olmoe": "olmoe",
-             "mixtral": "llama", "llama": "llama"}
+             "mixtral": "llama", "llama": "llama", "deepseek_v2": "deepseek2", "deepseek_v3": "deepseek2"}
 
 
-def write_metadata(w, cfg, arch, vocab):
+def write_deepseek2_metadata(w, cfg, vocab, layers, mqa_form):
+    """deepseek2's keys as llama.cpp's converter writes them: since April 2025 (mqa_form) MLA runs as MQA
+    over the latent, so key_length and value_length describe the latent and the per-head widths are the
+    *_mla keys; before, key_length and value_length were the per-head widths."""
+    a = "deepseek2"
+    rope = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
+    w.add_uint32(f"{a}.block_count", layers)
+    w.add_uint32(f"{a}.context_length", cfg["max_position_embeddings"])
+    w.add_uint32(f"{a}.embedding_length", cfg["hidden_size"])
+    w.add_uint32(f"{a}.feed_forward_length", cfg["intermediate_size"])
+    w.add_uint32(f"{a}.attention.head_count", cfg["num_attention_heads"])
+    w.add_uint32(f"{a}.attention.head_count_kv", 1 if mqa_form else cfg["num_attention_heads"])
+    w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", cfg["rms_norm_eps"])
+    w.add_float32(f"{a}.rope.freq_base", float(cfg.get("rope_theta") or rope.get("rope_theta")))
+    w.add_uint32(f"{a}.vocab_size", vocab)
+    if cfg.get("q_lora_rank"):
+        w.add_uint32(f"{a}.attention.q_lora_rank", cfg["q_lora_rank"])
+    w.add_uint32(f"{a}.attention.kv_lora_rank", cfg["kv_lora_rank"])
+    if mqa_form:
+        w.add_uint32(f"{a}.attention.key_length", cfg["kv_lora_rank"] + cfg["qk_rope_head_dim"])
+        w.add_uint32(f"{a}.attention.value_length", cfg["kv_lora_rank"])
+        w.add_uint32(f"{a}.attention.key_length_mla", cfg["qk_nope_head_dim"] + cfg["qk_rope_head_dim"])
+        w.add_uint32(f"{a}.attention.value_length_mla", cfg["v_head_dim"])
+    else:
+        w.add_uint32(f"{a}.attention.key_length", cfg["qk_nope_head_dim"] + cfg["qk_rope_head_dim"])
+        w.add_uint32(f"{a}.attention.value_length", cfg["v_head_dim"])
+    w.add_uint32(f"{a}.rope.dimension_count", cfg["qk_rope_head_dim"])
+    w.add_uint32(f"{a}.leading_dense_block_count", cfg["first_k_dense_replace"])
+    w.add_uint32(f"{a}.expert_count", cfg["n_routed_experts"])
+    w.add_uint32(f"{a}.expert_used_count", cfg["num_experts_per_tok"])
+    w.add_uint32(f"{a}.expert_feed_forward_length", cfg["moe_intermediate_size"])
+    w.add_uint32(f"{a}.expert_shared_count", cfg["n_shared_experts"])
+    w.add_float32(f"{a}.expert_weights_scale", cfg["routed_scaling_factor"])
+    w.add_bool(f"{a}.expert_weights_norm", bool(cfg["norm_topk_prob"]))
+    sigmoid = cfg["model_type"] == "deepseek_v3"
+    w.add_uint32(f"{a}.expert_gating_func", 2 if sigmoid else 1)
+    if sigmoid or cfg.get("topk_method") == "group_limited_greedy":
+        w.add_uint32(f"{a}.expert_group_count", cfg["n_group"])
+        w.add_uint32(f"{a}.expert_group_used_count", cfg["topk_group"])
+    if rope.get("rope_type", rope.get("type")) == "yarn":
+        w.add_string(f"{a}.rope.scaling.type", "yarn")
+        w.add_float32(f"{a}.rope.scaling.factor", rope["factor"])
+        w.add_uint32(f"{a}.rope.scaling.original_context_length", rope["original_max_position_embeddings"])
+        w.add_float32(f"{a}.rope.scaling.yarn_log_multiplier", 0.1 * rope["mscale_all_dim"])
+    if layers > cfg["num_hidden_layers"]:
+        w.add_uint32(f"{a}.nextn_predict_layers", layers - cfg["num_hidden_layers"])
+
+
+def write_metadata(w, cfg, arch, vocab, layers=None, mqa_form=False):
+    if arch == "deepseek2":
+        write_deepseek2_metadata(w, cfg, vocab, layers or cfg["num_hidden_layers"], mqa_form)
+        return
     a = arch
     w.add_uint32(f"{a}.block_count", cfg["num_hidden_layers"])
     w.add_uint32(f"{a}.context_length", cfg.get("max_position_embeddings", 256))
@@ -247,11 +333,11 @@ def write_tokenizer(w, folder, vocab_rows):
     w.add_chat_template(tc["chat_template"])
 
 
-def write_gguf(path, arch, cfg, tensors, types=None, tokenizer_folder=None):
+def write_gguf(path, arch, cfg, tensors, types=None, tokenizer_folder=None, layers=None):
     types = types or {}
     w = gguf.GGUFWriter(str(path), arch)
     vocab = tensors["token_embd.weight"].shape[0]
-    write_metadata(w, cfg, arch, vocab)
+    write_metadata(w, cfg, arch, vocab, layers, mqa_form="blk.0.attn_k_b.weight" in tensors)
     if tokenizer_folder is not None:
         write_tokenizer(w, tokenizer_folder, vocab)
     for name in sorted(tensors):
@@ -381,11 +467,78 @@ def make_q4_k_m():
     raise RuntimeError("no robust seed")
 
 
+def add_nextn_block(tensors, cfg):
+    """A multi-token-prediction block after the last layer, as llama.cpp stores GLM-4.5's and counts it in
+    block_count (nextn_predict_layers): a copy of the last layer plus the nextn.* projections. The model
+    must leave it unread."""
+    last, mtp = cfg["num_hidden_layers"] - 1, cfg["num_hidden_layers"]
+    for name in [n for n in tensors if n.startswith(f"blk.{last}.")]:
+        tensors[name.replace(f"blk.{last}.", f"blk.{mtp}.", 1)] = tensors[name].copy()
+    h = cfg["hidden_size"]
+    rng = np.random.default_rng(7)
+    tensors[f"blk.{mtp}.nextn.eh_proj.weight"] = rng.standard_normal((h, 2 * h)).astype(np.float32)
+    for norm in ("enorm", "hnorm", "shared_head_norm"):
+        tensors[f"blk.{mtp}.nextn.{norm}.weight"] = np.ones(h, dtype=np.float32)
+    return cfg["num_hidden_layers"] + 1
+
+
+def make_deepseek_v3_gguf():
+    """deepseek_v3_gguf/: the deepseek_v3 golden's weights in today's deepseek2 layout (attn_k_b and
+    attn_v_b, the *_mla keys, expert groups, a nextn block). A GGUF states YaRN's mscale once
+    (yarn_log_multiplier = 0.1 · mscale_all_dim, with cos and sin unscaled), so the golden's
+    mscale 1.0 / mscale_all_dim 0.8 cannot be written; this case sets both to 0.8 and takes its reference
+    from transformers on that configuration."""
+    src = MODELS / "deepseek_v3"
+    final = MODELS / "deepseek_v3_gguf"
+    cfg = json.loads((src / "config.json").read_text())
+    cfg["rope_parameters"] = dict(cfg["rope_parameters"], mscale=cfg["rope_parameters"]["mscale_all_dim"])
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "hf"
+        work.mkdir()
+        (work / "config.json").write_text(json.dumps(cfg, indent=2))
+        shutil.copy(src / "model.safetensors", work / "model.safetensors")
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            work, dtype=torch.float32, attn_implementation="eager", experts_implementation="eager")
+        model.eval()
+        # The golden's prompt first; where the new scale leaves a near-tie, the next seeded prompts.
+        prompts = [torch.tensor(load_file(str(src / "reference.safetensors"))["prompt_ids"])]
+        prompts += [mg.make_prompt(9150 + i) for i in range(mg.MAX_SEED_TRIES)]
+        for prompt in prompts:
+            ref, diag, failures = mg.compute_reference(model, prompt, cfg["eos_token_id"])
+            if not failures:
+                break
+            print(f"  deepseek_v3_gguf: prompt rejected: {'; '.join(failures)}")
+        if failures:
+            raise RuntimeError("deepseek_v3_gguf: no robust prompt")
+        out = Path(tmp) / "deepseek_v3_gguf"
+        out.mkdir()
+        sd = {k: v.astype(np.float32) for k, v in load_file(str(src / "model.safetensors")).items()}
+        tensors = gguf_tensors(sd, cfg, "deepseek2", split_kv_b=True)
+        layers = add_nextn_block(tensors, cfg)
+        write_gguf(out / "model.gguf", "deepseek2", cfg, tensors, layers=layers)
+        meta = {"model_type": "deepseek_v3", "case": "deepseek_v3_gguf", "transformers": transformers.__version__,
+                "torch": torch.__version__, "weights_dtype": "float32", "config_style": "gguf",
+                "source": "deepseek_v3 with mscale = mscale_all_dim"}
+        save_file(ref, str(out / "reference.safetensors"), metadata=meta)
+        if final.exists():
+            mg.keep_identical_reference(out / "reference.safetensors", final / "reference.safetensors")
+            shutil.rmtree(final)
+        for f in out.iterdir():
+            f.chmod(0o644)
+        shutil.copytree(out, final)
+    print(f"deepseek_v3_gguf/model.gguf: {(final / 'model.gguf').stat().st_size} bytes, {diag}")
+
+
 def main():
     torch.set_num_threads(1)
-    for case in ("qwen3_moe", "qwen3_dense", "qwen2_moe", "olmoe", "mixtral", "llama"):
-        convert_golden(case)
-    make_q4_k_m()
+    only = set(sys.argv[1:])
+    for case in ("qwen3_moe", "qwen3_dense", "qwen2_moe", "olmoe", "mixtral", "llama", "deepseek_v2"):
+        if not only or case in only:
+            convert_golden(case)
+    if not only or "qwen3_moe_q4_k_m" in only:
+        make_q4_k_m()
+    if not only or "deepseek_v3_gguf" in only:
+        make_deepseek_v3_gguf()
 
 
 if __name__ == "__main__":

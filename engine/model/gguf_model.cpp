@@ -1,6 +1,10 @@
 #include "engine/model/gguf_model.h"
 
+#include <cstring>
+#include <vector>
+
 #include "engine/common/error.h"
+#include "engine/common/ggml_quants.h"
 
 namespace moe {
 
@@ -13,8 +17,8 @@ struct GgufArchitecture {
   const char* model_type;
 };
 constexpr GgufArchitecture kArchitectures[] = {
-    {"qwen3moe", "qwen3_moe"}, {"qwen3", "qwen3"}, {"qwen2moe", "qwen2_moe"},
-    {"olmoe", "olmoe"},        {"llama", "llama or mixtral"},
+    {"qwen3moe", "qwen3_moe"}, {"qwen3", "qwen3"},           {"qwen2moe", "qwen2_moe"},
+    {"olmoe", "olmoe"},        {"llama", "llama or mixtral"}, {"deepseek2", "deepseek_v2 or deepseek_v3"},
 };
 
 // The metadata under `{arch}.` keys, with GgufMetadata's typed reads.
@@ -62,8 +66,16 @@ TensorNaming gguf_names() {
   n.mlp_gate = "blk.{L}.ffn_gate.weight";
   n.mlp_up = "blk.{L}.ffn_up.weight";
   n.mlp_down = "blk.{L}.ffn_down.weight";
-  // Parts the families read here never have in GGUF (MLA, sinks, GPT-OSS's biases) keep names that
-  // match nothing, so a spec that asked for them would fail on a missing tensor.
+  // MLA (deepseek2). Files converted since April 2025 hold kv_b split per head as attn_k_b and attn_v_b;
+  // the source (model.cpp) joins them back into attn_kv_b.
+  n.q_a = "blk.{L}.attn_q_a";
+  n.q_a_norm = "blk.{L}.attn_q_a_norm.weight";
+  n.q_b = "blk.{L}.attn_q_b";
+  n.kv_a = "blk.{L}.attn_kv_a_mqa";
+  n.kv_a_norm = "blk.{L}.attn_kv_a_norm.weight";
+  n.kv_b = "blk.{L}.attn_kv_b";
+  // Parts the families read here never have in GGUF (sinks, GPT-OSS's biases) keep names that match
+  // nothing, so a spec that asked for them would fail on a missing tensor.
   return n;
 }
 
@@ -74,6 +86,95 @@ std::vector<std::string> supported_gguf_architectures() {
   for (const auto& a : kArchitectures) out.push_back(a.arch);
   return out;
 }
+
+namespace {
+
+// Head width: key_length when given (Qwen3: heads · head_dim ≠ hidden), else hidden / heads. Values
+// must be as wide as keys outside MLA.
+void read_attention_widths(const GgufFile& g, const Metadata& m, nlohmann::json& c) {
+  const int64_t heads = c["num_attention_heads"].get<int64_t>();
+  int64_t head_dim = c["hidden_size"].get<int64_t>() / heads;
+  if (m.has(m.key("attention.key_length"))) head_dim = m.integer(m.key("attention.key_length"));
+  if (m.has(m.key("attention.value_length")) && m.integer(m.key("attention.value_length")) != head_dim)
+    throw EngineError(g.path(), m.key("attention.value_length"),
+                      "differs from the key width " + std::to_string(head_dim) + "; only equal widths are read");
+  c["head_dim"] = head_dim;
+  if (m.has(m.key("rope.dimension_count"))) {
+    const int64_t rotary = m.integer(m.key("rope.dimension_count"));
+    if (rotary != head_dim) c["partial_rotary_factor"] = double(rotary) / double(head_dim);
+  }
+}
+
+// The router: softmax (1) or sigmoid (2) in llama.cpp's expert_gating_func; absent means softmax.
+bool sigmoid_router(const GgufFile& g, const Metadata& m, bool sigmoid_allowed) {
+  if (!m.has(m.key("expert_gating_func"))) return false;
+  const int64_t f = m.integer(m.key("expert_gating_func"));
+  if (f == 1) return false;
+  if (f == 2 && sigmoid_allowed) return true;
+  throw EngineError(g.path(), m.key("expert_gating_func"),
+                    "gating function " + std::to_string(f) + " is not read here (" +
+                        (sigmoid_allowed ? "softmax 1 and sigmoid 2 are" : "only softmax, 1, is") + ")");
+}
+
+// deepseek2 (DeepSeek-V2/V3, Kimi K2): multi-head latent attention. Files converted since April 2025 run
+// MLA as MQA over the latent, so key_length and value_length describe the latent
+// (kv_lora_rank + rope, kv_lora_rank) and the per-head widths move to key_length_mla and value_length_mla;
+// older files give the per-head widths in key_length and value_length. A softmax router is DeepSeek-V2's
+// (greedy, or group-limited by each group's best); a sigmoid one DeepSeek-V3's noaux_tc (selection bias,
+// groups by their two best, renormalised by expert_weights_norm).
+void read_deepseek2(const GgufFile& g, const Metadata& m, nlohmann::json& c) {
+  c["kv_lora_rank"] = m.integer(m.key("attention.kv_lora_rank"));
+  const int64_t q_lora = m.has(m.key("attention.q_lora_rank")) ? m.integer(m.key("attention.q_lora_rank")) : 0;
+  c["q_lora_rank"] = q_lora > 0 ? nlohmann::json(q_lora) : nlohmann::json();  // 0 or absent: a plain attn_q
+  const bool mqa_form = m.has(m.key("attention.key_length_mla"));
+  const std::string k_key = mqa_form ? "attention.key_length_mla" : "attention.key_length";
+  const std::string v_key = mqa_form ? "attention.value_length_mla" : "attention.value_length";
+  const int64_t qk_head = m.integer(m.key(k_key));
+  const int64_t rope = m.integer(m.key("rope.dimension_count"));
+  if (rope <= 0 || rope >= qk_head)
+    throw EngineError(g.path(), m.key("rope.dimension_count"),
+                      std::to_string(rope) + " must be positive and below the key width " + std::to_string(qk_head) + " (" + m.key(k_key) + ")");
+  c["qk_rope_head_dim"] = rope;
+  c["qk_nope_head_dim"] = qk_head - rope;
+  c["v_head_dim"] = m.integer(m.key(v_key));
+  c["head_dim"] = rope;
+  // llama.cpp's YaRN for deepseek2 leaves cos and sin unscaled and multiplies the softmax scale by
+  // (1 + yarn_log_multiplier · ln factor)², which is transformers' rule with mscale = mscale_all_dim =
+  // yarn_log_multiplier / 0.1 (the converter writes 0.1 · mscale_all_dim).
+  if (c.contains("rope_scaling") && c["rope_scaling"].value("rope_type", "") == "yarn") {
+    auto& y = c["rope_scaling"];
+    if (m.has(m.key("rope.scaling.yarn_log_multiplier"))) {
+      const double mscale = m.number(m.key("rope.scaling.yarn_log_multiplier")) / 0.1;
+      y["mscale"] = mscale;
+      y["mscale_all_dim"] = mscale;
+    } else {
+      y["attention_factor"] = 1.0;
+    }
+  }
+
+  if (!m.has(m.key("expert_count")) || m.integer(m.key("expert_count")) == 0) {
+    c["model_type"] = "deepseek_v2";
+    c["n_routed_experts"] = nullptr;
+    return;
+  }
+  const bool sigmoid = sigmoid_router(g, m, true);
+  c["model_type"] = sigmoid ? "deepseek_v3" : "deepseek_v2";
+  c["n_routed_experts"] = m.integer(m.key("expert_count"));
+  c["num_experts_per_tok"] = m.integer(m.key("expert_used_count"));
+  c["moe_intermediate_size"] = m.integer(m.key("expert_feed_forward_length"));
+  c["n_shared_experts"] = m.has(m.key("expert_shared_count")) ? m.integer(m.key("expert_shared_count")) : 0;
+  c["first_k_dense_replace"] = m.has(m.key("leading_dense_block_count")) ? m.integer(m.key("leading_dense_block_count")) : 0;
+  c["routed_scaling_factor"] = m.has(m.key("expert_weights_scale")) ? m.number(m.key("expert_weights_scale")) : 1.0;
+  c["norm_topk_prob"] = m.has(m.key("expert_weights_norm")) ? m.boolean(m.key("expert_weights_norm")) : false;
+  // Expert groups: files before the group keys existed ran without them in llama.cpp, and so here.
+  const int64_t groups = m.has(m.key("expert_group_count")) ? m.integer(m.key("expert_group_count")) : 1;
+  const int64_t used = m.has(m.key("expert_group_used_count")) ? m.integer(m.key("expert_group_used_count")) : groups;
+  c["n_group"] = groups;
+  c["topk_group"] = used;
+  if (!sigmoid) c["topk_method"] = groups > 1 && used < groups ? "group_limited_greedy" : "greedy";
+}
+
+}  // namespace
 
 GgufModelConfig read_gguf_model_config(const GgufFile& g) {
   GgufModelConfig out;
@@ -98,34 +199,27 @@ GgufModelConfig read_gguf_model_config(const GgufFile& g) {
   nlohmann::json& c = out.config;
   c = nlohmann::json::object();
   c["hidden_size"] = m.integer(m.key("embedding_length"));
-  c["num_hidden_layers"] = m.integer(m.key("block_count"));
+  // Multi-token-prediction layers are stored after the last decoder layer and counted in block_count.
+  const int64_t blocks = m.integer(m.key("block_count"));
+  const int64_t nextn = m.has(m.key("nextn_predict_layers")) ? m.integer(m.key("nextn_predict_layers")) : 0;
+  if (nextn >= blocks)
+    throw EngineError(g.path(), m.key("nextn_predict_layers"), std::to_string(nextn) + " leaves no decoder layer of " + std::to_string(blocks));
+  c["num_hidden_layers"] = blocks - nextn;
   c["num_attention_heads"] = m.integer(m.key("attention.head_count"));
+  if (c["num_attention_heads"].get<int64_t>() <= 0) throw EngineError(g.path(), m.key("attention.head_count"), "must be positive");
   m.copy_integer(c, "num_key_value_heads", "attention.head_count_kv");
   m.copy_integer(c, "max_position_embeddings", "context_length");
   m.copy_integer(c, "intermediate_size", "feed_forward_length");
   c["rms_norm_eps"] = m.number(m.key("attention.layer_norm_rms_epsilon"));
   if (m.has(m.key("rope.freq_base"))) c["rope_theta"] = m.number(m.key("rope.freq_base"));
-
-  // Head width: key_length when given (Qwen3: heads · head_dim ≠ hidden), else hidden / heads. Values
-  // must be as wide as keys outside MLA.
-  const int64_t heads = c["num_attention_heads"].get<int64_t>();
-  if (heads <= 0) throw EngineError(g.path(), m.key("attention.head_count"), "must be positive");
-  int64_t head_dim = c["hidden_size"].get<int64_t>() / heads;
-  if (m.has(m.key("attention.key_length"))) head_dim = m.integer(m.key("attention.key_length"));
-  if (m.has(m.key("attention.value_length")) && m.integer(m.key("attention.value_length")) != head_dim)
-    throw EngineError(g.path(), m.key("attention.value_length"),
-                      "differs from the key width " + std::to_string(head_dim) + "; only equal widths are read");
-  c["head_dim"] = head_dim;
-  if (m.has(m.key("rope.dimension_count"))) {
-    const int64_t rotary = m.integer(m.key("rope.dimension_count"));
-    if (rotary != head_dim) c["partial_rotary_factor"] = double(rotary) / double(head_dim);
-  }
   if (m.has(m.key("rope.scaling.type"))) {
     const std::string type = m.string(m.key("rope.scaling.type"));
     if (type == "yarn") {
       c["rope_scaling"] = {{"rope_type", "yarn"},
                            {"factor", m.number(m.key("rope.scaling.factor"))},
                            {"original_max_position_embeddings", m.integer(m.key("rope.scaling.original_context_length"))}};
+      for (const char* beta : {"beta_fast", "beta_slow"})
+        if (m.has(m.key(std::string("rope.scaling.yarn_") + beta))) c["rope_scaling"][beta] = m.number(m.key(std::string("rope.scaling.yarn_") + beta));
     } else if (type != "none") {
       c["rope_scaling"] = {{"rope_type", type}};  // refused by name when the spec is read
     }
@@ -141,14 +235,18 @@ GgufModelConfig read_gguf_model_config(const GgufFile& g) {
   if (root.has("tokenizer.ggml.bos_token_id")) c["bos_token_id"] = root.integer("tokenizer.ggml.bos_token_id");
   if (root.has("tokenizer.ggml.eos_token_id")) c["eos_token_id"] = root.integer("tokenizer.ggml.eos_token_id");
 
+  if (arch == "deepseek2") {
+    read_deepseek2(g, m, c);
+    return out;
+  }
+  read_attention_widths(g, m, c);
   const bool has_experts = m.has(m.key("expert_count")) && m.integer(m.key("expert_count")) > 0;
   auto moe_keys = [&](const char* experts_key, bool renormalize_default) {
     c[experts_key] = m.integer(m.key("expert_count"));
     c["num_experts_per_tok"] = m.integer(m.key("expert_used_count"));
     // llama.cpp's choice per architecture, unless the file states it.
     c["norm_topk_prob"] = m.has(m.key("expert_weights_norm")) ? m.boolean(m.key("expert_weights_norm")) : renormalize_default;
-    if (m.has(m.key("expert_gating_func")) && m.integer(m.key("expert_gating_func")) != 1)
-      throw EngineError(g.path(), m.key("expert_gating_func"), "only the softmax router (1) is read for " + arch);
+    sigmoid_router(g, m, false);
   };
   const std::string type = known->model_type;
   if (type == "qwen3_moe") {
@@ -176,6 +274,64 @@ GgufModelConfig read_gguf_model_config(const GgufFile& g) {
   if (!c.contains("model_type")) c["model_type"] = type;
   if (c["model_type"] == "mixtral" || c["model_type"] == "llama")
     if (!m.has(m.key("rope.freq_base"))) c["rope_theta"] = 10000.0;  // llama.cpp's default, not Mixtral's config default
+  return out;
+}
+
+}  // namespace moe
+
+namespace moe {
+
+std::optional<JoinedMatrix> join_split_kv_b(const GgufFile& g, const std::string& kv_b_name, int64_t rows, int64_t cols) {
+  const std::string suffix = "attn_kv_b.weight";
+  if (!kv_b_name.ends_with(suffix)) return std::nullopt;
+  const std::string prefix = kv_b_name.substr(0, kv_b_name.size() - suffix.size());
+  JoinedMatrix out;
+  out.k_b = prefix + "attn_k_b.weight";
+  out.v_b = prefix + "attn_v_b.weight";
+  const GgufTensor* k = g.find(out.k_b);
+  const GgufTensor* v = g.find(out.v_b);
+  if (!k && !v) return std::nullopt;
+  if (!k || !v) throw EngineError(g.path(), k ? out.v_b : out.k_b, "tensor is missing (its pair " + (k ? out.k_b : out.v_b) + " is here)");
+  for (const auto& [t, name] : {std::pair{k, out.k_b}, std::pair{v, out.v_b}}) {
+    if (!t->readable) throw EngineError(g.path(), name, "ggml type " + t->type_name + " is not read");
+    if (t->view.shape.size() != 3) throw EngineError(g.path(), name, "expected 3 dims {nope, kv_lora, heads} or {kv_lora, v, heads}");
+  }
+  // PyTorch order: k_b [H, kv_lora, nope], v_b [H, v, kv_lora].
+  const auto& ks = k->view.shape;
+  const auto& vs = v->view.shape;
+  const int64_t H = ks[0], nope = ks[2], vd = vs[1];
+  if (ks[1] != cols || vs[0] != H || vs[2] != cols || H * (nope + vd) != rows)
+    throw EngineError(g.path(), out.k_b,
+                      "dims {" + std::to_string(nope) + ", " + std::to_string(ks[1]) + ", " + std::to_string(H) + "} with " + out.v_b +
+                          " {" + std::to_string(vs[2]) + ", " + std::to_string(vd) + ", " + std::to_string(vs[0]) +
+                          "} do not make the metadata's kv_b of " + std::to_string(rows) + " rows of " + std::to_string(cols));
+  const DType kt = k->view.dtype, vt = v->view.dtype;
+  out.dtype = kt == vt && is_weight_dtype(kt) ? kt : DType::F32;
+  const size_t es = dtype_size(out.dtype);
+  out.data.reset(new std::byte[size_t(rows * cols) * es]);
+  std::byte* dst = out.data.get();
+  const auto* kd = static_cast<const std::byte*>(k->view.data);
+  const auto* vdata = static_cast<const std::byte*>(v->view.data);
+  // Row r of a stored [n, width] matrix in the output's type: copied when the types agree, else decoded.
+  auto read_row = [&](const std::byte* base, DType t, int64_t r, int64_t width, std::byte* to) {
+    const std::byte* row = base + size_t(r) * row_bytes(t, width);
+    if (t == out.dtype) {
+      std::memcpy(to, row, size_t(width) * es);
+    } else {
+      dequantize_row(row, t, width, reinterpret_cast<float*>(to));
+    }
+  };
+  std::vector<std::byte> k_row(size_t(nope) * std::max<size_t>(es, sizeof(float)));
+  for (int64_t h = 0; h < H; ++h) {
+    std::byte* head = dst + size_t(h * (nope + vd) * cols) * es;
+    // k rows: kv_b[h·(nope+v) + i][c] = k_b[h][c][i], a transpose of each head's block.
+    for (int64_t c = 0; c < cols; ++c) {
+      read_row(kd, kt, h * cols + c, nope, k_row.data());
+      for (int64_t i = 0; i < nope; ++i) std::memcpy(head + size_t(i * cols + c) * es, k_row.data() + size_t(i) * es, es);
+    }
+    // v rows: kv_b[h·(nope+v) + nope + j] = v_b[h][j].
+    for (int64_t j = 0; j < vd; ++j) read_row(vdata, vt, h * vd + j, cols, head + size_t((nope + j) * cols) * es);
+  }
   return out;
 }
 

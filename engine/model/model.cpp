@@ -95,10 +95,19 @@ class CheckpointSource : public WeightSource {
 // reversed). Matrices may be in llama.cpp's block-quantized types; vectors must be F32, F16 or BF16.
 class GgufSource : public WeightSource {
  public:
-  explicit GgufSource(const GgufFile& file) : file_(file) {}
+  GgufSource(const GgufFile& file, OwnedWeights& owned) : file_(file), owned_(owned) {}
   bool has(const std::string& name, bool) const override { return file_.find(name) != nullptr; }
   const void* get(const std::string& name, const std::vector<int64_t>& shape, bool required, DType& dtype) override {
     const GgufTensor* t = file_.find(name);
+    if (!t && shape.size() == 2) {
+      if (auto joined = join_split_kv_b(file_, name, shape[0], shape[1])) {
+        used_.insert(joined->k_b);
+        used_.insert(joined->v_b);
+        dtype = joined->dtype;
+        owned_.push_back(std::move(joined->data));
+        return owned_.back().get();
+      }
+    }
     if (!t) {
       if (required) throw EngineError(file_.path(), name, "tensor is missing (the metadata implies it with shape " + shape_str(shape) + ")");
       return nullptr;
@@ -129,6 +138,7 @@ class GgufSource : public WeightSource {
 
  private:
   const GgufFile& file_;
+  OwnedWeights& owned_;
   std::set<std::string> used_;
 };
 
@@ -531,7 +541,7 @@ std::unique_ptr<Model> Model::load_gguf(const std::filesystem::path& path) {
   const GgufModelConfig gc = read_gguf_model_config(*m->gguf_);
   m->spec_ = read_model_spec(JsonFields(gc.config, gc.config_name));
   if (gc.interleaved_rope) m->spec_.attn.rope_style = RopeStyle::Interleaved;
-  GgufSource src(*m->gguf_);
+  GgufSource src(*m->gguf_, m->owned_weights_);
   ModelSpec spec = m->spec_;
   Binder binder(m->spec_, gc.names, src);
   m->weights_ = binder.bind(spec);

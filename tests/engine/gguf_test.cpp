@@ -8,11 +8,13 @@
 #include <vector>
 
 #include "engine/common/error.h"
+#include "engine/common/ggml_quants.h"
 #include "engine/formats/gguf.h"
 #include "engine/formats/safetensors.h"
 #include "engine/model/model.h"
 #include "engine/tokenizer/chat_template.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "tests/support/ggml_blocks.h"
 #include "tests/support/gguf_builder.h"
 #include "tests/support/test_support.h"
 
@@ -264,7 +266,7 @@ TEST(GgufModel, ErrorsNameTheMetadataKeyOrTensor) {
 
   b = GgufBuilder::from_file(*g);
   b.metadata["qwen3moe.expert_gating_func"] = 2;
-  EXPECT_NE(load(b).find("'qwen3moe.expert_gating_func': only the softmax router"), std::string::npos);
+  EXPECT_NE(load(b).find("'qwen3moe.expert_gating_func': gating function 2 is not read here (only softmax, 1, is)"), std::string::npos);
 
   b = GgufBuilder::from_file(*g);
   b.tensor("blk.1.attn_k.weight")->ggml_type = 17;  // IQ2_XS: 74 bytes per 256 values; rows of 48 fail first
@@ -287,7 +289,7 @@ TEST(GgufModel, ErrorsNameTheMetadataKeyOrTensor) {
 
 // What a GGUF model reads from its metadata, against the checkpoint it was converted from.
 TEST(GgufModel, SpecMatchesTheCheckpoint) {
-  for (const char* name : {"qwen3_moe", "qwen2_moe", "mixtral", "olmoe", "llama", "qwen3_dense"}) {
+  for (const char* name : {"qwen3_moe", "qwen2_moe", "mixtral", "olmoe", "llama", "qwen3_dense", "deepseek_v2"}) {
     auto a = Model::load(kModels + name);
     auto b = Model::load(kModels + name + "/model.gguf");
     const ModelSpec &s = a->spec(), &t = b->spec();
@@ -313,10 +315,132 @@ TEST(GgufModel, SpecMatchesTheCheckpoint) {
     EXPECT_EQ(t.tied_embeddings, s.tied_embeddings) << name;
     EXPECT_EQ(b->weight_bytes(), a->weight_bytes()) << name;  // F32 in both
     EXPECT_TRUE(b->unused_tensors().empty()) << name;
-    // llama.cpp permutes Llama's q and k rows for adjacent-pair RoPE; the others keep rotate-half.
-    const bool llama_arch = t.model_type == "llama" || t.model_type == "mixtral";
-    EXPECT_EQ(t.attn.rope_style, llama_arch ? RopeStyle::Interleaved : RopeStyle::RotateHalf) << name;
+    // llama.cpp permutes Llama's q and k rows for adjacent-pair RoPE; the others keep rotate-half, except
+    // DeepSeek's, which pairs adjacent dims in both.
+    const bool adjacent = t.model_type == "llama" || t.model_type == "mixtral" || t.model_type == "deepseek_v2";
+    EXPECT_EQ(t.attn.rope_style, adjacent ? RopeStyle::Interleaved : RopeStyle::RotateHalf) << name;
+    EXPECT_EQ(t.attn.mla.kv_lora_rank, s.attn.mla.kv_lora_rank) << name;
+    EXPECT_EQ(t.attn.mla.q_lora_rank, s.attn.mla.q_lora_rank) << name;
+    EXPECT_EQ(t.attn.mla.qk_nope_dim, s.attn.mla.qk_nope_dim) << name;
+    EXPECT_EQ(t.attn.mla.v_head_dim, s.attn.mla.v_head_dim) << name;
+    EXPECT_EQ(t.attn.rotary_dim, s.attn.rotary_dim) << name;
+    EXPECT_FLOAT_EQ(t.attn.softmax_scale, s.attn.softmax_scale) << name;
+    EXPECT_EQ(t.moe.score, s.moe.score) << name;
+    EXPECT_EQ(t.moe.n_group, s.moe.n_group) << name;
+    EXPECT_EQ(t.moe.topk_group, s.moe.topk_group) << name;
+    EXPECT_EQ(t.moe.group_score, s.moe.group_score) << name;
+    EXPECT_FLOAT_EQ(t.moe.routed_scale, s.moe.routed_scale) << name;
   }
+}
+
+// deepseek2 as llama.cpp writes it today: kv_b split per head into attn_k_b (transposed) and attn_v_b,
+// the *_mla width keys, a sigmoid router with groups, and a multi-token-prediction block past the last
+// layer. The rebuilt kv_b is the checkpoint's, byte for byte.
+TEST(GgufModel, DeepSeek2SplitKvbAndNextnBlock) {
+  auto hf = Model::load(kModels + "deepseek_v3");
+  auto gg = Model::load(kModels + "deepseek_v3_gguf/model.gguf");
+  const ModelSpec &s = hf->spec(), &t = gg->spec();
+  EXPECT_EQ(t.model_type, "deepseek_v3");
+  EXPECT_EQ(t.n_layers, 3);
+  EXPECT_EQ(t.attn.mla.q_lora_rank, s.attn.mla.q_lora_rank);
+  EXPECT_EQ(t.attn.mla.kv_lora_rank, s.attn.mla.kv_lora_rank);
+  EXPECT_EQ(t.attn.mla.qk_nope_dim, s.attn.mla.qk_nope_dim);
+  EXPECT_EQ(t.attn.mla.v_head_dim, s.attn.mla.v_head_dim);
+  EXPECT_EQ(t.moe.score, RouterScore::Sigmoid);
+  EXPECT_TRUE(t.moe.selection_bias);
+  EXPECT_EQ(t.moe.n_group, s.moe.n_group);
+  EXPECT_EQ(t.moe.topk_group, s.moe.topk_group);
+  EXPECT_EQ(t.moe.renormalize, s.moe.renormalize);
+  EXPECT_FLOAT_EQ(t.moe.routed_scale, s.moe.routed_scale);
+  EXPECT_EQ(t.moe.shared_ffn, s.moe.shared_ffn);
+  EXPECT_EQ(t.layer_is_moe, s.layer_is_moe);
+  EXPECT_EQ(gg->weight_bytes(), hf->weight_bytes());
+  // Everything is read but the nextn block.
+  for (const auto& name : gg->unused_tensors()) EXPECT_TRUE(name.starts_with("blk.3.")) << name;
+  EXPECT_FALSE(gg->unused_tensors().empty());
+  for (int l = 0; l < 3; ++l) {
+    const WeightMatrix &a = hf->weights().layers[size_t(l)].kv_b, &b = gg->weights().layers[size_t(l)].kv_b;
+    ASSERT_EQ(b.dtype, DType::F32);
+    ASSERT_EQ(b.rows, a.rows);
+    ASSERT_EQ(b.cols, a.cols);
+    EXPECT_EQ(std::memcmp(a.data, b.data, a.bytes()), 0) << "layer " << l;
+  }
+}
+
+// A block-quantized attn_v_b beside an F32 attn_k_b: the rebuilt kv_b is F32, with the v rows decoded.
+TEST(GgufModel, DeepSeek2SplitKvbDecodesBlockTypes) {
+  ScratchDir dir;
+  auto g = GgufFile::open(kModels + "deepseek_v3_gguf/model.gguf");
+  GgufBuilder b = GgufBuilder::from_file(*g);
+  test::GgufTensorBytes* vb = b.tensor("blk.1.attn_v_b.weight");
+  ASSERT_NE(vb, nullptr);
+  ASSERT_EQ(vb->ne, (std::vector<uint64_t>{32, 12, 4}));  // {kv_lora, v, heads}
+  const std::vector<uint8_t> q8 = test::random_blocks(DType::Q8_0, 4 * 12, 32, 5);
+  vb->ggml_type = 8;
+  vb->data.assign(reinterpret_cast<const char*>(q8.data()), q8.size());
+  auto model = Model::load(dir.write("m.gguf", b.bytes()));
+  auto hf = Model::load(kModels + "deepseek_v3");
+  const WeightMatrix &kv_b = model->weights().layers[1].kv_b, &ref = hf->weights().layers[1].kv_b;
+  ASSERT_EQ(kv_b.dtype, DType::F32);
+  const auto* got = static_cast<const float*>(kv_b.data);
+  const auto* want = static_cast<const float*>(ref.data);
+  const int64_t nope = 16, v = 12, cols = 32;
+  std::vector<float> row(static_cast<size_t>(cols));
+  for (int64_t h = 0; h < 4; ++h) {
+    for (int64_t i = 0; i < nope; ++i)
+      for (int64_t c = 0; c < cols; ++c) {
+        const size_t at = size_t((h * (nope + v) + i) * cols + c);
+        ASSERT_EQ(got[at], want[at]) << "k row " << i << " of head " << h;
+      }
+    for (int64_t j = 0; j < v; ++j) {
+      dequantize_row(q8.data() + size_t(h * v + j) * row_bytes(DType::Q8_0, cols), DType::Q8_0, cols, row.data());
+      for (int64_t c = 0; c < cols; ++c) ASSERT_EQ(got[size_t((h * (nope + v) + nope + j) * cols + c)], row[size_t(c)]);
+    }
+  }
+}
+
+TEST(GgufModel, DeepSeek2ErrorsNameTheKeyOrTensor) {
+  ScratchDir dir;
+  auto g = GgufFile::open(kModels + "deepseek_v3_gguf/model.gguf");
+  auto load = [&](const GgufBuilder& b) { return error_of([&] { Model::load(dir.write("m.gguf", b.bytes())); }); };
+  GgufBuilder b = GgufBuilder::from_file(*g);
+  EXPECT_EQ(load(b), "");
+
+  auto erase = [](GgufBuilder& f, const std::string& name) {
+    std::erase_if(f.tensors, [&](const test::GgufTensorBytes& t) { return t.name == name; });
+  };
+  erase(b, "blk.2.attn_v_b.weight");
+  EXPECT_NE(load(b).find("'blk.2.attn_v_b.weight': tensor is missing (its pair blk.2.attn_k_b.weight is here)"), std::string::npos);
+
+  b = GgufBuilder::from_file(*g);
+  erase(b, "blk.2.attn_v_b.weight");
+  erase(b, "blk.2.attn_k_b.weight");
+  EXPECT_NE(load(b).find("'blk.2.attn_kv_b.weight': tensor is missing"), std::string::npos);
+
+  b = GgufBuilder::from_file(*g);
+  b.tensor("blk.0.attn_k_b.weight")->ne = {16, 16, 8};  // the same bytes as 8 heads of 16 latent columns
+  EXPECT_NE(load(b).find("'blk.0.attn_k_b.weight': dims {16, 16, 8} with blk.0.attn_v_b.weight {32, 12, 4} do not make "
+                         "the metadata's kv_b of 112 rows of 32"),
+            std::string::npos);
+  b.tensor("blk.0.attn_k_b.weight")->ne = {16, 16, 4};  // heads and widths agree, the latent does not
+  EXPECT_NE(load(b).find("'blk.0.attn_k_b.weight': dims {16, 16, 4} with"), std::string::npos);
+
+  b = GgufBuilder::from_file(*g);
+  b.metadata["deepseek2.expert_gating_func"] = 3;
+  EXPECT_NE(load(b).find("'deepseek2.expert_gating_func': gating function 3 is not read here (softmax 1 and sigmoid 2 are)"),
+            std::string::npos);
+
+  b = GgufBuilder::from_file(*g);
+  b.metadata["deepseek2.nextn_predict_layers"] = 4;
+  EXPECT_NE(load(b).find("'deepseek2.nextn_predict_layers': 4 leaves no decoder layer of 4"), std::string::npos);
+
+  b = GgufBuilder::from_file(*g);
+  b.metadata["deepseek2.rope.dimension_count"] = 24;
+  EXPECT_NE(load(b).find("'deepseek2.rope.dimension_count': 24 must be positive and below the key width 24"), std::string::npos);
+
+  b = GgufBuilder::from_file(*g);
+  b.metadata.erase("deepseek2.attention.kv_lora_rank");
+  EXPECT_NE(load(b).find("'deepseek2.attention.kv_lora_rank': missing from the metadata"), std::string::npos);
 }
 
 // The tokenizer and chat template a GGUF file carries give the ids and prompts of the tokenizer.json and
