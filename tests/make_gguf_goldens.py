@@ -5,10 +5,10 @@ Dev-time only: CI never runs this. Its outputs under tests/data/models/ are comm
 
     python3 tests/make_gguf_goldens.py [CASE ...]   (all cases when none is named)
 
-Three kinds of case:
+The cases:
 
 * `<case>/model.gguf` for the F32 golden checkpoints of make_goldens.py (qwen3_moe, qwen3_dense,
-  qwen2_moe, olmoe, mixtral, llama, deepseek_v2): the same weights, written under llama.cpp's names
+  qwen2_moe, olmoe, mixtral, llama, deepseek_v2, minimax_m2): the same weights, written under llama.cpp's names
   and layout (SPECS.md §11.2): dims innermost first, experts stacked per layer, Llama/Mixtral q and k
   rows permuted for adjacent-pair RoPE, Qwen2-MoE's shared-expert gate as a vector, deepseek_v2 in
   deepseek2's layout before April 2025 (attn_kv_b whole, per-head widths in key_length). Their
@@ -21,6 +21,9 @@ Three kinds of case:
   file is (Q4_K mostly, Q6_K for output, attn_v and ffn_down_exps, with Q5_K and Q8_0 in places, F32
   norms and routers). Its reference.safetensors comes from transformers loading that GGUF file (which
   dequantizes with gguf-py, the reference implementation of the formats).
+
+* `gpt_oss_gguf/`: a GPT-OSS with its experts in ggml's MXFP4 (type 39), as gpt-oss GGUF files hold
+  them; its reference is transformers on the same model with the experts at their MXFP4 values.
 
 * `deepseek_v3_gguf/`: the deepseek_v3 golden's weights in today's deepseek2 layout (attn_k_b and
   attn_v_b, the *_mla keys, expert groups, a nextn block), with its own reference (make_deepseek_v3_gguf
@@ -206,8 +209,9 @@ def gguf_tensors(sd, cfg, arch, split_kv_b=False):
         if moe:
             pm = p + ("block_sparse_moe." if p + "block_sparse_moe.gate.weight" in sd else "mlp.")
             out[b + "ffn_gate_inp.weight"] = sd[pm + "gate.weight"]
-            if pm + "gate.e_score_correction_bias" in sd:
-                out[b + "exp_probs_b.bias"] = sd[pm + "gate.e_score_correction_bias"]
+            for bias in ("gate.e_score_correction_bias", "e_score_correction_bias"):  # DeepSeek's, MiniMax's
+                if pm + bias in sd:
+                    out[b + "exp_probs_b.bias"] = sd[pm + bias]
             names = ("w1", "w3", "w2") if "block_sparse_moe" in pm else ("gate_proj", "up_proj", "down_proj")
             n_exp = sum(1 for k in sd if k.startswith(pm + "experts.") and k.endswith(names[0] + ".weight"))
             for hf, gg in zip(names, ("ffn_gate_exps", "ffn_up_exps", "ffn_down_exps")):
@@ -226,7 +230,8 @@ def gguf_tensors(sd, cfg, arch, split_kv_b=False):
 
 
 GGUF_ARCH = {"qwen3_moe": "qwen3moe", "qwen3": "qwen3", "qwen2_moe": "qwen2moe", "olmoe": "olmoe",
-             "mixtral": "llama", "llama": "llama", "deepseek_v2": "deepseek2", "deepseek_v3": "deepseek2"}
+             "mixtral": "llama", "llama": "llama", "deepseek_v2": "deepseek2", "deepseek_v3": "deepseek2",
+             "minimax_m2": "minimax-m2"}
 
 
 def write_deepseek2_metadata(w, cfg, vocab, layers, mqa_form):
@@ -291,13 +296,17 @@ def write_metadata(w, cfg, arch, vocab, layers=None, mqa_form=False):
     w.add_uint32(f"{a}.attention.head_count_kv", cfg.get("num_key_value_heads") or n_head)
     w.add_uint32(f"{a}.attention.key_length", head_dim)
     w.add_uint32(f"{a}.attention.value_length", head_dim)
-    w.add_uint32(f"{a}.rope.dimension_count", head_dim)
+    w.add_uint32(f"{a}.rope.dimension_count", cfg.get("rotary_dim") or head_dim)  # MiniMax-M2 rotates part of each head
     w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", cfg["rms_norm_eps"])
     theta = cfg.get("rope_theta") or (cfg.get("rope_parameters") or {}).get("rope_theta")
     w.add_float32(f"{a}.rope.freq_base", float(theta))
     w.add_uint32(f"{a}.vocab_size", vocab)
     if cfg.get("intermediate_size"):
         w.add_uint32(f"{a}.feed_forward_length", cfg["intermediate_size"])
+    if cfg["model_type"] == "minimax_m2":
+        w.add_uint32(f"{a}.expert_feed_forward_length", cfg["intermediate_size"])
+        w.add_uint32(f"{a}.expert_gating_func", 2)
+        w.add_bool(f"{a}.expert_weights_norm", True)
     experts = cfg.get("num_experts") or cfg.get("num_local_experts")
     if experts:
         w.add_uint32(f"{a}.expert_count", experts)
@@ -369,7 +378,7 @@ def overrides_for(cfg):
     return {k: cfg[k] for k in UNMAPPED_KEYS if cfg.get(k) is not None}
 
 
-TRANSFORMERS_READS = {"qwen3_moe", "qwen3", "qwen2_moe", "llama"}  # mixtral and olmoe GGUF are not read there
+TRANSFORMERS_READS = {"qwen3_moe", "qwen3", "qwen2_moe", "llama", "minimax_m2"}  # not mixtral, olmoe, deepseek
 
 
 def convert_golden(case):
@@ -467,6 +476,148 @@ def make_q4_k_m():
     raise RuntimeError("no robust seed")
 
 
+def ggml_mxfp4_bytes(w):
+    """w [rows, K] (K % 32 == 0) → ggml's MXFP4 blocks [rows, K/32 · 17]: per block the E8M0 scale byte,
+    then 16 bytes whose low nibbles are values 0..15 and high nibbles values 16..31 (gguf-py's MXFP4).
+    The codes and scales are make_goldens' (transformers' layout pairs values 2i, 2i + 1 instead)."""
+    blocks, scales = mg.mxfp4_quantize(torch.from_numpy(np.ascontiguousarray(w)))
+    lo, hi = blocks & 15, blocks >> 4
+    codes = torch.stack([lo, hi], -1).reshape(*blocks.shape[:-1], 32)  # value order
+    qs = (codes[..., :16] | (codes[..., 16:] << 4)).to(torch.uint8)
+    out = torch.cat([scales[..., None], qs], -1)  # [rows, K/32, 17]
+    return out.reshape(w.shape[0], -1).numpy()
+
+
+def gpt_oss_tensors(sd, cfg):
+    """GPT-OSS under llama.cpp's gpt-oss names: experts transposed to [E, out, in] with gate and up
+    de-interleaved (gate = columns 0::2, up = 1::2), their biases likewise; the pre-MLP norm as
+    post_attention_norm; the sinks as attn_sinks."""
+    out = {"token_embd.weight": sd["model.embed_tokens.weight"], "output_norm.weight": sd["model.norm.weight"],
+           "output.weight": sd["lm_head.weight"]}
+    for L in range(cfg["num_hidden_layers"]):
+        p, b = f"model.layers.{L}.", f"blk.{L}."
+        out[b + "attn_norm.weight"] = sd[p + "input_layernorm.weight"]
+        out[b + "post_attention_norm.weight"] = sd[p + "post_attention_layernorm.weight"]
+        for hf, gg in (("q_proj", "attn_q"), ("k_proj", "attn_k"), ("v_proj", "attn_v"), ("o_proj", "attn_output")):
+            for kind in ("weight", "bias"):
+                out[b + f"{gg}.{kind}"] = sd[p + f"self_attn.{hf}.{kind}"]
+        out[b + "attn_sinks.weight"] = sd[p + "self_attn.sinks"]
+        out[b + "ffn_gate_inp.weight"] = sd[p + "mlp.router.weight"]
+        out[b + "ffn_gate_inp.bias"] = sd[p + "mlp.router.bias"]
+        gu = sd[p + "mlp.experts.gate_up_proj"].transpose(0, 2, 1)  # [E, 2I, H]
+        out[b + "ffn_gate_exps.weight"] = np.ascontiguousarray(gu[:, 0::2])
+        out[b + "ffn_up_exps.weight"] = np.ascontiguousarray(gu[:, 1::2])
+        out[b + "ffn_down_exps.weight"] = np.ascontiguousarray(sd[p + "mlp.experts.down_proj"].transpose(0, 2, 1))
+        gub = sd[p + "mlp.experts.gate_up_proj_bias"]
+        out[b + "ffn_gate_exps.bias"] = np.ascontiguousarray(gub[:, 0::2])
+        out[b + "ffn_up_exps.bias"] = np.ascontiguousarray(gub[:, 1::2])
+        out[b + "ffn_down_exps.bias"] = sd[p + "mlp.experts.down_proj_bias"]
+    return out
+
+
+def write_gpt_oss_metadata(w, cfg, vocab):
+    """gpt-oss's keys as llama.cpp's converter writes them. The sliding-window pattern (even layers) and the
+    SwiGLU clamp (7) are not in the file: llama.cpp fixes them."""
+    a = "gpt-oss"
+    rope = cfg["rope_parameters"]
+    w.add_uint32(f"{a}.block_count", cfg["num_hidden_layers"])
+    w.add_uint32(f"{a}.context_length", cfg["max_position_embeddings"])
+    w.add_uint32(f"{a}.embedding_length", cfg["hidden_size"])
+    w.add_uint32(f"{a}.feed_forward_length", cfg["intermediate_size"])
+    w.add_uint32(f"{a}.expert_feed_forward_length", cfg["intermediate_size"])
+    w.add_uint32(f"{a}.attention.head_count", cfg["num_attention_heads"])
+    w.add_uint32(f"{a}.attention.head_count_kv", cfg["num_key_value_heads"])
+    w.add_uint32(f"{a}.attention.key_length", cfg["head_dim"])
+    w.add_uint32(f"{a}.attention.value_length", cfg["head_dim"])
+    w.add_uint32(f"{a}.rope.dimension_count", cfg["head_dim"])
+    w.add_float32(f"{a}.rope.freq_base", rope["rope_theta"])
+    w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", cfg["rms_norm_eps"])
+    w.add_uint32(f"{a}.attention.sliding_window", cfg["sliding_window"])
+    w.add_uint32(f"{a}.expert_count", cfg["num_local_experts"])
+    w.add_uint32(f"{a}.expert_used_count", cfg["num_experts_per_tok"])
+    w.add_uint32(f"{a}.vocab_size", vocab)
+    w.add_string(f"{a}.rope.scaling.type", "yarn")
+    w.add_float32(f"{a}.rope.scaling.factor", rope["factor"])
+    w.add_uint32(f"{a}.rope.scaling.original_context_length", rope["original_max_position_embeddings"])
+
+
+# GPT-OSS as a GGUF states it: the gpt_oss_mxfp4 golden's shapes, with what llama.cpp fixes for the
+# architecture (sliding window on even layers, clamp 7) and YaRN's correction range rounded (a GGUF has
+# no truncate key; llama.cpp and transformers' GGUF reader both round).
+GPT_OSS_GGUF_CASE = dict(
+    name="gpt_oss_gguf",
+    family="gpt_oss",
+    init_std=0.15,
+    config=dict(
+        vocab_size=mg.VOCAB, hidden_size=64, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=24, intermediate_size=32, num_local_experts=8, num_experts_per_tok=3, sliding_window=4,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+        swiglu_limit=7.0, attention_bias=True, rms_norm_eps=1e-5,
+        rope_parameters=dict(rope_type="yarn", rope_theta=1.5e5, factor=4.0, beta_fast=32.0, beta_slow=1.0,
+                             original_max_position_embeddings=64),
+        max_position_embeddings=256, tie_word_embeddings=False, bos_token_id=None, eos_token_id=510,
+        pad_token_id=511,
+    ),
+)
+
+
+def make_gpt_oss_gguf():
+    """gpt_oss_gguf/: a GPT-OSS with its experts in ggml's MXFP4 (type 39), the rest F32. The reference is
+    transformers on the same model with the experts replaced by their MXFP4 values."""
+    case = GPT_OSS_GGUF_CASE
+    final = MODELS / case["name"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for attempt in range(mg.MAX_SEED_TRIES):
+            seed = 9600 + attempt
+            model = mg.build_model(case, seed)
+            with torch.no_grad():  # the experts as MXFP4 holds them (quantized along each output row)
+                for name, prm in model.named_parameters():
+                    if name.endswith(("experts.gate_up_proj", "experts.down_proj")):
+                        blocks, scales = mg.mxfp4_quantize(prm.transpose(1, 2).contiguous())
+                        prm.copy_(mg.mxfp4_dequantize(blocks, scales).transpose(1, 2))
+            ref, diag, failures = mg.compute_reference(model, mg.make_prompt(seed), case["config"]["eos_token_id"])
+            if failures:
+                print(f"  {case['name']}: seed {seed} rejected: {'; '.join(failures)}")
+                continue
+            sd = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+            cfg = case["config"]
+            tensors = gpt_oss_tensors(sd, cfg)
+            work = Path(tmp) / case["name"]
+            work.mkdir(parents=True, exist_ok=True)
+            w = gguf.GGUFWriter(str(work / "model.gguf"), "gpt-oss")
+            write_gpt_oss_metadata(w, cfg, tensors["token_embd.weight"].shape[0])
+            for name in sorted(tensors):
+                t = tensors[name]
+                if name.endswith("_exps.weight"):
+                    rows = ggml_mxfp4_bytes(t.reshape(-1, t.shape[-1]))
+                    w.add_tensor(name, rows.reshape(*t.shape[:-1], -1), raw_dtype=Q.MXFP4)
+                else:
+                    w.add_tensor(name, np.ascontiguousarray(t))
+            w.write_header_to_file()
+            w.write_kv_data_to_file()
+            w.write_tensors_to_file()
+            w.close()
+            # The file decodes, with gguf-py, to the weights the reference ran with.
+            reader = gguf.GGUFReader(str(work / "model.gguf"))
+            for t in reader.tensors:
+                if t.name.endswith("_exps.weight"):
+                    got = gguf.quants.dequantize(t.data, t.tensor_type).reshape(tensors[t.name].shape)
+                    assert np.array_equal(got, tensors[t.name]), t.name
+            meta = {"model_type": "gpt_oss", "case": case["name"], "transformers": transformers.__version__,
+                    "torch": torch.__version__, "weights_dtype": "mxfp4 experts (ggml), f32", "seed": str(seed),
+                    "init_std": str(case["init_std"]), "config_style": "gguf"}
+            save_file(ref, str(work / "reference.safetensors"), metadata=meta)
+            if final.exists():
+                mg.keep_identical_reference(work / "reference.safetensors", final / "reference.safetensors")
+                shutil.rmtree(final)
+            for f in work.iterdir():
+                f.chmod(0o644)
+            shutil.copytree(work, final)
+            print(f"{case['name']}: seed {seed}, {(final / 'model.gguf').stat().st_size} bytes, {diag}")
+            return
+    raise RuntimeError("no robust seed")
+
+
 def add_nextn_block(tensors, cfg):
     """A multi-token-prediction block after the last layer, as llama.cpp stores GLM-4.5's and counts it in
     block_count (nextn_predict_layers): a copy of the last layer plus the nextn.* projections. The model
@@ -532,13 +683,15 @@ def make_deepseek_v3_gguf():
 def main():
     torch.set_num_threads(1)
     only = set(sys.argv[1:])
-    for case in ("qwen3_moe", "qwen3_dense", "qwen2_moe", "olmoe", "mixtral", "llama", "deepseek_v2"):
+    for case in ("qwen3_moe", "qwen3_dense", "qwen2_moe", "olmoe", "mixtral", "llama", "deepseek_v2", "minimax_m2"):
         if not only or case in only:
             convert_golden(case)
     if not only or "qwen3_moe_q4_k_m" in only:
         make_q4_k_m()
     if not only or "deepseek_v3_gguf" in only:
         make_deepseek_v3_gguf()
+    if not only or "gpt_oss_gguf" in only:
+        make_gpt_oss_gguf()
 
 
 if __name__ == "__main__":

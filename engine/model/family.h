@@ -57,6 +57,9 @@ struct TensorNaming {
   bool stacked_transposed = false;
   std::string experts_gate_up_bias = "model.layers.{L}.mlp.experts.gate_up_proj_bias";
   std::string experts_down_bias = "model.layers.{L}.mlp.experts.down_proj_bias";
+  // ... or the gate and up biases apart, [E, I] each, as GGUF files hold them (empty in HF namings).
+  std::string experts_gate_bias;
+  std::string experts_up_bias;
   std::string shared_gate_proj = "model.layers.{L}.mlp.shared_expert.gate_proj.weight";
   std::string shared_up_proj = "model.layers.{L}.mlp.shared_expert.up_proj.weight";
   std::string shared_down_proj = "model.layers.{L}.mlp.shared_expert.down_proj.weight";

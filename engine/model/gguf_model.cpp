@@ -19,6 +19,7 @@ struct GgufArchitecture {
 constexpr GgufArchitecture kArchitectures[] = {
     {"qwen3moe", "qwen3_moe"}, {"qwen3", "qwen3"},           {"qwen2moe", "qwen2_moe"},
     {"olmoe", "olmoe"},        {"llama", "llama or mixtral"}, {"deepseek2", "deepseek_v2 or deepseek_v3"},
+    {"gpt-oss", "gpt_oss"},    {"minimax-m2", "minimax_m2"},
 };
 
 // The metadata under `{arch}.` keys, with GgufMetadata's typed reads.
@@ -174,6 +175,39 @@ void read_deepseek2(const GgufFile& g, const Metadata& m, nlohmann::json& c) {
   if (!sigmoid) c["topk_method"] = groups > 1 && used < groups ? "group_limited_greedy" : "greedy";
 }
 
+// gpt-oss: llama.cpp's converter splits the interleaved gate_up experts (and their biases) into gate and
+// up, stores the pre-MLP norm as post_attention_norm and the sinks as attn_sinks. What the file does not
+// state is fixed in llama.cpp: sliding-window attention on even layers, the SwiGLU clamp at 7 (α 1.702).
+void read_gpt_oss(const GgufFile& g, const Metadata& m, nlohmann::json& c, TensorNaming& n) {
+  read_attention_widths(g, m, c);
+  c["model_type"] = "gpt_oss";
+  c["num_local_experts"] = m.integer(m.key("expert_count"));
+  c["num_experts_per_tok"] = m.integer(m.key("expert_used_count"));
+  c["intermediate_size"] = m.integer(m.key("expert_feed_forward_length"));
+  c["sliding_window"] = m.integer(m.key("attention.sliding_window"));
+  c["attention_bias"] = g.find("blk.0.attn_q.bias") != nullptr;
+  sigmoid_router(g, m, false);
+  n.ffn_norm = "blk.{L}.post_attention_norm.weight";
+  n.sinks = "blk.{L}.attn_sinks.weight";
+  n.router_logit_bias = "blk.{L}.ffn_gate_inp.bias";
+  n.experts_gate_bias = "blk.{L}.ffn_gate_exps.bias";
+  n.experts_up_bias = "blk.{L}.ffn_up_exps.bias";
+  n.experts_down_bias = "blk.{L}.ffn_down_exps.bias";
+}
+
+// minimax-m2: a sigmoid router with the selection bias (exp_probs_b), top-k renormalised; q/k norms over
+// the whole projections; rotate-half RoPE on the first rope.dimension_count dims of each head.
+void read_minimax_m2(const GgufFile& g, const Metadata& m, nlohmann::json& c) {
+  read_attention_widths(g, m, c);
+  c["model_type"] = "minimax_m2";
+  c["num_local_experts"] = m.integer(m.key("expert_count"));
+  c["num_experts_per_tok"] = m.integer(m.key("expert_used_count"));
+  c["intermediate_size"] = m.integer(m.key("expert_feed_forward_length"));
+  if (!sigmoid_router(g, m, true)) throw EngineError(g.path(), m.key("expert_gating_func"), "MiniMax-M2's router is sigmoid (2)");
+  if (m.has(m.key("expert_weights_norm")) && !m.boolean(m.key("expert_weights_norm")))
+    throw EngineError(g.path(), m.key("expert_weights_norm"), "MiniMax-M2 renormalises its top-k weights");
+}
+
 }  // namespace
 
 GgufModelConfig read_gguf_model_config(const GgufFile& g) {
@@ -237,6 +271,14 @@ GgufModelConfig read_gguf_model_config(const GgufFile& g) {
 
   if (arch == "deepseek2") {
     read_deepseek2(g, m, c);
+    return out;
+  }
+  if (arch == "gpt-oss") {
+    read_gpt_oss(g, m, c, out.names);
+    return out;
+  }
+  if (arch == "minimax-m2") {
+    read_minimax_m2(g, m, c);
     return out;
   }
   read_attention_widths(g, m, c);

@@ -114,7 +114,7 @@ class GgufSource : public WeightSource {
     }
     used_.insert(name);
     if (!t->readable)
-      throw EngineError(file_.path(), name, "ggml type " + t->type_name + " is not read (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q2_K to Q6_K are)");
+      throw EngineError(file_.path(), name, "ggml type " + t->type_name + " is not read (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K to Q6_K and MXFP4 are)");
     if (shape.size() == 1 && !is_weight_dtype(t->view.dtype))
       throw EngineError(file_.path(), name, "a vector in " + t->type_name + "; vectors are read in F32, F16 or BF16");
     // A [1, n] matrix may be stored as a vector (Qwen2-MoE's shared expert gate), and a vector as [1, n].
@@ -207,6 +207,8 @@ class Binder {
   std::vector<float> table(const std::string& name, int64_t rows, int64_t cols, float synthetic_fill = 0.0f) {
     DType dt = DType::F32;
     const void* p = src_.get(name, {rows, cols}, true, dt);
+    if (p && !is_weight_dtype(dt))
+      throw EngineError(name, "dtype", std::string(dtype_name(dt)) + " where a table of F32, F16 or BF16 values belongs");
     std::vector<float> out(size_t(rows * cols), synthetic_fill);
     if (p) convert_to_f32(p, dt, out.size(), out.data());
     return out;
@@ -335,6 +337,7 @@ class Binder {
           X.up = {u + matrix_bytes(du, e * I, H), du, I, H};
           X.down = {d + matrix_bytes(dd, e * H, I), dd, H, I};
         }
+        bind_expert_biases(L, name);
       } else {
         for (int64_t e = 0; e < E; ++e) {
           auto ename = [l, e](const std::string& p) { return tensor_name(p, l, int(e)); };
@@ -392,20 +395,29 @@ class Binder {
     bind_expert_biases(L, name);
   }
 
-  // The biases of GPT-OSS's experts: gate_up [E, 2·I] interleaved like the columns, down [E, H].
+  // The biases of GPT-OSS's experts: gate_up [E, 2·I] interleaved like the columns (or, in GGUF, gate
+  // and up [E, I] apart), down [E, H].
   template <typename Name>
   void bind_expert_biases(LayerWeights& L, const Name& name) {
     const int64_t H = s_.hidden, E = s_.moe.n_experts, I = s_.moe.expert_ffn;
     if (!s_.moe.expert_bias) return;
-    const std::vector<float> gu_bias = table(name(n_.experts_gate_up_bias), E, 2 * I);
+    const bool apart = !n_.experts_gate_bias.empty();
+    const std::vector<float> gu_bias = apart ? std::vector<float>() : table(name(n_.experts_gate_up_bias), E, 2 * I);
+    const std::vector<float> g_bias = apart ? table(name(n_.experts_gate_bias), E, I) : std::vector<float>();
+    const std::vector<float> u_bias = apart ? table(name(n_.experts_up_bias), E, I) : std::vector<float>();
     const std::vector<float> d_bias = table(name(n_.experts_down_bias), E, H);
     for (int64_t e = 0; e < E; ++e) {
       auto& X = L.experts[size_t(e)];
-      X.gate_bias.resize(size_t(I));
-      X.up_bias.resize(size_t(I));
-      for (int64_t i = 0; i < I; ++i) {
-        X.gate_bias[size_t(i)] = gu_bias[size_t(e * 2 * I + 2 * i)];
-        X.up_bias[size_t(i)] = gu_bias[size_t(e * 2 * I + 2 * i + 1)];
+      if (apart) {
+        X.gate_bias.assign(g_bias.begin() + e * I, g_bias.begin() + (e + 1) * I);
+        X.up_bias.assign(u_bias.begin() + e * I, u_bias.begin() + (e + 1) * I);
+      } else {
+        X.gate_bias.resize(size_t(I));
+        X.up_bias.resize(size_t(I));
+        for (int64_t i = 0; i < I; ++i) {
+          X.gate_bias[size_t(i)] = gu_bias[size_t(e * 2 * I + 2 * i)];
+          X.up_bias[size_t(i)] = gu_bias[size_t(e * 2 * I + 2 * i + 1)];
+        }
       }
       X.down_bias.assign(d_bias.begin() + e * H, d_bias.begin() + (e + 1) * H);
     }

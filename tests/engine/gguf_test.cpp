@@ -289,7 +289,7 @@ TEST(GgufModel, ErrorsNameTheMetadataKeyOrTensor) {
 
 // What a GGUF model reads from its metadata, against the checkpoint it was converted from.
 TEST(GgufModel, SpecMatchesTheCheckpoint) {
-  for (const char* name : {"qwen3_moe", "qwen2_moe", "mixtral", "olmoe", "llama", "qwen3_dense", "deepseek_v2"}) {
+  for (const char* name : {"qwen3_moe", "qwen2_moe", "mixtral", "olmoe", "llama", "qwen3_dense", "deepseek_v2", "minimax_m2"}) {
     auto a = Model::load(kModels + name);
     auto b = Model::load(kModels + name + "/model.gguf");
     const ModelSpec &s = a->spec(), &t = b->spec();

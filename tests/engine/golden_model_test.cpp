@@ -139,7 +139,8 @@ INSTANTIATE_TEST_SUITE_P(Families, GoldenModel,
                                            "olmoe", "llama", "glm4_moe", "deepseek_v2", "deepseek_v3", "minimax_m2", "ernie4_5_moe", "gpt_oss", "qwen3_moe_bf16",
                                            "qwen3_moe_f16", "gpt_oss_bf16", "gpt_oss_mxfp4", "mixtral_sharded", "demo/moe", "demo/dense",
                                            "qwen3_moe.gguf", "qwen3_dense.gguf", "qwen2_moe.gguf", "olmoe.gguf", "mixtral.gguf",
-                                           "llama.gguf", "qwen3_moe_q4_k_m.gguf", "deepseek_v2.gguf", "deepseek_v3_gguf.gguf"),
+                                           "llama.gguf", "qwen3_moe_q4_k_m.gguf", "deepseek_v2.gguf", "deepseek_v3_gguf.gguf",
+                                           "minimax_m2.gguf"),
                          [](const auto& info) {
                            std::string n = info.param;
                            std::replace(n.begin(), n.end(), '/', '_');
