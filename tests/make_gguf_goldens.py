@@ -8,7 +8,7 @@ Dev-time only: CI never runs this. Its outputs under tests/data/models/ are comm
 The cases:
 
 * `<case>/model.gguf` for the F32 golden checkpoints of make_goldens.py (qwen3_moe, qwen3_dense,
-  qwen2_moe, olmoe, mixtral, llama, deepseek_v2, minimax_m2): the same weights, written under llama.cpp's names
+  qwen2_moe, olmoe, mixtral, llama, deepseek_v2, minimax_m2, glm4_moe): the same weights, written under llama.cpp's names
   and layout (SPECS.md §11.2): dims innermost first, experts stacked per layer, Llama/Mixtral q and k
   rows permuted for adjacent-pair RoPE, Qwen2-MoE's shared-expert gate as a vector, deepseek_v2 in
   deepseek2's layout before April 2025 (attn_kv_b whole, per-head widths in key_length). Their
@@ -231,7 +231,7 @@ def gguf_tensors(sd, cfg, arch, split_kv_b=False):
 
 GGUF_ARCH = {"qwen3_moe": "qwen3moe", "qwen3": "qwen3", "qwen2_moe": "qwen2moe", "olmoe": "olmoe",
              "mixtral": "llama", "llama": "llama", "deepseek_v2": "deepseek2", "deepseek_v3": "deepseek2",
-             "minimax_m2": "minimax-m2"}
+             "minimax_m2": "minimax-m2", "glm4_moe": "glm4moe"}
 
 
 def write_deepseek2_metadata(w, cfg, vocab, layers, mqa_form):
@@ -287,7 +287,9 @@ def write_metadata(w, cfg, arch, vocab, layers=None, mqa_form=False):
         write_deepseek2_metadata(w, cfg, vocab, layers or cfg["num_hidden_layers"], mqa_form)
         return
     a = arch
-    w.add_uint32(f"{a}.block_count", cfg["num_hidden_layers"])
+    w.add_uint32(f"{a}.block_count", layers or cfg["num_hidden_layers"])
+    if layers and layers > cfg["num_hidden_layers"]:
+        w.add_uint32(f"{a}.nextn_predict_layers", layers - cfg["num_hidden_layers"])
     w.add_uint32(f"{a}.context_length", cfg.get("max_position_embeddings", 256))
     w.add_uint32(f"{a}.embedding_length", cfg["hidden_size"])
     n_head = cfg["num_attention_heads"]
@@ -296,7 +298,9 @@ def write_metadata(w, cfg, arch, vocab, layers=None, mqa_form=False):
     w.add_uint32(f"{a}.attention.head_count_kv", cfg.get("num_key_value_heads") or n_head)
     w.add_uint32(f"{a}.attention.key_length", head_dim)
     w.add_uint32(f"{a}.attention.value_length", head_dim)
-    w.add_uint32(f"{a}.rope.dimension_count", cfg.get("rotary_dim") or head_dim)  # MiniMax-M2 rotates part of each head
+    # MiniMax-M2 and GLM-4.5 rotate part of each head.
+    partial = (cfg.get("rope_parameters") or {}).get("partial_rotary_factor") or cfg.get("partial_rotary_factor") or 1.0
+    w.add_uint32(f"{a}.rope.dimension_count", cfg.get("rotary_dim") or int(head_dim * partial))
     w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", cfg["rms_norm_eps"])
     theta = cfg.get("rope_theta") or (cfg.get("rope_parameters") or {}).get("rope_theta")
     w.add_float32(f"{a}.rope.freq_base", float(theta))
@@ -307,7 +311,15 @@ def write_metadata(w, cfg, arch, vocab, layers=None, mqa_form=False):
         w.add_uint32(f"{a}.expert_feed_forward_length", cfg["intermediate_size"])
         w.add_uint32(f"{a}.expert_gating_func", 2)
         w.add_bool(f"{a}.expert_weights_norm", True)
-    experts = cfg.get("num_experts") or cfg.get("num_local_experts")
+    if cfg["model_type"] == "glm4_moe":  # DeepSeek's MoE keys
+        w.add_uint32(f"{a}.expert_shared_count", cfg["n_shared_experts"])
+        w.add_uint32(f"{a}.leading_dense_block_count", cfg["first_k_dense_replace"])
+        w.add_float32(f"{a}.expert_weights_scale", cfg["routed_scaling_factor"])
+        w.add_bool(f"{a}.expert_weights_norm", bool(cfg["norm_topk_prob"]))
+        w.add_uint32(f"{a}.expert_gating_func", 2)
+        w.add_uint32(f"{a}.expert_group_count", cfg["n_group"])
+        w.add_uint32(f"{a}.expert_group_used_count", cfg["topk_group"])
+    experts = cfg.get("num_experts") or cfg.get("num_local_experts") or cfg.get("n_routed_experts")
     if experts:
         w.add_uint32(f"{a}.expert_count", experts)
         w.add_uint32(f"{a}.expert_used_count", cfg["num_experts_per_tok"])
@@ -387,8 +399,14 @@ def convert_golden(case):
     sd = {k: v.astype(np.float32) for k, v in load_file(str(folder / "model.safetensors")).items()}
     arch = GGUF_ARCH[cfg["model_type"]]
     tensors = gguf_tensors(sd, cfg, arch)
+    layers = None
+    if arch == "glm4moe":  # llama.cpp stores GLM-4.5's pre-MLP norm as post_attention_norm, and its nextn block
+        for name in [n for n in tensors if n.endswith("ffn_norm.weight")]:
+            tensors[name.replace("ffn_norm", "post_attention_norm")] = tensors.pop(name)
+        layers = add_nextn_block(tensors, cfg)
     path = folder / "model.gguf"
-    write_gguf(path, arch, cfg, tensors, tokenizer_folder=folder if (folder / "tokenizer.json").exists() else None)
+    write_gguf(path, arch, cfg, tensors, tokenizer_folder=folder if (folder / "tokenizer.json").exists() else None,
+               layers=layers)
     ref = load_file(str(folder / "reference.safetensors"))
     note = "not read by transformers"
     if cfg["model_type"] in TRANSFORMERS_READS:
@@ -683,7 +701,8 @@ def make_deepseek_v3_gguf():
 def main():
     torch.set_num_threads(1)
     only = set(sys.argv[1:])
-    for case in ("qwen3_moe", "qwen3_dense", "qwen2_moe", "olmoe", "mixtral", "llama", "deepseek_v2", "minimax_m2"):
+    for case in ("qwen3_moe", "qwen3_dense", "qwen2_moe", "olmoe", "mixtral", "llama", "deepseek_v2", "minimax_m2",
+                 "glm4_moe"):
         if not only or case in only:
             convert_golden(case)
     if not only or "qwen3_moe_q4_k_m" in only:

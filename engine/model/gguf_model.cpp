@@ -19,7 +19,7 @@ struct GgufArchitecture {
 constexpr GgufArchitecture kArchitectures[] = {
     {"qwen3moe", "qwen3_moe"}, {"qwen3", "qwen3"},           {"qwen2moe", "qwen2_moe"},
     {"olmoe", "olmoe"},        {"llama", "llama or mixtral"}, {"deepseek2", "deepseek_v2 or deepseek_v3"},
-    {"gpt-oss", "gpt_oss"},    {"minimax-m2", "minimax_m2"},
+    {"gpt-oss", "gpt_oss"},    {"minimax-m2", "minimax_m2"},  {"glm4moe", "glm4_moe"},
 };
 
 // The metadata under `{arch}.` keys, with GgufMetadata's typed reads.
@@ -117,6 +117,22 @@ bool sigmoid_router(const GgufFile& g, const Metadata& m, bool sigmoid_allowed) 
                         (sigmoid_allowed ? "softmax 1 and sigmoid 2 are" : "only softmax, 1, is") + ")");
 }
 
+// The MoE keys DeepSeek's converter writes, and GLM-4.5's after it: routed and shared experts, leading
+// dense layers, the routed scale and renormalisation, and expert groups. Files from before the group keys
+// existed ran without groups in llama.cpp, and so here.
+void read_deepseek_style_moe(const Metadata& m, nlohmann::json& c) {
+  c["n_routed_experts"] = m.integer(m.key("expert_count"));
+  c["num_experts_per_tok"] = m.integer(m.key("expert_used_count"));
+  c["moe_intermediate_size"] = m.integer(m.key("expert_feed_forward_length"));
+  c["n_shared_experts"] = m.has(m.key("expert_shared_count")) ? m.integer(m.key("expert_shared_count")) : 0;
+  c["first_k_dense_replace"] = m.has(m.key("leading_dense_block_count")) ? m.integer(m.key("leading_dense_block_count")) : 0;
+  c["routed_scaling_factor"] = m.has(m.key("expert_weights_scale")) ? m.number(m.key("expert_weights_scale")) : 1.0;
+  c["norm_topk_prob"] = m.has(m.key("expert_weights_norm")) ? m.boolean(m.key("expert_weights_norm")) : false;
+  const int64_t groups = m.has(m.key("expert_group_count")) ? m.integer(m.key("expert_group_count")) : 1;
+  c["n_group"] = groups;
+  c["topk_group"] = m.has(m.key("expert_group_used_count")) ? m.integer(m.key("expert_group_used_count")) : groups;
+}
+
 // deepseek2 (DeepSeek-V2/V3, Kimi K2): multi-head latent attention. Files converted since April 2025 run
 // MLA as MQA over the latent, so key_length and value_length describe the latent
 // (kv_lora_rank + rope, kv_lora_rank) and the per-head widths move to key_length_mla and value_length_mla;
@@ -160,18 +176,8 @@ void read_deepseek2(const GgufFile& g, const Metadata& m, nlohmann::json& c) {
   }
   const bool sigmoid = sigmoid_router(g, m, true);
   c["model_type"] = sigmoid ? "deepseek_v3" : "deepseek_v2";
-  c["n_routed_experts"] = m.integer(m.key("expert_count"));
-  c["num_experts_per_tok"] = m.integer(m.key("expert_used_count"));
-  c["moe_intermediate_size"] = m.integer(m.key("expert_feed_forward_length"));
-  c["n_shared_experts"] = m.has(m.key("expert_shared_count")) ? m.integer(m.key("expert_shared_count")) : 0;
-  c["first_k_dense_replace"] = m.has(m.key("leading_dense_block_count")) ? m.integer(m.key("leading_dense_block_count")) : 0;
-  c["routed_scaling_factor"] = m.has(m.key("expert_weights_scale")) ? m.number(m.key("expert_weights_scale")) : 1.0;
-  c["norm_topk_prob"] = m.has(m.key("expert_weights_norm")) ? m.boolean(m.key("expert_weights_norm")) : false;
-  // Expert groups: files before the group keys existed ran without them in llama.cpp, and so here.
-  const int64_t groups = m.has(m.key("expert_group_count")) ? m.integer(m.key("expert_group_count")) : 1;
-  const int64_t used = m.has(m.key("expert_group_used_count")) ? m.integer(m.key("expert_group_used_count")) : groups;
-  c["n_group"] = groups;
-  c["topk_group"] = used;
+  read_deepseek_style_moe(m, c);
+  const int64_t groups = c["n_group"].get<int64_t>(), used = c["topk_group"].get<int64_t>();
   if (!sigmoid) c["topk_method"] = groups > 1 && used < groups ? "group_limited_greedy" : "greedy";
 }
 
@@ -206,6 +212,19 @@ void read_minimax_m2(const GgufFile& g, const Metadata& m, nlohmann::json& c) {
   if (!sigmoid_router(g, m, true)) throw EngineError(g.path(), m.key("expert_gating_func"), "MiniMax-M2's router is sigmoid (2)");
   if (m.has(m.key("expert_weights_norm")) && !m.boolean(m.key("expert_weights_norm")))
     throw EngineError(g.path(), m.key("expert_weights_norm"), "MiniMax-M2 renormalises its top-k weights");
+}
+
+// glm4moe (GLM-4.5, GLM-4.5-Air): DeepSeek-V3's router and shared experts on GQA with q/k/v biases and
+// optional per-head q/k norms, partial rotate-half RoPE; the pre-MLP norm is stored as
+// post_attention_norm, and the nextn block after the last layer is counted in block_count.
+void read_glm4_moe(const GgufFile& g, const Metadata& m, nlohmann::json& c, TensorNaming& n) {
+  read_attention_widths(g, m, c);
+  c["model_type"] = "glm4_moe";
+  c["attention_bias"] = g.find("blk.0.attn_q.bias") != nullptr;
+  c["use_qk_norm"] = g.find("blk.0.attn_q_norm.weight") != nullptr;
+  if (!sigmoid_router(g, m, true)) throw EngineError(g.path(), m.key("expert_gating_func"), "GLM-4.5's router is sigmoid (2)");
+  read_deepseek_style_moe(m, c);
+  n.ffn_norm = "blk.{L}.post_attention_norm.weight";
 }
 
 }  // namespace
@@ -279,6 +298,10 @@ GgufModelConfig read_gguf_model_config(const GgufFile& g) {
   }
   if (arch == "minimax-m2") {
     read_minimax_m2(g, m, c);
+    return out;
+  }
+  if (arch == "glm4moe") {
+    read_glm4_moe(g, m, c, out.names);
     return out;
   }
   read_attention_widths(g, m, c);
