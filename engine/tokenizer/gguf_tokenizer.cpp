@@ -1,15 +1,20 @@
 #include "engine/tokenizer/gguf_tokenizer.h"
 
+#include <set>
+#include <unordered_map>
+
 #include "engine/common/error.h"
 #include "engine/tokenizer/bpe_tokenizer.h"
+#include "engine/tokenizer/sentencepiece_model_proto.h"
+#include "engine/tokenizer/sentencepiece_tokenizer.h"
 #include "engine/tokenizer/special_tokens.h"
 
 namespace moe {
 
 namespace {
 
-// token_type values (llama.cpp's llama_token_type).
-constexpr int64_t kControl = 3, kUserDefined = 4, kUnused = 5;
+// token_type values (llama.cpp's llama_token_type; SentencePiece's piece types use the same numbers).
+constexpr int64_t kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6;
 
 // The split rules of the byte-level vocabularies llama.cpp names in tokenizer.ggml.pre, as their
 // tokenizer.json files state them. An empty regex means GPT-2's, which ByteLevel applies itself.
@@ -34,13 +39,25 @@ constexpr PreTokenizer kPreTokenizers[] = {
 class Keys : public GgufMetadata {
  public:
   using GgufMetadata::GgufMetadata;
+  // elem: string, number_integer, or number_float for any number.
   const nlohmann::json& array(const std::string& k, nlohmann::json::value_t elem, const char* what) const {
     const auto& v = value(k);
     if (!v.is_array()) throw EngineError(path(), k, std::string("expected an array of ") + what);
     for (size_t i = 0; i < v.size(); ++i) {
-      const bool ok = elem == nlohmann::json::value_t::string ? v[i].is_string() : v[i].is_number_integer();
+      const bool ok = elem == nlohmann::json::value_t::string         ? v[i].is_string()
+                      : elem == nlohmann::json::value_t::number_float ? v[i].is_number()
+                                                                      : v[i].is_number_integer();
       if (!ok) throw EngineError(path(), k + "[" + std::to_string(i) + "]", std::string("expected ") + what);
     }
+    return v;
+  }
+  // array(), checked to hold one entry per token.
+  const nlohmann::json& per_token(const std::string& k, nlohmann::json::value_t elem, const char* what,
+                                  size_t n_tokens) const {
+    const auto& v = array(k, elem, what);
+    if (v.size() != n_tokens)
+      throw EngineError(path(), k,
+                        "has " + std::to_string(v.size()) + " entries for " + std::to_string(n_tokens) + " tokens");
     return v;
   }
   std::optional<int64_t> id(const std::string& k, size_t n_tokens) const {
@@ -54,17 +71,40 @@ class Keys : public GgufMetadata {
   }
 };
 
+// BOS and EOS as tokenizer_config.json would give them: the tokens at tokenizer.ggml.bos_token_id and
+// eos_token_id, none where the key is absent (as Hugging Face's GGUF reader has it).
+detail::TokenizerConfig special_tokens_config(const Keys& keys, const nlohmann::json& tokens, bool add_bos_default) {
+  detail::TokenizerConfig config;
+  config.present = true;
+  config.file = keys.path();
+  const auto token = [&](int64_t id) { return tokens[size_t(id)].get<std::string>(); };
+  config.add_bos_token = keys.boolean_if_present("tokenizer.ggml.add_bos_token").value_or(add_bos_default);
+  config.has_bos_token = true;
+  if (const auto bos = keys.id("tokenizer.ggml.bos_token_id", tokens.size())) config.bos_token = token(*bos);
+  config.has_eos_token = true;
+  if (const auto eos = keys.id("tokenizer.ggml.eos_token_id", tokens.size())) config.eos_token = token(*eos);
+  return config;
+}
+
+// What ends generation: EOS, and as in llama.cpp the end-of-turn and end-of-message tokens, and the control
+// tokens that close turns in the common chat formats.
+std::vector<int32_t> stop_ids(const Tokenizer& tok, const Keys& keys, size_t n_tokens) {
+  std::vector<int32_t> stops = tok.eos_ids();
+  for (const char* k : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"})
+    if (const auto id = keys.id(k, n_tokens)) stops.push_back(int32_t(*id));
+  for (const char* text : {"<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<|return|>"})
+    if (const auto id = tok.token_to_id(text); id && tok.is_special(*id)) stops.push_back(*id);
+  return stops;
+}
+
 std::unique_ptr<Tokenizer> byte_level_bpe(const GgufFile& g, const Keys& keys) {
   const std::string file = g.path();
   const auto& tokens = keys.array("tokenizer.ggml.tokens", nlohmann::json::value_t::string, "token strings");
   const auto& merges = keys.array("tokenizer.ggml.merges", nlohmann::json::value_t::string, "merges (\"a b\")");
   nlohmann::json types = nlohmann::json::array();
-  if (keys.has("tokenizer.ggml.token_type")) {
-    types = keys.array("tokenizer.ggml.token_type", nlohmann::json::value_t::number_integer, "token types");
-    if (types.size() != tokens.size())
-      throw EngineError(file, "tokenizer.ggml.token_type",
-                        "has " + std::to_string(types.size()) + " entries for " + std::to_string(tokens.size()) + " tokens");
-  }
+  if (keys.has("tokenizer.ggml.token_type"))
+    types = keys.per_token("tokenizer.ggml.token_type", nlohmann::json::value_t::number_integer, "token types",
+                           tokens.size());
   const std::string pre = keys.string_or("tokenizer.ggml.pre", "default");
   const PreTokenizer* rules = nullptr;
   for (const auto& p : kPreTokenizers)
@@ -105,25 +145,112 @@ std::unique_ptr<Tokenizer> byte_level_bpe(const GgufFile& g, const Keys& keys) {
   }
   j["decoder"] = {{"type", "ByteLevel"}};
   auto tok = std::make_unique<BpeTokenizer>(j, file + " (tokenizer.ggml.*)");
+  tok->apply_config(special_tokens_config(keys, tokens, /*add_bos_default=*/false));
+  tok->set_eos_ids(stop_ids(*tok, keys, tokens.size()));
+  return tok;
+}
 
-  // BOS and EOS as tokenizer_config.json would give them. llama.cpp also ends a turn on the end-of-turn
-  // and end-of-message tokens, and on the control tokens that close turns in the common chat formats.
-  detail::TokenizerConfig config;
-  config.present = true;
-  config.file = file;
-  const auto token = [&](int64_t id) { return tokens[size_t(id)].get<std::string>(); };
-  config.add_bos_token = keys.boolean_if_present("tokenizer.ggml.add_bos_token").value_or(false);
-  config.has_bos_token = true;
-  if (const auto bos = keys.id("tokenizer.ggml.bos_token_id", tokens.size())) config.bos_token = token(*bos);
-  config.has_eos_token = true;
-  if (const auto eos = keys.id("tokenizer.ggml.eos_token_id", tokens.size())) config.eos_token = token(*eos);
+bool is_byte_piece_name(const std::string& s) {  // "<0x0A>", upper-case hex, as SentencePiece spells them
+  const auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'); };
+  return s.size() == 6 && s.compare(0, 3, "<0x") == 0 && hex(s[3]) && hex(s[4]) && s[5] == '>';
+}
+
+// tokenizer.ggml.model "llama": SentencePiece BPE with byte fallback (Llama 2, Mistral, Mixtral). Tokens, scores
+// and token types become the ModelProto of the tokenizer.model they were converted from, which libsentencepiece
+// encodes (sentencepiece_model_proto.h). Around it, what llama.cpp and Hugging Face's GGUF reader agree on:
+// control and unknown tokens are special tokens, user-defined ones plain added tokens, all cut out of the raw
+// text first; each stretch of text between them gets the dummy "▁" prefix on its own (llama.cpp; HF's legacy
+// Llama tokenizers), BOS is added unless add_bos_token says not, EOS only when add_eos_token says so.
+std::unique_ptr<Tokenizer> sentencepiece_bpe(const GgufFile& g, const Keys& keys) {
+  using value_t = nlohmann::json::value_t;
+  const std::string file = g.path();
+  const auto& tokens = keys.array("tokenizer.ggml.tokens", value_t::string, "token strings");
+  const size_t n = tokens.size();
+  const auto& scores = keys.per_token("tokenizer.ggml.scores", value_t::number_float, "scores (numbers)", n);
+  const auto& types = keys.per_token("tokenizer.ggml.token_type", value_t::number_integer, "token types", n);
+
+  SentencePieceModelSpec spec;
+  spec.pieces.resize(n);
+  size_t unknowns = 0;
+  for (size_t id = 0; id < n; ++id) {
+    const std::string at = "[" + std::to_string(id) + "]";
+    const int64_t type = types[id].get<int64_t>();
+    if (type < kNormal || type > kByte)
+      throw EngineError(file, "tokenizer.ggml.token_type" + at,
+                        "token type " + std::to_string(type) + " is not one of llama.cpp's 1 (normal) to 6 (byte)");
+    auto& piece = spec.pieces[id];
+    piece.text = tokens[id].get<std::string>();
+    piece.score = float(scores[id].get<double>());
+    piece.type = SentencePieceType(type);
+    if (type == kByte && !is_byte_piece_name(piece.text))
+      throw EngineError(file, "tokenizer.ggml.tokens" + at, "byte token '" + piece.text + "' is not spelled <0xXX>");
+    if (type == kUnknown) unknowns += 1;
+  }
+  // SentencePiece wants exactly one unknown piece. llama.cpp's converter types <unk> CONTROL when
+  // tokenizer_config.json flags it special (Mixtral's does): then unknown_token_id names it.
+  const auto unk = keys.id("tokenizer.ggml.unknown_token_id", n);
+  if (unknowns > 1)
+    throw EngineError(file, "tokenizer.ggml.token_type",
+                      std::to_string(unknowns) + " tokens have type 2 (unknown); SentencePiece has one");
+  if (unknowns == 0) {
+    if (!unk)
+      throw EngineError(file, "tokenizer.ggml.unknown_token_id",
+                        "missing, and no token has type 2 (unknown): SentencePiece needs an unknown token");
+    spec.pieces[size_t(*unk)].type = SentencePieceType::Unknown;
+  }
+
+  // A ModelProto cannot hold an empty piece, nor one text twice in a group (normal, user-defined and unused
+  // pieces; unknown, control and byte pieces). The first id keeps the text, as in the byte-level vocabulary;
+  // later ones get an unused stand-in piece that shows the token's text (set_stand_in_text below).
+  const auto reserved = [](SentencePieceType t) {
+    return t == SentencePieceType::Unknown || t == SentencePieceType::Control || t == SentencePieceType::Byte;
+  };
+  struct StandIn {
+    int32_t id;
+    std::string text;
+    bool special;
+  };
+  std::vector<StandIn> stand_ins;
+  std::set<std::string> texts;
+  for (const auto& p : spec.pieces) texts.insert(p.text);
+  std::unordered_map<std::string, int32_t> seen[2];
+  std::set<int> bytes;
+  for (size_t id = 0; id < n; ++id) {
+    auto& piece = spec.pieces[id];
+    const bool special = piece.type == SentencePieceType::Control || piece.type == SentencePieceType::Unknown;
+    if (!piece.text.empty() && seen[reserved(piece.type)].emplace(piece.text, int32_t(id)).second) {
+      if (piece.type == SentencePieceType::Byte) bytes.insert(std::stoi(piece.text.substr(3, 2), nullptr, 16));
+      continue;
+    }
+    stand_ins.push_back({int32_t(id), piece.text, special});
+    std::string name = "<gguf token " + std::to_string(id) + ">";
+    while (texts.count(name)) name += "'";
+    piece = {name, piece.score, SentencePieceType::Unused};
+  }
+  if (!bytes.empty() && bytes.size() != 256)
+    throw EngineError(file, "tokenizer.ggml.token_type",
+                      "byte tokens (type 6) cover " + std::to_string(bytes.size()) +
+                          " of the 256 bytes; SentencePiece's byte fallback needs all of them or none");
+
+  for (size_t id = 0; id < n; ++id)
+    if (spec.pieces[id].type == SentencePieceType::Unknown) spec.unk_id = int32_t(id);
+  spec.bos_id = int32_t(keys.id("tokenizer.ggml.bos_token_id", n).value_or(-1));
+  spec.eos_id = int32_t(keys.id("tokenizer.ggml.eos_token_id", n).value_or(-1));
+  spec.pad_id = int32_t(keys.id("tokenizer.ggml.padding_token_id", n).value_or(-1));
+  spec.add_dummy_prefix = keys.boolean_if_present("tokenizer.ggml.add_space_prefix").value_or(true);
+  spec.remove_extra_whitespaces = keys.boolean_if_present("tokenizer.ggml.remove_extra_whitespaces").value_or(false);
+
+  auto tok =
+      std::make_unique<SentencePieceTokenizer>(serialize_sentencepiece_model(spec), file + " (tokenizer.ggml.*)");
+  for (const auto& s : stand_ins) tok->set_stand_in_text(s.id, s.text, s.special);
+  detail::TokenizerConfig config = special_tokens_config(keys, tokens, /*add_bos_default=*/true);
+  for (size_t id = 0; id < n; ++id)
+    if (spec.pieces[id].type == SentencePieceType::UserDefined)
+      config.added_tokens.push_back({int32_t(id), spec.pieces[id].text, false, false, false, false, false});
   tok->apply_config(config);
-  std::vector<int32_t> stops = tok->eos_ids();
-  for (const char* k : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"})
-    if (const auto id = keys.id(k, tokens.size())) stops.push_back(int32_t(*id));
-  for (const char* text : {"<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<|return|>"})
-    if (const auto id = tok->token_to_id(text); id && tok->is_special(*id)) stops.push_back(*id);
-  tok->set_eos_ids(stops);
+  if (keys.boolean_if_present("tokenizer.ggml.add_eos_token").value_or(false) && spec.eos_id >= 0)
+    tok->set_appended_eos(spec.eos_id);
+  tok->set_eos_ids(stop_ids(*tok, keys, n));
   return tok;
 }
 
@@ -134,8 +261,10 @@ std::unique_ptr<Tokenizer> load_gguf_tokenizer(const GgufFile& g) {
   const std::string model = keys.string_or("tokenizer.ggml.model", "");
   if (model.empty()) throw EngineError(g.path(), "tokenizer.ggml.model", "missing: the file carries no tokenizer");
   if (model == "gpt2") return byte_level_bpe(g, keys);
+  if (model == "llama") return sentencepiece_bpe(g, keys);
   throw EngineError(g.path(), "tokenizer.ggml.model",
-                    "tokenizer '" + model + "' is not read from GGUF yet (byte-level BPE, 'gpt2', is)");
+                    "tokenizer '" + model + "' is not read from GGUF yet (byte-level BPE, 'gpt2', and SentencePiece "
+                    "BPE, 'llama', are)");
 }
 
 }  // namespace moe

@@ -2,6 +2,7 @@
 
 #include <sentencepiece_processor.h>
 
+#include <algorithm>
 
 #include "engine/common/error.h"
 #include "engine/formats/text_file.h"
@@ -35,13 +36,20 @@ int hex_digit(char c) {
   return -1;
 }
 
+std::string read_model_file(const std::filesystem::path& model_file) {
+  std::string blob = read_whole_file(model_file);
+  if (blob.empty()) throw EngineError(model_file.string(), "", "empty file, not a SentencePiece model");
+  return blob;
+}
+
 }  // namespace
 
 SentencePieceTokenizer::SentencePieceTokenizer(const std::filesystem::path& model_file)
-    : file_(model_file.string()), sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {
-  const std::string blob = read_whole_file(model_file);
-  if (blob.empty()) throw EngineError(file_, "", "empty file, not a SentencePiece model");
-  const auto status = sp_->LoadFromSerializedProto(blob);
+    : SentencePieceTokenizer(read_model_file(model_file), model_file.string()) {}
+
+SentencePieceTokenizer::SentencePieceTokenizer(const std::string& model_proto, const std::string& name)
+    : file_(name), sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {
+  const auto status = sp_->LoadFromSerializedProto(model_proto);
   if (!status.ok()) throw EngineError(file_, "ModelProto", "not a SentencePiece model: " + status.ToString());
   model_size_ = sp_->GetPieceSize();
   if (model_size_ <= 0) throw EngineError(file_, "pieces", "the model has no pieces");
@@ -80,6 +88,21 @@ SentencePieceTokenizer::SentencePieceTokenizer(const std::filesystem::path& mode
 SentencePieceTokenizer::~SentencePieceTokenizer() = default;
 
 void SentencePieceTokenizer::rebuild_matcher() { matcher_ = detail::AddedTokenMatcher(matched_); }
+
+void SentencePieceTokenizer::set_eos_ids(std::vector<int32_t> ids) {
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  eos_ids_ = std::move(ids);
+}
+
+void SentencePieceTokenizer::set_stand_in_text(int32_t id, const std::string& text, bool special) {
+  if (id < 0 || id >= model_size_) return;
+  const auto it = piece_to_id_.find(pieces_[size_t(id)]);
+  if (it != piece_to_id_.end() && it->second == id) piece_to_id_.erase(it);
+  pieces_[size_t(id)] = text;
+  bytes_[size_t(id)] = special ? text : replace_meta_space(text);
+  special_[size_t(id)] = special ? 1 : 0;
+}
 
 void SentencePieceTokenizer::apply_config(const detail::TokenizerConfig& cfg) {
   if (!cfg.present) return;
@@ -137,6 +160,7 @@ std::vector<int32_t> SentencePieceTokenizer::encode(std::string_view text, bool 
     if (!sp_->Encode(piece.text, &segment_ids).ok()) continue;
     ids.insert(ids.end(), segment_ids.begin(), segment_ids.end());
   }
+  if (add_special && appended_eos_) ids.push_back(*appended_eos_);
   return ids;
 }
 

@@ -8,6 +8,9 @@
 // Decoding follows HF's Llama decoder chain (Replace "▁"→" ", ByteFallback, Fuse, Strip one leading space):
 // every piece maps to bytes on its own, and the single leading space is dropped from the first piece of the
 // output. token_bytes(id, previous) does the same per token: previous == -1 means "nothing emitted yet".
+//
+// The model comes from a tokenizer.model file, or as ModelProto bytes built from another description of the
+// vocabulary (a GGUF file's tokenizer.ggml.*, see gguf_tokenizer.h and sentencepiece_model_proto.h).
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -29,10 +32,19 @@ class SentencePieceTokenizer final : public Tokenizer {
  public:
   // Loads a tokenizer.model. Throws EngineError naming the file when it is missing or not a model.
   explicit SentencePieceTokenizer(const std::filesystem::path& model_file);
+  // Loads a serialized ModelProto; `name` is what errors call it ("model.gguf (tokenizer.ggml.*)").
+  SentencePieceTokenizer(const std::string& model_proto, const std::string& name);
   ~SentencePieceTokenizer() override;
 
   // BOS/EOS, add_bos_token (default true) and added tokens from tokenizer_config.json.
   void apply_config(const detail::TokenizerConfig& cfg);
+  // Replaces the ids that end generation (GGUF files name several: eos, end of turn, ...); duplicates dropped.
+  void set_eos_ids(std::vector<int32_t> ids);
+  // The id encode(add_special) appends (llama.cpp's add_eos_token); none by default.
+  void set_appended_eos(std::optional<int32_t> id) { appended_eos_ = id; }
+  // For a model piece that stands in for text a ModelProto cannot hold (a GGUF vocabulary's empty or repeated
+  // strings): id_to_token and decode show `text`, token_to_id does not find the stand-in, encode never gives it.
+  void set_stand_in_text(int32_t id, const std::string& text, bool special);
 
   std::vector<int32_t> encode(std::string_view text, bool add_special = true) const override;
   std::string decode(std::span<const int32_t> ids, bool skip_special = false) const override;
@@ -65,6 +77,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::optional<int32_t> bos_id_;
   bool add_bos_ = true;
   std::vector<int32_t> eos_ids_;
+  std::optional<int32_t> appended_eos_;
 };
 
 }  // namespace moe

@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""A SentencePiece tokenizer in a GGUF file, and the reference ids for it (dev-time only; CI never runs Python).
+
+    python3 tests/make_gguf_tokenizers.py        (after tests/make_tokenizers.py, whose spm/ it reads)
+
+What it writes:
+  tokenizers/spm/tokenizer.gguf      a GGUF with no tensors (general.architecture "llama", the Llama-2 / Mistral /
+                                     Mixtral case) whose tokenizer keys are those llama.cpp's convert_hf_to_gguf.py
+                                     writes for a SentencePiece checkpoint (TextModel._set_vocab_sentencepiece,
+                                     restated below): tokenizer.ggml.model "llama", pre "default", tokens, scores,
+                                     token_type, the special ids and add_bos/add_eos/chat template (gguf-py's
+                                     SpecialVocab), and add_space_prefix (the model's normalizer_spec.add_dummy_prefix,
+                                     as the converter writes it for the vocabularies whose normalizer it reads).
+  tokenizers/gguf_spm_expected.json  for every text of expected.json and a few more (EXTRA_TEXTS): the reference ids
+                                     with and without BOS, their decoded text (transformers' decoder), and where
+                                     transformers' own GGUF tokenizer gives other ids, those ids and the reason.
+
+The checkpoint converted is spm/tokenizer.model and spm/tokenizer_config.json plus four added tokens, laid out in a
+temporary folder as a Hugging Face repo holds them (tokenizer.model; tokenizer_config.json; tokenizer.json, saved by
+transformers from those two; config.json with bos 1, eos 2 and vocab_size 405):
+  400 <|im_start|>, 401 <|im_end|>   special          → CONTROL (and <|im_end|> ends a turn, as in llama.cpp)
+  402 <think>, 403 </think>          not special      → USER_DEFINED
+  404                                (vocab_size pads) → "[PAD404]", UNUSED
+The converter retypes every token that added_tokens_decoder flags special, so <unk> (id 0), UNKNOWN in
+tokenizer.model, is CONTROL in the GGUF (with tokenizer.ggml.unknown_token_id 0), as in the Mixtral GGUF files made by
+convert_hf_to_gguf.py; files made by the older convert.py keep it UNKNOWN (the C++ tests rewrite the type for that
+case). gguf-py warns "Unknown separator token '<s>' in TemplateProcessing<pair>" and writes add_sep_token false: the
+pair template of Llama-2's tokenizer.json ("<s> A <s> B") does that to real conversions too.
+
+Where the reference ids come from, and where transformers disagrees:
+  The reference is llama.cpp's SPM tokenization (llama-vocab.cpp: tokenizer_st_partition, then llm_tokenizer_spm per
+  stretch of text), which is also what the original tokenizer.model gives with Hugging Face's legacy Llama handling
+  (LlamaTokenizer legacy=True, and the Prepend("▁") normalizer of the tokenizer.json published with Llama-2,
+  Mistral-7B and Mixtral): the control, user-defined and unknown tokens are cut out of the raw text, each stretch
+  between them is encoded by SentencePiece on its own, so each gets the dummy "▁" prefix, and BOS is prepended. This
+  script computes those ids with the `sentencepiece` library on tokenizer.model, as tests/make_tokenizers.py does for
+  expected.json, and checks that they equal expected.json's on every text without the added tokens.
+  transformers 5.24 (integrations/gguf/gguf_tokenizer_mapping.py) builds a LlamaTokenizer from the GGUF: a
+  `tokenizers` BPE with byte fallback, merges derived from the scores, a Metaspace pre-tokenizer with prepend_scheme
+  "first" (it ignores tokenizer.ggml.add_space_prefix), the CONTROL tokens as special added tokens and the
+  USER_DEFINED ones as plain added tokens. Its ids equal the reference on every text except
+    * text that starts with a space (" Hello world", "   leading spaces", " ", "   \n  \n"): Metaspace adds no "▁"
+      to text that already starts with one; SentencePiece and llama.cpp always add it. transformers' ids do not
+      even round-trip there: " " encodes to BOS alone and " Hello world" decodes to "Hello world";
+    * text right after an added token ("<s>[INST] Hello", "<think>x</think>", ChatML turns): prepend_scheme "first"
+      gives "▁" only to the start of the whole text; llama.cpp and the legacy tokenizer give it to every stretch
+      after an added token (so "[INST]" after "<s>" is spelled from "▁[INST]", and decoding shows a space after
+      such a token: "<think> x</think>").
+  The models were trained on the legacy segmentation and llama.cpp, the runtime GGUF files are made for, segments
+  that way, so the legacy ids are right and are the reference; each text where transformers differs carries its
+  ids ("hf_gguf_ids") and the reason ("differs"). The merges transformers derives from the scores give the same
+  pieces as SentencePiece's score-driven BPE everywhere else, byte fallback included.
+"""
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import gguf
+import sentencepiece as spm
+from sentencepiece import sentencepiece_model_pb2 as spm_pb2
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(HERE, "data", "tokenizers")
+SPM = os.path.join(DATA, "spm")
+GGUF_PATH = os.path.join(SPM, "tokenizer.gguf")
+EXPECTED_PATH = os.path.join(DATA, "gguf_spm_expected.json")
+
+ADDED = [(400, "<|im_start|>", True), (401, "<|im_end|>", True), (402, "<think>", False), (403, "</think>", False)]
+VOCAB_SIZE = 405  # config.json's vocab_size: one id past the added tokens, padded as [PAD404]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The converter: llama.cpp's convert_hf_to_gguf.py, TextModel._create_vocab_sentencepiece and _set_vocab_sentencepiece,
+# restated (the script is not installed with gguf-py). Token types are gguf.TokenType: NORMAL 1, UNKNOWN 2, CONTROL 3,
+# USER_DEFINED 4, UNUSED 5, BYTE 6.
+
+def does_token_look_special(token: str) -> bool:
+    """convert_hf_to_gguf.py ModelBase.does_token_look_special."""
+    seems_special = token in ("<pad>", "<mask>", "<2mass>", "[@BOS@]")
+    seems_special = seems_special or (token.startswith("<|") and token.endswith("|>"))
+    seems_special = seems_special or (token.startswith("<\uff5c") and token.endswith("\uff5c>"))
+    seems_special = seems_special or (token.startswith("<unused") and token.endswith(">"))
+    return seems_special
+
+
+def create_vocab_sentencepiece(folder: str):
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(folder, "tokenizer.model"))
+    with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+        vocab_size = json.load(f).get("vocab_size") or sp.vocab_size()
+    tokens = [f"[PAD{i}]".encode("utf-8") for i in range(vocab_size)]
+    scores = [-10000.0] * vocab_size
+    toktypes = [gguf.TokenType.UNUSED] * vocab_size
+    for token_id in range(min(sp.vocab_size(), vocab_size)):
+        toktype = gguf.TokenType.NORMAL
+        if sp.is_unknown(token_id):
+            toktype = gguf.TokenType.UNKNOWN
+        elif sp.is_control(token_id):
+            toktype = gguf.TokenType.CONTROL
+        elif sp.is_unused(token_id):
+            toktype = gguf.TokenType.UNUSED
+        elif sp.is_byte(token_id):
+            toktype = gguf.TokenType.BYTE
+        tokens[token_id] = sp.id_to_piece(token_id).encode("utf-8")
+        scores[token_id] = sp.get_score(token_id)
+        toktypes[token_id] = toktype
+    added_tokens_file = os.path.join(folder, "added_tokens.json")
+    if os.path.isfile(added_tokens_file):
+        with open(added_tokens_file, encoding="utf-8") as f:
+            for key, token_id in json.load(f).items():
+                if token_id < vocab_size:
+                    tokens[token_id], scores[token_id] = key.encode("utf-8"), -1000.0
+                    toktypes[token_id] = gguf.TokenType.USER_DEFINED
+    with open(os.path.join(folder, "tokenizer_config.json"), encoding="utf-8") as f:
+        decoder = json.load(f).get("added_tokens_decoder", {})
+    for token_id, data in decoder.items():
+        token_id, token = int(token_id), data["content"]
+        if token_id >= vocab_size:
+            continue
+        if data.get("special") or does_token_look_special(token):
+            toktypes[token_id] = gguf.TokenType.CONTROL
+        else:
+            token = token.replace("\u2581", " ")  # "pre-normalize user-defined spaces"
+            toktypes[token_id] = gguf.TokenType.USER_DEFINED
+        scores[token_id] = -1000.0
+        tokens[token_id] = token.encode("utf-8")
+    return tokens, scores, toktypes, sp
+
+
+def write_gguf(folder: str, path: str) -> None:
+    tokens, scores, toktypes, sp = create_vocab_sentencepiece(folder)
+    proto = spm_pb2.ModelProto()
+    with open(os.path.join(folder, "tokenizer.model"), "rb") as f:
+        proto.ParseFromString(f.read())
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_name("spm tokenizer (MoE Workbench test data)")
+    w.add_tokenizer_model("llama")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(toktypes)
+    # As convert_hf_to_gguf.py does for the vocabularies whose normalizer it reads (T5, Gemma-3n ...).
+    w.add_add_space_prefix(proto.normalizer_spec.add_dummy_prefix)
+    gguf.SpecialVocab(folder, n_vocab=len(tokens)).add_to_gguf(w, quiet=True)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def make_checkpoint_folder(folder: str) -> None:
+    """spm/ as a Hugging Face repo with the added tokens: tokenizer.model, tokenizer_config.json, tokenizer.json
+    (saved by transformers from the first two) and config.json."""
+    shutil.copy(os.path.join(SPM, "tokenizer.model"), folder)
+    with open(os.path.join(SPM, "tokenizer_config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    for token_id, content, special in ADDED:
+        config["added_tokens_decoder"][str(token_id)] = {
+            "content": content, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
+            "special": special}
+    with open(os.path.join(folder, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f, ensure_ascii=False, indent=2)
+    with open(os.path.join(folder, "config.json"), "w", encoding="utf-8") as f:
+        json.dump({"architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "bos_token_id": 1,
+                   "eos_token_id": 2, "vocab_size": VOCAB_SIZE}, f, indent=2)
+    from transformers import AutoTokenizer
+    AutoTokenizer.from_pretrained(folder).backend_tokenizer.save(os.path.join(folder, "tokenizer.json"))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The reference: llama.cpp's SPM tokenization (llm_tokenizer_spm, llama-vocab.cpp) = legacy HF.
+
+def split_on(text: str, tokens: dict[str, int]) -> list[tuple[int, str]]:
+    """Leftmost-longest split of text at the added tokens: [(id or -1, piece)]."""
+    out, start, i = [], 0, 0
+    while i < len(text):
+        best = max((t for t in tokens if text.startswith(t, i)), key=len, default=None)
+        if best is None:
+            i += 1
+            continue
+        if i > start:
+            out.append((-1, text[start:i]))
+        out.append((tokens[best], best))
+        i += len(best)
+        start = i
+    if start < len(text):
+        out.append((-1, text[start:]))
+    return out
+
+
+def legacy_ids(sp, matched: dict[str, int], text: str, bos: int | None) -> list[int]:
+    ids = [bos] if bos is not None else []
+    for token_id, piece in split_on(text, matched):
+        ids += [token_id] if token_id >= 0 else sp.encode(piece)
+    return ids
+
+
+# Texts beyond expected.json's corpus, for what only the GGUF vocabulary has: its padding token typed as text (never
+# produced), user-defined tokens inside words, and special and byte-piece names typed as text.
+EXTRA_TEXTS = [
+    "[PAD404] is padding",
+    "x<think>y</think>z",
+    "<unk> and <s> typed, and </s>",
+    "<0x41> is a byte piece's name",
+    "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n4821 + 739 = ?<|im_end|>\n<|im_start|>assistant\n",
+]
+
+
+def why_they_differ(text: str, matched: dict[str, int]) -> str:
+    parts = split_on(text, matched)
+    reasons = []
+    if parts and parts[0][0] < 0 and parts[0][1].startswith(" "):
+        reasons.append("starts with a space: transformers' Metaspace adds no dummy prefix there")
+    if any(token_id >= 0 for token_id, _ in parts[:-1]):
+        reasons.append("text after an added token: transformers' prepend_scheme 'first' gives it no dummy prefix")
+    return "; ".join(reasons)
+
+
+def main() -> int:
+    from transformers import AutoTokenizer
+    import transformers.utils.logging as hf_logging
+    hf_logging.set_verbosity_error()
+
+    with open(os.path.join(DATA, "expected.json"), encoding="utf-8") as f:
+        folder_cases = {c["text"]: c["spm"] for c in json.load(f)["cases"]}
+    corpus = list(folder_cases) + EXTRA_TEXTS
+
+    work = tempfile.mkdtemp()
+    try:
+        checkpoint = os.path.join(work, "checkpoint")
+        os.makedirs(checkpoint)
+        make_checkpoint_folder(checkpoint)
+        write_gguf(checkpoint, GGUF_PATH)
+        # transformers reads the GGUF alone, so that no tokenizer file next to it takes part.
+        alone = os.path.join(work, "gguf")
+        os.makedirs(alone)
+        shutil.copy(GGUF_PATH, alone)
+        hf = AutoTokenizer.from_pretrained(alone, gguf_file="tokenizer.gguf")
+    finally:
+        shutil.rmtree(work)
+
+    reader = gguf.GGUFReader(GGUF_PATH)
+    field = reader.get_field("tokenizer.ggml.tokens")
+    tokens = [bytes(field.parts[i]).decode("utf-8") for i in field.data]
+    field = reader.get_field("tokenizer.ggml.token_type")
+    types = [int(field.parts[i][0]) for i in field.data]
+    bos = int(reader.get_field("tokenizer.ggml.bos_token_id").parts[-1][0])
+    eos = int(reader.get_field("tokenizer.ggml.eos_token_id").parts[-1][0])
+    # llama.cpp cuts the control, user-defined and unknown tokens out of the text (tokenizer_st_partition).
+    matched = {t: i for i, (t, ty) in enumerate(zip(tokens, types)) if ty in (2, 3, 4)}
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(SPM, "tokenizer.model"))
+
+    cases, differ = [], 0
+    for text in corpus:
+        ids = legacy_ids(sp, matched, text, bos)
+        ids_no_bos = legacy_ids(sp, matched, text, None)
+        case = {"text": text, "ids": ids, "ids_no_bos": ids_no_bos,
+                "decoded": hf.decode(ids, skip_special_tokens=False),
+                "decoded_skip_special": hf.decode(ids, skip_special_tokens=True)}
+        # Where the text holds none of the added tokens, the folder tokenizer's reference (expected.json) is the same.
+        if text in folder_cases and not any(content in text for _, content, _ in ADDED):
+            ref = folder_cases[text]
+            assert (ref["ids"], ref["ids_no_bos"]) == (ids, ids_no_bos), text
+            assert ref["decoded"] == case["decoded"], text
+            assert ref["decoded_skip_special"] == case["decoded_skip_special"], text
+        hf_ids = hf.encode(text)
+        assert hf.encode(text, add_special_tokens=False) == hf_ids[1:], text
+        if hf_ids != ids:
+            differ += 1
+            case["hf_gguf_ids"] = hf_ids
+            case["hf_gguf_decoded_skip_special"] = hf.decode(hf_ids, skip_special_tokens=True)
+            case["differs"] = why_they_differ(text, matched)
+            assert case["differs"], f"an unexplained difference on {text!r}"
+        cases.append(case)
+
+    out = {"size": len(tokens), "bos_id": bos, "eos_id": eos, "cases": cases}
+    with open(EXPECTED_PATH, "w", encoding="utf-8") as f:
+        json.dump(out, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+    print(f"wrote {GGUF_PATH} and {EXPECTED_PATH}: {len(cases)} texts; transformers' GGUF ids differ on {differ}, "
+          "each for a reason in the docstring")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
