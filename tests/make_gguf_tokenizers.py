@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""A SentencePiece tokenizer in a GGUF file, and the reference ids for it (dev-time only; CI never runs Python).
+"""Tokenizers in GGUF files, and the reference ids for them (dev-time only; CI never runs Python): a
+SentencePiece one, and a byte-level BPE with GPT-OSS's split rules (make_o200k says how).
 
     python3 tests/make_gguf_tokenizers.py        (after tests/make_tokenizers.py, whose spm/ it reads)
 
-What it writes:
+What it writes (besides o200k/ and o200k_expected.json, see make_o200k):
   tokenizers/spm/tokenizer.gguf      a GGUF with no tensors (general.architecture "llama", the Llama-2 / Mistral /
                                      Mixtral case) whose tokenizer keys are those llama.cpp's convert_hf_to_gguf.py
                                      writes for a SentencePiece checkpoint (TextModel._set_vocab_sentencepiece,
@@ -283,5 +284,76 @@ def main() -> int:
     return 0
 
 
+# GPT-OSS's split rules (tiktoken's o200k_base, tokenizer.ggml.pre "gpt-4o"), as its tokenizer.json states them.
+O200K_REGEX = "|".join([
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+    r"""\p{N}{1,3}""",
+    r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+    r"""\s*[\r\n]+""",
+    r"""\s+(?!\S)""",
+    r"""\s+""",
+])
+O200K = os.path.join(DATA, "o200k")
+O200K_SPECIALS = ["<|endoftext|>", "<|start|>", "<|message|>", "<|end|>", "<|return|>"]
+
+
+def make_o200k() -> None:
+    """o200k/: a small byte-level BPE trained (HF tokenizers) on make_tokenizers' corpus with GPT-OSS's split
+    rules and no normalizer, its tokenizer.json, and tokenizer.gguf written as llama.cpp's converter writes a
+    "gpt2" vocabulary with pre "gpt-4o". o200k_expected.json: HF tokenizers' ids for the test texts."""
+    import random
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    sys.path.insert(0, HERE)
+    import make_tokenizers as mt
+
+    # The corpus, and numbers enough for digit merges: the rule that cuts digits in threes then shows in the ids.
+    lines = mt.make_training_corpus(random.Random(mt.SEED)) + ["12345 67890 2026 1999 314159 1000000"] * 50
+    tok = Tokenizer(models.BPE(byte_fallback=False, unk_token=None, ignore_merges=False))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(O200K_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, min_frequency=2, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(lines, trainer=trainer)
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in O200K_SPECIALS])
+    os.makedirs(O200K, exist_ok=True)
+    tok.save(os.path.join(O200K, "tokenizer.json"), pretty=False)
+
+    tj = json.loads(tok.to_str())
+    n = tok.get_vocab_size(with_added_tokens=True)
+    tokens, types = [""] * n, [gguf.TokenType.NORMAL] * n
+    for text, i in tj["model"]["vocab"].items():
+        tokens[i] = text
+    for t in tj["added_tokens"]:
+        tokens[t["id"]], types[t["id"]] = t["content"], gguf.TokenType.CONTROL
+    w = gguf.GGUFWriter(os.path.join(O200K, "tokenizer.gguf"), "gpt-oss")
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt-4o")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in tj["model"]["merges"]])
+    w.add_eos_token_id(tok.token_to_id("<|return|>"))
+    w.add_bos_token_id(tok.token_to_id("<|endoftext|>"))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    with open(os.path.join(DATA, "expected.json"), encoding="utf-8") as f:
+        texts = [c["text"] for c in json.load(f)["cases"]]
+    texts += ["<|start|>assistant<|message|>It's 2026/11/24: 12345 apples, DON'T PANIC!<|return|>",
+              "1234567890 and 314159265 digits",
+              "camelCaseWords and HTTPServer's ABCs", "ünïcödé Ωmega — 東京 😀\n\n\tend"]
+    cases = [{"text": t, "ids": tok.encode(t).ids} for t in texts]
+    with open(os.path.join(DATA, "o200k_expected.json"), "w", encoding="utf-8") as f:
+        json.dump({"size": n, "cases": cases}, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+    print(f"wrote {O200K}/tokenizer.json, tokenizer.gguf and o200k_expected.json: {len(cases)} texts")
+
+
 if __name__ == "__main__":
+    make_o200k()
     sys.exit(main())

@@ -10,6 +10,7 @@
 #include "engine/common/error.h"
 #include "engine/common/ggml_quants.h"
 #include "engine/formats/gguf.h"
+#include "engine/formats/json_file.h"
 #include "engine/formats/safetensors.h"
 #include "engine/model/model.h"
 #include "engine/tokenizer/chat_template.h"
@@ -474,6 +475,27 @@ TEST(GgufTokenizer, MatchesTheTokenizerItWasConvertedFrom) {
   EXPECT_EQ(b.format_name(), a.format_name());
   const std::vector<ChatMessage> msgs = {{"system", "Be brief."}, {"user", "Hi"}};
   EXPECT_EQ(b.render(msgs, true), a.render(msgs, true));
+}
+
+// GPT-OSS's split rules (tokenizer.ggml.pre "gpt-4o"): the GGUF's ids are HF tokenizers' on the
+// tokenizer.json it was converted from (tests/make_gguf_tokenizers.py), as are our tokenizer.json reader's.
+TEST(GgufTokenizer, Gpt4oSplitRulesMatchHfTokenizers) {
+  const std::string dir = std::string(MOE_TEST_DATA_DIR) + "/tokenizers/";
+  auto gguf = Tokenizer::load(dir + "o200k/tokenizer.gguf");
+  auto json = Tokenizer::load(dir + "o200k");
+  const nlohmann::json expected = load_json_file(dir + "o200k_expected.json");
+  EXPECT_EQ(gguf->size(), expected["size"].get<int32_t>());
+  for (const auto& c : expected["cases"]) {
+    const std::string text = c["text"];
+    const auto want = c["ids"].get<std::vector<int32_t>>();
+    EXPECT_EQ(gguf->encode(text, false), want) << text;
+    EXPECT_EQ(json->encode(text, false), want) << text;
+    EXPECT_EQ(gguf->decode(want), text) << text;
+  }
+  const auto ret = gguf->token_to_id("<|return|>");
+  ASSERT_TRUE(ret.has_value());
+  EXPECT_TRUE(gguf->is_special(*ret));
+  EXPECT_NE(std::find(gguf->eos_ids().begin(), gguf->eos_ids().end(), *ret), gguf->eos_ids().end());
 }
 
 TEST(GgufTokenizer, ErrorsNameTheKey) {
