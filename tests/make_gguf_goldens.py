@@ -138,6 +138,10 @@ def quantize(w, qtype):
     if qtype == Q.Q8_0:
         return gguf.quants.quantize(w.astype(np.float32), qtype)
     rows = w.reshape(-1, w.shape[-1])
+    if qtype == Q.MXFP4:  # the values must already be MXFP4's (make_gpt_oss_gguf): the round trip is exact
+        out = ggml_mxfp4_bytes(rows)
+        assert np.array_equal(gguf.quants.dequantize(out, qtype).reshape(rows.shape), rows), "not MXFP4 values"
+        return out.reshape(*w.shape[:-1], -1)
     blocks = ENCODERS[qtype](rows.reshape(-1, 256))
     out = blocks.reshape(rows.shape[0], -1)
     back = gguf.quants.dequantize(out, qtype).reshape(rows.shape)
@@ -285,6 +289,9 @@ def write_deepseek2_metadata(w, cfg, vocab, layers, mqa_form):
 def write_metadata(w, cfg, arch, vocab, layers=None, mqa_form=False):
     if arch == "deepseek2":
         write_deepseek2_metadata(w, cfg, vocab, layers or cfg["num_hidden_layers"], mqa_form)
+        return
+    if arch == "gpt-oss":
+        write_gpt_oss_metadata(w, cfg, vocab)
         return
     a = arch
     w.add_uint32(f"{a}.block_count", layers or cfg["num_hidden_layers"])
@@ -449,6 +456,18 @@ def q4_k_m_types(names):
     return t
 
 
+def publish_case(work, final, ref, meta):
+    """Saves the reference next to the case's files in `work` and moves them to `final` (tests/data/models/...),
+    keeping the committed reference's bytes when its content is unchanged."""
+    save_file(ref, str(work / "reference.safetensors"), metadata=meta)
+    if final.exists():
+        mg.keep_identical_reference(work / "reference.safetensors", final / "reference.safetensors")
+        shutil.rmtree(final)
+    for f in work.iterdir():
+        f.chmod(0o644)
+    shutil.copytree(work, final)
+
+
 def make_q4_k_m():
     case = Q4KM_CASE
     final = MODELS / case["name"]
@@ -482,13 +501,7 @@ def make_q4_k_m():
             meta = {"model_type": "qwen3_moe", "case": case["name"], "transformers": transformers.__version__,
                     "torch": torch.__version__, "weights_dtype": "q4_k_m", "seed": str(seed),
                     "init_std": str(case["init_std"]), "config_style": "gguf", "gguf": gguf.__name__}
-            save_file(ref, str(work / "reference.safetensors"), metadata=meta)
-            if final.exists():
-                mg.keep_identical_reference(work / "reference.safetensors", final / "reference.safetensors")
-                shutil.rmtree(final)
-            for f in work.iterdir():
-                f.chmod(0o644)
-            shutil.copytree(work, final)
+            publish_case(work, final, ref, meta)
             print(f"{case['name']}: seed {seed}, {(final / 'model.gguf').stat().st_size} bytes, {diag}")
             return
     raise RuntimeError("no robust seed")
@@ -602,19 +615,8 @@ def make_gpt_oss_gguf():
             tensors = gpt_oss_tensors(sd, cfg)
             work = Path(tmp) / case["name"]
             work.mkdir(parents=True, exist_ok=True)
-            w = gguf.GGUFWriter(str(work / "model.gguf"), "gpt-oss")
-            write_gpt_oss_metadata(w, cfg, tensors["token_embd.weight"].shape[0])
-            for name in sorted(tensors):
-                t = tensors[name]
-                if name.endswith("_exps.weight"):
-                    rows = ggml_mxfp4_bytes(t.reshape(-1, t.shape[-1]))
-                    w.add_tensor(name, rows.reshape(*t.shape[:-1], -1), raw_dtype=Q.MXFP4)
-                else:
-                    w.add_tensor(name, np.ascontiguousarray(t))
-            w.write_header_to_file()
-            w.write_kv_data_to_file()
-            w.write_tensors_to_file()
-            w.close()
+            write_gguf(work / "model.gguf", "gpt-oss", cfg, tensors,
+                       {n: Q.MXFP4 for n in tensors if n.endswith("_exps.weight")})
             # The file decodes, with gguf-py, to the weights the reference ran with.
             reader = gguf.GGUFReader(str(work / "model.gguf"))
             for t in reader.tensors:
@@ -624,13 +626,7 @@ def make_gpt_oss_gguf():
             meta = {"model_type": "gpt_oss", "case": case["name"], "transformers": transformers.__version__,
                     "torch": torch.__version__, "weights_dtype": "mxfp4 experts (ggml), f32", "seed": str(seed),
                     "init_std": str(case["init_std"]), "config_style": "gguf"}
-            save_file(ref, str(work / "reference.safetensors"), metadata=meta)
-            if final.exists():
-                mg.keep_identical_reference(work / "reference.safetensors", final / "reference.safetensors")
-                shutil.rmtree(final)
-            for f in work.iterdir():
-                f.chmod(0o644)
-            shutil.copytree(work, final)
+            publish_case(work, final, ref, meta)
             print(f"{case['name']}: seed {seed}, {(final / 'model.gguf').stat().st_size} bytes, {diag}")
             return
     raise RuntimeError("no robust seed")
@@ -688,13 +684,7 @@ def make_deepseek_v3_gguf():
         meta = {"model_type": "deepseek_v3", "case": "deepseek_v3_gguf", "transformers": transformers.__version__,
                 "torch": torch.__version__, "weights_dtype": "float32", "config_style": "gguf",
                 "source": "deepseek_v3 with mscale = mscale_all_dim"}
-        save_file(ref, str(out / "reference.safetensors"), metadata=meta)
-        if final.exists():
-            mg.keep_identical_reference(out / "reference.safetensors", final / "reference.safetensors")
-            shutil.rmtree(final)
-        for f in out.iterdir():
-            f.chmod(0o644)
-        shutil.copytree(out, final)
+        publish_case(out, final, ref, meta)
     print(f"deepseek_v3_gguf/model.gguf: {(final / 'model.gguf').stat().st_size} bytes, {diag}")
 
 
