@@ -4,9 +4,14 @@
 Dev-time only: CI never runs this. For each block type, a few rows of random but valid blocks (random
 bytes for the quants and packed scales; every f16 scale field a finite value of magnitude 0.001-0.05,
 either sign, a few of them subnormal or zero), dequantized by gguf-py's own gguf.quants.dequantize.
+MXFP4 (ggml type 39; the engine's MXFP4_GGML, as Hugging Face's MXFP4 is another layout) has an E8M0
+scale byte instead of an f16: its rows take exponents around 2^-7 (as trained weights), and 0, 1 and
+127 in some blocks; its edge rows hold one block for each of the 256 exponents, every code in each,
+where gguf-py's f32 product underflows to subnormals (e < 2) and overflows to +-inf (e >= 253).
 Writes tests/data/ggml_quants/reference.safetensors:
     <TYPE>.blocks  U8  [rows, row bytes]   the stored rows
     <TYPE>.values  F32 [rows, n]           what gguf-py makes of them
+    MXFP4_GGML.edges.blocks, MXFP4_GGML.edges.values   the same for the edge rows
 
     python3 tests/make_ggml_quant_reference.py
 """
@@ -43,6 +48,26 @@ def make_rows(rng: np.random.Generator, qtype: Q) -> np.ndarray:
     return blocks.reshape(ROWS, -1)
 
 
+# MXFP4 block: the E8M0 byte e, then 16 bytes of FP4 codes (value j low nibble, value j + 16 high).
+MXFP4_NAME = "MXFP4_GGML"
+
+
+def make_mxfp4_rows(rng: np.random.Generator) -> np.ndarray:
+    n_blocks = ROWS * BLOCKS_PER_ROW[32]
+    blocks = rng.integers(0, 256, size=(n_blocks, 17), dtype=np.uint8)
+    blocks[:, 0] = rng.integers(113, 126, size=n_blocks)  # 2^(e-127) from 2^-14 to 2^-2
+    blocks[5, 0], blocks[6, 0], blocks[21, 0] = 0, 1, 127  # subnormal scales, and 1
+    return blocks.reshape(ROWS, -1)
+
+
+def make_mxfp4_edge_rows(rng: np.random.Generator) -> np.ndarray:
+    blocks = np.zeros((256, 17), dtype=np.uint8)
+    blocks[:, 0] = np.arange(256)
+    for b in blocks:
+        b[1:] = rng.permutation(16).astype(np.uint8) | (rng.permutation(16).astype(np.uint8) << 4)
+    return blocks.reshape(8, -1)  # 32 blocks per row
+
+
 def main() -> None:
     rng = np.random.default_rng(20240611)
     tensors = {}
@@ -53,6 +78,21 @@ def main() -> None:
         tensors[f"{qtype.name}.blocks"] = np.ascontiguousarray(rows)
         tensors[f"{qtype.name}.values"] = np.ascontiguousarray(values)
         print(f"{qtype.name}: blocks {rows.shape}, values {values.shape}")
+    mxfp4_rng = np.random.default_rng(20250805)  # its own, so the types above keep their bytes
+    rows = make_mxfp4_rows(mxfp4_rng)
+    values = gguf.quants.dequantize(rows, Q.MXFP4).astype(np.float32)
+    assert np.isfinite(values).all()
+    tensors[f"{MXFP4_NAME}.blocks"] = np.ascontiguousarray(rows)
+    tensors[f"{MXFP4_NAME}.values"] = np.ascontiguousarray(values)
+    edges = make_mxfp4_edge_rows(mxfp4_rng)
+    with np.errstate(over="ignore"):  # the largest exponents overflow to inf, as intended
+        edge_values = gguf.quants.dequantize(edges, Q.MXFP4).astype(np.float32)
+    tiny = np.abs(edge_values[np.isfinite(edge_values)])
+    assert np.isinf(edge_values).any() and ((tiny > 0) & (tiny < np.finfo(np.float32).tiny)).any()
+    tensors[f"{MXFP4_NAME}.edges.blocks"] = np.ascontiguousarray(edges)
+    tensors[f"{MXFP4_NAME}.edges.values"] = np.ascontiguousarray(edge_values)
+    print(f"{MXFP4_NAME}: blocks {rows.shape}, values {values.shape}; edges {edges.shape}, "
+          f"{int(np.isinf(edge_values).sum())} values +-inf")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(OUT), metadata={"generator": "tests/make_ggml_quant_reference.py",
                                            "gguf": getattr(gguf, "__version__", "unknown")})

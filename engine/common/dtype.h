@@ -14,7 +14,8 @@ enum class DType : uint8_t {
   MXFP4,
   // llama.cpp's block-quantized types, as GGUF files store them (engine/common/ggml_quants.h): a row is a
   // run of blocks, each holding its own scales. Their size is per matrix (matrix_bytes), not per element.
-  Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K
+  // MXFP4_GGML is ggml's own MXFP4 block (GGUF type 39: GPT-OSS's experts), its scale inside the block.
+  Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4_GGML
 };
 
 // Bytes per element; 0 for MXFP4 and the block-quantized types, which have no whole number of bytes per
@@ -22,7 +23,8 @@ enum class DType : uint8_t {
 size_t dtype_size(DType t);
 // Bytes of a [rows, cols] weight matrix of type t.
 size_t matrix_bytes(DType t, int64_t rows, int64_t cols);
-// The safetensors spelling ("BF16", "F32", ...); "MXFP4", "Q4_K", ... for the other weight types.
+// The safetensors spelling ("BF16", "F32", ...); "MXFP4", "Q4_K", "MXFP4_GGML", ... for the other weight
+// types.
 std::string_view dtype_name(DType t);
 // Parses a safetensors dtype string; nullopt for strings we do not know.
 std::optional<DType> parse_dtype(std::string_view s);

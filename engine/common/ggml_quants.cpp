@@ -3,6 +3,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "engine/common/mxfp4.h"
+
 namespace moe {
 
 BlockFormat block_format(DType t) {
@@ -17,6 +19,7 @@ BlockFormat block_format(DType t) {
     case DType::Q4_K: return {256, sizeof(BlockQ4_K)};
     case DType::Q5_K: return {256, sizeof(BlockQ5_K)};
     case DType::Q6_K: return {256, sizeof(BlockQ6_K)};
+    case DType::MXFP4_GGML: return {32, sizeof(BlockMXFP4_GGML)};
     default: return {1, dtype_size(t)};  // MXFP4 and the plain types (0 bytes for MXFP4)
   }
 }
@@ -130,6 +133,17 @@ void dequantize(const BlockQ6_K& b, float* out) {
   }
 }
 
+// MXFP4_GGML: value j (< 16) is the FP4 code in the low nibble of qs[j], value j + 16 the one in its high
+// nibble; gguf-py takes the doubled value (its kvalues, our kFp4TwiceValues) times 2^(e − 128) (its
+// e8m0_to_fp32_half, our mxfp4_half_scale: the same bits for every e).
+void dequantize(const BlockMXFP4_GGML& b, float* out) {
+  const float d = mxfp4_half_scale(b.e);
+  for (int j = 0; j < 16; ++j) {
+    out[j] = d * float(kFp4TwiceValues[b.qs[j] & 15]);
+    out[j + 16] = d * float(kFp4TwiceValues[b.qs[j] >> 4]);
+  }
+}
+
 template <class Block>
 void dequantize_blocks(const void* row, int64_t n, int64_t values, float* dst) {
   const auto* b = static_cast<const Block*>(row);
@@ -160,6 +174,7 @@ void dequantize_row(const void* row, DType t, int64_t n, float* dst) {
     case DType::Q4_K: dequantize_blocks<BlockQ4_K>(row, n, f.values, dst); break;
     case DType::Q5_K: dequantize_blocks<BlockQ5_K>(row, n, f.values, dst); break;
     case DType::Q6_K: dequantize_blocks<BlockQ6_K>(row, n, f.values, dst); break;
+    case DType::MXFP4_GGML: dequantize_blocks<BlockMXFP4_GGML>(row, n, f.values, dst); break;
     default: break;
   }
 }

@@ -17,7 +17,7 @@ struct BlockFormat {
 // The block of a type: {32, 18} for Q4_0, {256, 144} for Q4_K, {1, dtype_size} for F32/F16/BF16...
 // {1, 0} for types without a fixed layout (MXFP4, whose scales lie apart).
 BlockFormat block_format(DType t);
-inline bool is_block_quantized(DType t) { return t >= DType::Q4_0 && t <= DType::Q6_K; }
+inline bool is_block_quantized(DType t) { return t >= DType::Q4_0 && t <= DType::MXFP4_GGML; }
 // Bytes of one row of n values (n a multiple of the block).
 inline size_t row_bytes(DType t, int64_t n) {
   const BlockFormat f = block_format(t);
@@ -33,6 +33,10 @@ inline size_t row_bytes(DType t, int64_t n) {
 //   Q8_0  x = d·q,        q = qs[i]
 //   K types: 256 values in sub-blocks of 16 (Q2_K, Q3_K, Q6_K) or 32 (Q4_K, Q5_K) values, each with its
 //   own scale (and min), packed; see ggml_quants.cpp for each.
+//   MXFP4_GGML  x = v·2^(e − 128), q as Q4_0 (an FP4 E2M1 code), v = kFp4TwiceValues[q] (the code's value
+//   times 2: 0, ±1, ±2, ±3, ±4, ±6, ±8, ±12), e the E8M0 byte (2^(e − 127) scales the FP4 value). The
+//   f32 product is gguf-py's: exact (subnormal for small e), or ±inf past f32's range (from e = 253 for
+//   v = ±12 to e = 255 for all but ±1; ggml reads e = 255 as 2^128 like any other byte, not as NaN).
 struct BlockQ4_0 { uint8_t d[2]; uint8_t qs[16]; };
 struct BlockQ4_1 { uint8_t d[2], m[2]; uint8_t qs[16]; };
 struct BlockQ5_0 { uint8_t d[2]; uint8_t qh[4]; uint8_t qs[16]; };
@@ -43,9 +47,11 @@ struct BlockQ3_K { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; uint8_
 struct BlockQ4_K { uint8_t d[2], dmin[2]; uint8_t scales[12]; uint8_t qs[128]; };  // 8 6-bit (scale, min)
 struct BlockQ5_K { uint8_t d[2], dmin[2]; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; };
 struct BlockQ6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint8_t d[2]; };
+struct BlockMXFP4_GGML { uint8_t e; uint8_t qs[16]; };  // llama.cpp's block_mxfp4
 static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 && sizeof(BlockQ5_1) == 24 &&
               sizeof(BlockQ8_0) == 34 && sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 &&
-              sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210);
+              sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 &&
+              sizeof(BlockMXFP4_GGML) == 17);
 
 // An f16 field of a block.
 inline float block_f16(const uint8_t h[2]) { return f16_to_f32(uint16_t(h[0] | (h[1] << 8))); }
@@ -74,7 +80,8 @@ inline int q3_k_scale(const uint8_t s[12], int i) {
 // the block), or F32/F16/BF16 (convert_to_f32). The plain scalar definition, operation for operation as
 // gguf-py computes it in f32, so the values are the reference's bit for bit (this file is built with
 // -ffp-contract=off: no fused multiply-adds). Throws std::invalid_argument for other types (MXFP4 keeps
-// its scales apart: mxfp4_dequantize) and for n not a multiple of the block.
+// its scales apart: mxfp4_dequantize; MXFP4_GGML, whose blocks hold them, is read here) and for n not a
+// multiple of the block.
 void dequantize_row(const void* row, DType t, int64_t n, float* dst);
 
 }  // namespace moe

@@ -3,8 +3,8 @@
 //   - batch-1 GEMV (T = 1) GB/s for BF16 / F16 / F32 on a ~256 MB matrix, 1 and 2 threads, from
 //     anonymous memory and (BF16) from a read-only file mmap as the engine uses it; MXFP4 of GPT-OSS's
 //     width, every row and every other row (an expert's gate or up), with the values decoded per second;
-//     GGUF's block types Q8_0, Q4_K, Q6_K and Q5_K with as many weights as the BF16 matrix (values per
-//     second beside BF16's bytes / 2);
+//     GGUF's block types Q8_0, Q4_K, Q6_K, Q5_K and MXFP4_GGML (ggml's MXFP4, GPT-OSS GGUFs' experts)
+//     with as many weights as the BF16 matrix (values per second beside BF16's bytes / 2);
 //   - a decode-step-like sequence of MoE-shaped matmuls (4 layers: ~450 MB of BF16 in 116 calls);
 //   - prefill GFLOP/s at T = 64;
 //   - ThreadPool::parallel_for dispatch overhead.
@@ -143,7 +143,7 @@ GbpsResult bench_gemv(const Options& o, ThreadPool& pool, int threads, DType dt,
 }
 
 // A matrix of a GGML block type: random quants, every f16 scale field (d, dmin) set to a moderate value
-// so that no block decodes to inf or NaN.
+// so that no block decodes to inf or NaN (MXFP4_GGML: its E8M0 byte, 2^-9 to 2^-7).
 struct BlockWeights {
   DType dtype;
   int64_t rows, cols;
@@ -155,7 +155,7 @@ struct BlockWeights {
     std::vector<size_t> f16_fields;  // byte offsets of the f16 fields in a block
     if (t == DType::Q6_K) f16_fields = {208};
     else if (t == DType::Q4_K || t == DType::Q5_K) f16_fields = {0, 2};
-    else f16_fields = {0};
+    else if (t != DType::MXFP4_GGML) f16_fields = {0};
     auto* b = static_cast<uint8_t*>(data.p);
     pool.parallel_for(blocks, [&](int64_t lo, int64_t hi) {
       for (int64_t i = lo; i < hi; ++i) {
@@ -165,6 +165,7 @@ struct BlockWeights {
           const uint16_t h = f32_to_f16(0.001f + 0.01f * float(mix(uint64_t(i) + o) % 100) / 100.0f);
           std::memcpy(blk + o, &h, 2);
         }
+        if (t == DType::MXFP4_GGML) blk[0] = uint8_t(118 + mix(uint64_t(i)) % 3);
       }
     });
   }
@@ -428,7 +429,7 @@ int main(int argc, char** argv) {
   MappedWeights mapped(init_pool, size_t(rows16 * cols16) * 2);
   const Mxfp4Weights wq(init_pool, size_t(rows16 * cols16) * 2);
   std::vector<std::unique_ptr<BlockWeights>> wg;  // as many weights as the BF16 matrix
-  for (DType t : {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K})
+  for (DType t : {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::MXFP4_GGML})
     wg.push_back(std::make_unique<BlockWeights>(init_pool, t, rows16, cols16));
 
   for (int threads : thread_counts) {
@@ -474,6 +475,7 @@ int main(int argc, char** argv) {
     for (DType dt : {DType::BF16, DType::F16, DType::F32}) bench_prefill(o, pool, threads, dt, 64);
     bench_prefill_mxfp4(o, pool, threads, wq, 64);
     bench_prefill_blocks(o, pool, threads, *wg[1], 64);  // Q4_K
+    bench_prefill_blocks(o, pool, threads, *wg[4], 64);  // MXFP4_GGML
     if (simd_supported()) {
       set_force_scalar(true);
       std::printf("  (scalar path:)");

@@ -187,7 +187,7 @@ INSTANTIATE_TEST_SUITE_P(Families, CudaParity,
                                            "olmoe", "llama", "glm4_moe", "deepseek_v2", "deepseek_v3", "minimax_m2", "ernie4_5_moe", "gpt_oss", "gpt_oss_bf16",
                                            "gpt_oss_mxfp4", "qwen3_moe_bf16",
                                            "qwen3_moe_f16", "mixtral_sharded", "demo/moe", "demo/dense", "mixtral.gguf",
-                                           "deepseek_v3_gguf.gguf"),
+                                           "deepseek_v3_gguf.gguf", "gpt_oss_gguf.gguf"),
                          [](const auto& info) {
                            std::string n = info.param;
                            std::replace(n.begin(), n.end(), '/', '_');

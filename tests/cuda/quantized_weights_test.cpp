@@ -3,10 +3,12 @@
 // routers is held part by part in one dtype each (gpu_weight_dtypes). Checked here: the expansion is
 // dequantize_row rounded to BF16, bit for bit; a model of every block type runs on the GPU within the BF16
 // bound of the CPU (which reads the blocks themselves), with the memory plan equal to what is allocated.
+// MXFP4_GGML's E8M0 scales span f32's whole exponent range: every exponent arrives as gguf-py's value.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <set>
 #include <string>
 #include <vector>
@@ -17,6 +19,7 @@
 #include "engine/backend/gpu_memory_plan.h"
 #include "engine/common/error.h"
 #include "engine/common/ggml_quants.h"
+#include "engine/formats/safetensors.h"
 #include "engine/model/model.h"
 #include "tests/cuda/gpu_test_support.h"
 #include "tests/support/ggml_blocks.h"
@@ -25,8 +28,8 @@
 namespace moe {
 namespace {
 
-const std::vector<DType> kTypes = {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q4_0,
-                                   DType::Q5_0, DType::Q4_1, DType::Q5_1, DType::Q3_K, DType::Q2_K};
+const std::vector<DType> kTypes = {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q4_0, DType::Q5_0,
+                                   DType::Q4_1, DType::Q5_1, DType::Q3_K, DType::Q2_K, DType::MXFP4_GGML};
 
 // Every block type, a matrix of several rows and blocks: what arrives on the device is each row's
 // dequantize_row values rounded to BF16, and the progress adds up to the stored bytes.
@@ -50,6 +53,32 @@ TEST(CudaQuantized, EveryBlockTypeArrivesAsItsBf16Values) {
     }
     // Only BF16 is made from other dtypes.
     EXPECT_THROW(cuda::put_matrix(device.get(), m, DType::F16), EngineError);
+  }
+}
+
+// One MXFP4_GGML block for each of the 256 E8M0 exponents (tests/data/ggml_quants, from gguf-py): the
+// BF16 on the device reads back as gguf-py's f32 values bit for bit, subnormals (e < 2) and ±inf (e ≥ 253)
+// included. Every such value is a code of at most 2 significant bits times a power of two, which BF16
+// holds exactly wherever f32 does: the expansion loses nothing, and no step passes the scale through a
+// narrower type (f16 would overflow past 2^15).
+TEST(CudaQuantized, Mxfp4GgmlEveryExponentArrivesExactly) {
+  MOE_REQUIRE_GPU();
+  const auto file = SafetensorsFile::open(std::string(MOE_TEST_DATA_DIR) + "/ggml_quants/reference.safetensors");
+  const TensorView& blocks = file->tensors().at("MXFP4_GGML.edges.blocks");
+  const TensorView& values = file->tensors().at("MXFP4_GGML.edges.values");
+  const int64_t rows = values.shape.at(0), cols = values.shape.at(1);
+  ASSERT_EQ(rows * cols, 256 * 32);
+  const WeightMatrix m{blocks.data, DType::MXFP4_GGML, rows, cols};
+  cuda::test::DeviceVector<uint16_t> device(size_t(rows * cols));
+  cuda::put_matrix(device.get(), m, DType::BF16);
+  const std::vector<uint16_t> got = device.download();
+  const auto* want = reinterpret_cast<const float*>(values.data);
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    const float f = bf16_to_f32(got[size_t(i)]);
+    uint32_t a, b;
+    std::memcpy(&a, &f, 4);
+    std::memcpy(&b, &want[i], 4);
+    ASSERT_EQ(a, b) << "value " << i << " (exponent byte " << i / 32 << "): " << f << " vs gguf-py " << want[i];
   }
 }
 

@@ -3,7 +3,8 @@
 // values gguf.quants.dequantize makes of them (tests/make_ggml_quant_reference.py). dequantize_row must
 // give those values bit for bit; matmul, on both paths, must give their products with x to within f32
 // rounding of a double-precision sum. Matrices of any shape are assembled from the reference's blocks
-// (a block carries its own scales, so it may sit anywhere in any row).
+// (a block carries its own scales, so it may sit anywhere in any row). MXFP4_GGML (GGUF type 39) also
+// has edge rows, one block for each of its 256 exponents, checked where f32 still holds the values.
 #include "engine/common/ggml_quants.h"
 
 #include <gtest/gtest.h>
@@ -20,8 +21,12 @@
 #include "engine/backend/cpu/matmul.h"
 #include "engine/backend/cpu/thread_pool.h"
 #include "engine/common/dtype.h"
-#include "tests/support/matmul_reference.h"
+#include "engine/common/mxfp4.h"
+#include "engine/formats/gguf.h"
 #include "engine/formats/safetensors.h"
+#include "tests/support/gguf_builder.h"
+#include "tests/support/matmul_reference.h"
+#include "tests/support/test_support.h"
 
 namespace moe {
 namespace {
@@ -29,9 +34,10 @@ namespace {
 using cpu::MatrixRef;
 using cpu::ThreadPool;
 
-// Highest priority first: what Q4_K_M and Q5_K_M files are made of, then the fallbacks.
-const DType kTypes[] = {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q4_0,
-                        DType::Q5_0, DType::Q4_1, DType::Q5_1, DType::Q3_K, DType::Q2_K};
+// Highest priority first: what Q4_K_M and Q5_K_M files are made of, then the fallbacks; then GPT-OSS's
+// experts.
+const DType kTypes[] = {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q4_0, DType::Q5_0,
+                        DType::Q4_1, DType::Q5_1, DType::Q3_K, DType::Q2_K, DType::MXFP4_GGML};
 
 // Restores the path choice a test changed.
 class ScopedForceScalar {
@@ -62,9 +68,10 @@ const SafetensorsFile& reference_file() {
   return *f;
 }
 
-Reference reference(DType t) {
+// `part` "" for a type's random rows, ".edges" for MXFP4_GGML's rows of every exponent.
+Reference reference(DType t, const std::string& part = "") {
   const auto& tensors = reference_file().tensors();
-  const std::string name(dtype_name(t));
+  const std::string name = std::string(dtype_name(t)) + part;
   const TensorView& b = tensors.at(name + ".blocks");
   const TensorView& v = tensors.at(name + ".values");
   EXPECT_EQ(b.dtype, DType::U8);
@@ -131,7 +138,7 @@ TEST(GgmlQuants, BlockFormatsNamesAndSizes) {
   } want[] = {{DType::Q4_0, "Q4_0", 32, 18},  {DType::Q4_1, "Q4_1", 32, 20},  {DType::Q5_0, "Q5_0", 32, 22},
               {DType::Q5_1, "Q5_1", 32, 24},  {DType::Q8_0, "Q8_0", 32, 34},  {DType::Q2_K, "Q2_K", 256, 84},
               {DType::Q3_K, "Q3_K", 256, 110}, {DType::Q4_K, "Q4_K", 256, 144}, {DType::Q5_K, "Q5_K", 256, 176},
-              {DType::Q6_K, "Q6_K", 256, 210}};
+              {DType::Q6_K, "Q6_K", 256, 210}, {DType::MXFP4_GGML, "MXFP4_GGML", 32, 17}};
   for (const auto& w : want) {
     SCOPED_TRACE(w.name);
     EXPECT_EQ(block_format(w.t).values, w.values);
@@ -152,21 +159,73 @@ TEST(GgmlQuants, BlockFormatsNamesAndSizes) {
   EXPECT_FALSE(is_block_quantized(DType::BF16));
 }
 
-// Bit for bit: the reference's f32 operations in its order (and no fused multiply-add), including the
-// blocks with a subnormal and a zero f16 scale.
-TEST(GgmlQuants, DequantizeRowMatchesGgufPy) {
-  for (DType t : kTypes) {
-    const Reference ref = reference(t);
-    const size_t stride = row_bytes(t, ref.n);
-    std::vector<float> row(size_t(ref.n));
-    for (int64_t r = 0; r < ref.rows; ++r) {
-      dequantize_row(ref.blocks + size_t(r) * stride, t, ref.n, row.data());
-      for (int64_t c = 0; c < ref.n; ++c)
-        ASSERT_EQ(bits(row[size_t(c)]), bits(ref.values[r * ref.n + c]))
-            << dtype_name(t) << " row " << r << " value " << c << ": " << row[size_t(c)] << " vs gguf-py "
-            << ref.values[r * ref.n + c];
-    }
+void expect_dequantize_row_matches(DType t, const Reference& ref, const std::string& what) {
+  const size_t stride = row_bytes(t, ref.n);
+  std::vector<float> row(size_t(ref.n));
+  for (int64_t r = 0; r < ref.rows; ++r) {
+    dequantize_row(ref.blocks + size_t(r) * stride, t, ref.n, row.data());
+    for (int64_t c = 0; c < ref.n; ++c)
+      ASSERT_EQ(bits(row[size_t(c)]), bits(ref.values[r * ref.n + c]))
+          << what << " row " << r << " value " << c << ": " << row[size_t(c)] << " vs gguf-py " << ref.values[r * ref.n + c];
   }
+}
+
+// Bit for bit: the reference's f32 operations in its order (and no fused multiply-add), including the
+// blocks with a subnormal and a zero f16 scale (MXFP4_GGML: the E8M0 bytes 0, 1 and 127).
+TEST(GgmlQuants, DequantizeRowMatchesGgufPy) {
+  for (DType t : kTypes) expect_dequantize_row_matches(t, reference(t), std::string(dtype_name(t)));
+}
+
+// Every E8M0 byte: 2^(e − 128) is subnormal for e < 2 and 2^127 for e = 255 (ggml has no NaN scale), and
+// the products overflow to ±inf from e = 253 as gguf-py's do. (A scale passed through f16, whose range
+// ends at 65504 and 2^-24, would differ here and nowhere in the random rows.)
+TEST(GgmlQuants, Mxfp4GgmlEveryExponentMatchesGgufPy) {
+  const Reference edges = reference(DType::MXFP4_GGML, ".edges");
+  ASSERT_EQ(edges.rows * edges.n, 256 * 32);
+  expect_dequantize_row_matches(DType::MXFP4_GGML, edges, "MXFP4_GGML edges");
+  const float* v = edges.values;
+  EXPECT_EQ(std::count_if(v, v + 256 * 32, [](float f) { return std::isinf(f); }), 48);
+  EXPECT_EQ(std::count_if(v, v + 256 * 32, [](float f) { return std::isnan(f); }), 0);
+  EXPECT_TRUE(std::any_of(v, v + 32, [](float f) { return f != 0.0f && std::fpclassify(f) == FP_SUBNORMAL; }));
+}
+
+// The same codes and exponents in Hugging Face's MXFP4 layout (values 2j, 2j + 1 in byte j's nibbles, the
+// scales apart) decode to the same values: the two forms of GPT-OSS's experts agree.
+TEST(GgmlQuants, Mxfp4GgmlAndHuggingFaceMxfp4Agree) {
+  const Reference edges = reference(DType::MXFP4_GGML, ".edges");
+  const int64_t n_blocks = edges.rows * edges.n / 32;
+  std::vector<uint8_t> hf_blocks(static_cast<size_t>(n_blocks * 16)), hf_scales(static_cast<size_t>(n_blocks));
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const auto& blk = reinterpret_cast<const BlockMXFP4_GGML*>(edges.blocks)[b];
+    hf_scales[size_t(b)] = blk.e;
+    uint8_t code[32];
+    for (int j = 0; j < 16; ++j) code[j] = blk.qs[j] & 15, code[j + 16] = blk.qs[j] >> 4;
+    for (int j = 0; j < 16; ++j) hf_blocks[size_t(b * 16 + j)] = uint8_t(code[2 * j] | (code[2 * j + 1] << 4));
+  }
+  std::vector<float> hf(size_t(n_blocks * 32));
+  mxfp4_dequantize(hf_blocks.data(), hf_scales.data(), n_blocks * 32, hf.data());
+  for (int64_t i = 0; i < n_blocks * 32; ++i) ASSERT_EQ(bits(hf[size_t(i)]), bits(edges.values[i])) << "value " << i;
+}
+
+// A GGUF tensor of ggml type 39 is read as MXFP4_GGML, in place: its rows are the blocks as stored.
+TEST(GgmlQuants, GgufTensorOfType39IsMxfp4Ggml) {
+  const Reference ref = reference(DType::MXFP4_GGML);
+  EXPECT_EQ(dtype_of_ggml_type(39), DType::MXFP4_GGML);
+  test::GgufBuilder b;
+  b.metadata["general.architecture"] = "gpt-oss";
+  const std::string data(reinterpret_cast<const char*>(ref.blocks), size_t(ref.rows) * row_bytes(DType::MXFP4_GGML, ref.n));
+  b.tensors.push_back({"blk.0.ffn_down_exps.weight", 39, {uint64_t(ref.n), uint64_t(ref.rows)}, data});
+  test::ScratchDir dir;
+  const auto g = GgufFile::open(dir.write("mxfp4.gguf", b.bytes()));
+  const GgufTensor* t = g->find("blk.0.ffn_down_exps.weight");
+  ASSERT_NE(t, nullptr);
+  EXPECT_TRUE(t->readable);
+  EXPECT_EQ(t->type_name, "MXFP4");
+  EXPECT_EQ(t->view.dtype, DType::MXFP4_GGML);
+  EXPECT_EQ(t->view.shape, (std::vector<int64_t>{ref.rows, ref.n}));
+  EXPECT_EQ(t->view.nbytes, matrix_bytes(DType::MXFP4_GGML, ref.rows, ref.n));
+  const Reference in_file{ref.rows, ref.n, reinterpret_cast<const uint8_t*>(t->view.data), ref.values};
+  expect_dequantize_row_matches(DType::MXFP4_GGML, in_file, "type 39 tensor");
 }
 
 TEST(GgmlQuants, DequantizeRowPlainTypesAndRefusals) {
@@ -191,29 +250,35 @@ TEST(GgmlQuants, DequantizeRowPlainTypesAndRefusals) {
 // One-hot inputs pick out each weight: through the decode GEMV (T = 1, x = e_c) and through the
 // expanded panels (T = cols, x the identity) the outputs are the reference values exactly. (Only one
 // product is non-zero, so no sum rounds; the T = 1 path forms scale · q, then adds offset · Σx with
-// Σx = 1, as dequantize_row does.)
-TEST(GgmlQuants, MatmulPicksOutEveryValueExactly) {
-  for (DType t : kTypes) {
-    const Reference ref = reference(t);
-    const int64_t rows = ref.rows, cols = ref.n;
-    const MatrixRef W{ref.blocks, t, rows, cols};
-    std::vector<float> identity(size_t(cols * cols), 0.0f);
-    for (int64_t c = 0; c < cols; ++c) identity[size_t(c * cols + c)] = 1.0f;
-    for (bool scalar : paths()) {
-      ScopedForceScalar force(scalar);
-      std::vector<float> y(size_t(cols * rows));
-      cpu::matmul_rows(W, identity.data(), cols, y.data(), 0, rows);
-      for (int64_t c = 0; c < cols; ++c)
-        for (int64_t r = 0; r < rows; ++r)
-          ASSERT_EQ(y[size_t(c * rows + r)], ref.values[r * cols + c])
-              << label(t, cols, rows, cols) << " row " << r << " column " << c;
-      for (int64_t c = 0; c < cols; ++c) {
-        cpu::matmul_rows(W, &identity[size_t(c * cols)], 1, y.data(), 0, rows);
-        for (int64_t r = 0; r < rows; ++r)
-          ASSERT_EQ(y[size_t(r)], ref.values[r * cols + c]) << label(t, 1, rows, cols) << " row " << r << " column " << c;
-      }
+// Σx = 1, as dequantize_row does.) MXFP4_GGML's edge rows too, but for the last (exponents 224–255),
+// whose infinite values times the identity's zeros are NaN on every path but the GEMV's.
+void expect_picks_out_every_value(DType t, const Reference& ref) {
+  const int64_t rows = ref.rows, cols = ref.n;
+  const MatrixRef W{ref.blocks, t, rows, cols};
+  std::vector<float> identity(size_t(cols * cols), 0.0f);
+  for (int64_t c = 0; c < cols; ++c) identity[size_t(c * cols + c)] = 1.0f;
+  for (bool scalar : paths()) {
+    ScopedForceScalar force(scalar);
+    std::vector<float> y(size_t(cols * rows));
+    cpu::matmul_rows(W, identity.data(), cols, y.data(), 0, rows);
+    for (int64_t c = 0; c < cols; ++c)
+      for (int64_t r = 0; r < rows; ++r)
+        ASSERT_EQ(y[size_t(c * rows + r)], ref.values[r * cols + c])
+            << label(t, cols, rows, cols) << " row " << r << " column " << c;
+    for (int64_t c = 0; c < cols; ++c) {
+      cpu::matmul_rows(W, &identity[size_t(c * cols)], 1, y.data(), 0, rows);
+      for (int64_t r = 0; r < rows; ++r)
+        ASSERT_EQ(y[size_t(r)], ref.values[r * cols + c]) << label(t, 1, rows, cols) << " row " << r << " column " << c;
     }
   }
+}
+
+TEST(GgmlQuants, MatmulPicksOutEveryValueExactly) {
+  for (DType t : kTypes) expect_picks_out_every_value(t, reference(t));
+  Reference edges = reference(DType::MXFP4_GGML, ".edges");
+  edges.rows = 7;
+  ASSERT_TRUE(std::all_of(edges.values, edges.values + edges.rows * edges.n, [](float f) { return std::isfinite(f); }));
+  expect_picks_out_every_value(DType::MXFP4_GGML, edges);
 }
 
 // Widths of each type: one block; several; across the prefill path's 512-column blocks (a last

@@ -373,6 +373,39 @@ TEST(GgufModel, DeepSeek2SplitKvbAndNextnBlock) {
   }
 }
 
+// gpt-oss as llama.cpp writes it: experts in ggml's MXFP4, gate and up (and their biases) apart, the
+// settings the file leaves to llama.cpp (sliding window on even layers, the clamp at 7).
+TEST(GgufModel, GptOssSettingsAndExperts) {
+  auto m = Model::load(kModels + "gpt_oss_gguf/model.gguf");
+  const ModelSpec& s = m->spec();
+  EXPECT_EQ(s.model_type, "gpt_oss");
+  EXPECT_EQ(s.layer_window, (std::vector<int>{4, 0, 4, 0}));
+  EXPECT_TRUE(s.attn.sinks);
+  EXPECT_TRUE(s.attn.qkv_bias);
+  EXPECT_TRUE(s.attn.o_bias);
+  EXPECT_FLOAT_EQ(s.moe.glu_limit, 7.0f);
+  EXPECT_TRUE(s.moe.expert_bias);
+  EXPECT_TRUE(s.moe.router_logit_bias);
+  EXPECT_EQ(s.attn.head_dim, 24);
+  EXPECT_EQ(s.moe.expert_ffn, 32);
+  EXPECT_TRUE(m->unused_tensors().empty());
+  const auto& X = m->weights().layers[2].experts[5];
+  EXPECT_EQ(X.gate.dtype, DType::MXFP4_GGML);
+  EXPECT_EQ(X.down.dtype, DType::MXFP4_GGML);
+  ASSERT_EQ(X.gate_bias.size(), 32u);
+  ASSERT_EQ(X.up_bias.size(), 32u);
+  ASSERT_EQ(X.down_bias.size(), 64u);
+  // The biases are the file's [E, I] and [E, H] rows of expert 5.
+  auto g = GgufFile::open(kModels + "gpt_oss_gguf/model.gguf");
+  const auto row = [&](const char* name, size_t width) {
+    const float* p = reinterpret_cast<const float*>(g->find(name)->view.data) + 5 * width;
+    return std::vector<float>(p, p + width);
+  };
+  EXPECT_EQ(X.gate_bias, row("blk.2.ffn_gate_exps.bias", 32));
+  EXPECT_EQ(X.up_bias, row("blk.2.ffn_up_exps.bias", 32));
+  EXPECT_EQ(X.down_bias, row("blk.2.ffn_down_exps.bias", 64));
+}
+
 // A block-quantized attn_v_b beside an F32 attn_k_b: the rebuilt kv_b is F32, with the v rows decoded.
 TEST(GgufModel, DeepSeek2SplitKvbDecodesBlockTypes) {
   ScratchDir dir;

@@ -19,8 +19,8 @@ namespace {
 
 const std::string kModels = std::string(MOE_TEST_DATA_DIR) + "/models/";
 
-const std::vector<DType> kTypes = {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q4_0,
-                                   DType::Q5_0, DType::Q4_1, DType::Q5_1, DType::Q3_K, DType::Q2_K};
+const std::vector<DType> kTypes = {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q4_0, DType::Q5_0,
+                                   DType::Q4_1, DType::Q5_1, DType::Q3_K, DType::Q2_K, DType::MXFP4_GGML};
 
 // Logits of every prompt position (prefill in chunks of 4) and of three decode steps after it.
 std::vector<float> logits_of(const Model& model, const std::vector<int32_t>& prompt) {
@@ -91,10 +91,43 @@ TEST(QuantizedModel, LatentAttentionAndEmbeddingRowsOfBlocks) {
   for (size_t l = 0; l < q.weights().layers.size(); ++l) {
     WeightMatrix& kv_b = q.weights().layers[l].kv_b;
     ASSERT_EQ(kv_b.cols % 32, 0);  // kv_lora_rank 32
-    q.to_blocks(kv_b, l % 2 ? DType::Q8_0 : DType::Q4_0, uint32_t(10 + l));
+    const DType types[] = {DType::Q4_0, DType::Q8_0, DType::MXFP4_GGML};
+    q.to_blocks(kv_b, types[l % 3], uint32_t(10 + l));
     f.to_f32_of(f.weights().layers[l].kv_b, kv_b);
   }
   const std::vector<int32_t> prompt = {1, 5, 9, 14, 3, 22, 7};
+  const auto got = logits_of(*quantized, prompt), want = logits_of(*twin, prompt);
+  for (float v : got) ASSERT_TRUE(std::isfinite(v));
+  EXPECT_LT(nmse(got, want), kTwinBound);
+}
+
+// A GGUF of GPT-OSS's kind: the routed experts in ggml's MXFP4 blocks (type 39), here the embeddings too
+// (rows read through weight_row_to_f32), the rest F32.
+TEST(QuantizedModel, Mxfp4GgmlExpertsAndEmbeddings) {
+  test::ScratchDir dir;
+  dir.write("config.json", test::quantizable_qwen3_moe_config());
+  SyntheticOptions so;
+  so.threads = 2;
+  so.dtype = DType::F32;
+  auto quantized = Model::synthetic(dir.path, so);
+  auto twin = Model::synthetic(dir.path, so);
+  test::WeightSwap q(*quantized), f(*twin);
+  q.to_blocks(q.weights().embed, DType::MXFP4_GGML, 1);
+  f.to_f32_of(f.weights().embed, q.weights().embed);
+  int experts = 0;
+  for (size_t l = 0; l < q.weights().layers.size(); ++l) {
+    for (size_t e = 0; e < q.weights().layers[l].experts.size(); ++e) {
+      SwiGluWeights& from = q.weights().layers[l].experts[e];
+      SwiGluWeights& to = f.weights().layers[l].experts[e];
+      for (auto [m, t] : {std::pair{&from.gate, &to.gate}, {&from.up, &to.up}, {&from.down, &to.down}}) {
+        q.to_blocks(*m, DType::MXFP4_GGML, uint32_t(100 + experts));
+        f.to_f32_of(*t, *m);
+        ++experts;
+      }
+    }
+  }
+  ASSERT_EQ(experts, 12);  // 4 experts in layer 0 (layer 1 is dense)
+  const std::vector<int32_t> prompt = {1, 5, 9, 14, 3, 22, 7, 30, 2, 11};
   const auto got = logits_of(*quantized, prompt), want = logits_of(*twin, prompt);
   for (float v : got) ASSERT_TRUE(std::isfinite(v));
   EXPECT_LT(nmse(got, want), kTwinBound);

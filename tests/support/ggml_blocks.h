@@ -17,10 +17,12 @@
 namespace moe::test {
 
 // The byte offsets of a block's f16 fields (d, and dmin or m), and a magnitude for d (and dmin) that
-// gives values of about ±0.05 from random quants and packed scales, as trained weights have.
+// gives values of about ±0.05 from random quants and packed scales, as trained weights have. MXFP4_GGML
+// has no f16 field: its scale is the E8M0 byte at offset 0 (2^(e − 127), e_low to e_low + 2).
 struct BlockScales {
   std::vector<size_t> offsets;
   float d = 0, dmin = 0;
+  int e_low = -1;
 };
 inline BlockScales block_scales(DType t) {
   switch (t) {
@@ -34,12 +36,14 @@ inline BlockScales block_scales(DType t) {
     case DType::Q4_K: return {{0, 2}, 0.0005f, 0.002f};
     case DType::Q5_K: return {{0, 2}, 0.00025f, 0.002f};
     case DType::Q6_K: return {{208}, 0.00005f, 0};
+    case DType::MXFP4_GGML: return {{}, 0, 0, 118};  // 2^-9 to 2^-7 times FP4 values up to 6
     default: return {};
   }
 }
 
 // rows × row_bytes(t, cols) bytes of random blocks: random quants and packed scales; each f16 field
-// ±(0.5–1)·its magnitude (block_scales), so every value is finite and moderate.
+// ±(0.5–1)·its magnitude (block_scales), each E8M0 byte one of three, so every value is finite and
+// moderate.
 inline std::vector<uint8_t> random_blocks(DType t, int64_t rows, int64_t cols, uint32_t seed) {
   const BlockFormat f = block_format(t);
   const BlockScales s = block_scales(t);
@@ -53,6 +57,7 @@ inline std::vector<uint8_t> random_blocks(DType t, int64_t rows, int64_t cols, u
       const uint16_t h = f32_to_f16(v);
       std::memcpy(&bytes[at + s.offsets[i]], &h, 2);
     }
+    if (s.e_low >= 0) bytes[at] = uint8_t(s.e_low + int(rng() % 3));
   }
   return bytes;
 }

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "engine/common/ggml_quants.h"
@@ -41,13 +42,15 @@
 //   registers (a table lookup per nibble) and scaling its partial sums once; T > 1 expands the
 //   panels to f32 and runs the prefill path. A block's 17 bytes against BF16's 64 make decode of such
 //   weights bound by the decoding arithmetic rather than by memory.
-// GGML block types (GGUF's Q8_0, Q4_K, Q6_K, ...): a row is read in groups of up to 256 values (one
-//   K-type super-block, or up to 8 blocks of 32), each decoded with byte-wise masks and shifts into int8
-//   quants, and f32 scales (and offsets, for the types with a min) per sub-block of 16 or 32 values
+// GGML block types (GGUF's Q8_0, Q4_K, Q6_K, ..., MXFP4_GGML): a row is read in groups of up to 256
+//   values (one K-type super-block, or up to 8 blocks of 32), each decoded with byte-wise masks and shifts
+//   into int8 quants (MXFP4_GGML's nibbles then through a 16-byte table, pshufb, to twice their FP4
+//   values), and f32 scales (and offsets, for the types with a min) per sub-block of 16 or 32 values
 //   (Q8_0's quants are read in place). T = 1 runs the four streams over the decoded groups, x staying
 //   f32: Σ q·x per sub-block, times its scale, plus its offset times the sub-block's Σ x (those sums
 //   taken once per call). T > 1 expands the panels to f32 (the values bit for bit as dequantize_row
-//   gives them) and runs the prefill path.
+//   gives them) and runs the prefill path. MXFP4_GGML's T = 1 decodes each block in registers instead,
+//   as MXFP4's GEMV does (a few per cent faster than through the group, measured).
 
 namespace moe::cpu {
 
@@ -701,6 +704,7 @@ struct Q3_KType : BlockType<BlockQ3_K, 256, 16, false> {};
 struct Q4_KType : BlockType<BlockQ4_K, 256, 32, true> {};
 struct Q5_KType : BlockType<BlockQ5_K, 256, 32, true> {};
 struct Q6_KType : BlockType<BlockQ6_K, 256, 16, false> {};
+struct MXFP4_GGMLType : BlockType<BlockMXFP4_GGML, 32, 32, false> {};
 
 MOE_AVX2_INLINE float f16_field(const uint8_t h[2]) {
   uint16_t v;
@@ -885,6 +889,17 @@ MOE_AVX2_INLINE void decode(Q6_KType, const uint8_t* p, int64_t, DecodedGroup& g
   _mm256_store_ps(g.scale + 8, _mm256_mul_ps(d, i8x8_to_f32(blk.scales + 8)));
 }
 
+// MXFP4_GGML: the nibbles in value order (as Q4_0's), each looked up as twice its FP4 value (the 16-byte
+// kFp4TwiceValues in both lanes of a pshufb); the E8M0 byte as the f32 2^(e − 128), never through f16.
+MOE_AVX2_INLINE void decode(MXFP4_GGMLType, const uint8_t* p, int64_t n, DecodedGroup& g) {
+  const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kFp4TwiceValues)));
+  for (int64_t b = 0; b < n; ++b) {
+    const auto& blk = reinterpret_cast<const BlockMXFP4_GGML*>(p)[b];
+    g.scale[b] = mxfp4_half_scale(blk.e);
+    store32(g.q + 32 * b, _mm256_shuffle_epi8(table, nibbles32(blk.qs)));
+  }
+}
+
 // dst[0..n) = the n values of a row's blocks at p (n a multiple of the block), as dequantize_row gives
 // them: scale · q, then + offset, each rounded (no fused multiply-add).
 template <class B>
@@ -955,6 +970,43 @@ MOE_AVX2 void gemv_block_rows(const uint8_t* const* rows, const float* x, const 
   store_row_sums<R>(acc, off, y);
 }
 
+// MXFP4_GGML at T = 1: each block decoded in registers, as the MXFP4 GEMV does (its codes through the
+// table, to f32), its Σ code · x formed and scaled once. x needs no split: a block's low nibbles are its
+// values 0–15 and its high nibbles 16–31, in order.
+template <int R>
+MOE_AVX2 void gemv_mxfp4_ggml_rows(const uint8_t* const* rows, const float* x, int64_t n, float* const* y) {
+  constexpr int64_t kBytes = sizeof(BlockMXFP4_GGML);
+  const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kFp4TwiceValues)), low4 = _mm_set1_epi8(15);
+  __m256 a0[R], a1[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const float* xb = x + 32 * b;
+    const __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8);
+    const __m256 x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* block = rows[r] + b * kBytes;
+      _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(block) + kPrefetchDistance), _MM_HINT_T0);
+      const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + offsetof(BlockMXFP4_GGML, qs)));
+      __m256 w[4];
+      int8_to_f32(_mm_shuffle_epi8(table, _mm_and_si128(q, low4)), w);                       // values 0–15
+      int8_to_f32(_mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(q, 4), low4)), w + 2);  // values 16–31
+      const __m256 s = _mm256_set1_ps(mxfp4_half_scale(block[offsetof(BlockMXFP4_GGML, e)]));
+      a0[r] = _mm256_fmadd_ps(_mm256_fmadd_ps(w[1], x1, _mm256_mul_ps(w[0], x0)), s, a0[r]);
+      a1[r] = _mm256_fmadd_ps(_mm256_fmadd_ps(w[3], x3, _mm256_mul_ps(w[2], x2)), s, a1[r]);
+    }
+  }
+  store_row_sums<R>(a0, a1, y);
+}
+
+// The T = 1 kernel of a type: gemv_block_rows, or MXFP4_GGML's own.
+template <class B, int R>
+MOE_AVX2 void gemv_rows_of(const uint8_t* const* rows, const float* x, const float* xsum, int64_t n, float* const* y) {
+  if constexpr (std::is_same_v<B, MXFP4_GGMLType>) gemv_mxfp4_ggml_rows<R>(rows, x, n, y);
+  else gemv_block_rows<B, R>(rows, x, xsum, n, y);
+}
+
 template <class B>
 MOE_AVX2 void matmul_rows_blocks_avx2(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
   const auto* base = static_cast<const uint8_t*>(W.data);
@@ -978,10 +1030,10 @@ MOE_AVX2 void matmul_rows_blocks_avx2(const MatrixRef& W, const float* x, int64_
       float* yp[4];
       for (int j = 0; j < n; ++j) rp[j] = base + size_t(rows[j]) * stride, yp[j] = y + rows[j];
       switch (n) {
-        case 4: gemv_block_rows<B, 4>(rp, x, xsum, W.cols, yp); break;
-        case 3: gemv_block_rows<B, 3>(rp, x, xsum, W.cols, yp); break;
-        case 2: gemv_block_rows<B, 2>(rp, x, xsum, W.cols, yp); break;
-        default: gemv_block_rows<B, 1>(rp, x, xsum, W.cols, yp); break;
+        case 4: gemv_rows_of<B, 4>(rp, x, xsum, W.cols, yp); break;
+        case 3: gemv_rows_of<B, 3>(rp, x, xsum, W.cols, yp); break;
+        case 2: gemv_rows_of<B, 2>(rp, x, xsum, W.cols, yp); break;
+        default: gemv_rows_of<B, 1>(rp, x, xsum, W.cols, yp); break;
       }
     });
     return;
@@ -1004,6 +1056,7 @@ MOE_AVX2 void matmul_rows_ggml_avx2(const MatrixRef& W, const float* x, int64_t 
     case DType::Q4_K: matmul_rows_blocks_avx2<Q4_KType>(W, x, T, y, rb, re); break;
     case DType::Q5_K: matmul_rows_blocks_avx2<Q5_KType>(W, x, T, y, rb, re); break;
     case DType::Q6_K: matmul_rows_blocks_avx2<Q6_KType>(W, x, T, y, rb, re); break;
+    case DType::MXFP4_GGML: matmul_rows_blocks_avx2<MXFP4_GGMLType>(W, x, T, y, rb, re); break;
     default: break;
   }
 }
