@@ -404,6 +404,18 @@ TEST(GgufModel, GptOssSettingsAndExperts) {
   EXPECT_EQ(X.gate_bias, row("blk.2.ffn_gate_exps.bias", 32));
   EXPECT_EQ(X.up_bias, row("blk.2.ffn_up_exps.bias", 32));
   EXPECT_EQ(X.down_bias, row("blk.2.ffn_down_exps.bias", 64));
+
+  // A bias table in a block type is refused by name (its values are read as F32, F16 or BF16).
+  ScratchDir dir;
+  GgufBuilder b = GgufBuilder::from_file(*g);
+  test::GgufTensorBytes* bias = b.tensor("blk.1.ffn_up_exps.bias");
+  ASSERT_EQ(bias->ne, (std::vector<uint64_t>{32, 8}));
+  const std::vector<uint8_t> q8 = test::random_blocks(DType::Q8_0, 8, 32, 3);
+  bias->ggml_type = 8;
+  bias->data.assign(reinterpret_cast<const char*>(q8.data()), q8.size());
+  EXPECT_NE(error_of([&] { Model::load(dir.write("m.gguf", b.bytes())); })
+                .find("blk.1.ffn_up_exps.bias: 'dtype': Q8_0 where a table of F32, F16 or BF16 values belongs"),
+            std::string::npos);
 }
 
 // A block-quantized attn_v_b beside an F32 attn_k_b: the rebuilt kv_b is F32, with the v rows decoded.
