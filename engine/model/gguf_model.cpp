@@ -31,6 +31,10 @@ class Metadata : public GgufMetadata {
   void copy_integer(nlohmann::json& config, const char* to, const std::string& suffix) const {
     if (has(key(suffix))) config[to] = integer(key(suffix));
   }
+  // The arch key's value, or `fallback` when the file does not state it.
+  int64_t integer_or(const std::string& suffix, int64_t fallback) const { return has(key(suffix)) ? integer(key(suffix)) : fallback; }
+  double number_or(const std::string& suffix, double fallback) const { return has(key(suffix)) ? number(key(suffix)) : fallback; }
+  bool boolean_or(const std::string& suffix, bool fallback) const { return has(key(suffix)) ? boolean(key(suffix)) : fallback; }
 
  private:
   std::string arch_;
@@ -124,13 +128,13 @@ void read_deepseek_style_moe(const Metadata& m, nlohmann::json& c) {
   c["n_routed_experts"] = m.integer(m.key("expert_count"));
   c["num_experts_per_tok"] = m.integer(m.key("expert_used_count"));
   c["moe_intermediate_size"] = m.integer(m.key("expert_feed_forward_length"));
-  c["n_shared_experts"] = m.has(m.key("expert_shared_count")) ? m.integer(m.key("expert_shared_count")) : 0;
-  c["first_k_dense_replace"] = m.has(m.key("leading_dense_block_count")) ? m.integer(m.key("leading_dense_block_count")) : 0;
-  c["routed_scaling_factor"] = m.has(m.key("expert_weights_scale")) ? m.number(m.key("expert_weights_scale")) : 1.0;
-  c["norm_topk_prob"] = m.has(m.key("expert_weights_norm")) ? m.boolean(m.key("expert_weights_norm")) : false;
-  const int64_t groups = m.has(m.key("expert_group_count")) ? m.integer(m.key("expert_group_count")) : 1;
+  c["n_shared_experts"] = m.integer_or("expert_shared_count", 0);
+  c["first_k_dense_replace"] = m.integer_or("leading_dense_block_count", 0);
+  c["routed_scaling_factor"] = m.number_or("expert_weights_scale", 1.0);
+  c["norm_topk_prob"] = m.boolean_or("expert_weights_norm", false);
+  const int64_t groups = m.integer_or("expert_group_count", 1);
   c["n_group"] = groups;
-  c["topk_group"] = m.has(m.key("expert_group_used_count")) ? m.integer(m.key("expert_group_used_count")) : groups;
+  c["topk_group"] = m.integer_or("expert_group_used_count", groups);
 }
 
 // deepseek2 (DeepSeek-V2/V3, Kimi K2): multi-head latent attention. Files converted since April 2025 run
@@ -141,7 +145,7 @@ void read_deepseek_style_moe(const Metadata& m, nlohmann::json& c) {
 // groups by their two best, renormalised by expert_weights_norm).
 void read_deepseek2(const GgufFile& g, const Metadata& m, nlohmann::json& c) {
   c["kv_lora_rank"] = m.integer(m.key("attention.kv_lora_rank"));
-  const int64_t q_lora = m.has(m.key("attention.q_lora_rank")) ? m.integer(m.key("attention.q_lora_rank")) : 0;
+  const int64_t q_lora = m.integer_or("attention.q_lora_rank", 0);
   c["q_lora_rank"] = q_lora > 0 ? nlohmann::json(q_lora) : nlohmann::json();  // 0 or absent: a plain attn_q
   const bool mqa_form = m.has(m.key("attention.key_length_mla"));
   const std::string k_key = mqa_form ? "attention.key_length_mla" : "attention.key_length";
@@ -169,7 +173,7 @@ void read_deepseek2(const GgufFile& g, const Metadata& m, nlohmann::json& c) {
     }
   }
 
-  if (!m.has(m.key("expert_count")) || m.integer(m.key("expert_count")) == 0) {
+  if (m.integer_or("expert_count", 0) == 0) {
     c["model_type"] = "deepseek_v2";
     c["n_routed_experts"] = nullptr;
     return;
@@ -210,7 +214,7 @@ void read_minimax_m2(const GgufFile& g, const Metadata& m, nlohmann::json& c) {
   c["num_experts_per_tok"] = m.integer(m.key("expert_used_count"));
   c["intermediate_size"] = m.integer(m.key("expert_feed_forward_length"));
   if (!sigmoid_router(g, m, true)) throw EngineError(g.path(), m.key("expert_gating_func"), "MiniMax-M2's router is sigmoid (2)");
-  if (m.has(m.key("expert_weights_norm")) && !m.boolean(m.key("expert_weights_norm")))
+  if (!m.boolean_or("expert_weights_norm", true))
     throw EngineError(g.path(), m.key("expert_weights_norm"), "MiniMax-M2 renormalises its top-k weights");
 }
 
@@ -254,7 +258,7 @@ GgufModelConfig read_gguf_model_config(const GgufFile& g) {
   c["hidden_size"] = m.integer(m.key("embedding_length"));
   // Multi-token-prediction layers are stored after the last decoder layer and counted in block_count.
   const int64_t blocks = m.integer(m.key("block_count"));
-  const int64_t nextn = m.has(m.key("nextn_predict_layers")) ? m.integer(m.key("nextn_predict_layers")) : 0;
+  const int64_t nextn = m.integer_or("nextn_predict_layers", 0);
   if (nextn >= blocks)
     throw EngineError(g.path(), m.key("nextn_predict_layers"), std::to_string(nextn) + " leaves no decoder layer of " + std::to_string(blocks));
   c["num_hidden_layers"] = blocks - nextn;
@@ -305,12 +309,12 @@ GgufModelConfig read_gguf_model_config(const GgufFile& g) {
     return out;
   }
   read_attention_widths(g, m, c);
-  const bool has_experts = m.has(m.key("expert_count")) && m.integer(m.key("expert_count")) > 0;
+  const bool has_experts = m.integer_or("expert_count", 0) > 0;
   auto moe_keys = [&](const char* experts_key, bool renormalize_default) {
     c[experts_key] = m.integer(m.key("expert_count"));
     c["num_experts_per_tok"] = m.integer(m.key("expert_used_count"));
     // llama.cpp's choice per architecture, unless the file states it.
-    c["norm_topk_prob"] = m.has(m.key("expert_weights_norm")) ? m.boolean(m.key("expert_weights_norm")) : renormalize_default;
+    c["norm_topk_prob"] = m.boolean_or("expert_weights_norm", renormalize_default);
     sigmoid_router(g, m, false);
   };
   const std::string type = known->model_type;
