@@ -29,6 +29,11 @@ The cases:
   attn_v_b, the *_mla keys, expert groups, a nextn block), with its own reference (make_deepseek_v3_gguf
   says why).
 
+* `qwen3_moe/split/` (case `split`): qwen3_moe/model.gguf split into three parts by gguf-py's writer
+  (split_max_tensors), named and keyed as llama.cpp's gguf-split does: model-00001-of-00003.gguf holds
+  the metadata (tokenizer and chat template included), every part split.no/split.count/
+  split.tensors.count. Its reference is qwen3_moe's.
+
 The K-quant encoders below are ours (gguf-py only decodes K-quants); what they produce is decoded by
 gguf-py, and that decoding is the reference.
 """
@@ -688,6 +693,52 @@ def make_deepseek_v3_gguf():
     print(f"deepseek_v3_gguf/model.gguf: {(final / 'model.gguf').stat().st_size} bytes, {diag}")
 
 
+def make_split():
+    """qwen3_moe/split/: the metadata and tensors of qwen3_moe/model.gguf, copied as they are into three
+    parts by gguf-py's writer; the parts are read back and checked against the whole file."""
+    src = MODELS / "qwen3_moe" / "model.gguf"
+    final = MODELS / "qwen3_moe" / "split"
+    whole = gguf.GGUFReader(str(src))
+    per_part = (len(whole.tensors) + 2) // 3
+    with tempfile.TemporaryDirectory() as tmp:
+        w = gguf.GGUFWriter(str(Path(tmp) / "model.gguf"), whole.fields["general.architecture"].contents(),
+                            split_max_tensors=per_part)
+        for name, field in whole.fields.items():
+            if name.startswith("GGUF.") or name == "general.architecture":
+                continue  # the header's own fields, and the one the writer adds itself
+            sub_type = field.types[-1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
+            w.add_key_value(name, field.contents(), field.types[0], sub_type=sub_type)
+        for t in whole.tensors:
+            assert t.tensor_type == Q.F32, t.name
+            w.add_tensor(t.name, np.array(t.data, dtype=np.float32).reshape([int(d) for d in reversed(t.shape)]))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        parts = sorted(Path(tmp).glob("model-*-of-*.gguf"))
+        assert [p.name for p in parts] == [f"model-{i:05d}-of-00003.gguf" for i in (1, 2, 3)], parts
+        seen = {}
+        for i, p in enumerate(parts):
+            r = gguf.GGUFReader(str(p))
+            assert r.fields["split.no"].contents() == i and r.fields["split.count"].contents() == 3
+            for t in r.tensors:
+                seen[t.name] = np.array(t.data)
+        assert len(seen) == len(whole.tensors)
+        for t in whole.tensors:
+            assert np.array_equal(seen[t.name], np.array(t.data)), t.name
+        first = gguf.GGUFReader(str(parts[0]))
+        for name, field in whole.fields.items():
+            if not name.startswith("GGUF."):
+                assert first.fields[name].contents() == field.contents(), name
+        if final.exists():
+            shutil.rmtree(final)
+        final.mkdir()
+        for p in parts:
+            shutil.copy(p, final / p.name)
+            (final / p.name).chmod(0o644)
+    print(f"qwen3_moe/split/: {', '.join(f'{p.name} {p.stat().st_size} bytes' for p in sorted(final.iterdir()))}")
+
+
 def main():
     torch.set_num_threads(1)
     only = set(sys.argv[1:])
@@ -701,6 +752,8 @@ def main():
         make_deepseek_v3_gguf()
     if not only or "gpt_oss_gguf" in only:
         make_gpt_oss_gguf()
+    if not only or "split" in only:
+        make_split()
 
 
 if __name__ == "__main__":

@@ -120,6 +120,7 @@ json info_json(const Model& m, int context, DType kv_dtype) {
   j["weights_bytes"] = m.weight_bytes();
   j["matrix_bytes_by_dtype"] = m.matrix_bytes_by_dtype();
   if (m.is_gguf()) j["format"] = "GGUF";
+  for (const auto& f : m.weight_files()) j["files"].push_back(f.string());
   j["context"] = context;
   j["memory_needed_bytes"] = m.weight_bytes() + kv_f32 * size_t(context);
   j["unused_tensors"] = m.unused_tensors();
@@ -135,6 +136,8 @@ void print_info(const Model& m, int context, DType kv_dtype, const Tokenizer* to
   const auto z = compute_model_size(s);
   const size_t kv = size_t(z.kv_values_per_token) * 4;
   std::printf("model         %s\n", m.is_synthetic() ? "synthetic weights" : m.dir().string().c_str());
+  if (m.is_gguf() && m.weight_files().size() > 1)
+    std::printf("files         %zu parts of a split GGUF, from %s\n", m.weight_files().size(), m.weight_files().front().string().c_str());
   std::printf("family        %s (%s)\n", s.family.c_str(), s.model_type.c_str());
   std::printf("layers        %s\n", layer_list(s).c_str());
   std::printf("hidden        %d\n", s.hidden);

@@ -33,14 +33,6 @@ fs::path model_path(const QString& path) {
   return p;
 }
 
-// The files that hold the weights: the GGUF file, or the folder's safetensors files.
-std::vector<fs::path> weight_files(const fs::path& model) {
-  if (!fs::is_directory(model)) return {model};
-  std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(model))
-    if (e.is_regular_file() && e.path().extension() == ".safetensors") files.push_back(e.path());
-  return files;
-}
 
 
 }  // namespace
@@ -195,7 +187,7 @@ void EngineWorker::doLoad(const QString& path, const LoadOptions& options) {
 
     // Read every weight file once, so the first token does not wait on the disk and the user sees how
     // far along a large checkpoint is (and can cancel it).
-    const std::vector<fs::path> files = weight_files(dir);
+    const std::vector<fs::path> files = model->weight_files();
     uint64_t total = 0;
     for (const fs::path& f : files) total += fs::file_size(f);
     std::vector<char> buffer(size_t(8) << 20);

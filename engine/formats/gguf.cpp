@@ -1,6 +1,7 @@
 #include "engine/formats/gguf.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -222,7 +223,7 @@ const GgufTensor* GgufFile::find(const std::string& name) const {
   return it == tensors_.end() ? nullptr : &it->second;
 }
 
-std::unique_ptr<GgufFile> GgufFile::open(const std::filesystem::path& path) {
+std::unique_ptr<GgufFile> GgufFile::open_part(const std::filesystem::path& path) {
   std::unique_ptr<GgufFile> g(new GgufFile(std::make_unique<MappedFile>(path)));
   const std::string file = g->file_->path();
   Reader r(*g->file_);
@@ -353,6 +354,78 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::filesystem::path& path) {
     if (ranges[order[i]].first < ranges[order[i - 1]].second)
       throw EngineError(file, *range_names[order[i]], "its data overlaps the data of '" + *range_names[order[i - 1]] + "'");
   return g;
+}
+
+namespace {
+
+// gguf-split's part names: "-00002-of-00005.gguf" after the prefix.
+std::string split_suffix(int64_t index, int64_t count) {
+  char s[64];
+  std::snprintf(s, sizeof s, "-%05lld-of-%05lld.gguf", static_cast<long long>(index + 1), static_cast<long long>(count));
+  return s;
+}
+
+}  // namespace
+
+std::unique_ptr<GgufFile> GgufFile::open(const std::filesystem::path& path) {
+  std::unique_ptr<GgufFile> given = open_part(path);
+  const GgufMetadata gm(*given);
+  if (!gm.has("split.count") || gm.integer("split.count") <= 1) return given;
+  const int64_t count = gm.integer("split.count");
+  const int64_t index = gm.integer("split.no");
+  if (index >= count)
+    throw EngineError(given->path(), "split.no", std::to_string(index) + " is not below split.count " + std::to_string(count));
+  const std::string name = path.filename().string(), suffix = split_suffix(index, count);
+  if (!name.ends_with(suffix) || name.size() == suffix.size())
+    throw EngineError(given->path(), "split.no",
+                      "part " + std::to_string(index + 1) + " of " + std::to_string(count) + " of a split model, but its name does not end in '" +
+                          suffix + "', so the other parts cannot be found (gguf-split names them <prefix>" + split_suffix(0, count) +
+                          " and so on)");
+  const std::string prefix = path.string().substr(0, path.string().size() - suffix.size());
+
+  std::vector<std::unique_ptr<GgufFile>> parts(static_cast<size_t>(count));
+  parts[size_t(index)] = std::move(given);
+  for (int64_t i = 0; i < count; ++i) {
+    auto& part = parts[size_t(i)];
+    if (!part) {
+      const std::string p = prefix + split_suffix(i, count);
+      std::error_code ec;
+      if (!std::filesystem::is_regular_file(p, ec))
+        throw EngineError(p, "", "missing: part " + std::to_string(i + 1) + " of the " + std::to_string(count) + " files of the model split as " +
+                                     path.string());
+      part = open_part(p);
+    }
+    const GgufMetadata m(*part);
+    if (!m.has("split.count") || m.integer("split.count") != count)
+      throw EngineError(part->path(), "split.count", "this part says " + (m.has("split.count") ? m.value("split.count").dump() : std::string("nothing")) +
+                                                        ", but " + path.string() + " says " + std::to_string(count));
+    if (m.integer("split.no") != i)
+      throw EngineError(part->path(), "split.no", std::to_string(m.integer("split.no")) + ", but the file's name makes it " + std::to_string(i));
+  }
+
+  // The model: the first part's metadata, every part's tensors; the mappings stay alive with it.
+  std::unique_ptr<GgufFile> g = std::move(parts[0]);
+  for (int64_t i = 1; i < count; ++i) {
+    for (auto& [tname, t] : parts[size_t(i)]->tensors_) {
+      if (const GgufTensor* other = g->find(tname))
+        throw EngineError(t.view.file, tname, "the tensor is also in " + other->view.file);
+      t.part = int(i);
+      g->tensors_.emplace(tname, std::move(t));
+    }
+    g->more_parts_.push_back(std::move(parts[size_t(i)]->file_));
+  }
+  const GgufMetadata m(*g);
+  if (m.has("split.tensors.count") && uint64_t(m.integer("split.tensors.count")) != g->tensors_.size())
+    throw EngineError(g->path(), "split.tensors.count",
+                      std::to_string(m.integer("split.tensors.count")) + " tensors, but the " + std::to_string(count) + " parts hold " +
+                          std::to_string(g->tensors_.size()));
+  return g;
+}
+
+std::vector<std::string> GgufFile::part_paths() const {
+  std::vector<std::string> out{path()};
+  for (const auto& f : more_parts_) out.push_back(f->path());
+  return out;
 }
 
 }  // namespace moe

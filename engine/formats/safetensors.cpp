@@ -419,6 +419,12 @@ std::vector<std::string> TensorStore::names() const {
   return out;
 }
 
+std::vector<std::string> TensorStore::file_paths() const {
+  std::vector<std::string> out;
+  for (const auto& f : files_) out.push_back(f->path());
+  return out;
+}
+
 size_t TensorStore::total_bytes() const {
   size_t total = 0;
   for (const auto& [name, view] : index_) total += view->nbytes;

@@ -62,6 +62,7 @@ class TensorStore {
   const TensorView& get(const std::string& name) const;
   std::vector<std::string> names() const;
   size_t total_bytes() const;
+  std::vector<std::string> file_paths() const;  // the files added, in order
   const std::string& source() const { return source_; }  // the folder, for messages
 
  private:

@@ -238,11 +238,6 @@ GgufModelConfig read_gguf_model_config(const GgufFile& g) {
   out.config_name = g.path() + " (metadata)";
   out.names = gguf_names();
   const GgufMetadata root(g);
-  // llama.cpp's gguf-split spreads a model's tensors over several files; this reader takes one.
-  if (root.has("split.count") && root.integer("split.count") > 1)
-    throw EngineError(g.path(), "split.count",
-                      "one of " + std::to_string(root.integer("split.count")) +
-                          " split files; merge them into one (llama-gguf-split --merge) to open the model");
   const std::string arch = root.string("general.architecture");
   const GgufArchitecture* known = nullptr;
   for (const auto& a : kArchitectures)
@@ -286,7 +281,7 @@ GgufModelConfig read_gguf_model_config(const GgufFile& g) {
   const GgufTensor* embed = g.find(out.names.embed);
   if (!embed) throw EngineError(g.path(), out.names.embed, "tensor is missing (every model has an embedding)");
   if (embed->view.shape.size() != 2)
-    throw EngineError(g.path(), out.names.embed, "expected 2 dims {hidden, vocab}");
+    throw EngineError(embed->view.file, out.names.embed, "expected 2 dims {hidden, vocab}");
   c["vocab_size"] = embed->view.shape[0];
   c["tie_word_embeddings"] = g.find(out.names.lm_head) == nullptr;
   if (root.has("tokenizer.ggml.bos_token_id")) c["bos_token_id"] = root.integer("tokenizer.ggml.bos_token_id");
@@ -362,15 +357,15 @@ std::optional<JoinedMatrix> join_split_kv_b(const GgufFile& g, const std::string
   if (!k && !v) return std::nullopt;
   if (!k || !v) throw EngineError(g.path(), k ? out.v_b : out.k_b, "tensor is missing (its pair " + (k ? out.k_b : out.v_b) + " is here)");
   for (const auto& [t, name] : {std::pair{k, out.k_b}, std::pair{v, out.v_b}}) {
-    if (!t->readable) throw EngineError(g.path(), name, "ggml type " + t->type_name + " is not read");
-    if (t->view.shape.size() != 3) throw EngineError(g.path(), name, "expected 3 dims {nope, kv_lora, heads} or {kv_lora, v, heads}");
+    if (!t->readable) throw EngineError(t->view.file, name, "ggml type " + t->type_name + " is not read");
+    if (t->view.shape.size() != 3) throw EngineError(t->view.file, name, "expected 3 dims {nope, kv_lora, heads} or {kv_lora, v, heads}");
   }
   // PyTorch order: k_b [H, kv_lora, nope], v_b [H, v, kv_lora].
   const auto& ks = k->view.shape;
   const auto& vs = v->view.shape;
   const int64_t H = ks[0], nope = ks[2], vd = vs[1];
   if (ks[1] != cols || vs[0] != H || vs[2] != cols || H * (nope + vd) != rows)
-    throw EngineError(g.path(), out.k_b,
+    throw EngineError(k->view.file, out.k_b,
                       "dims {" + std::to_string(nope) + ", " + std::to_string(ks[1]) + ", " + std::to_string(H) + "} with " + out.v_b +
                           " {" + std::to_string(vs[2]) + ", " + std::to_string(vd) + ", " + std::to_string(vs[0]) +
                           "} do not make the metadata's kv_b of " + std::to_string(rows) + " rows of " + std::to_string(cols));

@@ -114,16 +114,16 @@ class GgufSource : public WeightSource {
     }
     used_.insert(name);
     if (!t->readable)
-      throw EngineError(file_.path(), name, "ggml type " + t->type_name + " is not read (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K to Q6_K and MXFP4 are)");
+      throw EngineError(t->view.file, name, "ggml type " + t->type_name + " is not read (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K to Q6_K and MXFP4 are)");
     if (shape.size() == 1 && !is_weight_dtype(t->view.dtype))
-      throw EngineError(file_.path(), name, "a vector in " + t->type_name + "; vectors are read in F32, F16 or BF16");
+      throw EngineError(t->view.file, name, "a vector in " + t->type_name + "; vectors are read in F32, F16 or BF16");
     // A [1, n] matrix may be stored as a vector (Qwen2-MoE's shared expert gate), and a vector as [1, n].
     const auto& got = t->view.shape;
     const bool same = got == shape || (shape.size() == 2 && shape[0] == 1 && got == std::vector<int64_t>{shape[1]}) ||
                       (shape.size() == 1 && got == std::vector<int64_t>{1, shape[0]});
     if (!same) {
       std::vector<int64_t> ne(shape.rbegin(), shape.rend());
-      throw EngineError(file_.path(), name, "dims " + shape_str(std::vector<int64_t>(got.rbegin(), got.rend())) +
+      throw EngineError(t->view.file, name, "dims " + shape_str(std::vector<int64_t>(got.rbegin(), got.rend())) +
                                                 " (innermost first) disagree with the metadata, which implies " + shape_str(ne));
     }
     dtype = t->view.dtype;
@@ -512,6 +512,13 @@ std::filesystem::path config_path_of(const std::filesystem::path& p) {
 }  // namespace
 
 Model::~Model() = default;
+
+std::vector<std::filesystem::path> Model::weight_files() const {
+  std::vector<std::string> paths;
+  if (gguf_) paths = gguf_->part_paths();
+  if (store_) paths = store_->file_paths();
+  return {paths.begin(), paths.end()};
+}
 
 std::map<std::string, size_t> Model::matrix_bytes_by_dtype() const {
   std::map<std::string, size_t> out;

@@ -56,6 +56,9 @@ class Model {
   // take either.
   const std::filesystem::path& dir() const { return dir_; }
   bool is_gguf() const { return gguf_ != nullptr; }
+  // The files the weights are read from: the safetensors files, or every part of a GGUF model (none
+  // for synthetic weights).
+  std::vector<std::filesystem::path> weight_files() const;
   bool is_synthetic() const { return synthetic_; }
   bool has_weights() const { return weights_.embed.data != nullptr; }
   // Bytes of weights the forward pass reads (matrices in their stored dtype, plus F32 vectors).

@@ -65,13 +65,18 @@ struct RoutingRecorder : StepObserver {
 class GoldenModel : public ::testing::TestWithParam<std::string> {};
 
 // A case is a folder of tests/data/models/ holding its reference.safetensors; "NAME.gguf": the folder's
-// model.gguf (tests/make_gguf_goldens.py) against the same reference; or "demo/NAME": the bundled demo
+// model.gguf (tests/make_gguf_goldens.py) against the same reference; "NAME.split": the folder's split/
+// GGUF parts, opened from the second; or "demo/NAME": the bundled demo
 // checkpoint resources/demo/NAME with tests/data/demo/NAME.reference.safetensors
 // (tests/make_demo_goldens.py).
 std::pair<std::string, std::string> case_paths(const std::string& name) {
   if (name.ends_with(".gguf")) {
     const std::string folder = kModels + name.substr(0, name.size() - 5);
     return {folder + "/model.gguf", folder + "/reference.safetensors"};
+  }
+  if (name.ends_with(".split")) {
+    const std::string folder = kModels + name.substr(0, name.size() - 6);
+    return {folder + "/split/model-00002-of-00003.gguf", folder + "/reference.safetensors"};
   }
   if (name.rfind("demo/", 0) == 0) {
     const std::string demo = name.substr(5);
@@ -140,7 +145,7 @@ INSTANTIATE_TEST_SUITE_P(Families, GoldenModel,
                                            "qwen3_moe_f16", "gpt_oss_bf16", "gpt_oss_mxfp4", "mixtral_sharded", "demo/moe", "demo/dense",
                                            "qwen3_moe.gguf", "qwen3_dense.gguf", "qwen2_moe.gguf", "olmoe.gguf", "mixtral.gguf",
                                            "llama.gguf", "qwen3_moe_q4_k_m.gguf", "deepseek_v2.gguf", "deepseek_v3_gguf.gguf",
-                                           "minimax_m2.gguf", "glm4_moe.gguf", "gpt_oss_gguf.gguf"),
+                                           "minimax_m2.gguf", "glm4_moe.gguf", "gpt_oss_gguf.gguf", "qwen3_moe.split"),
                          [](const auto& info) {
                            std::string n = info.param;
                            std::replace(n.begin(), n.end(), '/', '_');
