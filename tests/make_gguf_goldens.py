@@ -8,7 +8,7 @@ Dev-time only: CI never runs this. Its outputs under tests/data/models/ are comm
 The cases:
 
 * `<case>/model.gguf` for the F32 golden checkpoints of make_goldens.py (qwen3_moe, qwen3_dense,
-  qwen2_moe, olmoe, mixtral, llama, deepseek_v2, minimax_m2, glm4_moe): the same weights, written under llama.cpp's names
+  qwen2_moe, olmoe, mixtral, llama, deepseek_v2, minimax_m2, glm4_moe, ernie4_5_moe): the same weights, written under llama.cpp's names
   and layout (SPECS.md §11.2): dims innermost first, experts stacked per layer, Llama/Mixtral q and k
   rows permuted for adjacent-pair RoPE, Qwen2-MoE's shared-expert gate as a vector, deepseek_v2 in
   deepseek2's layout before April 2025 (attn_kv_b whole, per-head widths in key_length). Their
@@ -218,7 +218,8 @@ def gguf_tensors(sd, cfg, arch, split_kv_b=False):
         if moe:
             pm = p + ("block_sparse_moe." if p + "block_sparse_moe.gate.weight" in sd else "mlp.")
             out[b + "ffn_gate_inp.weight"] = sd[pm + "gate.weight"]
-            for bias in ("gate.e_score_correction_bias", "e_score_correction_bias"):  # DeepSeek's, MiniMax's
+            # DeepSeek's, MiniMax's, ERNIE-4.5's (stored [1, E], kept so as the converter does)
+            for bias in ("gate.e_score_correction_bias", "e_score_correction_bias", "moe_statics.e_score_correction_bias"):
                 if pm + bias in sd:
                     out[b + "exp_probs_b.bias"] = sd[pm + bias]
             names = ("w1", "w3", "w2") if "block_sparse_moe" in pm else ("gate_proj", "up_proj", "down_proj")
@@ -240,7 +241,7 @@ def gguf_tensors(sd, cfg, arch, split_kv_b=False):
 
 GGUF_ARCH = {"qwen3_moe": "qwen3moe", "qwen3": "qwen3", "qwen2_moe": "qwen2moe", "olmoe": "olmoe",
              "mixtral": "llama", "llama": "llama", "deepseek_v2": "deepseek2", "deepseek_v3": "deepseek2",
-             "minimax_m2": "minimax-m2", "glm4_moe": "glm4moe"}
+             "minimax_m2": "minimax-m2", "glm4_moe": "glm4moe", "ernie4_5_moe": "ernie4_5-moe"}
 
 
 def write_deepseek2_metadata(w, cfg, vocab, layers, mqa_form):
@@ -331,6 +332,17 @@ def write_metadata(w, cfg, arch, vocab, layers=None, mqa_form=False):
         w.add_uint32(f"{a}.expert_gating_func", 2)
         w.add_uint32(f"{a}.expert_group_count", cfg["n_group"])
         w.add_uint32(f"{a}.expert_group_used_count", cfg["topk_group"])
+    if cfg["model_type"] == "ernie4_5_moe":
+        # The converter's keys. It writes the shared width as intermediate_size // num_key_value_heads, which
+        # is 2 × moe_intermediate_size for the released models but not for this one; llama.cpp sizes the shared
+        # tensors by it, so a loadable file states the true width.
+        w.add_uint32(f"{a}.expert_count", cfg["moe_num_experts"])
+        w.add_uint32(f"{a}.expert_used_count", cfg["moe_k"])
+        w.add_uint32(f"{a}.interleave_moe_layer_step", cfg["moe_layer_interval"])
+        w.add_uint32(f"{a}.leading_dense_block_count", cfg["moe_layer_start_index"])
+        w.add_uint32(f"{a}.expert_feed_forward_length", cfg["moe_intermediate_size"])
+        w.add_uint32(f"{a}.expert_shared_count", cfg["moe_num_shared_experts"])
+        w.add_uint32(f"{a}.expert_shared_feed_forward_length", cfg["moe_num_shared_experts"] * cfg["moe_intermediate_size"])
     experts = cfg.get("num_experts") or cfg.get("num_local_experts") or cfg.get("n_routed_experts")
     if experts:
         w.add_uint32(f"{a}.expert_count", experts)
@@ -743,7 +755,7 @@ def main():
     torch.set_num_threads(1)
     only = set(sys.argv[1:])
     for case in ("qwen3_moe", "qwen3_dense", "qwen2_moe", "olmoe", "mixtral", "llama", "deepseek_v2", "minimax_m2",
-                 "glm4_moe"):
+                 "glm4_moe", "ernie4_5_moe"):
         if not only or case in only:
             convert_golden(case)
     if not only or "qwen3_moe_q4_k_m" in only:

@@ -20,6 +20,7 @@ constexpr GgufArchitecture kArchitectures[] = {
     {"qwen3moe", "qwen3_moe"}, {"qwen3", "qwen3"},           {"qwen2moe", "qwen2_moe"},
     {"olmoe", "olmoe"},        {"llama", "llama or mixtral"}, {"deepseek2", "deepseek_v2 or deepseek_v3"},
     {"gpt-oss", "gpt_oss"},    {"minimax-m2", "minimax_m2"},  {"glm4moe", "glm4_moe"},
+    {"ernie4_5-moe", "ernie4_5_moe"},
 };
 
 // The metadata under `{arch}.` keys, with GgufMetadata's typed reads.
@@ -231,6 +232,38 @@ void read_glm4_moe(const GgufFile& g, const Metadata& m, nlohmann::json& c, Tens
   n.ffn_norm = "blk.{L}.post_attention_norm.weight";
 }
 
+// ernie4_5-moe (ERNIE-4.5-21B-A3B, -300B-A47B): the Hugging Face tensors as they are (no q/k permutation:
+// llama.cpp runs this architecture with adjacent-pair RoPE, which is ERNIE's own), the experts stacked.
+// MoE layers are those from leading_dense_block_count on with (l + 1) % interleave_moe_layer_step == 0;
+// llama.cpp has no end index, so none is read. The shared experts are as wide as
+// expert_shared_feed_forward_length when the file states it, else expert_shared_count expert widths, as in
+// llama.cpp; the selection bias is exp_probs_b.
+void read_ernie4_5_moe(const GgufFile& g, const Metadata& m, nlohmann::json& c) {
+  read_attention_widths(g, m, c);
+  c["model_type"] = "ernie4_5_moe";
+  if (g.find("blk.0.attn_q.bias")) throw EngineError(g.find("blk.0.attn_q.bias")->view.file, "blk.0.attn_q.bias", "ERNIE-4.5 with biases (use_bias) is not read");
+  if (c.contains("partial_rotary_factor"))
+    throw EngineError(g.path(), m.key("rope.dimension_count"), "ERNIE-4.5 rotates whole heads of " + c["head_dim"].dump() + " dims");
+  c["moe_num_experts"] = m.integer(m.key("expert_count"));
+  c["moe_k"] = m.integer(m.key("expert_used_count"));
+  const int64_t width = m.integer(m.key("expert_feed_forward_length"));
+  c["moe_intermediate_size"] = width;
+  const int64_t shared_width = m.integer_or("expert_shared_feed_forward_length", 0);
+  if (shared_width > 0) {
+    if (width == 0 || shared_width % width != 0)
+      throw EngineError(g.path(), m.key("expert_shared_feed_forward_length"),
+                        std::to_string(shared_width) + " is not a whole number of experts of width " + std::to_string(width));
+    c["moe_num_shared_experts"] = shared_width / width;
+  } else {
+    c["moe_num_shared_experts"] = m.integer_or("expert_shared_count", 0);
+  }
+  c["moe_layer_start_index"] = m.integer(m.key("leading_dense_block_count"));
+  c["moe_layer_interval"] = m.integer(m.key("interleave_moe_layer_step"));
+  if (c["moe_layer_interval"] == 0) throw EngineError(g.path(), m.key("interleave_moe_layer_step"), "must be at least 1");
+  c["moe_layer_end_index"] = -1;
+  sigmoid_router(g, m, false);
+}
+
 }  // namespace
 
 GgufModelConfig read_gguf_model_config(const GgufFile& g) {
@@ -301,6 +334,10 @@ GgufModelConfig read_gguf_model_config(const GgufFile& g) {
   }
   if (arch == "glm4moe") {
     read_glm4_moe(g, m, c, out.names);
+    return out;
+  }
+  if (arch == "ernie4_5-moe") {
+    read_ernie4_5_moe(g, m, c);
     return out;
   }
   read_attention_widths(g, m, c);

@@ -286,7 +286,8 @@ TEST(GgufModel, ErrorsNameTheMetadataKeyOrTensor) {
 
 // What a GGUF model reads from its metadata, against the checkpoint it was converted from.
 TEST(GgufModel, SpecMatchesTheCheckpoint) {
-  for (const char* name : {"qwen3_moe", "qwen2_moe", "mixtral", "olmoe", "llama", "qwen3_dense", "deepseek_v2", "minimax_m2", "glm4_moe"}) {
+  for (const char* name : {"qwen3_moe", "qwen2_moe", "mixtral", "olmoe", "llama", "qwen3_dense", "deepseek_v2", "minimax_m2", "glm4_moe",
+                           "ernie4_5_moe"}) {
     auto a = Model::load(kModels + name);
     auto b = Model::load(kModels + name + "/model.gguf");
     const ModelSpec &s = a->spec(), &t = b->spec();
@@ -318,8 +319,9 @@ TEST(GgufModel, SpecMatchesTheCheckpoint) {
     EXPECT_EQ(t.attn.o_bias, s.attn.o_bias) << name;
     EXPECT_EQ(t.moe.selection_bias, s.moe.selection_bias) << name;
     // llama.cpp permutes Llama's q and k rows for adjacent-pair RoPE; the others keep rotate-half, except
-    // DeepSeek's, which pairs adjacent dims in both.
-    const bool adjacent = t.model_type == "llama" || t.model_type == "mixtral" || t.model_type == "deepseek_v2";
+    // DeepSeek's and ERNIE's, which pair adjacent dims in both.
+    const bool adjacent = t.model_type == "llama" || t.model_type == "mixtral" || t.model_type == "deepseek_v2" ||
+                          t.model_type == "ernie4_5_moe";
     EXPECT_EQ(t.attn.rope_style, adjacent ? RopeStyle::Interleaved : RopeStyle::RotateHalf) << name;
     EXPECT_EQ(t.attn.mla.kv_lora_rank, s.attn.mla.kv_lora_rank) << name;
     EXPECT_EQ(t.attn.mla.q_lora_rank, s.attn.mla.q_lora_rank) << name;
@@ -488,6 +490,54 @@ TEST(GgufModel, DeepSeek2ErrorsNameTheKeyOrTensor) {
   b = GgufBuilder::from_file(*g);
   b.metadata.erase("deepseek2.attention.kv_lora_rank");
   EXPECT_NE(load(b).find("'deepseek2.attention.kv_lora_rank': missing from the metadata"), std::string::npos);
+}
+
+// ernie4_5-moe: the MoE layer keys and the shared experts' width as llama.cpp reads them, and errors
+// naming the key or tensor.
+TEST(GgufModel, Ernie45MoeLayersSharedWidthAndErrors) {
+  ScratchDir dir;
+  auto g = GgufFile::open(kModels + "ernie4_5_moe/model.gguf");
+  auto load = [&](const GgufBuilder& b) { return error_of([&] { Model::load(dir.write("m.gguf", b.bytes())); }); };
+  GgufBuilder b = GgufBuilder::from_file(*g);
+  EXPECT_EQ(load(b), "");
+
+  // The shared width comes from expert_shared_feed_forward_length when stated (as llama.cpp sizes the
+  // tensors), else from the count.
+  b.metadata["ernie4_5-moe.expert_shared_count"] = 5;
+  EXPECT_EQ(load(b), "");
+  b.metadata.erase("ernie4_5-moe.expert_shared_feed_forward_length");
+  EXPECT_NE(load(b).find("'blk.1.ffn_gate_shexp.weight': dims [64, 32] (innermost first) disagree with the metadata, which implies [64, 80]"),
+            std::string::npos)
+      << load(b);
+  b.metadata["ernie4_5-moe.expert_shared_count"] = 2;
+  EXPECT_EQ(load(b), "");
+  b.metadata["ernie4_5-moe.expert_shared_feed_forward_length"] = 24;  // the converter's guess for this model
+  EXPECT_NE(load(b).find("'ernie4_5-moe.expert_shared_feed_forward_length': 24 is not a whole number of experts of width 16"),
+            std::string::npos);
+
+  // MoE layers start at leading_dense_block_count: from 2 on, layer 1 is dense and its MLP is missing.
+  b = GgufBuilder::from_file(*g);
+  b.metadata["ernie4_5-moe.leading_dense_block_count"] = 2;
+  EXPECT_NE(load(b).find("'blk.1.ffn_gate.weight': tensor is missing"), std::string::npos);
+  b.metadata.erase("ernie4_5-moe.leading_dense_block_count");
+  EXPECT_NE(load(b).find("'ernie4_5-moe.leading_dense_block_count': missing from the metadata"), std::string::npos);
+
+  b = GgufBuilder::from_file(*g);
+  b.metadata["ernie4_5-moe.interleave_moe_layer_step"] = 0;
+  EXPECT_NE(load(b).find("'ernie4_5-moe.interleave_moe_layer_step': must be at least 1"), std::string::npos);
+
+  b = GgufBuilder::from_file(*g);
+  b.metadata["ernie4_5-moe.rope.dimension_count"] = 8;
+  EXPECT_NE(load(b).find("'ernie4_5-moe.rope.dimension_count': ERNIE-4.5 rotates whole heads of 16 dims"), std::string::npos);
+
+  b = GgufBuilder::from_file(*g);
+  b.tensors.push_back({"blk.0.attn_q.bias", 0, {64}, std::string(64 * 4, '\0')});
+  EXPECT_NE(load(b).find("'blk.0.attn_q.bias': ERNIE-4.5 with biases (use_bias) is not read"), std::string::npos);
+
+  b = GgufBuilder::from_file(*g);
+  b.metadata["ernie4_5-moe.expert_gating_func"] = 2;
+  EXPECT_NE(load(b).find("'ernie4_5-moe.expert_gating_func': gating function 2 is not read here (only softmax, 1, is)"),
+            std::string::npos);
 }
 
 // The tokenizer and chat template a GGUF file carries give the ids and prompts of the tokenizer.json and

@@ -145,7 +145,8 @@ INSTANTIATE_TEST_SUITE_P(Families, GoldenModel,
                                            "qwen3_moe_f16", "gpt_oss_bf16", "gpt_oss_mxfp4", "mixtral_sharded", "demo/moe", "demo/dense",
                                            "qwen3_moe.gguf", "qwen3_dense.gguf", "qwen2_moe.gguf", "olmoe.gguf", "mixtral.gguf",
                                            "llama.gguf", "qwen3_moe_q4_k_m.gguf", "deepseek_v2.gguf", "deepseek_v3_gguf.gguf",
-                                           "minimax_m2.gguf", "glm4_moe.gguf", "gpt_oss_gguf.gguf", "qwen3_moe.split"),
+                                           "minimax_m2.gguf", "glm4_moe.gguf", "gpt_oss_gguf.gguf", "ernie4_5_moe.gguf",
+                                           "qwen3_moe.split"),
                          [](const auto& info) {
                            std::string n = info.param;
                            std::replace(n.begin(), n.end(), '/', '_');
