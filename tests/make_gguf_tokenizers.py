@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Tokenizers in GGUF files, and the reference ids for them (dev-time only; CI never runs Python): a
-SentencePiece one, and a byte-level BPE with GPT-OSS's split rules (make_o200k says how).
+SentencePiece one, and byte-level BPEs with the split rules of GPT-OSS, DeepSeek-V3 and GLM-4.5
+(make_split_rule_case says how).
 
     python3 tests/make_gguf_tokenizers.py        (after tests/make_tokenizers.py, whose spm/ it reads)
 
-What it writes (besides o200k/ and o200k_expected.json, see make_o200k):
+What it writes (besides o200k/, deepseek_v3/, glm4/ and their *_expected.json, see make_split_rule_case):
   tokenizers/spm/tokenizer.gguf      a GGUF with no tensors (general.architecture "llama", the Llama-2 / Mistral /
                                      Mixtral case) whose tokenizer keys are those llama.cpp's convert_hf_to_gguf.py
                                      writes for a SentencePiece checkpoint (TextModel._set_vocab_sentencepiece,
@@ -294,33 +295,62 @@ O200K_REGEX = "|".join([
     r"""\s+(?!\S)""",
     r"""\s+""",
 ])
-O200K = os.path.join(DATA, "o200k")
-O200K_SPECIALS = ["<|endoftext|>", "<|start|>", "<|message|>", "<|end|>", "<|return|>"]
+# DeepSeek-V3's (also R1, V3.1; tokenizer.ggml.pre "deepseek-v3"): its tokenizer.json splits three times in turn,
+# digits in threes, runs of CJK ideographs and kana, then the rest.
+DEEPSEEK_V3_REGEXES = [
+    r"""\p{N}{1,3}""",
+    r"""[一-龥぀-ゟ゠-ヿ]+""",
+    r"""[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""",
+]
+# GLM-4.5's (pre "glm4", older files "chatglm-bpe"): Llama 3's rules.
+GLM4_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|"""
+              r"""\s+(?!\S)|\s+""")
 
 
-def make_o200k() -> None:
-    """o200k/: a small byte-level BPE trained (HF tokenizers) on make_tokenizers' corpus with GPT-OSS's split
-    rules and no normalizer, its tokenizer.json, and tokenizer.gguf written as llama.cpp's converter writes a
-    "gpt2" vocabulary with pre "gpt-4o". o200k_expected.json: HF tokenizers' ids for the test texts."""
+# The split-rule cases: folder under tokenizers/, tokenizer.ggml.pre, general.architecture, the Split regexes in
+# order, and the special tokens (the last is EOS, the first BOS).
+SPLIT_RULE_CASES = [
+    ("o200k", "gpt-4o", "gpt-oss", [O200K_REGEX], ["<|endoftext|>", "<|start|>", "<|message|>", "<|end|>", "<|return|>"]),
+    ("deepseek_v3", "deepseek-v3", "deepseek2", DEEPSEEK_V3_REGEXES,
+     ["<｜begin▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>", "<think>", "</think>", "<｜end▁of▁sentence｜>"]),
+    ("glm4", "glm4", "glm4moe", [GLM4_REGEX], ["[gMASK]", "<sop>", "<|user|>", "<|assistant|>", "<|endoftext|>"]),
+]
+TEXTS = ["<|start|>assistant<|message|>It's 2026/11/24: 12345 apples, DON'T PANIC!<|return|>",
+         "1234567890 and 314159265 digits",
+         "camelCaseWords and HTTPServer's ABCs", "ünïcödé Ωmega — 東京 😀\n\n\tend",
+         "日本語のテキスト、カタカナとひらがな。中文句子，还有数字123。", "中文abc 東京 Hello中文 2026年11月24日", "a.b,c;d!e?f (g) [h] {i} <j> x+y=z",
+         ".NET's .gitignore; @user #tag $100 ~/path", "  leading   spaces\r\nand CRLF\r\n\r\n"]
+
+
+def make_split_rule_case(folder, pre, arch, regexes, specials) -> None:
+    """tokenizers/<folder>/: a small byte-level BPE trained (HF tokenizers) on make_tokenizers' corpus with a
+    family's split rules and no normalizer, its tokenizer.json, and tokenizer.gguf written as llama.cpp's converter
+    writes a "gpt2" vocabulary with that pre. <folder>_expected.json: HF tokenizers' ids for the test texts."""
     import random
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     sys.path.insert(0, HERE)
     import make_tokenizers as mt
 
-    # The corpus, and numbers enough for digit merges: the rule that cuts digits in threes then shows in the ids.
-    lines = mt.make_training_corpus(random.Random(mt.SEED)) + ["12345 67890 2026 1999 314159 1000000"] * 50
+    # The corpus, numbers enough for digit merges (the rule that cuts digits in threes then shows in the ids), and
+    # CJK and punctuation runs for the rules that treat them apart.
+    lines = mt.make_training_corpus(random.Random(mt.SEED)) + ["12345 67890 2026 1999 314159 1000000"] * 400
+    lines += ["日本語のテキスト、カタカナとひらがな。中文句子 東京abc。", "(a) [b] {c} x+y=z .NET's @user #tag"] * 200
+    # Trained on whole lines, so that merges cross the places the rules cut (digits, a space before CJK, CJK
+    # beside Latin letters): a rule applied wrongly then changes the ids, which merges learned within the rules'
+    # own pieces could not show. The family's rules are set for encoding afterwards.
     tok = Tokenizer(models.BPE(byte_fallback=False, unk_token=None, ignore_merges=False))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(O200K_REGEX), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, min_frequency=2, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=600, min_frequency=2, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(lines, trainer=trainer)
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in O200K_SPECIALS])
-    os.makedirs(O200K, exist_ok=True)
-    tok.save(os.path.join(O200K, "tokenizer.json"), pretty=False)
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(Regex(r), behavior="isolated", invert=False) for r in regexes] +
+        [pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)])
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
+    out = os.path.join(DATA, folder)
+    os.makedirs(out, exist_ok=True)
+    tok.save(os.path.join(out, "tokenizer.json"), pretty=False)
 
     tj = json.loads(tok.to_str())
     n = tok.get_vocab_size(with_added_tokens=True)
@@ -329,14 +359,14 @@ def make_o200k() -> None:
         tokens[i] = text
     for t in tj["added_tokens"]:
         tokens[t["id"]], types[t["id"]] = t["content"], gguf.TokenType.CONTROL
-    w = gguf.GGUFWriter(os.path.join(O200K, "tokenizer.gguf"), "gpt-oss")
+    w = gguf.GGUFWriter(os.path.join(out, "tokenizer.gguf"), arch)
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt-4o")
+    w.add_tokenizer_pre(pre)
     w.add_token_list(tokens)
     w.add_token_types(types)
     w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in tj["model"]["merges"]])
-    w.add_eos_token_id(tok.token_to_id("<|return|>"))
-    w.add_bos_token_id(tok.token_to_id("<|endoftext|>"))
+    w.add_eos_token_id(tok.token_to_id(specials[-1]))
+    w.add_bos_token_id(tok.token_to_id(specials[0]))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -344,16 +374,15 @@ def make_o200k() -> None:
 
     with open(os.path.join(DATA, "expected.json"), encoding="utf-8") as f:
         texts = [c["text"] for c in json.load(f)["cases"]]
-    texts += ["<|start|>assistant<|message|>It's 2026/11/24: 12345 apples, DON'T PANIC!<|return|>",
-              "1234567890 and 314159265 digits",
-              "camelCaseWords and HTTPServer's ABCs", "ünïcödé Ωmega — 東京 😀\n\n\tend"]
+    texts += TEXTS
     cases = [{"text": t, "ids": tok.encode(t).ids} for t in texts]
-    with open(os.path.join(DATA, "o200k_expected.json"), "w", encoding="utf-8") as f:
-        json.dump({"size": n, "cases": cases}, f, ensure_ascii=False, indent=1)
+    with open(os.path.join(DATA, f"{folder}_expected.json"), "w", encoding="utf-8") as f:
+        json.dump({"size": n, "pre": pre, "cases": cases}, f, ensure_ascii=False, indent=1)
         f.write("\n")
-    print(f"wrote {O200K}/tokenizer.json, tokenizer.gguf and o200k_expected.json: {len(cases)} texts")
+    print(f"wrote {out}/tokenizer.json, tokenizer.gguf and {folder}_expected.json: {len(cases)} texts")
 
 
 if __name__ == "__main__":
-    make_o200k()
+    for case in SPLIT_RULE_CASES:
+        make_split_rule_case(*case)
     sys.exit(main())

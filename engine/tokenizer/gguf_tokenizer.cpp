@@ -2,6 +2,7 @@
 
 #include <set>
 #include <unordered_map>
+#include <vector>
 
 #include "engine/common/error.h"
 #include "engine/tokenizer/bpe_tokenizer.h"
@@ -17,26 +18,37 @@ namespace {
 constexpr int64_t kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6;
 
 // The split rules of the byte-level vocabularies llama.cpp names in tokenizer.ggml.pre, as their
-// tokenizer.json files state them. An empty regex means GPT-2's, which ByteLevel applies itself.
+// tokenizer.json files state them: Split regexes applied in turn (DeepSeek-V3 has three), or none for
+// GPT-2's, which ByteLevel applies itself. Several names can share one set of rules (llama.cpp's aliases).
 struct PreTokenizer {
-  const char* pre;
-  const char* regex;
+  std::vector<const char*> names;
+  std::vector<const char*> regexes;
   bool nfc;
 };
-constexpr PreTokenizer kPreTokenizers[] = {
-    {"qwen2",
-     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)",
-     true},
-    {"llama-bpe",
-     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)",
-     false},
-    {"gpt-4o",  // GPT-OSS (tiktoken's o200k_base)
-     R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)",
-     false},
-    {"gpt-2", "", false},
-    {"olmo", "", false},
-    {"default", "", false},
-};
+constexpr const char* kLlama3Regex =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+const std::vector<PreTokenizer>& pre_tokenizers() {
+  static const std::vector<PreTokenizer> all = {
+      {{"qwen2"},
+       {R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"},
+       true},
+      {{"llama-bpe"}, {kLlama3Regex}, false},
+      {{"glm4", "chatglm-bpe"}, {kLlama3Regex}, false},  // GLM-4.5: Llama 3's rules
+      // GPT-OSS (tiktoken's o200k_base); llama.cpp gives MiniMax-M2 the same rules.
+      {{"gpt-4o", "minimax-m2"},
+       {R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)"},
+       false},
+      // DeepSeek-V3, R1, V3.1: digits in threes, then runs of CJK ideographs and kana, then the rest.
+      {{"deepseek-v3"},
+       {R"(\p{N}{1,3})", R"([一-龥぀-ゟ゠-ヿ]+)",
+        R"re([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)re"},
+       false},
+      {{"gpt-2"}, {}, false},
+      {{"olmo"}, {}, false},
+      {{"default"}, {}, false},
+  };
+  return all;
+}
 
 // GgufMetadata's reads, and the two shapes only the tokenizer has: arrays of one element kind, and token ids.
 class Keys : public GgufMetadata {
@@ -110,11 +122,13 @@ std::unique_ptr<Tokenizer> byte_level_bpe(const GgufFile& g, const Keys& keys) {
                            tokens.size());
   const std::string pre = keys.string_or("tokenizer.ggml.pre", "default");
   const PreTokenizer* rules = nullptr;
-  for (const auto& p : kPreTokenizers)
-    if (pre == p.pre) rules = &p;
+  for (const auto& p : pre_tokenizers())
+    for (const char* name : p.names)
+      if (pre == name) rules = &p;
   if (!rules) {
     std::string list;
-    for (const auto& p : kPreTokenizers) list += std::string(list.empty() ? "" : ", ") + p.pre;
+    for (const auto& p : pre_tokenizers())
+      for (const char* name : p.names) list += std::string(list.empty() ? "" : ", ") + name;
     throw EngineError(file, "tokenizer.ggml.pre", "pre-tokenizer '" + pre + "' is not read (supported: " + list + ")");
   }
 
@@ -137,14 +151,15 @@ std::unique_ptr<Tokenizer> byte_level_bpe(const GgufFile& g, const Keys& keys) {
   j["added_tokens"] = std::move(added);
   if (rules->nfc) j["normalizer"] = {{"type", "NFC"}};
   const nlohmann::json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false},
-                                     {"use_regex", std::string(rules->regex).empty()}};
-  if (std::string(rules->regex).empty()) {
+                                     {"use_regex", rules->regexes.empty()}};
+  if (rules->regexes.empty()) {
     j["pre_tokenizer"] = byte_level;
   } else {
-    j["pre_tokenizer"] = {{"type", "Sequence"},
-                          {"pretokenizers",
-                           {{{"type", "Split"}, {"pattern", {{"Regex", rules->regex}}}, {"behavior", "Isolated"}, {"invert", false}},
-                            byte_level}}};
+    nlohmann::json steps = nlohmann::json::array();
+    for (const char* regex : rules->regexes)
+      steps.push_back({{"type", "Split"}, {"pattern", {{"Regex", regex}}}, {"behavior", "Isolated"}, {"invert", false}});
+    steps.push_back(byte_level);
+    j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", std::move(steps)}};
   }
   j["decoder"] = {{"type", "ByteLevel"}};
   auto tok = std::make_unique<BpeTokenizer>(j, file + " (tokenizer.ggml.*)");

@@ -568,21 +568,38 @@ TEST(GgufTokenizer, MatchesTheTokenizerItWasConvertedFrom) {
   EXPECT_EQ(b.render(msgs, true), a.render(msgs, true));
 }
 
-// GPT-OSS's split rules (tokenizer.ggml.pre "gpt-4o"): the GGUF's ids are HF tokenizers' on the
-// tokenizer.json it was converted from (tests/make_gguf_tokenizers.py), as are our tokenizer.json reader's.
-TEST(GgufTokenizer, Gpt4oSplitRulesMatchHfTokenizers) {
+// The split rules of byte-level GGUF vocabularies (tokenizer.ggml.pre): for GPT-OSS ("gpt-4o"), DeepSeek-V3
+// ("deepseek-v3": three splits in turn) and GLM-4.5 ("glm4"), a small BPE trained with the family's rules
+// (tests/make_gguf_tokenizers.py): the GGUF's ids are HF tokenizers' on the tokenizer.json it was written from,
+// as are our tokenizer.json reader's. The names llama.cpp gives the same rules read the same.
+TEST(GgufTokenizer, SplitRulesMatchHfTokenizers) {
   const std::string dir = std::string(MOE_TEST_DATA_DIR) + "/tokenizers/";
-  auto gguf = Tokenizer::load(dir + "o200k/tokenizer.gguf");
-  auto json = Tokenizer::load(dir + "o200k");
-  const nlohmann::json expected = load_json_file(dir + "o200k_expected.json");
-  EXPECT_EQ(gguf->size(), expected["size"].get<int32_t>());
-  for (const auto& c : expected["cases"]) {
-    const std::string text = c["text"];
-    const auto want = c["ids"].get<std::vector<int32_t>>();
-    EXPECT_EQ(gguf->encode(text, false), want) << text;
-    EXPECT_EQ(json->encode(text, false), want) << text;
-    EXPECT_EQ(gguf->decode(want), text) << text;
+  ScratchDir scratch;
+  for (const auto& [folder, aliases] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"o200k", {"minimax-m2"}}, {"deepseek_v3", {}}, {"glm4", {"chatglm-bpe"}}}) {
+    SCOPED_TRACE(folder);
+    auto gguf = Tokenizer::load(dir + folder + "/tokenizer.gguf");
+    auto json = Tokenizer::load(dir + folder);
+    const nlohmann::json expected = load_json_file(dir + folder + "_expected.json");
+    EXPECT_EQ(GgufFile::open(dir + folder + "/tokenizer.gguf")->metadata()["tokenizer.ggml.pre"], expected["pre"]);
+    std::vector<std::unique_ptr<Tokenizer>> renamed;
+    for (const auto& pre : aliases) {
+      GgufBuilder b = GgufBuilder::from_file(*GgufFile::open(dir + folder + "/tokenizer.gguf"));
+      b.metadata["tokenizer.ggml.pre"] = pre;
+      renamed.push_back(Tokenizer::load(scratch.write(pre + ".gguf", b.bytes())));
+    }
+    EXPECT_EQ(gguf->size(), expected["size"].get<int32_t>());
+    for (const auto& c : expected["cases"]) {
+      const std::string text = c["text"];
+      const auto want = c["ids"].get<std::vector<int32_t>>();
+      EXPECT_EQ(gguf->encode(text, false), want) << text;
+      EXPECT_EQ(json->encode(text, false), want) << text;
+      EXPECT_EQ(gguf->decode(want), text) << text;
+      for (const auto& r : renamed) EXPECT_EQ(r->encode(text, false), want) << text;
+    }
   }
+  // GPT-OSS's <|return|> ends a turn.
+  auto gguf = Tokenizer::load(dir + "o200k/tokenizer.gguf");
   const auto ret = gguf->token_to_id("<|return|>");
   ASSERT_TRUE(ret.has_value());
   EXPECT_TRUE(gguf->is_special(*ret));
@@ -594,8 +611,8 @@ TEST(GgufTokenizer, ErrorsNameTheKey) {
   auto g = GgufFile::open(kModels + "qwen3_moe/model.gguf");
   auto load = [&](const GgufBuilder& b) { return error_of([&] { Tokenizer::load(dir.write("t.gguf", b.bytes())); }); };
   GgufBuilder b = GgufBuilder::from_file(*g);
-  b.metadata["tokenizer.ggml.pre"] = "chatglm-bpe";
-  EXPECT_NE(load(b).find("'tokenizer.ggml.pre': pre-tokenizer 'chatglm-bpe' is not read"), std::string::npos);
+  b.metadata["tokenizer.ggml.pre"] = "deepseek-coder";
+  EXPECT_NE(load(b).find("'tokenizer.ggml.pre': pre-tokenizer 'deepseek-coder' is not read"), std::string::npos);
   b = GgufBuilder::from_file(*g);
   b.metadata["tokenizer.ggml.model"] = "t5";
   EXPECT_NE(load(b).find("'tokenizer.ggml.model': tokenizer 't5' is not read"), std::string::npos);
