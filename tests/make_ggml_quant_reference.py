@@ -8,6 +8,9 @@ MXFP4 (ggml type 39; the engine's MXFP4_GGML, as Hugging Face's MXFP4 is another
 scale byte instead of an f16: its rows take exponents around 2^-7 (as trained weights), and 0, 1 and
 127 in some blocks; its edge rows hold one block for each of the 256 exponents, every code in each,
 where gguf-py's f32 product underflows to subnormals (e < 2) and overflows to +-inf (e >= 253).
+IQ4_NL and IQ4_XS (ggml types 20 and 23) gguf-py can dequantize but not quantize, so their rows are
+random valid blocks too, f16 d as above; IQ4_XS's packed 6-bit sub-block scales are set so that every
+scale 0-63 occurs twice in its rows (the -32 offset and both ends of the bit assembly are exercised).
 Writes tests/data/ggml_quants/reference.safetensors:
     <TYPE>.blocks  U8  [rows, row bytes]   the stored rows
     <TYPE>.values  F32 [rows, n]           what gguf-py makes of them
@@ -34,11 +37,11 @@ ROWS = 4
 BLOCKS_PER_ROW = {32: 16, 256: 4}  # 512 values per row for the 32-value types, 1024 for the K types
 
 
-def make_rows(rng: np.random.Generator, qtype: Q) -> np.ndarray:
+def make_rows(rng: np.random.Generator, qtype: Q, f16_fields: list[int]) -> np.ndarray:
     block_values, block_bytes = GGML_QUANT_SIZES[qtype]
     n_blocks = ROWS * BLOCKS_PER_ROW[block_values]
     blocks = rng.integers(0, 256, size=(n_blocks, block_bytes), dtype=np.uint8)
-    for offset in F16_FIELDS[qtype]:
+    for offset in f16_fields:
         magnitude = rng.uniform(0.001, 0.05, size=n_blocks)
         sign = rng.choice([-1.0, 1.0], size=n_blocks)
         field = (sign * magnitude).astype(np.float16)
@@ -68,11 +71,32 @@ def make_mxfp4_edge_rows(rng: np.random.Generator) -> np.ndarray:
     return blocks.reshape(8, -1)  # 32 blocks per row
 
 
+# IQ4_NL: f16 d, 16 bytes of nibbles. IQ4_XS: f16 d, u16 scales_h, u8 scales_l[4], u8 qs[128]; the 6-bit
+# scale of sub-block j is nibble j of scales_l (as a little-endian u32) | bits 2j, 2j+1 of scales_h << 4.
+IQ4_TYPES = (Q.IQ4_NL, Q.IQ4_XS)
+
+
+def make_iq4_rows(rng: np.random.Generator, qtype: Q) -> np.ndarray:
+    rows = make_rows(rng, qtype, [0])  # d
+    if qtype != Q.IQ4_XS:
+        return rows
+    blocks = rows.reshape(-1, GGML_QUANT_SIZES[qtype][1])
+    scales = np.concatenate([rng.permutation(64) for _ in range(len(blocks) * 8 // 64)]).reshape(len(blocks), 8)
+    low = np.zeros(len(blocks), dtype=np.uint32)
+    high = np.zeros(len(blocks), dtype=np.uint16)
+    for j in range(8):
+        low |= (scales[:, j].astype(np.uint32) & 15) << (4 * j)
+        high |= ((scales[:, j].astype(np.uint16) >> 4) & 3) << (2 * j)
+    blocks[:, 2:4] = high.astype("<u2").view(np.uint8).reshape(-1, 2)
+    blocks[:, 4:8] = low.astype("<u4").view(np.uint8).reshape(-1, 4)
+    return blocks.reshape(rows.shape)
+
+
 def main() -> None:
     rng = np.random.default_rng(20240611)
     tensors = {}
     for qtype in F16_FIELDS:
-        rows = make_rows(rng, qtype)
+        rows = make_rows(rng, qtype, F16_FIELDS[qtype])
         values = gguf.quants.dequantize(rows, qtype).astype(np.float32)
         assert np.isfinite(values).all(), qtype.name
         tensors[f"{qtype.name}.blocks"] = np.ascontiguousarray(rows)
@@ -93,6 +117,14 @@ def main() -> None:
     tensors[f"{MXFP4_NAME}.edges.values"] = np.ascontiguousarray(edge_values)
     print(f"{MXFP4_NAME}: blocks {rows.shape}, values {values.shape}; edges {edges.shape}, "
           f"{int(np.isinf(edge_values).sum())} values +-inf")
+    iq4_rng = np.random.default_rng(20261124)  # its own, as MXFP4's
+    for qtype in IQ4_TYPES:
+        rows = make_iq4_rows(iq4_rng, qtype)
+        values = gguf.quants.dequantize(rows, qtype).astype(np.float32)
+        assert np.isfinite(values).all(), qtype.name
+        tensors[f"{qtype.name}.blocks"] = np.ascontiguousarray(rows)
+        tensors[f"{qtype.name}.values"] = np.ascontiguousarray(values)
+        print(f"{qtype.name}: blocks {rows.shape}, values {values.shape}")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(OUT), metadata={"generator": "tests/make_ggml_quant_reference.py",
                                            "gguf": getattr(gguf, "__version__", "unknown")})

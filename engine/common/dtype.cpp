@@ -26,6 +26,7 @@ constexpr DTypeInfo kBlockTypes[] = {
     {DType::Q5_1, "Q5_1", 0},   {DType::Q8_0, "Q8_0", 0}, {DType::Q2_K, "Q2_K", 0}, {DType::Q3_K, "Q3_K", 0},
     {DType::Q4_K, "Q4_K", 0},   {DType::Q5_K, "Q5_K", 0}, {DType::Q6_K, "Q6_K", 0},
     {DType::MXFP4_GGML, "MXFP4_GGML", 0},  // ggml's MXFP4 block (GGUF type 39); "MXFP4" is Hugging Face's
+    {DType::IQ4_NL, "IQ4_NL", 0},  {DType::IQ4_XS, "IQ4_XS", 0},  // GGUF types 20 and 23, as ggml names them
 };
 }  // namespace
 

@@ -15,7 +15,8 @@ enum class DType : uint8_t {
   // llama.cpp's block-quantized types, as GGUF files store them (engine/common/ggml_quants.h): a row is a
   // run of blocks, each holding its own scales. Their size is per matrix (matrix_bytes), not per element.
   // MXFP4_GGML is ggml's own MXFP4 block (GGUF type 39: GPT-OSS's experts), its scale inside the block.
-  Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4_GGML
+  // IQ4_NL and IQ4_XS (GGUF types 20 and 23) map 4-bit codes through a fixed non-linear table of 16 int8.
+  Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4_GGML, IQ4_NL, IQ4_XS
 };
 
 // Bytes per element; 0 for MXFP4 and the block-quantized types, which have no whole number of bytes per

@@ -20,6 +20,8 @@ BlockFormat block_format(DType t) {
     case DType::Q5_K: return {256, sizeof(BlockQ5_K)};
     case DType::Q6_K: return {256, sizeof(BlockQ6_K)};
     case DType::MXFP4_GGML: return {32, sizeof(BlockMXFP4_GGML)};
+    case DType::IQ4_NL: return {32, sizeof(BlockIQ4_NL)};
+    case DType::IQ4_XS: return {256, sizeof(BlockIQ4_XS)};
     default: return {1, dtype_size(t)};  // MXFP4 and the plain types (0 bytes for MXFP4)
   }
 }
@@ -144,6 +146,29 @@ void dequantize(const BlockMXFP4_GGML& b, float* out) {
   }
 }
 
+// IQ4_NL: Q4_0's nibble order, each code through the table, times d.
+void dequantize(const BlockIQ4_NL& b, float* out) {
+  const float d = block_f16(b.d);
+  for (int j = 0; j < 16; ++j) {
+    out[j] = d * float(kIq4NlValues[b.qs[j] & 15]);
+    out[j + 16] = d * float(kIq4NlValues[b.qs[j] >> 4]);
+  }
+}
+
+// IQ4_XS: sub-block j is an IQ4_NL block's nibbles at qs + 16j, with the scale d·(ls − 32) formed first
+// (gguf-py's dl), then times each table value.
+void dequantize(const BlockIQ4_XS& b, float* out) {
+  const float d = block_f16(b.d);
+  for (int j = 0; j < 8; ++j) {
+    const float dl = d * float(iq4_xs_scale(b.scales_h, b.scales_l, j) - 32);
+    const uint8_t* q = b.qs + 16 * j;
+    for (int l = 0; l < 16; ++l) {
+      out[32 * j + l] = dl * float(kIq4NlValues[q[l] & 15]);
+      out[32 * j + 16 + l] = dl * float(kIq4NlValues[q[l] >> 4]);
+    }
+  }
+}
+
 template <class Block>
 void dequantize_blocks(const void* row, int64_t n, int64_t values, float* dst) {
   const auto* b = static_cast<const Block*>(row);
@@ -175,6 +200,8 @@ void dequantize_row(const void* row, DType t, int64_t n, float* dst) {
     case DType::Q5_K: dequantize_blocks<BlockQ5_K>(row, n, f.values, dst); break;
     case DType::Q6_K: dequantize_blocks<BlockQ6_K>(row, n, f.values, dst); break;
     case DType::MXFP4_GGML: dequantize_blocks<BlockMXFP4_GGML>(row, n, f.values, dst); break;
+    case DType::IQ4_NL: dequantize_blocks<BlockIQ4_NL>(row, n, f.values, dst); break;
+    case DType::IQ4_XS: dequantize_blocks<BlockIQ4_XS>(row, n, f.values, dst); break;
     default: break;
   }
 }

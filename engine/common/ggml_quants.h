@@ -17,7 +17,7 @@ struct BlockFormat {
 // The block of a type: {32, 18} for Q4_0, {256, 144} for Q4_K, {1, dtype_size} for F32/F16/BF16...
 // {1, 0} for types without a fixed layout (MXFP4, whose scales lie apart).
 BlockFormat block_format(DType t);
-inline bool is_block_quantized(DType t) { return t >= DType::Q4_0 && t <= DType::MXFP4_GGML; }
+inline bool is_block_quantized(DType t) { return t >= DType::Q4_0 && t <= DType::IQ4_XS; }
 // Bytes of one row of n values (n a multiple of the block).
 inline size_t row_bytes(DType t, int64_t n) {
   const BlockFormat f = block_format(t);
@@ -37,6 +37,10 @@ inline size_t row_bytes(DType t, int64_t n) {
 //   times 2: 0, ±1, ±2, ±3, ±4, ±6, ±8, ±12), e the E8M0 byte (2^(e − 127) scales the FP4 value). The
 //   f32 product is gguf-py's: exact (subnormal for small e), or ±inf past f32's range (from e = 253 for
 //   v = ±12 to e = 255 for all but ±1; ggml reads e = 255 as 2^128 like any other byte, not as NaN).
+//   IQ4_NL  x = d·v,      q as Q4_0, v = kIq4NlValues[q] (a fixed non-linear table, denser near 0)
+//   IQ4_XS  x = dl·v,     v as IQ4_NL's; 256 values in 8 sub-blocks of 32, sub-block j's 32 values from
+//   qs[16j .. 16j + 16) as Q4_0's from its qs; dl = d·(ls − 32) with the 6-bit ls = nibble j of scales_l
+//   (read as a little-endian u32: byte j / 2, low nibble for even j) | bits 2j, 2j + 1 of scales_h << 4.
 struct BlockQ4_0 { uint8_t d[2]; uint8_t qs[16]; };
 struct BlockQ4_1 { uint8_t d[2], m[2]; uint8_t qs[16]; };
 struct BlockQ5_0 { uint8_t d[2]; uint8_t qh[4]; uint8_t qs[16]; };
@@ -48,10 +52,16 @@ struct BlockQ4_K { uint8_t d[2], dmin[2]; uint8_t scales[12]; uint8_t qs[128]; }
 struct BlockQ5_K { uint8_t d[2], dmin[2]; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; };
 struct BlockQ6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint8_t d[2]; };
 struct BlockMXFP4_GGML { uint8_t e; uint8_t qs[16]; };  // llama.cpp's block_mxfp4
+struct BlockIQ4_NL { uint8_t d[2]; uint8_t qs[16]; };
+struct BlockIQ4_XS { uint8_t d[2]; uint8_t scales_h[2]; uint8_t scales_l[4]; uint8_t qs[128]; };  // 8 6-bit scales
 static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 && sizeof(BlockQ5_1) == 24 &&
               sizeof(BlockQ8_0) == 34 && sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 &&
               sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 &&
-              sizeof(BlockMXFP4_GGML) == 17);
+              sizeof(BlockMXFP4_GGML) == 17 && sizeof(BlockIQ4_NL) == 18 && sizeof(BlockIQ4_XS) == 136);
+
+// IQ4_NL's and IQ4_XS's 16 values, code 0 to 15 (ggml's kvalues_iq4nl): a format constant, int8 so the
+// kernels can look codes up with one byte shuffle.
+inline constexpr int8_t kIq4NlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 // An f16 field of a block.
 inline float block_f16(const uint8_t h[2]) { return f16_to_f32(uint16_t(h[0] | (h[1] << 8))); }
@@ -74,6 +84,14 @@ inline int q3_k_scale(const uint8_t s[12], int i) {
   const int low = i < 8 ? s[i] & 15 : s[i - 8] >> 4;
   const int high = (s[8 + i % 4] >> (2 * (i / 4))) & 3;
   return (low | (high << 4)) - 32;
+}
+
+// IQ4_XS's 6-bit scale of sub-block j (< 8), before the −32: scales_l's nibble j, scales_h's bits 2j, 2j + 1
+// above it.
+inline int iq4_xs_scale(const uint8_t scales_h[2], const uint8_t scales_l[4], int j) {
+  const int low = (scales_l[j / 2] >> (4 * (j % 2))) & 15;
+  const int high = ((scales_h[0] | (scales_h[1] << 8)) >> (2 * j)) & 3;
+  return low | (high << 4);
 }
 
 // dst[0..n) = the n values of one row stored in type t at `row`: a block-quantized row (n a multiple of

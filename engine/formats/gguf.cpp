@@ -165,6 +165,8 @@ std::optional<DType> dtype_of_ggml_type(uint32_t id) {
     case 12: return DType::Q4_K;
     case 13: return DType::Q5_K;
     case 14: return DType::Q6_K;
+    case 20: return DType::IQ4_NL;
+    case 23: return DType::IQ4_XS;
     case 39: return DType::MXFP4_GGML;  // ggml's MXFP4 block (its scale inside), not Hugging Face's MXFP4
     default: return std::nullopt;
   }

@@ -3,8 +3,9 @@
 //   - batch-1 GEMV (T = 1) GB/s for BF16 / F16 / F32 on a ~256 MB matrix, 1 and 2 threads, from
 //     anonymous memory and (BF16) from a read-only file mmap as the engine uses it; MXFP4 of GPT-OSS's
 //     width, every row and every other row (an expert's gate or up), with the values decoded per second;
-//     GGUF's block types Q8_0, Q4_K, Q6_K, Q5_K and MXFP4_GGML (ggml's MXFP4, GPT-OSS GGUFs' experts)
-//     with as many weights as the BF16 matrix (values per second beside BF16's bytes / 2);
+//     GGUF's block types Q8_0, Q4_K, Q6_K, Q5_K, MXFP4_GGML (ggml's MXFP4, GPT-OSS GGUFs' experts),
+//     IQ4_NL and IQ4_XS with as many weights as the BF16 matrix (values per second beside BF16's
+//     bytes / 2);
 //   - a decode-step-like sequence of MoE-shaped matmuls (4 layers: ~450 MB of BF16 in 116 calls);
 //   - prefill GFLOP/s at T = 64;
 //   - ThreadPool::parallel_for dispatch overhead.
@@ -143,7 +144,8 @@ GbpsResult bench_gemv(const Options& o, ThreadPool& pool, int threads, DType dt,
 }
 
 // A matrix of a GGML block type: random quants, every f16 scale field (d, dmin) set to a moderate value
-// so that no block decodes to inf or NaN (MXFP4_GGML: its E8M0 byte, 2^-9 to 2^-7).
+// so that no block decodes to inf or NaN (MXFP4_GGML: its E8M0 byte, 2^-9 to 2^-7; IQ4_XS's 6-bit
+// sub-block scales stay random).
 struct BlockWeights {
   DType dtype;
   int64_t rows, cols;
@@ -429,7 +431,7 @@ int main(int argc, char** argv) {
   MappedWeights mapped(init_pool, size_t(rows16 * cols16) * 2);
   const Mxfp4Weights wq(init_pool, size_t(rows16 * cols16) * 2);
   std::vector<std::unique_ptr<BlockWeights>> wg;  // as many weights as the BF16 matrix
-  for (DType t : {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::MXFP4_GGML})
+  for (DType t : {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::MXFP4_GGML, DType::IQ4_NL, DType::IQ4_XS})
     wg.push_back(std::make_unique<BlockWeights>(init_pool, t, rows16, cols16));
 
   for (int threads : thread_counts) {
@@ -476,6 +478,8 @@ int main(int argc, char** argv) {
     bench_prefill_mxfp4(o, pool, threads, wq, 64);
     bench_prefill_blocks(o, pool, threads, *wg[1], 64);  // Q4_K
     bench_prefill_blocks(o, pool, threads, *wg[4], 64);  // MXFP4_GGML
+    bench_prefill_blocks(o, pool, threads, *wg[5], 64);  // IQ4_NL
+    bench_prefill_blocks(o, pool, threads, *wg[6], 64);  // IQ4_XS
     if (simd_supported()) {
       set_force_scalar(true);
       std::printf("  (scalar path:)");

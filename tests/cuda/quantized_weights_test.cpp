@@ -4,6 +4,8 @@
 // dequantize_row rounded to BF16, bit for bit; a model of every block type runs on the GPU within the BF16
 // bound of the CPU (which reads the blocks themselves), with the memory plan equal to what is allocated.
 // MXFP4_GGML's E8M0 scales span f32's whole exponent range: every exponent arrives as gguf-py's value.
+// IQ4_NL's and IQ4_XS's values (a table value of up to 7 significant bits times an f16 d, and for IQ4_XS
+// a 6-bit scale) do not fit BF16's 8 bits: they arrive as gguf-py's values rounded to BF16.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -28,8 +30,9 @@
 namespace moe {
 namespace {
 
-const std::vector<DType> kTypes = {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q4_0, DType::Q5_0,
-                                   DType::Q4_1, DType::Q5_1, DType::Q3_K, DType::Q2_K, DType::MXFP4_GGML};
+const std::vector<DType> kTypes = {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q4_0,
+                                   DType::Q5_0, DType::Q4_1, DType::Q5_1, DType::Q3_K, DType::Q2_K,
+                                   DType::MXFP4_GGML, DType::IQ4_NL, DType::IQ4_XS};
 
 // Every block type, a matrix of several rows and blocks: what arrives on the device is each row's
 // dequantize_row values rounded to BF16, and the progress adds up to the stored bytes.
@@ -79,6 +82,27 @@ TEST(CudaQuantized, Mxfp4GgmlEveryExponentArrivesExactly) {
     std::memcpy(&a, &f, 4);
     std::memcpy(&b, &want[i], 4);
     ASSERT_EQ(a, b) << "value " << i << " (exponent byte " << i / 32 << "): " << f << " vs gguf-py " << want[i];
+  }
+}
+
+// The IQ4 reference rows (tests/data/ggml_quants, from gguf-py): the BF16 on the device is gguf-py's f32
+// value of each weight rounded to BF16, every IQ4_XS sub-block scale and both types' every code among them.
+TEST(CudaQuantized, Iq4ArrivesAsGgufPyValuesInBf16) {
+  MOE_REQUIRE_GPU();
+  const auto file = SafetensorsFile::open(std::string(MOE_TEST_DATA_DIR) + "/ggml_quants/reference.safetensors");
+  for (DType t : {DType::IQ4_NL, DType::IQ4_XS}) {
+    const std::string name(dtype_name(t));
+    SCOPED_TRACE(name);
+    const TensorView& blocks = file->tensors().at(name + ".blocks");
+    const TensorView& values = file->tensors().at(name + ".values");
+    const int64_t rows = values.shape.at(0), cols = values.shape.at(1);
+    const WeightMatrix m{blocks.data, t, rows, cols};
+    cuda::test::DeviceVector<uint16_t> device(size_t(rows * cols));
+    cuda::put_matrix(device.get(), m, DType::BF16);
+    const std::vector<uint16_t> got = device.download();
+    const auto* want = reinterpret_cast<const float*>(values.data);
+    for (int64_t i = 0; i < rows * cols; ++i)
+      ASSERT_EQ(got[size_t(i)], f32_to_bf16(want[i])) << "value " << i << ": gguf-py " << want[i];
   }
 }
 

@@ -5,6 +5,8 @@
 // rounding of a double-precision sum. Matrices of any shape are assembled from the reference's blocks
 // (a block carries its own scales, so it may sit anywhere in any row). MXFP4_GGML (GGUF type 39) also
 // has edge rows, one block for each of its 256 exponents, checked where f32 still holds the values.
+// IQ4_NL and IQ4_XS (GGUF types 20 and 23: a non-linear table of 16 values) come from gguf-py's
+// dequantize of random blocks, as it cannot quantize them.
 #include "engine/common/ggml_quants.h"
 
 #include <gtest/gtest.h>
@@ -15,6 +17,7 @@
 #include <cstring>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,9 +38,9 @@ using cpu::MatrixRef;
 using cpu::ThreadPool;
 
 // Highest priority first: what Q4_K_M and Q5_K_M files are made of, then the fallbacks; then GPT-OSS's
-// experts.
-const DType kTypes[] = {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q4_0, DType::Q5_0,
-                        DType::Q4_1, DType::Q5_1, DType::Q3_K, DType::Q2_K, DType::MXFP4_GGML};
+// experts; then the IQ4 files (IQ4_XS, and the UD mixes).
+const DType kTypes[] = {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q4_0, DType::Q5_0, DType::Q4_1,
+                        DType::Q5_1, DType::Q3_K, DType::Q2_K, DType::MXFP4_GGML, DType::IQ4_NL, DType::IQ4_XS};
 
 // Restores the path choice a test changed.
 class ScopedForceScalar {
@@ -138,7 +141,8 @@ TEST(GgmlQuants, BlockFormatsNamesAndSizes) {
   } want[] = {{DType::Q4_0, "Q4_0", 32, 18},  {DType::Q4_1, "Q4_1", 32, 20},  {DType::Q5_0, "Q5_0", 32, 22},
               {DType::Q5_1, "Q5_1", 32, 24},  {DType::Q8_0, "Q8_0", 32, 34},  {DType::Q2_K, "Q2_K", 256, 84},
               {DType::Q3_K, "Q3_K", 256, 110}, {DType::Q4_K, "Q4_K", 256, 144}, {DType::Q5_K, "Q5_K", 256, 176},
-              {DType::Q6_K, "Q6_K", 256, 210}, {DType::MXFP4_GGML, "MXFP4_GGML", 32, 17}};
+              {DType::Q6_K, "Q6_K", 256, 210}, {DType::MXFP4_GGML, "MXFP4_GGML", 32, 17},
+              {DType::IQ4_NL, "IQ4_NL", 32, 18}, {DType::IQ4_XS, "IQ4_XS", 256, 136}};
   for (const auto& w : want) {
     SCOPED_TRACE(w.name);
     EXPECT_EQ(block_format(w.t).values, w.values);
@@ -226,6 +230,48 @@ TEST(GgmlQuants, GgufTensorOfType39IsMxfp4Ggml) {
   EXPECT_EQ(t->view.nbytes, matrix_bytes(DType::MXFP4_GGML, ref.rows, ref.n));
   const Reference in_file{ref.rows, ref.n, reinterpret_cast<const uint8_t*>(t->view.data), ref.values};
   expect_dequantize_row_matches(DType::MXFP4_GGML, in_file, "type 39 tensor");
+}
+
+// The IQ4 reference rows reach what the bit-exact check above needs to mean something: every code of
+// the table, and for IQ4_XS every 6-bit sub-block scale (so the −32 and both parts of the packed bits are
+// exercised, ls = 32 giving a zero scale), read here as the format documents them.
+TEST(GgmlQuants, Iq4ReferenceHoldsEveryCodeAndScale) {
+  const Reference nl = reference(DType::IQ4_NL), xs = reference(DType::IQ4_XS);
+  std::set<int> nl_codes, xs_codes, xs_scales;
+  for (int64_t b = 0; b < nl.rows * nl.n / 32; ++b)
+    for (uint8_t q : reinterpret_cast<const BlockIQ4_NL*>(nl.blocks)[b].qs) nl_codes.insert({q & 15, q >> 4});
+  for (int64_t b = 0; b < xs.rows * xs.n / 256; ++b) {
+    const auto& blk = reinterpret_cast<const BlockIQ4_XS*>(xs.blocks)[b];
+    for (int j = 0; j < 8; ++j) xs_scales.insert(iq4_xs_scale(blk.scales_h, blk.scales_l, j));
+    for (uint8_t q : blk.qs) xs_codes.insert({q & 15, q >> 4});
+  }
+  EXPECT_EQ(nl_codes.size(), 16u);
+  EXPECT_EQ(xs_codes.size(), 16u);
+  EXPECT_EQ(xs_scales.size(), 64u);  // 0 to 63
+}
+
+// GGUF tensors of ggml types 20 and 23 are read as IQ4_NL and IQ4_XS, in place.
+TEST(GgmlQuants, GgufTensorsOfTypes20And23AreIq4) {
+  for (auto [id, t] : {std::pair<uint32_t, DType>{20, DType::IQ4_NL}, {23, DType::IQ4_XS}}) {
+    SCOPED_TRACE(std::string(dtype_name(t)));
+    const Reference ref = reference(t);
+    EXPECT_EQ(dtype_of_ggml_type(id), t);
+    test::GgufBuilder b;
+    b.metadata["general.architecture"] = "qwen3moe";
+    const std::string data(reinterpret_cast<const char*>(ref.blocks), size_t(ref.rows) * row_bytes(t, ref.n));
+    b.tensors.push_back({"blk.0.ffn_down_exps.weight", id, {uint64_t(ref.n), uint64_t(ref.rows)}, data});
+    test::ScratchDir dir;
+    const auto g = GgufFile::open(dir.write("iq4.gguf", b.bytes()));
+    const GgufTensor* tensor = g->find("blk.0.ffn_down_exps.weight");
+    ASSERT_NE(tensor, nullptr);
+    EXPECT_TRUE(tensor->readable);
+    EXPECT_EQ(tensor->type_name, dtype_name(t));  // ggml's own names
+    EXPECT_EQ(tensor->view.dtype, t);
+    EXPECT_EQ(tensor->view.shape, (std::vector<int64_t>{ref.rows, ref.n}));
+    EXPECT_EQ(tensor->view.nbytes, matrix_bytes(t, ref.rows, ref.n));
+    const Reference in_file{ref.rows, ref.n, reinterpret_cast<const uint8_t*>(tensor->view.data), ref.values};
+    expect_dequantize_row_matches(t, in_file, "type " + std::to_string(id) + " tensor");
+  }
 }
 
 TEST(GgmlQuants, DequantizeRowPlainTypesAndRefusals) {

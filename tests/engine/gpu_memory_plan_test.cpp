@@ -77,6 +77,7 @@ TEST(GpuMemoryPlan, EachPartInItsOwnDtype) {
   EXPECT_EQ(plan_gpu_memory(s, GpuPlanOptions{DType::Q4_K, 4096, 64, 0}).weight_bytes(), bf16.weight_bytes());
   EXPECT_EQ(plan_gpu_memory(s, GpuPlanOptions{DType::MXFP4, 4096, 64, 0}).weight_bytes(), bf16.weight_bytes());
   EXPECT_EQ(plan_gpu_memory(s, GpuPlanOptions{DType::MXFP4_GGML, 4096, 64, 0}).weight_bytes(), bf16.weight_bytes());
+  EXPECT_EQ(plan_gpu_memory(s, GpuPlanOptions{DType::IQ4_XS, 4096, 64, 0}).weight_bytes(), bf16.weight_bytes());
 }
 
 // The CUDA backend's upload policy (gpu_weight_dtypes) on a model: a part keeps its one plain dtype;
@@ -103,7 +104,14 @@ TEST(GpuMemoryPlan, PartsKeepOnePlainDtypeOrBecomeBf16) {
   EXPECT_EQ(d.dense_mlp, DType::F32);
   swap.to_blocks(swap.weights().layers[1].mlp.down, DType::MXFP4_GGML, 3);  // GGUF's MXFP4 (type 39)
   EXPECT_EQ(gpu_weight_dtypes(model->spec(), model->weights()).dense_mlp, DType::BF16);
+  swap.to_blocks(swap.weights().layers[1].mlp.gate, DType::IQ4_XS, 4);  // IQ4_XS (type 23)
+  swap.to_blocks(swap.weights().layers[0].o, DType::IQ4_NL, 5);         // and IQ4_NL (type 20)
+  d = gpu_weight_dtypes(model->spec(), model->weights());
+  EXPECT_EQ(d.dense_mlp, DType::BF16);
+  EXPECT_EQ(d.attention, DType::BF16);
   EXPECT_EQ(gpu_weight_dtype(DType::MXFP4_GGML), DType::BF16);
+  EXPECT_EQ(gpu_weight_dtype(DType::IQ4_NL), DType::BF16);
+  EXPECT_EQ(gpu_weight_dtype(DType::IQ4_XS), DType::BF16);
   EXPECT_EQ(gpu_weight_dtype(DType::Q4_K), DType::BF16);
   EXPECT_EQ(gpu_weight_dtype(DType::MXFP4), DType::BF16);
   EXPECT_EQ(gpu_weight_dtype(DType::F16), DType::F16);

@@ -19,8 +19,9 @@ namespace {
 
 const std::string kModels = std::string(MOE_TEST_DATA_DIR) + "/models/";
 
-const std::vector<DType> kTypes = {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q4_0, DType::Q5_0,
-                                   DType::Q4_1, DType::Q5_1, DType::Q3_K, DType::Q2_K, DType::MXFP4_GGML};
+const std::vector<DType> kTypes = {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q4_0,
+                                   DType::Q5_0, DType::Q4_1, DType::Q5_1, DType::Q3_K, DType::Q2_K,
+                                   DType::MXFP4_GGML, DType::IQ4_NL, DType::IQ4_XS};
 
 // Logits of every prompt position (prefill in chunks of 4) and of three decode steps after it.
 std::vector<float> logits_of(const Model& model, const std::vector<int32_t>& prompt) {
@@ -101,9 +102,9 @@ TEST(QuantizedModel, LatentAttentionAndEmbeddingRowsOfBlocks) {
   EXPECT_LT(nmse(got, want), kTwinBound);
 }
 
-// A GGUF of GPT-OSS's kind: the routed experts in ggml's MXFP4 blocks (type 39), here the embeddings too
-// (rows read through weight_row_to_f32), the rest F32.
-TEST(QuantizedModel, Mxfp4GgmlExpertsAndEmbeddings) {
+// The Qwen3-MoE config with its routed experts in blocks of type `experts` and its embeddings in blocks of
+// type `embed` (rows read through weight_row_to_f32), the rest F32, against its F32 twin.
+void expect_experts_and_embeddings_match_twin(DType experts, DType embed) {
   test::ScratchDir dir;
   dir.write("config.json", test::quantizable_qwen3_moe_config());
   SyntheticOptions so;
@@ -112,25 +113,36 @@ TEST(QuantizedModel, Mxfp4GgmlExpertsAndEmbeddings) {
   auto quantized = Model::synthetic(dir.path, so);
   auto twin = Model::synthetic(dir.path, so);
   test::WeightSwap q(*quantized), f(*twin);
-  q.to_blocks(q.weights().embed, DType::MXFP4_GGML, 1);
+  q.to_blocks(q.weights().embed, embed, 1);
   f.to_f32_of(f.weights().embed, q.weights().embed);
-  int experts = 0;
+  int matrices = 0;
   for (size_t l = 0; l < q.weights().layers.size(); ++l) {
     for (size_t e = 0; e < q.weights().layers[l].experts.size(); ++e) {
       SwiGluWeights& from = q.weights().layers[l].experts[e];
       SwiGluWeights& to = f.weights().layers[l].experts[e];
       for (auto [m, t] : {std::pair{&from.gate, &to.gate}, {&from.up, &to.up}, {&from.down, &to.down}}) {
-        q.to_blocks(*m, DType::MXFP4_GGML, uint32_t(100 + experts));
+        q.to_blocks(*m, experts, uint32_t(100 + matrices));
         f.to_f32_of(*t, *m);
-        ++experts;
+        ++matrices;
       }
     }
   }
-  ASSERT_EQ(experts, 12);  // 4 experts in layer 0 (layer 1 is dense)
+  ASSERT_EQ(matrices, 12);  // 4 experts in layer 0 (layer 1 is dense)
   const std::vector<int32_t> prompt = {1, 5, 9, 14, 3, 22, 7, 30, 2, 11};
   const auto got = logits_of(*quantized, prompt), want = logits_of(*twin, prompt);
   for (float v : got) ASSERT_TRUE(std::isfinite(v));
   EXPECT_LT(nmse(got, want), kTwinBound);
+}
+
+// A GGUF of GPT-OSS's kind: the routed experts in ggml's MXFP4 blocks (type 39), here the embeddings too.
+TEST(QuantizedModel, Mxfp4GgmlExpertsAndEmbeddings) {
+  expect_experts_and_embeddings_match_twin(DType::MXFP4_GGML, DType::MXFP4_GGML);
+}
+
+// An IQ4_XS GGUF's experts (type 23: 256 values per block, 8 scales), and IQ4_NL (type 20: 32 values per
+// block, llama.cpp's fallback for IQ4_XS rows that are not whole 256-value blocks) for the embeddings.
+TEST(QuantizedModel, Iq4XsExpertsAndIq4NlEmbeddings) {
+  expect_experts_and_embeddings_match_twin(DType::IQ4_XS, DType::IQ4_NL);
 }
 
 }  // namespace

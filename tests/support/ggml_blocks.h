@@ -37,6 +37,8 @@ inline BlockScales block_scales(DType t) {
     case DType::Q5_K: return {{0, 2}, 0.00025f, 0.002f};
     case DType::Q6_K: return {{208}, 0.00005f, 0};
     case DType::MXFP4_GGML: return {{}, 0, 0, 118};  // 2^-9 to 2^-7 times FP4 values up to 6
+    case DType::IQ4_NL: return {{0}, 0.0004f, 0};   // times table values up to 127
+    case DType::IQ4_XS: return {{0}, 0.00005f, 0};  // times 6-bit scales −32 to 31, times the table
     default: return {};
   }
 }

@@ -1,7 +1,7 @@
 #pragma once
 // Matrix products against weights stored as they are in the checkpoint (F32, F16 or BF16, row-major
 // [out, in], read in place from the mmap; MXFP4 blocks and scales, engine/common/mxfp4.h; or a GGUF's
-// block-quantized rows, Q8_0, Q4_K, ..., MXFP4_GGML, engine/common/ggml_quants.h).
+// block-quantized rows, Q8_0, Q4_K, ..., MXFP4_GGML, IQ4_NL, IQ4_XS, engine/common/ggml_quants.h).
 // Activations are F32; accumulation is F32.
 // Also the few vector kernels the forward pass and its hooks share (dot, axpy, top-k sum).
 // AVX2/FMA/F16C paths are chosen at run time; a scalar path is always there.
