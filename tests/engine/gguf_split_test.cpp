@@ -25,16 +25,8 @@ const std::string kModels = std::string(MOE_TEST_DATA_DIR) + "/models/";
 const std::string kSplit = kModels + "qwen3_moe/split/";
 using test::GgufBuilder;
 using test::ScratchDir;
+using test::error_of;
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const EngineError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 std::string part_name(int index, int count) {
   char s[64];

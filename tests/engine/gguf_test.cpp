@@ -25,17 +25,8 @@ namespace {
 const std::string kModels = std::string(MOE_TEST_DATA_DIR) + "/models/";
 using test::GgufBuilder;
 using test::ScratchDir;
+using test::error_of;
 
-// The message of the EngineError `f` throws ("" when it throws none).
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const EngineError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 std::string f32_bytes(std::initializer_list<float> v) {
   std::string s(v.size() * 4, '\0');

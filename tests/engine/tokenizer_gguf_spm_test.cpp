@@ -24,6 +24,7 @@ using nlohmann::json;
 using moe::test::GgufBuilder;
 using moe::test::ids_of;
 using moe::test::ScratchDir;
+using moe::test::error_of;
 
 namespace {
 
@@ -43,16 +44,6 @@ bool has_added_token(const std::string& text) {
                      [&](const char* t) { return text.find(t) != std::string::npos; });
 }
 
-// The message of the EngineError `f` throws ("" when it throws none).
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const moe::EngineError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // The committed file with one thing changed, written to a scratch folder and loaded.
 class GgufVariant {

@@ -16,7 +16,20 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/common/error.h"
+
 namespace moe::test {
+
+// The message of the EngineError `f` throws ("" when it throws none).
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const moe::EngineError& e) {
+    return e.what();
+  }
+  return "";
+}
 
 // The whole file as raw bytes ("" when it cannot be opened).
 inline std::string read_file(const std::filesystem::path& p) {
