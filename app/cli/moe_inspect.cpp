@@ -136,8 +136,8 @@ void print_info(const Model& m, int context, DType kv_dtype, const Tokenizer* to
   const auto z = compute_model_size(s);
   const size_t kv = size_t(z.kv_values_per_token) * 4;
   std::printf("model         %s\n", m.is_synthetic() ? "synthetic weights" : m.dir().string().c_str());
-  if (m.is_gguf() && m.weight_files().size() > 1)
-    std::printf("files         %zu parts of a split GGUF, from %s\n", m.weight_files().size(), m.weight_files().front().string().c_str());
+  if (const auto files = m.weight_files(); m.is_gguf() && files.size() > 1)
+    std::printf("files         %zu parts of a split GGUF, from %s\n", files.size(), files.front().string().c_str());
   std::printf("family        %s (%s)\n", s.family.c_str(), s.model_type.c_str());
   std::printf("layers        %s\n", layer_list(s).c_str());
   std::printf("hidden        %d\n", s.hidden);

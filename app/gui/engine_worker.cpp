@@ -33,8 +33,6 @@ fs::path model_path(const QString& path) {
   return p;
 }
 
-
-
 }  // namespace
 
 inspect::Trace join_restored(const inspect::Trace* base, inspect::Trace live) {

@@ -241,7 +241,8 @@ void read_glm4_moe(const GgufFile& g, const Metadata& m, nlohmann::json& c, Tens
 void read_ernie4_5_moe(const GgufFile& g, const Metadata& m, nlohmann::json& c) {
   read_attention_widths(g, m, c);
   c["model_type"] = "ernie4_5_moe";
-  if (g.find("blk.0.attn_q.bias")) throw EngineError(g.find("blk.0.attn_q.bias")->view.file, "blk.0.attn_q.bias", "ERNIE-4.5 with biases (use_bias) is not read");
+  if (const GgufTensor* bias = g.find("blk.0.attn_q.bias"))
+    throw EngineError(bias->view.file, "blk.0.attn_q.bias", "ERNIE-4.5 with biases (use_bias) is not read");
   if (c.contains("partial_rotary_factor"))
     throw EngineError(g.path(), m.key("rope.dimension_count"), "ERNIE-4.5 rotates whole heads of " + c["head_dim"].dump() + " dims");
   c["moe_num_experts"] = m.integer(m.key("expert_count"));

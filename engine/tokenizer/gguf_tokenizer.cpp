@@ -25,15 +25,15 @@ struct PreTokenizer {
   std::vector<const char*> regexes;
   bool nfc;
 };
-constexpr const char* kLlama3Regex =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 const std::vector<PreTokenizer>& pre_tokenizers() {
   static const std::vector<PreTokenizer> all = {
       {{"qwen2"},
        {R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"},
        true},
-      {{"llama-bpe"}, {kLlama3Regex}, false},
-      {{"glm4", "chatglm-bpe"}, {kLlama3Regex}, false},  // GLM-4.5: Llama 3's rules
+      // Llama 3's rules, which GLM-4.5's files name glm4 (older ones chatglm-bpe).
+      {{"llama-bpe", "glm4", "chatglm-bpe"},
+       {R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"},
+       false},
       // GPT-OSS (tiktoken's o200k_base); llama.cpp gives MiniMax-M2 the same rules.
       {{"gpt-4o", "minimax-m2"},
        {R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)"},
