@@ -14,7 +14,7 @@ ln -sfn "$PWD" /tmp/moe-src
 config="$(cmake -S /tmp/moe-src -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_BUILD_GUI=OFF \
   -DMOE_CUDA_EMULATOR=OFF -DMOE_CUDA_ARCHITECTURES="$arch")"
 grep -q 'CUDA backend ON (emulated: OFF)' <<<"$config" || { echo "gpu-pack: CMake found no CUDA toolkit" >&2; exit 1; }
-tests=(linear_test norm_test rope_test router_test experts_test attention_test attention_latent_test cuda_backend_test cuda_prefill_bench
+tests=(linear_test norm_test rope_test router_test experts_test attention_test attention_latent_test quantized_weights_test cuda_backend_test cuda_prefill_bench
   cuda_decode_bench)
 cmake --build build-gpu -j "$(nproc)" --target "${tests[@]}" moe-bench
 # Stripped and gzipped (about 14 MB for 43 MB of binaries): the carried tree has a 64 MiB limit.

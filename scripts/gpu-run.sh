@@ -43,7 +43,7 @@ step() {  # step LOG NAME COMMAND...: runs it, its output appended to $out/LOG a
 }
 
 if [[ $what == tests || $what == all ]]; then
-  for t in linear_test norm_test rope_test router_test experts_test attention_test attention_latent_test cuda_backend_test; do
+  for t in linear_test norm_test rope_test router_test experts_test attention_test attention_latent_test quantized_weights_test cuda_backend_test; do
     step tests.log "$t" "$pack/$t" --gtest_brief=1
   done
   # The backend again with plain launches (no programmatic dependent launch): the path older GPUs take.

@@ -66,7 +66,10 @@ std::string layer_list(const ModelSpec& s) {
 // cache in the chosen one).
 GpuMemoryPlan gpu_plan(const Model& m, int context, DType kv_dtype) {
   GpuPlanOptions o{m.weights().embed.dtype, context, BackendOptions{}.prefill_chunk, 0, kv_dtype};
-  if (m.has_weights()) o.part_dtypes = gpu_weight_dtypes(m.spec(), m.weights());  // GGUF files mix types
+  if (m.has_weights()) {  // GGUF files mix types, and keep block types group by group
+    o.part_dtypes = gpu_weight_dtypes(m.spec(), m.weights());
+    o.weights = &m.weights();
+  }
   return plan_gpu_memory(m.spec(), o);
 }
 

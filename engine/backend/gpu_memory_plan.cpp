@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "engine/common/ggml_quants.h"
+
 namespace moe {
 namespace {
 
@@ -40,13 +42,65 @@ GpuWeightDtypes gpu_weight_dtypes(const ModelSpec& s, const ModelWeights& w) {
   auto part = [&parts](MatrixPart p) -> const PartDtype& { return parts[int(p)]; };
   GpuWeightDtypes d;
   d.embeddings = part(MatrixPart::Embeddings).device(DType::BF16);
-  d.head = part(MatrixPart::Head).device(d.embeddings);
+  d.head = s.tied_embeddings ? d.embeddings : gpu_group_dtype({&w.lm_head}, part(MatrixPart::Head).device(d.embeddings));
   const DType rest = d.embeddings;  // for parts this model does not have
   d.attention = part(MatrixPart::Attention).device(rest);
   d.router = part(MatrixPart::Router).device(rest);
   d.routed_experts = part(MatrixPart::RoutedExperts).device(rest);
   d.shared_experts = part(MatrixPart::SharedExperts).device(rest);
   d.dense_mlp = part(MatrixPart::DenseMlp).device(rest);
+  return d;
+}
+
+DType gpu_group_dtype(const std::vector<const WeightMatrix*>& group, DType part) {
+  if (group.empty() || !is_block_quantized(group.front()->dtype)) return part;
+  for (const WeightMatrix* m : group)
+    if (m->dtype != group.front()->dtype || m->row_step != 1) return part;
+  return group.front()->dtype;
+}
+
+DType gpu_compute_dtype(DType device) { return device == DType::F32 || device == DType::F16 ? device : DType::BF16; }
+
+bool GpuLayerDtypes::dense_blocks() const {
+  for (DType t : {qkv, o, q_b, shared_gate_up, shared_down, shared_gate, mlp_gate_up, mlp_down})
+    if (is_block_quantized(t)) return true;
+  return false;
+}
+
+GpuLayerDtypes gpu_layer_dtypes(const GpuWeightDtypes& p) {
+  GpuLayerDtypes d;
+  d.qkv = d.o = d.q_b = d.kv_b = p.attention;
+  d.router = p.router;
+  d.expert_gate_up = d.expert_down = p.routed_experts;
+  d.shared_gate_up = d.shared_down = d.shared_gate = p.shared_experts;
+  d.mlp_gate_up = d.mlp_down = p.dense_mlp;
+  return d;
+}
+
+// The groups as upload_weights stacks them (engine/backend/cuda/device_weights.cpp).
+GpuLayerDtypes gpu_layer_dtypes(const ModelSpec& s, const ModelWeights& w, const GpuWeightDtypes& p, int l) {
+  GpuLayerDtypes d = gpu_layer_dtypes(p);
+  const LayerWeights& L = w.layers[size_t(l)];
+  if (s.attn.is_mla()) {
+    const bool q_lora = L.q_a.rows > 0;
+    d.qkv = gpu_group_dtype({q_lora ? &L.q_a : &L.q, &L.kv_a}, p.attention);
+    if (q_lora) d.q_b = gpu_group_dtype({&L.q}, p.attention);
+  } else {
+    d.qkv = gpu_group_dtype({&L.q, &L.k, &L.v}, p.attention);
+  }
+  d.o = gpu_group_dtype({&L.o}, p.attention);
+  if (s.layer_is_moe[size_t(l)]) {
+    std::vector<const WeightMatrix*> gate_up, down;
+    for (const auto& e : L.experts) gate_up.insert(gate_up.end(), {&e.gate, &e.up}), down.push_back(&e.down);
+    d.expert_gate_up = gpu_group_dtype(gate_up, p.routed_experts);
+    d.expert_down = gpu_group_dtype(down, p.routed_experts);
+    d.shared_gate_up = gpu_group_dtype({&L.shared.gate, &L.shared.up}, p.shared_experts);
+    d.shared_down = gpu_group_dtype({&L.shared.down}, p.shared_experts);
+    d.shared_gate = gpu_group_dtype({&L.shared_gate}, p.shared_experts);
+  } else {
+    d.mlp_gate_up = gpu_group_dtype({&L.mlp.gate, &L.mlp.up}, p.dense_mlp);
+    d.mlp_down = gpu_group_dtype({&L.mlp.down}, p.dense_mlp);
+  }
   return d;
 }
 
@@ -88,44 +142,60 @@ GpuMemoryPlan plan_gpu_memory(const ModelSpec& s, const GpuPlanOptions& o) {
     const DType one = gpu_weight_dtype(o.weight_dtype);
     dt = GpuWeightDtypes{one, one, one, one, one, one, one};
   }
-  // Bytes per weight of each part; the GEMM inputs are converted to any of them (the widest).
-  const size_t w_embed = dtype_size(dt.embeddings), w_head = dtype_size(dt.head), w = dtype_size(dt.attention);
-  const size_t w_router = dtype_size(dt.router), w_experts = dtype_size(dt.routed_experts);
-  const size_t w_shared = dtype_size(dt.shared_experts), w_dense = dtype_size(dt.dense_mlp);
-  p.weight_dtype_size = std::max({w_embed, w_head, w, w_router, w_experts, w_shared, w_dense});
+  // The GEMM inputs are converted to any part's compute dtype: sized for the widest.
+  p.weight_dtype_size = 0;
+  for (DType t : {dt.embeddings, dt.head, dt.attention, dt.router, dt.routed_experts, dt.shared_experts, dt.dense_mlp})
+    p.weight_dtype_size = std::max(p.weight_dtype_size, dtype_size(gpu_compute_dtype(t)));
   p.kv_dtype_size = dtype_size(o.kv_dtype);
   const size_t H = size_t(s.hidden), q = size_t(s.q_dim()), kv = size_t(s.kv_dim());
-  const size_t V = size_t(s.vocab_size), E = size_t(std::max(0, s.moe.n_experts)), L = size_t(s.n_layers);
-  const size_t M = size_t(s.n_moe_layers());
+  const size_t V = size_t(s.vocab_size), E = size_t(std::max(0, s.moe.n_experts));
+  const size_t L = size_t(s.n_layers), M = size_t(s.n_moe_layers());
   const size_t eff = size_t(s.moe.expert_ffn), sff = size_t(s.moe.shared_ffn), dff = size_t(s.dense_ffn);
-
-  // Weights: matrices in the stored dtype, vectors (biases, norms) in F32 — as the backend uploads them.
   const size_t out_dim = size_t(s.attn_out_dim());
-  size_t attention = 0, qk_norm = 0;
-  if (s.attn.is_mla()) {  // [q_a or q_proj ; kv_a], kv_b, o, q_b; the latent's (and q_a's) norm
-    const auto& m = s.attn.mla;
-    const size_t ql = size_t(m.q_lora_rank), kl = size_t(m.kv_lora_rank);
-    attention = ((ql ? ql : q) + kv) * H * w + size_t(s.attn.n_heads) * size_t(m.qk_nope_dim + m.v_head_dim) * kl * w +
-                H * out_dim * w + q * ql * w;
-    if (s.attn.qkv_bias) attention += (ql + kv) * 4;
-    qk_norm = (ql + kl) * 4;
-  } else {
-    attention = (q + 2 * kv) * H * w + H * q * w;
-    if (s.attn.qkv_bias) attention += (q + 2 * kv) * 4;
-    if (s.attn.qk_norm == QkNorm::PerHead) qk_norm = 2 * size_t(s.attn.head_dim) * 4;
-    if (s.attn.qk_norm == QkNorm::WholeProjection) qk_norm = (q + kv) * 4;
+  auto mb = [](DType t, size_t rows, size_t cols) { return rows && cols ? matrix_bytes(t, int64_t(rows), int64_t(cols)) : 0; };
+
+  // Weights: matrices in their groups' device dtypes, vectors (biases, norms) in F32 — as the backend
+  // uploads them.
+  size_t attention = 0, router = 0, experts = 0, shared = 0, dense = 0, qk_norms = 0;
+  bool dense_blocks = false;
+  for (int l = 0; l < s.n_layers; ++l) {
+    const GpuLayerDtypes ld = o.weights ? gpu_layer_dtypes(s, *o.weights, dt, l) : gpu_layer_dtypes(dt);
+    dense_blocks = dense_blocks || ld.dense_blocks();
+    if (s.attn.is_mla()) {  // [q_a or q_proj ; kv_a], kv_b, o, q_b; the latent's (and q_a's) norm
+      const auto& m = s.attn.mla;
+      const size_t ql = size_t(m.q_lora_rank), kl = size_t(m.kv_lora_rank);
+      attention += mb(ld.qkv, (ql ? ql : q) + kv, H) +
+                   mb(ld.kv_b, size_t(s.attn.n_heads) * size_t(m.qk_nope_dim + m.v_head_dim), kl) + mb(ld.o, H, out_dim) +
+                   mb(ld.q_b, q, ql);
+      if (s.attn.qkv_bias) attention += (ql + kv) * 4;
+      qk_norms += (ql + kl) * 4;
+    } else {
+      attention += mb(ld.qkv, q + 2 * kv, H) + mb(ld.o, H, q);
+      if (s.attn.qkv_bias) attention += (q + 2 * kv) * 4;
+      if (s.attn.qk_norm == QkNorm::PerHead) qk_norms += 2 * size_t(s.attn.head_dim) * 4;
+      if (s.attn.qk_norm == QkNorm::WholeProjection) qk_norms += (q + kv) * 4;
+    }
+    if (s.attn.o_bias) attention += H * 4;
+    if (s.attn.sinks) attention += size_t(s.attn.n_heads) * 4;
+    if (s.layer_is_moe[size_t(l)]) {
+      const size_t router_vectors = (s.moe.selection_bias ? 4 : 0) + (s.moe.router_logit_bias ? 4 : 0);
+      router += E * (mb(ld.router, 1, H) + router_vectors);
+      experts += E * (2 * mb(ld.expert_gate_up, eff, H) + mb(ld.expert_down, H, eff) + (s.moe.expert_bias ? (2 * eff + H) * 4 : 0));
+      shared += 2 * mb(ld.shared_gate_up, sff, H) + mb(ld.shared_down, H, sff) +
+                (s.moe.shared_gate ? mb(ld.shared_gate, 1, H) : 0);
+    } else {
+      dense += 2 * mb(ld.mlp_gate_up, dff, H) + mb(ld.mlp_down, H, dff);
+    }
   }
-  if (s.attn.o_bias) attention += H * 4;
-  if (s.attn.sinks) attention += size_t(s.attn.n_heads) * 4;
-  p.weights.push_back({"embeddings", -1, V * H * w_embed});
-  p.weights.push_back({"attention", -1, L * attention});
-  const size_t router_vectors = (s.moe.selection_bias ? 4 : 0) + (s.moe.router_logit_bias ? 4 : 0);
-  p.weights.push_back({"router", -1, M * E * (H * w_router + router_vectors)});
-  p.weights.push_back({"routed experts", -1, M * E * (3 * eff * H * w_experts + (s.moe.expert_bias ? (2 * eff + H) * 4 : 0))});
-  p.weights.push_back({"shared experts", -1, M * (3 * sff * H * w_shared + (s.moe.shared_gate ? H * w_shared : 0))});
-  p.weights.push_back({"dense mlp", -1, (L - M) * 3 * dff * H * w_dense});
-  p.weights.push_back({"norms", -1, (2 * L + 1) * H * 4 + L * qk_norm});
-  p.weights.push_back({"head", -1, s.tied_embeddings ? 0 : V * H * w_head});
+  dense_blocks = dense_blocks || (!s.tied_embeddings && is_block_quantized(dt.head));
+  p.weights.push_back({"embeddings", -1, mb(dt.embeddings, V, H)});
+  p.weights.push_back({"attention", -1, attention});
+  p.weights.push_back({"router", -1, router});
+  p.weights.push_back({"routed experts", -1, experts});
+  p.weights.push_back({"shared experts", -1, shared});
+  p.weights.push_back({"dense mlp", -1, dense});
+  p.weights.push_back({"norms", -1, (2 * L + 1) * H * 4 + qk_norms});
+  p.weights.push_back({"head", -1, s.tied_embeddings ? 0 : mb(dt.head, V, H)});
 
   p.kv_bytes_per_token = size_t(s.kv_rows_per_token()) * L * kv * p.kv_dtype_size;
   // One buffer per cache (K and V, or the latent rows), each rounded up to the allocator's 256 bytes.
@@ -170,7 +240,8 @@ GpuMemoryPlan plan_gpu_memory(const ModelSpec& s, const GpuPlanOptions& o) {
   const size_t attention_partials = size_t(kDecodeAttentionSplits) * nh * (hd + 4 + 32) * 4;
   const size_t grouping = (2 * (E + 1) + 3 * T * K) * 4;
   const size_t record = T * (M * K * 2 + M * 3 + M * E + 4 * L * nh + L) * 4;
-  p.workspace_bytes = kCublasWorkspaceBytes + attention_partials + grouping + record;
+  p.dequant_bytes = dense_blocks ? kDequantScratchBytes : 0;
+  p.workspace_bytes = kCublasWorkspaceBytes + attention_partials + grouping + record + p.dequant_bytes;
   return p;
 }
 

@@ -20,11 +20,11 @@ namespace moe {
 // The dtype each part's matrices have on the GPU. Policy: a part whose matrices all share one of F32, F16
 // or BF16 keeps it (an F32 router beside BF16 experts stays F32); any other part (MXFP4, GGUF's block
 // types such as Q4_K, or a mix of dtypes) is held as BF16, each row expanded on the host as it is
-// uploaded. So every matrix of a part, and every matrix the kernels take together (q/k/v, gate/up, an
-// expert table), has one dtype, and the GEMMs see only F32, F16 and BF16.
+// uploaded. That is each part's fallback; within it, a group of matrices the kernels take together that
+// share one GGML block type keeps those blocks (gpu_group_dtype, GpuLayerDtypes).
 struct GpuWeightDtypes {
   DType embeddings = DType::BF16;
-  DType head = DType::BF16;            // the embeddings' when tied
+  DType head = DType::BF16;            // the embeddings' when tied; else its own group (a Q6_K head stays Q6_K)
   DType attention = DType::BF16;       // q, k, v, o; with latent attention q_a, kv_a, kv_b, o, q_b
   DType router = DType::BF16;
   DType routed_experts = DType::BF16;
@@ -36,6 +36,36 @@ DType gpu_weight_dtype(DType stored);
 // The policy applied to a model's matrices (the matrices the CUDA backend uploads).
 GpuWeightDtypes gpu_weight_dtypes(const ModelSpec& spec, const ModelWeights& weights);
 
+// The device dtype of a group of matrices that one kernel or GEMM takes together (q/k/v of a layer, one
+// layer's experts' gate and up, ...): one GGML block type shared by every matrix of the group stays as
+// stored — the kernels decode those blocks where they lie (backend/cuda/kernels/block_dot.cuh), so a
+// Q4_K_M download takes its own size on the GPU, not BF16's 3.5 times it; anything else takes `part`,
+// the part's dtype. (A GGUF file mixes types by tensor — Q4_K_M holds some layers' v and down in Q6_K —
+// so the rule is per group, not per part.)
+DType gpu_group_dtype(const std::vector<const WeightMatrix*>& group, DType part);
+// What a device dtype computes in: the GEMM inputs' dtype and the tensor cores' operand type. F32 and F16
+// stay; BF16 and the block types compute in BF16.
+DType gpu_compute_dtype(DType device);
+
+// Each group's device dtype in one layer.
+struct GpuLayerDtypes {
+  DType qkv = DType::BF16;      // q/k/v stacked; latent attention: q_a (or q) with kv_a
+  DType o = DType::BF16;
+  DType q_b = DType::BF16;      // latent attention with q-LoRA
+  DType kv_b = DType::BF16;     // latent attention: always the part's (its kernels read 16-bit rows)
+  DType router = DType::BF16;   // always the part's (the fused routing kernel reads plain rows)
+  DType expert_gate_up = DType::BF16, expert_down = DType::BF16;  // all experts of the layer
+  DType shared_gate_up = DType::BF16, shared_down = DType::BF16, shared_gate = DType::BF16;
+  DType mlp_gate_up = DType::BF16, mlp_down = DType::BF16;
+  // True when a matrix the dense projections (cuBLAS) take is held in blocks: prefill expands it to BF16
+  // in a scratch buffer first.
+  bool dense_blocks() const;
+};
+// Layer l's groups: gpu_group_dtype of each, with parts' dtypes as the fallbacks.
+GpuLayerDtypes gpu_layer_dtypes(const ModelSpec& spec, const ModelWeights& weights, const GpuWeightDtypes& parts, int l);
+// Every group in its part's dtype (a model known by its spec alone).
+GpuLayerDtypes gpu_layer_dtypes(const GpuWeightDtypes& parts);
+
 struct GpuPlanOptions {
   DType weight_dtype = DType::BF16;  // as stored (F32 checkpoints stay F32); one dtype for every part
   int context = 4096;                // KV cache capacity in tokens (clamped to max_positions)
@@ -45,6 +75,9 @@ struct GpuPlanOptions {
   // Per part, as gpu_weight_dtypes gives them for a loaded model; unset: gpu_weight_dtype(weight_dtype)
   // for every part.
   std::optional<GpuWeightDtypes> part_dtypes = std::nullopt;
+  // A loaded model's matrices: each group's dtype as gpu_layer_dtypes gives it (block types kept); null:
+  // every group in its part's dtype.
+  const ModelWeights* weights = nullptr;
 };
 
 // Activation buffers of one forward chunk of T tokens, in elements (F32 unless said otherwise).
@@ -80,7 +113,9 @@ struct GpuMemoryPlan {
   size_t kv_bytes_per_token = 0;
   GpuActivations activations;
   size_t activation_bytes = 0;
-  size_t workspace_bytes = 0;       // cuBLAS workspace, attention split-K partials, routing groups, step record
+  size_t workspace_bytes = 0;       // cuBLAS workspace, attention split-K partials, routing groups, step record,
+                                    // the dequantization scratch
+  size_t dequant_bytes = 0;         // of which the scratch prefill expands block-typed dense matrices into
   size_t weight_bytes() const;
   size_t total_bytes() const { return weight_bytes() + kv_cache_bytes + activation_bytes + workspace_bytes; }
 
@@ -92,6 +127,9 @@ struct GpuMemoryPlan {
 
 // The cuBLAS workspace the backend gives cuBLAS (Hopper wants 32 MiB).
 constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
+// The scratch the dense projections of a prefill chunk expand block-typed weights into (BF16, some rows at
+// a time) for cuBLAS; there only when such a matrix is.
+constexpr size_t kDequantScratchBytes = size_t(64) << 20;
 // Split-K slices of decode attention.
 constexpr int kDecodeAttentionSplits = 32;
 

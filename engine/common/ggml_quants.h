@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "engine/common/dtype.h"
+#include "engine/common/ggml_decode.h"  // the decoders, shared with the CUDA kernels
 
 namespace moe {
 
@@ -59,10 +60,6 @@ static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(Block
               sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 &&
               sizeof(BlockMXFP4_GGML) == 17 && sizeof(BlockIQ4_NL) == 18 && sizeof(BlockIQ4_XS) == 136);
 
-// IQ4_NL's and IQ4_XS's 16 values, code 0 to 15 (ggml's kvalues_iq4nl): a format constant, int8 so the
-// kernels can look codes up with one byte shuffle.
-inline constexpr int8_t kIq4NlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
-
 // An f16 field of a block.
 inline float block_f16(const uint8_t h[2]) { return f16_to_f32(uint16_t(h[0] | (h[1] << 8))); }
 
@@ -78,26 +75,10 @@ inline void k_scales_mins(const uint8_t q[12], uint8_t sc[8], uint8_t m[8]) {
   }
 }
 
-// Q3_K's 12 scale bytes → sub-block i's signed 6-bit scale (i < 16): the low nibble of byte i (i < 8) or
-// the high nibble of byte i − 8, with bits 2·(i / 4), +1 of byte 8 + i % 4 above it; minus 32.
-inline int q3_k_scale(const uint8_t s[12], int i) {
-  const int low = i < 8 ? s[i] & 15 : s[i - 8] >> 4;
-  const int high = (s[8 + i % 4] >> (2 * (i / 4))) & 3;
-  return (low | (high << 4)) - 32;
-}
-
-// IQ4_XS's 6-bit scale of sub-block j (< 8), before the −32: scales_l's nibble j, scales_h's bits 2j, 2j + 1
-// above it.
-inline int iq4_xs_scale(const uint8_t scales_h[2], const uint8_t scales_l[4], int j) {
-  const int low = (scales_l[j / 2] >> (4 * (j % 2))) & 15;
-  const int high = ((scales_h[0] | (scales_h[1] << 8)) >> (2 * j)) & 3;
-  return low | (high << 4);
-}
-
 // dst[0..n) = the n values of one row stored in type t at `row`: a block-quantized row (n a multiple of
-// the block), or F32/F16/BF16 (convert_to_f32). The plain scalar definition, operation for operation as
-// gguf-py computes it in f32, so the values are the reference's bit for bit (this file is built with
-// -ffp-contract=off: no fused multiply-adds). Throws std::invalid_argument for other types (MXFP4 keeps
+// the block), or F32/F16/BF16 (convert_to_f32). The decoders of ggml_decode.h (which the CUDA kernels
+// share), operation for operation as gguf-py computes it in f32, so the values are the reference's bit
+// for bit (ggml_quants.cpp is built with -ffp-contract=off: no fused multiply-adds). Throws std::invalid_argument for other types (MXFP4 keeps
 // its scales apart: mxfp4_dequantize; MXFP4_GGML, whose blocks hold them, is read here) and for n not a
 // multiple of the block.
 void dequantize_row(const void* row, DType t, int64_t n, float* dst);

@@ -12,9 +12,11 @@
 //     are timed both ways: the QKV projection with the q/k/v preparation, the o projection and the
 //     experts' down projection with the residual add + RMSNorm, the router's projection with the
 //     routing (what the backend runs unless MOE_CUDA_FUSE=0).
+//   - The experts and the LM head again in GGUF block types, read as blocks (block_dot.cuh): Q4_K_M's
+//     pairing (gate/up Q4_K, down Q6_K, head Q6_K) and Q8_0; GB/s counts the blocks' bytes.
 //   - The last lines add one layer's kernels up, times the layers, plus the LM head: a step without the
 //     embedding and the copies, against the 2.5 ms that 400 tokens/s allows; with separate and with
-//     fused tails.
+//     fused tails; and with the Q4_K_M experts and head in place of BF16's.
 // The kernels are programmatic dependent launches where the device has them (dependent_launch.cuh);
 // MOE_CUDA_PDL=0 runs the same with plain launches.
 //
@@ -28,6 +30,7 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -44,7 +47,9 @@
 #include "engine/backend/cuda/kernels/rope.cuh"
 #include "engine/backend/cuda/kernels/router.cuh"
 #include "engine/backend/gpu_memory_plan.h"
+#include "engine/common/ggml_quants.h"
 #include "tests/bench/cuda_bench_support.h"
+#include "tests/support/ggml_blocks.h"
 
 using namespace moe;
 using namespace moe::cuda;
@@ -299,6 +304,66 @@ int main(int argc, char** argv) {
   });
   report("LM head (matrix-vector)", t_head, w_head.bytes());
 
+  // ---- the same experts and head in GGUF block types ----
+  // Random valid blocks made on the host for one layer's experts (each matrix type in one buffer, the
+  // experts one after another) and uploaded; the launches select experts as above.
+  struct BlockRun {
+    const char* name;
+    DType gate_up, down, head;
+    Timing gate_up_t, down_t, head_t;
+  };
+  std::vector<BlockRun> block_runs = {{"Q4_K_M (Q4_K, down and head Q6_K)", DType::Q4_K, DType::Q6_K, DType::Q6_K, {}, {}, {}},
+                                      {"Q8_0", DType::Q8_0, DType::Q8_0, DType::Q8_0, {}, {}, {}}};
+  auto upload_blocks = [](DType t, int64_t rows, int64_t cols, uint32_t seed) {
+    const std::vector<uint8_t> host = moe::test::random_blocks(t, rows, cols, seed);
+    auto b = std::make_unique<Buffer>(host.size());
+    MOE_CUDA_CHECK(cudaMemcpy(b->p, host.data(), host.size(), cudaMemcpyHostToDevice));
+    return b;
+  };
+  auto whole_blocks = [&](const BlockRun& r) {
+    return H % block_format(r.gate_up).values == 0 && F % block_format(r.down).values == 0 &&
+           H % block_format(r.head).values == 0;
+  };
+  for (BlockRun& run : block_runs) {
+    if (!whole_blocks(run)) {
+      std::printf("%s: skipped (hidden %d or ffn %d is not whole blocks)\n", run.name, H, F);
+      continue;
+    }
+    const size_t gu_bytes = matrix_bytes(run.gate_up, F, H), down_bytes = matrix_bytes(run.down, H, F);
+    const auto gate_b = upload_blocks(run.gate_up, int64_t(E) * F, H, 50), up_b = upload_blocks(run.gate_up, int64_t(E) * F, H, 51);
+    const auto down_b = upload_blocks(run.down, int64_t(E) * H, F, 52);
+    std::vector<const void*> bt(3 * size_t(E));
+    for (int e = 0; e < E; ++e) {
+      bt[size_t(e)] = gate_b->as<const uint8_t>() + size_t(e) * gu_bytes;
+      bt[size_t(E + e)] = up_b->as<const uint8_t>() + size_t(e) * gu_bytes;
+      bt[size_t(2 * E + e)] = down_b->as<const uint8_t>() + size_t(e) * down_bytes;
+    }
+    Buffer d_bt(bt.size() * sizeof(void*));
+    MOE_CUDA_CHECK(cudaMemcpy(d_bt.p, bt.data(), bt.size() * sizeof(void*), cudaMemcpyHostToDevice));
+    ExpertTable bet = et;
+    bet.gate = d_bt.as<const void*>();
+    bet.up = bet.gate + E;
+    bet.down = bet.gate + 2 * E;
+    bet.dtype = run.gate_up;
+    bet.down_dtype = run.down;
+    std::printf("%s:\n", run.name);
+    run.gate_up_t = time_chain(L, o.repeats, st, [&](int l) {
+      experts_gate_up_decode(bet, selected + size_t(l) * K, K, a.as<float>(), h.as<float>(), st);
+    });
+    report("  experts gate/up + SiLU (k selected)", run.gate_up_t, 2.0 * double(K) * double(gu_bytes));
+    run.down_t = time_chain(L, o.repeats, st, [&](int l) {
+      experts_down_decode(bet, selected + size_t(l) * K, route_w.as<float>() + size_t(l) * K, K, h.as<float>(),
+                          y.as<float>(), st, &then);
+    });
+    report("  experts down + residual add + RMSNorm (fused)", run.down_t, double(K) * double(down_bytes));
+    const auto head_b = upload_blocks(run.head, o.vocab, H, 53);
+    const DeviceMatrix head{head_b->p, run.head, o.vocab, H};
+    run.head_t = time_chain(head_chain, o.repeats, st, [&](int) {
+      linear_decode(head, a.as<float>(), head_out.as<float>(), false, st);
+    });
+    report("  LM head (matrix-vector)", run.head_t, double(matrix_bytes(run.head, o.vocab, H)));
+  }
+
   // ---- a step, added up ----
   for (int fused = 0; fused < 2; ++fused)
     for (int kv = 0; kv < 2; ++kv) {
@@ -312,6 +377,14 @@ int main(int argc, char** argv) {
                   "(400 tokens/s allows 2.5 ms)\n",
                   kv ? "BF16" : "F32", fused ? "fused" : "separate", L, layer_ms * 1e3, step_ms, 1e3 / step_ms);
     }
+  for (const BlockRun& run : block_runs) {  // fused tails, BF16 KV cache; attention and router as BF16's
+    if (!whole_blocks(run)) continue;
+    const double layer_ms = t_attn[1].best_ms + run.gate_up_t.best_ms + t_qkv_fused.best_ms + t_o_fused.best_ms +
+                            t_router_fused.best_ms + run.down_t.best_ms;
+    const double step_ms = double(L) * layer_ms + run.head_t.best_ms;
+    std::printf("a step added up, %s experts and head, BF16 KV cache, fused tails: %.3f ms, %.0f tokens/s\n", run.name,
+                step_ms, 1e3 / step_ms);
+  }
   cudaStreamDestroy(st);
   return 0;
 }

@@ -1,6 +1,9 @@
 // The routed-expert kernels (engine/backend/cuda/kernels/experts.cu), decode and grouped prefill, against
 // a scalar reference of cpu_backend.cpp's SwiGLU experts: y[t] = Σ_k w[t][k] · down_e(silu(gate_e·x) ⊙ up_e·x),
-// and GPT-OSS's form: biases on the three projections and the clamped gate.
+// and GPT-OSS's form: biases on the three projections and the clamped gate. GGML block types (the
+// experts of a GGUF file, held as blocks on the GPU): random blocks, with dequantize_row's values (which
+// the CPU tests check against gguf-py) as the reference's weights; gate/up and down of different types,
+// as Q4_K_M stores them.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -15,17 +18,23 @@
 
 #include "engine/backend/cuda/kernels/experts.cuh"
 #include "engine/common/dtype.h"
+#include "engine/common/ggml_quants.h"
 #include "tests/cuda/gpu_test_support.h"
+#include "tests/support/ggml_blocks.h"
 
 namespace moe::cuda {
 namespace {
 
 using test::DeviceVector;
 
-// E experts with weights in `dtype` on the device, and their exact F32 values on the host.
+// What the grouped GEMM multiplies weights of type t in: block types in BF16.
+DType compute_of(DType t) { return is_block_quantized(t) ? DType::BF16 : t; }
+
+// E experts with weights in `dtype` (down in down_dtype) on the device, and their exact F32 values on the
+// host.
 struct Experts {
   int E, H, F;
-  DType dtype;
+  DType dtype, down_dtype;
   std::vector<std::vector<float>> gate, up, down;  // host values (already rounded to dtype)
   std::vector<std::unique_ptr<DeviceVector<uint8_t>>> buffers;
   std::unique_ptr<DeviceVector<const void*>> gate_tab, up_tab, down_tab;
@@ -34,12 +43,13 @@ struct Experts {
   std::unique_ptr<DeviceVector<float>> d_gate_b, d_up_b, d_down_b;
   float limit = 0.0f, alpha = 1.702f;
 
-  Experts(int E_, int H_, int F_, DType dt, uint32_t seed) : E(E_), H(H_), F(F_), dtype(dt) {
+  Experts(int E_, int H_, int F_, DType dt, uint32_t seed, DType down_dt = DType::BOOL)
+      : E(E_), H(H_), F(F_), dtype(dt), down_dtype(down_dt == DType::BOOL ? dt : down_dt) {
     std::vector<const void*> g(static_cast<size_t>(E)), u(static_cast<size_t>(E)), d(static_cast<size_t>(E));
     for (int e = 0; e < E; ++e) {
-      gate.push_back(make(size_t(F) * size_t(H), seed + 3 * uint32_t(e), 1.0f / std::sqrt(float(H)), g[size_t(e)]));
-      up.push_back(make(size_t(F) * size_t(H), seed + 3 * uint32_t(e) + 1, 1.0f / std::sqrt(float(H)), u[size_t(e)]));
-      down.push_back(make(size_t(H) * size_t(F), seed + 3 * uint32_t(e) + 2, 1.0f / std::sqrt(float(F)), d[size_t(e)]));
+      gate.push_back(make(dtype, F, H, seed + 3 * uint32_t(e), 1.0f / std::sqrt(float(H)), g[size_t(e)]));
+      up.push_back(make(dtype, F, H, seed + 3 * uint32_t(e) + 1, 1.0f / std::sqrt(float(H)), u[size_t(e)]));
+      down.push_back(make(down_dtype, H, F, seed + 3 * uint32_t(e) + 2, 1.0f / std::sqrt(float(F)), d[size_t(e)]));
     }
     gate_tab = std::make_unique<DeviceVector<const void*>>(g);
     up_tab = std::make_unique<DeviceVector<const void*>>(u);
@@ -70,6 +80,7 @@ struct Experts {
     t.up = up_tab->get();
     t.down = down_tab->get();
     t.dtype = dtype;
+    t.down_dtype = down_dtype;
     t.n_experts = E;
     t.hidden = H;
     t.ffn = F;
@@ -77,9 +88,19 @@ struct Experts {
   }
 
  private:
-  std::vector<float> make(size_t n, uint32_t seed, float scale, const void*& device) {
-    std::vector<float> v = test::random_floats(n, seed, scale);
-    const std::vector<uint8_t> bytes = test::stored_as(dtype, v);
+  // A rows × cols matrix of type t: random values stored as t, or random blocks and their values.
+  std::vector<float> make(DType t, int rows, int cols, uint32_t seed, float scale, const void*& device) {
+    std::vector<float> v;
+    std::vector<uint8_t> bytes;
+    if (is_block_quantized(t)) {
+      bytes = moe::test::random_blocks(t, rows, cols, seed);
+      v.resize(size_t(rows) * size_t(cols));
+      for (int r = 0; r < rows; ++r)
+        dequantize_row(bytes.data() + size_t(r) * row_bytes(t, cols), t, cols, v.data() + size_t(r) * size_t(cols));
+    } else {
+      v = test::random_floats(size_t(rows) * size_t(cols), seed, scale);
+      bytes = test::stored_as(t, v);
+    }
     buffers.push_back(std::make_unique<DeviceVector<uint8_t>>(bytes));
     device = buffers.back()->get();
     return v;
@@ -96,9 +117,12 @@ std::vector<float> reference(const Experts& X, const std::vector<float>& x_in, c
                              Inputs inputs = Inputs::F32) {
   const int H = X.H, F = X.F;
   const bool rounded = inputs == Inputs::Rounded;
+  const DType cdt = compute_of(X.dtype);  // the tensor cores' operand type
+  // Rounded: the activations, and block types' decoded weights, as the tensor cores take them.
+  auto wv = [&](float v) { return rounded ? double(test::round_to(cdt, v)) : double(v); };
   std::vector<float> x = x_in;
   if (rounded)
-    for (float& v : x) v = test::round_to(X.dtype, v);
+    for (float& v : x) v = test::round_to(cdt, v);
   std::vector<float> y(size_t(T) * size_t(H), 0.0f);
   if (h_out) h_out->assign(size_t(T) * size_t(slots) * size_t(F), 0.0f);
   std::vector<double> h(static_cast<size_t>(F));
@@ -111,8 +135,8 @@ std::vector<float> reference(const Experts& X, const std::vector<float>& x_in, c
       for (int r = 0; r < F; ++r) {
         double g = 0, u = 0;
         for (int c = 0; c < H; ++c) {
-          g += double(X.gate[size_t(e)][size_t(r) * H + c]) * xt[c];
-          u += double(X.up[size_t(e)][size_t(r) * H + c]) * xt[c];
+          g += wv(X.gate[size_t(e)][size_t(r) * H + c]) * xt[c];
+          u += wv(X.up[size_t(e)][size_t(r) * H + c]) * xt[c];
         }
         if (!X.gate_b.empty()) {
           g += X.gate_b[size_t(e) * F + r];
@@ -125,12 +149,12 @@ std::vector<float> reference(const Experts& X, const std::vector<float>& x_in, c
         } else {
           h[size_t(r)] = g / (1.0 + std::exp(-g)) * u;
         }
-        if (rounded) h[size_t(r)] = test::round_to(X.dtype, float(h[size_t(r)]));
+        if (rounded) h[size_t(r)] = test::round_to(cdt, float(h[size_t(r)]));
         if (h_out) (*h_out)[(size_t(t) * slots + k) * F + r] = float(h[size_t(r)]);
       }
       for (int c = 0; c < H; ++c) {
         double d = 0;
-        for (int r = 0; r < F; ++r) d += double(X.down[size_t(e)][size_t(c) * F + r]) * h[size_t(r)];
+        for (int r = 0; r < F; ++r) d += wv(X.down[size_t(e)][size_t(c) * F + r]) * h[size_t(r)];
         if (!X.down_b.empty()) d += X.down_b[size_t(e) * H + c];
         acc[size_t(c)] += double(w[size_t(t * slots + k)]) * d;
       }
@@ -199,10 +223,11 @@ struct Shape {
   DType dtype;
   int H, F, E, slots;
   std::vector<int> Ts;
+  DType down_dtype = DType::BOOL;  // BOOL: dtype
 };
 
 std::string label(const Shape& s, int T) {
-  return std::string(dtype_name(s.dtype)) + " H=" + std::to_string(s.H) + " F=" + std::to_string(s.F) +
+  return std::string(dtype_name(s.dtype)) + (s.down_dtype != DType::BOOL ? "/" + std::string(dtype_name(s.down_dtype)) : "") + " H=" + std::to_string(s.H) + " F=" + std::to_string(s.F) +
          " E=" + std::to_string(s.E) + " slots=" + std::to_string(s.slots) + " T=" + std::to_string(T);
 }
 
@@ -272,7 +297,8 @@ void check_grouped(const Experts& X, const std::vector<float>& x, const std::vec
   DeviceVector<int32_t> d_group(std::vector<int32_t>(expert_grouping_ints(T, slots, X.E), -1234567));
   constexpr float kSentinel = 98765.0f;
   // h is stored in the weight dtype; the bytes past the pairs' rows must keep the sentinel's.
-  const size_t h_bytes = size_t(P) * X.F * dtype_size(X.dtype);
+  const size_t h_size = dtype_size(compute_of(X.dtype));
+  const size_t h_bytes = size_t(P) * X.F * h_size;
   std::vector<uint8_t> h_fill(size_t(P) * X.F * 4);
   for (size_t i = 0; i < h_fill.size(); i += 4) std::memcpy(&h_fill[i], &kSentinel, 4);
   DeviceVector<uint8_t> d_h(h_fill);
@@ -290,7 +316,7 @@ void check_grouped(const Experts& X, const std::vector<float>& x, const std::vec
       expect_close(y, y_ref, "y", X.dtype == DType::F32 ? Tolerance{} : kRoundedInputs);
       // Pairs are numbered 0 … n_pairs − 1: the rows past them are left untouched.
       const auto h = d_h.download();
-      for (size_t i = size_t(n_pairs) * X.F * dtype_size(X.dtype); i < h_bytes; ++i)
+      for (size_t i = size_t(n_pairs) * X.F * h_size; i < h_bytes; ++i)
         ASSERT_EQ(h[i], h_fill[i]) << "h row past the pairs, byte " << i;
       const auto yp = d_yp.download();
       for (size_t i = size_t(n_pairs) * X.H; i < yp.size(); ++i) ASSERT_EQ(yp[i], kSentinel) << "yp row past the pairs";
@@ -303,7 +329,7 @@ void check_grouped(const Experts& X, const std::vector<float>& x, const std::vec
 
 // glu_limit > 0: GPT-OSS's experts (biases and the clamped gate at that limit).
 void run_shape(const Shape& s, uint32_t seed, float glu_limit = 0.0f) {
-  Experts X(s.E, s.H, s.F, s.dtype, seed);
+  Experts X(s.E, s.H, s.F, s.dtype, seed, s.down_dtype);
   if (glu_limit > 0) X.with_gpt_oss(seed + 5000, glu_limit);
   for (int T : s.Ts) {
     const std::string what = label(s, T);
@@ -374,6 +400,23 @@ TEST(Experts, GptOssBiasesAndClampedGate) {
   run_shape({DType::BF16, 36, 20, 8, 3, {1, 21}}, 1400, 0.25f);
   run_shape({DType::F16, 100, 70, 6, 2, {1, 17}}, 1500, 0.25f);
   run_shape({DType::BF16, 72, 100, 4, 2, {300}}, 1600, 0.25f);
+}
+
+// GGUF's block types, read where they lie: decode decodes each row's blocks in registers, the grouped
+// GEMM stages them as BF16. Every type as gate/up (with another as down, as Q4_K_M pairs Q4_K with
+// Q6_K), widths of one 256-value block and of several, and one width of 32-value blocks that is not a
+// multiple of 256 (GPT-OSS's 2880 in miniature).
+TEST(Experts, GgmlBlockTypes) {
+  MOE_REQUIRE_GPU();
+  const std::vector<DType> types = {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q5_K, DType::Q4_0, DType::Q5_0,
+                                    DType::Q4_1, DType::Q5_1, DType::Q3_K, DType::Q2_K, DType::MXFP4_GGML,
+                                    DType::IQ4_NL, DType::IQ4_XS};
+  for (size_t i = 0; i < types.size(); ++i) {
+    const DType down = types[(i + 1) % types.size()];
+    run_shape({types[i], 256, 512, 6, 3, {1, 9}, down}, 2000 + 10 * uint32_t(i));
+  }
+  run_shape({DType::Q8_0, 96, 160, 5, 2, {1, 130}, DType::MXFP4_GGML}, 2200);
+  run_shape({DType::Q4_K, 512, 256, 4, 2, {1, 17}, DType::Q6_K}, 2300, 0.25f);  // with GPT-OSS's epilogue
 }
 
 TEST(Experts, EmptySelections) {

@@ -1,7 +1,8 @@
-// GGUF's block-quantized weights on the GPU: the kernels read F32/F16/BF16 only, so such matrices go to
-// the device as BF16, expanded row by row on the host (put_matrix), and a model that mixes them with F32
-// routers is held part by part in one dtype each (gpu_weight_dtypes). Checked here: the expansion is
-// dequantize_row rounded to BF16, bit for bit; a model of every block type runs on the GPU within the BF16
+// GGUF's block-quantized weights on the GPU. A group of matrices that one kernel takes together (q/k/v of
+// a layer, one layer's experts' gate and up, ...) sharing one block type stays in its blocks, which the
+// kernels decode where they lie (gpu_group_dtype); anything else goes to the device as BF16, expanded
+// row by row on the host (put_matrix). Checked here: the expansion is dequantize_row rounded to BF16, bit
+// for bit; models whose groups hold every block type, kept or expanded, run on the GPU within the BF16
 // bound of the CPU (which reads the blocks themselves), with the memory plan equal to what is allocated.
 // MXFP4_GGML's E8M0 scales span f32's whole exponent range: every exponent arrives as gguf-py's value.
 // IQ4_NL's and IQ4_XS's values (a table value of up to 7 significant bits times an f16 d, and for IQ4_XS
@@ -138,23 +139,11 @@ Outcome run(Backend& b, const std::vector<int32_t>& prompt, int V, const std::ve
   return out;
 }
 
-// Every block type in one model (attention, experts and the dense MLP each mix several; the routers
-// F32): the GPU holds BF16 expansions, the CPU reads the blocks, and the two agree within the BF16
-// bound of the parity tests (1e-3 NMSE), choosing the same experts. The allocator's parts equal the plan.
-TEST(CudaQuantized, ModelOfEveryBlockTypeMatchesTheCpu) {
-  MOE_REQUIRE_GPU();
-  test::ScratchDir dir;
-  dir.write("config.json", test::quantizable_qwen3_moe_config());
-  SyntheticOptions so;
-  so.threads = 2;
-  auto model = Model::synthetic(dir.path, so);
-  test::WeightSwap swap(*model);
-  test::quantize_every_matrix(swap, kTypes, 7);
-  const GpuWeightDtypes d = gpu_weight_dtypes(model->spec(), model->weights());
-  EXPECT_EQ(d.attention, DType::BF16);
-  EXPECT_EQ(d.routed_experts, DType::BF16);
-  EXPECT_EQ(d.router, DType::F32);
-
+// The CPU and the GPU on one model, prompt and decode steps: within the BF16 bound of the parity tests
+// (1e-3 NMSE), choosing the same experts; the allocator's parts equal the plan. The backend's description
+// goes to `described`.
+void expect_gpu_matches_cpu(Model& model_ref, std::string& described) {
+  Model* model = &model_ref;
   BackendOptions o;
   o.threads = 2;
   o.max_context = 64;
@@ -178,7 +167,8 @@ TEST(CudaQuantized, ModelOfEveryBlockTypeMatchesTheCpu) {
   }
 
   GpuPlanOptions po{model->weights().embed.dtype, 64, o.prefill_chunk, 0};
-  po.part_dtypes = d;
+  po.part_dtypes = gpu_weight_dtypes(model->spec(), model->weights());
+  po.weights = &model->weights();
   const GpuMemoryPlan plan = plan_gpu_memory(model->spec(), po);
   const DeviceMemory m = gpu->device_memory();
   for (const auto& part : plan.weights) {
@@ -190,6 +180,83 @@ TEST(CudaQuantized, ModelOfEveryBlockTypeMatchesTheCpu) {
   }
   const size_t rest = m.bytes_of("activations") + m.bytes_of("workspace");
   EXPECT_NEAR(double(rest), double(plan.activation_bytes + plan.workspace_bytes), double(size_t(4) << 20));
+  described = gpu->describe();
+}
+
+Model& quantizable_model(std::unique_ptr<Model>& model, test::ScratchDir& dir) {
+  dir.write("config.json", test::quantizable_qwen3_moe_config());
+  SyntheticOptions so;
+  so.threads = 2;
+  model = Model::synthetic(dir.path, so);
+  return *model;
+}
+
+// Every block type in one model, matrix by matrix (attention, experts and the dense MLP each mix several;
+// the routers F32): a group of mixed types goes as BF16, a group of one matrix (o, a dense down
+// projection, the head) keeps its blocks.
+TEST(CudaQuantized, ModelOfEveryBlockTypeMatchesTheCpu) {
+  MOE_REQUIRE_GPU();
+  test::ScratchDir dir;
+  std::unique_ptr<Model> model;
+  test::WeightSwap swap(quantizable_model(model, dir));
+  test::quantize_every_matrix(swap, kTypes, 7);
+  const GpuWeightDtypes d = gpu_weight_dtypes(model->spec(), model->weights());
+  EXPECT_EQ(d.attention, DType::BF16);
+  EXPECT_EQ(d.routed_experts, DType::BF16);
+  EXPECT_EQ(d.router, DType::F32);
+  const GpuLayerDtypes l0 = gpu_layer_dtypes(model->spec(), model->weights(), d, 0);
+  EXPECT_EQ(l0.qkv, DType::BF16);             // q, k and v of three types
+  EXPECT_EQ(l0.o, model->weights().layers[0].o.dtype);  // one matrix: its own blocks
+  EXPECT_EQ(l0.expert_gate_up, DType::BF16);  // experts of several types
+  std::string described;
+  expect_gpu_matches_cpu(*model, described);
+}
+
+// A GGUF file's layout: each group one block type (a layer's q, k and v; all its experts' gate and up;
+// all their downs; ...), types differing between groups as Q4_K_M's Q4_K and Q6_K do. Every group keeps
+// its blocks, so every kernel runs on blocks: the decode products, the prefill expert GEMM and the
+// dense projections' expansion for cuBLAS. Two models put all thirteen types in groups.
+TEST(CudaQuantized, BlocksKeptGroupByGroupMatchTheCpu) {
+  MOE_REQUIRE_GPU();
+  for (size_t offset : {size_t(0), size_t(9)}) {
+    SCOPED_TRACE("types from " + std::to_string(offset));
+    test::ScratchDir dir;
+    std::unique_ptr<Model> model;
+    test::WeightSwap swap(quantizable_model(model, dir));
+    ModelWeights& w = swap.weights();
+    size_t next = offset;
+    std::set<DType> used;
+    auto group = [&](std::vector<WeightMatrix*> ms) {
+      const DType t = kTypes[next++ % kTypes.size()];
+      used.insert(t);
+      uint32_t seed = 100 + uint32_t(next) * 10;
+      for (WeightMatrix* m : ms) swap.to_blocks(*m, t, seed++);
+    };
+    group({&w.lm_head});
+    for (LayerWeights& L : w.layers) {
+      group({&L.q, &L.k, &L.v});
+      group({&L.o});
+      swap.to_random_f32(L.router, 5);
+      if (!L.experts.empty()) {
+        std::vector<WeightMatrix*> gate_up, down;
+        for (auto& e : L.experts) gate_up.insert(gate_up.end(), {&e.gate, &e.up}), down.push_back(&e.down);
+        group(gate_up);
+        group(down);
+      } else {
+        group({&L.mlp.gate, &L.mlp.up});
+        group({&L.mlp.down});
+      }
+    }
+    const GpuWeightDtypes d = gpu_weight_dtypes(model->spec(), model->weights());
+    EXPECT_EQ(d.head, w.lm_head.dtype);
+    const GpuLayerDtypes l0 = gpu_layer_dtypes(model->spec(), model->weights(), d, 0);
+    EXPECT_EQ(l0.qkv, w.layers[0].q.dtype);
+    EXPECT_EQ(l0.expert_gate_up, w.layers[0].experts[0].gate.dtype);
+    EXPECT_EQ(l0.expert_down, w.layers[0].experts[0].down.dtype);
+    std::string described;
+    expect_gpu_matches_cpu(*model, described);
+    for (DType t : used) EXPECT_NE(described.find(std::string(dtype_name(t))), std::string::npos) << described;
+  }
 }
 
 }  // namespace

@@ -119,6 +119,66 @@ TEST(GpuMemoryPlan, PartsKeepOnePlainDtypeOrBecomeBf16) {
   EXPECT_EQ(plan_gpu_memory(model->spec(), GpuPlanOptions{DType::Q4_K, 64, 8, 0}).weight_dtype_size, 2u);
 }
 
+// A GGUF Q4_K_M's layout: every group of matrices one kernel takes together (q/k/v, the experts' gate
+// and up, their downs, ...) in one block type keeps its blocks on the GPU, so the plan (given the model's
+// matrices) counts their own bytes; a group of mixed types counts BF16. A block-typed dense projection
+// brings the scratch prefill expands it into for cuBLAS; block-typed experts alone do not.
+TEST(GpuMemoryPlan, BlockGroupsKeepTheirOwnBytes) {
+  test::ScratchDir dir;
+  dir.write("config.json", test::quantizable_qwen3_moe_config());
+  SyntheticOptions so;
+  so.threads = 2;
+  so.dtype = DType::F32;
+  auto model = Model::synthetic(dir.path, so);
+  const ModelSpec& s = model->spec();
+  test::WeightSwap swap(*model);
+  ModelWeights& w = swap.weights();
+  uint32_t seed = 1;
+  LayerWeights& moe = w.layers[0];
+  for (auto& e : moe.experts) {
+    swap.to_blocks(e.gate, DType::Q4_K, seed++);
+    swap.to_blocks(e.up, DType::Q4_K, seed++);
+    swap.to_blocks(e.down, DType::Q6_K, seed++);
+  }
+  auto plan = [&] {
+    GpuPlanOptions o{DType::F32, 64, 8, 0};
+    o.part_dtypes = gpu_weight_dtypes(s, w);
+    o.weights = &w;
+    return plan_gpu_memory(s, o);
+  };
+  const int64_t H = s.hidden, F = s.moe.expert_ffn, E = s.moe.n_experts;
+  GpuMemoryPlan p = plan();
+  EXPECT_EQ(part(p, "routed experts"), size_t(E) * (2 * matrix_bytes(DType::Q4_K, F, H) + matrix_bytes(DType::Q6_K, H, F)));
+  EXPECT_EQ(p.dequant_bytes, 0u);  // the experts read their blocks in every kernel
+  EXPECT_EQ(part(p, "attention"), 2 * size_t(s.q_dim() + 2 * s.kv_dim() + s.q_dim()) * size_t(H) * 4);  // F32
+  // One expert's down in another type: the layer's downs are no longer one group, and go as BF16.
+  swap.to_blocks(moe.experts[1].down, DType::Q8_0, seed++);
+  EXPECT_EQ(part(plan(), "routed experts"), size_t(E) * (2 * matrix_bytes(DType::Q4_K, F, H) + size_t(H * F) * 2));
+  // q/k/v of one type are one group; o another; the dense MLP's gate/up and down; the head.
+  LayerWeights& dense = w.layers[1];
+  for (WeightMatrix* m : {&moe.q, &moe.k, &moe.v, &dense.mlp.gate, &dense.mlp.up}) swap.to_blocks(*m, DType::Q4_K, seed++);
+  for (WeightMatrix* m : {&moe.o, &dense.mlp.down, &w.lm_head}) swap.to_blocks(*m, DType::Q6_K, seed++);
+  swap.to_blocks(dense.q, DType::Q4_K, seed++);  // with k and v of layer 1 still F32: a mixed group
+  p = plan();
+  const size_t qkv_rows = size_t(s.q_dim() + 2 * s.kv_dim());
+  EXPECT_EQ(part(p, "attention"), matrix_bytes(DType::Q4_K, int64_t(qkv_rows), H) + matrix_bytes(DType::Q6_K, H, s.q_dim()) +
+                                      (qkv_rows + size_t(s.q_dim())) * size_t(H) * 2);  // layer 1: the part's BF16
+  EXPECT_EQ(part(p, "dense mlp"), 2 * matrix_bytes(DType::Q4_K, s.dense_ffn, H) + matrix_bytes(DType::Q6_K, H, s.dense_ffn));
+  EXPECT_EQ(part(p, "head"), matrix_bytes(DType::Q6_K, s.vocab_size, H));
+  EXPECT_EQ(p.dequant_bytes, kDequantScratchBytes);
+  EXPECT_EQ(p.workspace_bytes, plan_gpu_memory(s, GpuPlanOptions{DType::F32, 64, 8, 0}).workspace_bytes + kDequantScratchBytes);
+  // What the layers' groups are, as the backend uploads them.
+  const GpuLayerDtypes l0 = gpu_layer_dtypes(s, w, gpu_weight_dtypes(s, w), 0);
+  EXPECT_EQ(l0.qkv, DType::Q4_K);
+  EXPECT_EQ(l0.o, DType::Q6_K);
+  EXPECT_EQ(l0.expert_gate_up, DType::Q4_K);
+  EXPECT_EQ(l0.expert_down, DType::BF16);
+  EXPECT_EQ(l0.router, DType::F32);
+  EXPECT_EQ(gpu_layer_dtypes(s, w, gpu_weight_dtypes(s, w), 1).qkv, DType::BF16);
+  EXPECT_EQ(gpu_compute_dtype(DType::Q4_K), DType::BF16);
+  EXPECT_EQ(gpu_compute_dtype(DType::F16), DType::F16);
+}
+
 TEST(GpuMemoryPlan, SaysWhatDoesNotFit) {
   const GpuMemoryPlan p = plan_gpu_memory(spec_of("qwen3-30b-a3b.json"), GpuPlanOptions{DType::BF16, 4096, 64, 0});
   EXPECT_EQ(p.check_fits(size_t(80) << 30), "");  // an 80 GiB card holds it (57 GiB)

@@ -3,8 +3,10 @@
 // One token (decode): linear_decode (kernels/linear.cuh), a bandwidth-bound matrix-vector product on F32
 // x with F32 accumulation. More tokens: cuBLAS. BF16/F16 weights: x is converted to the weight dtype
 // first and cuBLAS multiplies BF16 (F16) inputs with FP32 accumulation and FP32 output; F32 weights:
-// plain FP32 GEMM, TF32 off (the parity tests need FP32 exactness). cuBLAS gets its workspace from the
-// allocator, so a decode step can be captured in a CUDA graph.
+// plain FP32 GEMM, TF32 off (the parity tests need FP32 exactness). GGML block-typed weights: decode
+// reads the blocks (linear_decode); more tokens expand W to BF16 some rows at a time in a scratch buffer
+// (dequantize.cuh) and multiply as for BF16 weights. cuBLAS gets its workspace from the allocator, so a
+// decode step can be captured in a CUDA graph.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -15,8 +17,11 @@ namespace moe::cuda {
 
 class Blas {
  public:
-  // gemm_in: a device buffer of gemm_in_elements in the weight dtype, for the converted inputs.
-  Blas(DeviceAllocator& allocator, cudaStream_t stream, void* gemm_in, size_t gemm_in_elements);
+  // gemm_in: a device buffer of gemm_in_elements in the weight dtype, for the converted inputs. dequant:
+  // dequant_bytes of device memory (16-byte aligned) for block-typed weights' rows as BF16; may be null
+  // when no such matrix goes through linear() with more than one token.
+  Blas(DeviceAllocator& allocator, cudaStream_t stream, void* gemm_in, size_t gemm_in_elements, void* dequant = nullptr,
+       size_t dequant_bytes = 0);
   ~Blas();
   Blas(const Blas&) = delete;
   Blas& operator=(const Blas&) = delete;
@@ -30,6 +35,8 @@ class Blas {
   DeviceBuffer<std::byte> workspace_;
   void* gemm_in_ = nullptr;
   size_t gemm_in_elements_ = 0;
+  void* dequant_ = nullptr;
+  size_t dequant_bytes_ = 0;
 };
 
 }  // namespace moe::cuda

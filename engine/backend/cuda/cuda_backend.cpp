@@ -49,6 +49,7 @@
 #include "engine/backend/gpu_memory_plan.h"
 #include "engine/backend/step_record_setup.h"
 #include "engine/common/error.h"
+#include "engine/common/ggml_quants.h"
 #include "engine/model/model.h"
 #include "engine/model/rope_frequencies.h"
 
@@ -142,6 +143,7 @@ class CudaBackend final : public Backend {
       throw EngineError("", "kv_dtype", "the KV cache is F32 or BF16, not " + std::string(dtype_name(opt.kv_dtype)));
     GpuPlanOptions plan_options{model.weights().embed.dtype, opt.max_context, chunk_, slots_, opt.kv_dtype};
     plan_options.part_dtypes = gpu_weight_dtypes(s_, model.weights());  // what upload_weights will hold
+    plan_options.weights = &model.weights();
     plan_ = plan_gpu_memory(s_, plan_options);
     capacity_ = plan_.capacity;
     kv_dtype_ = opt.kv_dtype;
@@ -184,7 +186,10 @@ class CudaBackend final : public Backend {
     step_ = DeviceBuffer<int32_t>(*alloc_, A.tokens, MemoryPart::Activations, -1, "the step's tokens");
     h_step_.reset(A.tokens);
     h_logits_.reset(A.logits);
-    blas_ = std::make_unique<Blas>(*alloc_, stream_.s, gemm_in_.get(), A.gemm_in);
+    if (plan_.dequant_bytes)
+      dequant_ = DeviceBuffer<std::byte>(*alloc_, plan_.dequant_bytes, MemoryPart::Workspace, -1,
+                                         "the scratch block-typed weights are expanded into for prefill");
+    blas_ = std::make_unique<Blas>(*alloc_, stream_.s, gemm_in_.get(), A.gemm_in, dequant_.get(), plan_.dequant_bytes);
 
     // RoPE inverse frequencies: the CPU backend's table (plain or YaRN).
     std::vector<float> inv = rope_inv_freq(s_.attn);
@@ -223,8 +228,11 @@ class CudaBackend final : public Backend {
   }
 
   std::string describe() const override {
+    std::string blocks;  // GGUF block types kept as blocks, e.g. " (Q4_K, Q6_K blocks)"
+    for (DType t : block_types(w_)) blocks += (blocks.empty() ? " (" : ", ") + std::string(dtype_name(t));
+    if (!blocks.empty()) blocks += " blocks)";
     return "CUDA, " + device_name_ + " (sm_" + std::to_string(sm_) + "), " + std::string(dtype_name(w_.dtype)) +
-           " weights, " + std::string(dtype_name(kv_dtype_)) + " KV cache" + (use_graphs_ ? "" : ", graphs off") +
+           " weights" + blocks + ", " + std::string(dtype_name(kv_dtype_)) + " KV cache" + (use_graphs_ ? "" : ", graphs off") +
            (dependent_launches() ? "" : ", dependent launches off") + (fuse_tails_ ? "" : ", fused tails off") +
            (shape_.tensor_cores && !shape_.prefill_mma ? ", mma prefill attention off" : "");
   }
@@ -593,7 +601,8 @@ class CudaBackend final : public Backend {
     p.k_cache = kc;
     p.v_cache = vc;
     const int counters = qkv_decode_counters(p);
-    if (T == 1 && fuse_tails_ && counters > 0 && size_t(counters) <= kArrivalCounters) {
+    // (The fused kernel reads plain rows: block-typed q/k/v go through linear_decode.)
+    if (T == 1 && fuse_tails_ && counters > 0 && size_t(counters) <= kArrivalCounters && !is_block_quantized(D.qkv.dtype)) {
       qkv_decode(D.qkv, a_.get(), q, pos0, p, arrivals_.get(), st);  // each head prepared in its last block
     } else {
       blas_->linear(D.qkv, a_.get(), T, q);
@@ -758,7 +767,7 @@ class CudaBackend final : public Backend {
   StreamHolder stream_;
   std::unique_ptr<DeviceAllocator> alloc_;  // before every buffer: destroyed after them
   DeviceWeights w_;
-  DeviceBuffer<std::byte> k_cache_, v_cache_, gemm_in_;
+  DeviceBuffer<std::byte> k_cache_, v_cache_, gemm_in_, dequant_;
   DeviceBuffer<float> q_lora_, q_heads_, q_abs_, latent_out_;  // latent attention only
   LatentShape latent_;
   LatentRope latent_rope_;

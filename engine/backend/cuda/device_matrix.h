@@ -1,6 +1,7 @@
 #pragma once
-// A weight matrix in device memory: [rows = out, cols = in], row-major, in its stored dtype
-// (BF16, F16 or F32), as the CPU's WeightMatrix but on the GPU.
+// A weight matrix in device memory: [rows = out, cols = in], row-major, in its stored dtype (BF16, F16,
+// F32, or a GGML block type: rows of whole blocks, kernels/block_dot.cuh), as the CPU's WeightMatrix but
+// on the GPU.
 #include <cstdint>
 
 #include "engine/common/dtype.h"

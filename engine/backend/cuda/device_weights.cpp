@@ -1,6 +1,7 @@
 #include "engine/backend/cuda/device_weights.h"
 
 #include <algorithm>
+#include <set>
 #include <string>
 
 #include "engine/backend/cuda/cuda_check.h"
@@ -8,6 +9,7 @@
 #include "engine/backend/gpu_memory_plan.h"
 #include "engine/backend/weight_rows.h"
 #include "engine/common/error.h"
+#include "engine/common/ggml_quants.h"
 #include "engine/model/model.h"
 
 namespace moe::cuda {
@@ -40,21 +42,26 @@ class Uploader {
   Uploader(const Model& model, DeviceAllocator& a, cudaStream_t stream, const std::function<bool(size_t, size_t)>& progress)
       : synthetic_(!model.has_weights()), a_(a), stream_(stream), progress_(progress), total_(model.weight_bytes()) {}
 
-  // One allocation holding the given matrices back to back (each 256-byte aligned), all as `to`;
+  // One allocation holding the given matrices back to back (each 256-byte aligned), matrix i as to[i];
   // returns their device views in the same order.
   std::vector<DeviceMatrix> matrices(MemoryPart part, int layer, const std::string& what,
-                                     const std::vector<const WeightMatrix*>& ms, DType to) {
+                                     const std::vector<const WeightMatrix*>& ms, const std::vector<DType>& to) {
     size_t bytes = 0;
-    for (const auto* m : ms) bytes += aligned(matrix_bytes(to, m->rows, m->cols));
+    for (size_t i = 0; i < ms.size(); ++i) bytes += aligned(matrix_bytes(to[i], ms[i]->rows, ms[i]->cols));
     auto* base = static_cast<std::byte*>(a_.allocate(bytes, part, layer, what));
     std::vector<DeviceMatrix> out;
     size_t at = 0;
-    for (const auto* m : ms) {
-      put(base + at, *m, to);
-      out.push_back(DeviceMatrix{base + at, to, m->rows, m->cols});
-      at += aligned(matrix_bytes(to, m->rows, m->cols));
+    for (size_t i = 0; i < ms.size(); ++i) {
+      const WeightMatrix& m = *ms[i];
+      put(base + at, m, to[i]);
+      out.push_back(DeviceMatrix{base + at, to[i], m.rows, m.cols});
+      at += aligned(matrix_bytes(to[i], m.rows, m.cols));
     }
     return out;
+  }
+  // One matrix as `to`.
+  DeviceMatrix matrix(MemoryPart part, int layer, const std::string& what, const WeightMatrix& m, DType to) {
+    return matrices(part, layer, what, {&m}, {to})[0];
   }
 
   // Matrices stacked along their rows into one [Σ rows, cols] matrix (q;k;v and gate;up) as `to`:
@@ -140,6 +147,21 @@ class Uploader {
 
 }  // namespace
 
+std::vector<DType> block_types(const DeviceWeights& w) {
+  std::set<DType> kept;
+  auto note = [&kept](DType t) {
+    if (is_block_quantized(t)) kept.insert(t);
+  };
+  note(w.head.dtype);
+  for (const DeviceLayer& L : w.layers) {
+    for (const DeviceMatrix* m : {&L.qkv, &L.o, &L.q_b, &L.shared_gate_up, &L.shared_down, &L.shared_gate, &L.mlp_gate_up,
+                                  &L.mlp_down})
+      if (*m) note(m->dtype);
+    if (L.experts.n_experts) note(L.experts.dtype), note(L.experts.down_dtype);
+  }
+  return {kept.begin(), kept.end()};
+}
+
 void put_matrix(void* dst, const WeightMatrix& m, DType to, const std::function<void(size_t)>& progress) {
   if (to != m.dtype && to != DType::BF16)
     throw EngineError("", "dtype", "a " + std::string(dtype_name(m.dtype)) + " matrix goes to the GPU as stored or as BF16, not as " +
@@ -166,19 +188,21 @@ DeviceWeights upload_weights(const Model& model, DeviceAllocator& a, cudaStream_
   const GpuWeightDtypes dt = gpu_weight_dtypes(s, w);
   DeviceWeights d;
   d.dtype = dt.embeddings;
-  d.embed = up.matrices(MemoryPart::Embeddings, -1, "the embeddings", {&w.embed}, dt.embeddings)[0];
-  d.head = s.tied_embeddings ? d.embed : up.matrices(MemoryPart::Head, -1, "the LM head", {&w.lm_head}, dt.head)[0];
+  d.embed = up.matrix(MemoryPart::Embeddings, -1, "the embeddings", w.embed, dt.embeddings);
+  d.head = s.tied_embeddings ? d.embed : up.matrix(MemoryPart::Head, -1, "the LM head", w.lm_head, dt.head);
   d.final_norm = up.vectors(MemoryPart::Norms, -1, "the final norm", {&w.final_norm})[0];
   d.layers.resize(size_t(s.n_layers));
   for (int l = 0; l < s.n_layers; ++l) {
     const LayerWeights& L = w.layers[size_t(l)];
     DeviceLayer& D = d.layers[size_t(l)];
+    const GpuLayerDtypes ld = gpu_layer_dtypes(s, w, dt, l);  // each group's dtype (gpu_memory_plan.h)
     if (s.attn.is_mla()) {
       const bool q_lora = L.q_a.rows > 0;  // (a synthetic model's matrices have no host data)
-      D.qkv = up.stacked(MemoryPart::Attention, l, "attention q_a/kv_a", {q_lora ? &L.q_a : &L.q, &L.kv_a}, dt.attention);
+      D.qkv = up.stacked(MemoryPart::Attention, l, "attention q_a/kv_a", {q_lora ? &L.q_a : &L.q, &L.kv_a}, ld.qkv);
       std::vector<const WeightMatrix*> ms = {&L.kv_b, &L.o};
-      if (q_lora) ms.push_back(&L.q);
-      const auto m = up.matrices(MemoryPart::Attention, l, "attention kv_b/o/q_b", ms, dt.attention);
+      std::vector<DType> to = {ld.kv_b, ld.o};
+      if (q_lora) ms.push_back(&L.q), to.push_back(ld.q_b);
+      const auto m = up.matrices(MemoryPart::Attention, l, "attention kv_b/o/q_b", ms, to);
       D.kv_b = m[0], D.o = m[1];
       if (q_lora) D.q_b = m[2];
       const auto biases = up.vectors(MemoryPart::Attention, l, "attention biases", {&L.q_a_bias, &L.kv_a_bias, &L.o_bias});
@@ -186,8 +210,8 @@ DeviceWeights upload_weights(const Model& model, DeviceAllocator& a, cudaStream_
       const auto norms = up.vectors(MemoryPart::Norms, l, "norms", {&L.attn_norm, &L.ffn_norm, &L.q_a_norm, &L.kv_a_norm});
       D.attn_norm = norms[0], D.ffn_norm = norms[1], D.q_a_norm = norms[2], D.kv_a_norm = norms[3];
     } else {
-      D.qkv = up.stacked(MemoryPart::Attention, l, "attention q/k/v", {&L.q, &L.k, &L.v}, dt.attention);
-      D.o = up.matrices(MemoryPart::Attention, l, "attention output", {&L.o}, dt.attention)[0];
+      D.qkv = up.stacked(MemoryPart::Attention, l, "attention q/k/v", {&L.q, &L.k, &L.v}, ld.qkv);
+      D.o = up.matrix(MemoryPart::Attention, l, "attention output", L.o, ld.o);
       const auto biases = up.vectors(MemoryPart::Attention, l, "attention biases", {&L.q_bias, &L.k_bias, &L.v_bias, &L.o_bias});
       D.q_bias = biases[0], D.k_bias = biases[1], D.v_bias = biases[2], D.o_bias = biases[3];
       const auto norms = up.vectors(MemoryPart::Norms, l, "norms", {&L.attn_norm, &L.ffn_norm, &L.q_norm, &L.k_norm});
@@ -195,12 +219,16 @@ DeviceWeights upload_weights(const Model& model, DeviceAllocator& a, cudaStream_
       D.sinks = up.vectors(MemoryPart::Attention, l, "attention sinks", {&L.sinks})[0];
     }
     if (s.layer_is_moe[size_t(l)]) {
-      D.router = up.matrices(MemoryPart::Router, l, "the router", {&L.router}, dt.router)[0];
+      D.router = up.matrix(MemoryPart::Router, l, "the router", L.router, ld.router);
       const auto router_biases = up.vectors(MemoryPart::Router, l, "the router biases", {&L.router_bias, &L.router_logit_bias});
       D.router_bias = router_biases[0], D.router_logit_bias = router_biases[1];
       std::vector<const WeightMatrix*> all;
-      for (const auto& e : L.experts) all.insert(all.end(), {&e.gate, &e.up, &e.down});
-      const auto ms = up.matrices(MemoryPart::RoutedExperts, l, "routed experts", all, dt.routed_experts);
+      std::vector<DType> to;
+      for (const auto& e : L.experts) {
+        all.insert(all.end(), {&e.gate, &e.up, &e.down});
+        to.insert(to.end(), {ld.expert_gate_up, ld.expert_gate_up, ld.expert_down});
+      }
+      const auto ms = up.matrices(MemoryPart::RoutedExperts, l, "routed experts", all, to);
       const size_t E = L.experts.size();
       std::vector<const void*> ptrs(3 * E);
       for (size_t e = 0; e < E; ++e) {
@@ -209,7 +237,7 @@ DeviceWeights upload_weights(const Model& model, DeviceAllocator& a, cudaStream_
         ptrs[2 * E + e] = ms[3 * e + 2].data;
       }
       const void** table = up.table(MemoryPart::RoutedExperts, l, "the expert table", ptrs);
-      D.experts = ExpertTable{table, table + E, table + 2 * E, dt.routed_experts, int(E), s.hidden,
+      D.experts = ExpertTable{table, table + E, table + 2 * E, ld.expert_gate_up, ld.expert_down, int(E), s.hidden,
                               s.moe.expert_ffn};
       if (E && !L.experts[0].gate_bias.empty()) {  // GPT-OSS: every expert has all three, one block each
         std::vector<float> gate_b, up_b, down_b;
@@ -225,14 +253,14 @@ DeviceWeights upload_weights(const Model& model, DeviceAllocator& a, cudaStream_
       D.experts.glu_alpha = s.moe.glu_alpha;
       if (L.shared.gate.rows > 0) {
         D.shared_gate_up = up.stacked(MemoryPart::SharedExperts, l, "shared expert gate/up", {&L.shared.gate, &L.shared.up},
-                                      dt.shared_experts);
-        D.shared_down = up.matrices(MemoryPart::SharedExperts, l, "shared expert down", {&L.shared.down}, dt.shared_experts)[0];
+                                      ld.shared_gate_up);
+        D.shared_down = up.matrix(MemoryPart::SharedExperts, l, "shared expert down", L.shared.down, ld.shared_down);
         if (L.shared_gate.rows > 0)
-          D.shared_gate = up.matrices(MemoryPart::SharedExperts, l, "shared expert gate", {&L.shared_gate}, dt.shared_experts)[0];
+          D.shared_gate = up.matrix(MemoryPart::SharedExperts, l, "shared expert gate", L.shared_gate, ld.shared_gate);
       }
     } else {
-      D.mlp_gate_up = up.stacked(MemoryPart::DenseMlp, l, "MLP gate/up", {&L.mlp.gate, &L.mlp.up}, dt.dense_mlp);
-      D.mlp_down = up.matrices(MemoryPart::DenseMlp, l, "MLP down", {&L.mlp.down}, dt.dense_mlp)[0];
+      D.mlp_gate_up = up.stacked(MemoryPart::DenseMlp, l, "MLP gate/up", {&L.mlp.gate, &L.mlp.up}, ld.mlp_gate_up);
+      D.mlp_down = up.matrix(MemoryPart::DenseMlp, l, "MLP down", L.mlp.down, ld.mlp_down);
     }
   }
   MOE_CUDA_CHECK(cudaStreamSynchronize(stream));

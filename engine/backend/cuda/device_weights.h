@@ -3,8 +3,10 @@
 // hidden] matrix (one GEMM per layer; with latent attention q_a or q_proj, then kv_a), gate and up of the dense MLP and shared expert likewise
 // ([2·ffn, hidden], one GEMM), each layer's routed experts in one block with device tables of their
 // pointers (the expert kernels look experts up by the router's ids on the GPU). Matrices keep the
-// checkpoint's dtype where their part has one of F32, F16 or BF16 throughout; other parts (MXFP4, GGUF's
-// block types, mixed dtypes) are expanded to BF16 on the way (gpu_weight_dtypes, gpu_memory_plan.h).
+// checkpoint's dtype where their part has one of F32, F16 or BF16 throughout, and GGUF's block types
+// where every matrix a kernel takes together shares one (q/k/v of a layer, its experts' gate and up);
+// the rest (MXFP4, mixed dtypes) is expanded to BF16 on the way (gpu_weight_dtypes, gpu_group_dtype:
+// gpu_memory_plan.h).
 // Vectors (norms, biases) are F32. Each block is allocated through the allocator under its part and
 // layer, so the memory view shows where the GiB go.
 #include <cuda_runtime.h>
@@ -58,6 +60,10 @@ struct DeviceWeights {
   const float* final_norm = nullptr;
   std::vector<DeviceLayer> layers;
 };
+
+// The GGML block types the device holds as blocks (gpu_group_dtype), in DType order; empty when every
+// matrix is F32, F16 or BF16.
+std::vector<DType> block_types(const DeviceWeights& w);
 
 // Copies the host matrix m to device memory dst (matrix_bytes(to, rows, cols) of it) as `to`: its own
 // dtype (a plain copy), or BF16 for any dtype (rows expanded on the host: dequantize_row, MXFP4's

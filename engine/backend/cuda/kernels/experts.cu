@@ -24,6 +24,9 @@
 //   way into shared memory, each thread one weight row × 8 pairs (gate and up: 16 accumulators).
 //   Both skip the arithmetic in warps whose pairs are all past the expert's count.
 //   combine: y[t] = Σ_k w[t][k] · yp[pair(t, k)] in slot order.
+// GGML block-typed weights (block_dot.cuh): the decode kernels decode each row's blocks in registers (8
+// values per lane and step); the tensor-core GEMM decodes each 8-value weight chunk of a stage to BF16
+// and stores it where cp.async would have put it, the activations in BF16.
 #include "engine/backend/cuda/kernels/experts.cuh"
 
 #include <cuda_bf16.h>
@@ -37,11 +40,13 @@
 
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/async_copy.cuh"
+#include "engine/backend/cuda/kernels/block_dot.cuh"
 #include "engine/backend/cuda/kernels/dependent_launch.cuh"
 #include "engine/backend/cuda/kernels/last_block.cuh"
 #include "engine/backend/cuda/kernels/norm.cuh"
 #include "engine/backend/cuda/kernels/row_norm.cuh"
 #include "engine/backend/cuda/kernels/warp_dot.cuh"
+#include "engine/common/ggml_quants.h"
 
 namespace moe::cuda {
 namespace {
@@ -89,6 +94,24 @@ __host__ __device__ inline ExpertEpilogue down_epilogue(const ExpertTable& t) { 
 constexpr int kGateUpWarps = 8;  // rows per block (one per warp)
 constexpr int kDownWarps = 4;
 
+// The decode kernels' weight type for GGML block-typed experts (the table's dtype says which).
+struct Blocks {};
+
+// Lane partial sums of NR dot products: row r of the matrices m[i] (n values per row, element type T, or
+// block type t for T = Blocks) against x[i].
+template <typename T, int NR>
+__device__ __forceinline__ void expert_row_dots(const void* const (&m)[NR], DType t, int r, int n,
+                                                const float* const (&x)[NR], int lane, float (&acc)[NR]) {
+  if constexpr (std::is_same_v<T, Blocks>) {
+    warp_block_dots<NR>(t, m, r, x, n, lane, acc);
+  } else {
+    const T* rows[NR];
+#pragma unroll
+    for (int i = 0; i < NR; ++i) rows[i] = static_cast<const T*>(m[i]) + size_t(r) * n;
+    warp_dots<T, NR>(rows, x, n, lane, acc);
+  }
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kGateUpWarps * 32)
     gate_up_decode_kernel(ExpertTable tb, const int32_t* __restrict__ selected, const float* __restrict__ x,
@@ -107,12 +130,10 @@ __global__ void __launch_bounds__(kGateUpWarps * 32)
   for (int i = threadIdx.x; i < H; i += blockDim.x) xs[i] = x[i];
   __syncthreads();
   if (r >= F) return;
-  const T* g = static_cast<const T*>(tb.gate[e]) + size_t(r) * H;
-  const T* u = static_cast<const T*>(tb.up[e]) + size_t(r) * H;
   float acc[2] = {0.0f, 0.0f};
-  const T* const rows[2] = {g, u};
+  const void* const mats[2] = {tb.gate[e], tb.up[e]};
   const float* const vecs[2] = {xs, xs};
-  warp_dots<T, 2>(rows, vecs, H, lane, acc);
+  expert_row_dots<T, 2>(mats, tb.dtype, r, H, vecs, lane, acc);
   const ExpertEpilogue ep = gate_up_epilogue(tb);
   const float gs = warp_sum(acc[0]) + ep.b0(e, F, r);
   const float us = warp_sum(acc[1]) + ep.b1(e, F, r);
@@ -141,22 +162,20 @@ __global__ void __launch_bounds__(kDownWarps * 32)
     int k0 = next(0);
     while (k0 < slots) {
       const int k1 = next(k0 + 1);
-      const T* w0 = static_cast<const T*>(tb.down[selected[k0]]) + size_t(r) * F;
       if (k1 < slots) {
-        const T* w1 = static_cast<const T*>(tb.down[selected[k1]]) + size_t(r) * F;
-        const T* const rows[2] = {w0, w1};
+        const void* const mats[2] = {tb.down[selected[k0]], tb.down[selected[k1]]};
         const float* const vecs[2] = {h + size_t(k0) * F, h + size_t(k1) * F};
         float d[2] = {0.0f, 0.0f};
-        warp_dots<T, 2>(rows, vecs, F, lane, d);
+        expert_row_dots<T, 2>(mats, tb.down_dtype, r, F, vecs, lane, d);
         const float d0 = warp_sum(d[0]) + ep.b0(selected[k0], H, r), d1 = warp_sum(d[1]) + ep.b0(selected[k1], H, r);
         acc += weights[k0] * d0;  // slot order
         acc += weights[k1] * d1;
         k0 = next(k1 + 1);
       } else {
-        const T* const rows[1] = {w0};
+        const void* const mats[1] = {tb.down[selected[k0]]};
         const float* const vecs[1] = {h + size_t(k0) * F};
         float d[1] = {0.0f};
-        warp_dots<T, 1>(rows, vecs, F, lane, d);
+        expert_row_dots<T, 1>(mats, tb.down_dtype, r, F, vecs, lane, d);
         acc += weights[k0] * (warp_sum(d[0]) + ep.b0(selected[k0], H, r));
         k0 = slots;
       }
@@ -477,7 +496,7 @@ template <typename T, bool kGLU>
 __global__ void __launch_bounds__(kTcThreads)
     grouped_tc_kernel(const void* const* __restrict__ w0_table, const void* const* __restrict__ w1_table, int N,
                       int K, const int32_t* __restrict__ ws, int P, int E, const T* __restrict__ X,
-                      void* __restrict__ out, ExpertEpilogue ep) {
+                      void* __restrict__ out, ExpertEpilogue ep, DType wtype) {
   wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   using Tiles = TcTiles<kGLU>;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -498,6 +517,9 @@ __global__ void __launch_bounds__(kTcThreads)
   const T* W[2] = {static_cast<const T*>(w0_table[e]), kGLU ? static_cast<const T*>(w1_table[e]) : nullptr};
   const bool wvec = K % 8 == 0 && aligned16(W[0]) && (!kGLU || aligned16(W[1]));
   const bool xvec = K % 8 == 0 && aligned16(X);
+  // GGML block-typed weights (T is then BF16): each 8-value chunk is decoded, not copied; K is a whole
+  // number of blocks, so a k step's chunks are whole too.
+  const size_t wblock_row = block_row_bytes(wtype, K);
 
   const int warp = tid >> 5;
   const int wm = warp >> 1, wn = warp & 1;       // this warp's 32 pairs and 32 weight rows
@@ -548,9 +570,15 @@ __global__ void __launch_bounds__(kTcThreads)
         const int i = tid + s * kTcThreads, r = i / (kKTile / 8), kc = (i % (kKTile / 8)) * 8;
         const int n = n0 + r;
 #pragma unroll
-        for (int w = 0; w < Tiles::n_w; ++w)
-          stage_chunk(st + Tiles::x_elems + w * Tiles::w_elems + r * kTcLd + kc,
-                      n < N ? W[w] + size_t(n) * K : nullptr, K, k0 + kc, wvec);
+        for (int w = 0; w < Tiles::n_w; ++w) {
+          T* const dst = st + Tiles::x_elems + w * Tiles::w_elems + r * kTcLd + kc;
+          if (wblock_row) {
+            const auto* row = reinterpret_cast<const uint8_t*>(W[w]) + size_t(n) * wblock_row;
+            *reinterpret_cast<uint4*>(dst) = n < N ? decode_run_bf16(wtype, row, k0 + kc) : make_uint4(0u, 0u, 0u, 0u);
+          } else {
+            stage_chunk(dst, n < N ? W[w] + size_t(n) * K : nullptr, K, k0 + kc, wvec);
+          }
+        }
       }
     }
     commit_async();
@@ -633,7 +661,15 @@ __global__ void combine_kernel(const int32_t* __restrict__ inv, const float* __r
 // ---------------------------------------------------------------------------------------------------
 // Launch helpers.
 
-[[noreturn]] void bad_dtype() { throw_cuda_error("experts", "expert weights must be BF16, F16 or F32", __FILE__, __LINE__); }
+[[noreturn]] void bad_dtype() {
+  throw_cuda_error("experts", "expert weights must be BF16, F16, F32 or whole rows of a GGML block type", __FILE__, __LINE__);
+}
+
+// A block type whose blocks fit the rows of n values (the kernels decode whole blocks), or false.
+bool blocks_fit(DType t, int n) { return is_block_quantized(t) && n % block_format(t).values == 0; }
+
+// What the grouped GEMM computes in for weights of type t: F32 and F16 stay, BF16 and block types BF16.
+DType compute_dtype(DType t) { return t == DType::F32 || t == DType::F16 ? t : DType::BF16; }
 
 // Dynamic shared memory above the 48 KiB default needs an opt-in per kernel (a host-side attribute:
 // no synchronisation, allowed while a stream is being captured).
@@ -667,7 +703,7 @@ void launch_down_decode(const ExpertTable& t, const int32_t* selected, const flo
 // weights (the SIMT kernel); for 16-bit weights X in T and out in T (gate/up) or F32 (down).
 template <typename T, bool kGLU>
 void launch_grouped(const ExpertTable& t, const void* const* w0, const void* const* w1, int N, int K,
-                    const int32_t* grouping, int P, const void* X, void* out, cudaStream_t stream) {
+                    const int32_t* grouping, int P, const void* X, void* out, cudaStream_t stream, DType wtype) {
   const ExpertEpilogue ep = kGLU ? gate_up_epilogue(t) : down_epilogue(t);
   const int row_blocks = (N + kRowTile - 1) / kRowTile, items = max_tiles(P, t.n_experts);
   if constexpr (std::is_same_v<T, float>) {
@@ -679,7 +715,7 @@ void launch_grouped(const ExpertTable& t, const void* const* w0, const void* con
     constexpr size_t smem = TcTiles<kGLU>::bytes;
     allow_smem(grouped_tc_kernel<T, kGLU>, smem);
     launch_dependent("grouped_tc_kernel", grouped_tc_kernel<T, kGLU>, grid, kTcThreads, smem, stream, w0, w1, N, K,
-                     grouping, P, t.n_experts, static_cast<const T*>(X), out, ep);
+                     grouping, P, t.n_experts, static_cast<const T*>(X), out, ep, wtype);
   }
   MOE_CUDA_CHECK_LAUNCH();
 }
@@ -693,7 +729,9 @@ void experts_gate_up_decode(const ExpertTable& t, const int32_t* selected, int s
     case DType::BF16: return launch_gate_up_decode<__nv_bfloat16>(t, selected, slots, x, h, stream);
     case DType::F16: return launch_gate_up_decode<__half>(t, selected, slots, x, h, stream);
     case DType::F32: return launch_gate_up_decode<float>(t, selected, slots, x, h, stream);
-    default: bad_dtype();
+    default:
+      if (!blocks_fit(t.dtype, t.hidden)) bad_dtype();
+      return launch_gate_up_decode<Blocks>(t, selected, slots, x, h, stream);
   }
 }
 
@@ -701,11 +739,13 @@ void experts_down_decode(const ExpertTable& t, const int32_t* selected, const fl
                          const float* h, float* y, cudaStream_t stream, const ResidualNorm* then) {
   if (t.hidden <= 0) return;
   const ResidualNorm tail = then && then->counter ? bind_residual_norm(*then, y, t.hidden) : ResidualNorm{};
-  switch (t.dtype) {
+  switch (t.down_dtype) {
     case DType::BF16: return launch_down_decode<__nv_bfloat16>(t, selected, weights, slots, h, y, tail, stream);
     case DType::F16: return launch_down_decode<__half>(t, selected, weights, slots, h, y, tail, stream);
     case DType::F32: return launch_down_decode<float>(t, selected, weights, slots, h, y, tail, stream);
-    default: bad_dtype();
+    default:
+      if (!blocks_fit(t.down_dtype, t.ffn)) bad_dtype();
+      return launch_down_decode<Blocks>(t, selected, weights, slots, h, y, tail, stream);
   }
 }
 
@@ -732,18 +772,23 @@ void experts_gate_up_grouped(const ExpertTable& t, const int32_t* grouping, int 
                              void* x16, void* h, cudaStream_t stream) {
   const int P = T * slots;
   if (P <= 0 || t.n_experts <= 0 || t.ffn <= 0) return;
-  if (t.dtype == DType::BF16 || t.dtype == DType::F16) {
+  if (compute_dtype(t.dtype) != compute_dtype(t.down_dtype))
+    throw_cuda_error("experts", "gate/up and down compute in different dtypes", __FILE__, __LINE__);
+  const DType c = compute_dtype(t.dtype);
+  if (c != DType::F32) {
     if (!x16) throw_cuda_error("experts", "16-bit expert weights need the x16 workspace", __FILE__, __LINE__);
-    convert_f32(x, x16, t.dtype, int64_t(T) * t.hidden, stream);
+    convert_f32(x, x16, c, int64_t(T) * t.hidden, stream);
   }
   switch (t.dtype) {
     case DType::BF16:
-      return launch_grouped<__nv_bfloat16, true>(t, t.gate, t.up, t.ffn, t.hidden, grouping, P, x16, h, stream);
+      return launch_grouped<__nv_bfloat16, true>(t, t.gate, t.up, t.ffn, t.hidden, grouping, P, x16, h, stream, t.dtype);
     case DType::F16:
-      return launch_grouped<__half, true>(t, t.gate, t.up, t.ffn, t.hidden, grouping, P, x16, h, stream);
+      return launch_grouped<__half, true>(t, t.gate, t.up, t.ffn, t.hidden, grouping, P, x16, h, stream, t.dtype);
     case DType::F32:
-      return launch_grouped<float, true>(t, t.gate, t.up, t.ffn, t.hidden, grouping, P, x, h, stream);
-    default: bad_dtype();
+      return launch_grouped<float, true>(t, t.gate, t.up, t.ffn, t.hidden, grouping, P, x, h, stream, t.dtype);
+    default:
+      if (!blocks_fit(t.dtype, t.hidden)) bad_dtype();
+      return launch_grouped<__nv_bfloat16, true>(t, t.gate, t.up, t.ffn, t.hidden, grouping, P, x16, h, stream, t.dtype);
   }
 }
 
@@ -751,14 +796,17 @@ void experts_down_grouped(const ExpertTable& t, const int32_t* grouping, int T, 
                           float* yp, cudaStream_t stream) {
   const int P = T * slots;
   if (P <= 0 || t.n_experts <= 0 || t.hidden <= 0) return;
-  switch (t.dtype) {
+  const DType w = t.down_dtype;
+  switch (w) {
     case DType::BF16:
-      return launch_grouped<__nv_bfloat16, false>(t, t.down, nullptr, t.hidden, t.ffn, grouping, P, h, yp, stream);
+      return launch_grouped<__nv_bfloat16, false>(t, t.down, nullptr, t.hidden, t.ffn, grouping, P, h, yp, stream, w);
     case DType::F16:
-      return launch_grouped<__half, false>(t, t.down, nullptr, t.hidden, t.ffn, grouping, P, h, yp, stream);
+      return launch_grouped<__half, false>(t, t.down, nullptr, t.hidden, t.ffn, grouping, P, h, yp, stream, w);
     case DType::F32:
-      return launch_grouped<float, false>(t, t.down, nullptr, t.hidden, t.ffn, grouping, P, h, yp, stream);
-    default: bad_dtype();
+      return launch_grouped<float, false>(t, t.down, nullptr, t.hidden, t.ffn, grouping, P, h, yp, stream, w);
+    default:
+      if (!blocks_fit(w, t.ffn)) bad_dtype();
+      return launch_grouped<__nv_bfloat16, false>(t, t.down, nullptr, t.hidden, t.ffn, grouping, P, h, yp, stream, w);
   }
 }
 

@@ -5,7 +5,9 @@
 //   prefill: the T·slots (token, expert) pairs are grouped by expert on the GPU (counting sort), each
 //     expert runs one GEMM over its tokens, and each token's outputs are summed in slot order
 //     (deterministic: no atomics on the outputs).
-// Weights are BF16, F16 or F32 (ExpertTable::dtype), activations and accumulation F32.
+// Weights are BF16, F16 or F32, or a GGML block type decoded where it lies (block_dot.cuh: decode reads
+// the blocks in registers, prefill stages them as BF16 for the tensor cores); activations and
+// accumulation F32.
 #include <cuda_runtime.h>
 
 #include <cstddef>
@@ -22,7 +24,8 @@ struct ExpertTable {
   const void* const* gate = nullptr;
   const void* const* up = nullptr;
   const void* const* down = nullptr;
-  DType dtype = DType::BF16;
+  DType dtype = DType::BF16;       // gate and up
+  DType down_dtype = DType::BF16;  // down: a GGUF file may store it in another block type (Q4_K_M: Q6_K)
   int n_experts = 0, hidden = 0, ffn = 0;
   // GPT-OSS: the projections' biases, F32, [E][ffn] for gate and up and [E][hidden] for down (all three
   // or none: null), and the clamped gate where glu_limit > 0:
@@ -52,9 +55,10 @@ size_t expert_grouping_ints(int T, int slots, int n_experts);
 void group_by_expert(const int32_t* selected, int T, int slots, int n_experts, int32_t* grouping,
                      cudaStream_t stream);
 // h[pair][:] = silu(gate_e·x[token]) ⊙ (up_e·x[token]) for every (token, expert e) pair. x: [T][hidden]
-// F32; h: [T·slots][ffn] in the weight dtype t.dtype (pairs beyond the number selected are left untouched).
-// 16-bit weights multiply x rounded to their dtype on the tensor cores: x16 is a device workspace of
-// T·hidden values of that dtype for it (unused, may be null, for F32 weights).
+// F32; h: [T·slots][ffn] in the weights' compute dtype (BF16 for block types; pairs beyond the number
+// selected are left untouched). 16-bit and block-typed weights multiply x rounded to that dtype on the
+// tensor cores: x16 is a device workspace of T·hidden values of it (unused, may be null, for F32
+// weights). Gate/up and down must share a compute dtype.
 void experts_gate_up_grouped(const ExpertTable& t, const int32_t* grouping, int T, int slots, const float* x,
                              void* x16, void* h, cudaStream_t stream);
 // yp[pair][:] = down_e·h[pair], h as gate/up wrote it. yp: [T·slots][hidden] F32.

@@ -3,6 +3,8 @@
 // launch: the first weight loads are issued before the wait for x (dependent_launch.cuh), so they
 // overlap the kernel before. A residual add + RMSNorm of y may follow in the last block to finish
 // (last_block.cuh): the o projection and a dense MLP's down projection then need no norm kernel.
+// GGML block-typed W (Q4_K, Q8_0, ...): the same grid, each warp decoding its row's blocks in registers
+// (block_dot.cuh); x is waited for first, as the decode is heavier than the loads.
 #include "engine/backend/cuda/kernels/linear.cuh"
 
 #include <cuda_bf16.h>
@@ -12,10 +14,12 @@
 #include <limits>
 
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernels/block_dot.cuh"
 #include "engine/backend/cuda/kernels/dependent_launch.cuh"
 #include "engine/backend/cuda/kernels/last_block.cuh"
 #include "engine/backend/cuda/kernels/row_norm.cuh"
 #include "engine/backend/cuda/kernels/warp_dot.cuh"
+#include "engine/common/ggml_quants.h"
 
 namespace moe::cuda {
 namespace {
@@ -33,6 +37,24 @@ __global__ void __launch_bounds__(kLinearWarps * 32)
     if (lane == 0) y[r] = kAccumulate ? y[r] + s : s;
   } else {
     wait_for_inputs();
+  }
+  if (then.counter && arrive_last(then.counter, gridDim.x)) run_residual_norm(then, y);
+}
+
+template <bool kAccumulate>
+__global__ void __launch_bounds__(kLinearWarps * 32)
+    linear_decode_blocks_kernel(const void* __restrict__ w, DType t, int64_t rows, int cols, const float* __restrict__ x,
+                                float* __restrict__ y, ResidualNorm then) {
+  wait_for_inputs();
+  const int lane = threadIdx.x & 31;
+  const int64_t r = int64_t(blockIdx.x) * kLinearWarps + (threadIdx.x >> 5);
+  if (r < rows) {  // the whole warp
+    const void* const m[1] = {w};
+    const float* const v[1] = {x};
+    float acc[1] = {0.0f};
+    warp_block_dots<1>(t, m, r, v, cols, lane, acc);
+    const float s = warp_sum(acc[0]);
+    if (lane == 0) y[r] = kAccumulate ? y[r] + s : s;
   }
   if (then.counter && arrive_last(then.counter, gridDim.x)) run_residual_norm(then, y);
 }
@@ -59,7 +81,14 @@ void linear_decode(const DeviceMatrix& w, const float* x, float* y, bool accumul
     case DType::BF16: launch<__nv_bfloat16>(w, x, y, accumulate, tail, stream); break;
     case DType::F16: launch<__half>(w, x, y, accumulate, tail, stream); break;
     case DType::F32: launch<float>(w, x, y, accumulate, tail, stream); break;
-    default: throw_cuda_error("linear", "weights must be BF16, F16 or F32", __FILE__, __LINE__);
+    default: {
+      if (!is_block_quantized(w.dtype) || w.cols % block_format(w.dtype).values)
+        throw_cuda_error("linear", "weights must be BF16, F16, F32 or whole rows of a GGML block type", __FILE__, __LINE__);
+      const unsigned blocks = unsigned((w.rows + kLinearWarps - 1) / kLinearWarps);
+      launch_dependent("linear_decode_blocks_kernel",
+                       accumulate ? linear_decode_blocks_kernel<true> : linear_decode_blocks_kernel<false>, blocks,
+                       kLinearWarps * 32, 0, stream, w.data, w.dtype, w.rows, int(w.cols), x, y, tail);
+    }
   }
   MOE_CUDA_CHECK(cudaGetLastError());
 }
