@@ -109,6 +109,15 @@ MOE_HOST_DEVICE void k_scale_min(const uint8_t* q, int j, int& sc, int& m) {
   }
 }
 
+// Q4_K's and Q5_K's sub-block j: dl = d·scale and ml = dmin·min (d, dmin and the 12 scale bytes lead
+// the block).
+MOE_HOST_DEVICE void k_sub_block_scales(const uint8_t* b, int j, float& dl, float& ml) {
+  int sc, m;
+  k_scale_min(b + 4, j, sc, m);
+  dl = f16_at(b) * float(sc);
+  ml = f16_at(b + 2) * float(m);
+}
+
 // x = d·(q − 8), q a nibble. Layout: d, qs[16].
 struct Q4_0 {
   static constexpr int kValues = 32, kBytes = 18;
@@ -200,9 +209,8 @@ struct Q4_K {
   template <int N>
   MOE_HOST_DEVICE static void run(const uint8_t* b, int v0, float* out) {
     const int j = v0 / 32;
-    int sc, m;
-    k_scale_min(b + 4, j, sc, m);
-    const float dl = f16_at(b) * float(sc), ml = f16_at(b + 2) * float(m);
+    float dl, ml;
+    k_sub_block_scales(b, j, dl, ml);
     const uint8_t* q = b + 16 + 32 * (j / 2);
     const int shift = 4 * (j % 2);
     for (int i = 0; i < N; ++i) out[i] = dl * float((q[v0 % 32 + i] >> shift) & 15) - ml;
@@ -216,9 +224,8 @@ struct Q5_K {
   template <int N>
   MOE_HOST_DEVICE static void run(const uint8_t* b, int v0, float* out) {
     const int j = v0 / 32;
-    int sc, m;
-    k_scale_min(b + 4, j, sc, m);
-    const float dl = f16_at(b) * float(sc), ml = f16_at(b + 2) * float(m);
+    float dl, ml;
+    k_sub_block_scales(b, j, dl, ml);
     const uint8_t* q = b + 48 + 32 * (j / 2);
     const int shift = 4 * (j % 2);
     for (int i = 0; i < N; ++i) {

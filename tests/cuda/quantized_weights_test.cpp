@@ -183,22 +183,14 @@ void expect_gpu_matches_cpu(Model& model_ref, std::string& described) {
   described = gpu->describe();
 }
 
-Model& quantizable_model(std::unique_ptr<Model>& model, test::ScratchDir& dir) {
-  dir.write("config.json", test::quantizable_qwen3_moe_config());
-  SyntheticOptions so;
-  so.threads = 2;
-  model = Model::synthetic(dir.path, so);
-  return *model;
-}
-
 // Every block type in one model, matrix by matrix (attention, experts and the dense MLP each mix several;
 // the routers F32): a group of mixed types goes as BF16, a group of one matrix (o, a dense down
 // projection, the head) keeps its blocks.
 TEST(CudaQuantized, ModelOfEveryBlockTypeMatchesTheCpu) {
   MOE_REQUIRE_GPU();
   test::ScratchDir dir;
-  std::unique_ptr<Model> model;
-  test::WeightSwap swap(quantizable_model(model, dir));
+  auto model = test::quantizable_model(dir, DType::BF16);
+  test::WeightSwap swap(*model);
   test::quantize_every_matrix(swap, kTypes, 7);
   const GpuWeightDtypes d = gpu_weight_dtypes(model->spec(), model->weights());
   EXPECT_EQ(d.attention, DType::BF16);
@@ -221,8 +213,8 @@ TEST(CudaQuantized, BlocksKeptGroupByGroupMatchTheCpu) {
   for (size_t offset : {size_t(0), size_t(9)}) {
     SCOPED_TRACE("types from " + std::to_string(offset));
     test::ScratchDir dir;
-    std::unique_ptr<Model> model;
-    test::WeightSwap swap(quantizable_model(model, dir));
+    auto model = test::quantizable_model(dir, DType::BF16);
+    test::WeightSwap swap(*model);
     ModelWeights& w = swap.weights();
     size_t next = offset;
     std::set<DType> used;

@@ -84,11 +84,7 @@ TEST(GpuMemoryPlan, EachPartInItsOwnDtype) {
 // block types, and mixes, become BF16.
 TEST(GpuMemoryPlan, PartsKeepOnePlainDtypeOrBecomeBf16) {
   test::ScratchDir dir;
-  dir.write("config.json", test::quantizable_qwen3_moe_config());
-  SyntheticOptions so;
-  so.threads = 2;
-  so.dtype = DType::F32;
-  auto model = Model::synthetic(dir.path, so);
+  auto model = test::quantizable_model(dir, DType::F32);
   GpuWeightDtypes d = gpu_weight_dtypes(model->spec(), model->weights());
   EXPECT_EQ(d.attention, DType::F32);
   EXPECT_EQ(d.routed_experts, DType::F32);
@@ -125,11 +121,7 @@ TEST(GpuMemoryPlan, PartsKeepOnePlainDtypeOrBecomeBf16) {
 // brings the scratch prefill expands it into for cuBLAS; block-typed experts alone do not.
 TEST(GpuMemoryPlan, BlockGroupsKeepTheirOwnBytes) {
   test::ScratchDir dir;
-  dir.write("config.json", test::quantizable_qwen3_moe_config());
-  SyntheticOptions so;
-  so.threads = 2;
-  so.dtype = DType::F32;
-  auto model = Model::synthetic(dir.path, so);
+  auto model = test::quantizable_model(dir, DType::F32);
   const ModelSpec& s = model->spec();
   test::WeightSwap swap(*model);
   ModelWeights& w = swap.weights();

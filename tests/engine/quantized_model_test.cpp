@@ -106,12 +106,8 @@ TEST(QuantizedModel, LatentAttentionAndEmbeddingRowsOfBlocks) {
 // type `embed` (rows read through weight_row_to_f32), the rest F32, against its F32 twin.
 void expect_experts_and_embeddings_match_twin(DType experts, DType embed) {
   test::ScratchDir dir;
-  dir.write("config.json", test::quantizable_qwen3_moe_config());
-  SyntheticOptions so;
-  so.threads = 2;
-  so.dtype = DType::F32;
-  auto quantized = Model::synthetic(dir.path, so);
-  auto twin = Model::synthetic(dir.path, so);
+  auto quantized = test::quantizable_model(dir, DType::F32);
+  auto twin = test::quantizable_model(dir, DType::F32);
   test::WeightSwap q(*quantized), f(*twin);
   q.to_blocks(q.weights().embed, embed, 1);
   f.to_f32_of(f.weights().embed, q.weights().embed);

@@ -13,6 +13,7 @@
 #include "engine/common/dtype.h"
 #include "engine/common/ggml_quants.h"
 #include "engine/model/model.h"
+#include "tests/support/test_support.h"
 
 namespace moe::test {
 
@@ -160,6 +161,15 @@ inline std::string quantizable_qwen3_moe_config() {
     "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "rope_scaling": null, "max_position_embeddings": 256,
     "attention_bias": false, "tie_word_embeddings": false, "vocab_size": 300, "bos_token_id": 1,
     "eos_token_id": 2, "torch_dtype": "bfloat16"})";
+}
+
+// That config as a synthetic model of `dtype` written into dir (two threads fill it).
+inline std::unique_ptr<Model> quantizable_model(ScratchDir& dir, DType dtype) {
+  dir.write("config.json", quantizable_qwen3_moe_config());
+  SyntheticOptions so;
+  so.threads = 2;
+  so.dtype = dtype;
+  return Model::synthetic(dir.path, so);
 }
 
 }  // namespace moe::test
