@@ -39,8 +39,8 @@ GpuWeightDtypes gpu_weight_dtypes(const ModelSpec& spec, const ModelWeights& wei
 // The device dtype of a group of matrices that one kernel or GEMM takes together (q/k/v of a layer, one
 // layer's experts' gate and up, ...): one GGML block type shared by every matrix of the group stays as
 // stored — the kernels decode those blocks where they lie (backend/cuda/kernels/block_dot.cuh), so a
-// Q4_K_M download takes its own size on the GPU, not BF16's 3.5 times it; anything else takes `part`,
-// the part's dtype. (A GGUF file mixes types by tensor — Q4_K_M holds some layers' v and down in Q6_K —
+// Q4_K_M download takes about its own size on the GPU, not BF16's three times that; anything else takes
+// `part`, the part's dtype. (A GGUF file mixes types by tensor — Q4_K_M holds some layers' v and down in Q6_K —
 // so the rule is per group, not per part.)
 DType gpu_group_dtype(const std::vector<const WeightMatrix*>& group, DType part);
 // What a device dtype computes in: the GEMM inputs' dtype and the tensor cores' operand type. F32 and F16
