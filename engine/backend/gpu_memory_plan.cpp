@@ -59,8 +59,6 @@ DType gpu_group_dtype(const std::vector<const WeightMatrix*>& group, DType part)
   return group.front()->dtype;
 }
 
-DType gpu_compute_dtype(DType device) { return device == DType::F32 || device == DType::F16 ? device : DType::BF16; }
-
 bool GpuLayerDtypes::dense_blocks() const {
   for (DType t : {qkv, o, q_b, shared_gate_up, shared_down, shared_gate, mlp_gate_up, mlp_down})
     if (is_block_quantized(t)) return true;

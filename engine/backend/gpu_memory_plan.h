@@ -43,9 +43,6 @@ GpuWeightDtypes gpu_weight_dtypes(const ModelSpec& spec, const ModelWeights& wei
 // `part`, the part's dtype. (A GGUF file mixes types by tensor — Q4_K_M holds some layers' v and down in Q6_K —
 // so the rule is per group, not per part.)
 DType gpu_group_dtype(const std::vector<const WeightMatrix*>& group, DType part);
-// What a device dtype computes in: the GEMM inputs' dtype and the tensor cores' operand type. F32 and F16
-// stay; BF16 and the block types compute in BF16.
-DType gpu_compute_dtype(DType device);
 
 // Each group's device dtype in one layer.
 struct GpuLayerDtypes {

@@ -66,7 +66,7 @@ MOE_HOST_DEVICE float f16_bits_to_f32(uint16_t h) {
 MOE_HOST_DEVICE float f16_at(const uint8_t* p) { return f16_bits_to_f32(uint16_t(p[0] | (p[1] << 8))); }
 
 // 2^(e − 128) for an E8M0 byte e (MXFP4's scale halved), from its bits: exponent field e − 1 for e ≥ 2,
-// subnormals below (engine/common/mxfp4.h's mxfp4_half_scale).
+// subnormals below (also mxfp4.h's mxfp4_half_scale, for safetensors' MXFP4).
 MOE_HOST_DEVICE float e8m0_half(uint8_t e) { return f32_of_bits(e >= 2 ? uint32_t(e - 1) << 23 : uint32_t(0x00200000u) << e); }
 
 // An FP4 E2M1 code's value times 2 (kFp4TwiceValues): 0, 1, 2, 3, 4, 6, 8, 12, negated for bit 3.

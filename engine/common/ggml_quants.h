@@ -19,6 +19,12 @@ struct BlockFormat {
 // {1, 0} for types without a fixed layout (MXFP4, whose scales lie apart).
 BlockFormat block_format(DType t);
 inline bool is_block_quantized(DType t) { return t >= DType::Q4_0 && t <= DType::IQ4_XS; }
+// True when t is a block type and a row of n values is whole blocks of it (what the kernels that decode
+// blocks take).
+inline bool whole_blocks(DType t, int64_t n) { return is_block_quantized(t) && n % block_format(t).values == 0; }
+// What a weight dtype is multiplied in on the GPU (GEMM inputs, tensor-core operands): F32 and F16 stay;
+// BF16 and the block types, whose values the kernels decode, compute in BF16.
+inline DType gpu_compute_dtype(DType t) { return t == DType::F32 || t == DType::F16 ? t : DType::BF16; }
 // Bytes of one row of n values (n a multiple of the block).
 inline size_t row_bytes(DType t, int64_t n) {
   const BlockFormat f = block_format(t);

@@ -4,9 +4,10 @@
 // of FP4 E2M1 codes, two per byte with the *low* nibble first (element 2j in the low nibble of byte j,
 // element 2j+1 in its high nibble), and one E8M0 scale byte s, kept in a separate tensor, that
 // multiplies the block by 2^(s − 127). Every value is exact in F32 (and in BF16).
-#include <bit>
 #include <cstddef>
 #include <cstdint>
+
+#include "engine/common/ggml_decode.h"
 
 namespace moe {
 
@@ -20,9 +21,7 @@ constexpr int64_t kMxfp4BlockBytes = 16;
 extern const int8_t kFp4TwiceValues[16];
 
 // 2^(s − 128) for a scale byte s, from its bits: exponent field s − 1 for s ≥ 2, subnormals below.
-inline float mxfp4_half_scale(uint8_t s) {
-  return std::bit_cast<float>(s >= 2 ? uint32_t(s - 1) << 23 : uint32_t(0x00200000u) << s);
-}
+inline float mxfp4_half_scale(uint8_t s) { return ggml::e8m0_half(s); }
 
 // Bytes of a [rows, cols] MXFP4 matrix: the blocks and the scales.
 inline size_t mxfp4_bytes(int64_t rows, int64_t cols) {

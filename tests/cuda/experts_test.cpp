@@ -27,9 +27,6 @@ namespace {
 
 using test::DeviceVector;
 
-// What the grouped GEMM multiplies weights of type t in: block types in BF16.
-DType compute_of(DType t) { return is_block_quantized(t) ? DType::BF16 : t; }
-
 // E experts with weights in `dtype` (down in down_dtype) on the device, and their exact F32 values on the
 // host.
 struct Experts {
@@ -117,7 +114,7 @@ std::vector<float> reference(const Experts& X, const std::vector<float>& x_in, c
                              Inputs inputs = Inputs::F32) {
   const int H = X.H, F = X.F;
   const bool rounded = inputs == Inputs::Rounded;
-  const DType cdt = compute_of(X.dtype);  // the tensor cores' operand type
+  const DType cdt = gpu_compute_dtype(X.dtype);  // the tensor cores' operand type
   // Rounded: the activations, and block types' decoded weights, as the tensor cores take them.
   auto wv = [&](float v) { return rounded ? double(test::round_to(cdt, v)) : double(v); };
   std::vector<float> x = x_in;
@@ -297,7 +294,7 @@ void check_grouped(const Experts& X, const std::vector<float>& x, const std::vec
   DeviceVector<int32_t> d_group(std::vector<int32_t>(expert_grouping_ints(T, slots, X.E), -1234567));
   constexpr float kSentinel = 98765.0f;
   // h is stored in the weight dtype; the bytes past the pairs' rows must keep the sentinel's.
-  const size_t h_size = dtype_size(compute_of(X.dtype));
+  const size_t h_size = dtype_size(gpu_compute_dtype(X.dtype));
   const size_t h_bytes = size_t(P) * X.F * h_size;
   std::vector<uint8_t> h_fill(size_t(P) * X.F * 4);
   for (size_t i = 0; i < h_fill.size(); i += 4) std::memcpy(&h_fill[i], &kSentinel, 4);

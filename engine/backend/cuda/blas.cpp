@@ -48,7 +48,7 @@ void Blas::linear(const DeviceMatrix& w, const float* x, int T, float* y, bool a
     return;
   }
   const bool blocks = is_block_quantized(w.dtype);
-  const DType c = blocks ? DType::BF16 : w.dtype;  // what the GEMM multiplies
+  const DType c = gpu_compute_dtype(w.dtype);  // what the GEMM multiplies
   const void* input = x;
   if (c != DType::F32) {
     const size_t n = size_t(T) * size_t(w.cols);

@@ -81,11 +81,4 @@ __device__ __forceinline__ uint4 decode_run_bf16(DType t, const uint8_t* row, in
   return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
-// Bytes of one row of n values of block type t (0 for other dtypes).
-__host__ __device__ inline size_t block_row_bytes(DType t, int64_t n) {
-  size_t b = 0;
-  ggml::visit_block_type(t, [&](auto d) { b = block_row_bytes<decltype(d)>(n); });
-  return b;
-}
-
 }  // namespace moe::cuda

@@ -24,9 +24,9 @@ __global__ void __launch_bounds__(kThreads)
 
 void dequantize_rows_bf16(const DeviceMatrix& w, int64_t r0, int64_t n, void* dst, cudaStream_t stream) {
   if (n <= 0 || w.cols <= 0) return;
-  if (!is_block_quantized(w.dtype) || w.cols % kBlockRun)
+  if (!whole_blocks(w.dtype, w.cols))
     throw_cuda_error("dequantize", "not a GGML block-typed matrix", __FILE__, __LINE__);
-  const size_t rb = block_row_bytes(w.dtype, w.cols);
+  const size_t rb = row_bytes(w.dtype, w.cols);
   const int64_t runs = n * (w.cols / kBlockRun);
   const int64_t blocks = (runs + kThreads - 1) / kThreads;
   if (blocks > 0x7fffffff) throw_cuda_error("dequantize", "too many rows for one launch", __FILE__, __LINE__);

@@ -492,11 +492,13 @@ __device__ __forceinline__ void stage_chunk(T* dst, const T* __restrict__ row, i
 }
 
 // X: the activations in T, [rows][K]; out: T (gate/up: h = silu(g)·u rounded to T) or float (down).
+// wblock_row > 0: the weights are rows of that many bytes of block type wtype (T is then BF16), each
+// 8-value chunk decoded, not copied; K is whole blocks, so a k step's chunks are whole too.
 template <typename T, bool kGLU>
 __global__ void __launch_bounds__(kTcThreads)
     grouped_tc_kernel(const void* const* __restrict__ w0_table, const void* const* __restrict__ w1_table, int N,
                       int K, const int32_t* __restrict__ ws, int P, int E, const T* __restrict__ X,
-                      void* __restrict__ out, ExpertEpilogue ep, DType wtype) {
+                      void* __restrict__ out, ExpertEpilogue ep, DType wtype, size_t wblock_row) {
   wait_for_inputs();  // a dependent launch (dependent_launch.cuh)
   using Tiles = TcTiles<kGLU>;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -517,9 +519,6 @@ __global__ void __launch_bounds__(kTcThreads)
   const T* W[2] = {static_cast<const T*>(w0_table[e]), kGLU ? static_cast<const T*>(w1_table[e]) : nullptr};
   const bool wvec = K % 8 == 0 && aligned16(W[0]) && (!kGLU || aligned16(W[1]));
   const bool xvec = K % 8 == 0 && aligned16(X);
-  // GGML block-typed weights (T is then BF16): each 8-value chunk is decoded, not copied; K is a whole
-  // number of blocks, so a k step's chunks are whole too.
-  const size_t wblock_row = block_row_bytes(wtype, K);
 
   const int warp = tid >> 5;
   const int wm = warp >> 1, wn = warp & 1;       // this warp's 32 pairs and 32 weight rows
@@ -665,11 +664,6 @@ __global__ void combine_kernel(const int32_t* __restrict__ inv, const float* __r
   throw_cuda_error("experts", "expert weights must be BF16, F16, F32 or whole rows of a GGML block type", __FILE__, __LINE__);
 }
 
-// A block type whose blocks fit the rows of n values (the kernels decode whole blocks), or false.
-bool blocks_fit(DType t, int n) { return is_block_quantized(t) && n % block_format(t).values == 0; }
-
-// What the grouped GEMM computes in for weights of type t: F32 and F16 stay, BF16 and block types BF16.
-DType compute_dtype(DType t) { return t == DType::F32 || t == DType::F16 ? t : DType::BF16; }
 
 // Dynamic shared memory above the 48 KiB default needs an opt-in per kernel (a host-side attribute:
 // no synchronisation, allowed while a stream is being captured).
@@ -715,7 +709,8 @@ void launch_grouped(const ExpertTable& t, const void* const* w0, const void* con
     constexpr size_t smem = TcTiles<kGLU>::bytes;
     allow_smem(grouped_tc_kernel<T, kGLU>, smem);
     launch_dependent("grouped_tc_kernel", grouped_tc_kernel<T, kGLU>, grid, kTcThreads, smem, stream, w0, w1, N, K,
-                     grouping, P, t.n_experts, static_cast<const T*>(X), out, ep, wtype);
+                     grouping, P, t.n_experts, static_cast<const T*>(X), out, ep, wtype,
+                     is_block_quantized(wtype) ? row_bytes(wtype, K) : 0);
   }
   MOE_CUDA_CHECK_LAUNCH();
 }
@@ -730,7 +725,7 @@ void experts_gate_up_decode(const ExpertTable& t, const int32_t* selected, int s
     case DType::F16: return launch_gate_up_decode<__half>(t, selected, slots, x, h, stream);
     case DType::F32: return launch_gate_up_decode<float>(t, selected, slots, x, h, stream);
     default:
-      if (!blocks_fit(t.dtype, t.hidden)) bad_dtype();
+      if (!whole_blocks(t.dtype, t.hidden)) bad_dtype();
       return launch_gate_up_decode<Blocks>(t, selected, slots, x, h, stream);
   }
 }
@@ -744,7 +739,7 @@ void experts_down_decode(const ExpertTable& t, const int32_t* selected, const fl
     case DType::F16: return launch_down_decode<__half>(t, selected, weights, slots, h, y, tail, stream);
     case DType::F32: return launch_down_decode<float>(t, selected, weights, slots, h, y, tail, stream);
     default:
-      if (!blocks_fit(t.down_dtype, t.ffn)) bad_dtype();
+      if (!whole_blocks(t.down_dtype, t.ffn)) bad_dtype();
       return launch_down_decode<Blocks>(t, selected, weights, slots, h, y, tail, stream);
   }
 }
@@ -772,9 +767,9 @@ void experts_gate_up_grouped(const ExpertTable& t, const int32_t* grouping, int 
                              void* x16, void* h, cudaStream_t stream) {
   const int P = T * slots;
   if (P <= 0 || t.n_experts <= 0 || t.ffn <= 0) return;
-  if (compute_dtype(t.dtype) != compute_dtype(t.down_dtype))
+  if (gpu_compute_dtype(t.dtype) != gpu_compute_dtype(t.down_dtype))
     throw_cuda_error("experts", "gate/up and down compute in different dtypes", __FILE__, __LINE__);
-  const DType c = compute_dtype(t.dtype);
+  const DType c = gpu_compute_dtype(t.dtype);
   if (c != DType::F32) {
     if (!x16) throw_cuda_error("experts", "16-bit expert weights need the x16 workspace", __FILE__, __LINE__);
     convert_f32(x, x16, c, int64_t(T) * t.hidden, stream);
@@ -787,7 +782,7 @@ void experts_gate_up_grouped(const ExpertTable& t, const int32_t* grouping, int 
     case DType::F32:
       return launch_grouped<float, true>(t, t.gate, t.up, t.ffn, t.hidden, grouping, P, x, h, stream, t.dtype);
     default:
-      if (!blocks_fit(t.dtype, t.hidden)) bad_dtype();
+      if (!whole_blocks(t.dtype, t.hidden)) bad_dtype();
       return launch_grouped<__nv_bfloat16, true>(t, t.gate, t.up, t.ffn, t.hidden, grouping, P, x16, h, stream, t.dtype);
   }
 }
@@ -805,7 +800,7 @@ void experts_down_grouped(const ExpertTable& t, const int32_t* grouping, int T, 
     case DType::F32:
       return launch_grouped<float, false>(t, t.down, nullptr, t.hidden, t.ffn, grouping, P, h, yp, stream, w);
     default:
-      if (!blocks_fit(w, t.ffn)) bad_dtype();
+      if (!whole_blocks(w, t.ffn)) bad_dtype();
       return launch_grouped<__nv_bfloat16, false>(t, t.down, nullptr, t.hidden, t.ffn, grouping, P, h, yp, stream, w);
   }
 }

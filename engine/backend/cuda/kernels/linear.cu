@@ -82,7 +82,7 @@ void linear_decode(const DeviceMatrix& w, const float* x, float* y, bool accumul
     case DType::F16: launch<__half>(w, x, y, accumulate, tail, stream); break;
     case DType::F32: launch<float>(w, x, y, accumulate, tail, stream); break;
     default: {
-      if (!is_block_quantized(w.dtype) || w.cols % block_format(w.dtype).values)
+      if (!whole_blocks(w.dtype, w.cols))
         throw_cuda_error("linear", "weights must be BF16, F16, F32 or whole rows of a GGML block type", __FILE__, __LINE__);
       const unsigned blocks = unsigned((w.rows + kLinearWarps - 1) / kLinearWarps);
       launch_dependent("linear_decode_blocks_kernel",
