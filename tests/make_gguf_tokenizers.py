@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Tokenizers in GGUF files, and the reference ids for them (dev-time only; CI never runs Python): a
-SentencePiece one, and byte-level BPEs with the split rules of GPT-OSS, DeepSeek-V3 and GLM-4.5
+SentencePiece one, and byte-level BPEs with the split rules of GPT-OSS, DeepSeek-V3, GLM-4.5 and DeepSeek-V2
 (make_split_rule_case says how).
 
     python3 tests/make_gguf_tokenizers.py        (after tests/make_tokenizers.py, whose spm/ it reads)
 
-What it writes (besides o200k/, deepseek_v3/, glm4/ and their *_expected.json, see make_split_rule_case):
+What it writes (besides o200k/, deepseek_v3/, glm4/, deepseek_llm/ and their *_expected.json, see make_split_rule_case):
   tokenizers/spm/tokenizer.gguf      a GGUF with no tensors (general.architecture "llama", the Llama-2 / Mistral /
                                      Mixtral case) whose tokenizer keys are those llama.cpp's convert_hf_to_gguf.py
                                      writes for a SentencePiece checkpoint (TextModel._set_vocab_sentencepiece,
@@ -302,6 +302,22 @@ DEEPSEEK_V3_REGEXES = [
     r"""[一-龥぀-ゟ゠-ヿ]+""",
     r"""[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""",
 ]
+# DeepSeek-V2's and V2-Lite's (also DeepSeek-Coder-V2 and DeepSeek LLM; tokenizer.ggml.pre "deepseek-llm"): six splits
+# in turn: each line end alone, a space and a run of cased letters (the ranges are Unicode's cased letters), a space
+# and a run of ASCII or full-width punctuation, trailing whitespace, runs of CJK and Hangul, runs of digits. Six of the
+# characters are written as escapes: they are the Greek extended, Ohm and Kelvin letters whose canonical (NFC) forms
+# are other characters, so an editor that normalises would silently change the ranges.
+DEEPSEEK_LLM_REGEXES = [
+    "[\r\n]",
+    r"""\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-"""
+    "\u1f7d" r"""ᾀ-ᾴᾶ-ᾼ""" "\u1fbe" r"""ῂ-ῄῆ-ῌῐ-""" "\u1fd3" r"""ῖ-""" "\u1fdb"
+    r"""ῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤ""" "\u2126" r"""ℨ""" "\u212a" r"""-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ"""
+    r"""𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+""",
+    r"""\s?[!-/:-~！-／：-～‘-‟　-。]+""",
+    r"""\s+$""",
+    r"""[一-龥ࠀ-一가-퟿]+""",
+    r"""\p{N}+""",
+]
 # GLM-4.5's (pre "glm4", older files "chatglm-bpe"): Llama 3's rules.
 GLM4_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|"""
               r"""\s+(?!\S)|\s+""")
@@ -314,12 +330,24 @@ SPLIT_RULE_CASES = [
     ("deepseek_v3", "deepseek-v3", "deepseek2", DEEPSEEK_V3_REGEXES,
      ["<｜begin▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>", "<think>", "</think>", "<｜end▁of▁sentence｜>"]),
     ("glm4", "glm4", "glm4moe", [GLM4_REGEX], ["[gMASK]", "<sop>", "<|user|>", "<|assistant|>", "<|endoftext|>"]),
+    ("deepseek_llm", "deepseek-llm", "deepseek2", DEEPSEEK_LLM_REGEXES,
+     ["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"]),
 ]
+# Words a case also trains on (each its own line, so each is learnt whole) that a wrong reading of its rules would
+# leave whole: for DeepSeek-V2's, a carriage return before letters, trailing whitespace after symbols, Cyrillic and
+# full-width letters after a space.
+EXTRA_TRAINING = {
+    "deepseek_llm": ["\ry", "😀  ", "∑  ", " Москва", " ＡＢＣ"],
+}
 TEXTS = ["<|start|>assistant<|message|>It's 2026/11/24: 12345 apples, DON'T PANIC!<|return|>",
          "1234567890 and 314159265 digits",
          "camelCaseWords and HTTPServer's ABCs", "ünïcödé Ωmega — 東京 😀\n\n\tend",
          "日本語のテキスト、カタカナとひらがな。中文句子，还有数字123。", "中文abc 東京 Hello中文 2026年11月24日", "a.b,c;d!e?f (g) [h] {i} <j> x+y=z",
-         ".NET's .gitignore; @user #tag $100 ~/path", "  leading   spaces\r\nand CRLF\r\n\r\n"]
+         ".NET's .gitignore; @user #tag $100 ~/path", "  leading   spaces\r\nand CRLF\r\n\r\n",
+         # Polytonic Greek, the Ohm and Kelvin signs, Cyrillic, full-width letters and punctuation, Hangul, long digit
+         # runs and trailing whitespace: what DeepSeek-V2's rules treat apart.
+         "Ἀθῆναι \u1fd3\u1fdb \u2126hm 5\u212a Москва ＡＢＣ！？ 한국어 텍스트 1234567890 end   ",
+         "tabs\t\tand  \nspaces  \r\n  x  ", "x 😀  → ∑  ½  \n😀  ", " \u2126hm \u212aelvin \u1fd3\u1fdbx x\ry ∑  "]
 
 
 def make_split_rule_case(folder, pre, arch, regexes, specials) -> None:
@@ -335,6 +363,7 @@ def make_split_rule_case(folder, pre, arch, regexes, specials) -> None:
     # CJK and punctuation runs for the rules that treat them apart.
     lines = mt.make_training_corpus(random.Random(mt.SEED)) + ["12345 67890 2026 1999 314159 1000000"] * 400
     lines += ["日本語のテキスト、カタカナとひらがな。中文句子 東京abc。", "(a) [b] {c} x+y=z .NET's @user #tag"] * 200
+    lines += EXTRA_TRAINING.get(folder, []) * 1000
     # Trained on whole lines, so that merges cross the places the rules cut (digits, a space before CJK, CJK
     # beside Latin letters): a rule applied wrongly then changes the ids, which merges learned within the rules'
     # own pieces could not show. The family's rules are set for encoding afterwards.

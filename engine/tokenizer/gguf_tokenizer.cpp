@@ -43,6 +43,17 @@ const std::vector<PreTokenizer>& pre_tokenizers() {
        {R"(\p{N}{1,3})", R"([一-龥぀-ゟ゠-ヿ]+)",
         R"re([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)re"},
        false},
+      // DeepSeek-V2, V2-Lite, Coder-V2 (and DeepSeek LLM): six splits in turn. Each line end alone; a space and a
+      // run of cased letters (Unicode's Lu, Ll and Lt, as ranges); a space and ASCII or full-width punctuation;
+      // trailing whitespace; CJK and Hangul; digits. Six letters are written \x{...}: their canonical (NFC) forms
+      // are other characters (Greek extended, Ohm and Kelvin signs), so a normalising editor would break the ranges.
+      {{"deepseek-llm"},
+       {"[\r\n]",
+        R"(\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-\x{1F7D})"
+        R"(ᾀ-ᾴᾶ-ᾼ\x{1FBE}ῂ-ῄῆ-ῌῐ-\x{1FD3}ῖ-\x{1FDB}ῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤ\x{2126}ℨ\x{212A}-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎ)"
+        R"(ꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+)",
+        R"(\s?[!-/:-~！-／：-～‘-‟　-。]+)", R"(\s+$)", R"([一-龥ࠀ-一가-퟿]+)", R"(\p{N}+)"},
+       false},
       {{"gpt-2"}, {}, false},
       {{"olmo"}, {}, false},
       {{"default"}, {}, false},

@@ -560,14 +560,14 @@ TEST(GgufTokenizer, MatchesTheTokenizerItWasConvertedFrom) {
 }
 
 // The split rules of byte-level GGUF vocabularies (tokenizer.ggml.pre): for GPT-OSS ("gpt-4o"), DeepSeek-V3
-// ("deepseek-v3": three splits in turn) and GLM-4.5 ("glm4"), a small BPE trained with the family's rules
+// ("deepseek-v3": three splits in turn), GLM-4.5 ("glm4") and DeepSeek-V2 ("deepseek-llm": six), a small BPE trained with the family's rules
 // (tests/make_gguf_tokenizers.py): the GGUF's ids are HF tokenizers' on the tokenizer.json it was written from,
 // as are our tokenizer.json reader's. The names llama.cpp gives the same rules read the same.
 TEST(GgufTokenizer, SplitRulesMatchHfTokenizers) {
   const std::string dir = std::string(MOE_TEST_DATA_DIR) + "/tokenizers/";
   ScratchDir scratch;
   for (const auto& [folder, aliases] : std::vector<std::pair<std::string, std::vector<std::string>>>{
-           {"o200k", {"minimax-m2"}}, {"deepseek_v3", {}}, {"glm4", {"chatglm-bpe"}}}) {
+           {"o200k", {"minimax-m2"}}, {"deepseek_v3", {}}, {"glm4", {"chatglm-bpe"}}, {"deepseek_llm", {}}}) {
     SCOPED_TRACE(folder);
     auto gguf = Tokenizer::load(dir + folder + "/tokenizer.gguf");
     auto json = Tokenizer::load(dir + folder);
