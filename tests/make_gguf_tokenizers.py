@@ -5,7 +5,8 @@ SentencePiece one, and byte-level BPEs with the split rules of GPT-OSS, DeepSeek
 
     python3 tests/make_gguf_tokenizers.py        (after tests/make_tokenizers.py, whose spm/ it reads)
 
-What it writes (besides o200k/, deepseek_v3/, glm4/, deepseek_llm/ and their *_expected.json, see make_split_rule_case):
+What it writes (besides o200k/, deepseek_v3/, glm4/, deepseek_llm/ and their *_expected.json, see make_split_rule_case,
+and kimi_k2/tokenizer.gguf, see make_kimi_k2_gguf):
   tokenizers/spm/tokenizer.gguf      a GGUF with no tensors (general.architecture "llama", the Llama-2 / Mistral /
                                      Mixtral case) whose tokenizer keys are those llama.cpp's convert_hf_to_gguf.py
                                      writes for a SentencePiece checkpoint (TextModel._set_vocab_sentencepiece,
@@ -411,7 +412,95 @@ def make_split_rule_case(folder, pre, arch, regexes, specials) -> None:
     print(f"wrote {out}/tokenizer.json, tokenizer.gguf and {folder}_expected.json: {len(cases)} texts")
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# Kimi K2 (tokenizer.ggml.pre "kimi-k2"): llama.cpp's converter (DeepseekV2Model.set_vocab, the kimi-k2 branch, with
+# QwenModel.bpe and token_bytes_to_string), restated, on the tiktoken test folder of tests/make_tiktoken.py. The
+# reference ids are that folder's: tests/data/tiktoken/expected.json, made with the `tiktoken` library.
+
+def token_bytes_to_string(b: bytes) -> str:
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+    byte_encoder = bytes_to_unicode()
+    return "".join(byte_encoder[ord(char)] for char in b.decode("latin-1"))
+
+
+def qwen_bpe(mergeable_ranks: dict[bytes, int], token: bytes, max_rank: int | None = None) -> list[bytes]:
+    parts = [bytes([b]) for b in token]
+    while True:
+        min_idx, min_rank = None, None
+        for i, pair in enumerate(zip(parts[:-1], parts[1:])):
+            rank = mergeable_ranks.get(pair[0] + pair[1])
+            if rank is not None and (min_rank is None or rank < min_rank):
+                min_idx, min_rank = i, rank
+        if min_rank is None or (max_rank is not None and min_rank >= max_rank):
+            break
+        assert min_idx is not None
+        parts = parts[:min_idx] + [parts[min_idx] + parts[min_idx + 1]] + parts[min_idx + 2:]
+    return parts
+
+
+def make_kimi_k2_gguf() -> None:
+    """tokenizers/kimi_k2/tokenizer.gguf: the tiktoken folder converted as llama.cpp converts Kimi K2 (ranks spelled as
+    byte-level tokens at id = rank, then every special token, named or reserved, CONTROL; merges derived from the
+    ranks), with the ids config.json gives BOS and EOS and the folder's chat template, as gguf-py's SpecialVocab
+    writes them."""
+    import base64
+    import importlib.util
+    folder = os.path.join(HERE, "data", "tiktoken", "model")
+    ranks = {}
+    with open(os.path.join(folder, "tiktoken.model"), encoding="ascii") as f:
+        for line in f:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    spec = importlib.util.spec_from_file_location("tokenization_workbench",
+                                                  os.path.join(folder, "tokenization_workbench.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with open(os.path.join(folder, "tokenizer_config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    base, reserved = len(ranks), module.TikTokenTokenizer.num_reserved_special_tokens
+    named = {int(i): t["content"] for i, t in config["added_tokens_decoder"].items()}
+    # The checkpoint class's special_tokens: every id past the ranks, named or reserved.
+    special_tokens = {named.get(i, f"<|reserved_token_{i}|>"): i for i in range(base, base + reserved)}
+    vocab_size = base + reserved
+
+    merges, vocab = [], {}
+    for token, rank in ranks.items():
+        vocab[token_bytes_to_string(token)] = rank
+        if len(token) == 1:
+            continue
+        merged = qwen_bpe(ranks, token, max_rank=rank)
+        if len(merged) == 2:
+            merges.append(" ".join(map(token_bytes_to_string, merged)))
+    reverse_vocab = {id_: encoded_tok for encoded_tok, id_ in {**vocab, **special_tokens}.items()}
+    tokens, toktypes = [], []
+    for i in range(vocab_size):
+        if i not in reverse_vocab:
+            tokens.append(f"[PAD{i}]")
+            toktypes.append(gguf.TokenType.UNUSED)
+        else:
+            tokens.append(reverse_vocab[i])
+            toktypes.append(gguf.TokenType.CONTROL if i in special_tokens.values() else gguf.TokenType.NORMAL)
+
+    out = os.path.join(DATA, "kimi_k2")
+    os.makedirs(out, exist_ok=True)
+    w = gguf.GGUFWriter(os.path.join(out, "tokenizer.gguf"), "deepseek2")
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("kimi-k2")
+    w.add_token_list(tokens)
+    w.add_token_types(toktypes)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(special_tokens[config["bos_token"]])
+    w.add_eos_token_id(special_tokens[config["eos_token"]])
+    w.add_chat_template(config["chat_template"])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    print(f"wrote {out}/tokenizer.gguf: {base} ranks, {reserved} special tokens, {len(merges)} merges")
+
+
 if __name__ == "__main__":
     for case in SPLIT_RULE_CASES:
         make_split_rule_case(*case)
+    make_kimi_k2_gguf()
     sys.exit(main())

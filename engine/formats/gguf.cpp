@@ -8,6 +8,7 @@
 #include <set>
 
 #include "engine/common/error.h"
+#include "engine/formats/json_file.h"
 
 namespace moe {
 
@@ -188,7 +189,7 @@ const nlohmann::json& GgufMetadata::value(const std::string& k) const {
 int64_t GgufMetadata::integer(const std::string& k) const {
   const auto& v = value(k);
   if (v.is_array()) throw EngineError(path(), k, "per-layer values (an array) are not read; expected one integer");
-  if (!v.is_number_integer()) throw EngineError(path(), k, "expected an integer, got " + v.dump());
+  if (!v.is_number_integer()) throw EngineError(path(), k, "expected an integer, got " + describe_json(v));
   const int64_t i = v.is_number_unsigned() ? int64_t(v.get<uint64_t>()) : v.get<int64_t>();
   if (i < 0) throw EngineError(path(), k, "must not be negative, got " + std::to_string(i));
   return i;
@@ -196,19 +197,19 @@ int64_t GgufMetadata::integer(const std::string& k) const {
 
 double GgufMetadata::number(const std::string& k) const {
   const auto& v = value(k);
-  if (!v.is_number()) throw EngineError(path(), k, "expected a number, got " + v.dump());
+  if (!v.is_number()) throw EngineError(path(), k, "expected a number, got " + describe_json(v));
   return v.get<double>();
 }
 
 bool GgufMetadata::boolean(const std::string& k) const {
   const auto& v = value(k);
-  if (!v.is_boolean()) throw EngineError(path(), k, "expected a bool, got " + v.dump());
+  if (!v.is_boolean()) throw EngineError(path(), k, "expected a bool, got " + describe_json(v));
   return v.get<bool>();
 }
 
 std::string GgufMetadata::string(const std::string& k) const {
   const auto& v = value(k);
-  if (!v.is_string()) throw EngineError(path(), k, "expected a string, got " + v.dump());
+  if (!v.is_string()) throw EngineError(path(), k, "expected a string, got " + describe_json(v));
   return v.get<std::string>();
 }
 
@@ -262,7 +263,7 @@ std::unique_ptr<GgufFile> GgufFile::open_part(const std::filesystem::path& path)
   if (g->metadata_.contains("general.alignment")) {
     const auto& a = g->metadata_["general.alignment"];
     if (!a.is_number_unsigned() || a.get<uint64_t>() == 0 || (a.get<uint64_t>() & (a.get<uint64_t>() - 1)) != 0)
-      throw EngineError(file, "general.alignment", "must be a power of two, not " + a.dump());
+      throw EngineError(file, "general.alignment", "must be a power of two, not " + describe_json(a));
     g->alignment_ = a.get<uint64_t>();
   }
 
@@ -399,7 +400,7 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::filesystem::path& path) {
     }
     const GgufMetadata m(*part);
     if (!m.has("split.count") || m.integer("split.count") != count)
-      throw EngineError(part->path(), "split.count", "this part says " + (m.has("split.count") ? m.value("split.count").dump() : std::string("nothing")) +
+      throw EngineError(part->path(), "split.count", "this part says " + (m.has("split.count") ? quoted_json(m.value("split.count")) : std::string("nothing")) +
                                                         ", but " + path.string() + " says " + std::to_string(count));
     if (m.integer("split.no") != i)
       throw EngineError(part->path(), "split.no", std::to_string(m.integer("split.no")) + ", but the file's name makes it " + std::to_string(i));

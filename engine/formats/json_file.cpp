@@ -11,36 +11,6 @@ namespace moe {
 
 namespace {
 
-// "string \"abc\"", "integer 5", "array" ... : what the user wrote, short enough for a message.
-std::string describe(const nlohmann::json& v) {
-  switch (v.type()) {
-    case nlohmann::json::value_t::null:
-      return "null";
-    case nlohmann::json::value_t::boolean:
-      return std::string("boolean ") + (v.get<bool>() ? "true" : "false");
-    case nlohmann::json::value_t::number_integer:
-    case nlohmann::json::value_t::number_unsigned:
-      return "integer " + v.dump();
-    case nlohmann::json::value_t::number_float:
-      return "number " + v.dump();
-    case nlohmann::json::value_t::string: {
-      std::string s = v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-      if (s.size() > 60) {
-        size_t cut = 57;
-        while (cut > 1 && (static_cast<unsigned char>(s[cut]) & 0xc0) == 0x80) --cut;  // whole UTF-8 characters
-        s = s.substr(0, cut) + "...\"";
-      }
-      return "string " + s;
-    }
-    case nlohmann::json::value_t::array:
-      return "an array";
-    case nlohmann::json::value_t::object:
-      return "an object";
-    default:
-      return "a value of an unexpected kind";
-  }
-}
-
 // Line and column (1-based) of a byte offset, for parse errors.
 std::pair<size_t, size_t> line_column(const std::string& text, size_t byte) {
   size_t line = 1, column = 1;
@@ -72,6 +42,30 @@ std::optional<int64_t> as_int64(const nlohmann::json& v) {
 
 }  // namespace
 
+std::string quoted_json(const nlohmann::json& v) {
+  std::string s = v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (s.size() > 60) {
+    size_t cut = 57;
+    while (cut > 1 && (static_cast<unsigned char>(s[cut]) & 0xc0) == 0x80) --cut;  // whole UTF-8 characters
+    s = s.substr(0, cut) + "...\"";
+  }
+  return s;
+}
+
+std::string describe_json(const nlohmann::json& v) {
+  switch (v.type()) {
+    case nlohmann::json::value_t::null: return "null";
+    case nlohmann::json::value_t::boolean: return std::string("boolean ") + (v.get<bool>() ? "true" : "false");
+    case nlohmann::json::value_t::number_integer:
+    case nlohmann::json::value_t::number_unsigned: return "integer " + v.dump();
+    case nlohmann::json::value_t::number_float: return "number " + v.dump();
+    case nlohmann::json::value_t::string: return "string " + quoted_json(v);
+    case nlohmann::json::value_t::array: return "an array";
+    case nlohmann::json::value_t::object: return "an object";
+    default: return "a value of an unexpected kind";
+  }
+}
+
 nlohmann::json load_json_file(const std::filesystem::path& path) {
   const std::string file = path.string();
   std::error_code ec;
@@ -102,7 +96,7 @@ nlohmann::json load_json_file(const std::filesystem::path& path) {
 
 JsonFields::JsonFields(nlohmann::json object, std::string file) : object_(std::move(object)), file_(std::move(file)) {
   if (!object_.is_object())
-    throw EngineError(file_, "", "expected a JSON object at the top level, got " + describe(object_));
+    throw EngineError(file_, "", "expected a JSON object at the top level, got " + describe_json(object_));
 }
 
 JsonFields JsonFields::load(const std::filesystem::path& path) {
@@ -121,7 +115,7 @@ int64_t JsonFields::integer(const std::string& key) const {
   if (v.is_number_unsigned() || (v.is_number_float() && std::isfinite(v.get<double>()) &&
                                   v.get<double>() == std::floor(v.get<double>())))
     throw EngineError(file_, key, "integer " + v.dump() + " is out of range");
-  throw EngineError(file_, key, "expected an integer, got " + describe(v));
+  throw EngineError(file_, key, "expected an integer, got " + describe_json(v));
 }
 
 int64_t JsonFields::integer_or(const std::string& key, int64_t fallback) const {
@@ -131,7 +125,7 @@ int64_t JsonFields::integer_or(const std::string& key, int64_t fallback) const {
 double JsonFields::number(const std::string& key) const {
   if (!has(key)) throw EngineError(file_, key, "missing");
   const nlohmann::json& v = object_.at(key);
-  if (!v.is_number()) throw EngineError(file_, key, "expected a number, got " + describe(v));
+  if (!v.is_number()) throw EngineError(file_, key, "expected a number, got " + describe_json(v));
   return v.get<double>();
 }
 
@@ -142,14 +136,14 @@ double JsonFields::number_or(const std::string& key, double fallback) const {
 bool JsonFields::boolean_or(const std::string& key, bool fallback) const {
   if (!has(key)) return fallback;
   const nlohmann::json& v = object_.at(key);
-  if (!v.is_boolean()) throw EngineError(file_, key, "expected true or false, got " + describe(v));
+  if (!v.is_boolean()) throw EngineError(file_, key, "expected true or false, got " + describe_json(v));
   return v.get<bool>();
 }
 
 std::string JsonFields::string(const std::string& key) const {
   if (!has(key)) throw EngineError(file_, key, "missing");
   const nlohmann::json& v = object_.at(key);
-  if (!v.is_string()) throw EngineError(file_, key, "expected a string, got " + describe(v));
+  if (!v.is_string()) throw EngineError(file_, key, "expected a string, got " + describe_json(v));
   return v.get<std::string>();
 }
 
@@ -161,12 +155,12 @@ std::vector<int64_t> JsonFields::integer_list_or_empty(const std::string& key) c
   if (!has(key)) return {};
   const nlohmann::json& v = object_.at(key);
   if (const auto i = as_int64(v)) return {*i};
-  if (!v.is_array()) throw EngineError(file_, key, "expected an integer or a list of integers, got " + describe(v));
+  if (!v.is_array()) throw EngineError(file_, key, "expected an integer or a list of integers, got " + describe_json(v));
   std::vector<int64_t> out;
   out.reserve(v.size());
   for (size_t k = 0; k < v.size(); ++k) {
     const auto i = as_int64(v[k]);
-    if (!i) throw EngineError(file_, key + "[" + std::to_string(k) + "]", "expected an integer, got " + describe(v[k]));
+    if (!i) throw EngineError(file_, key + "[" + std::to_string(k) + "]", "expected an integer, got " + describe_json(v[k]));
     out.push_back(*i);
   }
   return out;

@@ -10,6 +10,12 @@
 
 namespace moe {
 
+// What a JSON value is, short enough for an error message: "string \"abc\"" (cut at 60 bytes, bytes that are not
+// UTF-8 replaced), "integer 5", "number 2.5", "boolean false", "null", "an array", "an object".
+std::string describe_json(const nlohmann::json& v);
+// Any JSON value as written (a string quoted), cut short and made UTF-8 the same way.
+std::string quoted_json(const nlohmann::json& v);
+
 // Parses a JSON file; EngineError(path, "", "...") when missing or malformed (with line/byte position).
 nlohmann::json load_json_file(const std::filesystem::path& path);
 

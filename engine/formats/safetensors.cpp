@@ -29,30 +29,6 @@ constexpr const char* kSingleName = "model.safetensors";
   throw EngineError(file, field, message);
 }
 
-// A JSON string as the user wrote it, quoted and cut short.
-std::string quoted(const nlohmann::json& v) {
-  std::string s = v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  if (s.size() > 40) {
-    size_t cut = 37;
-    while (cut > 1 && (static_cast<unsigned char>(s[cut]) & 0xc0) == 0x80) --cut;  // whole UTF-8 characters
-    s = s.substr(0, cut) + "...\"";
-  }
-  return s;
-}
-
-std::string describe(const nlohmann::json& v) {
-  switch (v.type()) {
-    case nlohmann::json::value_t::null: return "null";
-    case nlohmann::json::value_t::boolean: return std::string("boolean ") + (v.get<bool>() ? "true" : "false");
-    case nlohmann::json::value_t::number_integer:
-    case nlohmann::json::value_t::number_unsigned: return "integer " + v.dump();
-    case nlohmann::json::value_t::number_float: return "number " + v.dump();
-    case nlohmann::json::value_t::string: return "string " + quoted(v);
-    case nlohmann::json::value_t::array: return "an array";
-    case nlohmann::json::value_t::object: return "an object";
-    default: return "an unexpected value";
-  }
-}
 
 std::string range_text(uint64_t begin, uint64_t end) {
   return "[" + std::to_string(begin) + ", " + std::to_string(end) + ")";
@@ -153,7 +129,7 @@ std::optional<uint64_t> as_count(const nlohmann::json& v) {
 // Why `v` is not a valid count, for the message.
 std::string count_problem(const nlohmann::json& v) {
   if (v.is_number_unsigned()) return "integer " + v.dump() + " is too large (over 2^63)";
-  return "expected a non-negative integer, got " + describe(v);
+  return "expected a non-negative integer, got " + describe_json(v);
 }
 
 struct Extent {
@@ -168,25 +144,25 @@ Extent parse_entry(const std::string& file, const std::string& tensor_name, cons
   // `name` is what the messages call the tensor: an empty name would vanish from them.
   const std::string name = tensor_name.empty() ? "(tensor with an empty name)" : tensor_name;
   if (!entry.is_object())
-    fail(file, name, "expected an object with dtype, shape and data_offsets, got " + describe(entry));
+    fail(file, name, "expected an object with dtype, shape and data_offsets, got " + describe_json(entry));
 
   // dtype
   const auto dt = entry.find("dtype");
   if (dt == entry.end()) fail(file, name, "has no \"dtype\"");
-  if (!dt->is_string()) fail(file, name, "dtype: expected a string such as \"BF16\", got " + describe(*dt));
+  if (!dt->is_string()) fail(file, name, "dtype: expected a string such as \"BF16\", got " + describe_json(*dt));
   const std::string dtype_str = dt->get<std::string>();
   const auto dtype = parse_dtype(dtype_str);
   if (!dtype) {
     if (is_known_unsupported_dtype(dtype_str))
       fail(file, name, "dtype \"" + dtype_str + "\" is a safetensors dtype this engine does not support");
-    fail(file, name, "dtype " + quoted(*dt) + " is not a safetensors dtype (known: " + known_dtypes_text() + ")");
+    fail(file, name, "dtype " + quoted_json(*dt) + " is not a safetensors dtype (known: " + known_dtypes_text() + ")");
   }
 
   // shape: non-negative integers whose product (over the non-zero dims, so TensorView::numel() cannot
   // overflow whatever the order) fits in int64
   const auto sh = entry.find("shape");
   if (sh == entry.end()) fail(file, name, "has no \"shape\"");
-  if (!sh->is_array()) fail(file, name, "shape: expected a list of non-negative integers, got " + describe(*sh));
+  if (!sh->is_array()) fail(file, name, "shape: expected a list of non-negative integers, got " + describe_json(*sh));
   std::vector<int64_t> shape;
   shape.reserve(sh->size());
   uint64_t nonzero_product = 1;
@@ -209,7 +185,7 @@ Extent parse_entry(const std::string& file, const std::string& tensor_name, cons
   const auto off = entry.find("data_offsets");
   if (off == entry.end()) fail(file, name, "has no \"data_offsets\"");
   if (!off->is_array() || off->size() != 2)
-    fail(file, name, "data_offsets: expected [begin, end], got " + (off->is_array() ? "a list of " + std::to_string(off->size()) + " values" : describe(*off)));
+    fail(file, name, "data_offsets: expected [begin, end], got " + (off->is_array() ? "a list of " + std::to_string(off->size()) + " values" : describe_json(*off)));
   const auto begin = as_count((*off)[0]);
   const auto end = as_count((*off)[1]);
   if (!begin) fail(file, name, "data_offsets[0] (begin): " + count_problem((*off)[0]));
@@ -279,7 +255,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
     if (const size_t bracket = why.find("] "); bracket != std::string::npos) why = why.substr(bracket + 2);
     fail(file, "header", "not valid JSON: " + why);
   }
-  if (!json.is_object()) fail(file, "header", "expected a JSON object, got " + describe(json));
+  if (!json.is_object()) fail(file, "header", "expected a JSON object, got " + describe_json(json));
 
   std::unique_ptr<SafetensorsFile> out(new SafetensorsFile(std::move(mapped)));
   const uint64_t data_size = size - 8 - n;
@@ -289,10 +265,10 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
   extents.reserve(json.size());
   for (const auto& [name, entry] : json.items()) {
     if (name == "__metadata__") {
-      if (!entry.is_object()) fail(file, name, "expected an object of strings, got " + describe(entry));
+      if (!entry.is_object()) fail(file, name, "expected an object of strings, got " + describe_json(entry));
       for (const auto& [key, value] : entry.items()) {
         if (!value.is_string())
-          fail(file, name, "value of \"" + key + "\" must be a string, got " + describe(value));
+          fail(file, name, "value of \"" + key + "\" must be a string, got " + describe_json(value));
         out->metadata_[key] = value.get<std::string>();
       }
       continue;
@@ -333,17 +309,17 @@ TensorStore TensorStore::open_folder(const std::filesystem::path& dir) {
   if (fs::exists(index_path, ec)) {
     const std::string index_file = index_path.string();
     const nlohmann::json index = load_json_file(index_path);
-    if (!index.is_object()) fail(index_file, "", "expected a JSON object, got " + describe(index));
+    if (!index.is_object()) fail(index_file, "", "expected a JSON object, got " + describe_json(index));
     const auto wm = index.find("weight_map");
     if (wm == index.end()) fail(index_file, "weight_map", "missing");
-    if (!wm->is_object()) fail(index_file, "weight_map", "expected an object {tensor: shard file}, got " + describe(*wm));
+    if (!wm->is_object()) fail(index_file, "weight_map", "expected an object {tensor: shard file}, got " + describe_json(*wm));
     if (wm->empty()) fail(index_file, "weight_map", "is empty: it lists no tensor");
 
     // Check every shard name before opening any, so the error names a tensor that needs it.
     std::map<std::string, std::string> shard_of;  // tensor → shard file name
     std::set<std::string> shards;
     for (const auto& [tensor, shard] : wm->items()) {
-      if (!shard.is_string()) fail(index_file, tensor, "shard: expected a file name, got " + describe(shard));
+      if (!shard.is_string()) fail(index_file, tensor, "shard: expected a file name, got " + describe_json(shard));
       const std::string name = shard.get<std::string>();
       const fs::path rel(name);
       bool escapes = name.empty() || rel.is_absolute();

@@ -6,6 +6,7 @@
 // interleaved, biases on all three projections, and a clamped gate: out = (clamp(up, ±limit) + 1) ·
 // g · σ(1.702 · g), g = min(gate, limit). transformers' modeling_gpt_oss.py. The release stores those experts
 // in MXFP4 (transformers' integrations/mxfp4.py), which the loader expands (model.cpp).
+#include "engine/formats/json_file.h"
 #include "engine/model/families.h"
 
 namespace moe {
@@ -28,7 +29,7 @@ std::vector<int> read_layer_windows(const JsonFields& c, int n_layers, int windo
     if (type == "sliding_attention") out[size_t(l)] = window;
     else if (type != "full_attention")
       throw EngineError(c.file(), "layer_types[" + std::to_string(l) + "]",
-                        "expected 'sliding_attention' or 'full_attention', got " + t.dump());
+                        "expected 'sliding_attention' or 'full_attention', got " + describe_json(t));
   }
   return out;
 }

@@ -5,6 +5,7 @@
 
 #include "engine/common/error.h"
 #include "engine/common/ggml_quants.h"
+#include "engine/formats/json_file.h"
 
 namespace moe {
 
@@ -244,7 +245,7 @@ void read_ernie4_5_moe(const GgufFile& g, const Metadata& m, nlohmann::json& c) 
   if (const GgufTensor* bias = g.find("blk.0.attn_q.bias"))
     throw EngineError(bias->view.file, "blk.0.attn_q.bias", "ERNIE-4.5 with biases (use_bias) is not read");
   if (c.contains("partial_rotary_factor"))
-    throw EngineError(g.path(), m.key("rope.dimension_count"), "ERNIE-4.5 rotates whole heads of " + c["head_dim"].dump() + " dims");
+    throw EngineError(g.path(), m.key("rope.dimension_count"), "ERNIE-4.5 rotates whole heads of " + quoted_json(c["head_dim"]) + " dims");
   c["moe_num_experts"] = m.integer(m.key("expert_count"));
   c["moe_k"] = m.integer(m.key("expert_used_count"));
   const int64_t width = m.integer(m.key("expert_feed_forward_length"));

@@ -274,7 +274,7 @@ ChatTemplate ChatTemplate::from_gguf(const GgufFile& g) {
     const auto& id = meta[key];
     if (!id.is_number_integer() || id.get<int64_t>() < 0 || uint64_t(id.get<int64_t>()) >= tokens.size() ||
         !tokens[size_t(id.get<int64_t>())].is_string())
-      throw EngineError(g.path(), key, "not the id of a token in tokenizer.ggml.tokens: " + id.dump());
+      throw EngineError(g.path(), key, "not the id of a token in tokenizer.ggml.tokens: " + describe_json(id));
     return tokens[size_t(id.get<int64_t>())].get<std::string>();
   };
   ChatTemplate t = from_source(GgufMetadata(g).string_or("tokenizer.chat_template", ""), token("tokenizer.ggml.bos_token_id"),

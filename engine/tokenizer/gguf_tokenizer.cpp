@@ -5,10 +5,14 @@
 #include <vector>
 
 #include "engine/common/error.h"
+#include "engine/formats/json_file.h"
 #include "engine/tokenizer/bpe_tokenizer.h"
 #include "engine/tokenizer/sentencepiece_model_proto.h"
 #include "engine/tokenizer/sentencepiece_tokenizer.h"
+#include "engine/tokenizer/byte_level.h"
 #include "engine/tokenizer/special_tokens.h"
+#include "engine/tokenizer/tiktoken_pattern.h"
+#include "engine/tokenizer/tiktoken_tokenizer.h"
 
 namespace moe {
 
@@ -61,6 +65,14 @@ const std::vector<PreTokenizer>& pre_tokenizers() {
   return all;
 }
 
+// Kimi K2's split pattern, as its tokenization_kimi.py gives it to tiktoken (Rust regex syntax: class intersections,
+// \p{Han} as a Script), for tokenizer.ggml.pre "kimi-k2".
+constexpr const char* kKimiK2Pattern =
+    R"([\p{Han}]+)"
+    R"(|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}&&[^\p{Han}]]*[\p{Ll}\p{Lm}\p{Lo}\p{M}&&[^\p{Han}]]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?)"
+    R"(|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}&&[^\p{Han}]]+[\p{Ll}\p{Lm}\p{Lo}\p{M}&&[^\p{Han}]]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?)"
+    R"(|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
 // GgufMetadata's reads, and the two shapes only the tokenizer has: arrays of one element kind, and token ids.
 class Keys : public GgufMetadata {
  public:
@@ -89,7 +101,7 @@ class Keys : public GgufMetadata {
   std::optional<int64_t> id(const std::string& k, size_t n_tokens) const {
     if (!has(k)) return std::nullopt;
     const auto& v = value(k);
-    if (!v.is_number_integer()) throw EngineError(path(), k, "expected a token id, got " + v.dump());
+    if (!v.is_number_integer()) throw EngineError(path(), k, "expected a token id, got " + describe_json(v));
     const int64_t id = v.get<int64_t>();
     if (id < 0 || uint64_t(id) >= n_tokens)
       throw EngineError(path(), k, "token id " + std::to_string(id) + " is past the " + std::to_string(n_tokens) + " tokens");
@@ -123,6 +135,50 @@ std::vector<int32_t> stop_ids(const Tokenizer& tok, const Keys& keys, size_t n_t
   return stops;
 }
 
+// tokenizer.ggml.pre "kimi-k2": Kimi K2's tiktoken vocabulary, which llama.cpp's converter writes as a byte-level one:
+// each rank's bytes spelled through GPT-2's byte table at id = rank, then the special tokens (control), and merges it
+// derives from the ranks. It is read back as the tiktoken tokenizer it was (the checkpoint's own encoder: any two
+// neighbours whose bytes are a token join, lowest rank first), so the ids follow from the ranks alone and the merges,
+// which the converter derived from those ranks, are not needed. tokenizer.ggml.pre names the split pattern.
+std::unique_ptr<Tokenizer> kimi_tiktoken(const GgufFile& g, const Keys& keys) {
+  const std::string file = g.path();
+  const auto& tokens = keys.array("tokenizer.ggml.tokens", nlohmann::json::value_t::string, "token strings");
+  const auto& types = keys.per_token("tokenizer.ggml.token_type", nlohmann::json::value_t::number_integer,
+                                     "token types", tokens.size());
+  TiktokenTokenizer::Parts parts;
+  parts.file = file;
+  parts.ranks_field = "tokenizer.ggml.tokens";
+  for (size_t id = 0; id < tokens.size(); ++id) {
+    const std::string& text = tokens[id].get_ref<const std::string&>();
+    const int64_t type = types[id].get<int64_t>();
+    const std::string at = "[" + std::to_string(id) + "]";
+    if (type == kNormal) {
+      if (!parts.specials.empty())
+        throw EngineError(file, "tokenizer.ggml.token_type" + at,
+                          "a normal token after the special tokens; a tiktoken vocabulary ranks every normal token "
+                          "first (id = rank)");
+      std::string bytes = detail::byte_level_decode(text);
+      if (detail::byte_level_encode(bytes) != text)
+        throw EngineError(file, "tokenizer.ggml.tokens" + at,
+                          "'" + text + "' is not bytes spelled through GPT-2's byte table");
+      parts.ranks.push_back(std::move(bytes));
+    } else {
+      detail::AddedToken t;
+      t.id = int32_t(id);
+      t.content = text;
+      t.special = type != kUserDefined;
+      parts.specials.push_back(std::move(t));
+    }
+  }
+  parts.regex = std::make_unique<detail::SplitRegex>(detail::rust_regex_to_pcre2(kKimiK2Pattern), false);
+  if (const auto bos = keys.id("tokenizer.ggml.bos_token_id", tokens.size())) parts.bos_id = int32_t(*bos);
+  if (const auto eos = keys.id("tokenizer.ggml.eos_token_id", tokens.size())) parts.eos_ids.push_back(int32_t(*eos));
+  parts.add_bos = keys.boolean_if_present("tokenizer.ggml.add_bos_token").value_or(false);
+  auto tok = std::make_unique<TiktokenTokenizer>(std::move(parts));
+  tok->set_eos_ids(stop_ids(*tok, keys, tokens.size()));
+  return tok;
+}
+
 std::unique_ptr<Tokenizer> byte_level_bpe(const GgufFile& g, const Keys& keys) {
   const std::string file = g.path();
   const auto& tokens = keys.array("tokenizer.ggml.tokens", nlohmann::json::value_t::string, "token strings");
@@ -132,14 +188,15 @@ std::unique_ptr<Tokenizer> byte_level_bpe(const GgufFile& g, const Keys& keys) {
     types = keys.per_token("tokenizer.ggml.token_type", nlohmann::json::value_t::number_integer, "token types",
                            tokens.size());
   const std::string pre = keys.string_or("tokenizer.ggml.pre", "default");
+  if (pre == "kimi-k2") return kimi_tiktoken(g, keys);
   const PreTokenizer* rules = nullptr;
   for (const auto& p : pre_tokenizers())
     for (const char* name : p.names)
       if (pre == name) rules = &p;
   if (!rules) {
-    std::string list;
+    std::string list = "kimi-k2";
     for (const auto& p : pre_tokenizers())
-      for (const char* name : p.names) list += std::string(list.empty() ? "" : ", ") + name;
+      for (const char* name : p.names) list += std::string(", ") + name;
     throw EngineError(file, "tokenizer.ggml.pre", "pre-tokenizer '" + pre + "' is not read (supported: " + list + ")");
   }
 

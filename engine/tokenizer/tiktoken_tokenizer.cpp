@@ -71,16 +71,17 @@ std::vector<std::string_view> split_long_runs(std::string_view text) {
   return out;
 }
 
-}  // namespace
-
-TiktokenTokenizer::~TiktokenTokenizer() = default;
-
-TiktokenTokenizer::TiktokenTokenizer(const std::filesystem::path& model_file, const std::filesystem::path& python_file,
-                                     const detail::TokenizerConfig& config)
-    : file_(model_file.string()) {
-  // Ranks.
+// A checkpoint folder's tokenizer: the ranks of tiktoken.model, the split pattern and the number of reserved special
+// tokens from the Python file, the special tokens' names and BOS/EOS from tokenizer_config.json.
+TiktokenTokenizer::Parts read_folder(const std::filesystem::path& model_file, const std::filesystem::path& python_file,
+                                     const detail::TokenizerConfig& config) {
+  TiktokenTokenizer::Parts parts;
+  parts.file = model_file.string();
+  const std::string& file = parts.file;
   std::ifstream in(model_file, std::ios::binary);
-  if (!in) throw EngineError(file_, "", "cannot open the file");
+  if (!in) throw EngineError(file, "", "cannot open the file");
+  std::unordered_map<std::string, int64_t> seen;
+  std::vector<std::pair<int64_t, std::string>> ranked;
   std::string line;
   int64_t max_rank = -1;
   for (size_t number = 1; std::getline(in, line); ++number) {
@@ -90,9 +91,9 @@ TiktokenTokenizer::TiktokenTokenizer(const std::filesystem::path& model_file, co
     std::istringstream fields(line);
     std::string token, rank_text, extra;
     if (!(fields >> token >> rank_text) || (fields >> extra))
-      throw EngineError(file_, where, "expected \"<base64 bytes> <rank>\"");
-    const auto bytes = base64_decode(token);
-    if (!bytes || bytes->empty()) throw EngineError(file_, where, "the token is not base64 of at least one byte");
+      throw EngineError(file, where, "expected \"<base64 bytes> <rank>\"");
+    auto bytes = base64_decode(token);
+    if (!bytes || bytes->empty()) throw EngineError(file, where, "the token is not base64 of at least one byte");
     int64_t rank = -1;
     try {
       size_t used = 0;
@@ -100,74 +101,105 @@ TiktokenTokenizer::TiktokenTokenizer(const std::filesystem::path& model_file, co
       if (used != rank_text.size()) rank = -1;
     } catch (const std::exception&) {
     }
-    if (rank < 0 || rank >= kMaxRank) throw EngineError(file_, where, "the rank is not an integer in [0, 2^24)");
-    if (!ranks_.emplace(*bytes, int32_t(rank)).second) throw EngineError(file_, where, "the same bytes ranked twice");
+    if (rank < 0 || rank >= kMaxRank) throw EngineError(file, where, "the rank is not an integer in [0, 2^24)");
+    if (!seen.emplace(*bytes, rank).second) throw EngineError(file, where, "the same bytes ranked twice");
     max_rank = std::max(max_rank, rank);
+    ranked.emplace_back(rank, std::move(*bytes));
   }
-  if (ranks_.empty()) throw EngineError(file_, "", "no tokens (expected \"<base64 bytes> <rank>\" lines)");
+  if (ranked.empty()) throw EngineError(file, "", "no tokens (expected \"<base64 bytes> <rank>\" lines)");
   // The ranks must be 0..n-1: the special tokens take the ids after them.
-  if (max_rank >= int64_t(ranks_.size()))
-    throw EngineError(file_, "", "ranks are not 0.." + std::to_string(ranks_.size() - 1) + " (rank " +
-                                     std::to_string(max_rank) + "), so they would collide with the special tokens");
-  bytes_.resize(ranks_.size());
-  for (const auto& [token, rank] : ranks_) {
-    if (!bytes_[size_t(rank)].empty()) throw EngineError(file_, "", "rank " + std::to_string(rank) + " given twice");
-    bytes_[size_t(rank)] = token;
+  if (max_rank >= int64_t(ranked.size()))
+    throw EngineError(file, "", "ranks are not 0.." + std::to_string(ranked.size() - 1) + " (rank " +
+                                    std::to_string(max_rank) + "), so they would collide with the special tokens");
+  parts.ranks.resize(ranked.size());
+  for (auto& [rank, bytes] : ranked) {
+    if (!parts.ranks[size_t(rank)].empty()) throw EngineError(file, "", "rank " + std::to_string(rank) + " given twice");
+    parts.ranks[size_t(rank)] = std::move(bytes);
   }
-  for (int b = 0; b < 256; ++b)
-    if (!ranks_.count(std::string(1, char(b))))
-      throw EngineError(file_, "", "byte " + std::to_string(b) + " has no rank, so some text could not be encoded");
-  base_tokens_ = int32_t(ranks_.size());
 
-  // Split pattern and special tokens, from the Python file.
   const std::string py = python_file.string();
   const auto pattern = detail::read_python_string(python_file, "pat_str");
   if (!pattern) throw EngineError(py, "pat_str", "not found (the tokenizer's split pattern)");
   try {
-    pattern_ = detail::rust_regex_to_pcre2(*pattern);
-    regex_ = std::make_unique<detail::SplitRegex>(pattern_, false);
+    parts.regex = std::make_unique<detail::SplitRegex>(detail::rust_regex_to_pcre2(*pattern), false);
   } catch (const std::invalid_argument& e) {
     throw EngineError(py, "pat_str", e.what());
   }
   const auto reserved = detail::read_python_int(python_file, "num_reserved_special_tokens");
   if (!reserved) throw EngineError(py, "num_reserved_special_tokens", "not found");
   if (*reserved < 0 || *reserved > 1 << 20) throw EngineError(py, "num_reserved_special_tokens", "out of range");
-  const int64_t first_special = base_tokens_, end_special = first_special + *reserved;
-  std::vector<detail::AddedToken> specials;
+  const int64_t first_special = int64_t(parts.ranks.size()), end_special = first_special + *reserved;
   for (int64_t id = first_special; id < end_special; ++id) {
     detail::AddedToken t;
     t.id = int32_t(id);
     t.content = "<|reserved_token_" + std::to_string(id) + "|>";
-    specials.push_back(t);
+    parts.specials.push_back(t);
   }
   for (const detail::AddedToken& named : config.added_tokens) {
     if (named.id < first_special || named.id >= end_special)
       throw EngineError(config.file, "added_tokens_decoder." + std::to_string(named.id),
                         "outside the special tokens [" + std::to_string(first_special) + ", " +
                             std::to_string(end_special) + ") that " + py + " reserves after the " +
-                            std::to_string(base_tokens_) + " ranks of " + file_);
-    specials[size_t(named.id - first_special)] = named;
+                            std::to_string(first_special) + " ranks of " + file);
+    parts.specials[size_t(named.id - first_special)] = named;
   }
-  bytes_.resize(size_t(end_special));
+  auto lookup = [&](const std::string& token, const char* field) -> int32_t {
+    for (const detail::AddedToken& t : parts.specials)
+      if (t.content == token) return t.id;
+    throw EngineError(config.file, field, "'" + token + "' is not a special token");
+  };
+  if (config.bos_token) parts.bos_id = lookup(*config.bos_token, "bos_token");
+  if (config.eos_token) parts.eos_ids.push_back(lookup(*config.eos_token, "eos_token"));
+  parts.add_bos = config.add_bos_token.value_or(false);
+  return parts;
+}
+
+}  // namespace
+
+TiktokenTokenizer::~TiktokenTokenizer() = default;
+
+TiktokenTokenizer::TiktokenTokenizer(const std::filesystem::path& model_file, const std::filesystem::path& python_file,
+                                     const detail::TokenizerConfig& config)
+    : TiktokenTokenizer(read_folder(model_file, python_file, config)) {}
+
+TiktokenTokenizer::TiktokenTokenizer(Parts parts)
+    : file_(std::move(parts.file)), bytes_(std::move(parts.ranks)), regex_(std::move(parts.regex)),
+      bos_id_(parts.bos_id), add_bos_(parts.add_bos), eos_ids_(std::move(parts.eos_ids)) {
+  const std::string& field = parts.ranks_field;
+  if (bytes_.empty()) throw EngineError(file_, field, "no tokens");
+  if (!regex_) throw EngineError(file_, "", "no split pattern");
+  pattern_ = regex_->pattern();
+  for (size_t rank = 0; rank < bytes_.size(); ++rank) {
+    const std::string at = field.empty() ? "rank " + std::to_string(rank) : field + "[" + std::to_string(rank) + "]";
+    if (bytes_[rank].empty()) throw EngineError(file_, at, "an empty token");
+    if (!ranks_.emplace(bytes_[rank], int32_t(rank)).second)
+      throw EngineError(file_, at, "the same bytes as rank " + std::to_string(ranks_.at(bytes_[rank])));
+  }
+  for (int b = 0; b < 256; ++b)
+    if (!ranks_.count(std::string(1, char(b))))
+      throw EngineError(file_, field, "byte " + std::to_string(b) + " has no rank, so some text could not be encoded");
+  base_tokens_ = int32_t(bytes_.size());
+
+  bytes_.resize(bytes_.size() + parts.specials.size());
   special_.assign(bytes_.size(), 0);
-  for (detail::AddedToken& t : specials) {
+  for (size_t i = 0; i < parts.specials.size(); ++i) {
+    detail::AddedToken& t = parts.specials[i];
+    if (t.id != base_tokens_ + int32_t(i))
+      throw EngineError(file_, field, "special token '" + t.content + "' has id " + std::to_string(t.id) +
+                                          ", not " + std::to_string(base_tokens_ + int32_t(i)) +
+                                          " (the special tokens follow the ranks, in order)");
     bytes_[size_t(t.id)] = t.content;
     special_[size_t(t.id)] = t.special ? 1 : 0;
     if (!special_ids_.emplace(t.content, t.id).second)
-      throw EngineError(config.file, "added_tokens_decoder." + std::to_string(t.id), "'" + t.content + "' named twice");
+      throw EngineError(file_, field, "special token '" + t.content + "' named twice");
     // Every special token is matched in text as it is (the checkpoint encodes with allowed_special="all").
     t.lstrip = t.rstrip = t.single_word = t.normalized = false;
   }
-  matcher_ = detail::AddedTokenMatcher(std::move(specials));
-
-  auto lookup = [&](const std::string& token, const char* field) -> int32_t {
-    const auto it = special_ids_.find(token);
-    if (it == special_ids_.end()) throw EngineError(config.file, field, "'" + token + "' is not a special token");
-    return it->second;
-  };
-  if (config.bos_token) bos_id_ = lookup(*config.bos_token, "bos_token");
-  if (config.eos_token) eos_ids_.push_back(lookup(*config.eos_token, "eos_token"));
-  add_bos_ = config.add_bos_token.value_or(false);
+  matcher_ = detail::AddedTokenMatcher(std::move(parts.specials));
+  for (const int32_t id : eos_ids_)
+    if (id < 0 || id >= size()) throw EngineError(file_, "eos", "token id " + std::to_string(id) + " is past the vocabulary");
+  if (bos_id_ && (*bos_id_ < 0 || *bos_id_ >= size()))
+    throw EngineError(file_, "bos", "token id " + std::to_string(*bos_id_) + " is past the vocabulary");
 }
 
 std::optional<int32_t> TiktokenTokenizer::rank(std::string_view bytes) const {

@@ -25,6 +25,21 @@ namespace moe {
 
 class TiktokenTokenizer final : public Tokenizer {
  public:
+  // What a tiktoken tokenizer is made of, wherever it was read from: a checkpoint folder (the constructor below)
+  // or a GGUF file that llama.cpp's converter wrote from one (gguf_tokenizer.cpp, tokenizer.ggml.pre "kimi-k2").
+  struct Parts {
+    std::string file;                          // named in errors
+    std::string ranks_field;                   // the field of `file` the ranks come from ("" for tiktoken.model)
+    std::vector<std::string> ranks;            // rank (= id) → the token's bytes, for ids 0 .. n-1
+    std::unique_ptr<detail::SplitRegex> regex;  // the split pattern, as PCRE2 runs it
+    std::vector<detail::AddedToken> specials;  // ids n, n+1, ... in order; each matched in text as it is
+    std::optional<int32_t> bos_id;
+    std::vector<int32_t> eos_ids;
+    bool add_bos = false;
+  };
+  // Throws EngineError naming parts.file when the ranks cannot encode every text (a byte with no rank, the same
+  // bytes twice, an empty token) or the special tokens are not the ids after the ranks, or named twice.
+  explicit TiktokenTokenizer(Parts parts);
   // model_file: tiktoken.model. python_file: where pat_str and num_reserved_special_tokens are read.
   // Throws EngineError naming the file and the line or field that is wrong.
   TiktokenTokenizer(const std::filesystem::path& model_file, const std::filesystem::path& python_file,
@@ -43,6 +58,7 @@ class TiktokenTokenizer final : public Tokenizer {
   std::string kind() const override { return "tiktoken BPE"; }
 
   int32_t base_tokens() const { return base_tokens_; }  // ranks in tiktoken.model; specials follow
+  void set_eos_ids(std::vector<int32_t> ids) { eos_ids_ = std::move(ids); }
   const std::string& split_pattern() const { return pattern_; }  // as PCRE2 runs it
 
  private:

@@ -597,6 +597,62 @@ TEST(GgufTokenizer, SplitRulesMatchHfTokenizers) {
   EXPECT_NE(std::find(gguf->eos_ids().begin(), gguf->eos_ids().end(), *ret), gguf->eos_ids().end());
 }
 
+// Kimi K2 (tokenizer.ggml.pre "kimi-k2"): llama.cpp's converter writes its tiktoken ranks as a byte-level vocabulary
+// (tests/make_gguf_tokenizers.py restates it on the tiktoken test folder). Read back as the tiktoken tokenizer it
+// was, its ids are tiktoken's own: tests/data/tiktoken/expected.json, made with the tiktoken library on that folder.
+TEST(GgufTokenizer, KimiK2IsTheTiktokenItWasConvertedFrom) {
+  const std::string data = MOE_TEST_DATA_DIR;
+  const std::string path = data + "/tokenizers/kimi_k2/tokenizer.gguf";
+  auto gg = Tokenizer::load(path);
+  auto folder = Tokenizer::load(data + "/tiktoken/model");
+  EXPECT_EQ(gg->kind(), "tiktoken BPE");
+  ASSERT_EQ(gg->size(), folder->size());
+  const nlohmann::json expected = load_json_file(data + "/tiktoken/expected.json");
+  ASSERT_GE(expected["cases"].size(), 50u);
+  for (const auto& c : expected["cases"]) {
+    const std::string text = c["text"];
+    SCOPED_TRACE(text.substr(0, 80));
+    const auto want = c["ids"].get<std::vector<int32_t>>();
+    EXPECT_EQ(gg->encode(text), want);
+    EXPECT_EQ(gg->decode(want), c["decoded"].get<std::string>());
+  }
+  const int32_t base = expected["base_tokens"];
+  for (int32_t id = 0; id < gg->size(); ++id) {
+    EXPECT_EQ(gg->id_to_token(id), folder->id_to_token(id)) << id;
+    // The converter types every special token control, the reserved ones too; the folder flags the named ones.
+    EXPECT_EQ(gg->is_special(id), id >= base) << id;
+  }
+  EXPECT_EQ(gg->bos_id(), folder->bos_id());
+  EXPECT_EQ(gg->encode("hi", true), gg->encode("hi", false)) << "no add_bos_token key: no BOS, as in the folder";
+  const auto stops = gg->eos_ids();
+  for (const char* stop : {"[EOS]", "<|im_end|>"})
+    EXPECT_NE(std::find(stops.begin(), stops.end(), *folder->token_to_id(stop)), stops.end()) << stop;
+
+  const ChatTemplate a = ChatTemplate::from_model_dir(data + "/tiktoken/model"), b = ChatTemplate::from_model_dir(path);
+  EXPECT_EQ(b.format_name(), a.format_name());
+  const std::vector<ChatMessage> msgs = {{"system", "Be brief."}, {"user", "Hi"}};
+  EXPECT_EQ(b.render(msgs, true), a.render(msgs, true));
+
+  // What a tiktoken vocabulary cannot be: the errors name the key and the token.
+  ScratchDir dir;
+  auto load = [&](const GgufBuilder& bad) { return error_of([&] { Tokenizer::load(dir.write("k.gguf", bad.bytes())); }); };
+  const auto g = GgufFile::open(path);
+  GgufBuilder bad = GgufBuilder::from_file(*g);
+  bad.metadata["tokenizer.ggml.token_type"][size_t(base) + 3] = 1;
+  EXPECT_NE(load(bad).find("'tokenizer.ggml.token_type[" + std::to_string(base + 3) + "]': a normal token after"),
+            std::string::npos);
+  bad = GgufBuilder::from_file(*g);
+  bad.metadata["tokenizer.ggml.tokens"][300] = "中文";
+  EXPECT_NE(load(bad).find("'tokenizer.ggml.tokens[300]': '中文' is not bytes spelled through GPT-2's byte table"),
+            std::string::npos);
+  bad = GgufBuilder::from_file(*g);
+  bad.metadata["tokenizer.ggml.tokens"][301] = bad.metadata["tokenizer.ggml.tokens"][300];
+  EXPECT_NE(load(bad).find("'tokenizer.ggml.tokens[301]': the same bytes as rank 300"), std::string::npos);
+  bad = GgufBuilder::from_file(*g);
+  bad.metadata["tokenizer.ggml.tokens"][size_t(*folder->token_to_id("A"))] = "ĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠĠ";
+  EXPECT_NE(load(bad).find("byte 65 has no rank"), std::string::npos);
+}
+
 TEST(GgufTokenizer, ErrorsNameTheKey) {
   ScratchDir dir;
   auto g = GgufFile::open(kModels + "qwen3_moe/model.gguf");
