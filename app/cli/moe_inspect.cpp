@@ -66,10 +66,10 @@ std::string layer_list(const ModelSpec& s) {
 // cache in the chosen one).
 GpuMemoryPlan gpu_plan(const Model& m, int context, DType kv_dtype) {
   GpuPlanOptions o{m.weights().embed.dtype, context, BackendOptions{}.prefill_chunk, 0, kv_dtype};
-  if (m.has_weights()) {  // GGUF files mix types, and keep block types group by group
-    o.part_dtypes = gpu_weight_dtypes(m.spec(), m.weights());
-    o.weights = &m.weights();
-  }
+  // GGUF files mix types and keep block types group by group, and GPT-OSS's MXFP4 experts stay MXFP4: the plan
+  // reads each matrix's dtype, which a synthetic model (shapes only, no data) has too, as the backend does.
+  o.part_dtypes = gpu_weight_dtypes(m.spec(), m.weights());
+  o.weights = &m.weights();
   return plan_gpu_memory(m.spec(), o);
 }
 

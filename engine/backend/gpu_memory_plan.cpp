@@ -53,7 +53,13 @@ GpuWeightDtypes gpu_weight_dtypes(const ModelSpec& s, const ModelWeights& w) {
 }
 
 DType gpu_group_dtype(const std::vector<const WeightMatrix*>& group, DType part) {
-  if (group.empty() || !is_block_quantized(group.front()->dtype)) return part;
+  if (group.empty()) return part;
+  if (group.front()->dtype == DType::MXFP4) {  // rows rearranged one by one, so interleaved rows are fine
+    for (const WeightMatrix* m : group)
+      if (m->dtype != DType::MXFP4) return part;
+    return DType::MXFP4_GGML;
+  }
+  if (!is_block_quantized(group.front()->dtype)) return part;
   for (const WeightMatrix* m : group)
     if (m->dtype != group.front()->dtype || m->row_step != 1) return part;
   return group.front()->dtype;

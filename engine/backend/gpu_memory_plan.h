@@ -41,7 +41,9 @@ GpuWeightDtypes gpu_weight_dtypes(const ModelSpec& spec, const ModelWeights& wei
 // stored — the kernels decode those blocks where they lie (backend/cuda/kernels/block_dot.cuh), so a
 // Q4_K_M download takes about its own size on the GPU, not BF16's three times that; anything else takes
 // `part`, the part's dtype. (A GGUF file mixes types by tensor — Q4_K_M holds some layers' v and down in Q6_K —
-// so the rule is per group, not per part.)
+// so the rule is per group, not per part.) A group all in Hugging Face's MXFP4 (GPT-OSS's experts) goes as ggml's
+// MXFP4 blocks: the same codes and scales rearranged on upload (mxfp4_to_ggml_blocks), the same bytes, so GPT-OSS's
+// experts take a quarter of their BF16 size.
 DType gpu_group_dtype(const std::vector<const WeightMatrix*>& group, DType part);
 
 // Each group's device dtype in one layer.

@@ -16,4 +16,14 @@ void mxfp4_dequantize(const uint8_t* blocks, const uint8_t* scales, int64_t n, f
   }
 }
 
+void mxfp4_to_ggml_blocks(const uint8_t* blocks, const uint8_t* scales, int64_t n_blocks, uint8_t* dst) {
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const uint8_t* q = blocks + b * kMxfp4BlockBytes;
+    uint8_t* out = dst + b * (kMxfp4BlockBytes + 1);
+    const auto code = [q](int v) { return (q[v / 2] >> (4 * (v & 1))) & 15; };  // element v, Hugging Face's order
+    out[0] = scales[b];
+    for (int i = 0; i < 16; ++i) out[1 + i] = uint8_t(code(i) | (code(i + 16) << 4));
+  }
+}
+
 }  // namespace moe

@@ -42,4 +42,10 @@ inline Mxfp4Row mxfp4_row(const void* blocks, const uint8_t* scales, int64_t col
 // dst[0..n) = the n values (n a multiple of 32) of one row: its n/32 blocks and scales.
 void mxfp4_dequantize(const uint8_t* blocks, const uint8_t* scales, int64_t n, float* dst);
 
+// The n_blocks blocks and scales of one row as ggml's MXFP4 blocks (GGUF type 39, ggml::MXFP4_GGML: the scale byte,
+// then element i in the low nibble of byte i and element i + 16 in its high nibble), 17 bytes each, into dst. The
+// same codes and scales rearranged: the values are the same bit for bit. The CUDA backend uploads GPT-OSS's experts
+// this way, so its block kernels read them as they read a GGUF's.
+void mxfp4_to_ggml_blocks(const uint8_t* blocks, const uint8_t* scales, int64_t n_blocks, uint8_t* dst);
+
 }  // namespace moe

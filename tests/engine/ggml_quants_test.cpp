@@ -209,6 +209,10 @@ TEST(GgmlQuants, Mxfp4GgmlAndHuggingFaceMxfp4Agree) {
   std::vector<float> hf(size_t(n_blocks * 32));
   mxfp4_dequantize(hf_blocks.data(), hf_scales.data(), n_blocks * 32, hf.data());
   for (int64_t i = 0; i < n_blocks * 32; ++i) ASSERT_EQ(bits(hf[size_t(i)]), bits(edges.values[i])) << "value " << i;
+  // And back: Hugging Face's blocks rearranged as ggml's (how the GPU holds GPT-OSS's experts) are gguf-py's bytes.
+  std::vector<uint8_t> ggml(size_t(n_blocks * 17));
+  mxfp4_to_ggml_blocks(hf_blocks.data(), hf_scales.data(), n_blocks, ggml.data());
+  EXPECT_EQ(std::memcmp(ggml.data(), edges.blocks, ggml.size()), 0);
 }
 
 // A GGUF tensor of ggml type 39 is read as MXFP4_GGML, in place: its rows are the blocks as stored.

@@ -235,5 +235,38 @@ TEST(GpuMemoryPlan, GptOssVectors) {
   EXPECT_EQ(part(p, "routed experts"), L * E * (3 * I * H * 2 + (2 * I + H) * 4));
 }
 
+// GPT-OSS's release (its experts in Hugging Face's MXFP4, gate and up rows interleaved): the experts go to the GPU
+// as ggml's MXFP4 blocks, rearranged, so the plan counts the file's own bytes for them (17 per 32 values), not
+// BF16's 64.
+TEST(GpuMemoryPlan, GptOssMxfp4ExpertsKeepTheirBytes) {
+  auto model = Model::load(std::string(MOE_TEST_DATA_DIR) + "/models/gpt_oss_mxfp4");
+  const ModelSpec& s = model->spec();
+  const ModelWeights& w = model->weights();
+  ASSERT_EQ(w.layers[0].experts[0].gate.dtype, DType::MXFP4);
+  ASSERT_EQ(w.layers[0].experts[0].gate.row_step, 2);
+  const GpuWeightDtypes parts = gpu_weight_dtypes(s, w);
+  EXPECT_EQ(parts.routed_experts, DType::BF16);  // the part's fallback
+  for (int l = 0; l < s.n_layers; ++l) {
+    const GpuLayerDtypes d = gpu_layer_dtypes(s, w, parts, l);
+    EXPECT_EQ(d.expert_gate_up, DType::MXFP4_GGML) << l;
+    EXPECT_EQ(d.expert_down, DType::MXFP4_GGML) << l;
+  }
+  GpuPlanOptions o{DType::F32, 64, 8, 0};
+  o.part_dtypes = parts;
+  o.weights = &w;
+  const GpuMemoryPlan kept = plan_gpu_memory(s, o);
+  o.weights = nullptr;  // without the matrices: every group takes its part's dtype
+  const GpuMemoryPlan expanded = plan_gpu_memory(s, o);
+  const size_t L = size_t(s.n_layers), E = size_t(s.moe.n_experts), H = size_t(s.hidden), F = size_t(s.moe.expert_ffn);
+  EXPECT_EQ(part(kept, "routed experts"), L * E * (3 * H * F / 32 * 17 + (2 * F + H) * 4));
+  EXPECT_EQ(part(expanded, "routed experts") - part(kept, "routed experts"), L * E * 3 * (H * F * 2 - H * F / 32 * 17));
+  EXPECT_EQ(kept.dequant_bytes, 0u);  // the expert kernels read the blocks themselves
+  // A group with one matrix of another dtype goes as the part's dtype, as for GGUF's types.
+  ModelWeights mixed = w;
+  mixed.layers[0].experts[1].down.dtype = DType::F32;
+  EXPECT_EQ(gpu_layer_dtypes(s, mixed, parts, 0).expert_down, DType::BF16);
+  EXPECT_EQ(gpu_layer_dtypes(s, mixed, parts, 0).expert_gate_up, DType::MXFP4_GGML);
+}
+
 }  // namespace
 }  // namespace moe

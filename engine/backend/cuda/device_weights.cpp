@@ -10,6 +10,7 @@
 #include "engine/backend/weight_rows.h"
 #include "engine/common/error.h"
 #include "engine/common/ggml_quants.h"
+#include "engine/common/mxfp4.h"
 #include "engine/model/model.h"
 
 namespace moe::cuda {
@@ -30,6 +31,23 @@ void put_as_bf16(std::byte* dst, const WeightMatrix& m, const std::function<void
       for (int64_t c = 0; c < m.cols; ++c) staged[size_t(r * m.cols + c)] = f32_to_bf16(row[size_t(c)]);
     }
     MOE_CUDA_CHECK(cudaMemcpy(dst + size_t(r0 * m.cols) * 2, staged.data(), size_t(n * m.cols) * 2, cudaMemcpyHostToDevice));
+    if (progress) progress(matrix_bytes(m.dtype, n, m.cols));
+  }
+}
+
+// GPT-OSS's MXFP4 (blocks and scales apart, rows maybe interleaved) as ggml's MXFP4 blocks, row by row.
+void put_mxfp4_as_ggml(std::byte* dst, const WeightMatrix& m, const std::function<void(size_t)>& progress) {
+  const int64_t n_blocks = m.cols / kMxfp4BlockValues;
+  const size_t row = matrix_bytes(DType::MXFP4_GGML, 1, m.cols);
+  const int64_t piece_rows = std::max<int64_t>(1, int64_t(kPiece / row));
+  std::vector<uint8_t> staged(size_t(std::min(piece_rows, m.rows)) * row);
+  for (int64_t r0 = 0; r0 < m.rows; r0 += piece_rows) {
+    const int64_t n = std::min(piece_rows, m.rows - r0);
+    for (int64_t r = 0; r < n; ++r) {
+      const Mxfp4Row src = mxfp4_row(m.data, m.scales, m.cols, m.row_step, r0 + r);
+      mxfp4_to_ggml_blocks(src.blocks, src.scales, n_blocks, staged.data() + size_t(r) * row);
+    }
+    MOE_CUDA_CHECK(cudaMemcpy(dst + size_t(r0) * row, staged.data(), size_t(n) * row, cudaMemcpyHostToDevice));
     if (progress) progress(matrix_bytes(m.dtype, n, m.cols));
   }
 }
@@ -163,10 +181,15 @@ std::vector<DType> block_types(const DeviceWeights& w) {
 }
 
 void put_matrix(void* dst, const WeightMatrix& m, DType to, const std::function<void(size_t)>& progress) {
-  if (to != m.dtype && to != DType::BF16)
+  const bool rearranged = m.dtype == DType::MXFP4 && to == DType::MXFP4_GGML;
+  if (to != m.dtype && to != DType::BF16 && !rearranged)
     throw EngineError("", "dtype", "a " + std::string(dtype_name(m.dtype)) + " matrix goes to the GPU as stored or as BF16, not as " +
                                        std::string(dtype_name(to)));
   auto* out = static_cast<std::byte*>(dst);
+  if (rearranged) {
+    put_mxfp4_as_ggml(out, m, progress);
+    return;
+  }
   if (m.dtype != to) {
     put_as_bf16(out, m, progress);
     return;

@@ -5,8 +5,8 @@
 // pointers (the expert kernels look experts up by the router's ids on the GPU). Matrices keep the
 // checkpoint's dtype where their part has one of F32, F16 or BF16 throughout, and GGUF's block types
 // where every matrix a kernel takes together shares one (q/k/v of a layer, its experts' gate and up);
-// the rest (MXFP4, mixed dtypes) is expanded to BF16 on the way (gpu_weight_dtypes, gpu_group_dtype:
-// gpu_memory_plan.h).
+// GPT-OSS's MXFP4 experts go as ggml's MXFP4 blocks; the rest (mixed dtypes) is expanded to BF16 on the way
+// (gpu_weight_dtypes, gpu_group_dtype: gpu_memory_plan.h).
 // Vectors (norms, biases) are F32. Each block is allocated through the allocator under its part and
 // layer, so the memory view shows where the GiB go.
 #include <cuda_runtime.h>
@@ -66,8 +66,9 @@ struct DeviceWeights {
 std::vector<DType> block_types(const DeviceWeights& w);
 
 // Copies the host matrix m to device memory dst (matrix_bytes(to, rows, cols) of it) as `to`: its own
-// dtype (a plain copy), or BF16 for any dtype (rows expanded on the host: dequantize_row, MXFP4's
-// decoder). Pieces of at most 64 MiB; progress(stored bytes) after each.
+// dtype (a plain copy), BF16 for any dtype (rows expanded on the host: dequantize_row, MXFP4's
+// decoder), or for MXFP4 ggml's MXFP4 blocks (rearranged, mxfp4_to_ggml_blocks). Pieces of at most 64 MiB;
+// progress(stored bytes) after each.
 void put_matrix(void* dst, const WeightMatrix& m, DType to, const std::function<void(size_t)>& progress = {});
 
 // Uploads (or, for a synthetic model, fills with random values on the GPU) every weight. progress(done,

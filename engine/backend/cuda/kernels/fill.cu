@@ -4,9 +4,11 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <string>
 #include <type_traits>
 
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/common/error.h"
 
 namespace moe::cuda {
 namespace {
@@ -34,6 +36,17 @@ __global__ void fill_kernel(T* out, size_t n, uint64_t seed, float scale) {
   }
 }
 
+// ggml MXFP4 blocks of random codes, each with the E8M0 scale 2^-7 (byte 120): values of RMS about 0.023, as the
+// CPU's synthetic MXFP4 experts (model.cpp) and the uniform fill above.
+__global__ void fill_mxfp4_kernel(uint8_t* out, size_t blocks, uint64_t seed) {
+  for (size_t b = size_t(blockIdx.x) * blockDim.x + threadIdx.x; b < blocks; b += size_t(gridDim.x) * blockDim.x) {
+    uint8_t* block = out + b * 17;
+    block[0] = 127 - 7;
+    const uint64_t lo = mix(seed ^ mix(2 * b)), hi = mix(seed ^ mix(2 * b + 1));
+    for (int i = 0; i < 8; ++i) block[1 + i] = uint8_t(lo >> (8 * i)), block[9 + i] = uint8_t(hi >> (8 * i));
+  }
+}
+
 __global__ void value_kernel(float* out, size_t n, float value) {
   for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) out[i] = value;
 }
@@ -55,7 +68,11 @@ void fill_random(void* data, DType dtype, size_t count, uint64_t seed, float sca
       fill_kernel<__nv_bfloat16><<<grid_for(count), 256, 0, stream>>>(static_cast<__nv_bfloat16*>(data), count, seed, scale);
       break;
     case DType::F16: fill_kernel<__half><<<grid_for(count), 256, 0, stream>>>(static_cast<__half*>(data), count, seed, scale); break;
-    default: return;
+    case DType::MXFP4_GGML:  // GPT-OSS's experts (scale is the format's: see fill_mxfp4_kernel)
+      fill_mxfp4_kernel<<<grid_for(count / 32), 256, 0, stream>>>(static_cast<uint8_t*>(data), count / 32, seed);
+      break;
+    default:
+      throw EngineError("", "dtype", "random " + std::string(dtype_name(dtype)) + " weights are not made on the GPU");
   }
   MOE_CUDA_CHECK_LAUNCH();
 }

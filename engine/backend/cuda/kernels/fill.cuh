@@ -11,6 +11,8 @@
 
 namespace moe::cuda {
 
+// count values of dtype F32, F16, BF16 (uniform in ±scale) or MXFP4_GGML (random codes; count a multiple of 32).
+// Throws EngineError for any other dtype.
 void fill_random(void* data, DType dtype, size_t count, uint64_t seed, float scale, cudaStream_t stream);
 void fill_value(float* data, size_t count, float value, cudaStream_t stream);
 
