@@ -7,9 +7,9 @@
 #include "engine/common/error.h"
 #include "engine/formats/json_file.h"
 #include "engine/tokenizer/bpe_tokenizer.h"
+#include "engine/tokenizer/byte_level.h"
 #include "engine/tokenizer/sentencepiece_model_proto.h"
 #include "engine/tokenizer/sentencepiece_tokenizer.h"
-#include "engine/tokenizer/byte_level.h"
 #include "engine/tokenizer/special_tokens.h"
 #include "engine/tokenizer/tiktoken_pattern.h"
 #include "engine/tokenizer/tiktoken_tokenizer.h"
@@ -160,7 +160,7 @@ std::unique_ptr<Tokenizer> kimi_tiktoken(const GgufFile& g, const Keys& keys) {
       std::string bytes = detail::byte_level_decode(text);
       if (detail::byte_level_encode(bytes) != text)
         throw EngineError(file, "tokenizer.ggml.tokens" + at,
-                          "'" + text + "' is not bytes spelled through GPT-2's byte table");
+                          "token " + quoted_json(tokens[id]) + " is not bytes spelled through GPT-2's byte table");
       parts.ranks.push_back(std::move(bytes));
     } else {
       detail::AddedToken t;
@@ -188,7 +188,6 @@ std::unique_ptr<Tokenizer> byte_level_bpe(const GgufFile& g, const Keys& keys) {
     types = keys.per_token("tokenizer.ggml.token_type", nlohmann::json::value_t::number_integer, "token types",
                            tokens.size());
   const std::string pre = keys.string_or("tokenizer.ggml.pre", "default");
-  if (pre == "kimi-k2") return kimi_tiktoken(g, keys);
   const PreTokenizer* rules = nullptr;
   for (const auto& p : pre_tokenizers())
     for (const char* name : p.names)
@@ -346,6 +345,7 @@ std::unique_ptr<Tokenizer> load_gguf_tokenizer(const GgufFile& g) {
   const Keys keys(g);
   const std::string model = keys.string_or("tokenizer.ggml.model", "");
   if (model.empty()) throw EngineError(g.path(), "tokenizer.ggml.model", "missing: the file carries no tokenizer");
+  if (model == "gpt2" && keys.string_or("tokenizer.ggml.pre", "") == "kimi-k2") return kimi_tiktoken(g, keys);
   if (model == "gpt2") return byte_level_bpe(g, keys);
   if (model == "llama") return sentencepiece_bpe(g, keys);
   throw EngineError(g.path(), "tokenizer.ggml.model",

@@ -80,8 +80,7 @@ TiktokenTokenizer::Parts read_folder(const std::filesystem::path& model_file, co
   const std::string& file = parts.file;
   std::ifstream in(model_file, std::ios::binary);
   if (!in) throw EngineError(file, "", "cannot open the file");
-  std::unordered_map<std::string, int64_t> seen;
-  std::vector<std::pair<int64_t, std::string>> ranked;
+  std::vector<std::pair<int64_t, std::string>> ranked;  // the same bytes twice: the constructor says which ranks
   std::string line;
   int64_t max_rank = -1;
   for (size_t number = 1; std::getline(in, line); ++number) {
@@ -102,7 +101,6 @@ TiktokenTokenizer::Parts read_folder(const std::filesystem::path& model_file, co
     } catch (const std::exception&) {
     }
     if (rank < 0 || rank >= kMaxRank) throw EngineError(file, where, "the rank is not an integer in [0, 2^24)");
-    if (!seen.emplace(*bytes, rank).second) throw EngineError(file, where, "the same bytes ranked twice");
     max_rank = std::max(max_rank, rank);
     ranked.emplace_back(rank, std::move(*bytes));
   }

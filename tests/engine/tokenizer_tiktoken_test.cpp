@@ -161,6 +161,10 @@ TEST(TiktokenErrors, BrokenRanksFile) {
   f.expect_error("tiktoken.model", next_line, "rank");
   f.dir.write("tiktoken.model", ranks + "QUJDRA== 5\n");
   f.expect_error("tiktoken.model", "", "rank 5 given twice");
+  const std::string first = ranks.substr(0, ranks.find(' '));  // rank 0's bytes, again as the last rank
+  const size_t last = ranks.rfind('\n', ranks.size() - 2) + 1;
+  f.dir.write("tiktoken.model", ranks.substr(0, last) + first + " " + std::to_string(base - 1) + "\n");
+  f.expect_error("tiktoken.model", "rank " + std::to_string(base - 1), "the same bytes as rank 0");
   f.dir.write("tiktoken.model", "QUJDREVG 0" + ranks.substr(ranks.find('\n')));  // rank 0 was byte 0x21 '!'
   f.expect_error("tiktoken.model", "", "byte 33 has no rank");
   f.dir.write("tiktoken.model", ranks.substr(ranks.find('\n') + 1));  // rank 0 missing
