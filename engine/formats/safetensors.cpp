@@ -29,7 +29,6 @@ constexpr const char* kSingleName = "model.safetensors";
   throw EngineError(file, field, message);
 }
 
-
 std::string range_text(uint64_t begin, uint64_t end) {
   return "[" + std::to_string(begin) + ", " + std::to_string(end) + ")";
 }

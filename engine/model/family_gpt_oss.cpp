@@ -5,7 +5,7 @@
 // softmax over all experts, the same weights); experts stacked input-major with gate and up columns
 // interleaved, biases on all three projections, and a clamped gate: out = (clamp(up, ±limit) + 1) ·
 // g · σ(1.702 · g), g = min(gate, limit). transformers' modeling_gpt_oss.py. The release stores those experts
-// in MXFP4 (transformers' integrations/mxfp4.py), which the loader expands (model.cpp).
+// in MXFP4 (transformers' integrations/mxfp4.py), which the loader reads in place (model.cpp).
 #include "engine/formats/json_file.h"
 #include "engine/model/families.h"
 

@@ -111,7 +111,7 @@ void BpeTokenizer::parse_model(const nlohmann::json& model) {
                            ? kMaxTokenId
                            : value.get<int64_t>();
     if (id < 0 || id >= kMaxTokenId)
-      throw EngineError(file_, field, "id " + describe_json(value) + " is out of range (0.." + std::to_string(kMaxTokenId - 1) + ")");
+      throw EngineError(file_, field, "id " + quoted_json(value) + " is out of range (0.." + std::to_string(kMaxTokenId - 1) + ")");
     vocab_.emplace(token, int32_t(id));
     max_id = std::max(max_id, id);
   }

@@ -9,6 +9,7 @@
 
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/common/error.h"
+#include "engine/common/ggml_decode.h"
 
 namespace moe::cuda {
 namespace {
@@ -40,7 +41,7 @@ __global__ void fill_kernel(T* out, size_t n, uint64_t seed, float scale) {
 // CPU's synthetic MXFP4 experts (model.cpp) and the uniform fill above.
 __global__ void fill_mxfp4_kernel(uint8_t* out, size_t blocks, uint64_t seed) {
   for (size_t b = size_t(blockIdx.x) * blockDim.x + threadIdx.x; b < blocks; b += size_t(gridDim.x) * blockDim.x) {
-    uint8_t* block = out + b * 17;
+    uint8_t* block = out + b * ggml::MXFP4_GGML::kBytes;
     block[0] = 127 - 7;
     const uint64_t lo = mix(seed ^ mix(2 * b)), hi = mix(seed ^ mix(2 * b + 1));
     for (int i = 0; i < 8; ++i) block[1 + i] = uint8_t(lo >> (8 * i)), block[9 + i] = uint8_t(hi >> (8 * i));
@@ -69,7 +70,8 @@ void fill_random(void* data, DType dtype, size_t count, uint64_t seed, float sca
       break;
     case DType::F16: fill_kernel<__half><<<grid_for(count), 256, 0, stream>>>(static_cast<__half*>(data), count, seed, scale); break;
     case DType::MXFP4_GGML:  // GPT-OSS's experts (scale is the format's: see fill_mxfp4_kernel)
-      fill_mxfp4_kernel<<<grid_for(count / 32), 256, 0, stream>>>(static_cast<uint8_t*>(data), count / 32, seed);
+      fill_mxfp4_kernel<<<grid_for(count / ggml::MXFP4_GGML::kValues), 256, 0, stream>>>(
+          static_cast<uint8_t*>(data), count / ggml::MXFP4_GGML::kValues, seed);
       break;
     default:
       throw EngineError("", "dtype", "random " + std::string(dtype_name(dtype)) + " weights are not made on the GPU");
