@@ -11,6 +11,10 @@ where gguf-py's f32 product underflows to subnormals (e < 2) and overflows to +-
 IQ4_NL and IQ4_XS (ggml types 20 and 23) gguf-py can dequantize but not quantize, so their rows are
 random valid blocks too, f16 d as above; IQ4_XS's packed 6-bit sub-block scales are set so that every
 scale 0-63 occurs twice in its rows (the -32 offset and both ends of the bit assembly are exercised).
+The IQ1, IQ2 and IQ3 types (ggml types 16-19, 21, 22, 29), which index fixed codebooks, likewise: random
+blocks (IQ1_M's f16 d is spread over the top nibbles of its four scale u16s, and is set there), then
+rows whose blocks index every codebook row in turn (the other bits random), so that each of the
+engine's tables (engine/common/iq_grids.h) is checked entry by entry against gguf-py's.
 Writes tests/data/ggml_quants/reference.safetensors:
     <TYPE>.blocks  U8  [rows, row bytes]   the stored rows
     <TYPE>.values  F32 [rows, n]           what gguf-py makes of them
@@ -92,6 +96,81 @@ def make_iq4_rows(rng: np.random.Generator, qtype: Q) -> np.ndarray:
     return blocks.reshape(rows.shape)
 
 
+# The IQ1-IQ3 types: (type, where each codebook index lies, codebook rows). An index is written by
+# set_index(block, i, value) for i < indices per block; the bits around it stay random.
+def _set_bits(block: np.ndarray, byte: int, shift: int, width: int, value: int) -> None:
+    mask = ((1 << width) - 1) << shift
+    word = int(block[byte]) | (int(block[byte + 1]) << 8) if byte + 1 < len(block) else int(block[byte])
+    word = (word & ~mask) | ((value << shift) & mask)
+    block[byte] = word & 0xFF
+    if byte + 1 < len(block):
+        block[byte + 1] = (word >> 8) & 0xFF
+
+
+def _iq2_xxs(b, i, v): b[2 + 8 * (i // 4) + i % 4] = v                 # a byte per 8 values
+def _iq2_xs(b, i, v): _set_bits(b, 2 + 2 * i, 0, 9, v)                   # low 9 bits of a u16
+def _iq3_xxs(b, i, v): b[2 + i] = v                                      # a byte per 4 values
+
+
+def _iq2_s(b, i, v):                                                     # qs byte, 2 bits of qh
+    b[2 + i] = v & 0xFF
+    _set_bits(b, 66 + i // 4, 2 * (i % 4), 2, v >> 8)
+
+
+def _iq3_s(b, i, v):                                                     # qs byte, a bit of qh
+    b[2 + i] = v & 0xFF
+    _set_bits(b, 66 + i // 8, i % 8, 1, v >> 8)
+
+
+def _iq1_s(b, i, v):                                                     # qs byte, 3 bits of the u16 qh
+    b[2 + i] = v & 0xFF
+    _set_bits(b, 34 + 2 * (i // 4), 3 * (i % 4), 3, v >> 8)
+
+
+def _iq1_m(b, i, v):                                                     # qs byte, 3 bits of a qh nibble
+    b[i] = v & 0xFF
+    _set_bits(b, 32 + i // 2, 4 * (i % 2), 3, v >> 8)
+
+
+IQ_CODEBOOK_TYPES = [
+    (Q.IQ2_XXS, _iq2_xxs, 32, 256), (Q.IQ2_XS, _iq2_xs, 32, 512), (Q.IQ2_S, _iq2_s, 32, 1024),
+    (Q.IQ3_XXS, _iq3_xxs, 64, 256), (Q.IQ3_S, _iq3_s, 64, 512),
+    (Q.IQ1_S, _iq1_s, 32, 2048), (Q.IQ1_M, _iq1_m, 32, 2048),
+]
+
+
+def set_iq1_m_d(rng: np.random.Generator, blocks: np.ndarray) -> None:
+    """IQ1_M's d: f16 bits 0-3 in the top nibble of scale u16 0, bits 4-7 of u16 1, and so on."""
+    d = (rng.choice([-1.0, 1.0], size=len(blocks)) * rng.uniform(0.001, 0.05, size=len(blocks))).astype(np.float16)
+    d[5], d[6] = np.float16(3.0e-6), np.float16(-0.0)
+    bits = d.view(np.uint16)
+    for k in range(4):
+        word = blocks[:, 48 + 2 * k].astype(np.uint16) | (blocks[:, 49 + 2 * k].astype(np.uint16) << 8)
+        word = (word & 0x0FFF) | (((bits >> (4 * k)) & 0xF) << 12)
+        blocks[:, 48 + 2 * k] = word & 0xFF
+        blocks[:, 49 + 2 * k] = word >> 8
+
+
+def make_iq_rows(rng: np.random.Generator, qtype: Q, set_index, per_block: int, book_rows: int) -> np.ndarray:
+    block_bytes = GGML_QUANT_SIZES[qtype][1]
+    per_row = BLOCKS_PER_ROW[256]
+    n_book = -(-book_rows // per_block)            # blocks that index every codebook row once
+    n_book = -(-n_book // per_row) * per_row       # whole rows
+    n_blocks = ROWS * per_row + n_book
+    blocks = rng.integers(0, 256, size=(n_blocks, block_bytes), dtype=np.uint8)
+    if qtype == Q.IQ1_M:
+        set_iq1_m_d(rng, blocks)
+    else:
+        d = (rng.choice([-1.0, 1.0], size=n_blocks) * rng.uniform(0.001, 0.05, size=n_blocks)).astype(np.float16)
+        d[5], d[6] = np.float16(3.0e-6), np.float16(-0.0)
+        blocks[:, :2] = d.view(np.uint8).reshape(n_blocks, 2)
+    for k in range(n_book):
+        block = blocks[ROWS * per_row + k]
+        for i in range(per_block):
+            set_index(block, i, (k * per_block + i) % book_rows)
+    return blocks.reshape(-1, per_row * block_bytes)
+
+
 def main() -> None:
     rng = np.random.default_rng(20240611)
     tensors = {}
@@ -120,6 +199,14 @@ def main() -> None:
     iq4_rng = np.random.default_rng(20261124)  # its own, as MXFP4's
     for qtype in IQ4_TYPES:
         rows = make_iq4_rows(iq4_rng, qtype)
+        values = gguf.quants.dequantize(rows, qtype).astype(np.float32)
+        assert np.isfinite(values).all(), qtype.name
+        tensors[f"{qtype.name}.blocks"] = np.ascontiguousarray(rows)
+        tensors[f"{qtype.name}.values"] = np.ascontiguousarray(values)
+        print(f"{qtype.name}: blocks {rows.shape}, values {values.shape}")
+    iq_rng = np.random.default_rng(20261125)  # its own, as the IQ4 types'
+    for qtype, set_index, per_block, book_rows in IQ_CODEBOOK_TYPES:
+        rows = make_iq_rows(iq_rng, qtype, set_index, per_block, book_rows)
         values = gguf.quants.dequantize(rows, qtype).astype(np.float32)
         assert np.isfinite(values).all(), qtype.name
         tensors[f"{qtype.name}.blocks"] = np.ascontiguousarray(rows)

@@ -27,6 +27,9 @@ constexpr DTypeInfo kBlockTypes[] = {
     {DType::Q4_K, "Q4_K", 0},   {DType::Q5_K, "Q5_K", 0}, {DType::Q6_K, "Q6_K", 0},
     {DType::MXFP4_GGML, "MXFP4_GGML", 0},  // ggml's MXFP4 block (GGUF type 39); "MXFP4" is Hugging Face's
     {DType::IQ4_NL, "IQ4_NL", 0},  {DType::IQ4_XS, "IQ4_XS", 0},  // GGUF types 20 and 23, as ggml names them
+    {DType::IQ2_XXS, "IQ2_XXS", 0}, {DType::IQ2_XS, "IQ2_XS", 0}, {DType::IQ2_S, "IQ2_S", 0},
+    {DType::IQ3_XXS, "IQ3_XXS", 0}, {DType::IQ3_S, "IQ3_S", 0},   {DType::IQ1_S, "IQ1_S", 0},
+    {DType::IQ1_M, "IQ1_M", 0},
 };
 }  // namespace
 

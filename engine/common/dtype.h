@@ -16,7 +16,9 @@ enum class DType : uint8_t {
   // run of blocks, each holding its own scales. Their size is per matrix (matrix_bytes), not per element.
   // MXFP4_GGML is ggml's own MXFP4 block (GGUF type 39: GPT-OSS's experts), its scale inside the block.
   // IQ4_NL and IQ4_XS (GGUF types 20 and 23) map 4-bit codes through a fixed non-linear table of 16 int8.
-  Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4_GGML, IQ4_NL, IQ4_XS
+  // The IQ1–IQ3 types (GGUF types 16–19, 21, 22, 29) index fixed codebooks of 8 or 4 values.
+  Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4_GGML, IQ4_NL, IQ4_XS,
+  IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M
 };
 
 // Bytes per element; 0 for MXFP4 and the block-quantized types, which have no whole number of bytes per

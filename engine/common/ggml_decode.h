@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "engine/common/dtype.h"
+#include "engine/common/iq_grids.h"
 
 #if defined(__CUDACC__)
 #define MOE_HOST_DEVICE __host__ __device__ __forceinline__
@@ -286,6 +287,217 @@ struct IQ4_XS {
   }
 };
 
+// The IQ1, IQ2 and IQ3 types (GGUF types 16–19, 21, 22 and 29) store an index into a fixed codebook
+// (iq_grids.h) per 8 or 4 values, and signs apart. Their values are all x = scale · q with q an integer:
+//   IQ2 (IQ2_XXS, IQ2_XS, IQ2_S): q = ±8, ±25 or ±43;  IQ3_XXS: ±4 … ±62;  IQ3_S: ±1 … ±15,
+//   each scale being the reference's own f32 product (d·(0.5 + ls)·0.25 and so on); gguf-py multiplies
+//   that scale by the codebook value and then by ±1, which rounds the same as scale · (±value).
+//   IQ1 (IQ1_S, IQ1_M): the reference's x = dl·(g + δ), g ∈ {−1, 0, 1}, δ = ±1/8, is (dl/8)·(8g ± 1):
+//   q = 8g ± 1 and scale = dl/8 (dl is an f16 times an odd integer < 16, so dl/8 is exact, and both
+//   products are the same real number, rounded once).
+// So each decoder gives quants8 (the 8 integers of values 8g … 8g + 7) and scale (the f32 of sub-block
+// s, kSub values each), and the CPU can keep q as int8 (backend/cpu/matmul.cpp).
+
+// The codebooks: arrays on the host and, in CUDA code, __device__ copies that device code reads.
+#if defined(__CUDACC__)
+#define MOE_IQ_CODEBOOK(name, rows, ...)                         \
+  inline constexpr uint16_t name[rows] = {__VA_ARGS__};          \
+  static __device__ const uint16_t name##_on_device[rows] = {__VA_ARGS__};
+#else
+#define MOE_IQ_CODEBOOK(name, rows, ...) inline constexpr uint16_t name[rows] = {__VA_ARGS__};
+#endif
+#if defined(__CUDA_ARCH__)
+#define MOE_IQ_ROW(name, i) name##_on_device[i]
+#else
+#define MOE_IQ_ROW(name, i) name[i]
+#endif
+MOE_IQ_CODEBOOK(kIq2XxsGrid, MOE_IQ2_XXS_ROWS, MOE_IQ2_XXS_GRID)
+MOE_IQ_CODEBOOK(kIq2XsGrid, MOE_IQ2_XS_ROWS, MOE_IQ2_XS_GRID)
+MOE_IQ_CODEBOOK(kIq2SGrid, MOE_IQ2_S_ROWS, MOE_IQ2_S_GRID)
+MOE_IQ_CODEBOOK(kIq3XxsGrid, MOE_IQ3_XXS_ROWS, MOE_IQ3_XXS_GRID)
+MOE_IQ_CODEBOOK(kIq3SGrid, MOE_IQ3_S_ROWS, MOE_IQ3_S_GRID)
+MOE_IQ_CODEBOOK(kIq1SGrid, MOE_IQ1_S_ROWS, MOE_IQ1_S_GRID)
+
+namespace iq {
+
+// A value list packed a byte per value (value i in byte i), so an index is looked up with a shift.
+template <size_t N>
+constexpr uint64_t pack_values(const int (&v)[N]) {
+  uint64_t w = 0;
+  for (size_t i = 0; i < N; ++i) w |= uint64_t(uint8_t(v[i])) << (8 * i);
+  return w;
+}
+inline constexpr int kIq2List[] = {MOE_IQ2_XXS_VALUES}, kIq3XxsList[] = {MOE_IQ3_XXS_VALUES},
+                     kIq3SList[] = {MOE_IQ3_S_VALUES};
+inline constexpr int kIq1List[] = {MOE_IQ1_S_VALUES};
+static_assert(sizeof(kIq1List) == 3 * sizeof(int) && kIq1List[0] == -1 && kIq1List[1] == 0 && kIq1List[2] == 1,
+              "iq1_quants reads IQ1's entries as index − 1");
+inline constexpr uint64_t kIq2Values = pack_values(kIq2List), kIq3XxsValues = pack_values(kIq3XxsList),
+                          kIq3SValues = pack_values(kIq3SList);
+
+MOE_HOST_DEVICE uint32_t u16_at(const uint8_t* p) { return uint32_t(p[0]) | (uint32_t(p[1]) << 8); }
+MOE_HOST_DEVICE uint32_t u32_at(const uint8_t* p) { return u16_at(p) | (u16_at(p + 2) << 16); }
+
+// Entry j of a codebook row (k bits each) through a packed value list.
+MOE_HOST_DEVICE constexpr int value(uint16_t row, int j, int k, uint64_t values) {
+  return int((values >> (8 * ((row >> (k * j)) & ((1 << k) - 1)))) & 0xffu);
+}
+
+// The 8 signs of IQ2_XXS, IQ2_XS and IQ3_XXS from 7 stored bits: bit 7 makes the number of minus signs
+// even (ggml's ksigns_iq2xs, checked against gguf-py's table by tests/make_iq_grids.py).
+MOE_HOST_DEVICE constexpr int signs7(uint32_t s) {
+  s &= 127;
+  uint32_t p = s ^ (s >> 4);
+  p ^= p >> 2;
+  p ^= p >> 1;
+  return int(s | ((p & 1) << 7));
+}
+
+// q[j] = entry j of an 8-entry IQ2 row, negated where bit j of signs is set.
+MOE_HOST_DEVICE void iq2_quants(uint16_t row, int signs, int8_t* q) {
+  for (int j = 0; j < 8; ++j) {
+    const int v = value(row, j, 2, kIq2Values);
+    q[j] = int8_t((signs >> j) & 1 ? -v : v);
+  }
+}
+
+// q[0..4) and q[4..8) from two 4-entry IQ3 rows, negated where bit j of signs is set.
+MOE_HOST_DEVICE void iq3_quants(uint16_t row0, uint16_t row1, int signs, uint64_t values, int8_t* q) {
+  for (int j = 0; j < 8; ++j) {
+    const int v = value(j < 4 ? row0 : row1, j % 4, 3, values);
+    q[j] = int8_t((signs >> j) & 1 ? -v : v);
+  }
+}
+
+// q[j] = 8·g_j + δ, g_j ∈ {−1, 0, 1} the entry of an IQ1 row and δ = ±1.
+MOE_HOST_DEVICE void iq1_quants(uint16_t row, bool minus, int8_t* q) {
+  for (int j = 0; j < 8; ++j) q[j] = int8_t(8 * (((row >> (2 * j)) & 3) - 1) + (minus ? -1 : 1));
+}
+
+// The IQ types' run<N>: N values (N a multiple of 8) as scale · q, 8 at a time. A decoder D has d_bits
+// (its f16 d's bits), scale(d, b, s) (sub-block s's scale, given d as f32) and quants8.
+template <class D>
+struct Runs {
+  // The f16 d leads the block (IQ1_M, which spreads it, has its own).
+  MOE_HOST_DEVICE static uint16_t d_bits(const uint8_t* b) { return uint16_t(u16_at(b)); }
+  template <int N>
+  MOE_HOST_DEVICE static void run(const uint8_t* b, int v0, float* out) {
+    static_assert(N % 8 == 0, "the IQ types decode 8 values at a time");
+    const float d = f16_bits_to_f32(D::d_bits(b));
+    for (int g = v0 / 8; g < (v0 + N) / 8; ++g) {
+      const float s = D::scale(d, b, 8 * g / D::kSub);
+      int8_t q[8];
+      D::quants8(b, g, q);
+      for (int j = 0; j < 8; ++j) out[8 * g - v0 + j] = s * float(q[j]);
+    }
+  }
+};
+
+}  // namespace iq
+
+// 8 sub-blocks of 32, each two u32: four grid indices (a byte each, a row of 8 per 8 values), then four
+// 7-bit sign fields (bits 7l …) and a 4-bit ls at bit 28: scale d·(0.5 + ls)·0.25. Layout: d, qs[64].
+struct IQ2_XXS : iq::Runs<IQ2_XXS> {
+  static constexpr int kValues = 256, kBytes = 66, kSub = 32;
+  MOE_HOST_DEVICE static float scale(float d, const uint8_t* b, int s) {
+    return d * (0.5f + float(iq::u32_at(b + 2 + 8 * s + 4) >> 28)) * 0.25f;
+  }
+  MOE_HOST_DEVICE static void quants8(const uint8_t* b, int g, int8_t* q) {
+    const uint8_t* p = b + 2 + 8 * (g / 4);
+    const int l = g % 4;
+    iq::iq2_quants(MOE_IQ_ROW(kIq2XxsGrid, p[l]), iq::signs7(iq::u32_at(p + 4) >> (7 * l)), q);
+  }
+};
+
+// Per 8 values a u16: a 9-bit grid index and 7 sign bits above it; per 16 values a 4-bit ls (nibbles of
+// scales[8]): scale d·(0.5 + ls)·0.25. Layout: d, qs[32] (u16), scales[8].
+struct IQ2_XS : iq::Runs<IQ2_XS> {
+  static constexpr int kValues = 256, kBytes = 74, kSub = 16;
+  MOE_HOST_DEVICE static float scale(float d, const uint8_t* b, int s) {
+    return d * (0.5f + float((b[66 + s / 2] >> (4 * (s % 2))) & 15)) * 0.25f;
+  }
+  MOE_HOST_DEVICE static void quants8(const uint8_t* b, int g, int8_t* q) {
+    const uint32_t w = iq::u16_at(b + 2 + 2 * g);
+    iq::iq2_quants(MOE_IQ_ROW(kIq2XsGrid, w & 511), iq::signs7(w >> 9), q);
+  }
+};
+
+// Per 8 values a 10-bit grid index (a byte of qs, 2 bits of qh above it) and a byte of 8 sign bits; per
+// 16 values a 4-bit ls as IQ2_XS's. Layout: d, qs[32], signs[32], qh[8], scales[8].
+struct IQ2_S : iq::Runs<IQ2_S> {
+  static constexpr int kValues = 256, kBytes = 82, kSub = 16;
+  MOE_HOST_DEVICE static float scale(float d, const uint8_t* b, int s) {
+    return d * (0.5f + float((b[74 + s / 2] >> (4 * (s % 2))) & 15)) * 0.25f;
+  }
+  MOE_HOST_DEVICE static void quants8(const uint8_t* b, int g, int8_t* q) {
+    const int index = b[2 + g] | (((b[66 + g / 4] >> (2 * (g % 4))) & 3) << 8);
+    iq::iq2_quants(MOE_IQ_ROW(kIq2SGrid, index), b[34 + g], q);
+  }
+};
+
+// A grid index (a byte, a row of 4) per 4 values; per 32 values a u32 of four 7-bit sign fields and a
+// 4-bit ls at bit 28: scale d·(0.5 + ls)·0.5. Layout: d, qs[64], scales_and_signs[32].
+struct IQ3_XXS : iq::Runs<IQ3_XXS> {
+  static constexpr int kValues = 256, kBytes = 98, kSub = 32;
+  MOE_HOST_DEVICE static float scale(float d, const uint8_t* b, int s) {
+    return d * (0.5f + float(iq::u32_at(b + 66 + 4 * s) >> 28)) * 0.5f;
+  }
+  MOE_HOST_DEVICE static void quants8(const uint8_t* b, int g, int8_t* q) {
+    const int signs = iq::signs7(iq::u32_at(b + 66 + 4 * (g / 4)) >> (7 * (g % 4)));
+    iq::iq3_quants(MOE_IQ_ROW(kIq3XxsGrid, b[2 + 2 * g]), MOE_IQ_ROW(kIq3XxsGrid, b[3 + 2 * g]), signs,
+                   iq::kIq3XxsValues, q);
+  }
+};
+
+// A 9-bit grid index (a byte of qs, bit r % 8 of qh[r / 8] above it) per 4 values r; a byte of 8 sign
+// bits per 8 values; per 32 values a 4-bit ls (nibbles of scales[4]): scale d·(1 + 2·ls). Layout: d,
+// qs[64], qh[8], signs[32], scales[4].
+struct IQ3_S : iq::Runs<IQ3_S> {
+  static constexpr int kValues = 256, kBytes = 110, kSub = 32;
+  MOE_HOST_DEVICE static float scale(float d, const uint8_t* b, int s) {
+    return d * float(1 + 2 * ((b[106 + s / 2] >> (4 * (s % 2))) & 15));
+  }
+  MOE_HOST_DEVICE static int index(const uint8_t* b, int r) { return b[2 + r] | (((b[66 + r / 8] >> (r % 8)) & 1) << 8); }
+  MOE_HOST_DEVICE static void quants8(const uint8_t* b, int g, int8_t* q) {
+    iq::iq3_quants(MOE_IQ_ROW(kIq3SGrid, index(b, 2 * g)), MOE_IQ_ROW(kIq3SGrid, index(b, 2 * g + 1)), b[74 + g],
+                   iq::kIq3SValues, q);
+  }
+};
+
+// Per 8 values an 11-bit grid index (a byte of qs, 3 bits of the sub-block's u16 qh above it); per 32
+// values that qh's bits 12–14 (k: dl = d·(2k + 1)) and bit 15 (δ = −1/8 when set, else +1/8). Layout: d,
+// qs[32], qh[8] (u16).
+struct IQ1_S : iq::Runs<IQ1_S> {
+  static constexpr int kValues = 256, kBytes = 50, kSub = 32;
+  MOE_HOST_DEVICE static float scale(float d, const uint8_t* b, int s) {
+    return d * float(2 * ((iq::u16_at(b + 34 + 2 * s) >> 12) & 7) + 1) * 0.125f;
+  }
+  MOE_HOST_DEVICE static void quants8(const uint8_t* b, int g, int8_t* q) {
+    const uint32_t qh = iq::u16_at(b + 34 + 2 * (g / 4));
+    iq::iq1_quants(MOE_IQ_ROW(kIq1SGrid, b[2 + g] | ((qh >> (3 * (g % 4))) & 7) << 8), qh & 0x8000u, q);
+  }
+};
+
+// IQ1_S's codebook; per 8 values a nibble of qh (3 index bits, then δ's sign); per 16 values a 3-bit k of
+// the four u16 of scales (bits 3k … of u16 k / 4). The block's f16 d is the top nibbles of those four
+// u16, lowest first. Layout: qs[32], qh[16], scales[8].
+struct IQ1_M : iq::Runs<IQ1_M> {
+  static constexpr int kValues = 256, kBytes = 56, kSub = 16;
+  MOE_HOST_DEVICE static uint16_t d_bits(const uint8_t* b) {
+    const uint8_t* sc = b + 48;
+    return uint16_t((iq::u16_at(sc) >> 12) | ((iq::u16_at(sc + 2) >> 8) & 0xf0u) | ((iq::u16_at(sc + 4) >> 4) & 0xf00u) |
+                    (iq::u16_at(sc + 6) & 0xf000u));
+  }
+  MOE_HOST_DEVICE static float scale(float d, const uint8_t* b, int s) {
+    const int k = int(iq::u16_at(b + 48 + 2 * (s / 4)) >> (3 * (s % 4))) & 7;
+    return d * float(2 * k + 1) * 0.125f;
+  }
+  MOE_HOST_DEVICE static void quants8(const uint8_t* b, int g, int8_t* q) {
+    const int nibble = (b[32 + g / 2] >> (4 * (g % 2))) & 15;
+    iq::iq1_quants(MOE_IQ_ROW(kIq1SGrid, b[g] | ((nibble & 7) << 8)), nibble & 8, q);
+  }
+};
+
 // Calls f(Decoder{}) with the decoder of block type t and returns true; false (f not called) for any
 // other dtype.
 template <typename F>
@@ -304,6 +516,13 @@ MOE_HOST_DEVICE bool visit_block_type(DType t, F&& f) {
     case DType::MXFP4_GGML: f(MXFP4_GGML{}); return true;
     case DType::IQ4_NL: f(IQ4_NL{}); return true;
     case DType::IQ4_XS: f(IQ4_XS{}); return true;
+    case DType::IQ2_XXS: f(IQ2_XXS{}); return true;
+    case DType::IQ2_XS: f(IQ2_XS{}); return true;
+    case DType::IQ2_S: f(IQ2_S{}); return true;
+    case DType::IQ3_XXS: f(IQ3_XXS{}); return true;
+    case DType::IQ3_S: f(IQ3_S{}); return true;
+    case DType::IQ1_S: f(IQ1_S{}); return true;
+    case DType::IQ1_M: f(IQ1_M{}); return true;
     default: return false;
   }
 }

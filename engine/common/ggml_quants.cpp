@@ -21,6 +21,14 @@ BlockFormat block_format(DType t) {
     case DType::MXFP4_GGML: return {32, sizeof(BlockMXFP4_GGML)};
     case DType::IQ4_NL: return {32, sizeof(BlockIQ4_NL)};
     case DType::IQ4_XS: return {256, sizeof(BlockIQ4_XS)};
+    // The IQ1–IQ3 types: the decoders' sizes (their fields are read by offset, in ggml_decode.h).
+    case DType::IQ2_XXS: return {256, ggml::IQ2_XXS::kBytes};
+    case DType::IQ2_XS: return {256, ggml::IQ2_XS::kBytes};
+    case DType::IQ2_S: return {256, ggml::IQ2_S::kBytes};
+    case DType::IQ3_XXS: return {256, ggml::IQ3_XXS::kBytes};
+    case DType::IQ3_S: return {256, ggml::IQ3_S::kBytes};
+    case DType::IQ1_S: return {256, ggml::IQ1_S::kBytes};
+    case DType::IQ1_M: return {256, ggml::IQ1_M::kBytes};
     default: return {1, dtype_size(t)};  // MXFP4 and the plain types (0 bytes for MXFP4)
   }
 }

@@ -168,6 +168,13 @@ std::optional<DType> dtype_of_ggml_type(uint32_t id) {
     case 14: return DType::Q6_K;
     case 20: return DType::IQ4_NL;
     case 23: return DType::IQ4_XS;
+    case 16: return DType::IQ2_XXS;
+    case 17: return DType::IQ2_XS;
+    case 22: return DType::IQ2_S;
+    case 18: return DType::IQ3_XXS;
+    case 21: return DType::IQ3_S;
+    case 19: return DType::IQ1_S;
+    case 29: return DType::IQ1_M;
     case 39: return DType::MXFP4_GGML;  // ggml's MXFP4 block (its scale inside), not Hugging Face's MXFP4
     default: return std::nullopt;
   }

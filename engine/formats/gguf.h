@@ -29,7 +29,7 @@ struct GgufTensor {
   TensorView view;
   uint32_t ggml_type = 0;
   std::string type_name;  // "Q4_K", "IQ2_XS", ...
-  bool readable = false;  // a type the engine computes with (F32, F16, BF16, llama.cpp's Q* and IQ4 types, MXFP4)
+  bool readable = false;  // a type the engine computes with (F32, F16, BF16, llama.cpp's Q* and IQ* types, MXFP4)
   uint64_t offset = 0;    // from the start of its part's data section
   int part = 0;           // which part of a split model holds it (view.file names that file)
 };

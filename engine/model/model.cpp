@@ -114,7 +114,7 @@ class GgufSource : public WeightSource {
     }
     used_.insert(name);
     if (!t->readable)
-      throw EngineError(t->view.file, name, "ggml type " + t->type_name + " is not read (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K to Q6_K, IQ4_NL, IQ4_XS and MXFP4 are)");
+      throw EngineError(t->view.file, name, "ggml type " + t->type_name + " is not read (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K to Q6_K, IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS and MXFP4 are)");
     if (shape.size() == 1 && !is_weight_dtype(t->view.dtype))
       throw EngineError(t->view.file, name, "a vector in " + t->type_name + "; vectors are read in F32, F16 or BF16");
     // A [1, n] matrix may be stored as a vector (Qwen2-MoE's shared expert gate), and a vector as [1, n].

@@ -4,8 +4,8 @@
 //     anonymous memory and (BF16) from a read-only file mmap as the engine uses it; MXFP4 of GPT-OSS's
 //     width, every row and every other row (an expert's gate or up), with the values decoded per second;
 //     GGUF's block types Q8_0, Q4_K, Q6_K, Q5_K, MXFP4_GGML (ggml's MXFP4, GPT-OSS GGUFs' experts),
-//     IQ4_NL and IQ4_XS with as many weights as the BF16 matrix (values per second beside BF16's
-//     bytes / 2);
+//     IQ4_NL, IQ4_XS and the 1- to 3-bit IQ types with as many weights as the BF16 matrix (values per
+//     second beside BF16's bytes / 2);
 //   - a decode-step-like sequence of MoE-shaped matmuls (4 layers: ~450 MB of BF16 in 116 calls);
 //   - prefill GFLOP/s at T = 64;
 //   - ThreadPool::parallel_for dispatch overhead.
@@ -144,8 +144,8 @@ GbpsResult bench_gemv(const Options& o, ThreadPool& pool, int threads, DType dt,
 }
 
 // A matrix of a GGML block type: random quants, every f16 scale field (d, dmin) set to a moderate value
-// so that no block decodes to inf or NaN (MXFP4_GGML: its E8M0 byte, 2^-9 to 2^-7; IQ4_XS's 6-bit
-// sub-block scales stay random).
+// so that no block decodes to inf or NaN (MXFP4_GGML: its E8M0 byte, 2^-9 to 2^-7; IQ1_M: the top nibbles
+// of its four scale u16s; IQ4_XS's 6-bit sub-block scales and the other IQ types' scales stay random).
 struct BlockWeights {
   DType dtype;
   int64_t rows, cols;
@@ -157,7 +157,7 @@ struct BlockWeights {
     std::vector<size_t> f16_fields;  // byte offsets of the f16 fields in a block
     if (t == DType::Q6_K) f16_fields = {208};
     else if (t == DType::Q4_K || t == DType::Q5_K) f16_fields = {0, 2};
-    else if (t != DType::MXFP4_GGML) f16_fields = {0};
+    else if (t != DType::MXFP4_GGML && t != DType::IQ1_M) f16_fields = {0};
     auto* b = static_cast<uint8_t*>(data.p);
     pool.parallel_for(blocks, [&](int64_t lo, int64_t hi) {
       for (int64_t i = lo; i < hi; ++i) {
@@ -168,6 +168,10 @@ struct BlockWeights {
           std::memcpy(blk + o, &h, 2);
         }
         if (t == DType::MXFP4_GGML) blk[0] = uint8_t(118 + mix(uint64_t(i)) % 3);
+        if (t == DType::IQ1_M) {  // d's four nibbles atop the u16s at 48, 50, 52, 54
+          const uint16_t h = f32_to_f16(0.001f + 0.01f * float(mix(uint64_t(i)) % 100) / 100.0f);
+          for (int k = 0; k < 4; ++k) blk[49 + 2 * k] = uint8_t((blk[49 + 2 * k] & 15) | (((h >> (4 * k)) & 15) << 4));
+        }
       }
     });
   }
@@ -431,7 +435,8 @@ int main(int argc, char** argv) {
   MappedWeights mapped(init_pool, size_t(rows16 * cols16) * 2);
   const Mxfp4Weights wq(init_pool, size_t(rows16 * cols16) * 2);
   std::vector<std::unique_ptr<BlockWeights>> wg;  // as many weights as the BF16 matrix
-  for (DType t : {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::MXFP4_GGML, DType::IQ4_NL, DType::IQ4_XS})
+  for (DType t : {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::MXFP4_GGML, DType::IQ4_NL, DType::IQ4_XS,
+                  DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_XXS, DType::IQ3_S, DType::IQ1_S, DType::IQ1_M})
     wg.push_back(std::make_unique<BlockWeights>(init_pool, t, rows16, cols16));
 
   for (int threads : thread_counts) {
@@ -480,6 +485,8 @@ int main(int argc, char** argv) {
     bench_prefill_blocks(o, pool, threads, *wg[4], 64);  // MXFP4_GGML
     bench_prefill_blocks(o, pool, threads, *wg[5], 64);  // IQ4_NL
     bench_prefill_blocks(o, pool, threads, *wg[6], 64);  // IQ4_XS
+    bench_prefill_blocks(o, pool, threads, *wg[7], 64);  // IQ2_XXS
+    bench_prefill_blocks(o, pool, threads, *wg[12], 64);  // IQ1_S
     if (simd_supported()) {
       set_force_scalar(true);
       std::printf("  (scalar path:)");

@@ -405,9 +405,7 @@ TEST(Experts, GptOssBiasesAndClampedGate) {
 // multiple of 256 (GPT-OSS's 2880 in miniature).
 TEST(Experts, GgmlBlockTypes) {
   MOE_REQUIRE_GPU();
-  const std::vector<DType> types = {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q5_K, DType::Q4_0, DType::Q5_0,
-                                    DType::Q4_1, DType::Q5_1, DType::Q3_K, DType::Q2_K, DType::MXFP4_GGML,
-                                    DType::IQ4_NL, DType::IQ4_XS};
+  const std::vector<DType>& types = moe::test::kGgmlBlockTypes;
   for (size_t i = 0; i < types.size(); ++i) {
     const DType down = types[(i + 1) % types.size()];
     run_shape({types[i], 256, 512, 6, 3, {1, 9}, down}, 2000 + 10 * uint32_t(i));

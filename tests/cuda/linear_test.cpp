@@ -17,6 +17,7 @@
 #include "engine/backend/cuda/kernels/linear.cuh"
 #include "engine/common/dtype.h"
 #include "engine/common/ggml_quants.h"
+#include "engine/formats/safetensors.h"
 #include "tests/cuda/gpu_test_support.h"
 #include "tests/support/ggml_blocks.h"
 
@@ -30,9 +31,7 @@ struct Case {
   const char* what;
 };
 
-const std::vector<DType> kBlockTypes = {DType::Q4_0, DType::Q4_1, DType::Q5_0,  DType::Q5_1,       DType::Q8_0,
-                                        DType::Q2_K, DType::Q3_K, DType::Q4_K,  DType::Q5_K,       DType::Q6_K,
-                                        DType::MXFP4_GGML, DType::IQ4_NL, DType::IQ4_XS};
+const std::vector<DType>& kBlockTypes = moe::test::kGgmlBlockTypes;
 
 // A rows × cols matrix stored as dt (random values, or random blocks of a block type), and its values.
 std::vector<uint8_t> random_matrix(DType dt, int rows, int cols, uint32_t seed, std::vector<float>& values) {
@@ -131,6 +130,29 @@ TEST(Dequantize, RowsAsBf16AreTheCpuValuesRounded) {
     const std::vector<uint16_t> got = out.download();
     for (size_t i = 0; i < got.size(); ++i)
       ASSERT_EQ(got[i], f32_to_bf16(w[size_t(3) * cols + i])) << "row " << 3 + i / cols << " column " << i % cols;
+  }
+}
+
+// The reference rows of every block type (tests/data/ggml_quants: random blocks, and for the IQ1–IQ3 types
+// rows that index every codebook row), decoded on the device: gguf-py's values rounded to BF16, bit for bit.
+// On a GPU this is what checks the codebooks' device copies (ggml_decode.h's MOE_IQ_CODEBOOK).
+TEST(Dequantize, ReferenceRowsAreGgufPyValuesInBf16) {
+  MOE_REQUIRE_GPU();
+  const auto file = SafetensorsFile::open(std::string(MOE_TEST_DATA_DIR) + "/ggml_quants/reference.safetensors");
+  for (DType dt : kBlockTypes) {
+    const std::string name(dtype_name(dt));
+    SCOPED_TRACE(name);
+    const TensorView& blocks = file->tensors().at(name + ".blocks");
+    const TensorView& values = file->tensors().at(name + ".values");
+    const int64_t rows = values.shape.at(0), cols = values.shape.at(1);
+    const auto* bytes = reinterpret_cast<const uint8_t*>(blocks.data);
+    DeviceVector<uint8_t> dw(std::vector<uint8_t>(bytes, bytes + blocks.nbytes));
+    DeviceVector<uint16_t> out(size_t(rows * cols));
+    dequantize_rows_bf16(DeviceMatrix{dw.get(), dt, rows, cols}, 0, rows, out.get(), nullptr);
+    const std::vector<uint16_t> got = out.download();
+    const auto* want = reinterpret_cast<const float*>(values.data);
+    for (int64_t i = 0; i < rows * cols; ++i)
+      ASSERT_EQ(got[size_t(i)], f32_to_bf16(want[i])) << "value " << i << ": gguf-py " << want[i];
   }
 }
 

@@ -6,7 +6,8 @@
 // bound of the CPU (which reads the blocks themselves), with the memory plan equal to what is allocated.
 // MXFP4_GGML's E8M0 scales span f32's whole exponent range: every exponent arrives as gguf-py's value.
 // IQ4_NL's and IQ4_XS's values (a table value of up to 7 significant bits times an f16 d, and for IQ4_XS
-// a 6-bit scale) do not fit BF16's 8 bits: they arrive as gguf-py's values rounded to BF16.
+// a 6-bit scale) do not fit BF16's 8 bits, nor do the IQ1–IQ3 types' (a codebook value times a scale
+// times an f16 d): they arrive as gguf-py's values rounded to BF16.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -33,9 +34,7 @@
 namespace moe {
 namespace {
 
-const std::vector<DType> kTypes = {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q4_0,
-                                   DType::Q5_0, DType::Q4_1, DType::Q5_1, DType::Q3_K, DType::Q2_K,
-                                   DType::MXFP4_GGML, DType::IQ4_NL, DType::IQ4_XS};
+const std::vector<DType>& kTypes = test::kGgmlBlockTypes;
 
 // Every block type, a matrix of several rows and blocks: what arrives on the device is each row's
 // dequantize_row values rounded to BF16, and the progress adds up to the stored bytes.
@@ -136,12 +135,14 @@ TEST(CudaQuantized, GptOssMxfp4ArrivesAsGgmlBlocks) {
   EXPECT_THROW(cuda::fill_random(synthetic.get(), DType::Q4_K, 256, 7, 0.04f, nullptr), EngineError);
 }
 
-// The IQ4 reference rows (tests/data/ggml_quants, from gguf-py): the BF16 on the device is gguf-py's f32
-// value of each weight rounded to BF16, every IQ4_XS sub-block scale and both types' every code among them.
-TEST(CudaQuantized, Iq4ArrivesAsGgufPyValuesInBf16) {
+// The IQ types' reference rows (tests/data/ggml_quants, from gguf-py): the BF16 on the device is gguf-py's f32
+// value of each weight rounded to BF16; among them every IQ4_XS sub-block scale, both IQ4 types' every code, and
+// every row of the IQ1–IQ3 codebooks.
+TEST(CudaQuantized, IqTypesArriveAsGgufPyValuesInBf16) {
   MOE_REQUIRE_GPU();
   const auto file = SafetensorsFile::open(std::string(MOE_TEST_DATA_DIR) + "/ggml_quants/reference.safetensors");
-  for (DType t : {DType::IQ4_NL, DType::IQ4_XS}) {
+  for (DType t : {DType::IQ4_NL, DType::IQ4_XS, DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_XXS,
+                  DType::IQ3_S, DType::IQ1_S, DType::IQ1_M}) {
     const std::string name(dtype_name(t));
     SCOPED_TRACE(name);
     const TensorView& blocks = file->tensors().at(name + ".blocks");
@@ -257,10 +258,10 @@ TEST(CudaQuantized, ModelOfEveryBlockTypeMatchesTheCpu) {
 // A GGUF file's layout: each group one block type (a layer's q, k and v; all its experts' gate and up;
 // all their downs; ...), types differing between groups as Q4_K_M's Q4_K and Q6_K do. Every group keeps
 // its blocks, so every kernel runs on blocks: the decode products, the prefill expert GEMM and the
-// dense projections' expansion for cuBLAS. Two models put all thirteen types in groups.
+// dense projections' expansion for cuBLAS. Three models of nine groups put all twenty types in groups.
 TEST(CudaQuantized, BlocksKeptGroupByGroupMatchTheCpu) {
   MOE_REQUIRE_GPU();
-  for (size_t offset : {size_t(0), size_t(9)}) {
+  for (size_t offset : {size_t(0), size_t(9), size_t(18)}) {
     SCOPED_TRACE("types from " + std::to_string(offset));
     test::ScratchDir dir;
     auto model = test::quantizable_model(dir, DType::BF16);

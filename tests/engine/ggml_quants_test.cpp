@@ -6,7 +6,9 @@
 // (a block carries its own scales, so it may sit anywhere in any row). MXFP4_GGML (GGUF type 39) also
 // has edge rows, one block for each of its 256 exponents, checked where f32 still holds the values.
 // IQ4_NL and IQ4_XS (GGUF types 20 and 23: a non-linear table of 16 values) come from gguf-py's
-// dequantize of random blocks, as it cannot quantize them.
+// dequantize of random blocks, as it cannot quantize them; so do the IQ1–IQ3 types (GGUF types 16–19, 21,
+// 22 and 29, which index fixed codebooks), whose reference rows also index every row of each codebook
+// (engine/common/iq_grids.h) once, so each table entry is checked against gguf-py's.
 #include "engine/common/ggml_quants.h"
 
 #include <gtest/gtest.h>
@@ -27,6 +29,7 @@
 #include "engine/common/mxfp4.h"
 #include "engine/formats/gguf.h"
 #include "engine/formats/safetensors.h"
+#include "tests/support/ggml_blocks.h"
 #include "tests/support/gguf_builder.h"
 #include "tests/support/matmul_reference.h"
 #include "tests/support/test_support.h"
@@ -37,10 +40,8 @@ namespace {
 using cpu::MatrixRef;
 using cpu::ThreadPool;
 
-// Highest priority first: what Q4_K_M and Q5_K_M files are made of, then the fallbacks; then GPT-OSS's
-// experts; then the IQ4 files (IQ4_XS, and the UD mixes).
-const DType kTypes[] = {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q4_0, DType::Q5_0, DType::Q4_1,
-                        DType::Q5_1, DType::Q3_K, DType::Q2_K, DType::MXFP4_GGML, DType::IQ4_NL, DType::IQ4_XS};
+// Every block type (tests/support/ggml_blocks.h).
+const std::vector<DType>& kTypes = test::kGgmlBlockTypes;
 
 // Restores the path choice a test changed.
 class ScopedForceScalar {
@@ -142,7 +143,10 @@ TEST(GgmlQuants, BlockFormatsNamesAndSizes) {
               {DType::Q5_1, "Q5_1", 32, 24},  {DType::Q8_0, "Q8_0", 32, 34},  {DType::Q2_K, "Q2_K", 256, 84},
               {DType::Q3_K, "Q3_K", 256, 110}, {DType::Q4_K, "Q4_K", 256, 144}, {DType::Q5_K, "Q5_K", 256, 176},
               {DType::Q6_K, "Q6_K", 256, 210}, {DType::MXFP4_GGML, "MXFP4_GGML", 32, 17},
-              {DType::IQ4_NL, "IQ4_NL", 32, 18}, {DType::IQ4_XS, "IQ4_XS", 256, 136}};
+              {DType::IQ4_NL, "IQ4_NL", 32, 18}, {DType::IQ4_XS, "IQ4_XS", 256, 136},
+              {DType::IQ2_XXS, "IQ2_XXS", 256, 66}, {DType::IQ2_XS, "IQ2_XS", 256, 74}, {DType::IQ2_S, "IQ2_S", 256, 82},
+              {DType::IQ3_XXS, "IQ3_XXS", 256, 98}, {DType::IQ3_S, "IQ3_S", 256, 110}, {DType::IQ1_S, "IQ1_S", 256, 50},
+              {DType::IQ1_M, "IQ1_M", 256, 56}};
   for (const auto& w : want) {
     SCOPED_TRACE(w.name);
     EXPECT_EQ(block_format(w.t).values, w.values);
@@ -254,9 +258,11 @@ TEST(GgmlQuants, Iq4ReferenceHoldsEveryCodeAndScale) {
   EXPECT_EQ(xs_scales.size(), 64u);  // 0 to 63
 }
 
-// GGUF tensors of ggml types 20 and 23 are read as IQ4_NL and IQ4_XS, in place.
-TEST(GgmlQuants, GgufTensorsOfTypes20And23AreIq4) {
-  for (auto [id, t] : {std::pair<uint32_t, DType>{20, DType::IQ4_NL}, {23, DType::IQ4_XS}}) {
+// GGUF tensors of ggml types 16–23 and 29 are read as the IQ types, in place.
+TEST(GgmlQuants, GgufTensorsOfTheIqTypesAreReadInPlace) {
+  for (auto [id, t] : {std::pair<uint32_t, DType>{20, DType::IQ4_NL}, {23, DType::IQ4_XS}, {16, DType::IQ2_XXS},
+                       {17, DType::IQ2_XS}, {22, DType::IQ2_S}, {18, DType::IQ3_XXS}, {21, DType::IQ3_S},
+                       {19, DType::IQ1_S}, {29, DType::IQ1_M}}) {
     SCOPED_TRACE(std::string(dtype_name(t)));
     const Reference ref = reference(t);
     EXPECT_EQ(dtype_of_ggml_type(id), t);
@@ -265,7 +271,7 @@ TEST(GgmlQuants, GgufTensorsOfTypes20And23AreIq4) {
     const std::string data(reinterpret_cast<const char*>(ref.blocks), size_t(ref.rows) * row_bytes(t, ref.n));
     b.tensors.push_back({"blk.0.ffn_down_exps.weight", id, {uint64_t(ref.n), uint64_t(ref.rows)}, data});
     test::ScratchDir dir;
-    const auto g = GgufFile::open(dir.write("iq4.gguf", b.bytes()));
+    const auto g = GgufFile::open(dir.write("iq.gguf", b.bytes()));
     const GgufTensor* tensor = g->find("blk.0.ffn_down_exps.weight");
     ASSERT_NE(tensor, nullptr);
     EXPECT_TRUE(tensor->readable);

@@ -19,9 +19,7 @@ namespace {
 
 const std::string kModels = std::string(MOE_TEST_DATA_DIR) + "/models/";
 
-const std::vector<DType> kTypes = {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q4_0,
-                                   DType::Q5_0, DType::Q4_1, DType::Q5_1, DType::Q3_K, DType::Q2_K,
-                                   DType::MXFP4_GGML, DType::IQ4_NL, DType::IQ4_XS};
+const std::vector<DType>& kTypes = test::kGgmlBlockTypes;
 
 // Logits of every prompt position (prefill in chunks of 4) and of three decode steps after it.
 std::vector<float> logits_of(const Model& model, const std::vector<int32_t>& prompt) {
@@ -139,6 +137,13 @@ TEST(QuantizedModel, Mxfp4GgmlExpertsAndEmbeddings) {
 // block, llama.cpp's fallback for IQ4_XS rows that are not whole 256-value blocks) for the embeddings.
 TEST(QuantizedModel, Iq4XsExpertsAndIq4NlEmbeddings) {
   expect_experts_and_embeddings_match_twin(DType::IQ4_XS, DType::IQ4_NL);
+}
+
+// The 1- and 2-bit downloads of the largest MoEs (DeepSeek-V3, Kimi K2): IQ1_S or IQ1_M routed experts,
+// IQ2_XXS or IQ3_XXS beside them.
+TEST(QuantizedModel, Iq1ExpertsAndIq2Iq3Embeddings) {
+  expect_experts_and_embeddings_match_twin(DType::IQ1_S, DType::IQ2_XXS);
+  expect_experts_and_embeddings_match_twin(DType::IQ1_M, DType::IQ3_XXS);
 }
 
 }  // namespace

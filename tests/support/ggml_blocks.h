@@ -17,13 +17,23 @@
 
 namespace moe::test {
 
+// Every GGML block type, the most used first: what Q4_K_M and Q5_K_M files are made of, then the
+// fallbacks; GPT-OSS's experts; the IQ4 files (IQ4_XS, and the UD mixes); then the 1- to 3-bit IQ types of
+// the small downloads of the largest MoEs.
+inline const std::vector<DType> kGgmlBlockTypes = {
+    DType::Q8_0,    DType::Q4_K,   DType::Q6_K,  DType::Q5_K,    DType::Q4_0,  DType::Q5_0,  DType::Q4_1,
+    DType::Q5_1,    DType::Q3_K,   DType::Q2_K,  DType::MXFP4_GGML, DType::IQ4_NL, DType::IQ4_XS,
+    DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_XXS, DType::IQ3_S, DType::IQ1_S, DType::IQ1_M};
+
 // The byte offsets of a block's f16 fields (d, and dmin or m), and a magnitude for d (and dmin) that
 // gives values of about ±0.05 from random quants and packed scales, as trained weights have. MXFP4_GGML
-// has no f16 field: its scale is the E8M0 byte at offset 0 (2^(e − 127), e_low to e_low + 2).
+// has no f16 field: its scale is the E8M0 byte at offset 0 (2^(e − 127), e_low to e_low + 2). IQ1_M's d
+// is spread over the top nibbles of the four u16 at split_d (f16 bits 4k … 4k + 3 in u16 k).
 struct BlockScales {
   std::vector<size_t> offsets;
   float d = 0, dmin = 0;
   int e_low = -1;
+  int split_d = -1;
 };
 inline BlockScales block_scales(DType t) {
   switch (t) {
@@ -40,6 +50,13 @@ inline BlockScales block_scales(DType t) {
     case DType::MXFP4_GGML: return {{}, 0, 0, 118};  // 2^-9 to 2^-7 times FP4 values up to 6
     case DType::IQ4_NL: return {{0}, 0.0004f, 0};   // times table values up to 127
     case DType::IQ4_XS: return {{0}, 0.00005f, 0};  // times 6-bit scales −32 to 31, times the table
+    case DType::IQ2_XXS:                             // times (0.5 + ls) / 4 up to 3.9, times ±8 … ±43
+    case DType::IQ2_XS:
+    case DType::IQ2_S: return {{0}, 0.0004f, 0};
+    case DType::IQ3_XXS: return {{0}, 0.0002f, 0};  // times (0.5 + ls) / 2 up to 7.8, times ±4 … ±62
+    case DType::IQ3_S: return {{0}, 0.0002f, 0};    // times 1 + 2·ls up to 31, times ±1 … ±15
+    case DType::IQ1_S: return {{0}, 0.004f, 0};     // times 2k + 1 up to 15, times −1.125 … 1.125
+    case DType::IQ1_M: return {{}, 0.004f, 0, -1, 48};
     default: return {};
   }
 }
@@ -61,6 +78,13 @@ inline std::vector<uint8_t> random_blocks(DType t, int64_t rows, int64_t cols, u
       std::memcpy(&bytes[at + s.offsets[i]], &h, 2);
     }
     if (s.e_low >= 0) bytes[at] = uint8_t(s.e_low + int(rng() % 3));
+    if (s.split_d >= 0) {
+      const uint16_t h = f32_to_f16(s.d * mag(rng) * (rng() & 1 ? -1.0f : 1.0f));
+      for (int k = 0; k < 4; ++k) {
+        uint8_t& top = bytes[at + size_t(s.split_d + 2 * k + 1)];
+        top = uint8_t((top & 0x0f) | (((h >> (4 * k)) & 15) << 4));
+      }
+    }
   }
   return bytes;
 }

@@ -1,6 +1,7 @@
 #include "engine/backend/cpu/matmul.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstddef>
@@ -52,7 +53,10 @@
 //   (the values bit for bit as dequantize_row gives them) and runs the prefill path. MXFP4_GGML's T = 1
 //   decodes each block in registers instead, as MXFP4's GEMV does (a few per cent faster than through
 //   the group, measured); the IQ4 types decoded that way measured no faster (IQ4_NL) or 6 % slower
-//   (IQ4_XS), so they go through the group.
+//   (IQ4_XS), so they go through the group. The IQ1–IQ3 types decode into the same group: each codebook
+//   row is one load from a table of its entries as int8 bytes (made at compile time from the shared
+//   decoder's), four or eight rows make 32 quants, and their signs are applied with a byte mask (IQ1's
+//   ±1 offset δ added instead); the scales are the shared decoder's.
 
 namespace moe::cpu {
 
@@ -709,6 +713,22 @@ struct Q6_KType : BlockType<BlockQ6_K, 256, 16, false> {};
 struct MXFP4_GGMLType : BlockType<BlockMXFP4_GGML, 32, 32, false> {};
 struct IQ4_NLType : BlockType<BlockIQ4_NL, 32, 32, false> {};
 struct IQ4_XSType : BlockType<BlockIQ4_XS, 256, 32, false> {};
+// The IQ1–IQ3 types, from their decoders (ggml_decode.h): 256 values, x = scale · q, no offset.
+template <class D>
+struct IqType {
+  using Decoder = D;
+  static constexpr int64_t kValues = D::kValues, kSub = D::kSub;
+  static constexpr size_t kBytes = D::kBytes;
+  static constexpr bool kOffset = false;
+  static constexpr int kQuantsAt = -1;
+};
+using IQ2_XXSType = IqType<ggml::IQ2_XXS>;
+using IQ2_XSType = IqType<ggml::IQ2_XS>;
+using IQ2_SType = IqType<ggml::IQ2_S>;
+using IQ3_XXSType = IqType<ggml::IQ3_XXS>;
+using IQ3_SType = IqType<ggml::IQ3_S>;
+using IQ1_SType = IqType<ggml::IQ1_S>;
+using IQ1_MType = IqType<ggml::IQ1_M>;
 
 MOE_AVX2_INLINE float f16_field(const uint8_t h[2]) {
   uint16_t v;
@@ -941,6 +961,130 @@ MOE_AVX2_INLINE void decode(IQ4_XSType, const uint8_t* p, int64_t, DecodedGroup&
   _mm256_store_ps(g.scale, iq4_xs_scales(blk));
 }
 
+// The IQ types' codebooks with each row's entries as bytes (row i of an 8-entry book in u64 i, entry j in
+// byte j; a 4-entry IQ3 book in the low 4 bytes), so a row is one load: IQ2's and IQ3's magnitudes, and
+// IQ1's 8g (−8, 0 or 8, as int8), to which δ (±1) is added. Made at compile time from ggml_decode.h's.
+template <size_t N>
+constexpr std::array<uint64_t, N> codebook_bytes(const uint16_t (&rows)[N], int entries, int k, uint64_t values) {
+  std::array<uint64_t, N> out{};
+  for (size_t i = 0; i < N; ++i)
+    for (int j = 0; j < entries; ++j) out[i] |= uint64_t(ggml::iq::value(rows[i], j, k, values)) << (8 * j);
+  return out;
+}
+constexpr int kIq1EightG[] = {-8, 0, 8};  // 8 × IQ1's values −1, 0, 1
+constexpr auto kIq2XxsBytes = codebook_bytes(ggml::kIq2XxsGrid, 8, 2, ggml::iq::kIq2Values);
+constexpr auto kIq2XsBytes = codebook_bytes(ggml::kIq2XsGrid, 8, 2, ggml::iq::kIq2Values);
+constexpr auto kIq2SBytes = codebook_bytes(ggml::kIq2SGrid, 8, 2, ggml::iq::kIq2Values);
+constexpr auto kIq3XxsBytes = codebook_bytes(ggml::kIq3XxsGrid, 4, 3, ggml::iq::kIq3XxsValues);
+constexpr auto kIq3SBytes = codebook_bytes(ggml::kIq3SGrid, 4, 3, ggml::iq::kIq3SValues);
+constexpr auto kIq1Bytes = codebook_bytes(ggml::kIq1SGrid, 8, 2, ggml::iq::pack_values(kIq1EightG));
+
+// 32 quants from four 8-entry rows (u64 each) or eight 4-entry rows (u32 each), negated where the
+// corresponding bit of `signs` is set.
+MOE_AVX2_INLINE __m256i signed_rows(__m256i magnitudes, uint32_t signs) {
+  const __m256i m = bits_to_bytes(signs);
+  return _mm256_sub_epi8(_mm256_xor_si256(magnitudes, m), m);
+}
+MOE_AVX2_INLINE __m256i rows8(uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
+  return _mm256_setr_epi64x(int64_t(a), int64_t(b), int64_t(c), int64_t(d));
+}
+MOE_AVX2_INLINE uint32_t u32_field(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+// Every sub-block's scale, as the shared decoder forms it from d (converted by F16C: exact, as the
+// decoder's own conversion).
+template <class D>
+MOE_AVX2_INLINE void iq_scales(const uint8_t* p, DecodedGroup& g) {
+  const float d = _cvtsh_ss(D::d_bits(p));
+  for (int s = 0; s < D::kValues / D::kSub; ++s) g.scale[s] = D::scale(d, p, s);
+}
+// The 8 signs that 7 stored bits stand for (ggml::iq::signs7) as a byte mask, 0xFF where negative.
+constexpr std::array<uint64_t, 128> sign_masks() {
+  std::array<uint64_t, 128> out{};
+  for (uint32_t i = 0; i < 128; ++i)
+    for (int j = 0; j < 8; ++j)
+      if ((ggml::iq::signs7(i) >> j) & 1) out[i] |= uint64_t(0xff) << (8 * j);
+  return out;
+}
+constexpr auto kSignMasks = sign_masks();
+// Four 8-entry rows (u64 each) negated by four 7-bit sign fields (bits 7k … of w).
+MOE_AVX2_INLINE __m256i signed_rows7(__m256i magnitudes, uint32_t w) {
+  const __m256i m = rows8(kSignMasks[w & 127], kSignMasks[(w >> 7) & 127], kSignMasks[(w >> 14) & 127],
+                          kSignMasks[(w >> 21) & 127]);
+  return _mm256_sub_epi8(_mm256_xor_si256(magnitudes, m), m);
+}
+
+MOE_AVX2_INLINE void decode(IQ2_XXSType, const uint8_t* p, int64_t, DecodedGroup& g) {
+  for (int c = 0; c < 8; ++c) {
+    const uint8_t* s = p + 2 + 8 * c;
+    const __m256i v = rows8(kIq2XxsBytes[s[0]], kIq2XxsBytes[s[1]], kIq2XxsBytes[s[2]], kIq2XxsBytes[s[3]]);
+    store32(g.q + 32 * c, signed_rows7(v, u32_field(s + 4)));
+  }
+  iq_scales<ggml::IQ2_XXS>(p, g);
+}
+MOE_AVX2_INLINE void decode(IQ2_XSType, const uint8_t* p, int64_t, DecodedGroup& g) {
+  uint16_t w[32];
+  std::memcpy(w, p + 2, 64);
+  for (int c = 0; c < 8; ++c) {
+    const uint16_t* s = w + 4 * c;
+    const __m256i v = rows8(kIq2XsBytes[s[0] & 511], kIq2XsBytes[s[1] & 511], kIq2XsBytes[s[2] & 511], kIq2XsBytes[s[3] & 511]);
+    const uint32_t signs = uint32_t(s[0] >> 9) | uint32_t(s[1] >> 9) << 7 | uint32_t(s[2] >> 9) << 14 | uint32_t(s[3] >> 9) << 21;
+    store32(g.q + 32 * c, signed_rows7(v, signs));
+  }
+  iq_scales<ggml::IQ2_XS>(p, g);
+}
+MOE_AVX2_INLINE void decode(IQ2_SType, const uint8_t* p, int64_t, DecodedGroup& g) {
+  for (int c = 0; c < 8; ++c) {
+    const uint8_t *qs = p + 2 + 4 * c, h = p[66 + c];
+    const __m256i v = rows8(kIq2SBytes[qs[0] | (h & 3) << 8], kIq2SBytes[qs[1] | (h >> 2 & 3) << 8],
+                            kIq2SBytes[qs[2] | (h >> 4 & 3) << 8], kIq2SBytes[qs[3] | (h >> 6) << 8]);
+    store32(g.q + 32 * c, signed_rows(v, u32_field(p + 34 + 4 * c)));
+  }
+  iq_scales<ggml::IQ2_S>(p, g);
+}
+MOE_AVX2_INLINE void decode(IQ3_XXSType, const uint8_t* p, int64_t, DecodedGroup& g) {
+  for (int c = 0; c < 8; ++c) {
+    const uint8_t* qs = p + 2 + 8 * c;
+    const auto row = [&](int i) { return int(kIq3XxsBytes[qs[i]]); };
+    const __m256i v = _mm256_setr_epi32(row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7));
+    store32(g.q + 32 * c, signed_rows7(v, u32_field(p + 66 + 4 * c)));
+  }
+  iq_scales<ggml::IQ3_XXS>(p, g);
+}
+MOE_AVX2_INLINE void decode(IQ3_SType, const uint8_t* p, int64_t, DecodedGroup& g) {
+  for (int c = 0; c < 8; ++c) {
+    const uint8_t *qs = p + 2 + 8 * c, h = p[66 + c];
+    const auto row = [&](int i) { return int(kIq3SBytes[qs[i] | (h >> i & 1) << 8]); };
+    const __m256i v = _mm256_setr_epi32(row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7));
+    store32(g.q + 32 * c, signed_rows(v, u32_field(p + 74 + 4 * c)));
+  }
+  iq_scales<ggml::IQ3_S>(p, g);
+}
+// IQ1: 8g from the table, plus δ (a byte of +1 or −1 in every lane of its group).
+MOE_AVX2_INLINE uint64_t delta_bytes(bool minus) { return minus ? ~uint64_t(0) : 0x0101010101010101ull; }
+MOE_AVX2_INLINE void decode(IQ1_SType, const uint8_t* p, int64_t, DecodedGroup& g) {
+  for (int c = 0; c < 8; ++c) {
+    const uint8_t* qs = p + 2 + 4 * c;
+    const uint32_t h = uint32_t(p[34 + 2 * c]) | uint32_t(p[35 + 2 * c]) << 8;
+    const __m256i v = rows8(kIq1Bytes[qs[0] | (h & 7) << 8], kIq1Bytes[qs[1] | (h >> 3 & 7) << 8],
+                            kIq1Bytes[qs[2] | (h >> 6 & 7) << 8], kIq1Bytes[qs[3] | (h >> 9 & 7) << 8]);
+    store32(g.q + 32 * c, _mm256_add_epi8(v, _mm256_set1_epi8(h & 0x8000u ? -1 : 1)));
+  }
+  iq_scales<ggml::IQ1_S>(p, g);
+}
+MOE_AVX2_INLINE void decode(IQ1_MType, const uint8_t* p, int64_t, DecodedGroup& g) {
+  for (int c = 0; c < 8; ++c) {
+    const uint8_t *qs = p + 4 * c, h0 = p[32 + 2 * c], h1 = p[33 + 2 * c];
+    const __m256i v = rows8(kIq1Bytes[qs[0] | (h0 & 7) << 8], kIq1Bytes[qs[1] | (h0 >> 4 & 7) << 8],
+                            kIq1Bytes[qs[2] | (h1 & 7) << 8], kIq1Bytes[qs[3] | (h1 >> 4 & 7) << 8]);
+    const __m256i delta = rows8(delta_bytes(h0 & 8), delta_bytes(h0 & 0x80), delta_bytes(h1 & 8), delta_bytes(h1 & 0x80));
+    store32(g.q + 32 * c, _mm256_add_epi8(v, delta));
+  }
+  iq_scales<ggml::IQ1_M>(p, g);
+}
+
 // dst[0..n) = the n values of a row's blocks at p (n a multiple of the block), as dequantize_row gives
 // them: scale · q, then + offset, each rounded (no fused multiply-add).
 template <class B>
@@ -1100,7 +1244,14 @@ MOE_AVX2 void matmul_rows_ggml_avx2(const MatrixRef& W, const float* x, int64_t 
     case DType::MXFP4_GGML: matmul_rows_blocks_avx2<MXFP4_GGMLType>(W, x, T, y, rb, re); break;
     case DType::IQ4_NL: matmul_rows_blocks_avx2<IQ4_NLType>(W, x, T, y, rb, re); break;
     case DType::IQ4_XS: matmul_rows_blocks_avx2<IQ4_XSType>(W, x, T, y, rb, re); break;
-    default: break;
+    case DType::IQ2_XXS: matmul_rows_blocks_avx2<IQ2_XXSType>(W, x, T, y, rb, re); break;
+    case DType::IQ2_XS: matmul_rows_blocks_avx2<IQ2_XSType>(W, x, T, y, rb, re); break;
+    case DType::IQ2_S: matmul_rows_blocks_avx2<IQ2_SType>(W, x, T, y, rb, re); break;
+    case DType::IQ3_XXS: matmul_rows_blocks_avx2<IQ3_XXSType>(W, x, T, y, rb, re); break;
+    case DType::IQ3_S: matmul_rows_blocks_avx2<IQ3_SType>(W, x, T, y, rb, re); break;
+    case DType::IQ1_S: matmul_rows_blocks_avx2<IQ1_SType>(W, x, T, y, rb, re); break;
+    case DType::IQ1_M: matmul_rows_blocks_avx2<IQ1_MType>(W, x, T, y, rb, re); break;
+    default: matmul_rows_ggml_scalar(W, x, T, y, rb, re); break;  // (every block type has a case above)
   }
 }
 
