@@ -716,7 +716,6 @@ struct IQ4_XSType : BlockType<BlockIQ4_XS, 256, 32, false> {};
 // The IQ1–IQ3 types, from their decoders (ggml_decode.h): 256 values, x = scale · q, no offset.
 template <class D>
 struct IqType {
-  using Decoder = D;
   static constexpr int64_t kValues = D::kValues, kSub = D::kSub;
   static constexpr size_t kBytes = D::kBytes;
   static constexpr bool kOffset = false;
