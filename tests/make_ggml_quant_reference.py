@@ -41,17 +41,22 @@ ROWS = 4
 BLOCKS_PER_ROW = {32: 16, 256: 4}  # 512 values per row for the 32-value types, 1024 for the K types
 
 
+def random_f16_scales(rng: np.random.Generator, n_blocks: int) -> np.ndarray:
+    """One f16 scale per block: magnitude 0.001-0.05, either sign; block 5's subnormal, block 6's zero."""
+    magnitude = rng.uniform(0.001, 0.05, size=n_blocks)
+    sign = rng.choice([-1.0, 1.0], size=n_blocks)
+    field = (sign * magnitude).astype(np.float16)
+    field[5] = np.float16(3.0e-6)   # a subnormal f16 scale
+    field[6] = np.float16(-0.0)     # and a zero one
+    return field
+
+
 def make_rows(rng: np.random.Generator, qtype: Q, f16_fields: list[int]) -> np.ndarray:
     block_values, block_bytes = GGML_QUANT_SIZES[qtype]
     n_blocks = ROWS * BLOCKS_PER_ROW[block_values]
     blocks = rng.integers(0, 256, size=(n_blocks, block_bytes), dtype=np.uint8)
     for offset in f16_fields:
-        magnitude = rng.uniform(0.001, 0.05, size=n_blocks)
-        sign = rng.choice([-1.0, 1.0], size=n_blocks)
-        field = (sign * magnitude).astype(np.float16)
-        field[5] = np.float16(3.0e-6)   # a subnormal f16 scale
-        field[6] = np.float16(-0.0)     # and a zero one
-        blocks[:, offset:offset + 2] = field.view(np.uint8).reshape(n_blocks, 2)
+        blocks[:, offset:offset + 2] = random_f16_scales(rng, n_blocks).view(np.uint8).reshape(n_blocks, 2)
     return blocks.reshape(ROWS, -1)
 
 
@@ -141,9 +146,7 @@ IQ_CODEBOOK_TYPES = [
 
 def set_iq1_m_d(rng: np.random.Generator, blocks: np.ndarray) -> None:
     """IQ1_M's d: f16 bits 0-3 in the top nibble of scale u16 0, bits 4-7 of u16 1, and so on."""
-    d = (rng.choice([-1.0, 1.0], size=len(blocks)) * rng.uniform(0.001, 0.05, size=len(blocks))).astype(np.float16)
-    d[5], d[6] = np.float16(3.0e-6), np.float16(-0.0)
-    bits = d.view(np.uint16)
+    bits = random_f16_scales(rng, len(blocks)).view(np.uint16)
     for k in range(4):
         word = blocks[:, 48 + 2 * k].astype(np.uint16) | (blocks[:, 49 + 2 * k].astype(np.uint16) << 8)
         word = (word & 0x0FFF) | (((bits >> (4 * k)) & 0xF) << 12)
@@ -161,9 +164,7 @@ def make_iq_rows(rng: np.random.Generator, qtype: Q, set_index, per_block: int, 
     if qtype == Q.IQ1_M:
         set_iq1_m_d(rng, blocks)
     else:
-        d = (rng.choice([-1.0, 1.0], size=n_blocks) * rng.uniform(0.001, 0.05, size=n_blocks)).astype(np.float16)
-        d[5], d[6] = np.float16(3.0e-6), np.float16(-0.0)
-        blocks[:, :2] = d.view(np.uint8).reshape(n_blocks, 2)
+        blocks[:, :2] = random_f16_scales(rng, n_blocks).view(np.uint8).reshape(n_blocks, 2)
     for k in range(n_book):
         block = blocks[ROWS * per_row + k]
         for i in range(per_block):

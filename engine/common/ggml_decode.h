@@ -35,10 +35,13 @@ MOE_HOST_DEVICE int q3_k_scale(const uint8_t s[12], int i) {
   return (low | (high << 4)) - 32;
 }
 
+// Nibble i of packed bytes p, the low nibble of each byte first.
+MOE_HOST_DEVICE int packed_nibble(const uint8_t* p, int i) { return (p[i / 2] >> (4 * (i % 2))) & 15; }
+
 // IQ4_XS's 6-bit scale of sub-block j (< 8), before the −32: scales_l's nibble j, scales_h's bits 2j, 2j + 1
 // above it.
 MOE_HOST_DEVICE int iq4_xs_scale(const uint8_t scales_h[2], const uint8_t scales_l[4], int j) {
-  const int low = (scales_l[j / 2] >> (4 * (j % 2))) & 15;
+  const int low = packed_nibble(scales_l, j);
   const int high = ((scales_h[0] | (scales_h[1] << 8)) >> (2 * j)) & 3;
   return low | (high << 4);
 }
@@ -353,6 +356,11 @@ MOE_HOST_DEVICE constexpr int signs7(uint32_t s) {
   return int(s | ((p & 1) << 7));
 }
 
+// The IQ2 and IQ3_XXS scales d·(0.5 + ls)·step (step 1/4, or 1/2 for IQ3_XXS), and the IQ1 ones
+// d·(2k + 1)/8 (dl/8: see above), in the reference's order.
+MOE_HOST_DEVICE float half_step_scale(float d, uint32_t ls, float step) { return d * (0.5f + float(ls)) * step; }
+MOE_HOST_DEVICE float iq1_scale(float d, uint32_t k) { return d * float(2 * k + 1) * 0.125f; }
+
 // q[j] = entry j of an 8-entry IQ2 row, negated where bit j of signs is set.
 MOE_HOST_DEVICE void iq2_quants(uint16_t row, int signs, int8_t* q) {
   for (int j = 0; j < 8; ++j) {
@@ -400,7 +408,7 @@ struct Runs {
 struct IQ2_XXS : iq::Runs<IQ2_XXS> {
   static constexpr int kValues = 256, kBytes = 66, kSub = 32;
   MOE_HOST_DEVICE static float scale(float d, const uint8_t* b, int s) {
-    return d * (0.5f + float(iq::u32_at(b + 2 + 8 * s + 4) >> 28)) * 0.25f;
+    return iq::half_step_scale(d, iq::u32_at(b + 2 + 8 * s + 4) >> 28, 0.25f);
   }
   MOE_HOST_DEVICE static void quants8(const uint8_t* b, int g, int8_t* q) {
     const uint8_t* p = b + 2 + 8 * (g / 4);
@@ -414,7 +422,7 @@ struct IQ2_XXS : iq::Runs<IQ2_XXS> {
 struct IQ2_XS : iq::Runs<IQ2_XS> {
   static constexpr int kValues = 256, kBytes = 74, kSub = 16;
   MOE_HOST_DEVICE static float scale(float d, const uint8_t* b, int s) {
-    return d * (0.5f + float((b[66 + s / 2] >> (4 * (s % 2))) & 15)) * 0.25f;
+    return iq::half_step_scale(d, packed_nibble(b + 66, s), 0.25f);
   }
   MOE_HOST_DEVICE static void quants8(const uint8_t* b, int g, int8_t* q) {
     const uint32_t w = iq::u16_at(b + 2 + 2 * g);
@@ -427,7 +435,7 @@ struct IQ2_XS : iq::Runs<IQ2_XS> {
 struct IQ2_S : iq::Runs<IQ2_S> {
   static constexpr int kValues = 256, kBytes = 82, kSub = 16;
   MOE_HOST_DEVICE static float scale(float d, const uint8_t* b, int s) {
-    return d * (0.5f + float((b[74 + s / 2] >> (4 * (s % 2))) & 15)) * 0.25f;
+    return iq::half_step_scale(d, packed_nibble(b + 74, s), 0.25f);
   }
   MOE_HOST_DEVICE static void quants8(const uint8_t* b, int g, int8_t* q) {
     const int index = b[2 + g] | (((b[66 + g / 4] >> (2 * (g % 4))) & 3) << 8);
@@ -440,7 +448,7 @@ struct IQ2_S : iq::Runs<IQ2_S> {
 struct IQ3_XXS : iq::Runs<IQ3_XXS> {
   static constexpr int kValues = 256, kBytes = 98, kSub = 32;
   MOE_HOST_DEVICE static float scale(float d, const uint8_t* b, int s) {
-    return d * (0.5f + float(iq::u32_at(b + 66 + 4 * s) >> 28)) * 0.5f;
+    return iq::half_step_scale(d, iq::u32_at(b + 66 + 4 * s) >> 28, 0.5f);
   }
   MOE_HOST_DEVICE static void quants8(const uint8_t* b, int g, int8_t* q) {
     const int signs = iq::signs7(iq::u32_at(b + 66 + 4 * (g / 4)) >> (7 * (g % 4)));
@@ -455,7 +463,7 @@ struct IQ3_XXS : iq::Runs<IQ3_XXS> {
 struct IQ3_S : iq::Runs<IQ3_S> {
   static constexpr int kValues = 256, kBytes = 110, kSub = 32;
   MOE_HOST_DEVICE static float scale(float d, const uint8_t* b, int s) {
-    return d * float(1 + 2 * ((b[106 + s / 2] >> (4 * (s % 2))) & 15));
+    return d * float(1 + 2 * packed_nibble(b + 106, s));
   }
   MOE_HOST_DEVICE static int index(const uint8_t* b, int r) { return b[2 + r] | (((b[66 + r / 8] >> (r % 8)) & 1) << 8); }
   MOE_HOST_DEVICE static void quants8(const uint8_t* b, int g, int8_t* q) {
@@ -470,7 +478,7 @@ struct IQ3_S : iq::Runs<IQ3_S> {
 struct IQ1_S : iq::Runs<IQ1_S> {
   static constexpr int kValues = 256, kBytes = 50, kSub = 32;
   MOE_HOST_DEVICE static float scale(float d, const uint8_t* b, int s) {
-    return d * float(2 * ((iq::u16_at(b + 34 + 2 * s) >> 12) & 7) + 1) * 0.125f;
+    return iq::iq1_scale(d, (iq::u16_at(b + 34 + 2 * s) >> 12) & 7);
   }
   MOE_HOST_DEVICE static void quants8(const uint8_t* b, int g, int8_t* q) {
     const uint32_t qh = iq::u16_at(b + 34 + 2 * (g / 4));
@@ -489,11 +497,10 @@ struct IQ1_M : iq::Runs<IQ1_M> {
                     (iq::u16_at(sc + 6) & 0xf000u));
   }
   MOE_HOST_DEVICE static float scale(float d, const uint8_t* b, int s) {
-    const int k = int(iq::u16_at(b + 48 + 2 * (s / 4)) >> (3 * (s % 4))) & 7;
-    return d * float(2 * k + 1) * 0.125f;
+    return iq::iq1_scale(d, (iq::u16_at(b + 48 + 2 * (s / 4)) >> (3 * (s % 4))) & 7);
   }
   MOE_HOST_DEVICE static void quants8(const uint8_t* b, int g, int8_t* q) {
-    const int nibble = (b[32 + g / 2] >> (4 * (g % 2))) & 15;
+    const int nibble = packed_nibble(b + 32, g);
     iq::iq1_quants(MOE_IQ_ROW(kIq1SGrid, b[g] | ((nibble & 7) << 8)), nibble & 8, q);
   }
 };

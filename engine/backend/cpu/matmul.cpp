@@ -970,7 +970,7 @@ constexpr std::array<uint64_t, N> codebook_bytes(const uint16_t (&rows)[N], int 
     for (int j = 0; j < entries; ++j) out[i] |= uint64_t(ggml::iq::value(rows[i], j, k, values)) << (8 * j);
   return out;
 }
-constexpr int kIq1EightG[] = {-8, 0, 8};  // 8 × IQ1's values −1, 0, 1
+constexpr int kIq1EightG[] = {8 * ggml::iq::kIq1List[0], 8 * ggml::iq::kIq1List[1], 8 * ggml::iq::kIq1List[2]};
 constexpr auto kIq2XxsBytes = codebook_bytes(ggml::kIq2XxsGrid, 8, 2, ggml::iq::kIq2Values);
 constexpr auto kIq2XsBytes = codebook_bytes(ggml::kIq2XsGrid, 8, 2, ggml::iq::kIq2Values);
 constexpr auto kIq2SBytes = codebook_bytes(ggml::kIq2SGrid, 8, 2, ggml::iq::kIq2Values);
@@ -978,19 +978,15 @@ constexpr auto kIq3XxsBytes = codebook_bytes(ggml::kIq3XxsGrid, 4, 3, ggml::iq::
 constexpr auto kIq3SBytes = codebook_bytes(ggml::kIq3SGrid, 4, 3, ggml::iq::kIq3SValues);
 constexpr auto kIq1Bytes = codebook_bytes(ggml::kIq1SGrid, 8, 2, ggml::iq::pack_values(kIq1EightG));
 
+// Bytes negated where the mask byte is 0xFF (two's complement: (v ^ m) − m).
+MOE_AVX2_INLINE __m256i negated_where(__m256i v, __m256i m) { return _mm256_sub_epi8(_mm256_xor_si256(v, m), m); }
 // 32 quants from four 8-entry rows (u64 each) or eight 4-entry rows (u32 each), negated where the
 // corresponding bit of `signs` is set.
 MOE_AVX2_INLINE __m256i signed_rows(__m256i magnitudes, uint32_t signs) {
-  const __m256i m = bits_to_bytes(signs);
-  return _mm256_sub_epi8(_mm256_xor_si256(magnitudes, m), m);
+  return negated_where(magnitudes, bits_to_bytes(signs));
 }
 MOE_AVX2_INLINE __m256i rows8(uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
   return _mm256_setr_epi64x(int64_t(a), int64_t(b), int64_t(c), int64_t(d));
-}
-MOE_AVX2_INLINE uint32_t u32_field(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
 }
 // Every sub-block's scale, as the shared decoder forms it from d (converted by F16C: exact, as the
 // decoder's own conversion).
@@ -1010,16 +1006,15 @@ constexpr std::array<uint64_t, 128> sign_masks() {
 constexpr auto kSignMasks = sign_masks();
 // Four 8-entry rows (u64 each) negated by four 7-bit sign fields (bits 7k … of w).
 MOE_AVX2_INLINE __m256i signed_rows7(__m256i magnitudes, uint32_t w) {
-  const __m256i m = rows8(kSignMasks[w & 127], kSignMasks[(w >> 7) & 127], kSignMasks[(w >> 14) & 127],
-                          kSignMasks[(w >> 21) & 127]);
-  return _mm256_sub_epi8(_mm256_xor_si256(magnitudes, m), m);
+  return negated_where(magnitudes, rows8(kSignMasks[w & 127], kSignMasks[(w >> 7) & 127], kSignMasks[(w >> 14) & 127],
+                                         kSignMasks[(w >> 21) & 127]));
 }
 
 MOE_AVX2_INLINE void decode(IQ2_XXSType, const uint8_t* p, int64_t, DecodedGroup& g) {
   for (int c = 0; c < 8; ++c) {
     const uint8_t* s = p + 2 + 8 * c;
     const __m256i v = rows8(kIq2XxsBytes[s[0]], kIq2XxsBytes[s[1]], kIq2XxsBytes[s[2]], kIq2XxsBytes[s[3]]);
-    store32(g.q + 32 * c, signed_rows7(v, u32_field(s + 4)));
+    store32(g.q + 32 * c, signed_rows7(v, ggml::iq::u32_at(s + 4)));
   }
   iq_scales<ggml::IQ2_XXS>(p, g);
 }
@@ -1039,7 +1034,7 @@ MOE_AVX2_INLINE void decode(IQ2_SType, const uint8_t* p, int64_t, DecodedGroup& 
     const uint8_t *qs = p + 2 + 4 * c, h = p[66 + c];
     const __m256i v = rows8(kIq2SBytes[qs[0] | (h & 3) << 8], kIq2SBytes[qs[1] | (h >> 2 & 3) << 8],
                             kIq2SBytes[qs[2] | (h >> 4 & 3) << 8], kIq2SBytes[qs[3] | (h >> 6) << 8]);
-    store32(g.q + 32 * c, signed_rows(v, u32_field(p + 34 + 4 * c)));
+    store32(g.q + 32 * c, signed_rows(v, ggml::iq::u32_at(p + 34 + 4 * c)));
   }
   iq_scales<ggml::IQ2_S>(p, g);
 }
@@ -1048,7 +1043,7 @@ MOE_AVX2_INLINE void decode(IQ3_XXSType, const uint8_t* p, int64_t, DecodedGroup
     const uint8_t* qs = p + 2 + 8 * c;
     const auto row = [&](int i) { return int(kIq3XxsBytes[qs[i]]); };
     const __m256i v = _mm256_setr_epi32(row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7));
-    store32(g.q + 32 * c, signed_rows7(v, u32_field(p + 66 + 4 * c)));
+    store32(g.q + 32 * c, signed_rows7(v, ggml::iq::u32_at(p + 66 + 4 * c)));
   }
   iq_scales<ggml::IQ3_XXS>(p, g);
 }
@@ -1057,7 +1052,7 @@ MOE_AVX2_INLINE void decode(IQ3_SType, const uint8_t* p, int64_t, DecodedGroup& 
     const uint8_t *qs = p + 2 + 8 * c, h = p[66 + c];
     const auto row = [&](int i) { return int(kIq3SBytes[qs[i] | (h >> i & 1) << 8]); };
     const __m256i v = _mm256_setr_epi32(row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7));
-    store32(g.q + 32 * c, signed_rows(v, u32_field(p + 74 + 4 * c)));
+    store32(g.q + 32 * c, signed_rows(v, ggml::iq::u32_at(p + 74 + 4 * c)));
   }
   iq_scales<ggml::IQ3_S>(p, g);
 }
@@ -1066,7 +1061,7 @@ MOE_AVX2_INLINE uint64_t delta_bytes(bool minus) { return minus ? ~uint64_t(0) :
 MOE_AVX2_INLINE void decode(IQ1_SType, const uint8_t* p, int64_t, DecodedGroup& g) {
   for (int c = 0; c < 8; ++c) {
     const uint8_t* qs = p + 2 + 4 * c;
-    const uint32_t h = uint32_t(p[34 + 2 * c]) | uint32_t(p[35 + 2 * c]) << 8;
+    const uint32_t h = ggml::iq::u16_at(p + 34 + 2 * c);
     const __m256i v = rows8(kIq1Bytes[qs[0] | (h & 7) << 8], kIq1Bytes[qs[1] | (h >> 3 & 7) << 8],
                             kIq1Bytes[qs[2] | (h >> 6 & 7) << 8], kIq1Bytes[qs[3] | (h >> 9 & 7) << 8]);
     store32(g.q + 32 * c, _mm256_add_epi8(v, _mm256_set1_epi8(h & 0x8000u ? -1 : 1)));
