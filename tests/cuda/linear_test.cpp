@@ -17,7 +17,6 @@
 #include "engine/backend/cuda/kernels/linear.cuh"
 #include "engine/common/dtype.h"
 #include "engine/common/ggml_quants.h"
-#include "engine/formats/safetensors.h"
 #include "tests/cuda/gpu_test_support.h"
 #include "tests/support/ggml_blocks.h"
 
@@ -138,21 +137,15 @@ TEST(Dequantize, RowsAsBf16AreTheCpuValuesRounded) {
 // On a GPU this is what checks the codebooks' device copies (ggml_decode.h's MOE_IQ_CODEBOOK).
 TEST(Dequantize, ReferenceRowsAreGgufPyValuesInBf16) {
   MOE_REQUIRE_GPU();
-  const auto file = SafetensorsFile::open(std::string(MOE_TEST_DATA_DIR) + "/ggml_quants/reference.safetensors");
   for (DType dt : kBlockTypes) {
-    const std::string name(dtype_name(dt));
-    SCOPED_TRACE(name);
-    const TensorView& blocks = file->tensors().at(name + ".blocks");
-    const TensorView& values = file->tensors().at(name + ".values");
-    const int64_t rows = values.shape.at(0), cols = values.shape.at(1);
-    const auto* bytes = reinterpret_cast<const uint8_t*>(blocks.data);
-    DeviceVector<uint8_t> dw(std::vector<uint8_t>(bytes, bytes + blocks.nbytes));
-    DeviceVector<uint16_t> out(size_t(rows * cols));
-    dequantize_rows_bf16(DeviceMatrix{dw.get(), dt, rows, cols}, 0, rows, out.get(), nullptr);
+    SCOPED_TRACE(std::string(dtype_name(dt)));
+    const moe::test::GgmlReferenceRows ref = moe::test::ggml_reference_rows(dt);
+    DeviceVector<uint8_t> dw(std::vector<uint8_t>(ref.blocks, ref.blocks + ref.rows * row_bytes(dt, ref.cols)));
+    DeviceVector<uint16_t> out(size_t(ref.rows * ref.cols));
+    dequantize_rows_bf16(DeviceMatrix{dw.get(), dt, ref.rows, ref.cols}, 0, ref.rows, out.get(), nullptr);
     const std::vector<uint16_t> got = out.download();
-    const auto* want = reinterpret_cast<const float*>(values.data);
-    for (int64_t i = 0; i < rows * cols; ++i)
-      ASSERT_EQ(got[size_t(i)], f32_to_bf16(want[i])) << "value " << i << ": gguf-py " << want[i];
+    for (int64_t i = 0; i < ref.rows * ref.cols; ++i)
+      ASSERT_EQ(got[size_t(i)], f32_to_bf16(ref.values[i])) << "value " << i << ": gguf-py " << ref.values[i];
   }
 }
 

@@ -140,21 +140,16 @@ TEST(CudaQuantized, GptOssMxfp4ArrivesAsGgmlBlocks) {
 // every row of the IQ1–IQ3 codebooks.
 TEST(CudaQuantized, IqTypesArriveAsGgufPyValuesInBf16) {
   MOE_REQUIRE_GPU();
-  const auto file = SafetensorsFile::open(std::string(MOE_TEST_DATA_DIR) + "/ggml_quants/reference.safetensors");
   for (DType t : {DType::IQ4_NL, DType::IQ4_XS, DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_XXS,
                   DType::IQ3_S, DType::IQ1_S, DType::IQ1_M}) {
-    const std::string name(dtype_name(t));
-    SCOPED_TRACE(name);
-    const TensorView& blocks = file->tensors().at(name + ".blocks");
-    const TensorView& values = file->tensors().at(name + ".values");
-    const int64_t rows = values.shape.at(0), cols = values.shape.at(1);
-    const WeightMatrix m{blocks.data, t, rows, cols};
-    cuda::test::DeviceVector<uint16_t> device(size_t(rows * cols));
+    SCOPED_TRACE(std::string(dtype_name(t)));
+    const test::GgmlReferenceRows ref = test::ggml_reference_rows(t);
+    const WeightMatrix m{ref.blocks, t, ref.rows, ref.cols};
+    cuda::test::DeviceVector<uint16_t> device(size_t(ref.rows * ref.cols));
     cuda::put_matrix(device.get(), m, DType::BF16);
     const std::vector<uint16_t> got = device.download();
-    const auto* want = reinterpret_cast<const float*>(values.data);
-    for (int64_t i = 0; i < rows * cols; ++i)
-      ASSERT_EQ(got[size_t(i)], f32_to_bf16(want[i])) << "value " << i << ": gguf-py " << want[i];
+    for (int64_t i = 0; i < ref.rows * ref.cols; ++i)
+      ASSERT_EQ(got[size_t(i)], f32_to_bf16(ref.values[i])) << "value " << i << ": gguf-py " << ref.values[i];
   }
 }
 

@@ -12,6 +12,7 @@
 
 #include "engine/common/dtype.h"
 #include "engine/common/ggml_quants.h"
+#include "engine/formats/safetensors.h"
 #include "engine/model/model.h"
 #include "tests/support/test_support.h"
 
@@ -24,6 +25,25 @@ inline const std::vector<DType> kGgmlBlockTypes = {
     DType::Q8_0,    DType::Q4_K,   DType::Q6_K,  DType::Q5_K,    DType::Q4_0,  DType::Q5_0,  DType::Q4_1,
     DType::Q5_1,    DType::Q3_K,   DType::Q2_K,  DType::MXFP4_GGML, DType::IQ4_NL, DType::IQ4_XS,
     DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_XXS, DType::IQ3_S, DType::IQ1_S, DType::IQ1_M};
+
+#ifdef MOE_TEST_DATA_DIR  // (the tests have it; the benchmarks that use the helpers below do not)
+// One type's reference rows (tests/data/ggml_quants/reference.safetensors, which
+// tests/make_ggml_quant_reference.py made with gguf-py): the stored blocks and gguf-py's values of them.
+struct GgmlReferenceRows {
+  int64_t rows = 0, cols = 0;
+  const uint8_t* blocks = nullptr;  // [rows, row_bytes(t, cols)]
+  const float* values = nullptr;    // [rows, cols]
+};
+inline GgmlReferenceRows ggml_reference_rows(DType t) {
+  static const std::unique_ptr<SafetensorsFile> file =
+      SafetensorsFile::open(std::string(MOE_TEST_DATA_DIR) + "/ggml_quants/reference.safetensors");
+  const std::string name(dtype_name(t));
+  const TensorView& blocks = file->tensors().at(name + ".blocks");
+  const TensorView& values = file->tensors().at(name + ".values");
+  return {values.shape.at(0), values.shape.at(1), reinterpret_cast<const uint8_t*>(blocks.data),
+          reinterpret_cast<const float*>(values.data)};
+}
+#endif
 
 // The byte offsets of a block's f16 fields (d, and dmin or m), and a magnitude for d (and dmin) that
 // gives values of about ±0.05 from random quants and packed scales, as trained weights have. MXFP4_GGML
