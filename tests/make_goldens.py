@@ -56,6 +56,7 @@ from transformers import (
     Ernie4_5_MoeForCausalLM,
     GptOssConfig,
     GptOssForCausalLM,
+    FineGrainedFP8Config,
     Mxfp4Config,
 )
 
@@ -70,7 +71,7 @@ LOGIT_GAP = 1e-3
 ROUTER_GAP = 1e-4
 MIN_DISTINCT_GREEDY = 8  # reject degenerate short loops: they make a weak greedy test
 MAX_SEED_TRIES = 64
-SIZE_BUDGET = 12 * 1024 * 1024
+SIZE_BUDGET = 32 * 1024 * 1024  # the whole folder, the GGUF files and splits other scripts write included
 # Files in a case folder that this script does not write: make_intervention_goldens.py's references and
 # the tokenizer committed with qwen3_moe. A rerun keeps them.
 ADDED_BY_OTHERS = ("interventions.safetensors", "tokenizer.json", "tokenizer_config.json")
@@ -555,6 +556,38 @@ CASES = [
         "transformers with Mxfp4Config(dequantize=True), fp32.",
     ),
     dict(
+        name="qwen3_moe_fp8",
+        family="qwen3_moe",
+        seed=9700,
+        init_std=0.15,
+        config=dict(QWEN3_MOE_ARCH, hidden_size=64),  # every dim a multiple of the 32 x 16 tile
+        weights_dtype="bfloat16",
+        quantize="fp8",
+        fp8_tile=(32, 16),
+        fp8_scale_dtype=torch.bfloat16,
+        config_style="hub",
+        exercises="Qwen3-MoE as its -FP8 releases: every linear weight but the router's in F8_E4M3 with a "
+        "weight_scale_inv per 32 x 16 tile (BF16 scales; non-square tiles, so rows and columns cannot be "
+        "confused), quantization_config fp8; the rest BF16. Quantized by this script from random weights. "
+        "Reference: transformers with FineGrainedFP8Config(dequantize=True), fp32.",
+    ),
+    dict(
+        name="deepseek_v3_fp8",
+        family="deepseek_v3",
+        base="deepseek_v3",
+        init_std=0.15,
+        config=None,  # set below: deepseek_v3's
+        weights_dtype="bfloat16",
+        quantize="fp8",
+        fp8_tile=(8, 8),
+        fp8_scale_dtype=torch.float32,
+        config_style="hub",
+        exercises="DeepSeek-V3 as released: its linear weights (q_a, q_b, kv_a, kv_b, o, experts, shared expert, "
+        "dense MLP) in F8_E4M3 with F32 weight_scale_inv per 8 x 8 tile, router, embeddings and head BF16. Each "
+        "head's W_UV rows of kv_b start inside a tile (rows 16, 44, 72, 100). Reference: transformers with "
+        "FineGrainedFP8Config(dequantize=True), fp32.",
+    ),
+    dict(
         name="qwen3_moe_bf16",
         family="qwen3_moe",
         base="qwen3_moe",  # same architecture; seed search starts at the base's accepted seed
@@ -596,6 +629,56 @@ for _case in CASES:
         _case["config"] = next(c["config"] for c in CASES if c["name"] == "gpt_oss")
     if _case["name"] == "gpt_oss_mxfp4":
         _case["config"] = dict(next(c["config"] for c in CASES if c["name"] == "gpt_oss"), intermediate_size=32)
+    if _case["name"] == "deepseek_v3_fp8":
+        _case["config"] = next(c["config"] for c in CASES if c["name"] == "deepseek_v3")
+
+
+# Fine-grained FP8 (transformers' integrations/finegrained_fp8.py, DeepSeek-V3's release): each tile of a
+# linear weight scaled by its largest magnitude over 448 (E4M3's largest value), stored as that inverse scale
+# (weight_scale_inv) beside the F8_E4M3 values; a weight is q * scale_inv.
+def fp8_quantized(name, ndim):
+    return ndim >= 2 and not name.endswith(("embed_tokens.weight", "lm_head.weight", "mlp.gate.weight"))
+
+
+def fp8_quantize(w, tile, scale_dtype):
+    """w [..., R, C] with R, C multiples of the tile -> (q float8_e4m3fn, scale_inv [..., R/tr, C/tc] scale_dtype)."""
+    tr, tc = tile
+    *pre, r, c = w.shape
+    g = w.float().reshape(*pre, r // tr, tr, c // tc, tc)
+    amax = g.abs().amax(dim=(-3, -1))
+    scale_inv = torch.where(amax > 0, amax / 448.0, torch.ones_like(amax)).to(scale_dtype)
+    s = scale_inv.float()[..., :, None, :, None]
+    q = (g / s).clamp(-448, 448).reshape(w.shape).to(torch.float8_e4m3fn)
+    return q, scale_inv
+
+
+def fp8_dequantize(q, scale_inv, tile):
+    tr, tc = tile
+    s = scale_inv.float().repeat_interleave(tr, -2).repeat_interleave(tc, -1)
+    return q.float() * s
+
+
+def fp8_rewrite(out_dir, case):
+    """Replace the linear weights of a saved checkpoint by their FP8 values and scales, and say so in
+    config.json, as the FP8 releases are laid out."""
+    from safetensors.torch import load_file, save_file as save_torch
+
+    path = out_dir / "model.safetensors"
+    out = {}
+    for name, t in load_file(str(path)).items():
+        if fp8_quantized(name, t.ndim):
+            out[name], out[name + "_scale_inv"] = fp8_quantize(t, case["fp8_tile"], case["fp8_scale_dtype"])
+        else:
+            out[name] = t
+    save_torch(out, str(path), metadata={"format": "pt"})
+    cfg = json.loads((out_dir / "config.json").read_text())
+    cfg["quantization_config"] = {
+        "activation_scheme": "dynamic",
+        "fmt": "e4m3",
+        "quant_method": "fp8",
+        "weight_block_size": list(case["fp8_tile"]),
+    }
+    (out_dir / "config.json").write_text(json.dumps(dict(sorted(cfg.items())), indent=2) + "\n")
 
 # MXFP4 (transformers' integrations/mxfp4.py): blocks of 32 values along a row of the output-major weight,
 # each an E2M1 code (low nibble first) times a shared 2^(scale - 127).
@@ -718,11 +801,17 @@ def save_checkpoint(model, case, out_dir):
         rewrite_config_hub_style(out_dir / "config.json")
     if case.get("quantize") == "mxfp4":
         mxfp4_rewrite(out_dir)
+    if case.get("quantize") == "fp8":
+        fp8_rewrite(out_dir, case)
 
 
 def load_reference_model(case, out_dir):
     _, model_cls = FAMILIES[case["family"]]
-    extra = {"quantization_config": Mxfp4Config(dequantize=True)} if case.get("quantize") == "mxfp4" else {}
+    extra = {}
+    if case.get("quantize") == "mxfp4":
+        extra = {"quantization_config": Mxfp4Config(dequantize=True)}
+    if case.get("quantize") == "fp8":
+        extra = {"quantization_config": FineGrainedFP8Config(dequantize=True, weight_block_size=case["fp8_tile"])}
     model = model_cls.from_pretrained(
         out_dir,
         dtype=torch.float32,
@@ -935,14 +1024,18 @@ def make_prompt(seed):
     return torch.randint(PROMPT_ID_LOW, PROMPT_ID_HIGH, (PROMPT_LEN,), generator=gen, dtype=torch.int64)
 
 
-def check_loaded_weights(model, loaded, dtype, quantize=None):
-    """The reloaded fp32 model must hold exactly the storage-dtype-rounded weights (MXFP4 experts: exactly
-    their quantized values)."""
+def check_loaded_weights(model, loaded, dtype, case):
+    """The reloaded fp32 model must hold exactly the storage-dtype-rounded weights (MXFP4 experts, FP8 linear
+    weights: exactly their quantized values)."""
+    quantize = case.get("quantize")
     src = dict(model.named_parameters())
     for name, p in loaded.named_parameters():
         expect = src[name].detach().to(dtype).float()
         if quantize == "mxfp4" and name.endswith(("experts.gate_up_proj", "experts.down_proj")):
             expect = mxfp4_dequantize(*mxfp4_quantize(expect.transpose(1, 2).contiguous())).transpose(1, 2)
+        if quantize == "fp8" and fp8_quantized(name, expect.ndim):
+            tile = case["fp8_tile"]
+            expect = fp8_dequantize(*fp8_quantize(expect, tile, case["fp8_scale_dtype"]), tile)
         if not torch.equal(p.detach(), expect):
             raise RuntimeError(f"reloaded weight {name} differs from the {dtype}-rounded original")
 
@@ -980,7 +1073,7 @@ def generate_case(case, start_seed, tmp_root):
         work = tmp_root / case["name"]
         save_checkpoint(model, case, work)
         loaded = load_reference_model(case, work)
-        check_loaded_weights(model, loaded, STORAGE_DTYPES[storage], case.get("quantize"))
+        check_loaded_weights(model, loaded, STORAGE_DTYPES[storage], case)
         ref, diag, failures = compute_reference(loaded, make_prompt(seed), case["config"].get("eos_token_id"))
         if failures:
             print(f"  {case['name']}: seed {seed} rejected: {'; '.join(failures)}")

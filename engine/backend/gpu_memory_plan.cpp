@@ -14,24 +14,29 @@ std::string gib(size_t bytes) {
   return buf;
 }
 
-// The stored dtypes of one part's matrices, folded into the part's device dtype.
+// The stored dtypes of one part's matrices, folded into the part's device dtype: a mix is BF16, or F32 where it
+// holds fine-grained FP8 (whose values BF16 would round).
 class PartDtype {
  public:
   void add(const WeightMatrix& m) {
     if (!seen_) first_ = m.dtype;
     mixed_ = mixed_ || m.dtype != first_;
+    fp8_ = fp8_ || m.dtype == DType::F8_E4M3;
     seen_ = true;
   }
-  DType device(DType none) const { return !seen_ ? none : mixed_ ? DType::BF16 : gpu_weight_dtype(first_); }
+  DType device(DType none) const {
+    return !seen_ ? none : !mixed_ ? gpu_weight_dtype(first_) : fp8_ ? DType::F32 : DType::BF16;
+  }
 
  private:
-  bool seen_ = false, mixed_ = false;
+  bool seen_ = false, mixed_ = false, fp8_ = false;
   DType first_ = DType::BF16;
 };
 
 }  // namespace
 
 DType gpu_weight_dtype(DType stored) {
+  if (stored == DType::F8_E4M3) return DType::F32;
   return stored == DType::F32 || stored == DType::F16 || stored == DType::BF16 ? stored : DType::BF16;
 }
 
@@ -58,6 +63,11 @@ DType gpu_group_dtype(const std::vector<const WeightMatrix*>& group, DType part)
     for (const WeightMatrix* m : group)
       if (m->dtype != DType::MXFP4) return part;
     return DType::MXFP4_GGML;
+  }
+  if (group.front()->dtype == DType::F8_E4M3) {  // each row's blocks take their tiles' scales on upload
+    for (const WeightMatrix* m : group)
+      if (m->dtype != DType::F8_E4M3 || !fp8_fits_blocks(m->cols, m->fp8.tile_cols)) return part;
+    return DType::F8_E4M3_B128;
   }
   if (!is_block_quantized(group.front()->dtype)) return part;
   for (const WeightMatrix* m : group)

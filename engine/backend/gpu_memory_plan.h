@@ -20,8 +20,11 @@ namespace moe {
 // The dtype each part's matrices have on the GPU. Policy: a part whose matrices all share one of F32, F16
 // or BF16 keeps it (an F32 router beside BF16 experts stays F32); any other part (MXFP4, GGUF's block
 // types such as Q4_K, or a mix of dtypes) is held as BF16, each row expanded on the host as it is
-// uploaded. That is each part's fallback; within it, a group of matrices the kernels take together that
-// share one GGML block type keeps those blocks (gpu_group_dtype, GpuLayerDtypes).
+// uploaded; but a part with fine-grained FP8 in it as F32, which holds each FP8 value times its F32 scale
+// exactly (BF16 would round them, and the GPU would run another model than the CPU). That is each part's
+// fallback; within it, a group of matrices the kernels take together that share one GGML block type keeps
+// those blocks, and a group of FP8 matrices in whole-block tiles keeps its bytes (gpu_group_dtype,
+// GpuLayerDtypes): every FP8 release's matrices but DeepSeek's kv_b, which the latent kernels read as rows.
 struct GpuWeightDtypes {
   DType embeddings = DType::BF16;
   DType head = DType::BF16;            // the embeddings' when tied; else its own group (a Q6_K head stays Q6_K)
@@ -31,7 +34,8 @@ struct GpuWeightDtypes {
   DType shared_experts = DType::BF16;  // with the shared expert's gate
   DType dense_mlp = DType::BF16;
 };
-// The device dtype of a part stored in one dtype: F32, F16, BF16 stay; anything else becomes BF16.
+// The device dtype of a part stored in one dtype: F32, F16, BF16 stay; F8_E4M3 becomes F32; anything else
+// becomes BF16.
 DType gpu_weight_dtype(DType stored);
 // The policy applied to a model's matrices (the matrices the CUDA backend uploads).
 GpuWeightDtypes gpu_weight_dtypes(const ModelSpec& spec, const ModelWeights& weights);
@@ -43,7 +47,9 @@ GpuWeightDtypes gpu_weight_dtypes(const ModelSpec& spec, const ModelWeights& wei
 // `part`, the part's dtype. (A GGUF file mixes types by tensor — Q4_K_M holds some layers' v and down in Q6_K —
 // so the rule is per group, not per part.) A group all in Hugging Face's MXFP4 (GPT-OSS's experts) goes as ggml's
 // MXFP4 blocks: the same codes and scales rearranged on upload (mxfp4_to_ggml_blocks), the same bytes, so GPT-OSS's
-// experts take a quarter of their BF16 size.
+// experts take a quarter of their BF16 size. A group all in fine-grained FP8 whose rows are whole blocks of 128, each in
+// one tile of scales (every release's 128 × 128 tiles), goes as F8_E4M3_B128: each block its bytes as stored and
+// its tile's F32 scale (fp8_to_blocks), 3 % more than the file.
 DType gpu_group_dtype(const std::vector<const WeightMatrix*>& group, DType part);
 
 // Each group's device dtype in one layer.

@@ -4,15 +4,20 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "engine/common/fp8.h"
 #include "engine/common/ggml_quants.h"
 #include "engine/common/mxfp4.h"
 #include "engine/model/weights.h"
 
 namespace moe {
 
-// dst[0..m.cols) = row r of m: F32/F16/BF16, a GGML block type (rows row_bytes apart), or MXFP4 (its
-// blocks and scales, rows row_step stored rows apart).
+// dst[0..m.cols) = row r of m: F32/F16/BF16, a GGML block type (rows row_bytes apart), F8_E4M3 (its tile
+// scales apart), or MXFP4 (its blocks and scales, rows row_step stored rows apart).
 inline void weight_row_to_f32(const WeightMatrix& m, int64_t r, float* dst) {
+  if (m.dtype == DType::F8_E4M3) {
+    fp8_dequantize_cols(static_cast<const uint8_t*>(m.data) + r * m.cols, m.fp8.row_scales(r), m.fp8.tile_cols, 0, m.cols, dst);
+    return;
+  }
   if (m.dtype == DType::MXFP4) {
     const Mxfp4Row q = mxfp4_row(m.data, m.scales, m.cols, m.row_step, r);
     mxfp4_dequantize(q.blocks, q.scales, m.cols, dst);

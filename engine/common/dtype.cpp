@@ -30,6 +30,7 @@ constexpr DTypeInfo kBlockTypes[] = {
     {DType::IQ2_XXS, "IQ2_XXS", 0}, {DType::IQ2_XS, "IQ2_XS", 0}, {DType::IQ2_S, "IQ2_S", 0},
     {DType::IQ3_XXS, "IQ3_XXS", 0}, {DType::IQ3_S, "IQ3_S", 0},   {DType::IQ1_S, "IQ1_S", 0},
     {DType::IQ1_M, "IQ1_M", 0},
+    {DType::F8_E4M3_B128, "F8_E4M3_B128", 0},  // FP8 weights and their scale, 128 to a block (the GPU's copy)
 };
 }  // namespace
 

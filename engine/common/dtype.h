@@ -17,8 +17,10 @@ enum class DType : uint8_t {
   // MXFP4_GGML is ggml's own MXFP4 block (GGUF type 39: GPT-OSS's experts), its scale inside the block.
   // IQ4_NL and IQ4_XS (GGUF types 20 and 23) map 4-bit codes through a fixed non-linear table of 16 int8.
   // The IQ1–IQ3 types (GGUF types 16–19, 21, 22, 29) index fixed codebooks of 8 or 4 values.
+  // F8_E4M3_B128 is not a GGUF type but takes the same path: F8_E4M3 weights 128 to a block with their F32
+  // scale, as the CUDA backend holds a fine-grained FP8 checkpoint's matrices (engine/common/fp8.h).
   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4_GGML, IQ4_NL, IQ4_XS,
-  IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M
+  IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, F8_E4M3_B128
 };
 
 // Bytes per element; 0 for MXFP4 and the block-quantized types, which have no whole number of bytes per
@@ -32,7 +34,8 @@ std::string_view dtype_name(DType t);
 // Parses a safetensors dtype string; nullopt for strings we do not know.
 std::optional<DType> parse_dtype(std::string_view s);
 // True for the plain types the forward pass reads weights in (F32, F16, BF16): what a safetensors weight
-// may be. (It also reads MXFP4 and the GGML block types, which no safetensors header names.)
+// may be. (It also reads F8_E4M3 with its scales, engine/common/fp8.h, and MXFP4 and the GGML block types,
+// which no safetensors header names.)
 inline bool is_weight_dtype(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 
 // bf16 → f32: the upper half of an f32.

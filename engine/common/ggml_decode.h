@@ -53,6 +53,11 @@ MOE_HOST_DEVICE float f32_of_bits(uint32_t u) {
   memcpy(&f, &u, 4);
   return f;
 }
+MOE_HOST_DEVICE uint32_t f32_bits_of(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return u;
+}
 
 // IEEE half bits → f32, subnormals (man · 2^−24, exact) included.
 MOE_HOST_DEVICE float f16_bits_to_f32(uint16_t h) {
@@ -505,6 +510,28 @@ struct IQ1_M : iq::Runs<IQ1_M> {
   }
 };
 
+// An FP8 E4M3 byte's value (PyTorch's float8_e4m3fn, the OCP format): sign, 4-bit exponent with bias 7, 3-bit
+// mantissa; subnormals m·2^−9; no infinities; 0x7f and 0xff are NaN. Exact in f32.
+MOE_HOST_DEVICE float e4m3_value(uint8_t b) {
+  const uint32_t e = (b >> 3) & 15u, m = b & 7u, sign = uint32_t(b & 0x80u) << 24;
+  if ((b & 0x7fu) == 0x7fu) return f32_of_bits(sign | 0x7fc00000u);
+  if (e == 0) return f32_of_bits(sign | f32_bits_of(float(m) * 0.001953125f));  // m · 2^−9
+  return f32_of_bits(sign | ((e + 120u) << 23) | (m << 20));
+}
+
+// F8_E4M3 weights with their scale, 128 to a block: x = e4m3_value(q)·s, the one f32 product fine-grained FP8's
+// reference dequantisation takes. Not a GGUF type: the CUDA backend holds an FP8 checkpoint's matrices this way
+// (one F32 scale per tile of 128 × 128 weights in the file, engine/common/fp8.h: each block of a row lies in one
+// tile and carries its scale). Layout: s (f32, little-endian), q[128].
+struct F8_E4M3_B128 {
+  static constexpr int kValues = 128, kBytes = 132;
+  template <int N>
+  MOE_HOST_DEVICE static void run(const uint8_t* b, int v0, float* out) {
+    const float s = f32_of_bits(iq::u32_at(b));
+    for (int i = 0; i < N; ++i) out[i] = e4m3_value(b[4 + v0 + i]) * s;
+  }
+};
+
 // Calls f(Decoder{}) with the decoder of block type t and returns true; false (f not called) for any
 // other dtype.
 template <typename F>
@@ -530,6 +557,7 @@ MOE_HOST_DEVICE bool visit_block_type(DType t, F&& f) {
     case DType::IQ3_S: f(IQ3_S{}); return true;
     case DType::IQ1_S: f(IQ1_S{}); return true;
     case DType::IQ1_M: f(IQ1_M{}); return true;
+    case DType::F8_E4M3_B128: f(F8_E4M3_B128{}); return true;
     default: return false;
   }
 }

@@ -46,11 +46,18 @@ class WeightSource {
   virtual bool synthetic() const { return false; }
   // Raw bytes (U8) of a tensor that must have `shape`: quantized blocks and scales. Synthetic sources have none.
   virtual const uint8_t* get_u8(const std::string&, const std::vector<int64_t>&) { return nullptr; }
+  // The F32 tile scales of an F8_E4M3 weight (engine/common/fp8.h), `<weight>_scale_inv` of shape `grid`.
+  virtual const float* fp8_scales(const std::string& weight, const std::vector<int64_t>&) {
+    throw EngineError(weight, "dtype", "F8_E4M3 weights are read from Hugging Face checkpoints only");
+  }
 };
 
 class CheckpointSource : public WeightSource {
  public:
-  CheckpointSource(const TensorStore& store, std::string config_file) : store_(store), config_(std::move(config_file)) {}
+  // fp8: whether config.json declares fine-grained FP8, so that F8_E4M3 weights are read; owned keeps their
+  // scales as F32.
+  CheckpointSource(const TensorStore& store, std::string config_file, bool fp8, OwnedWeights& owned)
+      : store_(store), config_(std::move(config_file)), fp8_(fp8), owned_(owned) {}
   bool has(const std::string& name, bool) const override { return store_.find(name) != nullptr; }
   const void* get(const std::string& name, const std::vector<int64_t>& shape, bool required, DType& dtype) override {
     const TensorView* t = store_.find(name);
@@ -59,8 +66,11 @@ class CheckpointSource : public WeightSource {
       return nullptr;
     }
     used_.insert(name);
-    if (!is_weight_dtype(t->dtype))
-      throw EngineError(t->file, name, "dtype " + std::string(dtype_name(t->dtype)) + " is not supported for weights (F32, F16 or BF16)");
+    const bool fp8_matrix = t->dtype == DType::F8_E4M3 && shape.size() == 2;
+    if (fp8_matrix && !fp8_)
+      throw EngineError(t->file, name, "dtype F8_E4M3, but " + config_ + " has no quantization_config with quant_method 'fp8' to say how it is scaled");
+    if (!is_weight_dtype(t->dtype) && !fp8_matrix)
+      throw EngineError(t->file, name, "dtype " + std::string(dtype_name(t->dtype)) + " is not supported for weights (F32, F16 or BF16; F8_E4M3 matrices in FP8 checkpoints)");
     // A vector may come as a row: ERNIE-4.5 stores its router bias as [1, E].
     const bool as_row = shape.size() == 1 && t->shape == std::vector<int64_t>{1, shape[0]};
     if (t->shape != shape && !as_row)
@@ -78,6 +88,22 @@ class CheckpointSource : public WeightSource {
       throw EngineError(t->file, name, "shape " + shape_str(t->shape) + " disagrees with " + config_ + ", which implies " + shape_str(shape));
     return reinterpret_cast<const uint8_t*>(t->data);
   }
+  const float* fp8_scales(const std::string& weight, const std::vector<int64_t>& grid) override {
+    const std::string name = weight + "_scale_inv";
+    const TensorView* t = store_.find(name);
+    if (!t) throw EngineError(store_.source(), name, "tensor is missing (the F8_E4M3 weight " + weight + " needs its scales, " + shape_str(grid) + ")");
+    used_.insert(name);
+    if (!is_weight_dtype(t->dtype))
+      throw EngineError(t->file, name, "dtype " + std::string(dtype_name(t->dtype)) + " is not read for FP8 scales (F32, BF16 or F16 are)");
+    if (t->shape != grid)
+      throw EngineError(t->file, name, "shape " + shape_str(t->shape) + " disagrees with the weight's tiles in " + config_ +
+                                           " (weight_block_size), which imply " + shape_str(grid));
+    const size_t n = elements(grid);
+    owned_.emplace_back(new std::byte[n * sizeof(float)]);
+    auto* out = reinterpret_cast<float*>(owned_.back().get());
+    convert_to_f32(t->data, t->dtype, n, out);
+    return out;
+  }
   std::vector<std::string> unused() const {
     std::vector<std::string> out;
     for (const auto& n : store_.names())
@@ -88,6 +114,8 @@ class CheckpointSource : public WeightSource {
  private:
   const TensorStore& store_;
   std::string config_;
+  bool fp8_;
+  OwnedWeights& owned_;
   std::set<std::string> used_;
 };
 
@@ -187,7 +215,16 @@ class Binder {
     m.dtype = dt;
     m.rows = rows;
     m.cols = cols;
+    if (m.data && dt == DType::F8_E4M3) {
+      const int64_t tr = s_.fp8_tile_rows, tc = s_.fp8_tile_cols, grid_cols = fp8_tile_count(cols, tc);
+      m.fp8 = {src_.fp8_scales(name, {fp8_tile_count(rows, tr), grid_cols}), tr, tc, grid_cols, 0};
+    }
     return m;
+  }
+  // Stacked experts are bound by offset, with no per-expert scales: an FP8 stack is refused by name.
+  static void refuse_fp8_stack(const std::string& name, DType dt) {
+    if (dt == DType::F8_E4M3)
+      throw EngineError(name, "dtype", "F8_E4M3 experts stacked in one tensor are not read (FP8 experts are, one tensor each with its weight_scale_inv)");
   }
   // synthetic_fill: every element's value when the source has no data (synthetic weights): 1 for the
   // norms, 0 for a bias.
@@ -319,6 +356,8 @@ class Binder {
         DType dt = DType::F32, dt2 = DType::F32;
         const auto* gu = static_cast<const std::byte*>(src_.get(fused_gu, {E, 2 * I, H}, true, dt));
         const auto* dn = static_cast<const std::byte*>(src_.get(fused_d, {E, H, I}, true, dt2));
+        refuse_fp8_stack(fused_gu, dt);
+        refuse_fp8_stack(fused_d, dt2);
         for (int64_t e = 0; e < E; ++e) {
           auto& X = L.experts[size_t(e)];
           X.gate = {gu + matrix_bytes(dt, e * 2 * I, H), dt, I, H};
@@ -368,6 +407,8 @@ class Binder {
     DType dt = DType::F32, dt2 = DType::F32;
     const auto* gu = static_cast<const std::byte*>(src_.get(name(n_.experts_gate_up), {E, H, 2 * I}, true, dt));
     const auto* dn = static_cast<const std::byte*>(src_.get(name(n_.experts_down), {E, I, H}, true, dt2));
+    refuse_fp8_stack(name(n_.experts_gate_up), dt);
+    refuse_fp8_stack(name(n_.experts_down), dt2);
     if (gu && dn && dt != dt2)
       throw EngineError(name(n_.experts_down), "dtype",
                         std::string(dtype_name(dt2)) + " differs from gate_up_proj's " + std::string(dtype_name(dt)));
@@ -543,7 +584,7 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir) {
   // Tied embeddings: trust the tensors when config.json is silent on it (HF drops default values).
   if (!config.has("tie_word_embeddings"))
     m->spec_.tied_embeddings = !m->store_->find(f->names.lm_head);
-  CheckpointSource src(*m->store_, "config.json");
+  CheckpointSource src(*m->store_, "config.json", m->spec_.fp8_tile_rows > 0, m->owned_weights_);
   ModelSpec spec = m->spec_;
   Binder binder(m->spec_, f->names, src, &m->owned_weights_);
   m->weights_ = binder.bind(spec);

@@ -103,6 +103,27 @@ int positive(const JsonFields& c, const std::string& key, int64_t v) {
   return int(v);
 }
 
+// Fine-grained FP8 (engine/common/fp8.h), as transformers' FineGrainedFP8Config reads quantization_config: fmt
+// E4M3 (spelled "e4m3" by DeepSeek, Kimi and Qwen, "float8_e4m3fn" by MiniMax), weight_block_size [rows, cols]
+// ([128, 128] when absent). activation_scheme, scale_fmt and modules_to_not_convert need no reading here:
+// activations stay F32, and which weights are FP8 and what type their scales are, the tensors' dtypes say
+// (DeepSeek-V3.1 says scale_fmt "ue8m0" of F32 scales that are powers of two).
+void read_fp8_config(const JsonFields& c, const nlohmann::json& q, ModelSpec& s) {
+  const std::string fmt = q.contains("fmt") && q["fmt"].is_string() ? q["fmt"].get<std::string>() : "e4m3";
+  if (fmt != "e4m3" && fmt != "float8_e4m3fn")
+    throw EngineError(c.file(), "quantization_config.fmt", "FP8 format '" + fmt + "' is not read (E4M3 is: 'e4m3')");
+  s.fp8_tile_rows = s.fp8_tile_cols = 128;
+  if (!q.contains("weight_block_size")) return;
+  const auto& b = q["weight_block_size"];
+  const bool pair = b.is_array() && b.size() == 2 && b[0].is_number_integer() && b[1].is_number_integer();
+  if (!pair || b[0].get<int64_t>() < 1 || b[1].get<int64_t>() < 1 || b[0].get<int64_t>() > 65536 || b[1].get<int64_t>() > 65536)
+    throw EngineError(c.file(), "quantization_config.weight_block_size",
+                      "must be two positive integers, rows and columns of the tile one scale covers, got " + b.dump() +
+                          (b.is_null() ? " (a scale per tensor is not read)" : ""));
+  s.fp8_tile_rows = int(b[0].get<int64_t>());
+  s.fp8_tile_cols = int(b[1].get<int64_t>());
+}
+
 }  // namespace
 
 ModelSpec read_model_spec(const JsonFields& c) {
@@ -146,12 +167,14 @@ ModelSpec read_model_spec(const JsonFields& c) {
     const std::string method = q.is_object() && q.contains("quant_method") && q["quant_method"].is_string()
                                    ? q["quant_method"].get<std::string>()
                                    : "unknown";
-    // GPT-OSS's MXFP4 experts are the one quantized layout read (in place: engine/common/mxfp4.h).
+    // Read in place: GPT-OSS's MXFP4 experts (engine/common/mxfp4.h) and fine-grained FP8 (engine/common/fp8.h).
     if (method == "mxfp4" && model_type == "gpt_oss") s.moe.experts_mxfp4 = true;
+    else if (method == "fp8") read_fp8_config(c, q, s);
     else
       throw EngineError(c.file(), "quantization_config.quant_method",
                         "quantized checkpoints ('" + method + "') are not supported; use BF16, F16 or F32 weights" +
-                            (method == "mxfp4" ? " (MXFP4 is read for GPT-OSS's experts only)" : ""));
+                            (method == "mxfp4" ? " (MXFP4 is read for GPT-OSS's experts only)" : "") +
+                            " (fine-grained FP8, 'fp8', is read)");
   }
 
   // Biases: Llama/Qwen3 attention_bias covers q, k, v and o. Checkpoints are trusted over this flag

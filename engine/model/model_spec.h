@@ -108,6 +108,10 @@ struct ModelSpec {
   std::vector<int> layer_window;
   std::optional<int32_t> bos_id;
   std::vector<int32_t> eos_ids;    // config.json's eos_token_id (generation_config adds more)
+  // A fine-grained FP8 checkpoint (quantization_config.quant_method "fp8", engine/common/fp8.h): the tile one
+  // weight_scale_inv scale covers (weight_block_size, rows × columns); 0 × 0 for any other checkpoint. Which
+  // matrices are FP8 is the checkpoint's to say: each F8_E4M3 weight, with its scales beside it.
+  int fp8_tile_rows = 0, fp8_tile_cols = 0;
 
   bool is_moe() const { return moe.n_experts > 0; }
   int window(int layer) const { return layer_window.empty() ? 0 : layer_window[size_t(layer)]; }

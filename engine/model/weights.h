@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/common/dtype.h"
+#include "engine/common/fp8.h"
 
 namespace moe {
 
@@ -19,6 +20,9 @@ struct WeightMatrix {
   // blocks and scales tensors (GPT-OSS interleaves its gate and up rows: 2).
   const uint8_t* scales = nullptr;
   int64_t row_step = 1;
+  // F8_E4M3 only: its tile scales (engine/common/fp8.h), F32 copies made at load.
+  Fp8Tiles fp8 = {};
+  // The stored values' bytes (an FP8 matrix's scales, 4 bytes per 16,384 weights in the releases, not counted).
   size_t bytes() const { return matrix_bytes(dtype, rows, cols); }
   explicit operator bool() const { return data != nullptr; }
 };

@@ -4,8 +4,8 @@
 //     anonymous memory and (BF16) from a read-only file mmap as the engine uses it; MXFP4 of GPT-OSS's
 //     width, every row and every other row (an expert's gate or up), with the values decoded per second;
 //     GGUF's block types Q8_0, Q4_K, Q6_K, Q5_K, MXFP4_GGML (ggml's MXFP4, GPT-OSS GGUFs' experts),
-//     IQ4_NL, IQ4_XS and the 1- to 3-bit IQ types with as many weights as the BF16 matrix (values per
-//     second beside BF16's bytes / 2);
+//     IQ4_NL, IQ4_XS and the 1- to 3-bit IQ types, and fine-grained FP8 (F8_E4M3, 128 × 128 tiles), with as
+//     many weights as the BF16 matrix (values per second beside BF16's bytes / 2);
 //   - a decode-step-like sequence of MoE-shaped matmuls (4 layers: ~450 MB of BF16 in 116 calls);
 //   - prefill GFLOP/s at T = 64;
 //   - ThreadPool::parallel_for dispatch overhead.
@@ -13,7 +13,7 @@
 //
 // Build (no CMake needed):
 //   g++ -std=c++20 -O2 -I. engine/backend/cpu/{thread_pool,matmul,memory_bandwidth}.cpp
-//       engine/common/{dtype,mxfp4,ggml_quants}.cpp tests/bench/matmul_bench.cpp -pthread -o /tmp/matmul_bench
+//       engine/common/{dtype,mxfp4,ggml_quants,fp8}.cpp tests/bench/matmul_bench.cpp -pthread -o /tmp/matmul_bench
 // Options: --quick (smaller sizes, fewer repeats), --threads N (largest pool; default 2).
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -236,6 +236,48 @@ GbpsResult bench_gemv_mxfp4(const Options& o, ThreadPool& pool, int threads, con
   return {label, bytes / s.best / 1e9, bytes / s.median / 1e9};
 }
 
+// A fine-grained FP8 matrix (engine/common/fp8.h) with as many weights as the BF16 one: random E4M3 bytes
+// (no NaN codes) and an F32 scale of 1e-4 per 128 × 128 tile, as the FP8 releases are stored.
+struct Fp8Weights {
+  int64_t rows, cols;
+  Buffer bytes;
+  std::vector<float> scales;
+  Fp8Weights(ThreadPool& pool, int64_t rows_, int64_t cols_)
+      : rows(rows_), cols(cols_), bytes(size_t(rows_ * cols_)),
+        scales(size_t(fp8_tile_count(rows_, 128) * fp8_tile_count(cols_, 128)), 1e-4f) {
+    auto* b = static_cast<uint8_t*>(bytes.p);
+    pool.parallel_for(rows * cols, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) b[i] = uint8_t(mix(uint64_t(i)) % 0x7f) | uint8_t(i & 0x80);
+    });
+  }
+  MatrixRef ref() const {
+    return MatrixRef{bytes.p, DType::F8_E4M3, rows, cols, nullptr, 1, Fp8Tiles{scales.data(), 128, 128, fp8_tile_count(cols, 128), 0}};
+  }
+};
+
+GbpsResult bench_gemv_fp8(const Options& o, ThreadPool& pool, int threads, const Fp8Weights& w) {
+  const MatrixRef W = w.ref();
+  const auto x = make_x(W.cols, 1);
+  std::vector<float> y(static_cast<size_t>(W.rows));
+  const double bytes = double(W.rows) * double(W.cols);
+  const Stats s = time_it(o.quick ? 5 : 15, [&] { matmul(pool, W, x.data(), 1, y.data()); });
+  char label[160];
+  std::snprintf(label, sizeof label, "GEMV F8_E4M3 (128x128 tiles) %dT %4.0f MB rows=%-6lld cols=%-6lld (%.2f Gweights/s)",
+                threads, bytes / 1e6, (long long)W.rows, (long long)W.cols, double(W.rows) * double(W.cols) / s.best / 1e9);
+  return {label, bytes / s.best / 1e9, bytes / s.median / 1e9};
+}
+
+void bench_prefill_fp8(const Options& o, ThreadPool& pool, int threads, const Fp8Weights& w, int64_t T) {
+  MatrixRef W = w.ref();
+  W.rows = std::min<int64_t>(W.rows, o.quick ? 2048 : 4096);
+  const auto x = make_x(T * W.cols, 2);
+  std::vector<float> y(size_t(T * W.rows));
+  const Stats s = time_it(o.quick ? 3 : 7, [&] { matmul(pool, W, x.data(), T, y.data()); });
+  const double flop = 2.0 * double(W.rows) * double(W.cols) * double(T);
+  std::printf("  prefill F8_E4M3 %dT T=%-3lld %lldx%lld: best %6.1f GFLOP/s  median %6.1f GFLOP/s  (%.2f ms)\n", threads,
+              (long long)T, (long long)W.rows, (long long)W.cols, flop / s.best / 1e9, flop / s.median / 1e9, s.best * 1e3);
+}
+
 // A decode step of a MoE model, as far as weight traffic goes: per layer q, k, v, o projections,
 // the router, and 8 active experts (gate, up, down), BF16. Every matrix is distinct memory.
 struct DecodeLayerShape {
@@ -438,6 +480,7 @@ int main(int argc, char** argv) {
   for (DType t : {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::MXFP4_GGML, DType::IQ4_NL, DType::IQ4_XS,
                   DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_XXS, DType::IQ3_S, DType::IQ1_S, DType::IQ1_M})
     wg.push_back(std::make_unique<BlockWeights>(init_pool, t, rows16, cols16));
+  const Fp8Weights w8(init_pool, rows16, cols16);
 
   for (int threads : thread_counts) {
     ThreadPool pool(threads);
@@ -466,12 +509,14 @@ int main(int argc, char** argv) {
     res.push_back(bench_gemv_mxfp4(o, pool, threads, wq, 1));
     res.push_back(bench_gemv_mxfp4(o, pool, threads, wq, 2));
     for (const auto& w : wg) res.push_back(bench_gemv_blocks(o, pool, threads, *w));
+    res.push_back(bench_gemv_fp8(o, pool, threads, w8));
     res.push_back(bench_decode_sequence(o, pool, threads));
     if (simd_supported()) {
       set_force_scalar(true);
       res.push_back(bench_gemv(o, pool, threads, DType::BF16, wb.p, rows16, cols16, "scalar"));
       res.push_back(bench_gemv_mxfp4(o, pool, threads, wq, 1));
       res.push_back(bench_gemv_blocks(o, pool, threads, *wg[1]));  // Q4_K
+      res.push_back(bench_gemv_fp8(o, pool, threads, w8));
       set_force_scalar(false);
     }
     const BandwidthResult bw1 = stream();
@@ -487,6 +532,7 @@ int main(int argc, char** argv) {
     bench_prefill_blocks(o, pool, threads, *wg[6], 64);  // IQ4_XS
     bench_prefill_blocks(o, pool, threads, *wg[7], 64);  // IQ2_XXS
     bench_prefill_blocks(o, pool, threads, *wg[12], 64);  // IQ1_S
+    bench_prefill_fp8(o, pool, threads, w8, 64);
     if (simd_supported()) {
       set_force_scalar(true);
       std::printf("  (scalar path:)");

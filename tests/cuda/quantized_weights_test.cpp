@@ -23,6 +23,7 @@
 #include "engine/backend/cuda/kernels/fill.cuh"
 #include "engine/backend/gpu_memory_plan.h"
 #include "engine/common/error.h"
+#include "engine/common/fp8.h"
 #include "engine/common/ggml_quants.h"
 #include "engine/common/mxfp4.h"
 #include "engine/formats/safetensors.h"
@@ -295,6 +296,77 @@ TEST(CudaQuantized, BlocksKeptGroupByGroupMatchTheCpu) {
     expect_gpu_matches_cpu(*model, described);
     for (DType t : used) EXPECT_NE(described.find(std::string(dtype_name(t))), std::string::npos) << described;
   }
+}
+
+// Fine-grained FP8 (engine/common/fp8.h) on the way to the GPU: rows of whole 128-value blocks each in one tile
+// arrive as F8_E4M3_B128 blocks, byte for byte what fp8_to_blocks makes (the CPU test checks those against the
+// FP8 values); as F32 they arrive as the values, as BF16 as the values rounded. A matrix of 200 rows in 128 × 128
+// tiles (the last row tile partial, as DeepSeek-V3's kv_a_proj_with_mqa's), every byte value in it.
+TEST(CudaQuantized, Fp8ArrivesAsBlocksF32OrBf16) {
+  MOE_REQUIRE_GPU();
+  const int64_t rows = 200, cols = 384, tile = 128, grid_cols = 3;
+  std::vector<uint8_t> q(size_t(rows * cols));
+  std::vector<float> scales(2 * grid_cols);
+  uint32_t x = 99;
+  for (size_t i = 0; i < q.size(); ++i) q[i] = i < 256 ? uint8_t(i) : uint8_t((x = x * 1664525u + 1013904223u) >> 24);
+  for (size_t i = 0; i < scales.size(); ++i) scales[i] = 1e-4f * float(i + 1);
+  WeightMatrix m{q.data(), DType::F8_E4M3, rows, cols};
+  m.fp8 = {scales.data(), tile, tile, grid_cols, 0};
+  const size_t row = matrix_bytes(DType::F8_E4M3_B128, 1, cols);
+  cuda::test::DeviceVector<uint8_t> blocks(size_t(rows) * row);
+  size_t reported = 0;
+  cuda::put_matrix(blocks.get(), m, DType::F8_E4M3_B128, [&](size_t n) { reported += n; });
+  EXPECT_EQ(reported, size_t(rows * cols));
+  const std::vector<uint8_t> got = blocks.download();
+  std::vector<uint8_t> want(row);
+  cuda::test::DeviceVector<uint16_t> bf16(size_t(rows * cols));
+  cuda::put_matrix(bf16.get(), m, DType::BF16);
+  const std::vector<uint16_t> got16 = bf16.download();
+  cuda::test::DeviceVector<float> f32(size_t(rows * cols));
+  cuda::put_matrix(f32.get(), m, DType::F32);
+  const std::vector<float> got32 = f32.download();
+  std::vector<float> values(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    fp8_to_blocks(q.data() + r * cols, m.fp8.row_scales(r), tile, cols, want.data());
+    ASSERT_EQ(std::memcmp(got.data() + size_t(r) * row, want.data(), row), 0) << "row " << r;
+    fp8_dequantize_cols(q.data() + r * cols, m.fp8.row_scales(r), tile, 0, cols, values.data());
+    for (int64_t c = 0; c < cols; ++c) {
+      ASSERT_EQ(got16[size_t(r * cols + c)], f32_to_bf16(values[size_t(c)])) << "row " << r << " column " << c;
+      ASSERT_EQ(std::memcmp(&got32[size_t(r * cols + c)], &values[size_t(c)], 4), 0) << "row " << r << " column " << c;
+    }
+  }
+  EXPECT_THROW(cuda::put_matrix(blocks.get(), m, DType::Q8_0), EngineError);
+}
+
+// A fine-grained FP8 checkpoint's layout (every release's 128 × 128 tiles; embeddings and routers BF16): each
+// group of FP8 matrices keeps its bytes on the GPU as F8_E4M3_B128 blocks, which the decode products, the prefill
+// expert GEMM and the dense projections' expansion for cuBLAS read; a group whose tiles are narrower than a block
+// goes as F32. The model runs within the BF16 bound of the CPU, which reads the FP8 bytes in place, with the
+// memory the plan gives.
+TEST(CudaQuantized, Fp8CheckpointKeepsItsBytes) {
+  MOE_REQUIRE_GPU();
+  test::ScratchDir dir;
+  auto model = test::quantizable_model(dir, DType::BF16);
+  test::WeightSwap swap(*model);
+  uint32_t seed = 1;
+  test::for_each_matrix(swap.weights(), [&](WeightMatrix& m, const std::string& name) {
+    if (name == "embed" || name.rfind("router", 0) == 0) return;
+    swap.to_fp8(m, 128, name == "mlp down of layer 1" ? 64 : 128, seed++);
+  });
+  const ModelWeights& w = model->weights();
+  ASSERT_EQ(w.layers[1].mlp.down.fp8.tile_cols, 64);
+  const GpuWeightDtypes d = gpu_weight_dtypes(model->spec(), w);
+  EXPECT_EQ(d.head, DType::F8_E4M3_B128);
+  const GpuLayerDtypes l0 = gpu_layer_dtypes(model->spec(), w, d, 0), l1 = gpu_layer_dtypes(model->spec(), w, d, 1);
+  EXPECT_EQ(l0.qkv, DType::F8_E4M3_B128);
+  EXPECT_EQ(l0.o, DType::F8_E4M3_B128);
+  EXPECT_EQ(l0.expert_gate_up, DType::F8_E4M3_B128);
+  EXPECT_EQ(l0.expert_down, DType::F8_E4M3_B128);
+  EXPECT_EQ(l1.mlp_gate_up, DType::F8_E4M3_B128);
+  EXPECT_EQ(l1.mlp_down, DType::F32);  // the part's: F32 holds the FP8 values times their scales exactly
+  std::string described;
+  expect_gpu_matches_cpu(*model, described);
+  EXPECT_NE(described.find("F8_E4M3_B128"), std::string::npos) << described;
 }
 
 // GPT-OSS's release: its experts, in Hugging Face's MXFP4, stay MXFP4 on the GPU as ggml's blocks (the kernels

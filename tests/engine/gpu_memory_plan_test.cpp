@@ -268,5 +268,40 @@ TEST(GpuMemoryPlan, GptOssMxfp4ExpertsKeepTheirBytes) {
   EXPECT_EQ(gpu_layer_dtypes(s, mixed, parts, 0).expert_gate_up, DType::MXFP4_GGML);
 }
 
+// Fine-grained FP8 on the GPU. The releases' tiles (128 × 128): each group of FP8 matrices keeps its bytes, 132
+// per 128 values (F8_E4M3_B128). Tiles narrower than a block (the qwen3_moe_fp8 golden's 32 × 16): the parts are
+// F32, which holds every FP8 value times its scale exactly, and BF16 parts (the router, the embeddings) stay BF16.
+TEST(GpuMemoryPlan, Fp8KeepsItsBytesOrGoesAsF32) {
+  auto golden = Model::load(std::string(MOE_TEST_DATA_DIR) + "/models/qwen3_moe_fp8");
+  const GpuWeightDtypes g = gpu_weight_dtypes(golden->spec(), golden->weights());
+  EXPECT_EQ(g.attention, DType::F32);
+  EXPECT_EQ(g.routed_experts, DType::F32);
+  EXPECT_EQ(g.router, DType::BF16);
+  EXPECT_EQ(g.embeddings, DType::BF16);
+  EXPECT_EQ(gpu_layer_dtypes(golden->spec(), golden->weights(), g, 0).expert_gate_up, DType::F32);
+  EXPECT_EQ(gpu_weight_dtype(DType::F8_E4M3), DType::F32);
+
+  test::ScratchDir dir;
+  auto model = test::quantizable_model(dir, DType::BF16);
+  test::WeightSwap swap(*model);
+  uint32_t seed = 1;
+  for (auto& e : swap.weights().layers[0].experts)
+    for (WeightMatrix* m : {&e.gate, &e.up, &e.down}) swap.to_fp8(*m, 128, 128, seed++);
+  swap.to_fp8(swap.weights().layers[0].o, 128, 128, seed++);  // a part mixing FP8 with BF16 (q, k, v)
+  const ModelSpec& s = model->spec();
+  const GpuWeightDtypes parts = gpu_weight_dtypes(s, model->weights());
+  EXPECT_EQ(parts.attention, DType::F32);
+  const GpuLayerDtypes d = gpu_layer_dtypes(s, model->weights(), parts, 0);
+  EXPECT_EQ(d.expert_gate_up, DType::F8_E4M3_B128);
+  EXPECT_EQ(d.expert_down, DType::F8_E4M3_B128);
+  EXPECT_EQ(d.o, DType::F8_E4M3_B128);
+  EXPECT_EQ(d.qkv, DType::F32);
+  GpuPlanOptions o{DType::BF16, 64, 8, 0};
+  o.part_dtypes = parts;
+  o.weights = &model->weights();
+  const size_t E = size_t(s.moe.n_experts), H = size_t(s.hidden), F = size_t(s.moe.expert_ffn);
+  EXPECT_EQ(part(plan_gpu_memory(s, o), "routed experts"), E * 3 * H * F / 128 * 132);  // layer 1 is dense
+}
+
 }  // namespace
 }  // namespace moe

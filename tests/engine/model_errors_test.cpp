@@ -128,12 +128,57 @@ TEST_F(BrokenCheckpoint, YarnWithANonNumberIsRefusedByName) {
 }
 
 TEST_F(BrokenCheckpoint, QuantizedCheckpointsAreRefusedByName) {
-  config_["quantization_config"] = {{"quant_method", "fp8"}, {"weight_block_size", {128, 128}}};
+  config_["quantization_config"] = {{"quant_method", "compressed-tensors"}};  // Kimi-K2-Thinking's INT4
   write_config();
   expect_error("config.json", "quantization_config.quant_method");
   config_["quantization_config"] = {{"quant_method", "mxfp4"}};  // read for GPT-OSS's experts only
   write_config();
   expect_error("config.json", "quantization_config.quant_method");
+}
+
+// A fine-grained FP8 checkpoint (qwen3_moe_fp8: F8_E4M3 weights, BF16 scales per 32 × 16 tile): a weight's
+// scales, their dtype and shape, the tile and the format are checked and named, and FP8 weights without the
+// config that says how they are scaled are refused.
+class BrokenFp8Checkpoint : public BrokenCheckpoint {
+ protected:
+  void SetUp() override { copy_from(kSource.parent_path() / "qwen3_moe_fp8"); }
+};
+
+TEST_F(BrokenFp8Checkpoint, ScalesTilesAndFormatAreNamed) {
+  {
+    const auto m = Model::load(dir_.path);
+    const WeightMatrix& down = m->weights().layers[2].experts[5].down;  // [64, 32]: 2 × 2 tiles
+    EXPECT_EQ(down.dtype, DType::F8_E4M3);
+    EXPECT_EQ(down.fp8.tile_rows, 32);
+    EXPECT_EQ(down.fp8.tile_cols, 16);
+    EXPECT_EQ(down.fp8.grid_cols, 2);
+    EXPECT_EQ(m->weights().layers[2].router.dtype, DType::BF16);  // the router is not quantized
+    EXPECT_EQ(m->matrix_bytes_by_dtype().at("F8_E4M3"), size_t(3) * (64 * 64 + 2 * 32 * 64 + 64 * 64 + 8 * 3 * 32 * 64));
+  }
+  drop_tensor("model.layers.1.self_attn.o_proj.weight_scale_inv");
+  expect_error(dir_.path.string(), "model.layers.1.self_attn.o_proj.weight_scale_inv");
+  copy_from(source_);
+  rewrite_weights([](auto& tensors, auto&) {
+    for (auto& t : tensors)
+      if (t.name == "model.layers.2.mlp.experts.5.down_proj.weight_scale_inv") t.dtype = DType::I16;
+  });
+  expect_error("model.safetensors", "model.layers.2.mlp.experts.5.down_proj.weight_scale_inv");
+  copy_from(source_);
+  config_["quantization_config"]["weight_block_size"] = {16, 16};  // the scales no longer fit the tiles
+  write_config();
+  expect_error("model.safetensors", "weight_scale_inv");
+  for (const nlohmann::json& bad : {nlohmann::json{0, 16}, nlohmann::json{32}, nlohmann::json(nullptr)}) {
+    config_["quantization_config"]["weight_block_size"] = bad;
+    write_config();
+    expect_error("config.json", "quantization_config.weight_block_size");
+  }
+  config_["quantization_config"]["weight_block_size"] = {32, 16};
+  config_["quantization_config"]["fmt"] = "e5m2";
+  write_config();
+  expect_error("config.json", "quantization_config.fmt");
+  config_.erase("quantization_config");
+  write_config();
+  expect_error("model.safetensors", "F8_E4M3");
 }
 
 // DeepSeek's multi-head latent attention and routers: what cannot be run is refused by name, and a

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/common/dtype.h"
+#include "engine/common/fp8.h"
 #include "engine/common/ggml_quants.h"
 #include "engine/formats/safetensors.h"
 #include "engine/model/model.h"
@@ -82,8 +83,8 @@ inline BlockScales block_scales(DType t) {
 }
 
 // rows × row_bytes(t, cols) bytes of random blocks: random quants and packed scales; each f16 field
-// ±(0.5–1)·its magnitude (block_scales), each E8M0 byte one of three, so every value is finite and
-// moderate.
+// ±(0.5–1)·its magnitude (block_scales), each E8M0 byte one of three, F8_E4M3_B128's F32 scale about
+// 0.04 / 448 with no NaN codes, so every value is finite and moderate.
 inline std::vector<uint8_t> random_blocks(DType t, int64_t rows, int64_t cols, uint32_t seed) {
   const BlockFormat f = block_format(t);
   const BlockScales s = block_scales(t);
@@ -98,6 +99,12 @@ inline std::vector<uint8_t> random_blocks(DType t, int64_t rows, int64_t cols, u
       std::memcpy(&bytes[at + s.offsets[i]], &h, 2);
     }
     if (s.e_low >= 0) bytes[at] = uint8_t(s.e_low + int(rng() % 3));
+    if (t == DType::F8_E4M3_B128) {  // an F32 scale of an FP8 release's size, and no NaN codes
+      const float scale = 0.04f / 448.0f * mag(rng);
+      std::memcpy(&bytes[at], &scale, 4);
+      for (size_t i = 4; i < f.bytes; ++i)
+        if ((bytes[at + i] & 0x7f) == 0x7f) bytes[at + i] ^= 1;
+    }
     if (s.split_d >= 0) {
       const uint16_t h = f32_to_f16(s.d * mag(rng) * (rng() & 1 ? -1.0f : 1.0f));
       for (int k = 0; k < 4; ++k) {
@@ -150,6 +157,24 @@ class WeightSwap {
     m.dtype = t;
     m.scales = nullptr;
     m.row_step = 1;
+    m.fp8 = {};
+  }
+  // m becomes fine-grained FP8 (engine/common/fp8.h): random E4M3 bytes (no NaN codes) with an F32 scale per
+  // tile_rows × tile_cols tile, of about 0.04 / 448 each, so that the values lie within about ±0.04.
+  void to_fp8(WeightMatrix& m, int64_t tile_rows, int64_t tile_cols, uint32_t seed) {
+    std::mt19937 rng(seed);
+    owned_.emplace_back(size_t(m.rows * m.cols));
+    for (uint8_t& b : owned_.back()) b = uint8_t(rng()), b = (b & 0x7f) == 0x7f ? uint8_t(b ^ 1) : b;
+    m.data = owned_.back().data();
+    const int64_t grid_cols = fp8_tile_count(m.cols, tile_cols), n = fp8_tile_count(m.rows, tile_rows) * grid_cols;
+    owned_.emplace_back(size_t(n) * sizeof(float));
+    auto* scales = reinterpret_cast<float*>(owned_.back().data());
+    std::uniform_real_distribution<float> mag(0.5f, 1.0f);
+    for (int64_t i = 0; i < n; ++i) scales[i] = 0.04f / 448.0f * mag(rng);
+    m.dtype = DType::F8_E4M3;
+    m.fp8 = {scales, tile_rows, tile_cols, grid_cols, 0};
+    m.scales = nullptr;
+    m.row_step = 1;
   }
   // m becomes F32 holding `from`'s values (from: any dtype dequantize_row reads, the same shape).
   void to_f32_of(WeightMatrix& m, const WeightMatrix& from) {
@@ -164,6 +189,7 @@ class WeightSwap {
     m.cols = from.cols;
     m.scales = nullptr;
     m.row_step = 1;
+    m.fp8 = {};
   }
   // m becomes F32 holding random values in ±0.04.
   void to_random_f32(WeightMatrix& m, uint32_t seed) {
@@ -176,6 +202,7 @@ class WeightSwap {
     m.dtype = DType::F32;
     m.scales = nullptr;
     m.row_step = 1;
+    m.fp8 = {};
   }
 
  private:

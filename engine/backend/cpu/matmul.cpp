@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "engine/common/fp8.h"
 #include "engine/common/ggml_quants.h"
 #include "engine/common/mxfp4.h"
 
@@ -43,6 +44,11 @@
 //   registers (a table lookup per nibble) and scaling its partial sums once; T > 1 expands the
 //   panels to f32 and runs the prefill path. A block's 17 bytes against BF16's 64 make decode of such
 //   weights bound by the decoding arithmetic rather than by memory.
+// Fine-grained FP8 (F8_E4M3 with a scale per tile, engine/common/fp8.h): T = 1 runs the same four streams,
+//   16 bytes at a time made into f16 bit patterns (each the byte's value over 2^8, exactly) that F16C
+//   converts; per tile the sum against x is formed first and scaled once (by the scale times 2^8). T > 1
+//   expands the panels to f32, the values bit for bit as fp8_dequantize_cols gives them, and runs the
+//   prefill path.
 // GGML block types (GGUF's Q8_0, Q4_K, Q6_K, ..., MXFP4_GGML, IQ4_NL, IQ4_XS): a row is read in groups of
 //   up to 256 values (one K-type super-block, or up to 8 blocks of 32), each decoded with byte-wise masks
 //   and shifts into int8 quants (MXFP4_GGML's and the IQ4 types' nibbles then through a 16-byte table,
@@ -247,6 +253,12 @@ void matmul_rows_mxfp4_scalar(const MatrixRef& W, const float* x, int64_t T, flo
   matmul_rows_expanded_scalar(W, x, T, y, rb, re, [&W](int64_t r, float* dst) {
     const Mxfp4Row q = mxfp4_row(W, r);
     mxfp4_dequantize(q.blocks, q.scales, W.cols, dst);
+  });
+}
+
+void matmul_rows_fp8_scalar(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
+  matmul_rows_expanded_scalar(W, x, T, y, rb, re, [&W](int64_t r, float* dst) {
+    fp8_dequantize_cols(static_cast<const uint8_t*>(W.data) + r * W.cols, W.fp8.row_scales(r), W.fp8.tile_cols, 0, W.cols, dst);
   });
 }
 
@@ -669,6 +681,115 @@ MOE_AVX2 void matmul_rows_mxfp4_avx2(const MatrixRef& W, const float* x, int64_t
   prefill_panels(W, x, T, y, rb, re, [&W](int64_t r, int64_t k0, int64_t kc, float* dst) {
     const Mxfp4Row q = mxfp4_row(W, r);
     convert_mxfp4(q.blocks + k0 / 2, q.scales + k0 / kMxfp4BlockValues, kc, dst);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fine-grained FP8 (F8_E4M3 with tile scales, engine/common/fp8.h), AVX2
+
+// 16 E4M3 bytes as 16 f32 values (two vectors, in order), each the byte's value times 2^−8: the sign and the low
+// 7 bits of a byte become an f16's sign, exponent and top mantissa bits (f16's exponent bias is 15 against E4M3's
+// 7, so the f16 is the value over 2^8 exactly, subnormals included), the NaN codes get f16's all-ones exponent,
+// then F16C converts.
+constexpr float kE4m3Unit = 256.0f;  // e4m3_16's values times this are the bytes' values
+
+MOE_AVX2_INLINE void e4m3_16(const uint8_t* p, __m256& lo, __m256& hi) {
+  const __m256i w = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m256i low7 = _mm256_and_si256(w, _mm256_set1_epi16(0x7f));
+  const __m256i nan = _mm256_and_si256(_mm256_cmpeq_epi16(low7, _mm256_set1_epi16(0x7f)), _mm256_set1_epi16(0x7c00));
+  const __m256i sign = _mm256_slli_epi16(_mm256_and_si256(w, _mm256_set1_epi16(0x80)), 8);
+  const __m256i h = _mm256_or_si256(_mm256_or_si256(_mm256_slli_epi16(low7, 7), sign), nan);
+  lo = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+  hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+}
+
+// y_i = row_i · x for R FP8 rows (T = 1), the rows taken as in gemv_rows (w: each row's bytes, scales: its tiles'
+// scales). Per tile, Σ e4m3_16 · x over its columns is formed first, then times the tile's scale · 2^8 into the
+// row's accumulators. A tile's last columns short of 16 go through zero-padded copies.
+template <int R>
+MOE_AVX2 void gemv_fp8_rows(const uint8_t* const* w, const float* const* scales, int64_t tile_cols, const float* x,
+                            int64_t n, float* const* y) {
+  __m256 a0[R], a1[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
+  for (int64_t c0 = 0, tile = 0; c0 < n; c0 += tile_cols, ++tile) {
+    const int64_t c1 = std::min(n, c0 + tile_cols);
+    __m256 t0[R], t1[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) t0[r] = t1[r] = _mm256_setzero_ps();
+    int64_t k = c0;
+    for (; k + 16 <= c1; k += 16) {
+      const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(w[r] + k) + kPrefetchDistance), _MM_HINT_T0);
+        __m256 lo, hi;
+        e4m3_16(w[r] + k, lo, hi);
+        t0[r] = _mm256_fmadd_ps(lo, x0, t0[r]);
+        t1[r] = _mm256_fmadd_ps(hi, x1, t1[r]);
+      }
+    }
+    if (k < c1) {
+      alignas(32) float xt[16] = {};
+      std::memcpy(xt, x + k, size_t(c1 - k) * sizeof(float));
+      const __m256 x0 = _mm256_load_ps(xt), x1 = _mm256_load_ps(xt + 8);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        alignas(16) uint8_t qt[16] = {};
+        std::memcpy(qt, w[r] + k, size_t(c1 - k));
+        __m256 lo, hi;
+        e4m3_16(qt, lo, hi);
+        t0[r] = _mm256_fmadd_ps(lo, x0, t0[r]);
+        t1[r] = _mm256_fmadd_ps(hi, x1, t1[r]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m256 s = _mm256_set1_ps(scales[r][tile] * kE4m3Unit);
+      a0[r] = _mm256_fmadd_ps(t0[r], s, a0[r]);
+      a1[r] = _mm256_fmadd_ps(t1[r], s, a1[r]);
+    }
+  }
+  store_row_sums<R>(a0, a1, y);
+}
+
+// dst[0..n) = columns [c0, c0 + n) of an FP8 row, as fp8_dequantize_cols gives them: e4m3_16's value times
+// 2^8 · scale is the same real number as the byte's value times the scale (2^8 · scale is exact), rounded once.
+MOE_AVX2 void convert_fp8(const uint8_t* q, const float* scales, int64_t tile_cols, int64_t c0, int64_t n, float* dst) {
+  for (int64_t c = c0, end = c0 + n; c < end;) {
+    const int64_t tile = c / tile_cols, stop = std::min(end, (tile + 1) * tile_cols);
+    const __m256 s = _mm256_set1_ps(scales[tile] * kE4m3Unit);
+    for (; c + 16 <= stop; c += 16) {
+      __m256 lo, hi;
+      e4m3_16(q + c, lo, hi);
+      _mm256_storeu_ps(dst + (c - c0), _mm256_mul_ps(lo, s));
+      _mm256_storeu_ps(dst + (c - c0) + 8, _mm256_mul_ps(hi, s));
+    }
+    if (c < stop) fp8_dequantize_cols(q, scales, tile_cols, c, stop - c, dst + (c - c0));
+    c = stop;
+  }
+}
+
+MOE_AVX2 void matmul_rows_fp8_avx2(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
+  const auto* q = static_cast<const uint8_t*>(W.data);
+  if (T == 1) {
+    four_streams(rb, re, [&](const int64_t* rows, int n) {  // as matmul_rows_avx2
+      const uint8_t* wp[4];
+      const float* sp[4];
+      float* yp[4];
+      for (int j = 0; j < n; ++j) wp[j] = q + rows[j] * W.cols, sp[j] = W.fp8.row_scales(rows[j]), yp[j] = y + rows[j];
+      switch (n) {
+        case 4: gemv_fp8_rows<4>(wp, sp, W.fp8.tile_cols, x, W.cols, yp); break;
+        case 3: gemv_fp8_rows<3>(wp, sp, W.fp8.tile_cols, x, W.cols, yp); break;
+        case 2: gemv_fp8_rows<2>(wp, sp, W.fp8.tile_cols, x, W.cols, yp); break;
+        default: gemv_fp8_rows<1>(wp, sp, W.fp8.tile_cols, x, W.cols, yp); break;
+      }
+    });
+    return;
+  }
+  // T > 1: expanded panels, as prefill.
+  prefill_panels(W, x, T, y, rb, re, [&W, q](int64_t r, int64_t k0, int64_t kc, float* dst) {
+    convert_fp8(q + r * W.cols, W.fp8.row_scales(r), W.fp8.tile_cols, k0, kc, dst);
   });
 }
 
@@ -1372,9 +1493,14 @@ MOE_AVX2 float topk_sum_avx2(const float* v, int64_t n, int k, float* s) {
 #endif  // MOE_HAVE_X86_KERNELS
 
 void check_matrix(const MatrixRef& W, const float* x, int64_t T, const float* y) {
-  if (!is_weight_dtype(W.dtype) && W.dtype != DType::MXFP4 && !is_block_quantized(W.dtype))
+  if (!is_weight_dtype(W.dtype) && W.dtype != DType::MXFP4 && W.dtype != DType::F8_E4M3 && !is_block_quantized(W.dtype))
     throw std::invalid_argument("matmul: weight dtype " + std::string(dtype_name(W.dtype)) +
-                                " is not F32, F16, BF16, MXFP4 or a GGML block type");
+                                " is not F32, F16, BF16, F8_E4M3, MXFP4 or a GGML block type");
+  if (W.dtype == DType::F8_E4M3 && (W.fp8.tile_rows < 1 || W.fp8.tile_cols < 1 || W.fp8.first_row < 0 ||
+                                    W.fp8.grid_cols < fp8_tile_count(W.cols, std::max<int64_t>(1, W.fp8.tile_cols)) ||
+                                    (W.rows > 0 && !W.fp8)))
+    throw std::invalid_argument("matmul: an F8_E4M3 matrix needs its tile scales (tiles of at least 1 × 1, a scale for "
+                                "each tile of a row)");
   if (W.dtype == DType::MXFP4 && (W.cols % kMxfp4BlockValues || W.row_step < 1 || (W.rows > 0 && !W.scales)))
     throw std::invalid_argument("matmul: an MXFP4 matrix needs whole blocks of 32 columns (has " +
                                 std::to_string(W.cols) + "), scales and a row step of at least 1");
@@ -1401,6 +1527,7 @@ void matmul_rows_unchecked(const MatrixRef& W, const float* x, int64_t T, float*
       case DType::BF16: matmul_rows_avx2<BF16W>(W, x, T, y, rb, re); return;
       case DType::F16: matmul_rows_avx2<F16W>(W, x, T, y, rb, re); return;
       case DType::MXFP4: matmul_rows_mxfp4_avx2(W, x, T, y, rb, re); return;
+      case DType::F8_E4M3: matmul_rows_fp8_avx2(W, x, T, y, rb, re); return;
       default:
         if (is_block_quantized(W.dtype)) {
           matmul_rows_ggml_avx2(W, x, T, y, rb, re);
@@ -1415,6 +1542,7 @@ void matmul_rows_unchecked(const MatrixRef& W, const float* x, int64_t T, float*
     case DType::BF16: matmul_rows_scalar<DType::BF16>(W, x, T, y, rb, re); return;
     case DType::F16: matmul_rows_scalar<DType::F16>(W, x, T, y, rb, re); return;
     case DType::MXFP4: matmul_rows_mxfp4_scalar(W, x, T, y, rb, re); return;
+    case DType::F8_E4M3: matmul_rows_fp8_scalar(W, x, T, y, rb, re); return;
     default:
       if (is_block_quantized(W.dtype)) matmul_rows_ggml_scalar(W, x, T, y, rb, re);
       return;

@@ -9,6 +9,7 @@
 #include "engine/backend/gpu_memory_plan.h"
 #include "engine/backend/weight_rows.h"
 #include "engine/common/error.h"
+#include "engine/common/fp8.h"
 #include "engine/common/ggml_quants.h"
 #include "engine/common/mxfp4.h"
 #include "engine/model/model.h"
@@ -18,35 +19,38 @@ namespace {
 
 constexpr size_t kPiece = size_t(64) << 20;
 
-// Rows expanded to f32 on the host and stored as BF16, about kPiece bytes of them per copy;
-// progress(stored bytes) after each.
-void put_as_bf16(std::byte* dst, const WeightMatrix& m, const std::function<void(size_t)>& progress) {
-  const int64_t piece_rows = std::max<int64_t>(1, int64_t(kPiece / 2) / std::max<int64_t>(m.cols, 1));
-  std::vector<float> row(size_t(m.cols));
-  std::vector<uint16_t> staged(size_t(std::min(piece_rows, m.rows) * m.cols));
+// Rows expanded to f32 on the host and stored as `to` (BF16, rounded, or F32), about kPiece bytes of them per
+// copy; progress(stored bytes) after each.
+void put_expanded(std::byte* dst, const WeightMatrix& m, DType to, const std::function<void(size_t)>& progress) {
+  const size_t es = dtype_size(to);
+  const int64_t piece_rows = std::max<int64_t>(1, int64_t(kPiece / es) / std::max<int64_t>(m.cols, 1));
+  std::vector<float> rows(size_t(std::min(piece_rows, m.rows) * m.cols));
+  std::vector<uint16_t> halves(to == DType::BF16 ? rows.size() : 0);
   for (int64_t r0 = 0; r0 < m.rows; r0 += piece_rows) {
     const int64_t n = std::min(piece_rows, m.rows - r0);
-    for (int64_t r = 0; r < n; ++r) {
-      weight_row_to_f32(m, r0 + r, row.data());
-      for (int64_t c = 0; c < m.cols; ++c) staged[size_t(r * m.cols + c)] = f32_to_bf16(row[size_t(c)]);
+    for (int64_t r = 0; r < n; ++r) weight_row_to_f32(m, r0 + r, rows.data() + r * m.cols);
+    const void* staged = rows.data();
+    if (to == DType::BF16) {
+      for (size_t i = 0; i < size_t(n * m.cols); ++i) halves[i] = f32_to_bf16(rows[i]);
+      staged = halves.data();
     }
-    MOE_CUDA_CHECK(cudaMemcpy(dst + size_t(r0 * m.cols) * 2, staged.data(), size_t(n * m.cols) * 2, cudaMemcpyHostToDevice));
+    MOE_CUDA_CHECK(cudaMemcpy(dst + size_t(r0 * m.cols) * es, staged, size_t(n * m.cols) * es, cudaMemcpyHostToDevice));
     if (progress) progress(matrix_bytes(m.dtype, n, m.cols));
   }
 }
 
-// GPT-OSS's MXFP4 (blocks and scales apart, rows maybe interleaved) as ggml's MXFP4 blocks, row by row.
-void put_mxfp4_as_ggml(std::byte* dst, const WeightMatrix& m, const std::function<void(size_t)>& progress) {
-  const int64_t n_blocks = m.cols / kMxfp4BlockValues;
-  const size_t row = matrix_bytes(DType::MXFP4_GGML, 1, m.cols);
+// Rows rearranged on the host into the blocks of `to` (rearrange(r, out) writes row r), about kPiece bytes of them
+// per copy: GPT-OSS's MXFP4 (blocks and scales apart, rows maybe interleaved) as ggml's MXFP4 blocks, fine-grained
+// FP8 (bytes and tile scales apart) as F8_E4M3_B128 blocks.
+template <class Rearrange>
+void put_rearranged(std::byte* dst, const WeightMatrix& m, DType to, const std::function<void(size_t)>& progress,
+                    const Rearrange& rearrange) {
+  const size_t row = matrix_bytes(to, 1, m.cols);
   const int64_t piece_rows = std::max<int64_t>(1, int64_t(kPiece / row));
   std::vector<uint8_t> staged(size_t(std::min(piece_rows, m.rows)) * row);
   for (int64_t r0 = 0; r0 < m.rows; r0 += piece_rows) {
     const int64_t n = std::min(piece_rows, m.rows - r0);
-    for (int64_t r = 0; r < n; ++r) {
-      const Mxfp4Row src = mxfp4_row(m.data, m.scales, m.cols, m.row_step, r0 + r);
-      mxfp4_to_ggml_blocks(src.blocks, src.scales, n_blocks, staged.data() + size_t(r) * row);
-    }
+    for (int64_t r = 0; r < n; ++r) rearrange(r0 + r, staged.data() + size_t(r) * row);
     MOE_CUDA_CHECK(cudaMemcpy(dst + size_t(r0) * row, staged.data(), size_t(n) * row, cudaMemcpyHostToDevice));
     if (progress) progress(matrix_bytes(m.dtype, n, m.cols));
   }
@@ -181,17 +185,27 @@ std::vector<DType> block_types(const DeviceWeights& w) {
 }
 
 void put_matrix(void* dst, const WeightMatrix& m, DType to, const std::function<void(size_t)>& progress) {
-  const bool rearranged = m.dtype == DType::MXFP4 && to == DType::MXFP4_GGML;
-  if (to != m.dtype && to != DType::BF16 && !rearranged)
-    throw EngineError("", "dtype", "a " + std::string(dtype_name(m.dtype)) + " matrix goes to the GPU as stored or as BF16, not as " +
+  const bool rearranged = (m.dtype == DType::MXFP4 && to == DType::MXFP4_GGML) ||
+                          (m.dtype == DType::F8_E4M3 && to == DType::F8_E4M3_B128);
+  if (to != m.dtype && to != DType::BF16 && to != DType::F32 && !rearranged)
+    throw EngineError("", "dtype", "a " + std::string(dtype_name(m.dtype)) + " matrix goes to the GPU as stored, as BF16 or as F32, not as " +
                                        std::string(dtype_name(to)));
   auto* out = static_cast<std::byte*>(dst);
+  if (rearranged && m.dtype == DType::MXFP4) {
+    put_rearranged(out, m, to, progress, [&m](int64_t r, uint8_t* row) {
+      const Mxfp4Row src = mxfp4_row(m.data, m.scales, m.cols, m.row_step, r);
+      mxfp4_to_ggml_blocks(src.blocks, src.scales, m.cols / kMxfp4BlockValues, row);
+    });
+    return;
+  }
   if (rearranged) {
-    put_mxfp4_as_ggml(out, m, progress);
+    put_rearranged(out, m, to, progress, [&m](int64_t r, uint8_t* row) {
+      fp8_to_blocks(static_cast<const uint8_t*>(m.data) + r * m.cols, m.fp8.row_scales(r), m.fp8.tile_cols, m.cols, row);
+    });
     return;
   }
   if (m.dtype != to) {
-    put_as_bf16(out, m, progress);
+    put_expanded(out, m, to, progress);
     return;
   }
   const size_t bytes = m.bytes();
