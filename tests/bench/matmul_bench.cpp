@@ -178,30 +178,37 @@ struct BlockWeights {
   MatrixRef ref() const { return MatrixRef{data.p, dtype, rows, cols}; }
 };
 
-// GB/s of the bytes read, and weights per second (what compares with the BF16 GEMV's bytes / 2).
-GbpsResult bench_gemv_blocks(const Options& o, ThreadPool& pool, int threads, const BlockWeights& w) {
-  const MatrixRef W = w.ref();
+// GB/s of `bytes` read, and weights per second (what compares with the BF16 GEMV's bytes / 2).
+GbpsResult bench_gemv_matrix(const Options& o, ThreadPool& pool, int threads, const MatrixRef& W, double bytes,
+                             const std::string& name) {
   const auto x = make_x(W.cols, 1);
   std::vector<float> y(static_cast<size_t>(W.rows));
-  const double bytes = double(matrix_bytes(W.dtype, W.rows, W.cols));
   const Stats s = time_it(o.quick ? 5 : 15, [&] { matmul(pool, W, x.data(), 1, y.data()); });
   char label[160];
-  std::snprintf(label, sizeof label, "GEMV %-4s %dT %4.0f MB rows=%-6lld cols=%-6lld (%.2f Gweights/s)",
-                std::string(dtype_name(W.dtype)).c_str(), threads, bytes / 1e6, (long long)W.rows, (long long)W.cols,
-                double(W.rows) * double(W.cols) / s.best / 1e9);
+  std::snprintf(label, sizeof label, "GEMV %-4s %dT %4.0f MB rows=%-6lld cols=%-6lld (%.2f Gweights/s)", name.c_str(),
+                threads, bytes / 1e6, (long long)W.rows, (long long)W.cols, double(W.rows) * double(W.cols) / s.best / 1e9);
   return {label, bytes / s.best / 1e9, bytes / s.median / 1e9};
 }
 
-void bench_prefill_blocks(const Options& o, ThreadPool& pool, int threads, const BlockWeights& w, int64_t T) {
-  MatrixRef W = w.ref();
+GbpsResult bench_gemv_blocks(const Options& o, ThreadPool& pool, int threads, const BlockWeights& w) {
+  const MatrixRef W = w.ref();
+  return bench_gemv_matrix(o, pool, threads, W, double(matrix_bytes(W.dtype, W.rows, W.cols)), std::string(dtype_name(W.dtype)));
+}
+
+// Prefill GFLOP/s at T tokens on (up to 4096 rows of) W.
+void bench_prefill_matrix(const Options& o, ThreadPool& pool, int threads, MatrixRef W, const std::string& name, int64_t T) {
   W.rows = std::min<int64_t>(W.rows, o.quick ? 2048 : 4096);
   const auto x = make_x(T * W.cols, 2);
   std::vector<float> y(size_t(T * W.rows));
   const Stats s = time_it(o.quick ? 3 : 7, [&] { matmul(pool, W, x.data(), T, y.data()); });
   const double flop = 2.0 * double(W.rows) * double(W.cols) * double(T);
-  std::printf("  prefill %-4s %dT T=%-3lld %lldx%lld: best %6.1f GFLOP/s  median %6.1f GFLOP/s  (%.2f ms)\n",
-              std::string(dtype_name(W.dtype)).c_str(), threads, (long long)T, (long long)W.rows, (long long)W.cols,
-              flop / s.best / 1e9, flop / s.median / 1e9, s.best * 1e3);
+  std::printf("  prefill %-4s %dT T=%-3lld %lldx%lld: best %6.1f GFLOP/s  median %6.1f GFLOP/s  (%.2f ms)\n", name.c_str(),
+              threads, (long long)T, (long long)W.rows, (long long)W.cols, flop / s.best / 1e9, flop / s.median / 1e9,
+              s.best * 1e3);
+}
+
+void bench_prefill_blocks(const Options& o, ThreadPool& pool, int threads, const BlockWeights& w, int64_t T) {
+  bench_prefill_matrix(o, pool, threads, w.ref(), std::string(dtype_name(w.dtype)), T);
 }
 
 // An MXFP4 matrix of GPT-OSS's expert width (2880 columns, 90 blocks per row): random codes, scales
@@ -256,26 +263,7 @@ struct Fp8Weights {
 };
 
 GbpsResult bench_gemv_fp8(const Options& o, ThreadPool& pool, int threads, const Fp8Weights& w) {
-  const MatrixRef W = w.ref();
-  const auto x = make_x(W.cols, 1);
-  std::vector<float> y(static_cast<size_t>(W.rows));
-  const double bytes = double(W.rows) * double(W.cols);
-  const Stats s = time_it(o.quick ? 5 : 15, [&] { matmul(pool, W, x.data(), 1, y.data()); });
-  char label[160];
-  std::snprintf(label, sizeof label, "GEMV F8_E4M3 (128x128 tiles) %dT %4.0f MB rows=%-6lld cols=%-6lld (%.2f Gweights/s)",
-                threads, bytes / 1e6, (long long)W.rows, (long long)W.cols, double(W.rows) * double(W.cols) / s.best / 1e9);
-  return {label, bytes / s.best / 1e9, bytes / s.median / 1e9};
-}
-
-void bench_prefill_fp8(const Options& o, ThreadPool& pool, int threads, const Fp8Weights& w, int64_t T) {
-  MatrixRef W = w.ref();
-  W.rows = std::min<int64_t>(W.rows, o.quick ? 2048 : 4096);
-  const auto x = make_x(T * W.cols, 2);
-  std::vector<float> y(size_t(T * W.rows));
-  const Stats s = time_it(o.quick ? 3 : 7, [&] { matmul(pool, W, x.data(), T, y.data()); });
-  const double flop = 2.0 * double(W.rows) * double(W.cols) * double(T);
-  std::printf("  prefill F8_E4M3 %dT T=%-3lld %lldx%lld: best %6.1f GFLOP/s  median %6.1f GFLOP/s  (%.2f ms)\n", threads,
-              (long long)T, (long long)W.rows, (long long)W.cols, flop / s.best / 1e9, flop / s.median / 1e9, s.best * 1e3);
+  return bench_gemv_matrix(o, pool, threads, w.ref(), double(w.rows) * double(w.cols), "F8_E4M3 (128x128 tiles)");
 }
 
 // A decode step of a MoE model, as far as weight traffic goes: per layer q, k, v, o projections,
@@ -532,7 +520,7 @@ int main(int argc, char** argv) {
     bench_prefill_blocks(o, pool, threads, *wg[6], 64);  // IQ4_XS
     bench_prefill_blocks(o, pool, threads, *wg[7], 64);  // IQ2_XXS
     bench_prefill_blocks(o, pool, threads, *wg[12], 64);  // IQ1_S
-    bench_prefill_fp8(o, pool, threads, w8, 64);
+    bench_prefill_matrix(o, pool, threads, w8.ref(), "F8_E4M3", 64);
     if (simd_supported()) {
       set_force_scalar(true);
       std::printf("  (scalar path:)");

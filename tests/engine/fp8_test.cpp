@@ -24,14 +24,7 @@
 namespace moe {
 namespace {
 
-class ScopedForceScalar {
- public:
-  explicit ScopedForceScalar(bool force) : saved_(cpu::force_scalar()) { cpu::set_force_scalar(force); }
-  ~ScopedForceScalar() { cpu::set_force_scalar(saved_); }
-
- private:
-  bool saved_;
-};
+using test::ScopedForceScalar;
 
 struct Reference {
   std::unique_ptr<SafetensorsFile> file = SafetensorsFile::open(std::string(MOE_TEST_DATA_DIR) + "/fp8/reference.safetensors");

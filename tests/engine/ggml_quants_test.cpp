@@ -43,15 +43,7 @@ using cpu::ThreadPool;
 // Every block type (tests/support/ggml_blocks.h).
 const std::vector<DType>& kTypes = test::kGgmlBlockTypes;
 
-// Restores the path choice a test changed.
-class ScopedForceScalar {
- public:
-  explicit ScopedForceScalar(bool force) : saved_(cpu::force_scalar()) { cpu::set_force_scalar(force); }
-  ~ScopedForceScalar() { cpu::set_force_scalar(saved_); }
-
- private:
-  bool saved_;
-};
+using test::ScopedForceScalar;
 
 // Both paths where the CPU has the SIMD one.
 std::vector<bool> paths() {

@@ -21,15 +21,7 @@
 namespace moe::cpu {
 namespace {
 
-// Restores the path choice a test changed.
-class ScopedForceScalar {
- public:
-  explicit ScopedForceScalar(bool force) : saved_(force_scalar()) { set_force_scalar(force); }
-  ~ScopedForceScalar() { set_force_scalar(saved_); }
-
- private:
-  bool saved_;
-};
+using test::ScopedForceScalar;
 
 // A weight matrix in one storage type, plus its exact f32 values (what the kernels must see).
 struct TestMatrix {

@@ -1,14 +1,26 @@
 #pragma once
-// What the matmul tests share: random activations, and the error of y = W·x against the product in
-// double, relative to the magnitude of the products summed (the natural scale of a floating-point dot
-// product's rounding; a plain |ref| can be ~0 by cancellation).
+// What the matmul tests share: a scope that forces the scalar path, random activations, and the error of
+// y = W·x against the product in double, relative to the magnitude of the products summed (the natural scale
+// of a floating-point dot product's rounding; a plain |ref| can be ~0 by cancellation).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
 #include <vector>
 
+#include "engine/backend/cpu/matmul.h"
+
 namespace moe::test {
+
+// Forces the scalar path (or lets the CPU choose) for its lifetime, then restores the choice before it.
+class ScopedForceScalar {
+ public:
+  explicit ScopedForceScalar(bool force) : saved_(cpu::force_scalar()) { cpu::set_force_scalar(force); }
+  ~ScopedForceScalar() { cpu::set_force_scalar(saved_); }
+
+ private:
+  bool saved_;
+};
 
 inline std::vector<float> make_x(int64_t T, int64_t cols, uint32_t seed) {
   std::mt19937 rng(seed);

@@ -687,18 +687,19 @@ MOE_AVX2 void matmul_rows_mxfp4_avx2(const MatrixRef& W, const float* x, int64_t
 // ---------------------------------------------------------------------------------------------
 // Fine-grained FP8 (F8_E4M3 with tile scales, engine/common/fp8.h), AVX2
 
-// 16 E4M3 bytes as 16 f32 values (two vectors, in order), each the byte's value times 2^−8: the sign and the low
-// 7 bits of a byte become an f16's sign, exponent and top mantissa bits (f16's exponent bias is 15 against E4M3's
-// 7, so the f16 is the value over 2^8 exactly, subnormals included), the NaN codes get f16's all-ones exponent,
-// then F16C converts.
+// 16 E4M3 bytes as 16 f32 values (two vectors, in order), each the byte's value times 2^−8: each byte,
+// sign-extended to 16 bits and shifted left by 7, has its sign in bit 15 and its exponent and mantissa in bits
+// 7–13 (f16's exponent bias is 15 against E4M3's 7, so that f16 is the value over 2^8 exactly, subnormals
+// included); the sign extension's copy in bit 14 is masked off; the NaN codes get f16's all-ones exponent; then
+// F16C converts.
 constexpr float kE4m3Unit = 256.0f;  // e4m3_16's values times this are the bytes' values
 
 MOE_AVX2_INLINE void e4m3_16(const uint8_t* p, __m256& lo, __m256& hi) {
-  const __m256i w = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  const __m256i low7 = _mm256_and_si256(w, _mm256_set1_epi16(0x7f));
-  const __m256i nan = _mm256_and_si256(_mm256_cmpeq_epi16(low7, _mm256_set1_epi16(0x7f)), _mm256_set1_epi16(0x7c00));
-  const __m256i sign = _mm256_slli_epi16(_mm256_and_si256(w, _mm256_set1_epi16(0x80)), 8);
-  const __m256i h = _mm256_or_si256(_mm256_or_si256(_mm256_slli_epi16(low7, 7), sign), nan);
+  const __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m256i magnitude = _mm256_set1_epi16(0x3f80);
+  __m256i h = _mm256_and_si256(_mm256_slli_epi16(w, 7), _mm256_set1_epi16(int16_t(0xbf80)));
+  const __m256i nan = _mm256_cmpeq_epi16(_mm256_and_si256(h, magnitude), magnitude);
+  h = _mm256_or_si256(h, _mm256_and_si256(nan, _mm256_set1_epi16(0x7c00)));
   lo = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
   hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
 }
