@@ -15,7 +15,7 @@ namespace moe {
 // scales apart), or MXFP4 (its blocks and scales, rows row_step stored rows apart).
 inline void weight_row_to_f32(const WeightMatrix& m, int64_t r, float* dst) {
   if (m.dtype == DType::F8_E4M3) {
-    fp8_dequantize_cols(static_cast<const uint8_t*>(m.data) + r * m.cols, m.fp8.row_scales(r), m.fp8.tile_cols, 0, m.cols, dst);
+    fp8_dequantize_row(m.data, m.cols, m.fp8, r, dst);
     return;
   }
   if (m.dtype == DType::MXFP4) {

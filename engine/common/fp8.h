@@ -39,11 +39,11 @@ inline int64_t fp8_tile_count(int64_t n, int64_t tile) { return (n + tile - 1) /
 // dst[0..n) = columns [c0, c0 + n) of one row: q its bytes from column 0, scales its tiles' scales
 // (Fp8Tiles::row_scales), tile_cols columns to a tile.
 void fp8_dequantize_cols(const uint8_t* q, const float* scales, int64_t tile_cols, int64_t c0, int64_t n, float* dst);
-
-// Bytes of a [rows, cols] F8_E4M3_B128 matrix (cols a multiple of 128).
-inline size_t fp8_block_bytes(int64_t rows, int64_t cols) {
-  return size_t(rows) * size_t(cols / ggml::F8_E4M3_B128::kValues) * ggml::F8_E4M3_B128::kBytes;
+// dst[0..cols) = row r of an FP8 matrix whose row 0 is at data.
+inline void fp8_dequantize_row(const void* data, int64_t cols, const Fp8Tiles& tiles, int64_t r, float* dst) {
+  fp8_dequantize_cols(static_cast<const uint8_t*>(data) + r * cols, tiles.row_scales(r), tiles.tile_cols, 0, cols, dst);
 }
+
 // Whether a matrix of `cols` columns in tiles `tile_cols` wide can be held as F8_E4M3_B128 blocks: whole blocks,
 // each in one tile.
 inline bool fp8_fits_blocks(int64_t cols, int64_t tile_cols) {

@@ -257,9 +257,8 @@ void matmul_rows_mxfp4_scalar(const MatrixRef& W, const float* x, int64_t T, flo
 }
 
 void matmul_rows_fp8_scalar(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
-  matmul_rows_expanded_scalar(W, x, T, y, rb, re, [&W](int64_t r, float* dst) {
-    fp8_dequantize_cols(static_cast<const uint8_t*>(W.data) + r * W.cols, W.fp8.row_scales(r), W.fp8.tile_cols, 0, W.cols, dst);
-  });
+  matmul_rows_expanded_scalar(W, x, T, y, rb, re,
+                              [&W](int64_t r, float* dst) { fp8_dequantize_row(W.data, W.cols, W.fp8, r, dst); });
 }
 
 void matmul_rows_ggml_scalar(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
@@ -1498,7 +1497,7 @@ void check_matrix(const MatrixRef& W, const float* x, int64_t T, const float* y)
     throw std::invalid_argument("matmul: weight dtype " + std::string(dtype_name(W.dtype)) +
                                 " is not F32, F16, BF16, F8_E4M3, MXFP4 or a GGML block type");
   if (W.dtype == DType::F8_E4M3 && (W.fp8.tile_rows < 1 || W.fp8.tile_cols < 1 || W.fp8.first_row < 0 ||
-                                    W.fp8.grid_cols < fp8_tile_count(W.cols, std::max<int64_t>(1, W.fp8.tile_cols)) ||
+                                    W.fp8.grid_cols < fp8_tile_count(W.cols, W.fp8.tile_cols) ||
                                     (W.rows > 0 && !W.fp8)))
     throw std::invalid_argument("matmul: an F8_E4M3 matrix needs its tile scales (tiles of at least 1 × 1, a scale for "
                                 "each tile of a row)");

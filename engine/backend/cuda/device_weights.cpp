@@ -185,26 +185,24 @@ std::vector<DType> block_types(const DeviceWeights& w) {
 }
 
 void put_matrix(void* dst, const WeightMatrix& m, DType to, const std::function<void(size_t)>& progress) {
-  const bool rearranged = (m.dtype == DType::MXFP4 && to == DType::MXFP4_GGML) ||
-                          (m.dtype == DType::F8_E4M3 && to == DType::F8_E4M3_B128);
-  if (to != m.dtype && to != DType::BF16 && to != DType::F32 && !rearranged)
-    throw EngineError("", "dtype", "a " + std::string(dtype_name(m.dtype)) + " matrix goes to the GPU as stored, as BF16 or as F32, not as " +
-                                       std::string(dtype_name(to)));
   auto* out = static_cast<std::byte*>(dst);
-  if (rearranged && m.dtype == DType::MXFP4) {
+  if (m.dtype == DType::MXFP4 && to == DType::MXFP4_GGML) {
     put_rearranged(out, m, to, progress, [&m](int64_t r, uint8_t* row) {
       const Mxfp4Row src = mxfp4_row(m.data, m.scales, m.cols, m.row_step, r);
       mxfp4_to_ggml_blocks(src.blocks, src.scales, m.cols / kMxfp4BlockValues, row);
     });
     return;
   }
-  if (rearranged) {
+  if (m.dtype == DType::F8_E4M3 && to == DType::F8_E4M3_B128) {
     put_rearranged(out, m, to, progress, [&m](int64_t r, uint8_t* row) {
       fp8_to_blocks(static_cast<const uint8_t*>(m.data) + r * m.cols, m.fp8.row_scales(r), m.fp8.tile_cols, m.cols, row);
     });
     return;
   }
   if (m.dtype != to) {
+    if (to != DType::BF16 && to != DType::F32)
+      throw EngineError("", "dtype", "a " + std::string(dtype_name(m.dtype)) +
+                                         " matrix goes to the GPU as stored, as BF16 or as F32, not as " + std::string(dtype_name(to)));
     put_expanded(out, m, to, progress);
     return;
   }
