@@ -21,6 +21,7 @@ See tests/data/models/README.md for the layout of reference.safetensors.
 
 import copy
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -56,6 +57,7 @@ from transformers import (
     Ernie4_5_MoeForCausalLM,
     GptOssConfig,
     GptOssForCausalLM,
+    CompressedTensorsConfig,
     FineGrainedFP8Config,
     Mxfp4Config,
 )
@@ -588,6 +590,38 @@ CASES = [
         "FineGrainedFP8Config(dequantize=True), fp32.",
     ),
     dict(
+        name="qwen3_moe_w4a16",
+        family="qwen3_moe",
+        seed=9900,
+        init_std=0.15,
+        config=dict(QWEN3_MOE_ARCH, hidden_size=64),  # every width a multiple of the groups of 32
+        weights_dtype="bfloat16",
+        quantize="packed_int",
+        packed_schemes=[  # (targets, bits, group size or None for one scale per row)
+            (["re:.*mlp.experts.*"], 4, 32),
+            (["re:.*self_attn.*"], 8, None),
+        ],
+        config_style="hub",
+        exercises="Qwen3-MoE as compressed-tensors' pack-quantized W4A16 checkpoints (RedHatAI's, and Kimi-K2-"
+        "Thinking's experts): experts in 4-bit integers with a BF16 scale per group of 32, attention in 8-bit with "
+        "one per row (two config groups, as Kimi mixes schemes), router and head BF16. Packed by compressed_tensors' "
+        "pack_to_int32. Reference: transformers with CompressedTensorsConfig(dequantize=True), fp32.",
+    ),
+    dict(
+        name="mixtral_w4a16",
+        family="mixtral",
+        seed=9950,
+        init_std=0.15,
+        config=MIXTRAL_ARCH,
+        weights_dtype="float16",
+        quantize="packed_int",
+        packed_schemes=[(["Linear"], 4, 16)],
+        config_style="hub",
+        exercises="Mixtral with every linear weight but the router's and the head's in 4-bit integers with an F16 "
+        "scale per group of 16 (so F16-rounded weights, and groups narrower than the CPU's SIMD runs of 32). "
+        "Reference: transformers with CompressedTensorsConfig(dequantize=True), fp32.",
+    ),
+    dict(
         name="qwen3_moe_bf16",
         family="qwen3_moe",
         base="qwen3_moe",  # same architecture; seed search starts at the base's accepted seed
@@ -679,6 +713,94 @@ def fp8_rewrite(out_dir, case):
         "weight_block_size": list(case["fp8_tile"]),
     }
     (out_dir / "config.json").write_text(json.dumps(dict(sorted(cfg.items())), indent=2) + "\n")
+
+# compressed-tensors' pack-quantized integers (its compressors/pack_quantized): per scheme, each targeted linear
+# weight's rows in groups of group_size columns (or whole rows), each group scaled by its largest magnitude over
+# 2^(bits-1) - 1 (the scale rounded to the storage dtype first), values rounded and clamped to the signed range, then
+# packed by compressed_tensors' own pack_to_int32. A weight is (q * scale) computed in the scale's dtype.
+def packed_scheme(case, name, ndim):
+    """The (bits, group) of the scheme whose targets match a linear weight, or None."""
+    if ndim != 2 or not name.endswith(".weight") or name.endswith(("embed_tokens.weight", "lm_head.weight")):
+        return None
+    module = name[: -len(".weight")]
+    if module.endswith(("mlp.gate", "block_sparse_moe.gate")):
+        return None
+    for targets, bits, group in case["packed_schemes"]:
+        for t in targets:
+            if t == "Linear" or (t.startswith("re:") and re.match(t[3:], module)):
+                return bits, group
+    return None
+
+
+def packed_quantize(w, bits, group):
+    """w [R, C] -> (q int8 [R, C], scale [R, C/group] in w's dtype)."""
+    r, c = w.shape
+    g = group or c
+    x = w.float().reshape(r, c // g, g)
+    qmax = 2 ** (bits - 1) - 1
+    amax = x.abs().amax(dim=-1)
+    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax)).to(w.dtype)
+    q = torch.round(x / scale.float()[..., None]).clamp(-(qmax + 1), qmax).to(torch.int8).reshape(r, c)
+    return q, scale
+
+
+def packed_dequantize(q, scale, group):
+    r, c = q.shape
+    g = group or c
+    return (q.to(scale.dtype).reshape(r, c // g, g) * scale[..., None]).reshape(r, c)
+
+
+def packed_rewrite(out_dir, case):
+    """Replace the targeted linear weights of a saved checkpoint by weight_packed, weight_scale and weight_shape, and
+    describe the schemes in config.json, as llm-compressor writes them."""
+    from compressed_tensors.compressors.pack_quantized.helpers import pack_to_int32
+    from safetensors.torch import load_file, save_file as save_torch
+
+    path = out_dir / "model.safetensors"
+    out = {}
+    for name, t in load_file(str(path)).items():
+        scheme = packed_scheme(case, name, t.ndim)
+        if scheme is None:
+            out[name] = t
+            continue
+        bits, group = scheme
+        q, scale = packed_quantize(t, bits, group)
+        base = name[: -len(".weight")]
+        out[base + ".weight_packed"] = pack_to_int32(q, bits)
+        out[base + ".weight_scale"] = scale.contiguous()
+        out[base + ".weight_shape"] = torch.tensor(list(t.shape), dtype=torch.int32)
+    save_torch(out, str(path), metadata={"format": "pt"})
+    cfg = json.loads((out_dir / "config.json").read_text())
+    groups = {}
+    for i, (targets, bits, group) in enumerate(case["packed_schemes"]):
+        groups[f"group_{i}"] = {
+            "format": "pack-quantized",
+            "input_activations": None,
+            "output_activations": None,
+            "targets": targets,
+            "weights": {
+                "actorder": None,
+                "block_structure": None,
+                "dynamic": False,
+                "group_size": group,
+                "num_bits": bits,
+                "observer": "minmax",
+                "observer_kwargs": {},
+                "strategy": "group" if group else "channel",
+                "symmetric": True,
+                "type": "int",
+            },
+        }
+    cfg["quantization_config"] = {
+        "config_groups": groups,
+        "format": "pack-quantized",
+        "ignore": ["lm_head", "re:.*mlp.gate$"],
+        "kv_cache_scheme": None,
+        "quant_method": "compressed-tensors",
+        "quantization_status": "compressed",
+    }
+    (out_dir / "config.json").write_text(json.dumps(dict(sorted(cfg.items())), indent=2) + "\n")
+
 
 # MXFP4 (transformers' integrations/mxfp4.py): blocks of 32 values along a row of the output-major weight,
 # each an E2M1 code (low nibble first) times a shared 2^(scale - 127).
@@ -803,6 +925,8 @@ def save_checkpoint(model, case, out_dir):
         mxfp4_rewrite(out_dir)
     if case.get("quantize") == "fp8":
         fp8_rewrite(out_dir, case)
+    if case.get("quantize") == "packed_int":
+        packed_rewrite(out_dir, case)
 
 
 def load_reference_model(case, out_dir):
@@ -812,6 +936,8 @@ def load_reference_model(case, out_dir):
         extra = {"quantization_config": Mxfp4Config(dequantize=True)}
     if case.get("quantize") == "fp8":
         extra = {"quantization_config": FineGrainedFP8Config(dequantize=True, weight_block_size=case["fp8_tile"])}
+    if case.get("quantize") == "packed_int":
+        extra = {"quantization_config": CompressedTensorsConfig(dequantize=True)}
     model = model_cls.from_pretrained(
         out_dir,
         dtype=torch.float32,
@@ -819,6 +945,8 @@ def load_reference_model(case, out_dir):
         experts_implementation="eager",
         **extra,
     )
+    if case.get("quantize") == "packed_int":
+        model = model.float()  # transformers leaves the stacked experts in the scales' dtype; widening is exact
     model.eval()
     return model
 
@@ -1036,6 +1164,16 @@ def check_loaded_weights(model, loaded, dtype, case):
         if quantize == "fp8" and fp8_quantized(name, expect.ndim):
             tile = case["fp8_tile"]
             expect = fp8_dequantize(*fp8_quantize(expect, tile, case["fp8_scale_dtype"]), tile)
+        if quantize == "packed_int":
+            # transformers stacks the experts ([E, 2I, H] gate and up, [E, H, I] down); groups run along rows, so a
+            # stacked expert quantizes as its separate weights do.
+            scheme = packed_scheme(case, name if name.endswith(".weight") else name + ".weight", min(expect.ndim, 2))
+            if scheme is not None:
+                bits, group = scheme
+                rounded = expect.to(dtype)
+                mats = rounded if rounded.ndim == 3 else rounded[None]
+                expect = torch.stack([packed_dequantize(*packed_quantize(m, bits, group), group) for m in mats]).float()
+                expect = expect.reshape(rounded.shape)
         if not torch.equal(p.detach(), expect):
             raise RuntimeError(f"reloaded weight {name} differs from the {dtype}-rounded original")
 

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "engine/common/fp8.h"
 #include "engine/common/ggml_quants.h"
+#include "engine/common/packed_int.h"
 
 namespace moe {
 namespace {
@@ -15,13 +17,15 @@ std::string gib(size_t bytes) {
 }
 
 // The stored dtypes of one part's matrices, folded into the part's device dtype: a mix is BF16, or F32 where it
-// holds fine-grained FP8 (whose values BF16 would round).
+// holds fine-grained FP8 (whose values BF16 would round). Packed integers count as the dtype their values are
+// rounded to (their scales').
 class PartDtype {
  public:
   void add(const WeightMatrix& m) {
-    if (!seen_) first_ = m.dtype;
-    mixed_ = mixed_ || m.dtype != first_;
-    fp8_ = fp8_ || m.dtype == DType::F8_E4M3;
+    const DType t = is_packed_int(m.dtype) ? m.tiles.round_to : m.dtype;
+    if (!seen_) first_ = t;
+    mixed_ = mixed_ || t != first_;
+    fp8_ = fp8_ || t == DType::F8_E4M3;
     seen_ = true;
   }
   DType device(DType none) const {
@@ -66,7 +70,7 @@ DType gpu_group_dtype(const std::vector<const WeightMatrix*>& group, DType part)
   }
   if (group.front()->dtype == DType::F8_E4M3) {  // each row's blocks take their tiles' scales on upload
     for (const WeightMatrix* m : group)
-      if (m->dtype != DType::F8_E4M3 || !fp8_fits_blocks(m->cols, m->fp8.tile_cols)) return part;
+      if (m->dtype != DType::F8_E4M3 || !fp8_fits_blocks(m->cols, m->tiles.tile_cols)) return part;
     return DType::F8_E4M3_B128;
   }
   if (!is_block_quantized(group.front()->dtype)) return part;

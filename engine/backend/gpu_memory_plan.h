@@ -49,7 +49,8 @@ GpuWeightDtypes gpu_weight_dtypes(const ModelSpec& spec, const ModelWeights& wei
 // MXFP4 blocks: the same codes and scales rearranged on upload (mxfp4_to_ggml_blocks), the same bytes, so GPT-OSS's
 // experts take a quarter of their BF16 size. A group all in fine-grained FP8 whose rows are whole blocks of 128, each in
 // one tile of scales (every release's 128 × 128 tiles), goes as F8_E4M3_B128: each block its bytes as stored and
-// its tile's F32 scale (fp8_to_blocks), 3 % more than the file.
+// its tile's F32 scale (fp8_to_blocks), 3 % more than the file. compressed-tensors' packed integers take the part's
+// dtype: their values are those of their scales' dtype, so a part of BF16-scaled ones is BF16, exactly.
 DType gpu_group_dtype(const std::vector<const WeightMatrix*>& group, DType part);
 
 // Each group's device dtype in one layer.

@@ -7,15 +7,21 @@
 #include "engine/common/fp8.h"
 #include "engine/common/ggml_quants.h"
 #include "engine/common/mxfp4.h"
+#include "engine/common/packed_int.h"
 #include "engine/model/weights.h"
 
 namespace moe {
 
 // dst[0..m.cols) = row r of m: F32/F16/BF16, a GGML block type (rows row_bytes apart), F8_E4M3 (its tile
-// scales apart), or MXFP4 (its blocks and scales, rows row_step stored rows apart).
+// scales apart), compressed-tensors' packed integers (likewise), or MXFP4 (its blocks and scales, rows row_step
+// stored rows apart).
 inline void weight_row_to_f32(const WeightMatrix& m, int64_t r, float* dst) {
   if (m.dtype == DType::F8_E4M3) {
-    fp8_dequantize_row(m.data, m.cols, m.fp8, r, dst);
+    fp8_dequantize_row(m.data, m.cols, m.tiles, r, dst);
+    return;
+  }
+  if (is_packed_int(m.dtype)) {
+    packed_int_dequantize_row(m.dtype, m.data, m.cols, m.tiles, r, dst);
     return;
   }
   if (m.dtype == DType::MXFP4) {

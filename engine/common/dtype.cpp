@@ -4,6 +4,7 @@
 
 #include "engine/common/ggml_quants.h"
 #include "engine/common/mxfp4.h"
+#include "engine/common/packed_int.h"
 
 namespace moe {
 
@@ -31,6 +32,7 @@ constexpr DTypeInfo kBlockTypes[] = {
     {DType::IQ3_XXS, "IQ3_XXS", 0}, {DType::IQ3_S, "IQ3_S", 0},   {DType::IQ1_S, "IQ1_S", 0},
     {DType::IQ1_M, "IQ1_M", 0},
     {DType::F8_E4M3_B128, "F8_E4M3_B128", 0},  // FP8 weights and their scale, 128 to a block (the GPU's copy)
+    {DType::PACKED_I4, "PACKED_I4", 0}, {DType::PACKED_I8, "PACKED_I8", 0},  // compressed-tensors' pack-quantized
 };
 }  // namespace
 
@@ -43,6 +45,7 @@ size_t dtype_size(DType t) {
 size_t matrix_bytes(DType t, int64_t rows, int64_t cols) {
   if (t == DType::MXFP4) return mxfp4_bytes(rows, cols);
   if (is_block_quantized(t)) return size_t(rows) * row_bytes(t, cols);
+  if (is_packed_int(t)) return size_t(rows) * packed_int_row_bytes(t, cols);
   return size_t(rows) * size_t(cols) * dtype_size(t);
 }
 

@@ -20,7 +20,11 @@ enum class DType : uint8_t {
   // F8_E4M3_B128 is not a GGUF type but takes the same path: F8_E4M3 weights 128 to a block with their F32
   // scale, as the CUDA backend holds a fine-grained FP8 checkpoint's matrices (engine/common/fp8.h).
   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4_GGML, IQ4_NL, IQ4_XS,
-  IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, F8_E4M3_B128
+  IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, F8_E4M3_B128,
+  // compressed-tensors' pack-quantized integers (engine/common/packed_int.h): 4- or 8-bit values packed densely into
+  // little-endian int32 words, each stored plus 8 or 128; their scales are apart (TileScales). matrix_bytes counts
+  // the packed bytes.
+  PACKED_I4, PACKED_I8
 };
 
 // Bytes per element; 0 for MXFP4 and the block-quantized types, which have no whole number of bytes per

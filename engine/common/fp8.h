@@ -12,35 +12,15 @@
 #include <cstdint>
 
 #include "engine/common/ggml_decode.h"
+#include "engine/common/tile_scales.h"
 
 namespace moe {
 
-// Where a matrix's tile scales are. A matrix may be some of the rows of a stored tensor (MLA's W_UV rows of
-// kv_b_proj), so the tile of its row r is that of stored row first_row + r.
-struct Fp8Tiles {
-  const float* scales = nullptr;  // [ceil(stored rows / tile_rows), grid_cols], row-major
-  int64_t tile_rows = 0, tile_cols = 0;
-  int64_t grid_cols = 0;  // ceil(cols / tile_cols)
-  int64_t first_row = 0;
-  explicit operator bool() const { return scales != nullptr; }
-  // The grid_cols scales of row r's tiles.
-  const float* row_scales(int64_t r) const { return scales + (first_row + r) / tile_rows * grid_cols; }
-  // The tiles of the matrix made of rows r0, r0 + 1, … of this one.
-  Fp8Tiles from_row(int64_t r0) const {
-    Fp8Tiles t = *this;
-    t.first_row += r0;
-    return t;
-  }
-};
-
-// Tiles along a dimension of n: ceil(n / tile).
-inline int64_t fp8_tile_count(int64_t n, int64_t tile) { return (n + tile - 1) / tile; }
-
 // dst[0..n) = columns [c0, c0 + n) of one row: q its bytes from column 0, scales its tiles' scales
-// (Fp8Tiles::row_scales), tile_cols columns to a tile.
+// (TileScales::row_scales), tile_cols columns to a tile.
 void fp8_dequantize_cols(const uint8_t* q, const float* scales, int64_t tile_cols, int64_t c0, int64_t n, float* dst);
 // dst[0..cols) = row r of an FP8 matrix whose row 0 is at data.
-inline void fp8_dequantize_row(const void* data, int64_t cols, const Fp8Tiles& tiles, int64_t r, float* dst) {
+inline void fp8_dequantize_row(const void* data, int64_t cols, const TileScales& tiles, int64_t r, float* dst) {
   fp8_dequantize_cols(static_cast<const uint8_t*>(data) + r * cols, tiles.row_scales(r), tiles.tile_cols, 0, cols, dst);
 }
 

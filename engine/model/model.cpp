@@ -50,14 +50,18 @@ class WeightSource {
   virtual const float* fp8_scales(const std::string& weight, const std::vector<int64_t>&) {
     throw EngineError(weight, "dtype", "F8_E4M3 weights are read from Hugging Face checkpoints only");
   }
+  // A weight stored as compressed-tensors' packed integers (engine/common/packed_int.h): `<weight>_packed` with its
+  // `<weight>_scale`, bound into m; false when the source has no `<weight>_packed`.
+  virtual bool packed_int(const std::string&, int64_t, int64_t, WeightMatrix&) { return false; }
 };
 
 class CheckpointSource : public WeightSource {
  public:
-  // fp8: whether config.json declares fine-grained FP8, so that F8_E4M3 weights are read; owned keeps their
+  // fp8: whether config.json declares fine-grained FP8, so that F8_E4M3 weights are read; packed_int: whether it
+  // declares compressed-tensors' pack-quantized integers, so that `<weight>_packed` tensors are; owned keeps their
   // scales as F32.
-  CheckpointSource(const TensorStore& store, std::string config_file, bool fp8, OwnedWeights& owned)
-      : store_(store), config_(std::move(config_file)), fp8_(fp8), owned_(owned) {}
+  CheckpointSource(const TensorStore& store, std::string config_file, bool fp8, bool packed_int, OwnedWeights& owned)
+      : store_(store), config_(std::move(config_file)), fp8_(fp8), packed_int_(packed_int), owned_(owned) {}
   bool has(const std::string& name, bool) const override { return store_.find(name) != nullptr; }
   const void* get(const std::string& name, const std::vector<int64_t>& shape, bool required, DType& dtype) override {
     const TensorView* t = store_.find(name);
@@ -98,11 +102,61 @@ class CheckpointSource : public WeightSource {
     if (t->shape != grid)
       throw EngineError(t->file, name, "shape " + shape_str(t->shape) + " disagrees with the weight's tiles in " + config_ +
                                            " (weight_block_size), which imply " + shape_str(grid));
-    const size_t n = elements(grid);
-    owned_.emplace_back(new std::byte[n * sizeof(float)]);
-    auto* out = reinterpret_cast<float*>(owned_.back().get());
-    convert_to_f32(t->data, t->dtype, n, out);
-    return out;
+    return f32_copy(*t);
+  }
+  bool packed_int(const std::string& weight, int64_t rows, int64_t cols, WeightMatrix& m) override {
+    const TensorView* p = store_.find(weight + "_packed");
+    if (!p) return false;
+    const std::string name = weight + "_packed";
+    if (!packed_int_)
+      throw EngineError(p->file, name, "a packed weight, but " + config_ +
+                                           " has no quantization_config with quant_method 'compressed-tensors' and format 'pack-quantized'");
+    for (const char* refused : {"_zero_point", "_g_idx"})
+      if (const TensorView* z = store_.find(weight + refused))
+        throw EngineError(z->file, weight + refused,
+                          std::string(refused[1] == 'z' ? "asymmetric quantization (zero points)" : "activation order (g_idx)") +
+                              " is not read; symmetric pack-quantized weights are");
+    used_.insert(name);
+    if (p->dtype != DType::I32)
+      throw EngineError(p->file, name, "dtype " + std::string(dtype_name(p->dtype)) + " is not I32, as packed weights are");
+    const int64_t words = p->shape.size() == 2 ? p->shape[1] : -1;
+    const int bits = cols > 0 && words > 0 && words * 32 % cols == 0 ? int(words * 32 / cols) : 0;
+    if (p->shape.size() != 2 || p->shape[0] != rows || (bits != 4 && bits != 8))
+      throw EngineError(p->file, name, "shape " + shape_str(p->shape) + " disagrees with " + config_ + ", which implies " +
+                                           shape_str({rows, cols * 4 / 32}) + " for 4-bit or " + shape_str({rows, cols * 8 / 32}) +
+                                           " for 8-bit values (rows of whole 32-bit words)");
+    if (const TensorView* shape = store_.find(weight + "_shape")) {
+      used_.insert(weight + "_shape");
+      const bool ints = (shape->dtype == DType::I32 || shape->dtype == DType::I64) && shape->shape == std::vector<int64_t>{2};
+      int64_t dims[2] = {-1, -1};
+      for (int i = 0; ints && i < 2; ++i) {
+        if (shape->dtype == DType::I64) {
+          std::memcpy(&dims[i], shape->data + 8 * i, 8);
+        } else {
+          int32_t d = 0;
+          std::memcpy(&d, shape->data + 4 * i, 4);
+          dims[i] = d;
+        }
+      }
+      if (dims[0] != rows || dims[1] != cols)
+        throw EngineError(shape->file, weight + "_shape", "does not say " + shape_str({rows, cols}) + ", the shape " + config_ + " implies");
+    }
+    const std::string scale_name = weight + "_scale";
+    const TensorView* sc = store_.find(scale_name);
+    if (!sc) throw EngineError(store_.source(), scale_name, "tensor is missing (the packed weight " + name + " needs its scales)");
+    used_.insert(scale_name);
+    if (!is_weight_dtype(sc->dtype))
+      throw EngineError(sc->file, scale_name, "dtype " + std::string(dtype_name(sc->dtype)) + " is not read for scales (F32, BF16 or F16 are)");
+    const int64_t groups = sc->shape.size() == 2 ? sc->shape[1] : -1;
+    if (sc->shape.size() != 2 || sc->shape[0] != rows || groups < 1 || cols % groups)
+      throw EngineError(sc->file, scale_name, "shape " + shape_str(sc->shape) + " is not [" + std::to_string(rows) +
+                                                  ", groups] with groups dividing the " + std::to_string(cols) + " columns");
+    m.data = p->data;
+    m.dtype = bits == 4 ? DType::PACKED_I4 : DType::PACKED_I8;
+    m.rows = rows;
+    m.cols = cols;
+    m.tiles = {f32_copy(*sc), 1, cols / groups, groups, 0, sc->dtype};
+    return true;
   }
   std::vector<std::string> unused() const {
     std::vector<std::string> out;
@@ -112,9 +166,18 @@ class CheckpointSource : public WeightSource {
   }
 
  private:
+  // A tensor of F32, BF16 or F16 values as an F32 copy kept with the model.
+  const float* f32_copy(const TensorView& t) {
+    const size_t n = elements(t.shape);
+    owned_.emplace_back(new std::byte[n * sizeof(float)]);
+    auto* out = reinterpret_cast<float*>(owned_.back().get());
+    convert_to_f32(t.data, t.dtype, n, out);
+    return out;
+  }
+
   const TensorStore& store_;
   std::string config_;
-  bool fp8_;
+  bool fp8_, packed_int_;
   OwnedWeights& owned_;
   std::set<std::string> used_;
 };
@@ -210,14 +273,15 @@ class Binder {
 
   WeightMatrix matrix(const std::string& name, int64_t rows, int64_t cols, bool required = true) {
     WeightMatrix m;
+    if (src_.packed_int(name, rows, cols, m)) return m;
     DType dt = DType::F32;
     m.data = src_.get(name, {rows, cols}, required, dt);
     m.dtype = dt;
     m.rows = rows;
     m.cols = cols;
     if (m.data && dt == DType::F8_E4M3) {
-      const int64_t tr = s_.fp8_tile_rows, tc = s_.fp8_tile_cols, grid_cols = fp8_tile_count(cols, tc);
-      m.fp8 = {src_.fp8_scales(name, {fp8_tile_count(rows, tr), grid_cols}), tr, tc, grid_cols, 0};
+      const int64_t tr = s_.fp8_tile_rows, tc = s_.fp8_tile_cols, grid_cols = tile_count(cols, tc);
+      m.tiles = {src_.fp8_scales(name, {tile_count(rows, tr), grid_cols}), tr, tc, grid_cols, 0};
     }
     return m;
   }
@@ -584,7 +648,7 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir) {
   // Tied embeddings: trust the tensors when config.json is silent on it (HF drops default values).
   if (!config.has("tie_word_embeddings"))
     m->spec_.tied_embeddings = !m->store_->find(f->names.lm_head);
-  CheckpointSource src(*m->store_, "config.json", m->spec_.fp8_tile_rows > 0, m->owned_weights_);
+  CheckpointSource src(*m->store_, "config.json", m->spec_.fp8_tile_rows > 0, m->spec_.packed_int, m->owned_weights_);
   ModelSpec spec = m->spec_;
   Binder binder(m->spec_, f->names, src, &m->owned_weights_);
   m->weights_ = binder.bind(spec);

@@ -124,6 +124,51 @@ void read_fp8_config(const JsonFields& c, const nlohmann::json& q, ModelSpec& s)
   s.fp8_tile_cols = int(b[1].get<int64_t>());
 }
 
+// compressed-tensors (engine/common/packed_int.h), as its QuantizationConfig reads quantization_config: the format
+// (top level, or each config group's) must be "pack-quantized", and every group's scheme weight-only symmetric
+// integers of 4 or 8 bits, by group or by row (channel). The tensors say the rest: which modules are packed (the
+// targets and the ignore list need no reading), their bits and their group size.
+void read_compressed_tensors_config(const JsonFields& c, const nlohmann::json& q, ModelSpec& s) {
+  const std::string key = "quantization_config";
+  auto text = [](const nlohmann::json& o, const char* k) {
+    return o.is_object() && o.contains(k) && o[k].is_string() ? o[k].get<std::string>() : std::string();
+  };
+  const std::string top = text(q, "format");
+  const auto& groups = q.contains("config_groups") ? q["config_groups"] : nlohmann::json();
+  if (!groups.is_object() || groups.empty())
+    throw EngineError(c.file(), key + ".config_groups", "must name at least one quantization scheme");
+  if (q.contains("kv_cache_scheme") && !q["kv_cache_scheme"].is_null())
+    throw EngineError(c.file(), key + ".kv_cache_scheme", "a quantized KV cache is not read");
+  for (const auto& [group, g] : groups.items()) {
+    const std::string at = key + ".config_groups." + group;
+    const std::string format = text(g, "format").empty() ? top : text(g, "format");
+    if (format != "pack-quantized")
+      throw EngineError(c.file(), at + ".format", "format '" + format + "' is not read (pack-quantized integers are)");
+    for (const char* k : {"input_activations", "output_activations"})
+      if (g.contains(k) && !g[k].is_null())
+        throw EngineError(c.file(), at + "." + k, "quantized activations are not read (weight-only schemes, W4A16 and W8A16, are)");
+    const auto& w = g.is_object() && g.contains("weights") ? g["weights"] : nlohmann::json();
+    if (!w.is_object()) throw EngineError(c.file(), at + ".weights", "must describe the weights' quantization");
+    auto refuse = [&](const char* field, const std::string& why) { throw EngineError(c.file(), at + ".weights." + field, why); };
+    if (text(w, "type") != "int") refuse("type", "'" + text(w, "type") + "' weights are not read (packed 'int' weights are)");
+    const int bits = w.contains("num_bits") && w["num_bits"].is_number_integer() ? w["num_bits"].get<int>() : 0;
+    if (bits != 4 && bits != 8) refuse("num_bits", "must be 4 or 8, got " + (w.contains("num_bits") ? w["num_bits"].dump() : "nothing"));
+    const std::string strategy = text(w, "strategy");
+    if (strategy != "group" && strategy != "channel")
+      refuse("strategy", "'" + strategy + "' is not read (a scale per group or per row, 'group' or 'channel', is)");
+    if (!w.contains("symmetric") || !w["symmetric"].is_boolean() || !w["symmetric"].get<bool>())
+      refuse("symmetric", "asymmetric quantization (zero points) is not read; symmetric is");
+    if (w.contains("dynamic") && !(w["dynamic"].is_boolean() && !w["dynamic"].get<bool>()))
+      refuse("dynamic", "dynamic weight scales are not read; static ones are");
+    const std::string order = text(w, "actorder");
+    if (w.contains("actorder") && !w["actorder"].is_null() && order != "static")
+      refuse("actorder", "activation order '" + (order.empty() ? w["actorder"].dump() : order) + "' is not read (none, or 'static', is)");
+    if (w.contains("block_structure") && !w["block_structure"].is_null())
+      refuse("block_structure", "block scales are not read (a scale per group or per row is)");
+  }
+  s.packed_int = true;
+}
+
 }  // namespace
 
 ModelSpec read_model_spec(const JsonFields& c) {
@@ -167,14 +212,16 @@ ModelSpec read_model_spec(const JsonFields& c) {
     const std::string method = q.is_object() && q.contains("quant_method") && q["quant_method"].is_string()
                                    ? q["quant_method"].get<std::string>()
                                    : "unknown";
-    // Read in place: GPT-OSS's MXFP4 experts (engine/common/mxfp4.h) and fine-grained FP8 (engine/common/fp8.h).
+    // Read in place: GPT-OSS's MXFP4 experts (engine/common/mxfp4.h), fine-grained FP8 (engine/common/fp8.h) and
+    // compressed-tensors' packed integers (engine/common/packed_int.h).
     if (method == "mxfp4" && model_type == "gpt_oss") s.moe.experts_mxfp4 = true;
     else if (method == "fp8") read_fp8_config(c, q, s);
+    else if (method == "compressed-tensors") read_compressed_tensors_config(c, q, s);
     else
       throw EngineError(c.file(), "quantization_config.quant_method",
                         "quantized checkpoints ('" + method + "') are not supported; use BF16, F16 or F32 weights" +
                             (method == "mxfp4" ? " (MXFP4 is read for GPT-OSS's experts only)" : "") +
-                            " (fine-grained FP8, 'fp8', is read)");
+                            " (fine-grained FP8, 'fp8', and compressed-tensors' pack-quantized integers are read)");
   }
 
   // Biases: Llama/Qwen3 attention_bias covers q, k, v and o. Checkpoints are trusted over this flag

@@ -112,6 +112,10 @@ struct ModelSpec {
   // weight_scale_inv scale covers (weight_block_size, rows × columns); 0 × 0 for any other checkpoint. Which
   // matrices are FP8 is the checkpoint's to say: each F8_E4M3 weight, with its scales beside it.
   int fp8_tile_rows = 0, fp8_tile_cols = 0;
+  // A compressed-tensors checkpoint of pack-quantized integers (quant_method "compressed-tensors", format
+  // "pack-quantized", engine/common/packed_int.h). Which matrices are packed, their bits and their group size, each
+  // weight's tensors say: `<name>.weight_packed` and `<name>.weight_scale` where `<name>.weight` would be.
+  bool packed_int = false;
 
   bool is_moe() const { return moe.n_experts > 0; }
   int window(int layer) const { return layer_window.empty() ? 0 : layer_window[size_t(layer)]; }

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "engine/common/dtype.h"
-#include "engine/common/fp8.h"
+#include "engine/common/tile_scales.h"
 
 namespace moe {
 
@@ -20,9 +20,10 @@ struct WeightMatrix {
   // blocks and scales tensors (GPT-OSS interleaves its gate and up rows: 2).
   const uint8_t* scales = nullptr;
   int64_t row_step = 1;
-  // F8_E4M3 only: its tile scales (engine/common/fp8.h), F32 copies made at load.
-  Fp8Tiles fp8 = {};
-  // The stored values' bytes (an FP8 matrix's scales, 4 bytes per 16,384 weights in the releases, not counted).
+  // F8_E4M3 and the packed integers only: its tile scales (engine/common/tile_scales.h), F32 copies made at load.
+  TileScales tiles = {};
+  // The stored values' bytes (scales kept apart not counted: an FP8 matrix's, 4 bytes per 16,384 weights in the
+  // releases; a packed integer matrix's, 2 bytes per group of 32 to 128 weights).
   size_t bytes() const { return matrix_bytes(dtype, rows, cols); }
   explicit operator bool() const { return data != nullptr; }
 };

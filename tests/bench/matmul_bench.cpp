@@ -4,8 +4,9 @@
 //     anonymous memory and (BF16) from a read-only file mmap as the engine uses it; MXFP4 of GPT-OSS's
 //     width, every row and every other row (an expert's gate or up), with the values decoded per second;
 //     GGUF's block types Q8_0, Q4_K, Q6_K, Q5_K, MXFP4_GGML (ggml's MXFP4, GPT-OSS GGUFs' experts),
-//     IQ4_NL, IQ4_XS and the 1- to 3-bit IQ types, and fine-grained FP8 (F8_E4M3, 128 × 128 tiles), with as
-//     many weights as the BF16 matrix (values per second beside BF16's bytes / 2);
+//     IQ4_NL, IQ4_XS and the 1- to 3-bit IQ types, fine-grained FP8 (F8_E4M3, 128 × 128 tiles), and
+//     compressed-tensors' packed integers (4-bit in groups of 32, 8-bit by row), with as many weights as the BF16
+//     matrix (values per second beside BF16's bytes / 2);
 //   - a decode-step-like sequence of MoE-shaped matmuls (4 layers: ~450 MB of BF16 in 116 calls);
 //   - prefill GFLOP/s at T = 64;
 //   - ThreadPool::parallel_for dispatch overhead.
@@ -13,7 +14,7 @@
 //
 // Build (no CMake needed):
 //   g++ -std=c++20 -O2 -I. engine/backend/cpu/{thread_pool,matmul,memory_bandwidth}.cpp
-//       engine/common/{dtype,mxfp4,ggml_quants,fp8}.cpp tests/bench/matmul_bench.cpp -pthread -o /tmp/matmul_bench
+//       engine/common/{dtype,mxfp4,ggml_quants,fp8,packed_int}.cpp tests/bench/matmul_bench.cpp -pthread -o /tmp/matmul_bench
 // Options: --quick (smaller sizes, fewer repeats), --threads N (largest pool; default 2).
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -251,19 +252,48 @@ struct Fp8Weights {
   std::vector<float> scales;
   Fp8Weights(ThreadPool& pool, int64_t rows_, int64_t cols_)
       : rows(rows_), cols(cols_), bytes(size_t(rows_ * cols_)),
-        scales(size_t(fp8_tile_count(rows_, 128) * fp8_tile_count(cols_, 128)), 1e-4f) {
+        scales(size_t(tile_count(rows_, 128) * tile_count(cols_, 128)), 1e-4f) {
     auto* b = static_cast<uint8_t*>(bytes.p);
     pool.parallel_for(rows * cols, [&](int64_t lo, int64_t hi) {
       for (int64_t i = lo; i < hi; ++i) b[i] = uint8_t(mix(uint64_t(i)) % 0x7f) | uint8_t(i & 0x80);
     });
   }
   MatrixRef ref() const {
-    return MatrixRef{bytes.p, DType::F8_E4M3, rows, cols, nullptr, 1, Fp8Tiles{scales.data(), 128, 128, fp8_tile_count(cols, 128), 0}};
+    return MatrixRef{bytes.p, DType::F8_E4M3, rows, cols, nullptr, 1, TileScales{scales.data(), 128, 128, tile_count(cols, 128), 0}};
   }
 };
 
 GbpsResult bench_gemv_fp8(const Options& o, ThreadPool& pool, int threads, const Fp8Weights& w) {
   return bench_gemv_matrix(o, pool, threads, w.ref(), double(w.rows) * double(w.cols), "F8_E4M3 (128x128 tiles)");
+}
+
+// A compressed-tensors packed integer matrix (engine/common/packed_int.h) with as many weights as the BF16 one:
+// random 4- or 8-bit values and a BF16-rounded scale per group (group 0: one per row), as W4A16 and W8A16
+// checkpoints are stored (Kimi-K2-Thinking's experts: 4 bits in groups of 32).
+struct PackedWeights {
+  DType dtype;
+  int64_t rows, cols, group;
+  Buffer bytes;
+  std::vector<float> scales;
+  PackedWeights(ThreadPool& pool, DType dtype_, int64_t rows_, int64_t cols_, int64_t group_)
+      : dtype(dtype_), rows(rows_), cols(cols_), group(group_ ? group_ : cols_),
+        bytes(matrix_bytes(dtype_, rows_, cols_)), scales(size_t(rows_ * (cols_ / group)), 0.0f) {
+    auto* b = static_cast<uint8_t*>(bytes.p);
+    pool.parallel_for(int64_t(bytes.size), [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) b[i] = uint8_t(mix(uint64_t(i)));
+    });
+    for (size_t i = 0; i < scales.size(); ++i) scales[i] = bf16_to_f32(f32_to_bf16(1e-3f * float(1 + i % 7)));
+  }
+  MatrixRef ref() const {
+    return MatrixRef{bytes.p, dtype, rows, cols, nullptr, 1, TileScales{scales.data(), 1, group, cols / group, 0, DType::BF16}};
+  }
+  std::string label() const {
+    return std::string(dtype_name(dtype)) + (group == cols ? " (a BF16 scale per row)" : " (BF16 scales, groups of " + std::to_string(group) + ")");
+  }
+};
+
+GbpsResult bench_gemv_packed(const Options& o, ThreadPool& pool, int threads, const PackedWeights& w) {
+  return bench_gemv_matrix(o, pool, threads, w.ref(), double(w.rows) * double(w.cols), w.label());
 }
 
 // A decode step of a MoE model, as far as weight traffic goes: per layer q, k, v, o projections,
@@ -469,6 +499,7 @@ int main(int argc, char** argv) {
                   DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_XXS, DType::IQ3_S, DType::IQ1_S, DType::IQ1_M})
     wg.push_back(std::make_unique<BlockWeights>(init_pool, t, rows16, cols16));
   const Fp8Weights w8(init_pool, rows16, cols16);
+  const PackedWeights wi4(init_pool, DType::PACKED_I4, rows16, cols16, 32), wi8(init_pool, DType::PACKED_I8, rows16, cols16, 0);
 
   for (int threads : thread_counts) {
     ThreadPool pool(threads);
@@ -498,6 +529,8 @@ int main(int argc, char** argv) {
     res.push_back(bench_gemv_mxfp4(o, pool, threads, wq, 2));
     for (const auto& w : wg) res.push_back(bench_gemv_blocks(o, pool, threads, *w));
     res.push_back(bench_gemv_fp8(o, pool, threads, w8));
+    res.push_back(bench_gemv_packed(o, pool, threads, wi4));
+    res.push_back(bench_gemv_packed(o, pool, threads, wi8));
     res.push_back(bench_decode_sequence(o, pool, threads));
     if (simd_supported()) {
       set_force_scalar(true);
@@ -505,6 +538,7 @@ int main(int argc, char** argv) {
       res.push_back(bench_gemv_mxfp4(o, pool, threads, wq, 1));
       res.push_back(bench_gemv_blocks(o, pool, threads, *wg[1]));  // Q4_K
       res.push_back(bench_gemv_fp8(o, pool, threads, w8));
+      res.push_back(bench_gemv_packed(o, pool, threads, wi4));
       set_force_scalar(false);
     }
     const BandwidthResult bw1 = stream();
@@ -521,6 +555,7 @@ int main(int argc, char** argv) {
     bench_prefill_blocks(o, pool, threads, *wg[7], 64);  // IQ2_XXS
     bench_prefill_blocks(o, pool, threads, *wg[12], 64);  // IQ1_S
     bench_prefill_matrix(o, pool, threads, w8.ref(), "F8_E4M3", 64);
+    bench_prefill_matrix(o, pool, threads, wi4.ref(), "PACKED_I4", 64);
     if (simd_supported()) {
       set_force_scalar(true);
       std::printf("  (scalar path:)");

@@ -22,10 +22,12 @@
 #include "engine/backend/cuda/device_weights.h"
 #include "engine/backend/cuda/kernels/fill.cuh"
 #include "engine/backend/gpu_memory_plan.h"
+#include "engine/backend/weight_rows.h"
 #include "engine/common/error.h"
 #include "engine/common/fp8.h"
 #include "engine/common/ggml_quants.h"
 #include "engine/common/mxfp4.h"
+#include "engine/common/packed_int.h"
 #include "engine/formats/safetensors.h"
 #include "engine/model/model.h"
 #include "tests/cuda/gpu_test_support.h"
@@ -311,7 +313,7 @@ TEST(CudaQuantized, Fp8ArrivesAsBlocksF32OrBf16) {
   for (size_t i = 0; i < q.size(); ++i) q[i] = i < 256 ? uint8_t(i) : uint8_t((x = x * 1664525u + 1013904223u) >> 24);
   for (size_t i = 0; i < scales.size(); ++i) scales[i] = 1e-4f * float(i + 1);
   WeightMatrix m{q.data(), DType::F8_E4M3, rows, cols};
-  m.fp8 = {scales.data(), tile, tile, grid_cols, 0};
+  m.tiles = {scales.data(), tile, tile, grid_cols, 0};
   const size_t row = matrix_bytes(DType::F8_E4M3_B128, 1, cols);
   cuda::test::DeviceVector<uint8_t> blocks(size_t(rows) * row);
   size_t reported = 0;
@@ -327,15 +329,53 @@ TEST(CudaQuantized, Fp8ArrivesAsBlocksF32OrBf16) {
   const std::vector<float> got32 = f32.download();
   std::vector<float> values(static_cast<size_t>(cols));
   for (int64_t r = 0; r < rows; ++r) {
-    fp8_to_blocks(q.data() + r * cols, m.fp8.row_scales(r), tile, cols, want.data());
+    fp8_to_blocks(q.data() + r * cols, m.tiles.row_scales(r), tile, cols, want.data());
     ASSERT_EQ(std::memcmp(got.data() + size_t(r) * row, want.data(), row), 0) << "row " << r;
-    fp8_dequantize_cols(q.data() + r * cols, m.fp8.row_scales(r), tile, 0, cols, values.data());
+    fp8_dequantize_cols(q.data() + r * cols, m.tiles.row_scales(r), tile, 0, cols, values.data());
     for (int64_t c = 0; c < cols; ++c) {
       ASSERT_EQ(got16[size_t(r * cols + c)], f32_to_bf16(values[size_t(c)])) << "row " << r << " column " << c;
       ASSERT_EQ(std::memcmp(&got32[size_t(r * cols + c)], &values[size_t(c)], 4), 0) << "row " << r << " column " << c;
     }
   }
   EXPECT_THROW(cuda::put_matrix(blocks.get(), m, DType::Q8_0), EngineError);
+}
+
+// compressed-tensors' packed integers (engine/common/packed_int.h) on the way to the GPU: their values are those of
+// their scales' dtype, so as BF16 (BF16 scales) or F16 (F16 scales) they arrive exactly, bit for bit the values the
+// CPU reads, as does F32. Every 4-bit value, groups of 32.
+TEST(CudaQuantized, PackedIntegersArriveAsTheirValues) {
+  MOE_REQUIRE_GPU();
+  const int64_t rows = 40, cols = 256, group = 32, groups = cols / group;
+  std::vector<uint8_t> q(size_t(rows * cols / 2));
+  uint32_t x = 7;
+  for (size_t i = 0; i < q.size(); ++i) q[i] = i < 8 ? uint8_t(0x10 * (2 * i + 1) + 2 * i) : uint8_t((x = x * 1664525u + 1013904223u) >> 24);
+  std::vector<float> scales(size_t(rows * groups));
+  for (size_t i = 0; i < scales.size(); ++i) scales[i] = 1e-3f * float(i % 13 + 1) / 3.0f;
+  for (DType scale_dtype : {DType::BF16, DType::F16}) {
+    SCOPED_TRACE(dtype_name(scale_dtype));
+    std::vector<float> rounded(scales);
+    for (float& s : rounded) s = round_to_dtype(s, scale_dtype);  // as the loader reads the stored scales
+    WeightMatrix m{q.data(), DType::PACKED_I4, rows, cols};
+    m.tiles = {rounded.data(), 1, group, groups, 0, scale_dtype};
+    cuda::test::DeviceVector<uint16_t> halves(size_t(rows * cols));
+    size_t reported = 0;
+    cuda::put_matrix(halves.get(), m, scale_dtype, [&](size_t n) { reported += n; });
+    EXPECT_EQ(reported, size_t(rows * cols / 2));
+    const std::vector<uint16_t> got16 = halves.download();
+    cuda::test::DeviceVector<float> f32(size_t(rows * cols));
+    cuda::put_matrix(f32.get(), m, DType::F32);
+    const std::vector<float> got32 = f32.download();
+    std::vector<float> values(static_cast<size_t>(cols));
+    for (int64_t r = 0; r < rows; ++r) {
+      weight_row_to_f32(m, r, values.data());
+      for (int64_t c = 0; c < cols; ++c) {
+        const float v = values[size_t(c)];
+        const float back = scale_dtype == DType::BF16 ? bf16_to_f32(got16[size_t(r * cols + c)]) : f16_to_f32(got16[size_t(r * cols + c)]);
+        ASSERT_EQ(std::memcmp(&back, &v, 4), 0) << "row " << r << " column " << c;
+        ASSERT_EQ(std::memcmp(&got32[size_t(r * cols + c)], &v, 4), 0) << "row " << r << " column " << c;
+      }
+    }
+  }
 }
 
 // A fine-grained FP8 checkpoint's layout (every release's 128 × 128 tiles; embeddings and routers BF16): each
@@ -354,7 +394,7 @@ TEST(CudaQuantized, Fp8CheckpointKeepsItsBytes) {
     swap.to_fp8(m, 128, name == "mlp down of layer 1" ? 64 : 128, seed++);
   });
   const ModelWeights& w = model->weights();
-  ASSERT_EQ(w.layers[1].mlp.down.fp8.tile_cols, 64);
+  ASSERT_EQ(w.layers[1].mlp.down.tiles.tile_cols, 64);
   const GpuWeightDtypes d = gpu_weight_dtypes(model->spec(), w);
   EXPECT_EQ(d.head, DType::F8_E4M3_B128);
   const GpuLayerDtypes l0 = gpu_layer_dtypes(model->spec(), w, d, 0), l1 = gpu_layer_dtypes(model->spec(), w, d, 1);

@@ -33,7 +33,7 @@ struct Reference {
   const float* floats(const std::string& name) const { return reinterpret_cast<const float*>(at(name).data); }
   int64_t rows() const { return at("codes").shape.at(0); }
   int64_t cols() const { return at("codes").shape.at(1); }
-  Fp8Tiles tiles() const { return {floats("scales"), 16, 32, at("scales").shape.at(1), 0}; }
+  TileScales tiles() const { return {floats("scales"), 16, 32, at("scales").shape.at(1), 0}; }
   cpu::MatrixRef matrix(const std::string& codes) const {
     return {bytes(codes), DType::F8_E4M3, rows(), cols(), nullptr, 1, tiles()};
   }
@@ -52,7 +52,7 @@ TEST(Fp8, RowsAreTransformersValues) {
   const Reference ref;
   ASSERT_EQ(ref.at("scales").shape, (std::vector<int64_t>{3, 3}));  // partial last tiles both ways
   const int64_t R = ref.rows(), C = ref.cols();
-  const Fp8Tiles tiles = ref.tiles();
+  const TileScales tiles = ref.tiles();
   const WeightMatrix m{ref.bytes("codes"), DType::F8_E4M3, R, C, nullptr, 1, tiles};
   std::vector<float> got(static_cast<size_t>(C)), part(static_cast<size_t>(C));
   for (int64_t r = 0; r < R; ++r) {
@@ -97,7 +97,7 @@ TEST(Fp8, RowsOfAMatrixReadTheirOwnTiles) {
   const int64_t R = ref.rows(), C = ref.cols(), first = 13;
   const cpu::MatrixRef whole = ref.matrix("finite_codes");
   const cpu::MatrixRef some{ref.bytes("finite_codes") + first * C, DType::F8_E4M3, R - first, C, nullptr, 1,
-                            whole.fp8.from_row(first)};
+                            whole.tiles.from_row(first)};
   std::vector<float> x = test::make_x(1, C, 9);
   for (float& v : x) v *= 1e-3f;
   std::vector<float> y_whole(static_cast<size_t>(R)), y_some(static_cast<size_t>(R - first));
@@ -106,7 +106,7 @@ TEST(Fp8, RowsOfAMatrixReadTheirOwnTiles) {
   for (int64_t r = 0; r < R - first; ++r) EXPECT_EQ(y_some[size_t(r)], y_whole[size_t(first + r)]) << "row " << first + r;
 
   cpu::MatrixRef unscaled = whole;
-  unscaled.fp8 = {};
+  unscaled.tiles = {};
   EXPECT_THROW(cpu::matmul_rows(unscaled, x.data(), 1, y_whole.data(), 0, R), std::invalid_argument);
 }
 

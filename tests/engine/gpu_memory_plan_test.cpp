@@ -303,5 +303,24 @@ TEST(GpuMemoryPlan, Fp8KeepsItsBytesOrGoesAsF32) {
   EXPECT_EQ(part(plan_gpu_memory(s, o), "routed experts"), E * 3 * H * F / 128 * 132);  // layer 1 is dense
 }
 
+// compressed-tensors' packed integers on the GPU: a part takes the dtype of its values, that of their scales — BF16
+// for the qwen3_moe_w4a16 golden's experts and attention, F16 for mixtral_w4a16's — so it is exact, at the size of a
+// 16-bit model.
+TEST(GpuMemoryPlan, PackedIntegersGoAsTheirScalesDtype) {
+  auto qwen = Model::load(std::string(MOE_TEST_DATA_DIR) + "/models/qwen3_moe_w4a16");
+  const GpuWeightDtypes q = gpu_weight_dtypes(qwen->spec(), qwen->weights());
+  EXPECT_EQ(q.attention, DType::BF16);
+  EXPECT_EQ(q.routed_experts, DType::BF16);
+  EXPECT_EQ(gpu_layer_dtypes(qwen->spec(), qwen->weights(), q, 0).expert_gate_up, DType::BF16);
+  auto mixtral = Model::load(std::string(MOE_TEST_DATA_DIR) + "/models/mixtral_w4a16");
+  const GpuWeightDtypes m = gpu_weight_dtypes(mixtral->spec(), mixtral->weights());
+  EXPECT_EQ(m.attention, DType::F16);
+  EXPECT_EQ(m.routed_experts, DType::F16);
+  EXPECT_EQ(m.router, DType::F16);
+  const GpuLayerDtypes d = gpu_layer_dtypes(mixtral->spec(), mixtral->weights(), m, 1);
+  EXPECT_EQ(d.qkv, DType::F16);
+  EXPECT_EQ(d.expert_down, DType::F16);
+}
+
 }  // namespace
 }  // namespace moe

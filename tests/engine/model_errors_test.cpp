@@ -128,9 +128,11 @@ TEST_F(BrokenCheckpoint, YarnWithANonNumberIsRefusedByName) {
 }
 
 TEST_F(BrokenCheckpoint, QuantizedCheckpointsAreRefusedByName) {
-  config_["quantization_config"] = {{"quant_method", "compressed-tensors"}};  // Kimi-K2-Thinking's INT4
-  write_config();
-  expect_error("config.json", "quantization_config.quant_method");
+  for (const char* method : {"gptq", "awq"}) {  // Qwen's -GPTQ-Int4 and -AWQ releases
+    config_["quantization_config"] = {{"quant_method", method}};
+    write_config();
+    expect_error("config.json", "quantization_config.quant_method");
+  }
   config_["quantization_config"] = {{"quant_method", "mxfp4"}};  // read for GPT-OSS's experts only
   write_config();
   expect_error("config.json", "quantization_config.quant_method");
@@ -149,9 +151,9 @@ TEST_F(BrokenFp8Checkpoint, ScalesTilesAndFormatAreNamed) {
     const auto m = Model::load(dir_.path);
     const WeightMatrix& down = m->weights().layers[2].experts[5].down;  // [64, 32]: 2 × 2 tiles
     EXPECT_EQ(down.dtype, DType::F8_E4M3);
-    EXPECT_EQ(down.fp8.tile_rows, 32);
-    EXPECT_EQ(down.fp8.tile_cols, 16);
-    EXPECT_EQ(down.fp8.grid_cols, 2);
+    EXPECT_EQ(down.tiles.tile_rows, 32);
+    EXPECT_EQ(down.tiles.tile_cols, 16);
+    EXPECT_EQ(down.tiles.grid_cols, 2);
     EXPECT_EQ(m->weights().layers[2].router.dtype, DType::BF16);  // the router is not quantized
     EXPECT_EQ(m->matrix_bytes_by_dtype().at("F8_E4M3"), size_t(3) * (64 * 64 + 2 * 32 * 64 + 64 * 64 + 8 * 3 * 32 * 64));
   }
@@ -179,6 +181,85 @@ TEST_F(BrokenFp8Checkpoint, ScalesTilesAndFormatAreNamed) {
   config_.erase("quantization_config");
   write_config();
   expect_error("model.safetensors", "F8_E4M3");
+}
+
+// A compressed-tensors checkpoint (qwen3_moe_w4a16: experts 4-bit in groups of 32 with BF16 scales, attention 8-bit
+// with one scale per row): each packed weight's bits and groups come from its tensors; its scales, their dtype and
+// shape, its recorded shape, and the schemes the config describes are checked and named.
+class BrokenPackedCheckpoint : public BrokenCheckpoint {
+ protected:
+  void SetUp() override { copy_from(kSource.parent_path() / "qwen3_moe_w4a16"); }
+  // Rewrites the tensor `name` with `edit` applied to it.
+  void edit_tensor(const std::string& name, const std::function<void(TensorToWrite&, std::vector<std::byte>&)>& edit) {
+    rewrite_weights([&](auto& tensors, auto& storage) {
+      for (size_t i = 0; i < tensors.size(); ++i)
+        if (tensors[i].name == name) edit(tensors[i], storage[i]);
+    });
+  }
+  nlohmann::json& weights_scheme(int group) {
+    return config_["quantization_config"]["config_groups"]["group_" + std::to_string(group)]["weights"];
+  }
+};
+
+TEST_F(BrokenPackedCheckpoint, TensorsAndSchemesAreNamed) {
+  {
+    const auto m = Model::load(dir_.path);
+    const LayerWeights& L = m->weights().layers[1];
+    EXPECT_EQ(L.experts[3].down.dtype, DType::PACKED_I4);  // [64, 32]: one group of 32 a row
+    EXPECT_EQ(L.experts[3].down.tiles.tile_cols, 32);
+    EXPECT_EQ(L.experts[3].down.tiles.round_to, DType::BF16);
+    EXPECT_EQ(L.q.dtype, DType::PACKED_I8);
+    EXPECT_EQ(L.q.tiles.tile_cols, 64);  // one scale per row
+    EXPECT_EQ(L.router.dtype, DType::BF16);
+    EXPECT_EQ(m->matrix_bytes_by_dtype().at("PACKED_I4"), size_t(3) * 8 * 3 * 32 * 64 / 2);
+  }
+  const std::string w = "model.layers.2.mlp.experts.5.down_proj.weight";
+  drop_tensor(w + "_scale");
+  expect_error(dir_.path.string(), w + "_scale");
+  copy_from(source_);
+  edit_tensor(w + "_scale", [](TensorToWrite& t, auto&) { t.dtype = DType::I16; });
+  expect_error("model.safetensors", w + "_scale");
+  copy_from(source_);
+  edit_tensor(w + "_scale", [](TensorToWrite& t, auto&) { t.shape = {32, 2}; });  // 64 rows
+  expect_error("model.safetensors", w + "_scale");
+  copy_from(source_);
+  edit_tensor(w + "_packed", [](TensorToWrite& t, auto&) { t.shape = {32, 8}; });  // 8 words of 4 bits: 64 columns
+  expect_error("model.safetensors", w + "_packed");
+  copy_from(source_);
+  edit_tensor(w + "_packed", [](TensorToWrite& t, auto&) { t.dtype = DType::F32; });
+  expect_error("model.safetensors", w + "_packed");
+  copy_from(source_);
+  edit_tensor(w + "_shape", [](TensorToWrite&, std::vector<std::byte>& bytes) { bytes[0] = std::byte{63}; });
+  expect_error("model.safetensors", w + "_shape");
+  copy_from(source_);
+  rewrite_weights([&](auto& tensors, auto& storage) {  // an asymmetric scheme's zero points
+    tensors.push_back({w + "_zero_point", DType::I32, {1, 1}, nullptr, 4});
+    storage.emplace_back(4);
+  });
+  expect_error("model.safetensors", w + "_zero_point");
+  copy_from(source_);
+
+  const nlohmann::json good = config_["quantization_config"];
+  auto refused = [&](const std::function<void()>& edit, const std::string& field) {
+    config_["quantization_config"] = good;
+    edit();
+    write_config();
+    expect_error("config.json", field);
+  };
+  refused([&] { weights_scheme(0)["symmetric"] = false; }, "config_groups.group_0.weights.symmetric");
+  refused([&] { weights_scheme(1)["num_bits"] = 2; }, "config_groups.group_1.weights.num_bits");
+  refused([&] { weights_scheme(0)["type"] = "float"; }, "config_groups.group_0.weights.type");
+  refused([&] { weights_scheme(0)["strategy"] = "tensor"; }, "config_groups.group_0.weights.strategy");
+  refused([&] { weights_scheme(0)["actorder"] = "group"; }, "config_groups.group_0.weights.actorder");
+  refused([&] { config_["quantization_config"]["config_groups"]["group_1"]["format"] = "float-quantized"; },
+          "config_groups.group_1.format");
+  refused([&] { config_["quantization_config"]["config_groups"]["group_0"]["input_activations"] = {{"num_bits", 8}}; },
+          "config_groups.group_0.input_activations");
+  refused([&] { config_["quantization_config"]["kv_cache_scheme"] = {{"num_bits", 8}}; }, "kv_cache_scheme");
+  refused([&] { config_["quantization_config"].erase("config_groups"); }, "quantization_config.config_groups");
+  config_.erase("quantization_config");
+  write_config();
+  expect_error("model.safetensors", "weight_packed");
 }
 
 // DeepSeek's multi-head latent attention and routers: what cannot be run is refused by name, and a

@@ -157,7 +157,7 @@ class WeightSwap {
     m.dtype = t;
     m.scales = nullptr;
     m.row_step = 1;
-    m.fp8 = {};
+    m.tiles = {};
   }
   // m becomes fine-grained FP8 (engine/common/fp8.h): random E4M3 bytes (no NaN codes) with an F32 scale per
   // tile_rows × tile_cols tile, of about 0.04 / 448 each, so that the values lie within about ±0.04.
@@ -166,13 +166,13 @@ class WeightSwap {
     owned_.emplace_back(size_t(m.rows * m.cols));
     for (uint8_t& b : owned_.back()) b = uint8_t(rng()), b = (b & 0x7f) == 0x7f ? uint8_t(b ^ 1) : b;
     m.data = owned_.back().data();
-    const int64_t grid_cols = fp8_tile_count(m.cols, tile_cols), n = fp8_tile_count(m.rows, tile_rows) * grid_cols;
+    const int64_t grid_cols = tile_count(m.cols, tile_cols), n = tile_count(m.rows, tile_rows) * grid_cols;
     owned_.emplace_back(size_t(n) * sizeof(float));
     auto* scales = reinterpret_cast<float*>(owned_.back().data());
     std::uniform_real_distribution<float> mag(0.5f, 1.0f);
     for (int64_t i = 0; i < n; ++i) scales[i] = 0.04f / 448.0f * mag(rng);
     m.dtype = DType::F8_E4M3;
-    m.fp8 = {scales, tile_rows, tile_cols, grid_cols, 0};
+    m.tiles = {scales, tile_rows, tile_cols, grid_cols, 0};
     m.scales = nullptr;
     m.row_step = 1;
   }
@@ -189,7 +189,7 @@ class WeightSwap {
     m.cols = from.cols;
     m.scales = nullptr;
     m.row_step = 1;
-    m.fp8 = {};
+    m.tiles = {};
   }
   // m becomes F32 holding random values in ±0.04.
   void to_random_f32(WeightMatrix& m, uint32_t seed) {
@@ -202,7 +202,7 @@ class WeightSwap {
     m.dtype = DType::F32;
     m.scales = nullptr;
     m.row_step = 1;
-    m.fp8 = {};
+    m.tiles = {};
   }
 
  private:

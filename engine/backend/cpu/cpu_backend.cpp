@@ -33,7 +33,7 @@ namespace {
 using cpu::MatrixRef;
 using cpu::ThreadPool;
 
-MatrixRef ref(const WeightMatrix& w) { return MatrixRef{w.data, w.dtype, w.rows, w.cols, w.scales, w.row_step, w.fp8}; }
+MatrixRef ref(const WeightMatrix& w) { return MatrixRef{w.data, w.dtype, w.rows, w.cols, w.scales, w.row_step, w.tiles}; }
 
 // y = w ⊙ x / sqrt(mean(x²) + eps), in place over n values.
 void rmsnorm(float* x, const float* w, int64_t n, float eps) {
@@ -373,7 +373,7 @@ class CpuBackend final : public Backend {
     // Each head's value output W_UV_h · latent (kv_b's last v rows of the head), then o_proj.
     for (int64_t h = 0; h < nh; ++h) {
       const int64_t first = h * (nope + vd) + nope;
-      const cpu::MatrixRef w_uv{kvb + size_t(first) * kvb_row, L.kv_b.dtype, vd, kl, nullptr, 1, L.kv_b.fp8.from_row(first)};
+      const cpu::MatrixRef w_uv{kvb + size_t(first) * kvb_row, L.kv_b.dtype, vd, kl, nullptr, 1, L.kv_b.tiles.from_row(first)};
       cpu::matmul(pool_, w_uv, &latent_out_[size_t(h * T * kl)], T, &head_out_[size_t(h * T * vd)]);
     }
     for (int t = 0; t < T; ++t)

@@ -15,6 +15,7 @@
 #include "engine/common/fp8.h"
 #include "engine/common/ggml_quants.h"
 #include "engine/common/mxfp4.h"
+#include "engine/common/packed_int.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #define MOE_HAVE_X86_KERNELS 1
@@ -49,6 +50,11 @@
 //   converts; per tile the sum against x is formed first and scaled once (by the scale times 2^8). T > 1
 //   expands the panels to f32, the values bit for bit as fp8_dequantize_cols gives them, and runs the
 //   prefill path.
+// compressed-tensors' packed integers (engine/common/packed_int.h): T = 1 runs the same four streams, 32 values at a
+//   time (4-bit: 16 bytes, nibbles interleaved back into order; 8-bit: 32 bytes) widened to f32, each times its
+//   group's scale and rounded as the reference dequantises (to BF16 or F16, the scales' dtype) before its product
+//   with x. T > 1 expands the panels to f32 the same way and runs the prefill path. Rows or groups not in runs of 32
+//   columns go through the scalar path.
 // GGML block types (GGUF's Q8_0, Q4_K, Q6_K, ..., MXFP4_GGML, IQ4_NL, IQ4_XS): a row is read in groups of
 //   up to 256 values (one K-type super-block, or up to 8 blocks of 32), each decoded with byte-wise masks
 //   and shifts into int8 quants (MXFP4_GGML's and the IQ4 types' nibbles then through a 16-byte table,
@@ -258,7 +264,13 @@ void matmul_rows_mxfp4_scalar(const MatrixRef& W, const float* x, int64_t T, flo
 
 void matmul_rows_fp8_scalar(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
   matmul_rows_expanded_scalar(W, x, T, y, rb, re,
-                              [&W](int64_t r, float* dst) { fp8_dequantize_row(W.data, W.cols, W.fp8, r, dst); });
+                              [&W](int64_t r, float* dst) { fp8_dequantize_row(W.data, W.cols, W.tiles, r, dst); });
+}
+
+void matmul_rows_packed_scalar(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
+  matmul_rows_expanded_scalar(W, x, T, y, rb, re, [&W](int64_t r, float* dst) {
+    packed_int_dequantize_row(W.dtype, W.data, W.cols, W.tiles, r, dst);
+  });
 }
 
 void matmul_rows_ggml_scalar(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
@@ -777,20 +789,142 @@ MOE_AVX2 void matmul_rows_fp8_avx2(const MatrixRef& W, const float* x, int64_t T
       const uint8_t* wp[4];
       const float* sp[4];
       float* yp[4];
-      for (int j = 0; j < n; ++j) wp[j] = q + rows[j] * W.cols, sp[j] = W.fp8.row_scales(rows[j]), yp[j] = y + rows[j];
+      for (int j = 0; j < n; ++j) wp[j] = q + rows[j] * W.cols, sp[j] = W.tiles.row_scales(rows[j]), yp[j] = y + rows[j];
       switch (n) {
-        case 4: gemv_fp8_rows<4>(wp, sp, W.fp8.tile_cols, x, W.cols, yp); break;
-        case 3: gemv_fp8_rows<3>(wp, sp, W.fp8.tile_cols, x, W.cols, yp); break;
-        case 2: gemv_fp8_rows<2>(wp, sp, W.fp8.tile_cols, x, W.cols, yp); break;
-        default: gemv_fp8_rows<1>(wp, sp, W.fp8.tile_cols, x, W.cols, yp); break;
+        case 4: gemv_fp8_rows<4>(wp, sp, W.tiles.tile_cols, x, W.cols, yp); break;
+        case 3: gemv_fp8_rows<3>(wp, sp, W.tiles.tile_cols, x, W.cols, yp); break;
+        case 2: gemv_fp8_rows<2>(wp, sp, W.tiles.tile_cols, x, W.cols, yp); break;
+        default: gemv_fp8_rows<1>(wp, sp, W.tiles.tile_cols, x, W.cols, yp); break;
       }
     });
     return;
   }
   // T > 1: expanded panels, as prefill.
   prefill_panels(W, x, T, y, rb, re, [&W, q](int64_t r, int64_t k0, int64_t kc, float* dst) {
-    convert_fp8(q + r * W.cols, W.fp8.row_scales(r), W.fp8.tile_cols, k0, kc, dst);
+    convert_fp8(q + r * W.cols, W.tiles.row_scales(r), W.tiles.tile_cols, k0, kc, dst);
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// compressed-tensors' packed integers (engine/common/packed_int.h), AVX2
+
+// 32 values q of a packed row from column k (a multiple of 32) as f32, in order: 4-bit, 16 bytes whose low and high
+// nibbles interleave back into order; 8-bit, 32 bytes, xor 0x80 making each stored q + 128 the signed q.
+template <DType PT>
+MOE_AVX2_INLINE void packed_32(const uint8_t* row, int64_t k, __m256* v) {
+  __m128i b0, b1;  // the 32 values as int8, 16 each
+  if constexpr (PT == DType::PACKED_I4) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k / 2));
+    const __m128i m = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
+    const __m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
+    b0 = _mm_sub_epi8(_mm_unpacklo_epi8(lo, hi), eight);
+    b1 = _mm_sub_epi8(_mm_unpackhi_epi8(lo, hi), eight);
+  } else {
+    const __m128i sign = _mm_set1_epi8(int8_t(0x80));
+    b0 = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k)), sign);
+    b1 = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k + 16)), sign);
+  }
+  v[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b0));
+  v[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b0, 8)));
+  v[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b1));
+  v[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b1, 8)));
+}
+
+// q · s rounded to RT (round_to_dtype): BF16 by adding 0x7fff plus the kept bits' lowest and truncating (the
+// products are finite), F16 through F16C's round to nearest even.
+template <DType RT>
+MOE_AVX2_INLINE __m256 scaled(__m256 q, __m256 s) {
+  const __m256 v = _mm256_mul_ps(q, s);
+  if constexpr (RT == DType::BF16) {
+    const __m256i u = _mm256_castps_si256(v);
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    const __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7fff)));
+    return _mm256_castsi256_ps(_mm256_and_si256(r, _mm256_set1_epi32(int32_t(0xffff0000u))));
+  } else if constexpr (RT == DType::F16) {
+    return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+  } else {
+    return v;
+  }
+}
+
+// y_i = row_i · x for R packed rows (T = 1), the rows taken as in gemv_rows (w: each row's bytes, scales: its
+// tiles' scales, tile_cols a multiple of 32). Each weight is rounded as dequantised before its product with x, so
+// the sums are those of the reference's weights.
+template <DType PT, DType RT, int R>
+MOE_AVX2 void gemv_packed_rows(const uint8_t* const* w, const float* const* scales, int64_t tile_cols, const float* x,
+                               int64_t n, float* const* y) {
+  constexpr int64_t kBytes32 = PT == DType::PACKED_I4 ? 16 : 32;
+  __m256 a0[R], a1[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < n; k += 32) {
+    const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8), x2 = _mm256_loadu_ps(x + k + 16),
+                 x3 = _mm256_loadu_ps(x + k + 24);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(w[r] + k * kBytes32 / 32) + kPrefetchDistance),
+                   _MM_HINT_T0);
+      __m256 q[4];
+      packed_32<PT>(w[r], k, q);
+      const __m256 s = _mm256_set1_ps(scales[r][k / tile_cols]);
+      a0[r] = _mm256_fmadd_ps(scaled<RT>(q[0], s), x0, a0[r]);
+      a1[r] = _mm256_fmadd_ps(scaled<RT>(q[1], s), x1, a1[r]);
+      a0[r] = _mm256_fmadd_ps(scaled<RT>(q[2], s), x2, a0[r]);
+      a1[r] = _mm256_fmadd_ps(scaled<RT>(q[3], s), x3, a1[r]);
+    }
+  }
+  store_row_sums<R>(a0, a1, y);
+}
+
+// dst[0..n) = columns [c0, c0 + n) of a packed row (c0 and n multiples of 32), as packed_int_dequantize_cols gives
+// them.
+template <DType PT, DType RT>
+MOE_AVX2 void convert_packed(const uint8_t* row, const float* scales, int64_t tile_cols, int64_t c0, int64_t n,
+                             float* dst) {
+  for (int64_t c = c0; c < c0 + n; c += 32) {
+    __m256 q[4];
+    packed_32<PT>(row, c, q);
+    const __m256 s = _mm256_set1_ps(scales[c / tile_cols]);
+    for (int j = 0; j < 4; ++j) _mm256_storeu_ps(dst + (c - c0) + 8 * j, scaled<RT>(q[j], s));
+  }
+}
+
+template <DType PT, DType RT>
+MOE_AVX2 void matmul_rows_packed_avx2(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
+  const auto* q = static_cast<const uint8_t*>(W.data);
+  const size_t stride = packed_int_row_bytes(PT, W.cols);
+  if (T == 1) {
+    four_streams(rb, re, [&](const int64_t* rows, int n) {  // as matmul_rows_avx2
+      const uint8_t* wp[4];
+      const float* sp[4];
+      float* yp[4];
+      for (int j = 0; j < n; ++j) wp[j] = q + rows[j] * stride, sp[j] = W.tiles.row_scales(rows[j]), yp[j] = y + rows[j];
+      switch (n) {
+        case 4: gemv_packed_rows<PT, RT, 4>(wp, sp, W.tiles.tile_cols, x, W.cols, yp); break;
+        case 3: gemv_packed_rows<PT, RT, 3>(wp, sp, W.tiles.tile_cols, x, W.cols, yp); break;
+        case 2: gemv_packed_rows<PT, RT, 2>(wp, sp, W.tiles.tile_cols, x, W.cols, yp); break;
+        default: gemv_packed_rows<PT, RT, 1>(wp, sp, W.tiles.tile_cols, x, W.cols, yp); break;
+      }
+    });
+    return;
+  }
+  // T > 1: expanded panels, as prefill (its column blocks start at multiples of 256).
+  prefill_panels(W, x, T, y, rb, re, [&W, q, stride](int64_t r, int64_t k0, int64_t kc, float* dst) {
+    convert_packed<PT, RT>(q + r * stride, W.tiles.row_scales(r), W.tiles.tile_cols, k0, kc, dst);
+  });
+}
+
+// Whether the AVX2 path takes a packed matrix: whole runs of 32 columns, tiles too (every group size in use: 32 to
+// 128, or whole rows). Others go through the scalar path.
+bool packed_fits_avx2(const MatrixRef& W) { return W.cols % 32 == 0 && W.tiles.tile_cols % 32 == 0; }
+
+template <DType PT>
+void matmul_rows_packed_avx2(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
+  switch (W.tiles.round_to) {
+    case DType::BF16: matmul_rows_packed_avx2<PT, DType::BF16>(W, x, T, y, rb, re); return;
+    case DType::F16: matmul_rows_packed_avx2<PT, DType::F16>(W, x, T, y, rb, re); return;
+    default: matmul_rows_packed_avx2<PT, DType::F32>(W, x, T, y, rb, re); return;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1493,14 +1627,18 @@ MOE_AVX2 float topk_sum_avx2(const float* v, int64_t n, int k, float* s) {
 #endif  // MOE_HAVE_X86_KERNELS
 
 void check_matrix(const MatrixRef& W, const float* x, int64_t T, const float* y) {
-  if (!is_weight_dtype(W.dtype) && W.dtype != DType::MXFP4 && W.dtype != DType::F8_E4M3 && !is_block_quantized(W.dtype))
+  if (!is_weight_dtype(W.dtype) && W.dtype != DType::MXFP4 && W.dtype != DType::F8_E4M3 && !is_packed_int(W.dtype) &&
+      !is_block_quantized(W.dtype))
     throw std::invalid_argument("matmul: weight dtype " + std::string(dtype_name(W.dtype)) +
-                                " is not F32, F16, BF16, F8_E4M3, MXFP4 or a GGML block type");
-  if (W.dtype == DType::F8_E4M3 && (W.fp8.tile_rows < 1 || W.fp8.tile_cols < 1 || W.fp8.first_row < 0 ||
-                                    W.fp8.grid_cols < fp8_tile_count(W.cols, W.fp8.tile_cols) ||
-                                    (W.rows > 0 && !W.fp8)))
-    throw std::invalid_argument("matmul: an F8_E4M3 matrix needs its tile scales (tiles of at least 1 × 1, a scale for "
-                                "each tile of a row)");
+                                " is not F32, F16, BF16, F8_E4M3, a packed integer, MXFP4 or a GGML block type");
+  if ((W.dtype == DType::F8_E4M3 || is_packed_int(W.dtype)) &&
+      (W.tiles.tile_rows < 1 || W.tiles.tile_cols < 1 || W.tiles.first_row < 0 ||
+       W.tiles.grid_cols < tile_count(W.cols, W.tiles.tile_cols) || (W.rows > 0 && !W.tiles)))
+    throw std::invalid_argument("matmul: a matrix of " + std::string(dtype_name(W.dtype)) + " needs its tile scales "
+                                "(tiles of at least 1 × 1, a scale for each tile of a row)");
+  if (is_packed_int(W.dtype) && (W.cols * packed_int_bits(W.dtype)) % 32)
+    throw std::invalid_argument("matmul: a matrix of " + std::string(dtype_name(W.dtype)) + " needs rows of whole 32-bit words (" +
+                                std::to_string(W.cols) + " columns)");
   if (W.dtype == DType::MXFP4 && (W.cols % kMxfp4BlockValues || W.row_step < 1 || (W.rows > 0 && !W.scales)))
     throw std::invalid_argument("matmul: an MXFP4 matrix needs whole blocks of 32 columns (has " +
                                 std::to_string(W.cols) + "), scales and a row step of at least 1");
@@ -1528,6 +1666,14 @@ void matmul_rows_unchecked(const MatrixRef& W, const float* x, int64_t T, float*
       case DType::F16: matmul_rows_avx2<F16W>(W, x, T, y, rb, re); return;
       case DType::MXFP4: matmul_rows_mxfp4_avx2(W, x, T, y, rb, re); return;
       case DType::F8_E4M3: matmul_rows_fp8_avx2(W, x, T, y, rb, re); return;
+      case DType::PACKED_I4:
+        if (!packed_fits_avx2(W)) break;
+        matmul_rows_packed_avx2<DType::PACKED_I4>(W, x, T, y, rb, re);
+        return;
+      case DType::PACKED_I8:
+        if (!packed_fits_avx2(W)) break;
+        matmul_rows_packed_avx2<DType::PACKED_I8>(W, x, T, y, rb, re);
+        return;
       default:
         if (is_block_quantized(W.dtype)) {
           matmul_rows_ggml_avx2(W, x, T, y, rb, re);
@@ -1543,6 +1689,8 @@ void matmul_rows_unchecked(const MatrixRef& W, const float* x, int64_t T, float*
     case DType::F16: matmul_rows_scalar<DType::F16>(W, x, T, y, rb, re); return;
     case DType::MXFP4: matmul_rows_mxfp4_scalar(W, x, T, y, rb, re); return;
     case DType::F8_E4M3: matmul_rows_fp8_scalar(W, x, T, y, rb, re); return;
+    case DType::PACKED_I4:
+    case DType::PACKED_I8: matmul_rows_packed_scalar(W, x, T, y, rb, re); return;
     default:
       if (is_block_quantized(W.dtype)) matmul_rows_ggml_scalar(W, x, T, y, rb, re);
       return;

@@ -1,6 +1,7 @@
 #pragma once
 // Matrix products against weights stored as they are in the checkpoint (F32, F16 or BF16, row-major
-// [out, in], read in place from the mmap; F8_E4M3 with its tile scales, engine/common/fp8.h; MXFP4 blocks and
+// [out, in], read in place from the mmap; F8_E4M3 with its tile scales, engine/common/fp8.h; compressed-tensors'
+// packed integers with their group scales, engine/common/packed_int.h; MXFP4 blocks and
 // scales, engine/common/mxfp4.h; or a GGUF's
 // block-quantized rows, Q8_0, Q4_K, ..., MXFP4_GGML, IQ4_NL, IQ4_XS, engine/common/ggml_quants.h).
 // Activations are F32; accumulation is F32.
@@ -10,7 +11,7 @@
 
 #include "engine/backend/cpu/thread_pool.h"
 #include "engine/common/dtype.h"
-#include "engine/common/fp8.h"
+#include "engine/common/tile_scales.h"
 
 namespace moe::cpu {
 
@@ -23,8 +24,8 @@ struct MatrixRef {
   // between this matrix's rows (2 for GPT-OSS's interleaved gate and up). cols is a multiple of 32.
   const uint8_t* scales = nullptr;
   int64_t row_step = 1;
-  // F8_E4M3 only (fine-grained FP8, data: the bytes of row 0): the tile scales.
-  Fp8Tiles fp8 = {};
+  // F8_E4M3 and the packed integers only (data: the bytes of row 0): the tile scales.
+  TileScales tiles = {};
 };
 
 // y[t, r] = Σ_c W[r, c] · x[t, c] for t < T and r in [row_begin, row_end), on the calling thread.

@@ -19,19 +19,19 @@ namespace {
 
 constexpr size_t kPiece = size_t(64) << 20;
 
-// Rows expanded to f32 on the host and stored as `to` (BF16, rounded, or F32), about kPiece bytes of them per
+// Rows expanded to f32 on the host and stored as `to` (BF16 or F16, rounded, or F32), about kPiece bytes of them per
 // copy; progress(stored bytes) after each.
 void put_expanded(std::byte* dst, const WeightMatrix& m, DType to, const std::function<void(size_t)>& progress) {
   const size_t es = dtype_size(to);
   const int64_t piece_rows = std::max<int64_t>(1, int64_t(kPiece / es) / std::max<int64_t>(m.cols, 1));
   std::vector<float> rows(size_t(std::min(piece_rows, m.rows) * m.cols));
-  std::vector<uint16_t> halves(to == DType::BF16 ? rows.size() : 0);
+  std::vector<uint16_t> halves(to == DType::F32 ? 0 : rows.size());
   for (int64_t r0 = 0; r0 < m.rows; r0 += piece_rows) {
     const int64_t n = std::min(piece_rows, m.rows - r0);
     for (int64_t r = 0; r < n; ++r) weight_row_to_f32(m, r0 + r, rows.data() + r * m.cols);
     const void* staged = rows.data();
-    if (to == DType::BF16) {
-      for (size_t i = 0; i < size_t(n * m.cols); ++i) halves[i] = f32_to_bf16(rows[i]);
+    if (to != DType::F32) {
+      for (size_t i = 0; i < size_t(n * m.cols); ++i) halves[i] = to == DType::BF16 ? f32_to_bf16(rows[i]) : f32_to_f16(rows[i]);
       staged = halves.data();
     }
     MOE_CUDA_CHECK(cudaMemcpy(dst + size_t(r0 * m.cols) * es, staged, size_t(n * m.cols) * es, cudaMemcpyHostToDevice));
@@ -195,14 +195,14 @@ void put_matrix(void* dst, const WeightMatrix& m, DType to, const std::function<
   }
   if (m.dtype == DType::F8_E4M3 && to == DType::F8_E4M3_B128) {
     put_rearranged(out, m, to, progress, [&m](int64_t r, uint8_t* row) {
-      fp8_to_blocks(static_cast<const uint8_t*>(m.data) + r * m.cols, m.fp8.row_scales(r), m.fp8.tile_cols, m.cols, row);
+      fp8_to_blocks(static_cast<const uint8_t*>(m.data) + r * m.cols, m.tiles.row_scales(r), m.tiles.tile_cols, m.cols, row);
     });
     return;
   }
   if (m.dtype != to) {
-    if (to != DType::BF16 && to != DType::F32)
+    if (to != DType::BF16 && to != DType::F16 && to != DType::F32)
       throw EngineError("", "dtype", "a " + std::string(dtype_name(m.dtype)) +
-                                         " matrix goes to the GPU as stored, as BF16 or as F32, not as " + std::string(dtype_name(to)));
+                                         " matrix goes to the GPU as stored, as BF16, F16 or F32, not as " + std::string(dtype_name(to)));
     put_expanded(out, m, to, progress);
     return;
   }

@@ -1,0 +1,144 @@
+// compressed-tensors' pack-quantized integers (engine/common/packed_int.h): 4- or 8-bit values packed into int32
+// words, with a scale per group of columns or per row, each weight q · scale rounded to the scales' dtype. The
+// reference, tests/data/packed_int (tests/make_packed_int_reference.py): weights packed and dequantized by
+// compressed-tensors itself, in BF16, F16 and F32 scales, groups of 16 to 64 and whole rows, with every value of
+// each range and F16-subnormal products. Checked: the values bit for bit as the row reader gives them and as both
+// CPU paths multiply them (a product against a unit vector is the weight itself); the products against the
+// reference's values in double.
+#include "engine/common/packed_int.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "engine/backend/cpu/matmul.h"
+#include "engine/backend/cpu/thread_pool.h"
+#include "engine/backend/weight_rows.h"
+#include "engine/formats/safetensors.h"
+#include "tests/support/matmul_reference.h"
+
+namespace moe {
+namespace {
+
+using test::ScopedForceScalar;
+
+struct Weight {
+  std::string name;
+  DType dtype;
+};
+const Weight kWeights[] = {{"i4_g32_bf16", DType::PACKED_I4},
+                           {"i4_g16_f16", DType::PACKED_I4},
+                           {"i8_g64_f16", DType::PACKED_I8},
+                           {"i8_row_f32", DType::PACKED_I8}};
+
+struct Reference {
+  std::unique_ptr<SafetensorsFile> file =
+      SafetensorsFile::open(std::string(MOE_TEST_DATA_DIR) + "/packed_int/reference.safetensors");
+  std::vector<std::vector<float>> scales;  // F32 copies, as the loader keeps them
+  const TensorView& at(const std::string& name) const { return file->tensors().at(name); }
+  const float* values(const Weight& w) const { return reinterpret_cast<const float*>(at(w.name + ".values").data); }
+  WeightMatrix matrix(const Weight& w) {
+    const TensorView& s = at(w.name + ".scale");
+    const int64_t rows = at(w.name + ".values").shape[0], cols = at(w.name + ".values").shape[1];
+    const int64_t groups = s.shape[1];
+    scales.emplace_back(size_t(rows * groups));
+    convert_to_f32(s.data, s.dtype, scales.back().size(), scales.back().data());
+    EXPECT_EQ(at(w.name + ".packed").shape[1] * 32, cols * packed_int_bits(w.dtype));
+    return {at(w.name + ".packed").data, w.dtype, rows, cols, nullptr, 1,
+            TileScales{scales.back().data(), 1, cols / groups, groups, 0, s.dtype}};
+  }
+};
+
+cpu::MatrixRef ref(const WeightMatrix& m) { return {m.data, m.dtype, m.rows, m.cols, m.scales, m.row_step, m.tiles}; }
+
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, 4) == 0; }
+
+TEST(PackedInt, RowsAreCompressedTensorsValues) {
+  Reference r;
+  for (const Weight& w : kWeights) {
+    SCOPED_TRACE(w.name);
+    const WeightMatrix m = r.matrix(w);
+    const float* want = r.values(w);
+    std::vector<float> got(static_cast<size_t>(m.cols)), part(static_cast<size_t>(m.cols));
+    for (int64_t row = 0; row < m.rows; ++row) {
+      weight_row_to_f32(m, row, got.data());
+      for (int64_t c = 0; c < m.cols; ++c)
+        ASSERT_TRUE(same_bits(got[size_t(c)], want[row * m.cols + c])) << "row " << row << " column " << c;
+      // Columns from inside a group on, across the next.
+      const int64_t c0 = 5, n = m.cols - 9;
+      packed_int_dequantize_cols(w.dtype, static_cast<const uint8_t*>(m.data) + row * packed_int_row_bytes(w.dtype, m.cols),
+                                 m.tiles.row_scales(row), m.tiles.tile_cols, m.tiles.round_to, c0, n, part.data());
+      for (int64_t c = 0; c < n; ++c)
+        ASSERT_TRUE(same_bits(part[size_t(c)], want[row * m.cols + c0 + c])) << "row " << row << " column " << c0 + c;
+    }
+  }
+}
+
+// Against the unit vectors, a product is the weight itself, exactly: one token at a time (the GEMV) and all of
+// them at once (the prefill panels' conversion), on both paths.
+TEST(PackedInt, BothPathsMultiplyTheSameValues) {
+  Reference r;
+  cpu::ThreadPool pool(2);
+  for (const Weight& w : kWeights) {
+    const WeightMatrix m = r.matrix(w);
+    const int64_t R = m.rows, C = m.cols;
+    const float* want = r.values(w);
+    std::vector<float> eye(size_t(C * C), 0.0f);
+    for (int64_t c = 0; c < C; ++c) eye[size_t(c * C + c)] = 1.0f;
+    for (bool scalar : {false, true}) {
+      if (!scalar && !cpu::simd_supported()) continue;
+      ScopedForceScalar force(scalar);
+      SCOPED_TRACE(w.name + (scalar ? ", scalar" : ", simd"));
+      std::vector<float> y(size_t(C * R));
+      cpu::matmul(pool, ref(m), eye.data(), C, y.data());
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t row = 0; row < R; ++row)
+          ASSERT_TRUE(same_bits(y[size_t(c * R + row)], want[row * C + c])) << "all tokens, row " << row << " column " << c;
+      for (int64_t c = 0; c < C; c += 7) {
+        cpu::matmul(pool, ref(m), eye.data() + c * C, 1, y.data());
+        for (int64_t row = 0; row < R; ++row)
+          ASSERT_TRUE(same_bits(y[size_t(row)], want[row * C + c])) << "one token, row " << row << " column " << c;
+      }
+    }
+  }
+}
+
+TEST(PackedInt, ProductsMatchTheReferenceOnBothPaths) {
+  Reference r;
+  cpu::ThreadPool pool(2);
+  for (const Weight& w : kWeights) {
+    const WeightMatrix m = r.matrix(w);
+    const std::vector<float> exact(r.values(w), r.values(w) + m.rows * m.cols);
+    for (bool scalar : {false, true}) {
+      if (!scalar && !cpu::simd_supported()) continue;
+      ScopedForceScalar force(scalar);
+      for (int64_t T : {1, 2, 5, 100}) {
+        SCOPED_TRACE(w.name + (scalar ? ", scalar" : ", simd") + ", T = " + std::to_string(T));
+        const std::vector<float> x = test::make_x(T, m.cols, uint32_t(T));
+        std::vector<float> y(size_t(T * m.rows));
+        cpu::matmul(pool, ref(m), x.data(), T, y.data());
+        EXPECT_LE(test::max_rel_error(exact, m.rows, m.cols, x, T, y), 1e-5);
+      }
+    }
+  }
+}
+
+TEST(PackedInt, AMatrixWithoutItsScalesOrWholeWordsIsRefused) {
+  Reference r;
+  WeightMatrix m = r.matrix(kWeights[0]);
+  std::vector<float> x(static_cast<size_t>(m.cols)), y(static_cast<size_t>(m.rows));
+  cpu::MatrixRef unscaled = ref(m);
+  unscaled.tiles = {};
+  EXPECT_THROW(cpu::matmul_rows(unscaled, x.data(), 1, y.data(), 0, m.rows), std::invalid_argument);
+  cpu::MatrixRef ragged = ref(m);
+  ragged.cols = 12;  // 48 bits a row
+  ragged.tiles.tile_cols = 12;
+  EXPECT_THROW(cpu::matmul_rows(ragged, x.data(), 1, y.data(), 0, m.rows), std::invalid_argument);
+  EXPECT_EQ(matrix_bytes(DType::PACKED_I4, 3, 64), size_t(3 * 32));
+  EXPECT_EQ(matrix_bytes(DType::PACKED_I8, 3, 64), size_t(3 * 64));
+}
+
+}  // namespace
+}  // namespace moe
