@@ -7,6 +7,8 @@ its PackedQuantizationCompressor.decompress (what transformers calls to load the
     i4_g16_f16     4-bit, an F16 scale per group of 16      7 x 48   (groups narrower than the SIMD runs)
     i8_g64_f16     8-bit, an F16 scale per group of 64      9 x 128  (F16 rounding on the SIMD path)
     i8_row_f32     8-bit, one F32 scale per row (channel)  10 x 96
+    i4_g128_bf16   4-bit, a BF16 scale per group of 128     5 x 384  (the SIMD path's tables per group)
+    i4_row_f16     4-bit, one F16 scale per row             6 x 256  (likewise, F16 rounding)
 Row 0 of each holds every value of its range in order. Some scales are small enough that the products are F16
 subnormals. Writes tests/data/packed_int/reference.safetensors with, per weight <w>:
     <w>.packed  I32 [rows, cols * bits / 32]   weight_packed
@@ -31,6 +33,8 @@ CASES = [  # name, bits, group (None: per row), scale dtype, rows, cols
     ("i4_g16_f16", 4, 16, torch.float16, 7, 48),
     ("i8_g64_f16", 8, 64, torch.float16, 9, 128),
     ("i8_row_f32", 8, None, torch.float32, 10, 96),
+    ("i4_g128_bf16", 4, 128, torch.bfloat16, 5, 384),
+    ("i4_row_f16", 4, None, torch.float16, 6, 256),
 ]
 
 

@@ -192,7 +192,7 @@ void print_info(const Model& m, int context, DType kv_dtype, const Tokenizer* to
               cli::count_str(double(z.attention_params)).c_str(), cli::count_str(double(z.routed_expert_params)).c_str(),
               cli::count_str(double(z.shared_expert_params)).c_str(), cli::count_str(double(z.dense_mlp_params)).c_str(),
               cli::count_str(double(z.embedding_params)).c_str(), cli::count_str(double(z.lm_head_params)).c_str());
-  std::printf("weights       %s as stored", cli::bytes_str(double(m.weight_bytes())).c_str());
+  std::printf("weights       %s in memory", cli::bytes_str(double(m.weight_bytes())).c_str());
   const auto by_dtype = m.matrix_bytes_by_dtype();
   if (by_dtype.size() > 1) {  // a mix (GGUF files): the matrices' bytes in each type
     const char* sep = "; matrices ";

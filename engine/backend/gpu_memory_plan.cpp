@@ -73,6 +73,11 @@ DType gpu_group_dtype(const std::vector<const WeightMatrix*>& group, DType part)
       if (m->dtype != DType::F8_E4M3 || !fp8_fits_blocks(m->cols, m->tiles.tile_cols)) return part;
     return DType::F8_E4M3_B128;
   }
+  if (group.front()->dtype == DType::PACKED_I4) {  // each block takes its group's scale on upload
+    for (const WeightMatrix* m : group)
+      if (!packed_int_fits_blocks(m->dtype, m->cols, m->tiles)) return part;
+    return DType::PACKED_I4_B32;
+  }
   if (!is_block_quantized(group.front()->dtype)) return part;
   for (const WeightMatrix* m : group)
     if (m->dtype != group.front()->dtype || m->row_step != 1) return part;

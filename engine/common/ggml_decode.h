@@ -532,6 +532,29 @@ struct F8_E4M3_B128 {
   }
 };
 
+// f rounded to the nearest BF16 value, ties to even (f finite), as f32.
+MOE_HOST_DEVICE float bf16_rounded(float f) {
+  const uint32_t u = f32_bits_of(f);
+  return f32_of_bits((u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u);
+}
+
+// 4-bit packed integers with their BF16 scale, 32 to a block: x = q·s rounded to BF16, as compressed-tensors
+// dequantises a BF16-scaled pack-quantized weight. Not a GGUF type: the CUDA backend holds such a checkpoint's
+// matrices this way (engine/common/packed_int.h: the groups of a row, 32 or more values each, are cut into blocks
+// that each carry their group's scale). Layout: s (bf16 bits, little-endian), then the 16 bytes as stored (value 2i
+// in byte i's low nibble, 2i + 1 in its high nibble, each q + 8).
+struct PACKED_I4_B32 {
+  static constexpr int kValues = 32, kBytes = 18;
+  template <int N>
+  MOE_HOST_DEVICE static void run(const uint8_t* b, int v0, float* out) {
+    const float s = f32_of_bits(iq::u16_at(b) << 16);
+    for (int i = 0; i < N; ++i) {
+      const int v = v0 + i;
+      out[i] = bf16_rounded(float(int((b[2 + v / 2] >> (4 * (v & 1))) & 15) - 8) * s);
+    }
+  }
+};
+
 // Calls f(Decoder{}) with the decoder of block type t and returns true; false (f not called) for any
 // other dtype.
 template <typename F>
@@ -558,6 +581,7 @@ MOE_HOST_DEVICE bool visit_block_type(DType t, F&& f) {
     case DType::IQ1_S: f(IQ1_S{}); return true;
     case DType::IQ1_M: f(IQ1_M{}); return true;
     case DType::F8_E4M3_B128: f(F8_E4M3_B128{}); return true;
+    case DType::PACKED_I4_B32: f(PACKED_I4_B32{}); return true;
     default: return false;
   }
 }

@@ -18,7 +18,7 @@ struct BlockFormat {
 // The block of a type: {32, 18} for Q4_0, {256, 144} for Q4_K, {1, dtype_size} for F32/F16/BF16...
 // {1, 0} for types without a fixed layout (MXFP4, whose scales lie apart).
 BlockFormat block_format(DType t);
-inline bool is_block_quantized(DType t) { return t >= DType::Q4_0 && t <= DType::F8_E4M3_B128; }
+inline bool is_block_quantized(DType t) { return t >= DType::Q4_0 && t <= DType::PACKED_I4_B32; }
 // True when t is a block type and a row of n values is whole blocks of it (what the kernels that decode
 // blocks take).
 inline bool whole_blocks(DType t, int64_t n) { return is_block_quantized(t) && n % block_format(t).values == 0; }
@@ -53,6 +53,8 @@ inline size_t row_bytes(DType t, int64_t n) {
 //   decoders reads their fields).
 //   F8_E4M3_B128  x = e4m3(q)·s: not a GGUF type, but fine-grained FP8 (fp8.h) as the GPU holds it, 128 values
 //   with their F32 scale to a block (ggml_decode.h).
+//   PACKED_I4_B32  x = bf16(q·s): not a GGUF type either, but BF16-scaled 4-bit packed integers (packed_int.h) as
+//   the GPU holds them, 32 values with their BF16 scale to a block (ggml_decode.h).
 struct BlockQ4_0 { uint8_t d[2]; uint8_t qs[16]; };
 struct BlockQ4_1 { uint8_t d[2], m[2]; uint8_t qs[16]; };
 struct BlockQ5_0 { uint8_t d[2]; uint8_t qh[4]; uint8_t qs[16]; };

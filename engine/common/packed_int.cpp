@@ -1,5 +1,9 @@
 #include "engine/common/packed_int.h"
 
+#include <cstring>
+
+#include "engine/common/ggml_decode.h"
+
 namespace moe {
 
 float round_to_dtype(float f, DType to) {
@@ -13,6 +17,16 @@ void packed_int_dequantize_cols(DType t, const uint8_t* row, const float* scales
   for (int64_t i = 0; i < n; ++i) {
     const int64_t c = c0 + i;
     dst[i] = round_to_dtype(float(packed_int_value(t, row, c)) * scales[c / tile_cols], round_to);
+  }
+}
+
+void packed_int_to_blocks(const uint8_t* row, const float* scales, int64_t tile_cols, int64_t n, uint8_t* dst) {
+  constexpr int64_t kValues = ggml::PACKED_I4_B32::kValues;
+  for (int64_t b = 0; b < n / kValues; ++b) {
+    uint8_t* out = dst + b * ggml::PACKED_I4_B32::kBytes;
+    const uint16_t s = f32_to_bf16(scales[b * kValues / tile_cols]);
+    out[0] = uint8_t(s), out[1] = uint8_t(s >> 8);
+    std::memcpy(out + 2, row + b * kValues / 2, size_t(kValues / 2));
   }
 }
 

@@ -46,4 +46,13 @@ inline void packed_int_dequantize_row(DType t, const void* data, int64_t cols, c
                              tiles.row_scales(r), tiles.tile_cols, tiles.round_to, 0, cols, dst);
 }
 
+// Whether a matrix can be held as PACKED_I4_B32 blocks (the CUDA backend's copy): 4-bit, BF16 scales (its values
+// BF16-rounded), whole blocks of 32 each in one group.
+inline bool packed_int_fits_blocks(DType t, int64_t cols, const TileScales& tiles) {
+  return t == DType::PACKED_I4 && tiles.round_to == DType::BF16 && cols % 32 == 0 && tiles.tile_cols % 32 == 0;
+}
+// One row (n values; packed_int_fits_blocks) as PACKED_I4_B32 blocks into dst: each block its group's scale as BF16
+// (which it is), then its 16 bytes as stored. The values are the same bit for bit.
+void packed_int_to_blocks(const uint8_t* row, const float* scales, int64_t tile_cols, int64_t n, uint8_t* dst);
+
 }  // namespace moe

@@ -594,18 +594,18 @@ WeightBytes count_weight_bytes(const ModelSpec& s, const ModelWeights& w) {
     return n * 4;
   };
   auto mlp = [&](const SwiGluWeights& m) {
-    return m.gate.bytes() + m.up.bytes() + m.down.bytes() + floats({&m.gate_bias, &m.up_bias, &m.down_bias});
+    return m.gate.held_bytes() + m.up.held_bytes() + m.down.held_bytes() + floats({&m.gate_bias, &m.up_bias, &m.down_bias});
   };
   WeightBytes b;
-  b.embeddings = w.embed.bytes() + (s.tied_embeddings ? 0 : w.lm_head.bytes());
+  b.embeddings = w.embed.held_bytes() + (s.tied_embeddings ? 0 : w.lm_head.held_bytes());
   b.other = floats({&w.final_norm});
   for (const auto& L : w.layers) {
-    b.attention += L.q.bytes() + L.k.bytes() + L.v.bytes() + L.o.bytes() + L.q_a.bytes() + L.kv_a.bytes() + L.kv_b.bytes();
+    b.attention += L.q.held_bytes() + L.k.held_bytes() + L.v.held_bytes() + L.o.held_bytes() + L.q_a.held_bytes() + L.kv_a.held_bytes() + L.kv_b.held_bytes();
     b.attention += floats({&L.q_norm, &L.k_norm, &L.q_bias, &L.k_bias, &L.v_bias, &L.o_bias, &L.q_a_norm, &L.q_a_bias,
                            &L.kv_a_norm, &L.kv_a_bias, &L.sinks});
     for (const auto& e : L.experts) b.routed_experts += mlp(e);
-    b.shared_experts += mlp(L.shared) + L.shared_gate.bytes();
-    b.other += L.router.bytes() + floats({&L.router_bias, &L.router_logit_bias, &L.attn_norm, &L.ffn_norm}) + mlp(L.mlp);
+    b.shared_experts += mlp(L.shared) + L.shared_gate.held_bytes();
+    b.other += L.router.held_bytes() + floats({&L.router_bias, &L.router_logit_bias, &L.attn_norm, &L.ffn_norm}) + mlp(L.mlp);
   }
   return b;
 }
@@ -628,7 +628,10 @@ std::vector<std::filesystem::path> Model::weight_files() const {
 std::map<std::string, size_t> Model::matrix_bytes_by_dtype() const {
   std::map<std::string, size_t> out;
   for_each_matrix(weights_, spec_.tied_embeddings,
-                  [&out](MatrixPart, const WeightMatrix& m) { out[std::string(dtype_name(m.dtype))] += m.bytes(); });
+                  [&out](MatrixPart, const WeightMatrix& m) {
+                    out[std::string(dtype_name(m.dtype))] += m.bytes();
+                    if (m.scale_bytes()) out["F32 scales"] += m.scale_bytes();
+                  });
   return out;
 }
 

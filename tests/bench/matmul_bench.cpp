@@ -499,7 +499,8 @@ int main(int argc, char** argv) {
                   DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_XXS, DType::IQ3_S, DType::IQ1_S, DType::IQ1_M})
     wg.push_back(std::make_unique<BlockWeights>(init_pool, t, rows16, cols16));
   const Fp8Weights w8(init_pool, rows16, cols16);
-  const PackedWeights wi4(init_pool, DType::PACKED_I4, rows16, cols16, 32), wi8(init_pool, DType::PACKED_I8, rows16, cols16, 0);
+  const PackedWeights wi4(init_pool, DType::PACKED_I4, rows16, cols16, 32), wi4_128(init_pool, DType::PACKED_I4, rows16, cols16, 128),
+      wi8(init_pool, DType::PACKED_I8, rows16, cols16, 0);
 
   for (int threads : thread_counts) {
     ThreadPool pool(threads);
@@ -530,6 +531,7 @@ int main(int argc, char** argv) {
     for (const auto& w : wg) res.push_back(bench_gemv_blocks(o, pool, threads, *w));
     res.push_back(bench_gemv_fp8(o, pool, threads, w8));
     res.push_back(bench_gemv_packed(o, pool, threads, wi4));
+    res.push_back(bench_gemv_packed(o, pool, threads, wi4_128));
     res.push_back(bench_gemv_packed(o, pool, threads, wi8));
     res.push_back(bench_decode_sequence(o, pool, threads));
     if (simd_supported()) {

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -342,7 +343,8 @@ TEST(CudaQuantized, Fp8ArrivesAsBlocksF32OrBf16) {
 
 // compressed-tensors' packed integers (engine/common/packed_int.h) on the way to the GPU: their values are those of
 // their scales' dtype, so as BF16 (BF16 scales) or F16 (F16 scales) they arrive exactly, bit for bit the values the
-// CPU reads, as does F32. Every 4-bit value, groups of 32.
+// CPU reads, as does F32; BF16-scaled ones arrive as PACKED_I4_B32 blocks byte for byte what packed_int_to_blocks
+// makes (the CPU test checks those against the values). Every 4-bit value, groups of 32.
 TEST(CudaQuantized, PackedIntegersArriveAsTheirValues) {
   MOE_REQUIRE_GPU();
   const int64_t rows = 40, cols = 256, group = 32, groups = cols / group;
@@ -375,38 +377,70 @@ TEST(CudaQuantized, PackedIntegersArriveAsTheirValues) {
         ASSERT_EQ(std::memcmp(&got32[size_t(r * cols + c)], &v, 4), 0) << "row " << r << " column " << c;
       }
     }
+    if (scale_dtype != DType::BF16) continue;
+    const size_t row = matrix_bytes(DType::PACKED_I4_B32, 1, cols);
+    cuda::test::DeviceVector<uint8_t> blocks(size_t(rows) * row);
+    cuda::put_matrix(blocks.get(), m, DType::PACKED_I4_B32);
+    const std::vector<uint8_t> got = blocks.download();
+    std::vector<uint8_t> want(row);
+    for (int64_t r = 0; r < rows; ++r) {
+      packed_int_to_blocks(q.data() + r * cols / 2, m.tiles.row_scales(r), group, cols, want.data());
+      ASSERT_EQ(std::memcmp(got.data() + size_t(r) * row, want.data(), row), 0) << "row " << r;
+    }
   }
 }
 
-// A fine-grained FP8 checkpoint's layout (every release's 128 × 128 tiles; embeddings and routers BF16): each
-// group of FP8 matrices keeps its bytes on the GPU as F8_E4M3_B128 blocks, which the decode products, the prefill
-// expert GEMM and the dense projections' expansion for cuBLAS read; a group whose tiles are narrower than a block
-// goes as F32. The model runs within the BF16 bound of the CPU, which reads the FP8 bytes in place, with the
-// memory the plan gives.
-TEST(CudaQuantized, Fp8CheckpointKeepsItsBytes) {
-  MOE_REQUIRE_GPU();
+// A checkpoint whose matrices, but the embeddings and the routers, `scale` makes scaled ones (narrow: the dense MLP's
+// down of layer 1, with tiles narrower than a block): each group keeps its bytes on the GPU as `blocks`, which the
+// decode products, the prefill expert GEMM and the dense projections' expansion for cuBLAS read, but the narrow
+// one, which goes as `narrow_part`, its part's dtype. The model runs within the BF16 bound of the CPU, which reads
+// the scaled bytes in place, with the memory the plan gives.
+void expect_scaled_checkpoint_keeps_its_bytes(
+    const std::function<void(test::WeightSwap&, WeightMatrix&, const std::string& name, bool narrow, uint32_t seed)>& scale,
+    DType blocks, DType narrow_part) {
   test::ScratchDir dir;
   auto model = test::quantizable_model(dir, DType::BF16);
   test::WeightSwap swap(*model);
   uint32_t seed = 1;
   test::for_each_matrix(swap.weights(), [&](WeightMatrix& m, const std::string& name) {
     if (name == "embed" || name.rfind("router", 0) == 0) return;
-    swap.to_fp8(m, 128, name == "mlp down of layer 1" ? 64 : 128, seed++);
+    scale(swap, m, name, name == "mlp down of layer 1", seed++);
   });
   const ModelWeights& w = model->weights();
-  ASSERT_EQ(w.layers[1].mlp.down.tiles.tile_cols, 64);
   const GpuWeightDtypes d = gpu_weight_dtypes(model->spec(), w);
-  EXPECT_EQ(d.head, DType::F8_E4M3_B128);
+  EXPECT_EQ(d.head, blocks);
   const GpuLayerDtypes l0 = gpu_layer_dtypes(model->spec(), w, d, 0), l1 = gpu_layer_dtypes(model->spec(), w, d, 1);
-  EXPECT_EQ(l0.qkv, DType::F8_E4M3_B128);
-  EXPECT_EQ(l0.o, DType::F8_E4M3_B128);
-  EXPECT_EQ(l0.expert_gate_up, DType::F8_E4M3_B128);
-  EXPECT_EQ(l0.expert_down, DType::F8_E4M3_B128);
-  EXPECT_EQ(l1.mlp_gate_up, DType::F8_E4M3_B128);
-  EXPECT_EQ(l1.mlp_down, DType::F32);  // the part's: F32 holds the FP8 values times their scales exactly
+  EXPECT_EQ(l0.qkv, blocks);
+  EXPECT_EQ(l0.o, blocks);
+  EXPECT_EQ(l0.expert_gate_up, blocks);
+  EXPECT_EQ(l0.expert_down, blocks);
+  EXPECT_EQ(l1.mlp_gate_up, blocks);
+  EXPECT_EQ(l1.mlp_down, narrow_part);
   std::string described;
   expect_gpu_matches_cpu(*model, described);
-  EXPECT_NE(described.find("F8_E4M3_B128"), std::string::npos) << described;
+  EXPECT_NE(described.find(std::string(dtype_name(blocks))), std::string::npos) << described;
+}
+
+// A W4A16 checkpoint's layout (compressed-tensors, BF16 scales in groups of 32 for the experts, 128 elsewhere, as
+// RedHatAI's and Kimi's): PACKED_I4_B32 blocks; groups of 16 go as BF16, exactly.
+TEST(CudaQuantized, PackedIntCheckpointKeepsItsBytes) {
+  MOE_REQUIRE_GPU();
+  expect_scaled_checkpoint_keeps_its_bytes(
+      [](test::WeightSwap& swap, WeightMatrix& m, const std::string& name, bool narrow, uint32_t seed) {
+        swap.to_packed_i4(m, narrow ? 16 : name.find("expert") != std::string::npos ? 32 : 128, seed);
+      },
+      DType::PACKED_I4_B32, DType::BF16);  // BF16 holds BF16-scaled packed values exactly
+}
+
+// A fine-grained FP8 checkpoint's layout (every release's 128 × 128 tiles): F8_E4M3_B128 blocks; tiles 64 wide go
+// as F32.
+TEST(CudaQuantized, Fp8CheckpointKeepsItsBytes) {
+  MOE_REQUIRE_GPU();
+  expect_scaled_checkpoint_keeps_its_bytes(
+      [](test::WeightSwap& swap, WeightMatrix& m, const std::string&, bool narrow, uint32_t seed) {
+        swap.to_fp8(m, 128, narrow ? 64 : 128, seed);
+      },
+      DType::F8_E4M3_B128, DType::F32);  // F32 holds the FP8 values times their scales exactly
 }
 
 // GPT-OSS's release: its experts, in Hugging Face's MXFP4, stay MXFP4 on the GPU as ggml's blocks (the kernels

@@ -268,6 +268,14 @@ TEST(GpuMemoryPlan, GptOssMxfp4ExpertsKeepTheirBytes) {
   EXPECT_EQ(gpu_layer_dtypes(s, mixed, parts, 0).expert_gate_up, DType::MXFP4_GGML);
 }
 
+// What the plan gives a model's routed experts, its parts in `parts` (a 64-token context).
+size_t planned_routed_experts(const Model& model, const GpuWeightDtypes& parts) {
+  GpuPlanOptions o{DType::BF16, 64, 8, 0};
+  o.part_dtypes = parts;
+  o.weights = &model.weights();
+  return part(plan_gpu_memory(model.spec(), o), "routed experts");
+}
+
 // Fine-grained FP8 on the GPU. The releases' tiles (128 × 128): each group of FP8 matrices keeps its bytes, 132
 // per 128 values (F8_E4M3_B128). Tiles narrower than a block (the qwen3_moe_fp8 golden's 32 × 16): the parts are
 // F32, which holds every FP8 value times its scale exactly, and BF16 parts (the router, the embeddings) stay BF16.
@@ -296,22 +304,27 @@ TEST(GpuMemoryPlan, Fp8KeepsItsBytesOrGoesAsF32) {
   EXPECT_EQ(d.expert_down, DType::F8_E4M3_B128);
   EXPECT_EQ(d.o, DType::F8_E4M3_B128);
   EXPECT_EQ(d.qkv, DType::F32);
-  GpuPlanOptions o{DType::BF16, 64, 8, 0};
-  o.part_dtypes = parts;
-  o.weights = &model->weights();
   const size_t E = size_t(s.moe.n_experts), H = size_t(s.hidden), F = size_t(s.moe.expert_ffn);
-  EXPECT_EQ(part(plan_gpu_memory(s, o), "routed experts"), E * 3 * H * F / 128 * 132);  // layer 1 is dense
+  EXPECT_EQ(planned_routed_experts(*model, parts), E * 3 * H * F / 128 * 132);  // layer 1 is dense
 }
 
-// compressed-tensors' packed integers on the GPU: a part takes the dtype of its values, that of their scales — BF16
-// for the qwen3_moe_w4a16 golden's experts and attention, F16 for mixtral_w4a16's — so it is exact, at the size of a
-// 16-bit model.
-TEST(GpuMemoryPlan, PackedIntegersGoAsTheirScalesDtype) {
+// compressed-tensors' packed integers on the GPU. BF16-scaled 4-bit groups of whole blocks (the qwen3_moe_w4a16
+// golden's experts) keep their bytes as PACKED_I4_B32 blocks, 18 bytes per 32 weights; other packed integers take
+// the dtype of their values, that of their scales (BF16 for that golden's 8-bit attention, F16 for mixtral_w4a16's
+// groups of 16), so they are exact, at the size of a 16-bit model.
+TEST(GpuMemoryPlan, PackedIntegersKeepTheirBytesOrGoAsTheirScalesDtype) {
   auto qwen = Model::load(std::string(MOE_TEST_DATA_DIR) + "/models/qwen3_moe_w4a16");
-  const GpuWeightDtypes q = gpu_weight_dtypes(qwen->spec(), qwen->weights());
+  const ModelSpec& s = qwen->spec();
+  const GpuWeightDtypes q = gpu_weight_dtypes(s, qwen->weights());
   EXPECT_EQ(q.attention, DType::BF16);
   EXPECT_EQ(q.routed_experts, DType::BF16);
-  EXPECT_EQ(gpu_layer_dtypes(qwen->spec(), qwen->weights(), q, 0).expert_gate_up, DType::BF16);
+  const GpuLayerDtypes l0 = gpu_layer_dtypes(s, qwen->weights(), q, 0);
+  EXPECT_EQ(l0.expert_gate_up, DType::PACKED_I4_B32);
+  EXPECT_EQ(l0.expert_down, DType::PACKED_I4_B32);
+  EXPECT_EQ(l0.qkv, DType::BF16);
+  const size_t E = size_t(s.moe.n_experts), H = size_t(s.hidden), F = size_t(s.moe.expert_ffn);
+  EXPECT_EQ(planned_routed_experts(*qwen, q), size_t(s.n_layers) * E * 3 * H * F / 32 * 18);
+
   auto mixtral = Model::load(std::string(MOE_TEST_DATA_DIR) + "/models/mixtral_w4a16");
   const GpuWeightDtypes m = gpu_weight_dtypes(mixtral->spec(), mixtral->weights());
   EXPECT_EQ(m.attention, DType::F16);

@@ -211,7 +211,10 @@ TEST_F(BrokenPackedCheckpoint, TensorsAndSchemesAreNamed) {
     EXPECT_EQ(L.q.dtype, DType::PACKED_I8);
     EXPECT_EQ(L.q.tiles.tile_cols, 64);  // one scale per row
     EXPECT_EQ(L.router.dtype, DType::BF16);
-    EXPECT_EQ(m->matrix_bytes_by_dtype().at("PACKED_I4"), size_t(3) * 8 * 3 * 32 * 64 / 2);
+    const size_t experts = size_t(3) * 8 * 3 * 32 * 64;  // weights of every layer's experts
+    EXPECT_EQ(m->matrix_bytes_by_dtype().at("PACKED_I4"), experts / 2);
+    EXPECT_EQ(m->matrix_bytes_by_dtype().at("F32 scales"), experts / 32 * 4 + size_t(3) * (64 + 32 + 32 + 64) * 4);
+    EXPECT_EQ(m->weight_bytes_by_part().routed_experts, experts / 2 + experts / 32 * 4);
   }
   const std::string w = "model.layers.2.mlp.experts.5.down_proj.weight";
   drop_tensor(w + "_scale");

@@ -1,8 +1,9 @@
 // compressed-tensors' pack-quantized integers (engine/common/packed_int.h): 4- or 8-bit values packed into int32
 // words, with a scale per group of columns or per row, each weight q · scale rounded to the scales' dtype. The
 // reference, tests/data/packed_int (tests/make_packed_int_reference.py): weights packed and dequantized by
-// compressed-tensors itself, in BF16, F16 and F32 scales, groups of 16 to 64 and whole rows, with every value of
-// each range and F16-subnormal products. Checked: the values bit for bit as the row reader gives them and as both
+// compressed-tensors itself, in BF16, F16 and F32 scales, groups of 16 to 128 and whole rows (so every path of the
+// CPU: the scalar one, the SIMD one, its tables for 4-bit groups of 128 or more), with every value of each range
+// and F16-subnormal products. Checked: the values bit for bit as the row reader gives them and as both
 // CPU paths multiply them (a product against a unit vector is the weight itself); the products against the
 // reference's values in double.
 #include "engine/common/packed_int.h"
@@ -16,6 +17,7 @@
 #include "engine/backend/cpu/matmul.h"
 #include "engine/backend/cpu/thread_pool.h"
 #include "engine/backend/weight_rows.h"
+#include "engine/common/ggml_quants.h"
 #include "engine/formats/safetensors.h"
 #include "tests/support/matmul_reference.h"
 
@@ -31,7 +33,9 @@ struct Weight {
 const Weight kWeights[] = {{"i4_g32_bf16", DType::PACKED_I4},
                            {"i4_g16_f16", DType::PACKED_I4},
                            {"i8_g64_f16", DType::PACKED_I8},
-                           {"i8_row_f32", DType::PACKED_I8}};
+                           {"i8_row_f32", DType::PACKED_I8},
+                           {"i4_g128_bf16", DType::PACKED_I4},
+                           {"i4_row_f16", DType::PACKED_I4}};
 
 struct Reference {
   std::unique_ptr<SafetensorsFile> file =
@@ -123,6 +127,37 @@ TEST(PackedInt, ProductsMatchTheReferenceOnBothPaths) {
       }
     }
   }
+}
+
+// How the GPU holds BF16-scaled 4-bit weights: each 32 values of a row with their group's scale (PACKED_I4_B32).
+// The blocks decode, by the decoder the CUDA kernels share, to the reference's values bit for bit, in groups of 32
+// (the reference's) and of 64 (each scale then in two blocks). Groups narrower than a block, F16 scales or 8 bits
+// cannot be held so.
+TEST(PackedInt, GpuBlocksHoldTheSameValues) {
+  Reference r;
+  const WeightMatrix m = r.matrix(kWeights[0]);  // i4_g32_bf16
+  ASSERT_TRUE(packed_int_fits_blocks(m.dtype, m.cols, m.tiles));
+  std::vector<uint8_t> blocks(matrix_bytes(DType::PACKED_I4_B32, 1, m.cols));
+  EXPECT_EQ(blocks.size(), size_t(m.cols / 32 * 18));
+  std::vector<float> got(static_cast<size_t>(m.cols)), want(static_cast<size_t>(m.cols));
+  const auto* bytes = static_cast<const uint8_t*>(m.data);
+  const size_t stride = packed_int_row_bytes(m.dtype, m.cols);
+  for (int64_t row = 0; row < m.rows; ++row) {
+    packed_int_to_blocks(bytes + row * stride, m.tiles.row_scales(row), 32, m.cols, blocks.data());
+    dequantize_row(blocks.data(), DType::PACKED_I4_B32, m.cols, got.data());
+    for (int64_t c = 0; c < m.cols; ++c)
+      ASSERT_TRUE(same_bits(got[size_t(c)], r.values(kWeights[0])[row * m.cols + c])) << "row " << row << " column " << c;
+    // Groups of 64: every other scale of the row.
+    std::vector<float> wide(static_cast<size_t>(m.cols / 64));
+    for (size_t g = 0; g < wide.size(); ++g) wide[g] = m.tiles.row_scales(row)[2 * g];
+    packed_int_to_blocks(bytes + row * stride, wide.data(), 64, m.cols, blocks.data());
+    dequantize_row(blocks.data(), DType::PACKED_I4_B32, m.cols, got.data());
+    packed_int_dequantize_cols(m.dtype, bytes + row * stride, wide.data(), 64, DType::BF16, 0, m.cols, want.data());
+    for (int64_t c = 0; c < m.cols; ++c) ASSERT_TRUE(same_bits(got[size_t(c)], want[size_t(c)])) << "groups of 64, column " << c;
+  }
+  EXPECT_FALSE(packed_int_fits_blocks(DType::PACKED_I4, 48, TileScales{nullptr, 1, 16, 3, 0, DType::BF16}));
+  EXPECT_FALSE(packed_int_fits_blocks(DType::PACKED_I4, 256, TileScales{nullptr, 1, 32, 8, 0, DType::F16}));
+  EXPECT_FALSE(packed_int_fits_blocks(DType::PACKED_I8, 256, TileScales{nullptr, 1, 32, 8, 0, DType::BF16}));
 }
 
 TEST(PackedInt, AMatrixWithoutItsScalesOrWholeWordsIsRefused) {
