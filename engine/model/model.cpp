@@ -600,7 +600,7 @@ WeightBytes count_weight_bytes(const ModelSpec& s, const ModelWeights& w) {
   b.embeddings = w.embed.held_bytes() + (s.tied_embeddings ? 0 : w.lm_head.held_bytes());
   b.other = floats({&w.final_norm});
   for (const auto& L : w.layers) {
-    b.attention += L.q.held_bytes() + L.k.held_bytes() + L.v.held_bytes() + L.o.held_bytes() + L.q_a.held_bytes() + L.kv_a.held_bytes() + L.kv_b.held_bytes();
+    for (const WeightMatrix* m : {&L.q, &L.k, &L.v, &L.o, &L.q_a, &L.kv_a, &L.kv_b}) b.attention += m->held_bytes();
     b.attention += floats({&L.q_norm, &L.k_norm, &L.q_bias, &L.k_bias, &L.v_bias, &L.o_bias, &L.q_a_norm, &L.q_a_bias,
                            &L.kv_a_norm, &L.kv_a_bias, &L.sinks});
     for (const auto& e : L.experts) b.routed_experts += mlp(e);

@@ -60,8 +60,8 @@ TEST(CudaQuantized, EveryBlockTypeArrivesAsItsBf16Values) {
       for (int64_t c = 0; c < cols; ++c)
         ASSERT_EQ(got[size_t(r * cols + c)], f32_to_bf16(row[size_t(c)])) << "row " << r << " column " << c;
     }
-    // Only BF16 is made from other dtypes.
-    EXPECT_THROW(cuda::put_matrix(device.get(), m, DType::F16), EngineError);
+    // Other dtypes are made as BF16, F16 or F32, never as another block type.
+    EXPECT_THROW(cuda::put_matrix(device.get(), m, t == DType::Q4_0 ? DType::Q8_0 : DType::Q4_0), EngineError);
   }
 }
 
