@@ -17,23 +17,23 @@ std::string gib(size_t bytes) {
 }
 
 // The stored dtypes of one part's matrices, folded into the part's device dtype: a mix is BF16, or F32 where it
-// holds fine-grained FP8 (whose values BF16 would round). Packed integers count as the dtype their values are
-// rounded to (their scales').
+// holds scaled weights whose values BF16 would round (fine-grained FP8; packed integers with F32 or F16 scales).
+// Packed integers count as the dtype their values are rounded to (their scales').
 class PartDtype {
  public:
   void add(const WeightMatrix& m) {
     const DType t = is_packed_int(m.dtype) ? m.tiles.round_to : m.dtype;
     if (!seen_) first_ = t;
     mixed_ = mixed_ || t != first_;
-    fp8_ = fp8_ || t == DType::F8_E4M3;
+    scaled_ = scaled_ || m.dtype == DType::F8_E4M3 || (is_packed_int(m.dtype) && t != DType::BF16);
     seen_ = true;
   }
   DType device(DType none) const {
-    return !seen_ ? none : !mixed_ ? gpu_weight_dtype(first_) : fp8_ ? DType::F32 : DType::BF16;
+    return !seen_ ? none : !mixed_ ? gpu_weight_dtype(first_) : scaled_ ? DType::F32 : DType::BF16;
   }
 
  private:
-  bool seen_ = false, mixed_ = false, fp8_ = false;
+  bool seen_ = false, mixed_ = false, scaled_ = false;
   DType first_ = DType::BF16;
 };
 

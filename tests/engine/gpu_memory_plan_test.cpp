@@ -333,6 +333,15 @@ TEST(GpuMemoryPlan, PackedIntegersKeepTheirBytesOrGoAsTheirScalesDtype) {
   const GpuLayerDtypes d = gpu_layer_dtypes(mixtral->spec(), mixtral->weights(), m, 1);
   EXPECT_EQ(d.qkv, DType::F16);
   EXPECT_EQ(d.expert_down, DType::F16);
+
+  // Mixed in one part with BF16 weights, F16-scaled values go as F32 (BF16 would round them); BF16-scaled as BF16.
+  test::ScratchDir dir;
+  auto model = test::quantizable_model(dir, DType::BF16);
+  test::WeightSwap swap(*model);
+  swap.to_packed_i4(swap.weights().layers[0].o, 16, 1);  // BF16 scales, groups too narrow for blocks
+  EXPECT_EQ(gpu_weight_dtypes(model->spec(), model->weights()).attention, DType::BF16);
+  swap.weights().layers[0].o.tiles.round_to = DType::F16;
+  EXPECT_EQ(gpu_weight_dtypes(model->spec(), model->weights()).attention, DType::F32);
 }
 
 }  // namespace
