@@ -597,9 +597,9 @@ CASES = [
         config=dict(QWEN3_MOE_ARCH, hidden_size=64),  # every width a multiple of the groups of 32
         weights_dtype="bfloat16",
         quantize="packed_int",
-        packed_schemes=[  # (targets, bits, group size or None for one scale per row)
-            (["re:.*mlp.experts.*"], 4, 32),
-            (["re:.*self_attn.*"], 8, None),
+        packed_schemes=[  # (targets, bits, group size or None for one scale per row, symmetric)
+            (["re:.*mlp.experts.*"], 4, 32, True),
+            (["re:.*self_attn.*"], 8, None, True),
         ],
         config_style="hub",
         exercises="Qwen3-MoE as compressed-tensors' pack-quantized W4A16 checkpoints (RedHatAI's, and Kimi-K2-"
@@ -615,10 +615,12 @@ CASES = [
         config=MIXTRAL_ARCH,
         weights_dtype="float16",
         quantize="packed_int",
-        packed_schemes=[(["Linear"], 4, 16)],
+        # transformers reads zero points for whole modules only, not for the stacked experts: attention is asymmetric
+        packed_schemes=[(["re:.*experts.*"], 4, 16, True), (["re:.*self_attn.*"], 4, 16, False)],
         config_style="hub",
         exercises="Mixtral with every linear weight but the router's and the head's in 4-bit integers with an F16 "
-        "scale per group of 16 (so F16-rounded weights, and groups narrower than the CPU's SIMD runs of 32). "
+        "scale per group of 16 (so F16-rounded weights, and groups narrower than the CPU's SIMD runs of 32), the "
+        "attention's asymmetric (a zero point per group, weight_zero_point packed down the rows). "
         "Reference: transformers with CompressedTensorsConfig(dequantize=True), fp32.",
     ),
     dict(
@@ -717,37 +719,51 @@ def fp8_rewrite(out_dir, case):
 # compressed-tensors' pack-quantized integers (its compressors/pack_quantized): per scheme, each targeted linear
 # weight's rows in groups of group_size columns (or whole rows), each group scaled by its largest magnitude over
 # 2^(bits-1) - 1 (the scale rounded to the storage dtype first), values rounded and clamped to the signed range, then
-# packed by compressed_tensors' own pack_to_int32. A weight is (q * scale) computed in the scale's dtype.
+# packed by compressed_tensors' own pack_to_int32. A weight is (q * scale) computed in the scale's dtype. An
+# asymmetric scheme scales the group's range [min(x, 0), max(x, 0)] over 2^bits - 1 and shifts it by a zero point z
+# (as compressed-tensors' calculate_qparams), and a weight is (q - z) * scale.
 def packed_scheme(case, name, ndim):
-    """The (bits, group) of the scheme whose targets match a linear weight, or None."""
+    """The (bits, group, symmetric) of the scheme whose targets match a linear weight, or None."""
     if ndim != 2 or not name.endswith(".weight") or name.endswith(("embed_tokens.weight", "lm_head.weight")):
         return None
     module = name[: -len(".weight")]
     if module.endswith(("mlp.gate", "block_sparse_moe.gate")):
         return None
-    for targets, bits, group in case["packed_schemes"]:
+    for targets, bits, group, symmetric in case["packed_schemes"]:
         for t in targets:
             if t == "Linear" or (t.startswith("re:") and re.match(t[3:], module)):
-                return bits, group
+                return bits, group, symmetric
     return None
 
 
-def packed_quantize(w, bits, group):
-    """w [R, C] -> (q int8 [R, C], scale [R, C/group] in w's dtype)."""
+def packed_quantize(w, bits, group, symmetric):
+    """w [R, C] -> (q int8 [R, C], scale [R, C/group] in w's dtype, zero int8 [R, C/group] or None)."""
     r, c = w.shape
     g = group or c
     x = w.float().reshape(r, c // g, g)
-    qmax = 2 ** (bits - 1) - 1
-    amax = x.abs().amax(dim=-1)
-    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax)).to(w.dtype)
-    q = torch.round(x / scale.float()[..., None]).clamp(-(qmax + 1), qmax).to(torch.int8).reshape(r, c)
-    return q, scale
+    qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    if symmetric:
+        amax = x.abs().amax(dim=-1)
+        scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax)).to(w.dtype)
+        zero = None
+        shift = torch.zeros_like(amax)
+    else:
+        lo, hi = x.amin(dim=-1).clamp(max=0), x.amax(dim=-1).clamp(min=0)
+        span = (hi - lo) / (qmax - qmin)
+        scale = torch.where(span > 0, span, torch.ones_like(span)).to(w.dtype)
+        zero = torch.round(qmin - lo / scale.float()).clamp(qmin, qmax).to(torch.int8)
+        shift = zero.float()
+    q = torch.round(x / scale.float()[..., None] + shift[..., None]).clamp(qmin, qmax).to(torch.int8).reshape(r, c)
+    return q, scale, zero
 
 
-def packed_dequantize(q, scale, group):
+def packed_dequantize(q, scale, zero, group):
     r, c = q.shape
     g = group or c
-    return (q.to(scale.dtype).reshape(r, c // g, g) * scale[..., None]).reshape(r, c)
+    v = q.to(scale.dtype).reshape(r, c // g, g)
+    if zero is not None:
+        v = v - zero.to(scale.dtype)[..., None]
+    return (v * scale[..., None]).reshape(r, c)
 
 
 def packed_rewrite(out_dir, case):
@@ -763,16 +779,18 @@ def packed_rewrite(out_dir, case):
         if scheme is None:
             out[name] = t
             continue
-        bits, group = scheme
-        q, scale = packed_quantize(t, bits, group)
+        bits, group, symmetric = scheme
+        q, scale, zero = packed_quantize(t, bits, group, symmetric)
         base = name[: -len(".weight")]
         out[base + ".weight_packed"] = pack_to_int32(q, bits)
         out[base + ".weight_scale"] = scale.contiguous()
         out[base + ".weight_shape"] = torch.tensor(list(t.shape), dtype=torch.int32)
+        if zero is not None:
+            out[base + ".weight_zero_point"] = pack_to_int32(zero, bits, packed_dim=0).contiguous()
     save_torch(out, str(path), metadata={"format": "pt"})
     cfg = json.loads((out_dir / "config.json").read_text())
     groups = {}
-    for i, (targets, bits, group) in enumerate(case["packed_schemes"]):
+    for i, (targets, bits, group, symmetric) in enumerate(case["packed_schemes"]):
         groups[f"group_{i}"] = {
             "format": "pack-quantized",
             "input_activations": None,
@@ -787,7 +805,7 @@ def packed_rewrite(out_dir, case):
                 "observer": "minmax",
                 "observer_kwargs": {},
                 "strategy": "group" if group else "channel",
-                "symmetric": True,
+                "symmetric": symmetric,
                 "type": "int",
             },
         }
@@ -1169,10 +1187,12 @@ def check_loaded_weights(model, loaded, dtype, case):
             # stacked expert quantizes as its separate weights do.
             scheme = packed_scheme(case, name if name.endswith(".weight") else name + ".weight", min(expect.ndim, 2))
             if scheme is not None:
-                bits, group = scheme
+                bits, group, symmetric = scheme
                 rounded = expect.to(dtype)
                 mats = rounded if rounded.ndim == 3 else rounded[None]
-                expect = torch.stack([packed_dequantize(*packed_quantize(m, bits, group), group) for m in mats]).float()
+                expect = torch.stack(
+                    [packed_dequantize(*packed_quantize(m, bits, group, symmetric), group) for m in mats]
+                ).float()
                 expect = expect.reshape(rounded.shape)
         if not torch.equal(p.detach(), expect):
             raise RuntimeError(f"reloaded weight {name} differs from the {dtype}-rounded original")

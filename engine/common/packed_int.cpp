@@ -12,12 +12,27 @@ float round_to_dtype(float f, DType to) {
   return f;
 }
 
-void packed_int_dequantize_cols(DType t, const uint8_t* row, const float* scales, int64_t tile_cols, DType round_to,
-                                int64_t c0, int64_t n, float* dst) {
+void packed_int_dequantize_cols(DType t, const void* data, int64_t cols, const TileScales& tiles, int64_t r, int64_t c0,
+                                int64_t n, float* dst) {
+  const uint8_t* row = static_cast<const uint8_t*>(data) + size_t(r) * packed_int_row_bytes(t, cols);
+  const float* scales = tiles.row_scales(r);
+  const int8_t* zero = tiles.zero_points ? tiles.row_zero_points(r) : nullptr;
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t c = c0 + i;
-    dst[i] = round_to_dtype(float(packed_int_value(t, row, c)) * scales[c / tile_cols], round_to);
+    const int64_t c = c0 + i, g = c / tiles.tile_cols;
+    const int q = packed_int_value(t, row, c) - (zero ? zero[g] : 0);
+    dst[i] = round_to_dtype(float(q) * scales[g], tiles.round_to);
   }
+}
+
+void packed_int_unpack_zero_points(DType t, const uint8_t* words, int64_t rows, int64_t groups, int8_t* out) {
+  // Word w of column g holds rows 32 / bits · w onwards: as a row of its own, column g's rows run through the bytes
+  // of words (0, g), (1, g), …; each is read as packed_int_value reads a row.
+  const int per_word = 32 / packed_int_bits(t);
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint8_t* word = words + size_t((r / per_word) * groups + g) * 4;
+      out[r * groups + g] = int8_t(packed_int_value(t, word, r % per_word));
+    }
 }
 
 void packed_int_to_blocks(const uint8_t* row, const float* scales, int64_t tile_cols, int64_t n, uint8_t* dst) {

@@ -11,8 +11,12 @@
 // nibble and 2i + 1 in its high nibble. Weight (r, c) is
 //   round(q · scale[r][c / group])
 // where round is to the scales' dtype: compressed-tensors dequantises in it (q converted to that dtype, which holds
-// every q exactly, then multiplied), so the weights of BF16-scaled checkpoints are BF16 values. Symmetric schemes
-// only: an asymmetric one's weight_zero_point is refused at load. Activations are not quantized.
+// every q exactly, then multiplied), so the weights of BF16-scaled checkpoints are BF16 values. An asymmetric scheme
+// adds
+//   <name>.weight_zero_point  I32 [rows · bits / 32, groups]: one z per group, in the values' range, packed as they
+//                             are but down the rows (each column of the [rows, groups] grid packed on its own),
+// and weight (r, c) is round((q − z[r][c / group]) · scale[r][c / group]) (q − z is exact in the scales' dtype too).
+// Activations are not quantized.
 #include <cstddef>
 #include <cstdint>
 
@@ -35,21 +39,24 @@ inline int packed_int_value(DType t, const uint8_t* row, int64_t c) {
 // f rounded to the nearest value of `to` (F32: unchanged; BF16 or F16: to nearest, ties to even), as f32.
 float round_to_dtype(float f, DType to);
 
-// dst[0..n) = columns [c0, c0 + n) of one row: row its bytes from column 0, scales its tiles' scales
-// (TileScales::row_scales), tile_cols columns to a tile, each product rounded to round_to.
-void packed_int_dequantize_cols(DType t, const uint8_t* row, const float* scales, int64_t tile_cols, DType round_to,
-                                int64_t c0, int64_t n, float* dst);
-// dst[0..cols) = row r of a packed matrix whose row 0 is at data.
+// dst[0..n) = columns [c0, c0 + n) of row r of a packed matrix whose row 0 is at data, each value less its tile's
+// zero point (if any) times its tile's scale, rounded to tiles.round_to.
+void packed_int_dequantize_cols(DType t, const void* data, int64_t cols, const TileScales& tiles, int64_t r, int64_t c0,
+                                int64_t n, float* dst);
+// dst[0..cols) = row r.
 inline void packed_int_dequantize_row(DType t, const void* data, int64_t cols, const TileScales& tiles, int64_t r,
                                       float* dst) {
-  packed_int_dequantize_cols(t, static_cast<const uint8_t*>(data) + size_t(r) * packed_int_row_bytes(t, cols),
-                             tiles.row_scales(r), tiles.tile_cols, tiles.round_to, 0, cols, dst);
+  packed_int_dequantize_cols(t, data, cols, tiles, r, 0, cols, dst);
 }
+// The zero points of a [rows, groups] grid packed down its rows (weight_zero_point: words [rows · bits / 32, groups]
+// as little-endian bytes), as one int8 per tile, row-major.
+void packed_int_unpack_zero_points(DType t, const uint8_t* words, int64_t rows, int64_t groups, int8_t* out);
 
 // Whether a matrix can be held as PACKED_I4_B32 blocks (the CUDA backend's copy): 4-bit, BF16 scales (its values
-// BF16-rounded), whole blocks of 32 each in one group.
+// BF16-rounded), symmetric, whole blocks of 32 each in one group.
 inline bool packed_int_fits_blocks(DType t, int64_t cols, const TileScales& tiles) {
-  return t == DType::PACKED_I4 && tiles.round_to == DType::BF16 && cols % 32 == 0 && tiles.tile_cols % 32 == 0;
+  return t == DType::PACKED_I4 && tiles.round_to == DType::BF16 && !tiles.zero_points && cols % 32 == 0 &&
+         tiles.tile_cols % 32 == 0;
 }
 // One row (n values; packed_int_fits_blocks) as PACKED_I4_B32 blocks into dst: each block its group's scale as BF16
 // (which it is), then its 16 bytes as stored. The values are the same bit for bit.

@@ -20,9 +20,14 @@ struct TileScales {
   // What each product value · scale is rounded to: F32 (one f32 product, as fine-grained FP8 dequantises), or BF16
   // or F16 (compressed-tensors dequantises in its scales' dtype).
   DType round_to = DType::F32;
+  // Packed integers of an asymmetric scheme only: each tile's zero point, subtracted from the value before the
+  // scale (laid out as the scales); null when there are none.
+  const int8_t* zero_points = nullptr;
   explicit operator bool() const { return scales != nullptr; }
   // The grid_cols scales of row r's tiles.
   const float* row_scales(int64_t r) const { return scales + (first_row + r) / tile_rows * grid_cols; }
+  // The grid_cols zero points of row r's tiles (zero_points set).
+  const int8_t* row_zero_points(int64_t r) const { return zero_points + (first_row + r) / tile_rows * grid_cols; }
   // The tiles of the matrix made of rows r0, r0 + 1, … of this one.
   TileScales from_row(int64_t r0) const {
     TileScales t = *this;

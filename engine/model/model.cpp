@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "engine/common/error.h"
+#include "engine/common/packed_int.h"
 #include "engine/model/family.h"
 #include "engine/model/gguf_model.h"
 
@@ -111,11 +112,8 @@ class CheckpointSource : public WeightSource {
     if (!packed_int_)
       throw EngineError(p->file, name, "a packed weight, but " + config_ +
                                            " has no quantization_config with quant_method 'compressed-tensors' and format 'pack-quantized'");
-    for (const char* refused : {"_zero_point", "_g_idx"})
-      if (const TensorView* z = store_.find(weight + refused))
-        throw EngineError(z->file, weight + refused,
-                          std::string(refused[1] == 'z' ? "asymmetric quantization (zero points)" : "activation order (g_idx)") +
-                              " is not read; symmetric pack-quantized weights are");
+    if (const TensorView* g = store_.find(weight + "_g_idx"))
+      throw EngineError(g->file, weight + "_g_idx", "activation order by group (g_idx) is not read");
     used_.insert(name);
     if (p->dtype != DType::I32)
       throw EngineError(p->file, name, "dtype " + std::string(dtype_name(p->dtype)) + " is not I32, as packed weights are");
@@ -156,6 +154,19 @@ class CheckpointSource : public WeightSource {
     m.rows = rows;
     m.cols = cols;
     m.tiles = {f32_copy(*sc), 1, cols / groups, groups, 0, sc->dtype};
+    if (const TensorView* z = store_.find(weight + "_zero_point")) {  // an asymmetric scheme's
+      const std::string zname = weight + "_zero_point";
+      used_.insert(zname);
+      const std::vector<int64_t> want = {(rows * bits + 31) / 32, groups};
+      if (z->dtype != DType::I32 || z->shape != want)
+        throw EngineError(z->file, zname, std::string(dtype_name(z->dtype)) + " " + shape_str(z->shape) + " is not I32 " +
+                                              shape_str(want) + ", the zero points of " + std::to_string(rows) + " rows by " +
+                                              std::to_string(groups) + " groups packed down the rows");
+      owned_.emplace_back(new std::byte[size_t(rows * groups)]);
+      auto* zeros = reinterpret_cast<int8_t*>(owned_.back().get());
+      packed_int_unpack_zero_points(m.dtype, reinterpret_cast<const uint8_t*>(z->data), rows, groups, zeros);
+      m.tiles.zero_points = zeros;
+    }
     return true;
   }
   std::vector<std::string> unused() const {
@@ -630,7 +641,7 @@ std::map<std::string, size_t> Model::matrix_bytes_by_dtype() const {
   for_each_matrix(weights_, spec_.tied_embeddings,
                   [&out](MatrixPart, const WeightMatrix& m) {
                     out[std::string(dtype_name(m.dtype))] += m.bytes();
-                    if (m.scale_bytes()) out["F32 scales"] += m.scale_bytes();
+                    if (m.scale_bytes()) out["scales"] += m.scale_bytes();
                   });
   return out;
 }

@@ -66,7 +66,7 @@ class Model {
   // The same by part: with MXFP4 experts the parts differ in bytes per parameter.
   const WeightBytes& weight_bytes_by_part() const { return weight_bytes_; }
   // Bytes of the weight matrices by their stored type ("Q4_K", "BF16", ...): a GGUF file mixes several. The
-  // F32 copies of FP8 and packed integer matrices' scales come as "F32 scales". Vectors (norms, biases), held
+  // copies of FP8 and packed integer matrices' scales (and zero points) come as "scales". Vectors (norms, biases), held
   // as F32, are not counted.
   std::map<std::string, size_t> matrix_bytes_by_dtype() const;
   // Bytes of distinct synthetic memory (less than weight_bytes when aliased).

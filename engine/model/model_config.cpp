@@ -125,8 +125,8 @@ void read_fp8_config(const JsonFields& c, const nlohmann::json& q, ModelSpec& s)
 }
 
 // compressed-tensors (engine/common/packed_int.h), as its QuantizationConfig reads quantization_config: the format
-// (top level, or each config group's) must be "pack-quantized", and every group's scheme weight-only symmetric
-// integers of 4 or 8 bits, by group or by row (channel). The tensors say the rest: which modules are packed (the
+// (top level, or each config group's) must be "pack-quantized", and every group's scheme weight-only integers of 4
+// or 8 bits, by group or by row (channel), symmetric or not (the zero points' tensors say which). The tensors say the rest: which modules are packed (the
 // targets and the ignore list need no reading), their bits and their group size.
 void read_compressed_tensors_config(const JsonFields& c, const nlohmann::json& q, ModelSpec& s) {
   const std::string key = "quantization_config";
@@ -156,8 +156,7 @@ void read_compressed_tensors_config(const JsonFields& c, const nlohmann::json& q
     const std::string strategy = text(w, "strategy");
     if (strategy != "group" && strategy != "channel")
       refuse("strategy", "'" + strategy + "' is not read (a scale per group or per row, 'group' or 'channel', is)");
-    if (!w.contains("symmetric") || !w["symmetric"].is_boolean() || !w["symmetric"].get<bool>())
-      refuse("symmetric", "asymmetric quantization (zero points) is not read; symmetric is");
+    if (w.contains("symmetric") && !w["symmetric"].is_boolean()) refuse("symmetric", "must be true or false");
     if (w.contains("dynamic") && !(w["dynamic"].is_boolean() && !w["dynamic"].get<bool>()))
       refuse("dynamic", "dynamic weight scales are not read; static ones are");
     const std::string order = text(w, "actorder");

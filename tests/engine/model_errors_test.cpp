@@ -185,7 +185,7 @@ TEST_F(BrokenFp8Checkpoint, ScalesTilesAndFormatAreNamed) {
 
 // A compressed-tensors checkpoint (qwen3_moe_w4a16: experts 4-bit in groups of 32 with BF16 scales, attention 8-bit
 // with one scale per row): each packed weight's bits and groups come from its tensors; its scales, their dtype and
-// shape, its recorded shape, and the schemes the config describes are checked and named.
+// shape, its recorded shape, its zero points' shape, and the schemes the config describes are checked and named.
 class BrokenPackedCheckpoint : public BrokenCheckpoint {
  protected:
   void SetUp() override { copy_from(kSource.parent_path() / "qwen3_moe_w4a16"); }
@@ -213,7 +213,7 @@ TEST_F(BrokenPackedCheckpoint, TensorsAndSchemesAreNamed) {
     EXPECT_EQ(L.router.dtype, DType::BF16);
     const size_t experts = size_t(3) * 8 * 3 * 32 * 64;  // weights of every layer's experts
     EXPECT_EQ(m->matrix_bytes_by_dtype().at("PACKED_I4"), experts / 2);
-    EXPECT_EQ(m->matrix_bytes_by_dtype().at("F32 scales"), experts / 32 * 4 + size_t(3) * (64 + 32 + 32 + 64) * 4);
+    EXPECT_EQ(m->matrix_bytes_by_dtype().at("scales"), experts / 32 * 4 + size_t(3) * (64 + 32 + 32 + 64) * 4);
     EXPECT_EQ(m->weight_bytes_by_part().routed_experts, experts / 2 + experts / 32 * 4);
   }
   const std::string w = "model.layers.2.mlp.experts.5.down_proj.weight";
@@ -235,11 +235,17 @@ TEST_F(BrokenPackedCheckpoint, TensorsAndSchemesAreNamed) {
   edit_tensor(w + "_shape", [](TensorToWrite&, std::vector<std::byte>& bytes) { bytes[0] = std::byte{63}; });
   expect_error("model.safetensors", w + "_shape");
   copy_from(source_);
-  rewrite_weights([&](auto& tensors, auto& storage) {  // an asymmetric scheme's zero points
+  rewrite_weights([&](auto& tensors, auto& storage) {  // an asymmetric scheme's zero points, of the wrong shape
     tensors.push_back({w + "_zero_point", DType::I32, {1, 1}, nullptr, 4});
     storage.emplace_back(4);
   });
   expect_error("model.safetensors", w + "_zero_point");
+  copy_from(source_);
+  rewrite_weights([&](auto& tensors, auto& storage) {  // activation order by group
+    tensors.push_back({w + "_g_idx", DType::I32, {32}, nullptr, 128});
+    storage.emplace_back(128);
+  });
+  expect_error("model.safetensors", w + "_g_idx");
   copy_from(source_);
 
   const nlohmann::json good = config_["quantization_config"];
@@ -249,7 +255,7 @@ TEST_F(BrokenPackedCheckpoint, TensorsAndSchemesAreNamed) {
     write_config();
     expect_error("config.json", field);
   };
-  refused([&] { weights_scheme(0)["symmetric"] = false; }, "config_groups.group_0.weights.symmetric");
+  refused([&] { weights_scheme(0)["symmetric"] = "yes"; }, "config_groups.group_0.weights.symmetric");
   refused([&] { weights_scheme(1)["num_bits"] = 2; }, "config_groups.group_1.weights.num_bits");
   refused([&] { weights_scheme(0)["type"] = "float"; }, "config_groups.group_0.weights.type");
   refused([&] { weights_scheme(0)["strategy"] = "tensor"; }, "config_groups.group_0.weights.strategy");

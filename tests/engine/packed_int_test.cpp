@@ -2,8 +2,8 @@
 // words, with a scale per group of columns or per row, each weight q · scale rounded to the scales' dtype. The
 // reference, tests/data/packed_int (tests/make_packed_int_reference.py): weights packed and dequantized by
 // compressed-tensors itself, in BF16, F16 and F32 scales, groups of 16 to 128 and whole rows (so every path of the
-// CPU: the scalar one, the SIMD one, its tables for 4-bit groups of 128 or more), with every value of each range
-// and F16-subnormal products. Checked: the values bit for bit as the row reader gives them and as both
+// CPU: the scalar one, the SIMD one, its tables for 4-bit groups of 128 or more), symmetric and with zero points,
+// with every value of each range and F16-subnormal products. Checked: the values bit for bit as the row reader gives them and as both
 // CPU paths multiply them (a product against a unit vector is the weight itself); the products against the
 // reference's values in double.
 #include "engine/common/packed_int.h"
@@ -35,12 +35,16 @@ const Weight kWeights[] = {{"i4_g32_bf16", DType::PACKED_I4},
                            {"i8_g64_f16", DType::PACKED_I8},
                            {"i8_row_f32", DType::PACKED_I8},
                            {"i4_g128_bf16", DType::PACKED_I4},
-                           {"i4_row_f16", DType::PACKED_I4}};
+                           {"i4_row_f16", DType::PACKED_I4},
+                           {"i4_g32_bf16_asym", DType::PACKED_I4},
+                           {"i4_g128_f16_asym", DType::PACKED_I4},
+                           {"i8_g16_f32_asym", DType::PACKED_I8}};
 
 struct Reference {
   std::unique_ptr<SafetensorsFile> file =
       SafetensorsFile::open(std::string(MOE_TEST_DATA_DIR) + "/packed_int/reference.safetensors");
   std::vector<std::vector<float>> scales;  // F32 copies, as the loader keeps them
+  std::vector<std::vector<int8_t>> zeros;  // unpacked zero points, likewise
   const TensorView& at(const std::string& name) const { return file->tensors().at(name); }
   const float* values(const Weight& w) const { return reinterpret_cast<const float*>(at(w.name + ".values").data); }
   WeightMatrix matrix(const Weight& w) {
@@ -50,8 +54,15 @@ struct Reference {
     scales.emplace_back(size_t(rows * groups));
     convert_to_f32(s.data, s.dtype, scales.back().size(), scales.back().data());
     EXPECT_EQ(at(w.name + ".packed").shape[1] * 32, cols * packed_int_bits(w.dtype));
-    return {at(w.name + ".packed").data, w.dtype, rows, cols, nullptr, 1,
-            TileScales{scales.back().data(), 1, cols / groups, groups, 0, s.dtype}};
+    WeightMatrix m{at(w.name + ".packed").data, w.dtype, rows, cols, nullptr, 1,
+                   TileScales{scales.back().data(), 1, cols / groups, groups, 0, s.dtype}};
+    if (file->tensors().count(w.name + ".zero_point")) {
+      zeros.emplace_back(size_t(rows * groups));
+      packed_int_unpack_zero_points(w.dtype, reinterpret_cast<const uint8_t*>(at(w.name + ".zero_point").data), rows,
+                                    groups, zeros.back().data());
+      m.tiles.zero_points = zeros.back().data();
+    }
+    return m;
   }
 };
 
@@ -72,8 +83,7 @@ TEST(PackedInt, RowsAreCompressedTensorsValues) {
         ASSERT_TRUE(same_bits(got[size_t(c)], want[row * m.cols + c])) << "row " << row << " column " << c;
       // Columns from inside a group on, across the next.
       const int64_t c0 = 5, n = m.cols - 9;
-      packed_int_dequantize_cols(w.dtype, static_cast<const uint8_t*>(m.data) + row * packed_int_row_bytes(w.dtype, m.cols),
-                                 m.tiles.row_scales(row), m.tiles.tile_cols, m.tiles.round_to, c0, n, part.data());
+      packed_int_dequantize_cols(w.dtype, m.data, m.cols, m.tiles, row, c0, n, part.data());
       for (int64_t c = 0; c < n; ++c)
         ASSERT_TRUE(same_bits(part[size_t(c)], want[row * m.cols + c0 + c])) << "row " << row << " column " << c0 + c;
     }
@@ -152,12 +162,15 @@ TEST(PackedInt, GpuBlocksHoldTheSameValues) {
     for (size_t g = 0; g < wide.size(); ++g) wide[g] = m.tiles.row_scales(row)[2 * g];
     packed_int_to_blocks(bytes + row * stride, wide.data(), 64, m.cols, blocks.data());
     dequantize_row(blocks.data(), DType::PACKED_I4_B32, m.cols, got.data());
-    packed_int_dequantize_cols(m.dtype, bytes + row * stride, wide.data(), 64, DType::BF16, 0, m.cols, want.data());
+    const TileScales wide_tiles{wide.data(), 1, 64, int64_t(wide.size()), 0, DType::BF16};
+    packed_int_dequantize_row(m.dtype, bytes + row * stride, m.cols, wide_tiles, 0, want.data());
     for (int64_t c = 0; c < m.cols; ++c) ASSERT_TRUE(same_bits(got[size_t(c)], want[size_t(c)])) << "groups of 64, column " << c;
   }
   EXPECT_FALSE(packed_int_fits_blocks(DType::PACKED_I4, 48, TileScales{nullptr, 1, 16, 3, 0, DType::BF16}));
   EXPECT_FALSE(packed_int_fits_blocks(DType::PACKED_I4, 256, TileScales{nullptr, 1, 32, 8, 0, DType::F16}));
   EXPECT_FALSE(packed_int_fits_blocks(DType::PACKED_I8, 256, TileScales{nullptr, 1, 32, 8, 0, DType::BF16}));
+  const int8_t zeros[8] = {};
+  EXPECT_FALSE(packed_int_fits_blocks(DType::PACKED_I4, 256, TileScales{nullptr, 1, 32, 8, 0, DType::BF16, zeros}));
 }
 
 TEST(PackedInt, AMatrixWithoutItsScalesOrWholeWordsIsRefused) {

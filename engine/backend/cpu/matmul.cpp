@@ -51,10 +51,11 @@
 //   expands the panels to f32, the values bit for bit as fp8_dequantize_cols gives them, and runs the
 //   prefill path.
 // compressed-tensors' packed integers (engine/common/packed_int.h): T = 1 runs the same four streams, 32 values at a
-//   time (4-bit: 16 bytes, nibbles interleaved back into order; 8-bit: 32 bytes) widened to f32, each times its
-//   group's scale and rounded as the reference dequantises (to BF16 or F16, the scales' dtype) before its product
-//   with x. T > 1 expands the panels to f32 the same way and runs the prefill path. Rows or groups not in runs of 32
-//   columns go through the scalar path.
+//   time (4-bit: 16 bytes, nibbles interleaved back into order; 8-bit: 32 bytes) widened to f32, each less its
+//   group's zero point (asymmetric schemes), times its group's scale and rounded as the reference dequantises (to
+//   BF16 or F16, the scales' dtype) before its product with x; 4-bit groups of 128 or more pick each weight from the
+//   group's 16 made once. T > 1 expands the panels to f32 the same way and runs the prefill path. Rows or groups not
+//   in runs of 32 columns go through the scalar path.
 // GGML block types (GGUF's Q8_0, Q4_K, Q6_K, ..., MXFP4_GGML, IQ4_NL, IQ4_XS): a row is read in groups of
 //   up to 256 values (one K-type super-block, or up to 8 blocks of 32), each decoded with byte-wise masks
 //   and shifts into int8 quants (MXFP4_GGML's and the IQ4 types' nibbles then through a 16-byte table,
@@ -847,12 +848,25 @@ MOE_AVX2_INLINE __m256 scaled(__m256 q, __m256 s) {
   }
 }
 
-// y_i = row_i · x for R packed rows (T = 1), the rows taken as in gemv_rows (w: each row's bytes, scales: its
-// tiles' scales, tile_cols a multiple of 32). Each weight is rounded as dequantised before its product with x, so
-// the sums are those of the reference's weights.
-template <DType PT, DType RT, int R>
-MOE_AVX2 void gemv_packed_rows(const uint8_t* const* w, const float* const* scales, int64_t tile_cols, const float* x,
-                               int64_t n, float* const* y) {
+// The values of a packed row as the products take them: the rows' bytes, their tiles' scales and (kZero, an
+// asymmetric scheme) zero points, per row of up to four.
+struct PackedRows {
+  const uint8_t* w[4];
+  const float* scales[4];
+  const int8_t* zeros[4];
+};
+
+// (q − z) · s rounded as dequantised, for one tile's 8 values q (as f32) of row r: z its zero point when kZero.
+template <DType RT, bool kZero>
+MOE_AVX2_INLINE __m256 dequantized(__m256 q, const PackedRows& p, int r, int64_t tile) {
+  if constexpr (kZero) q = _mm256_sub_ps(q, _mm256_set1_ps(float(p.zeros[r][tile])));
+  return scaled<RT>(q, _mm256_set1_ps(p.scales[r][tile]));
+}
+
+// y_i = row_i · x for R packed rows (T = 1), the rows taken as in gemv_rows (tile_cols a multiple of 32). Each
+// weight is rounded as dequantised before its product with x, so the sums are those of the reference's weights.
+template <DType PT, DType RT, bool kZero, int R>
+MOE_AVX2 void gemv_packed_rows(const PackedRows& p, int64_t tile_cols, const float* x, int64_t n, float* const* y) {
   constexpr int64_t kBytes32 = PT == DType::PACKED_I4 ? 16 : 32;
   __m256 a0[R], a1[R];
 #pragma GCC unroll 4
@@ -862,15 +876,15 @@ MOE_AVX2 void gemv_packed_rows(const uint8_t* const* w, const float* const* scal
                  x3 = _mm256_loadu_ps(x + k + 24);
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
-      _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(w[r] + k * kBytes32 / 32) + kPrefetchDistance),
+      _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p.w[r] + k * kBytes32 / 32) + kPrefetchDistance),
                    _MM_HINT_T0);
       __m256 q[4];
-      packed_32<PT>(w[r], k, q);
-      const __m256 s = _mm256_set1_ps(scales[r][k / tile_cols]);
-      a0[r] = _mm256_fmadd_ps(scaled<RT>(q[0], s), x0, a0[r]);
-      a1[r] = _mm256_fmadd_ps(scaled<RT>(q[1], s), x1, a1[r]);
-      a0[r] = _mm256_fmadd_ps(scaled<RT>(q[2], s), x2, a0[r]);
-      a1[r] = _mm256_fmadd_ps(scaled<RT>(q[3], s), x3, a1[r]);
+      packed_32<PT>(p.w[r], k, q);
+      const int64_t tile = k / tile_cols;
+      a0[r] = _mm256_fmadd_ps(dequantized<RT, kZero>(q[0], p, r, tile), x0, a0[r]);
+      a1[r] = _mm256_fmadd_ps(dequantized<RT, kZero>(q[1], p, r, tile), x1, a1[r]);
+      a0[r] = _mm256_fmadd_ps(dequantized<RT, kZero>(q[2], p, r, tile), x2, a0[r]);
+      a1[r] = _mm256_fmadd_ps(dequantized<RT, kZero>(q[3], p, r, tile), x3, a1[r]);
     }
   }
   store_row_sums<R>(a0, a1, y);
@@ -883,14 +897,13 @@ MOE_AVX2_INLINE __m256 pick16(__m256 lo, __m256 hi, __m256i idx) {
                           _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
 }
 
-// gemv_packed_rows for 4 bits in groups of 128 or more: a group's 16 possible weights, round(q·s) for q = −8 … 7,
-// are made once per group and row, and each nibble picks its own (pick16): 6 operations per 8 weights where
-// converting and rounding each takes 10, though 3 of the 6 share one port. Measured on one thread: 12 % faster for
-// groups of 128; for groups of 32 making the tables costs more than it saves (10 % slower), so those go through
+// gemv_packed_rows for 4 bits in groups of 128 or more: a group's 16 possible weights, round((q − z)·s) for
+// q = −8 … 7, are made once per group and row, and each nibble picks its own (pick16): 6 operations per 8 weights
+// where converting and rounding each takes 10, though 3 of the 6 share one port. Measured on one thread: 12 % faster
+// for groups of 128; for groups of 32 making the tables costs more than it saves (10 % slower), so those go through
 // gemv_packed_rows.
-template <DType RT, int R>
-MOE_AVX2 void gemv_packed_i4_rows(const uint8_t* const* w, const float* const* scales, int64_t tile_cols, const float* x,
-                                  int64_t n, float* const* y) {
+template <DType RT, bool kZero, int R>
+MOE_AVX2 void gemv_packed_i4_rows(const PackedRows& p, int64_t tile_cols, const float* x, int64_t n, float* const* y) {
   const __m256 q_lo = _mm256_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1), q_hi = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
   const __m128i mask = _mm_set1_epi8(0x0f);
   __m256 a0[R], a1[R];
@@ -900,17 +913,16 @@ MOE_AVX2 void gemv_packed_i4_rows(const uint8_t* const* w, const float* const* s
     __m256 lo[R], hi[R];
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
-      const __m256 s = _mm256_set1_ps(scales[r][g]);
-      lo[r] = scaled<RT>(q_lo, s);
-      hi[r] = scaled<RT>(q_hi, s);
+      lo[r] = dequantized<RT, kZero>(q_lo, p, r, g);
+      hi[r] = dequantized<RT, kZero>(q_hi, p, r, g);
     }
     for (int64_t k = g0, end = std::min(n, g0 + tile_cols); k < end; k += 32) {
       const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8), x2 = _mm256_loadu_ps(x + k + 16),
                    x3 = _mm256_loadu_ps(x + k + 24);
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r) {
-        _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(w[r] + k / 2) + kPrefetchDistance), _MM_HINT_T0);
-        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[r] + k / 2));
+        _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p.w[r] + k / 2) + kPrefetchDistance), _MM_HINT_T0);
+        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p.w[r] + k / 2));
         const __m128i l = _mm_and_si128(b, mask), h = _mm_and_si128(_mm_srli_epi16(b, 4), mask);
         const __m128i n0 = _mm_unpacklo_epi8(l, h), n1 = _mm_unpackhi_epi8(l, h);  // nibbles 0–15, 16–31 in order
         a0[r] = _mm256_fmadd_ps(pick16(lo[r], hi[r], _mm256_cvtepu8_epi32(n0)), x0, a0[r]);
@@ -923,50 +935,57 @@ MOE_AVX2 void gemv_packed_i4_rows(const uint8_t* const* w, const float* const* s
   store_row_sums<R>(a0, a1, y);
 }
 
-// dst[0..n) = columns [c0, c0 + n) of a packed row (c0 and n multiples of 32), as packed_int_dequantize_cols gives
-// them.
-template <DType PT, DType RT>
-MOE_AVX2 void convert_packed(const uint8_t* row, const float* scales, int64_t tile_cols, int64_t c0, int64_t n,
-                             float* dst) {
+// dst[0..n) = columns [c0, c0 + n) of a packed row (c0 and n multiples of 32; p's row 0), as
+// packed_int_dequantize_cols gives them.
+template <DType PT, DType RT, bool kZero>
+MOE_AVX2 void convert_packed(const PackedRows& p, int64_t tile_cols, int64_t c0, int64_t n, float* dst) {
   for (int64_t c = c0; c < c0 + n; c += 32) {
     __m256 q[4];
-    packed_32<PT>(row, c, q);
-    const __m256 s = _mm256_set1_ps(scales[c / tile_cols]);
-    for (int j = 0; j < 4; ++j) _mm256_storeu_ps(dst + (c - c0) + 8 * j, scaled<RT>(q[j], s));
+    packed_32<PT>(p.w[0], c, q);
+    for (int j = 0; j < 4; ++j) _mm256_storeu_ps(dst + (c - c0) + 8 * j, dequantized<RT, kZero>(q[j], p, 0, c / tile_cols));
   }
 }
 
-template <DType PT, DType RT>
+template <DType PT, DType RT, bool kZero>
 MOE_AVX2 void matmul_rows_packed_avx2(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
   const auto* q = static_cast<const uint8_t*>(W.data);
   const size_t stride = packed_int_row_bytes(PT, W.cols);
+  const TileScales& t = W.tiles;
+  auto rows_at = [&](const int64_t* rows, int n) {
+    PackedRows p{};
+    for (int j = 0; j < n; ++j) {
+      p.w[j] = q + rows[j] * stride;
+      p.scales[j] = t.row_scales(rows[j]);
+      if constexpr (kZero) p.zeros[j] = t.row_zero_points(rows[j]);
+    }
+    return p;
+  };
   if (T == 1) {
     four_streams(rb, re, [&](const int64_t* rows, int n) {  // as matmul_rows_avx2
-      const uint8_t* wp[4];
-      const float* sp[4];
+      const PackedRows p = rows_at(rows, n);
       float* yp[4];
-      for (int j = 0; j < n; ++j) wp[j] = q + rows[j] * stride, sp[j] = W.tiles.row_scales(rows[j]), yp[j] = y + rows[j];
-      if (PT == DType::PACKED_I4 && W.tiles.tile_cols >= 128) {
+      for (int j = 0; j < n; ++j) yp[j] = y + rows[j];
+      if (PT == DType::PACKED_I4 && t.tile_cols >= 128) {
         switch (n) {
-          case 4: gemv_packed_i4_rows<RT, 4>(wp, sp, W.tiles.tile_cols, x, W.cols, yp); break;
-          case 3: gemv_packed_i4_rows<RT, 3>(wp, sp, W.tiles.tile_cols, x, W.cols, yp); break;
-          case 2: gemv_packed_i4_rows<RT, 2>(wp, sp, W.tiles.tile_cols, x, W.cols, yp); break;
-          default: gemv_packed_i4_rows<RT, 1>(wp, sp, W.tiles.tile_cols, x, W.cols, yp); break;
+          case 4: gemv_packed_i4_rows<RT, kZero, 4>(p, t.tile_cols, x, W.cols, yp); break;
+          case 3: gemv_packed_i4_rows<RT, kZero, 3>(p, t.tile_cols, x, W.cols, yp); break;
+          case 2: gemv_packed_i4_rows<RT, kZero, 2>(p, t.tile_cols, x, W.cols, yp); break;
+          default: gemv_packed_i4_rows<RT, kZero, 1>(p, t.tile_cols, x, W.cols, yp); break;
         }
       } else {
         switch (n) {
-          case 4: gemv_packed_rows<PT, RT, 4>(wp, sp, W.tiles.tile_cols, x, W.cols, yp); break;
-          case 3: gemv_packed_rows<PT, RT, 3>(wp, sp, W.tiles.tile_cols, x, W.cols, yp); break;
-          case 2: gemv_packed_rows<PT, RT, 2>(wp, sp, W.tiles.tile_cols, x, W.cols, yp); break;
-          default: gemv_packed_rows<PT, RT, 1>(wp, sp, W.tiles.tile_cols, x, W.cols, yp); break;
+          case 4: gemv_packed_rows<PT, RT, kZero, 4>(p, t.tile_cols, x, W.cols, yp); break;
+          case 3: gemv_packed_rows<PT, RT, kZero, 3>(p, t.tile_cols, x, W.cols, yp); break;
+          case 2: gemv_packed_rows<PT, RT, kZero, 2>(p, t.tile_cols, x, W.cols, yp); break;
+          default: gemv_packed_rows<PT, RT, kZero, 1>(p, t.tile_cols, x, W.cols, yp); break;
         }
       }
     });
     return;
   }
   // T > 1: expanded panels, as prefill (its column blocks start at multiples of 256).
-  prefill_panels(W, x, T, y, rb, re, [&W, q, stride](int64_t r, int64_t k0, int64_t kc, float* dst) {
-    convert_packed<PT, RT>(q + r * stride, W.tiles.row_scales(r), W.tiles.tile_cols, k0, kc, dst);
+  prefill_panels(W, x, T, y, rb, re, [&](int64_t r, int64_t k0, int64_t kc, float* dst) {
+    convert_packed<PT, RT, kZero>(rows_at(&r, 1), t.tile_cols, k0, kc, dst);
   });
 }
 
@@ -974,13 +993,21 @@ MOE_AVX2 void matmul_rows_packed_avx2(const MatrixRef& W, const float* x, int64_
 // 128, or whole rows). Others go through the scalar path.
 bool packed_fits_avx2(const MatrixRef& W) { return W.cols % 32 == 0 && W.tiles.tile_cols % 32 == 0; }
 
-template <DType PT>
+template <DType PT, bool kZero>
 void matmul_rows_packed_avx2(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
   switch (W.tiles.round_to) {
-    case DType::BF16: matmul_rows_packed_avx2<PT, DType::BF16>(W, x, T, y, rb, re); return;
-    case DType::F16: matmul_rows_packed_avx2<PT, DType::F16>(W, x, T, y, rb, re); return;
-    default: matmul_rows_packed_avx2<PT, DType::F32>(W, x, T, y, rb, re); return;
+    case DType::BF16: matmul_rows_packed_avx2<PT, DType::BF16, kZero>(W, x, T, y, rb, re); return;
+    case DType::F16: matmul_rows_packed_avx2<PT, DType::F16, kZero>(W, x, T, y, rb, re); return;
+    default: matmul_rows_packed_avx2<PT, DType::F32, kZero>(W, x, T, y, rb, re); return;
   }
+}
+
+template <DType PT>
+void matmul_rows_packed_avx2(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
+  if (W.tiles.zero_points)
+    matmul_rows_packed_avx2<PT, true>(W, x, T, y, rb, re);
+  else
+    matmul_rows_packed_avx2<PT, false>(W, x, T, y, rb, re);
 }
 
 // ---------------------------------------------------------------------------------------------
