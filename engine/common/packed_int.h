@@ -13,7 +13,7 @@
 // where round is to the scales' dtype: compressed-tensors dequantises in it (q converted to that dtype, which holds
 // every q exactly, then multiplied), so the weights of BF16-scaled checkpoints are BF16 values. An asymmetric scheme
 // adds
-//   <name>.weight_zero_point  I32 [rows · bits / 32, groups]: one z per group, in the values' range, packed as they
+//   <name>.weight_zero_point  I32 [⌈rows · bits / 32⌉, groups]: one z per group, in the values' range, packed as they
 //                             are but down the rows (each column of the [rows, groups] grid packed on its own),
 // and weight (r, c) is round((q − z[r][c / group]) · scale[r][c / group]) (q − z is exact in the scales' dtype too).
 // Activations are not quantized.
