@@ -126,8 +126,8 @@ void read_fp8_config(const JsonFields& c, const nlohmann::json& q, ModelSpec& s)
 
 // compressed-tensors (engine/common/packed_int.h), as its QuantizationConfig reads quantization_config: the format
 // (top level, or each config group's) must be "pack-quantized", and every group's scheme weight-only integers of 4
-// or 8 bits, by group or by row (channel), symmetric or not (the zero points' tensors say which). The tensors say the rest: which modules are packed (the
-// targets and the ignore list need no reading), their bits and their group size.
+// or 8 bits, by group or by row (channel), symmetric or not. The tensors say the rest: which modules are packed
+// (the targets and the ignore list need no reading), their bits, their group size and their zero points.
 void read_compressed_tensors_config(const JsonFields& c, const nlohmann::json& q, ModelSpec& s) {
   const std::string key = "quantization_config";
   auto text = [](const nlohmann::json& o, const char* k) {
