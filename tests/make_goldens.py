@@ -6,6 +6,10 @@ Dev-time only: CI never runs this. Its outputs under tests/data/models/ are comm
     python3 tests/make_goldens.py            # regenerate every case
     python3 tests/make_goldens.py mixtral    # regenerate only the named case(s)
 
+Besides transformers and torch, the quantized cases need the libraries that define their formats:
+compressed-tensors (the *_w4a16 cases) and GPTQModel (qwen3_moe_gptq, qwen3_awq: pip install gptqmodel optimum;
+7.7 made the committed ones).
+
 Every case is seeded. A case is accepted only when its reference is robust:
   * every greedy step has a top-1 / top-2 logit gap > LOGIT_GAP,
   * every router decision (prompt and generated positions) has a gap between the
@@ -624,6 +628,37 @@ CASES = [
         "Reference: transformers with CompressedTensorsConfig(dequantize=True), fp32.",
     ),
     dict(
+        name="qwen3_moe_gptq",
+        family="qwen3_moe",
+        seed=10100,
+        init_std=0.15,
+        config=dict(QWEN3_MOE_ARCH, hidden_size=64),  # every width a multiple of the groups of 32
+        weights_dtype="float16",
+        quantize="quant_linear",
+        quant_linear=dict(method="gptq", bits=4, group=32, sym=True, format="gptq"),
+        config_style="hub",
+        exercises="Qwen3-MoE as Qwen's -GPTQ-Int4 releases: every linear weight but the router's and the head's "
+        "in GPTQ's layout (qweight packed down the inputs, qzeros, F16 scales per group of 32, g_idx), 4-bit, "
+        "symmetric, checkpoint format v1 (zero points stored less 1); the rest F16. Packed by this script; "
+        "reference: the weights dequantized by GPTQModel's torch kernel (its v1-to-v2 conversion included), then "
+        "transformers in fp32 (transformers 5.24 cannot load per-expert GPTQ weights into its stacked experts).",
+    ),
+    dict(
+        name="qwen3_awq",
+        family="qwen3",
+        seed=10200,
+        init_std=0.15,
+        config=None,  # set below: qwen3_dense's, 64 wide with an MLP of 96 (whole groups of 32, outputs in 8s)
+        weights_dtype="float16",
+        quantize="quant_linear",
+        quant_linear=dict(method="awq", bits=4, group=32, sym=False, format="gemm"),
+        config_style="hub",
+        exercises="Dense Qwen3 as Qwen's -AWQ releases: every linear weight in AutoAWQ's GEMM layout (qweight 8 "
+        "outputs to a word in AWQ's nibble order, qzeros likewise, F16 scales per group of 32), 4-bit with zero "
+        "points; embeddings tied, F16. Packed by this script; reference: the weights dequantized by GPTQModel's "
+        "dequantize_gemm (what transformers' AWQ loader runs), then transformers in fp32.",
+    ),
+    dict(
         name="qwen3_moe_bf16",
         family="qwen3_moe",
         base="qwen3_moe",  # same architecture; seed search starts at the base's accepted seed
@@ -665,6 +700,9 @@ for _case in CASES:
         _case["config"] = next(c["config"] for c in CASES if c["name"] == "gpt_oss")
     if _case["name"] == "gpt_oss_mxfp4":
         _case["config"] = dict(next(c["config"] for c in CASES if c["name"] == "gpt_oss"), intermediate_size=32)
+    if _case["name"] == "qwen3_awq":
+        _case["config"] = dict(next(c["config"] for c in CASES if c["name"] == "qwen3_dense"), hidden_size=64,
+                               intermediate_size=96)
     if _case["name"] == "deepseek_v3_fp8":
         _case["config"] = next(c["config"] for c in CASES if c["name"] == "deepseek_v3")
 
@@ -820,6 +858,130 @@ def packed_rewrite(out_dir, case):
     (out_dir / "config.json").write_text(json.dumps(dict(sorted(cfg.items())), indent=2) + "\n")
 
 
+# GPTQ's and AWQ's QuantLinear layouts (engine/common/quant_linear.h). Each linear weight [R outputs, C inputs] but
+# the router's, the embeddings' and the head's is quantized per group of `group` inputs to unsigned values q with a
+# zero point z: symmetric, z = 2^(bits-1) and s = max|x| / (2^(bits-1) - 1); else s = (max(x, 0) - min(x, 0)) /
+# (2^bits - 1) and z = round(-min(x, 0) / s). A weight is (q - z) * s in the scales' dtype (F16). This script packs
+# them (GPTQ: values down the inputs, zero points across the outputs, v1 storing z - 1; AWQ: 8 outputs to a word in
+# its nibble order); GPTQModel, which transformers loads both with, unpacks them for the reference.
+AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7]
+
+
+def quant_linear_quantize(w, bits, group, sym):
+    """w [R, C] -> (q int64 [R, C], z int64 [R, C/group], s [R, C/group] in w's dtype)."""
+    r, c = w.shape
+    x = w.float().reshape(r, c // group, group)
+    maxq = 2**bits - 1
+    if sym:
+        amax = x.abs().amax(dim=-1)
+        s = torch.where(amax > 0, amax / (2 ** (bits - 1) - 1), torch.ones_like(amax)).to(w.dtype)
+        z = torch.full(s.shape, 2 ** (bits - 1), dtype=torch.int64)
+    else:
+        lo, hi = x.amin(dim=-1).clamp(max=0), x.amax(dim=-1).clamp(min=0)
+        s = torch.where(hi > lo, (hi - lo) / maxq, torch.ones_like(lo)).to(w.dtype)
+        z = torch.round(-lo / s.float()).clamp(0, maxq).to(torch.int64)
+    q = torch.round(x / s.float()[..., None] + z[..., None]).clamp(0, maxq).to(torch.int64).reshape(r, c)
+    return q, z, s
+
+
+def quant_linear_dequantize(q, z, s, group):
+    r, c = q.shape
+    v = (q.reshape(r, c // group, group) - z[..., None]).to(s.dtype)
+    return (v * s[..., None]).reshape(r, c)
+
+
+def pack_words(v, bits, order=None):
+    """v int64 [..., N] -> int32 [..., N * bits / 32]: 32 / bits values to a word from bit 0 up (value order[k] of
+    each run in field k)."""
+    per = 32 // bits
+    runs = v.reshape(*v.shape[:-1], v.shape[-1] // per, per)
+    if order is not None:
+        runs = runs[..., order]
+    words = torch.zeros(runs.shape[:-1], dtype=torch.int64)
+    for k in range(per):
+        words |= (runs[..., k] & (2**bits - 1)) << (bits * k)
+    return (words - ((words >> 31) << 32)).to(torch.int32)  # the same 32 bits, signed
+
+
+def quant_linear_pack(q, z, s, bits, group, method, fmt):
+    """The QuantLinear tensors of one weight: {suffix: tensor}."""
+    if method == "gptq":
+        stored_z = z - 1 if fmt == "gptq" else z  # v1 stores z - 1
+        return {
+            "qweight": pack_words(q, bits).T.contiguous(),
+            "qzeros": pack_words(stored_z.T.contiguous(), bits),
+            "scales": s.T.contiguous(),
+            "g_idx": (torch.arange(q.shape[1]) // group).to(torch.int32),
+        }
+    return {
+        "qweight": pack_words(q.T.contiguous(), bits, AWQ_ORDER),
+        "qzeros": pack_words(z.T.contiguous(), bits, AWQ_ORDER),
+        "scales": s.T.contiguous(),
+    }
+
+
+def quant_linear_reference_weight(t, bits, group, method, fmt, sym=True):
+    """GPTQModel's dequantization of one weight's tensors: [R, C] in the scales' dtype."""
+    if method == "awq":
+        from gptqmodel.quantization.awq.utils.packing_utils import dequantize_gemm
+
+        return dequantize_gemm(t["qweight"], t["qzeros"], t["scales"], bits, group).T.contiguous()
+    from gptqmodel.nn_modules.qlinear.torch import TorchLinear
+    from gptqmodel.utils.model import convert_gptq_v1_to_v2_format_module
+
+    rows, cols = t["scales"].shape[1], t["g_idx"].shape[0]
+    m = TorchLinear(bits=bits, group_size=group, sym=sym, desc_act=False, in_features=cols, out_features=rows,
+                    bias=False, pack_dtype=torch.int32, register_buffers=True)
+    for k in ("qweight", "qzeros", "scales", "g_idx"):  # the scales keep their dtype (the module's buffer is F16)
+        setattr(m, k, t[k].clone())
+    if fmt == "gptq":
+        convert_gptq_v1_to_v2_format_module(m, bits, torch.int32)
+    m.post_init()
+    return m.dequantize_weight().T.contiguous()
+
+
+def quant_linear_rewrite(out_dir, case):
+    """Replace the linear weights of a saved checkpoint by GPTQ's or AWQ's tensors and describe them in config.json,
+    as GPTQModel and AutoAWQ write them; write the reference's weights, dequantized by GPTQModel, to a sibling
+    folder <out_dir>_dequantized."""
+    from safetensors.torch import load_file, save_file as save_torch
+
+    ql = case["quant_linear"]
+    bits, group, method, fmt = ql["bits"], ql["group"], ql["method"], ql["format"]
+    path = out_dir / "model.safetensors"
+    out, dense = {}, {}
+    for name, t in load_file(str(path)).items():
+        if not fp8_quantized(name, t.ndim):
+            out[name] = dense[name] = t
+            continue
+        q, z, s = quant_linear_quantize(t, bits, group, ql["sym"])
+        packed = quant_linear_pack(q, z, s, bits, group, method, fmt)
+        module = name[: -len(".weight")]
+        for k, v in packed.items():
+            out[module + "." + k] = v
+        dense[name] = quant_linear_reference_weight(packed, bits, group, method, fmt, ql["sym"])
+        if not torch.equal(dense[name], quant_linear_dequantize(q, z, s, group)):
+            raise RuntimeError(f"{name}: GPTQModel unpacks other weights than were packed")
+    ref_dir = out_dir.parent / (out_dir.name + "_dequantized")
+    if ref_dir.exists():
+        shutil.rmtree(ref_dir)
+    shutil.copytree(out_dir, ref_dir)
+    save_torch(dense, str(ref_dir / "model.safetensors"), metadata={"format": "pt"})
+    save_torch(out, str(path), metadata={"format": "pt"})
+    cfg = json.loads((out_dir / "config.json").read_text())
+    if method == "gptq":
+        cfg["quantization_config"] = {
+            "bits": bits, "checkpoint_format": fmt, "damp_percent": 0.01, "desc_act": False, "group_size": group,
+            "quant_method": "gptq", "static_groups": False, "sym": ql["sym"], "true_sequential": True,
+        }
+    else:
+        cfg["quantization_config"] = {
+            "bits": bits, "group_size": group, "modules_to_not_convert": None, "quant_method": "awq",
+            "version": fmt, "zero_point": True,
+        }
+    (out_dir / "config.json").write_text(json.dumps(dict(sorted(cfg.items())), indent=2) + "\n")
+
+
 # MXFP4 (transformers' integrations/mxfp4.py): blocks of 32 values along a row of the output-major weight,
 # each an E2M1 code (low nibble first) times a shared 2^(scale - 127).
 FP4_VALUES = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0])
@@ -945,6 +1107,8 @@ def save_checkpoint(model, case, out_dir):
         fp8_rewrite(out_dir, case)
     if case.get("quantize") == "packed_int":
         packed_rewrite(out_dir, case)
+    if case.get("quantize") == "quant_linear":
+        quant_linear_rewrite(out_dir, case)
 
 
 def load_reference_model(case, out_dir):
@@ -956,6 +1120,8 @@ def load_reference_model(case, out_dir):
         extra = {"quantization_config": FineGrainedFP8Config(dequantize=True, weight_block_size=case["fp8_tile"])}
     if case.get("quantize") == "packed_int":
         extra = {"quantization_config": CompressedTensorsConfig(dequantize=True)}
+    if case.get("quantize") == "quant_linear":  # GPTQModel's dequantized weights (quant_linear_rewrite)
+        out_dir = out_dir.parent / (out_dir.name + "_dequantized")
     model = model_cls.from_pretrained(
         out_dir,
         dtype=torch.float32,
@@ -1194,6 +1360,12 @@ def check_loaded_weights(model, loaded, dtype, case):
                     [packed_dequantize(*packed_quantize(m, bits, group, symmetric), group) for m in mats]
                 ).float()
                 expect = expect.reshape(rounded.shape)
+        if quantize == "quant_linear" and fp8_quantized(name + ("" if name.endswith(".weight") else ".weight"), expect.ndim):
+            ql = case["quant_linear"]
+            mats = expect.to(dtype) if expect.ndim == 3 else expect.to(dtype)[None]
+            expect = torch.stack(
+                [quant_linear_dequantize(*quant_linear_quantize(m, ql["bits"], ql["group"], ql["sym"]), ql["group"]) for m in mats]
+            ).float().reshape(expect.shape)
         if not torch.equal(p.detach(), expect):
             raise RuntimeError(f"reloaded weight {name} differs from the {dtype}-rounded original")
 

@@ -12,6 +12,7 @@
 
 #include "engine/common/error.h"
 #include "engine/common/packed_int.h"
+#include "engine/common/quant_linear.h"
 #include "engine/model/family.h"
 #include "engine/model/gguf_model.h"
 
@@ -58,11 +59,12 @@ class WeightSource {
 
 class CheckpointSource : public WeightSource {
  public:
-  // fp8: whether config.json declares fine-grained FP8, so that F8_E4M3 weights are read; packed_int: whether it
-  // declares compressed-tensors' pack-quantized integers, so that `<weight>_packed` tensors are; owned keeps their
-  // scales as F32.
-  CheckpointSource(const TensorStore& store, std::string config_file, bool fp8, bool packed_int, OwnedWeights& owned)
-      : store_(store), config_(std::move(config_file)), fp8_(fp8), packed_int_(packed_int), owned_(owned) {}
+  // fp8: whether config.json declares fine-grained FP8, so that F8_E4M3 weights are read; packed: the packed integers
+  // it declares (compressed-tensors' `<weight>_packed`, GPTQ's or AWQ's `<module>.qweight`), which are read; owned
+  // keeps their scales as F32 (and GPTQ's and AWQ's values rearranged).
+  CheckpointSource(const TensorStore& store, std::string config_file, bool fp8, ModelSpec::PackedInts packed,
+                   OwnedWeights& owned)
+      : store_(store), config_(std::move(config_file)), fp8_(fp8), packed_(packed), owned_(owned) {}
   bool has(const std::string& name, bool) const override { return store_.find(name) != nullptr; }
   const void* get(const std::string& name, const std::vector<int64_t>& shape, bool required, DType& dtype) override {
     const TensorView* t = store_.find(name);
@@ -107,9 +109,9 @@ class CheckpointSource : public WeightSource {
   }
   bool packed_int(const std::string& weight, int64_t rows, int64_t cols, WeightMatrix& m) override {
     const TensorView* p = store_.find(weight + "_packed");
-    if (!p) return false;
+    if (!p) return quant_linear(weight, rows, cols, m);
     const std::string name = weight + "_packed";
-    if (!packed_int_)
+    if (packed_ != ModelSpec::PackedInts::CompressedTensors)
       throw EngineError(p->file, name, "a packed weight, but " + config_ +
                                            " has no quantization_config with quant_method 'compressed-tensors' and format 'pack-quantized'");
     if (const TensorView* g = store_.find(weight + "_g_idx"))
@@ -177,6 +179,90 @@ class CheckpointSource : public WeightSource {
   }
 
  private:
+  // A weight stored in GPTQ's or AWQ's QuantLinear layout (engine/common/quant_linear.h): `<module>.qweight` where
+  // `<module>.weight` would be. Its values are rearranged into packed_int.h's rows, its scales copied as F32 (rows
+  // first) and its zero points unpacked (dropped when all are the symmetric midpoint), all kept with the model. False
+  // when the source has no `<module>.qweight`.
+  bool quant_linear(const std::string& weight, int64_t rows, int64_t cols, WeightMatrix& m) {
+    const std::string suffix = ".weight";
+    if (!weight.ends_with(suffix)) return false;
+    const std::string module = weight.substr(0, weight.size() - suffix.size()), name = module + ".qweight";
+    const TensorView* p = store_.find(name);
+    if (!p) return false;
+    const bool gptq = packed_ == ModelSpec::PackedInts::GptqV1 || packed_ == ModelSpec::PackedInts::GptqV2;
+    if (!gptq && packed_ != ModelSpec::PackedInts::Awq)
+      throw EngineError(p->file, name, "a GPTQ or AWQ weight, but " + config_ + " has no quantization_config with quant_method 'gptq' or 'awq'");
+    used_.insert(name);
+    if (p->dtype != DType::I32)
+      throw EngineError(p->file, name, "dtype " + std::string(dtype_name(p->dtype)) + " is not I32, as packed weights are");
+    // GPTQ packs each output's values down the inputs ([cols · bits / 32, rows]), AWQ 8 outputs to a word ([cols, rows / 8]).
+    int bits = 0;
+    if (p->shape.size() == 2 && gptq && p->shape[1] == rows && cols > 0 && p->shape[0] * 32 % cols == 0)
+      bits = int(p->shape[0] * 32 / cols);
+    if (p->shape.size() == 2 && !gptq && p->shape[0] == cols && rows % 8 == 0 && p->shape[1] == rows / 8 && cols % 8 == 0)
+      bits = 4;
+    if ((bits != 4 && bits != 8) || rows % (32 / bits))
+      throw EngineError(p->file, name, "shape " + shape_str(p->shape) + " disagrees with " + config_ + ", which implies " +
+                                           (gptq ? shape_str({cols * 4 / 32, rows}) + " for 4-bit or " + shape_str({cols * 8 / 32, rows}) +
+                                                       " for 8-bit values (each output's values packed down the inputs, whole words)"
+                                                 : shape_str({cols, rows / 8}) + " (AWQ's 4-bit values, 8 outputs to a word)"));
+    const TensorView* sc = store_.find(module + ".scales");
+    if (!sc) throw EngineError(store_.source(), module + ".scales", "tensor is missing (the packed weight " + name + " needs its scales)");
+    used_.insert(module + ".scales");
+    const int64_t groups = sc->shape.size() == 2 ? sc->shape[0] : -1;
+    if (!is_weight_dtype(sc->dtype) || sc->shape.size() != 2 || sc->shape[1] != rows || groups < 1 || cols % groups)
+      throw EngineError(sc->file, module + ".scales", std::string(dtype_name(sc->dtype)) + " " + shape_str(sc->shape) +
+                                                          " is not F16, BF16 or F32 [groups, " + std::to_string(rows) +
+                                                          "] with groups dividing the " + std::to_string(cols) + " inputs");
+    const int64_t group = cols / groups;
+    if (const TensorView* g = store_.find(module + ".g_idx")) {  // GPTQ's group of each input
+      used_.insert(module + ".g_idx");
+      if (g->dtype != DType::I32 || g->shape != std::vector<int64_t>{cols})
+        throw EngineError(g->file, module + ".g_idx", std::string(dtype_name(g->dtype)) + " " + shape_str(g->shape) + " is not I32 [" + std::to_string(cols) + "]");
+      for (int64_t c = 0; c < cols; ++c) {
+        int32_t gi = 0;
+        std::memcpy(&gi, g->data + 4 * c, 4);
+        if (gi != c / group)
+          throw EngineError(g->file, module + ".g_idx", "input " + std::to_string(c) + " is in group " + std::to_string(gi) + ", not " +
+                                                            std::to_string(c / group) + ": activation order (desc_act) is not read");
+      }
+    }
+    const TensorView* z = store_.find(module + ".qzeros");
+    const std::vector<int64_t> zshape = {groups, rows * bits / 32};
+    if (!z) throw EngineError(store_.source(), module + ".qzeros", "tensor is missing (the packed weight " + name + " needs its zero points)");
+    used_.insert(module + ".qzeros");
+    if (z->dtype != DType::I32 || z->shape != zshape)
+      throw EngineError(z->file, module + ".qzeros", std::string(dtype_name(z->dtype)) + " " + shape_str(z->shape) + " is not I32 " +
+                                                         shape_str(zshape) + ", the zero points of " + std::to_string(groups) +
+                                                         " groups by " + std::to_string(rows) + " outputs");
+    const QuantLinearLayout layout = gptq ? QuantLinearLayout::Gptq : QuantLinearLayout::Awq;
+    const auto* words = reinterpret_cast<const uint8_t*>(p->data);
+    owned_.emplace_back(new std::byte[size_t(rows * cols * bits / 8)]);
+    auto* values = reinterpret_cast<uint8_t*>(owned_.back().get());
+    quant_linear_values(layout, bits, words, rows, cols, values);
+    // The scales, [groups, rows] as stored, rows first as TileScales has them.
+    std::vector<float> by_group(size_t(groups * rows));
+    convert_to_f32(sc->data, sc->dtype, by_group.size(), by_group.data());
+    owned_.emplace_back(new std::byte[by_group.size() * sizeof(float)]);
+    auto* scales = reinterpret_cast<float*>(owned_.back().get());
+    for (int64_t g = 0; g < groups; ++g)
+      for (int64_t r = 0; r < rows; ++r) scales[r * groups + g] = by_group[size_t(g * rows + r)];
+    std::unique_ptr<std::byte[]> zeros(new std::byte[size_t(rows * groups)]);
+    auto* zero_points = reinterpret_cast<int8_t*>(zeros.get());
+    const bool asymmetric = quant_linear_zero_points(layout, bits, packed_ == ModelSpec::PackedInts::GptqV1,
+                                                     reinterpret_cast<const uint8_t*>(z->data), rows, groups, zero_points);
+    m.data = values;
+    m.dtype = bits == 4 ? DType::PACKED_I4 : DType::PACKED_I8;
+    m.rows = rows;
+    m.cols = cols;
+    m.tiles = {scales, 1, group, groups, 0, sc->dtype};
+    if (asymmetric) {
+      owned_.push_back(std::move(zeros));
+      m.tiles.zero_points = zero_points;
+    }
+    return true;
+  }
+
   // A tensor of F32, BF16 or F16 values as an F32 copy kept with the model.
   const float* f32_copy(const TensorView& t) {
     const size_t n = elements(t.shape);
@@ -188,7 +274,8 @@ class CheckpointSource : public WeightSource {
 
   const TensorStore& store_;
   std::string config_;
-  bool fp8_, packed_int_;
+  bool fp8_;
+  ModelSpec::PackedInts packed_;
   OwnedWeights& owned_;
   std::set<std::string> used_;
 };

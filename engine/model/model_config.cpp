@@ -1,5 +1,6 @@
 // The config.json fields every family shares, then the family adapter.
 #include <algorithm>
+#include <cctype>
 #include <sstream>
 
 #include "engine/common/error.h"
@@ -165,7 +166,52 @@ void read_compressed_tensors_config(const JsonFields& c, const nlohmann::json& q
     if (w.contains("block_structure") && !w["block_structure"].is_null())
       refuse("block_structure", "block scales are not read (a scale per group or per row is)");
   }
-  s.packed_int = true;
+  s.packed_int = ModelSpec::PackedInts::CompressedTensors;
+}
+
+std::string lowercase(std::string v) {
+  std::transform(v.begin(), v.end(), v.begin(), [](unsigned char ch) { return char(std::tolower(ch)); });
+  return v;
+}
+
+// GPTQ (engine/common/quant_linear.h), as transformers' GPTQConfig and GPTQModel's QuantizeConfig read
+// quantization_config: 4 or 8 bits, int32 words, the checkpoint format v1 ("gptq", the default) or "gptq_v2". The
+// tensors say the rest: which modules are packed, their group size (-1 is one per row), whether they are symmetric
+// (sym), and whether activation order reordered their groups (desc_act: g_idx is checked, and refused unless plain).
+// GPTQModel's per-module "dynamic" overrides need no reading for the same reason.
+void read_gptq_config(const JsonFields& c, const nlohmann::json& q, ModelSpec& s) {
+  const std::string key = "quantization_config.";
+  const int bits = q.contains("bits") && q["bits"].is_number_integer() ? q["bits"].get<int>() : 0;
+  if (bits != 4 && bits != 8)
+    throw EngineError(c.file(), key + "bits", "must be 4 or 8 (2- and 3-bit GPTQ are not read), got " + (q.contains("bits") ? q["bits"].dump() : "nothing"));
+  std::string format = "gptq";
+  for (const char* k : {"checkpoint_format", "format"})  // transformers writes the first, GPTQModel the second
+    if (q.contains(k) && q[k].is_string()) {
+      format = lowercase(q[k].get<std::string>());
+      if (format != "gptq" && format != "gptq_v2")
+        throw EngineError(c.file(), key + k, "GPTQ format '" + q[k].get<std::string>() + "' is not read ('gptq' and 'gptq_v2' are)");
+      break;
+    }
+  if (q.contains("pack_dtype") && !(q["pack_dtype"].is_string() && q["pack_dtype"].get<std::string>() == "int32"))
+    throw EngineError(c.file(), key + "pack_dtype", "values packed in " + q["pack_dtype"].dump() + " are not read (int32 words are)");
+  s.packed_int = format == "gptq" ? ModelSpec::PackedInts::GptqV1 : ModelSpec::PackedInts::GptqV2;
+}
+
+// AWQ (engine/common/quant_linear.h), as transformers' AwqConfig reads quantization_config: AutoAWQ's GEMM layout
+// (version, or GPTQModel's format, "gemm"), 4 bits, zero points. The tensors say which modules are packed (no need to
+// read modules_to_not_convert) and their group size.
+void read_awq_config(const JsonFields& c, const nlohmann::json& q, ModelSpec& s) {
+  const std::string key = "quantization_config.";
+  const int bits = q.contains("bits") && q["bits"].is_number_integer() ? q["bits"].get<int>() : 0;
+  if (bits != 4) throw EngineError(c.file(), key + "bits", "AWQ must be 4-bit, got " + (q.contains("bits") ? q["bits"].dump() : "nothing"));
+  for (const char* k : {"version", "format"})
+    if (q.contains(k) && q[k].is_string()) {
+      if (lowercase(q[k].get<std::string>()) != "gemm")
+        throw EngineError(c.file(), key + k, "AWQ layout '" + q[k].get<std::string>() + "' is not read (AutoAWQ's 'gemm' is)");
+    }
+  if (q.contains("zero_point") && !(q["zero_point"].is_boolean() && q["zero_point"].get<bool>()))
+    throw EngineError(c.file(), key + "zero_point", "AWQ without zero points is not read");
+  s.packed_int = ModelSpec::PackedInts::Awq;
 }
 
 }  // namespace
@@ -212,15 +258,18 @@ ModelSpec read_model_spec(const JsonFields& c) {
                                    ? q["quant_method"].get<std::string>()
                                    : "unknown";
     // Read in place: GPT-OSS's MXFP4 experts (engine/common/mxfp4.h), fine-grained FP8 (engine/common/fp8.h) and
-    // compressed-tensors' packed integers (engine/common/packed_int.h).
+    // compressed-tensors' packed integers (engine/common/packed_int.h). GPTQ and AWQ (engine/common/quant_linear.h)
+    // are rearranged into the latter's rows at load.
     if (method == "mxfp4" && model_type == "gpt_oss") s.moe.experts_mxfp4 = true;
     else if (method == "fp8") read_fp8_config(c, q, s);
     else if (method == "compressed-tensors") read_compressed_tensors_config(c, q, s);
+    else if (method == "gptq") read_gptq_config(c, q, s);
+    else if (method == "awq") read_awq_config(c, q, s);
     else
       throw EngineError(c.file(), "quantization_config.quant_method",
                         "quantized checkpoints ('" + method + "') are not supported; use BF16, F16 or F32 weights" +
                             (method == "mxfp4" ? " (MXFP4 is read for GPT-OSS's experts only)" : "") +
-                            " (fine-grained FP8, 'fp8', and compressed-tensors' pack-quantized integers are read)");
+                            " (fine-grained FP8, 'fp8', compressed-tensors' pack-quantized integers, 'gptq' and 'awq' are read)");
   }
 
   // Biases: Llama/Qwen3 attention_bias covers q, k, v and o. Checkpoints are trusted over this flag

@@ -112,10 +112,15 @@ struct ModelSpec {
   // weight_scale_inv scale covers (weight_block_size, rows × columns); 0 × 0 for any other checkpoint. Which
   // matrices are FP8 is the checkpoint's to say: each F8_E4M3 weight, with its scales beside it.
   int fp8_tile_rows = 0, fp8_tile_cols = 0;
-  // A compressed-tensors checkpoint of pack-quantized integers (quant_method "compressed-tensors", format
-  // "pack-quantized", engine/common/packed_int.h). Which matrices are packed, their bits and their group size, each
-  // weight's tensors say: `<name>.weight_packed` and `<name>.weight_scale` where `<name>.weight` would be.
-  bool packed_int = false;
+  // Integer weights packed into I32 words, and their layout; which matrices are packed, their bits, their group
+  // size and their zero points, each weight's tensors say.
+  //   CompressedTensors: quant_method "compressed-tensors", format "pack-quantized" (engine/common/packed_int.h):
+  //                      `<name>.weight_packed` and `<name>.weight_scale` where `<name>.weight` would be.
+  //   GptqV1, GptqV2:    quant_method "gptq", checkpoint_format "gptq" (zero points stored less 1) or "gptq_v2"
+  //                      (engine/common/quant_linear.h): `<module>.qweight`, `.qzeros`, `.scales`, `.g_idx`.
+  //   Awq:               quant_method "awq", version "gemm": `<module>.qweight`, `.qzeros`, `.scales`.
+  enum class PackedInts { None, CompressedTensors, GptqV1, GptqV2, Awq };
+  PackedInts packed_int = PackedInts::None;
 
   bool is_moe() const { return moe.n_experts > 0; }
   int window(int layer) const { return layer_window.empty() ? 0 : layer_window[size_t(layer)]; }

@@ -128,7 +128,7 @@ TEST_F(BrokenCheckpoint, YarnWithANonNumberIsRefusedByName) {
 }
 
 TEST_F(BrokenCheckpoint, QuantizedCheckpointsAreRefusedByName) {
-  for (const char* method : {"gptq", "awq"}) {  // Qwen's -GPTQ-Int4 and -AWQ releases
+  for (const char* method : {"bitsandbytes", "hqq", "exl2"}) {
     config_["quantization_config"] = {{"quant_method", method}};
     write_config();
     expect_error("config.json", "quantization_config.quant_method");
@@ -196,6 +196,13 @@ class BrokenPackedCheckpoint : public BrokenCheckpoint {
         if (tensors[i].name == name) edit(tensors[i], storage[i]);
     });
   }
+  // config.json with quantization_config `good`, then edited, is refused, naming `field`.
+  void expect_refused(const nlohmann::json& good, const std::function<void()>& edit, const std::string& field) {
+    config_["quantization_config"] = good;
+    edit();
+    write_config();
+    expect_error("config.json", field);
+  }
   nlohmann::json& weights_scheme(int group) {
     return config_["quantization_config"]["config_groups"]["group_" + std::to_string(group)]["weights"];
   }
@@ -249,26 +256,105 @@ TEST_F(BrokenPackedCheckpoint, TensorsAndSchemesAreNamed) {
   copy_from(source_);
 
   const nlohmann::json good = config_["quantization_config"];
-  auto refused = [&](const std::function<void()>& edit, const std::string& field) {
-    config_["quantization_config"] = good;
-    edit();
-    write_config();
-    expect_error("config.json", field);
-  };
-  refused([&] { weights_scheme(0)["symmetric"] = "yes"; }, "config_groups.group_0.weights.symmetric");
-  refused([&] { weights_scheme(1)["num_bits"] = 2; }, "config_groups.group_1.weights.num_bits");
-  refused([&] { weights_scheme(0)["type"] = "float"; }, "config_groups.group_0.weights.type");
-  refused([&] { weights_scheme(0)["strategy"] = "tensor"; }, "config_groups.group_0.weights.strategy");
-  refused([&] { weights_scheme(0)["actorder"] = "group"; }, "config_groups.group_0.weights.actorder");
-  refused([&] { config_["quantization_config"]["config_groups"]["group_1"]["format"] = "float-quantized"; },
+  expect_refused(good, [&] { weights_scheme(0)["symmetric"] = "yes"; }, "config_groups.group_0.weights.symmetric");
+  expect_refused(good, [&] { weights_scheme(1)["num_bits"] = 2; }, "config_groups.group_1.weights.num_bits");
+  expect_refused(good, [&] { weights_scheme(0)["type"] = "float"; }, "config_groups.group_0.weights.type");
+  expect_refused(good, [&] { weights_scheme(0)["strategy"] = "tensor"; }, "config_groups.group_0.weights.strategy");
+  expect_refused(good, [&] { weights_scheme(0)["actorder"] = "group"; }, "config_groups.group_0.weights.actorder");
+  expect_refused(good, [&] { config_["quantization_config"]["config_groups"]["group_1"]["format"] = "float-quantized"; },
           "config_groups.group_1.format");
-  refused([&] { config_["quantization_config"]["config_groups"]["group_0"]["input_activations"] = {{"num_bits", 8}}; },
+  expect_refused(good, [&] { config_["quantization_config"]["config_groups"]["group_0"]["input_activations"] = {{"num_bits", 8}}; },
           "config_groups.group_0.input_activations");
-  refused([&] { config_["quantization_config"]["kv_cache_scheme"] = {{"num_bits", 8}}; }, "kv_cache_scheme");
-  refused([&] { config_["quantization_config"].erase("config_groups"); }, "quantization_config.config_groups");
+  expect_refused(good, [&] { config_["quantization_config"]["kv_cache_scheme"] = {{"num_bits", 8}}; }, "kv_cache_scheme");
+  expect_refused(good, [&] { config_["quantization_config"].erase("config_groups"); }, "quantization_config.config_groups");
   config_.erase("quantization_config");
   write_config();
   expect_error("model.safetensors", "weight_packed");
+}
+
+// GPTQ and AWQ checkpoints (qwen3_moe_gptq: 4-bit, symmetric, F16 scales per group of 32, v1; qwen3_awq: 4-bit with
+// zero points): each packed weight's bits and groups come from its tensors, its values are rearranged into
+// packed_int.h's rows, and its tensors' dtypes and shapes, its groups' order and the formats the config names are
+// checked and named.
+class BrokenQuantLinearCheckpoint : public BrokenPackedCheckpoint {
+ protected:
+  void SetUp() override { copy_from(kSource.parent_path() / "qwen3_moe_gptq"); }
+};
+
+TEST_F(BrokenQuantLinearCheckpoint, GptqTensorsAndFormatsAreNamed) {
+  {
+    const auto m = Model::load(dir_.path);
+    const LayerWeights& L = m->weights().layers[1];
+    EXPECT_EQ(L.experts[3].down.dtype, DType::PACKED_I4);  // [64, 32]: one group of 32 a row
+    EXPECT_EQ(L.experts[3].down.tiles.tile_cols, 32);
+    EXPECT_EQ(L.experts[3].down.tiles.round_to, DType::F16);
+    EXPECT_EQ(L.experts[3].down.tiles.zero_points, nullptr);  // symmetric: every z is 8
+    EXPECT_EQ(L.q.dtype, DType::PACKED_I4);
+    EXPECT_EQ(L.router.dtype, DType::F16);
+    EXPECT_TRUE(m->unused_tensors().empty());  // qzeros and g_idx were read
+    const size_t experts = size_t(3) * 8 * 3 * 32 * 64, attention = size_t(3) * (64 + 32 + 32 + 64) * 64;
+    EXPECT_EQ(m->matrix_bytes_by_dtype().at("PACKED_I4"), (experts + attention) / 2);
+    EXPECT_EQ(m->matrix_bytes_by_dtype().at("scales"), (experts + attention) / 32 * 4);
+  }
+  const std::string w = "model.layers.2.mlp.experts.5.down_proj";  // 64 outputs, 32 inputs
+  drop_tensor(w + ".qzeros");
+  expect_error(dir_.path.string(), w + ".qzeros");
+  copy_from(source_);
+  drop_tensor(w + ".scales");
+  expect_error(dir_.path.string(), w + ".scales");
+  copy_from(source_);
+  edit_tensor(w + ".scales", [](TensorToWrite& t, auto&) { t.dtype = DType::I16; });
+  expect_error("model.safetensors", w + ".scales");
+  copy_from(source_);
+  edit_tensor(w + ".scales", [](TensorToWrite& t, auto&) { t.shape = {2, 32}; });
+  expect_error("model.safetensors", w + ".scales");
+  copy_from(source_);
+  edit_tensor(w + ".qweight", [](TensorToWrite& t, auto&) { t.shape = {8, 32}; });  // 32 outputs
+  expect_error("model.safetensors", w + ".qweight");
+  copy_from(source_);
+  edit_tensor(w + ".qweight", [](TensorToWrite& t, auto&) { t.dtype = DType::F32; });
+  expect_error("model.safetensors", w + ".qweight");
+  copy_from(source_);
+  edit_tensor(w + ".qzeros", [](TensorToWrite& t, auto&) { t.shape = {8, 1}; });
+  expect_error("model.safetensors", w + ".qzeros");
+  copy_from(source_);
+  edit_tensor(w + ".g_idx", [](TensorToWrite&, std::vector<std::byte>& bytes) { bytes[0] = std::byte{1}; });
+  expect_error("model.safetensors", "desc_act");  // activation order: input 0 in group 1
+  copy_from(source_);
+  edit_tensor(w + ".g_idx", [](TensorToWrite& t, auto&) { t.dtype = DType::F32; });
+  expect_error("model.safetensors", w + ".g_idx");
+  copy_from(source_);
+
+  const nlohmann::json good = config_["quantization_config"];
+  expect_refused(good, [&] { config_["quantization_config"]["bits"] = 3; }, "quantization_config.bits");
+  expect_refused(good, [&] { config_["quantization_config"]["checkpoint_format"] = "marlin"; }, "quantization_config.checkpoint_format");
+  expect_refused(good, [&] { config_["quantization_config"]["pack_dtype"] = "int16"; }, "quantization_config.pack_dtype");
+  config_.erase("quantization_config");
+  write_config();
+  expect_error("model.safetensors", "qweight");
+}
+
+TEST_F(BrokenQuantLinearCheckpoint, AwqTensorsAndFormatsAreNamed) {
+  copy_from(kSource.parent_path() / "qwen3_awq");
+  {
+    const auto m = Model::load(dir_.path);
+    const LayerWeights& L = m->weights().layers[0];
+    EXPECT_EQ(L.mlp.down.dtype, DType::PACKED_I4);  // [64, 96]: 3 groups of 32 a row
+    EXPECT_EQ(L.mlp.down.tiles.grid_cols, 3);
+    EXPECT_NE(L.mlp.down.tiles.zero_points, nullptr);
+    EXPECT_TRUE(m->unused_tensors().empty());
+  }
+  const std::string w = "model.layers.1.mlp.up_proj";  // 96 outputs, 64 inputs
+  edit_tensor(w + ".qweight", [](TensorToWrite& t, auto&) { t.shape = {32, 24}; });  // 32 inputs
+  expect_error("model.safetensors", w + ".qweight");
+  copy_from(source_);
+  drop_tensor(w + ".qzeros");
+  expect_error(dir_.path.string(), w + ".qzeros");
+  copy_from(source_);
+  const nlohmann::json good = config_["quantization_config"];
+  expect_refused(good, [&] { config_["quantization_config"]["version"] = "gemv"; }, "quantization_config.version");
+  expect_refused(good, [&] { config_["quantization_config"]["zero_point"] = false; }, "quantization_config.zero_point");
+  expect_refused(good, [&] { config_["quantization_config"]["bits"] = 8; }, "quantization_config.bits");
 }
 
 // DeepSeek's multi-head latent attention and routers: what cannot be run is refused by name, and a
