@@ -74,9 +74,10 @@ DType gpu_group_dtype(const std::vector<const WeightMatrix*>& group, DType part)
     return DType::F8_E4M3_B128;
   }
   if (group.front()->dtype == DType::PACKED_I4) {  // each block takes its group's scale on upload
+    const DType blocks = packed_int_block_type(group.front()->dtype, group.front()->cols, group.front()->tiles);
     for (const WeightMatrix* m : group)
-      if (!packed_int_fits_blocks(m->dtype, m->cols, m->tiles)) return part;
-    return DType::PACKED_I4_B32;
+      if (packed_int_block_type(m->dtype, m->cols, m->tiles) != blocks) return part;
+    return blocks == DType::PACKED_I4 ? part : blocks;
   }
   if (!is_block_quantized(group.front()->dtype)) return part;
   for (const WeightMatrix* m : group)

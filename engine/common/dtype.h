@@ -18,14 +18,14 @@ enum class DType : uint8_t {
   // IQ4_NL and IQ4_XS (GGUF types 20 and 23) map 4-bit codes through a fixed non-linear table of 16 int8.
   // The IQ1–IQ3 types (GGUF types 16–19, 21, 22, 29) index fixed codebooks of 8 or 4 values.
   // F8_E4M3_B128 is not a GGUF type but takes the same path: F8_E4M3 weights 128 to a block with their F32
-  // scale, as the CUDA backend holds a fine-grained FP8 checkpoint's matrices (engine/common/fp8.h). Nor is
-  // PACKED_I4_B32: 4-bit packed integers 32 to a block with their BF16 scale, as it holds a BF16-scaled
-  // compressed-tensors checkpoint's (engine/common/packed_int.h).
+  // scale, as the CUDA backend holds a fine-grained FP8 checkpoint's matrices (engine/common/fp8.h). Nor are
+  // PACKED_I4_B32 and PACKED_I4_F16_B32: 4-bit packed integers 32 to a block with their BF16 or F16 scale, as it
+  // holds a symmetric 4-bit checkpoint's (compressed-tensors', GPTQ's: engine/common/packed_int.h).
   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4_GGML, IQ4_NL, IQ4_XS,
-  IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, F8_E4M3_B128, PACKED_I4_B32,
-  // compressed-tensors' pack-quantized integers (engine/common/packed_int.h): 4- or 8-bit values packed densely into
-  // little-endian int32 words, each stored plus 8 or 128; their scales are apart (TileScales). matrix_bytes counts
-  // the packed bytes.
+  IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, F8_E4M3_B128, PACKED_I4_B32, PACKED_I4_F16_B32,
+  // Packed integers (engine/common/packed_int.h: compressed-tensors' pack-quantized, and GPTQ's and AWQ's rearranged
+  // into its rows): 4- or 8-bit values packed densely into little-endian int32 words, each stored plus 8 or 128;
+  // their scales are apart (TileScales). matrix_bytes counts the packed bytes.
   PACKED_I4, PACKED_I8
 };
 

@@ -16,6 +16,7 @@
 #include "engine/common/iq_grids.h"
 
 #if defined(__CUDACC__)
+#include <cuda_fp16.h>
 #define MOE_HOST_DEVICE __host__ __device__ __forceinline__
 #else
 #define MOE_HOST_DEVICE inline
@@ -538,22 +539,35 @@ MOE_HOST_DEVICE float bf16_rounded(float f) {
   return f32_of_bits((u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u);
 }
 
-// 4-bit packed integers with their BF16 scale, 32 to a block: x = q·s rounded to BF16, as compressed-tensors
-// dequantises a BF16-scaled pack-quantized weight. Not a GGUF type: the CUDA backend holds such a checkpoint's
-// matrices this way (engine/common/packed_int.h: the groups of a row, 32 or more values each, are cut into blocks
-// that each carry their group's scale). Layout: s (bf16 bits, little-endian), then the 16 bytes as stored (value 2i
-// in byte i's low nibble, 2i + 1 in its high nibble, each q + 8).
-struct PACKED_I4_B32 {
+// f rounded to the nearest F16 value, ties to even, subnormals included, as f32 (±inf beyond F16's range).
+MOE_HOST_DEVICE float f16_rounded(float f) {
+#if defined(__CUDA_ARCH__)
+  return __half2float(__float2half_rn(f));
+#else
+  return f16_to_f32(f32_to_f16(f));
+#endif
+}
+
+// 4-bit packed integers with their scale, 32 to a block: x = q·s rounded to the scale's dtype, BF16 or F16, as
+// compressed-tensors, GPTQ and AWQ dequantise a symmetric 4-bit weight. Not GGUF types: the CUDA backend holds such
+// a checkpoint's matrices this way (engine/common/packed_int.h: the groups of a row, 32 or more values each, are cut
+// into blocks that each carry their group's scale). Layout: s (bf16 or f16 bits, little-endian), then the 16 bytes
+// as stored (value 2i in byte i's low nibble, 2i + 1 in its high nibble, each q + 8).
+template <bool kF16>
+struct PackedI4Block {
   static constexpr int kValues = 32, kBytes = 18;
   template <int N>
   MOE_HOST_DEVICE static void run(const uint8_t* b, int v0, float* out) {
-    const float s = f32_of_bits(iq::u16_at(b) << 16);
+    const float s = kF16 ? f16_at(b) : f32_of_bits(iq::u16_at(b) << 16);
     for (int i = 0; i < N; ++i) {
       const int v = v0 + i;
-      out[i] = bf16_rounded(float(int((b[2 + v / 2] >> (4 * (v & 1))) & 15) - 8) * s);
+      const float x = float(int((b[2 + v / 2] >> (4 * (v & 1))) & 15) - 8) * s;
+      out[i] = kF16 ? f16_rounded(x) : bf16_rounded(x);
     }
   }
 };
+using PACKED_I4_B32 = PackedI4Block<false>;
+using PACKED_I4_F16_B32 = PackedI4Block<true>;
 
 // Calls f(Decoder{}) with the decoder of block type t and returns true; false (f not called) for any
 // other dtype.
@@ -582,6 +596,7 @@ MOE_HOST_DEVICE bool visit_block_type(DType t, F&& f) {
     case DType::IQ1_M: f(IQ1_M{}); return true;
     case DType::F8_E4M3_B128: f(F8_E4M3_B128{}); return true;
     case DType::PACKED_I4_B32: f(PACKED_I4_B32{}); return true;
+    case DType::PACKED_I4_F16_B32: f(PACKED_I4_F16_B32{}); return true;
     default: return false;
   }
 }

@@ -31,6 +31,7 @@ BlockFormat block_format(DType t) {
     case DType::IQ1_M: return {256, ggml::IQ1_M::kBytes};
     case DType::F8_E4M3_B128: return {ggml::F8_E4M3_B128::kValues, ggml::F8_E4M3_B128::kBytes};
     case DType::PACKED_I4_B32: return {ggml::PACKED_I4_B32::kValues, ggml::PACKED_I4_B32::kBytes};
+    case DType::PACKED_I4_F16_B32: return {ggml::PACKED_I4_F16_B32::kValues, ggml::PACKED_I4_F16_B32::kBytes};
     default: return {1, dtype_size(t)};  // MXFP4 and the plain types (0 bytes for MXFP4)
   }
 }

@@ -35,11 +35,14 @@ void packed_int_unpack_zero_points(DType t, const uint8_t* words, int64_t rows, 
     }
 }
 
-void packed_int_to_blocks(const uint8_t* row, const float* scales, int64_t tile_cols, int64_t n, uint8_t* dst) {
+void packed_int_to_blocks(DType block, const uint8_t* row, const float* scales, int64_t tile_cols, int64_t n,
+                          uint8_t* dst) {
   constexpr int64_t kValues = ggml::PACKED_I4_B32::kValues;
+  static_assert(ggml::PACKED_I4_F16_B32::kBytes == ggml::PACKED_I4_B32::kBytes);
   for (int64_t b = 0; b < n / kValues; ++b) {
     uint8_t* out = dst + b * ggml::PACKED_I4_B32::kBytes;
-    const uint16_t s = f32_to_bf16(scales[b * kValues / tile_cols]);
+    const float scale = scales[b * kValues / tile_cols];
+    const uint16_t s = block == DType::PACKED_I4_F16_B32 ? f32_to_f16(scale) : f32_to_bf16(scale);
     out[0] = uint8_t(s), out[1] = uint8_t(s >> 8);
     std::memcpy(out + 2, row + b * kValues / 2, size_t(kValues / 2));
   }

@@ -16,7 +16,8 @@
 //   <name>.weight_zero_point  I32 [⌈rows · bits / 32⌉, groups]: one z per group, in the values' range, packed as they
 //                             are but down the rows (each column of the [rows, groups] grid packed on its own),
 // and weight (r, c) is round((q − z[r][c / group]) · scale[r][c / group]) (q − z is exact in the scales' dtype too).
-// Activations are not quantized.
+// Activations are not quantized. GPTQ's and AWQ's layouts are rearranged into these rows at load
+// (engine/common/quant_linear.h).
 #include <cstddef>
 #include <cstdint>
 
@@ -52,14 +53,16 @@ inline void packed_int_dequantize_row(DType t, const void* data, int64_t cols, c
 // as little-endian bytes), as one int8 per tile, row-major.
 void packed_int_unpack_zero_points(DType t, const uint8_t* words, int64_t rows, int64_t groups, int8_t* out);
 
-// Whether a matrix can be held as PACKED_I4_B32 blocks (the CUDA backend's copy): 4-bit, BF16 scales (its values
-// BF16-rounded), symmetric, whole blocks of 32 each in one group.
-inline bool packed_int_fits_blocks(DType t, int64_t cols, const TileScales& tiles) {
-  return t == DType::PACKED_I4 && tiles.round_to == DType::BF16 && !tiles.zero_points && cols % 32 == 0 &&
-         tiles.tile_cols % 32 == 0;
+// The blocks a matrix can be held as (the CUDA backend's copy): PACKED_I4_B32 or PACKED_I4_F16_B32 for 4 bits with
+// BF16 or F16 scales (its values rounded so), symmetric, whole blocks of 32 each in one group; else PACKED_I4 (none).
+inline DType packed_int_block_type(DType t, int64_t cols, const TileScales& tiles) {
+  if (t != DType::PACKED_I4 || tiles.zero_points || cols % 32 || tiles.tile_cols % 32) return DType::PACKED_I4;
+  if (tiles.round_to == DType::BF16) return DType::PACKED_I4_B32;
+  return tiles.round_to == DType::F16 ? DType::PACKED_I4_F16_B32 : DType::PACKED_I4;
 }
-// One row (n values; packed_int_fits_blocks) as PACKED_I4_B32 blocks into dst: each block its group's scale as BF16
-// (which it is), then its 16 bytes as stored. The values are the same bit for bit.
-void packed_int_to_blocks(const uint8_t* row, const float* scales, int64_t tile_cols, int64_t n, uint8_t* dst);
+// One row (n values; packed_int_block_type gave `block`) as such blocks into dst: each block its group's scale as
+// BF16 or F16 (which it is), then its 16 bytes as stored. The values are the same bit for bit.
+void packed_int_to_blocks(DType block, const uint8_t* row, const float* scales, int64_t tile_cols, int64_t n,
+                          uint8_t* dst);
 
 }  // namespace moe

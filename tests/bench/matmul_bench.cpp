@@ -5,8 +5,8 @@
 //     width, every row and every other row (an expert's gate or up), with the values decoded per second;
 //     GGUF's block types Q8_0, Q4_K, Q6_K, Q5_K, MXFP4_GGML (ggml's MXFP4, GPT-OSS GGUFs' experts),
 //     IQ4_NL, IQ4_XS and the 1- to 3-bit IQ types, fine-grained FP8 (F8_E4M3, 128 × 128 tiles), and
-//     compressed-tensors' packed integers (4-bit in groups of 32, 8-bit by row), with as many weights as the BF16
-//     matrix (values per second beside BF16's bytes / 2);
+//     packed integers (compressed-tensors' 4-bit in groups of 32 and 128, 8-bit by row; GPTQ-Int4's F16 groups of
+//     128), with as many weights as the BF16 matrix (values per second beside BF16's bytes / 2);
 //   - a decode-step-like sequence of MoE-shaped matmuls (4 layers: ~450 MB of BF16 in 116 calls);
 //   - prefill GFLOP/s at T = 64;
 //   - ThreadPool::parallel_for dispatch overhead.
@@ -38,6 +38,7 @@
 #include "engine/backend/cpu/thread_pool.h"
 #include "engine/common/dtype.h"
 #include "engine/common/ggml_quants.h"
+#include "engine/common/packed_int.h"
 #include "engine/common/mxfp4.h"
 
 using namespace moe;
@@ -268,27 +269,30 @@ GbpsResult bench_gemv_fp8(const Options& o, ThreadPool& pool, int threads, const
 }
 
 // A compressed-tensors packed integer matrix (engine/common/packed_int.h) with as many weights as the BF16 one:
-// random 4- or 8-bit values and a BF16-rounded scale per group (group 0: one per row), as W4A16 and W8A16
-// checkpoints are stored (Kimi-K2-Thinking's experts: 4 bits in groups of 32).
+// random 4- or 8-bit values and a BF16- (or F16-) rounded scale per group (group 0: one per row), as W4A16 and W8A16
+// checkpoints are stored (Kimi-K2-Thinking's experts: 4 bits in groups of 32), and GPTQ's once the loader has
+// rearranged them (Qwen's GPTQ-Int4: F16 scales, groups of 128).
 struct PackedWeights {
   DType dtype;
   int64_t rows, cols, group;
+  DType scales_dtype;
   Buffer bytes;
   std::vector<float> scales;
-  PackedWeights(ThreadPool& pool, DType dtype_, int64_t rows_, int64_t cols_, int64_t group_)
-      : dtype(dtype_), rows(rows_), cols(cols_), group(group_ ? group_ : cols_),
+  PackedWeights(ThreadPool& pool, DType dtype_, int64_t rows_, int64_t cols_, int64_t group_, DType scales_dtype_ = DType::BF16)
+      : dtype(dtype_), rows(rows_), cols(cols_), group(group_ ? group_ : cols_), scales_dtype(scales_dtype_),
         bytes(matrix_bytes(dtype_, rows_, cols_)), scales(size_t(rows_ * (cols_ / group)), 0.0f) {
     auto* b = static_cast<uint8_t*>(bytes.p);
     pool.parallel_for(int64_t(bytes.size), [&](int64_t lo, int64_t hi) {
       for (int64_t i = lo; i < hi; ++i) b[i] = uint8_t(mix(uint64_t(i)));
     });
-    for (size_t i = 0; i < scales.size(); ++i) scales[i] = bf16_to_f32(f32_to_bf16(1e-3f * float(1 + i % 7)));
+    for (size_t i = 0; i < scales.size(); ++i) scales[i] = round_to_dtype(1e-3f * float(1 + i % 7), scales_dtype);
   }
   MatrixRef ref() const {
-    return MatrixRef{bytes.p, dtype, rows, cols, nullptr, 1, TileScales{scales.data(), 1, group, cols / group, 0, DType::BF16}};
+    return MatrixRef{bytes.p, dtype, rows, cols, nullptr, 1, TileScales{scales.data(), 1, group, cols / group, 0, scales_dtype}};
   }
   std::string label() const {
-    return std::string(dtype_name(dtype)) + (group == cols ? " (a BF16 scale per row)" : " (BF16 scales, groups of " + std::to_string(group) + ")");
+    const std::string s(dtype_name(scales_dtype));
+    return std::string(dtype_name(dtype)) + (group == cols ? " (a " + s + " scale per row)" : " (" + s + " scales, groups of " + std::to_string(group) + ")");
   }
 };
 
@@ -500,7 +504,7 @@ int main(int argc, char** argv) {
     wg.push_back(std::make_unique<BlockWeights>(init_pool, t, rows16, cols16));
   const Fp8Weights w8(init_pool, rows16, cols16);
   const PackedWeights wi4(init_pool, DType::PACKED_I4, rows16, cols16, 32), wi4_128(init_pool, DType::PACKED_I4, rows16, cols16, 128),
-      wi8(init_pool, DType::PACKED_I8, rows16, cols16, 0);
+      wi8(init_pool, DType::PACKED_I8, rows16, cols16, 0), wi4_f16(init_pool, DType::PACKED_I4, rows16, cols16, 128, DType::F16);
 
   for (int threads : thread_counts) {
     ThreadPool pool(threads);
@@ -532,6 +536,7 @@ int main(int argc, char** argv) {
     res.push_back(bench_gemv_fp8(o, pool, threads, w8));
     res.push_back(bench_gemv_packed(o, pool, threads, wi4));
     res.push_back(bench_gemv_packed(o, pool, threads, wi4_128));
+    res.push_back(bench_gemv_packed(o, pool, threads, wi4_f16));
     res.push_back(bench_gemv_packed(o, pool, threads, wi8));
     res.push_back(bench_decode_sequence(o, pool, threads));
     if (simd_supported()) {

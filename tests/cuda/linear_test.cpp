@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <cstring>
 #include <vector>
 
 #include "engine/backend/cuda/blas.h"
@@ -125,10 +126,30 @@ TEST(Dequantize, RowsAsBf16AreTheCpuValuesRounded) {
     const std::vector<uint8_t> bytes = random_matrix(dt, rows, cols, 31u, w);
     DeviceVector<uint8_t> dw(bytes);
     DeviceVector<uint16_t> out(std::vector<uint16_t>(size_t(5) * cols, 0xffff));
-    dequantize_rows_bf16(DeviceMatrix{dw.get(), dt, rows, cols}, 3, 5, out.get(), nullptr);
+    dequantize_rows_16(DeviceMatrix{dw.get(), dt, rows, cols}, 3, 5, out.get(), nullptr);
     const std::vector<uint16_t> got = out.download();
     for (size_t i = 0; i < got.size(); ++i)
       ASSERT_EQ(got[i], f32_to_bf16(w[size_t(3) * cols + i])) << "row " << 3 + i / cols << " column " << i % cols;
+  }
+}
+
+// Symmetric 4-bit packed integers' blocks expand in their values' dtype: PACKED_I4_B32's to BF16, PACKED_I4_F16_B32's
+// to F16 (which holds them exactly; BF16 would round them), each value dequantize_row's bit for bit.
+TEST(Dequantize, PackedIntBlocksExpandInTheirValuesDtype) {
+  MOE_REQUIRE_GPU();
+  for (DType dt : {DType::PACKED_I4_B32, DType::PACKED_I4_F16_B32}) {
+    SCOPED_TRACE(std::string(dtype_name(dt)));
+    const int rows = 6, cols = 256;
+    std::vector<float> w;
+    const std::vector<uint8_t> bytes = random_matrix(dt, rows, cols, 37u, w);
+    DeviceVector<uint8_t> dw(bytes);
+    DeviceVector<uint16_t> out(size_t(rows) * cols);
+    dequantize_rows_16(DeviceMatrix{dw.get(), dt, rows, cols}, 0, rows, out.get(), nullptr);
+    const std::vector<uint16_t> got = out.download();
+    for (size_t i = 0; i < got.size(); ++i) {
+      const float back = dt == DType::PACKED_I4_F16_B32 ? f16_to_f32(got[i]) : bf16_to_f32(got[i]);
+      ASSERT_EQ(std::memcmp(&back, &w[i], 4), 0) << "value " << i << ": " << back << ", CPU " << w[i];
+    }
   }
 }
 
@@ -142,7 +163,7 @@ TEST(Dequantize, ReferenceRowsAreGgufPyValuesInBf16) {
     const moe::test::GgmlReferenceRows ref = moe::test::ggml_reference_rows(dt);
     DeviceVector<uint8_t> dw(std::vector<uint8_t>(ref.blocks, ref.blocks + ref.rows * row_bytes(dt, ref.cols)));
     DeviceVector<uint16_t> out(size_t(ref.rows * ref.cols));
-    dequantize_rows_bf16(DeviceMatrix{dw.get(), dt, ref.rows, ref.cols}, 0, ref.rows, out.get(), nullptr);
+    dequantize_rows_16(DeviceMatrix{dw.get(), dt, ref.rows, ref.cols}, 0, ref.rows, out.get(), nullptr);
     const std::vector<uint16_t> got = out.download();
     for (int64_t i = 0; i < ref.rows * ref.cols; ++i)
       ASSERT_EQ(got[size_t(i)], f32_to_bf16(ref.values[i])) << "value " << i << ": gguf-py " << ref.values[i];

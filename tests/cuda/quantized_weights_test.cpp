@@ -343,8 +343,8 @@ TEST(CudaQuantized, Fp8ArrivesAsBlocksF32OrBf16) {
 
 // compressed-tensors' packed integers (engine/common/packed_int.h) on the way to the GPU: their values are those of
 // their scales' dtype, so as BF16 (BF16 scales) or F16 (F16 scales) they arrive exactly, bit for bit the values the
-// CPU reads, as does F32; BF16-scaled ones arrive as PACKED_I4_B32 blocks byte for byte what packed_int_to_blocks
-// makes (the CPU test checks those against the values). Every 4-bit value, groups of 32.
+// CPU reads, as does F32; they arrive as PACKED_I4_B32 or PACKED_I4_F16_B32 blocks byte for byte what
+// packed_int_to_blocks makes (the CPU test checks those against the values). Every 4-bit value, groups of 32.
 TEST(CudaQuantized, PackedIntegersArriveAsTheirValues) {
   MOE_REQUIRE_GPU();
   const int64_t rows = 40, cols = 256, group = 32, groups = cols / group;
@@ -377,14 +377,15 @@ TEST(CudaQuantized, PackedIntegersArriveAsTheirValues) {
         ASSERT_EQ(std::memcmp(&got32[size_t(r * cols + c)], &v, 4), 0) << "row " << r << " column " << c;
       }
     }
-    if (scale_dtype != DType::BF16) continue;
-    const size_t row = matrix_bytes(DType::PACKED_I4_B32, 1, cols);
+    const DType block = scale_dtype == DType::BF16 ? DType::PACKED_I4_B32 : DType::PACKED_I4_F16_B32;
+    ASSERT_EQ(packed_int_block_type(m.dtype, m.cols, m.tiles), block);
+    const size_t row = matrix_bytes(block, 1, cols);
     cuda::test::DeviceVector<uint8_t> blocks(size_t(rows) * row);
-    cuda::put_matrix(blocks.get(), m, DType::PACKED_I4_B32);
+    cuda::put_matrix(blocks.get(), m, block);
     const std::vector<uint8_t> got = blocks.download();
     std::vector<uint8_t> want(row);
     for (int64_t r = 0; r < rows; ++r) {
-      packed_int_to_blocks(q.data() + r * cols / 2, m.tiles.row_scales(r), group, cols, want.data());
+      packed_int_to_blocks(block, q.data() + r * cols / 2, m.tiles.row_scales(r), group, cols, want.data());
       ASSERT_EQ(std::memcmp(got.data() + size_t(r) * row, want.data(), row), 0) << "row " << r;
     }
   }
@@ -430,6 +431,17 @@ TEST(CudaQuantized, PackedIntCheckpointKeepsItsBytes) {
         swap.to_packed_i4(m, narrow ? 16 : name.find("expert") != std::string::npos ? 32 : 128, seed);
       },
       DType::PACKED_I4_B32, DType::BF16);  // BF16 holds BF16-scaled packed values exactly
+}
+
+// A GPTQ-Int4 checkpoint's layout (F16 scales, symmetric, groups of 128; the experts' 32 here): PACKED_I4_F16_B32
+// blocks, multiplied in F16 for prompts (their values are F16 values); groups of 16 go as F16, exactly.
+TEST(CudaQuantized, F16ScaledPackedIntCheckpointKeepsItsBytes) {
+  MOE_REQUIRE_GPU();
+  expect_scaled_checkpoint_keeps_its_bytes(
+      [](test::WeightSwap& swap, WeightMatrix& m, const std::string& name, bool narrow, uint32_t seed) {
+        swap.to_packed_i4(m, narrow ? 16 : name.find("expert") != std::string::npos ? 32 : 128, seed, DType::F16);
+      },
+      DType::PACKED_I4_F16_B32, DType::F16);
 }
 
 // A fine-grained FP8 checkpoint's layout (every release's 128 × 128 tiles): F8_E4M3_B128 blocks; tiles 64 wide go

@@ -344,5 +344,29 @@ TEST(GpuMemoryPlan, PackedIntegersKeepTheirBytesOrGoAsTheirScalesDtype) {
   EXPECT_EQ(gpu_weight_dtypes(model->spec(), model->weights()).attention, DType::F32);
 }
 
+// GPTQ's and AWQ's packed integers on the GPU. The qwen3_moe_gptq golden's (symmetric 4-bit, F16 scales in groups of
+// 32) keep their bytes as PACKED_I4_F16_B32 blocks, 18 bytes per 32 weights; the qwen3_awq golden's have zero
+// points, so they go as F16, their values' dtype.
+TEST(GpuMemoryPlan, GptqKeepsItsBytesAndAwqGoesAsF16) {
+  auto gptq = Model::load(std::string(MOE_TEST_DATA_DIR) + "/models/qwen3_moe_gptq");
+  const ModelSpec& s = gptq->spec();
+  const GpuWeightDtypes g = gpu_weight_dtypes(s, gptq->weights());
+  const GpuLayerDtypes l2 = gpu_layer_dtypes(s, gptq->weights(), g, 2);
+  EXPECT_EQ(l2.expert_gate_up, DType::PACKED_I4_F16_B32);
+  EXPECT_EQ(l2.expert_down, DType::PACKED_I4_F16_B32);
+  EXPECT_EQ(l2.qkv, DType::PACKED_I4_F16_B32);
+  EXPECT_EQ(l2.o, DType::PACKED_I4_F16_B32);
+  EXPECT_EQ(g.router, DType::F16);
+  const size_t E = size_t(s.moe.n_experts), H = size_t(s.hidden), F = size_t(s.moe.expert_ffn);
+  EXPECT_EQ(planned_routed_experts(*gptq, g), size_t(s.n_layers) * E * 3 * H * F / 32 * 18);
+
+  auto awq = Model::load(std::string(MOE_TEST_DATA_DIR) + "/models/qwen3_awq");
+  const GpuWeightDtypes a = gpu_weight_dtypes(awq->spec(), awq->weights());
+  const GpuLayerDtypes l1 = gpu_layer_dtypes(awq->spec(), awq->weights(), a, 1);
+  EXPECT_EQ(l1.qkv, DType::F16);
+  EXPECT_EQ(l1.mlp_gate_up, DType::F16);
+  EXPECT_EQ(l1.mlp_down, DType::F16);
+}
+
 }  // namespace
 }  // namespace moe

@@ -139,38 +139,44 @@ TEST(PackedInt, ProductsMatchTheReferenceOnBothPaths) {
   }
 }
 
-// How the GPU holds BF16-scaled 4-bit weights: each 32 values of a row with their group's scale (PACKED_I4_B32).
-// The blocks decode, by the decoder the CUDA kernels share, to the reference's values bit for bit, in groups of 32
-// (the reference's) and of 64 (each scale then in two blocks). Groups narrower than a block, F16 scales or 8 bits
-// cannot be held so.
+// How the GPU holds symmetric 4-bit weights: each 32 values of a row with their group's scale, BF16 or F16
+// (PACKED_I4_B32, PACKED_I4_F16_B32). The blocks decode, by the decoder the CUDA kernels share, to the reference's
+// values bit for bit (F16-subnormal products included), in groups of 32 and of a whole row (the reference's) and of 64
+// (each scale then in two blocks). Groups narrower than a block, F32 scales, zero points or 8 bits cannot be held so.
 TEST(PackedInt, GpuBlocksHoldTheSameValues) {
   Reference r;
-  const WeightMatrix m = r.matrix(kWeights[0]);  // i4_g32_bf16
-  ASSERT_TRUE(packed_int_fits_blocks(m.dtype, m.cols, m.tiles));
-  std::vector<uint8_t> blocks(matrix_bytes(DType::PACKED_I4_B32, 1, m.cols));
-  EXPECT_EQ(blocks.size(), size_t(m.cols / 32 * 18));
-  std::vector<float> got(static_cast<size_t>(m.cols)), want(static_cast<size_t>(m.cols));
-  const auto* bytes = static_cast<const uint8_t*>(m.data);
-  const size_t stride = packed_int_row_bytes(m.dtype, m.cols);
-  for (int64_t row = 0; row < m.rows; ++row) {
-    packed_int_to_blocks(bytes + row * stride, m.tiles.row_scales(row), 32, m.cols, blocks.data());
-    dequantize_row(blocks.data(), DType::PACKED_I4_B32, m.cols, got.data());
-    for (int64_t c = 0; c < m.cols; ++c)
-      ASSERT_TRUE(same_bits(got[size_t(c)], r.values(kWeights[0])[row * m.cols + c])) << "row " << row << " column " << c;
-    // Groups of 64: every other scale of the row.
-    std::vector<float> wide(static_cast<size_t>(m.cols / 64));
-    for (size_t g = 0; g < wide.size(); ++g) wide[g] = m.tiles.row_scales(row)[2 * g];
-    packed_int_to_blocks(bytes + row * stride, wide.data(), 64, m.cols, blocks.data());
-    dequantize_row(blocks.data(), DType::PACKED_I4_B32, m.cols, got.data());
-    const TileScales wide_tiles{wide.data(), 1, 64, int64_t(wide.size()), 0, DType::BF16};
-    packed_int_dequantize_row(m.dtype, bytes + row * stride, m.cols, wide_tiles, 0, want.data());
-    for (int64_t c = 0; c < m.cols; ++c) ASSERT_TRUE(same_bits(got[size_t(c)], want[size_t(c)])) << "groups of 64, column " << c;
+  for (const Weight& w : {kWeights[0], kWeights[5]}) {  // i4_g32_bf16, i4_row_f16
+    SCOPED_TRACE(w.name);
+    const WeightMatrix m = r.matrix(w);
+    const DType block = packed_int_block_type(m.dtype, m.cols, m.tiles);
+    ASSERT_EQ(block, m.tiles.round_to == DType::BF16 ? DType::PACKED_I4_B32 : DType::PACKED_I4_F16_B32);
+    std::vector<uint8_t> blocks(matrix_bytes(block, 1, m.cols));
+    EXPECT_EQ(blocks.size(), size_t(m.cols / 32 * 18));
+    std::vector<float> got(static_cast<size_t>(m.cols)), want(static_cast<size_t>(m.cols));
+    const auto* bytes = static_cast<const uint8_t*>(m.data);
+    const size_t stride = packed_int_row_bytes(m.dtype, m.cols);
+    for (int64_t row = 0; row < m.rows; ++row) {
+      packed_int_to_blocks(block, bytes + row * stride, m.tiles.row_scales(row), m.tiles.tile_cols, m.cols, blocks.data());
+      dequantize_row(blocks.data(), block, m.cols, got.data());
+      for (int64_t c = 0; c < m.cols; ++c)
+        ASSERT_TRUE(same_bits(got[size_t(c)], r.values(w)[row * m.cols + c])) << "row " << row << " column " << c;
+      if (m.tiles.tile_cols != 32) continue;
+      // Groups of 64: every other scale of the row.
+      std::vector<float> wide(static_cast<size_t>(m.cols / 64));
+      for (size_t g = 0; g < wide.size(); ++g) wide[g] = m.tiles.row_scales(row)[2 * g];
+      packed_int_to_blocks(block, bytes + row * stride, wide.data(), 64, m.cols, blocks.data());
+      dequantize_row(blocks.data(), block, m.cols, got.data());
+      const TileScales wide_tiles{wide.data(), 1, 64, int64_t(wide.size()), 0, m.tiles.round_to};
+      packed_int_dequantize_row(m.dtype, bytes + row * stride, m.cols, wide_tiles, 0, want.data());
+      for (int64_t c = 0; c < m.cols; ++c) ASSERT_TRUE(same_bits(got[size_t(c)], want[size_t(c)])) << "groups of 64, column " << c;
+    }
   }
-  EXPECT_FALSE(packed_int_fits_blocks(DType::PACKED_I4, 48, TileScales{nullptr, 1, 16, 3, 0, DType::BF16}));
-  EXPECT_FALSE(packed_int_fits_blocks(DType::PACKED_I4, 256, TileScales{nullptr, 1, 32, 8, 0, DType::F16}));
-  EXPECT_FALSE(packed_int_fits_blocks(DType::PACKED_I8, 256, TileScales{nullptr, 1, 32, 8, 0, DType::BF16}));
+  const auto none = [](DType t, int64_t cols, const TileScales& tiles) { return packed_int_block_type(t, cols, tiles) == DType::PACKED_I4; };
+  EXPECT_TRUE(none(DType::PACKED_I4, 48, TileScales{nullptr, 1, 16, 3, 0, DType::BF16}));
+  EXPECT_TRUE(none(DType::PACKED_I4, 256, TileScales{nullptr, 1, 32, 8, 0, DType::F32}));
+  EXPECT_TRUE(none(DType::PACKED_I8, 256, TileScales{nullptr, 1, 32, 8, 0, DType::BF16}));
   const int8_t zeros[8] = {};
-  EXPECT_FALSE(packed_int_fits_blocks(DType::PACKED_I4, 256, TileScales{nullptr, 1, 32, 8, 0, DType::BF16, zeros}));
+  EXPECT_TRUE(none(DType::PACKED_I4, 256, TileScales{nullptr, 1, 32, 8, 0, DType::F16, zeros}));
 }
 
 TEST(PackedInt, AMatrixWithoutItsScalesOrWholeWordsIsRefused) {

@@ -13,6 +13,7 @@
 #include "engine/common/dtype.h"
 #include "engine/common/fp8.h"
 #include "engine/common/ggml_quants.h"
+#include "engine/common/packed_int.h"
 #include "engine/formats/safetensors.h"
 #include "engine/model/model.h"
 #include "tests/support/test_support.h"
@@ -84,7 +85,8 @@ inline BlockScales block_scales(DType t) {
 
 // rows × row_bytes(t, cols) bytes of random blocks: random quants and packed scales; each f16 field
 // ±(0.5–1)·its magnitude (block_scales), each E8M0 byte one of three, F8_E4M3_B128's F32 scale about
-// 0.04 / 448 with no NaN codes, PACKED_I4_B32's BF16 scale about 0.04 / 8, so every value is finite and moderate.
+// 0.04 / 448 with no NaN codes, PACKED_I4_B32's BF16 and PACKED_I4_F16_B32's F16 scale about 0.04 / 8, so every
+// value is finite and moderate.
 inline std::vector<uint8_t> random_blocks(DType t, int64_t rows, int64_t cols, uint32_t seed) {
   const BlockFormat f = block_format(t);
   const BlockScales s = block_scales(t);
@@ -99,8 +101,9 @@ inline std::vector<uint8_t> random_blocks(DType t, int64_t rows, int64_t cols, u
       std::memcpy(&bytes[at + s.offsets[i]], &h, 2);
     }
     if (s.e_low >= 0) bytes[at] = uint8_t(s.e_low + int(rng() % 3));
-    if (t == DType::PACKED_I4_B32) {  // a BF16 scale: values of ±0.04 at most
-      const uint16_t h = f32_to_bf16(0.04f / 8.0f * mag(rng));
+    if (t == DType::PACKED_I4_B32 || t == DType::PACKED_I4_F16_B32) {  // a BF16 or F16 scale: values of ±0.04 at most
+      const float scale = 0.04f / 8.0f * mag(rng);
+      const uint16_t h = t == DType::PACKED_I4_B32 ? f32_to_bf16(scale) : f32_to_f16(scale);
       std::memcpy(&bytes[at], &h, 2);
     }
     if (t == DType::F8_E4M3_B128) {  // an F32 scale of an FP8 release's size, and no NaN codes
@@ -182,7 +185,7 @@ class WeightSwap {
   }
   // m becomes compressed-tensors' 4-bit packed integers (engine/common/packed_int.h): random values with a BF16
   // scale per group of `group` columns, of about 0.04 / 8 each, so that the values lie within about ±0.04.
-  void to_packed_i4(WeightMatrix& m, int64_t group, uint32_t seed) {
+  void to_packed_i4(WeightMatrix& m, int64_t group, uint32_t seed, DType scales_dtype = DType::BF16) {
     std::mt19937 rng(seed);
     owned_.emplace_back(matrix_bytes(DType::PACKED_I4, m.rows, m.cols));
     for (uint8_t& b : owned_.back()) b = uint8_t(rng());
@@ -191,9 +194,9 @@ class WeightSwap {
     owned_.emplace_back(size_t(m.rows * groups) * sizeof(float));
     auto* scales = reinterpret_cast<float*>(owned_.back().data());
     std::uniform_real_distribution<float> mag(0.5f, 1.0f);
-    for (int64_t i = 0; i < m.rows * groups; ++i) scales[i] = bf16_to_f32(f32_to_bf16(0.04f / 8.0f * mag(rng)));
+    for (int64_t i = 0; i < m.rows * groups; ++i) scales[i] = round_to_dtype(0.04f / 8.0f * mag(rng), scales_dtype);
     m.dtype = DType::PACKED_I4;
-    m.tiles = {scales, 1, group, groups, 0, DType::BF16};
+    m.tiles = {scales, 1, group, groups, 0, scales_dtype};
     m.scales = nullptr;
     m.row_step = 1;
   }

@@ -75,7 +75,7 @@ void Blas::linear(const DeviceMatrix& w, const float* x, int T, float* y, bool a
     throw EngineError("", "CUDA", "no scratch to expand a " + std::string(dtype_name(w.dtype)) + " matrix for a prefill GEMM");
   for (int64_t r0 = 0; r0 < w.rows; r0 += chunk) {
     const int64_t n = std::min(chunk, w.rows - r0);
-    dequantize_rows_bf16(w, r0, n, dequant_, stream_);
+    dequantize_rows_16(w, r0, n, dequant_, stream_);
     gemm(dequant_, r0, n);
   }
 }

@@ -6,8 +6,9 @@
 //   warp_block_dots: the decode GEMVs (linear.cu, experts.cu). Lane l takes runs l, l + 32, …, so a warp
 //     reads a row's blocks front to back and x (F32, often in shared memory) in consecutive 32-byte pieces
 //     across the lanes (no bank conflicts).
-//   decode_run_bf16: one run as 8 BF16 — what the prefill expert GEMM stages for the tensor cores and
-//     what dequantize_rows writes for cuBLAS.
+//   decode_run_16: one run as 8 16-bit values of the type's compute dtype (gpu_compute_dtype: BF16, or F16 for
+//     F16-valued blocks) — what the prefill expert GEMM stages for the tensor cores and what dequantize_rows
+//     writes for cuBLAS.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -64,20 +65,28 @@ __device__ __forceinline__ void warp_block_dots(DType t, const void* const* m, i
   ggml::visit_block_type(t, [&](auto d) { warp_block_dots_of<decltype(d), NR>(m, r, x, n, lane, acc); });
 }
 
-// Values [v, v + 8) of a row of block type t starting at `row`, as 8 BF16 (round to nearest) packed in 16
-// bytes, value v in the low half of .x.
-__device__ __forceinline__ uint4 decode_run_bf16(DType t, const uint8_t* row, int64_t v) {
+// f as the 16 bits of a BF16 or (f16) an F16, rounded to nearest.
+__device__ __forceinline__ unsigned short bits16(float f, bool f16) {
+  unsigned short b;
+  if (f16) {
+    const __half h = __float2half_rn(f);
+    memcpy(&b, &h, 2);
+  } else {
+    const __nv_bfloat16 h = __float2bfloat16_rn(f);
+    memcpy(&b, &h, 2);
+  }
+  return b;
+}
+
+// Values [v, v + 8) of a row of block type t starting at `row`, as 8 values of gpu_compute_dtype(t) (BF16, or F16
+// for PACKED_I4_F16_B32; round to nearest) packed in 16 bytes, value v in the low half of .x.
+__device__ __forceinline__ uint4 decode_run_16(DType t, const uint8_t* row, int64_t v) {
   float f[kBlockRun] = {};
   ggml::visit_block_type(t, [&](auto d) { decode_run<decltype(d)>(row, v, f); });
+  const bool f16 = t == DType::PACKED_I4_F16_B32;
   uint32_t w[4];
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const __nv_bfloat16 lo = __float2bfloat16_rn(f[2 * i]), hi = __float2bfloat16_rn(f[2 * i + 1]);
-    unsigned short a, b;
-    memcpy(&a, &lo, 2);
-    memcpy(&b, &hi, 2);
-    w[i] = uint32_t(a) | (uint32_t(b) << 16);
-  }
+  for (int i = 0; i < 4; ++i) w[i] = uint32_t(bits16(f[2 * i], f16)) | (uint32_t(bits16(f[2 * i + 1], f16)) << 16);
   return make_uint4(w[0], w[1], w[2], w[3]);
 }
 

@@ -1,4 +1,4 @@
-// dequantize.cuh: one thread per run of 8 values (one 16-byte store of BF16), consecutive threads along
+// dequantize.cuh: one thread per run of 8 values (one 16-byte store of 16-bit values), consecutive threads along
 // a row, so the block reads and the stores both go front to back.
 #include "engine/backend/cuda/kernels/dequantize.cuh"
 
@@ -17,12 +17,12 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (i >= runs) return;
   const int64_t per_row = cols / kBlockRun, r = i / per_row, c = i % per_row;
-  dst[i] = decode_run_bf16(t, w + size_t(r) * row_bytes, c * kBlockRun);
+  dst[i] = decode_run_16(t, w + size_t(r) * row_bytes, c * kBlockRun);
 }
 
 }  // namespace
 
-void dequantize_rows_bf16(const DeviceMatrix& w, int64_t r0, int64_t n, void* dst, cudaStream_t stream) {
+void dequantize_rows_16(const DeviceMatrix& w, int64_t r0, int64_t n, void* dst, cudaStream_t stream) {
   if (n <= 0 || w.cols <= 0) return;
   if (!whole_blocks(w.dtype, w.cols))
     throw_cuda_error("dequantize", "not a GGML block-typed matrix", __FILE__, __LINE__);

@@ -492,7 +492,7 @@ __device__ __forceinline__ void stage_chunk(T* dst, const T* __restrict__ row, i
 }
 
 // X: the activations in T, [rows][K]; out: T (gate/up: h = silu(g)·u rounded to T) or float (down).
-// wblock_row > 0: the weights are rows of that many bytes of block type wtype (T is then BF16), each
+// wblock_row > 0: the weights are rows of that many bytes of block type wtype (T is then its compute dtype), each
 // 8-value chunk decoded, not copied; K is whole blocks, so a k step's chunks are whole too.
 template <typename T, bool kGLU>
 __global__ void __launch_bounds__(kTcThreads)
@@ -573,7 +573,7 @@ __global__ void __launch_bounds__(kTcThreads)
           T* const dst = st + Tiles::x_elems + w * Tiles::w_elems + r * kTcLd + kc;
           if (wblock_row) {
             const auto* row = reinterpret_cast<const uint8_t*>(W[w]) + size_t(n) * wblock_row;
-            *reinterpret_cast<uint4*>(dst) = n < N ? decode_run_bf16(wtype, row, k0 + kc) : make_uint4(0u, 0u, 0u, 0u);
+            *reinterpret_cast<uint4*>(dst) = n < N ? decode_run_16(wtype, row, k0 + kc) : make_uint4(0u, 0u, 0u, 0u);
           } else {
             stage_chunk(dst, n < N ? W[w] + size_t(n) * K : nullptr, K, k0 + kc, wvec);
           }
@@ -783,6 +783,8 @@ void experts_gate_up_grouped(const ExpertTable& t, const int32_t* grouping, int 
       return launch_grouped<float, true>(t, t.gate, t.up, t.ffn, t.hidden, grouping, P, x, h, stream, t.dtype);
     default:
       if (!whole_blocks(t.dtype, t.hidden)) bad_dtype();
+      if (c == DType::F16)  // F16-valued blocks
+        return launch_grouped<__half, true>(t, t.gate, t.up, t.ffn, t.hidden, grouping, P, x16, h, stream, t.dtype);
       return launch_grouped<__nv_bfloat16, true>(t, t.gate, t.up, t.ffn, t.hidden, grouping, P, x16, h, stream, t.dtype);
   }
 }
@@ -801,6 +803,8 @@ void experts_down_grouped(const ExpertTable& t, const int32_t* grouping, int T, 
       return launch_grouped<float, false>(t, t.down, nullptr, t.hidden, t.ffn, grouping, P, h, yp, stream, w);
     default:
       if (!whole_blocks(w, t.ffn)) bad_dtype();
+      if (gpu_compute_dtype(w) == DType::F16)  // F16-valued blocks
+        return launch_grouped<__half, false>(t, t.down, nullptr, t.hidden, t.ffn, grouping, P, h, yp, stream, w);
       return launch_grouped<__nv_bfloat16, false>(t, t.down, nullptr, t.hidden, t.ffn, grouping, P, h, yp, stream, w);
   }
 }

@@ -6,7 +6,7 @@
 //     expert runs one GEMM over its tokens, and each token's outputs are summed in slot order
 //     (deterministic: no atomics on the outputs).
 // Weights are BF16, F16 or F32, or a GGML block type decoded where it lies (block_dot.cuh: decode reads
-// the blocks in registers, prefill stages them as BF16 for the tensor cores); activations and
+// the blocks in registers, prefill stages them as BF16, or F16 for F16-valued blocks, for the tensor cores); activations and
 // accumulation F32.
 #include <cuda_runtime.h>
 
@@ -55,7 +55,7 @@ size_t expert_grouping_ints(int T, int slots, int n_experts);
 void group_by_expert(const int32_t* selected, int T, int slots, int n_experts, int32_t* grouping,
                      cudaStream_t stream);
 // h[pair][:] = silu(gate_e·x[token]) ⊙ (up_e·x[token]) for every (token, expert e) pair. x: [T][hidden]
-// F32; h: [T·slots][ffn] in the weights' compute dtype (BF16 for block types; pairs beyond the number
+// F32; h: [T·slots][ffn] in the weights' compute dtype (BF16 for block types but F16-valued ones; pairs beyond the number
 // selected are left untouched). 16-bit and block-typed weights multiply x rounded to that dtype on the
 // tensor cores: x16 is a device workspace of T·hidden values of it (unused, may be null, for F32
 // weights). Gate/up and down must share a compute dtype.
