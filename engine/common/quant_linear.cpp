@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 namespace moe {
 namespace {
@@ -29,17 +30,22 @@ void quant_linear_values(QuantLinearLayout layout, int bits, const uint8_t* qwei
             store_word(dst + size_t(r * words + w) * 4, load_word(qweight + size_t(w * rows + r) * 4));
     return;
   }
-  // AWQ, 4 bits: the 8 words of inputs 8i … 8i + 7 for outputs 8w … 8w + 7 become those outputs' words i.
+  // AWQ, 4 bits: the 8 words of inputs 8i … 8i + 7 for outputs 8w … 8w + 7 become those outputs' words i: an 8 × 8
+  // transpose of nibbles (word j's nibble k to word k's nibble j), done as three rounds of block swaps (4 × 4
+  // blocks between words j and j + 4, 2 × 2 between j and j + 2, single nibbles between j and j + 1).
   const int64_t out_words = rows / 8;
-  for (int64_t i = 0; i < cols / 8; ++i)
-    for (int64_t w = 0; w < out_words; ++w) {
-      uint32_t in[8];
-      for (int j = 0; j < 8; ++j) in[j] = load_word(qweight + size_t((8 * i + j) * out_words + w) * 4);
-      for (int k = 0; k < 8; ++k) {
-        uint32_t out = 0;
-        for (int j = 0; j < 8; ++j) out |= ((in[j] >> (4 * k)) & 0xf) << (4 * j);
-        store_word(dst + size_t((8 * w + kAwqOrder[k]) * words + i) * 4, out);
-      }
+  for (int64_t w = 0; w < out_words; ++w)  // each output row written front to back
+    for (int64_t i = 0; i < cols / 8; ++i) {
+      uint32_t m[8];
+      for (int j = 0; j < 8; ++j) m[j] = load_word(qweight + size_t((8 * i + j) * out_words + w) * 4);
+      for (const auto& [d, mask] : {std::pair{4, 0x0000ffffu}, std::pair{2, 0x00ff00ffu}, std::pair{1, 0x0f0f0f0fu}})
+        for (int j = 0; j < 8; ++j)
+          if (!(j & d)) {
+            const uint32_t t = ((m[j] >> (4 * d)) ^ m[j + d]) & mask;
+            m[j + d] ^= t;
+            m[j] ^= t << (4 * d);
+          }
+      for (int k = 0; k < 8; ++k) store_word(dst + size_t((8 * w + kAwqOrder[k]) * words + i) * 4, m[k]);
     }
 }
 
