@@ -710,7 +710,9 @@ for _case in CASES:
 # Fine-grained FP8 (transformers' integrations/finegrained_fp8.py, DeepSeek-V3's release): each tile of a
 # linear weight scaled by its largest magnitude over 448 (E4M3's largest value), stored as that inverse scale
 # (weight_scale_inv) beside the F8_E4M3 values; a weight is q * scale_inv.
-def fp8_quantized(name, ndim):
+def quantized_linear(name, ndim):
+    """Whether the FP8, GPTQ and AWQ releases quantize this weight: every matrix but the embeddings, the head and
+    the router."""
     return ndim >= 2 and not name.endswith(("embed_tokens.weight", "lm_head.weight", "mlp.gate.weight"))
 
 
@@ -740,7 +742,7 @@ def fp8_rewrite(out_dir, case):
     path = out_dir / "model.safetensors"
     out = {}
     for name, t in load_file(str(path)).items():
-        if fp8_quantized(name, t.ndim):
+        if quantized_linear(name, t.ndim):
             out[name], out[name + "_scale_inv"] = fp8_quantize(t, case["fp8_tile"], case["fp8_scale_dtype"])
         else:
             out[name] = t
@@ -951,7 +953,7 @@ def quant_linear_rewrite(out_dir, case):
     path = out_dir / "model.safetensors"
     out, dense = {}, {}
     for name, t in load_file(str(path)).items():
-        if not fp8_quantized(name, t.ndim):
+        if not quantized_linear(name, t.ndim):
             out[name] = dense[name] = t
             continue
         q, z, s = quant_linear_quantize(t, bits, group, ql["sym"])
@@ -1345,7 +1347,7 @@ def check_loaded_weights(model, loaded, dtype, case):
         expect = src[name].detach().to(dtype).float()
         if quantize == "mxfp4" and name.endswith(("experts.gate_up_proj", "experts.down_proj")):
             expect = mxfp4_dequantize(*mxfp4_quantize(expect.transpose(1, 2).contiguous())).transpose(1, 2)
-        if quantize == "fp8" and fp8_quantized(name, expect.ndim):
+        if quantize == "fp8" and quantized_linear(name, expect.ndim):
             tile = case["fp8_tile"]
             expect = fp8_dequantize(*fp8_quantize(expect, tile, case["fp8_scale_dtype"]), tile)
         if quantize == "packed_int":
@@ -1360,7 +1362,7 @@ def check_loaded_weights(model, loaded, dtype, case):
                     [packed_dequantize(*packed_quantize(m, bits, group, symmetric), group) for m in mats]
                 ).float()
                 expect = expect.reshape(rounded.shape)
-        if quantize == "quant_linear" and fp8_quantized(name + ("" if name.endswith(".weight") else ".weight"), expect.ndim):
+        if quantize == "quant_linear" and quantized_linear(name, expect.ndim):
             ql = case["quant_linear"]
             mats = expect.to(dtype) if expect.ndim == 3 else expect.to(dtype)[None]
             expect = torch.stack(
