@@ -73,11 +73,11 @@ DType gpu_group_dtype(const std::vector<const WeightMatrix*>& group, DType part)
       if (m->dtype != DType::F8_E4M3 || !fp8_fits_blocks(m->cols, m->tiles.tile_cols)) return part;
     return DType::F8_E4M3_B128;
   }
-  if (group.front()->dtype == DType::PACKED_I4) {  // each block takes its group's scale on upload
+  if (is_packed_int(group.front()->dtype)) {  // each block takes its group's scale (and zero point) on upload
     const DType blocks = packed_int_block_type(group.front()->dtype, group.front()->cols, group.front()->tiles);
     for (const WeightMatrix* m : group)
       if (packed_int_block_type(m->dtype, m->cols, m->tiles) != blocks) return part;
-    return blocks == DType::PACKED_I4 ? part : blocks;
+    return is_packed_int(blocks) ? part : blocks;
   }
   if (!is_block_quantized(group.front()->dtype)) return part;
   for (const WeightMatrix* m : group)

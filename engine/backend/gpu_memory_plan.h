@@ -49,11 +49,13 @@ GpuWeightDtypes gpu_weight_dtypes(const ModelSpec& spec, const ModelWeights& wei
 // MXFP4 blocks: the same codes and scales rearranged on upload (mxfp4_to_ggml_blocks), the same bytes, so GPT-OSS's
 // experts take a quarter of their BF16 size. A group all in fine-grained FP8 whose rows are whole blocks of 128, each in
 // one tile of scales (every release's 128 × 128 tiles), goes as F8_E4M3_B128: each block its bytes as stored and
-// its tile's F32 scale (fp8_to_blocks), 3 % more than the file. A group all in symmetric 4-bit packed integers
-// (compressed-tensors' W4A16, GPTQ's Int4) whose groups are whole blocks of 32 goes as PACKED_I4_B32 (BF16 scales) or
-// PACKED_I4_F16_B32 (F16 scales): each block its 16 bytes as stored and its group's scale (packed_int_to_blocks),
-// 4.5 bits a weight. Other packed integers (asymmetric ones, AWQ's, 8-bit ones) take the part's dtype: their values
-// are those of their scales' dtype, so a part of BF16-scaled ones is BF16, exactly.
+// its tile's F32 scale (fp8_to_blocks), 3 % more than the file. A group all in packed integers whose groups are
+// whole blocks of 32 goes as the blocks packed_int_block_type names: each block its bytes as stored, its group's scale
+// and (asymmetric ones) zero point (packed_int_to_blocks). So symmetric 4-bit ones (compressed-tensors' W4A16,
+// GPTQ-Int4) take 4.5 bits a weight (PACKED_I4_B32 with BF16 scales, PACKED_I4_F16_B32 with F16), asymmetric ones
+// (AWQ's) 5 (PACKED_I4_ZP_…), symmetric 8-bit ones (W8A16, GPTQ-Int8) 8.5 (PACKED_I8_…). Other packed integers
+// (narrower groups, asymmetric 8 bits) take the part's dtype: their values are those of their scales' dtype, so a
+// part of BF16-scaled ones is BF16, exactly.
 DType gpu_group_dtype(const std::vector<const WeightMatrix*>& group, DType part);
 
 // Each group's device dtype in one layer.

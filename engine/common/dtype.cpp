@@ -34,6 +34,10 @@ constexpr DTypeInfo kBlockTypes[] = {
     {DType::F8_E4M3_B128, "F8_E4M3_B128", 0},  // FP8 weights and their scale, 128 to a block (the GPU's copy)
     {DType::PACKED_I4_B32, "PACKED_I4_B32", 0},  // 4-bit packed integers and their scale, 32 to a block (likewise)
     {DType::PACKED_I4_F16_B32, "PACKED_I4_F16_B32", 0},  // the same with an F16 scale
+    {DType::PACKED_I4_ZP_B32, "PACKED_I4_ZP_B32", 0},  // and with their group's zero point
+    {DType::PACKED_I4_ZP_F16_B32, "PACKED_I4_ZP_F16_B32", 0},
+    {DType::PACKED_I8_B32, "PACKED_I8_B32", 0},  // 8-bit packed integers and their scale, 32 to a block
+    {DType::PACKED_I8_F16_B32, "PACKED_I8_F16_B32", 0},
     {DType::PACKED_I4, "PACKED_I4", 0}, {DType::PACKED_I8, "PACKED_I8", 0},  // compressed-tensors' pack-quantized
 };
 }  // namespace

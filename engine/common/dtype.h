@@ -20,9 +20,12 @@ enum class DType : uint8_t {
   // F8_E4M3_B128 is not a GGUF type but takes the same path: F8_E4M3 weights 128 to a block with their F32
   // scale, as the CUDA backend holds a fine-grained FP8 checkpoint's matrices (engine/common/fp8.h). Nor are
   // PACKED_I4_B32 and PACKED_I4_F16_B32: 4-bit packed integers 32 to a block with their BF16 or F16 scale, as it
-  // holds a symmetric 4-bit checkpoint's (compressed-tensors', GPTQ's: engine/common/packed_int.h).
+  // holds a symmetric 4-bit checkpoint's (compressed-tensors', GPTQ's: engine/common/packed_int.h); the _ZP_ pair
+  // adds the group's zero point (AWQ's, and compressed-tensors' asymmetric schemes); PACKED_I8_B32 and
+  // PACKED_I8_F16_B32 hold symmetric 8-bit ones (GPTQ-Int8, W8A16).
   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4_GGML, IQ4_NL, IQ4_XS,
   IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, F8_E4M3_B128, PACKED_I4_B32, PACKED_I4_F16_B32,
+  PACKED_I4_ZP_B32, PACKED_I4_ZP_F16_B32, PACKED_I8_B32, PACKED_I8_F16_B32,
   // Packed integers (engine/common/packed_int.h: compressed-tensors' pack-quantized, and GPTQ's and AWQ's rearranged
   // into its rows): 4- or 8-bit values packed densely into little-endian int32 words, each stored plus 8 or 128;
   // their scales are apart (TileScales). matrix_bytes counts the packed bytes.

@@ -548,26 +548,41 @@ MOE_HOST_DEVICE float f16_rounded(float f) {
 #endif
 }
 
-// 4-bit packed integers with their scale, 32 to a block: x = q·s rounded to the scale's dtype, BF16 or F16, as
-// compressed-tensors, GPTQ and AWQ dequantise a symmetric 4-bit weight. Not GGUF types: the CUDA backend holds such
+// Packed integers with their group's scale, 32 to a block: x = q·s rounded to the scale's dtype, BF16 or F16, as
+// compressed-tensors, GPTQ and AWQ dequantise a symmetric weight, or x = (q − z)·s so rounded with the group's zero
+// point z (AWQ's, compressed-tensors' asymmetric schemes; q − z is exact). Not GGUF types: the CUDA backend holds such
 // a checkpoint's matrices this way (engine/common/packed_int.h: the groups of a row, 32 or more values each, are cut
-// into blocks that each carry their group's scale). Layout: s (bf16 or f16 bits, little-endian), then the 16 bytes
-// as stored (value 2i in byte i's low nibble, 2i + 1 in its high nibble, each q + 8).
-template <bool kF16>
-struct PackedI4Block {
-  static constexpr int kValues = 32, kBytes = 18;
+// into blocks that each carry their group's scale and zero point). Layout: s (bf16 or f16 bits, little-endian); with
+// a zero point, z + 2^(bits − 1) in a byte and a zero byte; then the values as stored, each q + 2^(bits − 1): 4 bits
+// 16 bytes (value 2i in byte i's low nibble, 2i + 1 in its high nibble), 8 bits 32 bytes (value i in byte i).
+template <int kBits, bool kF16, bool kZero>
+struct PackedIntBlock {
+  static_assert((kBits == 4 || kBits == 8) && !(kZero && kBits == 8), "4-bit blocks, with or without zero points, or 8-bit");
+  static constexpr int kValues = 32, kHead = kZero ? 4 : 2, kBytes = kHead + kValues * kBits / 8;
   template <int N>
   MOE_HOST_DEVICE static void run(const uint8_t* b, int v0, float* out) {
     const float s = kF16 ? f16_at(b) : f32_of_bits(iq::u16_at(b) << 16);
+    const int z = kZero ? int(b[2]) : 1 << (kBits - 1);
     for (int i = 0; i < N; ++i) {
       const int v = v0 + i;
-      const float x = float(int((b[2 + v / 2] >> (4 * (v & 1))) & 15) - 8) * s;
+      const int u = kBits == 8 ? int(b[kHead + v]) : int((b[kHead + v / 2] >> (4 * (v & 1))) & 15);
+      const float x = float(u - z) * s;
       out[i] = kF16 ? f16_rounded(x) : bf16_rounded(x);
     }
   }
 };
-using PACKED_I4_B32 = PackedI4Block<false>;
-using PACKED_I4_F16_B32 = PackedI4Block<true>;
+using PACKED_I4_B32 = PackedIntBlock<4, false, false>;
+using PACKED_I4_F16_B32 = PackedIntBlock<4, true, false>;
+using PACKED_I4_ZP_B32 = PackedIntBlock<4, false, true>;
+using PACKED_I4_ZP_F16_B32 = PackedIntBlock<4, true, true>;
+using PACKED_I8_B32 = PackedIntBlock<8, false, false>;
+using PACKED_I8_F16_B32 = PackedIntBlock<8, true, false>;
+
+// True for the blocks whose values are F16 values (the F16-scaled packed integers'): the GPU multiplies them in F16,
+// which holds them exactly, the other block types in BF16 (gpu_compute_dtype).
+MOE_HOST_DEVICE bool f16_valued_block(DType t) {
+  return t == DType::PACKED_I4_F16_B32 || t == DType::PACKED_I4_ZP_F16_B32 || t == DType::PACKED_I8_F16_B32;
+}
 
 // Calls f(Decoder{}) with the decoder of block type t and returns true; false (f not called) for any
 // other dtype.
@@ -597,6 +612,10 @@ MOE_HOST_DEVICE bool visit_block_type(DType t, F&& f) {
     case DType::F8_E4M3_B128: f(F8_E4M3_B128{}); return true;
     case DType::PACKED_I4_B32: f(PACKED_I4_B32{}); return true;
     case DType::PACKED_I4_F16_B32: f(PACKED_I4_F16_B32{}); return true;
+    case DType::PACKED_I4_ZP_B32: f(PACKED_I4_ZP_B32{}); return true;
+    case DType::PACKED_I4_ZP_F16_B32: f(PACKED_I4_ZP_F16_B32{}); return true;
+    case DType::PACKED_I8_B32: f(PACKED_I8_B32{}); return true;
+    case DType::PACKED_I8_F16_B32: f(PACKED_I8_F16_B32{}); return true;
     default: return false;
   }
 }

@@ -32,6 +32,10 @@ BlockFormat block_format(DType t) {
     case DType::F8_E4M3_B128: return {ggml::F8_E4M3_B128::kValues, ggml::F8_E4M3_B128::kBytes};
     case DType::PACKED_I4_B32: return {ggml::PACKED_I4_B32::kValues, ggml::PACKED_I4_B32::kBytes};
     case DType::PACKED_I4_F16_B32: return {ggml::PACKED_I4_F16_B32::kValues, ggml::PACKED_I4_F16_B32::kBytes};
+    case DType::PACKED_I4_ZP_B32: return {ggml::PACKED_I4_ZP_B32::kValues, ggml::PACKED_I4_ZP_B32::kBytes};
+    case DType::PACKED_I4_ZP_F16_B32: return {ggml::PACKED_I4_ZP_F16_B32::kValues, ggml::PACKED_I4_ZP_F16_B32::kBytes};
+    case DType::PACKED_I8_B32: return {ggml::PACKED_I8_B32::kValues, ggml::PACKED_I8_B32::kBytes};
+    case DType::PACKED_I8_F16_B32: return {ggml::PACKED_I8_F16_B32::kValues, ggml::PACKED_I8_F16_B32::kBytes};
     default: return {1, dtype_size(t)};  // MXFP4 and the plain types (0 bytes for MXFP4)
   }
 }

@@ -18,16 +18,16 @@ struct BlockFormat {
 // The block of a type: {32, 18} for Q4_0, {256, 144} for Q4_K, {1, dtype_size} for F32/F16/BF16...
 // {1, 0} for types without a fixed layout (MXFP4, whose scales lie apart).
 BlockFormat block_format(DType t);
-inline bool is_block_quantized(DType t) { return t >= DType::Q4_0 && t <= DType::PACKED_I4_F16_B32; }
+inline bool is_block_quantized(DType t) { return t >= DType::Q4_0 && t <= DType::PACKED_I8_F16_B32; }
 // True when t is a block type and a row of n values is whole blocks of it (what the kernels that decode
 // blocks take).
 inline bool whole_blocks(DType t, int64_t n) { return is_block_quantized(t) && n % block_format(t).values == 0; }
 // What a weight dtype is multiplied in on the GPU (GEMM inputs, tensor-core operands): F32 and F16 stay;
-// BF16 and the block types, whose values the kernels decode, compute in BF16, but PACKED_I4_F16_B32, whose values
-// are F16 values (BF16 would round them), in F16.
+// BF16 and the block types, whose values the kernels decode, compute in BF16, but the F16-scaled packed integers'
+// blocks, whose values are F16 values (BF16 would round them), in F16.
 inline DType gpu_compute_dtype(DType t) {
   if (t == DType::F32 || t == DType::F16) return t;
-  return t == DType::PACKED_I4_F16_B32 ? DType::F16 : DType::BF16;
+  return ggml::f16_valued_block(t) ? DType::F16 : DType::BF16;
 }
 // Bytes of one row of n values (n a multiple of the block).
 inline size_t row_bytes(DType t, int64_t n) {
@@ -60,6 +60,9 @@ inline size_t row_bytes(DType t, int64_t n) {
 //   PACKED_I4_B32  x = bf16(q·s): not a GGUF type either, but BF16-scaled 4-bit packed integers (packed_int.h) as
 //   the GPU holds them, 32 values with their BF16 scale to a block (ggml_decode.h).
 //   PACKED_I4_F16_B32  x = f16(q·s): likewise, F16-scaled (GPTQ's, and compressed-tensors' F16 schemes).
+//   PACKED_I4_ZP_B32, PACKED_I4_ZP_F16_B32  x = bf16((q − z)·s), f16((q − z)·s): likewise, with the group's zero
+//   point z in the block (AWQ's, compressed-tensors' asymmetric schemes).
+//   PACKED_I8_B32, PACKED_I8_F16_B32  x = bf16(q·s), f16(q·s): likewise, 8-bit (GPTQ-Int8, W8A16).
 struct BlockQ4_0 { uint8_t d[2]; uint8_t qs[16]; };
 struct BlockQ4_1 { uint8_t d[2], m[2]; uint8_t qs[16]; };
 struct BlockQ5_0 { uint8_t d[2]; uint8_t qh[4]; uint8_t qs[16]; };

@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include "engine/common/ggml_decode.h"
+#include "engine/common/ggml_quants.h"
 
 namespace moe {
 
@@ -35,16 +35,19 @@ void packed_int_unpack_zero_points(DType t, const uint8_t* words, int64_t rows, 
     }
 }
 
-void packed_int_to_blocks(DType block, const uint8_t* row, const float* scales, int64_t tile_cols, int64_t n,
-                          uint8_t* dst) {
-  constexpr int64_t kValues = ggml::PACKED_I4_B32::kValues;
-  static_assert(ggml::PACKED_I4_F16_B32::kBytes == ggml::PACKED_I4_B32::kBytes);
-  for (int64_t b = 0; b < n / kValues; ++b) {
-    uint8_t* out = dst + b * ggml::PACKED_I4_B32::kBytes;
-    const float scale = scales[b * kValues / tile_cols];
-    const uint16_t s = block == DType::PACKED_I4_F16_B32 ? f32_to_f16(scale) : f32_to_bf16(scale);
+void packed_int_to_blocks(DType block, const uint8_t* row, const float* scales, const int8_t* zeros, int64_t tile_cols,
+                          int64_t n, uint8_t* dst) {
+  const BlockFormat f = block_format(block);
+  const bool zero_point = block == DType::PACKED_I4_ZP_B32 || block == DType::PACKED_I4_ZP_F16_B32;
+  const bool f16 = gpu_compute_dtype(block) == DType::F16;
+  const size_t head = zero_point ? 4 : 2, value_bytes = f.bytes - head;  // 16 or 32: 4 or 8 bits a value
+  for (int64_t b = 0; b < n / f.values; ++b) {
+    uint8_t* out = dst + size_t(b) * f.bytes;
+    const int64_t g = b * f.values / tile_cols;
+    const uint16_t s = f16 ? f32_to_f16(scales[g]) : f32_to_bf16(scales[g]);
     out[0] = uint8_t(s), out[1] = uint8_t(s >> 8);
-    std::memcpy(out + 2, row + b * kValues / 2, size_t(kValues / 2));
+    if (zero_point) out[2] = uint8_t(zeros[g] + 8), out[3] = 0;  // z stored as the values are, plus 8
+    std::memcpy(out + head, row + size_t(b) * value_bytes, value_bytes);
   }
 }
 

@@ -53,16 +53,24 @@ inline void packed_int_dequantize_row(DType t, const void* data, int64_t cols, c
 // as little-endian bytes), as one int8 per tile, row-major.
 void packed_int_unpack_zero_points(DType t, const uint8_t* words, int64_t rows, int64_t groups, int8_t* out);
 
-// The blocks a matrix can be held as (the CUDA backend's copy): PACKED_I4_B32 or PACKED_I4_F16_B32 for 4 bits with
-// BF16 or F16 scales (its values rounded so), symmetric, whole blocks of 32 each in one group; else PACKED_I4 (none).
+// The blocks a matrix can be held as (the CUDA backend's copy), when its values are rounded to BF16 or F16 (its
+// scales' dtype) and its groups are whole blocks of 32: 4 bits as PACKED_I4_B32 or PACKED_I4_F16_B32, with zero points
+// as PACKED_I4_ZP_B32 or PACKED_I4_ZP_F16_B32; symmetric 8 bits as PACKED_I8_B32 or PACKED_I8_F16_B32. Anything else
+// (F32 scales, narrower groups, 8 bits with zero points) cannot be: t itself.
 inline DType packed_int_block_type(DType t, int64_t cols, const TileScales& tiles) {
-  if (t != DType::PACKED_I4 || tiles.zero_points || cols % 32 || tiles.tile_cols % 32) return DType::PACKED_I4;
-  if (tiles.round_to == DType::BF16) return DType::PACKED_I4_B32;
-  return tiles.round_to == DType::F16 ? DType::PACKED_I4_F16_B32 : DType::PACKED_I4;
+  const bool f16 = tiles.round_to == DType::F16;
+  if (!is_packed_int(t) || cols % 32 || tiles.tile_cols % 32 || (!f16 && tiles.round_to != DType::BF16)) return t;
+  if (t == DType::PACKED_I8) {
+    if (tiles.zero_points) return t;
+    return f16 ? DType::PACKED_I8_F16_B32 : DType::PACKED_I8_B32;
+  }
+  if (tiles.zero_points) return f16 ? DType::PACKED_I4_ZP_F16_B32 : DType::PACKED_I4_ZP_B32;
+  return f16 ? DType::PACKED_I4_F16_B32 : DType::PACKED_I4_B32;
 }
-// One row (n values; packed_int_block_type gave `block`) as such blocks into dst: each block its group's scale as
-// BF16 or F16 (which it is), then its 16 bytes as stored. The values are the same bit for bit.
-void packed_int_to_blocks(DType block, const uint8_t* row, const float* scales, int64_t tile_cols, int64_t n,
-                          uint8_t* dst);
+// One row (n values of packed type t; packed_int_block_type gave `block`) as such blocks into dst: each block its
+// group's scale as BF16 or F16 (which it is), its zero point (zeros: the row's, one per group; the _ZP_ types only),
+// then its bytes as stored. The values are the same bit for bit.
+void packed_int_to_blocks(DType block, const uint8_t* row, const float* scales, const int8_t* zeros, int64_t tile_cols,
+                          int64_t n, uint8_t* dst);
 
 }  // namespace moe

@@ -15,8 +15,8 @@
 //   - The experts and the LM head again in GGUF block types, read as blocks (block_dot.cuh): Q4_K_M's
 //     pairing (gate/up Q4_K, down Q6_K, head Q6_K), Q8_0, and the 1- to 3-bit IQ types of the "UD"
 //     downloads (IQ2_XXS or IQ1_S experts), fine-grained FP8 as the GPU holds it (F8_E4M3_B128), and
-//     compressed-tensors' W4A16 and GPTQ's Int4 likewise (PACKED_I4_B32, PACKED_I4_F16_B32); GB/s counts the blocks'
-//     bytes.
+//     compressed-tensors' W4A16, GPTQ's Int4 and Int8 and AWQ's likewise (PACKED_I4_B32, PACKED_I4_F16_B32,
+//     PACKED_I8_F16_B32, PACKED_I4_ZP_F16_B32); GB/s counts the blocks' bytes.
 //   - The last lines add one layer's kernels up, times the layers, plus the LM head: a step without the
 //     embedding and the copies, against the 2.5 ms that 400 tokens/s allows; with separate and with
 //     fused tails; and with the Q4_K_M experts and head in place of BF16's.
@@ -324,7 +324,11 @@ int main(int argc, char** argv) {
                                       {"W4A16 (PACKED_I4_B32: compressed-tensors' 4-bit, BF16 scales)", DType::PACKED_I4_B32,
                                        DType::PACKED_I4_B32, DType::PACKED_I4_B32, {}, {}, {}},
                                       {"GPTQ-Int4 (PACKED_I4_F16_B32: 4-bit, F16 scales)", DType::PACKED_I4_F16_B32,
-                                       DType::PACKED_I4_F16_B32, DType::PACKED_I4_F16_B32, {}, {}, {}}};
+                                       DType::PACKED_I4_F16_B32, DType::PACKED_I4_F16_B32, {}, {}, {}},
+                                      {"AWQ (PACKED_I4_ZP_F16_B32: 4-bit, F16 scales, zero points)", DType::PACKED_I4_ZP_F16_B32,
+                                       DType::PACKED_I4_ZP_F16_B32, DType::PACKED_I4_ZP_F16_B32, {}, {}, {}},
+                                      {"GPTQ-Int8 (PACKED_I8_F16_B32: 8-bit, F16 scales)", DType::PACKED_I8_F16_B32,
+                                       DType::PACKED_I8_F16_B32, DType::PACKED_I8_F16_B32, {}, {}, {}}};
   auto upload_blocks = [](DType t, int64_t rows, int64_t cols, uint32_t seed) {
     const std::vector<uint8_t> host = moe::test::random_blocks(t, rows, cols, seed);
     auto b = std::make_unique<Buffer>(host.size());

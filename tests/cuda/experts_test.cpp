@@ -10,10 +10,12 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/backend/cuda/kernels/experts.cuh"
@@ -412,6 +414,19 @@ TEST(Experts, GgmlBlockTypes) {
   }
   run_shape({DType::Q8_0, 96, 160, 5, 2, {1, 130}, DType::MXFP4_GGML}, 2200);
   run_shape({DType::Q4_K, 512, 256, 4, 2, {1, 17}, DType::Q6_K}, 2300, 0.25f);  // with GPT-OSS's epilogue
+}
+
+// Packed integers' blocks (engine/common/packed_int.h), read where they lie, the grouped GEMM staging them in their
+// values' dtype (BF16, or F16 for F16-scaled ones): 4 bits with and without zero points and 8 bits, gate/up and down
+// of different kinds but one values' dtype, as a checkpoint's layers mix them.
+TEST(Experts, PackedIntBlocks) {
+  MOE_REQUIRE_GPU();
+  const std::pair<DType, DType> pairs[] = {{DType::PACKED_I4_ZP_B32, DType::PACKED_I8_B32},
+                                           {DType::PACKED_I4_ZP_F16_B32, DType::PACKED_I8_F16_B32},
+                                           {DType::PACKED_I8_F16_B32, DType::PACKED_I4_F16_B32},
+                                           {DType::PACKED_I4_B32, DType::PACKED_I4_ZP_B32}};
+  for (size_t i = 0; i < std::size(pairs); ++i)
+    run_shape({pairs[i].first, 256, 160, 6, 3, {1, 9}, pairs[i].second}, 2400 + 10 * uint32_t(i));
 }
 
 TEST(Experts, EmptySelections) {

@@ -32,6 +32,9 @@ struct Case {
 };
 
 const std::vector<DType>& kBlockTypes = moe::test::kGgmlBlockTypes;
+// The blocks the GPU holds packed integers in (engine/common/packed_int.h), whose values are BF16 or F16 values.
+const DType kPackedIntBlocks[] = {DType::PACKED_I4_B32,    DType::PACKED_I4_F16_B32, DType::PACKED_I4_ZP_B32,
+                                  DType::PACKED_I4_ZP_F16_B32, DType::PACKED_I8_B32, DType::PACKED_I8_F16_B32};
 
 // A rows × cols matrix stored as dt (random values, or random blocks of a block type), and its values.
 std::vector<uint8_t> random_matrix(DType dt, int rows, int cols, uint32_t seed, std::vector<float>& values) {
@@ -93,6 +96,7 @@ TEST(LinearDecode, GgmlBlockTypes) {
     for (const Case& c : cases)
       for (bool acc : {false, true}) check(dt, c, acc);
   for (DType dt : {DType::Q8_0, DType::Q4_0, DType::MXFP4_GGML, DType::IQ4_NL}) check(dt, {11, 2880, "2880 columns"}, false);
+  for (DType dt : kPackedIntBlocks) check(dt, {19, 2304, "2304 columns"}, true);
   // x one float past an aligned address.
   std::vector<float> w;
   const std::vector<uint8_t> bytes = random_matrix(DType::Q6_K, 5, 512, 21u, w);
@@ -133,11 +137,11 @@ TEST(Dequantize, RowsAsBf16AreTheCpuValuesRounded) {
   }
 }
 
-// Symmetric 4-bit packed integers' blocks expand in their values' dtype: PACKED_I4_B32's to BF16, PACKED_I4_F16_B32's
-// to F16 (which holds them exactly; BF16 would round them), each value dequantize_row's bit for bit.
+// Packed integers' blocks expand in their values' dtype: the BF16-scaled ones to BF16, the F16-scaled ones to F16
+// (which holds them exactly; BF16 would round them), each value dequantize_row's bit for bit.
 TEST(Dequantize, PackedIntBlocksExpandInTheirValuesDtype) {
   MOE_REQUIRE_GPU();
-  for (DType dt : {DType::PACKED_I4_B32, DType::PACKED_I4_F16_B32}) {
+  for (DType dt : kPackedIntBlocks) {
     SCOPED_TRACE(std::string(dtype_name(dt)));
     const int rows = 6, cols = 256;
     std::vector<float> w;
@@ -147,7 +151,7 @@ TEST(Dequantize, PackedIntBlocksExpandInTheirValuesDtype) {
     dequantize_rows_16(DeviceMatrix{dw.get(), dt, rows, cols}, 0, rows, out.get(), nullptr);
     const std::vector<uint16_t> got = out.download();
     for (size_t i = 0; i < got.size(); ++i) {
-      const float back = dt == DType::PACKED_I4_F16_B32 ? f16_to_f32(got[i]) : bf16_to_f32(got[i]);
+      const float back = gpu_compute_dtype(dt) == DType::F16 ? f16_to_f32(got[i]) : bf16_to_f32(got[i]);
       ASSERT_EQ(std::memcmp(&back, &w[i], 4), 0) << "value " << i << ": " << back << ", CPU " << w[i];
     }
   }

@@ -341,28 +341,41 @@ TEST(CudaQuantized, Fp8ArrivesAsBlocksF32OrBf16) {
   EXPECT_THROW(cuda::put_matrix(blocks.get(), m, DType::Q8_0), EngineError);
 }
 
-// compressed-tensors' packed integers (engine/common/packed_int.h) on the way to the GPU: their values are those of
-// their scales' dtype, so as BF16 (BF16 scales) or F16 (F16 scales) they arrive exactly, bit for bit the values the
-// CPU reads, as does F32; they arrive as PACKED_I4_B32 or PACKED_I4_F16_B32 blocks byte for byte what
-// packed_int_to_blocks makes (the CPU test checks those against the values). Every 4-bit value, groups of 32.
+// Packed integers (engine/common/packed_int.h) on the way to the GPU: their values are those of their scales' dtype,
+// so as BF16 (BF16 scales) or F16 (F16 scales) they arrive exactly, bit for bit the values the CPU reads, as does
+// F32; they arrive as the blocks packed_int_block_type names byte for byte what packed_int_to_blocks makes (the CPU
+// test checks those against the values). 4 bits with and without zero points, 8 bits; every value; groups of 32.
 TEST(CudaQuantized, PackedIntegersArriveAsTheirValues) {
   MOE_REQUIRE_GPU();
   const int64_t rows = 40, cols = 256, group = 32, groups = cols / group;
-  std::vector<uint8_t> q(size_t(rows * cols / 2));
+  std::vector<uint8_t> q(size_t(rows * cols));  // enough for 8 bits
   uint32_t x = 7;
-  for (size_t i = 0; i < q.size(); ++i) q[i] = i < 8 ? uint8_t(0x10 * (2 * i + 1) + 2 * i) : uint8_t((x = x * 1664525u + 1013904223u) >> 24);
+  for (size_t i = 0; i < q.size(); ++i) q[i] = i < 256 ? uint8_t(i * 77) : uint8_t((x = x * 1664525u + 1013904223u) >> 24);
   std::vector<float> scales(size_t(rows * groups));
   for (size_t i = 0; i < scales.size(); ++i) scales[i] = 1e-3f * float(i % 13 + 1) / 3.0f;
-  for (DType scale_dtype : {DType::BF16, DType::F16}) {
-    SCOPED_TRACE(dtype_name(scale_dtype));
+  std::vector<int8_t> zeros(scales.size());
+  for (size_t i = 0; i < zeros.size(); ++i) zeros[i] = int8_t(int(i * 5 % 16) - 8);  // every 4-bit zero point
+  struct Case {
+    DType packed, scale_dtype;
+    bool zero_points;
+    DType block;
+  };
+  for (const Case& k : {Case{DType::PACKED_I4, DType::BF16, false, DType::PACKED_I4_B32},
+                        Case{DType::PACKED_I4, DType::F16, false, DType::PACKED_I4_F16_B32},
+                        Case{DType::PACKED_I4, DType::BF16, true, DType::PACKED_I4_ZP_B32},
+                        Case{DType::PACKED_I4, DType::F16, true, DType::PACKED_I4_ZP_F16_B32},
+                        Case{DType::PACKED_I8, DType::BF16, false, DType::PACKED_I8_B32},
+                        Case{DType::PACKED_I8, DType::F16, false, DType::PACKED_I8_F16_B32}}) {
+    SCOPED_TRACE(std::string(dtype_name(k.block)));
     std::vector<float> rounded(scales);
-    for (float& s : rounded) s = round_to_dtype(s, scale_dtype);  // as the loader reads the stored scales
-    WeightMatrix m{q.data(), DType::PACKED_I4, rows, cols};
-    m.tiles = {rounded.data(), 1, group, groups, 0, scale_dtype};
+    for (float& s : rounded) s = round_to_dtype(s, k.scale_dtype);  // as the loader reads the stored scales
+    WeightMatrix m{q.data(), k.packed, rows, cols};
+    m.tiles = {rounded.data(), 1, group, groups, 0, k.scale_dtype, k.zero_points ? zeros.data() : nullptr};
+    const size_t stride = packed_int_row_bytes(k.packed, cols);
     cuda::test::DeviceVector<uint16_t> halves(size_t(rows * cols));
     size_t reported = 0;
-    cuda::put_matrix(halves.get(), m, scale_dtype, [&](size_t n) { reported += n; });
-    EXPECT_EQ(reported, size_t(rows * cols / 2));
+    cuda::put_matrix(halves.get(), m, k.scale_dtype, [&](size_t n) { reported += n; });
+    EXPECT_EQ(reported, size_t(rows) * stride);
     const std::vector<uint16_t> got16 = halves.download();
     cuda::test::DeviceVector<float> f32(size_t(rows * cols));
     cuda::put_matrix(f32.get(), m, DType::F32);
@@ -372,20 +385,23 @@ TEST(CudaQuantized, PackedIntegersArriveAsTheirValues) {
       weight_row_to_f32(m, r, values.data());
       for (int64_t c = 0; c < cols; ++c) {
         const float v = values[size_t(c)];
-        const float back = scale_dtype == DType::BF16 ? bf16_to_f32(got16[size_t(r * cols + c)]) : f16_to_f32(got16[size_t(r * cols + c)]);
+        const uint16_t h = got16[size_t(r * cols + c)];
+        const float back = k.scale_dtype == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
         ASSERT_EQ(std::memcmp(&back, &v, 4), 0) << "row " << r << " column " << c;
         ASSERT_EQ(std::memcmp(&got32[size_t(r * cols + c)], &v, 4), 0) << "row " << r << " column " << c;
       }
     }
-    const DType block = scale_dtype == DType::BF16 ? DType::PACKED_I4_B32 : DType::PACKED_I4_F16_B32;
-    ASSERT_EQ(packed_int_block_type(m.dtype, m.cols, m.tiles), block);
-    const size_t row = matrix_bytes(block, 1, cols);
+    ASSERT_EQ(packed_int_block_type(m.dtype, m.cols, m.tiles), k.block);
+    const size_t row = matrix_bytes(k.block, 1, cols);
     cuda::test::DeviceVector<uint8_t> blocks(size_t(rows) * row);
-    cuda::put_matrix(blocks.get(), m, block);
+    reported = 0;
+    cuda::put_matrix(blocks.get(), m, k.block, [&](size_t n) { reported += n; });
+    EXPECT_EQ(reported, size_t(rows) * stride);
     const std::vector<uint8_t> got = blocks.download();
     std::vector<uint8_t> want(row);
     for (int64_t r = 0; r < rows; ++r) {
-      packed_int_to_blocks(block, q.data() + r * cols / 2, m.tiles.row_scales(r), group, cols, want.data());
+      packed_int_to_blocks(k.block, q.data() + size_t(r) * stride, m.tiles.row_scales(r),
+                           k.zero_points ? m.tiles.row_zero_points(r) : nullptr, group, cols, want.data());
       ASSERT_EQ(std::memcmp(got.data() + size_t(r) * row, want.data(), row), 0) << "row " << r;
     }
   }
@@ -428,7 +444,7 @@ TEST(CudaQuantized, PackedIntCheckpointKeepsItsBytes) {
   MOE_REQUIRE_GPU();
   expect_scaled_checkpoint_keeps_its_bytes(
       [](test::WeightSwap& swap, WeightMatrix& m, const std::string& name, bool narrow, uint32_t seed) {
-        swap.to_packed_i4(m, narrow ? 16 : name.find("expert") != std::string::npos ? 32 : 128, seed);
+        swap.to_packed_int(m, DType::PACKED_I4, narrow ? 16 : name.find("expert") != std::string::npos ? 32 : 128, seed);
       },
       DType::PACKED_I4_B32, DType::BF16);  // BF16 holds BF16-scaled packed values exactly
 }
@@ -439,9 +455,36 @@ TEST(CudaQuantized, F16ScaledPackedIntCheckpointKeepsItsBytes) {
   MOE_REQUIRE_GPU();
   expect_scaled_checkpoint_keeps_its_bytes(
       [](test::WeightSwap& swap, WeightMatrix& m, const std::string& name, bool narrow, uint32_t seed) {
-        swap.to_packed_i4(m, narrow ? 16 : name.find("expert") != std::string::npos ? 32 : 128, seed, DType::F16);
+        swap.to_packed_int(m, DType::PACKED_I4, narrow ? 16 : name.find("expert") != std::string::npos ? 32 : 128, seed, DType::F16);
       },
       DType::PACKED_I4_F16_B32, DType::F16);
+}
+
+// An AWQ or asymmetric W4A16 checkpoint's layout (zero points; BF16 scales here, AWQ's golden has F16 ones):
+// PACKED_I4_ZP_B32 blocks; groups of 16 go as BF16, exactly.
+TEST(CudaQuantized, AsymmetricPackedIntCheckpointKeepsItsBytes) {
+  MOE_REQUIRE_GPU();
+  expect_scaled_checkpoint_keeps_its_bytes(
+      [](test::WeightSwap& swap, WeightMatrix& m, const std::string& name, bool narrow, uint32_t seed) {
+        const int64_t group = narrow ? 16 : name.find("expert") != std::string::npos ? 32 : 128;
+        swap.to_packed_int(m, DType::PACKED_I4, group, seed, DType::BF16, true);
+      },
+      DType::PACKED_I4_ZP_B32, DType::BF16);
+}
+
+// A GPTQ-Int8 checkpoint's layout (F16 scales, symmetric 8 bits, groups of 128; the experts' 32 here):
+// PACKED_I8_F16_B32 blocks, multiplied in F16 for prompts; groups of 16 go as F16, exactly. (Seeds from 100: the
+// first ones make a model whose first router, at the fifth token, has its second and third experts 2e-4 apart in
+// probability, less than rounding the prompt's activations to F16 moves them; the GPU, 1e-7 off the CPU in NMSE at
+// every other position, picks the third.)
+TEST(CudaQuantized, EightBitPackedIntCheckpointKeepsItsBytes) {
+  MOE_REQUIRE_GPU();
+  expect_scaled_checkpoint_keeps_its_bytes(
+      [](test::WeightSwap& swap, WeightMatrix& m, const std::string& name, bool narrow, uint32_t seed) {
+        const int64_t group = narrow ? 16 : name.find("expert") != std::string::npos ? 32 : 128;
+        swap.to_packed_int(m, DType::PACKED_I8, group, seed + 100, DType::F16);
+      },
+      DType::PACKED_I8_F16_B32, DType::F16);
 }
 
 // A fine-grained FP8 checkpoint's layout (every release's 128 × 128 tiles): F8_E4M3_B128 blocks; tiles 64 wide go

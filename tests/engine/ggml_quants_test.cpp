@@ -138,7 +138,13 @@ TEST(GgmlQuants, BlockFormatsNamesAndSizes) {
               {DType::IQ4_NL, "IQ4_NL", 32, 18}, {DType::IQ4_XS, "IQ4_XS", 256, 136},
               {DType::IQ2_XXS, "IQ2_XXS", 256, 66}, {DType::IQ2_XS, "IQ2_XS", 256, 74}, {DType::IQ2_S, "IQ2_S", 256, 82},
               {DType::IQ3_XXS, "IQ3_XXS", 256, 98}, {DType::IQ3_S, "IQ3_S", 256, 110}, {DType::IQ1_S, "IQ1_S", 256, 50},
-              {DType::IQ1_M, "IQ1_M", 256, 56}};
+              {DType::IQ1_M, "IQ1_M", 256, 56},
+              // not GGUF types: how the GPU holds fine-grained FP8 and packed integers
+              {DType::F8_E4M3_B128, "F8_E4M3_B128", 128, 132}, {DType::PACKED_I4_B32, "PACKED_I4_B32", 32, 18},
+              {DType::PACKED_I4_F16_B32, "PACKED_I4_F16_B32", 32, 18},
+              {DType::PACKED_I4_ZP_B32, "PACKED_I4_ZP_B32", 32, 20},
+              {DType::PACKED_I4_ZP_F16_B32, "PACKED_I4_ZP_F16_B32", 32, 20},
+              {DType::PACKED_I8_B32, "PACKED_I8_B32", 32, 34}, {DType::PACKED_I8_F16_B32, "PACKED_I8_F16_B32", 32, 34}};
   for (const auto& w : want) {
     SCOPED_TRACE(w.name);
     EXPECT_EQ(block_format(w.t).values, w.values);
@@ -157,6 +163,7 @@ TEST(GgmlQuants, BlockFormatsNamesAndSizes) {
   EXPECT_EQ(block_format(DType::MXFP4).bytes, 0u);  // its scales lie apart: no block layout
   EXPECT_FALSE(is_block_quantized(DType::MXFP4));
   EXPECT_FALSE(is_block_quantized(DType::BF16));
+  EXPECT_FALSE(is_block_quantized(DType::PACKED_I4));  // its scales lie apart
 }
 
 void expect_dequantize_row_matches(DType t, const Reference& ref, const std::string& what) {

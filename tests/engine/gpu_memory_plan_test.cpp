@@ -308,10 +308,10 @@ TEST(GpuMemoryPlan, Fp8KeepsItsBytesOrGoesAsF32) {
   EXPECT_EQ(planned_routed_experts(*model, parts), E * 3 * H * F / 128 * 132);  // layer 1 is dense
 }
 
-// compressed-tensors' packed integers on the GPU. BF16-scaled 4-bit groups of whole blocks (the qwen3_moe_w4a16
-// golden's experts) keep their bytes as PACKED_I4_B32 blocks, 18 bytes per 32 weights; other packed integers take
-// the dtype of their values, that of their scales (BF16 for that golden's 8-bit attention, F16 for mixtral_w4a16's
-// groups of 16), so they are exact, at the size of a 16-bit model.
+// compressed-tensors' packed integers on the GPU. BF16-scaled groups of whole blocks keep their bytes: the
+// qwen3_moe_w4a16 golden's 4-bit experts as PACKED_I4_B32 blocks, 18 bytes per 32 weights, its 8-bit attention (one
+// scale per row) as PACKED_I8_B32, 34 bytes; other packed integers take the dtype of their values, that of their
+// scales (F16 for mixtral_w4a16's groups of 16), so they are exact, at the size of a 16-bit model.
 TEST(GpuMemoryPlan, PackedIntegersKeepTheirBytesOrGoAsTheirScalesDtype) {
   auto qwen = Model::load(std::string(MOE_TEST_DATA_DIR) + "/models/qwen3_moe_w4a16");
   const ModelSpec& s = qwen->spec();
@@ -321,7 +321,8 @@ TEST(GpuMemoryPlan, PackedIntegersKeepTheirBytesOrGoAsTheirScalesDtype) {
   const GpuLayerDtypes l0 = gpu_layer_dtypes(s, qwen->weights(), q, 0);
   EXPECT_EQ(l0.expert_gate_up, DType::PACKED_I4_B32);
   EXPECT_EQ(l0.expert_down, DType::PACKED_I4_B32);
-  EXPECT_EQ(l0.qkv, DType::BF16);
+  EXPECT_EQ(l0.qkv, DType::PACKED_I8_B32);
+  EXPECT_EQ(l0.o, DType::PACKED_I8_B32);
   const size_t E = size_t(s.moe.n_experts), H = size_t(s.hidden), F = size_t(s.moe.expert_ffn);
   EXPECT_EQ(planned_routed_experts(*qwen, q), size_t(s.n_layers) * E * 3 * H * F / 32 * 18);
 
@@ -338,16 +339,16 @@ TEST(GpuMemoryPlan, PackedIntegersKeepTheirBytesOrGoAsTheirScalesDtype) {
   test::ScratchDir dir;
   auto model = test::quantizable_model(dir, DType::BF16);
   test::WeightSwap swap(*model);
-  swap.to_packed_i4(swap.weights().layers[0].o, 16, 1);  // BF16 scales, groups too narrow for blocks
+  swap.to_packed_int(swap.weights().layers[0].o, DType::PACKED_I4, 16, 1);  // BF16 scales, groups too narrow for blocks
   EXPECT_EQ(gpu_weight_dtypes(model->spec(), model->weights()).attention, DType::BF16);
   swap.weights().layers[0].o.tiles.round_to = DType::F16;
   EXPECT_EQ(gpu_weight_dtypes(model->spec(), model->weights()).attention, DType::F32);
 }
 
-// GPTQ's and AWQ's packed integers on the GPU. The qwen3_moe_gptq golden's (symmetric 4-bit, F16 scales in groups of
-// 32) keep their bytes as PACKED_I4_F16_B32 blocks, 18 bytes per 32 weights; the qwen3_awq golden's have zero
-// points, so they go as F16, their values' dtype.
-TEST(GpuMemoryPlan, GptqKeepsItsBytesAndAwqGoesAsF16) {
+// GPTQ's and AWQ's packed integers on the GPU keep their bytes. The qwen3_moe_gptq golden's (symmetric 4-bit, F16
+// scales in groups of 32) as PACKED_I4_F16_B32 blocks, 18 bytes per 32 weights; the qwen3_awq golden's, which have
+// zero points, as PACKED_I4_ZP_F16_B32 blocks, 20 bytes per 32.
+TEST(GpuMemoryPlan, GptqAndAwqKeepTheirBytes) {
   auto gptq = Model::load(std::string(MOE_TEST_DATA_DIR) + "/models/qwen3_moe_gptq");
   const ModelSpec& s = gptq->spec();
   const GpuWeightDtypes g = gpu_weight_dtypes(s, gptq->weights());
@@ -363,9 +364,10 @@ TEST(GpuMemoryPlan, GptqKeepsItsBytesAndAwqGoesAsF16) {
   auto awq = Model::load(std::string(MOE_TEST_DATA_DIR) + "/models/qwen3_awq");
   const GpuWeightDtypes a = gpu_weight_dtypes(awq->spec(), awq->weights());
   const GpuLayerDtypes l1 = gpu_layer_dtypes(awq->spec(), awq->weights(), a, 1);
-  EXPECT_EQ(l1.qkv, DType::F16);
-  EXPECT_EQ(l1.mlp_gate_up, DType::F16);
-  EXPECT_EQ(l1.mlp_down, DType::F16);
+  EXPECT_EQ(l1.qkv, DType::PACKED_I4_ZP_F16_B32);
+  EXPECT_EQ(l1.o, DType::PACKED_I4_ZP_F16_B32);
+  EXPECT_EQ(l1.mlp_gate_up, DType::PACKED_I4_ZP_F16_B32);
+  EXPECT_EQ(l1.mlp_down, DType::PACKED_I4_ZP_F16_B32);
 }
 
 }  // namespace

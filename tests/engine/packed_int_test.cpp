@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -139,44 +140,74 @@ TEST(PackedInt, ProductsMatchTheReferenceOnBothPaths) {
   }
 }
 
-// How the GPU holds symmetric 4-bit weights: each 32 values of a row with their group's scale, BF16 or F16
-// (PACKED_I4_B32, PACKED_I4_F16_B32). The blocks decode, by the decoder the CUDA kernels share, to the reference's
-// values bit for bit (F16-subnormal products included), in groups of 32 and of a whole row (the reference's) and of 64
-// (each scale then in two blocks). Groups narrower than a block, F32 scales, zero points or 8 bits cannot be held so.
+// How the GPU holds packed integers: each 32 values of a row with their group's scale, BF16 or F16, and zero point
+// (PACKED_I4_B32, PACKED_I4_F16_B32, PACKED_I4_ZP_B32, PACKED_I4_ZP_F16_B32, PACKED_I8_F16_B32). The blocks decode, by
+// the decoder the CUDA kernels share, to the reference's values bit for bit (F16-subnormal products included), in
+// groups of 32, 64 and 128 and of a whole row (the reference's) and of 64 made of groups of 32 (each scale and zero
+// point then in two blocks). Groups narrower than a block, F32 scales, and 8 bits with zero points cannot be held so.
 TEST(PackedInt, GpuBlocksHoldTheSameValues) {
   Reference r;
-  for (const Weight& w : {kWeights[0], kWeights[5]}) {  // i4_g32_bf16, i4_row_f16
+  const DType want_blocks[] = {DType::PACKED_I4_B32,    DType::PACKED_I4,        DType::PACKED_I8_F16_B32,
+                               DType::PACKED_I8,        DType::PACKED_I4_B32,    DType::PACKED_I4_F16_B32,
+                               DType::PACKED_I4_ZP_B32, DType::PACKED_I4_ZP_F16_B32, DType::PACKED_I8};
+  static_assert(std::size(want_blocks) == std::size(kWeights));
+  for (size_t i = 0; i < std::size(kWeights); ++i) {
+    const Weight& w = kWeights[i];
     SCOPED_TRACE(w.name);
     const WeightMatrix m = r.matrix(w);
     const DType block = packed_int_block_type(m.dtype, m.cols, m.tiles);
-    ASSERT_EQ(block, m.tiles.round_to == DType::BF16 ? DType::PACKED_I4_B32 : DType::PACKED_I4_F16_B32);
+    ASSERT_EQ(block, want_blocks[i]) << dtype_name(block);
+    if (block == m.dtype) continue;  // none
+    const bool zero_point = m.tiles.zero_points != nullptr;
     std::vector<uint8_t> blocks(matrix_bytes(block, 1, m.cols));
-    EXPECT_EQ(blocks.size(), size_t(m.cols / 32 * 18));
+    EXPECT_EQ(blocks.size(), size_t(m.cols / 32) * (packed_int_bits(m.dtype) * 4 + (zero_point ? 4 : 2)));
     std::vector<float> got(static_cast<size_t>(m.cols)), want(static_cast<size_t>(m.cols));
     const auto* bytes = static_cast<const uint8_t*>(m.data);
     const size_t stride = packed_int_row_bytes(m.dtype, m.cols);
     for (int64_t row = 0; row < m.rows; ++row) {
-      packed_int_to_blocks(block, bytes + row * stride, m.tiles.row_scales(row), m.tiles.tile_cols, m.cols, blocks.data());
+      const int8_t* zeros = zero_point ? m.tiles.row_zero_points(row) : nullptr;
+      packed_int_to_blocks(block, bytes + row * stride, m.tiles.row_scales(row), zeros, m.tiles.tile_cols, m.cols,
+                           blocks.data());
       dequantize_row(blocks.data(), block, m.cols, got.data());
       for (int64_t c = 0; c < m.cols; ++c)
         ASSERT_TRUE(same_bits(got[size_t(c)], r.values(w)[row * m.cols + c])) << "row " << row << " column " << c;
       if (m.tiles.tile_cols != 32) continue;
-      // Groups of 64: every other scale of the row.
+      // Groups of 64: every other scale and zero point of the row.
       std::vector<float> wide(static_cast<size_t>(m.cols / 64));
-      for (size_t g = 0; g < wide.size(); ++g) wide[g] = m.tiles.row_scales(row)[2 * g];
-      packed_int_to_blocks(block, bytes + row * stride, wide.data(), 64, m.cols, blocks.data());
+      std::vector<int8_t> wide_zeros(wide.size());
+      for (size_t g = 0; g < wide.size(); ++g) {
+        wide[g] = m.tiles.row_scales(row)[2 * g];
+        if (zero_point) wide_zeros[g] = zeros[2 * g];
+      }
+      packed_int_to_blocks(block, bytes + row * stride, wide.data(), wide_zeros.data(), 64, m.cols, blocks.data());
       dequantize_row(blocks.data(), block, m.cols, got.data());
-      const TileScales wide_tiles{wide.data(), 1, 64, int64_t(wide.size()), 0, m.tiles.round_to};
+      const TileScales wide_tiles{wide.data(), 1, 64, int64_t(wide.size()), 0, m.tiles.round_to,
+                                  zero_point ? wide_zeros.data() : nullptr};
       packed_int_dequantize_row(m.dtype, bytes + row * stride, m.cols, wide_tiles, 0, want.data());
       for (int64_t c = 0; c < m.cols; ++c) ASSERT_TRUE(same_bits(got[size_t(c)], want[size_t(c)])) << "groups of 64, column " << c;
     }
   }
-  const auto none = [](DType t, int64_t cols, const TileScales& tiles) { return packed_int_block_type(t, cols, tiles) == DType::PACKED_I4; };
+  // BF16-scaled 8 bits (the reference has none): a row of every value, scales of each group's sign.
+  std::vector<uint8_t> row8(256);
+  for (size_t c = 0; c < row8.size(); ++c) row8[c] = uint8_t(c * 7);
+  const float scales8[4] = {bf16_to_f32(f32_to_bf16(3e-3f)), bf16_to_f32(f32_to_bf16(-1.7e-2f)), 1.0f, -0.25f};
+  const TileScales tiles8{scales8, 1, 64, 4, 0, DType::BF16};
+  ASSERT_EQ(packed_int_block_type(DType::PACKED_I8, 256, tiles8), DType::PACKED_I8_B32);
+  std::vector<uint8_t> blocks8(matrix_bytes(DType::PACKED_I8_B32, 1, 256));
+  EXPECT_EQ(blocks8.size(), size_t(8 * 34));
+  packed_int_to_blocks(DType::PACKED_I8_B32, row8.data(), scales8, nullptr, 64, 256, blocks8.data());
+  std::vector<float> got8(256), want8(256);
+  dequantize_row(blocks8.data(), DType::PACKED_I8_B32, 256, got8.data());
+  packed_int_dequantize_row(DType::PACKED_I8, row8.data(), 256, tiles8, 0, want8.data());
+  for (size_t c = 0; c < 256; ++c) ASSERT_TRUE(same_bits(got8[c], want8[c])) << "8 bits, column " << c;
+
+  const auto none = [](DType t, int64_t cols, const TileScales& tiles) { return packed_int_block_type(t, cols, tiles) == t; };
   EXPECT_TRUE(none(DType::PACKED_I4, 48, TileScales{nullptr, 1, 16, 3, 0, DType::BF16}));
   EXPECT_TRUE(none(DType::PACKED_I4, 256, TileScales{nullptr, 1, 32, 8, 0, DType::F32}));
-  EXPECT_TRUE(none(DType::PACKED_I8, 256, TileScales{nullptr, 1, 32, 8, 0, DType::BF16}));
+  EXPECT_TRUE(none(DType::PACKED_I8, 240, TileScales{nullptr, 1, 240, 1, 0, DType::BF16}));
   const int8_t zeros[8] = {};
-  EXPECT_TRUE(none(DType::PACKED_I4, 256, TileScales{nullptr, 1, 32, 8, 0, DType::F16, zeros}));
+  EXPECT_TRUE(none(DType::PACKED_I8, 256, TileScales{nullptr, 1, 32, 8, 0, DType::F16, zeros}));
+  EXPECT_FALSE(none(DType::PACKED_I4, 256, TileScales{nullptr, 1, 32, 8, 0, DType::F16, zeros}));
 }
 
 TEST(PackedInt, AMatrixWithoutItsScalesOrWholeWordsIsRefused) {

@@ -85,7 +85,7 @@ inline BlockScales block_scales(DType t) {
 
 // rows × row_bytes(t, cols) bytes of random blocks: random quants and packed scales; each f16 field
 // ±(0.5–1)·its magnitude (block_scales), each E8M0 byte one of three, F8_E4M3_B128's F32 scale about
-// 0.04 / 448 with no NaN codes, PACKED_I4_B32's BF16 and PACKED_I4_F16_B32's F16 scale about 0.04 / 8, so every
+// 0.04 / 448 with no NaN codes, the packed integers' BF16 or F16 scale about 0.04 / 8 (8 bits: / 128), so every
 // value is finite and moderate.
 inline std::vector<uint8_t> random_blocks(DType t, int64_t rows, int64_t cols, uint32_t seed) {
   const BlockFormat f = block_format(t);
@@ -101,10 +101,12 @@ inline std::vector<uint8_t> random_blocks(DType t, int64_t rows, int64_t cols, u
       std::memcpy(&bytes[at + s.offsets[i]], &h, 2);
     }
     if (s.e_low >= 0) bytes[at] = uint8_t(s.e_low + int(rng() % 3));
-    if (t == DType::PACKED_I4_B32 || t == DType::PACKED_I4_F16_B32) {  // a BF16 or F16 scale: values of ±0.04 at most
-      const float scale = 0.04f / 8.0f * mag(rng);
-      const uint16_t h = t == DType::PACKED_I4_B32 ? f32_to_bf16(scale) : f32_to_f16(scale);
+    if (t >= DType::PACKED_I4_B32 && t <= DType::PACKED_I8_F16_B32) {  // a BF16 or F16 scale: values of ±0.04 at most
+      const bool i8 = t == DType::PACKED_I8_B32 || t == DType::PACKED_I8_F16_B32;
+      const float scale = 0.04f / (i8 ? 128.0f : 8.0f) * mag(rng);
+      const uint16_t h = gpu_compute_dtype(t) == DType::BF16 ? f32_to_bf16(scale) : f32_to_f16(scale);
       std::memcpy(&bytes[at], &h, 2);
+      if (f.bytes == 20) bytes[at + 2] = uint8_t(rng() % 16), bytes[at + 3] = 0;  // a zero point, stored plus 8
     }
     if (t == DType::F8_E4M3_B128) {  // an F32 scale of an FP8 release's size, and no NaN codes
       const float scale = 0.04f / 448.0f * mag(rng);
@@ -183,20 +185,29 @@ class WeightSwap {
     m.scales = nullptr;
     m.row_step = 1;
   }
-  // m becomes compressed-tensors' 4-bit packed integers (engine/common/packed_int.h): random values with a BF16
-  // scale per group of `group` columns, of about 0.04 / 8 each, so that the values lie within about ±0.04.
-  void to_packed_i4(WeightMatrix& m, int64_t group, uint32_t seed, DType scales_dtype = DType::BF16) {
+  // m becomes compressed-tensors' packed integers (engine/common/packed_int.h; `packed`: PACKED_I4 or PACKED_I8):
+  // random values with a scale of `scales_dtype` per group of `group` columns, of about 0.04 / 8 each (8 bits:
+  // / 128), and with `zero_points` a random zero point per group within 3 of the midpoint, so that the values lie
+  // within about ±0.04 (±0.06 with zero points).
+  void to_packed_int(WeightMatrix& m, DType packed, int64_t group, uint32_t seed, DType scales_dtype = DType::BF16,
+                     bool zero_points = false) {
     std::mt19937 rng(seed);
-    owned_.emplace_back(matrix_bytes(DType::PACKED_I4, m.rows, m.cols));
+    owned_.emplace_back(matrix_bytes(packed, m.rows, m.cols));
     for (uint8_t& b : owned_.back()) b = uint8_t(rng());
     m.data = owned_.back().data();
     const int64_t groups = m.cols / group;
     owned_.emplace_back(size_t(m.rows * groups) * sizeof(float));
     auto* scales = reinterpret_cast<float*>(owned_.back().data());
     std::uniform_real_distribution<float> mag(0.5f, 1.0f);
-    for (int64_t i = 0; i < m.rows * groups; ++i) scales[i] = round_to_dtype(0.04f / 8.0f * mag(rng), scales_dtype);
-    m.dtype = DType::PACKED_I4;
+    const float range = packed == DType::PACKED_I8 ? 128.0f : 8.0f;
+    for (int64_t i = 0; i < m.rows * groups; ++i) scales[i] = round_to_dtype(0.04f / range * mag(rng), scales_dtype);
+    m.dtype = packed;
     m.tiles = {scales, 1, group, groups, 0, scales_dtype};
+    if (zero_points) {
+      owned_.emplace_back(size_t(m.rows * groups));
+      for (uint8_t& z : owned_.back()) z = uint8_t(int(rng() % 7) - 3);
+      m.tiles.zero_points = reinterpret_cast<const int8_t*>(owned_.back().data());
+    }
     m.scales = nullptr;
     m.row_step = 1;
   }

@@ -42,8 +42,8 @@ void put_expanded(std::byte* dst, const WeightMatrix& m, DType to, const std::fu
 
 // Rows rearranged on the host into the blocks of `to` (rearrange(r, out) writes row r), about kPiece bytes of them
 // per copy: GPT-OSS's MXFP4 (blocks and scales apart, rows maybe interleaved) as ggml's MXFP4 blocks, fine-grained
-// FP8 (bytes and tile scales apart) as F8_E4M3_B128 blocks, symmetric 4-bit packed integers (likewise) as
-// PACKED_I4_B32 or PACKED_I4_F16_B32 blocks.
+// FP8 (bytes and tile scales apart) as F8_E4M3_B128 blocks, packed integers (likewise, and their zero points) as
+// the PACKED_I4_… or PACKED_I8_… blocks packed_int_block_type names.
 template <class Rearrange>
 void put_rearranged(std::byte* dst, const WeightMatrix& m, DType to, const std::function<void(size_t)>& progress,
                     const Rearrange& rearrange) {
@@ -201,10 +201,11 @@ void put_matrix(void* dst, const WeightMatrix& m, DType to, const std::function<
     });
     return;
   }
-  if (m.dtype == DType::PACKED_I4 && (to == DType::PACKED_I4_B32 || to == DType::PACKED_I4_F16_B32)) {
+  if (is_packed_int(m.dtype) && to != m.dtype && to == packed_int_block_type(m.dtype, m.cols, m.tiles)) {
     put_rearranged(out, m, to, progress, [&m, to](int64_t r, uint8_t* row) {
       packed_int_to_blocks(to, static_cast<const uint8_t*>(m.data) + r * packed_int_row_bytes(m.dtype, m.cols),
-                           m.tiles.row_scales(r), m.tiles.tile_cols, m.cols, row);
+                           m.tiles.row_scales(r), m.tiles.zero_points ? m.tiles.row_zero_points(r) : nullptr,
+                           m.tiles.tile_cols, m.cols, row);
     });
     return;
   }

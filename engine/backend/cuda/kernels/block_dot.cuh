@@ -79,11 +79,11 @@ __device__ __forceinline__ unsigned short bits16(float f, bool f16) {
 }
 
 // Values [v, v + 8) of a row of block type t starting at `row`, as 8 values of gpu_compute_dtype(t) (BF16, or F16
-// for PACKED_I4_F16_B32; round to nearest) packed in 16 bytes, value v in the low half of .x.
+// for the F16-scaled packed integers' blocks; round to nearest) packed in 16 bytes, value v in the low half of .x.
 __device__ __forceinline__ uint4 decode_run_16(DType t, const uint8_t* row, int64_t v) {
   float f[kBlockRun] = {};
   ggml::visit_block_type(t, [&](auto d) { decode_run<decltype(d)>(row, v, f); });
-  const bool f16 = t == DType::PACKED_I4_F16_B32;
+  const bool f16 = ggml::f16_valued_block(t);
   uint32_t w[4];
 #pragma unroll
   for (int i = 0; i < 4; ++i) w[i] = uint32_t(bits16(f[2 * i], f16)) | (uint32_t(bits16(f[2 * i + 1], f16)) << 16);
