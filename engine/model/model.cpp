@@ -59,12 +59,16 @@ class WeightSource {
 
 class CheckpointSource : public WeightSource {
  public:
-  // fp8: whether config.json declares fine-grained FP8, so that F8_E4M3 weights are read; packed: the packed integers
-  // it declares (compressed-tensors' `<weight>_packed`, GPTQ's or AWQ's `<module>.qweight`), which are read; owned
+  // What config.json declares decides what is read: F8_E4M3 weights when it declares fine-grained FP8, packed
+  // integers when it declares them (compressed-tensors' `<weight>_packed`, GPTQ's or AWQ's `<module>.qweight`); owned
   // keeps their scales as F32 (and GPTQ's and AWQ's values rearranged).
-  CheckpointSource(const TensorStore& store, std::string config_file, bool fp8, ModelSpec::PackedInts packed,
-                   OwnedWeights& owned)
-      : store_(store), config_(std::move(config_file)), fp8_(fp8), packed_(packed), owned_(owned) {}
+  CheckpointSource(const TensorStore& store, std::string config_file, const ModelSpec& spec, OwnedWeights& owned)
+      : store_(store),
+        config_(std::move(config_file)),
+        fp8_(spec.fp8_tile_rows > 0),
+        packed_(spec.packed_int),
+        zero_points_required_(spec.packed_int_asymmetric),
+        owned_(owned) {}
   bool has(const std::string& name, bool) const override { return store_.find(name) != nullptr; }
   const void* get(const std::string& name, const std::vector<int64_t>& shape, bool required, DType& dtype) override {
     const TensorView* t = store_.find(name);
@@ -168,6 +172,10 @@ class CheckpointSource : public WeightSource {
       auto* zeros = reinterpret_cast<int8_t*>(owned_.back().get());
       packed_int_unpack_zero_points(m.dtype, reinterpret_cast<const uint8_t*>(z->data), rows, groups, zeros);
       m.tiles.zero_points = zeros;
+    } else if (zero_points_required_) {  // read as symmetric, every weight would be off by its zero point
+      throw EngineError(store_.source(), weight + "_zero_point",
+                        "tensor is missing (every scheme in " + config_ + "'s quantization_config is asymmetric, so the "
+                        "packed weight " + name + " needs its zero points)");
     }
     return true;
   }
@@ -276,6 +284,7 @@ class CheckpointSource : public WeightSource {
   std::string config_;
   bool fp8_;
   ModelSpec::PackedInts packed_;
+  bool zero_points_required_;  // compressed-tensors with every scheme asymmetric
   OwnedWeights& owned_;
   std::set<std::string> used_;
 };
@@ -749,7 +758,7 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir) {
   // Tied embeddings: trust the tensors when config.json is silent on it (HF drops default values).
   if (!config.has("tie_word_embeddings"))
     m->spec_.tied_embeddings = !m->store_->find(f->names.lm_head);
-  CheckpointSource src(*m->store_, "config.json", m->spec_.fp8_tile_rows > 0, m->spec_.packed_int, m->owned_weights_);
+  CheckpointSource src(*m->store_, "config.json", m->spec_, m->owned_weights_);
   ModelSpec spec = m->spec_;
   Binder binder(m->spec_, f->names, src, &m->owned_weights_);
   m->weights_ = binder.bind(spec);

@@ -140,6 +140,7 @@ void read_compressed_tensors_config(const JsonFields& c, const nlohmann::json& q
     throw EngineError(c.file(), key + ".config_groups", "must name at least one quantization scheme");
   if (q.contains("kv_cache_scheme") && !q["kv_cache_scheme"].is_null())
     throw EngineError(c.file(), key + ".kv_cache_scheme", "a quantized KV cache is not read");
+  bool all_asymmetric = true;
   for (const auto& [group, g] : groups.items()) {
     const std::string at = key + ".config_groups." + group;
     const std::string format = text(g, "format").empty() ? top : text(g, "format");
@@ -158,6 +159,7 @@ void read_compressed_tensors_config(const JsonFields& c, const nlohmann::json& q
     if (strategy != "group" && strategy != "channel")
       refuse("strategy", "'" + strategy + "' is not read (a scale per group or per row, 'group' or 'channel', is)");
     if (w.contains("symmetric") && !w["symmetric"].is_boolean()) refuse("symmetric", "must be true or false");
+    if (!w.contains("symmetric") || w["symmetric"].get<bool>()) all_asymmetric = false;  // symmetric by default
     if (w.contains("dynamic") && !(w["dynamic"].is_boolean() && !w["dynamic"].get<bool>()))
       refuse("dynamic", "dynamic weight scales are not read; static ones are");
     const std::string order = text(w, "actorder");
@@ -167,6 +169,7 @@ void read_compressed_tensors_config(const JsonFields& c, const nlohmann::json& q
       refuse("block_structure", "block scales are not read (a scale per group or per row is)");
   }
   s.packed_int = ModelSpec::PackedInts::CompressedTensors;
+  s.packed_int_asymmetric = all_asymmetric;
 }
 
 std::string lowercase(std::string v) {

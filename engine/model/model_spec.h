@@ -121,6 +121,9 @@ struct ModelSpec {
   //   Awq:               quant_method "awq", version "gemm": `<module>.qweight`, `.qzeros`, `.scales`.
   enum class PackedInts { None, CompressedTensors, GptqV1, GptqV2, Awq };
   PackedInts packed_int = PackedInts::None;
+  // CompressedTensors with every scheme asymmetric (symmetric: false): each packed weight must have its zero points.
+  // (Which scheme covers which weight is not read, so with schemes of both kinds the tensors alone say.)
+  bool packed_int_asymmetric = false;
 
   bool is_moe() const { return moe.n_experts > 0; }
   int window(int layer) const { return layer_window.empty() ? 0 : layer_window[size_t(layer)]; }

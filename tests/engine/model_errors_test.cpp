@@ -256,6 +256,14 @@ TEST_F(BrokenPackedCheckpoint, TensorsAndSchemesAreNamed) {
   copy_from(source_);
 
   const nlohmann::json good = config_["quantization_config"];
+  // Every scheme asymmetric, and packed weights without their zero points: refused, not read as symmetric ones.
+  weights_scheme(0)["symmetric"] = false;
+  weights_scheme(1)["symmetric"] = false;
+  write_config();
+  expect_error(dir_.path.string(), "weight_zero_point");
+  weights_scheme(1)["symmetric"] = true;  // one scheme symmetric: the tensors say which weights have zero points
+  write_config();
+  EXPECT_NO_THROW(Model::load(dir_.path));
   expect_refused(good, [&] { weights_scheme(0)["symmetric"] = "yes"; }, "config_groups.group_0.weights.symmetric");
   expect_refused(good, [&] { weights_scheme(1)["num_bits"] = 2; }, "config_groups.group_1.weights.num_bits");
   expect_refused(good, [&] { weights_scheme(0)["type"] = "float"; }, "config_groups.group_0.weights.type");
