@@ -438,53 +438,48 @@ void expect_scaled_checkpoint_keeps_its_bytes(
   EXPECT_NE(described.find(std::string(dtype_name(blocks))), std::string::npos) << described;
 }
 
-// A W4A16 checkpoint's layout (compressed-tensors, BF16 scales in groups of 32 for the experts, 128 elsewhere, as
-// RedHatAI's and Kimi's): PACKED_I4_B32 blocks; groups of 16 go as BF16, exactly.
+// expect_scaled_checkpoint_keeps_its_bytes's `scale` for packed integers: `packed` (PACKED_I4 or PACKED_I8) with
+// `scales` in groups of 32 for the experts, 128 elsewhere (as RedHatAI's, Kimi's and Qwen's releases), 16 for the
+// narrow matrix, and with zero points or not.
+auto packed_ints(DType packed, DType scales, bool zero_points, uint32_t seed_offset = 0) {
+  return [=](test::WeightSwap& swap, WeightMatrix& m, const std::string& name, bool narrow, uint32_t seed) {
+    const int64_t group = narrow ? 16 : name.find("expert") != std::string::npos ? 32 : 128;
+    swap.to_packed_int(m, packed, group, seed + seed_offset, scales, zero_points);
+  };
+}
+
+// A W4A16 checkpoint's layout (compressed-tensors, BF16 scales, symmetric): PACKED_I4_B32 blocks; groups of 16 go as
+// BF16, which holds BF16-scaled packed values exactly.
 TEST(CudaQuantized, PackedIntCheckpointKeepsItsBytes) {
   MOE_REQUIRE_GPU();
-  expect_scaled_checkpoint_keeps_its_bytes(
-      [](test::WeightSwap& swap, WeightMatrix& m, const std::string& name, bool narrow, uint32_t seed) {
-        swap.to_packed_int(m, DType::PACKED_I4, narrow ? 16 : name.find("expert") != std::string::npos ? 32 : 128, seed);
-      },
-      DType::PACKED_I4_B32, DType::BF16);  // BF16 holds BF16-scaled packed values exactly
+  expect_scaled_checkpoint_keeps_its_bytes(packed_ints(DType::PACKED_I4, DType::BF16, false), DType::PACKED_I4_B32,
+                                           DType::BF16);
 }
 
-// A GPTQ-Int4 checkpoint's layout (F16 scales, symmetric, groups of 128; the experts' 32 here): PACKED_I4_F16_B32
-// blocks, multiplied in F16 for prompts (their values are F16 values); groups of 16 go as F16, exactly.
+// A GPTQ-Int4 checkpoint's layout (F16 scales, symmetric): PACKED_I4_F16_B32 blocks, multiplied in F16 for prompts
+// (their values are F16 values); groups of 16 go as F16, exactly.
 TEST(CudaQuantized, F16ScaledPackedIntCheckpointKeepsItsBytes) {
   MOE_REQUIRE_GPU();
-  expect_scaled_checkpoint_keeps_its_bytes(
-      [](test::WeightSwap& swap, WeightMatrix& m, const std::string& name, bool narrow, uint32_t seed) {
-        swap.to_packed_int(m, DType::PACKED_I4, narrow ? 16 : name.find("expert") != std::string::npos ? 32 : 128, seed, DType::F16);
-      },
-      DType::PACKED_I4_F16_B32, DType::F16);
+  expect_scaled_checkpoint_keeps_its_bytes(packed_ints(DType::PACKED_I4, DType::F16, false), DType::PACKED_I4_F16_B32,
+                                           DType::F16);
 }
 
-// An AWQ or asymmetric W4A16 checkpoint's layout (zero points; BF16 scales here, AWQ's golden has F16 ones):
+// An asymmetric W4A16 checkpoint's layout (zero points; BF16 scales here, the qwen3_awq golden has AWQ's F16 ones):
 // PACKED_I4_ZP_B32 blocks; groups of 16 go as BF16, exactly.
 TEST(CudaQuantized, AsymmetricPackedIntCheckpointKeepsItsBytes) {
   MOE_REQUIRE_GPU();
-  expect_scaled_checkpoint_keeps_its_bytes(
-      [](test::WeightSwap& swap, WeightMatrix& m, const std::string& name, bool narrow, uint32_t seed) {
-        const int64_t group = narrow ? 16 : name.find("expert") != std::string::npos ? 32 : 128;
-        swap.to_packed_int(m, DType::PACKED_I4, group, seed, DType::BF16, true);
-      },
-      DType::PACKED_I4_ZP_B32, DType::BF16);
+  expect_scaled_checkpoint_keeps_its_bytes(packed_ints(DType::PACKED_I4, DType::BF16, true), DType::PACKED_I4_ZP_B32,
+                                           DType::BF16);
 }
 
-// A GPTQ-Int8 checkpoint's layout (F16 scales, symmetric 8 bits, groups of 128; the experts' 32 here):
-// PACKED_I8_F16_B32 blocks, multiplied in F16 for prompts; groups of 16 go as F16, exactly. (Seeds from 100: the
-// first ones make a model whose first router, at the fifth token, has its second and third experts 2e-4 apart in
-// probability, less than rounding the prompt's activations to F16 moves them; the GPU, 1e-7 off the CPU in NMSE at
-// every other position, picks the third.)
+// A GPTQ-Int8 checkpoint's layout (F16 scales, symmetric 8 bits): PACKED_I8_F16_B32 blocks, multiplied in F16 for
+// prompts; groups of 16 go as F16, exactly. (Seeds from 100: the first ones make a model whose first router, at the
+// fifth token, has its second and third experts 2e-4 apart in probability, less than rounding the prompt's
+// activations to F16 moves them; the GPU, 1e-7 off the CPU in NMSE at every other position, picks the third.)
 TEST(CudaQuantized, EightBitPackedIntCheckpointKeepsItsBytes) {
   MOE_REQUIRE_GPU();
-  expect_scaled_checkpoint_keeps_its_bytes(
-      [](test::WeightSwap& swap, WeightMatrix& m, const std::string& name, bool narrow, uint32_t seed) {
-        const int64_t group = narrow ? 16 : name.find("expert") != std::string::npos ? 32 : 128;
-        swap.to_packed_int(m, DType::PACKED_I8, group, seed + 100, DType::F16);
-      },
-      DType::PACKED_I8_F16_B32, DType::F16);
+  expect_scaled_checkpoint_keeps_its_bytes(packed_ints(DType::PACKED_I8, DType::F16, false, 100),
+                                           DType::PACKED_I8_F16_B32, DType::F16);
 }
 
 // A fine-grained FP8 checkpoint's layout (every release's 128 × 128 tiles): F8_E4M3_B128 blocks; tiles 64 wide go
