@@ -67,7 +67,7 @@ inline DType packed_int_block_type(DType t, int64_t cols, const TileScales& tile
   if (tiles.zero_points) return f16 ? DType::PACKED_I4_ZP_F16_B32 : DType::PACKED_I4_ZP_B32;
   return f16 ? DType::PACKED_I4_F16_B32 : DType::PACKED_I4_B32;
 }
-// One row (n values of packed type t; packed_int_block_type gave `block`) as such blocks into dst: each block its
+// One row (n values; packed_int_block_type gave `block`) as such blocks into dst: each block its
 // group's scale as BF16 or F16 (which it is), its zero point (zeros: the row's, one per group; the _ZP_ types only),
 // then its bytes as stored. The values are the same bit for bit.
 void packed_int_to_blocks(DType block, const uint8_t* row, const float* scales, const int8_t* zeros, int64_t tile_cols,
