@@ -12,6 +12,9 @@ some 0, stored as 15 (255), whose word add carries into the next zero point, as 
     gptq_i8_g32_v1_f32     8-bit, v1, F32 per group of 32, zero points                 8 x 64
     awq_i4_g32_f16         AWQ 4-bit, F16 per group of 32                               24 x 64
     awq_i4_g16_bf16        AWQ 4-bit, BF16 per group of 16                              16 x 48
+    gptq_i4_g16_v1_f16_act_order   as gptq_i4_g16_v1_f16, with activation order (desc_act: g_idx a random
+                                   permutation's ranks over the group size)                      24 x 64
+    gptq_i8_g32_v2_bf16_act_order  8-bit, v2, BF16 per group of 32, symmetric, activation order   8 x 96
 (rows = outputs x cols = inputs). Writes tests/data/quant_linear/reference.safetensors with, per weight <w>, its
 tensors as a checkpoint holds them (<w>.qweight, <w>.qzeros, <w>.scales, and for GPTQ <w>.g_idx) and
     <w>.values  F32 [rows, cols]  the dequantized weight, widened to F32 (exactly)
@@ -36,6 +39,8 @@ CASES = [  # name, method, format, bits, group (-1: per row), scale dtype, rows,
     ("gptq_i8_g32_v1_f32", "gptq", "gptq", 8, 32, torch.float32, 8, 64, False),
     ("awq_i4_g32_f16", "awq", "gemm", 4, 32, torch.float16, 24, 64, False),
     ("awq_i4_g16_bf16", "awq", "gemm", 4, 16, torch.bfloat16, 16, 48, False),
+    ("gptq_i4_g16_v1_f16_act_order", "gptq", "gptq", 4, 16, torch.float16, 24, 64, False),
+    ("gptq_i8_g32_v2_bf16_act_order", "gptq", "gptq_v2", 8, 32, torch.bfloat16, 8, 96, True),
 ]
 
 
@@ -52,8 +57,11 @@ def main():
         else:
             z = torch.randint(0, 2**bits, (rows, cols // g), generator=gen)
         s = (torch.rand(rows, cols // g, generator=gen) * 0.02 + 1e-3).to(dtype)
-        t = quant_linear_pack(q, z, s, bits, g, method, fmt)
-        values = quant_linear_reference_weight(t, bits, group, method, fmt, sym)
+        act_order = name.endswith("_act_order")
+        rank = torch.argsort(torch.randperm(cols, generator=gen)) if act_order else torch.arange(cols)
+        g_idx = (rank // g).to(torch.int32)  # activation order: input c is quantized rank[c]-th
+        t = quant_linear_pack(q, z, s, g_idx, bits, method, fmt)
+        values = quant_linear_reference_weight(t, bits, group, method, fmt, sym, act_order)
         assert values.dtype == dtype and values.shape == (rows, cols), (values.dtype, values.shape)
         for k, v in t.items():
             out[f"{name}.{k}"] = v.contiguous()

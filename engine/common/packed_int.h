@@ -56,10 +56,11 @@ void packed_int_unpack_zero_points(DType t, const uint8_t* words, int64_t rows, 
 // The blocks a matrix can be held as (the CUDA backend's copy), when its values are rounded to BF16 or F16 (its
 // scales' dtype) and its groups are whole blocks of 32: 4 bits as PACKED_I4_B32 or PACKED_I4_F16_B32, with zero points
 // as PACKED_I4_ZP_B32 or PACKED_I4_ZP_F16_B32; symmetric 8 bits as PACKED_I8_B32 or PACKED_I8_F16_B32. Anything else
-// (F32 scales, narrower groups, 8 bits with zero points) cannot be: t itself.
+// (F32 scales, narrower groups, 8 bits with zero points, inputs held in another order) cannot be: t itself.
 inline DType packed_int_block_type(DType t, int64_t cols, const TileScales& tiles) {
   const bool f16 = tiles.round_to == DType::F16;
-  if (!is_packed_int(t) || cols % 32 || tiles.tile_cols % 32 || (!f16 && tiles.round_to != DType::BF16)) return t;
+  if (!is_packed_int(t) || cols % 32 || tiles.tile_cols % 32 || (!f16 && tiles.round_to != DType::BF16) || tiles.input_order)
+    return t;
   if (t == DType::PACKED_I8) {
     if (tiles.zero_points) return t;
     return f16 ? DType::PACKED_I8_F16_B32 : DType::PACKED_I8_B32;

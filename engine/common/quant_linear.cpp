@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
+#include <string>
+#include <thread>
 #include <utility>
+#include <vector>
 
 namespace moe {
 namespace {
@@ -14,6 +18,20 @@ uint32_t load_word(const uint8_t* p) {
 }
 
 void store_word(uint8_t* p, uint32_t w) { std::memcpy(p, &w, 4); }
+
+// f(n0, n1) over [0, n) in one range per thread of the machine, each at least `least` long (one range, on this
+// thread, when n is small).
+template <class F>
+void split_over_threads(int64_t n, int64_t least, const F& f) {
+  const int64_t threads = std::clamp<int64_t>(int64_t(std::thread::hardware_concurrency()), 1, std::max<int64_t>(n / least, 1));
+  if (threads == 1) {
+    f(int64_t(0), n);
+    return;
+  }
+  std::vector<std::thread> pool;
+  for (int64_t t = 0; t < threads; ++t) pool.emplace_back(f, n * t / threads, n * (t + 1) / threads);
+  for (std::thread& th : pool) th.join();
+}
 
 }  // namespace
 
@@ -68,6 +86,47 @@ bool quant_linear_zero_points(QuantLinearLayout layout, int bits, bool gptq_v1, 
       }
     }
   return any;
+}
+
+bool quant_linear_input_order(const uint8_t* group_of, int64_t cols, int64_t groups, int32_t* order) {
+  const int64_t group = cols / groups;
+  std::vector<int32_t> g(static_cast<size_t>(cols));
+  bool plain = true;
+  for (int64_t c = 0; c < cols; ++c) {
+    std::memcpy(&g[size_t(c)], group_of + 4 * c, 4);
+    if (g[size_t(c)] < 0 || g[size_t(c)] >= groups)
+      throw std::invalid_argument("input " + std::to_string(c) + " is in group " + std::to_string(g[size_t(c)]) +
+                                  ", outside the " + std::to_string(groups) + " groups");
+    plain = plain && g[size_t(c)] == c / group;
+  }
+  if (plain) return false;
+  // A counting sort: where each group's inputs start, then the inputs in order.
+  std::vector<int64_t> start(size_t(groups) + 1, 0);
+  for (int32_t gi : g) ++start[size_t(gi) + 1];
+  for (int64_t k = 0; k < groups; ++k)
+    if (start[size_t(k) + 1] != group)
+      throw std::invalid_argument("group " + std::to_string(k) + " has " + std::to_string(start[size_t(k) + 1]) +
+                                  " inputs, not " + std::to_string(group) + " as every group must");
+  for (int64_t k = 0; k < groups; ++k) start[size_t(k) + 1] += start[size_t(k)];
+  for (int64_t c = 0; c < cols; ++c) order[start[size_t(g[size_t(c)])]++] = int32_t(c);
+  return true;
+}
+
+void packed_int_gather_columns(int bits, uint8_t* values, int64_t rows, int64_t cols, const int32_t* order) {
+  const size_t row_bytes = size_t(cols) * size_t(bits) / 8;
+  split_over_threads(rows, 64, [&](int64_t r0, int64_t r1) {
+    std::vector<uint8_t> v(static_cast<size_t>(cols));  // the row's values, a byte each (twice as fast as nibbles)
+    for (int64_t r = r0; r < r1; ++r) {
+      uint8_t* dst = values + size_t(r) * row_bytes;
+      if (bits == 8) {
+        std::memcpy(v.data(), dst, row_bytes);
+        for (int64_t j = 0; j < cols; ++j) dst[j] = v[size_t(order[j])];
+        continue;
+      }
+      for (size_t i = 0; i < row_bytes; ++i) v[2 * i] = dst[i] & 0xf, v[2 * i + 1] = uint8_t(dst[i] >> 4);
+      for (int64_t j = 0; j < cols; j += 2) dst[j / 2] = uint8_t(v[size_t(order[j])] | v[size_t(order[j + 1])] << 4);
+    }
+  });
 }
 
 }  // namespace moe

@@ -10,7 +10,11 @@
 //   <module>.qzeros   I32 [groups, rows · bits / 32]: each group's zero points, packed across the outputs as AWQ's
 //                     qweight packs its values (GPTQ in plain order, AWQ in its own).
 //   <module>.scales   F16 (or BF16, F32) [groups, rows].
-//   <module>.g_idx    I32 [cols] (GPTQ): each input's group, c / group_size unless activation order reordered them.
+//   <module>.g_idx    I32 [cols] (GPTQ): each input's group, c / group_size unless activation order (desc_act)
+//                     reordered them: then input c's group is its rank in the order GPTQ quantized the inputs in
+//                     (largest Hessian diagonal first), over group_size, so every group still has group_size inputs
+//                     but they lie anywhere. Such a layer is held with its inputs sorted by group (stably), each
+//                     group's inputs adjacent, and the input order kept (TileScales::input_order).
 // Values q and zero points z are unsigned (0 … 2^bits − 1). Weight (r, c) is round((q − z) · s) in the scales' dtype,
 // with s and z those of input c's group; GPTQModel's torch kernel (transformers loads GPTQ with it) and AWQ's
 // dequantise so. GPTQ's older checkpoint format ("gptq", v1) stores each z − 1. GPTQModel adds back 0x11111111
@@ -40,5 +44,15 @@ void quant_linear_values(QuantLinearLayout layout, int bits, const uint8_t* qwei
 // in those terms (a symmetric layer stores z = 2^(bits − 1) throughout).
 bool quant_linear_zero_points(QuantLinearLayout layout, int bits, bool gptq_v1, const uint8_t* qzeros, int64_t rows,
                               int64_t groups, int8_t* out);
+
+// The order in which activation order's inputs are held: order[j] is the input stored j-th, the inputs sorted by
+// group_of[c] (g_idx, I32 bytes [cols] as stored), in input order within a group. False when every input c is in group
+// c / (cols / groups), as without activation order: nothing to move, order untouched. Throws std::invalid_argument
+// naming the first input out of the [0, groups) range, or the first group without cols / groups inputs.
+bool quant_linear_input_order(const uint8_t* group_of, int64_t cols, int64_t groups, int32_t* order);
+
+// Rows of packed values (packed_int.h: [rows, cols · bits / 32] words, bits 4 or 8) with their columns moved: column j
+// of each row becomes its column order[j]. In place; rows are split over the machine's threads.
+void packed_int_gather_columns(int bits, uint8_t* values, int64_t rows, int64_t cols, const int32_t* order);
 
 }  // namespace moe

@@ -118,8 +118,8 @@ class CheckpointSource : public WeightSource {
     if (packed_ != ModelSpec::PackedInts::CompressedTensors)
       throw EngineError(p->file, name, "a packed weight, but " + config_ +
                                            " has no quantization_config with quant_method 'compressed-tensors' and format 'pack-quantized'");
-    if (const TensorView* g = store_.find(weight + "_g_idx"))
-      throw EngineError(g->file, weight + "_g_idx", "activation order by group (g_idx) is not read");
+    if (const TensorView* g = store_.find(weight + "_g_idx"))  // compressed-tensors itself no longer reads them
+      throw EngineError(g->file, weight + "_g_idx", "activation order by group (actorder 'group') is not read");
     used_.insert(name);
     if (p->dtype != DType::I32)
       throw EngineError(p->file, name, "dtype " + std::string(dtype_name(p->dtype)) + " is not I32, as packed weights are");
@@ -223,18 +223,7 @@ class CheckpointSource : public WeightSource {
                                                           " is not F16, BF16 or F32 [groups, " + std::to_string(rows) +
                                                           "] with groups dividing the " + std::to_string(cols) + " inputs");
     const int64_t group = cols / groups;
-    if (const TensorView* g = store_.find(module + ".g_idx")) {  // GPTQ's group of each input
-      used_.insert(module + ".g_idx");
-      if (g->dtype != DType::I32 || g->shape != std::vector<int64_t>{cols})
-        throw EngineError(g->file, module + ".g_idx", std::string(dtype_name(g->dtype)) + " " + shape_str(g->shape) + " is not I32 [" + std::to_string(cols) + "]");
-      for (int64_t c = 0; c < cols; ++c) {
-        int32_t gi = 0;
-        std::memcpy(&gi, g->data + 4 * c, 4);
-        if (gi != c / group)
-          throw EngineError(g->file, module + ".g_idx", "input " + std::to_string(c) + " is in group " + std::to_string(gi) + ", not " +
-                                                            std::to_string(c / group) + ": activation order (desc_act) is not read");
-      }
-    }
+    const int32_t* input_order = this->input_order(module + ".g_idx", cols, groups);  // GPTQ's group of each input
     const TensorView* z = store_.find(module + ".qzeros");
     const std::vector<int64_t> zshape = {groups, rows * bits / 32};
     if (!z) throw EngineError(store_.source(), module + ".qzeros", "tensor is missing (the packed weight " + name + " needs its zero points)");
@@ -248,6 +237,7 @@ class CheckpointSource : public WeightSource {
     owned_.emplace_back(new std::byte[size_t(rows * cols * bits / 8)]);
     auto* values = reinterpret_cast<uint8_t*>(owned_.back().get());
     quant_linear_values(layout, bits, words, rows, cols, values);
+    if (input_order) packed_int_gather_columns(bits, values, rows, cols, input_order);
     // The scales, [groups, rows] as stored, rows first as TileScales has them.
     std::vector<float> by_group(size_t(groups * rows));
     convert_to_f32(sc->data, sc->dtype, by_group.size(), by_group.data());
@@ -264,11 +254,32 @@ class CheckpointSource : public WeightSource {
     m.rows = rows;
     m.cols = cols;
     m.tiles = {scales, 1, group, groups, 0, sc->dtype};
+    m.tiles.input_order = input_order;
     if (asymmetric) {
       owned_.push_back(std::move(zeros));
       m.tiles.zero_points = zero_points;
     }
     return true;
+  }
+
+  // Activation order: where the I32 [cols] tensor `name` (GPTQ's g_idx) puts the inputs in other groups than
+  // c / (cols / groups), the order their values are held in (quant_linear_input_order), kept with the model; null
+  // when it is absent or plain.
+  const int32_t* input_order(const std::string& name, int64_t cols, int64_t groups) {
+    const TensorView* g = store_.find(name);
+    if (!g) return nullptr;
+    used_.insert(name);
+    if (g->dtype != DType::I32 || g->shape != std::vector<int64_t>{cols})
+      throw EngineError(g->file, name, std::string(dtype_name(g->dtype)) + " " + shape_str(g->shape) + " is not I32 [" + std::to_string(cols) + "]");
+    owned_.emplace_back(new std::byte[size_t(cols) * sizeof(int32_t)]);
+    auto* order = reinterpret_cast<int32_t*>(owned_.back().get());
+    try {
+      if (quant_linear_input_order(reinterpret_cast<const uint8_t*>(g->data), cols, groups, order)) return order;
+    } catch (const std::invalid_argument& e) {
+      throw EngineError(g->file, name, e.what());
+    }
+    owned_.pop_back();
+    return nullptr;
   }
 
   // A tensor of F32, BF16 or F16 values as an F32 copy kept with the model.

@@ -66,8 +66,8 @@ class Model {
   // The same by part: with MXFP4 experts the parts differ in bytes per parameter.
   const WeightBytes& weight_bytes_by_part() const { return weight_bytes_; }
   // Bytes of the weight matrices by their stored type ("Q4_K", "BF16", ...): a GGUF file mixes several. The
-  // copies of FP8 and packed integer matrices' scales (and zero points) come as "scales". Vectors (norms, biases), held
-  // as F32, are not counted.
+  // copies of FP8 and packed integer matrices' scales (and zero points, and activation order's input orders) come as
+  // "scales". Vectors (norms, biases), held as F32, are not counted.
   std::map<std::string, size_t> matrix_bytes_by_dtype() const;
   // Bytes of distinct synthetic memory (less than weight_bytes when aliased).
   size_t synthetic_bytes() const { return synthetic_bytes_; }

@@ -162,9 +162,13 @@ void read_compressed_tensors_config(const JsonFields& c, const nlohmann::json& q
     if (!w.contains("symmetric") || w["symmetric"].get<bool>()) all_asymmetric = false;  // symmetric by default
     if (w.contains("dynamic") && !(w["dynamic"].is_boolean() && !w["dynamic"].get<bool>()))
       refuse("dynamic", "dynamic weight scales are not read; static ones are");
+    // Activation order "weight" (alias "static") orders the inputs only while quantizing: the groups stay in input
+    // order. "group" (alias "dynamic"; true) reorders them by weight_g_idx, which compressed-tensors no longer reads.
     const std::string order = text(w, "actorder");
-    if (w.contains("actorder") && !w["actorder"].is_null() && order != "static")
-      refuse("actorder", "activation order '" + (order.empty() ? w["actorder"].dump() : order) + "' is not read (none, or 'static', is)");
+    const bool no_order = !w.contains("actorder") || w["actorder"].is_null() || w["actorder"] == false;
+    if (!no_order && order != "weight" && order != "static")
+      refuse("actorder", "activation order '" + (order.empty() ? w["actorder"].dump() : order) +
+                             "' is not read (none, or 'weight' / 'static', which leave the groups in input order, is)");
     if (w.contains("block_structure") && !w["block_structure"].is_null())
       refuse("block_structure", "block scales are not read (a scale per group or per row is)");
   }
@@ -180,7 +184,7 @@ std::string lowercase(std::string v) {
 // GPTQ (engine/common/quant_linear.h), as transformers' GPTQConfig and GPTQModel's QuantizeConfig read
 // quantization_config: 4 or 8 bits, int32 words, the checkpoint format v1 ("gptq", the default) or "gptq_v2". The
 // tensors say the rest: which modules are packed, their group size (-1 is one per row), whether they are symmetric
-// (sym), and whether activation order reordered their groups (desc_act: g_idx is checked, and refused unless plain).
+// (sym), and whether activation order reordered their groups (desc_act: g_idx).
 // GPTQModel's per-module "dynamic" overrides need no reading for the same reason.
 void read_gptq_config(const JsonFields& c, const nlohmann::json& q, ModelSpec& s) {
   const std::string key = "quantization_config.";

@@ -25,11 +25,11 @@ struct WeightMatrix {
   // The stored values' bytes (scales kept apart not counted: an FP8 matrix's, 4 bytes per 16,384 weights in the
   // releases; a packed integer matrix's, 2 bytes per group of 32 to 128 weights).
   size_t bytes() const { return matrix_bytes(dtype, rows, cols); }
-  // The copies of its tile scales (F32) and zero points (int8) the loader keeps (FP8 and packed integers; 0 for
-  // other matrices).
+  // The copies of its tile scales (F32), zero points (int8) and input order (int32) the loader keeps (FP8 and packed
+  // integers; 0 for other matrices).
   size_t scale_bytes() const {
     const size_t n = tiles ? size_t(tile_count(rows, tiles.tile_rows) * tiles.grid_cols) : 0;
-    return n * sizeof(float) + (tiles.zero_points ? n : 0);
+    return n * sizeof(float) + (tiles.zero_points ? n : 0) + (tiles.input_order ? size_t(cols) * sizeof(int32_t) : 0);
   }
   // What the matrix takes in memory: its values and its scales' copies.
   size_t held_bytes() const { return bytes() + scale_bytes(); }

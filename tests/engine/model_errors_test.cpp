@@ -269,6 +269,14 @@ TEST_F(BrokenPackedCheckpoint, TensorsAndSchemesAreNamed) {
   expect_refused(good, [&] { weights_scheme(0)["type"] = "float"; }, "config_groups.group_0.weights.type");
   expect_refused(good, [&] { weights_scheme(0)["strategy"] = "tensor"; }, "config_groups.group_0.weights.strategy");
   expect_refused(good, [&] { weights_scheme(0)["actorder"] = "group"; }, "config_groups.group_0.weights.actorder");
+  expect_refused(good, [&] { weights_scheme(0)["actorder"] = true; }, "config_groups.group_0.weights.actorder");
+  for (const char* order : {"weight", "static"}) {  // the groups stay in input order: read as they are
+    config_["quantization_config"] = good;
+    weights_scheme(0)["actorder"] = order;
+    write_config();
+    EXPECT_NO_THROW(Model::load(dir_.path)) << order;
+  }
+  config_["quantization_config"] = good;
   expect_refused(good, [&] { config_["quantization_config"]["config_groups"]["group_1"]["format"] = "float-quantized"; },
           "config_groups.group_1.format");
   expect_refused(good, [&] { config_["quantization_config"]["config_groups"]["group_0"]["input_activations"] = {{"num_bits", 8}}; },
@@ -327,7 +335,27 @@ TEST_F(BrokenQuantLinearCheckpoint, GptqTensorsAndFormatsAreNamed) {
   expect_error("model.safetensors", w + ".qzeros");
   copy_from(source_);
   edit_tensor(w + ".g_idx", [](TensorToWrite&, std::vector<std::byte>& bytes) { bytes[0] = std::byte{1}; });
-  expect_error("model.safetensors", "desc_act");  // activation order: input 0 in group 1
+  expect_error("model.safetensors", w + ".g_idx");  // input 0 in group 1 of 1
+  copy_from(source_);
+  const std::string up = "model.layers.2.mlp.experts.5.up_proj";  // 64 inputs, 2 groups
+  edit_tensor(up + ".g_idx", [](TensorToWrite&, std::vector<std::byte>& bytes) { bytes[0] = std::byte{1}; });
+  expect_error("model.safetensors", up + ".g_idx");  // group 1 has 33 inputs
+  copy_from(source_);
+  edit_tensor(up + ".g_idx", [](TensorToWrite&, std::vector<std::byte>& bytes) {  // inputs 0 and 63 trade groups
+    bytes[0] = std::byte{1};
+    bytes[63 * 4] = std::byte{0};
+  });
+  {
+    const auto m = Model::load(dir_.path);
+    const WeightMatrix& held = m->weights().layers[2].experts[5].up;
+    ASSERT_NE(held.tiles.input_order, nullptr);  // activation order: held with the inputs by group
+    EXPECT_EQ(held.tiles.input_order[0], 1);
+    EXPECT_EQ(held.tiles.input_order[31], 63);
+    EXPECT_EQ(held.tiles.input_order[32], 0);
+    EXPECT_EQ(held.tiles.input_order[63], 62);
+    EXPECT_EQ(m->weights().layers[2].experts[5].gate.tiles.input_order, nullptr);
+    EXPECT_EQ(m->matrix_bytes_by_dtype().at("scales"), (size_t(3) * 8 * 3 * 32 * 64 + size_t(3) * 192 * 64) / 32 * 4 + 64 * 4);
+  }
   copy_from(source_);
   edit_tensor(w + ".g_idx", [](TensorToWrite& t, auto&) { t.dtype = DType::F32; });
   expect_error("model.safetensors", w + ".g_idx");

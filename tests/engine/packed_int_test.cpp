@@ -144,7 +144,8 @@ TEST(PackedInt, ProductsMatchTheReferenceOnBothPaths) {
 // (PACKED_I4_B32, PACKED_I4_F16_B32, PACKED_I4_ZP_B32, PACKED_I4_ZP_F16_B32, PACKED_I8_F16_B32). The blocks decode, by
 // the decoder the CUDA kernels share, to the reference's values bit for bit (F16-subnormal products included), in
 // groups of 32, 64 and 128 and of a whole row (the reference's) and of 64 made of groups of 32 (each scale and zero
-// point then in two blocks). Groups narrower than a block, F32 scales, and 8 bits with zero points cannot be held so.
+// point then in two blocks). Groups narrower than a block, F32 scales, 8 bits with zero points and inputs held in
+// activation order (GPTQ's desc_act) cannot be held so.
 TEST(PackedInt, GpuBlocksHoldTheSameValues) {
   Reference r;
   const DType want_blocks[] = {DType::PACKED_I4_B32,    DType::PACKED_I4,        DType::PACKED_I8_F16_B32,
@@ -208,6 +209,9 @@ TEST(PackedInt, GpuBlocksHoldTheSameValues) {
   const int8_t zeros[8] = {};
   EXPECT_TRUE(none(DType::PACKED_I8, 256, TileScales{nullptr, 1, 32, 8, 0, DType::F16, zeros}));
   EXPECT_FALSE(none(DType::PACKED_I4, 256, TileScales{nullptr, 1, 32, 8, 0, DType::F16, zeros}));
+  std::vector<int32_t> order(256);
+  for (int32_t c = 0; c < 256; ++c) order[size_t(c)] = 255 - c;
+  EXPECT_TRUE(none(DType::PACKED_I4, 256, TileScales{nullptr, 1, 32, 8, 0, DType::BF16, nullptr, order.data()}));
 }
 
 TEST(PackedInt, AMatrixWithoutItsScalesOrWholeWordsIsRefused) {

@@ -1780,6 +1780,20 @@ void matmul_rows_unchecked(const MatrixRef& W, const float* x, int64_t T, float*
   }
 }
 
+// x [T, cols] with its columns in W's stored order, in buf, when activation order stored W's inputs by group
+// (W.tiles.input_order: stored column j is input order[j]); else x itself. The kernels then read both in one order.
+const float* inputs_in_stored_order(const MatrixRef& W, const float* x, int64_t T, std::vector<float>& buf) {
+  const int32_t* order = W.tiles.input_order;
+  if (!order || T <= 0) return x;
+  buf.resize(size_t(T * W.cols));
+  for (int64_t t = 0; t < T; ++t) {
+    const float* in = x + t * W.cols;
+    float* out = buf.data() + t * W.cols;
+    for (int64_t j = 0; j < W.cols; ++j) out[j] = in[order[j]];
+  }
+  return buf.data();
+}
+
 }  // namespace
 
 void matmul_rows(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t row_begin, int64_t row_end) {
@@ -1787,12 +1801,15 @@ void matmul_rows(const MatrixRef& W, const float* x, int64_t T, float* y, int64_
   if (row_begin < 0 || row_end > W.rows || row_begin > row_end)
     throw std::invalid_argument("matmul_rows: row range [" + std::to_string(row_begin) + ", " +
                                 std::to_string(row_end) + ") outside [0, " + std::to_string(W.rows) + ")");
-  matmul_rows_unchecked(W, x, T, y, row_begin, row_end);
+  thread_local std::vector<float> gathered;
+  matmul_rows_unchecked(W, inputs_in_stored_order(W, x, T, gathered), T, y, row_begin, row_end);
 }
 
 void matmul(ThreadPool& pool, const MatrixRef& W, const float* x, int64_t T, float* y) {
   check_matrix(W, x, T, y);
   if (T <= 0 || W.rows == 0) return;
+  thread_local std::vector<float> gathered;  // the workers read it while this thread waits in parallel_for_chunks
+  x = inputs_in_stored_order(W, x, T, gathered);
   const int64_t rows = W.rows;
   const int64_t blocks = (rows + kRowAlign - 1) / kRowAlign;
   if (pool.size() == 1 || blocks < 2 || rows * std::max<int64_t>(W.cols, 1) * T < kSerialWork) {

@@ -24,7 +24,8 @@ struct MatrixRef {
   // between this matrix's rows (2 for GPT-OSS's interleaved gate and up). cols is a multiple of 32.
   const uint8_t* scales = nullptr;
   int64_t row_step = 1;
-  // F8_E4M3 and the packed integers only (data: the bytes of row 0): the tile scales.
+  // F8_E4M3 and the packed integers only (data: the bytes of row 0): the tile scales. Packed integers whose inputs
+  // activation order stored by group (tiles.input_order) read x gathered into that order, a copy per call.
   TileScales tiles = {};
 };
 
