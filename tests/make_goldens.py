@@ -644,6 +644,23 @@ CASES = [
         "transformers in fp32 (transformers 5.24 cannot load per-expert GPTQ weights into its stacked experts).",
     ),
     dict(
+        name="mixtral_gptq_act_order",
+        family="mixtral",
+        seed=10150,
+        init_std=0.15,
+        config=MIXTRAL_ARCH,
+        weights_dtype="float16",
+        quantize="quant_linear",
+        quant_linear=dict(method="gptq", bits=4, group=32, sym=True, format="gptq", desc_act=True),
+        config_style="hub",
+        exercises="Mixtral as TheBloke's -GPTQ releases with activation order (desc_act): every linear weight but "
+        "the router's and the head's in GPTQ's layout, 4-bit, symmetric, v1, F16 scales per group of 32, each weight's "
+        "inputs quantized and grouped in the order of its column norms, largest first (as GPTQ orders them by the "
+        "Hessian's diagonal), so g_idx scatters both groups of a 64-input weight across its inputs (the experts' "
+        "down_proj, 32 inputs, has one group: its g_idx is plain). Packed by this script; reference: the weights "
+        "dequantized by GPTQModel's torch kernel (desc_act=True), then transformers in fp32.",
+    ),
+    dict(
         name="qwen3_awq",
         family="qwen3",
         seed=10200,
@@ -713,7 +730,8 @@ for _case in CASES:
 def quantized_linear(name, ndim):
     """Whether the FP8, GPTQ and AWQ releases quantize this weight: every matrix but the embeddings, the head and
     the router."""
-    return ndim >= 2 and not name.endswith(("embed_tokens.weight", "lm_head.weight", "mlp.gate.weight"))
+    return ndim >= 2 and not name.endswith(("embed_tokens.weight", "lm_head.weight", "mlp.gate.weight",
+                                            "block_sparse_moe.gate.weight"))
 
 
 def fp8_quantize(w, tile, scale_dtype):
@@ -865,13 +883,21 @@ def packed_rewrite(out_dir, case):
 # zero point z: symmetric, z = 2^(bits-1) and s = max|x| / (2^(bits-1) - 1); else s = (max(x, 0) - min(x, 0)) /
 # (2^bits - 1) and z = round(-min(x, 0) / s). A weight is (q - z) * s in the scales' dtype (F16). This script packs
 # them (GPTQ: values down the inputs, zero points across the outputs, v1 storing z - 1; AWQ: 8 outputs to a word in
-# its nibble order); GPTQModel, which transformers loads both with, unpacks them for the reference.
+# its nibble order); GPTQModel, which transformers loads both with, unpacks them for the reference. GPTQ's activation
+# order (desc_act) quantizes the inputs in another order (the Hessian's diagonal, largest first; here the weight's
+# column norms, largest first, for want of activations) and groups them in that order: input c's group is
+# g_idx[c] = rank(c) // group; the values stay in input order.
 AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7]
 
 
-def quant_linear_quantize(w, bits, group, sym):
-    """w [R, C] -> (q int64 [R, C], z int64 [R, C/group], s [R, C/group] in w's dtype)."""
+def quant_linear_quantize(w, bits, group, sym, desc_act=False):
+    """w [R, C] -> (q int64 [R, C], z int64 [R, C/group], s [R, C/group] in w's dtype, g_idx int32 [C])."""
     r, c = w.shape
+    if desc_act:
+        perm = torch.argsort(w.float().square().sum(0), descending=True, stable=True)  # the order they are quantized in
+        q, z, s, _ = quant_linear_quantize(w[:, perm], bits, group, sym)
+        rank = torch.argsort(perm)  # input c is quantized rank[c]-th
+        return q[:, rank], z, s, (rank // group).to(torch.int32)
     x = w.float().reshape(r, c // group, group)
     maxq = 2**bits - 1
     if sym:
@@ -883,13 +909,12 @@ def quant_linear_quantize(w, bits, group, sym):
         s = torch.where(hi > lo, (hi - lo) / maxq, torch.ones_like(lo)).to(w.dtype)
         z = torch.round(-lo / s.float()).clamp(0, maxq).to(torch.int64)
     q = torch.round(x / s.float()[..., None] + z[..., None]).clamp(0, maxq).to(torch.int64).reshape(r, c)
-    return q, z, s
+    return q, z, s, (torch.arange(c) // group).to(torch.int32)
 
 
-def quant_linear_dequantize(q, z, s, group):
-    r, c = q.shape
-    v = (q.reshape(r, c // group, group) - z[..., None]).to(s.dtype)
-    return (v * s[..., None]).reshape(r, c)
+def quant_linear_dequantize(q, z, s, g_idx):
+    g = g_idx.long()
+    return (q - z[:, g]).to(s.dtype) * s[:, g]
 
 
 def pack_words(v, bits, order=None):
@@ -905,7 +930,7 @@ def pack_words(v, bits, order=None):
     return (words - ((words >> 31) << 32)).to(torch.int32)  # the same 32 bits, signed
 
 
-def quant_linear_pack(q, z, s, bits, group, method, fmt):
+def quant_linear_pack(q, z, s, g_idx, bits, method, fmt):
     """The QuantLinear tensors of one weight: {suffix: tensor}."""
     if method == "gptq":
         stored_z = z - 1 if fmt == "gptq" else z  # v1 stores z - 1
@@ -913,7 +938,7 @@ def quant_linear_pack(q, z, s, bits, group, method, fmt):
             "qweight": pack_words(q, bits).T.contiguous(),
             "qzeros": pack_words(stored_z.T.contiguous(), bits),
             "scales": s.T.contiguous(),
-            "g_idx": (torch.arange(q.shape[1]) // group).to(torch.int32),
+            "g_idx": g_idx,
         }
     return {
         "qweight": pack_words(q.T.contiguous(), bits, AWQ_ORDER),
@@ -922,7 +947,7 @@ def quant_linear_pack(q, z, s, bits, group, method, fmt):
     }
 
 
-def quant_linear_reference_weight(t, bits, group, method, fmt, sym=True):
+def quant_linear_reference_weight(t, bits, group, method, fmt, sym=True, desc_act=False):
     """GPTQModel's dequantization of one weight's tensors: [R, C] in the scales' dtype."""
     if method == "awq":
         from gptqmodel.quantization.awq.utils.packing_utils import dequantize_gemm
@@ -932,7 +957,7 @@ def quant_linear_reference_weight(t, bits, group, method, fmt, sym=True):
     from gptqmodel.utils.model import convert_gptq_v1_to_v2_format_module
 
     rows, cols = t["scales"].shape[1], t["g_idx"].shape[0]
-    m = TorchLinear(bits=bits, group_size=group, sym=sym, desc_act=False, in_features=cols, out_features=rows,
+    m = TorchLinear(bits=bits, group_size=group, sym=sym, desc_act=desc_act, in_features=cols, out_features=rows,
                     bias=False, pack_dtype=torch.int32, register_buffers=True)
     for k in ("qweight", "qzeros", "scales", "g_idx"):  # the scales keep their dtype (the module's buffer is F16)
         setattr(m, k, t[k].clone())
@@ -950,19 +975,20 @@ def quant_linear_rewrite(out_dir, case):
 
     ql = case["quant_linear"]
     bits, group, method, fmt = ql["bits"], ql["group"], ql["method"], ql["format"]
+    desc_act = ql.get("desc_act", False)
     path = out_dir / "model.safetensors"
     out, dense = {}, {}
     for name, t in load_file(str(path)).items():
         if not quantized_linear(name, t.ndim):
             out[name] = dense[name] = t
             continue
-        q, z, s = quant_linear_quantize(t, bits, group, ql["sym"])
-        packed = quant_linear_pack(q, z, s, bits, group, method, fmt)
+        q, z, s, g_idx = quant_linear_quantize(t, bits, group, ql["sym"], desc_act)
+        packed = quant_linear_pack(q, z, s, g_idx, bits, method, fmt)
         module = name[: -len(".weight")]
         for k, v in packed.items():
             out[module + "." + k] = v
-        dense[name] = quant_linear_reference_weight(packed, bits, group, method, fmt, ql["sym"])
-        if not torch.equal(dense[name], quant_linear_dequantize(q, z, s, group)):
+        dense[name] = quant_linear_reference_weight(packed, bits, group, method, fmt, ql["sym"], desc_act)
+        if not torch.equal(dense[name], quant_linear_dequantize(q, z, s, g_idx)):
             raise RuntimeError(f"{name}: GPTQModel unpacks other weights than were packed")
     ref_dir = out_dir.parent / (out_dir.name + "_dequantized")
     if ref_dir.exists():
@@ -973,7 +999,7 @@ def quant_linear_rewrite(out_dir, case):
     cfg = json.loads((out_dir / "config.json").read_text())
     if method == "gptq":
         cfg["quantization_config"] = {
-            "bits": bits, "checkpoint_format": fmt, "damp_percent": 0.01, "desc_act": False, "group_size": group,
+            "bits": bits, "checkpoint_format": fmt, "damp_percent": 0.01, "desc_act": desc_act, "group_size": group,
             "quant_method": "gptq", "static_groups": False, "sym": ql["sym"], "true_sequential": True,
         }
     else:
@@ -1364,9 +1390,16 @@ def check_loaded_weights(model, loaded, dtype, case):
                 expect = expect.reshape(rounded.shape)
         if quantize == "quant_linear" and quantized_linear(name, expect.ndim):
             ql = case["quant_linear"]
+            desc_act = ql.get("desc_act", False)
             mats = expect.to(dtype) if expect.ndim == 3 else expect.to(dtype)[None]
+
+            def requantized(m):
+                return quant_linear_dequantize(*quant_linear_quantize(m, ql["bits"], ql["group"], ql["sym"], desc_act))
+
+            # transformers stacks each expert's gate and up; activation order ordered their inputs one by one
+            split = 2 if desc_act and name.endswith("gate_up_proj") else 1
             expect = torch.stack(
-                [quant_linear_dequantize(*quant_linear_quantize(m, ql["bits"], ql["group"], ql["sym"]), ql["group"]) for m in mats]
+                [torch.cat([requantized(h) for h in m.chunk(split, dim=0)]) for m in mats]
             ).float().reshape(expect.shape)
         if not torch.equal(p.detach(), expect):
             raise RuntimeError(f"reloaded weight {name} differs from the {dtype}-rounded original")

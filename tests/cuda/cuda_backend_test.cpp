@@ -185,7 +185,7 @@ TEST_P(CudaParity, Bf16KvCacheStaysWithinTheBf16Bound) {
 INSTANTIATE_TEST_SUITE_P(Families, CudaParity,
                          ::testing::Values("qwen3_moe", "qwen3_moe_sparse_step", "qwen3_dense", "qwen2_moe", "mixtral",
                                            "olmoe", "llama", "glm4_moe", "deepseek_v2", "deepseek_v3", "minimax_m2", "ernie4_5_moe", "gpt_oss", "gpt_oss_bf16",
-                                           "gpt_oss_mxfp4", "qwen3_moe_fp8", "deepseek_v3_fp8", "qwen3_moe_w4a16", "mixtral_w4a16", "qwen3_moe_gptq", "qwen3_awq", "qwen3_moe_bf16",
+                                           "gpt_oss_mxfp4", "qwen3_moe_fp8", "deepseek_v3_fp8", "qwen3_moe_w4a16", "mixtral_w4a16", "qwen3_moe_gptq", "mixtral_gptq_act_order", "qwen3_awq", "qwen3_moe_bf16",
                                            "qwen3_moe_f16", "mixtral_sharded", "demo/moe", "demo/dense", "mixtral.gguf",
                                            "deepseek_v3_gguf.gguf", "gpt_oss_gguf.gguf"),
                          [](const auto& info) {

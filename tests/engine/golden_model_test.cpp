@@ -142,7 +142,7 @@ TEST_P(GoldenModel, LogitsRoutingAndGreedyMatchTransformers) {
 INSTANTIATE_TEST_SUITE_P(Families, GoldenModel,
                          ::testing::Values("qwen3_moe", "qwen3_moe_sparse_step", "qwen3_dense", "qwen2_moe", "mixtral",
                                            "olmoe", "llama", "glm4_moe", "deepseek_v2", "deepseek_v3", "minimax_m2", "ernie4_5_moe", "gpt_oss", "qwen3_moe_bf16",
-                                           "qwen3_moe_f16", "gpt_oss_bf16", "gpt_oss_mxfp4", "qwen3_moe_fp8", "deepseek_v3_fp8", "qwen3_moe_w4a16", "mixtral_w4a16", "qwen3_moe_gptq", "qwen3_awq", "mixtral_sharded", "demo/moe", "demo/dense",
+                                           "qwen3_moe_f16", "gpt_oss_bf16", "gpt_oss_mxfp4", "qwen3_moe_fp8", "deepseek_v3_fp8", "qwen3_moe_w4a16", "mixtral_w4a16", "qwen3_moe_gptq", "mixtral_gptq_act_order", "qwen3_awq", "mixtral_sharded", "demo/moe", "demo/dense",
                                            "qwen3_moe.gguf", "qwen3_dense.gguf", "qwen2_moe.gguf", "olmoe.gguf", "mixtral.gguf",
                                            "llama.gguf", "qwen3_moe_q4_k_m.gguf", "deepseek_v2.gguf", "deepseek_v3_gguf.gguf",
                                            "minimax_m2.gguf", "glm4_moe.gguf", "gpt_oss_gguf.gguf", "ernie4_5_moe.gguf",

@@ -370,5 +370,22 @@ TEST(GpuMemoryPlan, GptqAndAwqKeepTheirBytes) {
   EXPECT_EQ(l1.mlp_down, DType::PACKED_I4_ZP_F16_B32);
 }
 
+// GPTQ with activation order (the mixtral_gptq_act_order golden: groups of 32, each 64-input weight's two groups
+// scattered over its inputs by g_idx) cannot be held as blocks of 32 adjacent inputs: it goes to the GPU as its
+// scales' dtype, F16, and the plan counts it so. The experts' down projections (32 inputs, one group, a plain g_idx)
+// still keep their bytes.
+TEST(GpuMemoryPlan, ActivationOrderGoesAsItsScalesDtype) {
+  auto m = Model::load(std::string(MOE_TEST_DATA_DIR) + "/models/mixtral_gptq_act_order");
+  const ModelSpec& s = m->spec();
+  const GpuWeightDtypes g = gpu_weight_dtypes(s, m->weights());
+  const GpuLayerDtypes l1 = gpu_layer_dtypes(s, m->weights(), g, 1);
+  EXPECT_EQ(l1.expert_gate_up, DType::F16);
+  EXPECT_EQ(l1.expert_down, DType::PACKED_I4_F16_B32);
+  EXPECT_EQ(l1.qkv, DType::F16);
+  EXPECT_EQ(l1.o, DType::F16);
+  const size_t E = size_t(s.moe.n_experts), H = size_t(s.hidden), F = size_t(s.moe.expert_ffn);
+  EXPECT_EQ(planned_routed_experts(*m, g), size_t(s.n_layers) * E * (2 * H * F * 2 + H * F / 32 * 18));
+}
+
 }  // namespace
 }  // namespace moe
