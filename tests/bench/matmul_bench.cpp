@@ -6,7 +6,7 @@
 //     GGUF's block types Q8_0, Q4_K, Q6_K, Q5_K, MXFP4_GGML (ggml's MXFP4, GPT-OSS GGUFs' experts),
 //     IQ4_NL, IQ4_XS and the 1- to 3-bit IQ types, fine-grained FP8 (F8_E4M3, 128 × 128 tiles), and
 //     packed integers (compressed-tensors' 4-bit in groups of 32 and 128, 8-bit by row; GPTQ-Int4's F16 groups of
-//     128), with as many weights as the BF16 matrix (values per second beside BF16's bytes / 2);
+//     128, also with activation order), with as many weights as the BF16 matrix (values per second beside BF16's bytes / 2);
 //   - a decode-step-like sequence of MoE-shaped matmuls (4 layers: ~450 MB of BF16 in 116 calls);
 //   - prefill GFLOP/s at T = 64;
 //   - ThreadPool::parallel_for dispatch overhead.
@@ -29,6 +29,8 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <numeric>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -271,14 +273,17 @@ GbpsResult bench_gemv_fp8(const Options& o, ThreadPool& pool, int threads, const
 // A compressed-tensors packed integer matrix (engine/common/packed_int.h) with as many weights as the BF16 one:
 // random 4- or 8-bit values and a BF16- (or F16-) rounded scale per group (group 0: one per row), as W4A16 and W8A16
 // checkpoints are stored (Kimi-K2-Thinking's experts: 4 bits in groups of 32), and GPTQ's once the loader has
-// rearranged them (Qwen's GPTQ-Int4: F16 scales, groups of 128).
+// rearranged them (Qwen's GPTQ-Int4: F16 scales, groups of 128; with act_order, GPTQ's activation order, held by
+// group with a scattered input order, so each product first gathers x).
 struct PackedWeights {
   DType dtype;
   int64_t rows, cols, group;
   DType scales_dtype;
   Buffer bytes;
   std::vector<float> scales;
-  PackedWeights(ThreadPool& pool, DType dtype_, int64_t rows_, int64_t cols_, int64_t group_, DType scales_dtype_ = DType::BF16)
+  std::vector<int32_t> order;  // act_order: stored column j is input order[j]
+  PackedWeights(ThreadPool& pool, DType dtype_, int64_t rows_, int64_t cols_, int64_t group_, DType scales_dtype_ = DType::BF16,
+                bool act_order = false)
       : dtype(dtype_), rows(rows_), cols(cols_), group(group_ ? group_ : cols_), scales_dtype(scales_dtype_),
         bytes(matrix_bytes(dtype_, rows_, cols_)), scales(size_t(rows_ * (cols_ / group)), 0.0f) {
     auto* b = static_cast<uint8_t*>(bytes.p);
@@ -286,18 +291,46 @@ struct PackedWeights {
       for (int64_t i = lo; i < hi; ++i) b[i] = uint8_t(mix(uint64_t(i)));
     });
     for (size_t i = 0; i < scales.size(); ++i) scales[i] = round_to_dtype(1e-3f * float(1 + i % 7), scales_dtype);
+    if (act_order) {
+      order.resize(size_t(cols));
+      std::iota(order.begin(), order.end(), 0);
+      std::shuffle(order.begin(), order.end(), std::mt19937(7));
+    }
   }
   MatrixRef ref() const {
-    return MatrixRef{bytes.p, dtype, rows, cols, nullptr, 1, TileScales{scales.data(), 1, group, cols / group, 0, scales_dtype}};
+    TileScales tiles{scales.data(), 1, group, cols / group, 0, scales_dtype};
+    tiles.input_order = order.empty() ? nullptr : order.data();
+    return MatrixRef{bytes.p, dtype, rows, cols, nullptr, 1, tiles};
   }
   std::string label() const {
     const std::string s(dtype_name(scales_dtype));
-    return std::string(dtype_name(dtype)) + (group == cols ? " (a " + s + " scale per row)" : " (" + s + " scales, groups of " + std::to_string(group) + ")");
+    return std::string(dtype_name(dtype)) + (group == cols ? " (a " + s + " scale per row)" : " (" + s + " scales, groups of " + std::to_string(group) + ")") +
+           (order.empty() ? "" : ", act order");
   }
 };
 
 GbpsResult bench_gemv_packed(const Options& o, ThreadPool& pool, int threads, const PackedWeights& w) {
   return bench_gemv_matrix(o, pool, threads, w.ref(), double(w.rows) * double(w.cols), w.label());
+}
+
+// Qwen3-30B-A3B's expert gate projections in GPTQ-Int4's layout (768 × 2048, F16 scales in groups of 128): one
+// product per matrix over 64 of them (50 MB, beyond the caches), with and without activation order. A small matrix
+// is where activation order's gather of x (2048 floats a product) weighs most against the weights it reads (768 KB).
+GbpsResult bench_experts_packed(const Options& o, ThreadPool& pool, int threads, bool act_order) {
+  const int64_t rows = 768, cols = 2048, n = 64;
+  std::vector<std::unique_ptr<PackedWeights>> experts;
+  for (int64_t e = 0; e < n; ++e)
+    experts.push_back(std::make_unique<PackedWeights>(pool, DType::PACKED_I4, rows, cols, 128, DType::F16, act_order));
+  const auto x = make_x(cols, 1);
+  std::vector<float> y(static_cast<size_t>(rows));
+  const Stats s = time_it(o.quick ? 5 : 15, [&] {
+    for (const auto& w : experts) matmul(pool, w->ref(), x.data(), 1, y.data());
+  });
+  const double weights = double(n * rows * cols);
+  char label[160];
+  std::snprintf(label, sizeof label, "GEMV %s, 64 experts 768x2048 %dT (%.2f Gweights/s)", experts[0]->label().c_str(),
+                threads, weights / s.best / 1e9);
+  return {label, weights / s.best / 1e9, weights / s.median / 1e9};  // as bench_gemv_packed: weights, not bytes
 }
 
 // A decode step of a MoE model, as far as weight traffic goes: per layer q, k, v, o projections,
@@ -504,7 +537,8 @@ int main(int argc, char** argv) {
     wg.push_back(std::make_unique<BlockWeights>(init_pool, t, rows16, cols16));
   const Fp8Weights w8(init_pool, rows16, cols16);
   const PackedWeights wi4(init_pool, DType::PACKED_I4, rows16, cols16, 32), wi4_128(init_pool, DType::PACKED_I4, rows16, cols16, 128),
-      wi8(init_pool, DType::PACKED_I8, rows16, cols16, 0), wi4_f16(init_pool, DType::PACKED_I4, rows16, cols16, 128, DType::F16);
+      wi8(init_pool, DType::PACKED_I8, rows16, cols16, 0), wi4_f16(init_pool, DType::PACKED_I4, rows16, cols16, 128, DType::F16),
+      wi4_act(init_pool, DType::PACKED_I4, rows16, cols16, 128, DType::F16, true);
 
   for (int threads : thread_counts) {
     ThreadPool pool(threads);
@@ -537,6 +571,9 @@ int main(int argc, char** argv) {
     res.push_back(bench_gemv_packed(o, pool, threads, wi4));
     res.push_back(bench_gemv_packed(o, pool, threads, wi4_128));
     res.push_back(bench_gemv_packed(o, pool, threads, wi4_f16));
+    res.push_back(bench_gemv_packed(o, pool, threads, wi4_act));
+    res.push_back(bench_experts_packed(o, pool, threads, false));
+    res.push_back(bench_experts_packed(o, pool, threads, true));
     res.push_back(bench_gemv_packed(o, pool, threads, wi8));
     res.push_back(bench_decode_sequence(o, pool, threads));
     if (simd_supported()) {
