@@ -15,8 +15,7 @@ namespace moe {
 
 // dst[0..m.cols) = row r of m, in input order: F32/F16/BF16, a GGML block type (rows row_bytes apart), F8_E4M3 (its
 // tile scales apart), compressed-tensors' packed integers (likewise; their columns moved back where activation order
-// stored them by group), or MXFP4 (its blocks and scales, rows row_step
-// stored rows apart).
+// stored them by group), or MXFP4 (its blocks and scales, rows row_step stored rows apart).
 inline void weight_row_to_f32(const WeightMatrix& m, int64_t r, float* dst) {
   if (m.dtype == DType::F8_E4M3) {
     fp8_dequantize_row(m.data, m.cols, m.tiles, r, dst);

@@ -23,8 +23,9 @@ struct TileScales {
   // Packed integers of an asymmetric scheme only: each tile's zero point, subtracted from the value before the
   // scale (laid out as the scales); null when there are none.
   const int8_t* zero_points = nullptr;
-  // Packed integers whose groups activation order reordered (GPTQ's desc_act) only: the values are held with their inputs sorted by group, so that each tile's inputs are adjacent, and stored
-  // column j is input input_order[j] (a permutation of the cols inputs). Null when the columns are the inputs.
+  // Packed integers whose groups activation order reordered (GPTQ's desc_act) only: the values are held with their
+  // inputs sorted by group, so that each tile's inputs are adjacent, and stored column j is input input_order[j] (a
+  // permutation of the cols inputs). Null when the columns are the inputs.
   const int32_t* input_order = nullptr;
   explicit operator bool() const { return scales != nullptr; }
   // The grid_cols scales of row r's tiles.
