@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """compressed-tensors' pack-quantized weights and their values from compressed-tensors itself, for packed_int_test.
 
-Dev-time only: CI never runs this. Four weights, each packed by compressed_tensors' pack_to_int32 and dequantized by
+Dev-time only: CI never runs this. Eleven weights, each packed by compressed_tensors' pack_to_int32 and dequantized by
 its PackedQuantizationCompressor.decompress (what transformers calls to load them):
     i4_g32_bf16    4-bit, a BF16 scale per group of 32     12 x 256  (the CPU's SIMD path)
     i4_g16_f16     4-bit, an F16 scale per group of 16      7 x 48   (groups narrower than the SIMD runs)
@@ -10,6 +10,7 @@ its PackedQuantizationCompressor.decompress (what transformers calls to load the
     i4_g128_bf16   4-bit, a BF16 scale per group of 128     5 x 384  (the SIMD path's tables per group)
     i4_row_f16     4-bit, one F16 scale per row             6 x 256  (likewise, F16 rounding)
     i4_g32_bf16_asym, i4_g128_f16_asym, i8_g16_f32_asym: asymmetric schemes, with zero points
+    i4_g64_f32, i4_g64_f32_asym   4-bit, an F32 scale per group of 64  (the SIMD path's lookup of all four bytes)
 Row 0 of each holds every value of its range in order. Some scales are small enough that the products are F16
 subnormals. Writes tests/data/packed_int/reference.safetensors with, per weight <w>:
     <w>.packed  I32 [rows, cols * bits / 32]   weight_packed
@@ -40,6 +41,8 @@ CASES = [  # name, bits, group (None: per row), scale dtype, rows, cols, symmetr
     ("i4_g32_bf16_asym", 4, 32, torch.bfloat16, 12, 256, False),
     ("i4_g128_f16_asym", 4, 128, torch.float16, 13, 256, False),  # (compressed-tensors 0.20 cannot unpack 8 rows or fewer)
     ("i8_g16_f32_asym", 8, 16, torch.float32, 7, 48, False),
+    ("i4_g64_f32", 4, 64, torch.float32, 11, 192, True),
+    ("i4_g64_f32_asym", 4, 64, torch.float32, 10, 128, False),
 ]
 
 

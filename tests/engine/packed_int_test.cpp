@@ -2,7 +2,7 @@
 // words, with a scale per group of columns or per row, each weight q · scale rounded to the scales' dtype. The
 // reference, tests/data/packed_int (tests/make_packed_int_reference.py): weights packed and dequantized by
 // compressed-tensors itself, in BF16, F16 and F32 scales, groups of 16 to 128 and whole rows (so every path of the
-// CPU: the scalar one, the SIMD one, its tables for 4-bit groups of 128 or more), symmetric and with zero points,
+// CPU: the scalar one, the SIMD one, its lookup of 4-bit weights in BF16, F16 and F32), symmetric and with zero points,
 // with every value of each range and F16-subnormal products. Checked: the values bit for bit as the row reader gives them and as both
 // CPU paths multiply them (a product against a unit vector is the weight itself); the products against the
 // reference's values in double.
@@ -39,7 +39,9 @@ const Weight kWeights[] = {{"i4_g32_bf16", DType::PACKED_I4},
                            {"i4_row_f16", DType::PACKED_I4},
                            {"i4_g32_bf16_asym", DType::PACKED_I4},
                            {"i4_g128_f16_asym", DType::PACKED_I4},
-                           {"i8_g16_f32_asym", DType::PACKED_I8}};
+                           {"i8_g16_f32_asym", DType::PACKED_I8},
+                           {"i4_g64_f32", DType::PACKED_I4},
+                           {"i4_g64_f32_asym", DType::PACKED_I4}};
 
 struct Reference {
   std::unique_ptr<SafetensorsFile> file =
@@ -150,7 +152,8 @@ TEST(PackedInt, GpuBlocksHoldTheSameValues) {
   Reference r;
   const DType want_blocks[] = {DType::PACKED_I4_B32,    DType::PACKED_I4,        DType::PACKED_I8_F16_B32,
                                DType::PACKED_I8,        DType::PACKED_I4_B32,    DType::PACKED_I4_F16_B32,
-                               DType::PACKED_I4_ZP_B32, DType::PACKED_I4_ZP_F16_B32, DType::PACKED_I8};
+                               DType::PACKED_I4_ZP_B32, DType::PACKED_I4_ZP_F16_B32, DType::PACKED_I8,
+                               DType::PACKED_I4,        DType::PACKED_I4};
   static_assert(std::size(want_blocks) == std::size(kWeights));
   for (size_t i = 0; i < std::size(kWeights); ++i) {
     const Weight& w = kWeights[i];

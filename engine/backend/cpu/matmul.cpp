@@ -51,11 +51,11 @@
 //   expands the panels to f32, the values bit for bit as fp8_dequantize_cols gives them, and runs the
 //   prefill path.
 // compressed-tensors' packed integers (engine/common/packed_int.h): T = 1 runs the same four streams, 32 values at a
-//   time (4-bit: 16 bytes, nibbles interleaved back into order; 8-bit: 32 bytes) widened to f32, each less its
-//   group's zero point (asymmetric schemes), times its group's scale and rounded as the reference dequantises (to
-//   BF16 or F16, the scales' dtype) before its product with x; 4-bit groups of 128 or more pick each weight from the
-//   group's 16 made once. T > 1 expands the panels to f32 the same way and runs the prefill path. Rows or groups not
-//   in runs of 32 columns go through the scalar path.
+//   time. Each weight is its value less its group's zero point (asymmetric schemes), times its group's scale,
+//   rounded as the reference dequantises (to BF16 or F16, the scales' dtype) before its product with x. 8-bit values
+//   (32 bytes) are widened to f32 and so treated; 4-bit ones (16 bytes) look their weight up, by byte shuffles, among
+//   the group's 16 possible weights, made so once per group and row. T > 1 expands the panels to f32 the same way
+//   and runs the prefill path. Rows or groups not in runs of 32 columns go through the scalar path.
 // GGML block types (GGUF's Q8_0, Q4_K, Q6_K, ..., MXFP4_GGML, IQ4_NL, IQ4_XS): a row is read in groups of
 //   up to 256 values (one K-type super-block, or up to 8 blocks of 32), each decoded with byte-wise masks
 //   and shifts into int8 quants (MXFP4_GGML's and the IQ4 types' nibbles then through a 16-byte table,
@@ -865,6 +865,7 @@ MOE_AVX2_INLINE __m256 dequantized(__m256 q, const PackedRows& p, int r, int64_t
 
 // y_i = row_i · x for R packed rows (T = 1), the rows taken as in gemv_rows (tile_cols a multiple of 32). Each
 // weight is rounded as dequantised before its product with x, so the sums are those of the reference's weights.
+// 8-bit rows; 4-bit ones go through gemv_packed_i4_rows.
 template <DType PT, DType RT, bool kZero, int R>
 MOE_AVX2 void gemv_packed_rows(const PackedRows& p, int64_t tile_cols, const float* x, int64_t n, float* const* y) {
   constexpr int64_t kBytes32 = PT == DType::PACKED_I4 ? 16 : 32;
@@ -890,45 +891,94 @@ MOE_AVX2 void gemv_packed_rows(const PackedRows& p, int64_t tile_cols, const flo
   store_row_sums<R>(a0, a1, y);
 }
 
-// The weight of each of 8 nibbles (idx: 0–15 as int32) from a group's 16 weights, lo those of nibbles 0–7, hi of
-// 8–15: vpermps picks by the low 3 bits, bit 3 (shifted into the sign) chooses between the two.
-MOE_AVX2_INLINE __m256 pick16(__m256 lo, __m256 hi, __m256i idx) {
-  return _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, idx), _mm256_permutevar8x32_ps(hi, idx),
-                          _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+// The 16 weights of a group, lo those of nibbles 0–7 and hi of 8–15, as byte planes: planes[b] holds byte b of each
+// weight's f32 at the index of its nibble, in both lanes, so that vpshufb looks up 32 nibbles' bytes at once.
+// Planes below kFirst are zero and not made: the weights are rounded to BF16 (bytes 0 and 1 zero) or F16 (byte 0).
+template <int kFirst>
+MOE_AVX2_INLINE void byte_planes(__m256 lo, __m256 hi, __m256i* planes) {
+  // In each lane, byte b of its 4 weights to bytes 4b … 4b + 3: dword b of a lane is plane b's part.
+  const __m256i by_byte = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,  //
+                                           0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m256i a = _mm256_shuffle_epi8(_mm256_castps_si256(lo), by_byte);  // weights 0–3 | 4–7
+  const __m256i b = _mm256_shuffle_epi8(_mm256_castps_si256(hi), by_byte);  // weights 8–11 | 12–15
+  // Plane b is dwords [a_b, a_(4+b), b_b, b_(4+b)]; after unpacking, planes 0 and 1 (or 2 and 3) lie at dwords
+  // 0, 4, 1, 5 and 2, 6, 3, 7.
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  const __m256i p23 = _mm256_permutevar8x32_epi32(_mm256_unpackhi_epi32(a, b), order);
+  planes[2] = _mm256_permute2x128_si256(p23, p23, 0x00);
+  planes[3] = _mm256_permute2x128_si256(p23, p23, 0x11);
+  if constexpr (kFirst < 2) {
+    const __m256i p01 = _mm256_permutevar8x32_epi32(_mm256_unpacklo_epi32(a, b), order);
+    if constexpr (kFirst == 0) planes[0] = _mm256_permute2x128_si256(p01, p01, 0x00);
+    planes[1] = _mm256_permute2x128_si256(p01, p01, 0x11);
+  }
 }
 
-// gemv_packed_rows for 4 bits in groups of 128 or more: a group's 16 possible weights, round((q − z)·s) for
-// q = −8 … 7, are made once per group and row, and each nibble picks its own (pick16): 6 operations per 8 weights
-// where converting and rounding each takes 10, though 3 of the 6 share one port. Measured on one thread: 12 % faster
-// for groups of 128; for groups of 32 making the tables costs more than it saves (10 % slower), so those go through
-// gemv_packed_rows.
+// The first plane a weight rounded to RT can have nonzero: f32 keeps F16's 10 and BF16's 7 mantissa bits at its top.
+template <DType RT>
+constexpr int kFirstPlane = RT == DType::BF16 ? 2 : RT == DType::F16 ? 1 : 0;
+
+// The 32 weights of columns k … k + 31 whose packed bytes are `bytes`, looked up in their group's byte planes.
+// They come out in nibble order (nibble_order): w[j] holds columns 8j + {0, 2, 4, 6, 1, 3, 5, 7}.
+template <int kFirst>
+MOE_AVX2_INLINE void lookup_32(const uint8_t* bytes, const __m256i* planes, __m256* w) {
+  // Lane 0: the low nibbles (the even columns 0, 2, …, 30), lane 1: the high ones (the odd columns).
+  const __m256i packed = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes)));
+  const __m256i idx = _mm256_and_si256(_mm256_srlv_epi32(packed, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)),
+                                       _mm256_set1_epi8(0x0f));
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i b2 = _mm256_shuffle_epi8(planes[2], idx), b3 = _mm256_shuffle_epi8(planes[3], idx);
+  // Bytes to 16-bit halves (columns 0–14 and 16–30 even | the odd ones), then to f32s.
+  const __m256i h23_lo = _mm256_unpacklo_epi8(b2, b3), h23_hi = _mm256_unpackhi_epi8(b2, b3);
+  __m256i h01_lo = zero, h01_hi = zero;
+  if constexpr (kFirst < 2) {
+    const __m256i b1 = _mm256_shuffle_epi8(planes[1], idx);
+    const __m256i b0 = kFirst == 0 ? _mm256_shuffle_epi8(planes[0], idx) : zero;
+    h01_lo = _mm256_unpacklo_epi8(b0, b1);
+    h01_hi = _mm256_unpackhi_epi8(b0, b1);
+  }
+  w[0] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(h01_lo, h23_lo));
+  w[1] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(h01_lo, h23_lo));
+  w[2] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(h01_hi, h23_hi));
+  w[3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(h01_hi, h23_hi));
+}
+
+// x in the order lookup_32 gives the weights: in each run of 8 columns, the even ones, then the odd ones (n a multiple
+// of 8).
+MOE_AVX2 void nibble_order(const float* x, int64_t n, float* dst) {
+  const __m256i order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  for (int64_t k = 0; k < n; k += 8) _mm256_storeu_ps(dst + k, _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + k), order));
+}
+
+// gemv_packed_rows for 4 bits, x given in nibble order: a group's 16 possible weights, round((q − z)·s) for
+// q = −8 … 7, are made once per group and row, as byte planes, and lookup_32 finds each nibble's weight by byte
+// shuffles: 2 to 3 one-cycle shuffles per 8 weights (BF16 to F32 weights) and no conversions. Measured on one thread
+// of a Zen 3 (BENCHMARKS.md), 2 to 2.3 times as fast as widening each value for groups of 128, 1.1 times for groups
+// of 32, where the tables weigh more.
 template <DType RT, bool kZero, int R>
 MOE_AVX2 void gemv_packed_i4_rows(const PackedRows& p, int64_t tile_cols, const float* x, int64_t n, float* const* y) {
+  constexpr int kFirst = kFirstPlane<RT>;
   const __m256 q_lo = _mm256_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1), q_hi = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m128i mask = _mm_set1_epi8(0x0f);
   __m256 a0[R], a1[R];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
   for (int64_t g0 = 0, g = 0; g0 < n; g0 += tile_cols, ++g) {
-    __m256 lo[R], hi[R];
+    __m256i planes[R][4];
 #pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) {
-      lo[r] = dequantized<RT, kZero>(q_lo, p, r, g);
-      hi[r] = dequantized<RT, kZero>(q_hi, p, r, g);
-    }
+    for (int r = 0; r < R; ++r)
+      byte_planes<kFirst>(dequantized<RT, kZero>(q_lo, p, r, g), dequantized<RT, kZero>(q_hi, p, r, g), planes[r]);
     for (int64_t k = g0, end = std::min(n, g0 + tile_cols); k < end; k += 32) {
       const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8), x2 = _mm256_loadu_ps(x + k + 16),
                    x3 = _mm256_loadu_ps(x + k + 24);
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r) {
         _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p.w[r] + k / 2) + kPrefetchDistance), _MM_HINT_T0);
-        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p.w[r] + k / 2));
-        const __m128i l = _mm_and_si128(b, mask), h = _mm_and_si128(_mm_srli_epi16(b, 4), mask);
-        const __m128i n0 = _mm_unpacklo_epi8(l, h), n1 = _mm_unpackhi_epi8(l, h);  // nibbles 0–15, 16–31 in order
-        a0[r] = _mm256_fmadd_ps(pick16(lo[r], hi[r], _mm256_cvtepu8_epi32(n0)), x0, a0[r]);
-        a1[r] = _mm256_fmadd_ps(pick16(lo[r], hi[r], _mm256_cvtepu8_epi32(_mm_srli_si128(n0, 8))), x1, a1[r]);
-        a0[r] = _mm256_fmadd_ps(pick16(lo[r], hi[r], _mm256_cvtepu8_epi32(n1)), x2, a0[r]);
-        a1[r] = _mm256_fmadd_ps(pick16(lo[r], hi[r], _mm256_cvtepu8_epi32(_mm_srli_si128(n1, 8))), x3, a1[r]);
+        __m256 w[4];
+        lookup_32<kFirst>(p.w[r] + k / 2, planes[r], w);
+        a0[r] = _mm256_fmadd_ps(w[0], x0, a0[r]);
+        a1[r] = _mm256_fmadd_ps(w[1], x1, a1[r]);
+        a0[r] = _mm256_fmadd_ps(w[2], x2, a0[r]);
+        a1[r] = _mm256_fmadd_ps(w[3], x3, a1[r]);
       }
     }
   }
@@ -961,16 +1011,23 @@ MOE_AVX2 void matmul_rows_packed_avx2(const MatrixRef& W, const float* x, int64_
     return p;
   };
   if (T == 1) {
+    constexpr bool lookup = PT == DType::PACKED_I4;
+    thread_local std::vector<float> x_nibble_order;
+    if constexpr (lookup) {
+      x_nibble_order.resize(size_t(W.cols));
+      nibble_order(x, W.cols, x_nibble_order.data());
+    }
     four_streams(rb, re, [&](const int64_t* rows, int n) {  // as matmul_rows_avx2
       const PackedRows p = rows_at(rows, n);
       float* yp[4];
       for (int j = 0; j < n; ++j) yp[j] = y + rows[j];
-      if (PT == DType::PACKED_I4 && t.tile_cols >= 128) {
+      if constexpr (lookup) {
+        const float* xo = x_nibble_order.data();
         switch (n) {
-          case 4: gemv_packed_i4_rows<RT, kZero, 4>(p, t.tile_cols, x, W.cols, yp); break;
-          case 3: gemv_packed_i4_rows<RT, kZero, 3>(p, t.tile_cols, x, W.cols, yp); break;
-          case 2: gemv_packed_i4_rows<RT, kZero, 2>(p, t.tile_cols, x, W.cols, yp); break;
-          default: gemv_packed_i4_rows<RT, kZero, 1>(p, t.tile_cols, x, W.cols, yp); break;
+          case 4: gemv_packed_i4_rows<RT, kZero, 4>(p, t.tile_cols, xo, W.cols, yp); break;
+          case 3: gemv_packed_i4_rows<RT, kZero, 3>(p, t.tile_cols, xo, W.cols, yp); break;
+          case 2: gemv_packed_i4_rows<RT, kZero, 2>(p, t.tile_cols, xo, W.cols, yp); break;
+          default: gemv_packed_i4_rows<RT, kZero, 1>(p, t.tile_cols, xo, W.cols, yp); break;
         }
       } else {
         switch (n) {
