@@ -15,7 +15,8 @@
 // Build (no CMake needed):
 //   g++ -std=c++20 -O2 -I. engine/backend/cpu/{thread_pool,matmul,memory_bandwidth}.cpp
 //       engine/common/{dtype,mxfp4,ggml_quants,fp8,packed_int}.cpp tests/bench/matmul_bench.cpp -pthread -o /tmp/matmul_bench
-// Options: --quick (smaller sizes, fewer repeats), --threads N (largest pool; default 2).
+// Options: --quick (smaller sizes, fewer repeats), --threads N (largest pool; default 2), --packed (only the packed
+// integer GEMVs, beside BF16's, and their prefill: a shorter run for comparing their kernels).
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -122,6 +123,7 @@ void print_load(const char* when) {
 
 struct Options {
   bool quick = false;
+  bool packed_only = false;
   int max_threads = 2;
 };
 
@@ -504,8 +506,9 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) o.quick = true;
     else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) o.max_threads = std::max(1, std::atoi(argv[++i]));
+    else if (!std::strcmp(argv[i], "--packed")) o.packed_only = true;
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--threads N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--threads N] [--packed]\n", argv[0]);
       return 2;
     }
   }
@@ -561,13 +564,15 @@ int main(int argc, char** argv) {
     const BandwidthResult bw0 = stream();
     std::vector<GbpsResult> res;
     res.push_back(bench_gemv(o, pool, threads, DType::BF16, wb.p, rows16, cols16, "anon"));
-    res.push_back(bench_gemv(o, pool, threads, DType::F16, wh.p, rows16, cols16, "anon"));
-    res.push_back(bench_gemv(o, pool, threads, DType::F32, wf.p, rows32, cols32, "anon"));
-    if (mapped.ok()) res.push_back(bench_gemv(o, pool, threads, DType::BF16, mapped.p, rows16, cols16, "mmap"));
-    res.push_back(bench_gemv_mxfp4(o, pool, threads, wq, 1));
-    res.push_back(bench_gemv_mxfp4(o, pool, threads, wq, 2));
-    for (const auto& w : wg) res.push_back(bench_gemv_blocks(o, pool, threads, *w));
-    res.push_back(bench_gemv_fp8(o, pool, threads, w8));
+    if (!o.packed_only) {
+      res.push_back(bench_gemv(o, pool, threads, DType::F16, wh.p, rows16, cols16, "anon"));
+      res.push_back(bench_gemv(o, pool, threads, DType::F32, wf.p, rows32, cols32, "anon"));
+      if (mapped.ok()) res.push_back(bench_gemv(o, pool, threads, DType::BF16, mapped.p, rows16, cols16, "mmap"));
+      res.push_back(bench_gemv_mxfp4(o, pool, threads, wq, 1));
+      res.push_back(bench_gemv_mxfp4(o, pool, threads, wq, 2));
+      for (const auto& w : wg) res.push_back(bench_gemv_blocks(o, pool, threads, *w));
+      res.push_back(bench_gemv_fp8(o, pool, threads, w8));
+    }
     res.push_back(bench_gemv_packed(o, pool, threads, wi4));
     res.push_back(bench_gemv_packed(o, pool, threads, wi4_128));
     res.push_back(bench_gemv_packed(o, pool, threads, wi4_f16));
@@ -575,8 +580,8 @@ int main(int argc, char** argv) {
     res.push_back(bench_experts_packed(o, pool, threads, false));
     res.push_back(bench_experts_packed(o, pool, threads, true));
     res.push_back(bench_gemv_packed(o, pool, threads, wi8));
-    res.push_back(bench_decode_sequence(o, pool, threads));
-    if (simd_supported()) {
+    if (!o.packed_only) res.push_back(bench_decode_sequence(o, pool, threads));
+    if (simd_supported() && !o.packed_only) {
       set_force_scalar(true);
       res.push_back(bench_gemv(o, pool, threads, DType::BF16, wb.p, rows16, cols16, "scalar"));
       res.push_back(bench_gemv_mxfp4(o, pool, threads, wq, 1));
@@ -590,17 +595,19 @@ int main(int argc, char** argv) {
     for (const auto& r : res)
       std::printf("  %-80s best %6.2f GB/s (%5.1f%% of STREAM read)  median %6.2f GB/s\n", r.label.c_str(), r.best,
                   100.0 * r.best / roof, r.median);
-    for (DType dt : {DType::BF16, DType::F16, DType::F32}) bench_prefill(o, pool, threads, dt, 64);
-    bench_prefill_mxfp4(o, pool, threads, wq, 64);
-    bench_prefill_blocks(o, pool, threads, *wg[1], 64);  // Q4_K
-    bench_prefill_blocks(o, pool, threads, *wg[4], 64);  // MXFP4_GGML
-    bench_prefill_blocks(o, pool, threads, *wg[5], 64);  // IQ4_NL
-    bench_prefill_blocks(o, pool, threads, *wg[6], 64);  // IQ4_XS
-    bench_prefill_blocks(o, pool, threads, *wg[7], 64);  // IQ2_XXS
-    bench_prefill_blocks(o, pool, threads, *wg[12], 64);  // IQ1_S
-    bench_prefill_matrix(o, pool, threads, w8.ref(), "F8_E4M3", 64);
+    if (!o.packed_only) {
+      for (DType dt : {DType::BF16, DType::F16, DType::F32}) bench_prefill(o, pool, threads, dt, 64);
+      bench_prefill_mxfp4(o, pool, threads, wq, 64);
+      bench_prefill_blocks(o, pool, threads, *wg[1], 64);  // Q4_K
+      bench_prefill_blocks(o, pool, threads, *wg[4], 64);  // MXFP4_GGML
+      bench_prefill_blocks(o, pool, threads, *wg[5], 64);  // IQ4_NL
+      bench_prefill_blocks(o, pool, threads, *wg[6], 64);  // IQ4_XS
+      bench_prefill_blocks(o, pool, threads, *wg[7], 64);  // IQ2_XXS
+      bench_prefill_blocks(o, pool, threads, *wg[12], 64);  // IQ1_S
+      bench_prefill_matrix(o, pool, threads, w8.ref(), "F8_E4M3", 64);
+    }
     bench_prefill_matrix(o, pool, threads, wi4.ref(), "PACKED_I4", 64);
-    if (simd_supported()) {
+    if (simd_supported() && !o.packed_only) {
       set_force_scalar(true);
       std::printf("  (scalar path:)");
       bench_prefill(o, pool, threads, DType::BF16, 64);
