@@ -96,8 +96,9 @@ TEST_P(InterventionGolden, MaskedExpertsMatchTransformersAndAreNeverSelected) {
         std::sort(ours.begin(), ours.end());
         std::sort(ref.begin(), ref.end());
         EXPECT_EQ(ours, ref) << "layer " << r.moe_layers[m] << " token " << r.first_position + tt;
-        if (const LayerIntervention* li = iv.at(r.moe_layers[m]))
+        if (const LayerIntervention* li = iv.at(r.moe_layers[m])) {
           for (int32_t e : ours) EXPECT_EQ(std::count(li->masked.begin(), li->masked.end(), e), 0);
+        }
       }
   }
 }
