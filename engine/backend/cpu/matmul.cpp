@@ -899,16 +899,16 @@ MOE_AVX2_INLINE void byte_planes(__m256 lo, __m256 hi, __m256i* planes) {
   // In each lane, byte b of its 4 weights to bytes 4b … 4b + 3: dword b of a lane is plane b's part.
   const __m256i by_byte = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,  //
                                            0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  const __m256i a = _mm256_shuffle_epi8(_mm256_castps_si256(lo), by_byte);  // weights 0–3 | 4–7
-  const __m256i b = _mm256_shuffle_epi8(_mm256_castps_si256(hi), by_byte);  // weights 8–11 | 12–15
-  // Plane b is dwords [a_b, a_(4+b), b_b, b_(4+b)]; after unpacking, planes 0 and 1 (or 2 and 3) lie at dwords
-  // 0, 4, 1, 5 and 2, 6, 3, 7.
+  const __m256i l = _mm256_shuffle_epi8(_mm256_castps_si256(lo), by_byte);  // weights 0–3 | 4–7
+  const __m256i h = _mm256_shuffle_epi8(_mm256_castps_si256(hi), by_byte);  // weights 8–11 | 12–15
+  // Plane p is dwords [l_p, l_(4+p), h_p, h_(4+p)]. After unpacking l and h, planes 0 and 1 (or 2 and 3) lie at
+  // dwords 0, 4, 1, 5 and 2, 6, 3, 7.
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-  const __m256i p23 = _mm256_permutevar8x32_epi32(_mm256_unpackhi_epi32(a, b), order);
+  const __m256i p23 = _mm256_permutevar8x32_epi32(_mm256_unpackhi_epi32(l, h), order);
   planes[2] = _mm256_permute2x128_si256(p23, p23, 0x00);
   planes[3] = _mm256_permute2x128_si256(p23, p23, 0x11);
   if constexpr (kFirst < 2) {
-    const __m256i p01 = _mm256_permutevar8x32_epi32(_mm256_unpacklo_epi32(a, b), order);
+    const __m256i p01 = _mm256_permutevar8x32_epi32(_mm256_unpacklo_epi32(l, h), order);
     if constexpr (kFirst == 0) planes[0] = _mm256_permute2x128_si256(p01, p01, 0x00);
     planes[1] = _mm256_permute2x128_si256(p01, p01, 0x11);
   }
@@ -953,8 +953,9 @@ MOE_AVX2 void nibble_order(const float* x, int64_t n, float* dst) {
 // gemv_packed_rows for 4 bits, x given in nibble order: a group's 16 possible weights, round((q − z)·s) for
 // q = −8 … 7, are made once per group and row, as byte planes, and lookup_32 finds each nibble's weight by byte
 // shuffles: 2 to 3 one-cycle shuffles per 8 weights (BF16 to F32 weights) and no conversions. Measured on one thread
-// of a Zen 3 (BENCHMARKS.md), 2 to 2.3 times as fast as widening each value for groups of 128, 1.1 times for groups
-// of 32, where the tables weigh more.
+// of a Zen 3 (BENCHMARKS.md): 1.9 to 2.4 times as fast as the lookup it replaced (two vpermps and a vblendvps per 8
+// weights) for groups of 128, and 1.2 times as fast as widening each value for groups of 32, where the planes weigh
+// more.
 template <DType RT, bool kZero, int R>
 MOE_AVX2 void gemv_packed_i4_rows(const PackedRows& p, int64_t tile_cols, const float* x, int64_t n, float* const* y) {
   constexpr int kFirst = kFirstPlane<RT>;
