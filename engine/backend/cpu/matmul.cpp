@@ -863,12 +863,11 @@ MOE_AVX2_INLINE __m256 dequantized(__m256 q, const PackedRows& p, int r, int64_t
   return scaled<RT>(q, _mm256_set1_ps(p.scales[r][tile]));
 }
 
-// y_i = row_i · x for R packed rows (T = 1), the rows taken as in gemv_rows (tile_cols a multiple of 32). Each
+// y_i = row_i · x for R 8-bit packed rows (T = 1), the rows taken as in gemv_rows (tile_cols a multiple of 32). Each
 // weight is rounded as dequantised before its product with x, so the sums are those of the reference's weights.
-// 8-bit rows; 4-bit ones go through gemv_packed_i4_rows.
-template <DType PT, DType RT, bool kZero, int R>
-MOE_AVX2 void gemv_packed_rows(const PackedRows& p, int64_t tile_cols, const float* x, int64_t n, float* const* y) {
-  constexpr int64_t kBytes32 = PT == DType::PACKED_I4 ? 16 : 32;
+// 4-bit rows go through gemv_packed_i4_rows.
+template <DType RT, bool kZero, int R>
+MOE_AVX2 void gemv_packed_i8_rows(const PackedRows& p, int64_t tile_cols, const float* x, int64_t n, float* const* y) {
   __m256 a0[R], a1[R];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
@@ -877,10 +876,9 @@ MOE_AVX2 void gemv_packed_rows(const PackedRows& p, int64_t tile_cols, const flo
                  x3 = _mm256_loadu_ps(x + k + 24);
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
-      _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p.w[r] + k * kBytes32 / 32) + kPrefetchDistance),
-                   _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p.w[r] + k) + kPrefetchDistance), _MM_HINT_T0);
       __m256 q[4];
-      packed_32<PT>(p.w[r], k, q);
+      packed_32<DType::PACKED_I8>(p.w[r], k, q);
       const int64_t tile = k / tile_cols;
       a0[r] = _mm256_fmadd_ps(dequantized<RT, kZero>(q[0], p, r, tile), x0, a0[r]);
       a1[r] = _mm256_fmadd_ps(dequantized<RT, kZero>(q[1], p, r, tile), x1, a1[r]);
@@ -950,7 +948,7 @@ MOE_AVX2 void nibble_order(const float* x, int64_t n, float* dst) {
   for (int64_t k = 0; k < n; k += 8) _mm256_storeu_ps(dst + k, _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + k), order));
 }
 
-// gemv_packed_rows for 4 bits, x given in nibble order: a group's 16 possible weights, round((q − z)·s) for
+// y_i = row_i · x for R 4-bit packed rows, as gemv_packed_i8_rows, x given in nibble order: a group's 16 possible weights, round((q − z)·s) for
 // q = −8 … 7, are made once per group and row, as byte planes, and lookup_32 finds each nibble's weight by byte
 // shuffles: 2 to 3 one-cycle shuffles per 8 weights (BF16 to F32 weights) and no conversions. Measured on one thread
 // of a Zen 3 (BENCHMARKS.md): 1.9 to 2.4 times as fast as the lookup it replaced (two vpermps and a vblendvps per 8
@@ -1032,10 +1030,10 @@ MOE_AVX2 void matmul_rows_packed_avx2(const MatrixRef& W, const float* x, int64_
         }
       } else {
         switch (n) {
-          case 4: gemv_packed_rows<PT, RT, kZero, 4>(p, t.tile_cols, x, W.cols, yp); break;
-          case 3: gemv_packed_rows<PT, RT, kZero, 3>(p, t.tile_cols, x, W.cols, yp); break;
-          case 2: gemv_packed_rows<PT, RT, kZero, 2>(p, t.tile_cols, x, W.cols, yp); break;
-          default: gemv_packed_rows<PT, RT, kZero, 1>(p, t.tile_cols, x, W.cols, yp); break;
+          case 4: gemv_packed_i8_rows<RT, kZero, 4>(p, t.tile_cols, x, W.cols, yp); break;
+          case 3: gemv_packed_i8_rows<RT, kZero, 3>(p, t.tile_cols, x, W.cols, yp); break;
+          case 2: gemv_packed_i8_rows<RT, kZero, 2>(p, t.tile_cols, x, W.cols, yp); break;
+          default: gemv_packed_i8_rows<RT, kZero, 1>(p, t.tile_cols, x, W.cols, yp); break;
         }
       }
     });
