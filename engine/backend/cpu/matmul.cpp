@@ -948,9 +948,9 @@ MOE_AVX2 void nibble_order(const float* x, int64_t n, float* dst) {
   for (int64_t k = 0; k < n; k += 8) _mm256_storeu_ps(dst + k, _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + k), order));
 }
 
-// y_i = row_i · x for R 4-bit packed rows, as gemv_packed_i8_rows, x given in nibble order: a group's 16 possible weights, round((q − z)·s) for
-// q = −8 … 7, are made once per group and row, as byte planes, and lookup_32 finds each nibble's weight by byte
-// shuffles: 2 to 3 one-cycle shuffles per 8 weights (BF16 to F32 weights) and no conversions. Measured on one thread
+// y_i = row_i · x for R 4-bit packed rows, as gemv_packed_i8_rows, x given in nibble order: a group's 16 possible
+// weights, round((q − z)·s) for q = −8 … 7, are made once per group and row, as byte planes, and lookup_32 finds each
+// nibble's weight by byte shuffles: 2 to 3 one-cycle shuffles per 8 weights (BF16 to F32 weights) and no conversions. Measured on one thread
 // of a Zen 3 (BENCHMARKS.md): 1.9 to 2.4 times as fast as the lookup it replaced (two vpermps and a vblendvps per 8
 // weights) for groups of 128, and 1.2 times as fast as widening each value for groups of 32, where the planes weigh
 // more.
