@@ -950,10 +950,10 @@ MOE_AVX2 void nibble_order(const float* x, int64_t n, float* dst) {
 
 // y_i = row_i · x for R 4-bit packed rows, as gemv_packed_i8_rows, x given in nibble order: a group's 16 possible
 // weights, round((q − z)·s) for q = −8 … 7, are made once per group and row, as byte planes, and lookup_32 finds each
-// nibble's weight by byte shuffles: 2 to 3 one-cycle shuffles per 8 weights (BF16 to F32 weights) and no conversions. Measured on one thread
-// of a Zen 3 (BENCHMARKS.md): 1.9 to 2.4 times as fast as the lookup it replaced (two vpermps and a vblendvps per 8
-// weights) for groups of 128, and 1.2 times as fast as widening each value for groups of 32, where the planes weigh
-// more.
+// nibble's weight by byte shuffles: 2 to 3 one-cycle shuffles per 8 weights (BF16 to F32 weights) and no
+// conversions. Measured on one thread of a Zen 3 (BENCHMARKS.md): 1.9 to 2.4 times as fast as the lookup it replaced
+// (two vpermps and a vblendvps per 8 weights) for groups of 128, and 1.2 times as fast as widening each value for
+// groups of 32, where the planes weigh more.
 template <DType RT, bool kZero, int R>
 MOE_AVX2 void gemv_packed_i4_rows(const PackedRows& p, int64_t tile_cols, const float* x, int64_t n, float* const* y) {
   constexpr int kFirst = kFirstPlane<RT>;
