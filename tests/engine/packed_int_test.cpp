@@ -93,8 +93,8 @@ TEST(PackedInt, RowsAreCompressedTensorsValues) {
   }
 }
 
-// Against the unit vectors, a product is the weight itself, exactly: one token at a time (the GEMV) and all of
-// them at once (the prefill panels' conversion), on both paths.
+// Against the unit vectors, a product is the weight itself, exactly: one token at a time (the GEMV), a few at a time
+// (2 to 8: the 4-bit rows' few-token lookup) and all of them at once (the prefill panels' conversion), on both paths.
 TEST(PackedInt, BothPathsMultiplyTheSameValues) {
   Reference r;
   cpu::ThreadPool pool(2);
@@ -118,6 +118,15 @@ TEST(PackedInt, BothPathsMultiplyTheSameValues) {
         for (int64_t row = 0; row < R; ++row)
           ASSERT_TRUE(same_bits(y[size_t(row)], want[row * C + c])) << "one token, row " << row << " column " << c;
       }
+      for (int64_t T = 2; T <= 8; ++T)
+        for (int64_t c0 = 0; c0 < C; c0 += T) {
+          const int64_t n = std::min(T, C - c0);
+          cpu::matmul(pool, ref(m), eye.data() + c0 * C, n, y.data());
+          for (int64_t t = 0; t < n; ++t)
+            for (int64_t row = 0; row < R; ++row)
+              ASSERT_TRUE(same_bits(y[size_t(t * R + row)], want[row * C + c0 + t]))
+                  << n << " tokens, row " << row << " column " << c0 + t;
+        }
     }
   }
 }
@@ -131,7 +140,7 @@ TEST(PackedInt, ProductsMatchTheReferenceOnBothPaths) {
     for (bool scalar : {false, true}) {
       if (!scalar && !cpu::simd_supported()) continue;
       ScopedForceScalar force(scalar);
-      for (int64_t T : {1, 2, 5, 100}) {
+      for (int64_t T : {1, 2, 5, 8, 9, 100}) {
         SCOPED_TRACE(w.name + (scalar ? ", scalar" : ", simd") + ", T = " + std::to_string(T));
         const std::vector<float> x = test::make_x(T, m.cols, uint32_t(T));
         std::vector<float> y(size_t(T * m.rows));

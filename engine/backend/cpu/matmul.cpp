@@ -81,6 +81,7 @@ constexpr int64_t kTokenTile = 96;    // tokens per tile in the prefill path (mu
 constexpr int64_t kColBlock = 512;    // columns per block in the prefill path (multiple of 8)
 constexpr int64_t kRowPanel = 8;      // rows per converted panel in the prefill path (multiple of 4)
 constexpr int64_t kDirectMaxT = 3;    // T up to this reads the weights directly, without a buffer
+constexpr int64_t kPackedDirectMaxT = 8;  // the same for 4-bit packed rows (gemm_packed_i4_row)
 constexpr int64_t kRowAlign = 8;      // chunk boundaries in matmul() are multiples of this
 constexpr int64_t kSerialWork = 32768;  // rows·cols·T below this: no threads
 constexpr int64_t kChunksPerThread = 4;  // matmul() splits rows into up to this many chunks per thread
@@ -809,22 +810,12 @@ MOE_AVX2 void matmul_rows_fp8_avx2(const MatrixRef& W, const float* x, int64_t T
 // ---------------------------------------------------------------------------------------------
 // compressed-tensors' packed integers (engine/common/packed_int.h), AVX2
 
-// 32 values q of a packed row from column k (a multiple of 32) as f32, in order: 4-bit, 16 bytes whose low and high
-// nibbles interleave back into order; 8-bit, 32 bytes, xor 0x80 making each stored q + 128 the signed q.
-template <DType PT>
-MOE_AVX2_INLINE void packed_32(const uint8_t* row, int64_t k, __m256* v) {
-  __m128i b0, b1;  // the 32 values as int8, 16 each
-  if constexpr (PT == DType::PACKED_I4) {
-    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k / 2));
-    const __m128i m = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
-    const __m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
-    b0 = _mm_sub_epi8(_mm_unpacklo_epi8(lo, hi), eight);
-    b1 = _mm_sub_epi8(_mm_unpackhi_epi8(lo, hi), eight);
-  } else {
-    const __m128i sign = _mm_set1_epi8(int8_t(0x80));
-    b0 = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k)), sign);
-    b1 = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k + 16)), sign);
-  }
+// 32 values q of an 8-bit packed row from column k (a multiple of 32) as f32, in order: 32 bytes, xor 0x80 making each
+// stored q + 128 the signed q. (4-bit rows are looked up: lookup_32.)
+MOE_AVX2_INLINE void packed_i8_32(const uint8_t* row, int64_t k, __m256* v) {
+  const __m128i sign = _mm_set1_epi8(int8_t(0x80));
+  const __m128i b0 = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k)), sign);
+  const __m128i b1 = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k + 16)), sign);
   v[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b0));
   v[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b0, 8)));
   v[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b1));
@@ -878,7 +869,7 @@ MOE_AVX2 void gemv_packed_i8_rows(const PackedRows& p, int64_t tile_cols, const 
     for (int r = 0; r < R; ++r) {
       _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p.w[r] + k) + kPrefetchDistance), _MM_HINT_T0);
       __m256 q[4];
-      packed_32<DType::PACKED_I8>(p.w[r], k, q);
+      packed_i8_32(p.w[r], k, q);
       const int64_t tile = k / tile_cols;
       a0[r] = _mm256_fmadd_ps(dequantized<RT, kZero>(q[0], p, r, tile), x0, a0[r]);
       a1[r] = _mm256_fmadd_ps(dequantized<RT, kZero>(q[1], p, r, tile), x1, a1[r]);
@@ -984,65 +975,155 @@ MOE_AVX2 void gemv_packed_i4_rows(const PackedRows& p, int64_t tile_cols, const 
   store_row_sums<R>(a0, a1, y);
 }
 
-// dst[0..n) = columns [c0, c0 + n) of a packed row (c0 and n multiples of 32; p's row 0), as
-// packed_int_dequantize_cols gives them.
-template <DType PT, DType RT, bool kZero>
-MOE_AVX2 void convert_packed(const PackedRows& p, int64_t tile_cols, int64_t c0, int64_t n, float* dst) {
+// y[t · ldy] = row · x_t for one 4-bit packed row (p's row 0) and TT tokens x_t = x + t · ldx, x in nibble order:
+// the row's weights are looked up once (as in gemv_packed_i4_rows) for all TT tokens. This is the few-token product
+// of prefill's experts, where converting rows to f32 panels first (prefill_panels) costs more than the products.
+template <DType RT, bool kZero, int TT>
+MOE_AVX2 void gemm_packed_i4_row(const PackedRows& p, int64_t tile_cols, const float* x, int64_t ldx, int64_t n, float* y,
+                                 int64_t ldy) {
+  constexpr int kFirst = kFirstPlane<RT>;
+  const __m256 q_lo = _mm256_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1), q_hi = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
+  __m256 a[TT];  // one sum per token (two, as gemv_packed_i4_rows keeps, measured slower: they leave fewer registers)
+#pragma GCC unroll 8
+  for (int t = 0; t < TT; ++t) a[t] = _mm256_setzero_ps();
+  for (int64_t g0 = 0, g = 0; g0 < n; g0 += tile_cols, ++g) {
+    __m256i planes[4];
+    byte_planes<kFirst>(dequantized<RT, kZero>(q_lo, p, 0, g), dequantized<RT, kZero>(q_hi, p, 0, g), planes);
+    for (int64_t k = g0, end = std::min(n, g0 + tile_cols); k < end; k += 32) {
+      _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p.w[0] + k / 2) + kPrefetchDistance), _MM_HINT_T0);
+      __m256 w[4];
+      lookup_32<kFirst>(p.w[0] + k / 2, planes, w);
+#pragma GCC unroll 8
+      for (int t = 0; t < TT; ++t) {
+        const float* xt = x + t * ldx + k;
+        a[t] = _mm256_fmadd_ps(w[0], _mm256_loadu_ps(xt), a[t]);
+        a[t] = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xt + 8), a[t]);
+        a[t] = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(xt + 16), a[t]);
+        a[t] = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xt + 24), a[t]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < TT; ++t) y[t * ldy] = hsum(a[t]);
+}
+
+// dst[0..n) = columns [c0, c0 + n) of a 4-bit packed row (p's row 0; c0 and n multiples of 32) in nibble order, as
+// gemv_packed_i4_rows looks them up: the panels of prefill_panels, for inputs in nibble order too.
+template <DType RT, bool kZero>
+MOE_AVX2 void convert_packed_i4(const PackedRows& p, int64_t tile_cols, int64_t c0, int64_t n, float* dst) {
+  constexpr int kFirst = kFirstPlane<RT>;
+  const __m256 q_lo = _mm256_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1), q_hi = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int64_t c = c0; c < c0 + n;) {
+    const int64_t g = c / tile_cols, end = std::min(c0 + n, (g + 1) * tile_cols);
+    __m256i planes[4];
+    byte_planes<kFirst>(dequantized<RT, kZero>(q_lo, p, 0, g), dequantized<RT, kZero>(q_hi, p, 0, g), planes);
+    for (; c < end; c += 32) {
+      __m256 w[4];
+      lookup_32<kFirst>(p.w[0] + c / 2, planes, w);
+      for (int j = 0; j < 4; ++j) _mm256_storeu_ps(dst + (c - c0) + 8 * j, w[j]);
+    }
+  }
+}
+
+// dst[0..n) = columns [c0, c0 + n) of an 8-bit packed row (c0 and n multiples of 32; p's row 0), as
+// packed_int_dequantize_cols gives them. (4-bit rows: convert_packed_i4.)
+template <DType RT, bool kZero>
+MOE_AVX2 void convert_packed_i8(const PackedRows& p, int64_t tile_cols, int64_t c0, int64_t n, float* dst) {
   for (int64_t c = c0; c < c0 + n; c += 32) {
     __m256 q[4];
-    packed_32<PT>(p.w[0], c, q);
+    packed_i8_32(p.w[0], c, q);
     for (int j = 0; j < 4; ++j) _mm256_storeu_ps(dst + (c - c0) + 8 * j, dequantized<RT, kZero>(q[j], p, 0, c / tile_cols));
   }
 }
 
-template <DType PT, DType RT, bool kZero>
-MOE_AVX2 void matmul_rows_packed_avx2(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
+// The given rows (up to four) of a packed matrix: their bytes, scales and (kZero) zero points.
+template <DType PT, bool kZero>
+PackedRows packed_rows(const MatrixRef& W, const int64_t* rows, int n) {
   const auto* q = static_cast<const uint8_t*>(W.data);
   const size_t stride = packed_int_row_bytes(PT, W.cols);
-  const TileScales& t = W.tiles;
-  auto rows_at = [&](const int64_t* rows, int n) {
-    PackedRows p{};
-    for (int j = 0; j < n; ++j) {
-      p.w[j] = q + rows[j] * stride;
-      p.scales[j] = t.row_scales(rows[j]);
-      if constexpr (kZero) p.zeros[j] = t.row_zero_points(rows[j]);
-    }
-    return p;
-  };
+  PackedRows p{};
+  for (int j = 0; j < n; ++j) {
+    p.w[j] = q + rows[j] * stride;
+    p.scales[j] = W.tiles.row_scales(rows[j]);
+    if constexpr (kZero) p.zeros[j] = W.tiles.row_zero_points(rows[j]);
+  }
+  return p;
+}
+
+// 4-bit rows: every product looks its weights up (lookup_32), so x is taken in nibble order. One token: four rows at
+// a time (as matmul_rows_avx2); up to kPackedDirectMaxT: each row for all tokens at once; more: f32 panels, as
+// prefill.
+template <DType RT, bool kZero>
+MOE_AVX2 void matmul_rows_packed_i4(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
+  constexpr DType PT = DType::PACKED_I4;
+  const int64_t n = W.cols, tile_cols = W.tiles.tile_cols;
+  thread_local std::vector<float> x_nibble_order;
+  x_nibble_order.resize(size_t(T * n));
+  nibble_order(x, T * n, x_nibble_order.data());  // all tokens at once: no run of 8 columns crosses a token's end
+  const float* xo = x_nibble_order.data();
   if (T == 1) {
-    constexpr bool lookup = PT == DType::PACKED_I4;
-    thread_local std::vector<float> x_nibble_order;
-    if constexpr (lookup) {
-      x_nibble_order.resize(size_t(W.cols));
-      nibble_order(x, W.cols, x_nibble_order.data());
-    }
-    four_streams(rb, re, [&](const int64_t* rows, int n) {  // as matmul_rows_avx2
-      const PackedRows p = rows_at(rows, n);
+    four_streams(rb, re, [&](const int64_t* rows, int nr) {
+      const PackedRows p = packed_rows<PT, kZero>(W, rows, nr);
       float* yp[4];
-      for (int j = 0; j < n; ++j) yp[j] = y + rows[j];
-      if constexpr (lookup) {
-        const float* xo = x_nibble_order.data();
-        switch (n) {
-          case 4: gemv_packed_i4_rows<RT, kZero, 4>(p, t.tile_cols, xo, W.cols, yp); break;
-          case 3: gemv_packed_i4_rows<RT, kZero, 3>(p, t.tile_cols, xo, W.cols, yp); break;
-          case 2: gemv_packed_i4_rows<RT, kZero, 2>(p, t.tile_cols, xo, W.cols, yp); break;
-          default: gemv_packed_i4_rows<RT, kZero, 1>(p, t.tile_cols, xo, W.cols, yp); break;
-        }
-      } else {
-        switch (n) {
-          case 4: gemv_packed_i8_rows<RT, kZero, 4>(p, t.tile_cols, x, W.cols, yp); break;
-          case 3: gemv_packed_i8_rows<RT, kZero, 3>(p, t.tile_cols, x, W.cols, yp); break;
-          case 2: gemv_packed_i8_rows<RT, kZero, 2>(p, t.tile_cols, x, W.cols, yp); break;
-          default: gemv_packed_i8_rows<RT, kZero, 1>(p, t.tile_cols, x, W.cols, yp); break;
-        }
+      for (int j = 0; j < nr; ++j) yp[j] = y + rows[j];
+      switch (nr) {
+        case 4: gemv_packed_i4_rows<RT, kZero, 4>(p, tile_cols, xo, n, yp); break;
+        case 3: gemv_packed_i4_rows<RT, kZero, 3>(p, tile_cols, xo, n, yp); break;
+        case 2: gemv_packed_i4_rows<RT, kZero, 2>(p, tile_cols, xo, n, yp); break;
+        default: gemv_packed_i4_rows<RT, kZero, 1>(p, tile_cols, xo, n, yp); break;
+      }
+    });
+  } else if (T <= kPackedDirectMaxT) {
+    for (int64_t r = rb; r < re; ++r) {
+      const PackedRows p = packed_rows<PT, kZero>(W, &r, 1);
+      const int64_t ldy = W.rows;
+      switch (T) {
+        case 8: gemm_packed_i4_row<RT, kZero, 8>(p, tile_cols, xo, n, n, y + r, ldy); break;
+        case 7: gemm_packed_i4_row<RT, kZero, 7>(p, tile_cols, xo, n, n, y + r, ldy); break;
+        case 6: gemm_packed_i4_row<RT, kZero, 6>(p, tile_cols, xo, n, n, y + r, ldy); break;
+        case 5: gemm_packed_i4_row<RT, kZero, 5>(p, tile_cols, xo, n, n, y + r, ldy); break;
+        case 4: gemm_packed_i4_row<RT, kZero, 4>(p, tile_cols, xo, n, n, y + r, ldy); break;
+        case 3: gemm_packed_i4_row<RT, kZero, 3>(p, tile_cols, xo, n, n, y + r, ldy); break;
+        default: gemm_packed_i4_row<RT, kZero, 2>(p, tile_cols, xo, n, n, y + r, ldy); break;
+      }
+    }
+  } else {
+    prefill_panels(W, xo, T, y, rb, re, [&](int64_t r, int64_t k0, int64_t kc, float* dst) {
+      convert_packed_i4<RT, kZero>(packed_rows<PT, kZero>(W, &r, 1), tile_cols, k0, kc, dst);
+    });
+  }
+}
+
+// 8-bit rows: one token, four rows at a time, each weight widened and rounded; more, f32 panels.
+template <DType RT, bool kZero>
+MOE_AVX2 void matmul_rows_packed_i8(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
+  constexpr DType PT = DType::PACKED_I8;
+  const int64_t tile_cols = W.tiles.tile_cols;
+  if (T == 1) {
+    four_streams(rb, re, [&](const int64_t* rows, int nr) {
+      const PackedRows p = packed_rows<PT, kZero>(W, rows, nr);
+      float* yp[4];
+      for (int j = 0; j < nr; ++j) yp[j] = y + rows[j];
+      switch (nr) {
+        case 4: gemv_packed_i8_rows<RT, kZero, 4>(p, tile_cols, x, W.cols, yp); break;
+        case 3: gemv_packed_i8_rows<RT, kZero, 3>(p, tile_cols, x, W.cols, yp); break;
+        case 2: gemv_packed_i8_rows<RT, kZero, 2>(p, tile_cols, x, W.cols, yp); break;
+        default: gemv_packed_i8_rows<RT, kZero, 1>(p, tile_cols, x, W.cols, yp); break;
       }
     });
     return;
   }
-  // T > 1: expanded panels, as prefill (its column blocks start at multiples of 256).
   prefill_panels(W, x, T, y, rb, re, [&](int64_t r, int64_t k0, int64_t kc, float* dst) {
-    convert_packed<PT, RT, kZero>(rows_at(&r, 1), t.tile_cols, k0, kc, dst);
+    convert_packed_i8<RT, kZero>(packed_rows<PT, kZero>(W, &r, 1), tile_cols, k0, kc, dst);
   });
+}
+
+template <DType PT, DType RT, bool kZero>
+void matmul_rows_packed_avx2(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
+  if constexpr (PT == DType::PACKED_I4)
+    matmul_rows_packed_i4<RT, kZero>(W, x, T, y, rb, re);
+  else
+    matmul_rows_packed_i8<RT, kZero>(W, x, T, y, rb, re);
 }
 
 // Whether the AVX2 path takes a packed matrix: whole runs of 32 columns, tiles too (every group size in use: 32 to
