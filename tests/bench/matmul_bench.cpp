@@ -335,6 +335,36 @@ GbpsResult bench_experts_packed(const Options& o, ThreadPool& pool, int threads,
   return {label, weights / s.best / 1e9, weights / s.median / 1e9};  // as bench_gemv_packed: weights, not bytes
 }
 
+// Prefill's expert products: a prompt's tokens spread over the experts, so each expert multiplies a few tokens at a
+// time (a 512-token prompt on Qwen3-30B-A3B: 8 of 128 experts a token, 32 tokens an expert on average, far fewer
+// for most). The 64 matrices of bench_experts_packed (GPTQ-Int4's layout), and BF16 ones of the same shape for scale,
+// each multiplied by T tokens; the figure is multiply-adds per second (weights × T), which T = 1 gives as weights/s.
+void bench_experts_tokens(const Options& o, ThreadPool& pool, int threads, DType dtype, int64_t T) {
+  const int64_t rows = 768, cols = 2048, n = 64;
+  std::vector<std::unique_ptr<PackedWeights>> packed;
+  std::vector<std::unique_ptr<Buffer>> dense;
+  for (int64_t e = 0; e < n; ++e) {
+    if (dtype == DType::PACKED_I4)
+      packed.push_back(std::make_unique<PackedWeights>(pool, DType::PACKED_I4, rows, cols, 128, DType::F16));
+    else {
+      dense.push_back(std::make_unique<Buffer>(size_t(rows * cols) * dtype_size(dtype)));
+      fill_weights(pool, dense.back()->p, dtype, rows * cols, uint64_t(e));
+    }
+  }
+  const auto x = make_x(T * cols, 3);
+  std::vector<float> y(size_t(T * rows));
+  auto ref = [&](int64_t e) {
+    return dtype == DType::PACKED_I4 ? packed[size_t(e)]->ref() : MatrixRef{dense[size_t(e)]->p, dtype, rows, cols};
+  };
+  const Stats s = time_it(o.quick ? 3 : 9, [&] {
+    for (int64_t e = 0; e < n; ++e) matmul(pool, ref(e), x.data(), T, y.data());
+  });
+  const double macs = double(n * rows * cols * T);
+  std::printf("  experts %-28s %dT T=%lld, 64 x 768x2048: best %6.2f G multiply-adds/s  median %6.2f\n",
+              dtype == DType::PACKED_I4 ? "PACKED_I4 (F16 groups of 128)" : std::string(dtype_name(dtype)).c_str(), threads, (long long)T,
+              macs / s.best / 1e9, macs / s.median / 1e9);
+}
+
 // A decode step of a MoE model, as far as weight traffic goes: per layer q, k, v, o projections,
 // the router, and 8 active experts (gate, up, down), BF16. Every matrix is distinct memory.
 struct DecodeLayerShape {
@@ -607,6 +637,8 @@ int main(int argc, char** argv) {
       bench_prefill_matrix(o, pool, threads, w8.ref(), "F8_E4M3", 64);
     }
     bench_prefill_matrix(o, pool, threads, wi4.ref(), "PACKED_I4", 64);
+    for (int64_t T : {1, 2, 3, 4, 8, 16}) bench_experts_tokens(o, pool, threads, DType::PACKED_I4, T);
+    for (int64_t T : {1, 2, 4, 8}) bench_experts_tokens(o, pool, threads, DType::BF16, T);
     if (simd_supported() && !o.packed_only) {
       set_force_scalar(true);
       std::printf("  (scalar path:)");
