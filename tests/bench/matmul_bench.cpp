@@ -8,7 +8,7 @@
 //     packed integers (compressed-tensors' 4-bit in groups of 32 and 128, 8-bit by row; GPTQ-Int4's F16 groups of
 //     128, also with activation order), with as many weights as the BF16 matrix (values per second beside BF16's bytes / 2);
 //   - a decode-step-like sequence of MoE-shaped matmuls (4 layers: ~450 MB of BF16 in 116 calls);
-//   - prefill GFLOP/s at T = 64;
+//   - prefill GFLOP/s at T = 64; expert-shaped products at 1 to 16 tokens (GPTQ-Int4 and BF16), as prefill's experts;
 //   - ThreadPool::parallel_for dispatch overhead.
 // Every figure is the best (and median) of several repeats: the machines this runs on are shared.
 //
