@@ -8,7 +8,7 @@
 //     packed integers (compressed-tensors' 4-bit in groups of 32 and 128, 8-bit by row; GPTQ-Int4's F16 groups of
 //     128, also with activation order), with as many weights as the BF16 matrix (values per second beside BF16's bytes / 2);
 //   - a decode-step-like sequence of MoE-shaped matmuls (4 layers: ~450 MB of BF16 in 116 calls);
-//   - prefill GFLOP/s at T = 64; expert-shaped products at 1 to 16 tokens (GPTQ-Int4 and BF16), as prefill's experts;
+//   - prefill GFLOP/s at T = 64; expert-shaped products at 1 to 16 tokens (GPTQ-Int4, BF16, Q4_K), as prefill's experts;
 //   - ThreadPool::parallel_for dispatch overhead.
 // Every figure is the best (and median) of several repeats: the machines this runs on are shared.
 //
@@ -342,27 +342,31 @@ GbpsResult bench_experts_packed(const Options& o, ThreadPool& pool, int threads,
 void bench_experts_tokens(const Options& o, ThreadPool& pool, int threads, DType dtype, int64_t T) {
   const int64_t rows = 768, cols = 2048, n = 64;
   std::vector<std::unique_ptr<PackedWeights>> packed;
+  std::vector<std::unique_ptr<BlockWeights>> blocks;
   std::vector<std::unique_ptr<Buffer>> dense;
+  std::vector<MatrixRef> refs;
   for (int64_t e = 0; e < n; ++e) {
-    if (dtype == DType::PACKED_I4)
+    if (dtype == DType::PACKED_I4) {
       packed.push_back(std::make_unique<PackedWeights>(pool, DType::PACKED_I4, rows, cols, 128, DType::F16));
-    else {
+      refs.push_back(packed.back()->ref());
+    } else if (is_block_quantized(dtype)) {
+      blocks.push_back(std::make_unique<BlockWeights>(pool, dtype, rows, cols));
+      refs.push_back(blocks.back()->ref());
+    } else {
       dense.push_back(std::make_unique<Buffer>(size_t(rows * cols) * dtype_size(dtype)));
       fill_weights(pool, dense.back()->p, dtype, rows * cols, uint64_t(e));
+      refs.push_back(MatrixRef{dense.back()->p, dtype, rows, cols});
     }
   }
   const auto x = make_x(T * cols, 3);
   std::vector<float> y(size_t(T * rows));
-  auto ref = [&](int64_t e) {
-    return dtype == DType::PACKED_I4 ? packed[size_t(e)]->ref() : MatrixRef{dense[size_t(e)]->p, dtype, rows, cols};
-  };
   const Stats s = time_it(o.quick ? 3 : 9, [&] {
-    for (int64_t e = 0; e < n; ++e) matmul(pool, ref(e), x.data(), T, y.data());
+    for (const MatrixRef& w : refs) matmul(pool, w, x.data(), T, y.data());
   });
   const double macs = double(n * rows * cols * T);
-  std::printf("  experts %-28s %dT T=%lld, 64 x 768x2048: best %6.2f G multiply-adds/s  median %6.2f\n",
-              dtype == DType::PACKED_I4 ? "PACKED_I4 (F16 groups of 128)" : std::string(dtype_name(dtype)).c_str(), threads, (long long)T,
-              macs / s.best / 1e9, macs / s.median / 1e9);
+  const std::string name = dtype == DType::PACKED_I4 ? "PACKED_I4 (F16 groups of 128)" : std::string(dtype_name(dtype));
+  std::printf("  experts %-28s %dT T=%lld, 64 x 768x2048: best %6.2f G multiply-adds/s  median %6.2f\n", name.c_str(),
+              threads, (long long)T, macs / s.best / 1e9, macs / s.median / 1e9);
 }
 
 // A decode step of a MoE model, as far as weight traffic goes: per layer q, k, v, o projections,
@@ -639,6 +643,8 @@ int main(int argc, char** argv) {
     bench_prefill_matrix(o, pool, threads, wi4.ref(), "PACKED_I4", 64);
     for (int64_t T : {1, 2, 3, 4, 8, 16}) bench_experts_tokens(o, pool, threads, DType::PACKED_I4, T);
     for (int64_t T : {1, 2, 4, 8}) bench_experts_tokens(o, pool, threads, DType::BF16, T);
+    if (!o.packed_only)
+      for (int64_t T : {1, 2, 4, 8}) bench_experts_tokens(o, pool, threads, DType::Q4_K, T);
     if (simd_supported() && !o.packed_only) {
       set_force_scalar(true);
       std::printf("  (scalar path:)");
