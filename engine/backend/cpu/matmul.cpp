@@ -1057,6 +1057,16 @@ PackedRows packed_rows(const MatrixRef& W, const int64_t* rows, int n) {
   return p;
 }
 
+// One-token products over rows [rb, re), four rows at a time as matmul_rows_avx2 takes them: gemv(p, y pointers, n).
+template <DType PT, bool kZero, class Gemv>
+MOE_AVX2_INLINE void packed_four_streams(const MatrixRef& W, float* y, int64_t rb, int64_t re, const Gemv& gemv) {
+  four_streams(rb, re, [&](const int64_t* rows, int nr) {
+    float* yp[4];
+    for (int j = 0; j < nr; ++j) yp[j] = y + rows[j];
+    gemv(packed_rows<PT, kZero>(W, rows, nr), yp, nr);
+  });
+}
+
 // 4-bit rows: every product looks its weights up (lookup_32), so x is taken in nibble order. One token: four rows at
 // a time (as matmul_rows_avx2); up to kPackedDirectMaxT: each row for all tokens at once; more: f32 panels, as
 // prefill.
@@ -1069,10 +1079,7 @@ MOE_AVX2 void matmul_rows_packed_i4(const MatrixRef& W, const float* x, int64_t 
   nibble_order(x, T * n, x_nibble_order.data());  // all tokens at once: no run of 8 columns crosses a token's end
   const float* xo = x_nibble_order.data();
   if (T == 1) {
-    four_streams(rb, re, [&](const int64_t* rows, int nr) {
-      const PackedRows p = packed_rows<PT, kZero>(W, rows, nr);
-      float* yp[4];
-      for (int j = 0; j < nr; ++j) yp[j] = y + rows[j];
+    packed_four_streams<PT, kZero>(W, y, rb, re, [&](const PackedRows& p, float* const* yp, int nr) {
       switch (nr) {
         case 4: gemv_packed_i4_rows<RT, kZero, 4>(p, tile_cols, xo, n, yp); break;
         case 3: gemv_packed_i4_rows<RT, kZero, 3>(p, tile_cols, xo, n, yp); break;
@@ -1107,10 +1114,7 @@ MOE_AVX2 void matmul_rows_packed_i8(const MatrixRef& W, const float* x, int64_t 
   constexpr DType PT = DType::PACKED_I8;
   const int64_t tile_cols = W.tiles.tile_cols;
   if (T == 1) {
-    four_streams(rb, re, [&](const int64_t* rows, int nr) {
-      const PackedRows p = packed_rows<PT, kZero>(W, rows, nr);
-      float* yp[4];
-      for (int j = 0; j < nr; ++j) yp[j] = y + rows[j];
+    packed_four_streams<PT, kZero>(W, y, rb, re, [&](const PackedRows& p, float* const* yp, int nr) {
       switch (nr) {
         case 4: gemv_packed_i8_rows<RT, kZero, 4>(p, tile_cols, x, W.cols, yp); break;
         case 3: gemv_packed_i8_rows<RT, kZero, 3>(p, tile_cols, x, W.cols, yp); break;
