@@ -564,7 +564,7 @@ MOE_AVX2 void matmul_rows_avx2(const MatrixRef& W, const float* x, int64_t T, fl
   if (T <= kDirectMaxT) {
     // Few tokens: stream the weights once, converting in registers, T accumulators per row; 4 rows at a time, but 2
     // for 4 tokens (4 × 4 sums and the 4 tokens' x would not fit the 16 registers). 4 tokens went through the panels
-    // before, at 0.7 times this speed (BENCHMARKS.md).
+    // before, at 0.5 to 0.7 times this speed (BENCHMARKS.md).
     const int64_t step = T == 4 ? 2 : kRowGroup;
     for (int64_t r = rb; r < re; r += step) {
       const int64_t rr = std::min(step, re - r);
