@@ -127,7 +127,9 @@ TEST_P(GoldenModel, LogitsRoutingAndGreedyMatchTransformers) {
   }
   // Dense layers report no routing.
   for (int l = 0; l < model->spec().n_layers; ++l) {
-    if (!model->spec().layer_is_moe[size_t(l)]) EXPECT_EQ(rec.chosen.count(l), 0u) << "dense layer " << l;
+    if (!model->spec().layer_is_moe[size_t(l)]) {
+      EXPECT_EQ(rec.chosen.count(l), 0u) << "dense layer " << l;
+    }
   }
 
   // Greedy continuation, decoded step by step through the KV cache.
