@@ -939,6 +939,13 @@ MOE_AVX2_INLINE void lookup_32(const uint8_t* bytes, const __m256i* planes, __m2
   w[3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(h01_hi, h23_hi));
 }
 
+// The byte planes of group g of row r: its 16 possible weights round((q − z)·s), q = −8 … 7.
+template <DType RT, bool kZero>
+MOE_AVX2_INLINE void group_planes(const PackedRows& p, int r, int64_t g, __m256i* planes) {
+  const __m256 q_lo = _mm256_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1), q_hi = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
+  byte_planes<kFirstPlane<RT>>(dequantized<RT, kZero>(q_lo, p, r, g), dequantized<RT, kZero>(q_hi, p, r, g), planes);
+}
+
 // x in the order lookup_32 gives the weights: in each run of 8 columns, the even ones, then the odd ones (n a multiple
 // of 8).
 MOE_AVX2 void nibble_order(const float* x, int64_t n, float* dst) {
@@ -955,7 +962,6 @@ MOE_AVX2 void nibble_order(const float* x, int64_t n, float* dst) {
 template <DType RT, bool kZero, int R>
 MOE_AVX2 void gemv_packed_i4_rows(const PackedRows& p, int64_t tile_cols, const float* x, int64_t n, float* const* y) {
   constexpr int kFirst = kFirstPlane<RT>;
-  const __m256 q_lo = _mm256_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1), q_hi = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
   __m256 a0[R], a1[R];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
@@ -963,7 +969,7 @@ MOE_AVX2 void gemv_packed_i4_rows(const PackedRows& p, int64_t tile_cols, const 
     __m256i planes[R][4];
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r)
-      byte_planes<kFirst>(dequantized<RT, kZero>(q_lo, p, r, g), dequantized<RT, kZero>(q_hi, p, r, g), planes[r]);
+      group_planes<RT, kZero>(p, r, g, planes[r]);
     for (int64_t k = g0, end = std::min(n, g0 + tile_cols); k < end; k += 32) {
       const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8), x2 = _mm256_loadu_ps(x + k + 16),
                    x3 = _mm256_loadu_ps(x + k + 24);
@@ -989,13 +995,12 @@ template <DType RT, bool kZero, int TT>
 MOE_AVX2 void gemm_packed_i4_row(const PackedRows& p, int64_t tile_cols, const float* x, int64_t ldx, int64_t n, float* y,
                                  int64_t ldy) {
   constexpr int kFirst = kFirstPlane<RT>;
-  const __m256 q_lo = _mm256_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1), q_hi = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
   __m256 a[TT];  // one sum per token (two, as gemv_packed_i4_rows keeps, measured slower: they leave fewer registers)
 #pragma GCC unroll 8
   for (int t = 0; t < TT; ++t) a[t] = _mm256_setzero_ps();
   for (int64_t g0 = 0, g = 0; g0 < n; g0 += tile_cols, ++g) {
     __m256i planes[4];
-    byte_planes<kFirst>(dequantized<RT, kZero>(q_lo, p, 0, g), dequantized<RT, kZero>(q_hi, p, 0, g), planes);
+    group_planes<RT, kZero>(p, 0, g, planes);
     for (int64_t k = g0, end = std::min(n, g0 + tile_cols); k < end; k += 32) {
       _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p.w[0] + k / 2) + kPrefetchDistance), _MM_HINT_T0);
       __m256 w[4];
@@ -1019,11 +1024,10 @@ MOE_AVX2 void gemm_packed_i4_row(const PackedRows& p, int64_t tile_cols, const f
 template <DType RT, bool kZero>
 MOE_AVX2 void convert_packed_i4(const PackedRows& p, int64_t tile_cols, int64_t c0, int64_t n, float* dst) {
   constexpr int kFirst = kFirstPlane<RT>;
-  const __m256 q_lo = _mm256_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1), q_hi = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
   for (int64_t c = c0; c < c0 + n;) {
     const int64_t g = c / tile_cols, end = std::min(c0 + n, (g + 1) * tile_cols);
     __m256i planes[4];
-    byte_planes<kFirst>(dequantized<RT, kZero>(q_lo, p, 0, g), dequantized<RT, kZero>(q_hi, p, 0, g), planes);
+    group_planes<RT, kZero>(p, 0, g, planes);
     for (; c < end; c += 32) {
       __m256 w[4];
       lookup_32<kFirst>(p.w[0] + c / 2, planes, w);
