@@ -34,8 +34,9 @@
 //   boundaries (long streams for the hardware prefetchers, plus a short software prefetch). Four
 //   adjacent rows instead would restart all four streams at every row end; with short rows (MoE
 //   experts: 1.5 KiB) that cost ~30% of the bandwidth. Each weight byte is read exactly once.
-// T = 2, 3: the same, but each converted weight vector feeds T tokens (4 rows × T accumulators).
-// T ≥ 4 (prefill): tokens are taken in tiles of kTokenTile, columns in blocks of kColBlock, rows in
+// T = 2 to 4 (kDirectMaxT): the same, but each converted weight vector feeds T tokens (4 rows × T accumulators;
+//   2 rows at 4 tokens).
+// T ≥ 5 (prefill): tokens are taken in tiles of kTokenTile, columns in blocks of kColBlock, rows in
 //   panels of kRowPanel. Each (token tile, column block, row panel) of weights is converted to f32
 //   once into a 16 KiB stack buffer (L1), and a 4-row × 3-token register-blocked micro-kernel runs
 //   over it for every 3 tokens of the tile (12 accumulators; 7 loads per 12 FMAs). So each weight
@@ -54,16 +55,19 @@
 //   time. Each weight is its value less its group's zero point (asymmetric schemes), times its group's scale,
 //   rounded as the reference dequantises (to BF16 or F16, the scales' dtype) before its product with x. 8-bit values
 //   (32 bytes) are widened to f32 and so treated; 4-bit ones (16 bytes) look their weight up, by byte shuffles, among
-//   the group's 16 possible weights, made so once per group and row. T > 1 expands the panels to f32 the same way
-//   and runs the prefill path. Rows or groups not in runs of 32 columns go through the scalar path.
+//   the group's 16 possible weights, made so once per group and row. 4-bit rows at 2 to 8 tokens look each row up
+//   once for all the tokens (gemm_packed_i4_row). Otherwise T > 1 expands the panels to f32 the same way and runs the
+//   prefill path. Rows or groups not in runs of 32 columns go through the scalar path.
 // GGML block types (GGUF's Q8_0, Q4_K, Q6_K, ..., MXFP4_GGML, IQ4_NL, IQ4_XS): a row is read in groups of
 //   up to 256 values (one K-type super-block, or up to 8 blocks of 32), each decoded with byte-wise masks
 //   and shifts into int8 quants (MXFP4_GGML's and the IQ4 types' nibbles then through a 16-byte table,
 //   pshufb, to twice their FP4 values or to kIq4NlValues), and f32 scales (and offsets, for the types
 //   with a min) per sub-block of 16 or 32 values (Q8_0's quants are read in place). T = 1 runs the four
 //   streams over the decoded groups, x staying f32: Σ q·x per sub-block, times its scale, plus its
-//   offset times the sub-block's Σ x (those sums taken once per call). T > 1 expands the panels to f32
-//   (the values bit for bit as dequantize_row gives them) and runs the prefill path. MXFP4_GGML's T = 1
+//   offset times the sub-block's Σ x (those sums taken once per call). 2 to 8 tokens (4 or 6 for a few types:
+//   block_direct_max_tokens) decode each row's groups once for all the tokens (gemm_block_row), the tokens' x copied
+//   at a stride of an odd number of cache lines (token_stride). More tokens expand the panels to f32 (the values bit
+//   for bit as dequantize_row gives them) and run the prefill path. MXFP4_GGML's T = 1
 //   decodes each block in registers instead, as MXFP4's GEMV does (a few per cent faster than through
 //   the group, measured); the IQ4 types decoded that way measured no faster (IQ4_NL) or 6 % slower
 //   (IQ4_XS), so they go through the group. The IQ1–IQ3 types decode into the same group: each codebook
@@ -82,6 +86,7 @@ constexpr int64_t kColBlock = 512;    // columns per block in the prefill path (
 constexpr int64_t kRowPanel = 8;      // rows per converted panel in the prefill path (multiple of 4)
 constexpr int64_t kDirectMaxT = 4;    // T up to this reads the weights directly, without a buffer
 constexpr int64_t kPackedDirectMaxT = 8;  // the same for 4-bit packed rows (gemm_packed_i4_row)
+constexpr int64_t kBlockDirectMaxT = 8;   // the same for GGML block types (gemm_block_row), most of them
 constexpr int64_t kRowAlign = 8;      // chunk boundaries in matmul() are multiples of this
 constexpr int64_t kSerialWork = 32768;  // rows·cols·T below this: no threads
 constexpr int64_t kChunksPerThread = 4;  // matmul() splits rows into up to this many chunks per thread
@@ -697,7 +702,7 @@ MOE_AVX2 void matmul_rows_mxfp4_avx2(const MatrixRef& W, const float* x, int64_t
     });
     return;
   }
-  // T > 1: expanded panels, as prefill (column blocks are multiples of 32, so blocks stay whole).
+  // More tokens: expanded panels, as prefill (column blocks are multiples of 32, so blocks stay whole).
   prefill_panels(W, x, T, y, rb, re, [&W](int64_t r, int64_t k0, int64_t kc, float* dst) {
     const Mxfp4Row q = mxfp4_row(W, r);
     convert_mxfp4(q.blocks + k0 / 2, q.scales + k0 / kMxfp4BlockValues, kc, dst);
@@ -946,6 +951,29 @@ MOE_AVX2_INLINE void group_planes(const PackedRows& p, int r, int64_t g, __m256i
   byte_planes<kFirstPlane<RT>>(dequantized<RT, kZero>(q_lo, p, r, g), dequantized<RT, kZero>(q_hi, p, r, g), planes);
 }
 
+// The stride, in floats, at which the direct few-token kernels (gemm_packed_i4_row, gemm_block_row) take their
+// tokens' x: n rounded up to whole cache lines, and to an odd number of them. Those kernels read every token's x at
+// the same column together. At a stride of a multiple of 4 KiB (n = 2048, as Qwen3-30B-A3B's experts) all tokens'
+// lines fall in one set of the 8-way L1, evicting each other and the weights; an odd number of lines puts up to 64
+// tokens in as many sets. Measured (BENCHMARKS.md): Q4_K at 8 tokens on 2 threads, 1.35 times as fast.
+constexpr int64_t token_stride(int64_t n) { return 16 * (((n + 15) / 16) | 1); }
+
+// n floats in a buffer of the calling thread (one per `Tag`), starting on a cache line, so that no 8-float load at
+// a multiple of 8 (tokens at token_stride) splits across two lines.
+template <class Tag>
+float* line_aligned_floats(int64_t n) {
+  thread_local std::vector<float> buf;
+  buf.resize(size_t(n + 16));
+  return buf.data() + (16 - (reinterpret_cast<uintptr_t>(buf.data()) / sizeof(float)) % 16) % 16;
+}
+
+// x's T tokens (n values each) copied at stride ld, into a buffer of the calling thread.
+const float* tokens_at_stride(const float* x, int64_t T, int64_t n, int64_t ld) {
+  float* strided = line_aligned_floats<struct TokensAtStride>(T * ld);
+  for (int64_t t = 0; t < T; ++t) std::memcpy(strided + t * ld, x + t * n, size_t(n) * sizeof(float));
+  return strided;
+}
+
 // x in the order lookup_32 gives the weights: in each run of 8 columns, the even ones, then the odd ones (n a multiple
 // of 8).
 MOE_AVX2 void nibble_order(const float* x, int64_t n, float* dst) {
@@ -1078,10 +1106,10 @@ template <DType RT, bool kZero>
 MOE_AVX2 void matmul_rows_packed_i4(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
   constexpr DType PT = DType::PACKED_I4;
   const int64_t n = W.cols, tile_cols = W.tiles.tile_cols;
-  thread_local std::vector<float> x_nibble_order;
-  x_nibble_order.resize(size_t(T * n));
-  nibble_order(x, T * n, x_nibble_order.data());  // all tokens at once: no run of 8 columns crosses a token's end
-  const float* xo = x_nibble_order.data();
+  const int64_t ldx = T > 1 && T <= kPackedDirectMaxT ? token_stride(n) : n;  // the panels take x at stride n
+  float* x_nibble_order = line_aligned_floats<struct NibbleOrder>(T * ldx);
+  for (int64_t t = 0; t < T; ++t) nibble_order(x + t * n, n, x_nibble_order + t * ldx);
+  const float* xo = x_nibble_order;
   if (T == 1) {
     packed_four_streams<PT, kZero>(W, y, rb, re, [&](const PackedRows& p, float* const* yp, int nr) {
       switch (nr) {
@@ -1096,13 +1124,13 @@ MOE_AVX2 void matmul_rows_packed_i4(const MatrixRef& W, const float* x, int64_t 
       const PackedRows p = packed_rows<PT, kZero>(W, &r, 1);
       const int64_t ldy = W.rows;
       switch (T) {
-        case 8: gemm_packed_i4_row<RT, kZero, 8>(p, tile_cols, xo, n, n, y + r, ldy); break;
-        case 7: gemm_packed_i4_row<RT, kZero, 7>(p, tile_cols, xo, n, n, y + r, ldy); break;
-        case 6: gemm_packed_i4_row<RT, kZero, 6>(p, tile_cols, xo, n, n, y + r, ldy); break;
-        case 5: gemm_packed_i4_row<RT, kZero, 5>(p, tile_cols, xo, n, n, y + r, ldy); break;
-        case 4: gemm_packed_i4_row<RT, kZero, 4>(p, tile_cols, xo, n, n, y + r, ldy); break;
-        case 3: gemm_packed_i4_row<RT, kZero, 3>(p, tile_cols, xo, n, n, y + r, ldy); break;
-        default: gemm_packed_i4_row<RT, kZero, 2>(p, tile_cols, xo, n, n, y + r, ldy); break;
+        case 8: gemm_packed_i4_row<RT, kZero, 8>(p, tile_cols, xo, ldx, n, y + r, ldy); break;
+        case 7: gemm_packed_i4_row<RT, kZero, 7>(p, tile_cols, xo, ldx, n, y + r, ldy); break;
+        case 6: gemm_packed_i4_row<RT, kZero, 6>(p, tile_cols, xo, ldx, n, y + r, ldy); break;
+        case 5: gemm_packed_i4_row<RT, kZero, 5>(p, tile_cols, xo, ldx, n, y + r, ldy); break;
+        case 4: gemm_packed_i4_row<RT, kZero, 4>(p, tile_cols, xo, ldx, n, y + r, ldy); break;
+        case 3: gemm_packed_i4_row<RT, kZero, 3>(p, tile_cols, xo, ldx, n, y + r, ldy); break;
+        default: gemm_packed_i4_row<RT, kZero, 2>(p, tile_cols, xo, ldx, n, y + r, ldy); break;
       }
     }
   } else {
@@ -1676,24 +1704,100 @@ MOE_AVX2 void gemv_rows_of(const uint8_t* const* rows, const float* x, const flo
   else gemv_block_rows<B, R>(rows, x, xsum, n, y);
 }
 
+// Σ x over each sub-block of S values, for each of T tokens: token t's sums at [t · ld, t · ld + cols / S), ld =
+// cols / S + 8, each run followed by 8 zeros (the kernels read them 8 at a time). Taken once per call.
+template <int64_t S>
+MOE_AVX2 const float* sub_block_sums(const float* x, int64_t T, int64_t cols, int64_t& ld) {
+  thread_local std::vector<float> sums;
+  const int64_t subs = cols / S;
+  ld = subs + 8;
+  sums.assign(size_t(T * ld), 0.0f);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t s = 0; s < subs; ++s) {
+      const float* xs = x + t * cols + s * S;
+      __m256 v = _mm256_loadu_ps(xs);
+      for (int64_t i = 8; i < S; i += 8) v = _mm256_add_ps(v, _mm256_loadu_ps(xs + i));
+      sums[size_t(t * ld + s)] = hsum(v);
+    }
+  return sums.data();
+}
+
+// y[t · ldy] = row · x_t for one row of a block type and TT tokens, x_t = x + t · ldx (xsum_t = xsum + t · ldxs, as
+// sub_block_sums gives them): each group is decoded once for all TT tokens, each weight scaled once (scale · q,
+// rounded as expand_blocks rounds it) and multiplied with every token's x; the offsets' part is Σ offset · xsum, as
+// in gemv_block_rows. This is the few-token product of prefill's experts, where widening the rows to f32 panels
+// first (prefill_panels) costs more than the products. Each token keeps kChains sums (of every kChains-th vector of
+// 8 values), so that at 2 to 4 tokens enough independent FMA chains are in flight.
+template <class B, int TT>
+MOE_AVX2 void gemm_block_row(const uint8_t* row, const float* x, int64_t ldx, const float* xsum, int64_t ldxs, int64_t n,
+                             float* y, int64_t ldy) {
+  constexpr int64_t S = B::kSub;
+  constexpr int kChains = TT == 2 ? 4 : TT <= 4 ? 2 : 1;
+  __m256 a[TT][kChains];
+#pragma GCC unroll 8
+  for (int t = 0; t < TT; ++t)
+#pragma GCC unroll 4
+    for (int c = 0; c < kChains; ++c) a[t][c] = _mm256_setzero_ps();
+  DecodedGroup g;
+  for (int64_t v0 = 0; v0 < n; v0 += kGroupValues) {
+    const int64_t nv = std::min(kGroupValues, n - v0);
+    const size_t at = size_t(v0 / B::kValues) * B::kBytes, bytes = size_t(nv / B::kValues) * B::kBytes;
+    for (size_t o = 0; o < bytes; o += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(row + at + o) + 4 * kPrefetchDistance),
+                   _MM_HINT_T0);
+    if constexpr (B::kQuantsAt >= 0) decode_scales(B{}, row + at, nv / B::kValues, g);
+    else decode(B{}, row + at, nv / B::kValues, g);
+    for (int64_t k0 = 0; k0 < nv; k0 += 32) {  // every type's blocks and sub-blocks divide 32 values or are made of them
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        const int64_t k = k0 + 8 * j;
+        const int8_t* q;
+        if constexpr (B::kQuantsAt >= 0)  // read in place: one sub-block per block
+          q = reinterpret_cast<const int8_t*>(row + at + size_t(k / B::kValues) * B::kBytes + B::kQuantsAt) + k % B::kValues;
+        else
+          q = g.q + k;
+        const __m256 w = _mm256_mul_ps(i8x8_to_f32(q), _mm256_broadcast_ss(&g.scale[k / S]));
+        const float* xk = x + v0 + k;
+#pragma GCC unroll 8
+        for (int t = 0; t < TT; ++t) a[t][j % kChains] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xk + t * ldx), a[t][j % kChains]);
+      }
+    }
+    if constexpr (B::kOffset) {
+      for (int64_t s = 0; s < nv / S; s += 8) {
+        const __m256 offset = _mm256_load_ps(g.offset + s);
+#pragma GCC unroll 8
+        for (int t = 0; t < TT; ++t) a[t][0] = _mm256_fmadd_ps(offset, _mm256_loadu_ps(xsum + t * ldxs + v0 / S + s), a[t][0]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < TT; ++t) {
+#pragma GCC unroll 4
+    for (int c = 1; c < kChains; ++c) a[t][0] = _mm256_add_ps(a[t][0], a[t][c]);
+    y[t * ldy] = hsum(a[t][0]);
+  }
+}
+
+// Up to how many tokens gemm_block_row beats the panels, per type (matmul_bench --tokens, BENCHMARKS.md). At 6 and 8
+// tokens Q3_K, IQ1_S and IQ2_XS measured 0.9 to 0.8 times the panels' speed (Q3_K's decoding leaves too few registers
+// for 8 tokens' sums: they spill), IQ1_M at 8 tokens 0.95 times.
+template <class B>
+constexpr int64_t block_direct_max_tokens() {
+  if constexpr (std::is_same_v<B, Q3_KType> || std::is_same_v<B, IQ1_SType> || std::is_same_v<B, IQ2_XSType>) return 4;
+  else if constexpr (std::is_same_v<B, IQ1_MType>) return 6;
+  else return kBlockDirectMaxT;
+}
+
 template <class B>
 MOE_AVX2 void matmul_rows_blocks_avx2(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
   const auto* base = static_cast<const uint8_t*>(W.data);
   const size_t stride = size_t(W.cols / B::kValues) * B::kBytes;
+  const float* xsum = nullptr;
+  int64_t ldxs = 0;
+  constexpr int64_t kMaxT = block_direct_max_tokens<B>();
+  if constexpr (B::kOffset)
+    if (T <= kMaxT) xsum = sub_block_sums<B::kSub>(x, T, W.cols, ldxs);
   if (T == 1) {
-    const float* xsum = nullptr;
-    if constexpr (B::kOffset) {
-      constexpr int64_t S = B::kSub;
-      thread_local std::vector<float> sums;
-      const int64_t subs = W.cols / S;
-      sums.assign(size_t(subs + 8), 0.0f);
-      for (int64_t s = 0; s < subs; ++s) {
-        __m256 v = _mm256_loadu_ps(x + s * S);
-        for (int64_t i = 8; i < S; i += 8) v = _mm256_add_ps(v, _mm256_loadu_ps(x + s * S + i));
-        sums[size_t(s)] = hsum(v);
-      }
-      xsum = sums.data();
-    }
     four_streams(rb, re, [&](const int64_t* rows, int n) {  // as matmul_rows_avx2
       const uint8_t* rp[4];
       float* yp[4];
@@ -1707,7 +1811,24 @@ MOE_AVX2 void matmul_rows_blocks_avx2(const MatrixRef& W, const float* x, int64_
     });
     return;
   }
-  // T > 1: expanded panels, as prefill (column blocks start on a group boundary: kGroupValues).
+  if (T <= kMaxT) {
+    const int64_t n = W.cols, ldy = W.rows, ldx = token_stride(n);
+    x = tokens_at_stride(x, T, n, ldx);
+    for (int64_t r = rb; r < re; ++r) {
+      const uint8_t* row = base + size_t(r) * stride;
+      switch (T) {
+        case 8: gemm_block_row<B, 8>(row, x, ldx, xsum, ldxs, n, y + r, ldy); break;
+        case 7: gemm_block_row<B, 7>(row, x, ldx, xsum, ldxs, n, y + r, ldy); break;
+        case 6: gemm_block_row<B, 6>(row, x, ldx, xsum, ldxs, n, y + r, ldy); break;
+        case 5: gemm_block_row<B, 5>(row, x, ldx, xsum, ldxs, n, y + r, ldy); break;
+        case 4: gemm_block_row<B, 4>(row, x, ldx, xsum, ldxs, n, y + r, ldy); break;
+        case 3: gemm_block_row<B, 3>(row, x, ldx, xsum, ldxs, n, y + r, ldy); break;
+        default: gemm_block_row<B, 2>(row, x, ldx, xsum, ldxs, n, y + r, ldy); break;
+      }
+    }
+    return;
+  }
+  // More tokens: expanded panels, as prefill (column blocks start on a group boundary: kGroupValues).
   prefill_panels(W, x, T, y, rb, re, [base, stride](int64_t r, int64_t k0, int64_t kc, float* dst) {
     expand_blocks<B>(base + size_t(r) * stride + size_t(k0 / B::kValues) * B::kBytes, kc, dst);
   });
