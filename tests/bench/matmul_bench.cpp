@@ -124,6 +124,7 @@ void print_load(const char* when) {
 struct Options {
   bool quick = false;
   bool packed_only = false;
+  bool tokens_only = false;  // --tokens: only the few-token expert products, every weight format
   int max_threads = 2;
 };
 
@@ -162,7 +163,9 @@ struct BlockWeights {
     const int64_t blocks = rows * (cols / f.values);
     std::vector<size_t> f16_fields;  // byte offsets of the f16 fields in a block
     if (t == DType::Q6_K) f16_fields = {208};
-    else if (t == DType::Q4_K || t == DType::Q5_K) f16_fields = {0, 2};
+    else if (t == DType::Q4_K || t == DType::Q5_K || t == DType::Q4_1 || t == DType::Q5_1) f16_fields = {0, 2};
+    else if (t == DType::Q2_K) f16_fields = {80, 82};
+    else if (t == DType::Q3_K) f16_fields = {108};
     else if (t != DType::MXFP4_GGML && t != DType::IQ1_M) f16_fields = {0};
     auto* b = static_cast<uint8_t*>(data.p);
     pool.parallel_for(blocks, [&](int64_t lo, int64_t hi) {
@@ -541,8 +544,9 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--quick")) o.quick = true;
     else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) o.max_threads = std::max(1, std::atoi(argv[++i]));
     else if (!std::strcmp(argv[i], "--packed")) o.packed_only = true;
+    else if (!std::strcmp(argv[i], "--tokens")) o.tokens_only = true;
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--threads N] [--packed]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--threads N] [--packed | --tokens]\n", argv[0]);
       return 2;
     }
   }
@@ -557,6 +561,19 @@ int main(int argc, char** argv) {
   std::vector<int> thread_counts;
   for (int t = 1; t <= o.max_threads; t *= 2) thread_counts.push_back(t);
   if (thread_counts.back() != o.max_threads) thread_counts.push_back(o.max_threads);
+
+  if (o.tokens_only) {  // prefill's expert products at 1 to 9 tokens (9: the panels), per weight format
+    for (int threads : thread_counts) {
+      ThreadPool pool(threads);
+      std::printf("\n== %d thread%s: expert products, 1 to 9 tokens ==\n", threads, threads == 1 ? "" : "s");
+      for (DType t : {DType::BF16, DType::PACKED_I4, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
+                      DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::MXFP4_GGML, DType::IQ4_NL,
+                      DType::IQ4_XS, DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_XXS, DType::IQ3_S,
+                      DType::IQ1_S, DType::IQ1_M})
+        for (int64_t T : {1, 2, 3, 4, 6, 8, 9, 12, 16}) bench_experts_tokens(o, pool, threads, t, T);
+    }
+    return 0;
+  }
 
   // Weights: ~256 MB per dtype.
   ThreadPool init_pool(o.max_threads);
