@@ -66,8 +66,8 @@
 //   streams over the decoded groups, x staying f32: Σ q·x per sub-block, times its scale, plus its
 //   offset times the sub-block's Σ x (those sums taken once per call). 2 to 8 tokens (4 or 6 for a few types:
 //   block_direct_max_tokens) decode each row's groups once for all the tokens (gemm_block_row), the tokens' x copied
-//   at a stride of an odd number of cache lines (token_stride). More tokens expand the panels to f32 (the values bit
-//   for bit as dequantize_row gives them) and run the prefill path. MXFP4_GGML's T = 1
+//   to start on a cache line (line_aligned_floats). More tokens expand the panels to f32 (the values bit for bit as
+//   dequantize_row gives them) and run the prefill path. MXFP4_GGML's T = 1
 //   decodes each block in registers instead, as MXFP4's GEMV does (a few per cent faster than through
 //   the group, measured); the IQ4 types decoded that way measured no faster (IQ4_NL) or 6 % slower
 //   (IQ4_XS), so they go through the group. The IQ1–IQ3 types decode into the same group: each codebook
@@ -951,27 +951,16 @@ MOE_AVX2_INLINE void group_planes(const PackedRows& p, int r, int64_t g, __m256i
   byte_planes<kFirstPlane<RT>>(dequantized<RT, kZero>(q_lo, p, r, g), dequantized<RT, kZero>(q_hi, p, r, g), planes);
 }
 
-// The stride, in floats, at which the direct few-token kernels (gemm_packed_i4_row, gemm_block_row) take their
-// tokens' x: n rounded up to whole cache lines, and to an odd number of them. Those kernels read every token's x at
-// the same column together. At a stride of a multiple of 4 KiB (n = 2048, as Qwen3-30B-A3B's experts) all tokens'
-// lines fall in one set of the 8-way L1, evicting each other and the weights; an odd number of lines puts up to 64
-// tokens in as many sets. Measured (BENCHMARKS.md): Q4_K at 8 tokens on 2 threads, 1.35 times as fast.
-constexpr int64_t token_stride(int64_t n) { return 16 * (((n + 15) / 16) | 1); }
-
-// n floats in a buffer of the calling thread (one per `Tag`), starting on a cache line, so that no 8-float load at
-// a multiple of 8 (tokens at token_stride) splits across two lines.
+// n floats in a buffer of the calling thread (one per `Tag`), starting on a cache line. The few-token kernels
+// (gemm_packed_i4_row, gemm_block_row) read every token's x 8 floats at a time. malloc aligns to 16 bytes only, and
+// from a buffer 16 bytes past a 32-byte boundary every other such load splits across two cache lines. With their x
+// where malloc had put it the kernels ran about 0.7 times as fast, on one thread or two, and by how much varied with
+// the run (Q4_K and others at 6 and 8 tokens, BENCHMARKS.md).
 template <class Tag>
 float* line_aligned_floats(int64_t n) {
   thread_local std::vector<float> buf;
   buf.resize(size_t(n + 16));
   return buf.data() + (16 - (reinterpret_cast<uintptr_t>(buf.data()) / sizeof(float)) % 16) % 16;
-}
-
-// x's T tokens (n values each) copied at stride ld, into a buffer of the calling thread.
-const float* tokens_at_stride(const float* x, int64_t T, int64_t n, int64_t ld) {
-  float* strided = line_aligned_floats<struct TokensAtStride>(T * ld);
-  for (int64_t t = 0; t < T; ++t) std::memcpy(strided + t * ld, x + t * n, size_t(n) * sizeof(float));
-  return strided;
 }
 
 // x in the order lookup_32 gives the weights: in each run of 8 columns, the even ones, then the odd ones (n a multiple
@@ -1106,10 +1095,8 @@ template <DType RT, bool kZero>
 MOE_AVX2 void matmul_rows_packed_i4(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
   constexpr DType PT = DType::PACKED_I4;
   const int64_t n = W.cols, tile_cols = W.tiles.tile_cols;
-  const int64_t ldx = T > 1 && T <= kPackedDirectMaxT ? token_stride(n) : n;  // the panels take x at stride n
-  float* x_nibble_order = line_aligned_floats<struct NibbleOrder>(T * ldx);
-  for (int64_t t = 0; t < T; ++t) nibble_order(x + t * n, n, x_nibble_order + t * ldx);
-  const float* xo = x_nibble_order;
+  float* xo = line_aligned_floats<struct NibbleOrder>(T * n);
+  nibble_order(x, T * n, xo);  // all tokens at once: no run of 8 columns crosses a token's end
   if (T == 1) {
     packed_four_streams<PT, kZero>(W, y, rb, re, [&](const PackedRows& p, float* const* yp, int nr) {
       switch (nr) {
@@ -1124,13 +1111,13 @@ MOE_AVX2 void matmul_rows_packed_i4(const MatrixRef& W, const float* x, int64_t 
       const PackedRows p = packed_rows<PT, kZero>(W, &r, 1);
       const int64_t ldy = W.rows;
       switch (T) {
-        case 8: gemm_packed_i4_row<RT, kZero, 8>(p, tile_cols, xo, ldx, n, y + r, ldy); break;
-        case 7: gemm_packed_i4_row<RT, kZero, 7>(p, tile_cols, xo, ldx, n, y + r, ldy); break;
-        case 6: gemm_packed_i4_row<RT, kZero, 6>(p, tile_cols, xo, ldx, n, y + r, ldy); break;
-        case 5: gemm_packed_i4_row<RT, kZero, 5>(p, tile_cols, xo, ldx, n, y + r, ldy); break;
-        case 4: gemm_packed_i4_row<RT, kZero, 4>(p, tile_cols, xo, ldx, n, y + r, ldy); break;
-        case 3: gemm_packed_i4_row<RT, kZero, 3>(p, tile_cols, xo, ldx, n, y + r, ldy); break;
-        default: gemm_packed_i4_row<RT, kZero, 2>(p, tile_cols, xo, ldx, n, y + r, ldy); break;
+        case 8: gemm_packed_i4_row<RT, kZero, 8>(p, tile_cols, xo, n, n, y + r, ldy); break;
+        case 7: gemm_packed_i4_row<RT, kZero, 7>(p, tile_cols, xo, n, n, y + r, ldy); break;
+        case 6: gemm_packed_i4_row<RT, kZero, 6>(p, tile_cols, xo, n, n, y + r, ldy); break;
+        case 5: gemm_packed_i4_row<RT, kZero, 5>(p, tile_cols, xo, n, n, y + r, ldy); break;
+        case 4: gemm_packed_i4_row<RT, kZero, 4>(p, tile_cols, xo, n, n, y + r, ldy); break;
+        case 3: gemm_packed_i4_row<RT, kZero, 3>(p, tile_cols, xo, n, n, y + r, ldy); break;
+        default: gemm_packed_i4_row<RT, kZero, 2>(p, tile_cols, xo, n, n, y + r, ldy); break;
       }
     }
   } else {
@@ -1722,15 +1709,15 @@ MOE_AVX2 const float* sub_block_sums(const float* x, int64_t T, int64_t cols, in
   return sums.data();
 }
 
-// y[t · ldy] = row · x_t for one row of a block type and TT tokens, x_t = x + t · ldx (xsum_t = xsum + t · ldxs, as
+// y[t · ldy] = row · x_t for one row of a block type and TT tokens, x_t = x + t · n (xsum_t = xsum + t · ldxs, as
 // sub_block_sums gives them): each group is decoded once for all TT tokens, each weight scaled once (scale · q,
 // rounded as expand_blocks rounds it) and multiplied with every token's x; the offsets' part is Σ offset · xsum, as
 // in gemv_block_rows. This is the few-token product of prefill's experts, where widening the rows to f32 panels
 // first (prefill_panels) costs more than the products. Each token keeps kChains sums (of every kChains-th vector of
 // 8 values), so that at 2 to 4 tokens enough independent FMA chains are in flight.
 template <class B, int TT>
-MOE_AVX2 void gemm_block_row(const uint8_t* row, const float* x, int64_t ldx, const float* xsum, int64_t ldxs, int64_t n,
-                             float* y, int64_t ldy) {
+MOE_AVX2 void gemm_block_row(const uint8_t* row, const float* x, const float* xsum, int64_t ldxs, int64_t n, float* y,
+                             int64_t ldy) {
   constexpr int64_t S = B::kSub;
   constexpr int kChains = TT == 2 ? 4 : TT <= 4 ? 2 : 1;
   __m256 a[TT][kChains];
@@ -1759,7 +1746,7 @@ MOE_AVX2 void gemm_block_row(const uint8_t* row, const float* x, int64_t ldx, co
         const __m256 w = _mm256_mul_ps(i8x8_to_f32(q), _mm256_broadcast_ss(&g.scale[k / S]));
         const float* xk = x + v0 + k;
 #pragma GCC unroll 8
-        for (int t = 0; t < TT; ++t) a[t][j % kChains] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xk + t * ldx), a[t][j % kChains]);
+        for (int t = 0; t < TT; ++t) a[t][j % kChains] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xk + t * n), a[t][j % kChains]);
       }
     }
     if constexpr (B::kOffset) {
@@ -1812,18 +1799,19 @@ MOE_AVX2 void matmul_rows_blocks_avx2(const MatrixRef& W, const float* x, int64_
     return;
   }
   if (T <= kMaxT) {
-    const int64_t n = W.cols, ldy = W.rows, ldx = token_stride(n);
-    x = tokens_at_stride(x, T, n, ldx);
+    const int64_t n = W.cols, ldy = W.rows;
+    float* xa = line_aligned_floats<struct BlockTokens>(T * n);
+    std::memcpy(xa, x, size_t(T * n) * sizeof(float));
     for (int64_t r = rb; r < re; ++r) {
       const uint8_t* row = base + size_t(r) * stride;
       switch (T) {
-        case 8: gemm_block_row<B, 8>(row, x, ldx, xsum, ldxs, n, y + r, ldy); break;
-        case 7: gemm_block_row<B, 7>(row, x, ldx, xsum, ldxs, n, y + r, ldy); break;
-        case 6: gemm_block_row<B, 6>(row, x, ldx, xsum, ldxs, n, y + r, ldy); break;
-        case 5: gemm_block_row<B, 5>(row, x, ldx, xsum, ldxs, n, y + r, ldy); break;
-        case 4: gemm_block_row<B, 4>(row, x, ldx, xsum, ldxs, n, y + r, ldy); break;
-        case 3: gemm_block_row<B, 3>(row, x, ldx, xsum, ldxs, n, y + r, ldy); break;
-        default: gemm_block_row<B, 2>(row, x, ldx, xsum, ldxs, n, y + r, ldy); break;
+        case 8: gemm_block_row<B, 8>(row, xa, xsum, ldxs, n, y + r, ldy); break;
+        case 7: gemm_block_row<B, 7>(row, xa, xsum, ldxs, n, y + r, ldy); break;
+        case 6: gemm_block_row<B, 6>(row, xa, xsum, ldxs, n, y + r, ldy); break;
+        case 5: gemm_block_row<B, 5>(row, xa, xsum, ldxs, n, y + r, ldy); break;
+        case 4: gemm_block_row<B, 4>(row, xa, xsum, ldxs, n, y + r, ldy); break;
+        case 3: gemm_block_row<B, 3>(row, xa, xsum, ldxs, n, y + r, ldy); break;
+        default: gemm_block_row<B, 2>(row, xa, xsum, ldxs, n, y + r, ldy); break;
       }
     }
     return;
