@@ -16,7 +16,8 @@
 //   g++ -std=c++20 -O2 -I. engine/backend/cpu/{thread_pool,matmul,memory_bandwidth}.cpp
 //       engine/common/{dtype,mxfp4,ggml_quants,fp8,packed_int}.cpp tests/bench/matmul_bench.cpp -pthread -o /tmp/matmul_bench
 // Options: --quick (smaller sizes, fewer repeats), --threads N (largest pool; default 2), --packed (only the packed
-// integer GEMVs, beside BF16's, and their prefill: a shorter run for comparing their kernels).
+// integer GEMVs, beside BF16's, and their prefill: a shorter run for comparing their kernels), --tokens (only the expert
+// products, at 1 to 16 tokens, for BF16, GPTQ-Int4 and every GGUF block type).
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
