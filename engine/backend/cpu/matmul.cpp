@@ -1766,8 +1766,8 @@ MOE_AVX2 void gemm_block_row(const uint8_t* row, const float* x, const float* xs
 }
 
 // Up to how many tokens gemm_block_row beats the panels, per type (matmul_bench --tokens, BENCHMARKS.md). At 6 and 8
-// tokens Q3_K, IQ1_S and IQ2_XS measured 0.9 to 0.8 times the panels' speed (Q3_K's decoding leaves too few registers
-// for 8 tokens' sums: they spill), IQ1_M at 8 tokens 0.95 times.
+// tokens Q3_K, IQ1_S and IQ2_XS measured 0.80 to 0.99 times the panels' speed (Q3_K's decoding leaves too few
+// registers for 8 tokens' sums: they spill), IQ1_M at 8 tokens 0.96 and 0.99 (1 and 2 threads).
 template <class B>
 constexpr int64_t block_direct_max_tokens() {
   if constexpr (std::is_same_v<B, Q3_KType> || std::is_same_v<B, IQ1_SType> || std::is_same_v<B, IQ2_XSType>) return 4;
