@@ -951,12 +951,11 @@ MOE_AVX2_INLINE void group_planes(const PackedRows& p, int r, int64_t g, __m256i
   byte_planes<kFirstPlane<RT>>(dequantized<RT, kZero>(q_lo, p, r, g), dequantized<RT, kZero>(q_hi, p, r, g), planes);
 }
 
-// n floats in a buffer of the calling thread (one per `Tag`), starting on a cache line. The few-token kernels
-// (gemm_packed_i4_row, gemm_block_row) read every token's x 8 floats at a time. malloc aligns to 16 bytes only, and
-// from a buffer 16 bytes past a 32-byte boundary every other such load splits across two cache lines. With their x
-// where malloc had put it the kernels ran about 0.7 times as fast, on one thread or two, and by how much varied with
-// the run (Q4_K and others at 6 and 8 tokens, BENCHMARKS.md).
-template <class Tag>
+// n floats in a buffer of the calling thread, starting on a cache line (the next call reuses it). The few-token
+// kernels (gemm_packed_i4_row, gemm_block_row) read every token's x 8 floats at a time. malloc aligns to 16 bytes
+// only, and from a buffer 16 bytes past a 32-byte boundary every other such load splits across two cache lines. With
+// their x where malloc had put it the kernels ran about 0.7 times as fast, on one thread or two, and by how much
+// varied with the run (Q4_K and others at 6 and 8 tokens, BENCHMARKS.md).
 float* line_aligned_floats(int64_t n) {
   thread_local std::vector<float> buf;
   buf.resize(size_t(n + 16));
@@ -1095,7 +1094,7 @@ template <DType RT, bool kZero>
 MOE_AVX2 void matmul_rows_packed_i4(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
   constexpr DType PT = DType::PACKED_I4;
   const int64_t n = W.cols, tile_cols = W.tiles.tile_cols;
-  float* xo = line_aligned_floats<struct NibbleOrder>(T * n);
+  float* xo = line_aligned_floats(T * n);
   nibble_order(x, T * n, xo);  // all tokens at once: no run of 8 columns crosses a token's end
   if (T == 1) {
     packed_four_streams<PT, kZero>(W, y, rb, re, [&](const PackedRows& p, float* const* yp, int nr) {
@@ -1800,7 +1799,7 @@ MOE_AVX2 void matmul_rows_blocks_avx2(const MatrixRef& W, const float* x, int64_
   }
   if (T <= kMaxT) {
     const int64_t n = W.cols, ldy = W.rows;
-    float* xa = line_aligned_floats<struct BlockTokens>(T * n);
+    float* xa = line_aligned_floats(T * n);
     std::memcpy(xa, x, size_t(T * n) * sizeof(float));
     for (int64_t r = rb; r < re; ++r) {
       const uint8_t* row = base + size_t(r) * stride;
