@@ -1077,6 +1077,15 @@ PackedRows packed_rows(const MatrixRef& W, const int64_t* rows, int n) {
   return p;
 }
 
+// f(std::integral_constant<int, TT>{}) for TT = T, 2 ≤ T ≤ kMax: the few-token kernels are made per token count, and
+// only those up to a path's limit are instantiated.
+template <int kMax, class F>
+inline void with_token_count(int64_t T, const F& f) {
+  if constexpr (kMax > 2)
+    if (T < kMax) return with_token_count<kMax - 1>(T, f);
+  f(std::integral_constant<int, kMax>{});
+}
+
 // One-token products over rows [rb, re), four rows at a time as matmul_rows_avx2 takes them: gemv(p, y pointers, n).
 template <DType PT, bool kZero, class Gemv>
 MOE_AVX2_INLINE void packed_four_streams(const MatrixRef& W, float* y, int64_t rb, int64_t re, const Gemv& gemv) {
@@ -1108,16 +1117,9 @@ MOE_AVX2 void matmul_rows_packed_i4(const MatrixRef& W, const float* x, int64_t 
   } else if (T <= kPackedDirectMaxT) {
     for (int64_t r = rb; r < re; ++r) {
       const PackedRows p = packed_rows<PT, kZero>(W, &r, 1);
-      const int64_t ldy = W.rows;
-      switch (T) {
-        case 8: gemm_packed_i4_row<RT, kZero, 8>(p, tile_cols, xo, n, n, y + r, ldy); break;
-        case 7: gemm_packed_i4_row<RT, kZero, 7>(p, tile_cols, xo, n, n, y + r, ldy); break;
-        case 6: gemm_packed_i4_row<RT, kZero, 6>(p, tile_cols, xo, n, n, y + r, ldy); break;
-        case 5: gemm_packed_i4_row<RT, kZero, 5>(p, tile_cols, xo, n, n, y + r, ldy); break;
-        case 4: gemm_packed_i4_row<RT, kZero, 4>(p, tile_cols, xo, n, n, y + r, ldy); break;
-        case 3: gemm_packed_i4_row<RT, kZero, 3>(p, tile_cols, xo, n, n, y + r, ldy); break;
-        default: gemm_packed_i4_row<RT, kZero, 2>(p, tile_cols, xo, n, n, y + r, ldy); break;
-      }
+      with_token_count<kPackedDirectMaxT>(T, [&](auto tt) {
+        gemm_packed_i4_row<RT, kZero, tt>(p, tile_cols, xo, n, n, y + r, W.rows);
+      });
     }
   } else {
     prefill_panels(W, xo, T, y, rb, re, [&](int64_t r, int64_t k0, int64_t kc, float* dst) {
@@ -1801,18 +1803,9 @@ MOE_AVX2 void matmul_rows_blocks_avx2(const MatrixRef& W, const float* x, int64_
     const int64_t n = W.cols, ldy = W.rows;
     float* xa = line_aligned_floats(T * n);
     std::memcpy(xa, x, size_t(T * n) * sizeof(float));
-    for (int64_t r = rb; r < re; ++r) {
-      const uint8_t* row = base + size_t(r) * stride;
-      switch (T) {
-        case 8: gemm_block_row<B, 8>(row, xa, xsum, ldxs, n, y + r, ldy); break;
-        case 7: gemm_block_row<B, 7>(row, xa, xsum, ldxs, n, y + r, ldy); break;
-        case 6: gemm_block_row<B, 6>(row, xa, xsum, ldxs, n, y + r, ldy); break;
-        case 5: gemm_block_row<B, 5>(row, xa, xsum, ldxs, n, y + r, ldy); break;
-        case 4: gemm_block_row<B, 4>(row, xa, xsum, ldxs, n, y + r, ldy); break;
-        case 3: gemm_block_row<B, 3>(row, xa, xsum, ldxs, n, y + r, ldy); break;
-        default: gemm_block_row<B, 2>(row, xa, xsum, ldxs, n, y + r, ldy); break;
-      }
-    }
+    with_token_count<kMaxT>(T, [&](auto tt) {
+      for (int64_t r = rb; r < re; ++r) gemm_block_row<B, tt>(base + size_t(r) * stride, xa, xsum, ldxs, n, y + r, ldy);
+    });
     return;
   }
   // More tokens: expanded panels, as prefill (column blocks start on a group boundary: kGroupValues).
