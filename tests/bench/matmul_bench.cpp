@@ -563,10 +563,10 @@ int main(int argc, char** argv) {
   for (int t = 1; t <= o.max_threads; t *= 2) thread_counts.push_back(t);
   if (thread_counts.back() != o.max_threads) thread_counts.push_back(o.max_threads);
 
-  if (o.tokens_only) {  // prefill's expert products at 1 to 9 tokens (9: the panels), per weight format
+  if (o.tokens_only) {  // prefill's expert products at 1 to 16 tokens, per weight format (9 and more: the panels)
     for (int threads : thread_counts) {
       ThreadPool pool(threads);
-      std::printf("\n== %d thread%s: expert products, 1 to 9 tokens ==\n", threads, threads == 1 ? "" : "s");
+      std::printf("\n== %d thread%s: expert products, 1 to 16 tokens ==\n", threads, threads == 1 ? "" : "s");
       for (DType t : {DType::BF16, DType::PACKED_I4, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
                       DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::MXFP4_GGML, DType::IQ4_NL,
                       DType::IQ4_XS, DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_XXS, DType::IQ3_S,
