@@ -563,7 +563,7 @@ int main(int argc, char** argv) {
   for (int t = 1; t <= o.max_threads; t *= 2) thread_counts.push_back(t);
   if (thread_counts.back() != o.max_threads) thread_counts.push_back(o.max_threads);
 
-  if (o.tokens_only) {  // prefill's expert products at 1 to 16 tokens, per weight format (9 and more: the panels)
+  if (o.tokens_only) {  // prefill's expert products at 1 to 16 tokens, per weight format (past a path's limit: panels)
     for (int threads : thread_counts) {
       ThreadPool pool(threads);
       std::printf("\n== %d thread%s: expert products, 1 to 16 tokens ==\n", threads, threads == 1 ? "" : "s");
@@ -571,7 +571,7 @@ int main(int argc, char** argv) {
                       DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::MXFP4_GGML, DType::IQ4_NL,
                       DType::IQ4_XS, DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_XXS, DType::IQ3_S,
                       DType::IQ1_S, DType::IQ1_M})
-        for (int64_t T : {1, 2, 3, 4, 6, 8, 9, 12, 16}) bench_experts_tokens(o, pool, threads, t, T);
+        for (int64_t T : {1, 2, 3, 4, 6, 8, 9, 10, 12, 16}) bench_experts_tokens(o, pool, threads, t, T);
     }
     return 0;
   }

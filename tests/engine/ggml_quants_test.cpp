@@ -302,11 +302,12 @@ TEST(GgmlQuants, DequantizeRowPlainTypesAndRefusals) {
   EXPECT_THROW(dequantize_row(blocks.data(), DType::I32, 4, out.data()), std::invalid_argument);
 }
 
-// One-hot inputs pick out each weight: through the decode GEMV (T = 1, x = e_c), through the few-token kernel (2 to 8
-// tokens at a time, x = e_c … e_c+T−1) and through the expanded panels (T = cols, x the identity) the outputs are the
-// reference values exactly. (Only one product is non-zero, so no sum rounds; the GEMV and the few-token kernel form
-// scale · q, then add offset · Σx with Σx = 1, as dequantize_row does.) MXFP4_GGML's edge rows too, but for the last
-// (exponents 224–255), whose infinite values times the identity's zeros are NaN on every path but the GEMV's.
+// One-hot inputs pick out each weight: through the decode GEMV (T = 1, x = e_c), through the few-token kernel (2 to 12
+// tokens at a time, x = e_c … e_c+T−1; from 10 tokens for some types in two runs, 11 = 6 + 5) and through the expanded
+// panels (T = cols, x the identity) the outputs are the reference values exactly. (Only one product is non-zero, so no
+// sum rounds; the GEMV and the few-token kernel form scale · q, then add offset · Σx with Σx = 1, as dequantize_row
+// does.) MXFP4_GGML's edge rows too, but for the last (exponents 224–255), whose infinite values times the identity's
+// zeros are NaN on every path but the GEMV's.
 void expect_picks_out_every_value(DType t, const Reference& ref) {
   const int64_t rows = ref.rows, cols = ref.n;
   const MatrixRef W{ref.blocks, t, rows, cols};
@@ -320,7 +321,7 @@ void expect_picks_out_every_value(DType t, const Reference& ref) {
       for (int64_t r = 0; r < rows; ++r)
         ASSERT_EQ(y[size_t(c * rows + r)], ref.values[r * cols + c])
             << label(t, cols, rows, cols) << " row " << r << " column " << c;
-    for (int64_t T = 1; T <= (scalar ? 1 : 8); ++T) {  // (the scalar path takes every T alike)
+    for (int64_t T = 1; T <= (scalar ? 1 : 12); ++T) {  // (the scalar path takes every T alike)
       for (int64_t c0 = 0; c0 < cols; c0 += T) {
         const int64_t n = std::min(T, cols - c0);  // the tokens e_c0 … e_c0+n−1: n rows of the identity
         cpu::matmul_rows(W, &identity[size_t(c0 * cols)], n, y.data(), 0, rows);
@@ -349,11 +350,12 @@ std::vector<int64_t> widths(DType t) {
   return {256, 768, 1536};
 }
 
-// Against a double-precision product of the reference values, every token path (T = 1: the GEMV; 2 to 8: the few-token
-// kernel, whose sums per token differ at 2, 3–4 and 5–8 tokens, or for some types from 5 or 7 tokens the panels; 9:
-// one short token tile of the panels; 37: several 3-token groups), rows that do and do not fill the four streams. Bound: 1e-5 of Σ|w·x|, as for the plain types: f32 sums of up to 1536 terms round by well
-// under that; the GEMV's split of a value into scale · q and offset adds two more terms per value
-// whose magnitudes stay of the value's order for these scales.
+// Against a double-precision product of the reference values, every token path (T = 1: the GEMV; 2 to 9: the few-token
+// kernel, whose sums per token differ at 2, 3–4 and 5–9 tokens, or for some types from 5, 7 or 9 tokens the panels; 10
+// to 12: the kernel in two runs or one short token tile of the panels; 13 and 37: the panels, in several 3-token
+// groups), rows that do and do not fill the four streams. Bound: 1e-5 of Σ|w·x|, as for the plain types: f32 sums of
+// up to 1536 terms round by well under that; the GEMV's split of a value into scale · q and offset adds two more terms
+// per value whose magnitudes stay of the value's order for these scales.
 TEST(GgmlQuants, MatmulMatchesReference) {
   for (bool scalar : paths()) {
     ScopedForceScalar force(scalar);
@@ -361,7 +363,7 @@ TEST(GgmlQuants, MatmulMatchesReference) {
       for (int64_t cols : widths(t)) {
         for (int64_t rows : {1, 5, 37}) {
           const TestMatrix m = make_matrix(t, rows, cols, uint32_t(rows * 1000 + cols));
-          for (int64_t T : {1, 2, 3, 4, 5, 6, 7, 8, 9, 37}) {
+          for (int64_t T : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 37}) {
             const auto x = make_x(T, cols, uint32_t(T * 7 + cols));
             std::vector<float> y(size_t(T * rows), std::nanf(""));
             cpu::matmul_rows(m.ref(), x.data(), T, y.data(), 0, rows);

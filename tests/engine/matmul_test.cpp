@@ -103,7 +103,9 @@ double max_rel_error(const TestMatrix& m, const std::vector<float>& x, int64_t T
 }
 
 const DType kDTypes[] = {DType::F32, DType::F16, DType::BF16};
-const int64_t kTokens[] = {1, 2, 3, 4, 5, 17};  // 4: the direct path's 2-row kernel
+// 4: the direct path's 2-row kernel; 5 to 32: in runs of up to 4 tokens (5 = 3 + 2, 17 = 4 + 4 + 3 + 3 + 3); 33: the
+// panels.
+const int64_t kTokens[] = {1, 2, 3, 4, 5, 8, 17, 32, 33};
 const int64_t kCols[] = {1, 7, 61, 64, 1000};
 
 std::string label(DType dt, int64_t T, int64_t rows, int64_t cols, const char* path) {

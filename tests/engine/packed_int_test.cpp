@@ -94,7 +94,8 @@ TEST(PackedInt, RowsAreCompressedTensorsValues) {
 }
 
 // Against the unit vectors, a product is the weight itself, exactly: one token at a time (the GEMV), a few at a time
-// (2 to 8: the 4-bit rows' few-token lookup) and all of them at once (the prefill panels' conversion), on both paths.
+// (2 to 16: the 4-bit rows' few-token lookup, from 9 tokens in two runs, 9 = 5 + 4) and all of them at once (the
+// prefill panels' conversion), on both paths.
 TEST(PackedInt, BothPathsMultiplyTheSameValues) {
   Reference r;
   cpu::ThreadPool pool(2);
@@ -118,7 +119,7 @@ TEST(PackedInt, BothPathsMultiplyTheSameValues) {
         for (int64_t row = 0; row < R; ++row)
           ASSERT_TRUE(same_bits(y[size_t(row)], want[row * C + c])) << "one token, row " << row << " column " << c;
       }
-      for (int64_t T = 2; T <= 8; ++T)
+      for (int64_t T = 2; T <= 16; ++T)
         for (int64_t c0 = 0; c0 < C; c0 += T) {
           const int64_t n = std::min(T, C - c0);
           cpu::matmul(pool, ref(m), eye.data() + c0 * C, n, y.data());
@@ -140,7 +141,7 @@ TEST(PackedInt, ProductsMatchTheReferenceOnBothPaths) {
     for (bool scalar : {false, true}) {
       if (!scalar && !cpu::simd_supported()) continue;
       ScopedForceScalar force(scalar);
-      for (int64_t T : {1, 2, 5, 8, 9, 100}) {
+      for (int64_t T : {1, 2, 5, 8, 9, 13, 16, 17, 100}) {
         SCOPED_TRACE(w.name + (scalar ? ", scalar" : ", simd") + ", T = " + std::to_string(T));
         const std::vector<float> x = test::make_x(T, m.cols, uint32_t(T));
         std::vector<float> y(size_t(T * m.rows));

@@ -34,9 +34,10 @@
 //   boundaries (long streams for the hardware prefetchers, plus a short software prefetch). Four
 //   adjacent rows instead would restart all four streams at every row end; with short rows (MoE
 //   experts: 1.5 KiB) that cost ~30% of the bandwidth. Each weight byte is read exactly once.
-// T = 2 to 4 (kDirectMaxT): the same, but each converted weight vector feeds T tokens (4 rows × T accumulators;
-//   2 rows at 4 tokens).
-// T ≥ 5 (prefill): tokens are taken in tiles of kTokenTile, columns in blocks of kColBlock, rows in
+// T = 2 to 4 (kDirectMaxT): each converted weight vector feeds T tokens (4 adjacent rows × T accumulators; 2 rows at
+//   4 tokens), and the next rows' lines are prefetched as these rows are read (micro_kernel's kStream). 5 to 32
+//   tokens (kDirectRunsMaxT): the same over 2 rows at a time, once per run of up to 4 tokens (rows_by_token_runs).
+// T ≥ 33 (prefill): tokens are taken in tiles of kTokenTile, columns in blocks of kColBlock, rows in
 //   panels of kRowPanel. Each (token tile, column block, row panel) of weights is converted to f32
 //   once into a 16 KiB stack buffer (L1), and a 4-row × 3-token register-blocked micro-kernel runs
 //   over it for every 3 tokens of the tile (12 accumulators; 7 loads per 12 FMAs). So each weight
@@ -56,18 +57,20 @@
 //   rounded as the reference dequantises (to BF16 or F16, the scales' dtype) before its product with x. 8-bit values
 //   (32 bytes) are widened to f32 and so treated; 4-bit ones (16 bytes) look their weight up, by byte shuffles, among
 //   the group's 16 possible weights, made so once per group and row. 4-bit rows at 2 to 8 tokens look each row up
-//   once for all the tokens (gemm_packed_i4_row). Otherwise T > 1 expands the panels to f32 the same way and runs the
-//   prefill path. Rows or groups not in runs of 32 columns go through the scalar path.
+//   once for all the tokens (gemm_packed_i4_row), at 9 to 16 once per half of them (rows_by_token_runs). Otherwise
+//   T > 1 expands the panels to f32 the same way and runs the prefill path. Rows or groups not in runs of 32 columns
+//   go through the scalar path.
 // GGML block types (GGUF's Q8_0, Q4_K, Q6_K, ..., MXFP4_GGML, IQ4_NL, IQ4_XS): a row is read in groups of
 //   up to 256 values (one K-type super-block, or up to 8 blocks of 32), each decoded with byte-wise masks
 //   and shifts into int8 quants (MXFP4_GGML's and the IQ4 types' nibbles then through a 16-byte table,
 //   pshufb, to twice their FP4 values or to kIq4NlValues), and f32 scales (and offsets, for the types
 //   with a min) per sub-block of 16 or 32 values (Q8_0's quants are read in place). T = 1 runs the four
 //   streams over the decoded groups, x staying f32: Σ q·x per sub-block, times its scale, plus its
-//   offset times the sub-block's Σ x (those sums taken once per call). 2 to 8 tokens (4 or 6 for a few types:
+//   offset times the sub-block's Σ x (those sums taken once per call). 2 to 9 tokens (4, 6 or 8 for some types:
 //   block_direct_max_tokens) decode each row's groups once for all the tokens (gemm_block_row), the tokens' x copied
-//   to start on a cache line (line_aligned_floats). More tokens expand the panels to f32 (the values bit for bit as
-//   dequantize_row gives them) and run the prefill path. MXFP4_GGML's T = 1
+//   to start on a cache line (line_aligned_floats); for seven types 10 to 12 tokens do so in two runs, each row
+//   decoded once per run (rows_by_token_runs, block_runs_max_tokens). More tokens expand the panels to f32 (the values
+//   bit for bit as dequantize_row gives them) and run the prefill path. MXFP4_GGML's T = 1
 //   decodes each block in registers instead, as MXFP4's GEMV does (a few per cent faster than through
 //   the group, measured); the IQ4 types decoded that way measured no faster (IQ4_NL) or 6 % slower
 //   (IQ4_XS), so they go through the group. The IQ1–IQ3 types decode into the same group: each codebook
@@ -85,8 +88,11 @@ constexpr int64_t kTokenTile = 96;    // tokens per tile in the prefill path (mu
 constexpr int64_t kColBlock = 512;    // columns per block in the prefill path (multiple of 8)
 constexpr int64_t kRowPanel = 8;      // rows per converted panel in the prefill path (multiple of 4)
 constexpr int64_t kDirectMaxT = 4;    // T up to this reads the weights directly, without a buffer
+constexpr int64_t kDirectRunsMaxT = 32;  // ... and up to this in runs of at most kDirectMaxT tokens
 constexpr int64_t kPackedDirectMaxT = 8;  // the same for 4-bit packed rows (gemm_packed_i4_row)
-constexpr int64_t kBlockDirectMaxT = 8;   // the same for GGML block types (gemm_block_row), most of them
+constexpr int64_t kPackedRunsMaxT = 16;   // ... in runs of at most kPackedDirectMaxT tokens (rows_by_token_runs)
+constexpr int64_t kBlockDirectMaxT = 9;   // the same for GGML block types (gemm_block_row), most of them
+constexpr int64_t kBlockRunsMaxT = 12;    // ... in runs of at most that many, for some of them (block_runs_max_tokens)
 constexpr int64_t kRowAlign = 8;      // chunk boundaries in matmul() are multiples of this
 constexpr int64_t kSerialWork = 32768;  // rows·cols·T below this: no threads
 constexpr int64_t kChunksPerThread = 4;  // matmul() splits rows into up to this many chunks per thread
@@ -353,6 +359,33 @@ MOE_AVX2_INLINE void store_row_sums(const __m256* a0, const __m256* a1, float* c
   }
 }
 
+// f(std::integral_constant<int, TT>{}) for TT = T, kMin ≤ T ≤ kMax: the few-token kernels are made per token count,
+// and only those a path can take are instantiated.
+template <int kMax, int kMin = 2, class F>
+inline void with_token_count(int64_t T, const F& f) {
+  if constexpr (kMax > kMin)
+    if (T < kMax) return with_token_count<kMax - 1, kMin>(T, f);
+  f(std::integral_constant<int, kMax>{});
+}
+
+// For each r in [rb, re) (a row, or a group of rows), f(r, t0, std::integral_constant<int, TT>{}) for each of the
+// fewest runs of at most kMax of the T ≥ 2 tokens (sizes differing by at most one, the larger first; t0 the run's first
+// token): past its limit a few-token kernel still beats the panels for a while when run over each row once per run,
+// the row still in L1.
+template <int kMax, class F>
+inline void rows_by_token_runs(int64_t T, int64_t rb, int64_t re, const F& f) {
+  if (T <= kMax) {
+    with_token_count<kMax>(T, [&](auto tt) {
+      for (int64_t r = rb; r < re; ++r) f(r, int64_t{0}, tt);
+    });
+    return;
+  }
+  const int64_t runs = (T + kMax - 1) / kMax, size = T / runs, larger = T % runs;  // size ≥ (kMax + 1) / 2
+  for (int64_t r = rb; r < re; ++r)
+    for (int64_t i = 0, t0 = 0; i < runs; t0 += size + (i < larger), ++i)
+      with_token_count<kMax, (kMax + 1) / 2>(size + (i < larger), [&](auto tt) { f(r, t0, tt); });
+}
+
 // Rows [rb, re) as 4 contiguous quarters, one row from each per step: 4 long sequential streams;
 // then the 0–3 rows left over. gemv(rows, n) computes the n rows whose indices it is given.
 template <class Gemv>
@@ -421,8 +454,12 @@ MOE_AVX2 void gemv_rows(const typename WT::T* const* w, const float* x, int64_t 
 }
 
 // y[t·ldy + r] (+)= W[r, :n] · x[t·ldx, :n] for R rows × TT tokens: every converted weight vector is
-// used TT times, every x vector R times; R·TT independent accumulators.
-template <class WT, int R, int TT>
+// used TT times, every x vector R times; R·TT independent accumulators. kStream (the few-token path, which reads the
+// weights from memory, R rows at a time down the matrix): each cache line of the next R rows is prefetched as the
+// same columns of these are read. Without it the R rows are R short streams (an expert's row of 2048 BF16 values is
+// one 4 KiB page), which the hardware prefetchers follow too late: 2 to 4 tokens of BF16 ran at half the bandwidth
+// of one token's GEMV (BENCHMARKS.md).
+template <class WT, int R, int TT, bool kStream = false>
 MOE_AVX2 void micro_kernel(const typename WT::T* w, int64_t ldw, const float* x, int64_t ldx, int64_t n,
                            float* y, int64_t ldy, bool accumulate) {
   __m256 acc[R][TT];
@@ -435,6 +472,13 @@ MOE_AVX2 void micro_kernel(const typename WT::T* w, int64_t ldw, const float* x,
     __m256 xv[TT];
 #pragma GCC unroll 4
     for (int t = 0; t < TT; ++t) xv[t] = _mm256_loadu_ps(x + t * ldx + k);
+    if constexpr (kStream)
+      if (size_t(k) * sizeof(typename WT::T) % 64 == 0)  // (addresses as integers: past the matrix is harmless)
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r)
+          _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(w + r * ldw + k) +
+                                                     size_t(R * ldw) * sizeof(typename WT::T)),
+                       _MM_HINT_T0);
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const __m256 wv = load8(WT{}, w + r * ldw + k);
@@ -474,28 +518,28 @@ MOE_AVX2 void micro_kernel(const typename WT::T* w, int64_t ldw, const float* x,
   }
 }
 
-template <class WT, int R>
+template <class WT, int R, bool kStream = false>
 MOE_AVX2_INLINE void micro_kernel_tt(int64_t tt, const typename WT::T* w, int64_t ldw, const float* x,
                                      int64_t ldx, int64_t n, float* y, int64_t ldy, bool accumulate) {
   switch (tt) {
-    case 1: micro_kernel<WT, R, 1>(w, ldw, x, ldx, n, y, ldy, accumulate); break;
-    case 2: micro_kernel<WT, R, 2>(w, ldw, x, ldx, n, y, ldy, accumulate); break;
-    case 3: micro_kernel<WT, R, 3>(w, ldw, x, ldx, n, y, ldy, accumulate); break;
+    case 1: micro_kernel<WT, R, 1, kStream>(w, ldw, x, ldx, n, y, ldy, accumulate); break;
+    case 2: micro_kernel<WT, R, 2, kStream>(w, ldw, x, ldx, n, y, ldy, accumulate); break;
+    case 3: micro_kernel<WT, R, 3, kStream>(w, ldw, x, ldx, n, y, ldy, accumulate); break;
     default:  // 4 tokens, 2 rows at most: R · 4 sums and 4 x vectors in the 16 registers
-      if constexpr (R <= 2) micro_kernel<WT, R, 4>(w, ldw, x, ldx, n, y, ldy, accumulate);
+      if constexpr (R <= 2) micro_kernel<WT, R, 4, kStream>(w, ldw, x, ldx, n, y, ldy, accumulate);
       else throw std::logic_error("micro_kernel: 4 tokens take at most 2 rows");
       break;
   }
 }
 
-template <class WT>
+template <class WT, bool kStream = false>
 MOE_AVX2 void micro_kernel_any(int64_t rr, int64_t tt, const typename WT::T* w, int64_t ldw, const float* x,
                                int64_t ldx, int64_t n, float* y, int64_t ldy, bool accumulate) {
   switch (rr) {
-    case 1: micro_kernel_tt<WT, 1>(tt, w, ldw, x, ldx, n, y, ldy, accumulate); break;
-    case 2: micro_kernel_tt<WT, 2>(tt, w, ldw, x, ldx, n, y, ldy, accumulate); break;
-    case 3: micro_kernel_tt<WT, 3>(tt, w, ldw, x, ldx, n, y, ldy, accumulate); break;
-    default: micro_kernel_tt<WT, 4>(tt, w, ldw, x, ldx, n, y, ldy, accumulate); break;
+    case 1: micro_kernel_tt<WT, 1, kStream>(tt, w, ldw, x, ldx, n, y, ldy, accumulate); break;
+    case 2: micro_kernel_tt<WT, 2, kStream>(tt, w, ldw, x, ldx, n, y, ldy, accumulate); break;
+    case 3: micro_kernel_tt<WT, 3, kStream>(tt, w, ldw, x, ldx, n, y, ldy, accumulate); break;
+    default: micro_kernel_tt<WT, 4, kStream>(tt, w, ldw, x, ldx, n, y, ldy, accumulate); break;
   }
 }
 
@@ -566,15 +610,17 @@ MOE_AVX2 void matmul_rows_avx2(const MatrixRef& W, const float* x, int64_t T, fl
     return;
   }
 
-  if (T <= kDirectMaxT) {
+  if (T <= kDirectRunsMaxT) {
     // Few tokens: stream the weights once, converting in registers, T accumulators per row; 4 rows at a time, but 2
-    // for 4 tokens (4 × 4 sums and the 4 tokens' x would not fit the 16 registers). 4 tokens went through the panels
-    // before, at 0.5 to 0.7 times this speed (BENCHMARKS.md).
-    const int64_t step = T == 4 ? 2 : kRowGroup;
-    for (int64_t r = rb; r < re; r += step) {
-      const int64_t rr = std::min(step, re - r);
-      micro_kernel_any<WT>(rr, T, w + r * cols, cols, x, cols, cols, y + r, rows, false);
-    }
+    // from 4 tokens (4 × 4 sums and the 4 tokens' x would not fit the 16 registers). 4 tokens went through the panels
+    // before, at 0.5 to 0.7 times this speed (BENCHMARKS.md). More than kDirectMaxT tokens: in runs of at most that
+    // many, each pair of rows read once per run (from L1 after the first).
+    const int64_t step = T >= 4 ? 2 : kRowGroup;
+    rows_by_token_runs<kDirectMaxT>(T, 0, (re - rb + step - 1) / step, [&](int64_t g, int64_t t0, auto tt) {
+      const int64_t r = rb + g * step;
+      micro_kernel_any<WT, true>(std::min(step, re - r), tt, w + r * cols, cols, x + t0 * cols, cols, cols,
+                                 y + t0 * rows + r, rows, false);
+    });
     return;
   }
 
@@ -1077,15 +1123,6 @@ PackedRows packed_rows(const MatrixRef& W, const int64_t* rows, int n) {
   return p;
 }
 
-// f(std::integral_constant<int, TT>{}) for TT = T, 2 ≤ T ≤ kMax: the few-token kernels are made per token count, and
-// only those up to a path's limit are instantiated.
-template <int kMax, class F>
-inline void with_token_count(int64_t T, const F& f) {
-  if constexpr (kMax > 2)
-    if (T < kMax) return with_token_count<kMax - 1>(T, f);
-  f(std::integral_constant<int, kMax>{});
-}
-
 // One-token products over rows [rb, re), four rows at a time as matmul_rows_avx2 takes them: gemv(p, y pointers, n).
 template <DType PT, bool kZero, class Gemv>
 MOE_AVX2_INLINE void packed_four_streams(const MatrixRef& W, float* y, int64_t rb, int64_t re, const Gemv& gemv) {
@@ -1097,8 +1134,9 @@ MOE_AVX2_INLINE void packed_four_streams(const MatrixRef& W, float* y, int64_t r
 }
 
 // 4-bit rows: every product looks its weights up (lookup_32), so x is taken in nibble order. One token: four rows at
-// a time (as matmul_rows_avx2); up to kPackedDirectMaxT: each row for all tokens at once; more: f32 panels, as
-// prefill.
+// a time (as matmul_rows_avx2); up to kPackedDirectMaxT: each row for all tokens at once; up to kPackedRunsMaxT: each
+// row once per half of the tokens (at 9 to 16 tokens 1.2 to 1.6 times the panels' speed; at 24, three runs of 8,
+// 0.77: matmul_bench --tokens, BENCHMARKS.md); more: f32 panels, as prefill.
 template <DType RT, bool kZero>
 MOE_AVX2 void matmul_rows_packed_i4(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
   constexpr DType PT = DType::PACKED_I4;
@@ -1114,13 +1152,11 @@ MOE_AVX2 void matmul_rows_packed_i4(const MatrixRef& W, const float* x, int64_t 
         default: gemv_packed_i4_rows<RT, kZero, 1>(p, tile_cols, xo, n, yp); break;
       }
     });
-  } else if (T <= kPackedDirectMaxT) {
-    for (int64_t r = rb; r < re; ++r) {
-      const PackedRows p = packed_rows<PT, kZero>(W, &r, 1);
-      with_token_count<kPackedDirectMaxT>(T, [&](auto tt) {
-        gemm_packed_i4_row<RT, kZero, tt>(p, tile_cols, xo, n, n, y + r, W.rows);
-      });
-    }
+  } else if (T <= kPackedRunsMaxT) {
+    rows_by_token_runs<kPackedDirectMaxT>(T, rb, re, [&](int64_t r, int64_t t0, auto tt) {
+      gemm_packed_i4_row<RT, kZero, tt>(packed_rows<PT, kZero>(W, &r, 1), tile_cols, xo + t0 * n, n, n,
+                                         y + t0 * W.rows + r, W.rows);
+    });
   } else {
     prefill_panels(W, xo, T, y, rb, re, [&](int64_t r, int64_t k0, int64_t kc, float* dst) {
       convert_packed_i4<RT, kZero>(packed_rows<PT, kZero>(W, &r, 1), tile_cols, k0, kc, dst);
@@ -1722,7 +1758,7 @@ MOE_AVX2 void gemm_block_row(const uint8_t* row, const float* x, const float* xs
   constexpr int64_t S = B::kSub;
   constexpr int kChains = TT == 2 ? 4 : TT <= 4 ? 2 : 1;
   __m256 a[TT][kChains];
-#pragma GCC unroll 8
+#pragma GCC unroll 12
   for (int t = 0; t < TT; ++t)
 #pragma GCC unroll 4
     for (int c = 0; c < kChains; ++c) a[t][c] = _mm256_setzero_ps();
@@ -1746,19 +1782,19 @@ MOE_AVX2 void gemm_block_row(const uint8_t* row, const float* x, const float* xs
           q = g.q + k;
         const __m256 w = _mm256_mul_ps(i8x8_to_f32(q), _mm256_broadcast_ss(&g.scale[k / S]));
         const float* xk = x + v0 + k;
-#pragma GCC unroll 8
+#pragma GCC unroll 12
         for (int t = 0; t < TT; ++t) a[t][j % kChains] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xk + t * n), a[t][j % kChains]);
       }
     }
     if constexpr (B::kOffset) {
       for (int64_t s = 0; s < nv / S; s += 8) {
         const __m256 offset = _mm256_load_ps(g.offset + s);
-#pragma GCC unroll 8
+#pragma GCC unroll 12
         for (int t = 0; t < TT; ++t) a[t][0] = _mm256_fmadd_ps(offset, _mm256_loadu_ps(xsum + t * ldxs + v0 / S + s), a[t][0]);
       }
     }
   }
-#pragma GCC unroll 8
+#pragma GCC unroll 12
   for (int t = 0; t < TT; ++t) {
 #pragma GCC unroll 4
     for (int c = 1; c < kChains; ++c) a[t][0] = _mm256_add_ps(a[t][0], a[t][c]);
@@ -1766,14 +1802,31 @@ MOE_AVX2 void gemm_block_row(const uint8_t* row, const float* x, const float* xs
   }
 }
 
-// Up to how many tokens gemm_block_row beats the panels, per type (matmul_bench --tokens, BENCHMARKS.md). At 6 and 8
-// tokens Q3_K, IQ1_S and IQ2_XS measured 0.80 to 0.99 times the panels' speed (Q3_K's decoding leaves too few
-// registers for 8 tokens' sums: they spill), IQ1_M at 8 tokens 0.96 and 0.99 (1 and 2 threads).
+// Up to how many tokens gemm_block_row beats the panels, per type (matmul_bench --tokens, BENCHMARKS.md). At 10
+// tokens the sums spill to the stack (half the speed of 9, in every type tried). At 9, Q2_K, Q6_K, IQ2_XXS and IQ2_S
+// measured 0.90 to 0.98 times the panels' speed; at 6 and 8 Q3_K, IQ1_S and IQ2_XS 0.80 to 0.99 (Q3_K's decoding
+// holds more registers, so its sums spill sooner), IQ1_M at 8 tokens 0.96 and 0.99 (1 and 2 threads).
 template <class B>
 constexpr int64_t block_direct_max_tokens() {
   if constexpr (std::is_same_v<B, Q3_KType> || std::is_same_v<B, IQ1_SType> || std::is_same_v<B, IQ2_XSType>) return 4;
   else if constexpr (std::is_same_v<B, IQ1_MType>) return 6;
+  else if constexpr (std::is_same_v<B, Q2_KType> || std::is_same_v<B, Q6_KType> || std::is_same_v<B, IQ2_XXSType> ||
+                     std::is_same_v<B, IQ2_SType>)
+    return 8;
   else return kBlockDirectMaxT;
+}
+
+// Up to how many tokens gemm_block_row, run over each row once per half of the tokens (10 = 5 + 5, 11 = 6 + 5), beats
+// the panels: each row is then decoded twice, which for these seven types costs less than widening it to f32 panels.
+// At 10 and 12 tokens they measured 1.0 to 1.4 times the panels' speed, about 1 at 16 (two runs of 8), less from 24.
+// The other types measured 0.8 to 1.05 from 10 tokens (matmul_bench --tokens, BENCHMARKS.md).
+template <class B>
+constexpr int64_t block_runs_max_tokens() {
+  if constexpr (std::is_same_v<B, Q4_0Type> || std::is_same_v<B, Q5_0Type> || std::is_same_v<B, Q8_0Type> ||
+                std::is_same_v<B, Q4_KType> || std::is_same_v<B, Q5_KType> || std::is_same_v<B, IQ4_NLType> ||
+                std::is_same_v<B, IQ4_XSType>)
+    return kBlockRunsMaxT;
+  else return block_direct_max_tokens<B>();
 }
 
 template <class B>
@@ -1782,9 +1835,9 @@ MOE_AVX2 void matmul_rows_blocks_avx2(const MatrixRef& W, const float* x, int64_
   const size_t stride = size_t(W.cols / B::kValues) * B::kBytes;
   const float* xsum = nullptr;
   int64_t ldxs = 0;
-  constexpr int64_t kMaxT = block_direct_max_tokens<B>();
+  constexpr int64_t kMaxT = block_direct_max_tokens<B>(), kRunsMaxT = block_runs_max_tokens<B>();
   if constexpr (B::kOffset)
-    if (T <= kMaxT) xsum = sub_block_sums<B::kSub>(x, T, W.cols, ldxs);
+    if (T <= kRunsMaxT) xsum = sub_block_sums<B::kSub>(x, T, W.cols, ldxs);
   if (T == 1) {
     four_streams(rb, re, [&](const int64_t* rows, int n) {  // as matmul_rows_avx2
       const uint8_t* rp[4];
@@ -1799,12 +1852,12 @@ MOE_AVX2 void matmul_rows_blocks_avx2(const MatrixRef& W, const float* x, int64_
     });
     return;
   }
-  if (T <= kMaxT) {
-    const int64_t n = W.cols, ldy = W.rows;
+  if (T <= kRunsMaxT) {
+    const int64_t n = W.cols, ldy = W.rows;  // n: a multiple of 32 values, so every token's copy starts on a line
     float* xa = line_aligned_floats(T * n);
     std::memcpy(xa, x, size_t(T * n) * sizeof(float));
-    with_token_count<kMaxT>(T, [&](auto tt) {
-      for (int64_t r = rb; r < re; ++r) gemm_block_row<B, tt>(base + size_t(r) * stride, xa, xsum, ldxs, n, y + r, ldy);
+    rows_by_token_runs<kMaxT>(T, rb, re, [&](int64_t r, int64_t t0, auto tt) {
+      gemm_block_row<B, tt>(base + size_t(r) * stride, xa + t0 * n, xsum + t0 * ldxs, ldxs, n, y + t0 * ldy + r, ldy);
     });
     return;
   }
