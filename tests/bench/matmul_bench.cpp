@@ -17,7 +17,7 @@
 //       engine/common/{dtype,mxfp4,ggml_quants,fp8,packed_int}.cpp tests/bench/matmul_bench.cpp -pthread -o /tmp/matmul_bench
 // Options: --quick (smaller sizes, fewer repeats), --threads N (largest pool; default 2), --packed (only the packed
 // integer GEMVs, beside BF16's, and their prefill: a shorter run for comparing their kernels), --tokens (only the expert
-// products, at 1 to 16 tokens, for BF16, GPTQ-Int4 and every GGUF block type).
+// products, at 1 to 16 tokens, for BF16, GPTQ-Int4, MXFP4 and every GGUF block type).
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -226,8 +226,9 @@ void bench_prefill_blocks(const Options& o, ThreadPool& pool, int threads, const
 struct Mxfp4Weights {
   int64_t rows, cols = 2880;
   Buffer blocks, scales;
-  Mxfp4Weights(ThreadPool& pool, size_t bytes)
-      : rows(int64_t(bytes / mxfp4_bytes(1, 2880))), blocks(size_t(rows * cols / 2)), scales(size_t(rows * cols / 32)) {
+  Mxfp4Weights(ThreadPool& pool, size_t bytes) : Mxfp4Weights(pool, int64_t(bytes / mxfp4_bytes(1, 2880)), 2880) {}
+  Mxfp4Weights(ThreadPool& pool, int64_t rows_, int64_t cols_)
+      : rows(rows_), cols(cols_), blocks(size_t(rows * cols / 2)), scales(size_t(rows * cols / 32)) {
     auto* b = static_cast<uint8_t*>(blocks.p);
     pool.parallel_for(rows * cols / 2, [&](int64_t lo, int64_t hi) {
       for (int64_t i = lo; i < hi; ++i) b[i] = uint8_t(mix(uint64_t(i)));
@@ -348,9 +349,13 @@ void bench_experts_tokens(const Options& o, ThreadPool& pool, int threads, DType
   std::vector<std::unique_ptr<PackedWeights>> packed;
   std::vector<std::unique_ptr<BlockWeights>> blocks;
   std::vector<std::unique_ptr<Buffer>> dense;
+  std::vector<std::unique_ptr<Mxfp4Weights>> mxfp4;
   std::vector<MatrixRef> refs;
   for (int64_t e = 0; e < n; ++e) {
-    if (dtype == DType::PACKED_I4) {
+    if (dtype == DType::MXFP4) {
+      mxfp4.push_back(std::make_unique<Mxfp4Weights>(pool, rows, cols));
+      refs.push_back(mxfp4.back()->ref(1));
+    } else if (dtype == DType::PACKED_I4) {
       packed.push_back(std::make_unique<PackedWeights>(pool, DType::PACKED_I4, rows, cols, 128, DType::F16));
       refs.push_back(packed.back()->ref());
     } else if (is_block_quantized(dtype)) {
@@ -567,7 +572,7 @@ int main(int argc, char** argv) {
     for (int threads : thread_counts) {
       ThreadPool pool(threads);
       std::printf("\n== %d thread%s: expert products, 1 to 16 tokens ==\n", threads, threads == 1 ? "" : "s");
-      for (DType t : {DType::BF16, DType::PACKED_I4, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
+      for (DType t : {DType::BF16, DType::PACKED_I4, DType::MXFP4, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
                       DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::MXFP4_GGML, DType::IQ4_NL,
                       DType::IQ4_XS, DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_XXS, DType::IQ3_S,
                       DType::IQ1_S, DType::IQ1_M})

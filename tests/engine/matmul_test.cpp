@@ -389,8 +389,9 @@ TEST(Matmul, TopKSum) {
 
 // Every FP4 code under every scale byte whose values are finite in F32 (255 is NaN in E8M0, and 6·2^126
 // overflows) decodes exactly, subnormals included: one-hot x picks out each weight, through the decode
-// GEMV (T = 1) and through the expanded panels (T = cols, x the identity); mxfp4_dequantize as well.
-// Rows of 8 blocks, so the scales also go through the decoders that take 8 at a time.
+// GEMV (T = 1), through the few-token kernel (2 to 16 tokens at a time, x = e_c … e_c+T−1; from 9 in two runs) and
+// through the expanded panels (T = cols, x the identity); mxfp4_dequantize as well. Rows of 8 blocks, so the scales
+// also go through the decoders that take 8 at a time.
 TEST(Mxfp4, DecodesEveryCodeAndScale) {
   const int64_t rows = 32, cols = 256, blocks = cols / 32;
   TestMatrix m = make_mxfp4(rows, cols, 1, 0);
@@ -426,6 +427,15 @@ TEST(Mxfp4, DecodesEveryCodeAndScale) {
       for (int64_t r = 0; r < rows; ++r)
         ASSERT_EQ(y[size_t(r)], m.exact[size_t(r * cols + c)]) << "T=1 row " << r << " column " << c << " " << simd_path();
     }
+    for (int64_t T = 2; T <= (scalar ? 2 : 16); ++T)  // (the scalar path takes every T alike)
+      for (int64_t c0 = 0; c0 < cols; c0 += T) {
+        const int64_t n = std::min(T, cols - c0);
+        matmul_rows(m.ref(), &identity[size_t(c0 * cols)], n, y.data(), 0, rows);
+        for (int64_t t = 0; t < n; ++t)
+          for (int64_t r = 0; r < rows; ++r)
+            ASSERT_EQ(y[size_t(t * rows + r)], m.exact[size_t(r * cols + c0 + t)])
+                << "T=" << n << " row " << r << " column " << c0 + t << " " << simd_path();
+      }
   }
 }
 
@@ -439,7 +449,7 @@ TEST(Mxfp4, MatchesReference) {
       for (int64_t cols : {32, 64, 544, 2880}) {
         for (int64_t rows : {1, 5, 37}) {
           const TestMatrix m = make_mxfp4(rows, cols, row_step, uint32_t(rows * 1000 + cols + row_step));
-          for (int64_t T : {1, 2, 3, 5, 100}) {
+          for (int64_t T : {1, 2, 3, 5, 8, 9, 16, 17, 100}) {  // 2 to 8: one pass; 9 to 16: two runs; then panels
             const auto x = make_x(T, cols, uint32_t(T * 7 + cols));
             std::vector<float> y(size_t(T * rows), std::nanf(""));
             matmul_rows(m.ref(), x.data(), T, y.data(), 0, rows);
@@ -460,7 +470,7 @@ TEST(Mxfp4, RowRangesAndThreads) {
   for (bool scalar : {true, false}) {
     if (!scalar && !simd_supported()) continue;
     ScopedForceScalar force(scalar);
-    for (int64_t T : {1, 3, 17}) {
+    for (int64_t T : {1, 3, 11, 17}) {
       const auto x = make_x(T, cols, uint32_t(T));
       std::vector<float> full(size_t(T * rows));
       matmul_rows(m.ref(), x.data(), T, full.data(), 0, rows);

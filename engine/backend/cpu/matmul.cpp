@@ -89,6 +89,8 @@ constexpr int64_t kColBlock = 512;    // columns per block in the prefill path (
 constexpr int64_t kRowPanel = 8;      // rows per converted panel in the prefill path (multiple of 4)
 constexpr int64_t kDirectMaxT = 4;    // T up to this reads the weights directly, without a buffer
 constexpr int64_t kDirectRunsMaxT = 32;  // ... and up to this in runs of at most kDirectMaxT tokens
+constexpr int64_t kMxfp4DirectMaxT = 8;   // the same for MXFP4 (gemm_mxfp4_row)
+constexpr int64_t kMxfp4RunsMaxT = 16;    // ... in runs of at most kMxfp4DirectMaxT tokens (rows_by_token_runs)
 constexpr int64_t kPackedDirectMaxT = 8;  // the same for 4-bit packed rows (gemm_packed_i4_row)
 constexpr int64_t kPackedRunsMaxT = 16;   // ... in runs of at most kPackedDirectMaxT tokens (rows_by_token_runs)
 constexpr int64_t kBlockDirectMaxT = 9;   // the same for GGML block types (gemm_block_row), most of them
@@ -725,16 +727,77 @@ MOE_AVX2 void gemv_mxfp4_rows(const Mxfp4Row* rows, const float* xs, int64_t n, 
   store_row_sums<R>(a0, a1, y);
 }
 
-MOE_AVX2 void matmul_rows_mxfp4_avx2(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
-  if (T == 1) {
-    thread_local std::vector<float> split;
-    split.resize(size_t(W.cols));
-    for (int64_t c = 0; c < W.cols; c += 2) {
-      const int64_t block = c / kMxfp4BlockValues * kMxfp4BlockValues, j = (c - block) / 2;
-      split[size_t(block + j)] = x[c];
-      split[size_t(block + 16 + j)] = x[c + 1];
+// n floats in a buffer of the calling thread, starting on a cache line (the next call reuses it). The few-token
+// kernels (gemm_packed_i4_row, gemm_block_row, gemm_mxfp4_row) read every token's x 8 floats at a time. malloc aligns to 16 bytes
+// only, and from a buffer 16 bytes past a 32-byte boundary every other such load splits across two cache lines. With
+// their x where malloc had put it the kernels ran about 0.7 times as fast, on one thread or two, and by how much
+// varied with the run (Q4_K and others at 6 and 8 tokens, BENCHMARKS.md).
+float* line_aligned_floats(int64_t n) {
+  thread_local std::vector<float> buf;
+  buf.resize(size_t(n + 16));
+  return buf.data() + (16 - (reinterpret_cast<uintptr_t>(buf.data()) / sizeof(float)) % 16) % 16;
+}
+
+// y[t · ldy] = row · x_t for one MXFP4 row and TT tokens, x_t = xs + t · n in split order: each block is decoded once
+// for all TT tokens and each of its weights scaled once (q · s, exactly as convert_mxfp4 makes it), then multiplied
+// with every token's x. The few-token product of prefill's experts (GPT-OSS: 4 of 32 or 128 experts a token), where
+// the panels cost more than the products. As gemm_block_row, kChains sums per token keep 8 FMA chains in flight.
+template <int TT>
+MOE_AVX2 void gemm_mxfp4_row(const Mxfp4Row& row, const float* xs, int64_t n, float* y, int64_t ldy) {
+  constexpr int kChains = TT == 2 ? 4 : TT <= 4 ? 2 : 1;
+  __m256 a[TT][kChains];
+#pragma GCC unroll 8
+  for (int t = 0; t < TT; ++t)
+#pragma GCC unroll 4
+    for (int c = 0; c < kChains; ++c) a[t][c] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / kMxfp4BlockValues; ++b) {
+    const uint8_t* block = row.blocks + b * kMxfp4BlockBytes;
+    _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(block) + kPrefetchDistance), _MM_HINT_T0);
+    __m256 w[4];
+    mxfp4_block_split(block, w);
+    const __m256 s = _mm256_set1_ps(mxfp4_half_scale(row.scales[b]));
+    const float* xb = xs + b * kMxfp4BlockValues;
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      w[i] = _mm256_mul_ps(w[i], s);
+#pragma GCC unroll 8
+      for (int t = 0; t < TT; ++t)
+        a[t][i % kChains] = _mm256_fmadd_ps(w[i], _mm256_loadu_ps(xb + t * n + 8 * i), a[t][i % kChains]);
     }
-    const float* xs = split.data();
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < TT; ++t) {
+#pragma GCC unroll 4
+    for (int c = 1; c < kChains; ++c) a[t][0] = _mm256_add_ps(a[t][0], a[t][c]);
+    y[t * ldy] = hsum(a[t][0]);
+  }
+}
+
+// T tokens of x (n values each, n a multiple of 32) in split order: per block its 16 even elements, then its 16 odd
+// ones, the order mxfp4_block_split decodes the weights in. Into a buffer that starts on a cache line.
+MOE_AVX2 const float* mxfp4_split_x(const float* x, int64_t T, int64_t n) {
+  float* xs = line_aligned_floats(T * n);
+  const __m256i order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  for (int64_t b = 0; b < T * n; b += kMxfp4BlockValues)
+    for (int i = 0; i < 2; ++i) {  // values b + 16i … b + 16i + 15: 8 even ones to xs + b + 8i, 8 odd to + 16
+      const __m256 lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + b + 16 * i), order);
+      const __m256 hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + b + 16 * i + 8), order);
+      _mm256_storeu_ps(xs + b + 8 * i, _mm256_permute2f128_ps(lo, hi, 0x20));
+      _mm256_storeu_ps(xs + b + 16 + 8 * i, _mm256_permute2f128_ps(lo, hi, 0x31));
+    }
+  return xs;
+}
+
+MOE_AVX2 void matmul_rows_mxfp4_avx2(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
+  if (T > 1 && T <= kMxfp4RunsMaxT) {
+    const float* xs = mxfp4_split_x(x, T, W.cols);
+    rows_by_token_runs<kMxfp4DirectMaxT>(T, rb, re, [&](int64_t r, int64_t t0, auto tt) {
+      gemm_mxfp4_row<tt>(mxfp4_row(W, r), xs + t0 * W.cols, W.cols, y + t0 * W.rows + r, W.rows);
+    });
+    return;
+  }
+  if (T == 1) {
+    const float* xs = mxfp4_split_x(x, 1, W.cols);
     four_streams(rb, re, [&](const int64_t* rows, int n) {  // as matmul_rows_avx2
       Mxfp4Row q[4];
       float* yp[4];
@@ -995,17 +1058,6 @@ template <DType RT, bool kZero>
 MOE_AVX2_INLINE void group_planes(const PackedRows& p, int r, int64_t g, __m256i* planes) {
   const __m256 q_lo = _mm256_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1), q_hi = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
   byte_planes<kFirstPlane<RT>>(dequantized<RT, kZero>(q_lo, p, r, g), dequantized<RT, kZero>(q_hi, p, r, g), planes);
-}
-
-// n floats in a buffer of the calling thread, starting on a cache line (the next call reuses it). The few-token
-// kernels (gemm_packed_i4_row, gemm_block_row) read every token's x 8 floats at a time. malloc aligns to 16 bytes
-// only, and from a buffer 16 bytes past a 32-byte boundary every other such load splits across two cache lines. With
-// their x where malloc had put it the kernels ran about 0.7 times as fast, on one thread or two, and by how much
-// varied with the run (Q4_K and others at 6 and 8 tokens, BENCHMARKS.md).
-float* line_aligned_floats(int64_t n) {
-  thread_local std::vector<float> buf;
-  buf.resize(size_t(n + 16));
-  return buf.data() + (16 - (reinterpret_cast<uintptr_t>(buf.data()) / sizeof(float)) % 16) % 16;
 }
 
 // x in the order lookup_32 gives the weights: in each run of 8 columns, the even ones, then the odd ones (n a multiple
