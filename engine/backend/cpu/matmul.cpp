@@ -44,8 +44,9 @@
 //   element is read and converted once per token tile, the x block of the tile stays in L2 and the
 //   3-token slice in L1.
 // MXFP4 (GPT-OSS's experts): T = 1 runs the same four streams, decoding each 32-value block in
-//   registers (a table lookup per nibble) and scaling its partial sums once; T > 1 expands the
-//   panels to f32 and runs the prefill path. A block's 17 bytes against BF16's 64 make decode of such
+//   registers (a table lookup per nibble) and scaling its partial sums once; 2 to 8 tokens decode and
+//   scale each block once for all of them (gemm_mxfp4_row), 9 to 16 once per half of them; more expand
+//   the panels to f32 and run the prefill path. A block's 17 bytes against BF16's 64 make decode of such
 //   weights bound by the decoding arithmetic rather than by memory.
 // Fine-grained FP8 (F8_E4M3 with a scale per tile, engine/common/fp8.h): T = 1 runs the same four streams,
 //   16 bytes at a time made into f16 bit patterns (each the byte's value over 2^8, exactly) that F16C
