@@ -17,7 +17,7 @@
 //       engine/common/{dtype,mxfp4,ggml_quants,fp8,packed_int}.cpp tests/bench/matmul_bench.cpp -pthread -o /tmp/matmul_bench
 // Options: --quick (smaller sizes, fewer repeats), --threads N (largest pool; default 2), --packed (only the packed
 // integer GEMVs, beside BF16's, and their prefill: a shorter run for comparing their kernels), --tokens (only the expert
-// products, at 1 to 16 tokens, for BF16, GPTQ-Int4, MXFP4 and every GGUF block type).
+// products, at 1 to 16 tokens, for BF16, GPTQ-Int4, MXFP4, FP8 and every GGUF block type).
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -350,9 +350,13 @@ void bench_experts_tokens(const Options& o, ThreadPool& pool, int threads, DType
   std::vector<std::unique_ptr<BlockWeights>> blocks;
   std::vector<std::unique_ptr<Buffer>> dense;
   std::vector<std::unique_ptr<Mxfp4Weights>> mxfp4;
+  std::vector<std::unique_ptr<Fp8Weights>> fp8;
   std::vector<MatrixRef> refs;
   for (int64_t e = 0; e < n; ++e) {
-    if (dtype == DType::MXFP4) {
+    if (dtype == DType::F8_E4M3) {
+      fp8.push_back(std::make_unique<Fp8Weights>(pool, rows, cols));
+      refs.push_back(fp8.back()->ref());
+    } else if (dtype == DType::MXFP4) {
       mxfp4.push_back(std::make_unique<Mxfp4Weights>(pool, rows, cols));
       refs.push_back(mxfp4.back()->ref(1));
     } else if (dtype == DType::PACKED_I4) {
@@ -572,7 +576,7 @@ int main(int argc, char** argv) {
     for (int threads : thread_counts) {
       ThreadPool pool(threads);
       std::printf("\n== %d thread%s: expert products, 1 to 16 tokens ==\n", threads, threads == 1 ? "" : "s");
-      for (DType t : {DType::BF16, DType::PACKED_I4, DType::MXFP4, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
+      for (DType t : {DType::BF16, DType::PACKED_I4, DType::MXFP4, DType::F8_E4M3, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
                       DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::MXFP4_GGML, DType::IQ4_NL,
                       DType::IQ4_XS, DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_XXS, DType::IQ3_S,
                       DType::IQ1_S, DType::IQ1_M})

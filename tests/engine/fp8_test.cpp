@@ -3,11 +3,13 @@
 // and a 40 × 72 weight in 16 × 32 tiles, whose last tile of each row and column is partial, with scales from
 // subnormal to 2.5e35. Checked: the values bit for bit wherever they are made (the row reader, the SIMD panels'
 // conversion through the products, the GPU's F8_E4M3_B128 blocks); the products on both CPU paths against the
-// reference's values; a matrix of some of the rows (MLA's W_UV rows of kv_b) reads its own rows' tiles.
+// reference's values; the few-token kernel's products with unit vectors are the values bit for bit; a matrix of
+// some of the rows (MLA's W_UV rows of kv_b) reads its own rows' tiles.
 #include "engine/common/fp8.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -75,7 +77,7 @@ TEST(Fp8, ProductsMatchTheReferenceOnBothPaths) {
   for (bool scalar : {false, true}) {
     if (!scalar && !cpu::simd_supported()) continue;
     ScopedForceScalar force(scalar);
-    for (int64_t T : {1, 2, 5, 100}) {
+    for (int64_t T : {1, 2, 5, 8, 9, 16, 17, 100}) {  // 2 to 8: the few-token kernel; 9 to 16: in two runs
       SCOPED_TRACE(std::string(scalar ? "scalar" : "simd") + ", T = " + std::to_string(T));
       std::vector<float> x = test::make_x(T, C, uint32_t(T));
       for (float& v : x) v *= 1e-3f;  // the 2.5e35 tile's products stay far from f32's top
@@ -88,6 +90,41 @@ TEST(Fp8, ProductsMatchTheReferenceOnBothPaths) {
         for (int64_t r : {1, 3}) EXPECT_TRUE(std::isnan(y[size_t(t * R + r)])) << "token " << t << " row " << r;
     }
   }
+}
+
+// x = e_c … e_c+T−1 picks out each weight exactly through the few-token kernel (2 to 16 tokens at a time; from 9 in
+// two runs), which scales each weight as the panels do: the reference's finite weights (tiles of 32 columns, the
+// last 8 wide), and a matrix in tiles of 48 columns, rows of 120, so that the kernel's 32-, 16- and 8-column steps
+// all run, against fp8_dequantize_row (whose values are transformers', above).
+void expect_few_tokens_pick_out(const cpu::MatrixRef& W, const std::vector<float>& want) {
+  const int64_t R = W.rows, C = W.cols;
+  std::vector<float> eye(size_t(C * C), 0.0f), y(size_t(16 * R));
+  for (int64_t c = 0; c < C; ++c) eye[size_t(c * C + c)] = 1.0f;
+  for (int64_t T = 2; T <= 16; ++T)
+    for (int64_t c0 = 0; c0 < C; c0 += T) {
+      const int64_t n = std::min(T, C - c0);
+      cpu::matmul_rows(W, &eye[size_t(c0 * C)], n, y.data(), 0, R);
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t r = 0; r < R; ++r)
+          ASSERT_EQ(y[size_t(t * R + r)], want[size_t(r * C + c0 + t)])  // (−0 and +0 alike: the sums start at +0)
+              << n << " tokens, row " << r << " column " << c0 + t;
+    }
+}
+
+TEST(Fp8, FewTokensPickOutEveryValue) {
+  if (!cpu::simd_supported()) GTEST_SKIP() << "no AVX2+FMA+F16C on this CPU (the scalar path takes every T alike)";
+  const Reference ref;
+  expect_few_tokens_pick_out(ref.matrix("finite_codes"), std::vector<float>(ref.floats("finite_values"),
+                                                                            ref.floats("finite_values") + ref.rows() * ref.cols()));
+  const int64_t R = 5, C = 120;
+  std::vector<uint8_t> codes(size_t(R * C));
+  std::mt19937 rng(3);
+  for (uint8_t& b : codes) b = uint8_t(rng() % 0x7f) | uint8_t(rng() & 0x80);  // no NaN codes
+  const std::vector<float> scales = {0.5f, 3e-3f, 7.0f};
+  const TileScales tiles{scales.data(), 16, 48, 3, 0};
+  std::vector<float> want(size_t(R * C));
+  for (int64_t r = 0; r < R; ++r) fp8_dequantize_row(codes.data(), C, tiles, r, &want[size_t(r * C)]);
+  expect_few_tokens_pick_out(cpu::MatrixRef{codes.data(), DType::F8_E4M3, R, C, nullptr, 1, tiles}, want);
 }
 
 // Rows 13 … 39 as a matrix of their own (13 is inside a tile): each row reads its own tiles, and gives what it

@@ -50,9 +50,10 @@
 //   weights bound by the decoding arithmetic rather than by memory.
 // Fine-grained FP8 (F8_E4M3 with a scale per tile, engine/common/fp8.h): T = 1 runs the same four streams,
 //   16 bytes at a time made into f16 bit patterns (each the byte's value over 2^8, exactly) that F16C
-//   converts; per tile the sum against x is formed first and scaled once (by the scale times 2^8). T > 1
-//   expands the panels to f32, the values bit for bit as fp8_dequantize_cols gives them, and runs the
-//   prefill path.
+//   converts; per tile the sum against x is formed first and scaled once (by the scale times 2^8). 2 to 8
+//   tokens scale each weight once for all of them (gemm_fp8_row), 9 to 16 once per half of them; more
+//   expand the panels to f32, the values bit for bit as fp8_dequantize_cols gives them (and as
+//   gemm_fp8_row scales them), and run the prefill path.
 // compressed-tensors' packed integers (engine/common/packed_int.h): T = 1 runs the same four streams, 32 values at a
 //   time. Each weight is its value less its group's zero point (asymmetric schemes), times its group's scale,
 //   rounded as the reference dequantises (to BF16 or F16, the scales' dtype) before its product with x. 8-bit values
@@ -90,6 +91,8 @@ constexpr int64_t kColBlock = 512;    // columns per block in the prefill path (
 constexpr int64_t kRowPanel = 8;      // rows per converted panel in the prefill path (multiple of 4)
 constexpr int64_t kDirectMaxT = 4;    // T up to this reads the weights directly, without a buffer
 constexpr int64_t kDirectRunsMaxT = 32;  // ... and up to this in runs of at most kDirectMaxT tokens
+constexpr int64_t kFp8DirectMaxT = 8;     // the same for fine-grained FP8 (gemm_fp8_row)
+constexpr int64_t kFp8RunsMaxT = 16;      // ... in runs of at most kFp8DirectMaxT tokens (rows_by_token_runs)
 constexpr int64_t kMxfp4DirectMaxT = 8;   // the same for MXFP4 (gemm_mxfp4_row)
 constexpr int64_t kMxfp4RunsMaxT = 16;    // ... in runs of at most kMxfp4DirectMaxT tokens (rows_by_token_runs)
 constexpr int64_t kPackedDirectMaxT = 8;  // the same for 4-bit packed rows (gemm_packed_i4_row)
@@ -729,10 +732,10 @@ MOE_AVX2 void gemv_mxfp4_rows(const Mxfp4Row* rows, const float* xs, int64_t n, 
 }
 
 // n floats in a buffer of the calling thread, starting on a cache line (the next call reuses it). The few-token
-// kernels (gemm_packed_i4_row, gemm_block_row, gemm_mxfp4_row) read every token's x 8 floats at a time. malloc aligns to 16 bytes
-// only, and from a buffer 16 bytes past a 32-byte boundary every other such load splits across two cache lines. With
-// their x where malloc had put it the kernels ran about 0.7 times as fast, on one thread or two, and by how much
-// varied with the run (Q4_K and others at 6 and 8 tokens, BENCHMARKS.md).
+// kernels (gemm_packed_i4_row, gemm_block_row, gemm_mxfp4_row, gemm_fp8_row) read every token's x 8 floats at a
+// time. malloc aligns to 16 bytes only, and from a buffer 16 bytes past a 32-byte boundary every other such load
+// splits across two cache lines. With their x where malloc had put it the kernels ran about 0.7 times as fast, on one
+// thread or two, and by how much varied with the run (Q4_K and others at 6 and 8 tokens, BENCHMARKS.md).
 float* line_aligned_floats(int64_t n) {
   thread_local std::vector<float> buf;
   buf.resize(size_t(n + 16));
@@ -906,8 +909,75 @@ MOE_AVX2 void convert_fp8(const uint8_t* q, const float* scales, int64_t tile_co
   }
 }
 
+// a[t][chain] += w · x[t · n, 8 values] for TT tokens.
+template <int TT, int C>
+MOE_AVX2_INLINE void fma_tokens(__m256 (&a)[TT][C], __m256 w, const float* x, int64_t n, int chain) {
+#pragma GCC unroll 8
+  for (int t = 0; t < TT; ++t) a[t][chain] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + t * n), a[t][chain]);
+}
+
+// y[t · ldy] = row · x_t for one FP8 row (q, its tiles' scales) and TT tokens, x_t = x + t · n: each weight is decoded
+// and scaled once (e4m3_16 · 2^8 · scale, the value convert_fp8 gives the panels) and multiplied with every token's
+// x, 32 columns at a time (kChains sums per token, as gemm_block_row). A tile's columns short of 16 take their values
+// from fp8_dequantize_cols and each token's x from a zero-padded copy.
+template <int TT>
+MOE_AVX2 void gemm_fp8_row(const uint8_t* q, const float* scales, int64_t tile_cols, const float* x, int64_t n, float* y,
+                           int64_t ldy) {
+  constexpr int kChains = TT == 2 ? 4 : TT <= 4 ? 2 : 1;
+  __m256 a[TT][kChains];
+#pragma GCC unroll 8
+  for (int t = 0; t < TT; ++t)
+#pragma GCC unroll 4
+    for (int c = 0; c < kChains; ++c) a[t][c] = _mm256_setzero_ps();
+  for (int64_t c0 = 0, tile = 0; c0 < n; c0 += tile_cols, ++tile) {
+    const int64_t c1 = std::min(n, c0 + tile_cols);
+    const __m256 s = _mm256_set1_ps(scales[tile] * kE4m3Unit);
+    int64_t k = c0;
+    for (; k + 32 <= c1; k += 32) {
+      _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(q + k) + kPrefetchDistance), _MM_HINT_T0);
+      __m256 w[4];
+      e4m3_16(q + k, w[0], w[1]);
+      e4m3_16(q + k + 16, w[2], w[3]);
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) fma_tokens<TT>(a, _mm256_mul_ps(w[j], s), x + k + 8 * j, n, j % kChains);
+    }
+    if (k + 16 <= c1) {
+      __m256 lo, hi;
+      e4m3_16(q + k, lo, hi);
+      fma_tokens<TT>(a, _mm256_mul_ps(lo, s), x + k, n, 0);
+      fma_tokens<TT>(a, _mm256_mul_ps(hi, s), x + k + 8, n, 1 % kChains);
+      k += 16;
+    }
+    if (k < c1) {
+      alignas(32) float wt[16] = {}, xt[TT][16] = {};
+      fp8_dequantize_cols(q, scales, tile_cols, k, c1 - k, wt);
+      for (int t = 0; t < TT; ++t) std::memcpy(xt[t], x + t * n + k, size_t(c1 - k) * sizeof(float));
+#pragma GCC unroll 8
+      for (int t = 0; t < TT; ++t) {
+        a[t][0] = _mm256_fmadd_ps(_mm256_load_ps(wt), _mm256_load_ps(xt[t]), a[t][0]);
+        a[t][0] = _mm256_fmadd_ps(_mm256_load_ps(wt + 8), _mm256_load_ps(xt[t] + 8), a[t][0]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < TT; ++t) {
+#pragma GCC unroll 4
+    for (int c = 1; c < kChains; ++c) a[t][0] = _mm256_add_ps(a[t][0], a[t][c]);
+    y[t * ldy] = hsum(a[t][0]);
+  }
+}
+
 MOE_AVX2 void matmul_rows_fp8_avx2(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
   const auto* q = static_cast<const uint8_t*>(W.data);
+  if (T > 1 && T <= kFp8RunsMaxT) {
+    const int64_t n = W.cols;
+    float* xa = line_aligned_floats(T * n);
+    std::memcpy(xa, x, size_t(T * n) * sizeof(float));
+    rows_by_token_runs<kFp8DirectMaxT>(T, rb, re, [&](int64_t r, int64_t t0, auto tt) {
+      gemm_fp8_row<tt>(q + r * n, W.tiles.row_scales(r), W.tiles.tile_cols, xa + t0 * n, n, y + t0 * W.rows + r, W.rows);
+    });
+    return;
+  }
   if (T == 1) {
     four_streams(rb, re, [&](const int64_t* rows, int n) {  // as matmul_rows_avx2
       const uint8_t* wp[4];
