@@ -742,18 +742,47 @@ float* line_aligned_floats(int64_t n) {
   return buf.data() + (16 - (reinterpret_cast<uintptr_t>(buf.data()) / sizeof(float)) % 16) % 16;
 }
 
+// The few-token kernels' sums: kTokenChains<TT> per token (of every kTokenChains-th vector of 8 values), so that at 2
+// to 4 tokens 8 FMA chains are in flight (gemm_block_row at 2 tokens, Q4_K: 15.4 G multiply-adds/s with one sum per
+// token, 23.3 with four; BENCHMARKS.md).
+template <int TT>
+constexpr int kTokenChains = TT == 2 ? 4 : TT <= 4 ? 2 : 1;
+
+template <int TT, int C>
+MOE_AVX2_INLINE void zero_token_sums(__m256 (&a)[TT][C]) {
+#pragma GCC unroll 12
+  for (int t = 0; t < TT; ++t)
+#pragma GCC unroll 4
+    for (int c = 0; c < C; ++c) a[t][c] = _mm256_setzero_ps();
+}
+
+// a[t][chain] += w · x[t · ldx, 8 values] for the TT tokens.
+template <int TT, int C>
+MOE_AVX2_INLINE void fma_tokens(__m256 (&a)[TT][C], __m256 w, const float* x, int64_t ldx, int chain) {
+#pragma GCC unroll 12
+  for (int t = 0; t < TT; ++t) a[t][chain] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + t * ldx), a[t][chain]);
+}
+
+// y[t · ldy] = the sum of token t's chains.
+template <int TT, int C>
+MOE_AVX2_INLINE void store_token_sums(__m256 (&a)[TT][C], float* y, int64_t ldy) {
+#pragma GCC unroll 12
+  for (int t = 0; t < TT; ++t) {
+#pragma GCC unroll 4
+    for (int c = 1; c < C; ++c) a[t][0] = _mm256_add_ps(a[t][0], a[t][c]);
+    y[t * ldy] = hsum(a[t][0]);
+  }
+}
+
 // y[t · ldy] = row · x_t for one MXFP4 row and TT tokens, x_t = xs + t · n in split order: each block is decoded once
 // for all TT tokens and each of its weights scaled once (q · s, exactly as convert_mxfp4 makes it), then multiplied
 // with every token's x. The few-token product of prefill's experts (GPT-OSS: 4 of 32 or 128 experts a token), where
-// the panels cost more than the products. As gemm_block_row, kChains sums per token keep 8 FMA chains in flight.
+// the panels cost more than the products. Each token keeps kTokenChains sums.
 template <int TT>
 MOE_AVX2 void gemm_mxfp4_row(const Mxfp4Row& row, const float* xs, int64_t n, float* y, int64_t ldy) {
-  constexpr int kChains = TT == 2 ? 4 : TT <= 4 ? 2 : 1;
+  constexpr int kChains = kTokenChains<TT>;
   __m256 a[TT][kChains];
-#pragma GCC unroll 8
-  for (int t = 0; t < TT; ++t)
-#pragma GCC unroll 4
-    for (int c = 0; c < kChains; ++c) a[t][c] = _mm256_setzero_ps();
+  zero_token_sums(a);
   for (int64_t b = 0; b < n / kMxfp4BlockValues; ++b) {
     const uint8_t* block = row.blocks + b * kMxfp4BlockBytes;
     _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(block) + kPrefetchDistance), _MM_HINT_T0);
@@ -762,19 +791,9 @@ MOE_AVX2 void gemm_mxfp4_row(const Mxfp4Row& row, const float* xs, int64_t n, fl
     const __m256 s = _mm256_set1_ps(mxfp4_half_scale(row.scales[b]));
     const float* xb = xs + b * kMxfp4BlockValues;
 #pragma GCC unroll 4
-    for (int i = 0; i < 4; ++i) {
-      w[i] = _mm256_mul_ps(w[i], s);
-#pragma GCC unroll 8
-      for (int t = 0; t < TT; ++t)
-        a[t][i % kChains] = _mm256_fmadd_ps(w[i], _mm256_loadu_ps(xb + t * n + 8 * i), a[t][i % kChains]);
-    }
+    for (int i = 0; i < 4; ++i) fma_tokens(a, _mm256_mul_ps(w[i], s), xb + 8 * i, n, i % kChains);
   }
-#pragma GCC unroll 8
-  for (int t = 0; t < TT; ++t) {
-#pragma GCC unroll 4
-    for (int c = 1; c < kChains; ++c) a[t][0] = _mm256_add_ps(a[t][0], a[t][c]);
-    y[t * ldy] = hsum(a[t][0]);
-  }
+  store_token_sums(a, y, ldy);
 }
 
 // T tokens of x (n values each, n a multiple of 32) in split order: per block its 16 even elements, then its 16 odd
@@ -909,26 +928,16 @@ MOE_AVX2 void convert_fp8(const uint8_t* q, const float* scales, int64_t tile_co
   }
 }
 
-// a[t][chain] += w · x[t · n, 8 values] for TT tokens.
-template <int TT, int C>
-MOE_AVX2_INLINE void fma_tokens(__m256 (&a)[TT][C], __m256 w, const float* x, int64_t n, int chain) {
-#pragma GCC unroll 8
-  for (int t = 0; t < TT; ++t) a[t][chain] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + t * n), a[t][chain]);
-}
-
 // y[t · ldy] = row · x_t for one FP8 row (q, its tiles' scales) and TT tokens, x_t = x + t · n: each weight is decoded
 // and scaled once (e4m3_16 · 2^8 · scale, the value convert_fp8 gives the panels) and multiplied with every token's
-// x, 32 columns at a time (kChains sums per token, as gemm_block_row). A tile's columns short of 16 take their values
+// x, 32 columns at a time (kTokenChains sums per token). A tile's columns short of 16 take their values
 // from fp8_dequantize_cols and each token's x from a zero-padded copy.
 template <int TT>
 MOE_AVX2 void gemm_fp8_row(const uint8_t* q, const float* scales, int64_t tile_cols, const float* x, int64_t n, float* y,
                            int64_t ldy) {
-  constexpr int kChains = TT == 2 ? 4 : TT <= 4 ? 2 : 1;
+  constexpr int kChains = kTokenChains<TT>;
   __m256 a[TT][kChains];
-#pragma GCC unroll 8
-  for (int t = 0; t < TT; ++t)
-#pragma GCC unroll 4
-    for (int c = 0; c < kChains; ++c) a[t][c] = _mm256_setzero_ps();
+  zero_token_sums(a);
   for (int64_t c0 = 0, tile = 0; c0 < n; c0 += tile_cols, ++tile) {
     const int64_t c1 = std::min(n, c0 + tile_cols);
     const __m256 s = _mm256_set1_ps(scales[tile] * kE4m3Unit);
@@ -939,13 +948,13 @@ MOE_AVX2 void gemm_fp8_row(const uint8_t* q, const float* scales, int64_t tile_c
       e4m3_16(q + k, w[0], w[1]);
       e4m3_16(q + k + 16, w[2], w[3]);
 #pragma GCC unroll 4
-      for (int j = 0; j < 4; ++j) fma_tokens<TT>(a, _mm256_mul_ps(w[j], s), x + k + 8 * j, n, j % kChains);
+      for (int j = 0; j < 4; ++j) fma_tokens(a, _mm256_mul_ps(w[j], s), x + k + 8 * j, n, j % kChains);
     }
     if (k + 16 <= c1) {
       __m256 lo, hi;
       e4m3_16(q + k, lo, hi);
-      fma_tokens<TT>(a, _mm256_mul_ps(lo, s), x + k, n, 0);
-      fma_tokens<TT>(a, _mm256_mul_ps(hi, s), x + k + 8, n, 1 % kChains);
+      fma_tokens(a, _mm256_mul_ps(lo, s), x + k, n, 0);
+      fma_tokens(a, _mm256_mul_ps(hi, s), x + k + 8, n, 1 % kChains);
       k += 16;
     }
     if (k < c1) {
@@ -959,12 +968,7 @@ MOE_AVX2 void gemm_fp8_row(const uint8_t* q, const float* scales, int64_t tile_c
       }
     }
   }
-#pragma GCC unroll 8
-  for (int t = 0; t < TT; ++t) {
-#pragma GCC unroll 4
-    for (int c = 1; c < kChains; ++c) a[t][0] = _mm256_add_ps(a[t][0], a[t][c]);
-    y[t * ldy] = hsum(a[t][0]);
-  }
+  store_token_sums(a, y, ldy);
 }
 
 MOE_AVX2 void matmul_rows_fp8_avx2(const MatrixRef& W, const float* x, int64_t T, float* y, int64_t rb, int64_t re) {
@@ -1873,18 +1877,14 @@ MOE_AVX2 const float* sub_block_sums(const float* x, int64_t T, int64_t cols, in
 // sub_block_sums gives them): each group is decoded once for all TT tokens, each weight scaled once (scale · q,
 // rounded as expand_blocks rounds it) and multiplied with every token's x; the offsets' part is Σ offset · xsum, as
 // in gemv_block_rows. This is the few-token product of prefill's experts, where widening the rows to f32 panels
-// first (prefill_panels) costs more than the products. Each token keeps kChains sums (of every kChains-th vector of
-// 8 values), so that at 2 to 4 tokens enough independent FMA chains are in flight.
+// first (prefill_panels) costs more than the products. Each token keeps kTokenChains sums.
 template <class B, int TT>
 MOE_AVX2 void gemm_block_row(const uint8_t* row, const float* x, const float* xsum, int64_t ldxs, int64_t n, float* y,
                              int64_t ldy) {
   constexpr int64_t S = B::kSub;
-  constexpr int kChains = TT == 2 ? 4 : TT <= 4 ? 2 : 1;
+  constexpr int kChains = kTokenChains<TT>;
   __m256 a[TT][kChains];
-#pragma GCC unroll 12
-  for (int t = 0; t < TT; ++t)
-#pragma GCC unroll 4
-    for (int c = 0; c < kChains; ++c) a[t][c] = _mm256_setzero_ps();
+  zero_token_sums(a);
   DecodedGroup g;
   for (int64_t v0 = 0; v0 < n; v0 += kGroupValues) {
     const int64_t nv = std::min(kGroupValues, n - v0);
@@ -1903,26 +1903,14 @@ MOE_AVX2 void gemm_block_row(const uint8_t* row, const float* x, const float* xs
           q = reinterpret_cast<const int8_t*>(row + at + size_t(k / B::kValues) * B::kBytes + B::kQuantsAt) + k % B::kValues;
         else
           q = g.q + k;
-        const __m256 w = _mm256_mul_ps(i8x8_to_f32(q), _mm256_broadcast_ss(&g.scale[k / S]));
-        const float* xk = x + v0 + k;
-#pragma GCC unroll 12
-        for (int t = 0; t < TT; ++t) a[t][j % kChains] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xk + t * n), a[t][j % kChains]);
+        fma_tokens(a, _mm256_mul_ps(i8x8_to_f32(q), _mm256_broadcast_ss(&g.scale[k / S])), x + v0 + k, n, j % kChains);
       }
     }
     if constexpr (B::kOffset) {
-      for (int64_t s = 0; s < nv / S; s += 8) {
-        const __m256 offset = _mm256_load_ps(g.offset + s);
-#pragma GCC unroll 12
-        for (int t = 0; t < TT; ++t) a[t][0] = _mm256_fmadd_ps(offset, _mm256_loadu_ps(xsum + t * ldxs + v0 / S + s), a[t][0]);
-      }
+      for (int64_t s = 0; s < nv / S; s += 8) fma_tokens(a, _mm256_load_ps(g.offset + s), xsum + v0 / S + s, ldxs, 0);
     }
   }
-#pragma GCC unroll 12
-  for (int t = 0; t < TT; ++t) {
-#pragma GCC unroll 4
-    for (int c = 1; c < kChains; ++c) a[t][0] = _mm256_add_ps(a[t][0], a[t][c]);
-    y[t * ldy] = hsum(a[t][0]);
-  }
+  store_token_sums(a, y, ldy);
 }
 
 // Up to how many tokens gemm_block_row beats the panels, per type (matmul_bench --tokens, BENCHMARKS.md). At 10
