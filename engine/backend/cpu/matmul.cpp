@@ -742,6 +742,13 @@ float* line_aligned_floats(int64_t n) {
   return buf.data() + (16 - (reinterpret_cast<uintptr_t>(buf.data()) / sizeof(float)) % 16) % 16;
 }
 
+// A copy of x's first n floats in line_aligned_floats.
+const float* line_aligned_copy(const float* x, int64_t n) {
+  float* dst = line_aligned_floats(n);
+  std::memcpy(dst, x, size_t(n) * sizeof(float));
+  return dst;
+}
+
 // The few-token kernels' sums: kTokenChains<TT> per token (of every kTokenChains-th vector of 8 values), so that at 2
 // to 4 tokens 8 FMA chains are in flight (gemm_block_row at 2 tokens, Q4_K: 15.4 G multiply-adds/s with one sum per
 // token, 23.3 with four; BENCHMARKS.md).
@@ -961,11 +968,8 @@ MOE_AVX2 void gemm_fp8_row(const uint8_t* q, const float* scales, int64_t tile_c
       alignas(32) float wt[16] = {}, xt[TT][16] = {};
       fp8_dequantize_cols(q, scales, tile_cols, k, c1 - k, wt);
       for (int t = 0; t < TT; ++t) std::memcpy(xt[t], x + t * n + k, size_t(c1 - k) * sizeof(float));
-#pragma GCC unroll 8
-      for (int t = 0; t < TT; ++t) {
-        a[t][0] = _mm256_fmadd_ps(_mm256_load_ps(wt), _mm256_load_ps(xt[t]), a[t][0]);
-        a[t][0] = _mm256_fmadd_ps(_mm256_load_ps(wt + 8), _mm256_load_ps(xt[t] + 8), a[t][0]);
-      }
+      fma_tokens(a, _mm256_load_ps(wt), xt[0], 16, 0);
+      fma_tokens(a, _mm256_load_ps(wt + 8), xt[0] + 8, 16, 0);
     }
   }
   store_token_sums(a, y, ldy);
@@ -975,8 +979,7 @@ MOE_AVX2 void matmul_rows_fp8_avx2(const MatrixRef& W, const float* x, int64_t T
   const auto* q = static_cast<const uint8_t*>(W.data);
   if (T > 1 && T <= kFp8RunsMaxT) {
     const int64_t n = W.cols;
-    float* xa = line_aligned_floats(T * n);
-    std::memcpy(xa, x, size_t(T * n) * sizeof(float));
+    const float* xa = line_aligned_copy(x, T * n);
     rows_by_token_runs<kFp8DirectMaxT>(T, rb, re, [&](int64_t r, int64_t t0, auto tt) {
       gemm_fp8_row<tt>(q + r * n, W.tiles.row_scales(r), W.tiles.tile_cols, xa + t0 * n, n, y + t0 * W.rows + r, W.rows);
     });
@@ -1965,8 +1968,7 @@ MOE_AVX2 void matmul_rows_blocks_avx2(const MatrixRef& W, const float* x, int64_
   }
   if (T <= kRunsMaxT) {
     const int64_t n = W.cols, ldy = W.rows;  // n: a multiple of 32 values, so every token's copy starts on a line
-    float* xa = line_aligned_floats(T * n);
-    std::memcpy(xa, x, size_t(T * n) * sizeof(float));
+    const float* xa = line_aligned_copy(x, T * n);
     rows_by_token_runs<kMaxT>(T, rb, re, [&](int64_t r, int64_t t0, auto tt) {
       gemm_block_row<B, tt>(base + size_t(r) * stride, xa + t0 * n, xsum + t0 * ldxs, ldxs, n, y + t0 * ldy + r, ldy);
     });
